@@ -1,0 +1,66 @@
+//! Who did something: every change and every event names its actor.
+
+use serde::{Deserialize, Serialize};
+
+use crate::UserId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    /// A person signed in to the UI, or an API token acting for them.
+    User { id: UserId },
+    /// An automation robot (a stage trigger or a bot) identified by its trigger or bot id.
+    Robot { id: i64 },
+    /// An external integration (OAuth client) acting for a user.
+    Integration { id: i64, user: UserId },
+    /// Voronka itself: migrations, imports, maintenance.
+    System,
+}
+
+impl Actor {
+    /// The user to attribute the change to, if there is one (amoCRM shows 0 for robots).
+    pub fn user_id(&self) -> Option<UserId> {
+        match self {
+            Actor::User { id } => Some(*id),
+            Actor::Integration { user, .. } => Some(*user),
+            Actor::Robot { .. } | Actor::System => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actor_round_trips_through_json() {
+        for a in [
+            Actor::User { id: UserId(7) },
+            Actor::Robot { id: 3 },
+            Actor::Integration { id: 9, user: UserId(7) },
+            Actor::System,
+        ] {
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(serde_json::from_str::<Actor>(&json).unwrap(), a);
+        }
+        assert_eq!(Actor::Robot { id: 1 }.user_id(), None);
+        assert_eq!(Actor::Integration { id: 1, user: UserId(5) }.user_id(), Some(UserId(5)));
+    }
+}
+
+/// Who is asking, in which account: passed to every module call that reads or changes data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub account_id: crate::AccountId,
+    pub actor: Actor,
+}
+
+impl Caller {
+    pub fn user(account_id: crate::AccountId, user: UserId) -> Caller {
+        Caller { account_id, actor: Actor::User { id: user } }
+    }
+
+    pub fn system(account_id: crate::AccountId) -> Caller {
+        Caller { account_id, actor: Actor::System }
+    }
+}

@@ -1,0 +1,16 @@
+//! Shared primitives every module stands on. Nothing here knows about any module's data.
+
+pub mod actor;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod migrate;
+pub mod money;
+pub mod paging;
+pub mod pg_cluster;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use actor::{Actor, Caller};
+pub use error::{AppError, AppResult, ErrorCode, FieldError};
+pub use ids::{AccountId, UserId};

@@ -1,0 +1,226 @@
+use chrono::{DateTime, Utc};
+use kernel::typed_id;
+use kernel::{AccountId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::Rights;
+
+typed_id!(GroupId);
+typed_id!(RoleId);
+typed_id!(TokenId);
+
+/// The interface languages Voronka speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    #[default]
+    En,
+    Ru,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Ru];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ru => "ru",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "en" => Some(Lang::En),
+            "ru" => Some(Lang::Ru),
+            _ => None,
+        }
+    }
+}
+
+/// Time zones offered to users: the ones sales teams using Voronka work in. Stored by IANA name.
+pub const TIME_ZONES: &[&str] = &[
+    "UTC",
+    "Europe/Kaliningrad",
+    "Europe/Moscow",
+    "Europe/Samara",
+    "Europe/Volgograd",
+    "Asia/Yekaterinburg",
+    "Asia/Omsk",
+    "Asia/Novosibirsk",
+    "Asia/Krasnoyarsk",
+    "Asia/Irkutsk",
+    "Asia/Yakutsk",
+    "Asia/Vladivostok",
+    "Asia/Magadan",
+    "Asia/Kamchatka",
+    "Europe/Minsk",
+    "Europe/Kyiv",
+    "Asia/Almaty",
+    "Asia/Tashkent",
+    "Asia/Tbilisi",
+    "Asia/Yerevan",
+    "Asia/Baku",
+    "Asia/Dubai",
+    "Europe/Istanbul",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Paris",
+    "Europe/Madrid",
+    "Europe/Warsaw",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Sao_Paulo",
+    "Asia/Kolkata",
+    "Asia/Shanghai",
+    "Asia/Singapore",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub id: AccountId,
+    pub name: String,
+    pub subdomain: String,
+    pub uuid: uuid::Uuid,
+    pub currency: String,
+    pub country: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAccount {
+    pub name: String,
+    /// Lower-case letters, digits and dashes; derived from the name when empty.
+    pub subdomain: Option<String>,
+    pub admin_name: String,
+    pub admin_email: String,
+    pub admin_password: String,
+    pub lang: Lang,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: UserId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub email: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+    pub lang: Lang,
+    pub time_zone: String,
+    pub group_id: Option<GroupId>,
+    pub role_id: Option<RoleId>,
+    /// The rights that apply (the role's, or the user's own).
+    pub rights: Rights,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewUser {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    pub is_admin: bool,
+    pub lang: Lang,
+    pub time_zone: String,
+    pub group_id: Option<GroupId>,
+    pub role_id: Option<RoleId>,
+}
+
+/// A partial update: `None` leaves a field as it is; `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPatch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub is_admin: Option<bool>,
+    pub is_active: Option<bool>,
+    pub lang: Option<Lang>,
+    pub time_zone: Option<String>,
+    pub group_id: Option<Option<GroupId>>,
+    pub role_id: Option<Option<RoleId>>,
+    /// The user's own rights, used when no role is set.
+    pub rights: Option<Rights>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChange {
+    /// Required when users change their own password.
+    pub current: Option<String>,
+    pub new: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub id: GroupId,
+    pub name: String,
+    pub members: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    pub id: RoleId,
+    pub name: String,
+    pub rights: Rights,
+    pub users: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A session just opened: the token goes into the (encrypted) session cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSession {
+    pub token: String,
+    pub session: SessionInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub user: UserInfo,
+    /// The token forms must echo back (CSRF protection), fixed for the session's life.
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: TokenId,
+    pub user_id: UserId,
+    pub user_name: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl TokenInfo {
+    pub fn is_usable(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewToken {
+    pub info: TokenInfo,
+    /// The bearer token itself: shown once, never stored.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPrincipal {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub token_id: TokenId,
+}
+
+/// The longest a long-lived token may live (amoCRM allows one day to five years).
+pub const MAX_TOKEN_DAYS: u32 = 5 * 366;
