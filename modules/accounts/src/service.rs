@@ -276,29 +276,35 @@ impl Accounts for AccountsService {
             .execute(&mut conn)
             .await?;
         let user = load_user(&mut conn, AccountId(account_id), UserId(user_id)).await?;
-        Ok(NewSession { token, session: SessionInfo { user, csrf_token: csrf, expires_at } })
+        let account: AccountRow = accounts::table
+            .filter(accounts::id.eq(account_id))
+            .select(AccountRow::as_select())
+            .first(&mut conn)
+            .await?;
+        Ok(NewSession { token, session: SessionInfo { user, account: account.into(), csrf_token: csrf, expires_at } })
     }
 
     async fn session(&self, token: &str) -> AppResult<Option<SessionInfo>> {
         let mut conn = self.conn().await?;
-        let found: Option<(i64, String, chrono::DateTime<Utc>, chrono::DateTime<Utc>, UserRow, Option<serde_json::Value>)> =
-            sessions::table
-                .inner_join(users::table.left_join(roles::table))
-                .filter(sessions::token_hash.eq(secrets::token_hash(token)))
-                .filter(sessions::expires_at.gt(now))
-                .filter(users::is_active.eq(true))
-                .select((
-                    sessions::id,
-                    sessions::csrf_token,
-                    sessions::last_seen_at,
-                    sessions::expires_at,
-                    UserRow::as_select(),
-                    roles::rights.nullable(),
-                ))
-                .first(&mut conn)
-                .await
-                .optional()?;
-        let Some((id, csrf_token, last_seen, mut expires_at, user, role_rights)) = found else {
+        type Found = (i64, String, chrono::DateTime<Utc>, chrono::DateTime<Utc>, UserRow, Option<serde_json::Value>, AccountRow);
+        let found: Option<Found> = sessions::table
+            .inner_join(users::table.left_join(roles::table).inner_join(accounts::table))
+            .filter(sessions::token_hash.eq(secrets::token_hash(token)))
+            .filter(sessions::expires_at.gt(now))
+            .filter(users::is_active.eq(true))
+            .select((
+                sessions::id,
+                sessions::csrf_token,
+                sessions::last_seen_at,
+                sessions::expires_at,
+                UserRow::as_select(),
+                roles::rights.nullable(),
+                AccountRow::as_select(),
+            ))
+            .first(&mut conn)
+            .await
+            .optional()?;
+        let Some((id, csrf_token, last_seen, mut expires_at, user, role_rights, account)) = found else {
             return Ok(None);
         };
         let now_ts = Utc::now();
@@ -310,7 +316,7 @@ impl Accounts for AccountsService {
                 .execute(&mut conn)
                 .await?;
         }
-        Ok(Some(SessionInfo { user: user.into_info(role_rights), csrf_token, expires_at }))
+        Ok(Some(SessionInfo { user: user.into_info(role_rights), account: account.into(), csrf_token, expires_at }))
     }
 
     async fn sign_out(&self, token: &str) -> AppResult<()> {

@@ -185,6 +185,7 @@ pub struct NewSession {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub user: UserInfo,
+    pub account: AccountInfo,
     /// The token forms must echo back (CSRF protection), fixed for the session's life.
     pub csrf_token: String,
     pub expires_at: DateTime<Utc>,

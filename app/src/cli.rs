@@ -1,0 +1,303 @@
+//! The `voronka` command line: what operators and scripts run.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use accounts_api::{Lang, NewAccount};
+use actix_web::web;
+use clap::{Args, Parser, Subcommand};
+use kernel::pg_cluster::{Durability, PrivateCluster};
+use kernel::Caller;
+
+use crate::config::{Config, LogFormat, Overrides};
+use crate::database::Database;
+use crate::server;
+
+#[derive(Parser)]
+#[command(name = "voronka", version, about = "Voronka: an open-source CRM for sales teams")]
+struct Cli {
+    /// A TOML configuration file (default: ./voronka.toml if it exists).
+    #[arg(long, global = true, env = "VORONKA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct ServerArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for Voronka's own files (private database, secret key).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// An existing PostgreSQL database (otherwise a private cluster under the data directory).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl ServerArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides { listen: self.listen.clone(), data_dir: self.data_dir.clone(), database_url: self.database_url.clone() }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web server.
+    Serve(ServerArgs),
+    /// Run the web server with a demo account (created on first run); prints the URL and a login.
+    Demo(ServerArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(ServerArgs),
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Manage long-lived API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Manage the private PostgreSQL cluster (used when no database_url is configured).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account with its first administrator; prints the account id.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long)]
+        admin_password: String,
+        #[arg(long, default_value = "Administrator")]
+        admin_name: String,
+        #[arg(long)]
+        subdomain: Option<String>,
+        #[arg(long, default_value = "en")]
+        lang: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a long-lived API token for a user; prints the token.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Start the private cluster (creating it if needed) and print its URL.
+    Start {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Trade durability for speed (fsync off): for throwaway test data only.
+        #[arg(long)]
+        ephemeral: bool,
+    },
+    /// Stop the private cluster.
+    Stop {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Config(String),
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Other(s)
+    }
+}
+
+fn load(cli_config: &Option<PathBuf>, args: &ServerArgs) -> Result<Config, Failure> {
+    let config = Config::load(cli_config.as_deref(), &args.overrides()).map_err(|e| Failure::Config(e.to_string()))?;
+    init_logging(&config);
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Serve(args) => serve(load(&cli.config, args)?, false).await,
+        Command::Demo(args) => serve(load(&cli.config, args)?, true).await,
+        Command::Migrate(args) => {
+            let config = load(&cli.config, args)?;
+            let mut db = Database::open(&config).await?;
+            let applied = db.migrate().await;
+            db.close();
+            for (schema, version) in applied? {
+                println!("applied {schema} {version}");
+            }
+            Ok(())
+        }
+        Command::Account { command: AccountCommand::Create { name, admin_email, admin_password, admin_name, subdomain, lang, server: args } } => {
+            let config = load(&cli.config, args)?;
+            with_state(&config, async |state| {
+                let lang = Lang::parse(lang).ok_or_else(|| format!("unknown language {lang:?}; use en or ru"))?;
+                let new = NewAccount {
+                    name: name.clone(),
+                    subdomain: subdomain.clone(),
+                    admin_name: admin_name.clone(),
+                    admin_email: admin_email.clone(),
+                    admin_password: admin_password.clone(),
+                    lang,
+                };
+                let (account, _) = state.modules.accounts.create_account(new).await.map_err(|e| e.to_string())?;
+                println!("{}", account.id);
+                Ok(())
+            })
+            .await
+        }
+        Command::Token { command: TokenCommand::Create { email, name, days, server: args } } => {
+            let config = load(&cli.config, args)?;
+            with_state(&config, async |state| {
+                let accounts = &state.modules.accounts;
+                let user = accounts
+                    .find_user_by_email(email)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no user with e-mail {email}"))?;
+                let token = accounts
+                    .create_token(Caller::user(user.account_id, user.id), name, *days)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("{}", token.secret);
+                Ok(())
+            })
+            .await
+        }
+        Command::Db { command } => {
+            let (dir, stop, durability) = match command {
+                DbCommand::Start { data_dir, ephemeral } => {
+                    (data_dir.clone(), false, if *ephemeral { Durability::Ephemeral } else { Durability::Durable })
+                }
+                DbCommand::Stop { data_dir } => (data_dir.clone(), true, Durability::Durable),
+            };
+            let config = load(&cli.config, &ServerArgs { data_dir: dir, ..ServerArgs::default() })?;
+            let data_dir = config.data_dir.clone();
+            tokio::task::spawn_blocking(move || {
+                let cluster = PrivateCluster::ensure_started(&data_dir, durability).map_err(|e| e.to_string())?;
+                if stop {
+                    cluster.stop().map_err(|e| e.to_string())
+                } else {
+                    println!("{}", cluster.url("postgres"));
+                    Ok(())
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(Failure::Other)
+        }
+    }
+}
+
+/// Opens the database, migrates, builds the modules, runs `f`, and closes everything.
+async fn with_state(config: &Config, f: impl AsyncFnOnce(&crate::state::AppState) -> Result<(), String>) -> Result<(), Failure> {
+    let mut db = Database::open(config).await?;
+    let result = async {
+        db.migrate().await?;
+        let state = server::build_state(config.clone(), &db.url)?;
+        f(&state).await
+    }
+    .await;
+    db.close();
+    result.map_err(Failure::Other)
+}
+
+async fn serve(config: Config, demo: bool) -> Result<(), Failure> {
+    let started = Instant::now();
+    let mut db = Database::open(&config).await?;
+    let result = serve_on(&config, &db, demo, started).await;
+    db.close();
+    result.map_err(Failure::Other)
+}
+
+async fn serve_on(config: &Config, db: &Database, demo: bool, started: Instant) -> Result<(), String> {
+    let applied = db.migrate().await?;
+    if !applied.is_empty() {
+        tracing::info!(count = applied.len(), "migrations applied");
+    }
+    let state = web::Data::new(server::build_state(config.clone(), &db.url)?);
+    let login = if demo { Some(crate::demo::seed(&state.modules).await.map_err(|e| format!("demo data: {e}"))?) } else { None };
+    let listener = TcpListener::bind(config.listen).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let (handle, http) = server::start_http(state.clone(), listener).map_err(|e| e.to_string())?;
+    let housekeeping = server::spawn_housekeeping(state.clone());
+    let url = config.public_url();
+    tracing::info!(url = %url, ready_ms = started.elapsed().as_millis() as u64, "Voronka is ready");
+    println!("Voronka is running at {url}");
+    if let Some(login) = login {
+        println!("Demo account: sign in as {} with password {}", login.email, login.password);
+    }
+    println!("Press Ctrl-C to stop.");
+    let mut http = tokio::spawn(http);
+    let outcome = tokio::select! {
+        _ = server::shutdown_signal() => {
+            tracing::info!("shutting down: finishing requests in flight");
+            handle.stop(true).await;
+            let _ = (&mut http).await;
+            Ok(())
+        }
+        done = &mut http => match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the HTTP server stopped: {e}")),
+            Err(e) => Err(format!("the HTTP server task failed: {e}")),
+        },
+    };
+    housekeeping.abort();
+    outcome
+}

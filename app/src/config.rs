@@ -1,0 +1,231 @@
+//! Typed configuration: defaults, then a TOML file, then `VORONKA_*` environment variables (nested
+//! keys joined by `__`), then command-line flags. Validated once at start; a bad value stops the
+//! start with a message that names the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the web server listens.
+    pub listen: SocketAddr,
+    /// The URL people open, used in printed links (default: `http://<listen>`).
+    pub public_url: Option<String>,
+    /// Voronka's own files: the private PostgreSQL cluster, the generated secret key.
+    pub data_dir: PathBuf,
+    /// An existing PostgreSQL database; without it Voronka runs a private cluster in `data_dir`.
+    pub database_url: Option<String>,
+    /// Base64 of at least 64 random bytes: signs and encrypts cookies, signs API tokens.
+    /// Generated into `<data_dir>/secret.key` when not given.
+    pub secret_key: Option<String>,
+    pub web: WebConfig,
+    pub db: DbConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+    pub modules: BTreeMap<String, ModuleConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Mark cookies `Secure` (turn on behind HTTPS).
+    pub secure_cookies: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbConfig {
+    pub pool_size: usize,
+    /// Seconds a request waits for a database connection before failing.
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether anyone may create a new account from the sign-up page.
+    pub allow_sign_up: bool,
+    /// Sign-in attempts allowed per minute for one e-mail.
+    pub sign_in_per_login_per_minute: u32,
+    /// Sign-in attempts allowed per minute from one IP address.
+    pub sign_in_per_ip_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `voronka=debug,info`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleMode {
+    #[default]
+    Local,
+    Remote,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    #[serde(default)]
+    pub mode: ModuleMode,
+    pub url: Option<String>,
+    pub database_url: Option<String>,
+}
+
+/// The modules this build contains, in migration order.
+pub const MODULES: &[&str] = &["accounts"];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from("voronka-data"),
+            database_url: None,
+            secret_key: None,
+            web: WebConfig { workers: 0, secure_cookies: false },
+            db: DbConfig { pool_size: 16, timeout_secs: 5 },
+            auth: AuthConfig { allow_sign_up: true, sign_in_per_login_per_minute: 5, sign_in_per_ip_per_minute: 30 },
+            log: LogConfig { format: LogFormat::Text, level: "info".into() },
+            modules: BTreeMap::new(),
+        }
+    }
+}
+
+/// Values given on the command line; they override everything else.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads the configuration: `file` (or `voronka.toml` in the working directory if present),
+    /// then the environment, then `overrides`, and validates it.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) if !f.exists() => return Err(ConfigError(format!("config file {} does not exist", f.display()))),
+            Some(f) => fig = fig.merge(Toml::file_exact(f)),
+            None if Path::new("voronka.toml").exists() => fig = fig.merge(Toml::file_exact("voronka.toml")),
+            None => {}
+        }
+        fig = fig
+            .merge(Env::prefixed("VORONKA_").split("__").ignore(&["config", "test_database_url"]))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = fig.extract().map_err(|e| {
+            let messages: Vec<String> = e
+                .into_iter()
+                .map(|e| {
+                    let key = e.path.join(".");
+                    let what = e.kind.to_string();
+                    if key.is_empty() { what } else { format!("key `{key}`: {what}") }
+                })
+                .collect();
+            ConfigError(messages.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, msg: &str| Err(ConfigError(format!("key `{key}`: {msg}")));
+        if self.db.pool_size == 0 || self.db.pool_size > 1000 {
+            return fail("db.pool_size", "must be between 1 and 1000");
+        }
+        if self.db.timeout_secs == 0 {
+            return fail("db.timeout_secs", "must be at least 1");
+        }
+        if self.auth.sign_in_per_login_per_minute == 0 || self.auth.sign_in_per_ip_per_minute == 0 {
+            return fail("auth.sign_in_per_login_per_minute", "rate limits must be at least 1 per minute");
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return fail("database_url", "must be a postgres:// or postgresql:// URL");
+        }
+        if let Some(key) = &self.secret_key {
+            use base64::Engine;
+            match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
+                Ok(bytes) if bytes.len() >= 64 => {}
+                _ => return fail("secret_key", "must be base64 of at least 64 random bytes"),
+            }
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return fail("public_url", "must start with http:// or https://");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return fail("log.level", "is not a valid filter (try `info` or `voronka=debug,info`)");
+        }
+        for (name, m) in &self.modules {
+            let key = format!("modules.{name}");
+            if !MODULES.contains(&name.as_str()) {
+                return fail(&key, &format!("unknown module; this build has: {}", MODULES.join(", ")));
+            }
+            if m.mode == ModuleMode::Remote {
+                // Remote mode arrives with the extraction work; refusing is better than ignoring it.
+                return fail(&format!("{key}.mode"), "remote mode is not available in this version; use \"local\"");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = Config::default();
+        c.db.pool_size = 0;
+        assert!(c.validate().unwrap_err().0.contains("db.pool_size"));
+        let mut c = Config::default();
+        c.secret_key = Some("short".into());
+        assert!(c.validate().unwrap_err().0.contains("secret_key"));
+        let mut c = Config::default();
+        c.modules.insert("billing".into(), ModuleConfig::default());
+        assert!(c.validate().unwrap_err().0.contains("modules.billing"));
+    }
+}

@@ -1,0 +1,52 @@
+//! Finding the database: the configured URL, or Voronka's private PostgreSQL cluster.
+
+use kernel::migrate::ModuleMigrations;
+use kernel::pg_cluster::{Durability, PrivateCluster};
+
+use crate::config::Config;
+
+/// Every module's migrations, in dependency order.
+pub const MIGRATIONS: &[ModuleMigrations] = &[accounts::MIGRATIONS];
+
+/// The database name used in a private cluster.
+const PRIVATE_DATABASE: &str = "voronka";
+
+pub struct Database {
+    pub url: String,
+    /// Set when this process started a private cluster, which it stops on exit.
+    pub cluster: Option<PrivateCluster>,
+}
+
+impl Database {
+    /// Uses `database_url`, or starts (creating if needed) the private cluster under `data_dir`.
+    pub async fn open(config: &Config) -> Result<Database, String> {
+        if let Some(url) = &config.database_url {
+            return Ok(Database { url: url.clone(), cluster: None });
+        }
+        let dir = config.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let cluster = PrivateCluster::ensure_started(&dir, Durability::Durable).map_err(|e| e.to_string())?;
+            kernel::migrate::ensure_database(&cluster.url("postgres"), PRIVATE_DATABASE)
+                .map_err(|e| format!("creating the database: {e}"))?;
+            let url = cluster.url(PRIVATE_DATABASE);
+            let started_here = cluster.started_here;
+            Ok(Database { url, cluster: started_here.then_some(cluster) })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    pub async fn migrate(&self) -> Result<Vec<(String, String)>, String> {
+        kernel::migrate::run_all(&self.url, MIGRATIONS).await.map_err(|e| format!("migrations failed: {e}"))
+    }
+
+    /// Stops the private cluster if this process started it.
+    pub fn close(&mut self) {
+        if let Some(cluster) = self.cluster.take() {
+            match cluster.stop() {
+                Ok(()) => tracing::info!("private PostgreSQL cluster stopped"),
+                Err(e) => tracing::warn!(error = %e, "stopping the private PostgreSQL cluster"),
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Demo data: an account people can sign in to and look around. Each module adds its own part
+//! (pipelines and deals, contacts, chats…) as it arrives. Seeding runs once; later runs find it.
+
+use accounts_api::{Lang, NewAccount, NewUser, Rights, Level, Action, Entity};
+use kernel::{AppResult, Caller};
+
+use crate::state::Modules;
+
+pub const DEMO_SUBDOMAIN: &str = "demo";
+pub const DEMO_EMAIL: &str = "admin@voronka.demo";
+pub const DEMO_PASSWORD: &str = "demo-voronka";
+
+pub struct DemoLogin {
+    pub email: &'static str,
+    pub password: &'static str,
+    pub created: bool,
+}
+
+pub async fn seed(modules: &Modules) -> AppResult<DemoLogin> {
+    let accounts = &modules.accounts;
+    if accounts.find_account_by_subdomain(DEMO_SUBDOMAIN).await?.is_some() {
+        return Ok(DemoLogin { email: DEMO_EMAIL, password: DEMO_PASSWORD, created: false });
+    }
+    let (account, _admin) = accounts
+        .create_account(NewAccount {
+            name: "Demo Company".into(),
+            subdomain: Some(DEMO_SUBDOMAIN.into()),
+            admin_name: "Anna Admin".into(),
+            admin_email: DEMO_EMAIL.into(),
+            admin_password: DEMO_PASSWORD.into(),
+            lang: Lang::En,
+        })
+        .await?;
+    let system = Caller::system(account.id);
+    let sales = accounts.create_group(system, "Sales").await?;
+    let support = accounts.create_group(system, "Support").await?;
+    let mut manager = Rights::member();
+    for e in [Entity::Deals, Entity::Contacts, Entity::Companies] {
+        manager.entity_mut(e).set(Action::Delete, Level::None);
+        manager.entity_mut(e).set(Action::Edit, Level::Group);
+    }
+    let role = accounts.create_role(system, "Sales manager", manager).await?;
+    let people = [
+        ("Ivan Petrov", "ivan@voronka.demo", Lang::Ru, "Europe/Moscow", Some(sales.id), Some(role.id)),
+        ("Maria Sidorova", "maria@voronka.demo", Lang::Ru, "Asia/Yekaterinburg", Some(sales.id), Some(role.id)),
+        ("John Smith", "john@voronka.demo", Lang::En, "Europe/London", Some(support.id), None),
+    ];
+    for (name, email, lang, tz, group_id, role_id) in people {
+        accounts
+            .create_user(
+                system,
+                NewUser {
+                    name: name.into(),
+                    email: email.into(),
+                    password: DEMO_PASSWORD.into(),
+                    is_admin: false,
+                    lang,
+                    time_zone: tz.into(),
+                    group_id,
+                    role_id,
+                },
+            )
+            .await?;
+    }
+    Ok(DemoLogin { email: DEMO_EMAIL, password: DEMO_PASSWORD, created: true })
+}

@@ -1,0 +1,12 @@
+//! Voronka: the binary's library part: configuration, composition root, web UI, public API.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod database;
+pub mod demo;
+pub mod health;
+pub mod metrics;
+pub mod server;
+pub mod state;
+pub mod web;

@@ -1,0 +1,157 @@
+//! The composition root and the HTTP server: builds each module behind its trait, wires the web
+//! UI, the API and the probes, and runs until SIGTERM or Ctrl-C.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::cookie::Key;
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpServer, body::MessageBody, web};
+use base64::Engine;
+use kernel::db::{DbPool, PoolOptions, build_pool};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::state::{AppState, Modules};
+use crate::web::limits::SignInLimits;
+
+/// The application's secret: from config, else `<data_dir>/secret.key` (made on first start).
+pub fn load_secret(config: &Config) -> Result<Vec<u8>, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if let Some(key) = &config.secret_key {
+        return b64.decode(key.trim()).map_err(|e| format!("secret_key: {e}"));
+    }
+    let path = config.data_dir.join("secret.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return b64.decode(text.trim()).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    let mut bytes = [0u8; 64];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(b64.encode(bytes).as_bytes()).map_err(|e| e.to_string())?;
+    Ok(bytes.to_vec())
+}
+
+/// Builds every module (in-process) behind its trait. Remote mode arrives with module extraction.
+pub fn compose(config: &Config, pool: &DbPool, secret: &[u8]) -> Modules {
+    let token_key = Sha256::new().chain_update(b"voronka:api-tokens:").chain_update(secret).finalize().to_vec();
+    let _ = config;
+    Modules { accounts: Arc::new(accounts::AccountsService::new(pool.clone(), token_key)) }
+}
+
+pub fn build_state(config: Config, db_url: &str) -> Result<AppState, String> {
+    let secret = load_secret(&config)?;
+    if secret.len() < 64 {
+        return Err("the secret key must be at least 64 bytes".into());
+    }
+    let pool = build_pool(
+        db_url,
+        &PoolOptions { max_size: config.db.pool_size, wait_timeout: Duration::from_secs(config.db.timeout_secs) },
+    )?;
+    let modules = compose(&config, &pool, &secret);
+    let sign_in_limits =
+        SignInLimits::new(config.auth.sign_in_per_login_per_minute, config.auth.sign_in_per_ip_per_minute);
+    Ok(AppState { cookie_key: Key::from(&secret), modules, pool, sign_in_limits, metrics: Metrics::new(), config })
+}
+
+/// Records every request's latency and status under its route pattern, and logs it.
+async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    let elapsed = started.elapsed();
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+    let status = res.status().as_u16();
+    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+        state.metrics.requests.with_label_values(&[method.as_str(), route.as_str(), &status.to_string()]).inc();
+        state.metrics.latency.with_label_values(&[method.as_str(), route.as_str()]).observe(elapsed.as_secs_f64());
+    }
+    tracing::info!(
+        target: "voronka::http",
+        method = %method,
+        path = %res.request().path(),
+        route = %route,
+        status,
+        micros = elapsed.as_micros() as u64,
+        "request"
+    );
+    Ok(res)
+}
+
+/// Starts the HTTP server on `listener`; returns its handle and the future that runs it.
+pub fn start_http(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<(ServerHandle, actix_web::dev::Server)> {
+    let workers = match state.config.web.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    let data = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::FormConfig::default().limit(256 * 1024))
+            .wrap(from_fn(crate::web::session::session_layer))
+            .wrap(from_fn(observe))
+            .configure(crate::health::routes)
+            .configure(crate::api::routes)
+            .configure(crate::web::routes)
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(20)
+    .listen(listener)?
+    .run();
+    Ok((server.handle(), server))
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    if req.path().starts_with("/api/") {
+        use actix_web::ResponseError;
+        return crate::api::ApiError(kernel::AppError::not_found("endpoint")).error_response();
+    }
+    use actix_web::ResponseError;
+    crate::web::error::WebError(kernel::AppError::not_found("page")).error_response()
+}
+
+/// Forgets recovered rate-limit keys every minute, so memory use stays flat.
+pub fn spawn_housekeeping(state: web::Data<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            state.sign_in_limits.prune();
+        }
+    })
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,27 @@
+//! What every request handler can reach: the modules (as traits), config, limits, metrics.
+
+use std::sync::Arc;
+
+use accounts_api::Accounts;
+use actix_web::cookie::Key;
+use kernel::db::DbPool;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::web::limits::SignInLimits;
+
+/// The modules, each behind its contract. The web UI and the API see nothing else of them.
+#[derive(Clone)]
+pub struct Modules {
+    pub accounts: Arc<dyn Accounts>,
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub modules: Modules,
+    /// Used only to answer readiness checks.
+    pub pool: DbPool,
+    pub cookie_key: Key,
+    pub sign_in_limits: SignInLimits,
+    pub metrics: Metrics,
+}

@@ -1,0 +1,62 @@
+//! The web UI: server-rendered pages, sessions, CSRF, translations, embedded assets.
+
+pub mod assets;
+pub mod ctx;
+pub mod error;
+pub mod i18n;
+pub mod limits;
+pub mod pages;
+pub mod session;
+
+use actix_web::web;
+
+use pages::{auth, home, settings};
+
+pub fn random_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use settings::{groups, profile, roles, tokens, users};
+    cfg.route("/static/{file}", web::get().to(assets::serve))
+        .route("/favicon.ico", web::get().to(assets::favicon))
+        .route("/", web::get().to(home::home))
+        .route("/sign-in", web::get().to(auth::sign_in_page))
+        .route("/sign-in", web::post().to(auth::sign_in))
+        .route("/sign-up", web::get().to(auth::sign_up_page))
+        .route("/sign-up", web::post().to(auth::sign_up))
+        .route("/sign-out", web::post().to(auth::sign_out))
+        .route("/lang/{code}", web::get().to(auth::set_lang))
+        .route("/settings", web::get().to(settings_home))
+        .route("/settings/users", web::get().to(users::list))
+        .route("/settings/users", web::post().to(users::create))
+        .route("/settings/users/new", web::get().to(users::new_form))
+        .route("/settings/users/{id}", web::get().to(users::edit_form))
+        .route("/settings/users/{id}", web::post().to(users::update))
+        .route("/settings/users/{id}/password", web::post().to(users::set_password))
+        .route("/settings/groups", web::get().to(groups::list))
+        .route("/settings/groups", web::post().to(groups::create))
+        .route("/settings/groups/{id}", web::post().to(groups::rename))
+        .route("/settings/groups/{id}/delete", web::post().to(groups::delete))
+        .route("/settings/roles", web::get().to(roles::list))
+        .route("/settings/roles", web::post().to(roles::create))
+        .route("/settings/roles/new", web::get().to(roles::new_form))
+        .route("/settings/roles/{id}", web::get().to(roles::edit_form))
+        .route("/settings/roles/{id}", web::post().to(roles::update))
+        .route("/settings/roles/{id}/delete", web::post().to(roles::delete))
+        .route("/settings/tokens", web::get().to(tokens::list))
+        .route("/settings/tokens", web::post().to(tokens::create))
+        .route("/settings/tokens/{id}/revoke", web::post().to(tokens::revoke))
+        .route("/settings/profile", web::get().to(profile::show))
+        .route("/settings/profile", web::post().to(profile::save))
+        .route("/settings/profile/password", web::post().to(profile::change_password));
+}
+
+async fn settings_home(c: ctx::Ctx) -> error::PageResult {
+    c.caller()?;
+    pages::see_other(if c.is_admin() { "/settings/users" } else { "/settings/profile" }, None)
+}
