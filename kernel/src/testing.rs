@@ -94,8 +94,8 @@ fn ensure_template(modules: &[ModuleMigrations]) -> String {
         conn.batch_execute("SELECT pg_advisory_lock(hashtext('voronka:test-template'))").expect("lock");
         if !template_ready(&mut conn, &name) {
             // Missing, or left half-made by a crashed run: build it from scratch.
-            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
-                .expect("create the template database");
+            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop a stale template");
+            conn.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the template database");
             let url = url_with_database(&admin, &name);
             for m in modules {
                 migrate::run_pending(&url, m).unwrap_or_else(|e| panic!("migrating {}: {e}", m.schema));

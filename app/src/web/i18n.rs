@@ -73,7 +73,7 @@ mod tests {
         }
         for f in files {
             let src = std::fs::read_to_string(&f).unwrap();
-            for part in src.split("t(\"").skip(1) {
+            for part in src.split(".t(\"").skip(1) {
                 let key = part.split('"').next().unwrap();
                 if key.contains('.') && !key.contains(' ') && !has(Lang::En, key) {
                     missing.push(format!("{}: {key}", f.display()));

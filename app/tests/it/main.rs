@@ -1,1 +1,10 @@
+//! Integration tests: the real server over HTTP against PostgreSQL, one database per test.
+//! One test binary (a module per area) keeps linking cheap on small machines.
 
+mod api;
+mod auth;
+mod browser;
+mod checks;
+mod settings;
+mod support;
+mod tenancy;

@@ -1,0 +1,187 @@
+//! `spawn_app`: the real server on a random port over a database of its own, and a browser-like
+//! HTTP client (cookies, no automatic redirects) to drive it.
+
+use std::net::TcpListener;
+
+use accounts_api::{Lang, NewAccount, NewUser, UserInfo};
+use actix_web::web;
+use base64::Engine;
+use kernel::testing::TestDb;
+use kernel::{AccountId, Caller};
+use reqwest::StatusCode;
+use voronka::config::Config;
+use voronka::state::AppState;
+
+pub struct TestApp {
+    pub url: String,
+    pub state: web::Data<AppState>,
+    pub db: TestDb,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let db = tokio::task::spawn_blocking(|| TestDb::new(voronka::database::MIGRATIONS)).await.expect("test database");
+    let mut config = Config::default();
+    config.database_url = Some(db.url.clone());
+    config.secret_key = Some(base64::engine::general_purpose::STANDARD.encode(rand_bytes()));
+    config.web.workers = 1;
+    config.db.pool_size = 4;
+    config.data_dir = std::env::temp_dir().join(format!("voronka-test-{}", db.name));
+    adjust(&mut config);
+    let state = web::Data::new(voronka::server::build_state(config, &db.url).expect("state"));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (_handle, server) = voronka::server::start_http(state.clone(), listener).expect("start");
+    tokio::spawn(server);
+    TestApp { url, state, db }
+}
+
+fn rand_bytes() -> [u8; 64] {
+    let mut b = [0u8; 64];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+    b
+}
+
+pub const PASSWORD: &str = "correct-horse-42";
+
+/// An account with its administrator, created through the module trait.
+pub struct Tenant {
+    pub account: AccountId,
+    pub admin: UserInfo,
+}
+
+impl TestApp {
+    pub async fn tenant(&self, name: &str) -> Tenant {
+        let email = format!("admin@{}.test", name.to_lowercase().replace(' ', "-"));
+        let (account, admin) = self
+            .state
+            .modules
+            .accounts
+            .create_account(NewAccount {
+                name: name.into(),
+                subdomain: None,
+                admin_name: format!("{name} Admin"),
+                admin_email: email,
+                admin_password: PASSWORD.into(),
+                lang: Lang::En,
+            })
+            .await
+            .expect("create account");
+        Tenant { account: account.id, admin }
+    }
+
+    pub async fn member(&self, tenant: &Tenant, email: &str) -> UserInfo {
+        self.state
+            .modules
+            .accounts
+            .create_user(
+                Caller::user(tenant.account, tenant.admin.id),
+                NewUser {
+                    name: format!("Member {email}"),
+                    email: email.into(),
+                    password: PASSWORD.into(),
+                    is_admin: false,
+                    lang: Lang::En,
+                    time_zone: "Europe/Moscow".into(),
+                    group_id: None,
+                    role_id: None,
+                },
+            )
+            .await
+            .expect("create member")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url)
+    }
+
+    pub async fn signed_in(&self, email: &str) -> Client {
+        let c = self.client();
+        let res = c.sign_in(email, PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in of {email} should succeed");
+        c
+    }
+
+    /// Runs SQL against the test database directly (to inspect state, or simulate time passing).
+    pub async fn sql(&self, sql: &str) {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+        let mut conn = AsyncPgConnection::establish(&self.db.url).await.expect("connect");
+        conn.batch_execute(sql).await.expect("sql");
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        use diesel::sql_types::BigInt;
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.db.url).await.expect("connect");
+        diesel::sql_query(sql).get_result::<N>(&mut conn).await.expect("count").n
+    }
+}
+
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Client { base: base.to_string(), http }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.base)).send().await.expect("GET")
+    }
+
+    pub async fn text(&self, path: &str) -> (StatusCode, String) {
+        let res = self.get(path).await;
+        let status = res.status();
+        (status, res.text().await.expect("body"))
+    }
+
+    /// The CSRF token the page at `path` carries in its forms.
+    pub async fn csrf(&self, path: &str) -> String {
+        let (_, html) = self.text(path).await;
+        csrf_in(&html).unwrap_or_else(|| panic!("no CSRF token on {path}"))
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(format!("{}{path}", self.base)).form(form).send().await.expect("POST")
+    }
+
+    /// Posts a form with the CSRF token of the page at `page`.
+    pub async fn submit(&self, page: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let token = self.csrf(page).await;
+        let mut fields = vec![("csrf", token.as_str())];
+        fields.extend_from_slice(form);
+        self.post_form(path, &fields).await
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
+        self.submit("/sign-in", "/sign-in", &[("email", email), ("password", password)]).await
+    }
+
+    pub async fn api_get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.expect("API GET")
+    }
+}
+
+pub fn csrf_in(html: &str) -> Option<String> {
+    let start = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    Some(html[start..].split('"').next()?.to_string())
+}
+
+pub fn location(res: &reqwest::Response) -> String {
+    res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
