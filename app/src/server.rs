@@ -44,9 +44,8 @@ pub fn load_secret(config: &Config) -> Result<Vec<u8>, String> {
 }
 
 /// Builds every module (in-process) behind its trait. Remote mode arrives with module extraction.
-pub fn compose(config: &Config, pool: &DbPool, secret: &[u8]) -> Modules {
+pub fn compose(pool: &DbPool, secret: &[u8]) -> Modules {
     let token_key = Sha256::new().chain_update(b"voronka:api-tokens:").chain_update(secret).finalize().to_vec();
-    let _ = config;
     Modules { accounts: Arc::new(accounts::AccountsService::new(pool.clone(), token_key)) }
 }
 
@@ -59,7 +58,7 @@ pub fn build_state(config: Config, db_url: &str) -> Result<AppState, String> {
         db_url,
         &PoolOptions { max_size: config.db.pool_size, wait_timeout: Duration::from_secs(config.db.timeout_secs) },
     )?;
-    let modules = compose(&config, &pool, &secret);
+    let modules = compose(&pool, &secret);
     let sign_in_limits =
         SignInLimits::new(config.auth.sign_in_per_login_per_minute, config.auth.sign_in_per_ip_per_minute);
     Ok(AppState { cookie_key: Key::from(&secret), modules, pool, sign_in_limits, metrics: Metrics::new(), config })

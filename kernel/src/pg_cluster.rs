@@ -180,6 +180,23 @@ impl PrivateCluster {
             h.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
         };
         let outside = PathBuf::from("/var/lib/voronka").join(format!("postgres-{digest}"));
+        if outside.exists() {
+            // Left by an earlier data directory at the same path (its symlink and password are
+            // gone with it): stop its server if one still runs, and start afresh.
+            if outside.join("postmaster.pid").exists()
+                && let Some(bin) = find_bin_dir()
+            {
+                let _ = Command::new(bin.join("pg_ctl"))
+                    .arg("stop")
+                    .arg("-D")
+                    .arg(&outside)
+                    .args(["-m", "immediate", "-w", "-s"])
+                    .uid(uid)
+                    .gid(gid)
+                    .status();
+            }
+            fs::remove_dir_all(&outside)?;
+        }
         fs::create_dir_all(&outside)?;
         for dir in [Path::new("/var/lib/voronka"), outside.as_path()] {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;

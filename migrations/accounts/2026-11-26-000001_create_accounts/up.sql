@@ -38,6 +38,8 @@ CREATE TABLE accounts.users (
     -- Stored lower-cased; one person signs in with one e-mail.
     email         TEXT        NOT NULL CHECK (email = lower(email) AND char_length(email) <= 254),
     name          TEXT        NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
+    -- The key lists sort and page by: case-insensitive name.
+    name_key      TEXT        GENERATED ALWAYS AS (lower(name)) STORED,
     password_hash TEXT        NOT NULL,
     is_admin      BOOLEAN     NOT NULL DEFAULT false,
     is_active     BOOLEAN     NOT NULL DEFAULT true,
@@ -55,7 +57,7 @@ CREATE TABLE accounts.users (
     FOREIGN KEY (account_id, role_id) REFERENCES accounts.roles (account_id, id) ON DELETE SET NULL (role_id)
 );
 CREATE UNIQUE INDEX users_email_key ON accounts.users (email);
-CREATE INDEX users_account_name_idx ON accounts.users (account_id, lower(name), id);
+CREATE INDEX users_account_name_idx ON accounts.users (account_id, name_key, id);
 CREATE INDEX users_account_group_idx ON accounts.users (account_id, group_id);
 CREATE INDEX users_account_role_idx ON accounts.users (account_id, role_id);
 

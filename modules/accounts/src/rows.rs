@@ -43,6 +43,7 @@ pub struct UserRow {
     pub account_id: i64,
     pub email: String,
     pub name: String,
+    pub name_key: String,
     pub is_admin: bool,
     pub is_active: bool,
     pub lang: String,

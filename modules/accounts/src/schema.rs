@@ -39,6 +39,7 @@ diesel::table! {
         account_id -> BigInt,
         email -> Text,
         name -> Text,
+        name_key -> Text,
         password_hash -> Text,
         is_admin -> Bool,
         is_active -> Bool,

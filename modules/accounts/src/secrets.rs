@@ -11,8 +11,18 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// Password hashing is CPU- and memory-hard (19 MiB each) by design: at most one per core runs
+/// at a time, so a flood of sign-ins queues up instead of eating memory and every thread.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+    })
+}
+
 /// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async runtime's threads.
 pub async fn hash_password(password: String) -> AppResult<String> {
+    let _slot = hashing_slots().acquire().await.map_err(|e| AppError::internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::encode_b64(&random_bytes::<16>())
             .map_err(|e| AppError::internal(format!("salt: {e}")))?;
@@ -41,6 +51,7 @@ fn decoy_hash() -> String {
 }
 
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    let Ok(_slot) = hashing_slots().acquire().await else { return false };
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(decoy_hash);

@@ -1,6 +1,10 @@
 //! The accounts module's contract: who the users are, what they may do, how they sign in.
 //!
 //! Every other module and the web layer talk to accounts only through [`Accounts`].
+//!
+//! Every call takes a [`Caller`]: reads are scoped to the caller's account (whose identity the
+//! edge has authenticated: a session or a token of an active user); changes also check the
+//! caller's rights (administrators manage users, groups and roles).
 
 mod rights;
 mod types;
