@@ -8,15 +8,19 @@ use std::time::Instant;
 use accounts_api::{Lang, NewAccount};
 use actix_web::web;
 use clap::{Args, Parser, Subcommand};
-use kernel::pg_cluster::{Durability, PrivateCluster};
 use kernel::Caller;
+use kernel::pg_cluster::{Durability, PrivateCluster};
 
 use crate::config::{Config, LogFormat, Overrides};
 use crate::database::Database;
 use crate::server;
 
 #[derive(Parser)]
-#[command(name = "voronka", version, about = "Voronka: an open-source CRM for sales teams")]
+#[command(
+    name = "voronka",
+    version,
+    about = "Voronka: an open-source CRM for sales teams"
+)]
 struct Cli {
     /// A TOML configuration file (default: ./voronka.toml if it exists).
     #[arg(long, global = true, env = "VORONKA_CONFIG")]
@@ -40,7 +44,11 @@ struct ServerArgs {
 
 impl ServerArgs {
     fn overrides(&self) -> Overrides {
-        Overrides { listen: self.listen.clone(), data_dir: self.data_dir.clone(), database_url: self.database_url.clone() }
+        Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
     }
 }
 
@@ -124,7 +132,10 @@ enum DbCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -156,15 +167,19 @@ impl From<String> for Failure {
 }
 
 fn load(cli_config: &Option<PathBuf>, args: &ServerArgs) -> Result<Config, Failure> {
-    let config = Config::load(cli_config.as_deref(), &args.overrides()).map_err(|e| Failure::Config(e.to_string()))?;
+    let config = Config::load(cli_config.as_deref(), &args.overrides())
+        .map_err(|e| Failure::Config(e.to_string()))?;
     init_logging(&config);
     Ok(config)
 }
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -185,10 +200,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Account { command: AccountCommand::Create { name, admin_email, admin_password, admin_name, subdomain, lang, server: args } } => {
+        Command::Account {
+            command:
+                AccountCommand::Create {
+                    name,
+                    admin_email,
+                    admin_password,
+                    admin_name,
+                    subdomain,
+                    lang,
+                    server: args,
+                },
+        } => {
             let config = load(&cli.config, args)?;
             with_state(&config, async |state| {
-                let lang = Lang::parse(lang).ok_or_else(|| format!("unknown language {lang:?}; use en or ru"))?;
+                let lang = Lang::parse(lang)
+                    .ok_or_else(|| format!("unknown language {lang:?}; use en or ru"))?;
                 let new = NewAccount {
                     name: name.clone(),
                     subdomain: subdomain.clone(),
@@ -197,13 +224,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     admin_password: admin_password.clone(),
                     lang,
                 };
-                let (account, _) = state.modules.accounts.create_account(new).await.map_err(|e| e.to_string())?;
+                let (account, _) = state
+                    .modules
+                    .accounts
+                    .create_account(new)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 println!("{}", account.id);
                 Ok(())
             })
             .await
         }
-        Command::Token { command: TokenCommand::Create { email, name, days, server: args } } => {
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    email,
+                    name,
+                    days,
+                    server: args,
+                },
+        } => {
             let config = load(&cli.config, args)?;
             with_state(&config, async |state| {
                 let accounts = &state.modules.accounts;
@@ -223,15 +263,31 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Db { command } => {
             let (dir, stop, durability) = match command {
-                DbCommand::Start { data_dir, ephemeral } => {
-                    (data_dir.clone(), false, if *ephemeral { Durability::Ephemeral } else { Durability::Durable })
-                }
+                DbCommand::Start {
+                    data_dir,
+                    ephemeral,
+                } => (
+                    data_dir.clone(),
+                    false,
+                    if *ephemeral {
+                        Durability::Ephemeral
+                    } else {
+                        Durability::Durable
+                    },
+                ),
                 DbCommand::Stop { data_dir } => (data_dir.clone(), true, Durability::Durable),
             };
-            let config = load(&cli.config, &ServerArgs { data_dir: dir, ..ServerArgs::default() })?;
+            let config = load(
+                &cli.config,
+                &ServerArgs {
+                    data_dir: dir,
+                    ..ServerArgs::default()
+                },
+            )?;
             let data_dir = config.data_dir.clone();
             tokio::task::spawn_blocking(move || {
-                let cluster = PrivateCluster::ensure_started(&data_dir, durability).map_err(|e| e.to_string())?;
+                let cluster = PrivateCluster::ensure_started(&data_dir, durability)
+                    .map_err(|e| e.to_string())?;
                 if stop {
                     cluster.stop().map_err(|e| e.to_string())
                 } else {
@@ -247,7 +303,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// Opens the database, migrates, builds the modules, runs `f`, and closes everything.
-async fn with_state(config: &Config, f: impl AsyncFnOnce(&crate::state::AppState) -> Result<(), String>) -> Result<(), Failure> {
+async fn with_state(
+    config: &Config,
+    f: impl AsyncFnOnce(&crate::state::AppState) -> Result<(), String>,
+) -> Result<(), Failure> {
     let mut db = Database::open(config).await?;
     let result = async {
         db.migrate().await?;
@@ -267,21 +326,38 @@ async fn serve(config: Config, demo: bool) -> Result<(), Failure> {
     result.map_err(Failure::Other)
 }
 
-async fn serve_on(config: &Config, db: &Database, demo: bool, started: Instant) -> Result<(), String> {
+async fn serve_on(
+    config: &Config,
+    db: &Database,
+    demo: bool,
+    started: Instant,
+) -> Result<(), String> {
     let applied = db.migrate().await?;
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "migrations applied");
     }
     let state = web::Data::new(server::build_state(config.clone(), &db.url)?);
-    let login = if demo { Some(crate::demo::seed(&state.modules).await.map_err(|e| format!("demo data: {e}"))?) } else { None };
-    let listener = TcpListener::bind(config.listen).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let login = if demo {
+        Some(
+            crate::demo::seed(&state.modules)
+                .await
+                .map_err(|e| format!("demo data: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let listener = TcpListener::bind(config.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let (handle, http) = server::start_http(state.clone(), listener).map_err(|e| e.to_string())?;
     let housekeeping = server::spawn_housekeeping(state.clone());
     let url = config.public_url();
     tracing::info!(url = %url, ready_ms = started.elapsed().as_millis() as u64, "Voronka is ready");
     println!("Voronka is running at {url}");
     if let Some(login) = login {
-        println!("Demo account: sign in as {} with password {}", login.email, login.password);
+        println!(
+            "Demo account: sign in as {} with password {}",
+            login.email, login.password
+        );
     }
     println!("Press Ctrl-C to stop.");
     let mut http = tokio::spawn(http);

@@ -102,10 +102,23 @@ impl Default for Config {
             data_dir: PathBuf::from("voronka-data"),
             database_url: None,
             secret_key: None,
-            web: WebConfig { workers: 0, secure_cookies: false },
-            db: DbConfig { pool_size: 16, timeout_secs: 5 },
-            auth: AuthConfig { allow_sign_up: true, sign_in_per_login_per_minute: 5, sign_in_per_ip_per_minute: 30 },
-            log: LogConfig { format: LogFormat::Text, level: "info".into() },
+            web: WebConfig {
+                workers: 0,
+                secure_cookies: false,
+            },
+            db: DbConfig {
+                pool_size: 16,
+                timeout_secs: 5,
+            },
+            auth: AuthConfig {
+                allow_sign_up: true,
+                sign_in_per_login_per_minute: 5,
+                sign_in_per_ip_per_minute: 30,
+            },
+            log: LogConfig {
+                format: LogFormat::Text,
+                level: "info".into(),
+            },
             modules: BTreeMap::new(),
         }
     }
@@ -132,13 +145,24 @@ impl Config {
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match file {
-            Some(f) if !f.exists() => return Err(ConfigError(format!("config file {} does not exist", f.display()))),
+            Some(f) if !f.exists() => {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
+            }
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
-            None if Path::new("voronka.toml").exists() => fig = fig.merge(Toml::file_exact("voronka.toml")),
+            None if Path::new("voronka.toml").exists() => {
+                fig = fig.merge(Toml::file_exact("voronka.toml"))
+            }
             None => {}
         }
         fig = fig
-            .merge(Env::prefixed("VORONKA_").split("__").ignore(&["config", "test_database_url"]))
+            .merge(
+                Env::prefixed("VORONKA_")
+                    .split("__")
+                    .ignore(&["config", "test_database_url"]),
+            )
             .merge(Serialized::defaults(overrides));
         let config: Config = fig.extract().map_err(|e| {
             let messages: Vec<String> = e
@@ -146,7 +170,11 @@ impl Config {
                 .map(|e| {
                     let key = e.path.join(".");
                     let what = e.kind.to_string();
-                    if key.is_empty() { what } else { format!("key `{key}`: {what}") }
+                    if key.is_empty() {
+                        what
+                    } else {
+                        format!("key `{key}`: {what}")
+                    }
                 })
                 .collect();
             ConfigError(messages.join("; "))
@@ -164,7 +192,10 @@ impl Config {
             return fail("db.timeout_secs", "must be at least 1");
         }
         if self.auth.sign_in_per_login_per_minute == 0 || self.auth.sign_in_per_ip_per_minute == 0 {
-            return fail("auth.sign_in_per_login_per_minute", "rate limits must be at least 1 per minute");
+            return fail(
+                "auth.sign_in_per_login_per_minute",
+                "rate limits must be at least 1 per minute",
+            );
         }
         if let Some(url) = &self.database_url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -184,16 +215,25 @@ impl Config {
             return fail("public_url", "must start with http:// or https://");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return fail("log.level", "is not a valid filter (try `info` or `voronka=debug,info`)");
+            return fail(
+                "log.level",
+                "is not a valid filter (try `info` or `voronka=debug,info`)",
+            );
         }
         for (name, m) in &self.modules {
             let key = format!("modules.{name}");
             if !MODULES.contains(&name.as_str()) {
-                return fail(&key, &format!("unknown module; this build has: {}", MODULES.join(", ")));
+                return fail(
+                    &key,
+                    &format!("unknown module; this build has: {}", MODULES.join(", ")),
+                );
             }
             if m.mode == ModuleMode::Remote {
                 // Remote mode arrives with the extraction work; refusing is better than ignoring it.
-                return fail(&format!("{key}.mode"), "remote mode is not available in this version; use \"local\"");
+                return fail(
+                    &format!("{key}.mode"),
+                    "remote mode is not available in this version; use \"local\"",
+                );
             }
         }
         Ok(())
@@ -221,8 +261,10 @@ mod tests {
         let mut c = Config::default();
         c.db.pool_size = 0;
         assert!(c.validate().unwrap_err().0.contains("db.pool_size"));
-        let mut c = Config::default();
-        c.secret_key = Some("short".into());
+        let c = Config {
+            secret_key: Some("short".into()),
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().0.contains("secret_key"));
         let mut c = Config::default();
         c.modules.insert("billing".into(), ModuleConfig::default());

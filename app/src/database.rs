@@ -21,23 +21,32 @@ impl Database {
     /// Uses `database_url`, or starts (creating if needed) the private cluster under `data_dir`.
     pub async fn open(config: &Config) -> Result<Database, String> {
         if let Some(url) = &config.database_url {
-            return Ok(Database { url: url.clone(), cluster: None });
+            return Ok(Database {
+                url: url.clone(),
+                cluster: None,
+            });
         }
         let dir = config.data_dir.clone();
         tokio::task::spawn_blocking(move || {
-            let cluster = PrivateCluster::ensure_started(&dir, Durability::Durable).map_err(|e| e.to_string())?;
+            let cluster = PrivateCluster::ensure_started(&dir, Durability::Durable)
+                .map_err(|e| e.to_string())?;
             kernel::migrate::ensure_database(&cluster.url("postgres"), PRIVATE_DATABASE)
                 .map_err(|e| format!("creating the database: {e}"))?;
             let url = cluster.url(PRIVATE_DATABASE);
             let started_here = cluster.started_here;
-            Ok(Database { url, cluster: started_here.then_some(cluster) })
+            Ok(Database {
+                url,
+                cluster: started_here.then_some(cluster),
+            })
         })
         .await
         .map_err(|e| e.to_string())?
     }
 
     pub async fn migrate(&self) -> Result<Vec<(String, String)>, String> {
-        kernel::migrate::run_all(&self.url, MIGRATIONS).await.map_err(|e| format!("migrations failed: {e}"))
+        kernel::migrate::run_all(&self.url, MIGRATIONS)
+            .await
+            .map_err(|e| format!("migrations failed: {e}"))
     }
 
     /// Stops the private cluster if this process started it.

@@ -1,7 +1,7 @@
 //! Demo data: an account people can sign in to and look around. Each module adds its own part
 //! (pipelines and deals, contacts, chats…) as it arrives. Seeding runs once; later runs find it.
 
-use accounts_api::{Lang, NewAccount, NewUser, Rights, Level, Action, Entity};
+use accounts_api::{Action, Entity, Lang, Level, NewAccount, NewUser, Rights};
 use kernel::{AppResult, Caller};
 
 use crate::state::Modules;
@@ -18,8 +18,16 @@ pub struct DemoLogin {
 
 pub async fn seed(modules: &Modules) -> AppResult<DemoLogin> {
     let accounts = &modules.accounts;
-    if accounts.find_account_by_subdomain(DEMO_SUBDOMAIN).await?.is_some() {
-        return Ok(DemoLogin { email: DEMO_EMAIL, password: DEMO_PASSWORD, created: false });
+    if accounts
+        .find_account_by_subdomain(DEMO_SUBDOMAIN)
+        .await?
+        .is_some()
+    {
+        return Ok(DemoLogin {
+            email: DEMO_EMAIL,
+            password: DEMO_PASSWORD,
+            created: false,
+        });
     }
     let (account, _admin) = accounts
         .create_account(NewAccount {
@@ -39,11 +47,34 @@ pub async fn seed(modules: &Modules) -> AppResult<DemoLogin> {
         manager.entity_mut(e).set(Action::Delete, Level::None);
         manager.entity_mut(e).set(Action::Edit, Level::Group);
     }
-    let role = accounts.create_role(system, "Sales manager", manager).await?;
+    let role = accounts
+        .create_role(system, "Sales manager", manager)
+        .await?;
     let people = [
-        ("Ivan Petrov", "ivan@voronka.demo", Lang::Ru, "Europe/Moscow", Some(sales.id), Some(role.id)),
-        ("Maria Sidorova", "maria@voronka.demo", Lang::Ru, "Asia/Yekaterinburg", Some(sales.id), Some(role.id)),
-        ("John Smith", "john@voronka.demo", Lang::En, "Europe/London", Some(support.id), None),
+        (
+            "Ivan Petrov",
+            "ivan@voronka.demo",
+            Lang::Ru,
+            "Europe/Moscow",
+            Some(sales.id),
+            Some(role.id),
+        ),
+        (
+            "Maria Sidorova",
+            "maria@voronka.demo",
+            Lang::Ru,
+            "Asia/Yekaterinburg",
+            Some(sales.id),
+            Some(role.id),
+        ),
+        (
+            "John Smith",
+            "john@voronka.demo",
+            Lang::En,
+            "Europe/London",
+            Some(support.id),
+            None,
+        ),
     ];
     for (name, email, lang, tz, group_id, role_id) in people {
         accounts
@@ -62,5 +93,9 @@ pub async fn seed(modules: &Modules) -> AppResult<DemoLogin> {
             )
             .await?;
     }
-    Ok(DemoLogin { email: DEMO_EMAIL, password: DEMO_PASSWORD, created: true })
+    Ok(DemoLogin {
+        email: DEMO_EMAIL,
+        password: DEMO_PASSWORD,
+        created: true,
+    })
 }

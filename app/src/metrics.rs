@@ -1,6 +1,8 @@
 //! Prometheus metrics: request counts and latencies per route, database pool usage.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -16,20 +18,33 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("voronka".into()), None).unwrap_or_default();
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route pattern, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route pattern, method and status",
+            ),
             &["method", "route", "status"],
         )
         .expect("static metric definition");
         let latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route pattern")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route pattern",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["method", "route"],
         )
         .expect("static metric definition");
-        let pool_size = IntGauge::new("db_pool_connections", "Open database connections").expect("static");
-        let pool_available = IntGauge::new("db_pool_available", "Idle database connections").expect("static");
+        let pool_size =
+            IntGauge::new("db_pool_connections", "Open database connections").expect("static");
+        let pool_available =
+            IntGauge::new("db_pool_available", "Idle database connections").expect("static");
         let sign_in_rejected = IntCounterVec::new(
-            Opts::new("sign_in_rejected_total", "Sign-in attempts refused, by reason"),
+            Opts::new(
+                "sign_in_rejected_total",
+                "Sign-in attempts refused, by reason",
+            ),
             &["reason"],
         )
         .expect("static metric definition");
@@ -42,7 +57,14 @@ impl Metrics {
         ] {
             let _ = registry.register(c);
         }
-        Metrics { registry, requests, latency, pool_size, pool_available, sign_in_rejected }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            pool_size,
+            pool_available,
+            sign_in_rejected,
+        }
     }
 
     /// The text exposition format.

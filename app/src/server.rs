@@ -22,13 +22,18 @@ use crate::web::limits::SignInLimits;
 pub fn load_secret(config: &Config) -> Result<Vec<u8>, String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     if let Some(key) = &config.secret_key {
-        return b64.decode(key.trim()).map_err(|e| format!("secret_key: {e}"));
+        return b64
+            .decode(key.trim())
+            .map_err(|e| format!("secret_key: {e}"));
     }
     let path = config.data_dir.join("secret.key");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return b64.decode(text.trim()).map_err(|e| format!("{}: {e}", path.display()));
+        return b64
+            .decode(text.trim())
+            .map_err(|e| format!("{}: {e}", path.display()));
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
     let mut bytes = [0u8; 64];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
     use std::io::Write;
@@ -39,14 +44,21 @@ pub fn load_secret(config: &Config) -> Result<Vec<u8>, String> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(b64.encode(bytes).as_bytes()).map_err(|e| e.to_string())?;
+    f.write_all(b64.encode(bytes).as_bytes())
+        .map_err(|e| e.to_string())?;
     Ok(bytes.to_vec())
 }
 
 /// Builds every module (in-process) behind its trait. Remote mode arrives with module extraction.
 pub fn compose(pool: &DbPool, secret: &[u8]) -> Modules {
-    let token_key = Sha256::new().chain_update(b"voronka:api-tokens:").chain_update(secret).finalize().to_vec();
-    Modules { accounts: Arc::new(accounts::AccountsService::new(pool.clone(), token_key)) }
+    let token_key = Sha256::new()
+        .chain_update(b"voronka:api-tokens:")
+        .chain_update(secret)
+        .finalize()
+        .to_vec();
+    Modules {
+        accounts: Arc::new(accounts::AccountsService::new(pool.clone(), token_key)),
+    }
 }
 
 pub fn build_state(config: Config, db_url: &str) -> Result<AppState, String> {
@@ -56,25 +68,51 @@ pub fn build_state(config: Config, db_url: &str) -> Result<AppState, String> {
     }
     let pool = build_pool(
         db_url,
-        &PoolOptions { max_size: config.db.pool_size, wait_timeout: Duration::from_secs(config.db.timeout_secs) },
+        &PoolOptions {
+            max_size: config.db.pool_size,
+            wait_timeout: Duration::from_secs(config.db.timeout_secs),
+        },
     )?;
     let modules = compose(&pool, &secret);
-    let sign_in_limits =
-        SignInLimits::new(config.auth.sign_in_per_login_per_minute, config.auth.sign_in_per_ip_per_minute);
-    Ok(AppState { cookie_key: Key::from(&secret), modules, pool, sign_in_limits, metrics: Metrics::new(), config })
+    let sign_in_limits = SignInLimits::new(
+        config.auth.sign_in_per_login_per_minute,
+        config.auth.sign_in_per_ip_per_minute,
+    );
+    Ok(AppState {
+        cookie_key: Key::from(&secret),
+        modules,
+        pool,
+        sign_in_limits,
+        metrics: Metrics::new(),
+        config,
+    })
 }
 
 /// Records every request's latency and status under its route pattern, and logs it.
-async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
     let res = next.call(req).await?;
     let elapsed = started.elapsed();
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
     let status = res.status().as_u16();
     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
-        state.metrics.requests.with_label_values(&[method.as_str(), route.as_str(), &status.to_string()]).inc();
-        state.metrics.latency.with_label_values(&[method.as_str(), route.as_str()]).observe(elapsed.as_secs_f64());
+        state
+            .metrics
+            .requests
+            .with_label_values(&[method.as_str(), route.as_str(), &status.to_string()])
+            .inc();
+        state
+            .metrics
+            .latency
+            .with_label_values(&[method.as_str(), route.as_str()])
+            .observe(elapsed.as_secs_f64());
     }
     tracing::info!(
         target: "voronka::http",
@@ -89,9 +127,14 @@ async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) ->
 }
 
 /// Starts the HTTP server on `listener`; returns its handle and the future that runs it.
-pub fn start_http(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<(ServerHandle, actix_web::dev::Server)> {
+pub fn start_http(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+) -> std::io::Result<(ServerHandle, actix_web::dev::Server)> {
     let workers = match state.config.web.workers {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
         n => n,
     };
     let data = state.clone();
@@ -139,13 +182,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

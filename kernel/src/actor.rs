@@ -37,14 +37,24 @@ mod tests {
         for a in [
             Actor::User { id: UserId(7) },
             Actor::Robot { id: 3 },
-            Actor::Integration { id: 9, user: UserId(7) },
+            Actor::Integration {
+                id: 9,
+                user: UserId(7),
+            },
             Actor::System,
         ] {
             let json = serde_json::to_string(&a).unwrap();
             assert_eq!(serde_json::from_str::<Actor>(&json).unwrap(), a);
         }
         assert_eq!(Actor::Robot { id: 1 }.user_id(), None);
-        assert_eq!(Actor::Integration { id: 1, user: UserId(5) }.user_id(), Some(UserId(5)));
+        assert_eq!(
+            Actor::Integration {
+                id: 1,
+                user: UserId(5)
+            }
+            .user_id(),
+            Some(UserId(5))
+        );
     }
 }
 
@@ -57,10 +67,16 @@ pub struct Caller {
 
 impl Caller {
     pub fn user(account_id: crate::AccountId, user: UserId) -> Caller {
-        Caller { account_id, actor: Actor::User { id: user } }
+        Caller {
+            account_id,
+            actor: Actor::User { id: user },
+        }
     }
 
     pub fn system(account_id: crate::AccountId) -> Caller {
-        Caller { account_id, actor: Actor::System }
+        Caller {
+            account_id,
+            actor: Actor::System,
+        }
     }
 }

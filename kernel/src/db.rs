@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 
 pub use diesel_async::pooled_connection::deadpool::PoolError;
 
@@ -20,7 +22,10 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { max_size: 16, wait_timeout: Duration::from_secs(5) }
+        PoolOptions {
+            max_size: 16,
+            wait_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -47,7 +52,9 @@ pub fn url_with_database(url: &str, database: &str) -> String {
         None => (url, None),
     };
     let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[authority_start..].find('/').map(|i| authority_start + i);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map(|i| authority_start + i);
     let root = match path_start {
         Some(i) => &base[..i],
         None => base,
@@ -72,10 +79,22 @@ mod tests {
 
     #[test]
     fn swaps_the_database_name_keeping_the_rest() {
-        assert_eq!(url_with_database("postgres://u:p@h:5/a", "b"), "postgres://u:p@h:5/b");
-        assert_eq!(url_with_database("postgres://h/a?sslmode=disable", "b"), "postgres://h/b?sslmode=disable");
-        assert_eq!(url_with_database("postgres://h:5432", "b"), "postgres://h:5432/b");
-        assert_eq!(database_of("postgres://u@h/crm?x=1").as_deref(), Some("crm"));
+        assert_eq!(
+            url_with_database("postgres://u:p@h:5/a", "b"),
+            "postgres://u:p@h:5/b"
+        );
+        assert_eq!(
+            url_with_database("postgres://h/a?sslmode=disable", "b"),
+            "postgres://h/b?sslmode=disable"
+        );
+        assert_eq!(
+            url_with_database("postgres://h:5432", "b"),
+            "postgres://h:5432/b"
+        );
+        assert_eq!(
+            database_of("postgres://u@h/crm?x=1").as_deref(),
+            Some("crm")
+        );
         assert_eq!(database_of("postgres://u@h"), None);
     }
 }

@@ -132,7 +132,12 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> AppError {
-        AppError { code, message: message.into(), fields: Vec::new(), retry_after: None }
+        AppError {
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+            retry_after: None,
+        }
     }
 
     pub fn not_found(what: &str) -> AppError {
@@ -173,7 +178,10 @@ impl AppError {
             .map(|f| format!("{}: {}", f.field, f.message))
             .collect::<Vec<_>>()
             .join("; ");
-        AppError { fields, ..AppError::new(ErrorCode::Validation, message) }
+        AppError {
+            fields,
+            ..AppError::new(ErrorCode::Validation, message)
+        }
     }
 
     pub fn field(&self, name: &str) -> Option<&FieldError> {
@@ -233,8 +241,14 @@ mod tests {
 
     #[test]
     fn database_errors_map_to_stable_codes() {
-        assert_eq!(AppError::from(diesel::result::Error::NotFound).code, ErrorCode::NotFound);
-        assert_eq!(AppError::from(diesel::result::Error::RollbackTransaction).code, ErrorCode::Internal);
+        assert_eq!(
+            AppError::from(diesel::result::Error::NotFound).code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            AppError::from(diesel::result::Error::RollbackTransaction).code,
+            ErrorCode::Internal
+        );
         let v = AppError::validation("email", "required", "enter an e-mail");
         assert_eq!(v.code, ErrorCode::Validation);
         assert_eq!(v.field("email").unwrap().code, "required");

@@ -40,7 +40,9 @@ fn with_schema_lock<T>(
          SET search_path TO {schema};"
     ))?;
     let result = f(&mut conn);
-    conn.batch_execute(&format!("SELECT pg_advisory_unlock(hashtext('voronka:migrate:{schema}'))"))?;
+    conn.batch_execute(&format!(
+        "SELECT pg_advisory_unlock(hashtext('voronka:migrate:{schema}'))"
+    ))?;
     result
 }
 
@@ -63,13 +65,19 @@ pub fn revert_all(url: &str, module: &ModuleMigrations) -> Result<Vec<String>, B
 /// The migrations a module ships, by version, oldest first.
 pub fn versions(module: &ModuleMigrations) -> Result<Vec<String>, BoxError> {
     let migrations = MigrationSource::<Pg>::migrations(&(module.migrations)())?;
-    let mut names: Vec<String> = migrations.iter().map(|m| m.name().version().to_string()).collect();
+    let mut names: Vec<String> = migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
     names.sort();
     Ok(names)
 }
 
 /// Applies every module's pending migrations, in the given order, off the async runtime.
-pub async fn run_all(url: &str, modules: &[ModuleMigrations]) -> Result<Vec<(String, String)>, BoxError> {
+pub async fn run_all(
+    url: &str,
+    modules: &[ModuleMigrations],
+) -> Result<Vec<(String, String)>, BoxError> {
     let url = url.to_string();
     let modules = modules.to_vec();
     tokio::task::spawn_blocking(move || {
@@ -128,7 +136,11 @@ pub fn schema_dump(url: &str, schema: &str) -> Result<String, BoxError> {
          ) dump ORDER BY line"
     );
     let lines: Vec<Line> = sql_query(q).load(&mut conn)?;
-    Ok(lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n"))
+    Ok(lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// Creates `database` on the server of `admin_url` unless it exists. Blocking.
@@ -138,13 +150,17 @@ pub fn ensure_database(admin_url: &str, database: &str) -> Result<bool, BoxError
         #[diesel(sql_type = diesel::sql_types::Bool)]
         exists: bool,
     }
-    if !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !database
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return Err(format!("database name {database:?} must be letters, digits and _").into());
     }
     let mut conn = connect(admin_url)?;
-    let found: Exists = sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-        .bind::<Text, _>(database)
-        .get_result(&mut conn)?;
+    let found: Exists =
+        sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(database)
+            .get_result(&mut conn)?;
     if found.exists {
         return Ok(false);
     }

@@ -54,7 +54,11 @@ impl FromStr for Currency {
         if bytes.len() == 3 && bytes.iter().all(u8::is_ascii_uppercase) {
             Ok(Currency([bytes[0], bytes[1], bytes[2]]))
         } else {
-            Err(AppError::validation("currency", "invalid", "a currency is a three-letter ISO 4217 code"))
+            Err(AppError::validation(
+                "currency",
+                "invalid",
+                "a currency is a three-letter ISO 4217 code",
+            ))
         }
     }
 }
@@ -100,13 +104,19 @@ impl Money {
     }
 
     pub fn from_whole_units(units: i64, currency: Currency) -> Option<Money> {
-        units.checked_mul(Self::scale(currency)).map(|minor| Money { minor, currency })
+        units
+            .checked_mul(Self::scale(currency))
+            .map(|minor| Money { minor, currency })
     }
 
     /// Parses a user's input such as `1 234,50` or `1234.5` in the given currency.
     pub fn parse(input: &str, currency: Currency) -> Result<Money, AppError> {
-        let invalid = || AppError::validation("amount", "invalid", "enter an amount such as 1234.50");
-        let cleaned: String = input.chars().filter(|c| !c.is_whitespace() && *c != '\u{a0}').collect();
+        let invalid =
+            || AppError::validation("amount", "invalid", "enter an amount such as 1234.50");
+        let cleaned: String = input
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '\u{a0}')
+            .collect();
         let cleaned = cleaned.replace(',', ".");
         let (negative, digits) = match cleaned.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -121,17 +131,26 @@ impl Money {
         {
             return Err(invalid());
         }
-        let units: i64 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| invalid())? };
+        let units: i64 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| invalid())?
+        };
         let frac: i64 = if frac_part.is_empty() {
             0
         } else {
-            format!("{frac_part:0<exp$}").parse().map_err(|_| invalid())?
+            format!("{frac_part:0<exp$}")
+                .parse()
+                .map_err(|_| invalid())?
         };
         let minor = units
             .checked_mul(Self::scale(currency))
             .and_then(|m| m.checked_add(frac))
             .ok_or_else(invalid)?;
-        Ok(Money { minor: if negative { -minor } else { minor }, currency })
+        Ok(Money {
+            minor: if negative { -minor } else { minor },
+            currency,
+        })
     }
 }
 
@@ -143,7 +162,7 @@ impl fmt::Display for Money {
         let units = (abs / scale as u64).to_string();
         let mut grouped = String::new();
         for (i, ch) in units.chars().enumerate() {
-            if i > 0 && (units.len() - i) % 3 == 0 {
+            if i > 0 && (units.len() - i).is_multiple_of(3) {
                 grouped.push('\u{a0}');
             }
             grouped.push(ch);
@@ -152,7 +171,11 @@ impl fmt::Display for Money {
         let exp = self.currency.exponent() as usize;
         if exp > 0 {
             let frac = abs % scale as u64;
-            write!(f, "{sign}{grouped}.{frac:0exp$}\u{a0}{}", self.currency.symbol())
+            write!(
+                f,
+                "{sign}{grouped}.{frac:0exp$}\u{a0}{}",
+                self.currency.symbol()
+            )
         } else {
             write!(f, "{sign}{grouped}\u{a0}{}", self.currency.symbol())
         }
@@ -165,12 +188,24 @@ mod tests {
 
     #[test]
     fn parses_user_input_exactly() {
-        assert_eq!(Money::parse("1 234,50", Currency::RUB).unwrap().minor, 123_450);
-        assert_eq!(Money::parse("1234.5", Currency::RUB).unwrap().minor, 123_450);
+        assert_eq!(
+            Money::parse("1 234,50", Currency::RUB).unwrap().minor,
+            123_450
+        );
+        assert_eq!(
+            Money::parse("1234.5", Currency::RUB).unwrap().minor,
+            123_450
+        );
         assert_eq!(Money::parse("-7", Currency::USD).unwrap().minor, -700);
-        assert_eq!(Money::parse("500", "JPY".parse().unwrap()).unwrap().minor, 500);
+        assert_eq!(
+            Money::parse("500", "JPY".parse().unwrap()).unwrap().minor,
+            500
+        );
         for bad in ["", "1.234", "abc", "1.2.3", "--1"] {
-            assert!(Money::parse(bad, Currency::RUB).is_err(), "{bad} must be refused");
+            assert!(
+                Money::parse(bad, Currency::RUB).is_err(),
+                "{bad} must be refused"
+            );
         }
     }
 
@@ -179,7 +214,10 @@ mod tests {
         let m = Money::new(123_456_789, Currency::RUB);
         assert_eq!(m.to_string(), "1\u{a0}234\u{a0}567.89\u{a0}₽");
         assert_eq!(m.whole_units(), 1_234_567);
-        assert_eq!(Money::from_whole_units(5, Currency::USD).unwrap().minor, 500);
+        assert_eq!(
+            Money::from_whole_units(5, Currency::USD).unwrap().minor,
+            500
+        );
         assert!(Money::from_whole_units(i64::MAX, Currency::USD).is_none());
         assert!("rubles".parse::<Currency>().is_err());
         assert_eq!("eur".parse::<Currency>().unwrap(), Currency::EUR);

@@ -26,7 +26,9 @@ impl Cursor {
 
     pub fn decode<K: DeserializeOwned>(&self) -> Result<K, AppError> {
         let bad = || AppError::new(ErrorCode::BadRequest, "the page cursor is not valid");
-        let bytes = URL_SAFE_NO_PAD.decode(self.0.as_bytes()).map_err(|_| bad())?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(self.0.as_bytes())
+            .map_err(|_| bad())?;
         serde_json::from_slice(&bytes).map_err(|_| bad())
     }
 
@@ -48,13 +50,19 @@ pub struct PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        PageRequest { after: None, limit: DEFAULT_LIMIT }
+        PageRequest {
+            after: None,
+            limit: DEFAULT_LIMIT,
+        }
     }
 }
 
 impl PageRequest {
     pub fn new(after: Option<Cursor>, limit: Option<u32>) -> PageRequest {
-        PageRequest { after, limit: limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) }
+        PageRequest {
+            after,
+            limit: limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
+        }
     }
 
     /// How many rows to fetch: one more than asked, to learn whether a next page exists.
@@ -72,7 +80,11 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Builds a page from `fetch_limit()` rows: the extra row, if present, proves there is more.
-    pub fn from_rows<K: Serialize>(mut rows: Vec<T>, req: &PageRequest, key: impl Fn(&T) -> K) -> Page<T> {
+    pub fn from_rows<K: Serialize>(
+        mut rows: Vec<T>,
+        req: &PageRequest,
+        key: impl Fn(&T) -> K,
+    ) -> Page<T> {
         let limit = req.limit as usize;
         let next = if rows.len() > limit {
             rows.truncate(limit);
@@ -84,7 +96,10 @@ impl<T> Page<T> {
     }
 
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page { items: self.items.into_iter().map(f).collect(), next: self.next }
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next: self.next,
+        }
     }
 }
 
@@ -108,7 +123,9 @@ mod tests {
     fn limits_are_clamped_and_bad_cursors_refused() {
         assert_eq!(PageRequest::new(None, Some(10_000)).limit, MAX_LIMIT);
         assert_eq!(PageRequest::new(None, Some(0)).limit, 1);
-        let err = Cursor::from_string("%%%".into()).decode::<i64>().unwrap_err();
+        let err = Cursor::from_string("%%%".into())
+            .decode::<i64>()
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::BadRequest);
     }
 }

@@ -73,13 +73,16 @@ pub fn find_bin_dir() -> Option<PathBuf> {
         return Some(bin);
     }
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+        std::env::split_paths(&paths)
+            .find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
     })
 }
 
 fn is_root() -> bool {
     // /proc/self belongs to the process's effective user.
-    fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 fn lookup_user(name: &str) -> Option<(u32, u32)> {
@@ -96,10 +99,19 @@ fn service_user() -> Result<(u32, u32), ClusterError> {
         return Ok(ids);
     }
     let out = Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "voronka"])
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "voronka",
+        ])
         .output()?;
     if !out.status.success() {
-        return Err(ClusterError::Command { what: "useradd voronka".into(), detail: stderr(&out) });
+        return Err(ClusterError::Command {
+            what: "useradd voronka".into(),
+            detail: stderr(&out),
+        });
     }
     lookup_user("voronka").ok_or_else(|| ClusterError::Io("user voronka was not created".into()))
 }
@@ -119,11 +131,18 @@ fn free_port() -> Result<u16, ClusterError> {
 impl PrivateCluster {
     /// Creates the cluster under `data_dir` if needed and starts it unless already running.
     /// Blocking: call before the async runtime does real work, or from `spawn_blocking`.
-    pub fn ensure_started(data_dir: &Path, durability: Durability) -> Result<PrivateCluster, ClusterError> {
+    pub fn ensure_started(
+        data_dir: &Path,
+        durability: Durability,
+    ) -> Result<PrivateCluster, ClusterError> {
         let bin = find_bin_dir().ok_or(ClusterError::BinariesMissing)?;
         fs::create_dir_all(data_dir)?;
         let data_dir = data_dir.canonicalize()?;
-        let run_as = if is_root() { Some(service_user()?) } else { None };
+        let run_as = if is_root() {
+            Some(service_user()?)
+        } else {
+            None
+        };
         let pgdata = Self::pgdata_location(&data_dir, run_as)?;
         let password_file = data_dir.join("postgres.password");
         let mut cluster = PrivateCluster {
@@ -155,9 +174,14 @@ impl PrivateCluster {
     /// Where the cluster's files live: `<data_dir>/postgres`, or, when the unprivileged user cannot
     /// reach the data directory (for example under root's home), a directory under
     /// `/var/lib/voronka` with a symlink at `<data_dir>/postgres` pointing to it.
-    fn pgdata_location(data_dir: &Path, run_as: Option<(u32, u32)>) -> Result<PathBuf, ClusterError> {
+    fn pgdata_location(
+        data_dir: &Path,
+        run_as: Option<(u32, u32)>,
+    ) -> Result<PathBuf, ClusterError> {
         let inside = data_dir.join("postgres");
-        let Some((uid, gid)) = run_as else { return Ok(inside) };
+        let Some((uid, gid)) = run_as else {
+            return Ok(inside);
+        };
         if let Ok(target) = fs::read_link(&inside) {
             return Ok(target);
         }
@@ -177,7 +201,10 @@ impl PrivateCluster {
         let digest = {
             use sha2::{Digest, Sha256};
             let h = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
-            h.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
+            h.iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         };
         let outside = PathBuf::from("/var/lib/voronka").join(format!("postgres-{digest}"));
         if outside.exists() {
@@ -223,20 +250,37 @@ impl PrivateCluster {
         if out.status.success() {
             Ok(())
         } else {
-            Err(ClusterError::Command { what: what.to_string(), detail: stderr(&out) })
+            Err(ClusterError::Command {
+                what: what.to_string(),
+                detail: stderr(&out),
+            })
         }
     }
 
     fn init(&self, password_file: &Path, durability: Durability) -> Result<(), ClusterError> {
-        let password: String = rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+        let password: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
         {
-            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(password_file)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(password_file)?;
             f.write_all(password.as_bytes())?;
         }
         // initdb reads the password from a file the service user can read; removed right after.
         let pwfile = std::env::temp_dir().join(format!("voronka-initdb-{}", std::process::id()));
         {
-            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&pwfile)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&pwfile)?;
             f.write_all(password.as_bytes())?;
         }
         if let Some((uid, gid)) = self.run_as {
@@ -252,7 +296,14 @@ impl PrivateCluster {
             self.command("initdb")
                 .arg("-D")
                 .arg(&self.pgdata)
-                .args(["-U", SUPERUSER, "--auth=scram-sha-256", "-E", "UTF8", "--no-locale"])
+                .args([
+                    "-U",
+                    SUPERUSER,
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ])
                 .arg(format!("--pwfile={}", pwfile.display()))
                 .arg("--no-instructions"),
         );
@@ -268,13 +319,22 @@ impl PrivateCluster {
         if durability == Durability::Ephemeral {
             conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
         }
-        fs::OpenOptions::new().append(true).open(self.pgdata.join("postgresql.conf"))?.write_all(conf.as_bytes())?;
+        fs::OpenOptions::new()
+            .append(true)
+            .open(self.pgdata.join("postgresql.conf"))?
+            .write_all(conf.as_bytes())?;
         Ok(())
     }
 
     /// The port of a server already running on this cluster, read from `postmaster.pid`.
     fn running_port(&self) -> Option<u16> {
-        let status = self.command("pg_ctl").arg("status").arg("-D").arg(&self.pgdata).output().ok()?;
+        let status = self
+            .command("pg_ctl")
+            .arg("status")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .output()
+            .ok()?;
         if !status.status.success() {
             return None;
         }
@@ -298,7 +358,10 @@ impl PrivateCluster {
         .map_err(|e| match e {
             ClusterError::Command { what, detail } => ClusterError::Command {
                 what,
-                detail: format!("{detail} (see {})", self.pgdata.join("server.log").display()),
+                detail: format!(
+                    "{detail} (see {})",
+                    self.pgdata.join("server.log").display()
+                ),
             },
             other => other,
         })
@@ -308,7 +371,11 @@ impl PrivateCluster {
     pub fn stop(&self) -> Result<(), ClusterError> {
         self.run(
             "pg_ctl stop",
-            self.command("pg_ctl").arg("stop").arg("-D").arg(&self.pgdata).args(["-m", "fast", "-w", "-s"]),
+            self.command("pg_ctl")
+                .arg("stop")
+                .arg("-D")
+                .arg(&self.pgdata)
+                .args(["-m", "fast", "-w", "-s"]),
         )
     }
 
@@ -318,7 +385,9 @@ impl PrivateCluster {
 
     /// A URL for `database` as the cluster's superuser.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}", self.password, self.port)
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
     }
 }
-

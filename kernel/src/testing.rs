@@ -23,7 +23,9 @@ fn workspace_target() -> PathBuf {
         return PathBuf::from(dir);
     }
     // kernel/ sits directly under the workspace root.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
 }
 
 /// The URL of the server's maintenance database (`postgres`).
@@ -61,14 +63,23 @@ fn template_name(modules: &[ModuleMigrations]) -> String {
         }
     }
     // The SQL files too: an edited migration must not reuse a stale template.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("migrations");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("migrations");
     let mut files: Vec<PathBuf> = walk(&root);
     files.sort();
     for f in files {
         h.update(std::fs::read(&f).unwrap_or_default());
     }
     let digest = h.finalize();
-    format!("voronka_tpl_{}", digest.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "voronka_tpl_{}",
+        digest
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
@@ -91,18 +102,24 @@ fn ensure_template(modules: &[ModuleMigrations]) -> String {
         let admin = server_admin_url();
         let name = template_name(modules);
         let mut conn = connect(&admin);
-        conn.batch_execute("SELECT pg_advisory_lock(hashtext('voronka:test-template'))").expect("lock");
+        conn.batch_execute("SELECT pg_advisory_lock(hashtext('voronka:test-template'))")
+            .expect("lock");
         if !template_ready(&mut conn, &name) {
             // Missing, or left half-made by a crashed run: build it from scratch.
-            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop a stale template");
-            conn.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the template database");
+            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .expect("drop a stale template");
+            conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                .expect("create the template database");
             let url = url_with_database(&admin, &name);
             for m in modules {
-                migrate::run_pending(&url, m).unwrap_or_else(|e| panic!("migrating {}: {e}", m.schema));
+                migrate::run_pending(&url, m)
+                    .unwrap_or_else(|e| panic!("migrating {}: {e}", m.schema));
             }
-            conn.batch_execute(&format!("COMMENT ON DATABASE {name} IS 'ready'")).expect("mark template");
+            conn.batch_execute(&format!("COMMENT ON DATABASE {name} IS 'ready'"))
+                .expect("mark template");
         }
-        conn.batch_execute("SELECT pg_advisory_unlock(hashtext('voronka:test-template'))").expect("unlock");
+        conn.batch_execute("SELECT pg_advisory_unlock(hashtext('voronka:test-template'))")
+            .expect("unlock");
         name
     })
     .clone()
@@ -150,8 +167,13 @@ impl TestDb {
             Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
             None => format!("CREATE DATABASE {name}"),
         };
-        connect(&admin).batch_execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-        TestDb { url: url_with_database(&admin, &name), name }
+        connect(&admin)
+            .batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        TestDb {
+            url: url_with_database(&admin, &name),
+            name,
+        }
     }
 }
 

@@ -14,11 +14,26 @@ pub struct AccountQuery {
     with: Option<String>,
 }
 
-pub async fn get(req: HttpRequest, auth: ApiAuth, state: web::Data<AppState>, q: web::Query<AccountQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    q: web::Query<AccountQuery>,
+) -> Result<HttpResponse, ApiError> {
     let accounts = &state.modules.accounts;
     let account = accounts.account(auth.0.account_id).await?;
-    let with: Vec<&str> = q.with.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    let currency: kernel::money::Currency = account.currency.parse().unwrap_or(kernel::money::Currency::RUB);
+    let with: Vec<&str> = q
+        .with
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let currency: kernel::money::Currency = account
+        .currency
+        .parse()
+        .unwrap_or(kernel::money::Currency::RUB);
     let mut body = json!({
         "id": account.id,
         "name": account.name,
@@ -47,8 +62,10 @@ pub async fn get(req: HttpRequest, auth: ApiAuth, state: web::Data<AppState>, q:
             "version" => body["version"] = json!(env!("CARGO_PKG_VERSION")),
             "users_groups" => {
                 let groups = accounts.list_groups(auth.caller()).await?;
-                let list: Vec<Value> =
-                    groups.into_iter().map(|g| json!({"id": g.id, "name": g.name, "uuid": Value::Null})).collect();
+                let list: Vec<Value> = groups
+                    .into_iter()
+                    .map(|g| json!({"id": g.id, "name": g.name, "uuid": Value::Null}))
+                    .collect();
                 embedded.insert("users_groups".into(), Value::Array(list));
             }
             "datetime_settings" => {
@@ -73,5 +90,7 @@ pub async fn get(req: HttpRequest, auth: ApiAuth, state: web::Data<AppState>, q:
     if !embedded.is_empty() {
         body["_embedded"] = Value::Object(embedded);
     }
-    Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, HAL_JSON)).body(body.to_string()))
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, HAL_JSON))
+        .body(body.to_string()))
 }

@@ -37,16 +37,28 @@ impl FromRequest for ApiAuth {
     type Future = Pin<Box<dyn Future<Output = Result<ApiAuth, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError(AppError::internal("application state missing")))?;
+            let state =
+                state.ok_or_else(|| ApiError(AppError::internal("application state missing")))?;
             let token = header
                 .as_deref()
-                .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+                .and_then(|h| {
+                    h.strip_prefix("Bearer ")
+                        .or_else(|| h.strip_prefix("bearer "))
+                })
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .ok_or_else(|| ApiError(AppError::unauthorized("an Authorization: Bearer token is required")))?;
+                .ok_or_else(|| {
+                    ApiError(AppError::unauthorized(
+                        "an Authorization: Bearer token is required",
+                    ))
+                })?;
             let principal = state.modules.accounts.authenticate_token(token).await?;
             Ok(ApiAuth(principal))
         })

@@ -33,7 +33,11 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let title = status.canonical_reason().unwrap_or("Error");
-        let detail = if self.0.code == ErrorCode::Internal { "Internal error".to_string() } else { self.0.message.clone() };
+        let detail = if self.0.code == ErrorCode::Internal {
+            "Internal error".to_string()
+        } else {
+            self.0.message.clone()
+        };
         let mut body = json!({
             "title": title,
             "type": format!("https://httpstatus.es/{}", status.as_u16()),

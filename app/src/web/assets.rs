@@ -10,7 +10,11 @@ struct Asset {
 }
 
 const ASSETS: &[Asset] = &[
-    Asset { name: "app.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../../../static/app.css") },
+    Asset {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../../static/app.css"),
+    },
     Asset {
         name: "htmx.min.js",
         content_type: "text/javascript; charset=utf-8",
@@ -33,7 +37,12 @@ pub async fn serve(req: HttpRequest, file: web::Path<String>) -> HttpResponse {
         return HttpResponse::NotFound().body("no such asset");
     };
     let tag = etag(asset.body);
-    if req.headers().get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
+    if req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(tag.as_str())
+    {
         return HttpResponse::NotModified().finish();
     }
     HttpResponse::Ok()

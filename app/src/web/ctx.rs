@@ -21,7 +21,13 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn anonymous(lang: Lang, path: &str) -> Ctx {
-        Ctx { lang, session: None, csrf: String::new(), path: path.to_string(), notice: None }
+        Ctx {
+            lang,
+            session: None,
+            csrf: String::new(),
+            path: path.to_string(),
+            notice: None,
+        }
     }
 
     /// A translated interface text.
@@ -50,7 +56,11 @@ impl Ctx {
 
     pub fn require_admin(&self) -> Result<Caller, AppError> {
         let caller = self.caller()?;
-        if self.is_admin() { Ok(caller) } else { Err(AppError::forbidden("only administrators may do this")) }
+        if self.is_admin() {
+            Ok(caller)
+        } else {
+            Err(AppError::forbidden("only administrators may do this"))
+        }
     }
 
     /// Whether a navigation link points at the current page (or a page below it).

@@ -33,7 +33,9 @@ impl ResponseError for WebError {
         if let Some(secs) = self.0.retry_after {
             res.insert_header((RETRY_AFTER, secs.to_string()));
         }
-        let mut res = res.insert_header((CONTENT_TYPE, "text/plain; charset=utf-8")).body(self.0.code.as_str());
+        let mut res = res
+            .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
+            .body(self.0.code.as_str());
         res.extensions_mut().insert(self.0.clone());
         res
     }

@@ -27,8 +27,12 @@ fn table(lang: Lang) -> &'static HashMap<&'static str, &'static str> {
 
 /// The text for `key` in `lang`; English when missing; the key itself as a last resort (a test
 /// makes sure that never happens for keys the templates use).
-pub fn text<'a>(lang: Lang, key: &'a str) -> &'a str {
-    table(lang).get(key).or_else(|| table(Lang::En).get(key)).copied().unwrap_or(key)
+pub fn text(lang: Lang, key: &str) -> &str {
+    table(lang)
+        .get(key)
+        .or_else(|| table(Lang::En).get(key))
+        .copied()
+        .unwrap_or(key)
 }
 
 pub fn has(lang: Lang, key: &str) -> bool {
@@ -50,7 +54,11 @@ pub fn negotiate(chosen: Option<&str>, accept_language: Option<&str>) -> Lang {
         .and_then(|h| h.split(',').next())
         .map(|l| l.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    if first.starts_with("ru") { Lang::Ru } else { Lang::En }
+    if first.starts_with("ru") {
+        Lang::Ru
+    } else {
+        Lang::En
+    }
 }
 
 #[cfg(test)]

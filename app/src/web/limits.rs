@@ -15,7 +15,8 @@ pub struct SignInLimits {
 
 impl SignInLimits {
     pub fn new(per_login_per_minute: u32, per_ip_per_minute: u32) -> SignInLimits {
-        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        let quota =
+            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
         SignInLimits {
             per_login: RateLimiter::keyed(quota(per_login_per_minute)),
             per_ip: RateLimiter::keyed(quota(per_ip_per_minute)),
@@ -32,7 +33,9 @@ impl SignInLimits {
         if let Some(ip) = ip {
             self.per_ip.check_key(&ip).map_err(wait)?;
         }
-        self.per_login.check_key(&email.trim().to_lowercase()).map_err(wait)
+        self.per_login
+            .check_key(&email.trim().to_lowercase())
+            .map_err(wait)
     }
 
     /// Forgets keys whose limits have fully recovered, so memory stays bounded.
@@ -57,6 +60,10 @@ mod tests {
         // Three attempts came from this IP: a fresh login from it is refused too...
         assert!(limits.check("b@x.io", Some(ip)).is_err());
         // ...while another IP is unaffected for a fresh login.
-        assert!(limits.check("d@x.io", Some("10.0.0.2".parse().unwrap())).is_ok());
+        assert!(
+            limits
+                .check("d@x.io", Some("10.0.0.2".parse().unwrap()))
+                .is_ok()
+        );
     }
 }

@@ -37,11 +37,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/users/new", web::get().to(users::new_form))
         .route("/settings/users/{id}", web::get().to(users::edit_form))
         .route("/settings/users/{id}", web::post().to(users::update))
-        .route("/settings/users/{id}/password", web::post().to(users::set_password))
+        .route(
+            "/settings/users/{id}/password",
+            web::post().to(users::set_password),
+        )
         .route("/settings/groups", web::get().to(groups::list))
         .route("/settings/groups", web::post().to(groups::create))
         .route("/settings/groups/{id}", web::post().to(groups::rename))
-        .route("/settings/groups/{id}/delete", web::post().to(groups::delete))
+        .route(
+            "/settings/groups/{id}/delete",
+            web::post().to(groups::delete),
+        )
         .route("/settings/roles", web::get().to(roles::list))
         .route("/settings/roles", web::post().to(roles::create))
         .route("/settings/roles/new", web::get().to(roles::new_form))
@@ -50,13 +56,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/roles/{id}/delete", web::post().to(roles::delete))
         .route("/settings/tokens", web::get().to(tokens::list))
         .route("/settings/tokens", web::post().to(tokens::create))
-        .route("/settings/tokens/{id}/revoke", web::post().to(tokens::revoke))
+        .route(
+            "/settings/tokens/{id}/revoke",
+            web::post().to(tokens::revoke),
+        )
         .route("/settings/profile", web::get().to(profile::show))
         .route("/settings/profile", web::post().to(profile::save))
-        .route("/settings/profile/password", web::post().to(profile::change_password));
+        .route(
+            "/settings/profile/password",
+            web::post().to(profile::change_password),
+        );
 }
 
 async fn settings_home(c: ctx::Ctx) -> error::PageResult {
     c.caller()?;
-    pages::see_other(if c.is_admin() { "/settings/users" } else { "/settings/profile" }, None)
+    pages::see_other(
+        if c.is_admin() {
+            "/settings/users"
+        } else {
+            "/settings/profile"
+        },
+        None,
+    )
 }

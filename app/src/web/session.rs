@@ -7,7 +7,7 @@ use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
-use actix_web::web::{Bytes, Data};
+use actix_web::web::Data;
 use actix_web::{Error, FromRequest, HttpMessage, HttpResponse};
 use kernel::{AppError, ErrorCode};
 
@@ -40,14 +40,26 @@ pub fn read_private(req: &actix_web::HttpRequest, key: &Key, name: &str) -> Opti
 }
 
 /// An encrypted, authenticated, HttpOnly cookie.
-pub fn private_cookie(key: &Key, name: &'static str, value: String, secure: bool, max_age_days: Option<i64>) -> Cookie<'static> {
-    let mut cookie = Cookie::build(name, value).path("/").http_only(true).same_site(SameSite::Lax).secure(secure);
+pub fn private_cookie(
+    key: &Key,
+    name: &'static str,
+    value: String,
+    secure: bool,
+    max_age_days: Option<i64>,
+) -> Cookie<'static> {
+    let mut cookie = Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure);
     if let Some(days) = max_age_days {
         cookie = cookie.max_age(actix_web::cookie::time::Duration::days(days));
     }
     let mut jar = CookieJar::new();
     jar.private_mut(key).add(cookie.finish());
-    jar.get(name).cloned().unwrap_or_else(|| Cookie::new(name, ""))
+    jar.get(name)
+        .cloned()
+        .unwrap_or_else(|| Cookie::new(name, ""))
 }
 
 pub fn removal_cookie(name: &'static str) -> Cookie<'static> {
@@ -58,7 +70,11 @@ pub fn removal_cookie(name: &'static str) -> Cookie<'static> {
 
 fn same(a: &str, b: &str) -> bool {
     // Constant time for equal lengths: a token guessed byte by byte learns nothing from timing.
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn is_form(req: &ServiceRequest) -> bool {
@@ -82,26 +98,41 @@ async fn provided_csrf(req: &mut ServiceRequest) -> Result<Option<String>, AppEr
         .await
         .map_err(|_| AppError::new(ErrorCode::PayloadTooLarge, "the form is too large"))?;
     if body.len() > MAX_FORM_BYTES {
-        return Err(AppError::new(ErrorCode::PayloadTooLarge, "the form is too large"));
+        return Err(AppError::new(
+            ErrorCode::PayloadTooLarge,
+            "the form is too large",
+        ));
     }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let token = pairs.into_iter().find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v);
-    req.set_payload(Payload::from(Bytes::from(body)));
+    let token = pairs
+        .into_iter()
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v);
+    req.set_payload(Payload::from(body));
     Ok(token)
 }
 
-pub async fn session_layer(mut req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
+pub async fn session_layer(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
     let path = req.path().to_string();
     if sessionless(&path) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let Some(state) = req.app_data::<Data<AppState>>().cloned() else {
-        return Err(actix_web::error::ErrorInternalServerError("application state missing"));
+        return Err(actix_web::error::ErrorInternalServerError(
+            "application state missing",
+        ));
     };
     let key = &state.cookie_key;
     let secure = state.config.web.secure_cookies;
     let chosen_lang = req.cookie(LANG_COOKIE).map(|c| c.value().to_string());
-    let browser_lang = req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let browser_lang = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
 
     let mut session: Option<SessionInfo> = None;
     let mut stale_session = false;
@@ -131,13 +162,22 @@ pub async fn session_layer(mut req: ServiceRequest, next: Next<impl MessageBody 
         },
     };
     let notice = notice_of(req.query_string());
-    let ctx = Ctx { lang, session, csrf: csrf.clone(), path: path.clone(), notice };
+    let ctx = Ctx {
+        lang,
+        session,
+        csrf: csrf.clone(),
+        path: path.clone(),
+        notice,
+    };
 
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method {
         let verdict = match provided_csrf(&mut req).await {
             Ok(Some(given)) if new_pre_session.is_none() && same(&given, &csrf) => Ok(()),
-            Ok(_) => Err(AppError::new(ErrorCode::CsrfRejected, "missing or wrong CSRF token")),
+            Ok(_) => Err(AppError::new(
+                ErrorCode::CsrfRejected,
+                "missing or wrong CSRF token",
+            )),
             Err(e) => Err(e),
         };
         if let Err(e) = verdict {
@@ -157,17 +197,27 @@ pub async fn session_layer(mut req: ServiceRequest, next: Next<impl MessageBody 
     if let Some(err) = error {
         let page = if err.code == ErrorCode::Unauthorized {
             let target = format!("/sign-in?next={}", encode_next(&path));
-            HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish()
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, target))
+                .finish()
         } else {
             error_page(&ctx, &err)
         };
         res = res.into_response(page);
     }
     if let Some(t) = new_pre_session {
-        let _ = res.response_mut().add_cookie(&private_cookie(key, PRE_SESSION_COOKIE, t, secure, None));
+        let _ = res.response_mut().add_cookie(&private_cookie(
+            key,
+            PRE_SESSION_COOKIE,
+            t,
+            secure,
+            None,
+        ));
     }
     if stale_session {
-        let _ = res.response_mut().add_cookie(&removal_cookie(SESSION_COOKIE));
+        let _ = res
+            .response_mut()
+            .add_cookie(&removal_cookie(SESSION_COOKIE));
     }
     Ok(res)
 }
@@ -175,7 +225,12 @@ pub async fn session_layer(mut req: ServiceRequest, next: Next<impl MessageBody 
 /// A local path to come back to after signing in; anything else is dropped (no open redirect).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.starts_with("/sign-") => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.starts_with("/sign-") =>
+        {
             n.to_string()
         }
         _ => "/".to_string(),
@@ -183,14 +238,21 @@ pub fn safe_next(next: Option<&str>) -> String {
 }
 
 fn encode_next(path: &str) -> String {
-    serde_urlencoded::to_string([("", path)]).unwrap_or_default().trim_start_matches('=').to_string()
+    serde_urlencoded::to_string([("", path)])
+        .unwrap_or_default()
+        .trim_start_matches('=')
+        .to_string()
 }
 
 /// `?done=users.created` → a notice, if it names a known notice text (nothing else is echoed).
 fn notice_of(query: &str) -> Option<String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    let key = pairs.into_iter().find(|(k, _)| k == "done").map(|(_, v)| v)?;
-    let known = i18n::has(Lang::En, &key) && !key.starts_with("error.") && !key.starts_with("field.");
+    let key = pairs
+        .into_iter()
+        .find(|(k, _)| k == "done")
+        .map(|(_, v)| v)?;
+    let known =
+        i18n::has(Lang::En, &key) && !key.starts_with("error.") && !key.starts_with("field.");
     known.then_some(key)
 }
 
@@ -207,7 +269,10 @@ mod tests {
         assert_eq!(safe_next(None), "/");
         assert_eq!(encode_next("/a b?c=1"), "%2Fa+b%3Fc%3D1");
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
-        assert_eq!(notice_of("done=users.created&x=1").as_deref(), Some("users.created"));
+        assert_eq!(
+            notice_of("done=users.created&x=1").as_deref(),
+            Some("users.created")
+        );
         assert_eq!(notice_of("done=%3Cscript%3E"), None);
         assert_eq!(notice_of("done=error.internal"), None);
     }

@@ -8,19 +8,29 @@ use std::process::Command;
 use crate::support::{PASSWORD, spawn_app};
 
 fn chromium() -> Option<String> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().find(|p| Path::new(p).exists()).map(|p| p.to_string())
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| p.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_creates_a_colleague_who_then_signs_in() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
     let script = root.join("tests/browser/settings.mjs");
     let modules = root.join("tests/browser/node_modules/playwright-core");
     let (Some(browser), true) = (chromium(), modules.exists()) else {
         if std::env::var_os("VORONKA_REQUIRE_BROWSER").is_some() {
-            panic!("the browser test needs Debian's chromium and `npm ci` in tests/browser (scripts/test installs both)");
+            panic!(
+                "the browser test needs Debian's chromium and `npm ci` in tests/browser (scripts/test installs both)"
+            );
         }
-        eprintln!("SKIPPED browser test: chromium or playwright-core missing (scripts/test installs them)");
+        eprintln!(
+            "SKIPPED browser test: chromium or playwright-core missing (scripts/test installs them)"
+        );
         return;
     };
     let app = spawn_app().await;
@@ -42,6 +52,9 @@ async fn a_person_signs_in_creates_a_colleague_who_then_signs_in() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser script failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "browser script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stdout.contains("signed in as the new user"), "{stdout}");
 }

@@ -8,7 +8,10 @@ use kernel::migrate;
 use kernel::testing::TestDb;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
 }
 
 #[test]
@@ -17,38 +20,74 @@ fn migrations_go_up_down_and_up_with_an_identical_schema() {
     let modules = voronka::database::MIGRATIONS;
     for m in modules {
         let applied = migrate::run_pending(&db.url, m).unwrap();
-        assert_eq!(applied.len(), migrate::versions(m).unwrap().len(), "{} applies all", m.schema);
-        assert!(migrate::run_pending(&db.url, m).unwrap().is_empty(), "{}: a rerun applies nothing", m.schema);
+        assert_eq!(
+            applied.len(),
+            migrate::versions(m).unwrap().len(),
+            "{} applies all",
+            m.schema
+        );
+        assert!(
+            migrate::run_pending(&db.url, m).unwrap().is_empty(),
+            "{}: a rerun applies nothing",
+            m.schema
+        );
     }
-    let first: Vec<String> = modules.iter().map(|m| migrate::schema_dump(&db.url, m.schema).unwrap()).collect();
+    let first: Vec<String> = modules
+        .iter()
+        .map(|m| migrate::schema_dump(&db.url, m.schema).unwrap())
+        .collect();
     for (m, dump) in modules.iter().zip(&first) {
-        assert!(dump.contains("column "), "{}: the dump sees the tables", m.schema);
+        assert!(
+            dump.contains("column "),
+            "{}: the dump sees the tables",
+            m.schema
+        );
     }
     for m in modules.iter().rev() {
         migrate::revert_all(&db.url, m).unwrap();
-        assert_eq!(migrate::schema_dump(&db.url, m.schema).unwrap(), "", "{}: down removes everything", m.schema);
+        assert_eq!(
+            migrate::schema_dump(&db.url, m.schema).unwrap(),
+            "",
+            "{}: down removes everything",
+            m.schema
+        );
     }
     for m in modules {
         migrate::run_pending(&db.url, m).unwrap();
     }
-    let second: Vec<String> = modules.iter().map(|m| migrate::schema_dump(&db.url, m.schema).unwrap()).collect();
+    let second: Vec<String> = modules
+        .iter()
+        .map(|m| migrate::schema_dump(&db.url, m.schema).unwrap())
+        .collect();
     assert_eq!(first, second);
 }
 
 #[test]
 fn implementation_crates_depend_only_on_kernel_and_api_crates() {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let packages = meta["packages"].as_array().unwrap();
     let path_of = |p: &serde_json::Value| p["manifest_path"].as_str().unwrap().to_string();
     let implementations: Vec<String> = packages
         .iter()
-        .filter(|p| path_of(p).contains("/modules/") && !p["name"].as_str().unwrap().ends_with("-api"))
+        .filter(|p| {
+            path_of(p).contains("/modules/") && !p["name"].as_str().unwrap().ends_with("-api")
+        })
         .map(|p| p["name"].as_str().unwrap().to_string())
         .collect();
     assert!(implementations.contains(&"accounts".to_string()));
@@ -62,7 +101,11 @@ fn implementation_crates_depend_only_on_kernel_and_api_crates() {
                 broken.push(format!("{name} -> {dep}"));
             }
             // Contracts stay light: an -api crate depends on kernel and other -api crates only.
-            if name.ends_with("-api") && d["path"].is_string() && dep != "kernel" && !dep.ends_with("-api") {
+            if name.ends_with("-api")
+                && d["path"].is_string()
+                && dep != "kernel"
+                && !dep.ends_with("-api")
+            {
                 broken.push(format!("{name} -> {dep}"));
             }
         }
@@ -71,7 +114,17 @@ fn implementation_crates_depend_only_on_kernel_and_api_crates() {
 }
 
 /// Every schema a module may own; a module's SQL may name only its own.
-const SCHEMAS: &[&str] = &["accounts", "contacts", "deals", "activities", "automation", "messaging", "analytics", "public", "apalis"];
+const SCHEMAS: &[&str] = &[
+    "accounts",
+    "contacts",
+    "deals",
+    "activities",
+    "automation",
+    "messaging",
+    "analytics",
+    "public",
+    "apalis",
+];
 
 fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -94,7 +147,10 @@ fn foreign_refs(sql: &str, own: &str) -> Vec<String> {
         let mut from = 0;
         while let Some(i) = lower[from..].find(&pat) {
             let at = from + i;
-            let before_ok = at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b'.');
+            let before_ok = at == 0
+                || !(bytes[at - 1].is_ascii_alphanumeric()
+                    || bytes[at - 1] == b'_'
+                    || bytes[at - 1] == b'.');
             let after = bytes.get(at + pat.len()).copied().unwrap_or(b' ');
             if before_ok && (after.is_ascii_alphabetic() || after == b'_' || after == b'"') {
                 found.push(format!("{schema}.…"));
@@ -144,7 +200,11 @@ fn each_modules_sql_names_only_its_own_schema() {
         let module = entry.file_name().to_string_lossy().to_string();
         modules_checked += 1;
         let mut sql_files = Vec::new();
-        files(&root.join("migrations").join(&module), "sql", &mut sql_files);
+        files(
+            &root.join("migrations").join(&module),
+            "sql",
+            &mut sql_files,
+        );
         assert!(!sql_files.is_empty(), "{module} has migrations");
         for f in sql_files {
             for r in foreign_refs(&std::fs::read_to_string(&f).unwrap(), &module) {
@@ -161,7 +221,9 @@ fn each_modules_sql_names_only_its_own_schema() {
                 if let Some((schema, rest)) = l.split_once('.')
                     && rest.contains(" (")
                     && l.ends_with('{')
-                    && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && schema
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
                     && schema != module
                 {
                     problems.push(format!("{}: table in schema {schema}", f.display()));
@@ -180,10 +242,20 @@ fn each_modules_sql_names_only_its_own_schema() {
 
 #[test]
 fn the_schema_check_itself_catches_a_foreign_reference() {
-    assert!(foreign_refs("SELECT * FROM deals.deals d JOIN accounts.users u ON true", "deals").len() == 1);
+    assert!(
+        foreign_refs(
+            "SELECT * FROM deals.deals d JOIN accounts.users u ON true",
+            "deals"
+        )
+        .len()
+            == 1
+    );
     assert!(foreign_refs("select 1 from accounts.users", "accounts").is_empty());
     assert!(foreign_refs("SELECT public.foo()", "accounts").len() == 1);
-    assert_eq!(string_literals("let a = \"x.y\"; // \"deals.z\"\nlet b = \"q\\\"r\";"), vec!["x.y", "q\"r"]);
+    assert_eq!(
+        string_literals("let a = \"x.y\"; // \"deals.z\"\nlet b = \"q\\\"r\";"),
+        vec!["x.y", "q\"r"]
+    );
 }
 
 #[test]
@@ -192,7 +264,11 @@ fn a_bad_configuration_value_stops_the_start_with_a_clear_message() {
         ("VORONKA_LISTEN", "not-an-address", "`listen`"),
         ("VORONKA_DB__POOL_SIZE", "0", "db.pool_size"),
         ("VORONKA_LOG__FORMAT", "xml", "log.format"),
-        ("VORONKA_MODULES__ACCOUNTS__MODE", "sideways", "modules.accounts.mode"),
+        (
+            "VORONKA_MODULES__ACCOUNTS__MODE",
+            "sideways",
+            "modules.accounts.mode",
+        ),
         ("VORONKA_DATABASE_URL", "mysql://x", "database_url"),
     ];
     for (key, value, expected) in cases {
@@ -205,13 +281,19 @@ fn a_bad_configuration_value_stops_the_start_with_a_clear_message() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{key}={value}: {stderr}");
-        assert!(stderr.contains("configuration error") && stderr.contains(expected), "{key}={value}: {stderr}");
+        assert!(
+            stderr.contains("configuration error") && stderr.contains(expected),
+            "{key}={value}: {stderr}"
+        );
     }
     let dir = std::env::temp_dir().join(format!("voronka-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("voronka.toml");
     std::fs::write(&file, "listen = \"127.0.0.1:1\"\n[web]\nworkerz = 3\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_voronka")).args(["--config", file.to_str().unwrap(), "serve"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_voronka"))
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("workerz"), "{stderr}");

@@ -23,13 +23,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let db = tokio::task::spawn_blocking(|| TestDb::new(voronka::database::MIGRATIONS)).await.expect("test database");
-    let mut config = Config::default();
-    config.database_url = Some(db.url.clone());
-    config.secret_key = Some(base64::engine::general_purpose::STANDARD.encode(rand_bytes()));
+    let db = tokio::task::spawn_blocking(|| TestDb::new(voronka::database::MIGRATIONS))
+        .await
+        .expect("test database");
+    let mut config = Config {
+        database_url: Some(db.url.clone()),
+        secret_key: Some(base64::engine::general_purpose::STANDARD.encode(rand_bytes())),
+        data_dir: std::env::temp_dir().join(format!("voronka-test-{}", db.name)),
+        ..Config::default()
+    };
     config.web.workers = 1;
     config.db.pool_size = 4;
-    config.data_dir = std::env::temp_dir().join(format!("voronka-test-{}", db.name));
     adjust(&mut config);
     let state = web::Data::new(voronka::server::build_state(config, &db.url).expect("state"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -70,7 +74,10 @@ impl TestApp {
             })
             .await
             .expect("create account");
-        Tenant { account: account.id, admin }
+        Tenant {
+            account: account.id,
+            admin,
+        }
     }
 
     pub async fn member(&self, tenant: &Tenant, email: &str) -> UserInfo {
@@ -101,14 +108,20 @@ impl TestApp {
     pub async fn signed_in(&self, email: &str) -> Client {
         let c = self.client();
         let res = c.sign_in(email, PASSWORD).await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in of {email} should succeed");
+        assert_eq!(
+            res.status(),
+            StatusCode::SEE_OTHER,
+            "sign-in of {email} should succeed"
+        );
         c
     }
 
     /// Runs SQL against the test database directly (to inspect state, or simulate time passing).
     pub async fn sql(&self, sql: &str) {
         use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-        let mut conn = AsyncPgConnection::establish(&self.db.url).await.expect("connect");
+        let mut conn = AsyncPgConnection::establish(&self.db.url)
+            .await
+            .expect("connect");
         conn.batch_execute(sql).await.expect("sql");
     }
 
@@ -120,8 +133,14 @@ impl TestApp {
             #[diesel(sql_type = BigInt)]
             n: i64,
         }
-        let mut conn = AsyncPgConnection::establish(&self.db.url).await.expect("connect");
-        diesel::sql_query(sql).get_result::<N>(&mut conn).await.expect("count").n
+        let mut conn = AsyncPgConnection::establish(&self.db.url)
+            .await
+            .expect("connect");
+        diesel::sql_query(sql)
+            .get_result::<N>(&mut conn)
+            .await
+            .expect("count")
+            .n
     }
 }
 
@@ -137,11 +156,18 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        Client { base: base.to_string(), http }
+        Client {
+            base: base.to_string(),
+            http,
+        }
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.base)).send().await.expect("GET")
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET")
     }
 
     pub async fn text(&self, path: &str) -> (StatusCode, String) {
@@ -157,7 +183,12 @@ impl Client {
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.base)).form(form).send().await.expect("POST")
+        self.http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .expect("POST")
     }
 
     /// Posts a form with the CSRF token of the page at `page`.
@@ -169,11 +200,21 @@ impl Client {
     }
 
     pub async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
-        self.submit("/sign-in", "/sign-in", &[("email", email), ("password", password)]).await
+        self.submit(
+            "/sign-in",
+            "/sign-in",
+            &[("email", email), ("password", password)],
+        )
+        .await
     }
 
     pub async fn api_get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.expect("API GET")
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("API GET")
     }
 }
 
@@ -183,5 +224,9 @@ pub fn csrf_in(html: &str) -> Option<String> {
 }
 
 pub fn location(res: &reqwest::Response) -> String {
-    res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }

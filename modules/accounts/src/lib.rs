@@ -15,4 +15,7 @@ pub use service::AccountsService;
 pub const SCHEMA: &str = "accounts";
 const EMBEDDED: EmbeddedMigrations = embed_migrations!("../../migrations/accounts");
 
-pub const MIGRATIONS: ModuleMigrations = ModuleMigrations { schema: SCHEMA, migrations: || EMBEDDED };
+pub const MIGRATIONS: ModuleMigrations = ModuleMigrations {
+    schema: SCHEMA,
+    migrations: || EMBEDDED,
+};

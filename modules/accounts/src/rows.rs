@@ -1,6 +1,6 @@
 //! Rows as stored, and their conversion into the contract's types.
 
-use accounts_api::{AccountInfo, GroupId, Lang, RoleId, Rights, TokenId, TokenInfo, UserInfo};
+use accounts_api::{AccountInfo, GroupId, Lang, Rights, RoleId, TokenId, TokenInfo, UserInfo};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -59,7 +59,13 @@ pub fn parse_rights(value: serde_json::Value) -> Rights {
     serde_json::from_value(value).unwrap_or_else(|e| {
         tracing::error!(error = %e, "stored rights do not parse; falling back to no rights");
         let none = accounts_api::EntityRights::uniform(accounts_api::Level::None);
-        Rights { is_admin: false, deals: none, contacts: none, companies: none, tasks: none }
+        Rights {
+            is_admin: false,
+            deals: none,
+            contacts: none,
+            companies: none,
+            tasks: none,
+        }
     })
 }
 

@@ -1,7 +1,7 @@
 //! Passwords, session tokens and API tokens: how they are made, hashed and checked.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -16,13 +16,20 @@ use sha2::{Digest, Sha256};
 fn hashing_slots() -> &'static tokio::sync::Semaphore {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     SLOTS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
     })
 }
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async runtime's threads.
 pub async fn hash_password(password: String) -> AppResult<String> {
-    let _slot = hashing_slots().acquire().await.map_err(|e| AppError::internal(e.to_string()))?;
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|e| AppError::internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::encode_b64(&random_bytes::<16>())
             .map_err(|e| AppError::internal(format!("salt: {e}")))?;
@@ -41,7 +48,8 @@ fn decoy_hash() -> String {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY
         .get_or_init(|| {
-            let salt = SaltString::encode_b64(&random_bytes::<16>()).expect("16 bytes make a valid salt");
+            let salt =
+                SaltString::encode_b64(&random_bytes::<16>()).expect("16 bytes make a valid salt");
             Argon2::default()
                 .hash_password(&random_bytes::<16>(), &salt)
                 .map(|h| h.to_string())
@@ -51,12 +59,18 @@ fn decoy_hash() -> String {
 }
 
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    let Ok(_slot) = hashing_slots().acquire().await else { return false };
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(decoy_hash);
-        let Ok(parsed) = PasswordHash::new(&hash) else { return false };
-        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        let Ok(parsed) = PasswordHash::new(&hash) else {
+            return false;
+        };
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         ok && known
     })
     .await
@@ -108,7 +122,8 @@ pub fn sign_token(key: &[u8], claims: &TokenClaims) -> AppResult<String> {
 pub fn verify_token(key: &[u8], token: &str, now: DateTime<Utc>) -> AppResult<TokenClaims> {
     let invalid = || AppError::unauthorized("the access token is not valid");
     let mut parts = token.trim().split('.');
-    let (Some(header), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(invalid());
     };
@@ -119,7 +134,8 @@ pub fn verify_token(key: &[u8], token: &str, now: DateTime<Utc>) -> AppResult<To
     mac.update(payload.as_bytes());
     mac.verify_slice(&sig).map_err(|_| invalid())?;
     let claims: TokenClaims =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?).map_err(|_| invalid())?;
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?)
+            .map_err(|_| invalid())?;
     if claims.exp <= now.timestamp() {
         return Err(AppError::unauthorized("the access token has expired"));
     }
@@ -143,13 +159,24 @@ mod tests {
     fn tokens_are_signed_and_expire() {
         let key = b"0123456789abcdef0123456789abcdef";
         let now = Utc::now();
-        let claims = TokenClaims { jti: "x".into(), sub: 1, account_id: 2, iat: now.timestamp(), exp: now.timestamp() + 60 };
+        let claims = TokenClaims {
+            jti: "x".into(),
+            sub: 1,
+            account_id: 2,
+            iat: now.timestamp(),
+            exp: now.timestamp() + 60,
+        };
         let token = sign_token(key, &claims).unwrap();
         assert_eq!(token.split('.').count(), 3);
         assert_eq!(verify_token(key, &token, now).unwrap().account_id, 2);
         assert!(verify_token(b"another key another key another!", &token, now).is_err());
         let later = now + chrono::Duration::seconds(61);
-        assert!(verify_token(key, &token, later).unwrap_err().message.contains("expired"));
+        assert!(
+            verify_token(key, &token, later)
+                .unwrap_err()
+                .message
+                .contains("expired")
+        );
         let mut tampered = token.clone();
         tampered.insert(token.find('.').unwrap() + 2, 'x');
         assert!(verify_token(key, &tampered, now).is_err());

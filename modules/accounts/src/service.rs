@@ -24,7 +24,11 @@ pub struct AccountsService {
 
 impl AccountsService {
     pub fn new(pool: DbPool, token_key: Vec<u8>) -> AccountsService {
-        AccountsService { pool, token_key, session_ttl: Duration::days(14) }
+        AccountsService {
+            pool,
+            token_key,
+            session_ttl: Duration::days(14),
+        }
     }
 
     async fn conn(&self) -> AppResult<kernel::db::DbConn> {
@@ -38,11 +42,17 @@ const SESSION_TOUCH_SECS: i64 = 60;
 /// Users with their role's rights alongside (a macro: the query's type is unnameable).
 macro_rules! user_query {
     () => {
-        users::table.left_join(roles::table).select((UserRow::as_select(), roles::rights.nullable()))
+        users::table
+            .left_join(roles::table)
+            .select((UserRow::as_select(), roles::rights.nullable()))
     };
 }
 
-async fn load_user(conn: &mut AsyncPgConnection, account: AccountId, id: UserId) -> AppResult<UserInfo> {
+async fn load_user(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    id: UserId,
+) -> AppResult<UserInfo> {
     let (row, role_rights) = user_query!()
         .filter(users::account_id.eq(account.0))
         .filter(users::id.eq(id.0))
@@ -66,14 +76,20 @@ async fn require_admin(conn: &mut AsyncPgConnection, caller: Caller) -> AppResul
                 .first(conn)
                 .await
                 .optional()?;
-            if ok == Some(true) { Ok(()) } else { Err(AppError::forbidden("only administrators may do this")) }
+            if ok == Some(true) {
+                Ok(())
+            } else {
+                Err(AppError::forbidden("only administrators may do this"))
+            }
         }
     }
 }
 
 /// The caller must be an active user of the account (or the system).
 async fn require_member(conn: &mut AsyncPgConnection, caller: Caller) -> AppResult<()> {
-    let Some(uid) = caller.actor.user_id() else { return Ok(()) };
+    let Some(uid) = caller.actor.user_id() else {
+        return Ok(());
+    };
     let active: Option<bool> = users::table
         .filter(users::account_id.eq(caller.account_id.0))
         .filter(users::id.eq(uid.0))
@@ -81,7 +97,11 @@ async fn require_member(conn: &mut AsyncPgConnection, caller: Caller) -> AppResu
         .first(conn)
         .await
         .optional()?;
-    if active == Some(true) { Ok(()) } else { Err(AppError::forbidden("this user is not active")) }
+    if active == Some(true) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden("this user is not active"))
+    }
 }
 
 fn email_taken() -> AppError {
@@ -94,7 +114,11 @@ fn name_taken() -> AppError {
 
 /// Maps a unique violation to a field error; everything else passes through.
 fn on_conflict(e: AppError, field_error: fn() -> AppError) -> AppError {
-    if e.code == ErrorCode::Conflict { field_error() } else { e }
+    if e.code == ErrorCode::Conflict {
+        field_error()
+    } else {
+        e
+    }
 }
 
 async fn ensure_group_and_role(
@@ -111,7 +135,11 @@ async fn ensure_group_and_role(
             .first(conn)
             .await?;
         if found == 0 {
-            return Err(AppError::validation("group_id", "not_found", "no such group"));
+            return Err(AppError::validation(
+                "group_id",
+                "not_found",
+                "no such group",
+            ));
         }
     }
     if let Some(r) = role {
@@ -129,7 +157,11 @@ async fn ensure_group_and_role(
 }
 
 /// Refuses a change that would leave the account without an active administrator.
-async fn keep_an_admin(conn: &mut AsyncPgConnection, account: AccountId, changed: UserId) -> AppResult<()> {
+async fn keep_an_admin(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    changed: UserId,
+) -> AppResult<()> {
     let others: i64 = users::table
         .filter(users::account_id.eq(account.0))
         .filter(users::id.ne(changed.0))
@@ -155,25 +187,45 @@ impl Accounts for AccountsService {
         let admin_name = check.text("admin_name", &new.admin_name, 200);
         let email = check.email("admin_email", &new.admin_email);
         check.password("admin_password", &new.admin_password);
-        let requested = new.subdomain.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+        let requested = new
+            .subdomain
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase);
         if let Some(s) = &requested
             && !validate::valid_subdomain(s)
         {
-            check.fail("subdomain", "invalid", "use lower-case letters, digits and dashes");
+            check.fail(
+                "subdomain",
+                "invalid",
+                "use lower-case letters, digits and dashes",
+            );
         }
         check.finish()?;
         let hash = secrets::hash_password(new.admin_password).await?;
         let mut conn = self.conn().await?;
         let base = requested.clone().unwrap_or_else(|| {
             let s = validate::slug(&name);
-            if s.is_empty() { "account".to_string() } else { s }
+            if s.is_empty() {
+                "account".to_string()
+            } else {
+                s
+            }
         });
         let (account, user) = conn
             .transaction::<_, AppError, _>(async |conn| {
-                let taken: i64 =
-                    users::table.filter(users::email.eq(&email)).select(count_star()).first(conn).await?;
+                let taken: i64 = users::table
+                    .filter(users::email.eq(&email))
+                    .select(count_star())
+                    .first(conn)
+                    .await?;
                 if taken > 0 {
-                    return Err(AppError::validation("admin_email", "taken", "a user with this e-mail already exists"));
+                    return Err(AppError::validation(
+                        "admin_email",
+                        "taken",
+                        "a user with this e-mail already exists",
+                    ));
                 }
                 // A requested subdomain must be free; a derived one gets a numeric suffix.
                 let mut subdomain = base.clone();
@@ -187,7 +239,11 @@ impl Accounts for AccountsService {
                         break;
                     }
                     if requested.is_some() {
-                        return Err(AppError::validation("subdomain", "taken", "this subdomain is taken"));
+                        return Err(AppError::validation(
+                            "subdomain",
+                            "taken",
+                            "this subdomain is taken",
+                        ));
                     }
                     subdomain = format!("{base}-{n}");
                 }
@@ -243,26 +299,43 @@ impl Accounts for AccountsService {
         Ok(row.map(Into::into))
     }
 
-    async fn sign_in(&self, email: &str, password: &str, meta: SessionMeta) -> AppResult<NewSession> {
+    async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        meta: SessionMeta,
+    ) -> AppResult<NewSession> {
         let email = email.trim().to_lowercase();
         let mut conn = self.conn().await?;
         let found: Option<(i64, i64, String, bool)> = users::table
             .filter(users::email.eq(&email))
-            .select((users::id, users::account_id, users::password_hash, users::is_active))
+            .select((
+                users::id,
+                users::account_id,
+                users::password_hash,
+                users::is_active,
+            ))
             .first(&mut conn)
             .await
             .optional()?;
         let hash = found.as_ref().map(|(_, _, h, _)| h.clone());
         let password_ok = secrets::verify_password(password.to_string(), hash).await;
         let Some((user_id, account_id, _, true)) = found.filter(|_| password_ok) else {
-            return Err(AppError::new(ErrorCode::BadCredentials, "wrong e-mail or password"));
+            return Err(AppError::new(
+                ErrorCode::BadCredentials,
+                "wrong e-mail or password",
+            ));
         };
         let token = secrets::random_token();
         let csrf = secrets::random_token();
         let expires_at = Utc::now() + self.session_ttl;
-        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::expires_at.lt(now)))
-            .execute(&mut conn)
-            .await?;
+        diesel::delete(
+            sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::expires_at.lt(now)),
+        )
+        .execute(&mut conn)
+        .await?;
         diesel::insert_into(sessions::table)
             .values((
                 sessions::account_id.eq(account_id),
@@ -270,7 +343,9 @@ impl Accounts for AccountsService {
                 sessions::token_hash.eq(secrets::token_hash(&token)),
                 sessions::csrf_token.eq(&csrf),
                 sessions::ip.eq(meta.ip.map(|s| s.chars().take(64).collect::<String>())),
-                sessions::user_agent.eq(meta.user_agent.map(|s| s.chars().take(400).collect::<String>())),
+                sessions::user_agent.eq(meta
+                    .user_agent
+                    .map(|s| s.chars().take(400).collect::<String>())),
                 sessions::expires_at.eq(expires_at),
             ))
             .execute(&mut conn)
@@ -281,14 +356,34 @@ impl Accounts for AccountsService {
             .select(AccountRow::as_select())
             .first(&mut conn)
             .await?;
-        Ok(NewSession { token, session: SessionInfo { user, account: account.into(), csrf_token: csrf, expires_at } })
+        Ok(NewSession {
+            token,
+            session: SessionInfo {
+                user,
+                account: account.into(),
+                csrf_token: csrf,
+                expires_at,
+            },
+        })
     }
 
     async fn session(&self, token: &str) -> AppResult<Option<SessionInfo>> {
         let mut conn = self.conn().await?;
-        type Found = (i64, String, chrono::DateTime<Utc>, chrono::DateTime<Utc>, UserRow, Option<serde_json::Value>, AccountRow);
+        type Found = (
+            i64,
+            String,
+            chrono::DateTime<Utc>,
+            chrono::DateTime<Utc>,
+            UserRow,
+            Option<serde_json::Value>,
+            AccountRow,
+        );
         let found: Option<Found> = sessions::table
-            .inner_join(users::table.left_join(roles::table).inner_join(accounts::table))
+            .inner_join(
+                users::table
+                    .left_join(roles::table)
+                    .inner_join(accounts::table),
+            )
             .filter(sessions::token_hash.eq(secrets::token_hash(token)))
             .filter(sessions::expires_at.gt(now))
             .filter(users::is_active.eq(true))
@@ -304,7 +399,8 @@ impl Accounts for AccountsService {
             .first(&mut conn)
             .await
             .optional()?;
-        let Some((id, csrf_token, last_seen, mut expires_at, user, role_rights, account)) = found else {
+        let Some((id, csrf_token, last_seen, mut expires_at, user, role_rights, account)) = found
+        else {
             return Ok(None);
         };
         let now_ts = Utc::now();
@@ -312,11 +408,19 @@ impl Accounts for AccountsService {
             // Sliding expiry: an active session stays open; an idle one lapses after the TTL.
             expires_at = now_ts + self.session_ttl;
             diesel::update(sessions::table.filter(sessions::id.eq(id)))
-                .set((sessions::last_seen_at.eq(now_ts), sessions::expires_at.eq(expires_at)))
+                .set((
+                    sessions::last_seen_at.eq(now_ts),
+                    sessions::expires_at.eq(expires_at),
+                ))
                 .execute(&mut conn)
                 .await?;
         }
-        Ok(Some(SessionInfo { user: user.into_info(role_rights), account: account.into(), csrf_token, expires_at }))
+        Ok(Some(SessionInfo {
+            user: user.into_info(role_rights),
+            account: account.into(),
+            csrf_token,
+            expires_at,
+        }))
     }
 
     async fn sign_out(&self, token: &str) -> AppResult<()> {
@@ -334,12 +438,23 @@ impl Accounts for AccountsService {
         let account = users::account_id.eq(caller.account_id.0);
         let order = (users::name_key, users::id);
         let rows: Vec<(UserRow, Option<serde_json::Value>)> = match &page.after {
-            None => user_query!().filter(account).order(order).limit(page.fetch_limit()).load(&mut conn).await?,
+            None => {
+                user_query!()
+                    .filter(account)
+                    .order(order)
+                    .limit(page.fetch_limit())
+                    .load(&mut conn)
+                    .await?
+            }
             Some(after) => {
                 let (name_key, id): (String, i64) = after.decode()?;
                 user_query!()
                     .filter(account)
-                    .filter(users::name_key.gt(name_key.clone()).or(users::name_key.eq(name_key).and(users::id.gt(id))))
+                    .filter(
+                        users::name_key
+                            .gt(name_key.clone())
+                            .or(users::name_key.eq(name_key).and(users::id.gt(id))),
+                    )
                     .order(order)
                     .limit(page.fetch_limit())
                     .load(&mut conn)
@@ -376,7 +491,11 @@ impl Accounts for AccountsService {
         check.finish()?;
         ensure_group_and_role(&mut conn, caller.account_id, new.group_id, new.role_id).await?;
         let hash = secrets::hash_password(new.password).await?;
-        let rights = if new.is_admin { Rights::admin() } else { Rights::member() };
+        let rights = if new.is_admin {
+            Rights::admin()
+        } else {
+            Rights::member()
+        };
         let row: UserRow = diesel::insert_into(users::table)
             .values((
                 users::account_id.eq(caller.account_id.0),
@@ -397,7 +516,12 @@ impl Accounts for AccountsService {
         load_user(&mut conn, caller.account_id, UserId(row.id)).await
     }
 
-    async fn update_user(&self, caller: Caller, id: UserId, patch: UserPatch) -> AppResult<UserInfo> {
+    async fn update_user(
+        &self,
+        caller: Caller,
+        id: UserId,
+        patch: UserPatch,
+    ) -> AppResult<UserInfo> {
         let mut conn = self.conn().await?;
         let own_profile_only = patch.email.is_none()
             && patch.is_admin.is_none()
@@ -414,7 +538,10 @@ impl Accounts for AccountsService {
         let mut check = Check::default();
         let name = patch.name.as_deref().map(|n| check.text("name", n, 200));
         let email = patch.email.as_deref().map(|e| check.email("email", e));
-        let tz = patch.time_zone.as_deref().map(|t| check.time_zone("time_zone", t));
+        let tz = patch
+            .time_zone
+            .as_deref()
+            .map(|t| check.time_zone("time_zone", t));
         check.finish()?;
         let group = patch.group_id.unwrap_or(current.group_id);
         let role = patch.role_id.unwrap_or(current.role_id);
@@ -425,35 +552,53 @@ impl Accounts for AccountsService {
         if loses_admin {
             keep_an_admin(&mut conn, caller.account_id, id).await?;
         }
-        let own_rights = patch.rights.map(|r| serde_json::to_value(Rights { is_admin: false, ..r }).unwrap_or_default());
+        let own_rights = patch.rights.map(|r| {
+            serde_json::to_value(Rights {
+                is_admin: false,
+                ..r
+            })
+            .unwrap_or_default()
+        });
         let deactivated = patch.is_active == Some(false) && current.is_active;
         conn.transaction::<_, AppError, _>(async |conn| {
-            diesel::update(users::table.filter(users::account_id.eq(caller.account_id.0)).filter(users::id.eq(id.0)))
-                .set((
-                    users::name.eq(name.unwrap_or(current.name.clone())),
-                    users::email.eq(email.unwrap_or(current.email.clone())),
-                    users::is_admin.eq(patch.is_admin.unwrap_or(current.is_admin)),
-                    users::is_active.eq(patch.is_active.unwrap_or(current.is_active)),
-                    users::lang.eq(patch.lang.unwrap_or(current.lang).code()),
-                    users::time_zone.eq(tz.unwrap_or(current.time_zone.clone())),
-                    users::group_id.eq(group.map(|g| g.0)),
-                    users::role_id.eq(role.map(|r| r.0)),
-                    users::updated_at.eq(now),
-                ))
-                .execute(conn)
-                .await
-                .map_err(|e| on_conflict(e.into(), email_taken))?;
+            diesel::update(
+                users::table
+                    .filter(users::account_id.eq(caller.account_id.0))
+                    .filter(users::id.eq(id.0)),
+            )
+            .set((
+                users::name.eq(name.unwrap_or(current.name.clone())),
+                users::email.eq(email.unwrap_or(current.email.clone())),
+                users::is_admin.eq(patch.is_admin.unwrap_or(current.is_admin)),
+                users::is_active.eq(patch.is_active.unwrap_or(current.is_active)),
+                users::lang.eq(patch.lang.unwrap_or(current.lang).code()),
+                users::time_zone.eq(tz.unwrap_or(current.time_zone.clone())),
+                users::group_id.eq(group.map(|g| g.0)),
+                users::role_id.eq(role.map(|r| r.0)),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+            .map_err(|e| on_conflict(e.into(), email_taken))?;
             if let Some(rights) = &own_rights {
-                diesel::update(users::table.filter(users::account_id.eq(caller.account_id.0)).filter(users::id.eq(id.0)))
-                    .set(users::rights.eq(rights))
-                    .execute(conn)
-                    .await?;
+                diesel::update(
+                    users::table
+                        .filter(users::account_id.eq(caller.account_id.0))
+                        .filter(users::id.eq(id.0)),
+                )
+                .set(users::rights.eq(rights))
+                .execute(conn)
+                .await?;
             }
             if deactivated {
                 // A deactivated user is signed out everywhere at once.
-                diesel::delete(sessions::table.filter(sessions::account_id.eq(caller.account_id.0)).filter(sessions::user_id.eq(id.0)))
-                    .execute(conn)
-                    .await?;
+                diesel::delete(
+                    sessions::table
+                        .filter(sessions::account_id.eq(caller.account_id.0))
+                        .filter(sessions::user_id.eq(id.0)),
+                )
+                .execute(conn)
+                .await?;
             }
             Ok(())
         })
@@ -461,7 +606,12 @@ impl Accounts for AccountsService {
         load_user(&mut conn, caller.account_id, id).await
     }
 
-    async fn change_password(&self, caller: Caller, id: UserId, change: PasswordChange) -> AppResult<()> {
+    async fn change_password(
+        &self,
+        caller: Caller,
+        id: UserId,
+        change: PasswordChange,
+    ) -> AppResult<()> {
         let mut conn = self.conn().await?;
         let own = caller.actor.user_id() == Some(id);
         if own {
@@ -480,14 +630,23 @@ impl Accounts for AccountsService {
             .await
             .optional()?
             .ok_or_else(|| AppError::not_found("user"))?;
-        if own && !secrets::verify_password(change.current.unwrap_or_default(), Some(stored)).await {
-            return Err(AppError::validation("current", "wrong_password", "the current password is not right"));
+        if own && !secrets::verify_password(change.current.unwrap_or_default(), Some(stored)).await
+        {
+            return Err(AppError::validation(
+                "current",
+                "wrong_password",
+                "the current password is not right",
+            ));
         }
         let hash = secrets::hash_password(change.new).await?;
-        diesel::update(users::table.filter(users::account_id.eq(caller.account_id.0)).filter(users::id.eq(id.0)))
-            .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
-            .execute(&mut conn)
-            .await?;
+        diesel::update(
+            users::table
+                .filter(users::account_id.eq(caller.account_id.0))
+                .filter(users::id.eq(id.0)),
+        )
+        .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+        .execute(&mut conn)
+        .await?;
         Ok(())
     }
 
@@ -498,7 +657,9 @@ impl Accounts for AccountsService {
 
     async fn list_groups(&self, caller: Caller) -> AppResult<Vec<GroupInfo>> {
         let mut conn = self.conn().await?;
-        let members = users::table.on(users::account_id.eq(groups::account_id).and(users::group_id.eq(groups::id.nullable())));
+        let members = users::table.on(users::account_id
+            .eq(groups::account_id)
+            .and(users::group_id.eq(groups::id.nullable())));
         let rows: Vec<(i64, String, i64)> = groups::table
             .left_join(members)
             .filter(groups::account_id.eq(caller.account_id.0))
@@ -507,7 +668,14 @@ impl Accounts for AccountsService {
             .order((groups::name, groups::id))
             .load(&mut conn)
             .await?;
-        Ok(rows.into_iter().map(|(id, name, members)| GroupInfo { id: GroupId(id), name, members }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, members)| GroupInfo {
+                id: GroupId(id),
+                name,
+                members,
+            })
+            .collect())
     }
 
     async fn create_group(&self, caller: Caller, name: &str) -> AppResult<GroupInfo> {
@@ -517,12 +685,19 @@ impl Accounts for AccountsService {
         let name = check.text("name", name, 100);
         check.finish()?;
         let id: i64 = diesel::insert_into(groups::table)
-            .values((groups::account_id.eq(caller.account_id.0), groups::name.eq(&name)))
+            .values((
+                groups::account_id.eq(caller.account_id.0),
+                groups::name.eq(&name),
+            ))
             .returning(groups::id)
             .get_result(&mut conn)
             .await
             .map_err(|e| on_conflict(e.into(), name_taken))?;
-        Ok(GroupInfo { id: GroupId(id), name, members: 0 })
+        Ok(GroupInfo {
+            id: GroupId(id),
+            name,
+            members: 0,
+        })
     }
 
     async fn rename_group(&self, caller: Caller, id: GroupId, name: &str) -> AppResult<GroupInfo> {
@@ -531,11 +706,15 @@ impl Accounts for AccountsService {
         let mut check = Check::default();
         let name = check.text("name", name, 100);
         check.finish()?;
-        let n = diesel::update(groups::table.filter(groups::account_id.eq(caller.account_id.0)).filter(groups::id.eq(id.0)))
-            .set(groups::name.eq(&name))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| on_conflict(e.into(), name_taken))?;
+        let n = diesel::update(
+            groups::table
+                .filter(groups::account_id.eq(caller.account_id.0))
+                .filter(groups::id.eq(id.0)),
+        )
+        .set(groups::name.eq(&name))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| on_conflict(e.into(), name_taken))?;
         if n == 0 {
             return Err(AppError::not_found("group"));
         }
@@ -551,26 +730,46 @@ impl Accounts for AccountsService {
     async fn delete_group(&self, caller: Caller, id: GroupId) -> AppResult<()> {
         let mut conn = self.conn().await?;
         require_admin(&mut conn, caller).await?;
-        let n = diesel::delete(groups::table.filter(groups::account_id.eq(caller.account_id.0)).filter(groups::id.eq(id.0)))
-            .execute(&mut conn)
-            .await?;
-        if n == 0 { Err(AppError::not_found("group")) } else { Ok(()) }
+        let n = diesel::delete(
+            groups::table
+                .filter(groups::account_id.eq(caller.account_id.0))
+                .filter(groups::id.eq(id.0)),
+        )
+        .execute(&mut conn)
+        .await?;
+        if n == 0 {
+            Err(AppError::not_found("group"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn list_roles(&self, caller: Caller) -> AppResult<Vec<RoleInfo>> {
         let mut conn = self.conn().await?;
-        let holders = users::table.on(users::account_id.eq(roles::account_id).and(users::role_id.eq(roles::id.nullable())));
+        let holders = users::table.on(users::account_id
+            .eq(roles::account_id)
+            .and(users::role_id.eq(roles::id.nullable())));
         let rows: Vec<(i64, String, serde_json::Value, i64)> = roles::table
             .left_join(holders)
             .filter(roles::account_id.eq(caller.account_id.0))
             .group_by((roles::id, roles::name, roles::rights))
-            .select((roles::id, roles::name, roles::rights, count(users::id.nullable())))
+            .select((
+                roles::id,
+                roles::name,
+                roles::rights,
+                count(users::id.nullable()),
+            ))
             .order((roles::name, roles::id))
             .load(&mut conn)
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, rights, users)| RoleInfo { id: RoleId(id), name, rights: parse_rights(rights), users })
+            .map(|(id, name, rights, users)| RoleInfo {
+                id: RoleId(id),
+                name,
+                rights: parse_rights(rights),
+                users,
+            })
             .collect())
     }
 
@@ -588,7 +787,10 @@ impl Accounts for AccountsService {
         let mut check = Check::default();
         let name = check.text("name", name, 100);
         check.finish()?;
-        let rights = Rights { is_admin: false, ..rights };
+        let rights = Rights {
+            is_admin: false,
+            ..rights
+        };
         let id: i64 = diesel::insert_into(roles::table)
             .values((
                 roles::account_id.eq(caller.account_id.0),
@@ -599,25 +801,43 @@ impl Accounts for AccountsService {
             .get_result(&mut conn)
             .await
             .map_err(|e| on_conflict(e.into(), name_taken))?;
-        Ok(RoleInfo { id: RoleId(id), name, rights, users: 0 })
+        Ok(RoleInfo {
+            id: RoleId(id),
+            name,
+            rights,
+            users: 0,
+        })
     }
 
-    async fn update_role(&self, caller: Caller, id: RoleId, name: &str, rights: Rights) -> AppResult<RoleInfo> {
+    async fn update_role(
+        &self,
+        caller: Caller,
+        id: RoleId,
+        name: &str,
+        rights: Rights,
+    ) -> AppResult<RoleInfo> {
         let mut conn = self.conn().await?;
         require_admin(&mut conn, caller).await?;
         let mut check = Check::default();
         let name = check.text("name", name, 100);
         check.finish()?;
-        let rights = Rights { is_admin: false, ..rights };
-        let n = diesel::update(roles::table.filter(roles::account_id.eq(caller.account_id.0)).filter(roles::id.eq(id.0)))
-            .set((
-                roles::name.eq(&name),
-                roles::rights.eq(serde_json::to_value(rights).unwrap_or_default()),
-                roles::updated_at.eq(now),
-            ))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| on_conflict(e.into(), name_taken))?;
+        let rights = Rights {
+            is_admin: false,
+            ..rights
+        };
+        let n = diesel::update(
+            roles::table
+                .filter(roles::account_id.eq(caller.account_id.0))
+                .filter(roles::id.eq(id.0)),
+        )
+        .set((
+            roles::name.eq(&name),
+            roles::rights.eq(serde_json::to_value(rights).unwrap_or_default()),
+            roles::updated_at.eq(now),
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| on_conflict(e.into(), name_taken))?;
         if n == 0 {
             return Err(AppError::not_found("role"));
         }
@@ -639,13 +859,21 @@ impl Accounts for AccountsService {
                 .optional()?
                 .ok_or_else(|| AppError::not_found("role"))?;
             // Its users keep what they could do: the role's rights become their own.
-            diesel::update(users::table.filter(users::account_id.eq(caller.account_id.0)).filter(users::role_id.eq(id.0)))
-                .set((users::rights.eq(&rights), users::role_id.eq(None::<i64>)))
-                .execute(conn)
-                .await?;
-            diesel::delete(roles::table.filter(roles::account_id.eq(caller.account_id.0)).filter(roles::id.eq(id.0)))
-                .execute(conn)
-                .await?;
+            diesel::update(
+                users::table
+                    .filter(users::account_id.eq(caller.account_id.0))
+                    .filter(users::role_id.eq(id.0)),
+            )
+            .set((users::rights.eq(&rights), users::role_id.eq(None::<i64>)))
+            .execute(conn)
+            .await?;
+            diesel::delete(
+                roles::table
+                    .filter(roles::account_id.eq(caller.account_id.0))
+                    .filter(roles::id.eq(id.0)),
+            )
+            .execute(conn)
+            .await?;
             Ok(())
         })
         .await
@@ -679,7 +907,11 @@ impl Accounts for AccountsService {
         let mut check = Check::default();
         let name = check.text("name", name, 100);
         if days == 0 || days > MAX_TOKEN_DAYS {
-            check.fail("days", "out_of_range", &format!("from 1 to {MAX_TOKEN_DAYS} days"));
+            check.fail(
+                "days",
+                "out_of_range",
+                &format!("from 1 to {MAX_TOKEN_DAYS} days"),
+            );
         }
         check.finish()?;
         let issued = Utc::now();
@@ -704,8 +936,15 @@ impl Accounts for AccountsService {
             .returning(TokenRow::as_returning())
             .get_result(&mut conn)
             .await?;
-        let user_name: String = users::table.filter(users::id.eq(user.0)).select(users::name).first(&mut conn).await?;
-        Ok(NewToken { info: row.into_info(user_name), secret })
+        let user_name: String = users::table
+            .filter(users::id.eq(user.0))
+            .select(users::name)
+            .first(&mut conn)
+            .await?;
+        Ok(NewToken {
+            info: row.into_info(user_name),
+            secret,
+        })
     }
 
     async fn revoke_token(&self, caller: Caller, id: TokenId) -> AppResult<()> {
@@ -724,11 +963,15 @@ impl Accounts for AccountsService {
             Some(o) if is_admin || Some(UserId(o)) == caller.actor.user_id() => {}
             _ => return Err(AppError::not_found("token")),
         }
-        diesel::update(api_tokens::table.filter(api_tokens::account_id.eq(caller.account_id.0)).filter(api_tokens::id.eq(id.0)))
-            .filter(api_tokens::revoked_at.is_null())
-            .set(api_tokens::revoked_at.eq(now))
-            .execute(&mut conn)
-            .await?;
+        diesel::update(
+            api_tokens::table
+                .filter(api_tokens::account_id.eq(caller.account_id.0))
+                .filter(api_tokens::id.eq(id.0)),
+        )
+        .filter(api_tokens::revoked_at.is_null())
+        .set(api_tokens::revoked_at.eq(now))
+        .execute(&mut conn)
+        .await?;
         Ok(())
     }
 
@@ -742,12 +985,19 @@ impl Accounts for AccountsService {
             .filter(api_tokens::revoked_at.is_null())
             .filter(api_tokens::expires_at.gt(now))
             .filter(users::is_active.eq(true))
-            .select((api_tokens::id, api_tokens::account_id, api_tokens::user_id, api_tokens::last_used_at))
+            .select((
+                api_tokens::id,
+                api_tokens::account_id,
+                api_tokens::user_id,
+                api_tokens::last_used_at,
+            ))
             .first(&mut conn)
             .await
             .optional()?;
         let Some((id, account_id, user_id, last_used)) = found else {
-            return Err(AppError::unauthorized("the access token has been revoked or has expired"));
+            return Err(AppError::unauthorized(
+                "the access token has been revoked or has expired",
+            ));
         };
         if account_id != claims.account_id || user_id != claims.sub {
             return Err(AppError::unauthorized("the access token is not valid"));
@@ -758,6 +1008,10 @@ impl Accounts for AccountsService {
                 .execute(&mut conn)
                 .await?;
         }
-        Ok(TokenPrincipal { account_id: AccountId(account_id), user_id: UserId(user_id), token_id: TokenId(id) })
+        Ok(TokenPrincipal {
+            account_id: AccountId(account_id),
+            user_id: UserId(user_id),
+            token_id: TokenId(id),
+        })
     }
 }

@@ -10,11 +10,19 @@ pub struct Check {
 
 impl Check {
     pub fn fail(&mut self, field: &str, code: &str, message: &str) {
-        self.errors.push(FieldError { field: field.into(), code: code.into(), message: message.into() });
+        self.errors.push(FieldError {
+            field: field.into(),
+            code: code.into(),
+            message: message.into(),
+        });
     }
 
     pub fn finish(self) -> AppResult<()> {
-        if self.errors.is_empty() { Ok(()) } else { Err(AppError::from_fields(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::from_fields(self.errors))
+        }
     }
 
     /// A trimmed, non-empty text of at most `max` characters.
@@ -45,7 +53,11 @@ impl Check {
         if v.is_empty() {
             self.fail(field, "required", "this field is required");
         } else if v.len() > 254 || !plausible {
-            self.fail(field, "invalid_email", "enter an e-mail address such as anna@example.com");
+            self.fail(
+                field,
+                "invalid_email",
+                "enter an e-mail address such as anna@example.com",
+            );
         }
         v
     }
@@ -62,7 +74,11 @@ impl Check {
     pub fn time_zone(&mut self, field: &str, value: &str) -> String {
         let v = value.trim().to_string();
         if !TIME_ZONES.contains(&v.as_str()) {
-            self.fail(field, "invalid_time_zone", "choose a time zone from the list");
+            self.fail(
+                field,
+                "invalid_time_zone",
+                "choose a time zone from the list",
+            );
         }
         v
     }
@@ -86,7 +102,8 @@ pub fn valid_subdomain(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -104,10 +121,19 @@ mod tests {
         c.password("password", "short");
         c.time_zone("tz", "Mars/Olympus");
         let err = c.finish().unwrap_err();
-        let codes: Vec<_> = err.fields.iter().map(|f| (f.field.as_str(), f.code.as_str())).collect();
+        let codes: Vec<_> = err
+            .fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.code.as_str()))
+            .collect();
         assert_eq!(
             codes,
-            vec![("email2", "invalid_email"), ("name", "required"), ("password", "too_short"), ("tz", "invalid_time_zone")]
+            vec![
+                ("email2", "invalid_email"),
+                ("name", "required"),
+                ("password", "too_short"),
+                ("tz", "invalid_time_zone")
+            ]
         );
     }
 

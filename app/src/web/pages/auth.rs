@@ -13,7 +13,9 @@ use super::{FormErrors, html, ok, see_other};
 use crate::state::AppState;
 use crate::web::ctx::Ctx;
 use crate::web::error::PageResult;
-use crate::web::session::{self, LANG_COOKIE, PRE_SESSION_COOKIE, SESSION_COOKIE, private_cookie, removal_cookie};
+use crate::web::session::{
+    self, LANG_COOKIE, PRE_SESSION_COOKIE, SESSION_COOKIE, private_cookie, removal_cookie,
+};
 
 #[derive(Template)]
 #[template(path = "auth/sign_in.html")]
@@ -31,12 +33,22 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-pub async fn sign_in_page(ctx: Ctx, state: web::Data<AppState>, q: web::Query<NextQuery>) -> PageResult {
+pub async fn sign_in_page(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    q: web::Query<NextQuery>,
+) -> PageResult {
     let next = session::safe_next(q.next.as_deref());
     if ctx.user().is_some() {
         return see_other(&next, None);
     }
-    ok(&SignInTpl { ctx: &ctx, errors: FormErrors::none(), email: "", next: &next, allow_sign_up: state.config.auth.allow_sign_up })
+    ok(&SignInTpl {
+        ctx: &ctx,
+        errors: FormErrors::none(),
+        email: "",
+        next: &next,
+        allow_sign_up: state.config.auth.allow_sign_up,
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -47,7 +59,12 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
-pub async fn sign_in(ctx: Ctx, state: web::Data<AppState>, req: HttpRequest, form: web::Form<SignInForm>) -> PageResult {
+pub async fn sign_in(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<SignInForm>,
+) -> PageResult {
     let next = session::safe_next(form.next.as_deref());
     let ip = req.peer_addr().map(|a| a.ip());
     let show = |err: AppError| {
@@ -58,25 +75,45 @@ pub async fn sign_in(ctx: Ctx, state: web::Data<AppState>, req: HttpRequest, for
             next: &next,
             allow_sign_up: state.config.auth.allow_sign_up,
         };
-        let mut res = html(StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::UNAUTHORIZED), &tpl)?;
+        let mut res = html(
+            StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            &tpl,
+        )?;
         if let Some(secs) = err.retry_after {
             res.headers_mut().insert(RETRY_AFTER, secs.into());
         }
         Ok(res)
     };
     if let Err(wait) = state.sign_in_limits.check(&form.email, ip) {
-        state.metrics.sign_in_rejected.with_label_values(&["rate_limited"]).inc();
+        state
+            .metrics
+            .sign_in_rejected
+            .with_label_values(&["rate_limited"])
+            .inc();
         tracing::warn!(ip = ?ip, "sign-in rate limit reached");
         return show(AppError::rate_limited(wait));
     }
     let meta = SessionMeta {
         ip: ip.map(|i| i.to_string()),
-        user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     };
-    match state.modules.accounts.sign_in(&form.email, &form.password, meta).await {
+    match state
+        .modules
+        .accounts
+        .sign_in(&form.email, &form.password, meta)
+        .await
+    {
         Ok(new) => Ok(signed_in_redirect(&state, new.token, &next)),
         Err(e) if e.code == ErrorCode::BadCredentials => {
-            state.metrics.sign_in_rejected.with_label_values(&["bad_credentials"]).inc();
+            state
+                .metrics
+                .sign_in_rejected
+                .with_label_values(&["bad_credentials"])
+                .inc();
             show(e)
         }
         Err(e) => Err(e.into()),
@@ -85,8 +122,16 @@ pub async fn sign_in(ctx: Ctx, state: web::Data<AppState>, req: HttpRequest, for
 
 fn signed_in_redirect(state: &AppState, token: String, next: &str) -> HttpResponse {
     let secure = state.config.web.secure_cookies;
-    let mut res = HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, next.to_string())).finish();
-    let _ = res.add_cookie(&private_cookie(&state.cookie_key, SESSION_COOKIE, token, secure, Some(14)));
+    let mut res = HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, next.to_string()))
+        .finish();
+    let _ = res.add_cookie(&private_cookie(
+        &state.cookie_key,
+        SESSION_COOKIE,
+        token,
+        secure,
+        Some(14),
+    ));
     let _ = res.add_cookie(&removal_cookie(PRE_SESSION_COOKIE));
     res
 }
@@ -112,10 +157,19 @@ pub async fn sign_up_page(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
     if !state.config.auth.allow_sign_up {
         return Err(AppError::not_found("page").into());
     }
-    ok(&SignUpTpl { ctx: &ctx, errors: FormErrors::none(), form: &SignUpForm::default() })
+    ok(&SignUpTpl {
+        ctx: &ctx,
+        errors: FormErrors::none(),
+        form: &SignUpForm::default(),
+    })
 }
 
-pub async fn sign_up(ctx: Ctx, state: web::Data<AppState>, req: HttpRequest, form: web::Form<SignUpForm>) -> PageResult {
+pub async fn sign_up(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<SignUpForm>,
+) -> PageResult {
     if !state.config.auth.allow_sign_up {
         return Err(AppError::not_found("page").into());
     }
@@ -129,13 +183,25 @@ pub async fn sign_up(ctx: Ctx, state: web::Data<AppState>, req: HttpRequest, for
     };
     match state.modules.accounts.create_account(new).await {
         Ok(_) => {
-            let meta = SessionMeta { ip: req.peer_addr().map(|a| a.ip().to_string()), user_agent: None };
-            let session = state.modules.accounts.sign_in(&form.email, &form.password, meta).await?;
+            let meta = SessionMeta {
+                ip: req.peer_addr().map(|a| a.ip().to_string()),
+                user_agent: None,
+            };
+            let session = state
+                .modules
+                .accounts
+                .sign_in(&form.email, &form.password, meta)
+                .await?;
             Ok(signed_in_redirect(&state, session.token, "/"))
         }
-        Err(e) if super::is_form_error(&e) => {
-            html(super::form_status(&e), &SignUpTpl { ctx: &ctx, errors: FormErrors::from_error(&e), form: &form })
-        }
+        Err(e) if super::is_form_error(&e) => html(
+            super::form_status(&e),
+            &SignUpTpl {
+                ctx: &ctx,
+                errors: FormErrors::from_error(&e),
+                form: &form,
+            },
+        ),
         Err(e) => Err(e.into()),
     }
 }

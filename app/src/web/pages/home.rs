@@ -18,5 +18,9 @@ pub async fn home(ctx: Ctx) -> PageResult {
     let (Some(user), Some(account)) = (ctx.user(), ctx.account()) else {
         return Err(kernel::AppError::unauthorized("sign in first").into());
     };
-    ok(&HomeTpl { ctx: &ctx, user, account })
+    ok(&HomeTpl {
+        ctx: &ctx,
+        user,
+        account,
+    })
 }

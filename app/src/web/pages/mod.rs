@@ -15,8 +15,12 @@ use super::ctx::Ctx;
 use super::error::{PageResult, WebError};
 
 pub fn html(status: StatusCode, tpl: &impl Template) -> PageResult {
-    let body = tpl.render().map_err(|e| WebError(AppError::internal(format!("template: {e}"))))?;
-    Ok(HttpResponse::build(status).insert_header((CONTENT_TYPE, "text/html; charset=utf-8")).body(body))
+    let body = tpl
+        .render()
+        .map_err(|e| WebError(AppError::internal(format!("template: {e}"))))?;
+    Ok(HttpResponse::build(status)
+        .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
+        .body(body))
 }
 
 pub fn ok(tpl: &impl Template) -> PageResult {
@@ -30,7 +34,9 @@ pub fn see_other(path: &str, done: Option<&str>) -> PageResult {
         Some(d) => format!("{path}?done={d}"),
         None => path.to_string(),
     };
-    Ok(HttpResponse::SeeOther().insert_header((LOCATION, location)).finish())
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, location))
+        .finish())
 }
 
 #[derive(Template)]
@@ -44,8 +50,14 @@ struct ErrorTpl<'a> {
 
 /// The error page for `err`, in the context's language, with the right status.
 pub fn error_page(ctx: &Ctx, err: &AppError) -> HttpResponse {
-    let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let tpl = ErrorTpl { ctx, status: status.as_u16(), code: err.code.as_str(), message_key: err.code.message_key() };
+    let status =
+        StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let tpl = ErrorTpl {
+        ctx,
+        status: status.as_u16(),
+        code: err.code.as_str(),
+        message_key: err.code.message_key(),
+    };
     let mut res = match html(status, &tpl) {
         Ok(r) => r,
         Err(_) => HttpResponse::build(status).body(err.code.as_str()),
@@ -71,16 +83,27 @@ impl FormErrors {
     pub fn from_error(err: &AppError) -> FormErrors {
         FormErrors {
             general: Some(err.code.message_key()),
-            fields: err.fields.iter().map(|f| (f.field.clone(), format!("field.{}", f.code))).collect(),
+            fields: err
+                .fields
+                .iter()
+                .map(|f| (f.field.clone(), format!("field.{}", f.code)))
+                .collect(),
         }
     }
 
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(f, _)| f == name).map(|(_, k)| k.as_str())
+        self.fields
+            .iter()
+            .find(|(f, _)| f == name)
+            .map(|(_, k)| k.as_str())
     }
 
     pub fn invalid(&self, name: &str) -> &'static str {
-        if self.field(name).is_some() { "true" } else { "false" }
+        if self.field(name).is_some() {
+            "true"
+        } else {
+            "false"
+        }
     }
 }
 
@@ -140,11 +163,23 @@ fn level_label(l: Level) -> &'static str {
 }
 
 pub fn rights_actions() -> Vec<Labeled> {
-    Action::ALL.iter().map(|a| Labeled { value: a.as_str(), label: action_label(*a) }).collect()
+    Action::ALL
+        .iter()
+        .map(|a| Labeled {
+            value: a.as_str(),
+            label: action_label(*a),
+        })
+        .collect()
 }
 
 pub fn rights_levels() -> Vec<Labeled> {
-    Level::ALL.iter().map(|l| Labeled { value: l.as_str(), label: level_label(*l) }).collect()
+    Level::ALL
+        .iter()
+        .map(|l| Labeled {
+            value: l.as_str(),
+            label: level_label(*l),
+        })
+        .collect()
 }
 
 pub fn rights_rows(rights: &Rights) -> Vec<RightsRow> {
@@ -168,21 +203,31 @@ pub fn rights_rows(rights: &Rights) -> Vec<RightsRow> {
 pub fn rights_from_form(pairs: &[(String, String)], base: Rights) -> Result<Rights, AppError> {
     let mut rights = base;
     for (k, v) in pairs {
-        let Some(rest) = k.strip_prefix("rights.") else { continue };
+        let Some(rest) = k.strip_prefix("rights.") else {
+            continue;
+        };
         let (Some(entity), Some(action)) = (
-            rest.split('.').next().and_then(|e| Entity::ALL.into_iter().find(|x| x.as_str() == e)),
-            rest.split('.').nth(1).and_then(|a| Action::ALL.into_iter().find(|x| x.as_str() == a)),
+            rest.split('.')
+                .next()
+                .and_then(|e| Entity::ALL.into_iter().find(|x| x.as_str() == e)),
+            rest.split('.')
+                .nth(1)
+                .and_then(|a| Action::ALL.into_iter().find(|x| x.as_str() == a)),
         ) else {
             return Err(AppError::validation(k, "invalid", "unknown right"));
         };
-        let level = Level::parse(v).ok_or_else(|| AppError::validation(k, "invalid", "unknown level"))?;
+        let level =
+            Level::parse(v).ok_or_else(|| AppError::validation(k, "invalid", "unknown level"))?;
         rights.entity_mut(entity).set(action, level);
     }
     Ok(rights)
 }
 
 pub fn form_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
@@ -200,7 +245,10 @@ mod tests {
         assert_eq!(r.level(Entity::Deals, Action::Delete), Level::None);
         assert_eq!(r.level(Entity::Tasks, Action::View), Level::Group);
         let bad = vec![("rights.deals.view".to_string(), "godmode".to_string())];
-        assert_eq!(rights_from_form(&bad, Rights::member()).unwrap_err().code, ErrorCode::Validation);
+        assert_eq!(
+            rights_from_form(&bad, Rights::member()).unwrap_err().code,
+            ErrorCode::Validation
+        );
         let rows = rights_rows(&r);
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0].cells[3].value, "none");

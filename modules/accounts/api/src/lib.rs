@@ -26,7 +26,12 @@ pub trait Accounts: Send + Sync {
 
     // --- sign-in and sessions ---------------------------------------------------------------
     /// Checks an e-mail and password; `BadCredentials` for a wrong pair or an inactive user.
-    async fn sign_in(&self, email: &str, password: &str, meta: SessionMeta) -> AppResult<NewSession>;
+    async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        meta: SessionMeta,
+    ) -> AppResult<NewSession>;
     /// The session behind a session token, if it is valid and its user active.
     async fn session(&self, token: &str) -> AppResult<Option<SessionInfo>>;
     async fn sign_out(&self, token: &str) -> AppResult<()>;
@@ -36,9 +41,19 @@ pub trait Accounts: Send + Sync {
     async fn user(&self, caller: Caller, id: UserId) -> AppResult<UserInfo>;
     async fn find_user_by_email(&self, email: &str) -> AppResult<Option<UserInfo>>;
     async fn create_user(&self, caller: Caller, new: NewUser) -> AppResult<UserInfo>;
-    async fn update_user(&self, caller: Caller, id: UserId, patch: UserPatch) -> AppResult<UserInfo>;
+    async fn update_user(
+        &self,
+        caller: Caller,
+        id: UserId,
+        patch: UserPatch,
+    ) -> AppResult<UserInfo>;
     /// Changes a password: the user's own (with the current password) or anyone's by an admin.
-    async fn change_password(&self, caller: Caller, id: UserId, change: PasswordChange) -> AppResult<()>;
+    async fn change_password(
+        &self,
+        caller: Caller,
+        id: UserId,
+        change: PasswordChange,
+    ) -> AppResult<()>;
     /// The rights that apply to a user: the role's when a role is set, else the user's own.
     async fn rights(&self, account: AccountId, user: UserId) -> AppResult<Rights>;
 
@@ -53,7 +68,13 @@ pub trait Accounts: Send + Sync {
     async fn list_roles(&self, caller: Caller) -> AppResult<Vec<RoleInfo>>;
     async fn role(&self, caller: Caller, id: RoleId) -> AppResult<RoleInfo>;
     async fn create_role(&self, caller: Caller, name: &str, rights: Rights) -> AppResult<RoleInfo>;
-    async fn update_role(&self, caller: Caller, id: RoleId, name: &str, rights: Rights) -> AppResult<RoleInfo>;
+    async fn update_role(
+        &self,
+        caller: Caller,
+        id: RoleId,
+        name: &str,
+        rights: Rights,
+    ) -> AppResult<RoleInfo>;
     /// Deletes a role; its users keep its rights as their own.
     async fn delete_role(&self, caller: Caller, id: RoleId) -> AppResult<()>;
 

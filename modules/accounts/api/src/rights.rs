@@ -12,7 +12,12 @@ pub enum Entity {
 }
 
 impl Entity {
-    pub const ALL: [Entity; 4] = [Entity::Deals, Entity::Contacts, Entity::Companies, Entity::Tasks];
+    pub const ALL: [Entity; 4] = [
+        Entity::Deals,
+        Entity::Contacts,
+        Entity::Companies,
+        Entity::Tasks,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,7 +48,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [Action::View, Action::Create, Action::Edit, Action::Delete, Action::Export];
+    pub const ALL: [Action; 5] = [
+        Action::View,
+        Action::Create,
+        Action::Edit,
+        Action::Delete,
+        Action::Export,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -112,7 +123,13 @@ pub struct EntityRights {
 
 impl EntityRights {
     pub fn uniform(level: Level) -> EntityRights {
-        EntityRights { view: level, create: level, edit: level, delete: level, export: level }
+        EntityRights {
+            view: level,
+            create: level,
+            edit: level,
+            delete: level,
+            export: level,
+        }
     }
 
     pub fn get(&self, action: Action) -> Level {
@@ -150,7 +167,13 @@ pub struct Rights {
 impl Rights {
     pub fn admin() -> Rights {
         let all = EntityRights::uniform(Level::All);
-        Rights { is_admin: true, deals: all, contacts: all, companies: all, tasks: all }
+        Rights {
+            is_admin: true,
+            deals: all,
+            contacts: all,
+            companies: all,
+            tasks: all,
+        }
     }
 
     /// What a new, ordinary user gets unless a role says otherwise: see and work on everything,
@@ -163,7 +186,13 @@ impl Rights {
             delete: Level::Own,
             export: Level::None,
         };
-        Rights { is_admin: false, deals: e, contacts: e, companies: e, tasks: e }
+        Rights {
+            is_admin: false,
+            deals: e,
+            contacts: e,
+            companies: e,
+            tasks: e,
+        }
     }
 
     pub fn entity(&self, entity: Entity) -> &EntityRights {
@@ -185,7 +214,11 @@ impl Rights {
     }
 
     pub fn level(&self, entity: Entity, action: Action) -> Level {
-        if self.is_admin { Level::All } else { self.entity(entity).get(action) }
+        if self.is_admin {
+            Level::All
+        } else {
+            self.entity(entity).get(action)
+        }
     }
 
     /// amoCRM v4's `rights` object for a user (`leads: {view: "A", add: "A", …}`, `is_admin`).
@@ -194,7 +227,10 @@ impl Rights {
         for entity in Entity::ALL {
             let mut actions = serde_json::Map::new();
             for action in Action::ALL {
-                actions.insert(action.amocrm_key().into(), self.level(entity, action).amocrm_letter().into());
+                actions.insert(
+                    action.amocrm_key().into(),
+                    self.level(entity, action).amocrm_letter().into(),
+                );
             }
             obj.insert(entity.amocrm_key().into(), actions.into());
         }

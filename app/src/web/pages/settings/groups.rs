@@ -21,8 +21,19 @@ struct GroupsTpl<'a> {
 }
 
 async fn render(ctx: &Ctx, state: &AppState, status: StatusCode, errors: FormErrors) -> PageResult {
-    let groups = state.modules.accounts.list_groups(ctx.require_admin()?).await?;
-    html(status, &GroupsTpl { ctx, groups, errors })
+    let groups = state
+        .modules
+        .accounts
+        .list_groups(ctx.require_admin()?)
+        .await?;
+    html(
+        status,
+        &GroupsTpl {
+            ctx,
+            groups,
+            errors,
+        },
+    )
 }
 
 pub async fn list(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
@@ -35,28 +46,54 @@ pub struct NameForm {
     name: String,
 }
 
-async fn after(ctx: &Ctx, state: &AppState, result: Result<(), AppError>, done: &str) -> PageResult {
+async fn after(
+    ctx: &Ctx,
+    state: &AppState,
+    result: Result<(), AppError>,
+    done: &str,
+) -> PageResult {
     match result {
         Ok(()) => see_other("/settings/groups", Some(done)),
-        Err(e) if is_form_error(&e) => render(ctx, state, form_status(&e), FormErrors::from_error(&e)).await,
+        Err(e) if is_form_error(&e) => {
+            render(ctx, state, form_status(&e), FormErrors::from_error(&e)).await
+        }
         Err(e) => Err(e.into()),
     }
 }
 
 pub async fn create(ctx: Ctx, state: web::Data<AppState>, form: web::Form<NameForm>) -> PageResult {
     let caller = ctx.require_admin()?;
-    let result = state.modules.accounts.create_group(caller, &form.name).await.map(|_| ());
+    let result = state
+        .modules
+        .accounts
+        .create_group(caller, &form.name)
+        .await
+        .map(|_| ());
     after(&ctx, &state, result, "groups.created").await
 }
 
-pub async fn rename(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>, form: web::Form<NameForm>) -> PageResult {
+pub async fn rename(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<NameForm>,
+) -> PageResult {
     let caller = ctx.require_admin()?;
-    let result = state.modules.accounts.rename_group(caller, GroupId(*path), &form.name).await.map(|_| ());
+    let result = state
+        .modules
+        .accounts
+        .rename_group(caller, GroupId(*path), &form.name)
+        .await
+        .map(|_| ());
     after(&ctx, &state, result, "groups.renamed").await
 }
 
 pub async fn delete(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
     let caller = ctx.require_admin()?;
-    state.modules.accounts.delete_group(caller, GroupId(*path)).await?;
+    state
+        .modules
+        .accounts
+        .delete_group(caller, GroupId(*path))
+        .await?;
     see_other("/settings/groups", Some("groups.deleted"))
 }

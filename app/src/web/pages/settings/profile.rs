@@ -24,7 +24,17 @@ struct ProfileTpl<'a> {
 }
 
 fn render(ctx: &Ctx, status: StatusCode, form: &ProfileForm, errors: FormErrors) -> PageResult {
-    html(status, &ProfileTpl { ctx, name: &form.name, lang: &form.lang, time_zone: &form.time_zone, time_zones: TIME_ZONES, errors })
+    html(
+        status,
+        &ProfileTpl {
+            ctx,
+            name: &form.name,
+            lang: &form.lang,
+            time_zone: &form.time_zone,
+            time_zones: TIME_ZONES,
+            errors,
+        },
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -39,16 +49,28 @@ pub async fn show(ctx: Ctx) -> PageResult {
     ctx.caller()?;
     let form = ctx
         .user()
-        .map(|u| ProfileForm { name: u.name.clone(), lang: u.lang.code().into(), time_zone: u.time_zone.clone() })
+        .map(|u| ProfileForm {
+            name: u.name.clone(),
+            lang: u.lang.code().into(),
+            time_zone: u.time_zone.clone(),
+        })
         .unwrap_or_default();
     render(&ctx, StatusCode::OK, &form, FormErrors::none())
 }
 
-pub async fn save(ctx: Ctx, state: web::Data<AppState>, form: web::Form<ProfileForm>) -> PageResult {
+pub async fn save(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    form: web::Form<ProfileForm>,
+) -> PageResult {
     let caller = ctx.caller()?;
-    let me = ctx.user().map(|u| u.id).ok_or_else(|| AppError::unauthorized("sign in first"))?;
+    let me = ctx
+        .user()
+        .map(|u| u.id)
+        .ok_or_else(|| AppError::unauthorized("sign in first"))?;
     let result = async {
-        let lang = Lang::parse(&form.lang).ok_or_else(|| AppError::validation("lang", "invalid", "unknown language"))?;
+        let lang = Lang::parse(&form.lang)
+            .ok_or_else(|| AppError::validation("lang", "invalid", "unknown language"))?;
         let patch = UserPatch {
             name: Some(form.name.clone()),
             lang: Some(lang),
@@ -60,7 +82,9 @@ pub async fn save(ctx: Ctx, state: web::Data<AppState>, form: web::Form<ProfileF
     .await;
     match result {
         Ok(_) => see_other("/settings/profile", Some("profile.saved")),
-        Err(e) if is_form_error(&e) => render(&ctx, form_status(&e), &form, FormErrors::from_error(&e)),
+        Err(e) if is_form_error(&e) => {
+            render(&ctx, form_status(&e), &form, FormErrors::from_error(&e))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -72,16 +96,35 @@ pub struct PasswordForm {
     new: String,
 }
 
-pub async fn change_password(ctx: Ctx, state: web::Data<AppState>, form: web::Form<PasswordForm>) -> PageResult {
+pub async fn change_password(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    form: web::Form<PasswordForm>,
+) -> PageResult {
     let caller = ctx.caller()?;
-    let me = ctx.user().map(|u| u.id).ok_or_else(|| AppError::unauthorized("sign in first"))?;
-    let change = PasswordChange { current: Some(form.current.clone()), new: form.new.clone() };
-    match state.modules.accounts.change_password(caller, me, change).await {
+    let me = ctx
+        .user()
+        .map(|u| u.id)
+        .ok_or_else(|| AppError::unauthorized("sign in first"))?;
+    let change = PasswordChange {
+        current: Some(form.current.clone()),
+        new: form.new.clone(),
+    };
+    match state
+        .modules
+        .accounts
+        .change_password(caller, me, change)
+        .await
+    {
         Ok(()) => see_other("/settings/profile", Some("users.password_set")),
         Err(e) if is_form_error(&e) => {
             let current = ctx
                 .user()
-                .map(|u| ProfileForm { name: u.name.clone(), lang: u.lang.code().into(), time_zone: u.time_zone.clone() })
+                .map(|u| ProfileForm {
+                    name: u.name.clone(),
+                    lang: u.lang.code().into(),
+                    time_zone: u.time_zone.clone(),
+                })
                 .unwrap_or_default();
             render(&ctx, form_status(&e), &current, FormErrors::from_error(&e))
         }

@@ -1,6 +1,9 @@
 //! Settings → Users: list, add, edit, deactivate, set a password. Administrators only.
 
-use accounts_api::{GroupId, GroupInfo, Lang, NewUser, PasswordChange, RoleId, RoleInfo, Rights, TIME_ZONES, UserInfo, UserPatch};
+use accounts_api::{
+    GroupId, GroupInfo, Lang, NewUser, PasswordChange, Rights, RoleId, RoleInfo, TIME_ZONES,
+    UserInfo, UserPatch,
+};
 use actix_web::http::StatusCode;
 use actix_web::web;
 use askama::Template;
@@ -12,8 +15,8 @@ use crate::state::AppState;
 use crate::web::ctx::Ctx;
 use crate::web::error::PageResult;
 use crate::web::pages::{
-    FormErrors, Labeled, RightsRow, form_status, form_value, html, is_form_error, ok, rights_actions, rights_from_form,
-    rights_levels, rights_rows, see_other,
+    FormErrors, Labeled, RightsRow, form_status, form_value, html, is_form_error, ok,
+    rights_actions, rights_from_form, rights_levels, rights_rows, see_other,
 };
 
 pub struct UserRowView {
@@ -40,7 +43,12 @@ pub struct ListQuery {
 pub async fn list(ctx: Ctx, state: web::Data<AppState>, q: web::Query<ListQuery>) -> PageResult {
     let caller = ctx.require_admin()?;
     let accounts = &state.modules.accounts;
-    let page = accounts.list_users(caller, PageRequest::new(q.after.clone().map(Cursor::from_string), Some(50))).await?;
+    let page = accounts
+        .list_users(
+            caller,
+            PageRequest::new(q.after.clone().map(Cursor::from_string), Some(50)),
+        )
+        .await?;
     let groups = accounts.list_groups(caller).await?;
     let roles = accounts.list_roles(caller).await?;
     let me = ctx.user().map(|u| u.id);
@@ -48,13 +56,25 @@ pub async fn list(ctx: Ctx, state: web::Data<AppState>, q: web::Query<ListQuery>
         .items
         .into_iter()
         .map(|user| UserRowView {
-            group: user.group_id.and_then(|g| groups.iter().find(|x| x.id == g)).map(|g| g.name.clone()).unwrap_or_default(),
-            role: user.role_id.and_then(|r| roles.iter().find(|x| x.id == r)).map(|r| r.name.clone()).unwrap_or_default(),
+            group: user
+                .group_id
+                .and_then(|g| groups.iter().find(|x| x.id == g))
+                .map(|g| g.name.clone())
+                .unwrap_or_default(),
+            role: user
+                .role_id
+                .and_then(|r| roles.iter().find(|x| x.id == r))
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
             is_me: Some(user.id) == me,
             user,
         })
         .collect();
-    ok(&UsersTpl { ctx: &ctx, rows, next: page.next.map(|c| c.as_str().to_string()) })
+    ok(&UsersTpl {
+        ctx: &ctx,
+        rows,
+        next: page.next.map(|c| c.as_str().to_string()),
+    })
 }
 
 /// What the user form shows (a new user, an existing one, or what was just posted).
@@ -115,7 +135,9 @@ async fn render_form(
     let tpl = UserFormTpl {
         ctx,
         is_new: id.is_none(),
-        action: id.map(|i| format!("/settings/users/{i}")).unwrap_or_else(|| "/settings/users".into()),
+        action: id
+            .map(|i| format!("/settings/users/{i}"))
+            .unwrap_or_else(|| "/settings/users".into()),
         form,
         errors,
         groups,
@@ -136,11 +158,23 @@ pub async fn new_form(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
         group_id: String::new(),
         role_id: String::new(),
         lang: ctx.lang.code().into(),
-        time_zone: ctx.user().map(|u| u.time_zone.clone()).unwrap_or_else(|| "UTC".into()),
+        time_zone: ctx
+            .user()
+            .map(|u| u.time_zone.clone())
+            .unwrap_or_else(|| "UTC".into()),
         is_admin: false,
         is_active: true,
     };
-    render_form(&ctx, &state, StatusCode::OK, None, form, &Rights::member(), FormErrors::none()).await
+    render_form(
+        &ctx,
+        &state,
+        StatusCode::OK,
+        None,
+        form,
+        &Rights::member(),
+        FormErrors::none(),
+    )
+    .await
 }
 
 fn view_from_pairs(pairs: &[(String, String)]) -> UserFormView {
@@ -160,15 +194,23 @@ fn view_from_pairs(pairs: &[(String, String)]) -> UserFormView {
 fn optional_id(pairs: &[(String, String)], key: &str) -> Result<Option<i64>, AppError> {
     match form_value(pairs, key).map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| AppError::validation(key, "invalid", "not a valid id")),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| AppError::validation(key, "invalid", "not a valid id")),
     }
 }
 
 fn lang_of(pairs: &[(String, String)]) -> Result<Lang, AppError> {
-    Lang::parse(form_value(pairs, "lang").unwrap_or("en")).ok_or_else(|| AppError::validation("lang", "invalid", "unknown language"))
+    Lang::parse(form_value(pairs, "lang").unwrap_or("en"))
+        .ok_or_else(|| AppError::validation("lang", "invalid", "unknown language"))
 }
 
-pub async fn create(ctx: Ctx, state: web::Data<AppState>, form: web::Form<Vec<(String, String)>>) -> PageResult {
+pub async fn create(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    form: web::Form<Vec<(String, String)>>,
+) -> PageResult {
     let caller = ctx.require_admin()?;
     let pairs = form.into_inner();
     let result = async {
@@ -185,8 +227,15 @@ pub async fn create(ctx: Ctx, state: web::Data<AppState>, form: web::Form<Vec<(S
         };
         let user = state.modules.accounts.create_user(caller, new).await?;
         if !user.is_admin && rights != Rights::member() {
-            let patch = UserPatch { rights: Some(rights), ..UserPatch::default() };
-            state.modules.accounts.update_user(caller, user.id, patch).await?;
+            let patch = UserPatch {
+                rights: Some(rights),
+                ..UserPatch::default()
+            };
+            state
+                .modules
+                .accounts
+                .update_user(caller, user.id, patch)
+                .await?;
         }
         Ok::<_, AppError>(user)
     }
@@ -194,8 +243,18 @@ pub async fn create(ctx: Ctx, state: web::Data<AppState>, form: web::Form<Vec<(S
     match result {
         Ok(_) => see_other("/settings/users", Some("users.created")),
         Err(e) if is_form_error(&e) => {
-            let rights = rights_from_form(&pairs, Rights::member()).unwrap_or_else(|_| Rights::member());
-            render_form(&ctx, &state, form_status(&e), None, view_from_pairs(&pairs), &rights, FormErrors::from_error(&e)).await
+            let rights =
+                rights_from_form(&pairs, Rights::member()).unwrap_or_else(|_| Rights::member());
+            render_form(
+                &ctx,
+                &state,
+                form_status(&e),
+                None,
+                view_from_pairs(&pairs),
+                &rights,
+                FormErrors::from_error(&e),
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }
@@ -205,10 +264,24 @@ pub async fn edit_form(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64
     let caller = ctx.require_admin()?;
     let user = state.modules.accounts.user(caller, UserId(*path)).await?;
     let form = UserFormView::from(&user);
-    render_form(&ctx, &state, StatusCode::OK, Some(user.id), form, &user.rights, FormErrors::none()).await
+    render_form(
+        &ctx,
+        &state,
+        StatusCode::OK,
+        Some(user.id),
+        form,
+        &user.rights,
+        FormErrors::none(),
+    )
+    .await
 }
 
-pub async fn update(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>, form: web::Form<Vec<(String, String)>>) -> PageResult {
+pub async fn update(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> PageResult {
     let caller = ctx.require_admin()?;
     let id = UserId(*path);
     // Unknown (or another account's) users are a 404 before anything else.
@@ -235,7 +308,16 @@ pub async fn update(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>, 
         Err(e) if is_form_error(&e) => {
             let rights = rights_from_form(&pairs, current.rights).unwrap_or(current.rights);
             let errors = FormErrors::from_error(&e);
-            render_form(&ctx, &state, form_status(&e), Some(id), view_from_pairs(&pairs), &rights, errors).await
+            render_form(
+                &ctx,
+                &state,
+                form_status(&e),
+                Some(id),
+                view_from_pairs(&pairs),
+                &rights,
+                errors,
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }
@@ -247,16 +329,38 @@ pub struct PasswordForm {
     new: String,
 }
 
-pub async fn set_password(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>, form: web::Form<PasswordForm>) -> PageResult {
+pub async fn set_password(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<PasswordForm>,
+) -> PageResult {
     let caller = ctx.require_admin()?;
     let id = UserId(*path);
-    let change = PasswordChange { current: None, new: form.new.clone() };
-    match state.modules.accounts.change_password(caller, id, change).await {
+    let change = PasswordChange {
+        current: None,
+        new: form.new.clone(),
+    };
+    match state
+        .modules
+        .accounts
+        .change_password(caller, id, change)
+        .await
+    {
         Ok(()) => see_other(&format!("/settings/users/{id}"), Some("users.password_set")),
         Err(e) if is_form_error(&e) => {
             let user = state.modules.accounts.user(caller, id).await?;
             let form = UserFormView::from(&user);
-            render_form(&ctx, &state, form_status(&e), Some(id), form, &user.rights, FormErrors::from_error(&e)).await
+            render_form(
+                &ctx,
+                &state,
+                form_status(&e),
+                Some(id),
+                form,
+                &user.rights,
+                FormErrors::from_error(&e),
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }
