@@ -23,7 +23,7 @@ async fn a_person_signs_in_creates_a_colleague_who_then_signs_in() {
     let script = root.join("tests/browser/settings.mjs");
     let modules = root.join("tests/browser/node_modules/playwright-core");
     let (Some(browser), true) = (chromium(), modules.exists()) else {
-        if std::env::var_os("VORONKA_REQUIRE_BROWSER").is_some() {
+        if std::env::var_os("VORONKA_TEST_REQUIRE_BROWSER").is_some() {
             panic!(
                 "the browser test needs Debian's chromium and `npm ci` in tests/browser (scripts/test installs both)"
             );
