@@ -298,3 +298,16 @@ fn a_bad_configuration_value_stops_the_start_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("workerz"), "{stderr}");
 }
+
+#[test]
+fn test_harness_variables_are_not_configuration() {
+    let out = Command::new(env!("CARGO_BIN_EXE_voronka"))
+        .args(["serve"])
+        .env("VORONKA_TEST_ANYTHING", "1")
+        .env("VORONKA_LISTEN", "bad")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`listen`") && !stderr.contains("test_anything"), "{stderr}");
+}
