@@ -158,11 +158,11 @@ impl Config {
             None => {}
         }
         fig = fig
-            .merge(
-                Env::prefixed("VORONKA_")
-                    .split("__")
-                    .ignore(&["config", "test_database_url"]),
-            )
+            // `VORONKA_CONFIG` names the file; `VORONKA_TEST_*` belong to the test harness.
+            .merge(Env::prefixed("VORONKA_").split("__").filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                k != "config" && !k.starts_with("test_")
+            }))
             .merge(Serialized::defaults(overrides));
         let config: Config = fig.extract().map_err(|e| {
             let messages: Vec<String> = e
