@@ -54,6 +54,12 @@ impl Ctx {
             .ok_or_else(|| AppError::unauthorized("sign in first"))
     }
 
+    pub fn user_id(&self) -> Result<kernel::UserId, AppError> {
+        self.user()
+            .map(|u| u.id)
+            .ok_or_else(|| AppError::unauthorized("sign in first"))
+    }
+
     pub fn require_admin(&self) -> Result<Caller, AppError> {
         let caller = self.caller()?;
         if self.is_admin() {

@@ -45,16 +45,22 @@ pub struct ProfileForm {
     time_zone: String,
 }
 
+impl ProfileForm {
+    /// The signed-in user's profile as it is now.
+    fn of(ctx: &Ctx) -> ProfileForm {
+        ctx.user()
+            .map(|u| ProfileForm {
+                name: u.name.clone(),
+                lang: u.lang.code().into(),
+                time_zone: u.time_zone.clone(),
+            })
+            .unwrap_or_default()
+    }
+}
+
 pub async fn show(ctx: Ctx) -> PageResult {
     ctx.caller()?;
-    let form = ctx
-        .user()
-        .map(|u| ProfileForm {
-            name: u.name.clone(),
-            lang: u.lang.code().into(),
-            time_zone: u.time_zone.clone(),
-        })
-        .unwrap_or_default();
+    let form = ProfileForm::of(&ctx);
     render(&ctx, StatusCode::OK, &form, FormErrors::none())
 }
 
@@ -64,10 +70,7 @@ pub async fn save(
     form: web::Form<ProfileForm>,
 ) -> PageResult {
     let caller = ctx.caller()?;
-    let me = ctx
-        .user()
-        .map(|u| u.id)
-        .ok_or_else(|| AppError::unauthorized("sign in first"))?;
+    let me = ctx.user_id()?;
     let result = async {
         let lang = Lang::parse(&form.lang)
             .ok_or_else(|| AppError::validation("lang", "invalid", "unknown language"))?;
@@ -102,10 +105,7 @@ pub async fn change_password(
     form: web::Form<PasswordForm>,
 ) -> PageResult {
     let caller = ctx.caller()?;
-    let me = ctx
-        .user()
-        .map(|u| u.id)
-        .ok_or_else(|| AppError::unauthorized("sign in first"))?;
+    let me = ctx.user_id()?;
     let change = PasswordChange {
         current: Some(form.current.clone()),
         new: form.new.clone(),
@@ -118,14 +118,7 @@ pub async fn change_password(
     {
         Ok(()) => see_other("/settings/profile", Some("users.password_set")),
         Err(e) if is_form_error(&e) => {
-            let current = ctx
-                .user()
-                .map(|u| ProfileForm {
-                    name: u.name.clone(),
-                    lang: u.lang.code().into(),
-                    time_zone: u.time_zone.clone(),
-                })
-                .unwrap_or_default();
+            let current = ProfileForm::of(&ctx);
             render(&ctx, form_status(&e), &current, FormErrors::from_error(&e))
         }
         Err(e) => Err(e.into()),
