@@ -28,7 +28,50 @@ pub struct Config {
     pub db: DbConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub events: EventsConfig,
+    pub jobs: JobsConfig,
     pub modules: BTreeMap<String, ModuleConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    Postgres,
+    Rabbitmq,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// `postgres` (nothing else to run) or `rabbitmq` (several processes or hosts).
+    pub bus: BusKind,
+    pub amqp_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Attempts before a job is dead (listed on the jobs page for a retry).
+    pub max_attempts: i32,
+    /// The first retry's delay; each next one doubles (with jitter), up to an hour.
+    pub retry_base_ms: u64,
+    /// Jobs one queue runs at once in one process.
+    pub concurrency: usize,
+    /// Connections of the job store's pool.
+    pub pool_size: u32,
+}
+
+/// What a `voronka serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Web, relay and workers.
+    #[default]
+    All,
+    /// Only the web UI and API.
+    Web,
+    /// Only the relay and the background workers.
+    Workers,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,6 +162,11 @@ impl Default for Config {
                 format: LogFormat::Text,
                 level: "info".into(),
             },
+            events: EventsConfig {
+                bus: BusKind::Postgres,
+                amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            },
+            jobs: JobsConfig { max_attempts: 8, retry_base_ms: 2000, concurrency: 8, pool_size: 8 },
             modules: BTreeMap::new(),
         }
     }
@@ -140,6 +188,14 @@ pub struct Overrides {
 pub struct ConfigError(pub String);
 
 impl Config {
+    pub fn retry_policy(&self) -> crate::jobs::RetryPolicy {
+        crate::jobs::RetryPolicy {
+            max_attempts: self.jobs.max_attempts,
+            base: std::time::Duration::from_millis(self.jobs.retry_base_ms),
+            cap: std::time::Duration::from_secs(3600),
+        }
+    }
+
     /// Loads the configuration: `file` (or `voronka.toml` in the working directory if present),
     /// then the environment, then `overrides`, and validates it.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -213,6 +269,15 @@ impl Config {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return fail("public_url", "must start with http:// or https://");
+        }
+        if !(1..=100).contains(&self.jobs.max_attempts) {
+            return fail("jobs.max_attempts", "must be between 1 and 100");
+        }
+        if self.jobs.concurrency == 0 || self.jobs.pool_size == 0 {
+            return fail("jobs.concurrency", "jobs.concurrency and jobs.pool_size must be at least 1");
+        }
+        if !(self.events.amqp_url.starts_with("amqp://") || self.events.amqp_url.starts_with("amqps://")) {
+            return fail("events.amqp_url", "must be an amqp:// URL");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return fail(

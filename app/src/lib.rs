@@ -1,11 +1,14 @@
 //! Voronka: the binary's library part: configuration, composition root, web UI, public API.
 
 pub mod api;
+pub mod backbone;
 pub mod cli;
 pub mod config;
 pub mod database;
 pub mod demo;
+pub mod events;
 pub mod health;
+pub mod jobs;
 pub mod metrics;
 pub mod server;
 pub mod state;

@@ -1,7 +1,7 @@
 //! Prometheus metrics: request counts and latencies per route, database pool usage.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -12,6 +12,11 @@ pub struct Metrics {
     pub pool_size: IntGauge,
     pub pool_available: IntGauge,
     pub sign_in_rejected: IntCounterVec,
+    pub events_published: IntCounter,
+    pub events_unreadable: IntCounter,
+    pub relay_errors: IntCounter,
+    pub events_handled: IntCounterVec,
+    pub jobs: IntGaugeVec,
 }
 
 impl Metrics {
@@ -48,12 +53,28 @@ impl Metrics {
             &["reason"],
         )
         .expect("static metric definition");
+        let events_published = IntCounter::new("events_published_total", "Events published by the relay").expect("static");
+        let events_unreadable =
+            IntCounter::new("events_unreadable_total", "Outbox rows the relay could not read").expect("static");
+        let relay_errors = IntCounter::new("relay_errors_total", "Relay batches that failed to publish").expect("static");
+        let events_handled = IntCounterVec::new(
+            Opts::new("events_handled_total", "Events given to subscribers, by outcome"),
+            &["subscriber", "outcome"],
+        )
+        .expect("static metric definition");
+        let jobs = IntGaugeVec::new(Opts::new("jobs", "Background jobs by queue and state"), &["queue", "state"])
+            .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(pool_size.clone()),
             Box::new(pool_available.clone()),
             Box::new(sign_in_rejected.clone()),
+            Box::new(events_published.clone()),
+            Box::new(events_unreadable.clone()),
+            Box::new(relay_errors.clone()),
+            Box::new(events_handled.clone()),
+            Box::new(jobs.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -64,6 +85,11 @@ impl Metrics {
             pool_size,
             pool_available,
             sign_in_rejected,
+            events_published,
+            events_unreadable,
+            relay_errors,
+            events_handled,
+            jobs,
         }
     }
 

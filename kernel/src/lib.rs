@@ -3,9 +3,12 @@
 pub mod actor;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod ids;
+pub mod inbox;
 pub mod migrate;
 pub mod money;
+pub mod outbox;
 pub mod paging;
 pub mod pg_cluster;
 #[cfg(feature = "testing")]

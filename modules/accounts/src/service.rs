@@ -10,6 +10,10 @@ use kernel::db::DbPool;
 use kernel::paging::{Page, PageRequest};
 use kernel::{AccountId, Actor, AppError, AppResult, Caller, ErrorCode, UserId};
 
+use accounts_api::events;
+use kernel::events::EventEnvelope;
+use kernel::outbox;
+
 use crate::rows::{AccountRow, TokenRow, UserRow, parse_rights};
 use crate::schema::{accounts, api_tokens, groups, roles, sessions, users};
 use crate::secrets::{self, TokenClaims};
@@ -179,6 +183,30 @@ async fn keep_an_admin(
     Ok(())
 }
 
+fn user_created(row: &UserRow) -> events::UserCreated {
+    events::UserCreated {
+        user_id: UserId(row.id),
+        name: row.name.clone(),
+        email: row.email.clone(),
+        is_admin: row.is_admin,
+        group_id: row.group_id.map(GroupId),
+        role_id: row.role_id.map(RoleId),
+    }
+}
+
+/// The fields that changed between two versions of a user, as an event (None if nothing did).
+fn user_changes(before: &UserInfo, after: &UserInfo) -> Option<events::UserUpdated> {
+    let (b, a) = (serde_json::to_value(before).ok()?, serde_json::to_value(after).ok()?);
+    let (mut old, mut new) = (serde_json::Map::new(), serde_json::Map::new());
+    for key in ["name", "email", "is_admin", "is_active", "lang", "time_zone", "group_id", "role_id", "rights"] {
+        if b[key] != a[key] {
+            old.insert(key.into(), b[key].clone());
+            new.insert(key.into(), a[key].clone());
+        }
+    }
+    (!new.is_empty()).then(|| events::UserUpdated { user_id: after.id, before: old.into(), after: new.into() })
+}
+
 #[async_trait]
 impl Accounts for AccountsService {
     async fn create_account(&self, new: NewAccount) -> AppResult<(AccountInfo, UserInfo)> {
@@ -270,6 +298,19 @@ impl Accounts for AccountsService {
                     .get_result(conn)
                     .await
                     .map_err(|e| on_conflict(e.into(), email_taken))?;
+                let caller = Caller::system(AccountId(account.id));
+                let events = [
+                    EventEnvelope::new(
+                        caller,
+                        &events::AccountCreated {
+                            account_id: AccountId(account.id),
+                            name: account.name.clone(),
+                            subdomain: account.subdomain.clone(),
+                        },
+                    )?,
+                    EventEnvelope::new(caller, &user_created(&user))?,
+                ];
+                outbox::append(conn, crate::SCHEMA, &events).await?;
                 Ok((account, user))
             })
             .await?;
@@ -496,23 +537,29 @@ impl Accounts for AccountsService {
         } else {
             Rights::member()
         };
-        let row: UserRow = diesel::insert_into(users::table)
-            .values((
-                users::account_id.eq(caller.account_id.0),
-                users::email.eq(&email),
-                users::name.eq(&name),
-                users::password_hash.eq(&hash),
-                users::is_admin.eq(new.is_admin),
-                users::lang.eq(new.lang.code()),
-                users::time_zone.eq(&tz),
-                users::group_id.eq(new.group_id.map(|g| g.0)),
-                users::role_id.eq(new.role_id.map(|r| r.0)),
-                users::rights.eq(serde_json::to_value(rights).unwrap_or_default()),
-            ))
-            .returning(UserRow::as_returning())
-            .get_result(&mut conn)
-            .await
-            .map_err(|e| on_conflict(e.into(), email_taken))?;
+        let row: UserRow = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let row: UserRow = diesel::insert_into(users::table)
+                    .values((
+                        users::account_id.eq(caller.account_id.0),
+                        users::email.eq(&email),
+                        users::name.eq(&name),
+                        users::password_hash.eq(&hash),
+                        users::is_admin.eq(new.is_admin),
+                        users::lang.eq(new.lang.code()),
+                        users::time_zone.eq(&tz),
+                        users::group_id.eq(new.group_id.map(|g| g.0)),
+                        users::role_id.eq(new.role_id.map(|r| r.0)),
+                        users::rights.eq(serde_json::to_value(rights).unwrap_or_default()),
+                    ))
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .map_err(|e| on_conflict(e.into(), email_taken))?;
+                outbox::append(conn, crate::SCHEMA, &[EventEnvelope::new(caller, &user_created(&row))?]).await?;
+                Ok(row)
+            })
+            .await?;
         load_user(&mut conn, caller.account_id, UserId(row.id)).await
     }
 
@@ -589,6 +636,10 @@ impl Accounts for AccountsService {
                 .set(users::rights.eq(rights))
                 .execute(conn)
                 .await?;
+            }
+            let after = load_user(conn, caller.account_id, id).await?;
+            if let Some(change) = user_changes(&current, &after) {
+                outbox::append(conn, crate::SCHEMA, &[EventEnvelope::new(caller, &change)?]).await?;
             }
             if deactivated {
                 // A deactivated user is signed out everywhere at once.

@@ -1,0 +1,228 @@
+//! The RabbitMQ bus: a durable topic exchange `voronka.events` (routing key = event type), a
+//! durable queue `voronka.events.<subscriber>` per subscriber bound to the types it wants,
+//! persistent messages with publisher confirms, and consumers that ack only after the inbox
+//! transaction commits. Unacked messages go back to the queue if a consumer dies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use kernel::db::DbPool;
+use kernel::events::EventEnvelope;
+use kernel::inbox::{self, Outcome, Subscriber};
+use kernel::{AppError, AppResult, ErrorCode};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{Mutex, watch};
+
+use super::Bus;
+use crate::jobs::RetryPolicy;
+use crate::metrics::Metrics;
+
+pub const EXCHANGE: &str = "voronka.events";
+
+pub fn queue_of(subscriber: &str) -> String {
+    format!("voronka.events.{subscriber}")
+}
+
+fn unavailable(e: impl std::fmt::Display) -> AppError {
+    AppError::new(ErrorCode::Unavailable, format!("RabbitMQ: {e}"))
+}
+
+async fn connect(url: &str) -> Result<Connection, lapin::Error> {
+    Connection::connect(url, ConnectionProperties::default().with_connection_name("voronka".into())).await
+}
+
+async fn declare_exchange(ch: &Channel) -> Result<(), lapin::Error> {
+    ch.exchange_declare(
+        EXCHANGE.into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions { durable: true, ..Default::default() },
+        FieldTable::default(),
+    )
+    .await
+}
+
+/// Publishing side; reconnects on the next publish after a failure.
+pub struct AmqpBus {
+    url: String,
+    channel: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl AmqpBus {
+    pub async fn connect(url: &str) -> Result<AmqpBus, String> {
+        let bus = AmqpBus { url: url.to_string(), channel: Mutex::new(None) };
+        bus.open().await.map_err(|e| format!("cannot reach RabbitMQ at {}: {e}", redact(url)))?;
+        Ok(bus)
+    }
+
+    async fn open(&self) -> Result<(), lapin::Error> {
+        let conn = connect(&self.url).await?;
+        let ch = conn.create_channel().await?;
+        declare_exchange(&ch).await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        *self.channel.lock().await = Some((conn, ch));
+        Ok(())
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[async_trait]
+impl Bus for AmqpBus {
+    async fn publish(&self, events: &[EventEnvelope]) -> AppResult<()> {
+        if self.channel.lock().await.is_none() {
+            self.open().await.map_err(unavailable)?;
+        }
+        let guard = self.channel.lock().await;
+        let Some((_, ch)) = guard.as_ref() else { return Err(unavailable("not connected")) };
+        let mut confirms = Vec::with_capacity(events.len());
+        let mut failed: Option<String> = None;
+        for e in events {
+            let body = serde_json::to_vec(e).map_err(|err| AppError::internal(err.to_string()))?;
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_message_id(e.id.to_string().into())
+                .with_content_type("application/json".into());
+            match ch.basic_publish(EXCHANGE.into(), e.event_type.as_str().into(), BasicPublishOptions::default(), &body, props).await {
+                Ok(c) => confirms.push(c),
+                Err(err) => {
+                    failed = Some(err.to_string());
+                    break;
+                }
+            }
+        }
+        for c in confirms {
+            match c.await {
+                Ok(Confirmation::Ack(_)) => {}
+                Ok(other) => failed = failed.or(Some(format!("the broker did not confirm: {other:?}"))),
+                Err(err) => failed = failed.or(Some(err.to_string())),
+            }
+        }
+        drop(guard);
+        if let Some(err) = failed {
+            // Drop the channel: the next publish reconnects. The relay rolls back and retries.
+            *self.channel.lock().await = None;
+            return Err(unavailable(err));
+        }
+        Ok(())
+    }
+}
+
+/// Consumes one subscriber's queue until `stop`; reconnects with backoff when the broker goes.
+pub async fn consume(
+    url: String,
+    subscriber: Arc<dyn Subscriber>,
+    db: DbPool,
+    retry: RetryPolicy,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    while !*stop.borrow() {
+        match consume_once(&url, &*subscriber, &db, retry, &metrics, &mut stop).await {
+            Ok(()) => break,
+            Err(e) => {
+                failures += 1;
+                let delay = retry.backoff(failures.min(6));
+                tracing::warn!(subscriber = subscriber.name(), error = %e, ?delay, "consumer lost its broker; reconnecting");
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consume_once(
+    url: &str,
+    sub: &dyn Subscriber,
+    db: &DbPool,
+    retry: RetryPolicy,
+    metrics: &Metrics,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    consume_on(url, sub, db, retry, metrics, stop).await
+}
+
+async fn consume_on(
+    url: &str,
+    sub: &dyn Subscriber,
+    db: &DbPool,
+    retry: RetryPolicy,
+    metrics: &Metrics,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let e = |e: lapin::Error| e.to_string();
+    let conn = connect(url).await.map_err(e)?;
+    let ch = conn.create_channel().await.map_err(e)?;
+    declare_exchange(&ch).await.map_err(e)?;
+    let queue = queue_of(sub.name());
+    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+        .await
+        .map_err(e)?;
+    for t in sub.event_types() {
+        let key = if *t == "*" { "#" } else { t };
+        ch.queue_bind(queue.as_str().into(), EXCHANGE.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .map_err(e)?;
+    }
+    ch.basic_qos(256, BasicQosOptions::default()).await.map_err(e)?;
+    let tag = format!("{}@{}", sub.name(), std::process::id());
+    let mut consumer =
+        ch.basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(e)?;
+    let mut attempt = 0u32;
+    loop {
+        let delivery = tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            d = consumer.next() => d,
+        };
+        let Some(delivery) = delivery else { return Err("the consumer stream ended".into()) };
+        let delivery = delivery.map_err(|e| e.to_string())?;
+        let event: EventEnvelope = match serde_json::from_slice(&delivery.data) {
+            Ok(e) => e,
+            Err(err) => {
+                // Not an event at all: nothing to record it under; log it and drop it.
+                tracing::error!(subscriber = sub.name(), error = %err, "malformed message dropped");
+                metrics.events_handled.with_label_values(&[sub.name(), "malformed"]).inc();
+                delivery.ack(BasicAckOptions::default()).await.map_err(e)?;
+                continue;
+            }
+        };
+        let outcome = match db.get().await {
+            Ok(mut c) => inbox::handle_once(&mut c, sub, &event).await,
+            Err(err) => Err(AppError::from(err)),
+        };
+        match outcome {
+            Ok(o) => {
+                attempt = 0;
+                let label = match o {
+                    Outcome::Handled => "handled",
+                    Outcome::Duplicate => "duplicate",
+                    Outcome::Rejected(_) => "rejected",
+                };
+                metrics.events_handled.with_label_values(&[sub.name(), label]).inc();
+                delivery.ack(BasicAckOptions::default()).await.map_err(e)?;
+            }
+            Err(err) => {
+                attempt += 1;
+                let delay = retry.backoff(attempt);
+                tracing::warn!(subscriber = sub.name(), event = %event.id, error = %err, ?delay, "handling failed; requeued");
+                tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
+                delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await.map_err(e)?;
+            }
+        }
+    }
+}

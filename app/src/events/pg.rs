@@ -1,0 +1,97 @@
+//! The PostgreSQL bus: a batch of events becomes one apalis job per interested subscriber, in
+//! that subscriber's own queue `events.<subscriber>`; a worker per queue hands each event to the
+//! subscriber through its inbox.
+
+use std::sync::Arc;
+
+use apalis::prelude::*;
+use apalis_postgres::{Config as PgQueueConfig, PostgresStorage};
+use async_trait::async_trait;
+use kernel::db::DbPool;
+use kernel::events::EventEnvelope;
+use kernel::inbox::{self, Outcome, Subscriber};
+use kernel::{AppError, AppResult};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use super::{Bus, Subscribers};
+use crate::jobs::{self, RetryPolicy};
+use crate::metrics::Metrics;
+
+/// The job: events for one subscriber, in outbox order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deliver {
+    pub events: Vec<EventEnvelope>,
+}
+
+pub fn queue_of(subscriber: &str) -> String {
+    format!("events.{subscriber}")
+}
+
+pub struct PgBus {
+    jobs: PgPool,
+    subscribers: Subscribers,
+    retry: RetryPolicy,
+}
+
+impl PgBus {
+    pub fn new(jobs: PgPool, subscribers: Subscribers, retry: RetryPolicy) -> PgBus {
+        PgBus { jobs, subscribers, retry }
+    }
+}
+
+#[async_trait]
+impl Bus for PgBus {
+    async fn publish(&self, events: &[EventEnvelope]) -> AppResult<()> {
+        for sub in self.subscribers.iter() {
+            let mine: Vec<EventEnvelope> = events.iter().filter(|e| sub.wants(&e.event_type)).cloned().collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut storage =
+                PostgresStorage::<Deliver>::new(&self.jobs).with_config(PgQueueConfig::default().queue(queue_of(sub.name())));
+            let task = TaskBuilder::new(Deliver { events: mine }).max_attempts(self.retry.max_attempts as usize).build();
+            storage
+                .push_task(task)
+                .await
+                .map_err(|e| AppError::new(kernel::ErrorCode::Unavailable, format!("pushing to {}: {e}", sub.name())))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a delivery worker needs.
+pub struct DeliveryCtx {
+    pub subscriber: Arc<dyn Subscriber>,
+    pub db: DbPool,
+    pub jobs: PgPool,
+    pub retry: RetryPolicy,
+    pub metrics: Metrics,
+}
+
+/// Hands each event to the subscriber once. A transient failure defers the job by the backoff
+/// and fails it (apalis retries it then); events already handled are skipped by the inbox.
+pub async fn deliver(job: Deliver, ctx: Data<Arc<DeliveryCtx>>, id: TaskId, attempt: Attempt) -> Result<(), BoxDynError> {
+    let result = deliver_all(&job, &ctx).await;
+    if let Err(e) = &result {
+        let n = attempt.current().max(1) as u32;
+        let delay = ctx.retry.backoff(n);
+        tracing::warn!(subscriber = ctx.subscriber.name(), attempt = n, ?delay, error = %e, "delivery failed; will retry");
+        if let Err(db) = jobs::defer(&ctx.jobs, &id.to_string(), delay).await {
+            tracing::warn!(error = %db, "could not defer the retry");
+        }
+    }
+    result.map_err(|e| Box::new(e) as BoxDynError)
+}
+
+async fn deliver_all(job: &Deliver, ctx: &DeliveryCtx) -> Result<(), AppError> {
+    let mut conn = ctx.db.get().await?;
+    for event in &job.events {
+        match inbox::handle_once(&mut conn, &*ctx.subscriber, event).await? {
+            Outcome::Handled => ctx.metrics.events_handled.with_label_values(&[ctx.subscriber.name(), "handled"]).inc(),
+            Outcome::Duplicate => ctx.metrics.events_handled.with_label_values(&[ctx.subscriber.name(), "duplicate"]).inc(),
+            Outcome::Rejected(_) => ctx.metrics.events_handled.with_label_values(&[ctx.subscriber.name(), "rejected"]).inc(),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The outbox relay: claims unpublished events (`FOR UPDATE SKIP LOCKED`, so several relays in
+//! several processes never publish the same row twice at once), publishes them, and marks them
+//! published before committing. Woken by `NOTIFY voronka_outbox` from the outbox trigger, with a
+//! one-second safety poll. A crash between publishing and committing republishes the batch:
+//! subscribers' inboxes absorb the duplicates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::StreamExt;
+use kernel::db::DbPool;
+use kernel::{AppError, outbox};
+use tokio::sync::watch;
+
+use super::Bus;
+use crate::metrics::Metrics;
+
+pub const BATCH: i64 = 500;
+
+pub struct Relay {
+    pub db_url: String,
+    pub pool: DbPool,
+    pub schemas: Vec<&'static str>,
+    pub bus: Arc<dyn Bus>,
+    pub metrics: Metrics,
+}
+
+impl Relay {
+    /// Publishes one batch from `schema`; returns how many events it published.
+    pub async fn publish_batch(&self, schema: &'static str) -> Result<usize, AppError> {
+        let mut conn = self.pool.get().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let claimed = outbox::claim(tx, schema, BATCH).await?;
+            if claimed.seqs.is_empty() {
+                return Ok(0);
+            }
+            for (seq, reason) in &claimed.unreadable {
+                tracing::error!(schema, seq, reason, "unreadable outbox row skipped");
+                self.metrics.events_unreadable.inc();
+            }
+            if !claimed.events.is_empty() {
+                self.bus.publish(&claimed.events).await?;
+            }
+            outbox::mark_published(tx, schema, &claimed.seqs).await?;
+            self.metrics.events_published.inc_by(claimed.events.len() as u64);
+            Ok(claimed.seqs.len())
+        })
+        .await
+    }
+
+    async fn drain(&self) -> Result<(), AppError> {
+        for schema in &self.schemas {
+            while self.publish_batch(schema).await? > 0 {}
+        }
+        Ok(())
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        'outer: loop {
+            let mut listener = match AsyncPgConnection::establish(&self.db_url).await {
+                Ok(mut c) => match c.batch_execute(&format!("LISTEN {}", outbox::NOTIFY_CHANNEL)).await {
+                    Ok(()) => Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "relay cannot LISTEN; polling");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay cannot connect for LISTEN; polling");
+                    None
+                }
+            };
+            loop {
+                match self.drain().await {
+                    Ok(()) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        self.metrics.relay_errors.inc();
+                        tracing::warn!(error = %e, failures, "relay could not publish; will retry");
+                    }
+                }
+                let pause = if failures == 0 { Duration::from_secs(1) } else { Duration::from_millis(200 * u64::from(failures.min(25))) };
+                let woken = async {
+                    match listener.as_mut() {
+                        Some(l) => std::pin::pin!(l.notifications_stream()).next().await.map(|n| n.is_ok()).unwrap_or(false),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = stop.changed() => break 'outer,
+                    _ = tokio::time::sleep(pause) => {}
+                    alive = woken => if !alive {
+                        // The listening connection died: reconnect it.
+                        continue 'outer;
+                    }
+                }
+                if *stop.borrow() {
+                    break 'outer;
+                }
+            }
+        }
+        tracing::info!("relay stopped");
+    }
+}

@@ -1,0 +1,160 @@
+//! Background jobs on apalis (PostgreSQL storage, schema `apalis`).
+//!
+//! Retries are persistent and back off: a job whose handler fails transiently is pushed back to
+//! `run_at = now() + backoff(attempt)` (exponential, with jitter) before the handler returns the
+//! error, so apalis only fetches it again when that time comes, even across restarts. After
+//! `max_attempts` the job stays `Failed` for good: that is the dead-letter list, shown on the
+//! admin page, where a job can be run again or discarded.
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: i32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 8, base: Duration::from_secs(2), cap: Duration::from_secs(3600) }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `attempt + 1`: base · 2^(attempt−1), capped, ±25 % jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(20);
+        let raw = self.base.saturating_mul(1u32 << exp).min(self.cap);
+        let jitter = rand::rng().random_range(0.75..1.25);
+        raw.mul_f64(jitter)
+    }
+}
+
+/// Pushes a failed job's next run into the future (see the module docs).
+pub async fn defer(pool: &PgPool, task_id: &str, delay: Duration) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $2) WHERE id = $1")
+        .bind(task_id)
+        .bind(delay.as_secs_f64())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    pub pending: i64,
+    pub running: i64,
+    pub retrying: i64,
+    pub dead: i64,
+    pub done: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadJob {
+    pub id: String,
+    pub queue: String,
+    pub attempts: i32,
+    pub error: String,
+    pub failed_at: Option<String>,
+}
+
+/// The condition of a dead job (a macro, so queries stay static strings).
+macro_rules! dead {
+    () => {
+        "(status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))"
+    };
+}
+
+pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(concat!(
+        "SELECT job_type,
+                count(*) FILTER (WHERE status IN ('Pending', 'Queued')),
+                count(*) FILTER (WHERE status = 'Running'),
+                count(*) FILTER (WHERE status = 'Failed' AND attempts < max_attempts),
+                count(*) FILTER (WHERE ",
+        dead!(),
+        "),
+                count(*) FILTER (WHERE status = 'Done')
+           FROM apalis.jobs GROUP BY job_type ORDER BY job_type"
+    ))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(queue, pending, running, retrying, dead, done)| QueueStats { queue, pending, running, retrying, dead, done })
+        .collect())
+}
+
+/// The newest dead jobs with their last error.
+pub async fn dead_jobs(pool: &PgPool, limit: i64) -> Result<Vec<DeadJob>, sqlx::Error> {
+    let rows: Vec<(String, String, i32, Option<String>, Option<String>)> =
+        sqlx::query_as(concat!(
+            "SELECT id, job_type, attempts, last_result::text, to_char(done_at, 'YYYY-MM-DD HH24:MI:SS') FROM apalis.jobs WHERE ",
+            dead!(),
+            " ORDER BY done_at DESC NULLS LAST LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, queue, attempts, result, failed_at)| DeadJob {
+            id,
+            queue,
+            attempts,
+            error: result.map(|r| last_error(&r)).unwrap_or_default(),
+            failed_at,
+        })
+        .collect())
+}
+
+/// The message of a stored `{"Err": "…"}` result (or the result as it is).
+fn last_error(result: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(result) {
+        Ok(v) => match v.get("Err") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => v.to_string(),
+        },
+        Err(_) => result.to_string(),
+    }
+}
+
+/// Runs a dead job again from its first attempt. False if there is no such dead job.
+pub async fn retry_dead(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(concat!(
+        "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, lock_at = NULL,
+                done_at = NULL, last_result = NULL
+          WHERE id = $1 AND ",
+        dead!()
+    ))
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn discard_dead(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(concat!("DELETE FROM apalis.jobs WHERE id = $1 AND ", dead!())).bind(id).execute(pool).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let p = RetryPolicy { max_attempts: 5, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
+        for (attempt, nominal) in [(1u32, 100u64), (2, 200), (3, 400), (4, 800), (5, 1000), (30, 1000)] {
+            let d = p.backoff(attempt).as_millis() as u64;
+            assert!(d >= nominal * 3 / 4 && d <= nominal * 5 / 4, "attempt {attempt}: {d} ms");
+        }
+    }
+}

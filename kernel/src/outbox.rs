@@ -1,0 +1,157 @@
+//! The transactional outbox: events are rows in `<schema>.outbox`, written on the caller's
+//! connection (inside its transaction), so a change and the events it causes commit or roll back
+//! together. A relay claims unpublished rows with `FOR UPDATE SKIP LOCKED`, publishes them, and
+//! marks them published in the same transaction as the claim.
+//!
+//! Each module's migrations create its outbox with [`ddl`]'s shape; an insert trigger sends
+//! `NOTIFY voronka_outbox, '<schema>'` so relays wake at once instead of polling.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::events::EventEnvelope;
+use crate::{AccountId, AppError, AppResult};
+
+pub const NOTIFY_CHANNEL: &str = "voronka_outbox";
+
+/// Appends events to `schema`'s outbox on `conn` (use the connection of the change's transaction).
+pub async fn append(conn: &mut AsyncPgConnection, schema: &'static str, events: &[EventEnvelope]) -> AppResult<()> {
+    for e in events {
+        let actor = serde_json::to_value(e.actor).map_err(|err| AppError::internal(err.to_string()))?;
+        sql_query(format!(
+            "INSERT INTO {schema}.outbox (id, account_id, event_type, version, actor, occurred_at, causation_id, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind::<SqlUuid, _>(e.id)
+        .bind::<BigInt, _>(e.account_id.0)
+        .bind::<Text, _>(&e.event_type)
+        .bind::<Integer, _>(e.version)
+        .bind::<Jsonb, _>(actor)
+        .bind::<Timestamptz, _>(e.occurred_at)
+        .bind::<Nullable<SqlUuid>, _>(e.causation_id)
+        .bind::<Jsonb, _>(&e.payload)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct OutboxRow {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    account_id: i64,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = Integer)]
+    version: i32,
+    #[diesel(sql_type = Jsonb)]
+    actor: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    occurred_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    causation_id: Option<Uuid>,
+    #[diesel(sql_type = Jsonb)]
+    payload: serde_json::Value,
+}
+
+/// A batch claimed by this relay: the rows stay locked until the transaction ends.
+pub struct Claimed {
+    pub seqs: Vec<i64>,
+    pub events: Vec<EventEnvelope>,
+    /// Rows whose envelope could not be read back (kept for the record, marked published).
+    pub unreadable: Vec<(i64, String)>,
+}
+
+/// Claims up to `limit` unpublished events, oldest first, skipping rows other relays hold.
+/// Call inside a transaction, publish, then [`mark_published`] before committing.
+pub async fn claim(conn: &mut AsyncPgConnection, schema: &str, limit: i64) -> AppResult<Claimed> {
+    let rows: Vec<OutboxRow> = sql_query(format!(
+        "SELECT seq, id, account_id, event_type, version, actor, occurred_at, causation_id, payload
+           FROM {schema}.outbox WHERE published_at IS NULL
+          ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    let mut claimed = Claimed { seqs: Vec::with_capacity(rows.len()), events: Vec::with_capacity(rows.len()), unreadable: Vec::new() };
+    for r in rows {
+        claimed.seqs.push(r.seq);
+        match serde_json::from_value(r.actor) {
+            Ok(actor) => claimed.events.push(EventEnvelope {
+                id: r.id,
+                account_id: AccountId(r.account_id),
+                event_type: r.event_type,
+                version: r.version,
+                actor,
+                occurred_at: r.occurred_at,
+                causation_id: r.causation_id,
+                payload: r.payload,
+            }),
+            Err(e) => claimed.unreadable.push((r.seq, format!("actor: {e}"))),
+        }
+    }
+    Ok(claimed)
+}
+
+pub async fn mark_published(conn: &mut AsyncPgConnection, schema: &str, seqs: &[i64]) -> AppResult<()> {
+    sql_query(format!("UPDATE {schema}.outbox SET published_at = now() WHERE seq = ANY($1)"))
+        .bind::<Array<BigInt>, _>(seqs)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes published events older than `keep_days` (the bus has them; subscribers' inboxes too).
+pub async fn prune(conn: &mut AsyncPgConnection, schema: &str, keep_days: i32) -> AppResult<usize> {
+    Ok(sql_query(format!(
+        "DELETE FROM {schema}.outbox WHERE published_at < now() - make_interval(days => $1)"
+    ))
+    .bind::<Integer, _>(keep_days)
+    .execute(conn)
+    .await?)
+}
+
+/// The outbox and inbox tables every module's migrations create in its schema (the same shape
+/// everywhere, so the relay and the inbox work on any module). Documented here; each migration
+/// spells it out, as a migration must not change when this code does.
+pub fn ddl(schema: &str) -> String {
+    format!(
+        "CREATE TABLE {schema}.outbox (
+            seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id           UUID        NOT NULL UNIQUE,
+            account_id   BIGINT      NOT NULL,
+            event_type   TEXT        NOT NULL,
+            version      INTEGER     NOT NULL,
+            actor        JSONB       NOT NULL,
+            occurred_at  TIMESTAMPTZ NOT NULL,
+            causation_id UUID,
+            payload      JSONB       NOT NULL,
+            published_at TIMESTAMPTZ
+        );
+        CREATE INDEX outbox_unpublished_idx ON {schema}.outbox (seq) WHERE published_at IS NULL;
+        CREATE INDEX outbox_published_idx ON {schema}.outbox (published_at) WHERE published_at IS NOT NULL;
+        CREATE FUNCTION {schema}.outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', '{schema}'); RETURN NULL; END $$;
+        CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
+            FOR EACH STATEMENT EXECUTE FUNCTION {schema}.outbox_notify();
+        CREATE TABLE {schema}.inbox (
+            subscriber   TEXT        NOT NULL,
+            event_id     UUID        NOT NULL,
+            account_id   BIGINT      NOT NULL,
+            event_type   TEXT        NOT NULL,
+            -- 'done', or 'failed' with the reason (malformed or unknown events are not retried)
+            outcome      TEXT        NOT NULL,
+            error        TEXT,
+            handled_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (subscriber, event_id)
+        );
+        CREATE INDEX inbox_failed_idx ON {schema}.inbox (subscriber, handled_at) WHERE outcome = 'failed';"
+    )
+}
