@@ -16,7 +16,7 @@ use crate::{AppError, AppResult, ErrorCode};
 #[async_trait]
 pub trait Subscriber: Send + Sync {
     /// Unique and stable: it names the subscriber's queue and its inbox rows (`analytics.facts`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     /// The schema whose inbox records what this subscriber handled (its module's schema).
     fn schema(&self) -> &'static str;
     /// The event types it wants; `"*"` means all.
@@ -24,6 +24,12 @@ pub trait Subscriber: Send + Sync {
     /// The effect, on the inbox transaction's connection. Return `BadRequest`/`Validation` for an
     /// event that can never be handled; other errors are retried.
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()>;
+
+    /// Drop the subscriber's broker queue after this long unused (diagnostic subscribers only;
+    /// a real subscriber's queue must keep events while it is down).
+    fn queue_ttl(&self) -> Option<std::time::Duration> {
+        None
+    }
 
     fn wants(&self, event_type: &str) -> bool {
         self.event_types().iter().any(|t| *t == "*" || *t == event_type)

@@ -170,7 +170,11 @@ async fn consume_on(
     let ch = conn.create_channel().await.map_err(e)?;
     declare_exchange(&ch).await.map_err(e)?;
     let queue = queue_of(sub.name());
-    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+    let mut args = FieldTable::default();
+    if let Some(ttl) = sub.queue_ttl() {
+        args.insert("x-expires".into(), lapin::types::AMQPValue::LongUInt(ttl.as_millis().min(u32::MAX as u128) as u32));
+    }
+    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
         .await
         .map_err(e)?;
     for t in sub.event_types() {
