@@ -27,7 +27,9 @@ pub async fn job_store(config: &Config, db_url: &str) -> Result<PgPool, String> 
         .await
         .map_err(|e| format!("job store: {e}"))?;
     // apalis migrations take their own lock; concurrent starts are safe.
-    PostgresStorage::<()>::setup(&pool).await.map_err(|e| format!("job store setup: {e}"))?;
+    PostgresStorage::<()>::setup(&pool)
+        .await
+        .map_err(|e| format!("job store setup: {e}"))?;
     Ok(pool)
 }
 
@@ -38,7 +40,15 @@ pub struct Backbone {
 
 /// A name unique to this process, for apalis worker registration.
 fn instance() -> String {
-    format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..8)
+            .unwrap_or("0")
+    )
 }
 
 impl Backbone {
@@ -56,9 +66,17 @@ impl Backbone {
         let mut tasks = Vec::new();
         let bus: Arc<dyn Bus> = match config.events.bus {
             BusKind::Postgres => Arc::new(PgBus::new(jobs.clone(), subscribers.clone(), retry)),
-            BusKind::Rabbitmq => Arc::new(amqp::AmqpBus::connect(&config.events.amqp_url).await?),
+            BusKind::Rabbitmq => Arc::new(
+                amqp::AmqpBus::connect(&config.events.amqp_url, subscribers.clone()).await?,
+            ),
         };
-        let relay = Relay { db_url: db_url.to_string(), pool: db.clone(), schemas, bus, metrics: metrics.clone() };
+        let relay = Relay {
+            db_url: db_url.to_string(),
+            pool: db.clone(),
+            schemas,
+            bus,
+            metrics: metrics.clone(),
+        };
         tasks.push(tokio::spawn(relay.run(stop_rx.clone())));
 
         match config.events.bus {
@@ -79,10 +97,19 @@ impl Backbone {
                     let name = format!("{queue}@{instance}");
                     monitor = monitor.register(move |_| {
                         let backend = PostgresStorage::<crate::events::pg::Deliver>::new(&pool)
-                            .with_config(PgQueueConfig::default().queue(&queue))
+                            .with_config(
+                                PgQueueConfig::default()
+                                    .queue(&queue)
+                                    .heartbeat_interval(Duration::from_secs(5))
+                                    .missed_heartbeats(2),
+                            )
                             .with_pubsub()
                             .poll_with_interval(Duration::from_millis(500));
-                        WorkerBuilder::new(name.as_str()).backend(backend).data(ctx.clone()).concurrency(concurrency).build(deliver)
+                        WorkerBuilder::new(name.as_str())
+                            .backend(backend)
+                            .data(ctx.clone())
+                            .concurrency(concurrency)
+                            .build(deliver)
                     });
                 }
                 let mut rx = stop_rx.clone();
@@ -91,7 +118,11 @@ impl Backbone {
                         let _ = rx.changed().await;
                         Ok(())
                     };
-                    if let Err(e) = monitor.shutdown_timeout(Duration::from_secs(20)).run_with_signal(signal).await {
+                    if let Err(e) = monitor
+                        .shutdown_timeout(Duration::from_secs(20))
+                        .run_with_signal(signal)
+                        .await
+                    {
                         tracing::error!(error = %e, "job workers stopped with an error");
                     }
                 }));

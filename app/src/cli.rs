@@ -301,13 +301,42 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             })
             .await
         }
-        Command::Events { command: EventsCommand::Probe { total, subscribers, prefix, pause_ms, rollback_every, server: args } } => {
+        Command::Events {
+            command:
+                EventsCommand::Probe {
+                    total,
+                    subscribers,
+                    prefix,
+                    pause_ms,
+                    rollback_every,
+                    server: args,
+                },
+        } => {
             let config = load(&cli.config, args)?;
-            events_probe(&config, *total, *subscribers, prefix, *pause_ms, *rollback_every).await.map_err(Failure::Other)
+            events_probe(
+                &config,
+                *total,
+                *subscribers,
+                prefix,
+                *pause_ms,
+                *rollback_every,
+            )
+            .await
+            .map_err(Failure::Other)
         }
-        Command::Events { command: EventsCommand::Bench { burst, rate, seconds, server: args } } => {
+        Command::Events {
+            command:
+                EventsCommand::Bench {
+                    burst,
+                    rate,
+                    seconds,
+                    server: args,
+                },
+        } => {
             let config = load(&cli.config, args)?;
-            events_bench(&config, *burst, *rate, *seconds).await.map_err(Failure::Other)
+            events_bench(&config, *burst, *rate, *seconds)
+                .await
+                .map_err(Failure::Other)
         }
         Command::Db { command } => {
             let (dir, stop, durability) = match command {
@@ -430,18 +459,33 @@ async fn probe_db(config: &Config) -> Result<(Database, kernel::db::DbPool), Str
     let db = Database::open(config).await?;
     let pool = kernel::db::build_pool(&db.url, &kernel::db::PoolOptions::default())?;
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    crate::events::probe::install(&mut conn).await.map_err(|e| e.to_string())?;
+    crate::events::probe::install(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((db, pool))
 }
 
-async fn events_probe(config: &Config, total: i64, subscribers: usize, prefix: &str, pause_ms: u64, rollback_every: i64) -> Result<(), String> {
+async fn events_probe(
+    config: &Config,
+    total: i64,
+    subscribers: usize,
+    prefix: &str,
+    pause_ms: u64,
+    rollback_every: i64,
+) -> Result<(), String> {
     use crate::events::probe;
     let (mut db, pool) = probe_db(config).await?;
-    let subs: Vec<std::sync::Arc<probe::ProbeSubscriber>> =
-        (0..subscribers).map(|i| std::sync::Arc::new(probe::ProbeSubscriber::new(format!("{prefix}.{i}")))).collect();
+    let subs: Vec<std::sync::Arc<probe::ProbeSubscriber>> = (0..subscribers)
+        .map(|i| std::sync::Arc::new(probe::ProbeSubscriber::new(format!("{prefix}.{i}"))))
+        .collect();
     let names: Vec<String> = subs.iter().map(|s| s.name.clone()).collect();
     let backbone = probe::start_backbone(config, &db.url, &pool, &subs).await?;
-    let producer = tokio::spawn(probe::run_producer(pool.clone(), total, std::time::Duration::from_millis(pause_ms), rollback_every));
+    let producer = tokio::spawn(probe::run_producer(
+        pool.clone(),
+        total,
+        std::time::Duration::from_millis(pause_ms),
+        rollback_every,
+    ));
     let outcome = tokio::select! {
         done = probe::wait_all_handled(&pool, &names, total, std::time::Duration::from_secs(600)) => done.map_err(|e| e.to_string()),
         _ = server::shutdown_signal() => Ok(false),
@@ -451,7 +495,9 @@ async fn events_probe(config: &Config, total: i64, subscribers: usize, prefix: &
     db.close();
     match outcome? {
         true => {
-            println!("probe: complete: {total} events handled by each of {subscribers} subscribers");
+            println!(
+                "probe: complete: {total} events handled by each of {subscribers} subscribers"
+            );
             Ok(())
         }
         false => Err("probe: not complete".into()),
@@ -462,9 +508,13 @@ async fn events_bench(config: &Config, burst: i64, rate: u64, seconds: u64) -> R
     use crate::events::probe;
     use std::time::{Duration, Instant};
     let (mut db, pool) = probe_db(config).await?;
-    let sub = std::sync::Arc::new(probe::ProbeSubscriber::new(format!("bench.{}", std::process::id())));
+    let sub = std::sync::Arc::new(probe::ProbeSubscriber::new(format!(
+        "bench.{}",
+        std::process::id()
+    )));
     let names = vec![sub.name.clone()];
-    let backbone = probe::start_backbone(config, &db.url, &pool, std::slice::from_ref(&sub)).await?;
+    let backbone =
+        probe::start_backbone(config, &db.url, &pool, std::slice::from_ref(&sub)).await?;
     let err = |e: kernel::AppError| e.to_string();
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let base = probe::produced(&mut conn).await.map_err(err)?;
@@ -473,16 +523,27 @@ async fn events_bench(config: &Config, burst: i64, rate: u64, seconds: u64) -> R
 
     // Throughput: commit a burst (100 events per transaction) and time until all are handled.
     let started = Instant::now();
-    probe::produce_burst(&pool, base, burst, 100).await.map_err(err)?;
+    probe::produce_burst(&pool, base, burst, 100)
+        .await
+        .map_err(err)?;
     let committed = started.elapsed();
-    if !probe::wait_all_handled(&pool, &names, base + burst, Duration::from_secs(600)).await.map_err(err)? {
+    if !probe::wait_all_handled(&pool, &names, base + burst, Duration::from_secs(600))
+        .await
+        .map_err(err)?
+    {
         return Err("the burst was not handled within 10 minutes".into());
     }
     let elapsed = started.elapsed().as_secs_f64();
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    let (p50, p95, p99, _) = probe::latencies(&mut conn, &sub.name, base).await.map_err(err)?;
+    let (p50, p95, p99, _) = probe::latencies(&mut conn, &sub.name, base)
+        .await
+        .map_err(err)?;
     drop(conn);
-    println!("bus {bus}: throughput run: {burst} events committed in {:.2} s, all handled in {elapsed:.2} s = {:.0} events/s end to end; commit-to-handler p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms", committed.as_secs_f64(), burst as f64 / elapsed);
+    println!(
+        "bus {bus}: throughput run: {burst} events committed in {:.2} s, all handled in {elapsed:.2} s = {:.0} events/s end to end; commit-to-handler p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms",
+        committed.as_secs_f64(),
+        burst as f64 / elapsed
+    );
 
     // Latency at a steady rate: one event per transaction, paced.
     let from = base + burst;
@@ -496,11 +557,18 @@ async fn events_bench(config: &Config, burst: i64, rate: u64, seconds: u64) -> R
         probe::produce_one(&mut conn, from + i).await.map_err(err)?;
     }
     let achieved = total as f64 / started.elapsed().as_secs_f64();
-    if !probe::wait_all_handled(&pool, &names, from + total, Duration::from_secs(600)).await.map_err(err)? {
+    if !probe::wait_all_handled(&pool, &names, from + total, Duration::from_secs(600))
+        .await
+        .map_err(err)?
+    {
         return Err("the paced run was not handled within 10 minutes".into());
     }
-    let (p50, p95, p99, _) = probe::latencies(&mut conn, &sub.name, from).await.map_err(err)?;
-    println!("bus {bus}: paced run: {total} events at {achieved:.0}/s (one per transaction); commit-to-handler p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms");
+    let (p50, p95, p99, _) = probe::latencies(&mut conn, &sub.name, from)
+        .await
+        .map_err(err)?;
+    println!(
+        "bus {bus}: paced run: {total} events at {achieved:.0}/s (one per transaction); commit-to-handler p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms"
+    );
     drop(conn);
     backbone.stop().await;
     db.close();

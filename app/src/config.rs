@@ -166,7 +166,12 @@ impl Default for Config {
                 bus: BusKind::Postgres,
                 amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             },
-            jobs: JobsConfig { max_attempts: 8, retry_base_ms: 2000, concurrency: 8, pool_size: 8 },
+            jobs: JobsConfig {
+                max_attempts: 8,
+                retry_base_ms: 2000,
+                concurrency: 8,
+                pool_size: 8,
+            },
             modules: BTreeMap::new(),
         }
     }
@@ -274,9 +279,14 @@ impl Config {
             return fail("jobs.max_attempts", "must be between 1 and 100");
         }
         if self.jobs.concurrency == 0 || self.jobs.pool_size == 0 {
-            return fail("jobs.concurrency", "jobs.concurrency and jobs.pool_size must be at least 1");
+            return fail(
+                "jobs.concurrency",
+                "jobs.concurrency and jobs.pool_size must be at least 1",
+            );
         }
-        if !(self.events.amqp_url.starts_with("amqp://") || self.events.amqp_url.starts_with("amqps://")) {
+        if !(self.events.amqp_url.starts_with("amqp://")
+            || self.events.amqp_url.starts_with("amqps://"))
+        {
             return fail("events.amqp_url", "must be an amqp:// URL");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

@@ -21,7 +21,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 8, base: Duration::from_secs(2), cap: Duration::from_secs(3600) }
+        RetryPolicy {
+            max_attempts: 8,
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -87,7 +91,16 @@ pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> 
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(queue, pending, running, retrying, dead, done)| QueueStats { queue, pending, running, retrying, dead, done })
+        .map(
+            |(queue, pending, running, retrying, dead, done)| QueueStats {
+                queue,
+                pending,
+                running,
+                retrying,
+                dead,
+                done,
+            },
+        )
         .collect())
 }
 
@@ -141,7 +154,13 @@ pub async fn retry_dead(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
 }
 
 pub async fn discard_dead(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(concat!("DELETE FROM apalis.jobs WHERE id = $1 AND ", dead!())).bind(id).execute(pool).await?;
+    let done = sqlx::query(concat!(
+        "DELETE FROM apalis.jobs WHERE id = $1 AND ",
+        dead!()
+    ))
+    .bind(id)
+    .execute(pool)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -151,10 +170,24 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
-        let p = RetryPolicy { max_attempts: 5, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
-        for (attempt, nominal) in [(1u32, 100u64), (2, 200), (3, 400), (4, 800), (5, 1000), (30, 1000)] {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        for (attempt, nominal) in [
+            (1u32, 100u64),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (30, 1000),
+        ] {
             let d = p.backoff(attempt).as_millis() as u64;
-            assert!(d >= nominal * 3 / 4 && d <= nominal * 5 / 4, "attempt {attempt}: {d} ms");
+            assert!(
+                d >= nominal * 3 / 4 && d <= nominal * 5 / 4,
+                "attempt {attempt}: {d} ms"
+            );
         }
     }
 }

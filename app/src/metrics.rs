@@ -1,7 +1,8 @@
 //! Prometheus metrics: request counts and latencies per route, database pool usage.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -53,17 +54,30 @@ impl Metrics {
             &["reason"],
         )
         .expect("static metric definition");
-        let events_published = IntCounter::new("events_published_total", "Events published by the relay").expect("static");
-        let events_unreadable =
-            IntCounter::new("events_unreadable_total", "Outbox rows the relay could not read").expect("static");
-        let relay_errors = IntCounter::new("relay_errors_total", "Relay batches that failed to publish").expect("static");
+        let events_published =
+            IntCounter::new("events_published_total", "Events published by the relay")
+                .expect("static");
+        let events_unreadable = IntCounter::new(
+            "events_unreadable_total",
+            "Outbox rows the relay could not read",
+        )
+        .expect("static");
+        let relay_errors =
+            IntCounter::new("relay_errors_total", "Relay batches that failed to publish")
+                .expect("static");
         let events_handled = IntCounterVec::new(
-            Opts::new("events_handled_total", "Events given to subscribers, by outcome"),
+            Opts::new(
+                "events_handled_total",
+                "Events given to subscribers, by outcome",
+            ),
             &["subscriber", "outcome"],
         )
         .expect("static metric definition");
-        let jobs = IntGaugeVec::new(Opts::new("jobs", "Background jobs by queue and state"), &["queue", "state"])
-            .expect("static metric definition");
+        let jobs = IntGaugeVec::new(
+            Opts::new("jobs", "Background jobs by queue and state"),
+            &["queue", "state"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),

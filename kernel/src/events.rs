@@ -42,7 +42,8 @@ impl EventEnvelope {
             actor: caller.actor,
             occurred_at: Utc::now(),
             causation_id: None,
-            payload: serde_json::to_value(event).map_err(|e| AppError::internal(format!("encoding {}: {e}", E::TYPE)))?,
+            payload: serde_json::to_value(event)
+                .map_err(|e| AppError::internal(format!("encoding {}: {e}", E::TYPE)))?,
         })
     }
 
@@ -61,11 +62,21 @@ impl EventEnvelope {
         if self.event_type != E::TYPE || self.version != E::VERSION {
             return Err(AppError::new(
                 ErrorCode::BadRequest,
-                format!("expected {} v{}, got {} v{}", E::TYPE, E::VERSION, self.event_type, self.version),
+                format!(
+                    "expected {} v{}, got {} v{}",
+                    E::TYPE,
+                    E::VERSION,
+                    self.event_type,
+                    self.version
+                ),
             ));
         }
-        serde_json::from_value(self.payload.clone())
-            .map_err(|e| AppError::new(ErrorCode::BadRequest, format!("malformed {} payload: {e}", E::TYPE)))
+        serde_json::from_value(self.payload.clone()).map_err(|e| {
+            AppError::new(
+                ErrorCode::BadRequest,
+                format!("malformed {} payload: {e}", E::TYPE),
+            )
+        })
     }
 }
 
@@ -86,14 +97,19 @@ mod tests {
     fn envelopes_carry_type_actor_and_cause() {
         let caller = Caller::user(AccountId(1), UserId(2));
         let cause = Uuid::now_v7();
-        let e = EventEnvelope::new(caller, &Pinged { n: 3 }).unwrap().caused_by(cause);
+        let e = EventEnvelope::new(caller, &Pinged { n: 3 })
+            .unwrap()
+            .caused_by(cause);
         assert_eq!(e.id.get_version_num(), 7);
         assert_eq!(e.causation_id, Some(cause));
         assert!(e.is::<Pinged>());
         assert_eq!(e.decode::<Pinged>().unwrap(), Pinged { n: 3 });
         let mut bad = e.clone();
         bad.payload = serde_json::json!({"n": "three"});
-        assert_eq!(bad.decode::<Pinged>().unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            bad.decode::<Pinged>().unwrap_err().code,
+            ErrorCode::BadRequest
+        );
         let mut newer = e;
         newer.version = 2;
         assert!(newer.decode::<Pinged>().is_err());

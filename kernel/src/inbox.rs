@@ -32,7 +32,9 @@ pub trait Subscriber: Send + Sync {
     }
 
     fn wants(&self, event_type: &str) -> bool {
-        self.event_types().iter().any(|t| *t == "*" || *t == event_type)
+        self.event_types()
+            .iter()
+            .any(|t| *t == "*" || *t == event_type)
     }
 }
 
@@ -47,12 +49,19 @@ pub enum Outcome {
 
 /// Errors that retrying cannot fix.
 pub fn is_permanent(e: &AppError) -> bool {
-    matches!(e.code, ErrorCode::BadRequest | ErrorCode::Validation | ErrorCode::NotFound | ErrorCode::Forbidden)
+    matches!(
+        e.code,
+        ErrorCode::BadRequest | ErrorCode::Validation | ErrorCode::NotFound | ErrorCode::Forbidden
+    )
 }
 
 /// Handles `event` for `sub` exactly once. `Err` means a transient failure: nothing was recorded,
 /// and the event must be delivered again later.
-pub async fn handle_once(conn: &mut AsyncPgConnection, sub: &dyn Subscriber, event: &EventEnvelope) -> AppResult<Outcome> {
+pub async fn handle_once(
+    conn: &mut AsyncPgConnection,
+    sub: &dyn Subscriber,
+    event: &EventEnvelope,
+) -> AppResult<Outcome> {
     let schema = sub.schema();
     let result = conn
         .transaction::<_, AppError, _>(async |tx| {
@@ -83,7 +92,12 @@ pub async fn handle_once(conn: &mut AsyncPgConnection, sub: &dyn Subscriber, eve
 }
 
 /// Records that `sub` could not handle `event` (and will not try again).
-pub async fn record_failure(conn: &mut AsyncPgConnection, sub: &dyn Subscriber, event: &EventEnvelope, reason: &str) -> AppResult<()> {
+pub async fn record_failure(
+    conn: &mut AsyncPgConnection,
+    sub: &dyn Subscriber,
+    event: &EventEnvelope,
+    reason: &str,
+) -> AppResult<()> {
     let schema = sub.schema();
     tracing::warn!(subscriber = sub.name(), event = %event.id, event_type = %event.event_type, reason, "event rejected");
     sql_query(format!(

@@ -7,7 +7,9 @@
 //! `NOTIFY voronka_outbox, '<schema>'` so relays wake at once instead of polling.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -18,9 +20,14 @@ use crate::{AccountId, AppError, AppResult};
 pub const NOTIFY_CHANNEL: &str = "voronka_outbox";
 
 /// Appends events to `schema`'s outbox on `conn` (use the connection of the change's transaction).
-pub async fn append(conn: &mut AsyncPgConnection, schema: &'static str, events: &[EventEnvelope]) -> AppResult<()> {
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    schema: &'static str,
+    events: &[EventEnvelope],
+) -> AppResult<()> {
     for e in events {
-        let actor = serde_json::to_value(e.actor).map_err(|err| AppError::internal(err.to_string()))?;
+        let actor =
+            serde_json::to_value(e.actor).map_err(|err| AppError::internal(err.to_string()))?;
         sql_query(format!(
             "INSERT INTO {schema}.outbox (id, account_id, event_type, version, actor, occurred_at, causation_id, payload)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -80,7 +87,11 @@ pub async fn claim(conn: &mut AsyncPgConnection, schema: &str, limit: i64) -> Ap
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?;
-    let mut claimed = Claimed { seqs: Vec::with_capacity(rows.len()), events: Vec::with_capacity(rows.len()), unreadable: Vec::new() };
+    let mut claimed = Claimed {
+        seqs: Vec::with_capacity(rows.len()),
+        events: Vec::with_capacity(rows.len()),
+        unreadable: Vec::new(),
+    };
     for r in rows {
         claimed.seqs.push(r.seq);
         match serde_json::from_value(r.actor) {
@@ -100,11 +111,17 @@ pub async fn claim(conn: &mut AsyncPgConnection, schema: &str, limit: i64) -> Ap
     Ok(claimed)
 }
 
-pub async fn mark_published(conn: &mut AsyncPgConnection, schema: &str, seqs: &[i64]) -> AppResult<()> {
-    sql_query(format!("UPDATE {schema}.outbox SET published_at = now() WHERE seq = ANY($1)"))
-        .bind::<Array<BigInt>, _>(seqs)
-        .execute(conn)
-        .await?;
+pub async fn mark_published(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+    seqs: &[i64],
+) -> AppResult<()> {
+    sql_query(format!(
+        "UPDATE {schema}.outbox SET published_at = now() WHERE seq = ANY($1)"
+    ))
+    .bind::<Array<BigInt>, _>(seqs)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

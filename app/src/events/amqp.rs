@@ -13,11 +13,13 @@ use kernel::events::EventEnvelope;
 use kernel::inbox::{self, Outcome, Subscriber};
 use kernel::{AppError, AppResult, ErrorCode};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 use tokio::sync::{Mutex, watch};
 
 use super::Bus;
@@ -35,29 +37,78 @@ fn unavailable(e: impl std::fmt::Display) -> AppError {
 }
 
 async fn connect(url: &str) -> Result<Connection, lapin::Error> {
-    Connection::connect(url, ConnectionProperties::default().with_connection_name("voronka".into())).await
+    Connection::connect(
+        url,
+        ConnectionProperties::default().with_connection_name("voronka".into()),
+    )
+    .await
 }
 
 async fn declare_exchange(ch: &Channel) -> Result<(), lapin::Error> {
     ch.exchange_declare(
         EXCHANGE.into(),
         ExchangeKind::Topic,
-        ExchangeDeclareOptions { durable: true, ..Default::default() },
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
         FieldTable::default(),
     )
     .await
 }
 
-/// Publishing side; reconnects on the next publish after a failure.
+/// Declares `sub`'s durable queue and binds it to the event types it wants; returns its name.
+async fn declare_queue(ch: &Channel, sub: &dyn Subscriber) -> Result<String, lapin::Error> {
+    let queue = queue_of(sub.name());
+    let mut args = FieldTable::default();
+    if let Some(ttl) = sub.queue_ttl() {
+        args.insert(
+            "x-expires".into(),
+            lapin::types::AMQPValue::LongUInt(ttl.as_millis().min(u32::MAX as u128) as u32),
+        );
+    }
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await?;
+    for t in sub.event_types() {
+        let key = if *t == "*" { "#" } else { t };
+        ch.queue_bind(
+            queue.as_str().into(),
+            EXCHANGE.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    Ok(queue)
+}
+
+/// Publishing side; reconnects on the next publish after a failure. It declares every
+/// subscriber's queue before the first publish, so no event is published before a queue exists
+/// to keep it (a topic exchange drops what no queue is bound for).
 pub struct AmqpBus {
     url: String,
+    subscribers: super::Subscribers,
     channel: Mutex<Option<(Connection, Channel)>>,
 }
 
 impl AmqpBus {
-    pub async fn connect(url: &str) -> Result<AmqpBus, String> {
-        let bus = AmqpBus { url: url.to_string(), channel: Mutex::new(None) };
-        bus.open().await.map_err(|e| format!("cannot reach RabbitMQ at {}: {e}", redact(url)))?;
+    pub async fn connect(url: &str, subscribers: super::Subscribers) -> Result<AmqpBus, String> {
+        let bus = AmqpBus {
+            url: url.to_string(),
+            subscribers,
+            channel: Mutex::new(None),
+        };
+        bus.open()
+            .await
+            .map_err(|e| format!("cannot reach RabbitMQ at {}: {e}", redact(url)))?;
         Ok(bus)
     }
 
@@ -65,6 +116,9 @@ impl AmqpBus {
         let conn = connect(&self.url).await?;
         let ch = conn.create_channel().await?;
         declare_exchange(&ch).await?;
+        for sub in self.subscribers.iter() {
+            declare_queue(&ch, &**sub).await?;
+        }
         ch.confirm_select(ConfirmSelectOptions::default()).await?;
         *self.channel.lock().await = Some((conn, ch));
         Ok(())
@@ -86,7 +140,9 @@ impl Bus for AmqpBus {
             self.open().await.map_err(unavailable)?;
         }
         let guard = self.channel.lock().await;
-        let Some((_, ch)) = guard.as_ref() else { return Err(unavailable("not connected")) };
+        let Some((_, ch)) = guard.as_ref() else {
+            return Err(unavailable("not connected"));
+        };
         let mut confirms = Vec::with_capacity(events.len());
         let mut failed: Option<String> = None;
         for e in events {
@@ -95,7 +151,16 @@ impl Bus for AmqpBus {
                 .with_delivery_mode(2)
                 .with_message_id(e.id.to_string().into())
                 .with_content_type("application/json".into());
-            match ch.basic_publish(EXCHANGE.into(), e.event_type.as_str().into(), BasicPublishOptions::default(), &body, props).await {
+            match ch
+                .basic_publish(
+                    EXCHANGE.into(),
+                    e.event_type.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+                .await
+            {
                 Ok(c) => confirms.push(c),
                 Err(err) => {
                     failed = Some(err.to_string());
@@ -106,7 +171,9 @@ impl Bus for AmqpBus {
         for c in confirms {
             match c.await {
                 Ok(Confirmation::Ack(_)) => {}
-                Ok(other) => failed = failed.or(Some(format!("the broker did not confirm: {other:?}"))),
+                Ok(other) => {
+                    failed = failed.or(Some(format!("the broker did not confirm: {other:?}")))
+                }
                 Err(err) => failed = failed.or(Some(err.to_string())),
             }
         }
@@ -169,38 +236,39 @@ async fn consume_on(
     let conn = connect(url).await.map_err(e)?;
     let ch = conn.create_channel().await.map_err(e)?;
     declare_exchange(&ch).await.map_err(e)?;
-    let queue = queue_of(sub.name());
-    let mut args = FieldTable::default();
-    if let Some(ttl) = sub.queue_ttl() {
-        args.insert("x-expires".into(), lapin::types::AMQPValue::LongUInt(ttl.as_millis().min(u32::MAX as u128) as u32));
-    }
-    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
+    let queue = declare_queue(&ch, sub).await.map_err(e)?;
+    ch.basic_qos(256, BasicQosOptions::default())
         .await
         .map_err(e)?;
-    for t in sub.event_types() {
-        let key = if *t == "*" { "#" } else { t };
-        ch.queue_bind(queue.as_str().into(), EXCHANGE.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
-            .await
-            .map_err(e)?;
-    }
-    ch.basic_qos(256, BasicQosOptions::default()).await.map_err(e)?;
     let tag = format!("{}@{}", sub.name(), std::process::id());
-    let mut consumer =
-        ch.basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(e)?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(e)?;
     let mut attempt = 0u32;
     loop {
         let delivery = tokio::select! {
             _ = stop.changed() => return Ok(()),
             d = consumer.next() => d,
         };
-        let Some(delivery) = delivery else { return Err("the consumer stream ended".into()) };
+        let Some(delivery) = delivery else {
+            return Err("the consumer stream ended".into());
+        };
         let delivery = delivery.map_err(|e| e.to_string())?;
         let event: EventEnvelope = match serde_json::from_slice(&delivery.data) {
             Ok(e) => e,
             Err(err) => {
                 // Not an event at all: nothing to record it under; log it and drop it.
                 tracing::error!(subscriber = sub.name(), error = %err, "malformed message dropped");
-                metrics.events_handled.with_label_values(&[sub.name(), "malformed"]).inc();
+                metrics
+                    .events_handled
+                    .with_label_values(&[sub.name(), "malformed"])
+                    .inc();
                 delivery.ack(BasicAckOptions::default()).await.map_err(e)?;
                 continue;
             }
@@ -217,7 +285,10 @@ async fn consume_on(
                     Outcome::Duplicate => "duplicate",
                     Outcome::Rejected(_) => "rejected",
                 };
-                metrics.events_handled.with_label_values(&[sub.name(), label]).inc();
+                metrics
+                    .events_handled
+                    .with_label_values(&[sub.name(), label])
+                    .inc();
                 delivery.ack(BasicAckOptions::default()).await.map_err(e)?;
             }
             Err(err) => {
@@ -225,7 +296,13 @@ async fn consume_on(
                 let delay = retry.backoff(attempt);
                 tracing::warn!(subscriber = sub.name(), event = %event.id, error = %err, ?delay, "handling failed; requeued");
                 tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
-                delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await.map_err(e)?;
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await
+                    .map_err(e)?;
             }
         }
     }

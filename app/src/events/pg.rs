@@ -36,7 +36,11 @@ pub struct PgBus {
 
 impl PgBus {
     pub fn new(jobs: PgPool, subscribers: Subscribers, retry: RetryPolicy) -> PgBus {
-        PgBus { jobs, subscribers, retry }
+        PgBus {
+            jobs,
+            subscribers,
+            retry,
+        }
     }
 }
 
@@ -44,17 +48,25 @@ impl PgBus {
 impl Bus for PgBus {
     async fn publish(&self, events: &[EventEnvelope]) -> AppResult<()> {
         for sub in self.subscribers.iter() {
-            let mine: Vec<EventEnvelope> = events.iter().filter(|e| sub.wants(&e.event_type)).cloned().collect();
+            let mine: Vec<EventEnvelope> = events
+                .iter()
+                .filter(|e| sub.wants(&e.event_type))
+                .cloned()
+                .collect();
             if mine.is_empty() {
                 continue;
             }
-            let mut storage =
-                PostgresStorage::<Deliver>::new(&self.jobs).with_config(PgQueueConfig::default().queue(queue_of(sub.name())));
-            let task = TaskBuilder::new(Deliver { events: mine }).max_attempts(self.retry.max_attempts as usize).build();
-            storage
-                .push_task(task)
-                .await
-                .map_err(|e| AppError::new(kernel::ErrorCode::Unavailable, format!("pushing to {}: {e}", sub.name())))?;
+            let mut storage = PostgresStorage::<Deliver>::new(&self.jobs)
+                .with_config(PgQueueConfig::default().queue(queue_of(sub.name())));
+            let task = TaskBuilder::new(Deliver { events: mine })
+                .max_attempts(self.retry.max_attempts as usize)
+                .build();
+            storage.push_task(task).await.map_err(|e| {
+                AppError::new(
+                    kernel::ErrorCode::Unavailable,
+                    format!("pushing to {}: {e}", sub.name()),
+                )
+            })?;
         }
         Ok(())
     }
@@ -71,7 +83,12 @@ pub struct DeliveryCtx {
 
 /// Hands each event to the subscriber once. A transient failure defers the job by the backoff
 /// and fails it (apalis retries it then); events already handled are skipped by the inbox.
-pub async fn deliver(job: Deliver, ctx: Data<Arc<DeliveryCtx>>, id: TaskId, attempt: Attempt) -> Result<(), BoxDynError> {
+pub async fn deliver(
+    job: Deliver,
+    ctx: Data<Arc<DeliveryCtx>>,
+    id: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
     let result = deliver_all(&job, &ctx).await;
     if let Err(e) = &result {
         let n = attempt.current().max(1) as u32;
@@ -88,9 +105,21 @@ async fn deliver_all(job: &Deliver, ctx: &DeliveryCtx) -> Result<(), AppError> {
     let mut conn = ctx.db.get().await?;
     for event in &job.events {
         match inbox::handle_once(&mut conn, &*ctx.subscriber, event).await? {
-            Outcome::Handled => ctx.metrics.events_handled.with_label_values(&[ctx.subscriber.name(), "handled"]).inc(),
-            Outcome::Duplicate => ctx.metrics.events_handled.with_label_values(&[ctx.subscriber.name(), "duplicate"]).inc(),
-            Outcome::Rejected(_) => ctx.metrics.events_handled.with_label_values(&[ctx.subscriber.name(), "rejected"]).inc(),
+            Outcome::Handled => ctx
+                .metrics
+                .events_handled
+                .with_label_values(&[ctx.subscriber.name(), "handled"])
+                .inc(),
+            Outcome::Duplicate => ctx
+                .metrics
+                .events_handled
+                .with_label_values(&[ctx.subscriber.name(), "duplicate"])
+                .inc(),
+            Outcome::Rejected(_) => ctx
+                .metrics
+                .events_handled
+                .with_label_values(&[ctx.subscriber.name(), "rejected"])
+                .inc(),
         }
     }
     Ok(())

@@ -38,8 +38,12 @@ pub async fn install(conn: &mut AsyncPgConnection) -> AppResult<()> {
         #[diesel(sql_type = diesel::sql_types::Bool)]
         exists: bool,
     }
-    conn.batch_execute(&format!("SELECT pg_advisory_lock(hashtext('{SCHEMA}'))")).await?;
-    let found: Exists = sql_query("SELECT to_regclass('voronka_probe.outbox') IS NOT NULL AS exists").get_result(conn).await?;
+    conn.batch_execute(&format!("SELECT pg_advisory_lock(hashtext('{SCHEMA}'))"))
+        .await?;
+    let found: Exists =
+        sql_query("SELECT to_regclass('voronka_probe.outbox') IS NOT NULL AS exists")
+            .get_result(conn)
+            .await?;
     if !found.exists {
         conn.batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -53,7 +57,8 @@ pub async fn install(conn: &mut AsyncPgConnection) -> AppResult<()> {
         ))
         .await?;
     }
-    conn.batch_execute(&format!("SELECT pg_advisory_unlock(hashtext('{SCHEMA}'))")).await?;
+    conn.batch_execute(&format!("SELECT pg_advisory_unlock(hashtext('{SCHEMA}'))"))
+        .await?;
     Ok(())
 }
 
@@ -66,7 +71,10 @@ pub struct ProbeSubscriber {
 
 impl ProbeSubscriber {
     pub fn new(name: impl Into<String>) -> ProbeSubscriber {
-        ProbeSubscriber { name: name.into(), failures: Arc::new(AtomicI64::new(0)) }
+        ProbeSubscriber {
+            name: name.into(),
+            failures: Arc::new(AtomicI64::new(0)),
+        }
     }
 }
 
@@ -90,17 +98,25 @@ impl Subscriber for ProbeSubscriber {
 
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
         if self.failures.fetch_sub(1, Ordering::SeqCst) > 0 {
-            return Err(AppError::new(ErrorCode::Unavailable, "probe: failing on purpose"));
+            return Err(AppError::new(
+                ErrorCode::Unavailable,
+                "probe: failing on purpose",
+            ));
         }
         self.failures.store(0, Ordering::SeqCst);
         event.decode::<Ping>()?;
-        let latency = (chrono::Utc::now() - event.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-        sql_query(format!("INSERT INTO {SCHEMA}.effects (subscriber, event_id, latency_ms) VALUES ($1, $2, $3)"))
-            .bind::<Text, _>(&self.name)
-            .bind::<SqlUuid, _>(event.id)
-            .bind::<Double, _>(latency)
-            .execute(conn)
-            .await?;
+        let latency = (chrono::Utc::now() - event.occurred_at)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1000.0;
+        sql_query(format!(
+            "INSERT INTO {SCHEMA}.effects (subscriber, event_id, latency_ms) VALUES ($1, $2, $3)"
+        ))
+        .bind::<Text, _>(&self.name)
+        .bind::<SqlUuid, _>(event.id)
+        .bind::<Double, _>(latency)
+        .execute(conn)
+        .await?;
         Ok(())
     }
 }
@@ -111,11 +127,13 @@ pub async fn produce_one(conn: &mut AsyncPgConnection, n: i64) -> AppResult<uuid
     let id = event.id;
     conn.transaction::<_, AppError, _>(async |tx| {
         outbox::append(tx, SCHEMA, std::slice::from_ref(&event)).await?;
-        sql_query(format!("INSERT INTO {SCHEMA}.produced (event_id, n) VALUES ($1, $2)"))
-            .bind::<SqlUuid, _>(id)
-            .bind::<BigInt, _>(n)
-            .execute(tx)
-            .await?;
+        sql_query(format!(
+            "INSERT INTO {SCHEMA}.produced (event_id, n) VALUES ($1, $2)"
+        ))
+        .bind::<SqlUuid, _>(id)
+        .bind::<BigInt, _>(n)
+        .execute(tx)
+        .await?;
         Ok(())
     })
     .await?;
@@ -151,16 +169,23 @@ pub async fn produced(conn: &mut AsyncPgConnection) -> AppResult<i64> {
 
 /// Distinct events handled by `subscriber`.
 pub async fn handled(conn: &mut AsyncPgConnection, subscriber: &str) -> AppResult<i64> {
-    Ok(sql_query("SELECT count(DISTINCT event_id) AS n FROM voronka_probe.effects WHERE subscriber = $1")
-        .bind::<Text, _>(subscriber)
-        .get_result::<Count>(conn)
-        .await?
-        .n)
+    Ok(sql_query(
+        "SELECT count(DISTINCT event_id) AS n FROM voronka_probe.effects WHERE subscriber = $1",
+    )
+    .bind::<Text, _>(subscriber)
+    .get_result::<Count>(conn)
+    .await?
+    .n)
 }
 
 /// Produces until `total` pings exist (resuming after a crash), one every `pause`, rolling back
 /// every `rollback_every`-th attempt.
-pub async fn run_producer(pool: DbPool, total: i64, pause: Duration, rollback_every: i64) -> AppResult<()> {
+pub async fn run_producer(
+    pool: DbPool,
+    total: i64,
+    pause: Duration,
+    rollback_every: i64,
+) -> AppResult<()> {
     let mut conn = pool.get().await?;
     let mut n = produced(&mut conn).await?;
     let mut attempts = 0i64;
@@ -187,13 +212,31 @@ pub async fn start_backbone(
     subscribers: &[Arc<ProbeSubscriber>],
 ) -> Result<crate::backbone::Backbone, String> {
     let jobs = crate::backbone::job_store(config, db_url).await?;
-    let subs: crate::events::Subscribers =
-        Arc::new(subscribers.iter().map(|s| s.clone() as Arc<dyn Subscriber>).collect());
-    crate::backbone::Backbone::start(config, db_url, pool.clone(), jobs, crate::metrics::Metrics::new(), subs, vec![SCHEMA]).await
+    let subs: crate::events::Subscribers = Arc::new(
+        subscribers
+            .iter()
+            .map(|s| s.clone() as Arc<dyn Subscriber>)
+            .collect(),
+    );
+    crate::backbone::Backbone::start(
+        config,
+        db_url,
+        pool.clone(),
+        jobs,
+        crate::metrics::Metrics::new(),
+        subs,
+        vec![SCHEMA],
+    )
+    .await
 }
 
 /// Waits until every subscriber handled every one of `total` produced events.
-pub async fn wait_all_handled(pool: &DbPool, names: &[String], total: i64, timeout: Duration) -> AppResult<bool> {
+pub async fn wait_all_handled(
+    pool: &DbPool,
+    names: &[String],
+    total: i64,
+    timeout: Duration,
+) -> AppResult<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut conn = pool.get().await?;
@@ -213,7 +256,11 @@ pub async fn wait_all_handled(pool: &DbPool, names: &[String], total: i64, timeo
 }
 
 /// Latency percentiles (ms) of one subscriber's effects for events numbered `from..`.
-pub async fn latencies(conn: &mut AsyncPgConnection, subscriber: &str, from: i64) -> AppResult<(f64, f64, f64, f64)> {
+pub async fn latencies(
+    conn: &mut AsyncPgConnection,
+    subscriber: &str,
+    from: i64,
+) -> AppResult<(f64, f64, f64, f64)> {
     #[derive(diesel::QueryableByName)]
     struct P {
         #[diesel(sql_type = Double)]
@@ -252,11 +299,13 @@ pub async fn produce_burst(pool: &DbPool, from: i64, count: i64, per_tx: i64) ->
         conn.transaction::<_, AppError, _>(async |tx| {
             outbox::append(tx, SCHEMA, &batch).await?;
             for e in &batch {
-                sql_query(format!("INSERT INTO {SCHEMA}.produced (event_id, n) VALUES ($1, $2)"))
-                    .bind::<SqlUuid, _>(e.id)
-                    .bind::<BigInt, _>(e.payload["n"].as_i64().unwrap_or(0))
-                    .execute(tx)
-                    .await?;
+                sql_query(format!(
+                    "INSERT INTO {SCHEMA}.produced (event_id, n) VALUES ($1, $2)"
+                ))
+                .bind::<SqlUuid, _>(e.id)
+                .bind::<BigInt, _>(e.payload["n"].as_i64().unwrap_or(0))
+                .execute(tx)
+                .await?;
             }
             Ok(())
         })

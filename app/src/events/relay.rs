@@ -43,7 +43,9 @@ impl Relay {
                 self.bus.publish(&claimed.events).await?;
             }
             outbox::mark_published(tx, schema, &claimed.seqs).await?;
-            self.metrics.events_published.inc_by(claimed.events.len() as u64);
+            self.metrics
+                .events_published
+                .inc_by(claimed.events.len() as u64);
             Ok(claimed.seqs.len())
         })
         .await
@@ -61,7 +63,10 @@ impl Relay {
         let mut failures = 0u32;
         'outer: loop {
             let mut listener = match AsyncPgConnection::establish(&self.db_url).await {
-                Ok(mut c) => match c.batch_execute(&format!("LISTEN {}", outbox::NOTIFY_CHANNEL)).await {
+                Ok(mut c) => match c
+                    .batch_execute(&format!("LISTEN {}", outbox::NOTIFY_CHANNEL))
+                    .await
+                {
                     Ok(()) => Some(c),
                     Err(e) => {
                         tracing::warn!(error = %e, "relay cannot LISTEN; polling");
@@ -82,10 +87,18 @@ impl Relay {
                         tracing::warn!(error = %e, failures, "relay could not publish; will retry");
                     }
                 }
-                let pause = if failures == 0 { Duration::from_secs(1) } else { Duration::from_millis(200 * u64::from(failures.min(25))) };
+                let pause = if failures == 0 {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_millis(200 * u64::from(failures.min(25)))
+                };
                 let woken = async {
                     match listener.as_mut() {
-                        Some(l) => std::pin::pin!(l.notifications_stream()).next().await.map(|n| n.is_ok()).unwrap_or(false),
+                        Some(l) => std::pin::pin!(l.notifications_stream())
+                            .next()
+                            .await
+                            .map(|n| n.is_ok())
+                            .unwrap_or(false),
                         None => std::future::pending().await,
                     }
                 };

@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod backbone;
 mod browser;
 mod checks;
 mod settings;

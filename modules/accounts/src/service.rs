@@ -196,15 +196,32 @@ fn user_created(row: &UserRow) -> events::UserCreated {
 
 /// The fields that changed between two versions of a user, as an event (None if nothing did).
 fn user_changes(before: &UserInfo, after: &UserInfo) -> Option<events::UserUpdated> {
-    let (b, a) = (serde_json::to_value(before).ok()?, serde_json::to_value(after).ok()?);
+    let (b, a) = (
+        serde_json::to_value(before).ok()?,
+        serde_json::to_value(after).ok()?,
+    );
     let (mut old, mut new) = (serde_json::Map::new(), serde_json::Map::new());
-    for key in ["name", "email", "is_admin", "is_active", "lang", "time_zone", "group_id", "role_id", "rights"] {
+    for key in [
+        "name",
+        "email",
+        "is_admin",
+        "is_active",
+        "lang",
+        "time_zone",
+        "group_id",
+        "role_id",
+        "rights",
+    ] {
         if b[key] != a[key] {
             old.insert(key.into(), b[key].clone());
             new.insert(key.into(), a[key].clone());
         }
     }
-    (!new.is_empty()).then(|| events::UserUpdated { user_id: after.id, before: old.into(), after: new.into() })
+    (!new.is_empty()).then(|| events::UserUpdated {
+        user_id: after.id,
+        before: old.into(),
+        after: new.into(),
+    })
 }
 
 #[async_trait]
@@ -556,7 +573,12 @@ impl Accounts for AccountsService {
                     .get_result(conn)
                     .await
                     .map_err(|e| on_conflict(e.into(), email_taken))?;
-                outbox::append(conn, crate::SCHEMA, &[EventEnvelope::new(caller, &user_created(&row))?]).await?;
+                outbox::append(
+                    conn,
+                    crate::SCHEMA,
+                    &[EventEnvelope::new(caller, &user_created(&row))?],
+                )
+                .await?;
                 Ok(row)
             })
             .await?;
@@ -639,7 +661,8 @@ impl Accounts for AccountsService {
             }
             let after = load_user(conn, caller.account_id, id).await?;
             if let Some(change) = user_changes(&current, &after) {
-                outbox::append(conn, crate::SCHEMA, &[EventEnvelope::new(caller, &change)?]).await?;
+                outbox::append(conn, crate::SCHEMA, &[EventEnvelope::new(caller, &change)?])
+                    .await?;
             }
             if deactivated {
                 // A deactivated user is signed out everywhere at once.
