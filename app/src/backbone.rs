@@ -83,6 +83,8 @@ impl Backbone {
             BusKind::Postgres => {
                 let instance = instance();
                 let concurrency = config.jobs.concurrency;
+                let poll = Duration::from_millis(config.jobs.poll_ms);
+                let heartbeat = Duration::from_millis(config.jobs.heartbeat_ms);
                 let mut monitor = Monitor::new();
                 for sub in subscribers.iter() {
                     let ctx = Arc::new(DeliveryCtx {
@@ -100,11 +102,11 @@ impl Backbone {
                             .with_config(
                                 PgQueueConfig::default()
                                     .queue(&queue)
-                                    .heartbeat_interval(Duration::from_secs(5))
-                                    .missed_heartbeats(2),
+                                    .heartbeat_interval(heartbeat)
+                                    .missed_heartbeats(5),
                             )
                             .with_pubsub()
-                            .poll_with_interval(Duration::from_millis(500));
+                            .poll_with_interval(poll);
                         WorkerBuilder::new(name.as_str())
                             .backend(backend)
                             .data(ctx.clone())

@@ -54,8 +54,14 @@ impl ServerArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the web server.
-    Serve(ServerArgs),
+    /// Run Voronka: the web server, the outbox relay and the background workers (or one role).
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// What this process runs, so web and workers can be scaled separately.
+        #[arg(long, value_enum, default_value = "all")]
+        role: crate::config::Role,
+    },
     /// Run the web server with a demo account (created on first run); prints the URL and a login.
     Demo(ServerArgs),
     /// Apply pending database migrations and exit.
@@ -228,8 +234,12 @@ fn init_logging(config: &Config) {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
-        Command::Serve(args) => serve(load(&cli.config, args)?, false).await,
-        Command::Demo(args) => serve(load(&cli.config, args)?, true).await,
+        Command::Serve { server: args, role } => {
+            serve(load(&cli.config, args)?, false, *role).await
+        }
+        Command::Demo(args) => {
+            serve(load(&cli.config, args)?, true, crate::config::Role::All).await
+        }
         Command::Migrate(args) => {
             let config = load(&cli.config, args)?;
             let mut db = Database::open(&config).await?;
@@ -387,7 +397,7 @@ async fn with_state(
     let mut db = Database::open(config).await?;
     let result = async {
         db.migrate().await?;
-        let state = server::build_state(config.clone(), &db.url)?;
+        let state = server::build_state(config.clone(), &db.url, None)?;
         f(&state).await
     }
     .await;
@@ -395,10 +405,10 @@ async fn with_state(
     result.map_err(Failure::Other)
 }
 
-async fn serve(config: Config, demo: bool) -> Result<(), Failure> {
+async fn serve(config: Config, demo: bool, role: crate::config::Role) -> Result<(), Failure> {
     let started = Instant::now();
     let mut db = Database::open(&config).await?;
-    let result = serve_on(&config, &db, demo, started).await;
+    let result = serve_on(&config, &db, demo, role, started).await;
     db.close();
     result.map_err(Failure::Other)
 }
@@ -407,13 +417,58 @@ async fn serve_on(
     config: &Config,
     db: &Database,
     demo: bool,
+    role: crate::config::Role,
     started: Instant,
 ) -> Result<(), String> {
+    use crate::config::Role;
     let applied = db.migrate().await?;
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "migrations applied");
     }
-    let state = web::Data::new(server::build_state(config.clone(), &db.url)?);
+    let jobs = crate::backbone::job_store(config, &db.url).await?;
+    let state = web::Data::new(server::build_state(
+        config.clone(),
+        &db.url,
+        Some(jobs.clone()),
+    )?);
+    let backbone = match role {
+        Role::Web => None,
+        Role::All | Role::Workers => Some(
+            crate::backbone::Backbone::start(
+                config,
+                &db.url,
+                state.pool.clone(),
+                jobs,
+                state.metrics.clone(),
+                server::subscribers(),
+                server::outbox_schemas(),
+            )
+            .await?,
+        ),
+    };
+    let outcome = if role == Role::Workers {
+        tracing::info!(
+            ready_ms = started.elapsed().as_millis() as u64,
+            "Voronka workers are running"
+        );
+        println!("Voronka workers are running (relay and background jobs). Press Ctrl-C to stop.");
+        server::shutdown_signal().await;
+        Ok(())
+    } else {
+        serve_http(config, &state, demo, started).await
+    };
+    if let Some(b) = backbone {
+        b.stop().await;
+    }
+    outcome
+}
+
+async fn serve_http(
+    config: &Config,
+    state: &web::Data<crate::state::AppState>,
+    demo: bool,
+    started: Instant,
+) -> Result<(), String> {
     let login = if demo {
         Some(
             crate::demo::seed(&state.modules)

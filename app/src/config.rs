@@ -59,6 +59,11 @@ pub struct JobsConfig {
     pub concurrency: usize,
     /// Connections of the job store's pool.
     pub pool_size: u32,
+    /// How often idle workers look for due jobs (new jobs also wake them at once).
+    pub poll_ms: u64,
+    /// Workers' heartbeat: results are written and crashed workers' jobs re-queued at this pace
+    /// (a worker missing 5 heartbeats is taken for dead).
+    pub heartbeat_ms: u64,
 }
 
 /// What a `voronka serve` process runs.
@@ -171,6 +176,8 @@ impl Default for Config {
                 retry_base_ms: 2000,
                 concurrency: 8,
                 pool_size: 8,
+                poll_ms: 500,
+                heartbeat_ms: 1000,
             },
             modules: BTreeMap::new(),
         }
@@ -277,6 +284,12 @@ impl Config {
         }
         if !(1..=100).contains(&self.jobs.max_attempts) {
             return fail("jobs.max_attempts", "must be between 1 and 100");
+        }
+        if self.jobs.poll_ms < 10 {
+            return fail("jobs.poll_ms", "must be at least 10");
+        }
+        if self.jobs.heartbeat_ms < 50 {
+            return fail("jobs.heartbeat_ms", "must be at least 50");
         }
         if self.jobs.concurrency == 0 || self.jobs.pool_size == 0 {
             return fail(

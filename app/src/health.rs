@@ -43,6 +43,24 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let status = state.pool.status();
     state.metrics.pool_size.set(status.size as i64);
     state.metrics.pool_available.set(status.available as i64);
+    if let Some(jobs) = &state.jobs
+        && let Ok(queues) = crate::jobs::queue_stats(jobs).await
+    {
+        for q in queues {
+            for (s, n) in [
+                ("pending", q.pending),
+                ("running", q.running),
+                ("retrying", q.retrying),
+                ("dead", q.dead),
+            ] {
+                state
+                    .metrics
+                    .jobs
+                    .with_label_values(&[q.queue.as_str(), s])
+                    .set(n);
+            }
+        }
+    }
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
         .body(state.metrics.render())

@@ -106,7 +106,9 @@ pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> 
 
 /// The newest dead jobs with their last error.
 pub async fn dead_jobs(pool: &PgPool, limit: i64) -> Result<Vec<DeadJob>, sqlx::Error> {
-    let rows: Vec<(String, String, i32, Option<String>, Option<String>)> =
+    /// id, queue, attempts, last result (JSON text), failed at (text)
+    type DeadRow = (String, String, i32, Option<String>, Option<String>);
+    let rows: Vec<DeadRow> =
         sqlx::query_as(concat!(
             "SELECT id, job_type, attempts, last_result::text, to_char(done_at, 'YYYY-MM-DD HH24:MI:SS') FROM apalis.jobs WHERE ",
             dead!(),

@@ -61,7 +61,11 @@ pub fn compose(pool: &DbPool, secret: &[u8]) -> Modules {
     }
 }
 
-pub fn build_state(config: Config, db_url: &str) -> Result<AppState, String> {
+pub fn build_state(
+    config: Config,
+    db_url: &str,
+    jobs: Option<sqlx::PgPool>,
+) -> Result<AppState, String> {
     let secret = load_secret(&config)?;
     if secret.len() < 64 {
         return Err("the secret key must be at least 64 bytes".into());
@@ -85,6 +89,7 @@ pub fn build_state(config: Config, db_url: &str) -> Result<AppState, String> {
         sign_in_limits,
         metrics: Metrics::new(),
         config,
+        jobs,
     })
 }
 
@@ -164,6 +169,19 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
     }
     use actix_web::ResponseError;
     crate::web::error::WebError(kernel::AppError::not_found("page")).error_response()
+}
+
+/// The event subscribers of this build (modules register theirs here as they arrive).
+pub fn subscribers() -> crate::events::Subscribers {
+    std::sync::Arc::new(Vec::new())
+}
+
+/// The schemas whose outboxes this process relays: every module's.
+pub fn outbox_schemas() -> Vec<&'static str> {
+    crate::database::MIGRATIONS
+        .iter()
+        .map(|m| m.schema)
+        .collect()
 }
 
 /// Forgets recovered rate-limit keys every minute, so memory use stays flat.

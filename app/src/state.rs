@@ -24,4 +24,6 @@ pub struct AppState {
     pub cookie_key: Key,
     pub sign_in_limits: SignInLimits,
     pub metrics: Metrics,
+    /// The job store (apalis), for the jobs page and metrics; absent where not set up.
+    pub jobs: Option<sqlx::PgPool>,
 }

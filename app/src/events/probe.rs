@@ -67,6 +67,8 @@ pub async fn install(conn: &mut AsyncPgConnection) -> AppResult<()> {
 pub struct ProbeSubscriber {
     pub name: String,
     pub failures: Arc<AtomicI64>,
+    /// When each attempt to handle an event started (for the retry tests).
+    pub attempted_at: std::sync::Mutex<Vec<std::time::Instant>>,
 }
 
 impl ProbeSubscriber {
@@ -74,6 +76,7 @@ impl ProbeSubscriber {
         ProbeSubscriber {
             name: name.into(),
             failures: Arc::new(AtomicI64::new(0)),
+            attempted_at: Default::default(),
         }
     }
 }
@@ -97,6 +100,9 @@ impl Subscriber for ProbeSubscriber {
     }
 
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
+        if let Ok(mut at) = self.attempted_at.lock() {
+            at.push(std::time::Instant::now());
+        }
         if self.failures.fetch_sub(1, Ordering::SeqCst) > 0 {
             return Err(AppError::new(
                 ErrorCode::Unavailable,

@@ -21,7 +21,7 @@ pub fn random_token() -> String {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use settings::{groups, profile, roles, tokens, users};
+    use settings::{groups, jobs, profile, roles, tokens, users};
     cfg.route("/static/{file}", web::get().to(assets::serve))
         .route("/favicon.ico", web::get().to(assets::favicon))
         .route("/", web::get().to(home::home))
@@ -54,6 +54,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/roles/{id}", web::get().to(roles::edit_form))
         .route("/settings/roles/{id}", web::post().to(roles::update))
         .route("/settings/roles/{id}/delete", web::post().to(roles::delete))
+        .route("/settings/jobs", web::get().to(jobs::list))
+        .route("/settings/jobs/{id}/retry", web::post().to(jobs::retry))
+        .route("/settings/jobs/{id}/discard", web::post().to(jobs::discard))
         .route("/settings/tokens", web::get().to(tokens::list))
         .route("/settings/tokens", web::post().to(tokens::create))
         .route(

@@ -6,6 +6,7 @@ mod auth;
 mod backbone;
 mod browser;
 mod checks;
+mod jobs;
 mod settings;
 mod support;
 mod tenancy;

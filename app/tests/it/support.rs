@@ -23,6 +23,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(adjust, false).await
+}
+
+/// The app with its job store set up (apalis' schema), for the backbone's tests.
+pub async fn spawn_app_with_jobs(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(adjust, true).await
+}
+
+async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: bool) -> TestApp {
     let db = tokio::task::spawn_blocking(|| TestDb::new(voronka::database::MIGRATIONS))
         .await
         .expect("test database");
@@ -35,7 +44,16 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.web.workers = 1;
     config.db.pool_size = 4;
     adjust(&mut config);
-    let state = web::Data::new(voronka::server::build_state(config, &db.url).expect("state"));
+    let jobs = if with_jobs {
+        Some(
+            voronka::backbone::job_store(&config, &db.url)
+                .await
+                .expect("job store"),
+        )
+    } else {
+        None
+    };
+    let state = web::Data::new(voronka::server::build_state(config, &db.url, jobs).expect("state"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (_handle, server) = voronka::server::start_http(state.clone(), listener).expect("start");

@@ -1,6 +1,7 @@
 //! Settings: users, groups, roles and rights, API tokens, the user's own profile.
 
 pub mod groups;
+pub mod jobs;
 pub mod profile;
 pub mod roles;
 pub mod tokens;

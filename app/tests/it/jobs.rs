@@ -1,0 +1,194 @@
+//! Background jobs and event delivery in one process: retries with growing delays, the dead
+//! list, running a dead job again from the admin page, and events a subscriber cannot read.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use kernel::events::EventEnvelope;
+use kernel::{AccountId, Caller, outbox};
+use reqwest::StatusCode;
+use voronka::backbone::Backbone;
+use voronka::events::probe::{self, ProbeSubscriber};
+
+use crate::support::{TestApp, spawn_app_with_jobs};
+
+async fn with_probe(app: &TestApp, sub: &Arc<ProbeSubscriber>) -> Backbone {
+    let mut conn = app.state.pool.get().await.unwrap();
+    probe::install(&mut conn).await.unwrap();
+    drop(conn);
+    let config = &app.state.config;
+    let subs: voronka::events::Subscribers =
+        Arc::new(vec![sub.clone() as Arc<dyn kernel::inbox::Subscriber>]);
+    Backbone::start(
+        config,
+        &app.db.url,
+        app.state.pool.clone(),
+        app.state.jobs.clone().unwrap(),
+        app.state.metrics.clone(),
+        subs,
+        vec![probe::SCHEMA],
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admin_page() {
+    let app = spawn_app_with_jobs(|c| {
+        c.jobs.max_attempts = 3;
+        c.jobs.retry_base_ms = 1500;
+        c.jobs.poll_ms = 20;
+        c.jobs.heartbeat_ms = 100;
+    })
+    .await;
+    let t = app.tenant("Acme").await;
+    let sub = Arc::new(ProbeSubscriber::new("retry-probe"));
+    sub.failures.store(i64::MAX, Ordering::SeqCst);
+    let seen = sub.clone();
+    let backbone = with_probe(&app, &sub).await;
+    let mut conn = app.state.pool.get().await.unwrap();
+    probe::produce_one(&mut conn, 1).await.unwrap();
+    drop(conn);
+
+    let jobs = app.state.jobs.clone().unwrap();
+    wait_for("the job to die", Duration::from_secs(30), async || {
+        !voronka::jobs::dead_jobs(&jobs, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let attempts = seen.attempted_at.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 3, "three attempts, then dead");
+    let (gap1, gap2) = (attempts[1] - attempts[0], attempts[2] - attempts[1]);
+    // base 1.5 s ± 25 %, then twice that (results reach the store within a 100 ms heartbeat)
+    assert!(
+        gap1 >= Duration::from_millis(1100),
+        "first retry waited {gap1:?}"
+    );
+    assert!(gap2 > gap1, "the delays grow: {gap1:?} then {gap2:?}");
+    let dead = voronka::jobs::dead_jobs(&jobs, 10).await.unwrap();
+    assert_eq!(dead[0].queue, "events.retry-probe");
+    assert_eq!(dead[0].attempts, 3);
+
+    // The admin sees it with its error and runs it again; this time the subscriber works.
+    let admin = app.signed_in(&t.admin.email).await;
+    let (status, html) = admin.text("/settings/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("events.retry-probe") && html.contains("failing on purpose"),
+        "{html}"
+    );
+    sub.failures.store(0, Ordering::SeqCst);
+    let res = admin
+        .submit(
+            "/settings/jobs",
+            &format!("/settings/jobs/{}/retry", dead[0].id),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let pool = app.state.pool.clone();
+    wait_for(
+        "the retried job to run",
+        Duration::from_secs(10),
+        async || {
+            let mut c = pool.get().await.unwrap();
+            probe::handled(&mut c, "retry-probe").await.unwrap() == 1
+        },
+    )
+    .await;
+    assert!(
+        voronka::jobs::dead_jobs(&jobs, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A job that is not dead (or not there) cannot be retried; non-admins get 403.
+    let res = admin
+        .submit(
+            "/settings/jobs",
+            &format!("/settings/jobs/{}/retry", dead[0].id),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let m = app.member(&t, "maria@acme.test").await;
+    let member = app.signed_in(&m.email).await;
+    assert_eq!(
+        member.get("/settings/jobs").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    backbone.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_unknown_versions_are_recorded_as_failed_and_never_stop_the_worker() {
+    let app = spawn_app_with_jobs(|c| {
+        c.jobs.poll_ms = 20;
+        c.jobs.heartbeat_ms = 100;
+    })
+    .await;
+    let sub = Arc::new(ProbeSubscriber::new("strict-probe"));
+    let backbone = with_probe(&app, &sub).await;
+    let good =
+        |n: i64| EventEnvelope::new(Caller::system(AccountId(0)), &probe::Ping { n }).unwrap();
+    let mut malformed = good(0);
+    malformed.payload = serde_json::json!({"n": "not a number"});
+    let mut future_version = good(0);
+    future_version.version = 99;
+    let after = good(7);
+    let mut conn = app.state.pool.get().await.unwrap();
+    outbox::append(
+        &mut conn,
+        probe::SCHEMA,
+        &[malformed.clone(), future_version.clone(), after.clone()],
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let pool = app.state.pool.clone();
+    wait_for(
+        "the good event after the bad ones",
+        Duration::from_secs(10),
+        async || {
+            let mut c = pool.get().await.unwrap();
+            probe::handled(&mut c, "strict-probe").await.unwrap() == 1
+        },
+    )
+    .await;
+    let failed = app
+        .count(&format!(
+            "SELECT count(*) AS n FROM voronka_probe.inbox WHERE subscriber = 'strict-probe' AND outcome = 'failed'
+               AND event_id IN ('{}', '{}') AND error <> ''",
+            malformed.id, future_version.id
+        ))
+        .await;
+    assert_eq!(
+        failed, 2,
+        "both bad events are recorded as failed with a reason"
+    );
+    let reason = app
+        .count(&format!(
+            "SELECT count(*) AS n FROM voronka_probe.inbox WHERE event_id = '{}' AND error LIKE '%v99%'",
+            future_version.id
+        ))
+        .await;
+    assert_eq!(reason, 1);
+    assert!(
+        voronka::jobs::dead_jobs(app.state.jobs.as_ref().unwrap(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    backbone.stop().await;
+}
