@@ -102,6 +102,7 @@ impl Backbone {
                             .with_config(
                                 PgQueueConfig::default()
                                     .queue(&queue)
+                                    .batch_size(50)
                                     .heartbeat_interval(heartbeat)
                                     .missed_heartbeats(5),
                             )

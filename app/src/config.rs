@@ -176,7 +176,7 @@ impl Default for Config {
                 retry_base_ms: 2000,
                 concurrency: 8,
                 pool_size: 8,
-                poll_ms: 500,
+                poll_ms: 100,
                 heartbeat_ms: 1000,
             },
             modules: BTreeMap::new(),

@@ -20,29 +20,29 @@ use crate::{AccountId, AppError, AppResult};
 pub const NOTIFY_CHANNEL: &str = "voronka_outbox";
 
 /// Appends events to `schema`'s outbox on `conn` (use the connection of the change's transaction).
-pub async fn append(
-    conn: &mut AsyncPgConnection,
-    schema: &'static str,
-    events: &[EventEnvelope],
-) -> AppResult<()> {
-    for e in events {
-        let actor =
-            serde_json::to_value(e.actor).map_err(|err| AppError::internal(err.to_string()))?;
-        sql_query(format!(
-            "INSERT INTO {schema}.outbox (id, account_id, event_type, version, actor, occurred_at, causation_id, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        ))
-        .bind::<SqlUuid, _>(e.id)
-        .bind::<BigInt, _>(e.account_id.0)
-        .bind::<Text, _>(&e.event_type)
-        .bind::<Integer, _>(e.version)
-        .bind::<Jsonb, _>(actor)
-        .bind::<Timestamptz, _>(e.occurred_at)
-        .bind::<Nullable<SqlUuid>, _>(e.causation_id)
-        .bind::<Jsonb, _>(&e.payload)
-        .execute(conn)
-        .await?;
+/// One statement for the whole batch.
+pub async fn append(conn: &mut AsyncPgConnection, schema: &'static str, events: &[EventEnvelope]) -> AppResult<()> {
+    if events.is_empty() {
+        return Ok(());
     }
+    let mut actors = Vec::with_capacity(events.len());
+    for e in events {
+        actors.push(serde_json::to_value(e.actor).map_err(|err| AppError::internal(err.to_string()))?);
+    }
+    sql_query(format!(
+        "INSERT INTO {schema}.outbox (id, account_id, event_type, version, actor, occurred_at, causation_id, payload)
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::int[], $5::jsonb[], $6::timestamptz[], $7::uuid[], $8::jsonb[])"
+    ))
+    .bind::<Array<SqlUuid>, _>(events.iter().map(|e| e.id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(events.iter().map(|e| e.account_id.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(events.iter().map(|e| e.version).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(actors)
+    .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<SqlUuid>>, _>(events.iter().map(|e| e.causation_id).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

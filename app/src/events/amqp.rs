@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use diesel_async::AsyncConnection;
+use futures_util::{FutureExt, StreamExt};
 use kernel::db::DbPool;
 use kernel::events::EventEnvelope;
 use kernel::inbox::{self, Outcome, Subscriber};
@@ -27,6 +28,8 @@ use crate::jobs::RetryPolicy;
 use crate::metrics::Metrics;
 
 pub const EXCHANGE: &str = "voronka.events";
+/// Deliveries handled in one transaction at most.
+const BATCH: usize = 100;
 
 pub fn queue_of(subscriber: &str) -> String {
     format!("voronka.events.{subscriber}")
@@ -252,57 +255,63 @@ async fn consume_on(
         .map_err(e)?;
     let mut attempt = 0u32;
     loop {
-        let delivery = tokio::select! {
+        let first = tokio::select! {
             _ = stop.changed() => return Ok(()),
             d = consumer.next() => d,
         };
-        let Some(delivery) = delivery else {
-            return Err("the consumer stream ended".into());
-        };
-        let delivery = delivery.map_err(|e| e.to_string())?;
-        let event: EventEnvelope = match serde_json::from_slice(&delivery.data) {
-            Ok(e) => e,
-            Err(err) => {
-                // Not an event at all: nothing to record it under; log it and drop it.
-                tracing::error!(subscriber = sub.name(), error = %err, "malformed message dropped");
-                metrics
-                    .events_handled
-                    .with_label_values(&[sub.name(), "malformed"])
-                    .inc();
-                delivery.ack(BasicAckOptions::default()).await.map_err(e)?;
-                continue;
+        let Some(first) = first else { return Err("the consumer stream ended".into()) };
+        // Take what else is already here (up to a batch): one transaction, one ack for all.
+        let mut batch = vec![first.map_err(|e| e.to_string())?];
+        while batch.len() < BATCH {
+            match consumer.next().now_or_never() {
+                Some(Some(d)) => batch.push(d.map_err(|e| e.to_string())?),
+                _ => break,
             }
-        };
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        for d in &batch {
+            match serde_json::from_slice::<EventEnvelope>(&d.data) {
+                Ok(ev) => events.push(ev),
+                Err(err) => {
+                    // Not an event at all: nothing to record it under; log it and drop it.
+                    tracing::error!(subscriber = sub.name(), error = %err, "malformed message dropped");
+                    metrics.events_handled.with_label_values(&[sub.name(), "malformed"]).inc();
+                }
+            }
+        }
         let outcome = match db.get().await {
-            Ok(mut c) => inbox::handle_once(&mut c, sub, &event).await,
+            Ok(mut c) => {
+                c.transaction::<_, AppError, _>(async |tx| {
+                    let mut outcomes = Vec::with_capacity(events.len());
+                    for ev in &events {
+                        outcomes.push(inbox::handle_once(tx, sub, ev).await?);
+                    }
+                    Ok(outcomes)
+                })
+                .await
+            }
             Err(err) => Err(AppError::from(err)),
         };
+        let Some(last) = batch.last() else { continue };
         match outcome {
-            Ok(o) => {
+            Ok(outcomes) => {
                 attempt = 0;
-                let label = match o {
-                    Outcome::Handled => "handled",
-                    Outcome::Duplicate => "duplicate",
-                    Outcome::Rejected(_) => "rejected",
-                };
-                metrics
-                    .events_handled
-                    .with_label_values(&[sub.name(), label])
-                    .inc();
-                delivery.ack(BasicAckOptions::default()).await.map_err(e)?;
+                for o in outcomes {
+                    let label = match o {
+                        Outcome::Handled => "handled",
+                        Outcome::Duplicate => "duplicate",
+                        Outcome::Rejected(_) => "rejected",
+                    };
+                    metrics.events_handled.with_label_values(&[sub.name(), label]).inc();
+                }
+                last.ack(BasicAckOptions { multiple: true }).await.map_err(e)?;
             }
             Err(err) => {
                 attempt += 1;
                 let delay = retry.backoff(attempt);
-                tracing::warn!(subscriber = sub.name(), event = %event.id, error = %err, ?delay, "handling failed; requeued");
+                tracing::warn!(subscriber = sub.name(), events = events.len(), error = %err, ?delay, "handling failed; requeued");
                 tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
-                delivery
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    })
-                    .await
-                    .map_err(e)?;
+                last.nack(BasicNackOptions { requeue: true, multiple: true }).await.map_err(e)?;
             }
         }
     }

@@ -9,6 +9,7 @@ use apalis_postgres::{Config as PgQueueConfig, PostgresStorage};
 use async_trait::async_trait;
 use kernel::db::DbPool;
 use kernel::events::EventEnvelope;
+use diesel_async::AsyncConnection;
 use kernel::inbox::{self, Outcome, Subscriber};
 use kernel::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
@@ -101,26 +102,26 @@ pub async fn deliver(
     result.map_err(|e| Box::new(e) as BoxDynError)
 }
 
+/// One transaction for the batch (one commit, however many events); each event in a savepoint,
+/// so an event the subscriber rejects is recorded and the others go on.
 async fn deliver_all(job: &Deliver, ctx: &DeliveryCtx) -> Result<(), AppError> {
     let mut conn = ctx.db.get().await?;
-    for event in &job.events {
-        match inbox::handle_once(&mut conn, &*ctx.subscriber, event).await? {
-            Outcome::Handled => ctx
-                .metrics
-                .events_handled
-                .with_label_values(&[ctx.subscriber.name(), "handled"])
-                .inc(),
-            Outcome::Duplicate => ctx
-                .metrics
-                .events_handled
-                .with_label_values(&[ctx.subscriber.name(), "duplicate"])
-                .inc(),
-            Outcome::Rejected(_) => ctx
-                .metrics
-                .events_handled
-                .with_label_values(&[ctx.subscriber.name(), "rejected"])
-                .inc(),
-        }
+    let outcomes = conn
+        .transaction::<_, AppError, _>(async |tx| {
+            let mut outcomes = Vec::with_capacity(job.events.len());
+            for event in &job.events {
+                outcomes.push(inbox::handle_once(tx, &*ctx.subscriber, event).await?);
+            }
+            Ok(outcomes)
+        })
+        .await?;
+    for o in outcomes {
+        let label = match o {
+            Outcome::Handled => "handled",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected(_) => "rejected",
+        };
+        ctx.metrics.events_handled.with_label_values(&[ctx.subscriber.name(), label]).inc();
     }
     Ok(())
 }

@@ -304,15 +304,13 @@ pub async fn produce_burst(pool: &DbPool, from: i64, count: i64, per_tx: i64) ->
         let len = batch.len() as i64;
         conn.transaction::<_, AppError, _>(async |tx| {
             outbox::append(tx, SCHEMA, &batch).await?;
-            for e in &batch {
-                sql_query(format!(
-                    "INSERT INTO {SCHEMA}.produced (event_id, n) VALUES ($1, $2)"
-                ))
-                .bind::<SqlUuid, _>(e.id)
-                .bind::<BigInt, _>(e.payload["n"].as_i64().unwrap_or(0))
+            sql_query(format!("INSERT INTO {SCHEMA}.produced (event_id, n) SELECT * FROM unnest($1::uuid[], $2::bigint[])"))
+                .bind::<diesel::sql_types::Array<SqlUuid>, _>(batch.iter().map(|e| e.id).collect::<Vec<_>>())
+                .bind::<diesel::sql_types::Array<BigInt>, _>(
+                    batch.iter().map(|e| e.payload["n"].as_i64().unwrap_or(0)).collect::<Vec<_>>(),
+                )
                 .execute(tx)
                 .await?;
-            }
             Ok(())
         })
         .await?;
