@@ -542,7 +542,7 @@ async fn events_probe(
         rollback_every,
     ));
     let outcome = tokio::select! {
-        done = probe::wait_all_handled(&pool, &names, total, std::time::Duration::from_secs(600)) => done.map_err(|e| e.to_string()),
+        done = probe::wait_all_handled(&pool, &names, total, total, std::time::Duration::from_secs(600)) => done.map_err(|e| e.to_string()),
         _ = server::shutdown_signal() => Ok(false),
     };
     producer.abort();
@@ -582,7 +582,7 @@ async fn events_bench(config: &Config, burst: i64, rate: u64, seconds: u64) -> R
         .await
         .map_err(err)?;
     let committed = started.elapsed();
-    if !probe::wait_all_handled(&pool, &names, base + burst, Duration::from_secs(600))
+    if !probe::wait_all_handled(&pool, &names, base + burst, burst, Duration::from_secs(600))
         .await
         .map_err(err)?
     {
@@ -600,21 +600,45 @@ async fn events_bench(config: &Config, burst: i64, rate: u64, seconds: u64) -> R
         burst as f64 / elapsed
     );
 
-    // Latency at a steady rate: one event per transaction, paced.
+    // Latency at a steady rate: one event per transaction, paced, from 4 connections (as
+    // concurrent requests would commit), so the rate is not bounded by one connection's fsyncs.
     let from = base + burst;
     let total = (rate * seconds) as i64;
     let started = Instant::now();
-    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for i in 0..total {
-        tick.tick().await;
-        probe::produce_one(&mut conn, from + i).await.map_err(err)?;
+    const PRODUCERS: i64 = 4;
+    let mut producers = Vec::new();
+    for p in 0..PRODUCERS {
+        let pool = pool.clone();
+        let per = rate.max(1) as f64 / PRODUCERS as f64;
+        producers.push(tokio::spawn(async move {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut i = from + p;
+            while i < from + total {
+                tick.tick().await;
+                probe::produce_one(&mut conn, i)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                i += PRODUCERS;
+            }
+            Ok::<(), String>(())
+        }));
     }
+    for p in producers {
+        p.await.map_err(|e| e.to_string())??;
+    }
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let achieved = total as f64 / started.elapsed().as_secs_f64();
-    if !probe::wait_all_handled(&pool, &names, from + total, Duration::from_secs(600))
-        .await
-        .map_err(err)?
+    if !probe::wait_all_handled(
+        &pool,
+        &names,
+        from + total,
+        burst + total,
+        Duration::from_secs(600),
+    )
+    .await
+    .map_err(err)?
     {
         return Err("the paced run was not handled within 10 minutes".into());
     }

@@ -21,13 +21,19 @@ pub const NOTIFY_CHANNEL: &str = "voronka_outbox";
 
 /// Appends events to `schema`'s outbox on `conn` (use the connection of the change's transaction).
 /// One statement for the whole batch.
-pub async fn append(conn: &mut AsyncPgConnection, schema: &'static str, events: &[EventEnvelope]) -> AppResult<()> {
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    schema: &'static str,
+    events: &[EventEnvelope],
+) -> AppResult<()> {
     if events.is_empty() {
         return Ok(());
     }
     let mut actors = Vec::with_capacity(events.len());
     for e in events {
-        actors.push(serde_json::to_value(e.actor).map_err(|err| AppError::internal(err.to_string()))?);
+        actors.push(
+            serde_json::to_value(e.actor).map_err(|err| AppError::internal(err.to_string()))?,
+        );
     }
     sql_query(format!(
         "INSERT INTO {schema}.outbox (id, account_id, event_type, version, actor, occurred_at, causation_id, payload)

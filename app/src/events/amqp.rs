@@ -259,7 +259,9 @@ async fn consume_on(
             _ = stop.changed() => return Ok(()),
             d = consumer.next() => d,
         };
-        let Some(first) = first else { return Err("the consumer stream ended".into()) };
+        let Some(first) = first else {
+            return Err("the consumer stream ended".into());
+        };
         // Take what else is already here (up to a batch): one transaction, one ack for all.
         let mut batch = vec![first.map_err(|e| e.to_string())?];
         while batch.len() < BATCH {
@@ -275,7 +277,10 @@ async fn consume_on(
                 Err(err) => {
                     // Not an event at all: nothing to record it under; log it and drop it.
                     tracing::error!(subscriber = sub.name(), error = %err, "malformed message dropped");
-                    metrics.events_handled.with_label_values(&[sub.name(), "malformed"]).inc();
+                    metrics
+                        .events_handled
+                        .with_label_values(&[sub.name(), "malformed"])
+                        .inc();
                 }
             }
         }
@@ -302,16 +307,26 @@ async fn consume_on(
                         Outcome::Duplicate => "duplicate",
                         Outcome::Rejected(_) => "rejected",
                     };
-                    metrics.events_handled.with_label_values(&[sub.name(), label]).inc();
+                    metrics
+                        .events_handled
+                        .with_label_values(&[sub.name(), label])
+                        .inc();
                 }
-                last.ack(BasicAckOptions { multiple: true }).await.map_err(e)?;
+                last.ack(BasicAckOptions { multiple: true })
+                    .await
+                    .map_err(e)?;
             }
             Err(err) => {
                 attempt += 1;
                 let delay = retry.backoff(attempt);
                 tracing::warn!(subscriber = sub.name(), events = events.len(), error = %err, ?delay, "handling failed; requeued");
                 tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
-                last.nack(BasicNackOptions { requeue: true, multiple: true }).await.map_err(e)?;
+                last.nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: true,
+                })
+                .await
+                .map_err(e)?;
             }
         }
     }

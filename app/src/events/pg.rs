@@ -7,9 +7,9 @@ use std::sync::Arc;
 use apalis::prelude::*;
 use apalis_postgres::{Config as PgQueueConfig, PostgresStorage};
 use async_trait::async_trait;
+use diesel_async::AsyncConnection;
 use kernel::db::DbPool;
 use kernel::events::EventEnvelope;
-use diesel_async::AsyncConnection;
 use kernel::inbox::{self, Outcome, Subscriber};
 use kernel::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
@@ -121,7 +121,10 @@ async fn deliver_all(job: &Deliver, ctx: &DeliveryCtx) -> Result<(), AppError> {
             Outcome::Duplicate => "duplicate",
             Outcome::Rejected(_) => "rejected",
         };
-        ctx.metrics.events_handled.with_label_values(&[ctx.subscriber.name(), label]).inc();
+        ctx.metrics
+            .events_handled
+            .with_label_values(&[ctx.subscriber.name(), label])
+            .inc();
     }
     Ok(())
 }

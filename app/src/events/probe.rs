@@ -240,15 +240,16 @@ pub async fn start_backbone(
 pub async fn wait_all_handled(
     pool: &DbPool,
     names: &[String],
-    total: i64,
+    produced_total: i64,
+    handled_each: i64,
     timeout: Duration,
 ) -> AppResult<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut conn = pool.get().await?;
-        let mut done = produced(&mut conn).await? >= total;
+        let mut done = produced(&mut conn).await? >= produced_total;
         for name in names {
-            done &= handled(&mut conn, name).await? >= total;
+            done &= handled(&mut conn, name).await? >= handled_each;
         }
         drop(conn);
         if done {
