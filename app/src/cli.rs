@@ -447,12 +447,13 @@ async fn serve_on(
         ),
     };
     let outcome = if role == Role::Workers {
+        let stop = server::shutdown_signal();
         tracing::info!(
             ready_ms = started.elapsed().as_millis() as u64,
             "Voronka workers are running"
         );
         println!("Voronka workers are running (relay and background jobs). Press Ctrl-C to stop.");
-        server::shutdown_signal().await;
+        stop.await;
         Ok(())
     } else {
         serve_http(config, &state, demo, started).await
@@ -482,6 +483,7 @@ async fn serve_http(
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let (handle, http) = server::start_http(state.clone(), listener).map_err(|e| e.to_string())?;
     let housekeeping = server::spawn_housekeeping(state.clone());
+    let stop = server::shutdown_signal();
     let url = config.public_url();
     tracing::info!(url = %url, ready_ms = started.elapsed().as_millis() as u64, "Voronka is ready");
     println!("Voronka is running at {url}");
@@ -494,7 +496,7 @@ async fn serve_http(
     println!("Press Ctrl-C to stop.");
     let mut http = tokio::spawn(http);
     let outcome = tokio::select! {
-        _ = server::shutdown_signal() => {
+        _ = stop => {
             tracing::info!("shutting down: finishing requests in flight");
             handle.stop(true).await;
             let _ = (&mut http).await;

@@ -49,6 +49,30 @@ pub async fn defer(pool: &PgPool, task_id: &str, delay: Duration) -> Result<(), 
     Ok(())
 }
 
+/// Adds a job to `queue`, to run now or after `delay`; returns once it is stored.
+pub async fn enqueue<T>(
+    pool: &PgPool,
+    queue: &str,
+    job: T,
+    delay: Option<Duration>,
+    policy: RetryPolicy,
+) -> Result<(), String>
+where
+    T: Serialize + serde::de::DeserializeOwned + Send + Sync + Unpin + 'static,
+{
+    use apalis::prelude::{TaskBuilder, TaskSink};
+    let mut storage = apalis_postgres::PostgresStorage::<T>::new(pool)
+        .with_config(apalis_postgres::Config::default().queue(queue));
+    let mut task = TaskBuilder::new(job).max_attempts(policy.max_attempts as usize);
+    if let Some(d) = delay {
+        task = task.run_after(d);
+    }
+    storage
+        .push_task(task.build())
+        .await
+        .map_err(|e| format!("enqueue on {queue}: {e}"))
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QueueStats {
     pub queue: String,

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use apalis::prelude::*;
-use apalis_postgres::{Config as PgQueueConfig, PostgresStorage};
 use async_trait::async_trait;
 use diesel_async::AsyncConnection;
 use kernel::db::DbPool;
@@ -57,17 +56,15 @@ impl Bus for PgBus {
             if mine.is_empty() {
                 continue;
             }
-            let mut storage = PostgresStorage::<Deliver>::new(&self.jobs)
-                .with_config(PgQueueConfig::default().queue(queue_of(sub.name())));
-            let task = TaskBuilder::new(Deliver { events: mine })
-                .max_attempts(self.retry.max_attempts as usize)
-                .build();
-            storage.push_task(task).await.map_err(|e| {
-                AppError::new(
-                    kernel::ErrorCode::Unavailable,
-                    format!("pushing to {}: {e}", sub.name()),
-                )
-            })?;
+            jobs::enqueue(
+                &self.jobs,
+                &queue_of(sub.name()),
+                Deliver { events: mine },
+                None,
+                self.retry,
+            )
+            .await
+            .map_err(|e| AppError::new(kernel::ErrorCode::Unavailable, e))?;
         }
         Ok(())
     }

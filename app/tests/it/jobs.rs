@@ -192,3 +192,76 @@ async fn malformed_and_unknown_versions_are_recorded_as_failed_and_never_stop_th
     );
     backbone.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_job_waits_for_its_time() {
+    let app = spawn_app_with_jobs(|c| {
+        c.jobs.poll_ms = 20;
+        c.jobs.heartbeat_ms = 100;
+    })
+    .await;
+    let sub = Arc::new(ProbeSubscriber::new("delay-probe"));
+    let backbone = with_probe(&app, &sub).await;
+    let event = EventEnvelope::new(Caller::system(AccountId(0)), &probe::Ping { n: 1 }).unwrap();
+    let jobs = app.state.jobs.clone().unwrap();
+    let started = Instant::now();
+    voronka::jobs::enqueue(
+        &jobs,
+        &voronka::events::pg::queue_of("delay-probe"),
+        voronka::events::pg::Deliver {
+            events: vec![event],
+        },
+        Some(Duration::from_secs(3)),
+        app.state.config.retry_policy(),
+    )
+    .await
+    .unwrap();
+    let pool = app.state.pool.clone();
+    wait_for("the delayed job", Duration::from_secs(15), async || {
+        let mut c = pool.get().await.unwrap();
+        probe::handled(&mut c, "delay-probe").await.unwrap() == 1
+    })
+    .await;
+    // Stored with one-second precision: due between 2 and 3 s after it was queued.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "ran after {:?}",
+        started.elapsed()
+    );
+    backbone.stop().await;
+}
+
+#[test]
+fn workers_stop_gracefully_on_sigterm() {
+    let db = kernel::testing::TestDb::empty();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voronka"))
+        .args(["serve", "--role", "workers"])
+        .env("VORONKA_DATABASE_URL", &db.url)
+        .env("VORONKA_LOG__LEVEL", "info")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert!(line.contains("workers are running"), "{line}");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "exit {status}: {err}");
+    assert!(err.contains("relay stopped"), "{err}");
+}
