@@ -58,9 +58,30 @@ impl Relay {
         Ok(())
     }
 
+    /// Removes events published more than a week ago, at most once an hour.
+    async fn prune(&self, last: &mut Option<tokio::time::Instant>) {
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(3600)) {
+            return;
+        }
+        *last = Some(tokio::time::Instant::now());
+        let Ok(mut conn) = self.pool.get().await else {
+            return;
+        };
+        for schema in &self.schemas {
+            match outbox::prune(&mut conn, schema, 7).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(schema, removed = n, "published outbox rows pruned")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(schema, error = %e, "pruning the outbox failed"),
+            }
+        }
+    }
+
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
+        let mut pruned = None;
         'outer: loop {
             let mut listener = match AsyncPgConnection::establish(&self.db_url).await {
                 Ok(mut c) => match c
@@ -79,6 +100,7 @@ impl Relay {
                 }
             };
             loop {
+                self.prune(&mut pruned).await;
                 match self.drain().await {
                     Ok(()) => failures = 0,
                     Err(e) => {
