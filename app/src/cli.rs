@@ -244,7 +244,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load(&cli.config, args)?;
             let mut db = Database::open(&config).await?;
             let applied = db.migrate().await;
-            db.close();
+            db.close().await;
             for (schema, version) in applied? {
                 println!("applied {schema} {version}");
             }
@@ -401,7 +401,7 @@ async fn with_state(
         f(&state).await
     }
     .await;
-    db.close();
+    db.close().await;
     result.map_err(Failure::Other)
 }
 
@@ -409,7 +409,7 @@ async fn serve(config: Config, demo: bool, role: crate::config::Role) -> Result<
     let started = Instant::now();
     let mut db = Database::open(&config).await?;
     let result = serve_on(&config, &db, demo, role, started).await;
-    db.close();
+    db.close().await;
     result.map_err(Failure::Other)
 }
 
@@ -549,7 +549,7 @@ async fn events_probe(
     };
     producer.abort();
     backbone.stop().await;
-    db.close();
+    db.close().await;
     match outcome? {
         true => {
             println!(
@@ -652,6 +652,6 @@ async fn events_bench(config: &Config, burst: i64, rate: u64, seconds: u64) -> R
     );
     drop(conn);
     backbone.stop().await;
-    db.close();
+    db.close().await;
     Ok(())
 }

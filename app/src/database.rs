@@ -49,13 +49,39 @@ impl Database {
             .map_err(|e| format!("migrations failed: {e}"))
     }
 
-    /// Stops the private cluster if this process started it.
-    pub fn close(&mut self) {
+    /// Stops the private cluster if this process started it and no other process is using it
+    /// (another `voronka` may have started later against the same data directory).
+    pub async fn close(&mut self) {
         if let Some(cluster) = self.cluster.take() {
-            match cluster.stop() {
-                Ok(()) => tracing::info!("private PostgreSQL cluster stopped"),
-                Err(e) => tracing::warn!(error = %e, "stopping the private PostgreSQL cluster"),
-            }
+            let _ = tokio::task::spawn_blocking(move || stop_unless_shared(cluster)).await;
         }
+    }
+}
+
+fn stop_unless_shared(cluster: PrivateCluster) {
+    // Our own pools close asynchronously: give their connections a moment to go.
+    let url = cluster.url("postgres");
+    let mut others = kernel::migrate::other_connections(&url);
+    for _ in 0..30 {
+        if !matches!(others, Ok(n) if n > 0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        others = kernel::migrate::other_connections(&url);
+    }
+    match others {
+        Ok(n) if n > 0 => {
+            tracing::info!(
+                connections = n,
+                "private PostgreSQL cluster left running: other processes use it"
+            );
+            return;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not check the cluster's other connections"),
+    }
+    match cluster.stop() {
+        Ok(()) => tracing::info!("private PostgreSQL cluster stopped"),
+        Err(e) => tracing::warn!(error = %e, "stopping the private PostgreSQL cluster"),
     }
 }

@@ -167,3 +167,18 @@ pub fn ensure_database(admin_url: &str, database: &str) -> Result<bool, BoxError
     conn.batch_execute(&format!("CREATE DATABASE {database}"))?;
     Ok(true)
 }
+
+/// Client connections to the server other than this one. Blocking.
+pub fn other_connections(url: &str) -> Result<i64, BoxError> {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = connect(url)?;
+    let n: N = sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
+    .get_result(&mut conn)?;
+    Ok(n.n)
+}
