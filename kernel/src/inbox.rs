@@ -47,6 +47,17 @@ pub enum Outcome {
     Rejected(String),
 }
 
+impl Outcome {
+    /// For metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Handled => "handled",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected(_) => "rejected",
+        }
+    }
+}
+
 /// Errors that retrying cannot fix.
 pub fn is_permanent(e: &AppError) -> bool {
     matches!(
@@ -89,6 +100,24 @@ pub async fn handle_once(
         }
         other => other,
     }
+}
+
+/// Handles a batch in one transaction (one commit, however many events), each event in a
+/// savepoint, so an event the subscriber rejects is recorded and the others go on. `Err` (a
+/// transient failure) rolls the whole batch back, to be delivered again.
+pub async fn handle_batch(
+    conn: &mut AsyncPgConnection,
+    sub: &dyn Subscriber,
+    events: &[EventEnvelope],
+) -> AppResult<Vec<Outcome>> {
+    conn.transaction::<_, AppError, _>(async |tx| {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(handle_once(tx, sub, event).await?);
+        }
+        Ok(outcomes)
+    })
+    .await
 }
 
 /// Records that `sub` could not handle `event` (and will not try again).

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use diesel_async::AsyncConnection;
 use futures_util::{FutureExt, StreamExt};
 use kernel::db::DbPool;
 use kernel::events::EventEnvelope;
-use kernel::inbox::{self, Outcome, Subscriber};
+use kernel::inbox::{self, Subscriber};
 use kernel::{AppError, AppResult, ErrorCode};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -224,17 +223,6 @@ async fn consume_once(
     metrics: &Metrics,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
-    consume_on(url, sub, db, retry, metrics, stop).await
-}
-
-async fn consume_on(
-    url: &str,
-    sub: &dyn Subscriber,
-    db: &DbPool,
-    retry: RetryPolicy,
-    metrics: &Metrics,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
     let e = |e: lapin::Error| e.to_string();
     let conn = connect(url).await.map_err(e)?;
     let ch = conn.create_channel().await.map_err(e)?;
@@ -285,16 +273,7 @@ async fn consume_on(
             }
         }
         let outcome = match db.get().await {
-            Ok(mut c) => {
-                c.transaction::<_, AppError, _>(async |tx| {
-                    let mut outcomes = Vec::with_capacity(events.len());
-                    for ev in &events {
-                        outcomes.push(inbox::handle_once(tx, sub, ev).await?);
-                    }
-                    Ok(outcomes)
-                })
-                .await
-            }
+            Ok(mut c) => inbox::handle_batch(&mut c, sub, &events).await,
             Err(err) => Err(AppError::from(err)),
         };
         let Some(last) = batch.last() else { continue };
@@ -302,14 +281,9 @@ async fn consume_on(
             Ok(outcomes) => {
                 attempt = 0;
                 for o in outcomes {
-                    let label = match o {
-                        Outcome::Handled => "handled",
-                        Outcome::Duplicate => "duplicate",
-                        Outcome::Rejected(_) => "rejected",
-                    };
                     metrics
                         .events_handled
-                        .with_label_values(&[sub.name(), label])
+                        .with_label_values(&[sub.name(), o.label()])
                         .inc();
                 }
                 last.ack(BasicAckOptions { multiple: true })

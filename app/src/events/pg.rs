@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use apalis::prelude::*;
 use async_trait::async_trait;
-use diesel_async::AsyncConnection;
 use kernel::db::DbPool;
 use kernel::events::EventEnvelope;
-use kernel::inbox::{self, Outcome, Subscriber};
+use kernel::inbox::{self, Subscriber};
 use kernel::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -99,28 +98,12 @@ pub async fn deliver(
     result.map_err(|e| Box::new(e) as BoxDynError)
 }
 
-/// One transaction for the batch (one commit, however many events); each event in a savepoint,
-/// so an event the subscriber rejects is recorded and the others go on.
 async fn deliver_all(job: &Deliver, ctx: &DeliveryCtx) -> Result<(), AppError> {
     let mut conn = ctx.db.get().await?;
-    let outcomes = conn
-        .transaction::<_, AppError, _>(async |tx| {
-            let mut outcomes = Vec::with_capacity(job.events.len());
-            for event in &job.events {
-                outcomes.push(inbox::handle_once(tx, &*ctx.subscriber, event).await?);
-            }
-            Ok(outcomes)
-        })
-        .await?;
-    for o in outcomes {
-        let label = match o {
-            Outcome::Handled => "handled",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Rejected(_) => "rejected",
-        };
+    for o in inbox::handle_batch(&mut conn, &*ctx.subscriber, &job.events).await? {
         ctx.metrics
             .events_handled
-            .with_label_values(&[ctx.subscriber.name(), label])
+            .with_label_values(&[ctx.subscriber.name(), o.label()])
             .inc();
     }
     Ok(())

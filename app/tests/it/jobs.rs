@@ -13,6 +13,12 @@ use voronka::events::probe::{self, ProbeSubscriber};
 
 use crate::support::{TestApp, spawn_app_with_jobs};
 
+/// Workers that look for work every 20 ms and write results every 100 ms: tests wait less.
+fn quick_workers(c: &mut voronka::config::Config) {
+    c.jobs.poll_ms = 20;
+    c.jobs.heartbeat_ms = 100;
+}
+
 async fn with_probe(app: &TestApp, sub: &Arc<ProbeSubscriber>) -> Backbone {
     let mut conn = app.state.pool.get().await.unwrap();
     probe::install(&mut conn).await.unwrap();
@@ -44,10 +50,9 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admin_page() {
     let app = spawn_app_with_jobs(|c| {
+        quick_workers(c);
         c.jobs.max_attempts = 3;
         c.jobs.retry_base_ms = 1500;
-        c.jobs.poll_ms = 20;
-        c.jobs.heartbeat_ms = 100;
     })
     .await;
     let t = app.tenant("Acme").await;
@@ -133,11 +138,7 @@ async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_unknown_versions_are_recorded_as_failed_and_never_stop_the_worker() {
-    let app = spawn_app_with_jobs(|c| {
-        c.jobs.poll_ms = 20;
-        c.jobs.heartbeat_ms = 100;
-    })
-    .await;
+    let app = spawn_app_with_jobs(quick_workers).await;
     let sub = Arc::new(ProbeSubscriber::new("strict-probe"));
     let backbone = with_probe(&app, &sub).await;
     let good =
@@ -195,11 +196,7 @@ async fn malformed_and_unknown_versions_are_recorded_as_failed_and_never_stop_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_job_waits_for_its_time() {
-    let app = spawn_app_with_jobs(|c| {
-        c.jobs.poll_ms = 20;
-        c.jobs.heartbeat_ms = 100;
-    })
-    .await;
+    let app = spawn_app_with_jobs(quick_workers).await;
     let sub = Arc::new(ProbeSubscriber::new("delay-probe"));
     let backbone = with_probe(&app, &sub).await;
     let event = EventEnvelope::new(Caller::system(AccountId(0)), &probe::Ping { n: 1 }).unwrap();
