@@ -314,3 +314,36 @@ fn test_harness_variables_are_not_configuration() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("configuration error"), "{stderr}");
 }
+
+#[test]
+fn every_modules_outbox_and_inbox_have_the_shape_the_relay_expects() {
+    use diesel::connection::SimpleConnection;
+    let db = TestDb::new(voronka::database::MIGRATIONS);
+    let mut conn = <diesel_async::async_connection_wrapper::AsyncConnectionWrapper<
+        diesel_async::AsyncPgConnection,
+    > as diesel::Connection>::establish(&db.url)
+    .unwrap();
+    conn.batch_execute(&format!(
+        "CREATE SCHEMA shape_reference; {}",
+        kernel::outbox::ddl("shape_reference")
+    ))
+    .unwrap();
+    let reference = migrate::schema_dump(&db.url, "shape_reference").unwrap();
+    assert!(
+        reference.contains("trigger CREATE TRIGGER outbox_notify")
+            && reference.contains("column inbox.event_id")
+    );
+    for m in voronka::database::MIGRATIONS {
+        let dump = migrate::schema_dump(&db.url, m.schema)
+            .unwrap()
+            .replace(m.schema, "shape_reference");
+        // The notify function's body names its schema, so its hash differs by design.
+        for line in reference.lines().filter(|l| !l.starts_with("function ")) {
+            assert!(
+                dump.lines().any(|l| l == line),
+                "{}: outbox/inbox differ from kernel::outbox::ddl at {line:?}",
+                m.schema
+            );
+        }
+    }
+}
