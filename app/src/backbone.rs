@@ -7,19 +7,35 @@ use std::time::Duration;
 use apalis::prelude::*;
 use apalis_postgres::{Config as PgQueueConfig, PostgresStorage};
 use kernel::db::DbPool;
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{BusKind, Config};
+use crate::config::{BusKind, Config, JobStoreKind};
 use crate::events::pg::{DeliveryCtx, PgBus, deliver, queue_of};
 use crate::events::relay::Relay;
 use crate::events::{Bus, Subscribers, amqp};
+use crate::jobs::JobStore;
 use crate::metrics::Metrics;
 
-/// The job store's pool, with apalis' tables set up. Needed by workers and the jobs page.
-pub async fn job_store(config: &Config, db_url: &str) -> Result<PgPool, String> {
+/// The job store, ready: on PostgreSQL with apalis' tables set up, or a Redis connection. Needed
+/// by workers and the jobs page. `queues` are the queues this build has (for Redis' figures).
+pub async fn job_store(
+    config: &Config,
+    db_url: &str,
+    queues: Vec<String>,
+) -> Result<JobStore, String> {
+    if config.jobs.store == JobStoreKind::Redis {
+        let conn = apalis_redis::connect(config.jobs.redis_url.as_str())
+            .await
+            .map_err(|e| {
+                format!(
+                    "job store: cannot reach Redis at {}: {e}",
+                    config.jobs.redis_url
+                )
+            })?;
+        return Ok(JobStore::Redis(conn, Arc::new(queues)));
+    }
     let pool = PgPoolOptions::new()
         .max_connections(config.jobs.pool_size)
         .acquire_timeout(Duration::from_secs(config.db.timeout_secs))
@@ -30,7 +46,20 @@ pub async fn job_store(config: &Config, db_url: &str) -> Result<PgPool, String> 
     PostgresStorage::<()>::setup(&pool)
         .await
         .map_err(|e| format!("job store setup: {e}"))?;
-    Ok(pool)
+    Ok(JobStore::Postgres(pool))
+}
+
+/// In-process retries with exponential backoff and jitter (the Redis store's retries).
+fn retry_layer(
+    retry: crate::jobs::RetryPolicy,
+) -> apalis::layers::retry::BackoffRetryPolicy<apalis::layers::retry::backoff::ExponentialBackoff> {
+    use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+    use apalis::layers::retry::{HasherRng, RetryPolicy};
+    let mut maker = ExponentialBackoffMaker::new(retry.base, retry.cap, 0.25, HasherRng::default())
+        .expect("static backoff bounds: base <= cap, jitter in [0, 100]");
+    // Attempts after the first; the handler kills the job on its last attempt.
+    RetryPolicy::retries((retry.max_attempts - 1).max(0) as usize)
+        .with_backoff(maker.make_backoff())
 }
 
 pub struct Backbone {
@@ -56,7 +85,7 @@ impl Backbone {
         config: &Config,
         db_url: &str,
         db: DbPool,
-        jobs: PgPool,
+        jobs: JobStore,
         metrics: Metrics,
         subscribers: Subscribers,
         schemas: Vec<&'static str>,
@@ -95,25 +124,51 @@ impl Backbone {
                         metrics: metrics.clone(),
                     });
                     let queue = queue_of(sub.name());
-                    let pool = jobs.clone();
                     let name = format!("{queue}@{instance}");
-                    monitor = monitor.register(move |_| {
-                        let backend = PostgresStorage::<crate::events::pg::Deliver>::new(&pool)
-                            .with_config(
-                                PgQueueConfig::default()
-                                    .queue(&queue)
-                                    .batch_size(50)
-                                    .heartbeat_interval(heartbeat)
-                                    .missed_heartbeats(5),
-                            )
-                            .with_pubsub()
-                            .poll_with_interval(poll);
-                        WorkerBuilder::new(name.as_str())
-                            .backend(backend)
-                            .data(ctx.clone())
-                            .concurrency(concurrency)
-                            .build(deliver)
-                    });
+                    monitor = match &jobs {
+                        JobStore::Postgres(pool) => {
+                            let pool = pool.clone();
+                            monitor.register(move |_| {
+                                let backend =
+                                    PostgresStorage::<crate::events::pg::Deliver>::new(&pool)
+                                        .with_config(
+                                            PgQueueConfig::default()
+                                                .queue(&queue)
+                                                .batch_size(50)
+                                                .heartbeat_interval(heartbeat)
+                                                .missed_heartbeats(5),
+                                        )
+                                        .with_pubsub()
+                                        .poll_with_interval(poll);
+                                WorkerBuilder::new(name.as_str())
+                                    .backend(backend)
+                                    .data(ctx.clone())
+                                    .concurrency(concurrency)
+                                    .build(deliver)
+                            })
+                        }
+                        JobStore::Redis(conn, _) => {
+                            let conn = conn.clone();
+                            monitor.register(move |_| {
+                                let backend = apalis_redis::RedisStorage::<
+                                    crate::events::pg::Deliver,
+                                >::new(conn.clone())
+                                .with_config(
+                                    apalis_redis::Config::default()
+                                        .queue(&queue)
+                                        .batch_size(50)
+                                        .heartbeat_interval(heartbeat)
+                                        .missed_heartbeats(5),
+                                );
+                                WorkerBuilder::new(name.as_str())
+                                    .backend(backend)
+                                    .data(ctx.clone())
+                                    .concurrency(concurrency)
+                                    .retry(retry_layer(retry))
+                                    .build(deliver)
+                            })
+                        }
+                    };
                 }
                 let mut rx = stop_rx.clone();
                 tasks.push(tokio::spawn(async move {

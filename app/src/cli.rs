@@ -425,7 +425,8 @@ async fn serve_on(
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "migrations applied");
     }
-    let jobs = crate::backbone::job_store(config, &db.url).await?;
+    let jobs =
+        crate::backbone::job_store(config, &db.url, server::queues(&server::subscribers())).await?;
     let state = web::Data::new(server::build_state(
         config.clone(),
         &db.url,

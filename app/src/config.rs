@@ -48,9 +48,19 @@ pub struct EventsConfig {
     pub amqp_url: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStoreKind {
+    Postgres,
+    Redis,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsConfig {
+    /// Where jobs wait: `postgres` (nothing else to run) or `redis` (scale-out).
+    pub store: JobStoreKind,
+    pub redis_url: String,
     /// Attempts before a job is dead (listed on the jobs page for a retry).
     pub max_attempts: i32,
     /// The first retry's delay; each next one doubles (with jitter), up to an hour.
@@ -172,6 +182,8 @@ impl Default for Config {
                 amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             },
             jobs: JobsConfig {
+                store: JobStoreKind::Postgres,
+                redis_url: "redis://127.0.0.1:6379/".into(),
                 max_attempts: 8,
                 retry_base_ms: 2000,
                 concurrency: 8,
@@ -296,6 +308,11 @@ impl Config {
                 "jobs.concurrency",
                 "jobs.concurrency and jobs.pool_size must be at least 1",
             );
+        }
+        if !(self.jobs.redis_url.starts_with("redis://")
+            || self.jobs.redis_url.starts_with("rediss://"))
+        {
+            return fail("jobs.redis_url", "must be a redis:// URL");
         }
         if !(self.events.amqp_url.starts_with("amqp://")
             || self.events.amqp_url.starts_with("amqps://"))

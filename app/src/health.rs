@@ -44,7 +44,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.pool_size.set(status.size as i64);
     state.metrics.pool_available.set(status.available as i64);
     if let Some(jobs) = &state.jobs
-        && let Ok(queues) = crate::jobs::queue_stats(jobs).await
+        && let Ok(queues) = jobs.queue_stats().await
     {
         for q in queues {
             for (s, n) in [

@@ -5,6 +5,10 @@
 //! error, so apalis only fetches it again when that time comes, even across restarts. After
 //! `max_attempts` the job stays `Failed` for good: that is the dead-letter list, shown on the
 //! admin page, where a job can be run again or discarded.
+//!
+//! With `jobs.store = "redis"` (scale-out) jobs wait in Redis (apalis-redis); there a failed
+//! job is retried inside its worker with the same backoff, and after `max_attempts` it is
+//! killed into the queue's dead set, from which the admin page runs it again or discards it.
 
 use std::time::Duration;
 
@@ -49,8 +53,7 @@ pub async fn defer(pool: &PgPool, task_id: &str, delay: Duration) -> Result<(), 
     Ok(())
 }
 
-/// Adds a job to `queue`, to run now or after `delay`; returns once it is stored.
-pub async fn enqueue<T>(
+async fn pg_enqueue<T>(
     pool: &PgPool,
     queue: &str,
     job: T,
@@ -71,6 +74,187 @@ where
         .push_task(task.build())
         .await
         .map_err(|e| format!("enqueue on {queue}: {e}"))
+}
+
+/// Where this installation's jobs wait.
+#[derive(Clone)]
+pub enum JobStore {
+    Postgres(PgPool),
+    /// The connection, and the queues that exist (Redis keeps no list of them).
+    Redis(redis::aio::ConnectionManager, std::sync::Arc<Vec<String>>),
+}
+
+pub type StoreError = String;
+
+impl JobStore {
+    /// Adds a job to `queue`, to run now or after `delay`; returns once it is stored.
+    pub async fn enqueue<T>(
+        &self,
+        queue: &str,
+        job: T,
+        delay: Option<Duration>,
+        policy: RetryPolicy,
+    ) -> Result<(), StoreError>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + Sync + Unpin + 'static,
+    {
+        match self {
+            JobStore::Postgres(pool) => pg_enqueue(pool, queue, job, delay, policy).await,
+            JobStore::Redis(conn, _) => {
+                use apalis::prelude::{TaskBuilder, TaskSink};
+                let mut storage = apalis_redis::RedisStorage::<T>::new(conn.clone())
+                    .with_config(apalis_redis::Config::default().queue(queue));
+                let mut task = TaskBuilder::new(job).max_attempts(policy.max_attempts as usize);
+                if let Some(d) = delay {
+                    task = task.run_after(d);
+                }
+                storage
+                    .push_task(task.build())
+                    .await
+                    .map_err(|e| format!("enqueue on {queue}: {e}"))
+            }
+        }
+    }
+
+    pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        match self {
+            JobStore::Postgres(pool) => pg_queue_stats(pool).await.map_err(|e| e.to_string()),
+            JobStore::Redis(conn, queues) => {
+                use redis::AsyncCommands;
+                let mut conn = conn.clone();
+                let mut out = Vec::new();
+                for q in queues.iter() {
+                    let c = apalis_redis::Config::default().queue(q);
+                    let e = |e: redis::RedisError| e.to_string();
+                    let active: i64 = conn.llen(c.active_jobs_list()).await.map_err(e)?;
+                    let scheduled: i64 = conn.zcard(c.scheduled_jobs_set()).await.map_err(e)?;
+                    let running: i64 = conn.scard(c.inflight_jobs_set()).await.map_err(e)?;
+                    let dead: i64 = conn.scard(c.dead_jobs_set()).await.map_err(e)?;
+                    let done: i64 = conn.scard(c.done_jobs_set()).await.map_err(e)?;
+                    out.push(QueueStats {
+                        queue: q.clone(),
+                        pending: active + scheduled,
+                        running,
+                        retrying: 0,
+                        dead,
+                        done,
+                    });
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    pub async fn dead_jobs(&self, limit: i64) -> Result<Vec<DeadJob>, StoreError> {
+        match self {
+            JobStore::Postgres(pool) => pg_dead_jobs(pool, limit).await.map_err(|e| e.to_string()),
+            JobStore::Redis(conn, queues) => {
+                use redis::AsyncCommands;
+                let mut conn = conn.clone();
+                let mut out = Vec::new();
+                for q in queues.iter() {
+                    let c = apalis_redis::Config::default().queue(q);
+                    let ids: Vec<String> = conn
+                        .smembers(c.dead_jobs_set())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    for id in ids {
+                        let meta: std::collections::HashMap<String, String> = conn
+                            .hgetall(format!("{}:{id}", c.job_meta_hash()))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        out.push(DeadJob {
+                            error: meta
+                                .get("result")
+                                .map(|r| last_error(r))
+                                .unwrap_or_default(),
+                            attempts: meta
+                                .get("attempts")
+                                .and_then(|a| a.parse().ok())
+                                .unwrap_or(0),
+                            failed_at: meta.get("done_at").cloned(),
+                            queue: q.clone(),
+                            id,
+                        });
+                        if out.len() as i64 >= limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Runs a dead job again from its first attempt. False if there is no such dead job.
+    pub async fn retry_dead(&self, id: &str) -> Result<bool, StoreError> {
+        match self {
+            JobStore::Postgres(pool) => pg_retry_dead(pool, id).await.map_err(|e| e.to_string()),
+            JobStore::Redis(conn, queues) => {
+                let mut conn = conn.clone();
+                let Some(c) = redis_dead_queue(&mut conn, queues, id).await? else {
+                    return Ok(false);
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                // Back into the scheduled set, due now: the next fetch promotes it to the active list.
+                redis::pipe()
+                    .atomic()
+                    .srem(c.dead_jobs_set(), id)
+                    .hset(format!("{}:{id}", c.job_meta_hash()), "attempts", 0)
+                    .zadd(c.scheduled_jobs_set(), id, now)
+                    .del(c.signal_list())
+                    .lpush(c.signal_list(), 1)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(true)
+            }
+        }
+    }
+
+    pub async fn discard_dead(&self, id: &str) -> Result<bool, StoreError> {
+        match self {
+            JobStore::Postgres(pool) => pg_discard_dead(pool, id).await.map_err(|e| e.to_string()),
+            JobStore::Redis(conn, queues) => {
+                let mut conn = conn.clone();
+                let Some(c) = redis_dead_queue(&mut conn, queues, id).await? else {
+                    return Ok(false);
+                };
+                redis::pipe()
+                    .atomic()
+                    .srem(c.dead_jobs_set(), id)
+                    .hdel(c.job_data_hash(), id)
+                    .del(format!("{}:{id}", c.job_meta_hash()))
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// The queue whose dead set holds `id`.
+async fn redis_dead_queue(
+    conn: &mut redis::aio::ConnectionManager,
+    queues: &[String],
+    id: &str,
+) -> Result<Option<apalis_redis::Config>, StoreError> {
+    use redis::AsyncCommands;
+    for q in queues {
+        let c = apalis_redis::Config::default().queue(q);
+        if conn
+            .sismember(c.dead_jobs_set(), id)
+            .await
+            .map_err(|e: redis::RedisError| e.to_string())?
+        {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -99,7 +283,7 @@ macro_rules! dead {
     };
 }
 
-pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> {
+async fn pg_queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> {
     let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(concat!(
         "SELECT job_type,
                 count(*) FILTER (WHERE status IN ('Pending', 'Queued')),
@@ -129,7 +313,7 @@ pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> 
 }
 
 /// The newest dead jobs with their last error.
-pub async fn dead_jobs(pool: &PgPool, limit: i64) -> Result<Vec<DeadJob>, sqlx::Error> {
+async fn pg_dead_jobs(pool: &PgPool, limit: i64) -> Result<Vec<DeadJob>, sqlx::Error> {
     /// id, queue, attempts, last result (JSON text), failed at (text)
     type DeadRow = (String, String, i32, Option<String>, Option<String>);
     let rows: Vec<DeadRow> =
@@ -166,7 +350,7 @@ fn last_error(result: &str) -> String {
 }
 
 /// Runs a dead job again from its first attempt. False if there is no such dead job.
-pub async fn retry_dead(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
+async fn pg_retry_dead(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(concat!(
         "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, lock_at = NULL,
                 done_at = NULL, last_result = NULL
@@ -179,7 +363,7 @@ pub async fn retry_dead(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn discard_dead(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
+async fn pg_discard_dead(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(concat!(
         "DELETE FROM apalis.jobs WHERE id = $1 AND ",
         dead!()

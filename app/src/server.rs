@@ -64,7 +64,7 @@ pub fn compose(pool: &DbPool, secret: &[u8]) -> Modules {
 pub fn build_state(
     config: Config,
     db_url: &str,
-    jobs: Option<sqlx::PgPool>,
+    jobs: Option<crate::jobs::JobStore>,
 ) -> Result<AppState, String> {
     let secret = load_secret(&config)?;
     if secret.len() < 64 {
@@ -169,6 +169,14 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
     }
     use actix_web::ResponseError;
     crate::web::error::WebError(kernel::AppError::not_found("page")).error_response()
+}
+
+/// The job queues of this build's subscribers (Redis keeps no list of its queues).
+pub fn queues(subscribers: &crate::events::Subscribers) -> Vec<String> {
+    subscribers
+        .iter()
+        .map(|s| crate::events::pg::queue_of(s.name()))
+        .collect()
 }
 
 /// The event subscribers of this build (modules register theirs here as they arrive).

@@ -25,5 +25,5 @@ pub struct AppState {
     pub sign_in_limits: SignInLimits,
     pub metrics: Metrics,
     /// The job store (apalis), for the jobs page and metrics; absent where not set up.
-    pub jobs: Option<sqlx::PgPool>,
+    pub jobs: Option<crate::jobs::JobStore>,
 }

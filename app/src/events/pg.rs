@@ -11,10 +11,9 @@ use kernel::events::EventEnvelope;
 use kernel::inbox::{self, Subscriber};
 use kernel::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
 use super::{Bus, Subscribers};
-use crate::jobs::{self, RetryPolicy};
+use crate::jobs::{self, JobStore, RetryPolicy};
 use crate::metrics::Metrics;
 
 /// The job: events for one subscriber, in outbox order.
@@ -28,13 +27,13 @@ pub fn queue_of(subscriber: &str) -> String {
 }
 
 pub struct PgBus {
-    jobs: PgPool,
+    jobs: JobStore,
     subscribers: Subscribers,
     retry: RetryPolicy,
 }
 
 impl PgBus {
-    pub fn new(jobs: PgPool, subscribers: Subscribers, retry: RetryPolicy) -> PgBus {
+    pub fn new(jobs: JobStore, subscribers: Subscribers, retry: RetryPolicy) -> PgBus {
         PgBus {
             jobs,
             subscribers,
@@ -55,15 +54,15 @@ impl Bus for PgBus {
             if mine.is_empty() {
                 continue;
             }
-            jobs::enqueue(
-                &self.jobs,
-                &queue_of(sub.name()),
-                Deliver { events: mine },
-                None,
-                self.retry,
-            )
-            .await
-            .map_err(|e| AppError::new(kernel::ErrorCode::Unavailable, e))?;
+            self.jobs
+                .enqueue(
+                    &queue_of(sub.name()),
+                    Deliver { events: mine },
+                    None,
+                    self.retry,
+                )
+                .await
+                .map_err(|e| AppError::new(kernel::ErrorCode::Unavailable, e))?;
         }
         Ok(())
     }
@@ -73,7 +72,7 @@ impl Bus for PgBus {
 pub struct DeliveryCtx {
     pub subscriber: Arc<dyn Subscriber>,
     pub db: DbPool,
-    pub jobs: PgPool,
+    pub jobs: JobStore,
     pub retry: RetryPolicy,
     pub metrics: Metrics,
 }
@@ -91,8 +90,20 @@ pub async fn deliver(
         let n = attempt.current().max(1) as u32;
         let delay = ctx.retry.backoff(n);
         tracing::warn!(subscriber = ctx.subscriber.name(), attempt = n, ?delay, error = %e, "delivery failed; will retry");
-        if let Err(db) = jobs::defer(&ctx.jobs, &id.to_string(), delay).await {
-            tracing::warn!(error = %db, "could not defer the retry");
+        match &ctx.jobs {
+            // PostgreSQL: the next attempt is due after the backoff, even across restarts.
+            JobStore::Postgres(pool) => {
+                if let Err(db) = jobs::defer(pool, &id.to_string(), delay).await {
+                    tracing::warn!(error = %db, "could not defer the retry");
+                }
+            }
+            // Redis: the worker's retry layer waits the backoff; at the cap the job is killed
+            // into the dead set (apalis-redis would otherwise retry 25 times, a second apart).
+            JobStore::Redis(..) if n as i32 >= ctx.retry.max_attempts => {
+                let message = e.to_string();
+                return Err(Box::new(AbortError::new(message)) as BoxDynError);
+            }
+            JobStore::Redis(..) => {}
         }
     }
     result.map_err(|e| Box::new(e) as BoxDynError)

@@ -217,7 +217,11 @@ pub async fn start_backbone(
     pool: &DbPool,
     subscribers: &[Arc<ProbeSubscriber>],
 ) -> Result<crate::backbone::Backbone, String> {
-    let jobs = crate::backbone::job_store(config, db_url).await?;
+    let queues = subscribers
+        .iter()
+        .map(|s| crate::events::pg::queue_of(&s.name))
+        .collect();
+    let jobs = crate::backbone::job_store(config, db_url, queues).await?;
     let subs: crate::events::Subscribers = Arc::new(
         subscribers
             .iter()

@@ -34,7 +34,7 @@ fn broker_reachable() -> bool {
         })
 }
 
-fn probe(db: &TestDb, bus: &str, prefix: &str) -> Command {
+fn probe(db: &TestDb, bus: &str, store: &str, prefix: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_voronka"));
     cmd.args([
         "events",
@@ -54,6 +54,7 @@ fn probe(db: &TestDb, bus: &str, prefix: &str) -> Command {
     ])
     .env("VORONKA_DATABASE_URL", &db.url)
     .env("VORONKA_EVENTS__BUS", bus)
+    .env("VORONKA_JOBS__STORE", store)
     .env("VORONKA_EVENTS__AMQP_URL", amqp_url())
     .env("VORONKA_JOBS__RETRY_BASE_MS", "50")
     .env("VORONKA_LOG__LEVEL", "error")
@@ -94,7 +95,7 @@ fn count(db: &TestDb, sql: &str) -> i64 {
     .unwrap()
 }
 
-fn crash_and_recover(bus: &str) {
+fn crash_and_recover(bus: &str, store: &str) {
     let db = TestDb::empty();
     let prefix = format!(
         "kill{}",
@@ -103,7 +104,9 @@ fn crash_and_recover(bus: &str) {
     let mut rng = rand::rng();
     let mut kills = 0;
     for _ in 0..5 {
-        let mut child = probe(&db, bus, &prefix).spawn().expect("spawn the probe");
+        let mut child = probe(&db, bus, store, &prefix)
+            .spawn()
+            .expect("spawn the probe");
         std::thread::sleep(Duration::from_millis(rng.random_range(300..1500)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -117,7 +120,9 @@ fn crash_and_recover(bus: &str) {
         "the probe was killed {kills} times mid-way ({produced_before_last} produced)"
     );
 
-    let mut child = probe(&db, bus, &prefix).spawn().expect("spawn the probe");
+    let mut child = probe(&db, bus, store, &prefix)
+        .spawn()
+        .expect("spawn the probe");
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -182,13 +187,34 @@ fn crash_and_recover(bus: &str) {
     );
     assert_eq!(strays, 0, "no effect of an event that was never committed");
     eprintln!(
-        "{bus}: killed {kills} times; {TOTAL} events × {SUBSCRIBERS} subscribers handled exactly once"
+        "{bus} bus, {store} jobs: killed {kills} times; {TOTAL} events × {SUBSCRIBERS} subscribers handled exactly once"
     );
 }
 
 #[test]
 fn events_survive_sigkill_exactly_once_on_postgres() {
-    crash_and_recover("postgres");
+    crash_and_recover("postgres", "postgres");
+}
+
+#[test]
+fn events_survive_sigkill_exactly_once_with_jobs_in_redis() {
+    let reachable = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:6379".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !reachable {
+        if std::env::var_os("CI").is_some()
+            || std::env::var_os("VORONKA_TEST_REQUIRE_REDIS").is_some()
+        {
+            panic!("Redis is not reachable on 127.0.0.1:6379 and this run requires it");
+        }
+        eprintln!(
+            "SKIPPED: Redis is not reachable on 127.0.0.1:6379; the Redis crash test did not run"
+        );
+        return;
+    }
+    crash_and_recover("postgres", "redis");
 }
 
 #[test]
@@ -208,5 +234,5 @@ fn events_survive_sigkill_exactly_once_on_rabbitmq() {
         );
         return;
     }
-    crash_and_recover("rabbitmq");
+    crash_and_recover("rabbitmq", "postgres");
 }

@@ -9,6 +9,7 @@ use kernel::events::EventEnvelope;
 use kernel::{AccountId, Caller, outbox};
 use reqwest::StatusCode;
 use voronka::backbone::Backbone;
+use voronka::config::JobStoreKind;
 use voronka::events::probe::{self, ProbeSubscriber};
 
 use crate::support::{TestApp, spawn_app_with_jobs};
@@ -50,14 +51,46 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admin_page() {
-    let app = spawn_app_with_jobs(|c| {
+    failing_job_dies_and_runs_again(JobStoreKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_the_redis_job_store() {
+    if !reachable("127.0.0.1:6379") {
+        if std::env::var_os("CI").is_some()
+            || std::env::var_os("VORONKA_TEST_REQUIRE_REDIS").is_some()
+        {
+            panic!("Redis is not reachable on 127.0.0.1:6379 and this run requires it");
+        }
+        eprintln!(
+            "SKIPPED: Redis is not reachable on 127.0.0.1:6379; the Redis job store test did not run"
+        );
+        return;
+    }
+    failing_job_dies_and_runs_again(JobStoreKind::Redis).await;
+}
+
+fn reachable(addr: &str) -> bool {
+    addr.parse()
+        .is_ok_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+}
+
+async fn failing_job_dies_and_runs_again(store: JobStoreKind) {
+    // Redis keys outlive the test database: a queue name of its own per run.
+    let name = format!(
+        "retry-probe-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let queue = voronka::events::pg::queue_of(&name);
+    let app = spawn_app_with_jobs(&[queue.as_str()], |c| {
         quick_workers(c);
+        c.jobs.store = store;
         c.jobs.max_attempts = 3;
         c.jobs.retry_base_ms = 1500;
     })
     .await;
     let t = app.tenant("Acme").await;
-    let sub = Arc::new(ProbeSubscriber::new("retry-probe"));
+    let sub = Arc::new(ProbeSubscriber::new(name.clone()));
     sub.failures.store(i64::MAX, Ordering::SeqCst);
     let seen = sub.clone();
     let backbone = with_probe(&app, &sub).await;
@@ -67,10 +100,7 @@ async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admi
 
     let jobs = app.state.jobs.clone().unwrap();
     wait_for("the job to die", Duration::from_secs(30), async || {
-        !voronka::jobs::dead_jobs(&jobs, 10)
-            .await
-            .unwrap()
-            .is_empty()
+        !jobs.dead_jobs(10).await.unwrap().is_empty()
     })
     .await;
     let attempts = seen.attempted_at.lock().unwrap().clone();
@@ -82,8 +112,8 @@ async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admi
         "first retry waited {gap1:?}"
     );
     assert!(gap2 > gap1, "the delays grow: {gap1:?} then {gap2:?}");
-    let dead = voronka::jobs::dead_jobs(&jobs, 10).await.unwrap();
-    assert_eq!(dead[0].queue, "events.retry-probe");
+    let dead = jobs.dead_jobs(10).await.unwrap();
+    assert_eq!(dead[0].queue, queue);
     assert_eq!(dead[0].attempts, 3);
 
     // The admin sees it with its error and runs it again; this time the subscriber works.
@@ -91,7 +121,7 @@ async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admi
     let (status, html) = admin.text("/settings/jobs").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        html.contains("events.retry-probe") && html.contains("failing on purpose"),
+        html.contains(&queue) && html.contains("failing on purpose"),
         "{html}"
     );
     sub.failures.store(0, Ordering::SeqCst);
@@ -109,16 +139,11 @@ async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admi
         Duration::from_secs(10),
         async || {
             let mut c = pool.get().await.unwrap();
-            probe::handled(&mut c, "retry-probe").await.unwrap() == 1
+            probe::handled(&mut c, &name).await.unwrap() == 1
         },
     )
     .await;
-    assert!(
-        voronka::jobs::dead_jobs(&jobs, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(jobs.dead_jobs(10).await.unwrap().is_empty());
     // A job that is not dead (or not there) cannot be retried; non-admins get 403.
     let res = admin
         .submit(
@@ -139,7 +164,7 @@ async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_unknown_versions_are_recorded_as_failed_and_never_stop_the_worker() {
-    let app = spawn_app_with_jobs(quick_workers).await;
+    let app = spawn_app_with_jobs(&["events.strict-probe"], quick_workers).await;
     let sub = Arc::new(ProbeSubscriber::new("strict-probe"));
     let backbone = with_probe(&app, &sub).await;
     let good =
@@ -187,7 +212,11 @@ async fn malformed_and_unknown_versions_are_recorded_as_failed_and_never_stop_th
         .await;
     assert_eq!(reason, 1);
     assert!(
-        voronka::jobs::dead_jobs(app.state.jobs.as_ref().unwrap(), 10)
+        app.state
+            .jobs
+            .as_ref()
+            .unwrap()
+            .dead_jobs(10)
             .await
             .unwrap()
             .is_empty()
@@ -197,14 +226,13 @@ async fn malformed_and_unknown_versions_are_recorded_as_failed_and_never_stop_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_job_waits_for_its_time() {
-    let app = spawn_app_with_jobs(quick_workers).await;
+    let app = spawn_app_with_jobs(&["events.delay-probe"], quick_workers).await;
     let sub = Arc::new(ProbeSubscriber::new("delay-probe"));
     let backbone = with_probe(&app, &sub).await;
     let event = EventEnvelope::new(Caller::system(AccountId(0)), &probe::Ping { n: 1 }).unwrap();
     let jobs = app.state.jobs.clone().unwrap();
     let started = Instant::now();
-    voronka::jobs::enqueue(
-        &jobs,
+    jobs.enqueue(
         &voronka::events::pg::queue_of("delay-probe"),
         voronka::events::pg::Deliver {
             events: vec![event],

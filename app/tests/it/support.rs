@@ -23,15 +23,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    spawn(adjust, false).await
+    spawn(adjust, None).await
 }
 
-/// The app with its job store set up (apalis' schema), for the backbone's tests.
-pub async fn spawn_app_with_jobs(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    spawn(adjust, true).await
+/// The app with its job store set up, for the backbone's tests; `queues` are the job queues the
+/// test will use (the Redis store needs to know them).
+pub async fn spawn_app_with_jobs(queues: &[&str], adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(adjust, Some(queues.iter().map(|q| q.to_string()).collect())).await
 }
 
-async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: bool) -> TestApp {
+async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: Option<Vec<String>>) -> TestApp {
     let db = tokio::task::spawn_blocking(|| TestDb::new(voronka::database::MIGRATIONS))
         .await
         .expect("test database");
@@ -44,14 +45,13 @@ async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: bool) -> TestApp {
     config.web.workers = 1;
     config.db.pool_size = 4;
     adjust(&mut config);
-    let jobs = if with_jobs {
-        Some(
-            voronka::backbone::job_store(&config, &db.url)
+    let jobs = match with_jobs {
+        Some(queues) => Some(
+            voronka::backbone::job_store(&config, &db.url, queues)
                 .await
                 .expect("job store"),
-        )
-    } else {
-        None
+        ),
+        None => None,
     };
     let state = web::Data::new(voronka::server::build_state(config, &db.url, jobs).expect("state"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

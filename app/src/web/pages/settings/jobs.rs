@@ -21,7 +21,7 @@ struct JobsTpl<'a> {
     dead: Vec<DeadJob>,
 }
 
-fn db_error(e: sqlx::Error) -> AppError {
+fn db_error(e: jobs::StoreError) -> AppError {
     tracing::error!(error = %e, "job store query failed");
     AppError::new(
         kernel::ErrorCode::Unavailable,
@@ -39,8 +39,8 @@ pub async fn list(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
             dead: Vec::new(),
         });
     };
-    let queues = jobs::queue_stats(pool).await.map_err(db_error)?;
-    let dead = jobs::dead_jobs(pool, 100).await.map_err(db_error)?;
+    let queues = pool.queue_stats().await.map_err(db_error)?;
+    let dead = pool.dead_jobs(100).await.map_err(db_error)?;
     ok(&JobsTpl {
         ctx: &ctx,
         available: true,
@@ -55,7 +55,7 @@ pub async fn retry(ctx: Ctx, state: web::Data<AppState>, path: web::Path<String>
         .jobs
         .as_ref()
         .ok_or_else(|| AppError::not_found("job"))?;
-    if !jobs::retry_dead(pool, &path).await.map_err(db_error)? {
+    if !pool.retry_dead(&path).await.map_err(db_error)? {
         return Err(AppError::not_found("dead job").into());
     }
     tracing::info!(job = %path, "dead job sent to run again");
@@ -68,7 +68,7 @@ pub async fn discard(ctx: Ctx, state: web::Data<AppState>, path: web::Path<Strin
         .jobs
         .as_ref()
         .ok_or_else(|| AppError::not_found("job"))?;
-    if !jobs::discard_dead(pool, &path).await.map_err(db_error)? {
+    if !pool.discard_dead(&path).await.map_err(db_error)? {
         return Err(AppError::not_found("dead job").into());
     }
     tracing::info!(job = %path, "dead job discarded");
