@@ -159,7 +159,8 @@ impl Backbone {
                                         .batch_size(50)
                                         .heartbeat_interval(heartbeat)
                                         .missed_heartbeats(5),
-                                );
+                                )
+                                .poll_with_interval(poll);
                                 WorkerBuilder::new(name.as_str())
                                     .backend(backend)
                                     .data(ctx.clone())

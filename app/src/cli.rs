@@ -577,7 +577,7 @@ async fn events_bench(config: &Config, burst: i64, rate: u64, seconds: u64) -> R
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let base = probe::produced(&mut conn).await.map_err(err)?;
     drop(conn);
-    let bus = format!("{:?}", config.events.bus).to_lowercase();
+    let bus = format!("{:?} (jobs in {:?})", config.events.bus, config.jobs.store).to_lowercase();
 
     // Throughput: commit a burst (100 events per transaction) and time until all are handled.
     let started = Instant::now();
