@@ -150,7 +150,7 @@ pub struct ModuleConfig {
 }
 
 /// The modules this build contains, in migration order.
-pub const MODULES: &[&str] = &["accounts"];
+pub const MODULES: &[&str] = &["accounts", "deals"];
 
 impl Default for Config {
     fn default() -> Self {

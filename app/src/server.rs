@@ -56,9 +56,10 @@ pub fn compose(pool: &DbPool, secret: &[u8]) -> Modules {
         .chain_update(secret)
         .finalize()
         .to_vec();
-    Modules {
-        accounts: Arc::new(accounts::AccountsService::new(pool.clone(), token_key)),
-    }
+    let accounts: Arc<dyn accounts_api::Accounts> =
+        Arc::new(accounts::AccountsService::new(pool.clone(), token_key));
+    let deals = Arc::new(deals::DealsService::new(pool.clone(), accounts.clone()));
+    Modules { accounts, deals }
 }
 
 pub fn build_state(

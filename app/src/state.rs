@@ -14,6 +14,7 @@ use crate::web::limits::SignInLimits;
 #[derive(Clone)]
 pub struct Modules {
     pub accounts: Arc<dyn Accounts>,
+    pub deals: Arc<dyn deals_api::Deals>,
 }
 
 pub struct AppState {

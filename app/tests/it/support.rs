@@ -33,6 +33,11 @@ pub async fn spawn_app_with_jobs(queues: &[&str], adjust: impl FnOnce(&mut Confi
 }
 
 async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: Option<Vec<String>>) -> TestApp {
+    // Errors the app logs show up in a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("error")
+        .try_init();
     let db = tokio::task::spawn_blocking(|| TestDb::new(voronka::database::MIGRATIONS))
         .await
         .expect("test database");

@@ -801,6 +801,18 @@ impl Accounts for AccountsService {
         Ok(GroupInfo { id, name, members })
     }
 
+    async fn group_members(&self, account: AccountId, group: GroupId) -> AppResult<Vec<UserId>> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<i64> = users::table
+            .filter(users::account_id.eq(account.0))
+            .filter(users::group_id.eq(group.0))
+            .select(users::id)
+            .order(users::id)
+            .load(&mut conn)
+            .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
     async fn delete_group(&self, caller: Caller, id: GroupId) -> AppResult<()> {
         let mut conn = self.conn().await?;
         require_admin(&mut conn, caller).await?;

@@ -62,6 +62,8 @@ pub trait Accounts: Send + Sync {
     async fn list_groups(&self, caller: Caller) -> AppResult<Vec<GroupInfo>>;
     async fn create_group(&self, caller: Caller, name: &str) -> AppResult<GroupInfo>;
     async fn rename_group(&self, caller: Caller, id: GroupId, name: &str) -> AppResult<GroupInfo>;
+    /// The users of a group (active or not), for rights at the group level.
+    async fn group_members(&self, account: AccountId, group: GroupId) -> AppResult<Vec<UserId>>;
     /// Deletes a group; its members are left without a group.
     async fn delete_group(&self, caller: Caller, id: GroupId) -> AppResult<()>;
 

@@ -1,0 +1,591 @@
+//! The deals module through its trait: pipelines and stages, validation, the board's totals,
+//! moves (positions, history, events), rights, and concurrent moves.
+
+use accounts_api::{Action, Entity, Level, Rights, UserPatch};
+use deals_api::*;
+use kernel::paging::PageRequest;
+use kernel::{Caller, ErrorCode};
+
+use crate::support::{TestApp, spawn_app};
+
+fn stages(names: &[&str]) -> Vec<NewStage> {
+    names
+        .iter()
+        .map(|n| NewStage {
+            name: n.to_string(),
+            color: "#99ccff".into(),
+        })
+        .collect()
+}
+
+async fn sales_pipeline(app: &TestApp, caller: Caller) -> Pipeline {
+    app.state
+        .modules
+        .deals
+        .create_pipeline(
+            caller,
+            NewPipeline {
+                name: "Sales".into(),
+                stages: stages(&["First contact", "Negotiation", "Invoice"]),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+fn new_deal(p: &Pipeline, name: &str, price: i64) -> NewDeal {
+    NewDeal {
+        name: name.into(),
+        price,
+        pipeline_id: p.id,
+        stage_id: None,
+        responsible_user_id: None,
+    }
+}
+
+#[tokio::test]
+async fn a_pipeline_has_the_system_stages_around_its_own() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let p = sales_pipeline(&app, caller).await;
+    let kinds: Vec<StageKind> = p.stages.iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            StageKind::Incoming,
+            StageKind::Open,
+            StageKind::Open,
+            StageKind::Open,
+            StageKind::Won,
+            StageKind::Lost
+        ]
+    );
+    assert_eq!(p.stages[4].id, WON);
+    assert_eq!(p.stages[5].id, LOST);
+    assert!(p.is_main);
+    // A second pipeline has its own 142 and 143.
+    let other = app
+        .state
+        .modules
+        .deals
+        .create_pipeline(
+            caller,
+            NewPipeline {
+                name: "Partners".into(),
+                stages: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .stages
+            .iter()
+            .filter(|s| s.id == WON || s.id == LOST)
+            .count(),
+        2
+    );
+
+    // Reorder and delete a stage (its deals move first).
+    let deals = &app.state.modules.deals;
+    let open: Vec<StageId> = p
+        .stages
+        .iter()
+        .filter(|s| s.kind == StageKind::Open)
+        .map(|s| s.id)
+        .collect();
+    let d = deals
+        .create_deal(
+            caller,
+            NewDeal {
+                stage_id: Some(open[2]),
+                ..new_deal(&p, "Big one", 1000)
+            },
+        )
+        .await
+        .unwrap();
+    let reordered = deals
+        .reorder_stages(caller, p.id, vec![open[2], open[0], open[1]])
+        .await
+        .unwrap();
+    assert_eq!(reordered.stages[1].id, open[2]);
+    let bad = deals
+        .reorder_stages(caller, p.id, vec![open[0]])
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code, ErrorCode::Validation);
+    deals
+        .delete_stage(caller, p.id, open[2], open[0])
+        .await
+        .unwrap();
+    assert_eq!(deals.deal(caller, d.id).await.unwrap().stage_id, open[0]);
+    let board = deals
+        .board(caller, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    let col = board.iter().find(|c| c.stage.id == open[0]).unwrap();
+    assert_eq!((col.totals.deals, col.totals.budget), (1, 1000));
+    assert!(
+        deals
+            .delete_stage(caller, p.id, WON, open[0])
+            .await
+            .is_err(),
+        "system stages stay"
+    );
+}
+
+#[tokio::test]
+async fn invalid_deals_are_refused_with_a_clear_message_and_change_nothing() {
+    let app = spawn_app().await;
+    let a = app.tenant("Alpha").await;
+    let b = app.tenant("Beta").await;
+    let ca = Caller::user(a.account, a.admin.id);
+    let cb = Caller::user(b.account, b.admin.id);
+    let deals = &app.state.modules.deals;
+    let pa = sales_pipeline(&app, ca).await;
+    let pa2 = deals
+        .create_pipeline(
+            ca,
+            NewPipeline {
+                name: "Second".into(),
+                stages: stages(&["Other"]),
+            },
+        )
+        .await
+        .unwrap();
+    let pb = sales_pipeline(&app, cb).await;
+    let cases = [
+        (new_deal(&pa, "  ", 10), "name"),
+        (new_deal(&pa, "Negative", -1), "price"),
+        (
+            NewDeal {
+                stage_id: Some(StageId(999_999)),
+                ..new_deal(&pa, "Unknown stage", 1)
+            },
+            "stage_id",
+        ),
+        (
+            NewDeal {
+                stage_id: Some(pa2.stages[1].id),
+                ..new_deal(&pa, "Other pipeline's stage", 1)
+            },
+            "stage_id",
+        ),
+        (
+            NewDeal {
+                stage_id: Some(pb.stages[1].id),
+                ..new_deal(&pa, "Other account's stage", 1)
+            },
+            "stage_id",
+        ),
+        (
+            NewDeal {
+                pipeline_id: pb.id,
+                ..new_deal(&pa, "Other account's pipeline", 1)
+            },
+            "pipeline_id",
+        ),
+        (
+            NewDeal {
+                responsible_user_id: Some(b.admin.id),
+                ..new_deal(&pa, "Other account's user", 1)
+            },
+            "responsible_user_id",
+        ),
+    ];
+    for (new, field) in cases {
+        let name = new.name.clone();
+        let err = deals.create_deal(ca, new).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Validation, "{name}: {err}");
+        assert!(
+            err.field(field).is_some(),
+            "{name}: the error names {field}: {err}"
+        );
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM deals.deals").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM deals.outbox WHERE event_type = 'deals.deal_created'")
+            .await,
+        0
+    );
+    let bad_color = deals
+        .create_pipeline(
+            ca,
+            NewPipeline {
+                name: "X".into(),
+                stages: vec![NewStage {
+                    name: "S".into(),
+                    color: "red".into(),
+                }],
+            },
+        )
+        .await;
+    assert!(bad_color.unwrap_err().field("stages.0.color").is_some());
+}
+
+#[tokio::test]
+async fn moves_keep_order_history_totals_and_events() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let deals = &app.state.modules.deals;
+    let p = sales_pipeline(&app, caller).await;
+    let first = p.stages[1].id;
+    let second = p.stages[2].id;
+    let a = deals
+        .create_deal(caller, new_deal(&p, "A", 100))
+        .await
+        .unwrap();
+    let b = deals
+        .create_deal(caller, new_deal(&p, "B", 200))
+        .await
+        .unwrap();
+    let c = deals
+        .create_deal(caller, new_deal(&p, "C", 300))
+        .await
+        .unwrap();
+    let order = |cols: &[BoardColumn], stage: StageId| -> Vec<String> {
+        cols.iter()
+            .find(|c| c.stage.id == stage)
+            .unwrap()
+            .deals
+            .items
+            .iter()
+            .map(|d| d.name.clone())
+            .collect()
+    };
+    let board = deals
+        .board(caller, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        order(&board, first),
+        ["C", "B", "A"],
+        "new deals go to the top"
+    );
+    // Within the column: A after C.
+    deals
+        .move_deal(
+            caller,
+            a.id,
+            MoveTo {
+                stage_id: first,
+                after: Some(c.id),
+                loss_reason_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let board = deals
+        .board(caller, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(order(&board, first), ["C", "A", "B"]);
+    // To the next stage, then lost (a reason is required).
+    deals
+        .move_deal(
+            caller,
+            b.id,
+            MoveTo {
+                stage_id: second,
+                after: None,
+                loss_reason_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let err = deals
+        .move_deal(
+            caller,
+            c.id,
+            MoveTo {
+                stage_id: LOST,
+                after: None,
+                loss_reason_id: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.field("loss_reason_id").is_some());
+    let reason = deals
+        .create_loss_reason(caller, "Too expensive")
+        .await
+        .unwrap();
+    let lost = deals
+        .move_deal(
+            caller,
+            c.id,
+            MoveTo {
+                stage_id: LOST,
+                after: None,
+                loss_reason_id: Some(reason.id),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(lost.closed_at.is_some());
+    assert_eq!(lost.loss_reason_id, Some(reason.id));
+    let board = deals
+        .board(caller, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    let totals = |stage: StageId| board.iter().find(|c| c.stage.id == stage).unwrap().totals;
+    assert_eq!(
+        totals(first),
+        Totals {
+            deals: 1,
+            budget: 100
+        }
+    );
+    assert_eq!(
+        totals(second),
+        Totals {
+            deals: 1,
+            budget: 200
+        }
+    );
+    assert_eq!(
+        totals(LOST),
+        Totals {
+            deals: 1,
+            budget: 300
+        }
+    );
+    // A stage of another pipeline is refused.
+    let other = deals
+        .create_pipeline(
+            caller,
+            NewPipeline {
+                name: "Other".into(),
+                stages: stages(&["X"]),
+            },
+        )
+        .await
+        .unwrap();
+    let err = deals
+        .move_deal(
+            caller,
+            a.id,
+            MoveTo {
+                stage_id: other.stages[1].id,
+                after: None,
+                loss_reason_id: None,
+            },
+        )
+        .await;
+    assert_eq!(err.unwrap_err().code, ErrorCode::Validation);
+    // History: C entered the first stage, then lost; events in the outbox.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM deals.stage_history WHERE deal_id = {}",
+            c.id
+        ))
+        .await,
+        2
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM deals.stage_history WHERE deal_id = {} AND left_at IS NULL",
+            c.id
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM deals.outbox WHERE event_type = 'deals.deal_stage_changed'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM deals.outbox WHERE event_type = 'deals.deal_created'")
+            .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_user_with_own_rights_neither_sees_nor_moves_others_deals_counts_and_sums_included() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let deals = &app.state.modules.deals;
+    let p = sales_pipeline(&app, admin).await;
+    let m = app.member(&t, "maria@acme.test").await;
+    let mut own = Rights::member();
+    for a in Action::ALL {
+        own.entity_mut(Entity::Deals).set(a, Level::Own);
+    }
+    app.state
+        .modules
+        .accounts
+        .update_user(
+            admin,
+            m.id,
+            UserPatch {
+                rights: Some(own),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let maria = Caller::user(t.account, m.id);
+    let admins = deals
+        .create_deal(admin, new_deal(&p, "Admin's", 1000))
+        .await
+        .unwrap();
+    let hers = deals
+        .create_deal(maria, new_deal(&p, "Maria's", 10))
+        .await
+        .unwrap();
+    let stage = p.stages[1].id;
+
+    let board = deals
+        .board(maria, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    let col = board.iter().find(|c| c.stage.id == stage).unwrap();
+    assert_eq!(
+        col.totals,
+        Totals {
+            deals: 1,
+            budget: 10
+        },
+        "her counts and sums only"
+    );
+    assert_eq!(
+        col.deals.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![hers.id]
+    );
+    assert_eq!(
+        deals.deal(maria, admins.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    let err = deals
+        .move_deal(
+            maria,
+            admins.id,
+            MoveTo {
+                stage_id: p.stages[2].id,
+                after: None,
+                loss_reason_id: None,
+            },
+        )
+        .await;
+    assert_eq!(err.unwrap_err().code, ErrorCode::NotFound);
+    assert_eq!(
+        deals.deal(admin, admins.id).await.unwrap().stage_id,
+        stage,
+        "unchanged"
+    );
+    let board = deals
+        .board(admin, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        board.iter().find(|c| c.stage.id == stage).unwrap().totals,
+        Totals {
+            deals: 2,
+            budget: 1010
+        }
+    );
+    // Someone with no right to view deals gets 403.
+    let mut none = Rights::member();
+    none.entity_mut(Entity::Deals)
+        .set(Action::View, Level::None);
+    app.state
+        .modules
+        .accounts
+        .update_user(
+            admin,
+            m.id,
+            UserPatch {
+                rights: Some(none),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        deals
+            .board(maria, p.id, PageRequest::default())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_moves_of_one_deal_end_in_one_consistent_state() {
+    let app = spawn_app_with_pool(8).await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let deals = app.state.modules.deals.clone();
+    let p = sales_pipeline(&app, caller).await;
+    let d = deals
+        .create_deal(caller, new_deal(&p, "Contested", 500))
+        .await
+        .unwrap();
+    let targets: Vec<StageId> = p
+        .stages
+        .iter()
+        .filter(|s| s.kind == StageKind::Open)
+        .map(|s| s.id)
+        .collect();
+    let mut handles = Vec::new();
+    for i in 0..12 {
+        let deals = deals.clone();
+        let stage = targets[i % targets.len()];
+        handles.push(tokio::spawn(async move {
+            deals
+                .move_deal(
+                    caller,
+                    d.id,
+                    MoveTo {
+                        stage_id: stage,
+                        after: None,
+                        loss_reason_id: None,
+                    },
+                )
+                .await
+        }));
+    }
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let now = deals.deal(caller, d.id).await.unwrap();
+    let board = deals
+        .board(caller, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    let total: i64 = board.iter().map(|c| c.totals.deals).sum();
+    assert_eq!(total, 1, "the deal is counted once");
+    let col = board.iter().find(|c| c.stage.id == now.stage_id).unwrap();
+    assert_eq!(
+        col.totals,
+        Totals {
+            deals: 1,
+            budget: 500
+        },
+        "in the column it ended in"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM deals.stage_history WHERE deal_id = {} AND left_at IS NULL",
+            d.id
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!("SELECT count(*) AS n FROM deals.stage_history WHERE deal_id = {} AND left_at IS NULL AND stage_id = {}", d.id, now.stage_id)).await,
+        1
+    );
+}
+
+async fn spawn_app_with_pool(size: usize) -> TestApp {
+    crate::support::spawn_app_with(|c| c.db.pool_size = size).await
+}

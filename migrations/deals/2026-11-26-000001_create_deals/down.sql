@@ -1,0 +1,11 @@
+DROP TABLE deals.inbox;
+DROP TRIGGER outbox_notify ON deals.outbox;
+DROP FUNCTION deals.outbox_notify();
+DROP TABLE deals.outbox;
+DROP TABLE deals.stage_history;
+DROP TABLE deals.stage_totals;
+DROP TABLE deals.deals;
+DROP TABLE deals.loss_reasons;
+DROP TABLE deals.stages;
+DROP SEQUENCE deals.stage_ids;
+DROP TABLE deals.pipelines;

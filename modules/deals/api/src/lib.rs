@@ -1,0 +1,80 @@
+//! The deals module's contract: pipelines and their stages, loss reasons, deals, the board.
+//!
+//! Every call takes a [`Caller`]; reads are scoped to the caller's account and to what the
+//! caller's rights let them see (all, their group's, their own, or nothing).
+
+pub mod events;
+mod types;
+
+use async_trait::async_trait;
+use kernel::paging::{Cursor, PageRequest};
+use kernel::{AppResult, Caller};
+
+pub use types::*;
+
+#[async_trait]
+pub trait Deals: Send + Sync {
+    // --- pipelines and stages -----------------------------------------------------------------
+    /// Creates a pipeline with the system stages "Incoming leads" (first), the given open
+    /// stages, "Closed – won" (142) and "Closed – lost" (143).
+    async fn create_pipeline(&self, caller: Caller, new: NewPipeline) -> AppResult<Pipeline>;
+    async fn pipelines(&self, caller: Caller) -> AppResult<Vec<Pipeline>>;
+    async fn pipeline(&self, caller: Caller, id: PipelineId) -> AppResult<Pipeline>;
+    async fn add_stage(
+        &self,
+        caller: Caller,
+        pipeline: PipelineId,
+        new: NewStage,
+    ) -> AppResult<Stage>;
+    async fn update_stage(
+        &self,
+        caller: Caller,
+        pipeline: PipelineId,
+        stage: StageId,
+        new: NewStage,
+    ) -> AppResult<Stage>;
+    /// Puts the open stages in the given order (system stages keep their places).
+    async fn reorder_stages(
+        &self,
+        caller: Caller,
+        pipeline: PipelineId,
+        order: Vec<StageId>,
+    ) -> AppResult<Pipeline>;
+    /// Deletes an open stage after moving its deals to `move_to` (a stage of the same pipeline).
+    async fn delete_stage(
+        &self,
+        caller: Caller,
+        pipeline: PipelineId,
+        stage: StageId,
+        move_to: StageId,
+    ) -> AppResult<()>;
+
+    // --- loss reasons -------------------------------------------------------------------------
+    async fn loss_reasons(&self, caller: Caller) -> AppResult<Vec<LossReason>>;
+    async fn create_loss_reason(&self, caller: Caller, name: &str) -> AppResult<LossReason>;
+
+    // --- deals --------------------------------------------------------------------------------
+    async fn create_deal(&self, caller: Caller, new: NewDeal) -> AppResult<Deal>;
+    async fn deal(&self, caller: Caller, id: DealId) -> AppResult<Deal>;
+    /// Moves a deal to a stage (of its pipeline) and a place in that column.
+    async fn move_deal(&self, caller: Caller, id: DealId, to: MoveTo) -> AppResult<Deal>;
+
+    // --- the board ----------------------------------------------------------------------------
+    /// Every column of a pipeline with its exact totals (as far as the caller may see) and the
+    /// first page of its deals.
+    async fn board(
+        &self,
+        caller: Caller,
+        pipeline: PipelineId,
+        page: PageRequest,
+    ) -> AppResult<Vec<BoardColumn>>;
+    /// The next page of one column.
+    async fn column(
+        &self,
+        caller: Caller,
+        pipeline: PipelineId,
+        stage: StageId,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> AppResult<kernel::paging::Page<Deal>>;
+}

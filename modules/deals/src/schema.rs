@@ -1,0 +1,91 @@
+//! The deals schema's tables. Names carry the schema so queries never depend on search_path.
+
+diesel::table! {
+    deals.pipelines (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        name -> Text,
+        sort -> Integer,
+        is_main -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deals.stages (pipeline_id, id) {
+        pipeline_id -> BigInt,
+        id -> BigInt,
+        account_id -> BigInt,
+        name -> Text,
+        color -> Text,
+        sort -> Integer,
+        kind -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deals.loss_reasons (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        name -> Text,
+        sort -> Integer,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deals.deals (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        pipeline_id -> BigInt,
+        stage_id -> BigInt,
+        name -> Text,
+        price -> BigInt,
+        responsible_user_id -> BigInt,
+        position -> BigInt,
+        loss_reason_id -> Nullable<BigInt>,
+        created_by -> BigInt,
+        updated_by -> BigInt,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        closed_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    deals.stage_totals (account_id, pipeline_id, stage_id, responsible_user_id) {
+        account_id -> BigInt,
+        pipeline_id -> BigInt,
+        stage_id -> BigInt,
+        responsible_user_id -> BigInt,
+        deals -> BigInt,
+        budget -> BigInt,
+    }
+}
+
+diesel::table! {
+    deals.stage_history (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        deal_id -> BigInt,
+        pipeline_id -> BigInt,
+        stage_id -> BigInt,
+        entered_at -> Timestamptz,
+        left_at -> Nullable<Timestamptz>,
+        entered_by -> Jsonb,
+        left_by -> Nullable<Jsonb>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    pipelines,
+    stages,
+    loss_reasons,
+    deals,
+    stage_totals,
+    stage_history
+);
