@@ -76,6 +76,26 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Fill an account with generated deals (set-based, fast), e.g. `--deals 1000000`.
+    Seed {
+        /// An administrator of the account to fill.
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value_t = 10_000)]
+        deals: i64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Benchmark the deals module (server time): board, column paging, moves, creation.
+    #[command(hide = true)]
+    DealsBench {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Diagnostics of the event backbone: the crash probe and the benchmark.
     #[command(hide = true)]
     Events {
@@ -347,6 +367,42 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             events_bench(&config, *burst, *rate, *seconds)
                 .await
                 .map_err(Failure::Other)
+        }
+        Command::Seed {
+            email,
+            deals,
+            server: args,
+        } => {
+            let config = load(&cli.config, args)?;
+            with_state(&config, async |state| {
+                let (caller, pipeline) = bench_pipeline(state, email).await?;
+                let started = Instant::now();
+                let users = bench_users(state, caller).await?;
+                let n = state
+                    .modules
+                    .deals
+                    .seed_deals(caller, pipeline.id, *deals, users)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "seeded {n} deals into pipeline {} in {:.1} s",
+                    pipeline.id,
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            })
+            .await
+        }
+        Command::DealsBench {
+            email,
+            iterations,
+            server: args,
+        } => {
+            let config = load(&cli.config, args)?;
+            with_state(&config, async |state| {
+                crate::deals_bench::run(state, email, *iterations).await
+            })
+            .await
         }
         Command::Db { command } => {
             let (dir, stop, durability) = match command {
@@ -655,4 +711,60 @@ async fn events_bench(config: &Config, burst: i64, rate: u64, seconds: u64) -> R
     backbone.stop().await;
     db.close().await;
     Ok(())
+}
+
+/// The caller (an administrator, by e-mail) and the "Benchmark" pipeline (created with 4 open
+/// stages: 7 stages with incoming, won and lost).
+pub async fn bench_pipeline(
+    state: &crate::state::AppState,
+    email: &str,
+) -> Result<(Caller, deals_api::Pipeline), String> {
+    let user = state
+        .modules
+        .accounts
+        .find_user_by_email(email)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user with e-mail {email}"))?;
+    let caller = Caller::user(user.account_id, user.id);
+    let deals = &state.modules.deals;
+    let existing = deals
+        .pipelines(caller)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|p| p.name == "Benchmark");
+    let pipeline = match existing {
+        Some(p) => p,
+        None => deals
+            .create_pipeline(
+                caller,
+                deals_api::NewPipeline {
+                    name: "Benchmark".into(),
+                    stages: ["Qualified", "Meeting", "Proposal", "Negotiation"]
+                        .iter()
+                        .map(|n| deals_api::NewStage {
+                            name: n.to_string(),
+                            color: "#99ccff".into(),
+                        })
+                        .collect(),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    Ok((caller, pipeline))
+}
+
+pub async fn bench_users(
+    state: &crate::state::AppState,
+    caller: Caller,
+) -> Result<Vec<kernel::UserId>, String> {
+    let page = state
+        .modules
+        .accounts
+        .list_users(caller, kernel::paging::PageRequest::new(None, Some(250)))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(page.items.into_iter().map(|u| u.id).collect())
 }

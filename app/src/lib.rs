@@ -5,6 +5,7 @@ pub mod backbone;
 pub mod cli;
 pub mod config;
 pub mod database;
+pub mod deals_bench;
 pub mod demo;
 pub mod events;
 pub mod health;

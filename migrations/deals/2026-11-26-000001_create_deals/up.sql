@@ -72,14 +72,17 @@ CREATE INDEX deals_account_updated_idx ON deals.deals (account_id, updated_at, i
 
 -- Exact per-column figures without scanning: kept in the same transaction as every change,
 -- per responsible user, so that a user limited to his own (or his group's) deals sums his rows.
+-- Each deal counts in shard (id % 16), so concurrent changes to one column rarely wait on the
+-- same row, and a shard never goes below zero.
 CREATE TABLE deals.stage_totals (
-    account_id          BIGINT NOT NULL,
-    pipeline_id         BIGINT NOT NULL,
-    stage_id            BIGINT NOT NULL,
-    responsible_user_id BIGINT NOT NULL,
-    deals               BIGINT NOT NULL DEFAULT 0 CHECK (deals >= 0),
-    budget              BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (account_id, pipeline_id, stage_id, responsible_user_id)
+    account_id          BIGINT   NOT NULL,
+    pipeline_id         BIGINT   NOT NULL,
+    stage_id            BIGINT   NOT NULL,
+    responsible_user_id BIGINT   NOT NULL,
+    shard               SMALLINT NOT NULL CHECK (shard BETWEEN 0 AND 15),
+    deals               BIGINT   NOT NULL DEFAULT 0 CHECK (deals >= 0),
+    budget              BIGINT   NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, pipeline_id, stage_id, responsible_user_id, shard)
 );
 
 -- Every entry into and exit from a stage: time in stage, funnels.

@@ -57,11 +57,12 @@ diesel::table! {
 }
 
 diesel::table! {
-    deals.stage_totals (account_id, pipeline_id, stage_id, responsible_user_id) {
+    deals.stage_totals (account_id, pipeline_id, stage_id, responsible_user_id, shard) {
         account_id -> BigInt,
         pipeline_id -> BigInt,
         stage_id -> BigInt,
         responsible_user_id -> BigInt,
+        shard -> SmallInt,
         deals -> BigInt,
         budget -> BigInt,
     }

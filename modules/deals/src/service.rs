@@ -180,24 +180,34 @@ async fn insert_stage(
     Ok(row.into())
 }
 
-/// Adds `delta` deals and `budget` to a column's totals for one responsible user. A removal
-/// updates the existing row (an upsert would check its insert values, -1, against `deals >= 0`).
+/// The totals shard a deal counts in (see the migration).
+fn shard_of(deal: i64) -> i16 {
+    (deal.rem_euclid(16)) as i16
+}
+
+/// Adds one deal (`delta` = 1) or removes it (-1) with its `budget` from a column's totals for
+/// one responsible user. A removal updates the existing row (an upsert would check its insert
+/// values, -1, against `deals >= 0`).
+#[allow(clippy::too_many_arguments)]
 async fn bump_totals(
     conn: &mut AsyncPgConnection,
     account: AccountId,
     pipeline: i64,
     stage: i64,
     responsible: i64,
+    deal: i64,
     delta: i64,
     budget: i64,
 ) -> AppResult<()> {
+    let shard = shard_of(deal);
     if delta < 0 {
         let n = diesel::update(
             stage_totals::table
                 .filter(stage_totals::account_id.eq(account.0))
                 .filter(stage_totals::pipeline_id.eq(pipeline))
                 .filter(stage_totals::stage_id.eq(stage))
-                .filter(stage_totals::responsible_user_id.eq(responsible)),
+                .filter(stage_totals::responsible_user_id.eq(responsible))
+                .filter(stage_totals::shard.eq(shard)),
         )
         .set((
             stage_totals::deals.eq(stage_totals::deals + delta),
@@ -218,6 +228,7 @@ async fn bump_totals(
             stage_totals::pipeline_id.eq(pipeline),
             stage_totals::stage_id.eq(stage),
             stage_totals::responsible_user_id.eq(responsible),
+            stage_totals::shard.eq(shard),
             stage_totals::deals.eq(delta),
             stage_totals::budget.eq(budget),
         ))
@@ -226,6 +237,7 @@ async fn bump_totals(
             stage_totals::pipeline_id,
             stage_totals::stage_id,
             stage_totals::responsible_user_id,
+            stage_totals::shard,
         ))
         .do_update()
         .set((
@@ -237,6 +249,7 @@ async fn bump_totals(
     Ok(())
 }
 
+/// Closes the deal's open stage-history row and opens one for `stage`.
 async fn enter_stage(
     conn: &mut AsyncPgConnection,
     caller: Caller,
@@ -257,6 +270,19 @@ async fn enter_stage(
     ))
     .execute(conn)
     .await?;
+    start_stage(conn, caller, deal, pipeline, stage).await
+}
+
+/// Opens a stage-history row (a new deal has none to close).
+async fn start_stage(
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    deal: i64,
+    pipeline: i64,
+    stage: i64,
+) -> AppResult<()> {
+    let actor =
+        serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
     diesel::insert_into(stage_history::table)
         .values((
             stage_history::account_id.eq(caller.account_id.0),
@@ -645,10 +671,10 @@ impl Deals for DealsService {
             .execute(tx)
             .await?;
             diesel::sql_query(
-                "INSERT INTO deals.stage_totals AS t (account_id, pipeline_id, stage_id, responsible_user_id, deals, budget)
-                 SELECT account_id, pipeline_id, $4, responsible_user_id, deals, budget FROM deals.stage_totals
+                "INSERT INTO deals.stage_totals AS t (account_id, pipeline_id, stage_id, responsible_user_id, shard, deals, budget)
+                 SELECT account_id, pipeline_id, $4, responsible_user_id, shard, deals, budget FROM deals.stage_totals
                   WHERE account_id = $1 AND pipeline_id = $2 AND stage_id = $3
-                 ON CONFLICT (account_id, pipeline_id, stage_id, responsible_user_id)
+                 ON CONFLICT (account_id, pipeline_id, stage_id, responsible_user_id, shard)
                  DO UPDATE SET deals = t.deals + EXCLUDED.deals, budget = t.budget + EXCLUDED.budget",
             )
             .bind::<BigInt, _>(account.0)
@@ -736,6 +762,8 @@ impl Deals for DealsService {
         }
         finish(errors)?;
         let responsible = match new.responsible_user_id.or(caller.actor.user_id()) {
+            // The caller was just checked (active, in this account).
+            Some(u) if Some(u) == caller.actor.user_id() => u,
             Some(u) => {
                 // The responsible user must exist in this account.
                 self.accounts.user(caller, u).await.map_err(|e| {
@@ -756,39 +784,43 @@ impl Deals for DealsService {
             }
         };
         let mut conn = self.conn().await?;
-        let pipeline = load_pipeline(&mut conn, caller.account_id, new.pipeline_id)
-            .await
-            .map_err(|e| {
-                if e.code == ErrorCode::NotFound {
+        // The stage, in one query: the one asked for, or the pipeline's first open stage.
+        let mut q = stages::table
+            .filter(stages::account_id.eq(caller.account_id.0))
+            .filter(stages::pipeline_id.eq(new.pipeline_id.0))
+            .select(StageRow::as_select())
+            .order((stages::kind.ne("open"), stages::sort, stages::id))
+            .into_boxed();
+        if let Some(id) = new.stage_id {
+            q = q.filter(stages::id.eq(id.0));
+        }
+        let stage: Stage = match q.first::<StageRow>(&mut conn).await.optional()? {
+            Some(row) => row.into(),
+            None => {
+                let pipeline_exists: i64 = pipelines::table
+                    .filter(pipelines::account_id.eq(caller.account_id.0))
+                    .filter(pipelines::id.eq(new.pipeline_id.0))
+                    .select(count_star())
+                    .first(&mut conn)
+                    .await?;
+                return Err(if pipeline_exists == 0 {
                     AppError::validation("pipeline_id", "not_found", "no such pipeline")
                 } else {
-                    e
-                }
-            })?;
-        let stage = match new.stage_id {
-            Some(id) => pipeline.stages.iter().find(|s| s.id == id).ok_or_else(|| {
-                AppError::validation("stage_id", "not_found", "no such stage in this pipeline")
-            })?,
-            None => pipeline
-                .stages
-                .iter()
-                .find(|s| s.kind == StageKind::Open)
-                .or_else(|| <[Stage]>::first(&pipeline.stages))
-                .ok_or_else(|| {
-                    AppError::validation("stage_id", "not_found", "the pipeline has no stages")
-                })?,
-        }
-        .clone();
+                    AppError::validation("stage_id", "not_found", "no such stage in this pipeline")
+                });
+            }
+        };
+        let pipeline_id = stage.pipeline_id;
         let account = caller.account_id;
         let row = conn
             .transaction::<_, AppError, _>(async |tx| {
                 let position =
-                    position_in(tx, account, pipeline.id.0, stage.id.0, None, None).await?;
+                    position_in(tx, account, pipeline_id.0, stage.id.0, None, None).await?;
                 let closed = stage.kind.is_closed();
                 let row: DealRow = diesel::insert_into(deals::table)
                     .values((
                         deals::account_id.eq(account.0),
-                        deals::pipeline_id.eq(pipeline.id.0),
+                        deals::pipeline_id.eq(pipeline_id.0),
                         deals::stage_id.eq(stage.id.0),
                         deals::name.eq(&name),
                         deals::price.eq(new.price),
@@ -807,16 +839,17 @@ impl Deals for DealsService {
                     row.pipeline_id,
                     row.stage_id,
                     row.responsible_user_id,
+                    row.id,
                     1,
                     row.price,
                 )
                 .await?;
-                enter_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
+                start_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
                 let event = DealCreated {
                     deal_id: DealId(row.id),
                     name: row.name.clone(),
                     price: row.price,
-                    pipeline_id: pipeline.id,
+                    pipeline_id,
                     stage_id: stage.id,
                     responsible_user_id: responsible,
                 };
@@ -942,6 +975,7 @@ impl Deals for DealsService {
                         current.pipeline_id,
                         current.stage_id,
                         current.responsible_user_id,
+                        current.id,
                         -1,
                         -current.price,
                     )
@@ -952,6 +986,7 @@ impl Deals for DealsService {
                         row.pipeline_id,
                         row.stage_id,
                         row.responsible_user_id,
+                        row.id,
                         1,
                         row.price,
                     )
@@ -971,6 +1006,97 @@ impl Deals for DealsService {
             })
             .await?;
         Ok(row.into())
+    }
+
+    async fn seed_deals(
+        &self,
+        caller: Caller,
+        pipeline: PipelineId,
+        count: i64,
+        users: Vec<UserId>,
+    ) -> AppResult<i64> {
+        self.require_admin(caller).await?;
+        if !(1..=10_000_000).contains(&count) || users.is_empty() {
+            return Err(AppError::validation(
+                "count",
+                "out_of_range",
+                "1 to 10,000,000 deals, and at least one user",
+            ));
+        }
+        let mut conn = self.conn().await?;
+        let p = load_pipeline(&mut conn, caller.account_id, pipeline).await?;
+        let open: Vec<i64> = p
+            .stages
+            .iter()
+            .filter(|s| s.kind == StageKind::Open)
+            .map(|s| s.id.0)
+            .collect();
+        if open.is_empty() {
+            return Err(AppError::validation(
+                "pipeline",
+                "no_stages",
+                "the pipeline has no open stages",
+            ));
+        }
+        let users: Vec<i64> = users.iter().map(|u| u.0).collect();
+        let account = caller.account_id.0;
+        let actor =
+            serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            diesel::sql_query(
+                "CREATE TEMP TABLE seeded (n bigint, stage_id bigint, responsible_user_id bigint, price bigint) ON COMMIT DROP",
+            )
+            .execute(tx)
+            .await?;
+            diesel::sql_query(
+                "INSERT INTO seeded SELECT g, ($1::bigint[])[1 + g % cardinality($1::bigint[])],
+                        ($2::bigint[])[1 + (g / 7) % cardinality($2::bigint[])], (g * 7919 % 100000) * 10
+                   FROM generate_series(1, $3) g",
+            )
+            .bind::<diesel::sql_types::Array<BigInt>, _>(&open)
+            .bind::<diesel::sql_types::Array<BigInt>, _>(&users)
+            .bind::<BigInt, _>(count)
+            .execute(tx)
+            .await?;
+            diesel::sql_query(
+                "CREATE TEMP TABLE inserted ON COMMIT DROP AS
+                 WITH ins AS (
+                   INSERT INTO deals.deals (account_id, pipeline_id, stage_id, name, price, responsible_user_id, position,
+                                            created_by, updated_by, created_at, updated_at)
+                   SELECT $1, $2, stage_id, 'Deal #' || n, price, responsible_user_id, -n * 1048576, 0, 0,
+                          now() - make_interval(mins => (n % 100000)::int), now()
+                     FROM seeded
+                   RETURNING id, stage_id, responsible_user_id, price, created_at)
+                 SELECT * FROM ins",
+            )
+            .bind::<BigInt, _>(account)
+            .bind::<BigInt, _>(pipeline.0)
+            .execute(tx)
+            .await?;
+            diesel::sql_query(
+                "INSERT INTO deals.stage_history (account_id, deal_id, pipeline_id, stage_id, entered_at, entered_by)
+                 SELECT $1, id, $2, stage_id, created_at, $3 FROM inserted",
+            )
+            .bind::<BigInt, _>(account)
+            .bind::<BigInt, _>(pipeline.0)
+            .bind::<diesel::sql_types::Jsonb, _>(&actor)
+            .execute(tx)
+            .await?;
+            diesel::sql_query(
+                "INSERT INTO deals.stage_totals AS t (account_id, pipeline_id, stage_id, responsible_user_id, shard, deals, budget)
+                 SELECT $1, $2, stage_id, responsible_user_id, (id % 16)::smallint, count(*), sum(price) FROM inserted
+                  GROUP BY stage_id, responsible_user_id, id % 16
+                 ON CONFLICT (account_id, pipeline_id, stage_id, responsible_user_id, shard)
+                 DO UPDATE SET deals = t.deals + EXCLUDED.deals, budget = t.budget + EXCLUDED.budget",
+            )
+            .bind::<BigInt, _>(account)
+            .bind::<BigInt, _>(pipeline.0)
+            .execute(tx)
+            .await?;
+            Ok(())
+        })
+        .await?;
+        Ok(count)
     }
 
     async fn board(

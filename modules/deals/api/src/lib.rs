@@ -59,6 +59,17 @@ pub trait Deals: Send + Sync {
     /// Moves a deal to a stage (of its pipeline) and a place in that column.
     async fn move_deal(&self, caller: Caller, id: DealId, to: MoveTo) -> AppResult<Deal>;
 
+    /// Fills a pipeline with `count` generated deals spread over its open stages and the given
+    /// users, with their stage history and totals, in set-based statements (for benchmarks and
+    /// demos). Administrators only.
+    async fn seed_deals(
+        &self,
+        caller: Caller,
+        pipeline: PipelineId,
+        count: i64,
+        users: Vec<kernel::UserId>,
+    ) -> AppResult<i64>;
+
     // --- the board ----------------------------------------------------------------------------
     /// Every column of a pipeline with its exact totals (as far as the caller may see) and the
     /// first page of its deals.
