@@ -589,3 +589,129 @@ async fn concurrent_moves_of_one_deal_end_in_one_consistent_state() {
 async fn spawn_app_with_pool(size: usize) -> TestApp {
     crate::support::spawn_app_with(|c| c.db.pool_size = size).await
 }
+
+#[tokio::test]
+async fn updates_deletes_and_restores_keep_totals_exact_and_publish_events() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let deals = &app.state.modules.deals;
+    let p = sales_pipeline(&app, caller).await;
+    let stage = p.stages[1].id;
+    let m = app.member(&t, "maria@acme.test").await;
+    let d = deals
+        .create_deal(caller, new_deal(&p, "Original", 100))
+        .await
+        .unwrap();
+    let totals = |board: &[BoardColumn]| board.iter().find(|c| c.stage.id == stage).unwrap().totals;
+
+    let err = deals
+        .update_deal(
+            caller,
+            d.id,
+            DealPatch {
+                price: Some(-5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.field("price").is_some());
+    let err = deals
+        .update_deal(
+            caller,
+            d.id,
+            DealPatch {
+                name: Some(" ".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.field("name").is_some());
+    let updated = deals
+        .update_deal(
+            caller,
+            d.id,
+            DealPatch {
+                name: Some("Renamed".into()),
+                price: Some(250),
+                responsible_user_id: Some(m.id),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            updated.name.as_str(),
+            updated.price,
+            updated.responsible_user_id
+        ),
+        ("Renamed", 250, m.id)
+    );
+    let board = deals
+        .board(caller, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        totals(&board),
+        Totals {
+            deals: 1,
+            budget: 250
+        }
+    );
+    let hers = format!(
+        "SELECT coalesce(sum(deals), 0)::bigint AS n FROM deals.stage_totals WHERE responsible_user_id = {}",
+        m.id
+    );
+    assert_eq!(
+        app.count(&hers).await,
+        1,
+        "the deal now counts for its new responsible user"
+    );
+
+    deals.delete_deal(caller, d.id).await.unwrap();
+    assert_eq!(
+        deals.deal(caller, d.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    let board = deals
+        .board(caller, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(totals(&board), Totals::default());
+    assert!(board.iter().all(|c| c.deals.items.is_empty()));
+    assert_eq!(
+        deals.delete_deal(caller, d.id).await.unwrap_err().code,
+        ErrorCode::NotFound,
+        "deleted once"
+    );
+    let back = deals.restore_deal(caller, d.id).await.unwrap();
+    assert_eq!(back.price, 250);
+    let board = deals
+        .board(caller, p.id, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        totals(&board),
+        Totals {
+            deals: 1,
+            budget: 250
+        }
+    );
+    for event in [
+        "deal_updated",
+        "deal_responsible_changed",
+        "deal_deleted",
+        "deal_restored",
+    ] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) AS n FROM deals.outbox WHERE event_type = 'deals.{event}'"
+            ))
+            .await,
+            1,
+            "{event}"
+        );
+    }
+}

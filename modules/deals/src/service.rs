@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use accounts_api::{Accounts, Action};
 use async_trait::async_trait;
-use deals_api::events::{DealCreated, DealStageChanged};
+use deals_api::events::{
+    DealCreated, DealDeleted, DealResponsibleChanged, DealRestored, DealStageChanged, DealUpdated,
+};
 use deals_api::*;
 use diesel::dsl::{count_star, now};
 use diesel::prelude::*;
@@ -294,6 +296,34 @@ async fn start_stage(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Locks a deal of the account for a change: a live one, or (`deleted`) a deleted one.
+async fn lock_deal(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    id: DealId,
+    deleted: bool,
+) -> AppResult<DealRow> {
+    let of_account = deals::account_id.eq(account.0).and(deals::id.eq(id.0));
+    let found: Option<DealRow> = if deleted {
+        deals::table
+            .filter(of_account.and(deals::deleted_at.is_not_null()))
+            .select(DealRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+    } else {
+        deals::table
+            .filter(of_account.and(deals::deleted_at.is_null()))
+            .select(DealRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+    };
+    found.ok_or_else(|| AppError::not_found("deal"))
 }
 
 /// The position for a deal placed at the top of a column, or right after `after`.
@@ -876,6 +906,204 @@ impl Deals for DealsService {
         if !scope.allows(UserId(row.responsible_user_id)) {
             return Err(AppError::not_found("deal"));
         }
+        Ok(row.into())
+    }
+
+    async fn update_deal(&self, caller: Caller, id: DealId, patch: DealPatch) -> AppResult<Deal> {
+        let scope = access::scope(&*self.accounts, caller, Action::Edit).await?;
+        let mut errors = Vec::new();
+        let name = patch
+            .name
+            .as_deref()
+            .map(|n| check_name("name", n, 255, &mut errors));
+        if patch.price.is_some_and(|p| p < 0) {
+            errors.push(FieldError {
+                field: "price".into(),
+                code: "negative".into(),
+                message: "the budget cannot be negative".into(),
+            });
+        }
+        finish(errors)?;
+        if let Some(u) = patch.responsible_user_id {
+            self.accounts.user(caller, u).await.map_err(|e| {
+                if e.code == ErrorCode::NotFound {
+                    AppError::validation("responsible_user_id", "not_found", "no such user")
+                } else {
+                    e
+                }
+            })?;
+        }
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let row = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let current = lock_deal(tx, account, id, false).await?;
+                if !scope.allows(UserId(current.responsible_user_id)) {
+                    return Err(AppError::not_found("deal"));
+                }
+                let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
+                    .set((
+                        deals::name.eq(name.clone().unwrap_or_else(|| current.name.clone())),
+                        deals::price.eq(patch.price.unwrap_or(current.price)),
+                        deals::responsible_user_id.eq(patch
+                            .responsible_user_id
+                            .map(|u| u.0)
+                            .unwrap_or(current.responsible_user_id)),
+                        deals::updated_at.eq(now),
+                        deals::updated_by.eq(actor_of(caller)),
+                    ))
+                    .returning(DealRow::as_returning())
+                    .get_result(tx)
+                    .await?;
+                if row.price != current.price
+                    || row.responsible_user_id != current.responsible_user_id
+                {
+                    bump_totals(
+                        tx,
+                        account,
+                        current.pipeline_id,
+                        current.stage_id,
+                        current.responsible_user_id,
+                        current.id,
+                        -1,
+                        -current.price,
+                    )
+                    .await?;
+                    bump_totals(
+                        tx,
+                        account,
+                        row.pipeline_id,
+                        row.stage_id,
+                        row.responsible_user_id,
+                        row.id,
+                        1,
+                        row.price,
+                    )
+                    .await?;
+                }
+                let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
+                if row.name != current.name {
+                    before.insert("name".into(), current.name.clone().into());
+                    after.insert("name".into(), row.name.clone().into());
+                }
+                if row.price != current.price {
+                    before.insert("price".into(), current.price.into());
+                    after.insert("price".into(), row.price.into());
+                }
+                let mut events = Vec::new();
+                if row.responsible_user_id != current.responsible_user_id {
+                    before.insert(
+                        "responsible_user_id".into(),
+                        current.responsible_user_id.into(),
+                    );
+                    after.insert("responsible_user_id".into(), row.responsible_user_id.into());
+                    events.push(EventEnvelope::new(
+                        caller,
+                        &DealResponsibleChanged {
+                            deal_id: id,
+                            from_user_id: UserId(current.responsible_user_id),
+                            to_user_id: UserId(row.responsible_user_id),
+                        },
+                    )?);
+                }
+                if !after.is_empty() {
+                    events.insert(
+                        0,
+                        EventEnvelope::new(
+                            caller,
+                            &DealUpdated {
+                                deal_id: id,
+                                before: before.into(),
+                                after: after.into(),
+                            },
+                        )?,
+                    );
+                }
+                outbox::append(tx, crate::SCHEMA, &events).await?;
+                Ok(row)
+            })
+            .await?;
+        Ok(row.into())
+    }
+
+    async fn delete_deal(&self, caller: Caller, id: DealId) -> AppResult<()> {
+        let scope = access::scope(&*self.accounts, caller, Action::Delete).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let current = lock_deal(tx, account, id, false).await?;
+            if !scope.allows(UserId(current.responsible_user_id)) {
+                return Err(AppError::not_found("deal"));
+            }
+            diesel::update(deals::table.filter(deals::id.eq(current.id)))
+                .set((
+                    deals::deleted_at.eq(now),
+                    deals::updated_at.eq(now),
+                    deals::updated_by.eq(actor_of(caller)),
+                ))
+                .execute(tx)
+                .await?;
+            bump_totals(
+                tx,
+                account,
+                current.pipeline_id,
+                current.stage_id,
+                current.responsible_user_id,
+                current.id,
+                -1,
+                -current.price,
+            )
+            .await?;
+            outbox::append(
+                tx,
+                crate::SCHEMA,
+                &[EventEnvelope::new(caller, &DealDeleted { deal_id: id })?],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn restore_deal(&self, caller: Caller, id: DealId) -> AppResult<Deal> {
+        let scope = access::scope(&*self.accounts, caller, Action::Delete).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let row = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let current = lock_deal(tx, account, id, true).await?;
+                if !scope.allows(UserId(current.responsible_user_id)) {
+                    return Err(AppError::not_found("deal"));
+                }
+                let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
+                    .set((
+                        deals::deleted_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+                        deals::updated_at.eq(now),
+                        deals::updated_by.eq(actor_of(caller)),
+                    ))
+                    .returning(DealRow::as_returning())
+                    .get_result(tx)
+                    .await?;
+                bump_totals(
+                    tx,
+                    account,
+                    row.pipeline_id,
+                    row.stage_id,
+                    row.responsible_user_id,
+                    row.id,
+                    1,
+                    row.price,
+                )
+                .await?;
+                outbox::append(
+                    tx,
+                    crate::SCHEMA,
+                    &[EventEnvelope::new(caller, &DealRestored { deal_id: id })?],
+                )
+                .await?;
+                Ok(row)
+            })
+            .await?;
         Ok(row.into())
     }
 

@@ -32,3 +32,44 @@ pub struct DealStageChanged {
 impl DomainEvent for DealStageChanged {
     const TYPE: &'static str = "deals.deal_stage_changed";
 }
+
+/// Changed fields only, before and after (`name`, `price`, `responsible_user_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DealUpdated {
+    pub deal_id: DealId,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+impl DomainEvent for DealUpdated {
+    const TYPE: &'static str = "deals.deal_updated";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealResponsibleChanged {
+    pub deal_id: DealId,
+    pub from_user_id: UserId,
+    pub to_user_id: UserId,
+}
+
+impl DomainEvent for DealResponsibleChanged {
+    const TYPE: &'static str = "deals.deal_responsible_changed";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealDeleted {
+    pub deal_id: DealId,
+}
+
+impl DomainEvent for DealDeleted {
+    const TYPE: &'static str = "deals.deal_deleted";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealRestored {
+    pub deal_id: DealId,
+}
+
+impl DomainEvent for DealRestored {
+    const TYPE: &'static str = "deals.deal_restored";
+}

@@ -56,6 +56,11 @@ pub trait Deals: Send + Sync {
     // --- deals --------------------------------------------------------------------------------
     async fn create_deal(&self, caller: Caller, new: NewDeal) -> AppResult<Deal>;
     async fn deal(&self, caller: Caller, id: DealId) -> AppResult<Deal>;
+    /// Changes a deal's name, budget or responsible user (`None` leaves a field as it is).
+    async fn update_deal(&self, caller: Caller, id: DealId, patch: DealPatch) -> AppResult<Deal>;
+    /// Soft-deletes a deal: it leaves the board, the lists and the totals, and can be restored.
+    async fn delete_deal(&self, caller: Caller, id: DealId) -> AppResult<()>;
+    async fn restore_deal(&self, caller: Caller, id: DealId) -> AppResult<Deal>;
     /// Moves a deal to a stage (of its pipeline) and a place in that column.
     async fn move_deal(&self, caller: Caller, id: DealId, to: MoveTo) -> AppResult<Deal>;
 

@@ -140,3 +140,10 @@ pub struct BoardColumn {
     pub totals: Totals,
     pub deals: Page<Deal>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealPatch {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    pub responsible_user_id: Option<UserId>,
+}
