@@ -251,6 +251,44 @@ async fn bump_totals(
     Ok(())
 }
 
+/// Counts a deal, as it is in `row`, into its column's totals.
+async fn count_in(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    row: &DealRow,
+) -> AppResult<()> {
+    bump_totals(
+        conn,
+        account,
+        row.pipeline_id,
+        row.stage_id,
+        row.responsible_user_id,
+        row.id,
+        1,
+        row.price,
+    )
+    .await
+}
+
+/// Takes a deal, as it was in `row`, out of its column's totals.
+async fn count_out(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    row: &DealRow,
+) -> AppResult<()> {
+    bump_totals(
+        conn,
+        account,
+        row.pipeline_id,
+        row.stage_id,
+        row.responsible_user_id,
+        row.id,
+        -1,
+        -row.price,
+    )
+    .await
+}
+
 /// Closes the deal's open stage-history row and opens one for `stage`.
 async fn enter_stage(
     conn: &mut AsyncPgConnection,
@@ -863,17 +901,7 @@ impl Deals for DealsService {
                     .returning(DealRow::as_returning())
                     .get_result(tx)
                     .await?;
-                bump_totals(
-                    tx,
-                    account,
-                    row.pipeline_id,
-                    row.stage_id,
-                    row.responsible_user_id,
-                    row.id,
-                    1,
-                    row.price,
-                )
-                .await?;
+                count_in(tx, account, &row).await?;
                 start_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
                 let event = DealCreated {
                     deal_id: DealId(row.id),
@@ -958,28 +986,8 @@ impl Deals for DealsService {
                 if row.price != current.price
                     || row.responsible_user_id != current.responsible_user_id
                 {
-                    bump_totals(
-                        tx,
-                        account,
-                        current.pipeline_id,
-                        current.stage_id,
-                        current.responsible_user_id,
-                        current.id,
-                        -1,
-                        -current.price,
-                    )
-                    .await?;
-                    bump_totals(
-                        tx,
-                        account,
-                        row.pipeline_id,
-                        row.stage_id,
-                        row.responsible_user_id,
-                        row.id,
-                        1,
-                        row.price,
-                    )
-                    .await?;
+                    count_out(tx, account, &current).await?;
+                    count_in(tx, account, &row).await?;
                 }
                 let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
                 if row.name != current.name {
@@ -1043,17 +1051,7 @@ impl Deals for DealsService {
                 ))
                 .execute(tx)
                 .await?;
-            bump_totals(
-                tx,
-                account,
-                current.pipeline_id,
-                current.stage_id,
-                current.responsible_user_id,
-                current.id,
-                -1,
-                -current.price,
-            )
-            .await?;
+            count_out(tx, account, &current).await?;
             outbox::append(
                 tx,
                 crate::SCHEMA,
@@ -1084,17 +1082,7 @@ impl Deals for DealsService {
                     .returning(DealRow::as_returning())
                     .get_result(tx)
                     .await?;
-                bump_totals(
-                    tx,
-                    account,
-                    row.pipeline_id,
-                    row.stage_id,
-                    row.responsible_user_id,
-                    row.id,
-                    1,
-                    row.price,
-                )
-                .await?;
+                count_in(tx, account, &row).await?;
                 outbox::append(
                     tx,
                     crate::SCHEMA,
@@ -1197,28 +1185,8 @@ impl Deals for DealsService {
                     .get_result(tx)
                     .await?;
                 if changed_stage {
-                    bump_totals(
-                        tx,
-                        account,
-                        current.pipeline_id,
-                        current.stage_id,
-                        current.responsible_user_id,
-                        current.id,
-                        -1,
-                        -current.price,
-                    )
-                    .await?;
-                    bump_totals(
-                        tx,
-                        account,
-                        row.pipeline_id,
-                        row.stage_id,
-                        row.responsible_user_id,
-                        row.id,
-                        1,
-                        row.price,
-                    )
-                    .await?;
+                    count_out(tx, account, &current).await?;
+                    count_in(tx, account, &row).await?;
                     enter_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
                     let event = DealStageChanged {
                         deal_id: DealId(row.id),
