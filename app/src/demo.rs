@@ -93,9 +93,96 @@ pub async fn seed(modules: &Modules) -> AppResult<DemoLogin> {
             )
             .await?;
     }
+    seed_deals(modules, system).await?;
     Ok(DemoLogin {
         email: DEMO_EMAIL,
         password: DEMO_PASSWORD,
         created: true,
     })
+}
+
+/// A sales pipeline with deals spread over its stages, one won and one lost.
+async fn seed_deals(modules: &Modules, system: Caller) -> AppResult<()> {
+    use deals_api::{MoveTo, NewDeal, NewPipeline, NewStage, StageKind};
+    let deals = &modules.deals;
+    let stage = |name: &str, color: &str| NewStage {
+        name: name.into(),
+        color: color.into(),
+    };
+    let pipeline = deals
+        .create_pipeline(
+            system,
+            NewPipeline {
+                name: "Sales".into(),
+                stages: vec![
+                    stage("Qualified", "#99ccff"),
+                    stage("Meeting", "#ffcc66"),
+                    stage("Proposal", "#ffff99"),
+                    stage("Negotiation", "#ff8f92"),
+                ],
+            },
+        )
+        .await?;
+    let reason = deals.create_loss_reason(system, "Too expensive").await?;
+    deals
+        .create_loss_reason(system, "Chose a competitor")
+        .await?;
+    let users = modules
+        .accounts
+        .list_users(system, kernel::paging::PageRequest::new(None, Some(50)))
+        .await?
+        .items;
+    let open: Vec<_> = pipeline
+        .stages
+        .iter()
+        .filter(|s| s.kind == StageKind::Open)
+        .map(|s| s.id)
+        .collect();
+    let names = [
+        "Website redesign",
+        "CRM rollout",
+        "Annual support",
+        "Office furniture",
+        "Fleet telematics",
+        "Cloud migration",
+        "Security audit",
+        "Staff training",
+        "Warehouse racks",
+        "Call centre",
+        "Mobile app",
+        "Data warehouse",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let deal = deals
+            .create_deal(
+                system,
+                NewDeal {
+                    name: (*name).into(),
+                    price: 50_000 + (i as i64 * 37_500) % 400_000,
+                    pipeline_id: pipeline.id,
+                    stage_id: Some(open[i % open.len()]),
+                    responsible_user_id: users.get(i % users.len().max(1)).map(|u| u.id),
+                },
+            )
+            .await?;
+        let closing = match i {
+            10 => Some((deals_api::WON, None)),
+            11 => Some((deals_api::LOST, Some(reason.id))),
+            _ => None,
+        };
+        if let Some((stage_id, loss_reason_id)) = closing {
+            deals
+                .move_deal(
+                    system,
+                    deal.id,
+                    MoveTo {
+                        stage_id,
+                        after: None,
+                        loss_reason_id,
+                    },
+                )
+                .await?;
+        }
+    }
+    Ok(())
 }
