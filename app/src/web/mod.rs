@@ -10,7 +10,7 @@ pub mod session;
 
 use actix_web::web;
 
-use pages::{auth, home, settings};
+use pages::{auth, deals, home, settings};
 
 pub fn random_token() -> String {
     use base64::Engine;
@@ -31,6 +31,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sign-up", web::post().to(auth::sign_up))
         .route("/sign-out", web::post().to(auth::sign_out))
         .route("/lang/{code}", web::get().to(auth::set_lang))
+        .route("/deals", web::get().to(deals::index))
+        .route("/deals/pipelines/{id}", web::get().to(deals::board))
+        .route(
+            "/deals/pipelines/{id}/deals",
+            web::post().to(deals::quick_add),
+        )
+        .route(
+            "/deals/pipelines/{id}/stages/{stage}",
+            web::get().to(deals::more),
+        )
         .route("/settings", web::get().to(settings_home))
         .route("/settings/users", web::get().to(users::list))
         .route("/settings/users", web::post().to(users::create))

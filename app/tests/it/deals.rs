@@ -715,3 +715,76 @@ async fn updates_deletes_and_restores_keep_totals_exact_and_publish_events() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_board_page_shows_columns_pages_cards_and_quick_adds() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let deals = &app.state.modules.deals;
+    let p = sales_pipeline(&app, caller).await;
+    let stage = p.stages[1].id;
+    for i in 0..30 {
+        deals
+            .create_deal(caller, new_deal(&p, &format!("Deal {i:02}"), 1000))
+            .await
+            .unwrap();
+    }
+    let c = app.signed_in(&t.admin.email).await;
+    let res = c.get("/deals").await;
+    assert_eq!(
+        crate::support::location(&res),
+        format!("/deals/pipelines/{}", p.id)
+    );
+    let (status, html) = c.text(&format!("/deals/pipelines/{}", p.id)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(
+        html.contains("Deal 29") && !html.contains("Deal 00"),
+        "the newest 25 first"
+    );
+    assert!(html.contains("30 · 30\u{a0}000.00\u{a0}₽"), "exact totals");
+    let more = html
+        .split("hx-get=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, fragment) = c.text(&more).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(
+        fragment.contains("Deal 00") && !fragment.contains("<html"),
+        "{fragment}"
+    );
+
+    let board = format!("/deals/pipelines/{}", p.id);
+    let action = format!("{board}/deals");
+    let sid = stage.to_string();
+    let res = c
+        .submit(
+            &board,
+            &action,
+            &[("name", "Quick one"), ("price", "500"), ("stage_id", &sid)],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let res = c
+        .submit(
+            &board,
+            &action,
+            &[("name", ""), ("price", "abc"), ("stage_id", &sid)],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(app.count("SELECT count(*) AS n FROM deals.deals").await, 31);
+    // Another account's pipeline is not there.
+    let other = app.tenant("Other").await;
+    let theirs = sales_pipeline(&app, Caller::user(other.account, other.admin.id)).await;
+    assert_eq!(
+        c.get(&format!("/deals/pipelines/{}", theirs.id))
+            .await
+            .status(),
+        reqwest::StatusCode::NOT_FOUND
+    );
+}
