@@ -481,8 +481,9 @@ async fn serve_on(
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "migrations applied");
     }
-    let jobs =
-        crate::backbone::job_store(config, &db.url, server::queues(&server::subscribers())).await?;
+    // One set of subscribers: the job store learns their queues, the backbone runs them.
+    let subscribers = server::subscribers();
+    let jobs = crate::backbone::job_store(config, &db.url, server::queues(&subscribers)).await?;
     let state = web::Data::new(server::build_state(
         config.clone(),
         &db.url,
@@ -497,7 +498,7 @@ async fn serve_on(
                 state.pool.clone(),
                 jobs,
                 state.metrics.clone(),
-                server::subscribers(),
+                subscribers,
                 server::outbox_schemas(),
             )
             .await?,

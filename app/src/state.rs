@@ -20,7 +20,7 @@ pub struct Modules {
 pub struct AppState {
     pub config: Config,
     pub modules: Modules,
-    /// Used only to answer readiness checks.
+    /// The process's database pool (readiness checks, the event backbone).
     pub pool: DbPool,
     pub cookie_key: Key,
     pub sign_in_limits: SignInLimits,

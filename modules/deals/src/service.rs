@@ -187,21 +187,18 @@ fn shard_of(deal: i64) -> i16 {
     (deal.rem_euclid(16)) as i16
 }
 
-/// Adds one deal (`delta` = 1) or removes it (-1) with its `budget` from a column's totals for
-/// one responsible user. A removal updates the existing row (an upsert would check its insert
-/// values, -1, against `deals >= 0`).
-#[allow(clippy::too_many_arguments)]
+/// Adds a deal, as it is in `row`, to its column's totals for its responsible user
+/// (`delta` = 1), or removes it (-1). A removal updates the existing row (an upsert would check
+/// its insert values, -1, against `deals >= 0`).
 async fn bump_totals(
     conn: &mut AsyncPgConnection,
     account: AccountId,
-    pipeline: i64,
-    stage: i64,
-    responsible: i64,
-    deal: i64,
+    row: &DealRow,
     delta: i64,
-    budget: i64,
 ) -> AppResult<()> {
-    let shard = shard_of(deal);
+    let (pipeline, stage, responsible) = (row.pipeline_id, row.stage_id, row.responsible_user_id);
+    let budget = delta * row.price;
+    let shard = shard_of(row.id);
     if delta < 0 {
         let n = diesel::update(
             stage_totals::table
@@ -257,17 +254,7 @@ async fn count_in(
     account: AccountId,
     row: &DealRow,
 ) -> AppResult<()> {
-    bump_totals(
-        conn,
-        account,
-        row.pipeline_id,
-        row.stage_id,
-        row.responsible_user_id,
-        row.id,
-        1,
-        row.price,
-    )
-    .await
+    bump_totals(conn, account, row, 1).await
 }
 
 /// Takes a deal, as it was in `row`, out of its column's totals.
@@ -276,17 +263,7 @@ async fn count_out(
     account: AccountId,
     row: &DealRow,
 ) -> AppResult<()> {
-    bump_totals(
-        conn,
-        account,
-        row.pipeline_id,
-        row.stage_id,
-        row.responsible_user_id,
-        row.id,
-        -1,
-        -row.price,
-    )
-    .await
+    bump_totals(conn, account, row, -1).await
 }
 
 /// Closes the deal's open stage-history row and opens one for `stage`.
