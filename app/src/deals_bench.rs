@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use deals_api::{MoveTo, NewDeal, StageKind};
+use deals_api::{DealFilter, MoveTo, NewDeal, StageKind};
 use diesel_async::RunQueryDsl;
 use kernel::paging::PageRequest;
 
@@ -26,7 +26,7 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
     let (caller, pipeline) = crate::cli::bench_pipeline(state, email).await?;
     let deals = &state.modules.deals;
     let first = deals
-        .board(caller, pipeline.id, PageRequest::new(None, Some(50)))
+        .board(caller, pipeline.id, &DealFilter::default(), PageRequest::new(None, Some(50)))
         .await
         .map_err(err)?;
     let total: i64 = first.iter().map(|c| c.totals.deals).sum();
@@ -41,7 +41,7 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
     for _ in 0..iterations {
         let t = Instant::now();
         deals
-            .board(caller, pipeline.id, PageRequest::new(None, Some(50)))
+            .board(caller, pipeline.id, &DealFilter::default(), PageRequest::new(None, Some(50)))
             .await
             .map_err(err)?;
         times.push(t.elapsed());
@@ -58,7 +58,7 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
     for _ in 0..iterations {
         let t = Instant::now();
         let page = deals
-            .column(caller, pipeline.id, busiest.stage.id, cursor.clone(), 50)
+            .column(caller, pipeline.id, busiest.stage.id, &DealFilter::default(), cursor.clone(), 50)
             .await
             .map_err(err)?;
         times.push(t.elapsed());
@@ -78,7 +78,7 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
         let from = open[i % open.len()];
         let to = open[(i + 1) % open.len()];
         let page = deals
-            .column(caller, pipeline.id, from, None, 1)
+            .column(caller, pipeline.id, from, &DealFilter::default(), None, 1)
             .await
             .map_err(err)?;
         let Some(deal) = <[deals_api::Deal]>::first(&page.items) else {
@@ -118,6 +118,7 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
                     pipeline_id: p,
                     stage_id: None,
                     responsible_user_id: None,
+                    ..NewDeal::new(p, "")
                 };
                 if deals.create_deal(caller, new).await.is_ok() {
                     n += 1;

@@ -162,6 +162,12 @@ async fn seed_deals(modules: &Modules, system: Caller) -> AppResult<()> {
                     pipeline_id: pipeline.id,
                     stage_id: Some(open[i % open.len()]),
                     responsible_user_id: users.get(i % users.len().max(1)).map(|u| u.id),
+                    tags: match i % 4 {
+                        0 => vec!["vip".into()],
+                        1 => vec!["partner".into(), "website".into()],
+                        _ => Vec::new(),
+                    },
+                    ..NewDeal::new(pipeline.id, "")
                 },
             )
             .await?;

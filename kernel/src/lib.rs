@@ -4,6 +4,7 @@ pub mod actor;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod fields;
 pub mod ids;
 pub mod inbox;
 pub mod migrate;

@@ -20,6 +20,16 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../../static/htmx.min.js"),
     },
+    Asset {
+        name: "sortable.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../static/sortable.min.js"),
+    },
+    Asset {
+        name: "board.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../static/board.js"),
+    },
 ];
 
 /// A cheap content hash for the ETag (FNV-1a), computed per request on a few KB.

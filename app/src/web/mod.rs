@@ -41,6 +41,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/deals/pipelines/{id}/stages/{stage}",
             web::get().to(deals::more),
         )
+        .route("/deals/list", web::get().to(deals::list::list))
+        .route("/deals/bulk", web::post().to(deals::list::bulk))
+        .route("/deals/filters", web::post().to(deals::save_filter))
+        .route(
+            "/deals/filters/{id}/delete",
+            web::post().to(deals::delete_filter),
+        )
+        .route("/deals/{id}", web::get().to(deals::deal::show))
+        .route("/deals/{id}", web::post().to(deals::deal::save))
+        .route("/deals/{id}/move", web::post().to(deals::move_deal))
+        .route("/deals/{id}/stage", web::post().to(deals::deal::set_stage))
+        .route("/deals/{id}/delete", web::post().to(deals::deal::delete))
         .route("/settings", web::get().to(settings_home))
         .route("/settings/users", web::get().to(users::list))
         .route("/settings/users", web::post().to(users::create))

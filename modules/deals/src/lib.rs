@@ -2,6 +2,9 @@
 //! Owns the `deals` schema; everyone else reaches it through `deals_api::Deals`.
 
 mod access;
+mod fields;
+mod ops;
+mod query;
 mod rows;
 mod schema;
 mod service;

@@ -1,5 +1,7 @@
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use deals_api::{Deal, DealId, LossReasonId, PipelineId, Stage, StageId, StageKind};
+use deals_api::{Deal, DealId, LossReasonId, PipelineId, Stage, StageId, StageKind, Tag, TagId};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use kernel::{AccountId, UserId};
@@ -47,10 +49,31 @@ pub struct DealRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    pub tag_ids: Vec<i64>,
+    pub custom_fields: serde_json::Value,
+    pub contact_ids: Vec<i64>,
+    pub main_contact_id: Option<i64>,
+    pub company_ids: Vec<i64>,
 }
 
-impl From<DealRow> for Deal {
-    fn from(r: DealRow) -> Deal {
+impl DealRow {
+    /// The deal, with its tags' names from `tags`.
+    pub fn into_deal(self, tags: &HashMap<i64, String>) -> Deal {
+        let tag_list = self
+            .tag_ids
+            .iter()
+            .filter_map(|id| {
+                tags.get(id).map(|name| Tag {
+                    id: TagId(*id),
+                    name: name.clone(),
+                })
+            })
+            .collect();
+        let custom_fields = match &self.custom_fields {
+            serde_json::Value::Object(m) => m.clone(),
+            _ => Default::default(),
+        };
+        let r = self;
         Deal {
             id: DealId(r.id),
             account_id: AccountId(r.account_id),
@@ -66,6 +89,11 @@ impl From<DealRow> for Deal {
             created_at: r.created_at,
             updated_at: r.updated_at,
             closed_at: r.closed_at,
+            tags: tag_list,
+            custom_fields,
+            contact_ids: r.contact_ids,
+            main_contact_id: r.main_contact_id,
+            company_ids: r.company_ids,
         }
     }
 }

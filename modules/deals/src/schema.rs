@@ -53,6 +53,11 @@ diesel::table! {
         updated_at -> Timestamptz,
         closed_at -> Nullable<Timestamptz>,
         deleted_at -> Nullable<Timestamptz>,
+        tag_ids -> Array<BigInt>,
+        custom_fields -> Jsonb,
+        contact_ids -> Array<BigInt>,
+        main_contact_id -> Nullable<BigInt>,
+        company_ids -> Array<BigInt>,
     }
 }
 
@@ -90,3 +95,48 @@ diesel::allow_tables_to_appear_in_same_query!(
     stage_totals,
     stage_history
 );
+
+diesel::table! {
+    deals.custom_fields (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        name -> Text,
+        field_type -> Text,
+        sort -> Integer,
+        required_statuses -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deals.custom_field_enums (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        field_id -> BigInt,
+        value -> Text,
+        sort -> Integer,
+    }
+}
+
+diesel::table! {
+    deals.tags (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deals.saved_filters (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        query -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(custom_fields, custom_field_enums);

@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use accounts_api::{Accounts, Action};
 use async_trait::async_trait;
-use deals_api::events::{
-    DealCreated, DealDeleted, DealResponsibleChanged, DealRestored, DealStageChanged, DealUpdated,
-};
+use chrono::{DateTime, Utc};
+use deals_api::events::DealCreated;
 use deals_api::*;
 use diesel::dsl::{count_star, now};
 use diesel::prelude::*;
@@ -18,11 +17,14 @@ use kernel::paging::{Cursor, Page, PageRequest};
 use kernel::{AccountId, AppError, AppResult, Caller, ErrorCode, FieldError, UserId, outbox};
 
 use crate::access::{self, Scope};
+use crate::fields;
+use crate::ops::{self, GAP, actor_of};
+use crate::query;
 use crate::rows::{DealRow, StageRow};
-use crate::schema::{deals, loss_reasons, pipelines, stage_history, stage_totals, stages};
-
-/// The gap between neighbours in a column: room for 20 halvings before a column is renumbered.
-const GAP: i64 = 1 << 20;
+use crate::schema::{
+    custom_fields, deals, loss_reasons, pipelines, saved_filters, stage_history, stage_totals,
+    stages,
+};
 
 pub struct DealsService {
     pool: DbPool,
@@ -49,11 +51,53 @@ impl DealsService {
             Err(AppError::forbidden("only administrators manage pipelines"))
         }
     }
+
+    /// The responsible user for a deal: the caller (already checked), or a user of the account.
+    async fn responsible_for(&self, caller: Caller, user: Option<UserId>) -> AppResult<UserId> {
+        match user {
+            Some(u) if Some(u) == caller.actor.user_id() => Ok(u),
+            Some(u) => {
+                let found = self.accounts.user(caller, u).await.map_err(|e| {
+                    if e.code == ErrorCode::NotFound {
+                        AppError::validation("responsible_user_id", "not_found", "no such user")
+                    } else {
+                        e
+                    }
+                })?;
+                if !found.is_active {
+                    return Err(AppError::validation(
+                        "responsible_user_id",
+                        "inactive",
+                        "this user is deactivated",
+                    ));
+                }
+                Ok(u)
+            }
+            None => Err(AppError::validation(
+                "responsible_user_id",
+                "required",
+                "choose a responsible user",
+            )),
+        }
+    }
+
+    /// A filter checked against the account's custom fields (loaded only when it uses some).
+    async fn resolve(
+        &self,
+        conn: &mut AsyncPgConnection,
+        caller: Caller,
+        filter: &DealFilter,
+        scope: &Scope,
+    ) -> AppResult<query::Resolved> {
+        let defs = if filter.fields.is_empty() {
+            Vec::new()
+        } else {
+            fields::load(conn, caller.account_id).await?
+        };
+        query::resolve(filter, &defs, scope)
+    }
 }
 
-fn actor_of(caller: Caller) -> i64 {
-    caller.actor.user_id().map(|u| u.0).unwrap_or(0)
-}
 
 fn check_name(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) -> String {
     let v = value.trim().to_string();
@@ -183,235 +227,6 @@ async fn insert_stage(
 }
 
 /// The totals shard a deal counts in (see the migration).
-fn shard_of(deal: i64) -> i16 {
-    (deal.rem_euclid(16)) as i16
-}
-
-/// Adds a deal, as it is in `row`, to its column's totals for its responsible user
-/// (`delta` = 1), or removes it (-1). A removal updates the existing row (an upsert would check
-/// its insert values, -1, against `deals >= 0`).
-async fn bump_totals(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-    row: &DealRow,
-    delta: i64,
-) -> AppResult<()> {
-    let (pipeline, stage, responsible) = (row.pipeline_id, row.stage_id, row.responsible_user_id);
-    let budget = delta * row.price;
-    let shard = shard_of(row.id);
-    if delta < 0 {
-        let n = diesel::update(
-            stage_totals::table
-                .filter(stage_totals::account_id.eq(account.0))
-                .filter(stage_totals::pipeline_id.eq(pipeline))
-                .filter(stage_totals::stage_id.eq(stage))
-                .filter(stage_totals::responsible_user_id.eq(responsible))
-                .filter(stage_totals::shard.eq(shard)),
-        )
-        .set((
-            stage_totals::deals.eq(stage_totals::deals + delta),
-            stage_totals::budget.eq(stage_totals::budget + budget),
-        ))
-        .execute(conn)
-        .await?;
-        if n != 1 {
-            return Err(AppError::internal(
-                "stage totals out of step with the deals",
-            ));
-        }
-        return Ok(());
-    }
-    diesel::insert_into(stage_totals::table)
-        .values((
-            stage_totals::account_id.eq(account.0),
-            stage_totals::pipeline_id.eq(pipeline),
-            stage_totals::stage_id.eq(stage),
-            stage_totals::responsible_user_id.eq(responsible),
-            stage_totals::shard.eq(shard),
-            stage_totals::deals.eq(delta),
-            stage_totals::budget.eq(budget),
-        ))
-        .on_conflict((
-            stage_totals::account_id,
-            stage_totals::pipeline_id,
-            stage_totals::stage_id,
-            stage_totals::responsible_user_id,
-            stage_totals::shard,
-        ))
-        .do_update()
-        .set((
-            stage_totals::deals.eq(stage_totals::deals + delta),
-            stage_totals::budget.eq(stage_totals::budget + budget),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Counts a deal, as it is in `row`, into its column's totals.
-async fn count_in(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-    row: &DealRow,
-) -> AppResult<()> {
-    bump_totals(conn, account, row, 1).await
-}
-
-/// Takes a deal, as it was in `row`, out of its column's totals.
-async fn count_out(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-    row: &DealRow,
-) -> AppResult<()> {
-    bump_totals(conn, account, row, -1).await
-}
-
-/// Closes the deal's open stage-history row and opens one for `stage`.
-async fn enter_stage(
-    conn: &mut AsyncPgConnection,
-    caller: Caller,
-    deal: i64,
-    pipeline: i64,
-    stage: i64,
-) -> AppResult<()> {
-    let actor =
-        serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
-    diesel::update(
-        stage_history::table
-            .filter(stage_history::deal_id.eq(deal))
-            .filter(stage_history::left_at.is_null()),
-    )
-    .set((
-        stage_history::left_at.eq(now),
-        stage_history::left_by.eq(Some(&actor)),
-    ))
-    .execute(conn)
-    .await?;
-    start_stage(conn, caller, deal, pipeline, stage).await
-}
-
-/// Opens a stage-history row (a new deal has none to close).
-async fn start_stage(
-    conn: &mut AsyncPgConnection,
-    caller: Caller,
-    deal: i64,
-    pipeline: i64,
-    stage: i64,
-) -> AppResult<()> {
-    let actor =
-        serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
-    diesel::insert_into(stage_history::table)
-        .values((
-            stage_history::account_id.eq(caller.account_id.0),
-            stage_history::deal_id.eq(deal),
-            stage_history::pipeline_id.eq(pipeline),
-            stage_history::stage_id.eq(stage),
-            stage_history::entered_by.eq(&actor),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Locks a deal of the account for a change: a live one, or (`deleted`) a deleted one.
-async fn lock_deal(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-    id: DealId,
-    deleted: bool,
-) -> AppResult<DealRow> {
-    let of_account = deals::account_id.eq(account.0).and(deals::id.eq(id.0));
-    let found: Option<DealRow> = if deleted {
-        deals::table
-            .filter(of_account.and(deals::deleted_at.is_not_null()))
-            .select(DealRow::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?
-    } else {
-        deals::table
-            .filter(of_account.and(deals::deleted_at.is_null()))
-            .select(DealRow::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?
-    };
-    found.ok_or_else(|| AppError::not_found("deal"))
-}
-
-/// The position for a deal placed at the top of a column, or right after `after`.
-async fn position_in(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-    pipeline: i64,
-    stage: i64,
-    after: Option<i64>,
-    moving: Option<i64>,
-) -> AppResult<i64> {
-    let column = deals::table
-        .filter(deals::account_id.eq(account.0))
-        .filter(deals::pipeline_id.eq(pipeline))
-        .filter(deals::stage_id.eq(stage))
-        .filter(deals::deleted_at.is_null())
-        .filter(deals::id.ne(moving.unwrap_or(0)));
-    let Some(after) = after else {
-        let first: Option<i64> = column
-            .select(deals::position)
-            .order((deals::position, deals::id))
-            .first(conn)
-            .await
-            .optional()?;
-        return Ok(first.map(|p| p - GAP).unwrap_or(0));
-    };
-    let anchor: i64 = column
-        .filter(deals::id.eq(after))
-        .select(deals::position)
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or_else(|| {
-            AppError::validation(
-                "after",
-                "not_found",
-                "the deal to place it after is not in that column",
-            )
-        })?;
-    let next: Option<i64> = column
-        .filter(deals::position.gt(anchor))
-        .select(deals::position)
-        .order((deals::position, deals::id))
-        .first(conn)
-        .await
-        .optional()?;
-    match next {
-        None => Ok(anchor + GAP),
-        Some(n) if n - anchor > 1 => Ok(anchor + (n - anchor) / 2),
-        Some(_) => {
-            // No room left between neighbours: space the column out again, then place it.
-            diesel::sql_query(
-                "UPDATE deals.deals d SET position = r.rn * $4 FROM (
-                   SELECT id, row_number() OVER (ORDER BY position, id) AS rn FROM deals.deals
-                    WHERE account_id = $1 AND pipeline_id = $2 AND stage_id = $3 AND deleted_at IS NULL
-                 ) r WHERE d.id = r.id",
-            )
-            .bind::<BigInt, _>(account.0)
-            .bind::<BigInt, _>(pipeline)
-            .bind::<BigInt, _>(stage)
-            .bind::<BigInt, _>(GAP)
-            .execute(conn)
-            .await?;
-            let anchor: i64 = deals::table
-                .filter(deals::id.eq(after))
-                .select(deals::position)
-                .first(conn)
-                .await?;
-            Ok(anchor + GAP / 2)
-        }
-    }
-}
-
 #[async_trait]
 impl Deals for DealsService {
     async fn create_pipeline(&self, caller: Caller, new: NewPipeline) -> AppResult<Pipeline> {
@@ -794,6 +609,7 @@ impl Deals for DealsService {
         })
     }
 
+
     async fn create_deal(&self, caller: Caller, new: NewDeal) -> AppResult<Deal> {
         access::scope(&*self.accounts, caller, Action::Create).await?;
         let mut errors = Vec::new();
@@ -805,68 +621,65 @@ impl Deals for DealsService {
                 message: "the budget cannot be negative".into(),
             });
         }
+        let tag_names = fields::clean_tags(&new.tags, &mut errors);
+        let contacts = ops::order_contacts(&new.contact_ids, new.main_contact_id, &mut errors);
         finish(errors)?;
-        let responsible = match new.responsible_user_id.or(caller.actor.user_id()) {
-            // The caller was just checked (active, in this account).
-            Some(u) if Some(u) == caller.actor.user_id() => u,
-            Some(u) => {
-                // The responsible user must exist in this account.
-                self.accounts.user(caller, u).await.map_err(|e| {
-                    if e.code == ErrorCode::NotFound {
-                        AppError::validation("responsible_user_id", "not_found", "no such user")
-                    } else {
-                        e
-                    }
-                })?;
-                u
-            }
-            None => {
-                return Err(AppError::validation(
-                    "responsible_user_id",
-                    "required",
-                    "choose a responsible user",
-                ));
-            }
-        };
+        let responsible = self
+            .responsible_for(caller, new.responsible_user_id.or(caller.actor.user_id()))
+            .await?;
         let mut conn = self.conn().await?;
-        // The stage, in one query: the one asked for, or the pipeline's first open stage.
-        let mut q = stages::table
-            .filter(stages::account_id.eq(caller.account_id.0))
-            .filter(stages::pipeline_id.eq(new.pipeline_id.0))
-            .select(StageRow::as_select())
-            .order((stages::kind.ne("open"), stages::sort, stages::id))
-            .into_boxed();
-        if let Some(id) = new.stage_id {
-            q = q.filter(stages::id.eq(id.0));
-        }
-        let stage: Stage = match q.first::<StageRow>(&mut conn).await.optional()? {
-            Some(row) => row.into(),
-            None => {
-                let pipeline_exists: i64 = pipelines::table
-                    .filter(pipelines::account_id.eq(caller.account_id.0))
-                    .filter(pipelines::id.eq(new.pipeline_id.0))
-                    .select(count_star())
-                    .first(&mut conn)
-                    .await?;
-                return Err(if pipeline_exists == 0 {
-                    AppError::validation("pipeline_id", "not_found", "no such pipeline")
-                } else {
-                    AppError::validation("stage_id", "not_found", "no such stage in this pipeline")
-                });
-            }
+        let Some(stage) = ops::find_stage(
+            &mut conn,
+            caller.account_id,
+            new.pipeline_id.0,
+            new.stage_id.map(|s| s.0),
+        )
+        .await?
+        else {
+            let pipeline_exists: i64 = pipelines::table
+                .filter(pipelines::account_id.eq(caller.account_id.0))
+                .filter(pipelines::id.eq(new.pipeline_id.0))
+                .select(count_star())
+                .first(&mut conn)
+                .await?;
+            return Err(if pipeline_exists == 0 {
+                AppError::validation("pipeline_id", "not_found", "no such pipeline")
+            } else {
+                AppError::validation("stage_id", "not_found", "no such stage in this pipeline")
+            });
         };
-        let pipeline_id = stage.pipeline_id;
+        // Custom fields: checked only when given or required at the stage (the common create
+        // has neither, and costs no extra query).
+        let mut values = FieldValues::new();
+        if !new.custom_fields.is_empty() || stage.has_required {
+            let defs = fields::load(&mut conn, caller.account_id).await?;
+            let mut errors = Vec::new();
+            values = fields::apply_values(&defs, &values, &new.custom_fields, &mut errors);
+            fields::check_required(
+                &defs,
+                new.pipeline_id,
+                StageId(stage.row.id),
+                &stage.row.name,
+                &values,
+                &mut errors,
+            );
+            finish(errors)?;
+        }
+        let pipeline_id = PipelineId(stage.row.pipeline_id);
+        let stage_id = StageId(stage.row.id);
+        let closed = stage.kind().is_closed();
         let account = caller.account_id;
+        let values = serde_json::Value::Object(values);
+        let main_contact = <[i64]>::first(&contacts).copied();
         let row = conn
             .transaction::<_, AppError, _>(async |tx| {
-                let position =
-                    position_in(tx, account, pipeline_id.0, stage.id.0, None, None).await?;
-                let closed = stage.kind.is_closed();
+                let tag_ids = fields::ensure_tags(tx, account, &tag_names).await?;
+                let position = ops::position_in(tx, account, pipeline_id.0, stage_id.0, None, None).await?;
                 let row: DealRow = diesel::insert_into(deals::table)
                     .values((
                         deals::account_id.eq(account.0),
                         deals::pipeline_id.eq(pipeline_id.0),
-                        deals::stage_id.eq(stage.id.0),
+                        deals::stage_id.eq(stage_id.0),
                         deals::name.eq(&name),
                         deals::price.eq(new.price),
                         deals::responsible_user_id.eq(responsible.0),
@@ -874,44 +687,37 @@ impl Deals for DealsService {
                         deals::created_by.eq(actor_of(caller)),
                         deals::updated_by.eq(actor_of(caller)),
                         deals::closed_at.eq(closed.then(chrono::Utc::now)),
+                        deals::tag_ids.eq(&tag_ids),
+                        deals::custom_fields.eq(&values),
+                        deals::contact_ids.eq(&contacts),
+                        deals::main_contact_id.eq(main_contact),
+                        deals::company_ids.eq(&new.company_ids),
                     ))
                     .returning(DealRow::as_returning())
                     .get_result(tx)
                     .await?;
-                count_in(tx, account, &row).await?;
-                start_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
+                ops::count_in(tx, account, &row).await?;
+                ops::start_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
                 let event = DealCreated {
                     deal_id: DealId(row.id),
                     name: row.name.clone(),
                     price: row.price,
                     pipeline_id,
-                    stage_id: stage.id,
+                    stage_id,
                     responsible_user_id: responsible,
                 };
                 outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?]).await?;
                 Ok(row)
             })
             .await?;
-        Ok(row.into())
+        ops::deal_out(&mut conn, account, row).await
     }
 
     async fn deal(&self, caller: Caller, id: DealId) -> AppResult<Deal> {
         let scope = access::scope(&*self.accounts, caller, Action::View).await?;
         let mut conn = self.conn().await?;
-        let row: DealRow = deals::table
-            .filter(deals::account_id.eq(caller.account_id.0))
-            .filter(deals::id.eq(id.0))
-            .filter(deals::deleted_at.is_null())
-            .select(DealRow::as_select())
-            .first(&mut conn)
-            .await
-            .optional()?
-            .ok_or_else(|| AppError::not_found("deal"))?;
-        // A deal the caller may not see looks like no deal at all.
-        if !scope.allows(UserId(row.responsible_user_id)) {
-            return Err(AppError::not_found("deal"));
-        }
-        Ok(row.into())
+        let row = visible_deal(&mut conn, caller.account_id, &scope, id).await?;
+        ops::deal_out(&mut conn, caller.account_id, row).await
     }
 
     async fn update_deal(&self, caller: Caller, id: DealId, patch: DealPatch) -> AppResult<Deal> {
@@ -928,87 +734,47 @@ impl Deals for DealsService {
                 message: "the budget cannot be negative".into(),
             });
         }
-        finish(errors)?;
-        if let Some(u) = patch.responsible_user_id {
-            self.accounts.user(caller, u).await.map_err(|e| {
-                if e.code == ErrorCode::NotFound {
-                    AppError::validation("responsible_user_id", "not_found", "no such user")
-                } else {
-                    e
-                }
-            })?;
+        let tag_names = patch.tags.as_ref().map(|t| fields::clean_tags(t, &mut errors));
+        if let Some(c) = &patch.contact_ids {
+            ops::order_contacts(c, None, &mut errors);
         }
+        finish(errors)?;
+        let responsible = match patch.responsible_user_id {
+            Some(u) => Some(self.responsible_for(caller, Some(u)).await?.0),
+            None => None,
+        };
         let account = caller.account_id;
         let mut conn = self.conn().await?;
+        let defs = match &patch.custom_fields {
+            Some(v) if !v.is_empty() => fields::load(&mut conn, account).await?,
+            _ => Vec::new(),
+        };
         let row = conn
             .transaction::<_, AppError, _>(async |tx| {
-                let current = lock_deal(tx, account, id, false).await?;
+                let current = ops::lock_deal(tx, account, id, false).await?;
                 if !scope.allows(UserId(current.responsible_user_id)) {
                     return Err(AppError::not_found("deal"));
                 }
-                let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
-                    .set((
-                        deals::name.eq(name.clone().unwrap_or_else(|| current.name.clone())),
-                        deals::price.eq(patch.price.unwrap_or(current.price)),
-                        deals::responsible_user_id.eq(patch
-                            .responsible_user_id
-                            .map(|u| u.0)
-                            .unwrap_or(current.responsible_user_id)),
-                        deals::updated_at.eq(now),
-                        deals::updated_by.eq(actor_of(caller)),
-                    ))
-                    .returning(DealRow::as_returning())
-                    .get_result(tx)
-                    .await?;
-                if row.price != current.price
-                    || row.responsible_user_id != current.responsible_user_id
-                {
-                    count_out(tx, account, &current).await?;
-                    count_in(tx, account, &row).await?;
-                }
-                let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
-                if row.name != current.name {
-                    before.insert("name".into(), current.name.clone().into());
-                    after.insert("name".into(), row.name.clone().into());
-                }
-                if row.price != current.price {
-                    before.insert("price".into(), current.price.into());
-                    after.insert("price".into(), row.price.into());
-                }
-                let mut events = Vec::new();
-                if row.responsible_user_id != current.responsible_user_id {
-                    before.insert(
-                        "responsible_user_id".into(),
-                        current.responsible_user_id.into(),
-                    );
-                    after.insert("responsible_user_id".into(), row.responsible_user_id.into());
-                    events.push(EventEnvelope::new(
-                        caller,
-                        &DealResponsibleChanged {
-                            deal_id: id,
-                            from_user_id: UserId(current.responsible_user_id),
-                            to_user_id: UserId(row.responsible_user_id),
-                        },
-                    )?);
-                }
-                if !after.is_empty() {
-                    events.insert(
-                        0,
-                        EventEnvelope::new(
-                            caller,
-                            &DealUpdated {
-                                deal_id: id,
-                                before: before.into(),
-                                after: after.into(),
-                            },
-                        )?,
-                    );
-                }
-                outbox::append(tx, crate::SCHEMA, &events).await?;
-                Ok(row)
+                let tags = match &tag_names {
+                    Some(names) => Some(ops::TagChange::Set(
+                        fields::ensure_tags(tx, account, names).await?,
+                    )),
+                    None => None,
+                };
+                let change = ops::Change {
+                    name: name.clone(),
+                    price: patch.price,
+                    responsible,
+                    tags,
+                    custom_fields: patch.custom_fields.clone(),
+                    contact_ids: patch.contact_ids.clone(),
+                    main_contact_id: patch.main_contact_id,
+                    company_ids: patch.company_ids.clone(),
+                };
+                ops::update_locked(tx, caller, &defs, &current, &change).await
             })
             .await?;
-        Ok(row.into())
+        ops::deal_out(&mut conn, account, row).await
     }
 
     async fn delete_deal(&self, caller: Caller, id: DealId) -> AppResult<()> {
@@ -1016,26 +782,11 @@ impl Deals for DealsService {
         let account = caller.account_id;
         let mut conn = self.conn().await?;
         conn.transaction::<_, AppError, _>(async |tx| {
-            let current = lock_deal(tx, account, id, false).await?;
+            let current = ops::lock_deal(tx, account, id, false).await?;
             if !scope.allows(UserId(current.responsible_user_id)) {
                 return Err(AppError::not_found("deal"));
             }
-            diesel::update(deals::table.filter(deals::id.eq(current.id)))
-                .set((
-                    deals::deleted_at.eq(now),
-                    deals::updated_at.eq(now),
-                    deals::updated_by.eq(actor_of(caller)),
-                ))
-                .execute(tx)
-                .await?;
-            count_out(tx, account, &current).await?;
-            outbox::append(
-                tx,
-                crate::SCHEMA,
-                &[EventEnvelope::new(caller, &DealDeleted { deal_id: id })?],
-            )
-            .await?;
-            Ok(())
+            ops::delete_locked(tx, caller, &current).await
         })
         .await
     }
@@ -1046,30 +797,14 @@ impl Deals for DealsService {
         let mut conn = self.conn().await?;
         let row = conn
             .transaction::<_, AppError, _>(async |tx| {
-                let current = lock_deal(tx, account, id, true).await?;
+                let current = ops::lock_deal(tx, account, id, true).await?;
                 if !scope.allows(UserId(current.responsible_user_id)) {
                     return Err(AppError::not_found("deal"));
                 }
-                let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
-                    .set((
-                        deals::deleted_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-                        deals::updated_at.eq(now),
-                        deals::updated_by.eq(actor_of(caller)),
-                    ))
-                    .returning(DealRow::as_returning())
-                    .get_result(tx)
-                    .await?;
-                count_in(tx, account, &row).await?;
-                outbox::append(
-                    tx,
-                    crate::SCHEMA,
-                    &[EventEnvelope::new(caller, &DealRestored { deal_id: id })?],
-                )
-                .await?;
-                Ok(row)
+                ops::restore_locked(tx, caller, &current).await
             })
             .await?;
-        Ok(row.into())
+        ops::deal_out(&mut conn, account, row).await
     }
 
     async fn move_deal(&self, caller: Caller, id: DealId, to: MoveTo) -> AppResult<Deal> {
@@ -1079,27 +814,12 @@ impl Deals for DealsService {
         let row = conn
             .transaction::<_, AppError, _>(async |tx| {
                 // The row lock serialises concurrent moves of the same deal.
-                let current: DealRow = deals::table
-                    .filter(deals::account_id.eq(account.0))
-                    .filter(deals::id.eq(id.0))
-                    .filter(deals::deleted_at.is_null())
-                    .select(DealRow::as_select())
-                    .for_update()
-                    .first(tx)
-                    .await
-                    .optional()?
-                    .ok_or_else(|| AppError::not_found("deal"))?;
+                let current = ops::lock_deal(tx, account, id, false).await?;
                 if !scope.allows(UserId(current.responsible_user_id)) {
                     return Err(AppError::not_found("deal"));
                 }
-                let target: StageRow = stages::table
-                    .filter(stages::account_id.eq(account.0))
-                    .filter(stages::pipeline_id.eq(current.pipeline_id))
-                    .filter(stages::id.eq(to.stage_id.0))
-                    .select(StageRow::as_select())
-                    .first(tx)
-                    .await
-                    .optional()?
+                let target = ops::find_stage(tx, account, current.pipeline_id, Some(to.stage_id.0))
+                    .await?
                     .ok_or_else(|| {
                         AppError::validation(
                             "stage_id",
@@ -1107,78 +827,294 @@ impl Deals for DealsService {
                             "no such stage in the deal's pipeline",
                         )
                     })?;
-                let kind = StageKind::parse(&target.kind).unwrap_or(StageKind::Open);
-                let loss_reason = match (kind, to.loss_reason_id) {
-                    (StageKind::Lost, Some(r)) => {
-                        let found: i64 = loss_reasons::table
-                            .filter(loss_reasons::account_id.eq(account.0))
-                            .filter(loss_reasons::id.eq(r.0))
-                            .select(count_star())
-                            .first(tx)
-                            .await?;
-                        if found == 0 {
-                            return Err(AppError::validation(
-                                "loss_reason_id",
-                                "not_found",
-                                "no such loss reason",
-                            ));
-                        }
-                        Some(r.0)
-                    }
-                    (StageKind::Lost, None) => {
-                        return Err(AppError::validation(
-                            "loss_reason_id",
-                            "required",
-                            "say why the deal was lost",
-                        ));
-                    }
-                    _ => None,
+                let defs = if target.has_required && current.stage_id != target.row.id {
+                    fields::load(tx, account).await?
+                } else {
+                    Vec::new()
                 };
-                let position = position_in(
+                ops::move_locked(
                     tx,
-                    account,
-                    current.pipeline_id,
-                    target.id,
+                    caller,
+                    &defs,
+                    &current,
+                    &target,
                     to.after.map(|d| d.0),
-                    Some(current.id),
+                    to.loss_reason_id,
                 )
-                .await?;
-                let changed_stage = current.stage_id != target.id;
-                let closed_at = match (kind.is_closed(), current.closed_at) {
-                    (true, Some(t)) if !changed_stage => Some(t),
-                    (true, _) => Some(chrono::Utc::now()),
-                    (false, _) => None,
-                };
-                let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
-                    .set((
-                        deals::stage_id.eq(target.id),
-                        deals::position.eq(position),
-                        deals::loss_reason_id.eq(loss_reason),
-                        deals::closed_at.eq(closed_at),
-                        deals::updated_at.eq(now),
-                        deals::updated_by.eq(actor_of(caller)),
-                    ))
-                    .returning(DealRow::as_returning())
-                    .get_result(tx)
-                    .await?;
-                if changed_stage {
-                    count_out(tx, account, &current).await?;
-                    count_in(tx, account, &row).await?;
-                    enter_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
-                    let event = DealStageChanged {
-                        deal_id: DealId(row.id),
-                        pipeline_id: PipelineId(row.pipeline_id),
-                        from_stage_id: StageId(current.stage_id),
-                        to_stage_id: StageId(row.stage_id),
-                        loss_reason_id: row.loss_reason_id.map(LossReasonId),
-                    };
-                    outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?])
-                        .await?;
-                }
-                Ok(row)
+                .await
             })
             .await?;
-        Ok(row.into())
+        ops::deal_out(&mut conn, account, row).await
+    }
+
+    async fn stage_history(&self, caller: Caller, id: DealId) -> AppResult<Vec<StageVisit>> {
+        let scope = access::scope(&*self.accounts, caller, Action::View).await?;
+        let mut conn = self.conn().await?;
+        visible_deal(&mut conn, caller.account_id, &scope, id).await?;
+        let rows: Vec<(i64, i64, DateTime<Utc>, Option<DateTime<Utc>>, serde_json::Value)> =
+            stage_history::table
+                .filter(stage_history::account_id.eq(caller.account_id.0))
+                .filter(stage_history::deal_id.eq(id.0))
+                .order((stage_history::entered_at, stage_history::id))
+                .select((
+                    stage_history::pipeline_id,
+                    stage_history::stage_id,
+                    stage_history::entered_at,
+                    stage_history::left_at,
+                    stage_history::entered_by,
+                ))
+                .load(&mut conn)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, s, entered_at, left_at, by)| StageVisit {
+                pipeline_id: PipelineId(p),
+                stage_id: StageId(s),
+                entered_at,
+                left_at,
+                entered_by: serde_json::from_value(by).unwrap_or(kernel::Actor::System),
+            })
+            .collect())
+    }
+
+    async fn bulk(&self, caller: Caller, ids: Vec<DealId>, action: BulkAction) -> AppResult<usize> {
+        let right = match action {
+            BulkAction::Delete => Action::Delete,
+            _ => Action::Edit,
+        };
+        let scope = access::scope(&*self.accounts, caller, right).await?;
+        let mut ids: Vec<i64> = ids.iter().map(|d| d.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Err(AppError::validation("ids", "required", "choose at least one deal"));
+        }
+        if ids.len() > MAX_BULK {
+            return Err(AppError::validation(
+                "ids",
+                "too_many",
+                &format!("at most {MAX_BULK} deals at once"),
+            ));
+        }
+        let mut errors = Vec::new();
+        let tag_names = match &action {
+            BulkAction::AddTags { tags } | BulkAction::RemoveTags { tags } => {
+                let t = fields::clean_tags(tags, &mut errors);
+                if t.is_empty() {
+                    errors.push(FieldError {
+                        field: "tags".into(),
+                        code: "required".into(),
+                        message: "name at least one tag".into(),
+                    });
+                }
+                t
+            }
+            _ => Vec::new(),
+        };
+        finish(errors)?;
+        let responsible = match &action {
+            BulkAction::Responsible { user_id } => {
+                Some(self.responsible_for(caller, Some(*user_id)).await?.0)
+            }
+            _ => None,
+        };
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let defs = match &action {
+            BulkAction::Move { .. } => fields::load(&mut conn, account).await?,
+            _ => Vec::new(),
+        };
+        let action = &action;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let rows = ops::lock_many(tx, account, &ids).await?;
+            if rows
+                .iter()
+                .any(|r| !scope.allows(UserId(r.responsible_user_id)))
+            {
+                return Err(AppError::not_found("deal"));
+            }
+            let tags = match action {
+                BulkAction::AddTags { .. } => Some(ops::TagChange::Add(
+                    fields::ensure_tags(tx, account, &tag_names).await?,
+                )),
+                BulkAction::RemoveTags { .. } => Some(ops::TagChange::Remove(
+                    fields::find_tags(tx, account, &tag_names).await?,
+                )),
+                _ => None,
+            };
+            let mut targets: Vec<ops::TargetStage> = Vec::new();
+            for row in &rows {
+                match action {
+                    BulkAction::Move {
+                        stage_id,
+                        loss_reason_id,
+                    } => {
+                        // Deals of several pipelines: each goes to that stage of its own.
+                        let i = match targets.iter().position(|t| t.row.pipeline_id == row.pipeline_id) {
+                            Some(i) => i,
+                            None => {
+                                let t = ops::find_stage(tx, account, row.pipeline_id, Some(stage_id.0))
+                                    .await?
+                                    .ok_or_else(|| {
+                                        AppError::validation(
+                                            "stage_id",
+                                            "not_found",
+                                            "no such stage in the deals' pipeline",
+                                        )
+                                    })?;
+                                targets.push(t);
+                                targets.len() - 1
+                            }
+                        };
+                        if row.stage_id != stage_id.0 {
+                            ops::move_locked(tx, caller, &defs, row, &targets[i], None, *loss_reason_id)
+                                .await
+                                .map_err(|e| in_deal(e, row))?;
+                        }
+                    }
+                    BulkAction::Delete => ops::delete_locked(tx, caller, row).await?,
+                    BulkAction::Responsible { .. } => {
+                        let change = ops::Change {
+                            responsible,
+                            ..Default::default()
+                        };
+                        ops::update_locked(tx, caller, &defs, row, &change).await?;
+                    }
+                    BulkAction::AddTags { .. } | BulkAction::RemoveTags { .. } => {
+                        let change = ops::Change {
+                            tags: tags.clone(),
+                            ..Default::default()
+                        };
+                        ops::update_locked(tx, caller, &defs, row, &change).await?;
+                    }
+                }
+            }
+            Ok(rows.len())
+        })
+        .await
+    }
+
+    async fn custom_fields(&self, caller: Caller) -> AppResult<Vec<CustomField>> {
+        access::scope(&*self.accounts, caller, Action::View).await?;
+        let mut conn = self.conn().await?;
+        fields::load(&mut conn, caller.account_id).await
+    }
+
+    async fn create_custom_field(
+        &self,
+        caller: Caller,
+        new: NewCustomField,
+    ) -> AppResult<CustomField> {
+        self.require_admin(caller).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let (name, enums) = fields::check_definition(&mut conn, account, &new).await?;
+        let id = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let count: i64 = custom_fields::table
+                    .filter(custom_fields::account_id.eq(account.0))
+                    .count()
+                    .get_result(tx)
+                    .await?;
+                if count as usize >= fields::MAX_FIELDS {
+                    return Err(AppError::validation(
+                        "name",
+                        "too_many",
+                        &format!("at most {} fields", fields::MAX_FIELDS),
+                    ));
+                }
+                let id: i64 = diesel::insert_into(custom_fields::table)
+                    .values((
+                        custom_fields::account_id.eq(account.0),
+                        custom_fields::name.eq(&name),
+                        custom_fields::field_type.eq(new.field_type.as_str()),
+                        custom_fields::sort.eq(count as i32),
+                        custom_fields::required_statuses.eq(fields::required_json(&new.required_statuses)),
+                    ))
+                    .returning(custom_fields::id)
+                    .get_result(tx)
+                    .await
+                    .map_err(|e| unique_as(e, "name", "a field with this name exists"))?;
+                fields::write_enums(tx, account, id, &enums).await?;
+                Ok(id)
+            })
+            .await?;
+        field_by_id(&mut conn, account, id).await
+    }
+
+    async fn update_custom_field(
+        &self,
+        caller: Caller,
+        id: FieldId,
+        new: NewCustomField,
+    ) -> AppResult<CustomField> {
+        self.require_admin(caller).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let existing = field_by_id(&mut conn, account, id.0).await?;
+        if existing.field_type != new.field_type {
+            return Err(AppError::validation(
+                "field_type",
+                "immutable",
+                "a field's type cannot change",
+            ));
+        }
+        let (name, enums) = fields::check_definition(&mut conn, account, &new).await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            diesel::update(
+                custom_fields::table
+                    .filter(custom_fields::account_id.eq(account.0))
+                    .filter(custom_fields::id.eq(id.0)),
+            )
+            .set((
+                custom_fields::name.eq(&name),
+                custom_fields::required_statuses.eq(fields::required_json(&new.required_statuses)),
+                custom_fields::updated_at.eq(now),
+            ))
+            .execute(tx)
+            .await
+            .map_err(|e| unique_as(e, "name", "a field with this name exists"))?;
+            if new.field_type.has_enums() {
+                fields::write_enums(tx, account, id.0, &enums).await?;
+            }
+            Ok(())
+        })
+        .await?;
+        field_by_id(&mut conn, account, id.0).await
+    }
+
+    async fn delete_custom_field(&self, caller: Caller, id: FieldId) -> AppResult<()> {
+        self.require_admin(caller).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let n = diesel::delete(
+                custom_fields::table
+                    .filter(custom_fields::account_id.eq(account.0))
+                    .filter(custom_fields::id.eq(id.0)),
+            )
+            .execute(tx)
+            .await?;
+            if n == 0 {
+                return Err(AppError::not_found("field"));
+            }
+            diesel::sql_query(
+                "UPDATE deals.deals SET custom_fields = custom_fields - $2
+                  WHERE account_id = $1 AND custom_fields ? $2",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<diesel::sql_types::Text, _>(id.0.to_string())
+            .execute(tx)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tags(&self, caller: Caller) -> AppResult<Vec<Tag>> {
+        access::scope(&*self.accounts, caller, Action::View).await?;
+        let mut conn = self.conn().await?;
+        fields::all_tags(&mut conn, caller.account_id).await
     }
 
     async fn seed_deals(
@@ -1276,12 +1212,15 @@ impl Deals for DealsService {
         &self,
         caller: Caller,
         pipeline: PipelineId,
+        filter: &DealFilter,
         page: PageRequest,
     ) -> AppResult<Vec<BoardColumn>> {
         let scope = access::scope(&*self.accounts, caller, Action::View).await?;
         let mut conn = self.conn().await?;
         let p = load_pipeline(&mut conn, caller.account_id, pipeline).await?;
-        // Every column's totals in one query over the maintained totals (never over the deals).
+        let resolved = self.resolve(&mut conn, caller, filter, &scope).await?;
+        // Unfiltered: every column's totals in one query over the maintained totals (never over
+        // the deals). Filtered: each column counted up to the cap.
         #[derive(diesel::QueryableByName)]
         struct ColumnTotal {
             #[diesel(sql_type = BigInt)]
@@ -1291,32 +1230,42 @@ impl Deals for DealsService {
             #[diesel(sql_type = BigInt)]
             budget: i64,
         }
-        let totals: Vec<ColumnTotal> = diesel::sql_query(
-            "SELECT stage_id, sum(deals)::bigint AS deals, sum(budget)::bigint AS budget FROM deals.stage_totals
-              WHERE account_id = $1 AND pipeline_id = $2 AND ($3::bigint[] IS NULL OR responsible_user_id = ANY($3))
-              GROUP BY stage_id",
-        )
-        .bind::<BigInt, _>(caller.account_id.0)
-        .bind::<BigInt, _>(pipeline.0)
-        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Array<BigInt>>, _>(scope.ids())
-        .load(&mut conn)
-        .await?;
+        let exact: Vec<ColumnTotal> = if resolved.is_unfiltered() {
+            diesel::sql_query(
+                "SELECT stage_id, sum(deals)::bigint AS deals, sum(budget)::bigint AS budget FROM deals.stage_totals
+                  WHERE account_id = $1 AND pipeline_id = $2 AND ($3::bigint[] IS NULL OR responsible_user_id = ANY($3))
+                  GROUP BY stage_id",
+            )
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<BigInt, _>(pipeline.0)
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Array<BigInt>>, _>(scope.ids())
+            .load(&mut conn)
+            .await?
+        } else {
+            Vec::new()
+        };
         let mut columns = Vec::with_capacity(p.stages.len());
         for stage in p.stages {
-            let totals = totals
-                .iter()
-                .find(|t| t.stage_id == stage.id.0)
-                .map(|t| Totals {
-                    deals: t.deals,
-                    budget: t.budget,
-                })
-                .unwrap_or_default();
-            let deals = column_page(
+            let totals = if resolved.is_unfiltered() {
+                exact
+                    .iter()
+                    .find(|t| t.stage_id == stage.id.0)
+                    .map(|t| Totals {
+                        deals: t.deals,
+                        budget: t.budget,
+                        capped: false,
+                    })
+                    .unwrap_or_default()
+            } else {
+                query::capped_totals(&mut conn, caller.account_id, pipeline, stage.id, &resolved)
+                    .await?
+            };
+            let deals = query::column_page(
                 &mut conn,
                 caller.account_id,
                 pipeline,
                 stage.id,
-                &scope,
+                &resolved,
                 &page,
             )
             .await?;
@@ -1334,52 +1283,169 @@ impl Deals for DealsService {
         caller: Caller,
         pipeline: PipelineId,
         stage: StageId,
+        filter: &DealFilter,
         after: Option<Cursor>,
         limit: u32,
     ) -> AppResult<Page<Deal>> {
         let scope = access::scope(&*self.accounts, caller, Action::View).await?;
         let mut conn = self.conn().await?;
-        column_page(
+        let resolved = self.resolve(&mut conn, caller, filter, &scope).await?;
+        query::column_page(
             &mut conn,
             caller.account_id,
             pipeline,
             stage,
-            &scope,
+            &resolved,
             &PageRequest::new(after, Some(limit)),
         )
         .await
     }
+
+    async fn list(
+        &self,
+        caller: Caller,
+        filter: &DealFilter,
+        sort: ListSort,
+        desc: bool,
+        page: PageRequest,
+    ) -> AppResult<Page<Deal>> {
+        let scope = access::scope(&*self.accounts, caller, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let resolved = self.resolve(&mut conn, caller, filter, &scope).await?;
+        query::list_page(&mut conn, caller.account_id, &resolved, sort, desc, &page).await
+    }
+
+    async fn saved_filters(&self, caller: Caller) -> AppResult<Vec<SavedFilter>> {
+        let me = me(caller)?;
+        let mut conn = self.conn().await?;
+        let rows: Vec<(i64, String, String)> = saved_filters::table
+            .filter(saved_filters::account_id.eq(caller.account_id.0))
+            .filter(saved_filters::user_id.eq(me))
+            .order(saved_filters::id)
+            .select((saved_filters::id, saved_filters::name, saved_filters::query))
+            .load(&mut conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, query)| SavedFilter {
+                id: SavedFilterId(id),
+                name,
+                query,
+            })
+            .collect())
+    }
+
+    async fn save_filter(&self, caller: Caller, name: &str, query: &str) -> AppResult<SavedFilter> {
+        let me = me(caller)?;
+        let mut errors = Vec::new();
+        let name = check_name("name", name, 100, &mut errors);
+        if query.len() > 2000 {
+            errors.push(FieldError {
+                field: "query".into(),
+                code: "too_long".into(),
+                message: "the filter is too long".into(),
+            });
+        }
+        finish(errors)?;
+        let mut conn = self.conn().await?;
+        let count: i64 = saved_filters::table
+            .filter(saved_filters::account_id.eq(caller.account_id.0))
+            .filter(saved_filters::user_id.eq(me))
+            .count()
+            .get_result(&mut conn)
+            .await?;
+        if count >= 50 {
+            return Err(AppError::validation("name", "too_many", "at most 50 saved filters"));
+        }
+        let id: i64 = diesel::insert_into(saved_filters::table)
+            .values((
+                saved_filters::account_id.eq(caller.account_id.0),
+                saved_filters::user_id.eq(me),
+                saved_filters::name.eq(&name),
+                saved_filters::query.eq(query),
+            ))
+            .returning(saved_filters::id)
+            .get_result(&mut conn)
+            .await?;
+        Ok(SavedFilter {
+            id: SavedFilterId(id),
+            name,
+            query: query.to_string(),
+        })
+    }
+
+    async fn delete_saved_filter(&self, caller: Caller, id: SavedFilterId) -> AppResult<()> {
+        let me = me(caller)?;
+        let mut conn = self.conn().await?;
+        let n = diesel::delete(
+            saved_filters::table
+                .filter(saved_filters::account_id.eq(caller.account_id.0))
+                .filter(saved_filters::user_id.eq(me))
+                .filter(saved_filters::id.eq(id.0)),
+        )
+        .execute(&mut conn)
+        .await?;
+        if n == 0 {
+            return Err(AppError::not_found("saved filter"));
+        }
+        Ok(())
+    }
 }
 
-/// One page of a column, in board order, limited to what the scope may see.
-async fn column_page(
+fn me(caller: Caller) -> AppResult<i64> {
+    caller
+        .actor
+        .user_id()
+        .map(|u| u.0)
+        .ok_or_else(|| AppError::forbidden("saved filters belong to users"))
+}
+
+/// A live deal the scope lets the caller see (others look like no deal at all).
+async fn visible_deal(
     conn: &mut AsyncPgConnection,
     account: AccountId,
-    pipeline: PipelineId,
-    stage: StageId,
     scope: &Scope,
-    page: &PageRequest,
-) -> AppResult<Page<Deal>> {
-    let mut q = deals::table
+    id: DealId,
+) -> AppResult<DealRow> {
+    let row: DealRow = deals::table
         .filter(deals::account_id.eq(account.0))
-        .filter(deals::pipeline_id.eq(pipeline.0))
-        .filter(deals::stage_id.eq(stage.0))
+        .filter(deals::id.eq(id.0))
         .filter(deals::deleted_at.is_null())
         .select(DealRow::as_select())
-        .order((deals::position, deals::id))
-        .limit(page.fetch_limit())
-        .into_boxed();
-    if let Some(ids) = scope.ids() {
-        q = q.filter(deals::responsible_user_id.eq_any(ids));
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| AppError::not_found("deal"))?;
+    if !scope.allows(UserId(row.responsible_user_id)) {
+        return Err(AppError::not_found("deal"));
     }
-    if let Some(after) = &page.after {
-        let (pos, id): (i64, i64) = after.decode()?;
-        q = q.filter(
-            deals::position
-                .gt(pos)
-                .or(deals::position.eq(pos).and(deals::id.gt(id))),
-        );
+    Ok(row)
+}
+
+/// Names the deal an error of a batch is about.
+fn in_deal(mut e: AppError, row: &DealRow) -> AppError {
+    e.message = format!("deal “{}”: {}", row.name, e.message);
+    e
+}
+
+fn unique_as(e: diesel::result::Error, field: &str, message: &str) -> AppError {
+    match e {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ) => AppError::validation(field, "taken", message),
+        other => other.into(),
     }
-    let rows: Vec<DealRow> = q.load(conn).await?;
-    Ok(Page::from_rows(rows, page, |r| (r.position, r.id)).map(Into::into))
+}
+
+async fn field_by_id(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    id: i64,
+) -> AppResult<CustomField> {
+    fields::load(conn, account)
+        .await?
+        .into_iter()
+        .find(|f| f.id.0 == id)
+        .ok_or_else(|| AppError::not_found("field"))
 }

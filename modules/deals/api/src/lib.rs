@@ -75,13 +75,37 @@ pub trait Deals: Send + Sync {
         users: Vec<kernel::UserId>,
     ) -> AppResult<i64>;
 
-    // --- the board ----------------------------------------------------------------------------
-    /// Every column of a pipeline with its exact totals (as far as the caller may see) and the
-    /// first page of its deals.
+    /// Every stay of a deal in a stage, oldest first.
+    async fn stage_history(&self, caller: Caller, id: DealId) -> AppResult<Vec<StageVisit>>;
+    /// Applies one change to the given deals in one transaction: all of them change, or none
+    /// (an unknown or invisible deal refuses the whole batch). Returns how many changed.
+    async fn bulk(&self, caller: Caller, ids: Vec<DealId>, action: BulkAction) -> AppResult<usize>;
+
+    // --- custom fields and tags ---------------------------------------------------------------
+    async fn custom_fields(&self, caller: Caller) -> AppResult<Vec<CustomField>>;
+    async fn create_custom_field(
+        &self,
+        caller: Caller,
+        new: NewCustomField,
+    ) -> AppResult<CustomField>;
+    async fn update_custom_field(
+        &self,
+        caller: Caller,
+        id: FieldId,
+        new: NewCustomField,
+    ) -> AppResult<CustomField>;
+    /// Deletes a field and its values on every deal.
+    async fn delete_custom_field(&self, caller: Caller, id: FieldId) -> AppResult<()>;
+    async fn tags(&self, caller: Caller) -> AppResult<Vec<Tag>>;
+
+    // --- the board and the list ---------------------------------------------------------------
+    /// Every column of a pipeline with its totals (as far as the caller may see; exact without
+    /// a filter, counted up to [`FILTERED_COUNT_CAP`] with one) and the first page of its deals.
     async fn board(
         &self,
         caller: Caller,
         pipeline: PipelineId,
+        filter: &DealFilter,
         page: PageRequest,
     ) -> AppResult<Vec<BoardColumn>>;
     /// The next page of one column.
@@ -90,7 +114,23 @@ pub trait Deals: Send + Sync {
         caller: Caller,
         pipeline: PipelineId,
         stage: StageId,
+        filter: &DealFilter,
         after: Option<Cursor>,
         limit: u32,
     ) -> AppResult<kernel::paging::Page<Deal>>;
+    /// Deals in a table: filtered, sorted (`desc`: largest or newest first), keyset paged.
+    async fn list(
+        &self,
+        caller: Caller,
+        filter: &DealFilter,
+        sort: ListSort,
+        desc: bool,
+        page: PageRequest,
+    ) -> AppResult<kernel::paging::Page<Deal>>;
+
+    // --- saved filters (per user) -------------------------------------------------------------
+    async fn saved_filters(&self, caller: Caller) -> AppResult<Vec<SavedFilter>>;
+    async fn save_filter(&self, caller: Caller, name: &str, query: &str)
+    -> AppResult<SavedFilter>;
+    async fn delete_saved_filter(&self, caller: Caller, id: SavedFilterId) -> AppResult<()>;
 }

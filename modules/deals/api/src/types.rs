@@ -8,6 +8,13 @@ typed_id!(PipelineId);
 typed_id!(StageId);
 typed_id!(DealId);
 typed_id!(LossReasonId);
+typed_id!(TagId);
+typed_id!(FieldId);
+typed_id!(SavedFilterId);
+
+pub use kernel::fields::{FieldEnum, FieldType};
+/// Custom-field values by field id (as a string key, the way JSON objects are keyed).
+pub type FieldValues = serde_json::Map<String, serde_json::Value>;
 
 /// amoCRM's fixed ids of the closing stages, the same in every pipeline.
 pub const WON: StageId = StageId(142);
@@ -106,6 +113,12 @@ pub struct Deal {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    pub tags: Vec<Tag>,
+    pub custom_fields: FieldValues,
+    /// Contacts of the contacts module, the main one first.
+    pub contact_ids: Vec<i64>,
+    pub main_contact_id: Option<i64>,
+    pub company_ids: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +130,178 @@ pub struct NewDeal {
     pub stage_id: Option<StageId>,
     /// The caller when not given.
     pub responsible_user_id: Option<UserId>,
+    /// Tag names; tags that do not exist yet are created.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub custom_fields: FieldValues,
+    /// Linked contacts; `main_contact_id` (one of them, or added) comes first.
+    #[serde(default)]
+    pub contact_ids: Vec<i64>,
+    #[serde(default)]
+    pub main_contact_id: Option<i64>,
+    #[serde(default)]
+    pub company_ids: Vec<i64>,
+}
+
+impl NewDeal {
+    /// A deal with just a name in a pipeline (first open stage, the caller responsible).
+    pub fn new(pipeline_id: PipelineId, name: impl Into<String>) -> NewDeal {
+        NewDeal {
+            name: name.into(),
+            price: 0,
+            pipeline_id,
+            stage_id: None,
+            responsible_user_id: None,
+            tags: Vec::new(),
+            custom_fields: FieldValues::new(),
+            contact_ids: Vec::new(),
+            main_contact_id: None,
+            company_ids: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub id: TagId,
+    pub name: String,
+}
+
+/// A stage a deal may enter only with the field filled in (amoCRM's `required_statuses`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequiredAt {
+    pub pipeline_id: PipelineId,
+    pub status_id: StageId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomField {
+    pub id: FieldId,
+    pub name: String,
+    pub field_type: FieldType,
+    pub sort: i32,
+    /// The choices of a select or multiselect field, in order.
+    pub enums: Vec<FieldEnum>,
+    pub required_statuses: Vec<RequiredAt>,
+}
+
+impl CustomField {
+    pub fn required_at(&self, pipeline: PipelineId, stage: StageId) -> bool {
+        self.required_statuses
+            .iter()
+            .any(|r| r.pipeline_id == pipeline && r.status_id == stage)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCustomField {
+    pub name: String,
+    pub field_type: FieldType,
+    /// The choices' texts, in order (select and multiselect only). On an update, choices keep
+    /// their ids by text; missing ones are removed.
+    #[serde(default)]
+    pub enums: Vec<String>,
+    #[serde(default)]
+    pub required_statuses: Vec<RequiredAt>,
+}
+
+/// Which deals a board, a column or the list shows. Empty parts do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealFilter {
+    /// Deals of this pipeline only (the list; the board is always one pipeline).
+    pub pipeline_id: Option<PipelineId>,
+    /// Deals in any of these stages (the list).
+    pub stages: Vec<StageId>,
+    pub responsible: Vec<UserId>,
+    /// Deals with any of these tags.
+    pub tags: Vec<TagId>,
+    /// Any part of the name (at least 2 characters to filter).
+    pub query: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub updated_from: Option<DateTime<Utc>>,
+    pub updated_to: Option<DateTime<Utc>>,
+    /// Custom fields with this value (as `normalize` would store it; an enum id for selects).
+    pub fields: Vec<(FieldId, serde_json::Value)>,
+}
+
+impl DealFilter {
+    pub fn is_empty(&self) -> bool {
+        self == &DealFilter::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListSort {
+    #[default]
+    Created,
+    Updated,
+    Name,
+    Price,
+}
+
+impl ListSort {
+    pub fn parse(s: &str) -> Option<ListSort> {
+        match s {
+            "created_at" => Some(ListSort::Created),
+            "updated_at" => Some(ListSort::Updated),
+            "name" => Some(ListSort::Name),
+            "price" => Some(ListSort::Price),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListSort::Created => "created_at",
+            ListSort::Updated => "updated_at",
+            ListSort::Name => "name",
+            ListSort::Price => "price",
+        }
+    }
+}
+
+/// A change applied to many deals at once, all or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum BulkAction {
+    Move {
+        stage_id: StageId,
+        loss_reason_id: Option<LossReasonId>,
+    },
+    Responsible {
+        user_id: UserId,
+    },
+    AddTags {
+        tags: Vec<String>,
+    },
+    RemoveTags {
+        tags: Vec<String>,
+    },
+    Delete,
+}
+
+/// The most deals one bulk action takes.
+pub const MAX_BULK: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedFilter {
+    pub id: SavedFilterId,
+    pub name: String,
+    /// The filter as the board's query string.
+    pub query: String,
+}
+
+/// One stay of a deal in a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageVisit {
+    pub pipeline_id: PipelineId,
+    pub stage_id: StageId,
+    pub entered_at: DateTime<Utc>,
+    pub left_at: Option<DateTime<Utc>>,
+    pub entered_by: kernel::Actor,
 }
 
 /// Where a deal goes: a stage, and optionally the deal it should follow in that column (none:
@@ -132,7 +317,12 @@ pub struct MoveTo {
 pub struct Totals {
     pub deals: i64,
     pub budget: i64,
+    /// A filtered column counts up to [`FILTERED_COUNT_CAP`]; when there are more, `deals`
+    /// is the cap and `budget` the sum over those.
+    pub capped: bool,
 }
+
+pub const FILTERED_COUNT_CAP: i64 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoardColumn {
@@ -146,4 +336,12 @@ pub struct DealPatch {
     pub name: Option<String>,
     pub price: Option<i64>,
     pub responsible_user_id: Option<UserId>,
+    /// The whole new set of tag names.
+    pub tags: Option<Vec<String>>,
+    /// Values to set, by field id; a null or empty value clears the field. Other fields keep
+    /// their values.
+    pub custom_fields: Option<FieldValues>,
+    pub contact_ids: Option<Vec<i64>>,
+    pub main_contact_id: Option<Option<i64>>,
+    pub company_ids: Option<Vec<i64>>,
 }

@@ -1,0 +1,360 @@
+//! The deal page: every field editable in place, the stage progress bar, links, stage history.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, web};
+use askama::Template;
+use deals_api::{
+    CustomField, Deal, DealId, DealPatch, FieldType, FieldValues, LossReason, LossReasonId,
+    MoveTo, Pipeline, StageId, StageKind,
+};
+use kernel::fields;
+use kernel::{AppError, Caller};
+use serde_json::Value;
+
+use super::{FieldView, Names, filter, parse_budget, split_tags};
+use crate::state::AppState;
+use crate::web::ctx::Ctx;
+use crate::web::error::PageResult;
+use crate::web::pages::{FormErrors, form_status, html, is_form_error, see_other};
+
+pub struct StageStep {
+    pub id: i64,
+    pub name: String,
+    pub color: String,
+    /// "done", "current" or "" (ahead).
+    pub state: &'static str,
+}
+
+pub struct FieldInput {
+    pub view: FieldView,
+    /// The value as the input shows it.
+    pub text: String,
+    /// Chosen enum ids (select, multiselect).
+    pub chosen: Vec<i64>,
+    pub checked: bool,
+    pub required_here: bool,
+}
+
+pub struct VisitView {
+    pub stage: String,
+    pub entered: String,
+    pub left: String,
+    pub duration: String,
+    pub by: String,
+}
+
+#[derive(Template)]
+#[template(path = "deals/deal.html")]
+struct DealTpl<'a> {
+    ctx: &'a Ctx,
+    deal: &'a Deal,
+    pipeline: &'a Pipeline,
+    steps: Vec<StageStep>,
+    stage_name: String,
+    closed: &'static str,
+    loss_reason: String,
+    budget: String,
+    responsible: i64,
+    users: Vec<super::UserOption>,
+    tags: String,
+    contacts: String,
+    companies: String,
+    fields: Vec<FieldInput>,
+    reasons: Vec<LossReason>,
+    history: Vec<VisitView>,
+    errors: FormErrors,
+}
+
+fn ids_text(ids: &[i64]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn duration(secs: i64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m")
+    }
+}
+
+async fn render(
+    ctx: &Ctx,
+    state: &AppState,
+    id: DealId,
+    status: StatusCode,
+    errors: FormErrors,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let deals = &state.modules.deals;
+    let deal = deals.deal(caller, id).await?;
+    let pipeline = deals.pipeline(caller, deal.pipeline_id).await?;
+    let defs = deals.custom_fields(caller).await?;
+    let reasons = deals.loss_reasons(caller).await?;
+    let history = deals.stage_history(caller, id).await?;
+    let names = Names::load(state, ctx, caller).await?;
+    let current = pipeline.stages.iter().find(|s| s.id == deal.stage_id);
+    let current_sort = current.map(|s| s.sort).unwrap_or(0);
+    let steps = pipeline
+        .stages
+        .iter()
+        .filter(|s| !s.kind.is_closed())
+        .map(|s| StageStep {
+            id: s.id.0,
+            name: s.name.clone(),
+            color: s.color.clone(),
+            state: if s.id == deal.stage_id {
+                "current"
+            } else if s.sort < current_sort {
+                "done"
+            } else {
+                ""
+            },
+        })
+        .collect();
+    let stage_name = |sid: StageId| {
+        pipeline
+            .stages
+            .iter()
+            .find(|s| s.id == sid)
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| sid.to_string())
+    };
+    let fields = defs
+        .iter()
+        .map(|d| field_input(d, &deal, current.is_some_and(|s| d.required_at(pipeline.id, s.id))))
+        .collect();
+    // Times in UTC (the user's time zone comes with the timeline of the activities issue).
+    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let now = chrono::Utc::now();
+    let history = history
+        .iter()
+        .map(|v| VisitView {
+            stage: stage_name(v.stage_id),
+            entered: at(v.entered_at),
+            left: v.left_at.map(at).unwrap_or_default(),
+            duration: duration((v.left_at.unwrap_or(now) - v.entered_at).num_seconds()),
+            by: match v.entered_by.user_id() {
+                Some(u) => names.user(u.0),
+                None => ctx.t("deals.by_system").to_string(),
+            },
+        })
+        .collect();
+    let kind = current.map(|s| s.kind).unwrap_or(StageKind::Open);
+    html(
+        status,
+        &DealTpl {
+            ctx,
+            stage_name: stage_name(deal.stage_id),
+            closed: match kind {
+                StageKind::Won => "won",
+                StageKind::Lost => "lost",
+                _ => "",
+            },
+            loss_reason: deal
+                .loss_reason_id
+                .and_then(|r| reasons.iter().find(|x| x.id == r))
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            budget: deal.price.to_string(),
+            responsible: deal.responsible_user_id.0,
+            users: names
+                .user_list
+                .iter()
+                .map(|u| super::UserOption {
+                    id: u.id,
+                    name: u.name.clone(),
+                })
+                .collect(),
+            tags: deal
+                .tags
+                .iter()
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+            contacts: ids_text(&deal.contact_ids),
+            companies: ids_text(&deal.company_ids),
+            deal: &deal,
+            pipeline: &pipeline,
+            steps,
+            fields,
+            reasons,
+            history,
+            errors,
+        },
+    )
+}
+
+fn field_input(d: &CustomField, deal: &Deal, required_here: bool) -> FieldInput {
+    let value = deal.custom_fields.get(&d.id.0.to_string());
+    let chosen: Vec<i64> = match value {
+        Some(Value::Number(n)) => n.as_i64().into_iter().collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).collect(),
+        _ => Vec::new(),
+    };
+    let text = match (d.field_type, value) {
+        // What <input type="datetime-local"> takes.
+        (FieldType::DateTime, Some(Value::String(s))) => s.get(..16).unwrap_or(s).to_string(),
+        (_, Some(v)) => fields::display(d.field_type, &d.enums, v),
+        (_, None) => String::new(),
+    };
+    FieldInput {
+        view: FieldView::of(d),
+        text,
+        chosen,
+        checked: value == Some(&Value::Bool(true)),
+        required_here,
+    }
+}
+
+pub async fn show(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
+    render(
+        &ctx,
+        &state,
+        DealId(*path),
+        StatusCode::OK,
+        FormErrors::none(),
+    )
+    .await
+}
+
+fn parse_ids(field: &str, s: &str) -> Result<Vec<i64>, AppError> {
+    s.split([',', ' '])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            x.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| AppError::validation(field, "invalid", "ids are positive numbers"))
+        })
+        .collect()
+}
+
+/// The custom-field values a deal form sends: every field of the account (a field left out,
+/// such as an unticked checkbox, is cleared).
+fn form_values(defs: &[CustomField], pairs: &[(String, String)]) -> FieldValues {
+    let mut values = FieldValues::new();
+    for d in defs {
+        let key = format!("cf_{}", d.id.0);
+        let given: Vec<&str> = pairs
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let v = match d.field_type {
+            FieldType::Multiselect => Value::from(given),
+            FieldType::Checkbox => Value::Bool(given.iter().any(|v| !v.is_empty())),
+            _ => given.first().map(|s| Value::from(*s)).unwrap_or(Value::Null),
+        };
+        values.insert(d.id.0.to_string(), v);
+    }
+    values
+}
+
+async fn save_patch(
+    state: &AppState,
+    caller: Caller,
+    id: DealId,
+    pairs: &[(String, String)],
+) -> Result<Deal, AppError> {
+    let deals = &state.modules.deals;
+    let defs = deals.custom_fields(caller).await?;
+    let get = |k: &str| filter::get(pairs, k);
+    let responsible = get("responsible_user_id").trim();
+    let main = get("main_contact_id").trim();
+    let patch = DealPatch {
+        name: Some(get("name").to_string()),
+        price: Some(parse_budget(get("price"))?),
+        responsible_user_id: match responsible {
+            "" => None,
+            r => Some(kernel::UserId(r.parse().map_err(|_| {
+                AppError::validation("responsible_user_id", "invalid", "choose a user")
+            })?)),
+        },
+        tags: Some(split_tags(get("tags"))),
+        custom_fields: Some(form_values(&defs, pairs)),
+        contact_ids: Some(parse_ids("contact_ids", get("contact_ids"))?),
+        main_contact_id: Some(match main {
+            "" => None,
+            m => parse_ids("main_contact_id", m)?.first().copied(),
+        }),
+        company_ids: Some(parse_ids("company_ids", get("company_ids"))?),
+    };
+    deals.update_deal(caller, id, patch).await
+}
+
+/// Saves the deal form (sent whole on every change by htmx, or by its button).
+pub async fn save(
+    req: HttpRequest,
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let id = DealId(*path);
+    let htmx = req.headers().contains_key("hx-request");
+    match save_patch(&state, caller, id, &form).await {
+        Ok(_) if htmx => render(&ctx, &state, id, StatusCode::OK, FormErrors::none()).await,
+        Ok(_) => see_other(&format!("/deals/{id}"), Some("deals.saved")),
+        // htmx swaps only successful answers: the form comes back with its errors as 200.
+        Err(e) if is_form_error(&e) => {
+            let status = if htmx { StatusCode::OK } else { form_status(&e) };
+            render(&ctx, &state, id, status, FormErrors::from_error(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct StageForm {
+    stage_id: i64,
+    loss_reason_id: String,
+}
+
+/// A click on the progress bar, or "won" / "lost".
+pub async fn set_stage(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<StageForm>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let id = DealId(*path);
+    let loss_reason_id = form
+        .loss_reason_id
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .map(LossReasonId);
+    let to = MoveTo {
+        stage_id: StageId(form.stage_id),
+        after: None,
+        loss_reason_id,
+    };
+    match state.modules.deals.move_deal(caller, id, to).await {
+        Ok(_) => see_other(&format!("/deals/{id}"), Some("deals.saved")),
+        Err(e) if is_form_error(&e) => {
+            render(&ctx, &state, id, form_status(&e), FormErrors::from_error(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
+    let caller = ctx.caller()?;
+    let id = DealId(*path);
+    let deal = state.modules.deals.deal(caller, id).await?;
+    state.modules.deals.delete_deal(caller, id).await?;
+    see_other(
+        &format!("/deals/pipelines/{}", deal.pipeline_id),
+        Some("deals.deleted"),
+    )
+}

@@ -1,0 +1,371 @@
+//! Deal custom fields (definitions, value checks, fields required at a stage) and tags.
+
+use std::collections::HashMap;
+
+use deals_api::{
+    CustomField, FieldEnum, FieldId, FieldType, FieldValues, NewCustomField, PipelineId,
+    RequiredAt, StageId, Tag, TagId,
+};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use kernel::fields;
+use kernel::{AccountId, AppError, AppResult, FieldError};
+use serde_json::Value;
+
+use crate::schema::{custom_field_enums, custom_fields, stages, tags};
+
+pub const MAX_FIELDS: usize = 200;
+pub const MAX_ENUMS: usize = 500;
+pub const MAX_TAGS_PER_DEAL: usize = 50;
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = custom_fields, check_for_backend(diesel::pg::Pg))]
+struct FieldRow {
+    id: i64,
+    name: String,
+    field_type: String,
+    sort: i32,
+    required_statuses: Value,
+}
+
+/// Every custom field of the account's deals, in order, with its choices.
+pub async fn load(conn: &mut AsyncPgConnection, account: AccountId) -> AppResult<Vec<CustomField>> {
+    let rows: Vec<FieldRow> = custom_fields::table
+        .filter(custom_fields::account_id.eq(account.0))
+        .order((custom_fields::sort, custom_fields::id))
+        .select(FieldRow::as_select())
+        .load(conn)
+        .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let enums: Vec<(i64, i64, String, i32)> = custom_field_enums::table
+        .filter(custom_field_enums::account_id.eq(account.0))
+        .order((custom_field_enums::sort, custom_field_enums::id))
+        .select((
+            custom_field_enums::field_id,
+            custom_field_enums::id,
+            custom_field_enums::value,
+            custom_field_enums::sort,
+        ))
+        .load(conn)
+        .await?;
+    let mut by_field: HashMap<i64, Vec<FieldEnum>> = HashMap::new();
+    for (field, id, value, sort) in enums {
+        by_field
+            .entry(field)
+            .or_default()
+            .push(FieldEnum { id, value, sort });
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| CustomField {
+            id: FieldId(r.id),
+            name: r.name,
+            field_type: FieldType::parse(&r.field_type).unwrap_or(FieldType::Text),
+            sort: r.sort,
+            enums: by_field.remove(&r.id).unwrap_or_default(),
+            required_statuses: serde_json::from_value(r.required_statuses).unwrap_or_default(),
+        })
+        .collect())
+}
+
+fn field_error(field: String, code: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks a definition; returns the trimmed name and the choices' texts.
+pub async fn check_definition(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    new: &NewCustomField,
+) -> AppResult<(String, Vec<String>)> {
+    let mut errors = Vec::new();
+    let name = new.name.trim().to_string();
+    if name.is_empty() {
+        errors.push(field_error("name".into(), "required", "enter a name"));
+    } else if name.chars().count() > 100 {
+        errors.push(field_error("name".into(), "too_long", "at most 100 characters"));
+    }
+    let mut enums: Vec<String> = Vec::new();
+    for e in &new.enums {
+        let e = e.trim();
+        if !e.is_empty() && !enums.iter().any(|x| x == e) {
+            enums.push(e.to_string());
+        }
+    }
+    if new.field_type.has_enums() && enums.is_empty() {
+        errors.push(field_error(
+            "enums".into(),
+            "required",
+            "a list field needs at least one choice",
+        ));
+    }
+    if !new.field_type.has_enums() && !enums.is_empty() {
+        errors.push(field_error(
+            "enums".into(),
+            "not_allowed",
+            "only select and multiselect fields have choices",
+        ));
+    }
+    if enums.len() > MAX_ENUMS || enums.iter().any(|e| e.chars().count() > 255) {
+        errors.push(field_error(
+            "enums".into(),
+            "too_long",
+            format!("at most {MAX_ENUMS} choices of up to 255 characters"),
+        ));
+    }
+    for (i, r) in new.required_statuses.iter().enumerate() {
+        let found: i64 = stages::table
+            .filter(stages::account_id.eq(account.0))
+            .filter(stages::pipeline_id.eq(r.pipeline_id.0))
+            .filter(stages::id.eq(r.status_id.0))
+            .count()
+            .get_result(conn)
+            .await?;
+        if found == 0 {
+            errors.push(field_error(
+                format!("required_statuses[{i}]"),
+                "not_found",
+                "no such stage",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::from_fields(errors));
+    }
+    Ok((name, enums))
+}
+
+/// Writes a field's choices: existing ones keep their ids by text, new ones are added, the rest
+/// are removed (and taken out of the deals' values).
+pub async fn write_enums(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    field: i64,
+    values: &[String],
+) -> AppResult<()> {
+    let existing: Vec<(i64, String)> = custom_field_enums::table
+        .filter(custom_field_enums::account_id.eq(account.0))
+        .filter(custom_field_enums::field_id.eq(field))
+        .select((custom_field_enums::id, custom_field_enums::value))
+        .load(conn)
+        .await?;
+    let gone: Vec<i64> = existing
+        .iter()
+        .filter(|(_, v)| !values.contains(v))
+        .map(|(id, _)| *id)
+        .collect();
+    if !gone.is_empty() {
+        diesel::delete(custom_field_enums::table.filter(custom_field_enums::id.eq_any(&gone)))
+            .execute(conn)
+            .await?;
+        // Values that pointed at a removed choice are cleared (multiselects lose that item).
+        diesel::sql_query(
+            "UPDATE deals.deals SET custom_fields = CASE
+                 WHEN jsonb_typeof(custom_fields -> $2) = 'array' THEN
+                     CASE WHEN (SELECT count(*) FROM jsonb_array_elements(custom_fields -> $2) e
+                                 WHERE NOT (e::bigint = ANY($3))) = 0
+                          THEN custom_fields - $2
+                          ELSE jsonb_set(custom_fields, ARRAY[$2], (SELECT jsonb_agg(e) FROM jsonb_array_elements(custom_fields -> $2) e
+                                 WHERE NOT (e::bigint = ANY($3)))) END
+                 ELSE custom_fields - $2 END
+              WHERE account_id = $1 AND custom_fields ? $2
+                AND (CASE WHEN jsonb_typeof(custom_fields -> $2) = 'array'
+                          THEN EXISTS (SELECT 1 FROM jsonb_array_elements(custom_fields -> $2) e WHERE e::bigint = ANY($3))
+                          ELSE (custom_fields ->> $2)::bigint = ANY($3) END)",
+        )
+        .bind::<BigInt, _>(account.0)
+        .bind::<Text, _>(field.to_string())
+        .bind::<Array<BigInt>, _>(&gone)
+        .execute(conn)
+        .await?;
+    }
+    for (sort, value) in values.iter().enumerate() {
+        match existing.iter().find(|(_, v)| v == value) {
+            Some((id, _)) => {
+                diesel::update(custom_field_enums::table.filter(custom_field_enums::id.eq(*id)))
+                    .set(custom_field_enums::sort.eq(sort as i32))
+                    .execute(conn)
+                    .await?;
+            }
+            None => {
+                diesel::insert_into(custom_field_enums::table)
+                    .values((
+                        custom_field_enums::account_id.eq(account.0),
+                        custom_field_enums::field_id.eq(field),
+                        custom_field_enums::value.eq(value),
+                        custom_field_enums::sort.eq(sort as i32),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn required_json(required: &[RequiredAt]) -> Value {
+    serde_json::to_value(required).unwrap_or_else(|_| Value::Array(Vec::new()))
+}
+
+/// Checks `input` (values by field id, as given) against the definitions and merges it into
+/// `current`: a value is set, or removed when empty. Unknown fields and values of the wrong type
+/// are refused, naming the field as `custom_fields.<id>`.
+pub fn apply_values(
+    defs: &[CustomField],
+    current: &FieldValues,
+    input: &FieldValues,
+    errors: &mut Vec<FieldError>,
+) -> FieldValues {
+    let mut out = current.clone();
+    for (key, raw) in input {
+        let name = format!("custom_fields.{key}");
+        let Some(def) = key
+            .parse::<i64>()
+            .ok()
+            .and_then(|id| defs.iter().find(|d| d.id.0 == id))
+        else {
+            errors.push(field_error(name, "not_found", "no such field"));
+            continue;
+        };
+        match fields::normalize(def.field_type, &def.enums, raw) {
+            Ok(Some(v)) => {
+                out.insert(key.clone(), v);
+            }
+            Ok(None) => {
+                out.remove(key);
+            }
+            Err(e) => errors.push(field_error(name, e.code, format!("{}: {}", def.name, e.message))),
+        }
+    }
+    out
+}
+
+/// The fields required at `stage` that `values` leaves empty, as errors.
+pub fn check_required(
+    defs: &[CustomField],
+    pipeline: PipelineId,
+    stage: StageId,
+    stage_name: &str,
+    values: &FieldValues,
+    errors: &mut Vec<FieldError>,
+) {
+    for def in defs.iter().filter(|d| d.required_at(pipeline, stage)) {
+        if !fields::is_filled(values.get(&def.id.0.to_string())) {
+            errors.push(field_error(
+                format!("custom_fields.{}", def.id.0),
+                "required",
+                format!("“{}” must be filled in for the stage “{stage_name}”", def.name),
+            ));
+        }
+    }
+}
+
+/// Cleans tag names (trimmed, no duplicates ignoring case, 1–50 characters).
+pub fn clean_tags(names: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let n = n.trim();
+        if n.is_empty() {
+            continue;
+        }
+        if n.chars().count() > 50 {
+            errors.push(field_error("tags".into(), "too_long", "a tag has at most 50 characters"));
+            continue;
+        }
+        if !out.iter().any(|x| x.to_lowercase() == n.to_lowercase()) {
+            out.push(n.to_string());
+        }
+    }
+    if out.len() > MAX_TAGS_PER_DEAL {
+        errors.push(field_error(
+            "tags".into(),
+            "too_many",
+            format!("at most {MAX_TAGS_PER_DEAL} tags on a deal"),
+        ));
+    }
+    out
+}
+
+/// The ids of the named tags, creating the ones the account does not have yet.
+pub async fn ensure_tags(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    names: &[String],
+) -> AppResult<Vec<i64>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::sql_query(
+        "INSERT INTO deals.tags (account_id, name) SELECT $1, n FROM unnest($2::text[]) n
+         ON CONFLICT (account_id, lower(name)) DO NOTHING",
+    )
+    .bind::<BigInt, _>(account.0)
+    .bind::<Array<Text>, _>(names)
+    .execute(conn)
+    .await?;
+    let lower: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
+    let found: Vec<(i64, String)> = tags::table
+        .filter(tags::account_id.eq(account.0))
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(name) = ANY(").bind::<Array<Text>, _>(&lower).sql(")"))
+        .select((tags::id, tags::name))
+        .load(conn)
+        .await?;
+    // In the order given.
+    Ok(lower
+        .iter()
+        .filter_map(|l| found.iter().find(|(_, n)| &n.to_lowercase() == l).map(|(id, _)| *id))
+        .collect())
+}
+
+/// Existing tags by name (no creation), for filters and removals.
+pub async fn find_tags(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    names: &[String],
+) -> AppResult<Vec<i64>> {
+    let lower: Vec<String> = names.iter().map(|n| n.trim().to_lowercase()).collect();
+    Ok(tags::table
+        .filter(tags::account_id.eq(account.0))
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(name) = ANY(").bind::<Array<Text>, _>(&lower).sql(")"))
+        .select(tags::id)
+        .load(conn)
+        .await?)
+}
+
+/// Names of the given tag ids.
+pub async fn tag_names(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    ids: &[i64],
+) -> AppResult<HashMap<i64, String>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, String)> = tags::table
+        .filter(tags::account_id.eq(account.0))
+        .filter(tags::id.eq_any(ids))
+        .select((tags::id, tags::name))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+pub async fn all_tags(conn: &mut AsyncPgConnection, account: AccountId) -> AppResult<Vec<Tag>> {
+    let rows: Vec<(i64, String)> = tags::table
+        .filter(tags::account_id.eq(account.0))
+        .order(tags::name)
+        .select((tags::id, tags::name))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name)| Tag { id: TagId(id), name })
+        .collect())
+}

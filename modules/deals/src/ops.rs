@@ -1,0 +1,709 @@
+//! Changes to one deal, each inside a caller's transaction with the deal's row locked: the
+//! building blocks of the single-deal calls and of bulk actions.
+
+use deals_api::events::{
+    DealDeleted, DealResponsibleChanged, DealRestored, DealStageChanged, DealUpdated,
+};
+use deals_api::*;
+use diesel::dsl::{count_star, now};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Nullable};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use kernel::events::EventEnvelope;
+use kernel::{AccountId, AppError, AppResult, Caller, FieldError, UserId, outbox};
+use serde_json::Value;
+
+use crate::fields;
+use crate::rows::{DealRow, StageRow};
+use crate::schema::{deals, loss_reasons, stage_history, stage_totals};
+
+/// The gap between neighbours in a column: room for 20 halvings before a column is renumbered.
+pub(crate) const GAP: i64 = 1 << 20;
+
+pub(crate) fn actor_of(caller: Caller) -> i64 {
+    caller.actor.user_id().map(|u| u.0).unwrap_or(0)
+}
+
+pub(crate) fn shard_of(deal: i64) -> i16 {
+    (deal.rem_euclid(16)) as i16
+}
+
+/// Adds a deal, as it is in `row`, to its column's totals for its responsible user
+/// (`delta` = 1), or removes it (-1). A removal updates the existing row (an upsert would check
+/// its insert values, -1, against `deals >= 0`).
+pub(crate) async fn bump_totals(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    row: &DealRow,
+    delta: i64,
+) -> AppResult<()> {
+    let (pipeline, stage, responsible) = (row.pipeline_id, row.stage_id, row.responsible_user_id);
+    let budget = delta * row.price;
+    let shard = shard_of(row.id);
+    if delta < 0 {
+        let n = diesel::update(
+            stage_totals::table
+                .filter(stage_totals::account_id.eq(account.0))
+                .filter(stage_totals::pipeline_id.eq(pipeline))
+                .filter(stage_totals::stage_id.eq(stage))
+                .filter(stage_totals::responsible_user_id.eq(responsible))
+                .filter(stage_totals::shard.eq(shard)),
+        )
+        .set((
+            stage_totals::deals.eq(stage_totals::deals + delta),
+            stage_totals::budget.eq(stage_totals::budget + budget),
+        ))
+        .execute(conn)
+        .await?;
+        if n != 1 {
+            return Err(AppError::internal(
+                "stage totals out of step with the deals",
+            ));
+        }
+        return Ok(());
+    }
+    diesel::insert_into(stage_totals::table)
+        .values((
+            stage_totals::account_id.eq(account.0),
+            stage_totals::pipeline_id.eq(pipeline),
+            stage_totals::stage_id.eq(stage),
+            stage_totals::responsible_user_id.eq(responsible),
+            stage_totals::shard.eq(shard),
+            stage_totals::deals.eq(delta),
+            stage_totals::budget.eq(budget),
+        ))
+        .on_conflict((
+            stage_totals::account_id,
+            stage_totals::pipeline_id,
+            stage_totals::stage_id,
+            stage_totals::responsible_user_id,
+            stage_totals::shard,
+        ))
+        .do_update()
+        .set((
+            stage_totals::deals.eq(stage_totals::deals + delta),
+            stage_totals::budget.eq(stage_totals::budget + budget),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Counts a deal, as it is in `row`, into its column's totals.
+pub(crate) async fn count_in(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    row: &DealRow,
+) -> AppResult<()> {
+    bump_totals(conn, account, row, 1).await
+}
+
+/// Takes a deal, as it was in `row`, out of its column's totals.
+pub(crate) async fn count_out(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    row: &DealRow,
+) -> AppResult<()> {
+    bump_totals(conn, account, row, -1).await
+}
+
+/// Closes the deal's open stage-history row and opens one for `stage`.
+pub(crate) async fn enter_stage(
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    deal: i64,
+    pipeline: i64,
+    stage: i64,
+) -> AppResult<()> {
+    let actor =
+        serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
+    diesel::update(
+        stage_history::table
+            .filter(stage_history::deal_id.eq(deal))
+            .filter(stage_history::left_at.is_null()),
+    )
+    .set((
+        stage_history::left_at.eq(now),
+        stage_history::left_by.eq(Some(&actor)),
+    ))
+    .execute(conn)
+    .await?;
+    start_stage(conn, caller, deal, pipeline, stage).await
+}
+
+/// Opens a stage-history row (a new deal has none to close).
+pub(crate) async fn start_stage(
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    deal: i64,
+    pipeline: i64,
+    stage: i64,
+) -> AppResult<()> {
+    let actor =
+        serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
+    diesel::insert_into(stage_history::table)
+        .values((
+            stage_history::account_id.eq(caller.account_id.0),
+            stage_history::deal_id.eq(deal),
+            stage_history::pipeline_id.eq(pipeline),
+            stage_history::stage_id.eq(stage),
+            stage_history::entered_by.eq(&actor),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Locks a deal of the account for a change: a live one, or (`deleted`) a deleted one.
+pub(crate) async fn lock_deal(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    id: DealId,
+    deleted: bool,
+) -> AppResult<DealRow> {
+    let of_account = deals::account_id.eq(account.0).and(deals::id.eq(id.0));
+    let found: Option<DealRow> = if deleted {
+        deals::table
+            .filter(of_account.and(deals::deleted_at.is_not_null()))
+            .select(DealRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+    } else {
+        deals::table
+            .filter(of_account.and(deals::deleted_at.is_null()))
+            .select(DealRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+    };
+    found.ok_or_else(|| AppError::not_found("deal"))
+}
+
+/// The position for a deal placed at the top of a column, or right after `after`.
+pub(crate) async fn position_in(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pipeline: i64,
+    stage: i64,
+    after: Option<i64>,
+    moving: Option<i64>,
+) -> AppResult<i64> {
+    let column = deals::table
+        .filter(deals::account_id.eq(account.0))
+        .filter(deals::pipeline_id.eq(pipeline))
+        .filter(deals::stage_id.eq(stage))
+        .filter(deals::deleted_at.is_null())
+        .filter(deals::id.ne(moving.unwrap_or(0)));
+    let Some(after) = after else {
+        let first: Option<i64> = column
+            .select(deals::position)
+            .order((deals::position, deals::id))
+            .first(conn)
+            .await
+            .optional()?;
+        return Ok(first.map(|p| p - GAP).unwrap_or(0));
+    };
+    let anchor: i64 = column
+        .filter(deals::id.eq(after))
+        .select(deals::position)
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| {
+            AppError::validation(
+                "after",
+                "not_found",
+                "the deal to place it after is not in that column",
+            )
+        })?;
+    let next: Option<i64> = column
+        .filter(deals::position.gt(anchor))
+        .select(deals::position)
+        .order((deals::position, deals::id))
+        .first(conn)
+        .await
+        .optional()?;
+    match next {
+        None => Ok(anchor + GAP),
+        Some(n) if n - anchor > 1 => Ok(anchor + (n - anchor) / 2),
+        Some(_) => {
+            // No room left between neighbours: space the column out again, then place it.
+            diesel::sql_query(
+                "UPDATE deals.deals d SET position = r.rn * $4 FROM (
+                   SELECT id, row_number() OVER (ORDER BY position, id) AS rn FROM deals.deals
+                    WHERE account_id = $1 AND pipeline_id = $2 AND stage_id = $3 AND deleted_at IS NULL
+                 ) r WHERE d.id = r.id",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<BigInt, _>(pipeline)
+            .bind::<BigInt, _>(stage)
+            .bind::<BigInt, _>(GAP)
+            .execute(conn)
+            .await?;
+            let anchor: i64 = deals::table
+                .filter(deals::id.eq(after))
+                .select(deals::position)
+                .first(conn)
+                .await?;
+            Ok(anchor + GAP / 2)
+        }
+    }
+}
+
+/// A stage looked up for a deal to enter, and whether any custom field is required there.
+pub(crate) struct TargetStage {
+    pub row: StageRow,
+    pub has_required: bool,
+}
+
+impl TargetStage {
+    pub fn kind(&self) -> StageKind {
+        StageKind::parse(&self.row.kind).unwrap_or(StageKind::Open)
+    }
+}
+
+#[derive(QueryableByName)]
+struct StageWithRequired {
+    #[diesel(embed)]
+    stage: StageRow,
+    #[diesel(sql_type = Bool)]
+    has_required: bool,
+}
+
+/// A stage of the pipeline: the one asked for, or (none asked) the first open stage.
+pub(crate) async fn find_stage(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pipeline: i64,
+    stage: Option<i64>,
+) -> AppResult<Option<TargetStage>> {
+    let found: Option<StageWithRequired> = diesel::sql_query(
+        "SELECT s.pipeline_id, s.id, s.name, s.color, s.sort, s.kind,
+                EXISTS (SELECT 1 FROM deals.custom_fields f
+                         WHERE f.account_id = s.account_id
+                           AND f.required_statuses @> jsonb_build_array(jsonb_build_object('pipeline_id', s.pipeline_id, 'status_id', s.id))
+                       ) AS has_required
+           FROM deals.stages s
+          WHERE s.account_id = $1 AND s.pipeline_id = $2 AND ($3::bigint IS NULL OR s.id = $3)
+          ORDER BY (s.kind <> 'open'), s.sort, s.id LIMIT 1",
+    )
+    .bind::<BigInt, _>(account.0)
+    .bind::<BigInt, _>(pipeline)
+    .bind::<Nullable<BigInt>, _>(stage)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(found.map(|f| TargetStage {
+        row: f.stage,
+        has_required: f.has_required,
+    }))
+}
+
+/// Deals out of rows, with their tags' names (one query for all of them, none without tags).
+pub(crate) async fn deals_out(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    rows: Vec<DealRow>,
+) -> AppResult<Vec<Deal>> {
+    let mut ids: Vec<i64> = rows.iter().flat_map(|r| r.tag_ids.iter().copied()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let names = fields::tag_names(conn, account, &ids).await?;
+    Ok(rows.into_iter().map(|r| r.into_deal(&names)).collect())
+}
+
+pub(crate) async fn deal_out(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    row: DealRow,
+) -> AppResult<Deal> {
+    Ok(deals_out(conn, account, vec![row]).await?.remove(0))
+}
+
+/// What to do with a deal's tags.
+#[derive(Debug, Clone)]
+pub(crate) enum TagChange {
+    Set(Vec<i64>),
+    Add(Vec<i64>),
+    Remove(Vec<i64>),
+}
+
+/// A checked change to a deal's own fields (`None`: leave as it is).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Change {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    pub responsible: Option<i64>,
+    pub tags: Option<TagChange>,
+    /// Values as given, checked against the definitions when applied.
+    pub custom_fields: Option<FieldValues>,
+    pub contact_ids: Option<Vec<i64>>,
+    pub main_contact_id: Option<Option<i64>>,
+    pub company_ids: Option<Vec<i64>>,
+}
+
+/// Contacts with the main one first, no duplicates, positive ids.
+pub(crate) fn order_contacts(
+    contacts: &[i64],
+    main: Option<i64>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<i64> {
+    let mut out: Vec<i64> = main.into_iter().collect();
+    for c in contacts {
+        if !out.contains(c) {
+            out.push(*c);
+        }
+    }
+    if out.iter().any(|c| *c <= 0) {
+        errors.push(FieldError {
+            field: "contact_ids".into(),
+            code: "invalid".into(),
+            message: "contact ids are positive numbers".into(),
+        });
+    }
+    out
+}
+
+fn json_ids(ids: &[i64]) -> Value {
+    Value::from(ids.to_vec())
+}
+
+/// Applies `change` to the locked deal `current`; records totals and events.
+pub(crate) async fn update_locked(
+    tx: &mut AsyncPgConnection,
+    caller: Caller,
+    defs: &[CustomField],
+    current: &DealRow,
+    change: &Change,
+) -> AppResult<DealRow> {
+    let account = caller.account_id;
+    let mut errors = Vec::new();
+    let current_values = match &current.custom_fields {
+        Value::Object(m) => m.clone(),
+        _ => FieldValues::new(),
+    };
+    let values = match &change.custom_fields {
+        Some(input) => {
+            let values = fields::apply_values(defs, &current_values, input, &mut errors);
+            // A field required at the deal's stage cannot be emptied while it is there.
+            let mut missing = Vec::new();
+            fields::check_required(
+                defs,
+                PipelineId(current.pipeline_id),
+                StageId(current.stage_id),
+                "",
+                &values,
+                &mut missing,
+            );
+            // Only the fields this change empties: a deal that entered its stage before the
+            // field became required keeps its other values as they are.
+            errors.extend(
+                missing
+                    .into_iter()
+                    .filter(|e| input.contains_key(e.field.trim_start_matches("custom_fields.")))
+                    .map(|mut e| {
+                        e.message = "this field is required at the deal's stage".into();
+                        e
+                    }),
+            );
+            values
+        }
+        None => current_values.clone(),
+    };
+    if !errors.is_empty() {
+        return Err(AppError::from_fields(errors));
+    }
+    let tag_ids: Vec<i64> = match &change.tags {
+        None => current.tag_ids.clone(),
+        Some(TagChange::Set(ids)) => ids.clone(),
+        Some(TagChange::Add(ids)) => {
+            let mut t = current.tag_ids.clone();
+            t.extend(ids.iter().filter(|i| !current.tag_ids.contains(i)));
+            t
+        }
+        Some(TagChange::Remove(ids)) => current
+            .tag_ids
+            .iter()
+            .copied()
+            .filter(|i| !ids.contains(i))
+            .collect(),
+    };
+    if tag_ids.len() > fields::MAX_TAGS_PER_DEAL {
+        return Err(AppError::validation(
+            "tags",
+            "too_many",
+            "too many tags on a deal",
+        ));
+    }
+    let main = change
+        .main_contact_id
+        .unwrap_or(current.main_contact_id);
+    let mut contact_errors = Vec::new();
+    let contacts = match (&change.contact_ids, change.main_contact_id) {
+        (None, None) => current.contact_ids.clone(),
+        (given, _) => order_contacts(given.as_deref().unwrap_or(&current.contact_ids), main, &mut contact_errors),
+    };
+    if !contact_errors.is_empty() {
+        return Err(AppError::from_fields(contact_errors));
+    }
+    let main = main.or_else(|| <[i64]>::first(&contacts).copied());
+    let companies = change.company_ids.clone().unwrap_or_else(|| current.company_ids.clone());
+    let values_json = Value::Object(values.clone());
+    let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
+        .set((
+            deals::name.eq(change.name.clone().unwrap_or_else(|| current.name.clone())),
+            deals::price.eq(change.price.unwrap_or(current.price)),
+            deals::responsible_user_id.eq(change.responsible.unwrap_or(current.responsible_user_id)),
+            deals::tag_ids.eq(&tag_ids),
+            deals::custom_fields.eq(&values_json),
+            deals::contact_ids.eq(&contacts),
+            deals::main_contact_id.eq(main),
+            deals::company_ids.eq(&companies),
+            deals::updated_at.eq(now),
+            deals::updated_by.eq(actor_of(caller)),
+        ))
+        .returning(DealRow::as_returning())
+        .get_result(tx)
+        .await?;
+    if row.price != current.price || row.responsible_user_id != current.responsible_user_id {
+        count_out(tx, account, current).await?;
+        count_in(tx, account, &row).await?;
+    }
+    let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
+    let mut diff = |key: &str, b: Value, a: Value| {
+        if b != a {
+            before.insert(key.into(), b);
+            after.insert(key.into(), a);
+        }
+    };
+    diff("name", current.name.clone().into(), row.name.clone().into());
+    diff("price", current.price.into(), row.price.into());
+    diff(
+        "responsible_user_id",
+        current.responsible_user_id.into(),
+        row.responsible_user_id.into(),
+    );
+    diff("tag_ids", json_ids(&current.tag_ids), json_ids(&row.tag_ids));
+    diff("contact_ids", json_ids(&current.contact_ids), json_ids(&row.contact_ids));
+    diff("company_ids", json_ids(&current.company_ids), json_ids(&row.company_ids));
+    // Custom fields: only the ones that changed, by id.
+    let (mut cf_before, mut cf_after) = (serde_json::Map::new(), serde_json::Map::new());
+    let keys: std::collections::BTreeSet<&String> =
+        current_values.keys().chain(values.keys()).collect();
+    for k in keys {
+        let (b, a) = (current_values.get(k), values.get(k));
+        if b != a {
+            cf_before.insert(k.clone(), b.cloned().unwrap_or(Value::Null));
+            cf_after.insert(k.clone(), a.cloned().unwrap_or(Value::Null));
+        }
+    }
+    if !cf_after.is_empty() {
+        diff("custom_fields", cf_before.into(), cf_after.into());
+    }
+    let mut events = Vec::new();
+    if !after.is_empty() {
+        events.push(EventEnvelope::new(
+            caller,
+            &DealUpdated {
+                deal_id: DealId(row.id),
+                before: before.into(),
+                after: after.into(),
+            },
+        )?);
+    }
+    if row.responsible_user_id != current.responsible_user_id {
+        events.push(EventEnvelope::new(
+            caller,
+            &DealResponsibleChanged {
+                deal_id: DealId(row.id),
+                from_user_id: UserId(current.responsible_user_id),
+                to_user_id: UserId(row.responsible_user_id),
+            },
+        )?);
+    }
+    outbox::append(tx, crate::SCHEMA, &events).await?;
+    Ok(row)
+}
+
+/// Moves the locked deal `current` to `target` (of its pipeline), after `after` or at the top.
+/// `defs` must hold the account's fields when the target stage requires some.
+pub(crate) async fn move_locked(
+    tx: &mut AsyncPgConnection,
+    caller: Caller,
+    defs: &[CustomField],
+    current: &DealRow,
+    target: &TargetStage,
+    after: Option<i64>,
+    loss_reason: Option<LossReasonId>,
+) -> AppResult<DealRow> {
+    let account = caller.account_id;
+    let kind = target.kind();
+    let loss_reason = match (kind, loss_reason) {
+        (StageKind::Lost, Some(r)) => {
+            let found: i64 = loss_reasons::table
+                .filter(loss_reasons::account_id.eq(account.0))
+                .filter(loss_reasons::id.eq(r.0))
+                .select(count_star())
+                .first(tx)
+                .await?;
+            if found == 0 {
+                return Err(AppError::validation(
+                    "loss_reason_id",
+                    "not_found",
+                    "no such loss reason",
+                ));
+            }
+            Some(r.0)
+        }
+        (StageKind::Lost, None) => {
+            return Err(AppError::validation(
+                "loss_reason_id",
+                "required",
+                "say why the deal was lost",
+            ));
+        }
+        _ => None,
+    };
+    let changed_stage = current.stage_id != target.row.id;
+    if changed_stage && target.has_required {
+        let values = match &current.custom_fields {
+            Value::Object(m) => m.clone(),
+            _ => FieldValues::new(),
+        };
+        let mut errors = Vec::new();
+        fields::check_required(
+            defs,
+            PipelineId(current.pipeline_id),
+            StageId(target.row.id),
+            &target.row.name,
+            &values,
+            &mut errors,
+        );
+        if !errors.is_empty() {
+            return Err(AppError::from_fields(errors));
+        }
+    }
+    let position = position_in(
+        tx,
+        account,
+        current.pipeline_id,
+        target.row.id,
+        after,
+        Some(current.id),
+    )
+    .await?;
+    let closed_at = match (kind.is_closed(), current.closed_at) {
+        (true, Some(t)) if !changed_stage => Some(t),
+        (true, _) => Some(chrono::Utc::now()),
+        (false, _) => None,
+    };
+    let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
+        .set((
+            deals::stage_id.eq(target.row.id),
+            deals::position.eq(position),
+            deals::loss_reason_id.eq(loss_reason),
+            deals::closed_at.eq(closed_at),
+            deals::updated_at.eq(now),
+            deals::updated_by.eq(actor_of(caller)),
+        ))
+        .returning(DealRow::as_returning())
+        .get_result(tx)
+        .await?;
+    if changed_stage {
+        count_out(tx, account, current).await?;
+        count_in(tx, account, &row).await?;
+        enter_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
+        let event = DealStageChanged {
+            deal_id: DealId(row.id),
+            pipeline_id: PipelineId(row.pipeline_id),
+            from_stage_id: StageId(current.stage_id),
+            to_stage_id: StageId(row.stage_id),
+            loss_reason_id: row.loss_reason_id.map(LossReasonId),
+        };
+        outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?]).await?;
+    }
+    Ok(row)
+}
+
+/// Soft-deletes the locked deal `current`.
+pub(crate) async fn delete_locked(
+    tx: &mut AsyncPgConnection,
+    caller: Caller,
+    current: &DealRow,
+) -> AppResult<()> {
+    diesel::update(deals::table.filter(deals::id.eq(current.id)))
+        .set((
+            deals::deleted_at.eq(now),
+            deals::updated_at.eq(now),
+            deals::updated_by.eq(actor_of(caller)),
+        ))
+        .execute(tx)
+        .await?;
+    count_out(tx, caller.account_id, current).await?;
+    outbox::append(
+        tx,
+        crate::SCHEMA,
+        &[EventEnvelope::new(
+            caller,
+            &DealDeleted {
+                deal_id: DealId(current.id),
+            },
+        )?],
+    )
+    .await
+}
+
+/// Restores the locked, deleted deal `current`.
+pub(crate) async fn restore_locked(
+    tx: &mut AsyncPgConnection,
+    caller: Caller,
+    current: &DealRow,
+) -> AppResult<DealRow> {
+    let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
+        .set((
+            deals::deleted_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            deals::updated_at.eq(now),
+            deals::updated_by.eq(actor_of(caller)),
+        ))
+        .returning(DealRow::as_returning())
+        .get_result(tx)
+        .await?;
+    count_in(tx, caller.account_id, &row).await?;
+    outbox::append(
+        tx,
+        crate::SCHEMA,
+        &[EventEnvelope::new(
+            caller,
+            &DealRestored {
+                deal_id: DealId(row.id),
+            },
+        )?],
+    )
+    .await?;
+    Ok(row)
+}
+
+/// Locks several live deals of the account, in id order (so concurrent batches never
+/// deadlock); every id must be found.
+pub(crate) async fn lock_many(
+    tx: &mut AsyncPgConnection,
+    account: AccountId,
+    ids: &[i64],
+) -> AppResult<Vec<DealRow>> {
+    let rows: Vec<DealRow> = deals::table
+        .filter(deals::account_id.eq(account.0))
+        .filter(deals::id.eq_any(ids))
+        .filter(deals::deleted_at.is_null())
+        .order(deals::id)
+        .select(DealRow::as_select())
+        .for_update()
+        .load(tx)
+        .await?;
+    if rows.len() != ids.len() {
+        return Err(AppError::not_found("deal"));
+    }
+    Ok(rows)
+}
