@@ -21,7 +21,7 @@ pub fn random_token() -> String {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use settings::{groups, jobs, profile, roles, tokens, users};
+    use settings::{deals as sdeals, groups, jobs, profile, roles, tokens, users};
     cfg.route("/static/{file}", web::get().to(assets::serve))
         .route("/favicon.ico", web::get().to(assets::favicon))
         .route("/", web::get().to(home::home))
@@ -76,6 +76,35 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/roles/{id}", web::get().to(roles::edit_form))
         .route("/settings/roles/{id}", web::post().to(roles::update))
         .route("/settings/roles/{id}/delete", web::post().to(roles::delete))
+        .route("/settings/pipelines", web::get().to(sdeals::pipelines))
+        .route("/settings/pipelines", web::post().to(sdeals::create_pipeline))
+        .route(
+            "/settings/pipelines/{id}/stages",
+            web::post().to(sdeals::add_stage),
+        )
+        .route(
+            "/settings/pipelines/{id}/stages/{stage}",
+            web::post().to(sdeals::update_stage),
+        )
+        .route(
+            "/settings/pipelines/{id}/stages/{stage}/shift",
+            web::post().to(sdeals::shift_stage),
+        )
+        .route(
+            "/settings/pipelines/{id}/stages/{stage}/delete",
+            web::post().to(sdeals::delete_stage),
+        )
+        .route(
+            "/settings/loss-reasons",
+            web::post().to(sdeals::create_loss_reason),
+        )
+        .route("/settings/fields", web::get().to(sdeals::fields))
+        .route("/settings/fields", web::post().to(sdeals::create_field))
+        .route("/settings/fields/{id}", web::post().to(sdeals::update_field))
+        .route(
+            "/settings/fields/{id}/delete",
+            web::post().to(sdeals::delete_field),
+        )
         .route("/settings/jobs", web::get().to(jobs::list))
         .route("/settings/jobs/{id}/retry", web::post().to(jobs::retry))
         .route("/settings/jobs/{id}/discard", web::post().to(jobs::discard))

@@ -35,11 +35,8 @@ async fn sales_pipeline(app: &TestApp, caller: Caller) -> Pipeline {
 
 fn new_deal(p: &Pipeline, name: &str, price: i64) -> NewDeal {
     NewDeal {
-        name: name.into(),
         price,
-        pipeline_id: p.id,
-        stage_id: None,
-        responsible_user_id: None,
+        ..NewDeal::new(p.id, name)
     }
 }
 
@@ -121,7 +118,7 @@ async fn a_pipeline_has_the_system_stages_around_its_own() {
         .unwrap();
     assert_eq!(deals.deal(caller, d.id).await.unwrap().stage_id, open[0]);
     let board = deals
-        .board(caller, p.id, PageRequest::default())
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     let col = board.iter().find(|c| c.stage.id == open[0]).unwrap();
@@ -256,7 +253,7 @@ async fn moves_keep_order_history_totals_and_events() {
             .collect()
     };
     let board = deals
-        .board(caller, p.id, PageRequest::default())
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     assert_eq!(
@@ -278,7 +275,7 @@ async fn moves_keep_order_history_totals_and_events() {
         .await
         .unwrap();
     let board = deals
-        .board(caller, p.id, PageRequest::default())
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     assert_eq!(order(&board, first), ["C", "A", "B"]);
@@ -327,7 +324,7 @@ async fn moves_keep_order_history_totals_and_events() {
     assert!(lost.closed_at.is_some());
     assert_eq!(lost.loss_reason_id, Some(reason.id));
     let board = deals
-        .board(caller, p.id, PageRequest::default())
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     let totals = |stage: StageId| board.iter().find(|c| c.stage.id == stage).unwrap().totals;
@@ -335,21 +332,24 @@ async fn moves_keep_order_history_totals_and_events() {
         totals(first),
         Totals {
             deals: 1,
-            budget: 100
+            budget: 100,
+            capped: false,
         }
     );
     assert_eq!(
         totals(second),
         Totals {
             deals: 1,
-            budget: 200
+            budget: 200,
+            capped: false,
         }
     );
     assert_eq!(
         totals(LOST),
         Totals {
             deals: 1,
-            budget: 300
+            budget: 300,
+            capped: false,
         }
     );
     // A stage of another pipeline is refused.
@@ -443,7 +443,7 @@ async fn a_user_with_own_rights_neither_sees_nor_moves_others_deals_counts_and_s
     let stage = p.stages[1].id;
 
     let board = deals
-        .board(maria, p.id, PageRequest::default())
+        .board(maria, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     let col = board.iter().find(|c| c.stage.id == stage).unwrap();
@@ -451,7 +451,8 @@ async fn a_user_with_own_rights_neither_sees_nor_moves_others_deals_counts_and_s
         col.totals,
         Totals {
             deals: 1,
-            budget: 10
+            budget: 10,
+            capped: false,
         },
         "her counts and sums only"
     );
@@ -481,14 +482,15 @@ async fn a_user_with_own_rights_neither_sees_nor_moves_others_deals_counts_and_s
         "unchanged"
     );
     let board = deals
-        .board(admin, p.id, PageRequest::default())
+        .board(admin, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     assert_eq!(
         board.iter().find(|c| c.stage.id == stage).unwrap().totals,
         Totals {
             deals: 2,
-            budget: 1010
+            budget: 1010,
+            capped: false,
         }
     );
     // Someone with no right to view deals gets 403.
@@ -510,7 +512,7 @@ async fn a_user_with_own_rights_neither_sees_nor_moves_others_deals_counts_and_s
         .unwrap();
     assert_eq!(
         deals
-            .board(maria, p.id, PageRequest::default())
+            .board(maria, p.id, &DealFilter::default(), PageRequest::default())
             .await
             .unwrap_err()
             .code,
@@ -558,7 +560,7 @@ async fn concurrent_moves_of_one_deal_end_in_one_consistent_state() {
     }
     let now = deals.deal(caller, d.id).await.unwrap();
     let board = deals
-        .board(caller, p.id, PageRequest::default())
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     let total: i64 = board.iter().map(|c| c.totals.deals).sum();
@@ -568,7 +570,8 @@ async fn concurrent_moves_of_one_deal_end_in_one_consistent_state() {
         col.totals,
         Totals {
             deals: 1,
-            budget: 500
+            budget: 500,
+            capped: false,
         },
         "in the column it ended in"
     );
@@ -637,6 +640,7 @@ async fn updates_deletes_and_restores_keep_totals_exact_and_publish_events() {
                 name: Some("Renamed".into()),
                 price: Some(250),
                 responsible_user_id: Some(m.id),
+                ..Default::default()
             },
         )
         .await
@@ -650,14 +654,15 @@ async fn updates_deletes_and_restores_keep_totals_exact_and_publish_events() {
         ("Renamed", 250, m.id)
     );
     let board = deals
-        .board(caller, p.id, PageRequest::default())
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     assert_eq!(
         totals(&board),
         Totals {
             deals: 1,
-            budget: 250
+            budget: 250,
+            capped: false,
         }
     );
     let hers = format!(
@@ -676,7 +681,7 @@ async fn updates_deletes_and_restores_keep_totals_exact_and_publish_events() {
         ErrorCode::NotFound
     );
     let board = deals
-        .board(caller, p.id, PageRequest::default())
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     assert_eq!(totals(&board), Totals::default());
@@ -689,14 +694,15 @@ async fn updates_deletes_and_restores_keep_totals_exact_and_publish_events() {
     let back = deals.restore_deal(caller, d.id).await.unwrap();
     assert_eq!(back.price, 250);
     let board = deals
-        .board(caller, p.id, PageRequest::default())
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
         .await
         .unwrap();
     assert_eq!(
         totals(&board),
         Totals {
             deals: 1,
-            budget: 250
+            budget: 250,
+            capped: false,
         }
     );
     for event in [
