@@ -90,6 +90,10 @@
       draggable: ".card",
       animation: 120,
       ghostClass: "ghost",
+      // Pointer events rather than native HTML drag and drop: the same feel in every browser,
+      // touch included, and a card that follows the pointer.
+      forceFallback: true,
+      fallbackTolerance: 3,
       onEnd: drop,
     });
   });

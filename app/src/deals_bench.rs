@@ -26,7 +26,12 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
     let (caller, pipeline) = crate::cli::bench_pipeline(state, email).await?;
     let deals = &state.modules.deals;
     let first = deals
-        .board(caller, pipeline.id, &DealFilter::default(), PageRequest::new(None, Some(50)))
+        .board(
+            caller,
+            pipeline.id,
+            &DealFilter::default(),
+            PageRequest::new(None, Some(50)),
+        )
         .await
         .map_err(err)?;
     let total: i64 = first.iter().map(|c| c.totals.deals).sum();
@@ -41,7 +46,12 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
     for _ in 0..iterations {
         let t = Instant::now();
         deals
-            .board(caller, pipeline.id, &DealFilter::default(), PageRequest::new(None, Some(50)))
+            .board(
+                caller,
+                pipeline.id,
+                &DealFilter::default(),
+                PageRequest::new(None, Some(50)),
+            )
             .await
             .map_err(err)?;
         times.push(t.elapsed());
@@ -58,7 +68,14 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
     for _ in 0..iterations {
         let t = Instant::now();
         let page = deals
-            .column(caller, pipeline.id, busiest.stage.id, &DealFilter::default(), cursor.clone(), 50)
+            .column(
+                caller,
+                pipeline.id,
+                busiest.stage.id,
+                &DealFilter::default(),
+                cursor.clone(),
+                50,
+            )
             .await
             .map_err(err)?;
         times.push(t.elapsed());

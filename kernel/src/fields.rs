@@ -92,7 +92,11 @@ pub const MAX_TEXT: usize = 1_000;
 /// to store; `Ok(None)` means "no value" (an empty string, null, an empty list, or an unticked
 /// checkbox). Strings are accepted for every type, as they come from forms: "42" for a number,
 /// "true"/"on"/"1" for a checkbox, an enum's id or its exact text for a select.
-pub fn normalize(ty: FieldType, enums: &[FieldEnum], input: &Value) -> Result<Option<Value>, ValueError> {
+pub fn normalize(
+    ty: FieldType,
+    enums: &[FieldEnum],
+    input: &Value,
+) -> Result<Option<Value>, ValueError> {
     if input.is_null() {
         return Ok(None);
     }
@@ -105,8 +109,16 @@ pub fn normalize(ty: FieldType, enums: &[FieldEnum], input: &Value) -> Result<Op
     match ty {
         FieldType::Text | FieldType::Textarea => {
             let s = as_text(input)?;
-            let max = if ty == FieldType::Text { MAX_TEXT } else { MAX_TEXTAREA };
-            let s = if ty == FieldType::Text { s.trim().to_string() } else { s };
+            let max = if ty == FieldType::Text {
+                MAX_TEXT
+            } else {
+                MAX_TEXTAREA
+            };
+            let s = if ty == FieldType::Text {
+                s.trim().to_string()
+            } else {
+                s
+            };
             if s.chars().count() > max {
                 return Err(bad("too_long", format!("at most {max} characters")));
             }
@@ -325,23 +337,53 @@ mod tests {
     fn values_are_normalised_by_type() {
         let e = enums();
         let n = |t, v: Value| normalize(t, &e, &v);
-        assert_eq!(n(FieldType::Numeric, json!(" 1 250,50 ")), Ok(Some(json!("1250.5"))));
+        assert_eq!(
+            n(FieldType::Numeric, json!(" 1 250,50 ")),
+            Ok(Some(json!("1250.5")))
+        );
         assert_eq!(n(FieldType::Numeric, json!(-0.0)), Ok(Some(json!("0"))));
         assert_eq!(n(FieldType::Numeric, json!("007")), Ok(Some(json!("7"))));
-        assert_eq!(n(FieldType::Numeric, json!("abc")).unwrap_err().code, "not_a_number");
-        assert_eq!(n(FieldType::Numeric, json!("1e5")).unwrap_err().code, "not_a_number");
-        assert_eq!(n(FieldType::Numeric, json!("NaN")).unwrap_err().code, "not_a_number");
-        assert_eq!(n(FieldType::Numeric, json!(true)).unwrap_err().code, "not_a_number");
+        assert_eq!(
+            n(FieldType::Numeric, json!("abc")).unwrap_err().code,
+            "not_a_number"
+        );
+        assert_eq!(
+            n(FieldType::Numeric, json!("1e5")).unwrap_err().code,
+            "not_a_number"
+        );
+        assert_eq!(
+            n(FieldType::Numeric, json!("NaN")).unwrap_err().code,
+            "not_a_number"
+        );
+        assert_eq!(
+            n(FieldType::Numeric, json!(true)).unwrap_err().code,
+            "not_a_number"
+        );
         assert_eq!(n(FieldType::Checkbox, json!("on")), Ok(Some(json!(true))));
         assert_eq!(n(FieldType::Checkbox, json!(false)), Ok(None));
-        assert_eq!(n(FieldType::Checkbox, json!("maybe")).unwrap_err().code, "not_a_boolean");
+        assert_eq!(
+            n(FieldType::Checkbox, json!("maybe")).unwrap_err().code,
+            "not_a_boolean"
+        );
         assert_eq!(n(FieldType::Select, json!("Wholesale")), Ok(Some(json!(9))));
         assert_eq!(n(FieldType::Select, json!(7)), Ok(Some(json!(7))));
-        assert_eq!(n(FieldType::Select, json!("8")).unwrap_err().code, "unknown_choice");
-        assert_eq!(n(FieldType::Multiselect, json!([9, "7", 9])), Ok(Some(json!([7, 9]))));
+        assert_eq!(
+            n(FieldType::Select, json!("8")).unwrap_err().code,
+            "unknown_choice"
+        );
+        assert_eq!(
+            n(FieldType::Multiselect, json!([9, "7", 9])),
+            Ok(Some(json!([7, 9])))
+        );
         assert_eq!(n(FieldType::Multiselect, json!([])), Ok(None));
-        assert_eq!(n(FieldType::Date, json!("2026-02-28")), Ok(Some(json!("2026-02-28"))));
-        assert_eq!(n(FieldType::Date, json!("2026-02-30")).unwrap_err().code, "not_a_date");
+        assert_eq!(
+            n(FieldType::Date, json!("2026-02-28")),
+            Ok(Some(json!("2026-02-28")))
+        );
+        assert_eq!(
+            n(FieldType::Date, json!("2026-02-30")).unwrap_err().code,
+            "not_a_date"
+        );
         assert_eq!(
             n(FieldType::DateTime, json!("2026-02-28T10:00:00+03:00")),
             Ok(Some(json!("2026-02-28T07:00:00Z")))
@@ -350,15 +392,34 @@ mod tests {
             n(FieldType::DateTime, json!(0)),
             Ok(Some(json!("1970-01-01T00:00:00Z")))
         );
-        assert_eq!(n(FieldType::DateTime, json!("soon")).unwrap_err().code, "not_a_datetime");
-        assert_eq!(n(FieldType::Url, json!("https://example.com/a?b")), Ok(Some(json!("https://example.com/a?b"))));
-        assert_eq!(n(FieldType::Url, json!("javascript:alert(1)")).unwrap_err().code, "invalid");
-        assert_eq!(n(FieldType::Url, json!("https://a b")).unwrap_err().code, "invalid");
+        assert_eq!(
+            n(FieldType::DateTime, json!("soon")).unwrap_err().code,
+            "not_a_datetime"
+        );
+        assert_eq!(
+            n(FieldType::Url, json!("https://example.com/a?b")),
+            Ok(Some(json!("https://example.com/a?b")))
+        );
+        assert_eq!(
+            n(FieldType::Url, json!("javascript:alert(1)"))
+                .unwrap_err()
+                .code,
+            "invalid"
+        );
+        assert_eq!(
+            n(FieldType::Url, json!("https://a b")).unwrap_err().code,
+            "invalid"
+        );
         assert_eq!(n(FieldType::Text, json!("  hi ")), Ok(Some(json!("hi"))));
         assert_eq!(n(FieldType::Text, json!("")), Ok(None));
-        assert_eq!(n(FieldType::Text, json!({"a": 1})).unwrap_err().code, "not_text");
         assert_eq!(
-            n(FieldType::Text, json!("x".repeat(MAX_TEXT + 1))).unwrap_err().code,
+            n(FieldType::Text, json!({"a": 1})).unwrap_err().code,
+            "not_text"
+        );
+        assert_eq!(
+            n(FieldType::Text, json!("x".repeat(MAX_TEXT + 1)))
+                .unwrap_err()
+                .code,
             "too_long"
         );
     }
@@ -369,7 +430,10 @@ mod tests {
         assert!(!is_filled(None));
         assert!(!is_filled(Some(&json!(""))));
         assert!(is_filled(Some(&json!([7]))));
-        assert_eq!(display(FieldType::Multiselect, &e, &json!([7, 9])), "Retail, Wholesale");
+        assert_eq!(
+            display(FieldType::Multiselect, &e, &json!([7, 9])),
+            "Retail, Wholesale"
+        );
         assert_eq!(display(FieldType::Select, &e, &json!(9)), "Wholesale");
         for t in FieldType::ALL {
             assert_eq!(FieldType::parse(t.as_str()), Some(t));

@@ -77,7 +77,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/roles/{id}", web::post().to(roles::update))
         .route("/settings/roles/{id}/delete", web::post().to(roles::delete))
         .route("/settings/pipelines", web::get().to(sdeals::pipelines))
-        .route("/settings/pipelines", web::post().to(sdeals::create_pipeline))
+        .route(
+            "/settings/pipelines",
+            web::post().to(sdeals::create_pipeline),
+        )
         .route(
             "/settings/pipelines/{id}/stages",
             web::post().to(sdeals::add_stage),
@@ -100,7 +103,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/settings/fields", web::get().to(sdeals::fields))
         .route("/settings/fields", web::post().to(sdeals::create_field))
-        .route("/settings/fields/{id}", web::post().to(sdeals::update_field))
+        .route(
+            "/settings/fields/{id}",
+            web::post().to(sdeals::update_field),
+        )
         .route(
             "/settings/fields/{id}/delete",
             web::post().to(sdeals::delete_field),

@@ -1,6 +1,6 @@
-//! The browser test: Debian's Chromium driven by playwright-core (tests/browser/settings.mjs)
-//! against a real server. It signs in, opens settings, creates a user, signs in as that user, and
-//! saves screenshots under target/screenshots/.
+//! Browser tests: Debian's Chromium driven by playwright-core (tests/browser/*.mjs) against a
+//! real server, saving screenshots under target/screenshots/. settings.mjs signs in and creates a
+//! colleague; deals.mjs builds a pipeline and works deals on the board, the deal page and the list.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,13 +14,14 @@ fn chromium() -> Option<String> {
         .map(|p| p.to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_signs_in_creates_a_colleague_who_then_signs_in() {
+/// Runs a script of tests/browser against a fresh app with one account; its stdout, or `None`
+/// when the browser is not installed (allowed only outside CI).
+async fn run(script: &str) -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
         .unwrap();
-    let script = root.join("tests/browser/settings.mjs");
+    let script = root.join("tests/browser").join(script);
     let modules = root.join("tests/browser/node_modules/playwright-core");
     let (Some(browser), true) = (chromium(), modules.exists()) else {
         if std::env::var_os("VORONKA_TEST_REQUIRE_BROWSER").is_some() {
@@ -31,7 +32,7 @@ async fn a_person_signs_in_creates_a_colleague_who_then_signs_in() {
         eprintln!(
             "SKIPPED browser test: chromium or playwright-core missing (scripts/test installs them)"
         );
-        return;
+        return None;
     };
     let app = spawn_app().await;
     let t = app.tenant("Browser Co").await;
@@ -56,5 +57,19 @@ async fn a_person_signs_in_creates_a_colleague_who_then_signs_in() {
         out.status.success(),
         "browser script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.contains("signed in as the new user"), "{stdout}");
+    Some(stdout.into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_creates_a_colleague_who_then_signs_in() {
+    if let Some(stdout) = run("settings.mjs").await {
+        assert!(stdout.contains("signed in as the new user"), "{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sales_team_builds_a_pipeline_and_works_its_deals_on_the_board() {
+    if let Some(stdout) = run("deals.mjs").await {
+        assert!(stdout.contains("deals flow done"), "{stdout}");
+    }
 }

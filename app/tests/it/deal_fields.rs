@@ -198,7 +198,8 @@ async fn custom_field_values_are_typed_and_required_fields_guard_their_stages() 
     assert!(err.fields[0].message.contains("Contract"), "{err:?}");
     assert_eq!(deals.deal(caller, d.id).await.unwrap().stage_id, first);
     assert_eq!(
-        app.count("SELECT count(*) AS n FROM deals.stage_history").await,
+        app.count("SELECT count(*) AS n FROM deals.stage_history")
+            .await,
         1
     );
     let patch = |v: serde_json::Value| DealPatch {
@@ -603,7 +604,11 @@ async fn bulk_actions_change_all_the_deals_or_none() {
     assert_eq!(totals(invoice).await.deals, 3);
 
     deals
-        .bulk(admin, ids.clone(), BulkAction::Responsible { user_id: m.id })
+        .bulk(
+            admin,
+            ids.clone(),
+            BulkAction::Responsible { user_id: m.id },
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -649,7 +654,10 @@ async fn saved_filters_belong_to_their_user() {
     let maria = Caller::user(t.account, m.id);
     let deals = &app.state.modules.deals;
     let saved = deals.save_filter(admin, "My VIPs", "tag=1").await.unwrap();
-    assert_eq!(deals.saved_filters(admin).await.unwrap(), vec![saved.clone()]);
+    assert_eq!(
+        deals.saved_filters(admin).await.unwrap(),
+        vec![saved.clone()]
+    );
     assert!(deals.saved_filters(maria).await.unwrap().is_empty());
     assert_eq!(
         deals
@@ -707,7 +715,10 @@ async fn the_deal_page_list_and_drag_endpoint_work_over_http() {
         )
         .await;
     assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
-    assert_eq!(deals.deal(admin, d.id).await.unwrap().name, "Website redesign");
+    assert_eq!(
+        deals.deal(admin, d.id).await.unwrap().name,
+        "Website redesign"
+    );
     let res = c
         .submit(
             &page,
@@ -749,13 +760,8 @@ async fn the_deal_page_list_and_drag_endpoint_work_over_http() {
     assert_eq!(res.status(), reqwest::StatusCode::OK);
     let body: serde_json::Value = res.json().await.unwrap();
     let totals = body["totals"].as_array().unwrap();
-    let of = |s: StageId| {
-        totals
-            .iter()
-            .find(|t| t["stage_id"] == json!(s.0))
-            .unwrap()["deals"]
-            .clone()
-    };
+    let of =
+        |s: StageId| totals.iter().find(|t| t["stage_id"] == json!(s.0)).unwrap()["deals"].clone();
     assert_eq!((of(first), of(negotiation)), (json!(1), json!(1)));
     let res = drag(e.id, LOST, String::new(), String::new()).await;
     assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);

@@ -90,7 +90,11 @@ pub async fn check_definition(
     if name.is_empty() {
         errors.push(field_error("name".into(), "required", "enter a name"));
     } else if name.chars().count() > 100 {
-        errors.push(field_error("name".into(), "too_long", "at most 100 characters"));
+        errors.push(field_error(
+            "name".into(),
+            "too_long",
+            "at most 100 characters",
+        ));
     }
     let mut enums: Vec<String> = Vec::new();
     for e in &new.enums {
@@ -241,7 +245,11 @@ pub fn apply_values(
             Ok(None) => {
                 out.remove(key);
             }
-            Err(e) => errors.push(field_error(name, e.code, format!("{}: {}", def.name, e.message))),
+            Err(e) => errors.push(field_error(
+                name,
+                e.code,
+                format!("{}: {}", def.name, e.message),
+            )),
         }
     }
     out
@@ -261,7 +269,10 @@ pub fn check_required(
             errors.push(field_error(
                 format!("custom_fields.{}", def.id.0),
                 "required",
-                format!("“{}” must be filled in for the stage “{stage_name}”", def.name),
+                format!(
+                    "“{}” must be filled in for the stage “{stage_name}”",
+                    def.name
+                ),
             ));
         }
     }
@@ -276,7 +287,11 @@ pub fn clean_tags(names: &[String], errors: &mut Vec<FieldError>) -> Vec<String>
             continue;
         }
         if n.chars().count() > 50 {
-            errors.push(field_error("tags".into(), "too_long", "a tag has at most 50 characters"));
+            errors.push(field_error(
+                "tags".into(),
+                "too_long",
+                "a tag has at most 50 characters",
+            ));
             continue;
         }
         if !out.iter().any(|x| x.to_lowercase() == n.to_lowercase()) {
@@ -313,14 +328,23 @@ pub async fn ensure_tags(
     let lower: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
     let found: Vec<(i64, String)> = tags::table
         .filter(tags::account_id.eq(account.0))
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(name) = ANY(").bind::<Array<Text>, _>(&lower).sql(")"))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(name) = ANY(")
+                .bind::<Array<Text>, _>(&lower)
+                .sql(")"),
+        )
         .select((tags::id, tags::name))
         .load(conn)
         .await?;
     // In the order given.
     Ok(lower
         .iter()
-        .filter_map(|l| found.iter().find(|(_, n)| &n.to_lowercase() == l).map(|(id, _)| *id))
+        .filter_map(|l| {
+            found
+                .iter()
+                .find(|(_, n)| &n.to_lowercase() == l)
+                .map(|(id, _)| *id)
+        })
         .collect())
 }
 
@@ -333,7 +357,11 @@ pub async fn find_tags(
     let lower: Vec<String> = names.iter().map(|n| n.trim().to_lowercase()).collect();
     Ok(tags::table
         .filter(tags::account_id.eq(account.0))
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(name) = ANY(").bind::<Array<Text>, _>(&lower).sql(")"))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(name) = ANY(")
+                .bind::<Array<Text>, _>(&lower)
+                .sql(")"),
+        )
         .select(tags::id)
         .load(conn)
         .await?)
@@ -366,6 +394,9 @@ pub async fn all_tags(conn: &mut AsyncPgConnection, account: AccountId) -> AppRe
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, name)| Tag { id: TagId(id), name })
+        .map(|(id, name)| Tag {
+            id: TagId(id),
+            name,
+        })
         .collect())
 }

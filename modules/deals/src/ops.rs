@@ -308,7 +308,10 @@ pub(crate) async fn deals_out(
     account: AccountId,
     rows: Vec<DealRow>,
 ) -> AppResult<Vec<Deal>> {
-    let mut ids: Vec<i64> = rows.iter().flat_map(|r| r.tag_ids.iter().copied()).collect();
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.tag_ids.iter().copied())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     let names = fields::tag_names(conn, account, &ids).await?;
@@ -438,25 +441,31 @@ pub(crate) async fn update_locked(
             "too many tags on a deal",
         ));
     }
-    let main = change
-        .main_contact_id
-        .unwrap_or(current.main_contact_id);
+    let main = change.main_contact_id.unwrap_or(current.main_contact_id);
     let mut contact_errors = Vec::new();
     let contacts = match (&change.contact_ids, change.main_contact_id) {
         (None, None) => current.contact_ids.clone(),
-        (given, _) => order_contacts(given.as_deref().unwrap_or(&current.contact_ids), main, &mut contact_errors),
+        (given, _) => order_contacts(
+            given.as_deref().unwrap_or(&current.contact_ids),
+            main,
+            &mut contact_errors,
+        ),
     };
     if !contact_errors.is_empty() {
         return Err(AppError::from_fields(contact_errors));
     }
     let main = main.or_else(|| <[i64]>::first(&contacts).copied());
-    let companies = change.company_ids.clone().unwrap_or_else(|| current.company_ids.clone());
+    let companies = change
+        .company_ids
+        .clone()
+        .unwrap_or_else(|| current.company_ids.clone());
     let values_json = Value::Object(values.clone());
     let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
         .set((
             deals::name.eq(change.name.clone().unwrap_or_else(|| current.name.clone())),
             deals::price.eq(change.price.unwrap_or(current.price)),
-            deals::responsible_user_id.eq(change.responsible.unwrap_or(current.responsible_user_id)),
+            deals::responsible_user_id
+                .eq(change.responsible.unwrap_or(current.responsible_user_id)),
             deals::tag_ids.eq(&tag_ids),
             deals::custom_fields.eq(&values_json),
             deals::contact_ids.eq(&contacts),
@@ -486,9 +495,21 @@ pub(crate) async fn update_locked(
         current.responsible_user_id.into(),
         row.responsible_user_id.into(),
     );
-    diff("tag_ids", json_ids(&current.tag_ids), json_ids(&row.tag_ids));
-    diff("contact_ids", json_ids(&current.contact_ids), json_ids(&row.contact_ids));
-    diff("company_ids", json_ids(&current.company_ids), json_ids(&row.company_ids));
+    diff(
+        "tag_ids",
+        json_ids(&current.tag_ids),
+        json_ids(&row.tag_ids),
+    );
+    diff(
+        "contact_ids",
+        json_ids(&current.contact_ids),
+        json_ids(&row.contact_ids),
+    );
+    diff(
+        "company_ids",
+        json_ids(&current.company_ids),
+        json_ids(&row.company_ids),
+    );
     // Custom fields: only the ones that changed, by id.
     let (mut cf_before, mut cf_after) = (serde_json::Map::new(), serde_json::Map::new());
     let keys: std::collections::BTreeSet<&String> =

@@ -124,7 +124,8 @@ fn filtered<'a>(account: AccountId, r: &'a Resolved) -> Boxed<'a> {
     }
     if !f.responsible.is_empty() {
         q = q.filter(
-            deals::responsible_user_id.eq_any(f.responsible.iter().map(|u| u.0).collect::<Vec<_>>()),
+            deals::responsible_user_id
+                .eq_any(f.responsible.iter().map(|u| u.0).collect::<Vec<_>>()),
         );
     }
     if !f.tags.is_empty() {

@@ -98,7 +98,6 @@ impl DealsService {
     }
 }
 
-
 fn check_name(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) -> String {
     let v = value.trim().to_string();
     if v.is_empty() {
@@ -609,7 +608,6 @@ impl Deals for DealsService {
         })
     }
 
-
     async fn create_deal(&self, caller: Caller, new: NewDeal) -> AppResult<Deal> {
         access::scope(&*self.accounts, caller, Action::Create).await?;
         let mut errors = Vec::new();
@@ -674,7 +672,8 @@ impl Deals for DealsService {
         let row = conn
             .transaction::<_, AppError, _>(async |tx| {
                 let tag_ids = fields::ensure_tags(tx, account, &tag_names).await?;
-                let position = ops::position_in(tx, account, pipeline_id.0, stage_id.0, None, None).await?;
+                let position =
+                    ops::position_in(tx, account, pipeline_id.0, stage_id.0, None, None).await?;
                 let row: DealRow = diesel::insert_into(deals::table)
                     .values((
                         deals::account_id.eq(account.0),
@@ -734,7 +733,10 @@ impl Deals for DealsService {
                 message: "the budget cannot be negative".into(),
             });
         }
-        let tag_names = patch.tags.as_ref().map(|t| fields::clean_tags(t, &mut errors));
+        let tag_names = patch
+            .tags
+            .as_ref()
+            .map(|t| fields::clean_tags(t, &mut errors));
         if let Some(c) = &patch.contact_ids {
             ops::order_contacts(c, None, &mut errors);
         }
@@ -851,20 +853,25 @@ impl Deals for DealsService {
         let scope = access::scope(&*self.accounts, caller, Action::View).await?;
         let mut conn = self.conn().await?;
         visible_deal(&mut conn, caller.account_id, &scope, id).await?;
-        let rows: Vec<(i64, i64, DateTime<Utc>, Option<DateTime<Utc>>, serde_json::Value)> =
-            stage_history::table
-                .filter(stage_history::account_id.eq(caller.account_id.0))
-                .filter(stage_history::deal_id.eq(id.0))
-                .order((stage_history::entered_at, stage_history::id))
-                .select((
-                    stage_history::pipeline_id,
-                    stage_history::stage_id,
-                    stage_history::entered_at,
-                    stage_history::left_at,
-                    stage_history::entered_by,
-                ))
-                .load(&mut conn)
-                .await?;
+        let rows: Vec<(
+            i64,
+            i64,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            serde_json::Value,
+        )> = stage_history::table
+            .filter(stage_history::account_id.eq(caller.account_id.0))
+            .filter(stage_history::deal_id.eq(id.0))
+            .order((stage_history::entered_at, stage_history::id))
+            .select((
+                stage_history::pipeline_id,
+                stage_history::stage_id,
+                stage_history::entered_at,
+                stage_history::left_at,
+                stage_history::entered_by,
+            ))
+            .load(&mut conn)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(p, s, entered_at, left_at, by)| StageVisit {
@@ -887,7 +894,11 @@ impl Deals for DealsService {
         ids.sort_unstable();
         ids.dedup();
         if ids.is_empty() {
-            return Err(AppError::validation("ids", "required", "choose at least one deal"));
+            return Err(AppError::validation(
+                "ids",
+                "required",
+                "choose at least one deal",
+            ));
         }
         if ids.len() > MAX_BULK {
             return Err(AppError::validation(
@@ -950,26 +961,38 @@ impl Deals for DealsService {
                         loss_reason_id,
                     } => {
                         // Deals of several pipelines: each goes to that stage of its own.
-                        let i = match targets.iter().position(|t| t.row.pipeline_id == row.pipeline_id) {
+                        let i = match targets
+                            .iter()
+                            .position(|t| t.row.pipeline_id == row.pipeline_id)
+                        {
                             Some(i) => i,
                             None => {
-                                let t = ops::find_stage(tx, account, row.pipeline_id, Some(stage_id.0))
-                                    .await?
-                                    .ok_or_else(|| {
-                                        AppError::validation(
-                                            "stage_id",
-                                            "not_found",
-                                            "no such stage in the deals' pipeline",
-                                        )
-                                    })?;
+                                let t =
+                                    ops::find_stage(tx, account, row.pipeline_id, Some(stage_id.0))
+                                        .await?
+                                        .ok_or_else(|| {
+                                            AppError::validation(
+                                                "stage_id",
+                                                "not_found",
+                                                "no such stage in the deals' pipeline",
+                                            )
+                                        })?;
                                 targets.push(t);
                                 targets.len() - 1
                             }
                         };
                         if row.stage_id != stage_id.0 {
-                            ops::move_locked(tx, caller, &defs, row, &targets[i], None, *loss_reason_id)
-                                .await
-                                .map_err(|e| in_deal(e, row))?;
+                            ops::move_locked(
+                                tx,
+                                caller,
+                                &defs,
+                                row,
+                                &targets[i],
+                                None,
+                                *loss_reason_id,
+                            )
+                            .await
+                            .map_err(|e| in_deal(e, row))?;
                         }
                     }
                     BulkAction::Delete => ops::delete_locked(tx, caller, row).await?,
@@ -1029,7 +1052,8 @@ impl Deals for DealsService {
                         custom_fields::name.eq(&name),
                         custom_fields::field_type.eq(new.field_type.as_str()),
                         custom_fields::sort.eq(count as i32),
-                        custom_fields::required_statuses.eq(fields::required_json(&new.required_statuses)),
+                        custom_fields::required_statuses
+                            .eq(fields::required_json(&new.required_statuses)),
                     ))
                     .returning(custom_fields::id)
                     .get_result(tx)
@@ -1355,7 +1379,11 @@ impl Deals for DealsService {
             .get_result(&mut conn)
             .await?;
         if count >= 50 {
-            return Err(AppError::validation("name", "too_many", "at most 50 saved filters"));
+            return Err(AppError::validation(
+                "name",
+                "too_many",
+                "at most 50 saved filters",
+            ));
         }
         let id: i64 = diesel::insert_into(saved_filters::table)
             .values((

@@ -130,7 +130,6 @@ pub trait Deals: Send + Sync {
 
     // --- saved filters (per user) -------------------------------------------------------------
     async fn saved_filters(&self, caller: Caller) -> AppResult<Vec<SavedFilter>>;
-    async fn save_filter(&self, caller: Caller, name: &str, query: &str)
-    -> AppResult<SavedFilter>;
+    async fn save_filter(&self, caller: Caller, name: &str, query: &str) -> AppResult<SavedFilter>;
     async fn delete_saved_filter(&self, caller: Caller, id: SavedFilterId) -> AppResult<()>;
 }

@@ -4,8 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use askama::Template;
 use deals_api::{
-    CustomField, Deal, DealId, DealPatch, FieldType, FieldValues, LossReason, LossReasonId,
-    MoveTo, Pipeline, StageId, StageKind,
+    CustomField, Deal, DealId, DealPatch, FieldType, FieldValues, LossReason, LossReasonId, MoveTo,
+    Pipeline, StageId, StageKind,
 };
 use kernel::fields;
 use kernel::{AppError, Caller};
@@ -127,10 +127,16 @@ async fn render(
     };
     let fields = defs
         .iter()
-        .map(|d| field_input(d, &deal, current.is_some_and(|s| d.required_at(pipeline.id, s.id))))
+        .map(|d| {
+            field_input(
+                d,
+                &deal,
+                current.is_some_and(|s| d.required_at(pipeline.id, s.id)),
+            )
+        })
         .collect();
     // Times in UTC (the user's time zone comes with the timeline of the activities issue).
-    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%d.%m.%Y %H:%M").to_string();
     let now = chrono::Utc::now();
     let history = history
         .iter()
@@ -250,7 +256,10 @@ fn form_values(defs: &[CustomField], pairs: &[(String, String)]) -> FieldValues 
         let v = match d.field_type {
             FieldType::Multiselect => Value::from(given),
             FieldType::Checkbox => Value::Bool(given.iter().any(|v| !v.is_empty())),
-            _ => given.first().map(|s| Value::from(*s)).unwrap_or(Value::Null),
+            _ => given
+                .first()
+                .map(|s| Value::from(*s))
+                .unwrap_or(Value::Null),
         };
         values.insert(d.id.0.to_string(), v);
     }
@@ -305,7 +314,11 @@ pub async fn save(
         Ok(_) => see_other(&format!("/deals/{id}"), Some("deals.saved")),
         // htmx swaps only successful answers: the form comes back with its errors as 200.
         Err(e) if is_form_error(&e) => {
-            let status = if htmx { StatusCode::OK } else { form_status(&e) };
+            let status = if htmx {
+                StatusCode::OK
+            } else {
+                form_status(&e)
+            };
             render(&ctx, &state, id, status, FormErrors::from_error(&e)).await
         }
         Err(e) => Err(e.into()),
@@ -342,7 +355,14 @@ pub async fn set_stage(
     match state.modules.deals.move_deal(caller, id, to).await {
         Ok(_) => see_other(&format!("/deals/{id}"), Some("deals.saved")),
         Err(e) if is_form_error(&e) => {
-            render(&ctx, &state, id, form_status(&e), FormErrors::from_error(&e)).await
+            render(
+                &ctx,
+                &state,
+                id,
+                form_status(&e),
+                FormErrors::from_error(&e),
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }

@@ -80,11 +80,12 @@ pub fn parse(pairs: &[(String, String)]) -> Result<DealFilter, AppError> {
             "updated_from" => f.updated_from = day(k, v, &mut errors),
             "updated_to" => f.updated_to = day(k, v, &mut errors).map(|d| d + Duration::days(1)),
             other => {
-                if let Some(field) = other.strip_prefix("cf_") {
-                    if let Some(field) = id(k, field, &mut errors) {
-                        f.fields
-                            .push((FieldId(field), serde_json::Value::String(v.to_string())));
-                    }
+                if let Some(field) = other
+                    .strip_prefix("cf_")
+                    .and_then(|field| id(k, field, &mut errors))
+                {
+                    f.fields
+                        .push((FieldId(field), serde_json::Value::String(v.to_string())));
                 }
             }
         }
@@ -120,12 +121,17 @@ mod tests {
 
     #[test]
     fn a_filter_reads_from_and_back_to_a_query() {
-        let p = pairs("q=acme&responsible=3&responsible=4&tag=9&created_to=2026-01-31&cf_12=7&sort=name&x=");
+        let p = pairs(
+            "q=acme&responsible=3&responsible=4&tag=9&created_to=2026-01-31&cf_12=7&sort=name&x=",
+        );
         let f = parse(&p).unwrap();
         assert_eq!(f.query.as_deref(), Some("acme"));
         assert_eq!(f.responsible, vec![UserId(3), UserId(4)]);
         assert_eq!(f.tags, vec![TagId(9)]);
-        assert_eq!(f.created_to.unwrap().to_rfc3339(), "2026-02-01T00:00:00+00:00");
+        assert_eq!(
+            f.created_to.unwrap().to_rfc3339(),
+            "2026-02-01T00:00:00+00:00"
+        );
         assert_eq!(f.fields, vec![(FieldId(12), serde_json::json!("7"))]);
         assert_eq!(
             canonical(&p),

@@ -67,7 +67,15 @@ pub async fn list(
     state: web::Data<AppState>,
     q: web::Query<Vec<(String, String)>>,
 ) -> PageResult {
-    render(&req, &ctx, &state, q.into_inner(), StatusCode::OK, FormErrors::none()).await
+    render(
+        &req,
+        &ctx,
+        &state,
+        q.into_inner(),
+        StatusCode::OK,
+        FormErrors::none(),
+    )
+    .await
 }
 
 async fn render(
@@ -181,11 +189,22 @@ async fn render(
     .into_iter()
     .map(|(key, label)| {
         let current = sort.as_str() == key;
-        let dir = if current && desc { "asc" } else if current { "desc" } else if key == "name" { "asc" } else { "desc" };
+        let dir = if current && desc {
+            "asc"
+        } else if current {
+            "desc"
+        } else if key == "name" {
+            "asc"
+        } else {
+            "desc"
+        };
         SortLink {
             key,
             label,
-            href: format!("/deals/list?{base_q}{}sort={key}&dir={dir}", if base_q.is_empty() { "" } else { "&" }),
+            href: format!(
+                "/deals/list?{base_q}{}sort={key}&dir={dir}",
+                if base_q.is_empty() { "" } else { "&" }
+            ),
             mark: match (current, desc) {
                 (true, true) => "↓",
                 (true, false) => "↑",
@@ -241,7 +260,13 @@ fn bulk_action(pairs: &[(String, String)]) -> Result<BulkAction, AppError> {
             tags: split_tags(value(pairs, "tags")),
         },
         "delete" => BulkAction::Delete,
-        _ => return Err(AppError::validation("action", "required", "choose an action")),
+        _ => {
+            return Err(AppError::validation(
+                "action",
+                "required",
+                "choose an action",
+            ));
+        }
     })
 }
 
@@ -271,8 +296,17 @@ pub async fn bulk(
                 .split_once('?')
                 .map(|(_, q)| serde_urlencoded::from_str(q).unwrap_or_default())
                 .unwrap_or_default();
-            let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            render(&req, &ctx, &state, pairs, status, FormErrors::from_error(&e)).await
+            let status =
+                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            render(
+                &req,
+                &ctx,
+                &state,
+                pairs,
+                status,
+                FormErrors::from_error(&e),
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }

@@ -49,7 +49,12 @@ async fn render_pipelines(
     )
 }
 
-async fn after(ctx: &Ctx, state: &AppState, result: Result<(), AppError>, done: &str) -> PageResult {
+async fn after(
+    ctx: &Ctx,
+    state: &AppState,
+    result: Result<(), AppError>,
+    done: &str,
+) -> PageResult {
     match result {
         Ok(()) => see_other("/settings/pipelines", Some(done)),
         Err(e) if is_form_error(&e) => {
@@ -334,7 +339,10 @@ pub async fn fields(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
 
 /// A field definition from a form: name, field_type, choices (one per line), required
 /// ("pipeline:stage", repeated).
-fn definition(pairs: &[(String, String)], ty: Option<FieldType>) -> Result<NewCustomField, AppError> {
+fn definition(
+    pairs: &[(String, String)],
+    ty: Option<FieldType>,
+) -> Result<NewCustomField, AppError> {
     let field_type = match ty {
         Some(t) => t,
         None => FieldType::parse(filter::get(pairs, "field_type"))
