@@ -378,16 +378,31 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let (caller, pipeline) = bench_pipeline(state, email).await?;
                 let started = Instant::now();
                 let users = bench_users(state, caller).await?;
-                let n = state
+                let seeded = state
                     .modules
                     .deals
                     .seed_deals(caller, pipeline.id, *deals, users)
                     .await
                     .map_err(|e| e.to_string())?;
                 println!(
-                    "seeded {n} deals into pipeline {} in {:.1} s",
+                    "seeded {} deals into pipeline {} in {:.1} s",
+                    seeded.count,
                     pipeline.id,
                     started.elapsed().as_secs_f64()
+                );
+                // For scripts (scripts/bench): the pipeline, its open stages, the deal ids.
+                let open: Vec<String> = pipeline
+                    .stages
+                    .iter()
+                    .filter(|s| s.kind == deals_api::StageKind::Open)
+                    .map(|s| s.id.to_string())
+                    .collect();
+                println!(
+                    "SEEDED pipeline={} stages={} first={} last={}",
+                    pipeline.id,
+                    open.join(","),
+                    seeded.first,
+                    seeded.last
                 );
                 Ok(())
             })

@@ -118,6 +118,48 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
     }
     println!("move a deal: {}", percentiles(times));
 
+    // The list with a filter: deals tagged "vip" (every 10th), newest first, then a text search.
+    let vip = deals
+        .tags(caller)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .find(|t| t.name == "vip")
+        .map(|t| t.id);
+    for (what, filter) in [
+        (
+            "list, tag filter",
+            DealFilter {
+                tags: vip.into_iter().collect(),
+                ..Default::default()
+            },
+        ),
+        (
+            "list, text search",
+            DealFilter {
+                query: Some("Deal #12345".into()),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let mut times = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let t = Instant::now();
+            deals
+                .list(
+                    caller,
+                    &filter,
+                    deals_api::ListSort::Created,
+                    true,
+                    PageRequest::new(None, Some(50)),
+                )
+                .await
+                .map_err(err)?;
+            times.push(t.elapsed());
+        }
+        println!("{what}: {}", percentiles(times));
+    }
+
     // Create deals from 16 concurrent callers for 5 seconds.
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -170,6 +212,15 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
                 "EXPLAIN ANALYZE SELECT stage_id, sum(deals)::bigint, sum(budget)::bigint FROM deals.stage_totals
                   WHERE account_id = {} AND pipeline_id = {} GROUP BY stage_id",
                 caller.account_id, pipeline.id
+            ),
+        ),
+        (
+            "list, tag filter (first page)",
+            format!(
+                "EXPLAIN ANALYZE SELECT id FROM deals.deals WHERE account_id = {} AND deleted_at IS NULL
+                   AND tag_ids && ARRAY[{}]::bigint[] ORDER BY created_at DESC, id DESC LIMIT 51",
+                caller.account_id,
+                vip.map(|v| v.0).unwrap_or(0)
             ),
         ),
         (

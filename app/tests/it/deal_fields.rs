@@ -695,6 +695,25 @@ async fn the_deal_page_list_and_drag_endpoint_work_over_http() {
         .create_deal(admin, NewDeal::new(p.id, "Second"))
         .await
         .unwrap();
+    // The one-statement create records its event with the deal's id and the stage it chose.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM deals.outbox WHERE event_type = 'deals.deal_created'
+               AND (payload ->> 'deal_id')::bigint = {} AND (payload ->> 'stage_id')::bigint = {}
+               AND payload ->> 'name' = 'Website redesign'",
+            d.id.0, first.0
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM deals.stage_history WHERE deal_id = {} AND left_at IS NULL",
+            d.id.0
+        ))
+        .await,
+        1
+    );
     let c = app.signed_in(&t.admin.email).await;
     let page = format!("/deals/{}", d.id);
     let (status, html) = c.text(&page).await;

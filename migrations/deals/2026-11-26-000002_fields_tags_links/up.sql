@@ -1,8 +1,5 @@
 -- Deal custom fields, tags, links to contacts and companies, text search, saved filters.
 
--- Trigram matching for "any part of a name" searches. Extensions are database-wide; the
--- extension is shared by modules and is not dropped by a module's down migration.
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 -- Custom fields of deals (kernel::fields describes the types and how values are checked).
 CREATE TABLE deals.custom_fields (
@@ -61,6 +58,22 @@ ALTER TABLE deals.deals
 
 CREATE INDEX deals_tags_idx ON deals.deals USING gin (tag_ids) WHERE deleted_at IS NULL;
 CREATE INDEX deals_custom_fields_idx ON deals.deals USING gin (custom_fields jsonb_path_ops) WHERE deleted_at IS NULL;
-CREATE INDEX deals_name_trgm_idx ON deals.deals USING gin (name gin_trgm_ops) WHERE deleted_at IS NULL;
+-- Trigram matching for "any part of a name" searches. Extensions are database-wide and shared by
+-- the modules: pg_trgm goes into the schema "extensions" unless the database already has it
+-- somewhere, and no module's down migration drops it.
+DO $$
+DECLARE
+    home text;
+BEGIN
+    SELECT n.nspname INTO home FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pg_trgm';
+    IF home IS NULL THEN
+        CREATE SCHEMA IF NOT EXISTS extensions;
+        CREATE EXTENSION pg_trgm WITH SCHEMA extensions;
+        home := 'extensions';
+    END IF;
+    EXECUTE format('CREATE INDEX deals_name_trgm_idx ON deals.deals USING gin (name %I.gin_trgm_ops) WHERE deleted_at IS NULL', home);
+END
+$$;
 -- The list view's default order (newest first) and its created-range filter.
 CREATE INDEX deals_account_created_idx ON deals.deals (account_id, created_at DESC, id DESC) WHERE deleted_at IS NULL;

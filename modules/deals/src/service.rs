@@ -18,7 +18,7 @@ use kernel::{AccountId, AppError, AppResult, Caller, ErrorCode, FieldError, User
 
 use crate::access::{self, Scope};
 use crate::fields;
-use crate::ops::{self, GAP, actor_of};
+use crate::ops::{self, GAP};
 use crate::query;
 use crate::rows::{DealRow, StageRow};
 use crate::schema::{
@@ -626,6 +626,19 @@ impl Deals for DealsService {
             .responsible_for(caller, new.responsible_user_id.or(caller.actor.user_id()))
             .await?;
         let mut conn = self.conn().await?;
+        // Most creates carry no tags or field values: one statement does it all.
+        if tag_names.is_empty() && new.custom_fields.is_empty() {
+            let fast = NewDeal {
+                contact_ids: contacts.clone(),
+                main_contact_id: <[i64]>::first(&contacts).copied(),
+                ..new.clone()
+            };
+            if let Some(row) =
+                ops::create_fast(&mut conn, caller, &fast, &name, responsible).await?
+            {
+                return ops::deal_out(&mut conn, caller.account_id, row).await;
+            }
+        }
         let Some(stage) = ops::find_stage(
             &mut conn,
             caller.account_id,
@@ -672,31 +685,24 @@ impl Deals for DealsService {
         let row = conn
             .transaction::<_, AppError, _>(async |tx| {
                 let tag_ids = fields::ensure_tags(tx, account, &tag_names).await?;
-                let position =
-                    ops::position_in(tx, account, pipeline_id.0, stage_id.0, None, None).await?;
-                let row: DealRow = diesel::insert_into(deals::table)
-                    .values((
-                        deals::account_id.eq(account.0),
-                        deals::pipeline_id.eq(pipeline_id.0),
-                        deals::stage_id.eq(stage_id.0),
-                        deals::name.eq(&name),
-                        deals::price.eq(new.price),
-                        deals::responsible_user_id.eq(responsible.0),
-                        deals::position.eq(position),
-                        deals::created_by.eq(actor_of(caller)),
-                        deals::updated_by.eq(actor_of(caller)),
-                        deals::closed_at.eq(closed.then(chrono::Utc::now)),
-                        deals::tag_ids.eq(&tag_ids),
-                        deals::custom_fields.eq(&values),
-                        deals::contact_ids.eq(&contacts),
-                        deals::main_contact_id.eq(main_contact),
-                        deals::company_ids.eq(&new.company_ids),
-                    ))
-                    .returning(DealRow::as_returning())
-                    .get_result(tx)
-                    .await?;
-                ops::count_in(tx, account, &row).await?;
-                ops::start_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
+                let row = ops::insert_deal(
+                    tx,
+                    caller,
+                    &ops::Insert {
+                        pipeline: pipeline_id.0,
+                        stage: stage_id.0,
+                        name: &name,
+                        price: new.price,
+                        responsible: responsible.0,
+                        closed,
+                        tag_ids: &tag_ids,
+                        custom_fields: &values,
+                        contact_ids: &contacts,
+                        main_contact_id: main_contact,
+                        company_ids: &new.company_ids,
+                    },
+                )
+                .await?;
                 let event = DealCreated {
                     deal_id: DealId(row.id),
                     name: row.name.clone(),
@@ -1147,7 +1153,7 @@ impl Deals for DealsService {
         pipeline: PipelineId,
         count: i64,
         users: Vec<UserId>,
-    ) -> AppResult<i64> {
+    ) -> AppResult<Seeded> {
         self.require_admin(caller).await?;
         if !(1..=10_000_000).contains(&count) || users.is_empty() {
             return Err(AppError::validation(
@@ -1175,7 +1181,15 @@ impl Deals for DealsService {
         let account = caller.account_id.0;
         let actor =
             serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
-        conn.transaction::<_, AppError, _>(async |tx| {
+        // Every 10th deal is tagged "vip", every 25th also "partner": something to filter by.
+        let tags = fields::ensure_tags(
+            &mut conn,
+            caller.account_id,
+            &["vip".into(), "partner".into()],
+        )
+        .await?;
+        let (vip, partner) = (tags[0], tags[1]);
+        let (first, last) = conn.transaction::<_, AppError, _>(async |tx| {
             diesel::sql_query(
                 "CREATE TEMP TABLE seeded (n bigint, stage_id bigint, responsible_user_id bigint, price bigint) ON COMMIT DROP",
             )
@@ -1195,15 +1209,19 @@ impl Deals for DealsService {
                 "CREATE TEMP TABLE inserted ON COMMIT DROP AS
                  WITH ins AS (
                    INSERT INTO deals.deals (account_id, pipeline_id, stage_id, name, price, responsible_user_id, position,
-                                            created_by, updated_by, created_at, updated_at)
+                                            created_by, updated_by, created_at, updated_at, tag_ids)
                    SELECT $1, $2, stage_id, 'Deal #' || n, price, responsible_user_id, -n * 1048576, 0, 0,
-                          now() - make_interval(mins => (n % 100000)::int), now()
+                          now() - make_interval(mins => (n % 100000)::int), now(),
+                          CASE WHEN n % 25 = 0 THEN ARRAY[$3, $4]::bigint[] WHEN n % 10 = 0 THEN ARRAY[$3]::bigint[]
+                               ELSE '{}'::bigint[] END
                      FROM seeded
                    RETURNING id, stage_id, responsible_user_id, price, created_at)
                  SELECT * FROM ins",
             )
             .bind::<BigInt, _>(account)
             .bind::<BigInt, _>(pipeline.0)
+            .bind::<BigInt, _>(vip)
+            .bind::<BigInt, _>(partner)
             .execute(tx)
             .await?;
             diesel::sql_query(
@@ -1226,10 +1244,28 @@ impl Deals for DealsService {
             .bind::<BigInt, _>(pipeline.0)
             .execute(tx)
             .await?;
-            Ok(())
+            #[derive(diesel::QueryableByName)]
+            struct Range {
+                #[diesel(sql_type = BigInt)]
+                first: i64,
+                #[diesel(sql_type = BigInt)]
+                last: i64,
+            }
+            let r: Range = diesel::sql_query("SELECT min(id) AS first, max(id) AS last FROM inserted")
+                .get_result(tx)
+                .await?;
+            Ok((r.first, r.last))
         })
         .await?;
-        Ok(count)
+        // Fresh statistics for the planner after a bulk load.
+        diesel::sql_query("ANALYZE deals.deals")
+            .execute(&mut conn)
+            .await?;
+        Ok(Seeded {
+            count,
+            first: DealId(first),
+            last: DealId(last),
+        })
     }
 
     async fn board(

@@ -73,7 +73,7 @@ pub trait Deals: Send + Sync {
         pipeline: PipelineId,
         count: i64,
         users: Vec<kernel::UserId>,
-    ) -> AppResult<i64>;
+    ) -> AppResult<Seeded>;
 
     /// Every stay of a deal in a stage, oldest first.
     async fn stage_history(&self, caller: Caller, id: DealId) -> AppResult<Vec<StageVisit>>;

@@ -345,3 +345,11 @@ pub struct DealPatch {
     pub main_contact_id: Option<Option<i64>>,
     pub company_ids: Option<Vec<i64>>,
 }
+
+/// What `seed_deals` made: how many deals, with consecutive ids from `first` to `last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seeded {
+    pub count: i64,
+    pub first: DealId,
+    pub last: DealId,
+}
