@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use kernel::db::DbPool;
 use kernel::{AppError, outbox};
 use tokio::sync::watch;
@@ -17,6 +17,9 @@ use super::Bus;
 use crate::metrics::Metrics;
 
 pub const BATCH: i64 = 500;
+/// After a wake-up, how long the relay lets further commits gather before it claims them: under
+/// load, one claim then carries many events instead of one each.
+const GATHER: Duration = Duration::from_millis(5);
 
 pub struct Relay {
     pub db_url: String,
@@ -51,10 +54,53 @@ impl Relay {
         .await
     }
 
-    async fn drain(&self) -> Result<(), AppError> {
+    /// Publishes everything unpublished; returns how many rows it took.
+    async fn drain(&self) -> Result<usize, AppError> {
+        let mut total = 0;
         for schema in &self.schemas {
-            while self.publish_batch(schema).await? > 0 {}
+            // A short batch means the outbox is drained: no empty claim to find that out.
+            loop {
+                let n = self.publish_batch(schema).await?;
+                total += n;
+                if (n as i64) < BATCH {
+                    break;
+                }
+            }
         }
+        Ok(total)
+    }
+
+    async fn set_awake(&self, awake: bool) -> Result<(), AppError> {
+        let mut conn = self.pool.get().await?;
+        for schema in &self.schemas {
+            outbox::set_relay_awake(&mut conn, schema, awake).await?;
+        }
+        Ok(())
+    }
+
+    /// Drains the outboxes; while events keep coming, keeps draining every few milliseconds
+    /// with the "awake" flag up, so that writers skip their NOTIFY (see
+    /// `outbox::set_relay_awake`). Takes the flag down and drains once more before it returns.
+    async fn work(&self, stop: &watch::Receiver<bool>) -> Result<(), AppError> {
+        if self.drain().await? == 0 {
+            return Ok(());
+        }
+        self.set_awake(true).await?;
+        let busy = async {
+            while !*stop.borrow() {
+                tokio::time::sleep(GATHER).await;
+                if self.drain().await? == 0 {
+                    break;
+                }
+            }
+            Ok::<_, AppError>(())
+        }
+        .await;
+        let lowered = self.set_awake(false).await;
+        busy?;
+        lowered?;
+        // Rows committed while the flag was still up sent no NOTIFY.
+        self.drain().await?;
         Ok(())
     }
 
@@ -101,7 +147,7 @@ impl Relay {
             };
             loop {
                 self.prune(&mut pruned).await;
-                match self.drain().await {
+                match self.work(&stop).await {
                     Ok(()) => failures = 0,
                     Err(e) => {
                         failures += 1;
@@ -127,9 +173,18 @@ impl Relay {
                 tokio::select! {
                     _ = stop.changed() => break 'outer,
                     _ = tokio::time::sleep(pause) => {}
-                    alive = woken => if !alive {
-                        // The listening connection died: reconnect it.
-                        continue 'outer;
+                    alive = woken => {
+                        if !alive {
+                            // The listening connection died: reconnect it.
+                            continue 'outer;
+                        }
+                        tokio::time::sleep(GATHER).await;
+                        // The wake-ups of the commits gathered meanwhile are covered by the
+                        // drain that follows.
+                        if let Some(l) = listener.as_mut() {
+                            let mut pending = std::pin::pin!(l.notifications_stream());
+                            while let Some(Some(Ok(_))) = pending.next().now_or_never() {}
+                        }
                     }
                 }
                 if *stop.borrow() {
