@@ -81,9 +81,10 @@ impl Relay {
     /// Drains the outboxes; while events keep coming, keeps draining every few milliseconds
     /// with the "awake" flag up, so that writers skip their NOTIFY (see
     /// `outbox::set_relay_awake`). Takes the flag down and drains once more before it returns.
-    async fn work(&self, stop: &watch::Receiver<bool>) -> Result<(), AppError> {
+    /// Returns whether it published anything.
+    async fn work(&self, stop: &watch::Receiver<bool>) -> Result<bool, AppError> {
         if self.drain().await? == 0 {
-            return Ok(());
+            return Ok(false);
         }
         self.set_awake(true).await?;
         let busy = async {
@@ -99,9 +100,12 @@ impl Relay {
         let lowered = self.set_awake(false).await;
         busy?;
         lowered?;
-        // Rows committed while the flag was still up sent no NOTIFY.
+        // Rows of transactions that saw the flag up send no NOTIFY: give those in flight a
+        // moment to commit, then take them. (Later stragglers are found by the short polls
+        // that follow a busy spell.)
+        tokio::time::sleep(GATHER).await;
         self.drain().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Removes events published more than a week ago, at most once an hour.
@@ -128,6 +132,7 @@ impl Relay {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
         let mut pruned = None;
+        let mut last_busy: Option<tokio::time::Instant> = None;
         'outer: loop {
             let mut listener = match AsyncPgConnection::establish(&self.db_url).await {
                 Ok(mut c) => match c
@@ -148,7 +153,12 @@ impl Relay {
             loop {
                 self.prune(&mut pruned).await;
                 match self.work(&stop).await {
-                    Ok(()) => failures = 0,
+                    Ok(busy) => {
+                        failures = 0;
+                        if busy {
+                            last_busy = Some(tokio::time::Instant::now());
+                        }
+                    }
                     Err(e) => {
                         failures += 1;
                         self.metrics.relay_errors.inc();
@@ -156,7 +166,13 @@ impl Relay {
                     }
                 }
                 let pause = if failures == 0 {
-                    Duration::from_secs(1)
+                    // Poll often for a while after a busy spell (a writer that saw the flag up
+                    // just before it came down sent no NOTIFY), rarely once things are quiet.
+                    if last_busy.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+                        Duration::from_millis(20)
+                    } else {
+                        Duration::from_secs(1)
+                    }
                 } else {
                     Duration::from_millis(200 * u64::from(failures.min(25)))
                 };
