@@ -6,7 +6,11 @@ use kernel::pg_cluster::{Durability, PrivateCluster};
 use crate::config::Config;
 
 /// Every module's migrations, in dependency order.
-pub const MIGRATIONS: &[ModuleMigrations] = &[accounts::MIGRATIONS, deals::MIGRATIONS];
+pub const MIGRATIONS: &[ModuleMigrations] = &[
+    accounts::MIGRATIONS,
+    deals::MIGRATIONS,
+    contacts::MIGRATIONS,
+];
 
 /// The database name used in a private cluster.
 const PRIVATE_DATABASE: &str = "voronka";

@@ -59,7 +59,15 @@ pub fn compose(pool: &DbPool, secret: &[u8]) -> Modules {
     let accounts: Arc<dyn accounts_api::Accounts> =
         Arc::new(accounts::AccountsService::new(pool.clone(), token_key));
     let deals = Arc::new(deals::DealsService::new(pool.clone(), accounts.clone()));
-    Modules { accounts, deals }
+    let contacts = Arc::new(contacts::ContactsService::new(
+        pool.clone(),
+        accounts.clone(),
+    ));
+    Modules {
+        accounts,
+        deals,
+        contacts,
+    }
 }
 
 pub fn build_state(

@@ -15,6 +15,7 @@ use crate::web::limits::SignInLimits;
 pub struct Modules {
     pub accounts: Arc<dyn Accounts>,
     pub deals: Arc<dyn deals_api::Deals>,
+    pub contacts: Arc<dyn contacts_api::Contacts>,
 }
 
 pub struct AppState {

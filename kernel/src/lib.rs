@@ -12,6 +12,7 @@ pub mod money;
 pub mod outbox;
 pub mod paging;
 pub mod pg_cluster;
+pub mod reach;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -10,7 +10,7 @@ pub mod session;
 
 use actix_web::web;
 
-use pages::{auth, deals, home, settings};
+use pages::{auth, contacts, deals, home, settings};
 
 pub fn random_token() -> String {
     use base64::Engine;
@@ -53,6 +53,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/deals/{id}/move", web::post().to(deals::move_deal))
         .route("/deals/{id}/stage", web::post().to(deals::deal::set_stage))
         .route("/deals/{id}/delete", web::post().to(deals::deal::delete))
+        .route("/contacts", web::get().to(contacts::contacts))
+        .route("/contacts", web::post().to(contacts::create_contact))
+        .route("/contacts/new", web::get().to(contacts::new_contact))
+        .route("/contacts/{id}", web::get().to(contacts::contact))
+        .route("/contacts/{id}", web::post().to(contacts::save_contact))
+        .route("/contacts/{id}/companies", web::post().to(contacts::link))
+        .route("/companies", web::get().to(contacts::companies))
+        .route("/companies", web::post().to(contacts::create_company))
+        .route("/companies/new", web::get().to(contacts::new_company))
+        .route("/companies/{id}", web::get().to(contacts::company))
+        .route("/companies/{id}", web::post().to(contacts::save_company))
         .route("/settings", web::get().to(settings_home))
         .route("/settings/users", web::get().to(users::list))
         .route("/settings/users", web::post().to(users::create))

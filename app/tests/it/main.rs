@@ -6,6 +6,7 @@ mod auth;
 mod backbone;
 mod browser;
 mod checks;
+mod contacts;
 mod deal_fields;
 mod deals;
 mod jobs;

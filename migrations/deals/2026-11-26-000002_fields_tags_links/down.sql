@@ -2,6 +2,7 @@ DROP INDEX deals.deals_account_created_idx;
 DROP INDEX deals.deals_name_trgm_idx;
 DROP INDEX deals.deals_custom_fields_idx;
 DROP INDEX deals.deals_tags_idx;
+DROP INDEX deals.deals_contacts_idx;
 ALTER TABLE deals.deals
     DROP COLUMN company_ids,
     DROP COLUMN main_contact_id,

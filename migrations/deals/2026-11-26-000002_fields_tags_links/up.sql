@@ -56,6 +56,8 @@ ALTER TABLE deals.deals
     ADD COLUMN main_contact_id BIGINT,
     ADD COLUMN company_ids     BIGINT[] NOT NULL DEFAULT '{}';
 
+-- A contact's deals (the contact page).
+CREATE INDEX deals_contacts_idx ON deals.deals USING gin (contact_ids) WHERE deleted_at IS NULL AND contact_ids <> '{}';
 CREATE INDEX deals_tags_idx ON deals.deals USING gin (tag_ids) WHERE deleted_at IS NULL;
 CREATE INDEX deals_custom_fields_idx ON deals.deals USING gin (custom_fields jsonb_path_ops) WHERE deleted_at IS NULL;
 -- Trigram matching for "any part of a name" searches. Extensions are database-wide and shared by

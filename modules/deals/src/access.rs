@@ -1,53 +1,9 @@
-//! Which deals a caller may see or change: every deal, their group's, their own, or none.
+//! Which deals a caller may see or change: the accounts contract's scope, for deals.
 
-use accounts_api::{Accounts, Action, Entity, Level};
-use kernel::{AppError, AppResult, Caller, UserId};
+pub use accounts_api::access::Scope;
+use accounts_api::{Accounts, Action, Entity};
+use kernel::{AppResult, Caller};
 
-/// The responsible users whose deals an action reaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    All,
-    Users(Vec<UserId>),
-}
-
-impl Scope {
-    pub fn allows(&self, responsible: UserId) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Users(ids) => ids.contains(&responsible),
-        }
-    }
-
-    /// The user ids to filter by (`None`: no filter).
-    pub fn ids(&self) -> Option<Vec<i64>> {
-        match self {
-            Scope::All => None,
-            Scope::Users(ids) => Some(ids.iter().map(|u| u.0).collect()),
-        }
-    }
-}
-
-/// The scope of `action` on deals for `caller`; `Forbidden` when the level is "none".
 pub async fn scope(accounts: &dyn Accounts, caller: Caller, action: Action) -> AppResult<Scope> {
-    let Some(me) = caller.actor.user_id() else {
-        return Ok(Scope::All);
-    };
-    let user = accounts.user(caller, me).await?;
-    if !user.is_active {
-        return Err(AppError::forbidden("this user is not active"));
-    }
-    match user.rights.level(Entity::Deals, action) {
-        Level::All => Ok(Scope::All),
-        Level::Own => Ok(Scope::Users(vec![me])),
-        Level::Group => match user.group_id {
-            Some(g) => Ok(Scope::Users(
-                accounts.group_members(caller.account_id, g).await?,
-            )),
-            None => Ok(Scope::Users(vec![me])),
-        },
-        Level::None => Err(AppError::forbidden(format!(
-            "no right to {} deals",
-            action.as_str()
-        ))),
-    }
+    accounts_api::access::scope(accounts, caller, Entity::Deals, action).await
 }

@@ -131,6 +131,11 @@ fn filtered<'a>(account: AccountId, r: &'a Resolved) -> Boxed<'a> {
     if !f.tags.is_empty() {
         q = q.filter(deals::tag_ids.overlaps_with(f.tags.iter().map(|t| t.0).collect::<Vec<_>>()));
     }
+    if let Some(c) = f.contact {
+        q = q
+            .filter(deals::contact_ids.ne(Vec::<i64>::new()))
+            .filter(deals::contact_ids.contains(vec![c]));
+    }
     if let Some(text) = f.query.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         q = q.filter(deals::name.ilike(like_pattern(text)));
     }

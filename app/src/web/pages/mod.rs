@@ -1,6 +1,7 @@
 //! Server-rendered pages: each handler calls module traits and renders an askama template.
 
 pub mod auth;
+pub mod contacts;
 pub mod deals;
 pub mod home;
 pub mod settings;

@@ -6,6 +6,7 @@
 //! edge has authenticated: a session or a token of an active user); changes also check the
 //! caller's rights (administrators manage users, groups and roles).
 
+pub mod access;
 pub mod events;
 mod rights;
 mod types;

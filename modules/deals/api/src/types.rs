@@ -224,6 +224,8 @@ pub struct DealFilter {
     pub updated_to: Option<DateTime<Utc>>,
     /// Custom fields with this value (as `normalize` would store it; an enum id for selects).
     pub fields: Vec<(FieldId, serde_json::Value)>,
+    /// Deals linked to this contact (of the contacts module).
+    pub contact: Option<i64>,
 }
 
 impl DealFilter {

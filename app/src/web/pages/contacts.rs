@@ -1,0 +1,695 @@
+//! Contacts and companies: the list with one search box, the new-record form with its duplicate
+//! warning, and the record's page (edit, links between contacts and companies, linked deals).
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+use askama::Template;
+use contacts_api::{
+    Company, CompanyId, CompanyPatch, Contact, ContactFilter, ContactId, ContactPatch, Duplicate,
+    Email, Entity, NewCompany, NewContact, PHONE_KINDS, Phone, Reach, SearchHit, Tag,
+};
+use deals_api::DealFilter;
+use kernel::paging::{Cursor, PageRequest};
+use kernel::{AppError, Caller};
+
+use super::deals::filter;
+use super::{FormErrors, html, is_form_error, see_other};
+use crate::state::AppState;
+use crate::web::ctx::Ctx;
+use crate::web::error::PageResult;
+
+/// One row of a list: a contact or a company.
+pub struct RowView {
+    pub id: i64,
+    pub name: String,
+    pub phones: String,
+    pub emails: String,
+    pub tags: Vec<Tag>,
+    pub responsible: String,
+    pub created: String,
+}
+
+pub struct HitView {
+    pub href: String,
+    pub name: String,
+    pub detail: String,
+    pub kind: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "contacts/list.html")]
+struct ListTpl<'a> {
+    ctx: &'a Ctx,
+    kind: &'static str,
+    q: String,
+    hits: Vec<HitView>,
+    rows: Vec<RowView>,
+    next: Option<String>,
+}
+
+/// The values a new-record form shows again.
+#[derive(Default)]
+pub struct FormValues {
+    pub first_name: String,
+    pub last_name: String,
+    pub name: String,
+    pub position: String,
+    pub web: String,
+    pub address: String,
+    pub phone: String,
+    pub phone_kind: String,
+    pub email: String,
+    pub tags: String,
+}
+
+#[derive(Template)]
+#[template(path = "contacts/form.html")]
+struct FormTpl<'a> {
+    ctx: &'a Ctx,
+    kind: &'static str,
+    v: FormValues,
+    phone_kinds: &'static [&'static str],
+    duplicates: Vec<Duplicate>,
+    errors: FormErrors,
+}
+
+pub struct LinkView {
+    pub href: String,
+    pub name: String,
+}
+
+#[derive(Template)]
+#[template(path = "contacts/show.html")]
+struct ShowTpl<'a> {
+    ctx: &'a Ctx,
+    kind: &'static str,
+    id: i64,
+    name: String,
+    v: FormValues,
+    phones: Vec<Phone>,
+    emails: Vec<Email>,
+    links: Vec<LinkView>,
+    /// Companies a contact can be linked to (contacts only).
+    choices: Vec<(i64, String)>,
+    deals: Vec<LinkView>,
+    errors: FormErrors,
+}
+
+fn join_phones(p: &[Phone]) -> String {
+    p.iter()
+        .map(|x| x.raw.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn join_emails(e: &[Email]) -> String {
+    e.iter()
+        .map(|x| x.email.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn kind_str(e: Entity) -> &'static str {
+    match e {
+        Entity::Contact => "contacts",
+        Entity::Company => "companies",
+    }
+}
+
+async fn users(
+    state: &AppState,
+    caller: Caller,
+) -> Result<std::collections::HashMap<i64, String>, AppError> {
+    Ok(state
+        .modules
+        .accounts
+        .list_users(caller, PageRequest::new(None, Some(250)))
+        .await?
+        .items
+        .into_iter()
+        .map(|u| (u.id.0, u.name))
+        .collect())
+}
+
+async fn list(
+    ctx: &Ctx,
+    state: &AppState,
+    entity: Entity,
+    pairs: Vec<(String, String)>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let c = &state.modules.contacts;
+    let q = filter::get(&pairs, "q").trim().to_string();
+    let after = filter::get(&pairs, "after");
+    let mut hits = Vec::new();
+    let mut rows = Vec::new();
+    let mut next = None;
+    if !q.is_empty() {
+        // One box for both kinds: the list the user is on comes first.
+        let mut found: Vec<SearchHit> = c.search(caller, &q, 50).await?;
+        found.sort_by_key(|h| h.entity != entity);
+        hits = found
+            .into_iter()
+            .map(|h| HitView {
+                href: format!("/{}/{}", kind_str(h.entity), h.id),
+                kind: match h.entity {
+                    Entity::Contact => "contacts.contact",
+                    Entity::Company => "contacts.company",
+                },
+                name: h.name,
+                detail: h.detail,
+            })
+            .collect();
+    } else {
+        let names = users(state, caller).await?;
+        let page = PageRequest::new(
+            (!after.is_empty()).then(|| Cursor::from_string(after.to_string())),
+            Some(50),
+        );
+        let view = |id: i64,
+                    name: String,
+                    p: &[Phone],
+                    e: &[Email],
+                    tags: Vec<Tag>,
+                    r: i64,
+                    t: chrono::DateTime<chrono::Utc>| RowView {
+            id,
+            name,
+            phones: join_phones(p),
+            emails: join_emails(e),
+            tags,
+            responsible: names.get(&r).cloned().unwrap_or_default(),
+            created: t.format("%Y-%m-%d").to_string(),
+        };
+        match entity {
+            Entity::Contact => {
+                let p = c
+                    .list_contacts(caller, &ContactFilter::default(), page)
+                    .await?;
+                next = p.next.map(|n| n.as_str().to_string());
+                rows = p
+                    .items
+                    .into_iter()
+                    .map(|x| {
+                        view(
+                            x.id.0,
+                            x.name,
+                            &x.phones,
+                            &x.emails,
+                            x.tags,
+                            x.responsible_user_id.0,
+                            x.created_at,
+                        )
+                    })
+                    .collect();
+            }
+            Entity::Company => {
+                let p = c
+                    .list_companies(caller, &ContactFilter::default(), page)
+                    .await?;
+                next = p.next.map(|n| n.as_str().to_string());
+                rows = p
+                    .items
+                    .into_iter()
+                    .map(|x| {
+                        view(
+                            x.id.0,
+                            x.name,
+                            &x.phones,
+                            &x.emails,
+                            x.tags,
+                            x.responsible_user_id.0,
+                            x.created_at,
+                        )
+                    })
+                    .collect();
+            }
+        }
+    }
+    html(
+        StatusCode::OK,
+        &ListTpl {
+            ctx,
+            kind: kind_str(entity),
+            q,
+            hits,
+            rows,
+            next,
+        },
+    )
+}
+
+pub async fn contacts(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    q: web::Query<Vec<(String, String)>>,
+) -> PageResult {
+    list(&ctx, &state, Entity::Contact, q.into_inner()).await
+}
+
+pub async fn companies(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    q: web::Query<Vec<(String, String)>>,
+) -> PageResult {
+    list(&ctx, &state, Entity::Company, q.into_inner()).await
+}
+
+fn form(
+    ctx: &Ctx,
+    entity: Entity,
+    v: FormValues,
+    duplicates: Vec<Duplicate>,
+    status: StatusCode,
+    errors: FormErrors,
+) -> PageResult {
+    html(
+        status,
+        &FormTpl {
+            ctx,
+            kind: kind_str(entity),
+            v,
+            phone_kinds: &PHONE_KINDS,
+            duplicates,
+            errors,
+        },
+    )
+}
+
+pub async fn new_contact(ctx: Ctx) -> PageResult {
+    ctx.caller()?;
+    form(
+        &ctx,
+        Entity::Contact,
+        FormValues::default(),
+        Vec::new(),
+        StatusCode::OK,
+        FormErrors::none(),
+    )
+}
+
+pub async fn new_company(ctx: Ctx) -> PageResult {
+    ctx.caller()?;
+    form(
+        &ctx,
+        Entity::Company,
+        FormValues::default(),
+        Vec::new(),
+        StatusCode::OK,
+        FormErrors::none(),
+    )
+}
+
+fn values(pairs: &[(String, String)]) -> FormValues {
+    let g = |k: &str| filter::get(pairs, k).to_string();
+    FormValues {
+        first_name: g("first_name"),
+        last_name: g("last_name"),
+        name: g("name"),
+        position: g("position"),
+        web: g("web"),
+        address: g("address"),
+        phone: g("phone"),
+        phone_kind: g("phone_kind"),
+        email: g("email"),
+        tags: g("tags"),
+    }
+}
+
+fn reach_list(pairs: &[(String, String)], key: &str, kind_key: &str) -> Vec<Reach> {
+    let kind = filter::get(pairs, kind_key);
+    pairs
+        .iter()
+        .filter(|(k, v)| k == key && !v.trim().is_empty())
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .map(|v| Reach {
+            kind: if kind.is_empty() {
+                "WORK".into()
+            } else {
+                kind.to_string()
+            },
+            value: v,
+        })
+        .collect()
+}
+
+/// Creates a contact or a company; when its phone or e-mail matches an existing contact, the
+/// form comes back (409) naming them, and a second submit with `confirm_duplicate` saves it.
+async fn create(
+    ctx: &Ctx,
+    state: &AppState,
+    entity: Entity,
+    pairs: Vec<(String, String)>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let c = &state.modules.contacts;
+    let phones = reach_list(&pairs, "phone", "phone_kind");
+    let emails = reach_list(&pairs, "email", "email_kind");
+    let tags = super::deals::split_tags(filter::get(&pairs, "tags"));
+    if entity == Entity::Contact && filter::get(&pairs, "confirm_duplicate").is_empty() {
+        let dups = c
+            .duplicates(
+                caller,
+                phones.iter().map(|p| p.value.clone()).collect(),
+                emails.iter().map(|e| e.value.clone()).collect(),
+                None,
+            )
+            .await?;
+        if !dups.is_empty() {
+            return form(
+                ctx,
+                entity,
+                values(&pairs),
+                dups,
+                StatusCode::CONFLICT,
+                FormErrors::none(),
+            );
+        }
+    }
+    let result = match entity {
+        Entity::Contact => c
+            .create_contact(
+                caller,
+                NewContact {
+                    first_name: filter::get(&pairs, "first_name").into(),
+                    last_name: filter::get(&pairs, "last_name").into(),
+                    position: filter::get(&pairs, "position").into(),
+                    phones,
+                    emails,
+                    tags,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|x| x.id.0),
+        Entity::Company => c
+            .create_company(
+                caller,
+                NewCompany {
+                    name: filter::get(&pairs, "name").into(),
+                    web: filter::get(&pairs, "web").into(),
+                    address: filter::get(&pairs, "address").into(),
+                    phones,
+                    emails,
+                    tags,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|x| x.id.0),
+    };
+    match result {
+        Ok(id) => see_other(
+            &format!("/{}/{id}", kind_str(entity)),
+            Some("contacts.created"),
+        ),
+        Err(e) if is_form_error(&e) => form(
+            ctx,
+            entity,
+            values(&pairs),
+            Vec::new(),
+            super::form_status(&e),
+            FormErrors::from_error(&e),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn create_contact(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    f: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    create(&ctx, &state, Entity::Contact, f.into_inner()).await
+}
+
+pub async fn create_company(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    f: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    create(&ctx, &state, Entity::Company, f.into_inner()).await
+}
+
+async fn show(
+    ctx: &Ctx,
+    state: &AppState,
+    entity: Entity,
+    id: i64,
+    status: StatusCode,
+    errors: FormErrors,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let c = &state.modules.contacts;
+    let tags = |t: &[Tag]| {
+        t.iter()
+            .map(|x| x.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (name, v, phones, emails, links, choices, deals) = match entity {
+        Entity::Contact => {
+            let x: Contact = c.contact(caller, ContactId(id)).await?;
+            let mut links = Vec::new();
+            for co in &x.company_ids {
+                if let Ok(company) = c.company(caller, *co).await {
+                    links.push(LinkView {
+                        href: format!("/companies/{co}"),
+                        name: company.name,
+                    });
+                }
+            }
+            let choices = c
+                .list_companies(
+                    caller,
+                    &ContactFilter::default(),
+                    PageRequest::new(None, Some(200)),
+                )
+                .await?
+                .items
+                .into_iter()
+                .filter(|co| !x.company_ids.contains(&co.id))
+                .map(|co| (co.id.0, co.name))
+                .collect();
+            // The contact's deals, through the deals module's contract.
+            let deals = match state
+                .modules
+                .deals
+                .list(
+                    caller,
+                    &DealFilter {
+                        contact: Some(id),
+                        ..Default::default()
+                    },
+                    deals_api::ListSort::Created,
+                    true,
+                    PageRequest::new(None, Some(50)),
+                )
+                .await
+            {
+                Ok(page) => page
+                    .items
+                    .into_iter()
+                    .map(|d| LinkView {
+                        href: format!("/deals/{}", d.id),
+                        name: d.name,
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let v = FormValues {
+                first_name: x.first_name.clone(),
+                last_name: x.last_name.clone(),
+                position: x.position.clone(),
+                phone: join_phones(&x.phones),
+                email: join_emails(&x.emails),
+                tags: tags(&x.tags),
+                ..Default::default()
+            };
+            (x.name, v, x.phones, x.emails, links, choices, deals)
+        }
+        Entity::Company => {
+            let x: Company = c.company(caller, CompanyId(id)).await?;
+            let people = c.contacts_by_id(caller, x.contact_ids.clone()).await?;
+            let links = people
+                .into_iter()
+                .map(|p| LinkView {
+                    href: format!("/contacts/{}", p.id),
+                    name: p.name,
+                })
+                .collect();
+            let v = FormValues {
+                name: x.name.clone(),
+                web: x.web.clone(),
+                address: x.address.clone(),
+                phone: join_phones(&x.phones),
+                email: join_emails(&x.emails),
+                tags: tags(&x.tags),
+                ..Default::default()
+            };
+            (x.name, v, x.phones, x.emails, links, Vec::new(), Vec::new())
+        }
+    };
+    html(
+        status,
+        &ShowTpl {
+            ctx,
+            kind: kind_str(entity),
+            id,
+            name,
+            v,
+            phones,
+            emails,
+            links,
+            choices,
+            deals,
+            errors,
+        },
+    )
+}
+
+pub async fn contact(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
+    show(
+        &ctx,
+        &state,
+        Entity::Contact,
+        *path,
+        StatusCode::OK,
+        FormErrors::none(),
+    )
+    .await
+}
+
+pub async fn company(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
+    show(
+        &ctx,
+        &state,
+        Entity::Company,
+        *path,
+        StatusCode::OK,
+        FormErrors::none(),
+    )
+    .await
+}
+
+async fn save(
+    ctx: &Ctx,
+    state: &AppState,
+    entity: Entity,
+    id: i64,
+    pairs: Vec<(String, String)>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let c = &state.modules.contacts;
+    let g = |k: &str| filter::get(&pairs, k).to_string();
+    let phones = Some(reach_list(&pairs, "phone", "phone_kind"));
+    let emails = Some(reach_list(&pairs, "email", "email_kind"));
+    let tags = Some(super::deals::split_tags(&g("tags")));
+    let result = match entity {
+        Entity::Contact => c
+            .update_contact(
+                caller,
+                ContactId(id),
+                ContactPatch {
+                    first_name: Some(g("first_name")),
+                    last_name: Some(g("last_name")),
+                    position: Some(g("position")),
+                    phones,
+                    emails,
+                    tags,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|_| ()),
+        Entity::Company => c
+            .update_company(
+                caller,
+                CompanyId(id),
+                CompanyPatch {
+                    name: Some(g("name")),
+                    web: Some(g("web")),
+                    address: Some(g("address")),
+                    phones,
+                    emails,
+                    tags,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|_| ()),
+    };
+    match result {
+        Ok(()) => see_other(
+            &format!("/{}/{id}", kind_str(entity)),
+            Some("contacts.saved"),
+        ),
+        Err(e) if is_form_error(&e) => {
+            show(
+                ctx,
+                state,
+                entity,
+                id,
+                super::form_status(&e),
+                FormErrors::from_error(&e),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn save_contact(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    f: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    save(&ctx, &state, Entity::Contact, *path, f.into_inner()).await
+}
+
+pub async fn save_company(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    f: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    save(&ctx, &state, Entity::Company, *path, f.into_inner()).await
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct LinkForm {
+    company_id: i64,
+    unlink: String,
+}
+
+pub async fn link(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    f: web::Form<LinkForm>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let (contact, company) = (ContactId(*path), CompanyId(f.company_id));
+    if f.unlink.is_empty() {
+        state
+            .modules
+            .contacts
+            .link(caller, contact, company)
+            .await?;
+    } else {
+        state
+            .modules
+            .contacts
+            .unlink(caller, contact, company)
+            .await?;
+    }
+    see_other(&format!("/contacts/{contact}"), Some("contacts.saved"))
+}

@@ -1,0 +1,486 @@
+//! The contacts module: contacts and companies, normalised phones and e-mails, search,
+//! duplicates, links, custom fields, rights and tenancy, over the trait and the pages.
+
+use contacts_api::*;
+use kernel::paging::PageRequest;
+use kernel::{Caller, ErrorCode};
+use serde_json::json;
+
+use crate::support::{location, spawn_app};
+
+fn anna() -> NewContact {
+    NewContact {
+        first_name: "Anna".into(),
+        last_name: "Petrova".into(),
+        position: "Buyer".into(),
+        phones: vec![
+            Reach::work("+7 (916) 123-45-67"),
+            Reach {
+                kind: "MOB".into(),
+                value: "8 903 000 11 22".into(),
+            },
+        ],
+        emails: vec![Reach::work(" Anna.Petrova@Example.com ")],
+        tags: vec!["vip".into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn contacts_keep_normalised_phones_and_emails_and_refuse_bad_ones() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+
+    let c = contacts.create_contact(caller, anna()).await.unwrap();
+    assert_eq!(c.name, "Anna Petrova");
+    assert_eq!(
+        c.phones
+            .iter()
+            .map(|p| (p.kind.as_str(), p.raw.as_str(), p.normalized.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("WORK", "+7 (916) 123-45-67", "+79161234567"),
+            ("MOB", "8 903 000 11 22", "+79030001122")
+        ]
+    );
+    assert_eq!(c.emails[0].email, "anna.petrova@example.com");
+    assert_eq!(c.tags[0].name, "vip");
+
+    let refused = |new: NewContact, field: &'static str, code: &'static str| async move {
+        let err = contacts.create_contact(caller, new).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Validation, "{err:?}");
+        assert_eq!(
+            err.field(field).map(|f| f.code.as_str()),
+            Some(code),
+            "{err:?}"
+        );
+    };
+    refused(
+        NewContact {
+            phones: vec![Reach::work("call me maybe")],
+            ..anna()
+        },
+        "phones[0]",
+        "invalid_phone",
+    )
+    .await;
+    refused(
+        NewContact {
+            emails: vec![Reach::work("anna@example")],
+            ..anna()
+        },
+        "emails[0]",
+        "invalid_email",
+    )
+    .await;
+    refused(
+        NewContact {
+            first_name: " ".into(),
+            last_name: String::new(),
+            ..anna()
+        },
+        "first_name",
+        "required",
+    )
+    .await;
+    let segment = contacts
+        .create_custom_field(
+            caller,
+            Entity::Contact,
+            NewCustomField {
+                name: "Segment".into(),
+                field_type: FieldType::Select,
+                enums: vec!["Retail".into(), "Wholesale".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let key = format!("custom_fields.{}", segment.id.0);
+    let mut values = FieldValues::new();
+    values.insert(segment.id.0.to_string(), json!("Government"));
+    let err = contacts
+        .create_contact(
+            caller,
+            NewContact {
+                custom_fields: values,
+                ..anna()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.field(&key).unwrap().code, "unknown_choice");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.contacts")
+            .await,
+        1,
+        "nothing written by the refused ones"
+    );
+
+    // An update replaces the phones and records what changed.
+    let updated = contacts
+        .update_contact(
+            caller,
+            c.id,
+            ContactPatch {
+                phones: Some(vec![Reach::work("916 555 00 00")]),
+                position: Some("Head of purchasing".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.phones.len(), 1);
+    assert_eq!(updated.phones[0].normalized, "+79165550000");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM contacts.outbox WHERE event_type = 'contacts.contact_updated'
+               AND payload -> 'after' -> 'phones' = '[\"+79165550000\"]'
+               AND payload -> 'after' ->> 'position' = 'Head of purchasing'"
+        )
+        .await,
+        1
+    );
+    let err = contacts
+        .update_contact(
+            caller,
+            c.id,
+            ContactPatch {
+                emails: Some(vec![Reach::work("not an address")]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.field("emails[0]").is_some());
+    assert_eq!(
+        contacts.contact(caller, c.id).await.unwrap().emails[0].email,
+        "anna.petrova@example.com"
+    );
+}
+
+#[tokio::test]
+async fn search_finds_by_any_phone_format_name_part_typo_and_email() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+    let c = contacts.create_contact(caller, anna()).await.unwrap();
+    contacts
+        .create_contact(
+            caller,
+            NewContact {
+                first_name: "Boris".into(),
+                last_name: "Ivanov".into(),
+                phones: vec![Reach::work("+7 495 111 22 33")],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let co = contacts
+        .create_company(
+            caller,
+            NewCompany {
+                name: "Petrov & Sons".into(),
+                phones: vec![Reach::work("8 (495) 777-66-55")],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first = |q: &'static str| async move {
+        let hits = contacts.search(caller, q, 10).await.unwrap();
+        hits.first().map(|h| (h.entity, h.id))
+    };
+    for q in [
+        "8 916 123 45 67",
+        "+79161234567",
+        "916-123",
+        "Petrova",
+        "petr",
+        "Petrowa",
+        "Anna Petrowa",
+        "anna.petrova@",
+        "example.com",
+    ] {
+        assert_eq!(first(q).await, Some((Entity::Contact, c.id.0)), "{q}");
+    }
+    assert_eq!(first("777 66 55").await, Some((Entity::Company, co.id.0)));
+    assert_eq!(first("Sons").await, Some((Entity::Company, co.id.0)));
+    assert!(
+        contacts
+            .search(caller, "zzzz", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Another account finds nothing of this one.
+    let other = app.tenant("Globex").await;
+    let globex = Caller::user(other.account, other.admin.id);
+    assert!(
+        contacts
+            .search(globex, "Petrova", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        contacts
+            .search(globex, "916 123", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        contacts.contact(globex, c.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+}
+
+#[tokio::test]
+async fn duplicates_are_found_by_phone_or_email_and_links_stay_within_the_account() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+    let c = contacts.create_contact(caller, anna()).await.unwrap();
+    let dups = contacts
+        .duplicates(caller, vec!["89161234567".into()], vec![], None)
+        .await
+        .unwrap();
+    assert_eq!(dups.len(), 1);
+    assert_eq!(
+        (dups[0].contact_id, dups[0].matched.as_str()),
+        (c.id, "+79161234567")
+    );
+    let dups = contacts
+        .duplicates(
+            caller,
+            vec![],
+            vec!["ANNA.PETROVA@example.com".into()],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dups[0].contact_id, c.id);
+    assert!(
+        contacts
+            .duplicates(caller, vec!["89161234567".into()], vec![], Some(c.id))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a contact is not its own duplicate"
+    );
+
+    let co = contacts
+        .create_company(
+            caller,
+            NewCompany {
+                name: "Acme Trading".into(),
+                web: "https://acme.test".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    contacts.link(caller, c.id, co.id).await.unwrap();
+    contacts.link(caller, c.id, co.id).await.unwrap();
+    assert_eq!(
+        contacts.contact(caller, c.id).await.unwrap().company_ids,
+        vec![co.id]
+    );
+    assert_eq!(
+        contacts.company(caller, co.id).await.unwrap().contact_ids,
+        vec![c.id]
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM contacts.outbox WHERE event_type = 'contacts.contact_linked'"
+        )
+        .await,
+        1
+    );
+
+    // Across accounts: not found, nothing linked.
+    let other = app.tenant("Globex").await;
+    let globex = Caller::user(other.account, other.admin.id);
+    let theirs = contacts
+        .create_company(
+            globex,
+            NewCompany {
+                name: "Globex".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let err = contacts.link(caller, c.id, theirs.id).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    let err = contacts.link(globex, c.id, theirs.id).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.contact_companies")
+            .await,
+        1
+    );
+    assert!(
+        contacts
+            .duplicates(globex, vec!["89161234567".into()], vec![], None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    contacts.unlink(caller, c.id, co.id).await.unwrap();
+    assert!(
+        contacts
+            .contact(caller, c.id)
+            .await
+            .unwrap()
+            .company_ids
+            .is_empty()
+    );
+
+    // Lists: newest first, keyset paged, filtered by tag.
+    for i in 0..3 {
+        contacts
+            .create_contact(
+                caller,
+                NewContact {
+                    first_name: format!("Person {i}"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let page = contacts
+        .list_contacts(
+            caller,
+            &ContactFilter::default(),
+            PageRequest::new(None, Some(2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].name, "Person 2");
+    let rest = contacts
+        .list_contacts(
+            caller,
+            &ContactFilter::default(),
+            PageRequest::new(page.next, Some(10)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 2);
+    let vip = contacts.tags(caller, Entity::Contact).await.unwrap()[0].id;
+    let tagged = contacts
+        .list_contacts(
+            caller,
+            &ContactFilter {
+                tags: vec![vip],
+                ..Default::default()
+            },
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tagged.items.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![c.id]
+    );
+}
+
+#[tokio::test]
+async fn contact_pages_create_warn_of_duplicates_search_and_link() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+    let existing = contacts.create_contact(caller, anna()).await.unwrap();
+    let c = app.signed_in(&t.admin.email).await;
+
+    let (status, _) = c.text("/contacts").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    // A bad phone: the form again, with the error, nothing written.
+    let res = c
+        .submit(
+            "/contacts/new",
+            "/contacts",
+            &[("first_name", "Oleg"), ("phone", "twelve"), ("email", "")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.contacts")
+            .await,
+        1
+    );
+    // The same phone as Anna's, typed another way: a warning naming her; saving anyway works.
+    let res = c
+        .submit(
+            "/contacts/new",
+            "/contacts",
+            &[
+                ("first_name", "Anya"),
+                ("phone", "8-916-123-45-67"),
+                ("email", ""),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::CONFLICT);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("Anna Petrova") && html.contains("data-test=\"duplicates\""),
+        "{html}"
+    );
+    let res = c
+        .submit(
+            "/contacts/new",
+            "/contacts",
+            &[
+                ("first_name", "Anya"),
+                ("phone", "8-916-123-45-67"),
+                ("email", ""),
+                ("confirm_duplicate", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with("/contacts/"));
+    // Search by phone in yet another format.
+    let (_, html) = c.text("/contacts?q=%2B7+916+1234567").await;
+    assert!(
+        html.contains("Anna Petrova") && html.contains("Anya"),
+        "{html}"
+    );
+    // A company, linked from the contact's page.
+    let res = c
+        .submit(
+            "/companies/new",
+            "/companies",
+            &[("name", "Acme Trading"), ("phone", ""), ("email", "")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let company = contacts
+        .list_companies(caller, &ContactFilter::default(), PageRequest::default())
+        .await
+        .unwrap()
+        .items[0]
+        .id;
+    let page = format!("/contacts/{}", existing.id);
+    let res = c
+        .submit(
+            &page,
+            &format!("{page}/companies"),
+            &[("company_id", &company.0.to_string())],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let (_, html) = c.text(&page).await;
+    assert!(html.contains("Acme Trading"));
+    let (_, html) = c.text(&format!("/companies/{company}")).await;
+    assert!(html.contains("Anna Petrova"));
+}

@@ -1,0 +1,13 @@
+DROP TABLE contacts.inbox;
+DROP TRIGGER outbox_notify ON contacts.outbox;
+DROP FUNCTION contacts.outbox_notify();
+DROP TABLE contacts.outbox_relay;
+DROP TABLE contacts.outbox;
+DROP TABLE contacts.tags;
+DROP TABLE contacts.custom_field_enums;
+DROP TABLE contacts.custom_fields;
+DROP TABLE contacts.contact_companies;
+DROP TABLE contacts.emails;
+DROP TABLE contacts.phones;
+DROP TABLE contacts.companies;
+DROP TABLE contacts.contacts;

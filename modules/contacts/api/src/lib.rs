@@ -1,0 +1,82 @@
+//! The contacts module's contract: contacts and companies with their phones, e-mails, links,
+//! tags and custom fields; search; duplicates.
+//!
+//! Every call takes a [`Caller`]; reads are scoped to the caller's account and to what the
+//! caller's rights on contacts (or companies) let them see.
+
+pub mod events;
+mod types;
+
+use async_trait::async_trait;
+use kernel::paging::{Page, PageRequest};
+use kernel::{AppResult, Caller};
+
+pub use types::*;
+
+#[async_trait]
+pub trait Contacts: Send + Sync {
+    // --- contacts -----------------------------------------------------------------------------
+    async fn create_contact(&self, caller: Caller, new: NewContact) -> AppResult<Contact>;
+    async fn contact(&self, caller: Caller, id: ContactId) -> AppResult<Contact>;
+    /// Several contacts by id (unknown or invisible ones are left out), e.g. for deal cards.
+    async fn contacts_by_id(&self, caller: Caller, ids: Vec<ContactId>) -> AppResult<Vec<Contact>>;
+    async fn update_contact(
+        &self,
+        caller: Caller,
+        id: ContactId,
+        patch: ContactPatch,
+    ) -> AppResult<Contact>;
+    async fn delete_contact(&self, caller: Caller, id: ContactId) -> AppResult<()>;
+    /// Newest first, keyset paged.
+    async fn list_contacts(
+        &self,
+        caller: Caller,
+        filter: &ContactFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<Contact>>;
+    /// Contacts that share a phone or an e-mail with the given ones (as typed; they are
+    /// normalised here), except `except`.
+    async fn duplicates(
+        &self,
+        caller: Caller,
+        phones: Vec<String>,
+        emails: Vec<String>,
+        except: Option<ContactId>,
+    ) -> AppResult<Vec<Duplicate>>;
+
+    // --- companies ----------------------------------------------------------------------------
+    async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company>;
+    async fn company(&self, caller: Caller, id: CompanyId) -> AppResult<Company>;
+    async fn update_company(
+        &self,
+        caller: Caller,
+        id: CompanyId,
+        patch: CompanyPatch,
+    ) -> AppResult<Company>;
+    async fn delete_company(&self, caller: Caller, id: CompanyId) -> AppResult<()>;
+    async fn list_companies(
+        &self,
+        caller: Caller,
+        filter: &ContactFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<Company>>;
+    /// Makes the contact one of the company's people (idempotent).
+    async fn link(&self, caller: Caller, contact: ContactId, company: CompanyId) -> AppResult<()>;
+    async fn unlink(&self, caller: Caller, contact: ContactId, company: CompanyId)
+    -> AppResult<()>;
+
+    // --- search -------------------------------------------------------------------------------
+    /// Contacts and companies by any part of a name (typos tolerated), a phone in any format,
+    /// or an e-mail; best matches first.
+    async fn search(&self, caller: Caller, query: &str, limit: u32) -> AppResult<Vec<SearchHit>>;
+
+    // --- custom fields and tags ---------------------------------------------------------------
+    async fn custom_fields(&self, caller: Caller, entity: Entity) -> AppResult<Vec<CustomField>>;
+    async fn create_custom_field(
+        &self,
+        caller: Caller,
+        entity: Entity,
+        new: NewCustomField,
+    ) -> AppResult<CustomField>;
+    async fn tags(&self, caller: Caller, entity: Entity) -> AppResult<Vec<Tag>>;
+}

@@ -1,0 +1,19 @@
+//! The contacts module: contacts and companies, their phones and e-mails (normalised for search
+//! and duplicates), links between them, custom fields, tags, search.
+//! Owns the `contacts` schema; everyone else reaches it through `contacts_api::Contacts`.
+
+mod schema;
+mod service;
+
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use kernel::migrate::ModuleMigrations;
+
+pub use service::ContactsService;
+
+pub const SCHEMA: &str = "contacts";
+const EMBEDDED: EmbeddedMigrations = embed_migrations!("../../migrations/contacts");
+
+pub const MIGRATIONS: ModuleMigrations = ModuleMigrations {
+    schema: SCHEMA,
+    migrations: || EMBEDDED,
+};

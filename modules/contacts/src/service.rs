@@ -1,0 +1,1727 @@
+//! `ContactsService`: the contacts module's implementation of the `Contacts` trait.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use accounts_api::access::{self, Scope};
+use accounts_api::{Accounts, Action};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use contacts_api::events::{
+    CompanyCreated, CompanyDeleted, CompanyUpdated, ContactCreated, ContactDeleted, ContactLinked,
+    ContactUpdated,
+};
+use contacts_api::*;
+use diesel::dsl::now;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Float4, Integer, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use kernel::db::DbPool;
+use kernel::events::{DomainEvent, EventEnvelope};
+use kernel::paging::{Page, PageRequest};
+use kernel::{
+    AccountId, AppError, AppResult, Caller, ErrorCode, FieldError, UserId, fields, outbox, reach,
+};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::schema::{
+    companies, contact_companies, contacts, custom_field_enums, custom_fields, emails, phones, tags,
+};
+
+pub struct ContactsService {
+    pool: DbPool,
+    accounts: Arc<dyn Accounts>,
+    /// The schema pg_trgm lives in (looked up once): its functions and operators are qualified.
+    trgm: OnceCell<String>,
+}
+
+fn rights_entity(e: Entity) -> accounts_api::Entity {
+    match e {
+        Entity::Contact => accounts_api::Entity::Contacts,
+        Entity::Company => accounts_api::Entity::Companies,
+    }
+}
+
+fn actor_of(caller: Caller) -> i64 {
+    caller.actor.user_id().map(|u| u.0).unwrap_or(0)
+}
+
+fn err(field: impl Into<String>, code: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+fn finish(errors: Vec<FieldError>) -> AppResult<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::from_fields(errors))
+    }
+}
+
+fn text(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) -> String {
+    let v = value.trim().to_string();
+    if v.chars().count() > max {
+        errors.push(err(field, "too_long", format!("at most {max} characters")));
+    }
+    v
+}
+
+/// Checked phones: (type, as typed, normalised).
+fn check_phones(
+    given: &[Reach],
+    country: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    if given.len() > MAX_PHONES {
+        errors.push(err(
+            "phones",
+            "too_many",
+            format!("at most {MAX_PHONES} phones"),
+        ));
+    }
+    for (i, p) in given.iter().enumerate() {
+        if p.value.trim().is_empty() {
+            continue;
+        }
+        let kind = p.kind.trim().to_uppercase();
+        if !PHONE_KINDS.contains(&kind.as_str()) {
+            errors.push(err(
+                format!("phones[{i}].kind"),
+                "invalid",
+                "an unknown phone type",
+            ));
+            continue;
+        }
+        match reach::normalize_phone(&p.value, country) {
+            Ok(n) if out.iter().any(|(_, _, x)| *x == n) => {}
+            Ok(n) => out.push((kind, p.value.trim().chars().take(50).collect(), n)),
+            Err(e) => errors.push(err(format!("phones[{i}]"), e.code, e.message)),
+        }
+    }
+    out
+}
+
+fn check_emails(given: &[Reach], errors: &mut Vec<FieldError>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    if given.len() > MAX_EMAILS {
+        errors.push(err(
+            "emails",
+            "too_many",
+            format!("at most {MAX_EMAILS} e-mails"),
+        ));
+    }
+    for (i, e) in given.iter().enumerate() {
+        if e.value.trim().is_empty() {
+            continue;
+        }
+        let kind = e.kind.trim().to_uppercase();
+        if !EMAIL_KINDS.contains(&kind.as_str()) {
+            errors.push(err(
+                format!("emails[{i}].kind"),
+                "invalid",
+                "an unknown e-mail type",
+            ));
+            continue;
+        }
+        match reach::normalize_email(&e.value) {
+            Ok(n) if out.iter().any(|(_, x)| *x == n) => {}
+            Ok(n) => out.push((kind, n)),
+            Err(x) => errors.push(err(format!("emails[{i}]"), x.code, x.message)),
+        }
+    }
+    out
+}
+
+fn clean_tags(names: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if n.chars().count() > 50 {
+            errors.push(err("tags", "too_long", "a tag has at most 50 characters"));
+        } else if !out.iter().any(|x| x.to_lowercase() == n.to_lowercase()) {
+            out.push(n.to_string());
+        }
+    }
+    if out.len() > 50 {
+        errors.push(err("tags", "too_many", "at most 50 tags"));
+    }
+    out
+}
+
+/// Custom-field values checked against the definitions and merged into `current`.
+fn apply_values(
+    defs: &[CustomField],
+    current: &FieldValues,
+    input: &FieldValues,
+    errors: &mut Vec<FieldError>,
+) -> FieldValues {
+    let mut out = current.clone();
+    for (key, raw) in input {
+        let name = format!("custom_fields.{key}");
+        let Some(def) = key
+            .parse::<i64>()
+            .ok()
+            .and_then(|id| defs.iter().find(|d| d.id.0 == id))
+        else {
+            errors.push(err(name, "not_found", "no such field"));
+            continue;
+        };
+        match fields::normalize(def.field_type, &def.enums, raw) {
+            Ok(Some(v)) => {
+                out.insert(key.clone(), v);
+            }
+            Ok(None) => {
+                out.remove(key);
+            }
+            Err(e) => errors.push(err(name, e.code, format!("{}: {}", def.name, e.message))),
+        }
+    }
+    out
+}
+
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = contacts, check_for_backend(diesel::pg::Pg))]
+struct ContactRow {
+    id: i64,
+    account_id: i64,
+    first_name: String,
+    last_name: String,
+    name: String,
+    position: String,
+    responsible_user_id: i64,
+    tag_ids: Vec<i64>,
+    custom_fields: Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = companies, check_for_backend(diesel::pg::Pg))]
+struct CompanyRow {
+    id: i64,
+    account_id: i64,
+    name: String,
+    web: String,
+    address: String,
+    responsible_user_id: i64,
+    tag_ids: Vec<i64>,
+    custom_fields: Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn object(v: &Value) -> FieldValues {
+    match v {
+        Value::Object(m) => m.clone(),
+        _ => FieldValues::new(),
+    }
+}
+
+/// Phones, e-mails, tag names and links of a set of contacts or companies, in a few queries.
+struct Extras {
+    phones: HashMap<i64, Vec<Phone>>,
+    emails: HashMap<i64, Vec<Email>>,
+    tags: HashMap<i64, String>,
+    links: HashMap<i64, Vec<i64>>,
+}
+
+impl Extras {
+    async fn load(
+        conn: &mut AsyncPgConnection,
+        account: AccountId,
+        entity: Entity,
+        ids: &[i64],
+        tag_ids: &[i64],
+    ) -> AppResult<Extras> {
+        let mut out = Extras {
+            phones: HashMap::new(),
+            emails: HashMap::new(),
+            tags: HashMap::new(),
+            links: HashMap::new(),
+        };
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows: Vec<(i64, String, String, String)> = phones::table
+            .filter(phones::account_id.eq(account.0))
+            .filter(phones::owner_kind.eq(entity.as_str()))
+            .filter(phones::owner_id.eq_any(ids))
+            .order((phones::owner_id, phones::sort, phones::id))
+            .select((
+                phones::owner_id,
+                phones::kind,
+                phones::raw,
+                phones::normalized,
+            ))
+            .load(conn)
+            .await?;
+        for (owner, kind, raw, normalized) in rows {
+            out.phones.entry(owner).or_default().push(Phone {
+                kind,
+                raw,
+                normalized,
+            });
+        }
+        let rows: Vec<(i64, String, String)> = emails::table
+            .filter(emails::account_id.eq(account.0))
+            .filter(emails::owner_kind.eq(entity.as_str()))
+            .filter(emails::owner_id.eq_any(ids))
+            .order((emails::owner_id, emails::sort, emails::id))
+            .select((emails::owner_id, emails::kind, emails::email))
+            .load(conn)
+            .await?;
+        for (owner, kind, email) in rows {
+            out.emails
+                .entry(owner)
+                .or_default()
+                .push(Email { kind, email });
+        }
+        if !tag_ids.is_empty() {
+            let rows: Vec<(i64, String)> = tags::table
+                .filter(tags::account_id.eq(account.0))
+                .filter(tags::id.eq_any(tag_ids))
+                .select((tags::id, tags::name))
+                .load(conn)
+                .await?;
+            out.tags = rows.into_iter().collect();
+        }
+        let links: Vec<(i64, i64)> = match entity {
+            Entity::Contact => {
+                contact_companies::table
+                    .filter(contact_companies::account_id.eq(account.0))
+                    .filter(contact_companies::contact_id.eq_any(ids))
+                    .select((contact_companies::contact_id, contact_companies::company_id))
+                    .load(conn)
+                    .await?
+            }
+            Entity::Company => {
+                contact_companies::table
+                    .filter(contact_companies::account_id.eq(account.0))
+                    .filter(contact_companies::company_id.eq_any(ids))
+                    .select((contact_companies::company_id, contact_companies::contact_id))
+                    .load(conn)
+                    .await?
+            }
+        };
+        for (owner, other) in links {
+            out.links.entry(owner).or_default().push(other);
+        }
+        Ok(out)
+    }
+
+    fn tag_list(&self, ids: &[i64]) -> Vec<Tag> {
+        ids.iter()
+            .filter_map(|id| {
+                self.tags.get(id).map(|name| Tag {
+                    id: TagId(*id),
+                    name: name.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+async fn contacts_out(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    rows: Vec<ContactRow>,
+) -> AppResult<Vec<Contact>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let tag_ids: Vec<i64> = rows.iter().flat_map(|r| r.tag_ids.clone()).collect();
+    let mut x = Extras::load(conn, account, Entity::Contact, &ids, &tag_ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Contact {
+            id: ContactId(r.id),
+            account_id: AccountId(r.account_id),
+            phones: x.phones.remove(&r.id).unwrap_or_default(),
+            emails: x.emails.remove(&r.id).unwrap_or_default(),
+            tags: x.tag_list(&r.tag_ids),
+            custom_fields: object(&r.custom_fields),
+            company_ids: x
+                .links
+                .remove(&r.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(CompanyId)
+                .collect(),
+            first_name: r.first_name,
+            last_name: r.last_name,
+            name: r.name,
+            position: r.position,
+            responsible_user_id: UserId(r.responsible_user_id),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+        .collect())
+}
+
+async fn companies_out(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    rows: Vec<CompanyRow>,
+) -> AppResult<Vec<Company>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let tag_ids: Vec<i64> = rows.iter().flat_map(|r| r.tag_ids.clone()).collect();
+    let mut x = Extras::load(conn, account, Entity::Company, &ids, &tag_ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Company {
+            id: CompanyId(r.id),
+            account_id: AccountId(r.account_id),
+            phones: x.phones.remove(&r.id).unwrap_or_default(),
+            emails: x.emails.remove(&r.id).unwrap_or_default(),
+            tags: x.tag_list(&r.tag_ids),
+            custom_fields: object(&r.custom_fields),
+            contact_ids: x
+                .links
+                .remove(&r.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(ContactId)
+                .collect(),
+            name: r.name,
+            web: r.web,
+            address: r.address,
+            responsible_user_id: UserId(r.responsible_user_id),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+        .collect())
+}
+
+/// Replaces an owner's phones and e-mails.
+async fn write_reach(
+    tx: &mut AsyncPgConnection,
+    account: AccountId,
+    entity: Entity,
+    owner: i64,
+    phone_list: Option<&[(String, String, String)]>,
+    email_list: Option<&[(String, String)]>,
+) -> AppResult<()> {
+    let kind = entity.as_str();
+    if let Some(list) = phone_list {
+        diesel::delete(
+            phones::table
+                .filter(phones::account_id.eq(account.0))
+                .filter(phones::owner_kind.eq(kind))
+                .filter(phones::owner_id.eq(owner)),
+        )
+        .execute(tx)
+        .await?;
+        if !list.is_empty() {
+            diesel::sql_query(
+                "INSERT INTO contacts.phones (account_id, owner_kind, owner_id, kind, raw, normalized, sort)
+                 SELECT $1, $2, $3, k, r, n, s FROM unnest($4::text[], $5::text[], $6::text[], $7::int[]) AS x(k, r, n, s)",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<Text, _>(kind)
+            .bind::<BigInt, _>(owner)
+            .bind::<Array<Text>, _>(list.iter().map(|p| p.0.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(list.iter().map(|p| p.1.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(list.iter().map(|p| p.2.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>((0..list.len() as i32).collect::<Vec<_>>())
+            .execute(tx)
+            .await?;
+        }
+    }
+    if let Some(list) = email_list {
+        diesel::delete(
+            emails::table
+                .filter(emails::account_id.eq(account.0))
+                .filter(emails::owner_kind.eq(kind))
+                .filter(emails::owner_id.eq(owner)),
+        )
+        .execute(tx)
+        .await?;
+        if !list.is_empty() {
+            diesel::sql_query(
+                "INSERT INTO contacts.emails (account_id, owner_kind, owner_id, kind, email, sort)
+                 SELECT $1, $2, $3, k, e, s FROM unnest($4::text[], $5::text[], $6::int[]) AS x(k, e, s)",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<Text, _>(kind)
+            .bind::<BigInt, _>(owner)
+            .bind::<Array<Text>, _>(list.iter().map(|e| e.0.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(list.iter().map(|e| e.1.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>((0..list.len() as i32).collect::<Vec<_>>())
+            .execute(tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The ids of the named tags of an entity type, created when missing.
+async fn ensure_tags(
+    tx: &mut AsyncPgConnection,
+    account: AccountId,
+    entity: Entity,
+    names: &[String],
+) -> AppResult<Vec<i64>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::sql_query(
+        "INSERT INTO contacts.tags (account_id, entity, name) SELECT $1, $2, n FROM unnest($3::text[]) n
+         ON CONFLICT (account_id, entity, lower(name)) DO NOTHING",
+    )
+    .bind::<BigInt, _>(account.0)
+    .bind::<Text, _>(entity.as_str())
+    .bind::<Array<Text>, _>(names)
+    .execute(tx)
+    .await?;
+    let found: Vec<(i64, String)> = tags::table
+        .filter(tags::account_id.eq(account.0))
+        .filter(tags::entity.eq(entity.as_str()))
+        .select((tags::id, tags::name))
+        .load(tx)
+        .await?;
+    Ok(names
+        .iter()
+        .filter_map(|n| {
+            found
+                .iter()
+                .find(|(_, f)| f.to_lowercase() == n.to_lowercase())
+                .map(|(id, _)| *id)
+        })
+        .collect())
+}
+
+async fn load_fields(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    entity: Entity,
+) -> AppResult<Vec<CustomField>> {
+    let rows: Vec<(i64, String, String, i32)> = custom_fields::table
+        .filter(custom_fields::account_id.eq(account.0))
+        .filter(custom_fields::entity.eq(entity.as_str()))
+        .order((custom_fields::sort, custom_fields::id))
+        .select((
+            custom_fields::id,
+            custom_fields::name,
+            custom_fields::field_type,
+            custom_fields::sort,
+        ))
+        .load(conn)
+        .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let enums: Vec<(i64, i64, String, i32)> = custom_field_enums::table
+        .filter(custom_field_enums::account_id.eq(account.0))
+        .filter(custom_field_enums::field_id.eq_any(&ids))
+        .order((custom_field_enums::sort, custom_field_enums::id))
+        .select((
+            custom_field_enums::field_id,
+            custom_field_enums::id,
+            custom_field_enums::value,
+            custom_field_enums::sort,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, ty, sort)| CustomField {
+            id: FieldId(id),
+            entity,
+            name,
+            field_type: FieldType::parse(&ty).unwrap_or(FieldType::Text),
+            sort,
+            enums: enums
+                .iter()
+                .filter(|e| e.0 == id)
+                .map(|e| FieldEnum {
+                    id: e.1,
+                    value: e.2.clone(),
+                    sort: e.3,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+fn envelope<E: DomainEvent>(caller: Caller, e: &E) -> AppResult<EventEnvelope> {
+    EventEnvelope::new(caller, e)
+}
+
+/// Before/after maps of what changed.
+#[derive(Default)]
+struct Diff {
+    before: serde_json::Map<String, Value>,
+    after: serde_json::Map<String, Value>,
+}
+
+impl Diff {
+    fn add(&mut self, key: &str, b: Value, a: Value) {
+        if b != a {
+            self.before.insert(key.into(), b);
+            self.after.insert(key.into(), a);
+        }
+    }
+}
+
+fn phones_json(p: &[Phone]) -> Value {
+    Value::from(p.iter().map(|x| x.normalized.clone()).collect::<Vec<_>>())
+}
+
+fn emails_json(e: &[Email]) -> Value {
+    Value::from(e.iter().map(|x| x.email.clone()).collect::<Vec<_>>())
+}
+
+fn tags_json(t: &[Tag]) -> Value {
+    Value::from(t.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
+}
+
+impl ContactsService {
+    pub fn new(pool: DbPool, accounts: Arc<dyn Accounts>) -> ContactsService {
+        ContactsService {
+            pool,
+            accounts,
+            trgm: OnceCell::new(),
+        }
+    }
+
+    async fn conn(&self) -> AppResult<kernel::db::DbConn> {
+        Ok(self.pool.get().await?)
+    }
+
+    async fn scope(&self, caller: Caller, entity: Entity, action: Action) -> AppResult<Scope> {
+        access::scope(&*self.accounts, caller, rights_entity(entity), action).await
+    }
+
+    async fn country(&self, caller: Caller) -> AppResult<String> {
+        Ok(self.accounts.account(caller.account_id).await?.country)
+    }
+
+    async fn responsible_for(&self, caller: Caller, user: Option<UserId>) -> AppResult<UserId> {
+        match user.or(caller.actor.user_id()) {
+            Some(u) if Some(u) == caller.actor.user_id() => Ok(u),
+            Some(u) => {
+                let found = self.accounts.user(caller, u).await.map_err(|e| {
+                    if e.code == ErrorCode::NotFound {
+                        AppError::validation("responsible_user_id", "not_found", "no such user")
+                    } else {
+                        e
+                    }
+                })?;
+                if !found.is_active {
+                    return Err(AppError::validation(
+                        "responsible_user_id",
+                        "inactive",
+                        "this user is deactivated",
+                    ));
+                }
+                Ok(u)
+            }
+            None => Err(AppError::validation(
+                "responsible_user_id",
+                "required",
+                "choose a responsible user",
+            )),
+        }
+    }
+
+    async fn trgm_schema(&self, conn: &mut AsyncPgConnection) -> AppResult<String> {
+        self.trgm
+            .get_or_try_init(|| async {
+                #[derive(QueryableByName)]
+                struct Home {
+                    #[diesel(sql_type = Text)]
+                    nspname: String,
+                }
+                let home: Home = diesel::sql_query(
+                    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                      WHERE e.extname = 'pg_trgm'",
+                )
+                .get_result(conn)
+                .await?;
+                Ok::<_, AppError>(home.nspname)
+            })
+            .await
+            .cloned()
+    }
+
+    async fn visible_contact(
+        &self,
+        conn: &mut AsyncPgConnection,
+        caller: Caller,
+        scope: &Scope,
+        id: ContactId,
+        lock: bool,
+    ) -> AppResult<ContactRow> {
+        let q = contacts::table
+            .filter(contacts::account_id.eq(caller.account_id.0))
+            .filter(contacts::id.eq(id.0))
+            .filter(contacts::deleted_at.is_null())
+            .select(ContactRow::as_select());
+        let row = if lock {
+            q.for_update().first(conn).await.optional()?
+        } else {
+            q.first(conn).await.optional()?
+        }
+        .ok_or_else(|| AppError::not_found("contact"))?;
+        if !scope.allows(UserId(row.responsible_user_id)) {
+            return Err(AppError::not_found("contact"));
+        }
+        Ok(row)
+    }
+
+    async fn visible_company(
+        &self,
+        conn: &mut AsyncPgConnection,
+        caller: Caller,
+        scope: &Scope,
+        id: CompanyId,
+        lock: bool,
+    ) -> AppResult<CompanyRow> {
+        let q = companies::table
+            .filter(companies::account_id.eq(caller.account_id.0))
+            .filter(companies::id.eq(id.0))
+            .filter(companies::deleted_at.is_null())
+            .select(CompanyRow::as_select());
+        let row = if lock {
+            q.for_update().first(conn).await.optional()?
+        } else {
+            q.first(conn).await.optional()?
+        }
+        .ok_or_else(|| AppError::not_found("company"))?;
+        if !scope.allows(UserId(row.responsible_user_id)) {
+            return Err(AppError::not_found("company"));
+        }
+        Ok(row)
+    }
+}
+
+#[async_trait]
+impl Contacts for ContactsService {
+    async fn create_contact(&self, caller: Caller, new: NewContact) -> AppResult<Contact> {
+        self.scope(caller, Entity::Contact, Action::Create).await?;
+        let mut errors = Vec::new();
+        let first = text("first_name", &new.first_name, 100, &mut errors);
+        let last = text("last_name", &new.last_name, 100, &mut errors);
+        let name = format!("{first} {last}").trim().to_string();
+        if name.is_empty() {
+            errors.push(err("first_name", "required", "enter a name"));
+        }
+        let position = text("position", &new.position, 255, &mut errors);
+        let country = if new.phones.is_empty() {
+            String::new()
+        } else {
+            self.country(caller).await?
+        };
+        let phone_list = check_phones(&new.phones, Some(&country), &mut errors);
+        let email_list = check_emails(&new.emails, &mut errors);
+        let tag_names = clean_tags(&new.tags, &mut errors);
+        finish(errors)?;
+        let responsible = self
+            .responsible_for(caller, new.responsible_user_id)
+            .await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let values = if new.custom_fields.is_empty() {
+            FieldValues::new()
+        } else {
+            let defs = load_fields(&mut conn, account, Entity::Contact).await?;
+            let mut errors = Vec::new();
+            let v = apply_values(&defs, &FieldValues::new(), &new.custom_fields, &mut errors);
+            finish(errors)?;
+            v
+        };
+        let company_ids: Vec<i64> = new.company_ids.iter().map(|c| c.0).collect();
+        let id = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let tag_ids = ensure_tags(tx, account, Entity::Contact, &tag_names).await?;
+                let id: i64 = diesel::insert_into(contacts::table)
+                    .values((
+                        contacts::account_id.eq(account.0),
+                        contacts::first_name.eq(&first),
+                        contacts::last_name.eq(&last),
+                        contacts::name.eq(&name),
+                        contacts::position.eq(&position),
+                        contacts::responsible_user_id.eq(responsible.0),
+                        contacts::tag_ids.eq(&tag_ids),
+                        contacts::custom_fields.eq(Value::Object(values.clone())),
+                        contacts::created_by.eq(actor_of(caller)),
+                        contacts::updated_by.eq(actor_of(caller)),
+                    ))
+                    .returning(contacts::id)
+                    .get_result(tx)
+                    .await?;
+                write_reach(
+                    tx,
+                    account,
+                    Entity::Contact,
+                    id,
+                    Some(&phone_list),
+                    Some(&email_list),
+                )
+                .await?;
+                if !company_ids.is_empty() {
+                    let found: i64 = companies::table
+                        .filter(companies::account_id.eq(account.0))
+                        .filter(companies::id.eq_any(&company_ids))
+                        .filter(companies::deleted_at.is_null())
+                        .count()
+                        .get_result(tx)
+                        .await?;
+                    if found as usize != company_ids.len() {
+                        return Err(AppError::validation(
+                            "company_ids",
+                            "not_found",
+                            "no such company",
+                        ));
+                    }
+                    for c in &company_ids {
+                        diesel::insert_into(contact_companies::table)
+                            .values((
+                                contact_companies::account_id.eq(account.0),
+                                contact_companies::contact_id.eq(id),
+                                contact_companies::company_id.eq(*c),
+                            ))
+                            .on_conflict_do_nothing()
+                            .execute(tx)
+                            .await?;
+                    }
+                }
+                outbox::append(
+                    tx,
+                    crate::SCHEMA,
+                    &[envelope(
+                        caller,
+                        &ContactCreated {
+                            contact_id: ContactId(id),
+                            name: name.clone(),
+                            responsible_user_id: responsible,
+                        },
+                    )?],
+                )
+                .await?;
+                Ok(id)
+            })
+            .await?;
+        let row = self
+            .visible_contact(&mut conn, caller, &Scope::All, ContactId(id), false)
+            .await?;
+        Ok(contacts_out(&mut conn, account, vec![row]).await?.remove(0))
+    }
+
+    async fn contact(&self, caller: Caller, id: ContactId) -> AppResult<Contact> {
+        let scope = self.scope(caller, Entity::Contact, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let row = self
+            .visible_contact(&mut conn, caller, &scope, id, false)
+            .await?;
+        Ok(contacts_out(&mut conn, caller.account_id, vec![row])
+            .await?
+            .remove(0))
+    }
+
+    async fn contacts_by_id(&self, caller: Caller, ids: Vec<ContactId>) -> AppResult<Vec<Contact>> {
+        let scope = self.scope(caller, Entity::Contact, Action::View).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut q = contacts::table
+            .filter(contacts::account_id.eq(caller.account_id.0))
+            .filter(contacts::id.eq_any(ids.iter().map(|i| i.0).collect::<Vec<_>>()))
+            .filter(contacts::deleted_at.is_null())
+            .select(ContactRow::as_select())
+            .into_boxed();
+        if let Some(users) = scope.ids() {
+            q = q.filter(contacts::responsible_user_id.eq_any(users));
+        }
+        let rows = q.load(&mut conn).await?;
+        contacts_out(&mut conn, caller.account_id, rows).await
+    }
+
+    async fn update_contact(
+        &self,
+        caller: Caller,
+        id: ContactId,
+        patch: ContactPatch,
+    ) -> AppResult<Contact> {
+        let scope = self.scope(caller, Entity::Contact, Action::Edit).await?;
+        let mut errors = Vec::new();
+        let first = patch
+            .first_name
+            .as_deref()
+            .map(|v| text("first_name", v, 100, &mut errors));
+        let last = patch
+            .last_name
+            .as_deref()
+            .map(|v| text("last_name", v, 100, &mut errors));
+        let position = patch
+            .position
+            .as_deref()
+            .map(|v| text("position", v, 255, &mut errors));
+        let country = match &patch.phones {
+            Some(p) if !p.is_empty() => self.country(caller).await?,
+            _ => String::new(),
+        };
+        let phone_list = patch
+            .phones
+            .as_deref()
+            .map(|p| check_phones(p, Some(&country), &mut errors));
+        let email_list = patch
+            .emails
+            .as_deref()
+            .map(|e| check_emails(e, &mut errors));
+        let tag_names = patch.tags.as_deref().map(|t| clean_tags(t, &mut errors));
+        finish(errors)?;
+        let responsible = match patch.responsible_user_id {
+            Some(u) => Some(self.responsible_for(caller, Some(u)).await?),
+            None => None,
+        };
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let defs = match &patch.custom_fields {
+            Some(v) if !v.is_empty() => load_fields(&mut conn, account, Entity::Contact).await?,
+            _ => Vec::new(),
+        };
+        let after = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let current = self.visible_contact(tx, caller, &scope, id, true).await?;
+                let before = contacts_out(tx, account, vec![current.clone()])
+                    .await?
+                    .remove(0);
+                let first = first.clone().unwrap_or(current.first_name.clone());
+                let last = last.clone().unwrap_or(current.last_name.clone());
+                let name = format!("{first} {last}").trim().to_string();
+                let mut errors = Vec::new();
+                if name.is_empty() {
+                    errors.push(err("first_name", "required", "enter a name"));
+                }
+                let values = match &patch.custom_fields {
+                    Some(input) => {
+                        apply_values(&defs, &object(&current.custom_fields), input, &mut errors)
+                    }
+                    None => object(&current.custom_fields),
+                };
+                finish(errors)?;
+                let tag_ids = match &tag_names {
+                    Some(names) => ensure_tags(tx, account, Entity::Contact, names).await?,
+                    None => current.tag_ids.clone(),
+                };
+                diesel::update(contacts::table.filter(contacts::id.eq(current.id)))
+                    .set((
+                        contacts::first_name.eq(&first),
+                        contacts::last_name.eq(&last),
+                        contacts::name.eq(&name),
+                        contacts::position.eq(position.clone().unwrap_or(current.position.clone())),
+                        contacts::responsible_user_id.eq(responsible
+                            .map(|u| u.0)
+                            .unwrap_or(current.responsible_user_id)),
+                        contacts::tag_ids.eq(&tag_ids),
+                        contacts::custom_fields.eq(Value::Object(values)),
+                        contacts::updated_at.eq(now),
+                        contacts::updated_by.eq(actor_of(caller)),
+                    ))
+                    .execute(tx)
+                    .await?;
+                write_reach(
+                    tx,
+                    account,
+                    Entity::Contact,
+                    current.id,
+                    phone_list.as_deref(),
+                    email_list.as_deref(),
+                )
+                .await?;
+                let after = {
+                    let row = self
+                        .visible_contact(tx, caller, &Scope::All, id, false)
+                        .await?;
+                    contacts_out(tx, account, vec![row]).await?.remove(0)
+                };
+                let mut d = Diff::default();
+                d.add(
+                    "name",
+                    before.name.clone().into(),
+                    after.name.clone().into(),
+                );
+                d.add(
+                    "position",
+                    before.position.clone().into(),
+                    after.position.clone().into(),
+                );
+                d.add(
+                    "responsible_user_id",
+                    before.responsible_user_id.0.into(),
+                    after.responsible_user_id.0.into(),
+                );
+                d.add(
+                    "phones",
+                    phones_json(&before.phones),
+                    phones_json(&after.phones),
+                );
+                d.add(
+                    "emails",
+                    emails_json(&before.emails),
+                    emails_json(&after.emails),
+                );
+                d.add("tags", tags_json(&before.tags), tags_json(&after.tags));
+                d.add(
+                    "custom_fields",
+                    Value::Object(before.custom_fields.clone()),
+                    Value::Object(after.custom_fields.clone()),
+                );
+                if !d.after.is_empty() {
+                    outbox::append(
+                        tx,
+                        crate::SCHEMA,
+                        &[envelope(
+                            caller,
+                            &ContactUpdated {
+                                contact_id: id,
+                                before: d.before.into(),
+                                after: d.after.into(),
+                            },
+                        )?],
+                    )
+                    .await?;
+                }
+                Ok(after)
+            })
+            .await?;
+        Ok(after)
+    }
+
+    async fn delete_contact(&self, caller: Caller, id: ContactId) -> AppResult<()> {
+        let scope = self.scope(caller, Entity::Contact, Action::Delete).await?;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let current = self.visible_contact(tx, caller, &scope, id, true).await?;
+            diesel::update(contacts::table.filter(contacts::id.eq(current.id)))
+                .set((
+                    contacts::deleted_at.eq(now),
+                    contacts::updated_at.eq(now),
+                    contacts::updated_by.eq(actor_of(caller)),
+                ))
+                .execute(tx)
+                .await?;
+            outbox::append(
+                tx,
+                crate::SCHEMA,
+                &[envelope(caller, &ContactDeleted { contact_id: id })?],
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn list_contacts(
+        &self,
+        caller: Caller,
+        filter: &ContactFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<Contact>> {
+        let scope = self.scope(caller, Entity::Contact, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let mut q = contacts::table
+            .filter(contacts::account_id.eq(caller.account_id.0))
+            .filter(contacts::deleted_at.is_null())
+            .order((contacts::created_at.desc(), contacts::id.desc()))
+            .limit(page.fetch_limit())
+            .select(ContactRow::as_select())
+            .into_boxed();
+        if let Some(users) = scope.ids() {
+            q = q.filter(contacts::responsible_user_id.eq_any(users));
+        }
+        if !filter.responsible.is_empty() {
+            q = q.filter(
+                contacts::responsible_user_id
+                    .eq_any(filter.responsible.iter().map(|u| u.0).collect::<Vec<_>>()),
+            );
+        }
+        if !filter.tags.is_empty() {
+            q = q.filter(contacts::tag_ids.ne(Vec::<i64>::new())).filter(
+                contacts::tag_ids
+                    .overlaps_with(filter.tags.iter().map(|t| t.0).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(t) = filter.created_from {
+            q = q.filter(contacts::created_at.ge(t));
+        }
+        if let Some(t) = filter.created_to {
+            q = q.filter(contacts::created_at.lt(t));
+        }
+        if let Some(after) = &page.after {
+            let (t, id): (DateTime<Utc>, i64) = after.decode()?;
+            q = q.filter(
+                contacts::created_at
+                    .lt(t)
+                    .or(contacts::created_at.eq(t).and(contacts::id.lt(id))),
+            );
+        }
+        let rows = q.load(&mut conn).await?;
+        let page = Page::from_rows(rows, &page, |r| (r.created_at, r.id));
+        let next = page.next.clone();
+        let items = contacts_out(&mut conn, caller.account_id, page.items).await?;
+        Ok(Page { items, next })
+    }
+
+    async fn duplicates(
+        &self,
+        caller: Caller,
+        phone_inputs: Vec<String>,
+        email_inputs: Vec<String>,
+        except: Option<ContactId>,
+    ) -> AppResult<Vec<Duplicate>> {
+        let scope = self.scope(caller, Entity::Contact, Action::View).await?;
+        let country = if phone_inputs.is_empty() {
+            String::new()
+        } else {
+            self.country(caller).await?
+        };
+        let numbers: Vec<String> = phone_inputs
+            .iter()
+            .filter_map(|p| reach::normalize_phone(p, Some(&country)).ok())
+            .collect();
+        let addresses: Vec<String> = email_inputs
+            .iter()
+            .filter_map(|e| reach::normalize_email(e).ok())
+            .collect();
+        if numbers.is_empty() && addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        #[derive(QueryableByName)]
+        struct Hit {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+            #[diesel(sql_type = Text)]
+            name: String,
+            #[diesel(sql_type = Text)]
+            matched: String,
+            #[diesel(sql_type = BigInt)]
+            responsible_user_id: i64,
+        }
+        let mut conn = self.conn().await?;
+        let hits: Vec<Hit> = diesel::sql_query(
+            "SELECT c.id, c.name, m.matched, c.responsible_user_id FROM (
+                 SELECT owner_id, normalized AS matched FROM contacts.phones
+                  WHERE account_id = $1 AND owner_kind = 'contact' AND normalized = ANY($2)
+                 UNION
+                 SELECT owner_id, email FROM contacts.emails
+                  WHERE account_id = $1 AND owner_kind = 'contact' AND email = ANY($3)
+             ) m JOIN contacts.contacts c ON c.account_id = $1 AND c.id = m.owner_id AND c.deleted_at IS NULL
+             WHERE c.id <> $4
+             ORDER BY c.id LIMIT 50",
+        )
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<Array<Text>, _>(&numbers)
+        .bind::<Array<Text>, _>(&addresses)
+        .bind::<BigInt, _>(except.map(|e| e.0).unwrap_or(0))
+        .load(&mut conn)
+        .await?;
+        Ok(hits
+            .into_iter()
+            .filter(|h| scope.allows(UserId(h.responsible_user_id)))
+            .map(|h| Duplicate {
+                contact_id: ContactId(h.id),
+                name: h.name,
+                matched: h.matched,
+            })
+            .collect())
+    }
+
+    async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company> {
+        self.scope(caller, Entity::Company, Action::Create).await?;
+        let mut errors = Vec::new();
+        let name = text("name", &new.name, 255, &mut errors);
+        if name.is_empty() {
+            errors.push(err("name", "required", "enter a name"));
+        }
+        let web = text("web", &new.web, 2048, &mut errors);
+        let address = text("address", &new.address, 1000, &mut errors);
+        let country = if new.phones.is_empty() {
+            String::new()
+        } else {
+            self.country(caller).await?
+        };
+        let phone_list = check_phones(&new.phones, Some(&country), &mut errors);
+        let email_list = check_emails(&new.emails, &mut errors);
+        let tag_names = clean_tags(&new.tags, &mut errors);
+        finish(errors)?;
+        let responsible = self
+            .responsible_for(caller, new.responsible_user_id)
+            .await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let values = if new.custom_fields.is_empty() {
+            FieldValues::new()
+        } else {
+            let defs = load_fields(&mut conn, account, Entity::Company).await?;
+            let mut errors = Vec::new();
+            let v = apply_values(&defs, &FieldValues::new(), &new.custom_fields, &mut errors);
+            finish(errors)?;
+            v
+        };
+        let id = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let tag_ids = ensure_tags(tx, account, Entity::Company, &tag_names).await?;
+                let id: i64 = diesel::insert_into(companies::table)
+                    .values((
+                        companies::account_id.eq(account.0),
+                        companies::name.eq(&name),
+                        companies::web.eq(&web),
+                        companies::address.eq(&address),
+                        companies::responsible_user_id.eq(responsible.0),
+                        companies::tag_ids.eq(&tag_ids),
+                        companies::custom_fields.eq(Value::Object(values.clone())),
+                        companies::created_by.eq(actor_of(caller)),
+                        companies::updated_by.eq(actor_of(caller)),
+                    ))
+                    .returning(companies::id)
+                    .get_result(tx)
+                    .await?;
+                write_reach(
+                    tx,
+                    account,
+                    Entity::Company,
+                    id,
+                    Some(&phone_list),
+                    Some(&email_list),
+                )
+                .await?;
+                outbox::append(
+                    tx,
+                    crate::SCHEMA,
+                    &[envelope(
+                        caller,
+                        &CompanyCreated {
+                            company_id: CompanyId(id),
+                            name: name.clone(),
+                            responsible_user_id: responsible,
+                        },
+                    )?],
+                )
+                .await?;
+                Ok(id)
+            })
+            .await?;
+        let row = self
+            .visible_company(&mut conn, caller, &Scope::All, CompanyId(id), false)
+            .await?;
+        Ok(companies_out(&mut conn, account, vec![row])
+            .await?
+            .remove(0))
+    }
+
+    async fn company(&self, caller: Caller, id: CompanyId) -> AppResult<Company> {
+        let scope = self.scope(caller, Entity::Company, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let row = self
+            .visible_company(&mut conn, caller, &scope, id, false)
+            .await?;
+        Ok(companies_out(&mut conn, caller.account_id, vec![row])
+            .await?
+            .remove(0))
+    }
+
+    async fn update_company(
+        &self,
+        caller: Caller,
+        id: CompanyId,
+        patch: CompanyPatch,
+    ) -> AppResult<Company> {
+        let scope = self.scope(caller, Entity::Company, Action::Edit).await?;
+        let mut errors = Vec::new();
+        let name = patch
+            .name
+            .as_deref()
+            .map(|v| text("name", v, 255, &mut errors));
+        if name.as_deref() == Some("") {
+            errors.push(err("name", "required", "enter a name"));
+        }
+        let web = patch
+            .web
+            .as_deref()
+            .map(|v| text("web", v, 2048, &mut errors));
+        let address = patch
+            .address
+            .as_deref()
+            .map(|v| text("address", v, 1000, &mut errors));
+        let country = match &patch.phones {
+            Some(p) if !p.is_empty() => self.country(caller).await?,
+            _ => String::new(),
+        };
+        let phone_list = patch
+            .phones
+            .as_deref()
+            .map(|p| check_phones(p, Some(&country), &mut errors));
+        let email_list = patch
+            .emails
+            .as_deref()
+            .map(|e| check_emails(e, &mut errors));
+        let tag_names = patch.tags.as_deref().map(|t| clean_tags(t, &mut errors));
+        finish(errors)?;
+        let responsible = match patch.responsible_user_id {
+            Some(u) => Some(self.responsible_for(caller, Some(u)).await?),
+            None => None,
+        };
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let defs = match &patch.custom_fields {
+            Some(v) if !v.is_empty() => load_fields(&mut conn, account, Entity::Company).await?,
+            _ => Vec::new(),
+        };
+        let after = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let current = self.visible_company(tx, caller, &scope, id, true).await?;
+                let before = companies_out(tx, account, vec![current.clone()])
+                    .await?
+                    .remove(0);
+                let mut errors = Vec::new();
+                let values = match &patch.custom_fields {
+                    Some(input) => {
+                        apply_values(&defs, &object(&current.custom_fields), input, &mut errors)
+                    }
+                    None => object(&current.custom_fields),
+                };
+                finish(errors)?;
+                let tag_ids = match &tag_names {
+                    Some(names) => ensure_tags(tx, account, Entity::Company, names).await?,
+                    None => current.tag_ids.clone(),
+                };
+                diesel::update(companies::table.filter(companies::id.eq(current.id)))
+                    .set((
+                        companies::name.eq(name.clone().unwrap_or(current.name.clone())),
+                        companies::web.eq(web.clone().unwrap_or(current.web.clone())),
+                        companies::address.eq(address.clone().unwrap_or(current.address.clone())),
+                        companies::responsible_user_id.eq(responsible
+                            .map(|u| u.0)
+                            .unwrap_or(current.responsible_user_id)),
+                        companies::tag_ids.eq(&tag_ids),
+                        companies::custom_fields.eq(Value::Object(values)),
+                        companies::updated_at.eq(now),
+                        companies::updated_by.eq(actor_of(caller)),
+                    ))
+                    .execute(tx)
+                    .await?;
+                write_reach(
+                    tx,
+                    account,
+                    Entity::Company,
+                    current.id,
+                    phone_list.as_deref(),
+                    email_list.as_deref(),
+                )
+                .await?;
+                let after = {
+                    let row = self
+                        .visible_company(tx, caller, &Scope::All, id, false)
+                        .await?;
+                    companies_out(tx, account, vec![row]).await?.remove(0)
+                };
+                let mut d = Diff::default();
+                d.add(
+                    "name",
+                    before.name.clone().into(),
+                    after.name.clone().into(),
+                );
+                d.add("web", before.web.clone().into(), after.web.clone().into());
+                d.add(
+                    "address",
+                    before.address.clone().into(),
+                    after.address.clone().into(),
+                );
+                d.add(
+                    "responsible_user_id",
+                    before.responsible_user_id.0.into(),
+                    after.responsible_user_id.0.into(),
+                );
+                d.add(
+                    "phones",
+                    phones_json(&before.phones),
+                    phones_json(&after.phones),
+                );
+                d.add(
+                    "emails",
+                    emails_json(&before.emails),
+                    emails_json(&after.emails),
+                );
+                d.add("tags", tags_json(&before.tags), tags_json(&after.tags));
+                d.add(
+                    "custom_fields",
+                    Value::Object(before.custom_fields.clone()),
+                    Value::Object(after.custom_fields.clone()),
+                );
+                if !d.after.is_empty() {
+                    outbox::append(
+                        tx,
+                        crate::SCHEMA,
+                        &[envelope(
+                            caller,
+                            &CompanyUpdated {
+                                company_id: id,
+                                before: d.before.into(),
+                                after: d.after.into(),
+                            },
+                        )?],
+                    )
+                    .await?;
+                }
+                Ok(after)
+            })
+            .await?;
+        Ok(after)
+    }
+
+    async fn delete_company(&self, caller: Caller, id: CompanyId) -> AppResult<()> {
+        let scope = self.scope(caller, Entity::Company, Action::Delete).await?;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let current = self.visible_company(tx, caller, &scope, id, true).await?;
+            diesel::update(companies::table.filter(companies::id.eq(current.id)))
+                .set((
+                    companies::deleted_at.eq(now),
+                    companies::updated_at.eq(now),
+                    companies::updated_by.eq(actor_of(caller)),
+                ))
+                .execute(tx)
+                .await?;
+            outbox::append(
+                tx,
+                crate::SCHEMA,
+                &[envelope(caller, &CompanyDeleted { company_id: id })?],
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn list_companies(
+        &self,
+        caller: Caller,
+        filter: &ContactFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<Company>> {
+        let scope = self.scope(caller, Entity::Company, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let mut q = companies::table
+            .filter(companies::account_id.eq(caller.account_id.0))
+            .filter(companies::deleted_at.is_null())
+            .order((companies::created_at.desc(), companies::id.desc()))
+            .limit(page.fetch_limit())
+            .select(CompanyRow::as_select())
+            .into_boxed();
+        if let Some(users) = scope.ids() {
+            q = q.filter(companies::responsible_user_id.eq_any(users));
+        }
+        if !filter.responsible.is_empty() {
+            q = q.filter(
+                companies::responsible_user_id
+                    .eq_any(filter.responsible.iter().map(|u| u.0).collect::<Vec<_>>()),
+            );
+        }
+        if !filter.tags.is_empty() {
+            q = q.filter(
+                companies::tag_ids
+                    .overlaps_with(filter.tags.iter().map(|t| t.0).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(after) = &page.after {
+            let (t, id): (DateTime<Utc>, i64) = after.decode()?;
+            q = q.filter(
+                companies::created_at
+                    .lt(t)
+                    .or(companies::created_at.eq(t).and(companies::id.lt(id))),
+            );
+        }
+        let rows = q.load(&mut conn).await?;
+        let page = Page::from_rows(rows, &page, |r| (r.created_at, r.id));
+        let next = page.next.clone();
+        let items = companies_out(&mut conn, caller.account_id, page.items).await?;
+        Ok(Page { items, next })
+    }
+
+    async fn link(&self, caller: Caller, contact: ContactId, company: CompanyId) -> AppResult<()> {
+        self.set_link(caller, contact, company, true).await
+    }
+
+    async fn unlink(
+        &self,
+        caller: Caller,
+        contact: ContactId,
+        company: CompanyId,
+    ) -> AppResult<()> {
+        self.set_link(caller, contact, company, false).await
+    }
+
+    async fn search(&self, caller: Caller, query: &str, limit: u32) -> AppResult<Vec<SearchHit>> {
+        let q = query.trim();
+        if q.chars().count() < 2 {
+            return Ok(Vec::new());
+        }
+        let contacts_scope = self.scope(caller, Entity::Contact, Action::View).await;
+        let companies_scope = self.scope(caller, Entity::Company, Action::View).await;
+        let mut conn = self.conn().await?;
+        let trgm = self.trgm_schema(&mut conn).await?;
+        let limit = i64::from(limit.clamp(1, 100));
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            entity: String,
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+            #[diesel(sql_type = Text)]
+            name: String,
+            #[diesel(sql_type = Text)]
+            detail: String,
+            #[diesel(sql_type = Float4)]
+            rank: f32,
+            #[diesel(sql_type = BigInt)]
+            responsible_user_id: i64,
+        }
+        let like = {
+            let mut p = String::from("%");
+            for c in q.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    p.push('\\');
+                }
+                p.push(c);
+            }
+            p.push('%');
+            p
+        };
+        let digits = reach::phone_digits(q).unwrap_or_default();
+        // A whole number typed the national way (8 916 …) matches its E.164 form exactly.
+        let whole = if digits.len() >= 7 {
+            let country = self.country(caller).await?;
+            reach::normalize_phone(q, Some(&country)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        // Names: any part (ILIKE, served by the trigram index) or similar enough (typos);
+        // phones by their digits; e-mails by any part. Best first.
+        let sql = format!(
+            "SELECT * FROM (
+               SELECT 'contact' AS entity, c.id, c.name, ''::text AS detail,
+                      ({t}.word_similarity($2, c.name) + CASE WHEN c.name ILIKE $3 THEN 1 ELSE 0 END)::real AS rank,
+                      c.responsible_user_id
+                 FROM contacts.contacts c
+                WHERE c.account_id = $1 AND c.deleted_at IS NULL AND (c.name ILIKE $3 OR $2 OPERATOR({t}.<%) c.name)
+               UNION ALL
+               SELECT 'company', c.id, c.name, '',
+                      ({t}.word_similarity($2, c.name) + CASE WHEN c.name ILIKE $3 THEN 1 ELSE 0 END)::real,
+                      c.responsible_user_id
+                 FROM contacts.companies c
+                WHERE c.account_id = $1 AND c.deleted_at IS NULL AND (c.name ILIKE $3 OR $2 OPERATOR({t}.<%) c.name)
+               UNION ALL
+               SELECT p.owner_kind, p.owner_id, coalesce(c.name, co.name), p.raw, 3::real,
+                      coalesce(c.responsible_user_id, co.responsible_user_id)
+                 FROM contacts.phones p
+                 LEFT JOIN contacts.contacts c ON p.owner_kind = 'contact' AND c.account_id = $1 AND c.id = p.owner_id AND c.deleted_at IS NULL
+                 LEFT JOIN contacts.companies co ON p.owner_kind = 'company' AND co.account_id = $1 AND co.id = p.owner_id AND co.deleted_at IS NULL
+                WHERE $4 <> '' AND p.account_id = $1 AND (p.normalized LIKE '%' || $4 || '%' OR p.normalized = $6)
+                  AND coalesce(c.id, co.id) IS NOT NULL
+               UNION ALL
+               SELECT e.owner_kind, e.owner_id, coalesce(c.name, co.name), e.email,
+                      (2 + CASE WHEN e.email = lower($2) THEN 2 ELSE 0 END)::real,
+                      coalesce(c.responsible_user_id, co.responsible_user_id)
+                 FROM contacts.emails e
+                 LEFT JOIN contacts.contacts c ON e.owner_kind = 'contact' AND c.account_id = $1 AND c.id = e.owner_id AND c.deleted_at IS NULL
+                 LEFT JOIN contacts.companies co ON e.owner_kind = 'company' AND co.account_id = $1 AND co.id = e.owner_id AND co.deleted_at IS NULL
+                WHERE e.account_id = $1 AND e.email LIKE lower($3)
+                  AND coalesce(c.id, co.id) IS NOT NULL
+             ) hits ORDER BY rank DESC, name, id LIMIT $5",
+            t = trgm
+        );
+        let rows: Vec<Row> = diesel::sql_query(sql)
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<Text, _>(q)
+            .bind::<Text, _>(&like)
+            .bind::<Text, _>(&digits)
+            .bind::<BigInt, _>(limit * 2)
+            .bind::<Text, _>(&whole)
+            .load(&mut conn)
+            .await?;
+        let mut out: Vec<SearchHit> = Vec::new();
+        for r in rows {
+            let entity = Entity::parse(&r.entity).unwrap_or(Entity::Contact);
+            let scope = match entity {
+                Entity::Contact => contacts_scope.as_ref(),
+                Entity::Company => companies_scope.as_ref(),
+            };
+            if !scope.is_ok_and(|s| s.allows(UserId(r.responsible_user_id))) {
+                continue;
+            }
+            // One line per record: its best match.
+            if out.iter().any(|h| h.entity == entity && h.id == r.id) {
+                continue;
+            }
+            out.push(SearchHit {
+                entity,
+                id: r.id,
+                name: r.name,
+                detail: r.detail,
+                rank: r.rank,
+            });
+        }
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    async fn custom_fields(&self, caller: Caller, entity: Entity) -> AppResult<Vec<CustomField>> {
+        self.scope(caller, entity, Action::View).await?;
+        let mut conn = self.conn().await?;
+        load_fields(&mut conn, caller.account_id, entity).await
+    }
+
+    async fn create_custom_field(
+        &self,
+        caller: Caller,
+        entity: Entity,
+        new: NewCustomField,
+    ) -> AppResult<CustomField> {
+        if let Some(me) = caller.actor.user_id() {
+            let user = self.accounts.user(caller, me).await?;
+            if !(user.is_admin && user.is_active) {
+                return Err(AppError::forbidden("only administrators manage fields"));
+            }
+        }
+        let mut errors = Vec::new();
+        let name = text("name", &new.name, 100, &mut errors);
+        if name.is_empty() {
+            errors.push(err("name", "required", "enter a name"));
+        }
+        let enums: Vec<String> = new
+            .enums
+            .iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if new.field_type.has_enums() && enums.is_empty() {
+            errors.push(err(
+                "enums",
+                "required",
+                "a list field needs at least one choice",
+            ));
+        }
+        finish(errors)?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let id = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let id: i64 = diesel::insert_into(custom_fields::table)
+                    .values((
+                        custom_fields::account_id.eq(account.0),
+                        custom_fields::entity.eq(entity.as_str()),
+                        custom_fields::name.eq(&name),
+                        custom_fields::field_type.eq(new.field_type.as_str()),
+                    ))
+                    .returning(custom_fields::id)
+                    .get_result(tx)
+                    .await
+                    .map_err(|e| match e {
+                        diesel::result::Error::DatabaseError(
+                            diesel::result::DatabaseErrorKind::UniqueViolation,
+                            _,
+                        ) => AppError::validation("name", "taken", "a field with this name exists"),
+                        other => other.into(),
+                    })?;
+                for (i, v) in enums.iter().enumerate() {
+                    diesel::insert_into(custom_field_enums::table)
+                        .values((
+                            custom_field_enums::account_id.eq(account.0),
+                            custom_field_enums::field_id.eq(id),
+                            custom_field_enums::value.eq(v),
+                            custom_field_enums::sort.eq(i as i32),
+                        ))
+                        .execute(tx)
+                        .await?;
+                }
+                Ok(id)
+            })
+            .await?;
+        load_fields(&mut conn, account, entity)
+            .await?
+            .into_iter()
+            .find(|f| f.id.0 == id)
+            .ok_or_else(|| AppError::internal("the new field is missing"))
+    }
+
+    async fn tags(&self, caller: Caller, entity: Entity) -> AppResult<Vec<Tag>> {
+        self.scope(caller, entity, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let rows: Vec<(i64, String)> = tags::table
+            .filter(tags::account_id.eq(caller.account_id.0))
+            .filter(tags::entity.eq(entity.as_str()))
+            .order(tags::name)
+            .select((tags::id, tags::name))
+            .load(&mut conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| Tag {
+                id: TagId(id),
+                name,
+            })
+            .collect())
+    }
+}
+
+impl ContactsService {
+    async fn set_link(
+        &self,
+        caller: Caller,
+        contact: ContactId,
+        company: CompanyId,
+        linked: bool,
+    ) -> AppResult<()> {
+        let contacts_scope = self.scope(caller, Entity::Contact, Action::Edit).await?;
+        let companies_scope = self.scope(caller, Entity::Company, Action::View).await?;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            self.visible_contact(tx, caller, &contacts_scope, contact, true)
+                .await?;
+            self.visible_company(tx, caller, &companies_scope, company, false)
+                .await?;
+            let n = if linked {
+                diesel::insert_into(contact_companies::table)
+                    .values((
+                        contact_companies::account_id.eq(caller.account_id.0),
+                        contact_companies::contact_id.eq(contact.0),
+                        contact_companies::company_id.eq(company.0),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(tx)
+                    .await?
+            } else {
+                diesel::delete(
+                    contact_companies::table
+                        .filter(contact_companies::account_id.eq(caller.account_id.0))
+                        .filter(contact_companies::contact_id.eq(contact.0))
+                        .filter(contact_companies::company_id.eq(company.0)),
+                )
+                .execute(tx)
+                .await?
+            };
+            if n > 0 {
+                outbox::append(
+                    tx,
+                    crate::SCHEMA,
+                    &[envelope(
+                        caller,
+                        &ContactLinked {
+                            contact_id: contact,
+                            company_id: company,
+                            linked,
+                        },
+                    )?],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
