@@ -62,10 +62,7 @@ pub fn normalize_phone(raw: &str, country: Option<&str>) -> Result<String, Value
         return Err(bad("required", "enter a phone number"));
     }
     // An extension ("ext. 12", "доб. 12") is not part of the number.
-    let main = raw
-        .split([',', ';'])
-        .next()
-        .unwrap_or(raw);
+    let main = raw.split([',', ';']).next().unwrap_or(raw);
     let lower = main.to_lowercase();
     let main = ["ext", "доб", "x"]
         .iter()

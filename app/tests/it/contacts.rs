@@ -483,4 +483,36 @@ async fn contact_pages_create_warn_of_duplicates_search_and_link() {
     assert!(html.contains("Acme Trading"));
     let (_, html) = c.text(&format!("/companies/{company}")).await;
     assert!(html.contains("Anna Petrova"));
+
+    // A deal linked to the contact: each page shows the other.
+    let deals = &app.state.modules.deals;
+    let p = deals
+        .create_pipeline(
+            caller,
+            deals_api::NewPipeline {
+                name: "Sales".into(),
+                stages: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let deal = deals
+        .create_deal(
+            caller,
+            deals_api::NewDeal {
+                main_contact_id: Some(existing.id.0),
+                ..deals_api::NewDeal::new(p.id, "Annual supply")
+            },
+        )
+        .await
+        .unwrap();
+    let (_, html) = c.text(&page).await;
+    assert!(html.contains("Annual supply"), "{html}");
+    let (_, html) = c.text(&format!("/deals/{}", deal.id)).await;
+    assert!(html.contains("Anna Petrova"));
+    let (_, html) = c.text(&format!("/deals/pipelines/{}", p.id)).await;
+    assert!(
+        html.contains("Anna Petrova"),
+        "the card names its main contact"
+    );
 }

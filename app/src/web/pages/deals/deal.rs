@@ -58,6 +58,8 @@ struct DealTpl<'a> {
     users: Vec<super::UserOption>,
     tags: String,
     contacts: String,
+    /// The linked contacts by name (the contacts module resolves the ids).
+    people: Vec<(i64, String)>,
     companies: String,
     fields: Vec<FieldInput>,
     reasons: Vec<LossReason>,
@@ -152,6 +154,21 @@ async fn render(
         })
         .collect();
     let kind = current.map(|s| s.kind).unwrap_or(StageKind::Open);
+    let people = state
+        .modules
+        .contacts
+        .contacts_by_id(
+            caller,
+            deal.contact_ids
+                .iter()
+                .map(|c| contacts_api::ContactId(*c))
+                .collect(),
+        )
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.id.0, c.name))
+        .collect();
     html(
         status,
         &DealTpl {
@@ -184,6 +201,7 @@ async fn render(
                 .collect::<Vec<_>>()
                 .join(", "),
             contacts: ids_text(&deal.contact_ids),
+            people,
             companies: ids_text(&deal.company_ids),
             deal: &deal,
             pipeline: &pipeline,

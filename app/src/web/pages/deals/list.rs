@@ -117,7 +117,8 @@ async fn render(
             ),
         )
         .await?;
-    let names = Names::load(state, ctx, caller).await?;
+    let mut names = Names::load(state, ctx, caller).await?;
+    names.with_contacts(state, caller, page.items.iter()).await;
     let pipelines = deals.pipelines(caller).await?;
     let mut stage_names: HashMap<(i64, i64), (String, String)> = HashMap::new();
     let mut stages = Vec::new();

@@ -155,6 +155,8 @@ struct EmptyTpl<'a> {
 /// Names and formats shared by the deal views: users by id, the account's currency.
 pub struct Names {
     pub users: HashMap<i64, String>,
+    /// Main contacts of the deals on screen, by id (filled by `with_contacts`).
+    pub contacts: HashMap<i64, String>,
     pub user_list: Vec<UserOption>,
     pub currency: Currency,
 }
@@ -180,10 +182,30 @@ impl Names {
             })
             .collect();
         Ok(Names {
+            contacts: HashMap::new(),
             users: users.items.into_iter().map(|u| (u.id.0, u.name)).collect(),
             user_list: active,
             currency,
         })
+    }
+
+    /// Looks up the names of the main contacts of `deals` (one call to the contacts module).
+    pub async fn with_contacts<'a>(
+        &mut self,
+        state: &AppState,
+        caller: Caller,
+        deals: impl Iterator<Item = &'a Deal>,
+    ) {
+        let ids: Vec<contacts_api::ContactId> = deals
+            .filter_map(|d| d.main_contact_id)
+            .map(contacts_api::ContactId)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        if let Ok(found) = state.modules.contacts.contacts_by_id(caller, ids).await {
+            self.contacts = found.into_iter().map(|c| (c.id.0, c.name)).collect();
+        }
     }
 
     pub fn money(&self, whole: i64) -> String {
@@ -210,7 +232,12 @@ impl Names {
             id: d.id.0,
             budget: self.money(d.price),
             responsible: self.user(d.responsible_user_id.0),
-            contact: d.main_contact_id.map(|c| format!("#{c}")),
+            contact: d.main_contact_id.map(|c| {
+                self.contacts
+                    .get(&c)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{c}"))
+            }),
             tags: d
                 .tags
                 .into_iter()
@@ -320,7 +347,14 @@ async fn render_board(
             PageRequest::new(None, Some(CARDS_PER_PAGE)),
         )
         .await?;
-    let names = Names::load(state, ctx, caller).await?;
+    let mut names = Names::load(state, ctx, caller).await?;
+    names
+        .with_contacts(
+            state,
+            caller,
+            board.iter().flat_map(|c| c.deals.items.iter()),
+        )
+        .await;
     let pipelines = deals.pipelines(caller).await?;
     let (mut columns, mut closing) = (Vec::new(), Vec::new());
     for c in board {
@@ -392,7 +426,8 @@ pub async fn more(
         .into_iter()
         .find(|s| s.id == stage)
         .ok_or_else(|| AppError::not_found("stage"))?;
-    let names = Names::load(&state, &ctx, caller).await?;
+    let mut names = Names::load(&state, &ctx, caller).await?;
+    names.with_contacts(&state, caller, page.items.iter()).await;
     let col = ColumnView {
         totals: String::new(),
         can_add: false,
