@@ -83,6 +83,19 @@ enum Command {
         email: String,
         #[arg(long, default_value_t = 10_000)]
         deals: i64,
+        /// Contacts to add (each with a phone and an e-mail); 0 adds none.
+        #[arg(long, default_value_t = 0)]
+        contacts: i64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Benchmark the contacts module (server time): search, list, create.
+    #[command(hide = true)]
+    ContactsBench {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -371,13 +384,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Seed {
             email,
             deals,
+            contacts,
             server: args,
         } => {
             let config = load(&cli.config, args)?;
             with_state(&config, async |state| {
                 let (caller, pipeline) = bench_pipeline(state, email).await?;
-                let started = Instant::now();
                 let users = bench_users(state, caller).await?;
+                if *contacts > 0 {
+                    let started = Instant::now();
+                    let n = state
+                        .modules
+                        .contacts
+                        .seed_contacts(caller, *contacts, users.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!(
+                        "seeded {n} contacts in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                if *deals == 0 {
+                    return Ok(());
+                }
+                let started = Instant::now();
                 let seeded = state
                     .modules
                     .deals
@@ -405,6 +435,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     seeded.last
                 );
                 Ok(())
+            })
+            .await
+        }
+        Command::ContactsBench {
+            email,
+            iterations,
+            server: args,
+        } => {
+            let config = load(&cli.config, args)?;
+            with_state(&config, async |state| {
+                crate::contacts_bench::run(state, email, *iterations).await
             })
             .await
         }

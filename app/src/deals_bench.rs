@@ -9,7 +9,7 @@ use kernel::paging::PageRequest;
 
 use crate::state::AppState;
 
-fn percentiles(mut v: Vec<Duration>) -> String {
+pub fn percentiles(mut v: Vec<Duration>) -> String {
     v.sort();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1000.0;
     format!(

@@ -4,6 +4,7 @@ pub mod api;
 pub mod backbone;
 pub mod cli;
 pub mod config;
+pub mod contacts_bench;
 pub mod database;
 pub mod deals_bench;
 pub mod demo;

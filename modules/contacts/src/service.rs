@@ -1649,6 +1649,71 @@ impl Contacts for ContactsService {
             .ok_or_else(|| AppError::internal("the new field is missing"))
     }
 
+    async fn seed_contacts(
+        &self,
+        caller: Caller,
+        count: i64,
+        users: Vec<UserId>,
+    ) -> AppResult<i64> {
+        if let Some(me) = caller.actor.user_id() {
+            let user = self.accounts.user(caller, me).await?;
+            if !(user.is_admin && user.is_active) {
+                return Err(AppError::forbidden("only administrators seed data"));
+            }
+        }
+        if !(1..=10_000_000).contains(&count) || users.is_empty() {
+            return Err(AppError::validation(
+                "count",
+                "out_of_range",
+                "1 to 10,000,000 contacts, and at least one user",
+            ));
+        }
+        let users: Vec<i64> = users.iter().map(|u| u.0).collect();
+        let account = caller.account_id.0;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            // Names from two lists, a Russian mobile number and an address per contact.
+            diesel::sql_query(
+                "CREATE TEMP TABLE seeded ON COMMIT DROP AS
+                 WITH ins AS (
+                   INSERT INTO contacts.contacts (account_id, first_name, last_name, name, responsible_user_id, created_at)
+                   SELECT $1, f, l || ' ' || g, f || ' ' || l || ' ' || g, ($2::bigint[])[1 + g % cardinality($2::bigint[])],
+                          now() - make_interval(mins => (g % 100000)::int)
+                     FROM generate_series(1, $3) g,
+                          LATERAL (SELECT (ARRAY['Anna','Boris','Olga','Ivan','Maria','Pavel','Elena','Sergey','Irina','Dmitry'])[1 + g % 10] AS f,
+                                          (ARRAY['Petrov','Ivanova','Smirnov','Kuznetsova','Popov','Volkova','Sokolov','Lebedeva'])[1 + (g / 10) % 8] AS l) n
+                   RETURNING id)
+                 SELECT id, row_number() OVER (ORDER BY id) AS n FROM ins",
+            )
+            .bind::<BigInt, _>(account)
+            .bind::<Array<BigInt>, _>(&users)
+            .bind::<BigInt, _>(count)
+            .execute(tx)
+            .await?;
+            diesel::sql_query(
+                "INSERT INTO contacts.phones (account_id, owner_kind, owner_id, kind, raw, normalized)
+                 SELECT $1, 'contact', id, 'MOB', '8 9' || lpad((n % 1000000000)::text, 9, '0'),
+                        '+79' || lpad((n % 1000000000)::text, 9, '0') FROM seeded",
+            )
+            .bind::<BigInt, _>(account)
+            .execute(tx)
+            .await?;
+            diesel::sql_query(
+                "INSERT INTO contacts.emails (account_id, owner_kind, owner_id, kind, email)
+                 SELECT $1, 'contact', id, 'WORK', 'person' || n || '@example.com' FROM seeded",
+            )
+            .bind::<BigInt, _>(account)
+            .execute(tx)
+            .await?;
+            Ok(())
+        })
+        .await?;
+        diesel::sql_query("ANALYZE contacts.contacts, contacts.phones, contacts.emails")
+            .execute(&mut conn)
+            .await?;
+        Ok(count)
+    }
+
     async fn tags(&self, caller: Caller, entity: Entity) -> AppResult<Vec<Tag>> {
         self.scope(caller, entity, Action::View).await?;
         let mut conn = self.conn().await?;

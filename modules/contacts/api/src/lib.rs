@@ -79,4 +79,13 @@ pub trait Contacts: Send + Sync {
         new: NewCustomField,
     ) -> AppResult<CustomField>;
     async fn tags(&self, caller: Caller, entity: Entity) -> AppResult<Vec<Tag>>;
+
+    /// Fills the account with `count` generated contacts (names, a mobile phone and an e-mail
+    /// each, spread over `users`) in set-based statements, for benchmarks. Administrators only.
+    async fn seed_contacts(
+        &self,
+        caller: Caller,
+        count: i64,
+        users: Vec<kernel::UserId>,
+    ) -> AppResult<i64>;
 }
