@@ -152,6 +152,66 @@ async fn seed_deals(modules: &Modules, system: Caller) -> AppResult<()> {
         "Mobile app",
         "Data warehouse",
     ];
+    // A few clients, the first deals' main contacts.
+    let people = [
+        (
+            "Anna",
+            "Petrova",
+            "+7 916 123-45-67",
+            "anna.petrova@example.com",
+        ),
+        (
+            "Boris",
+            "Ivanov",
+            "8 (495) 111-22-33",
+            "b.ivanov@example.com",
+        ),
+        (
+            "Olga",
+            "Smirnova",
+            "+7 903 000 11 22",
+            "olga@smirnova.example",
+        ),
+        ("Dmitry", "Volkov", "8 926 555 44 33", "volkov@example.org"),
+        (
+            "Elena",
+            "Sokolova",
+            "+7 911 222 33 44",
+            "elena.sokolova@example.net",
+        ),
+    ];
+    let company = modules
+        .contacts
+        .create_company(
+            system,
+            contacts_api::NewCompany {
+                name: "Northwind Trading".into(),
+                web: "https://northwind.example".into(),
+                phones: vec![contacts_api::Reach::work("+7 495 777-66-55")],
+                responsible_user_id: users.first().map(|u| u.id),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut clients = Vec::new();
+    for (i, (first, last, phone, email)) in people.iter().enumerate() {
+        let c = modules
+            .contacts
+            .create_contact(
+                system,
+                contacts_api::NewContact {
+                    first_name: (*first).into(),
+                    last_name: (*last).into(),
+                    phones: vec![contacts_api::Reach::work(*phone)],
+                    emails: vec![contacts_api::Reach::work(*email)],
+                    responsible_user_id: users.get(i % users.len().max(1)).map(|u| u.id),
+                    company_ids: if i < 2 { vec![company.id] } else { Vec::new() },
+                    ..Default::default()
+                },
+            )
+            .await?;
+        clients.push(c.id);
+    }
     for (i, name) in names.iter().enumerate() {
         let deal = deals
             .create_deal(
@@ -167,6 +227,7 @@ async fn seed_deals(modules: &Modules, system: Caller) -> AppResult<()> {
                         1 => vec!["partner".into(), "website".into()],
                         _ => Vec::new(),
                     },
+                    main_contact_id: clients.get(i).map(|c| c.0),
                     ..NewDeal::new(pipeline.id, "")
                 },
             )
