@@ -115,20 +115,26 @@ CREATE TABLE contacts.tags (
 );
 CREATE UNIQUE INDEX tags_account_name_key ON contacts.tags (account_id, entity, lower(name));
 
--- Names found by any part and with typos (trigram), in the shared extensions schema.
+-- Names are searched nearest-first by trigram word similarity (any part of a name, typos): a
+-- GiST index per account walks the nearest names without scoring every match, however common
+-- the name. pg_trgm and btree_gist live in the shared "extensions" schema unless the database
+-- has them elsewhere already.
 DO $$
 DECLARE
     home text;
 BEGIN
-    SELECT n.nspname INTO home FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-     WHERE e.extname = 'pg_trgm';
-    IF home IS NULL THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN
         CREATE SCHEMA IF NOT EXISTS extensions;
         CREATE EXTENSION pg_trgm WITH SCHEMA extensions;
-        home := 'extensions';
     END IF;
-    EXECUTE format('CREATE INDEX contacts_name_trgm_idx ON contacts.contacts USING gin (name %I.gin_trgm_ops) WHERE deleted_at IS NULL', home);
-    EXECUTE format('CREATE INDEX companies_name_trgm_idx ON contacts.companies USING gin (name %I.gin_trgm_ops) WHERE deleted_at IS NULL', home);
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'btree_gist') THEN
+        CREATE SCHEMA IF NOT EXISTS extensions;
+        CREATE EXTENSION btree_gist WITH SCHEMA extensions;
+    END IF;
+    SELECT n.nspname INTO home FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pg_trgm';
+    EXECUTE format('CREATE INDEX contacts_name_trgm_idx ON contacts.contacts USING gist (account_id, name %I.gist_trgm_ops) WHERE deleted_at IS NULL', home);
+    EXECUTE format('CREATE INDEX companies_name_trgm_idx ON contacts.companies USING gist (account_id, name %I.gist_trgm_ops) WHERE deleted_at IS NULL', home);
     EXECUTE format('CREATE INDEX emails_trgm_idx ON contacts.emails USING gin (email %I.gin_trgm_ops)', home);
     EXECUTE format('CREATE INDEX phones_trgm_idx ON contacts.phones USING gin (normalized %I.gin_trgm_ops)', home);
 END

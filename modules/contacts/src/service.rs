@@ -1494,46 +1494,82 @@ impl Contacts for ContactsService {
         };
         let digits = reach::phone_digits(q).unwrap_or_default();
         // A whole number typed the national way (8 916 …) matches its E.164 form exactly.
-        let whole = if digits.len() >= 7 {
+        let whole = if digits.len() >= 10 {
             let country = self.country(caller).await?;
-            reach::normalize_phone(q, Some(&country)).unwrap_or_default()
+            reach::normalize_phone(q, Some(&country))
+                .ok()
+                .filter(|n| n.starts_with('+'))
+                .unwrap_or_default()
         } else {
             String::new()
         };
         // Names: any part (ILIKE, served by the trigram index) or similar enough (typos);
         // phones by their digits; e-mails by any part. Best first.
-        let sql = format!(
-            "SELECT * FROM (
-               SELECT 'contact' AS entity, c.id, c.name, ''::text AS detail,
-                      ({t}.word_similarity($2, c.name) + CASE WHEN c.name ILIKE $3 THEN 1 ELSE 0 END)::real AS rank,
-                      c.responsible_user_id
-                 FROM contacts.contacts c
-                WHERE c.account_id = $1 AND c.deleted_at IS NULL AND (c.name ILIKE $3 OR $2 OPERATOR({t}.<%) c.name)
-               UNION ALL
-               SELECT 'company', c.id, c.name, '',
-                      ({t}.word_similarity($2, c.name) + CASE WHEN c.name ILIKE $3 THEN 1 ELSE 0 END)::real,
-                      c.responsible_user_id
-                 FROM contacts.companies c
-                WHERE c.account_id = $1 AND c.deleted_at IS NULL AND (c.name ILIKE $3 OR $2 OPERATOR({t}.<%) c.name)
-               UNION ALL
-               SELECT p.owner_kind, p.owner_id, coalesce(c.name, co.name), p.raw, 3::real,
-                      coalesce(c.responsible_user_id, co.responsible_user_id)
-                 FROM contacts.phones p
-                 LEFT JOIN contacts.contacts c ON p.owner_kind = 'contact' AND c.account_id = $1 AND c.id = p.owner_id AND c.deleted_at IS NULL
-                 LEFT JOIN contacts.companies co ON p.owner_kind = 'company' AND co.account_id = $1 AND co.id = p.owner_id AND co.deleted_at IS NULL
-                WHERE $4 <> '' AND p.account_id = $1 AND (p.normalized LIKE '%' || $4 || '%' OR p.normalized = $6)
-                  AND coalesce(c.id, co.id) IS NOT NULL
-               UNION ALL
-               SELECT e.owner_kind, e.owner_id, coalesce(c.name, co.name), e.email,
-                      (2 + CASE WHEN e.email = lower($2) THEN 2 ELSE 0 END)::real,
-                      coalesce(c.responsible_user_id, co.responsible_user_id)
-                 FROM contacts.emails e
-                 LEFT JOIN contacts.contacts c ON e.owner_kind = 'contact' AND c.account_id = $1 AND c.id = e.owner_id AND c.deleted_at IS NULL
-                 LEFT JOIN contacts.companies co ON e.owner_kind = 'company' AND co.account_id = $1 AND co.id = e.owner_id AND co.deleted_at IS NULL
-                WHERE e.account_id = $1 AND e.email LIKE lower($3)
-                  AND coalesce(c.id, co.id) IS NOT NULL
-             ) hits ORDER BY rank DESC, name, id LIMIT $5",
+        // A whole e-mail address is looked up exactly; a part of one by trigrams.
+        let whole_email = reach::normalize_email(q).unwrap_or_default();
+        let scope_ids = |s: &AppResult<Scope>| match s {
+            Ok(s) => s.ids(),
+            Err(_) => Some(Vec::new()),
+        };
+        // Only the parts the query can match: a whole phone number or e-mail address is looked
+        // up exactly (by index), digits as part of a phone, anything else as (part of) a name or
+        // an e-mail.
+        let names = format!(
+            "(SELECT 'contact' AS entity, c.id, c.name, ''::text AS detail,
+                     (1 - ($2 OPERATOR({t}.<<->) c.name))::real AS rank, c.responsible_user_id
+                FROM contacts.contacts c
+               WHERE c.account_id = $1 AND c.deleted_at IS NULL
+                 AND ($7::bigint[] IS NULL OR c.responsible_user_id = ANY($7))
+               ORDER BY $2 OPERATOR({t}.<<->) c.name LIMIT $5)
+             UNION ALL
+             (SELECT 'company', c.id, c.name, '',
+                     (1 - ($2 OPERATOR({t}.<<->) c.name))::real, c.responsible_user_id
+                FROM contacts.companies c
+               WHERE c.account_id = $1 AND c.deleted_at IS NULL
+                 AND ($8::bigint[] IS NULL OR c.responsible_user_id = ANY($8))
+               ORDER BY $2 OPERATOR({t}.<<->) c.name LIMIT $5)",
             t = trgm
+        );
+        let owner = |table: &str, alias: &str, shown: &str, rank: &str, cond: &str| {
+            format!(
+                "SELECT {alias}.owner_kind AS entity, {alias}.owner_id AS id, coalesce(c.name, co.name) AS name,
+                        {alias}.{shown} AS detail, {rank}::real AS rank,
+                        coalesce(c.responsible_user_id, co.responsible_user_id) AS responsible_user_id
+                   FROM contacts.{table} {alias}
+                   LEFT JOIN contacts.contacts c ON {alias}.owner_kind = 'contact' AND c.account_id = $1 AND c.id = {alias}.owner_id AND c.deleted_at IS NULL
+                   LEFT JOIN contacts.companies co ON {alias}.owner_kind = 'company' AND co.account_id = $1 AND co.id = {alias}.owner_id AND co.deleted_at IS NULL
+                  WHERE {alias}.account_id = $1 AND {cond} AND coalesce(c.id, co.id) IS NOT NULL"
+            )
+        };
+        let parts: Vec<String> = if !whole.is_empty() {
+            vec![owner("phones", "p", "raw", "3", "p.normalized = $6")]
+        } else if !digits.is_empty() {
+            vec![owner(
+                "phones",
+                "p",
+                "raw",
+                "3",
+                "p.normalized LIKE '%' || $4 || '%'",
+            )]
+        } else if !whole_email.is_empty() {
+            vec![owner("emails", "e", "email", "4", "e.email = $9")]
+        } else if q.contains('@') {
+            vec![owner("emails", "e", "email", "2", "e.email LIKE lower($3)")]
+        } else if q.contains('.') {
+            // A domain, or a name with a dot.
+            vec![
+                names,
+                owner("emails", "e", "email", "2", "e.email LIKE lower($3)"),
+            ]
+        } else {
+            vec![names]
+        };
+        let sql = format!(
+            "SELECT * FROM ({}) hits
+              -- Names: close enough by word similarity, or containing the text.
+              WHERE rank >= 0.4 OR (detail = '' AND name ILIKE $3)
+              ORDER BY rank DESC, name, id LIMIT $5",
+            parts.join(" UNION ALL ")
         );
         let rows: Vec<Row> = diesel::sql_query(sql)
             .bind::<BigInt, _>(caller.account_id.0)
@@ -1542,6 +1578,9 @@ impl Contacts for ContactsService {
             .bind::<Text, _>(&digits)
             .bind::<BigInt, _>(limit * 2)
             .bind::<Text, _>(&whole)
+            .bind::<diesel::sql_types::Nullable<Array<BigInt>>, _>(scope_ids(&contacts_scope))
+            .bind::<diesel::sql_types::Nullable<Array<BigInt>>, _>(scope_ids(&companies_scope))
+            .bind::<Text, _>(&whole_email)
             .load(&mut conn)
             .await?;
         let mut out: Vec<SearchHit> = Vec::new();
