@@ -516,3 +516,150 @@ async fn contact_pages_create_warn_of_duplicates_search_and_link() {
         "the card names its main contact"
     );
 }
+
+#[tokio::test]
+async fn merging_duplicates_keeps_everything_in_one_contact_and_deals_follow() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+    let deals = &app.state.modules.deals;
+    let a = contacts.create_contact(caller, anna()).await.unwrap();
+    let co = contacts
+        .create_company(
+            caller,
+            NewCompany {
+                name: "Acme Trading".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let b = contacts
+        .create_contact(
+            caller,
+            NewContact {
+                first_name: "Anna".into(),
+                last_name: "P.".into(),
+                phones: vec![
+                    Reach::work("8 916 123 45 67"),
+                    Reach::work("+7 999 000 00 01"),
+                ],
+                emails: vec![Reach::work("anna@home.example")],
+                tags: vec!["newsletter".into()],
+                company_ids: vec![co.id],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let p = deals
+        .create_pipeline(
+            caller,
+            deals_api::NewPipeline {
+                name: "Sales".into(),
+                stages: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let deal = deals
+        .create_deal(
+            caller,
+            deals_api::NewDeal {
+                main_contact_id: Some(b.id.0),
+                contact_ids: vec![a.id.0],
+                ..deals_api::NewDeal::new(p.id, "Order")
+            },
+        )
+        .await
+        .unwrap();
+
+    // Across accounts: refused, nothing changed.
+    let other = app.tenant("Globex").await;
+    let globex = Caller::user(other.account, other.admin.id);
+    let theirs = contacts
+        .create_contact(
+            globex,
+            NewContact {
+                first_name: "Zed".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let err = contacts
+        .merge_contacts(caller, a.id, vec![theirs.id])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert_eq!(
+        contacts.contact(globex, theirs.id).await.unwrap().name,
+        "Zed"
+    );
+
+    let kept = contacts
+        .merge_contacts(caller, a.id, vec![b.id])
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.name, "Anna Petrova",
+        "the kept contact's own values win"
+    );
+    assert_eq!(
+        kept.phones
+            .iter()
+            .map(|p| p.normalized.as_str())
+            .collect::<Vec<_>>(),
+        vec!["+79161234567", "+79030001122", "+79990000001"],
+        "every number once"
+    );
+    assert_eq!(kept.emails.len(), 2);
+    assert_eq!(kept.tags.len(), 2);
+    assert_eq!(kept.company_ids, vec![co.id]);
+    assert_eq!(
+        contacts.contact(caller, b.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    assert!(
+        contacts
+            .search(caller, "+7 999 000 00 01", 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|h| h.id == a.id.0)
+    );
+
+    // The deals module takes the ContactsMerged event from the bus (here handed to it directly,
+    // twice: the second delivery is recognised and skipped).
+    let mut conn = app.state.pool.get().await.unwrap();
+    let event: kernel::events::EventEnvelope = {
+        use diesel_async::AsyncConnection;
+        conn.transaction::<_, kernel::AppError, _>(async |tx| {
+            let claimed = kernel::outbox::claim(tx, "contacts", 100).await?;
+            Ok(claimed
+                .events
+                .into_iter()
+                .find(|e| e.event_type == "contacts.contacts_merged")
+                .expect("the merge event"))
+        })
+        .await
+        .unwrap()
+    };
+    for expected in [
+        kernel::inbox::Outcome::Handled,
+        kernel::inbox::Outcome::Duplicate,
+    ] {
+        let outcome = kernel::inbox::handle_once(&mut conn, &deals::ContactMerges, &event)
+            .await
+            .unwrap();
+        assert_eq!(outcome, expected);
+    }
+    let moved = deals.deal(caller, deal.id).await.unwrap();
+    assert_eq!(
+        moved.contact_ids,
+        vec![a.id.0],
+        "one link, to the kept contact"
+    );
+    assert_eq!(moved.main_contact_id, Some(a.id.0));
+}

@@ -17,6 +17,8 @@ CREATE TABLE contacts.contacts (
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
     deleted_at          TIMESTAMPTZ,
+    -- Set (with deleted_at) when the contact was merged into another.
+    merged_into         BIGINT,
     UNIQUE (account_id, id)
 );
 CREATE INDEX contacts_account_created_idx ON contacts.contacts (account_id, created_at DESC, id DESC) WHERE deleted_at IS NULL;

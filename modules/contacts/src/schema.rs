@@ -16,6 +16,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        merged_into -> Nullable<BigInt>,
     }
 }
 

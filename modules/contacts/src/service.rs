@@ -1132,6 +1132,203 @@ impl Contacts for ContactsService {
             .collect())
     }
 
+    async fn merge_contacts(
+        &self,
+        caller: Caller,
+        keep: ContactId,
+        others: Vec<ContactId>,
+    ) -> AppResult<Contact> {
+        let edit_scope = self.scope(caller, Entity::Contact, Action::Edit).await?;
+        let delete_scope = self.scope(caller, Entity::Contact, Action::Delete).await?;
+        let mut others: Vec<i64> = others
+            .iter()
+            .map(|o| o.0)
+            .filter(|o| *o != keep.0)
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        if others.is_empty() {
+            return Err(AppError::validation(
+                "others",
+                "required",
+                "choose the contacts to merge into this one",
+            ));
+        }
+        if others.len() > 20 {
+            return Err(AppError::validation(
+                "others",
+                "too_many",
+                "at most 20 at once",
+            ));
+        }
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let kept = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                // Every row locked, in id order; all of this account and visible, or nothing.
+                let mut all = others.clone();
+                all.push(keep.0);
+                all.sort_unstable();
+                let rows: Vec<ContactRow> = contacts::table
+                    .filter(contacts::account_id.eq(account.0))
+                    .filter(contacts::id.eq_any(&all))
+                    .filter(contacts::deleted_at.is_null())
+                    .order(contacts::id)
+                    .select(ContactRow::as_select())
+                    .for_update()
+                    .load(tx)
+                    .await?;
+                if rows.len() != all.len() {
+                    return Err(AppError::not_found("contact"));
+                }
+                let mut full = contacts_out(tx, account, rows.clone()).await?;
+                let pos = full
+                    .iter()
+                    .position(|c| c.id == keep)
+                    .ok_or_else(|| AppError::not_found("contact"))?;
+                let target = full.remove(pos);
+                if !edit_scope.allows(target.responsible_user_id)
+                    || full
+                        .iter()
+                        .any(|c| !delete_scope.allows(c.responsible_user_id))
+                {
+                    return Err(AppError::not_found("contact"));
+                }
+                // Phones and e-mails: the kept contact's first, then the others' new ones.
+                let mut phone_list: Vec<(String, String, String)> = Vec::new();
+                let mut email_list: Vec<(String, String)> = Vec::new();
+                let mut tag_ids: Vec<i64> = Vec::new();
+                let mut values = target.custom_fields.clone();
+                let mut first = target.first_name.clone();
+                let mut last = target.last_name.clone();
+                let mut position = target.position.clone();
+                let mut companies_all: Vec<i64> = Vec::new();
+                for c in std::iter::once(&target).chain(full.iter()) {
+                    for p in &c.phones {
+                        if !phone_list.iter().any(|x| x.2 == p.normalized) {
+                            phone_list.push((p.kind.clone(), p.raw.clone(), p.normalized.clone()));
+                        }
+                    }
+                    for e in &c.emails {
+                        if !email_list.iter().any(|x| x.1 == e.email) {
+                            email_list.push((e.kind.clone(), e.email.clone()));
+                        }
+                    }
+                    for t in &c.tags {
+                        if !tag_ids.contains(&t.id.0) {
+                            tag_ids.push(t.id.0);
+                        }
+                    }
+                    for (k, v) in &c.custom_fields {
+                        values.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                    for co in &c.company_ids {
+                        if !companies_all.contains(&co.0) {
+                            companies_all.push(co.0);
+                        }
+                    }
+                    if first.is_empty() {
+                        first = c.first_name.clone();
+                    }
+                    if last.is_empty() {
+                        last = c.last_name.clone();
+                    }
+                    if position.is_empty() {
+                        position = c.position.clone();
+                    }
+                }
+                let name = format!("{first} {last}").trim().to_string();
+                diesel::update(contacts::table.filter(contacts::id.eq(keep.0)))
+                    .set((
+                        contacts::first_name.eq(&first),
+                        contacts::last_name.eq(&last),
+                        contacts::name.eq(&name),
+                        contacts::position.eq(&position),
+                        contacts::tag_ids.eq(&tag_ids),
+                        contacts::custom_fields.eq(Value::Object(values)),
+                        contacts::updated_at.eq(now),
+                        contacts::updated_by.eq(actor_of(caller)),
+                    ))
+                    .execute(tx)
+                    .await?;
+                write_reach(
+                    tx,
+                    account,
+                    Entity::Contact,
+                    keep.0,
+                    Some(&phone_list),
+                    Some(&email_list),
+                )
+                .await?;
+                for co in &companies_all {
+                    diesel::insert_into(contact_companies::table)
+                        .values((
+                            contact_companies::account_id.eq(account.0),
+                            contact_companies::contact_id.eq(keep.0),
+                            contact_companies::company_id.eq(*co),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(tx)
+                        .await?;
+                }
+                // The merged ones: gone from lists, search and duplicates, pointing at the kept one.
+                diesel::update(
+                    contacts::table
+                        .filter(contacts::account_id.eq(account.0))
+                        .filter(contacts::id.eq_any(&others)),
+                )
+                .set((
+                    contacts::deleted_at.eq(now),
+                    contacts::merged_into.eq(keep.0),
+                    contacts::updated_at.eq(now),
+                    contacts::updated_by.eq(actor_of(caller)),
+                ))
+                .execute(tx)
+                .await?;
+                diesel::delete(
+                    phones::table
+                        .filter(phones::account_id.eq(account.0))
+                        .filter(phones::owner_kind.eq("contact"))
+                        .filter(phones::owner_id.eq_any(&others)),
+                )
+                .execute(tx)
+                .await?;
+                diesel::delete(
+                    emails::table
+                        .filter(emails::account_id.eq(account.0))
+                        .filter(emails::owner_kind.eq("contact"))
+                        .filter(emails::owner_id.eq_any(&others)),
+                )
+                .execute(tx)
+                .await?;
+                diesel::delete(
+                    contact_companies::table
+                        .filter(contact_companies::account_id.eq(account.0))
+                        .filter(contact_companies::contact_id.eq_any(&others)),
+                )
+                .execute(tx)
+                .await?;
+                outbox::append(
+                    tx,
+                    crate::SCHEMA,
+                    &[envelope(
+                        caller,
+                        &contacts_api::events::ContactsMerged {
+                            kept: keep,
+                            merged: others.iter().map(|o| ContactId(*o)).collect(),
+                        },
+                    )?],
+                )
+                .await?;
+                let row = self
+                    .visible_contact(tx, caller, &Scope::All, keep, false)
+                    .await?;
+                Ok(contacts_out(tx, account, vec![row]).await?.remove(0))
+            })
+            .await?;
+        Ok(kept)
+    }
+
     async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company> {
         self.scope(caller, Entity::Company, Action::Create).await?;
         let mut errors = Vec::new();

@@ -3,6 +3,7 @@
 
 mod access;
 mod fields;
+mod merges;
 mod ops;
 mod query;
 mod rows;
@@ -12,6 +13,7 @@ mod service;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use kernel::migrate::ModuleMigrations;
 
+pub use merges::ContactMerges;
 pub use service::DealsService;
 
 pub const SCHEMA: &str = "deals";

@@ -69,6 +69,18 @@ impl DomainEvent for CompanyDeleted {
     const TYPE: &'static str = "contacts.company_deleted";
 }
 
+/// Contacts merged into one: `merged` are gone (deleted, pointing at `kept`); everything that
+/// referred to them should refer to `kept` now (the deals module rewrites its links).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactsMerged {
+    pub kept: ContactId,
+    pub merged: Vec<ContactId>,
+}
+
+impl DomainEvent for ContactsMerged {
+    const TYPE: &'static str = "contacts.contacts_merged";
+}
+
 /// A contact joined or left a company.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactLinked {

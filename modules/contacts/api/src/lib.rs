@@ -44,6 +44,16 @@ pub trait Contacts: Send + Sync {
         except: Option<ContactId>,
     ) -> AppResult<Vec<Duplicate>>;
 
+    /// Merges `others` into `keep` in one transaction: every phone, e-mail, tag, company link and
+    /// custom-field value is kept (`keep`'s own values win), the others are deleted and point at
+    /// `keep`; ContactsMerged tells the other modules (deals move their links).
+    async fn merge_contacts(
+        &self,
+        caller: Caller,
+        keep: ContactId,
+        others: Vec<ContactId>,
+    ) -> AppResult<Contact>;
+
     // --- companies ----------------------------------------------------------------------------
     async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company>;
     async fn company(&self, caller: Caller, id: CompanyId) -> AppResult<Company>;
