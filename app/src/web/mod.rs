@@ -59,6 +59,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/contacts/{id}", web::get().to(contacts::contact))
         .route("/contacts/{id}", web::post().to(contacts::save_contact))
         .route("/contacts/{id}/companies", web::post().to(contacts::link))
+        .route("/contacts/{id}/merge", web::post().to(contacts::merge))
         .route("/companies", web::get().to(contacts::companies))
         .route("/companies", web::post().to(contacts::create_company))
         .route("/companies/new", web::get().to(contacts::new_company))

@@ -508,6 +508,32 @@ async fn contact_pages_create_warn_of_duplicates_search_and_link() {
         .unwrap();
     let (_, html) = c.text(&page).await;
     assert!(html.contains("Annual supply"), "{html}");
+    // Anya shares Anna's phone: offered as a duplicate on Anna's page, and merged from there.
+    assert!(html.contains("data-test=\"possible-duplicates\"") && html.contains("Anya"));
+    let anya = contacts
+        .search(caller, "Anya", 5)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|h| h.name == "Anya")
+        .unwrap()
+        .id;
+    let res = c
+        .submit(
+            &page,
+            &format!("{page}/merge"),
+            &[("other", &anya.to_string())],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(
+        contacts
+            .contact(caller, ContactId(anya))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
     let (_, html) = c.text(&format!("/deals/{}", deal.id)).await;
     assert!(html.contains("Anna Petrova"));
     let (_, html) = c.text(&format!("/deals/pipelines/{}", p.id)).await;

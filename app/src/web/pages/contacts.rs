@@ -92,6 +92,8 @@ struct ShowTpl<'a> {
     /// Companies a contact can be linked to (contacts only).
     choices: Vec<(i64, String)>,
     deals: Vec<LinkView>,
+    /// Contacts that share a phone or an e-mail with this one (contacts only).
+    duplicates: Vec<Duplicate>,
     errors: FormErrors,
 }
 
@@ -453,6 +455,7 @@ async fn show(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let mut duplicates = Vec::new();
     let (name, v, phones, emails, links, choices, deals) = match entity {
         Entity::Contact => {
             let x: Contact = c.contact(caller, ContactId(id)).await?;
@@ -503,6 +506,14 @@ async fn show(
                     .collect(),
                 Err(_) => Vec::new(),
             };
+            duplicates = c
+                .duplicates(
+                    caller,
+                    x.phones.iter().map(|p| p.normalized.clone()).collect(),
+                    x.emails.iter().map(|e| e.email.clone()).collect(),
+                    Some(x.id),
+                )
+                .await?;
             let v = FormValues {
                 first_name: x.first_name.clone(),
                 last_name: x.last_name.clone(),
@@ -549,9 +560,46 @@ async fn show(
             links,
             choices,
             deals,
+            duplicates,
             errors,
         },
     )
+}
+
+/// Merges the ticked duplicates into this contact.
+pub async fn merge(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    f: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let keep = ContactId(*path);
+    let others: Vec<ContactId> = f
+        .iter()
+        .filter(|(k, _)| k == "other")
+        .filter_map(|(_, v)| v.parse().ok().map(ContactId))
+        .collect();
+    match state
+        .modules
+        .contacts
+        .merge_contacts(caller, keep, others)
+        .await
+    {
+        Ok(_) => see_other(&format!("/contacts/{keep}"), Some("contacts.merged")),
+        Err(e) if is_form_error(&e) => {
+            show(
+                &ctx,
+                &state,
+                Entity::Contact,
+                keep.0,
+                super::form_status(&e),
+                FormErrors::from_error(&e),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn contact(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
