@@ -1,6 +1,7 @@
 //! Browser tests: Debian's Chromium driven by playwright-core (tests/browser/*.mjs) against a
 //! real server, saving screenshots under target/screenshots/. settings.mjs signs in and creates a
-//! colleague; deals.mjs builds a pipeline and works deals on the board, the deal page and the list.
+//! colleague; deals.mjs builds a pipeline and works deals on the board, the deal page and the list;
+//! contacts.mjs creates, links, finds and merges contacts.
 
 use std::path::Path;
 use std::process::Command;
@@ -71,5 +72,12 @@ async fn a_person_signs_in_creates_a_colleague_who_then_signs_in() {
 async fn a_sales_team_builds_a_pipeline_and_works_its_deals_on_the_board() {
     if let Some(stdout) = run("deals.mjs").await {
         assert!(stdout.contains("deals flow done"), "{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_is_created_linked_found_by_phone_and_merged_with_its_duplicate() {
+    if let Some(stdout) = run("contacts.mjs").await {
+        assert!(stdout.contains("contacts flow done"), "{stdout}");
     }
 }

@@ -483,6 +483,31 @@ async fn contact_pages_create_warn_of_duplicates_search_and_link() {
     assert!(html.contains("Acme Trading"));
     let (_, html) = c.text(&format!("/companies/{company}")).await;
     assert!(html.contains("Anna Petrova"));
+    // Saving the page with the numbers unchanged keeps their types (Anna's second one is MOB).
+    let res = c
+        .submit(
+            &page,
+            &page,
+            &[
+                ("first_name", "Anna"),
+                ("last_name", "Petrova"),
+                ("position", "Buyer"),
+                ("phone", "+7 (916) 123-45-67, 8 903 000 11 22"),
+                ("email", "anna.petrova@example.com"),
+                ("tags", "vip"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let saved = contacts.contact(caller, existing.id).await.unwrap();
+    assert_eq!(
+        saved
+            .phones
+            .iter()
+            .map(|p| p.kind.as_str())
+            .collect::<Vec<_>>(),
+        vec!["WORK", "MOB"]
+    );
 
     // A deal linked to the contact: each page shows the other.
     let deals = &app.state.modules.deals;

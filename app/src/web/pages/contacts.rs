@@ -636,8 +636,42 @@ async fn save(
     let caller = ctx.caller()?;
     let c = &state.modules.contacts;
     let g = |k: &str| filter::get(&pairs, k).to_string();
-    let phones = Some(reach_list(&pairs, "phone", "phone_kind"));
-    let emails = Some(reach_list(&pairs, "email", "email_kind"));
+    // The page edits numbers and addresses as text: the ones left as they were keep their type.
+    let (old_phones, old_emails) = match entity {
+        Entity::Contact => {
+            let x = c.contact(caller, ContactId(id)).await?;
+            (x.phones, x.emails)
+        }
+        Entity::Company => {
+            let x = c.company(caller, CompanyId(id)).await?;
+            (x.phones, x.emails)
+        }
+    };
+    let phones = Some(
+        reach_list(&pairs, "phone", "phone_kind")
+            .into_iter()
+            .map(|mut r| {
+                if let Some(p) = old_phones.iter().find(|p| p.raw == r.value) {
+                    r.kind = p.kind.clone();
+                }
+                r
+            })
+            .collect(),
+    );
+    let emails = Some(
+        reach_list(&pairs, "email", "email_kind")
+            .into_iter()
+            .map(|mut r| {
+                if let Some(e) = old_emails
+                    .iter()
+                    .find(|e| e.email == r.value.trim().to_lowercase())
+                {
+                    r.kind = e.kind.clone();
+                }
+                r
+            })
+            .collect(),
+    );
     let tags = Some(super::deals::split_tags(&g("tags")));
     let result = match entity {
         Entity::Contact => c
