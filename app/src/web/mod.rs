@@ -113,6 +113,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/settings/loss-reasons",
             web::post().to(sdeals::create_loss_reason),
         )
+        .route(
+            "/settings/contact-fields",
+            web::get().to(settings::contact_fields::list),
+        )
+        .route(
+            "/settings/contact-fields",
+            web::post().to(settings::contact_fields::create),
+        )
         .route("/settings/fields", web::get().to(sdeals::fields))
         .route("/settings/fields", web::post().to(sdeals::create_field))
         .route(

@@ -483,6 +483,46 @@ async fn contact_pages_create_warn_of_duplicates_search_and_link() {
     assert!(html.contains("Acme Trading"));
     let (_, html) = c.text(&format!("/companies/{company}")).await;
     assert!(html.contains("Anna Petrova"));
+    // Settings → Contact fields: a select field for contacts; a list without choices is refused.
+    let res = c
+        .submit(
+            "/settings/contact-fields",
+            "/settings/contact-fields",
+            &[
+                ("entity", "contact"),
+                ("field_type", "select"),
+                ("name", "Source"),
+                ("choices", "Website\nReferral"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let res = c
+        .submit(
+            "/settings/contact-fields",
+            "/settings/contact-fields",
+            &[
+                ("entity", "company"),
+                ("field_type", "multiselect"),
+                ("name", "Industries"),
+                ("choices", ""),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    let fields = contacts
+        .custom_fields(caller, Entity::Contact)
+        .await
+        .unwrap();
+    assert_eq!(fields.len(), 1);
+    assert_eq!(fields[0].enums.len(), 2);
+    assert!(
+        contacts
+            .custom_fields(caller, Entity::Company)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Saving the page with the numbers unchanged keeps their types (Anna's second one is MOB).
     let res = c
         .submit(

@@ -1,5 +1,6 @@
 //! Settings: users, groups, roles and rights, API tokens, the user's own profile.
 
+pub mod contact_fields;
 pub mod deals;
 pub mod groups;
 pub mod jobs;
