@@ -754,3 +754,129 @@ async fn merging_duplicates_keeps_everything_in_one_contact_and_deals_follow() {
     );
     assert_eq!(moved.main_contact_id, Some(a.id.0));
 }
+
+#[tokio::test]
+async fn segments_are_saved_filters_with_capped_counts_that_respect_rights() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+    let source = contacts
+        .create_custom_field(
+            caller,
+            Entity::Contact,
+            NewCustomField {
+                name: "Source".into(),
+                field_type: FieldType::Select,
+                enums: vec!["Website".into(), "Referral".into()],
+            },
+        )
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let mut values = FieldValues::new();
+        values.insert(
+            source.id.0.to_string(),
+            json!(if i % 2 == 0 { "Website" } else { "Referral" }),
+        );
+        contacts
+            .create_contact(
+                caller,
+                NewContact {
+                    first_name: format!("Lead {i}"),
+                    tags: if i < 3 {
+                        vec!["vip".into()]
+                    } else {
+                        Vec::new()
+                    },
+                    custom_fields: values,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let vip = contacts.tags(caller, Entity::Contact).await.unwrap()[0].id;
+    let seg = contacts
+        .save_segment(
+            caller,
+            "VIPs from the website",
+            ContactFilter {
+                tags: vec![vip],
+                fields: vec![(source.id, json!("Website"))],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        contacts.segment_size(caller, seg.id).await.unwrap(),
+        SegmentSize {
+            count: 2,
+            capped: false
+        }
+    );
+    let members = contacts
+        .list_contacts(caller, &seg.filter, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        members
+            .items
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["Lead 2", "Lead 0"]
+    );
+    // A filter that cannot hold is refused; names are unique per account.
+    let err = contacts
+        .save_segment(
+            caller,
+            "Bad",
+            ContactFilter {
+                fields: vec![(source.id, json!("Fax"))],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Validation);
+    let err = contacts
+        .save_segment(caller, "vips from the website", ContactFilter::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.field("name").unwrap().code, "taken");
+    // Another account has none of it.
+    let other = app.tenant("Globex").await;
+    let globex = Caller::user(other.account, other.admin.id);
+    assert!(contacts.segments(globex).await.unwrap().is_empty());
+    assert_eq!(
+        contacts
+            .segment_size(globex, seg.id)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+
+    // The list page: filter by tag, save it as a segment, see it with its count.
+    let c = app.signed_in(&t.admin.email).await;
+    let list = format!("/contacts?tag={}", vip.0);
+    let res = c
+        .submit(
+            &list,
+            "/contacts/segments",
+            &[("tag", &vip.0.to_string()), ("name", "All VIPs")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with("/contacts?segment="));
+    let (status, html) = c.text(&location(&res)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(
+        html.contains("All VIPs") && html.contains("Lead 1") && !html.contains("Lead 4"),
+        "{html}"
+    );
+    contacts.delete_segment(caller, seg.id).await.unwrap();
+    assert_eq!(contacts.segments(caller).await.unwrap().len(), 1);
+}

@@ -4,6 +4,7 @@ DROP FUNCTION contacts.outbox_notify();
 DROP TABLE contacts.outbox_relay;
 DROP TABLE contacts.outbox;
 DROP TABLE contacts.tags;
+DROP TABLE contacts.segments;
 DROP TABLE contacts.custom_field_enums;
 DROP TABLE contacts.custom_fields;
 DROP TABLE contacts.contact_companies;

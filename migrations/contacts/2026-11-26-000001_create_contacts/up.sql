@@ -25,6 +25,7 @@ CREATE INDEX contacts_account_created_idx ON contacts.contacts (account_id, crea
 CREATE INDEX contacts_account_name_idx ON contacts.contacts (account_id, name, id) WHERE deleted_at IS NULL;
 CREATE INDEX contacts_responsible_idx ON contacts.contacts (account_id, responsible_user_id, id) WHERE deleted_at IS NULL;
 CREATE INDEX contacts_tags_idx ON contacts.contacts USING gin (tag_ids) WHERE deleted_at IS NULL AND tag_ids <> '{}';
+CREATE INDEX contacts_custom_fields_idx ON contacts.contacts USING gin (custom_fields jsonb_path_ops) WHERE deleted_at IS NULL AND custom_fields <> '{}';
 
 CREATE TABLE contacts.companies (
     id                  BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -106,6 +107,18 @@ CREATE TABLE contacts.custom_field_enums (
     FOREIGN KEY (account_id, field_id) REFERENCES contacts.custom_fields (account_id, id) ON DELETE CASCADE
 );
 CREATE INDEX custom_field_enums_field_idx ON contacts.custom_field_enums (account_id, field_id, sort, id);
+
+-- Segments: saved filters of contacts (lists now; automation and mailings later).
+CREATE TABLE contacts.segments (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id  BIGINT      NOT NULL,
+    entity      TEXT        NOT NULL CHECK (entity IN ('contact', 'company')),
+    name        TEXT        NOT NULL CHECK (char_length(name) BETWEEN 1 AND 100),
+    filter      JSONB       NOT NULL,
+    created_by  BIGINT      NOT NULL DEFAULT 0,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX segments_account_name_key ON contacts.segments (account_id, entity, lower(name));
 
 -- Tags, per entity type.
 CREATE TABLE contacts.tags (

@@ -103,6 +103,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    contacts.segments (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        entity -> Text,
+        name -> Text,
+        filter -> Jsonb,
+        created_by -> BigInt,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     contacts,
     companies,

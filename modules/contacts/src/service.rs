@@ -26,7 +26,8 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::schema::{
-    companies, contact_companies, contacts, custom_field_enums, custom_fields, emails, phones, tags,
+    companies, contact_companies, contacts, custom_field_enums, custom_fields, emails, phones,
+    segments, tags,
 };
 
 pub struct ContactsService {
@@ -1025,34 +1026,11 @@ impl Contacts for ContactsService {
     ) -> AppResult<Page<Contact>> {
         let scope = self.scope(caller, Entity::Contact, Action::View).await?;
         let mut conn = self.conn().await?;
-        let mut q = contacts::table
-            .filter(contacts::account_id.eq(caller.account_id.0))
-            .filter(contacts::deleted_at.is_null())
+        let mut q = self
+            .contact_query(&mut conn, caller.account_id, &scope, filter)
+            .await?
             .order((contacts::created_at.desc(), contacts::id.desc()))
-            .limit(page.fetch_limit())
-            .select(ContactRow::as_select())
-            .into_boxed();
-        if let Some(users) = scope.ids() {
-            q = q.filter(contacts::responsible_user_id.eq_any(users));
-        }
-        if !filter.responsible.is_empty() {
-            q = q.filter(
-                contacts::responsible_user_id
-                    .eq_any(filter.responsible.iter().map(|u| u.0).collect::<Vec<_>>()),
-            );
-        }
-        if !filter.tags.is_empty() {
-            q = q.filter(contacts::tag_ids.ne(Vec::<i64>::new())).filter(
-                contacts::tag_ids
-                    .overlaps_with(filter.tags.iter().map(|t| t.0).collect::<Vec<_>>()),
-            );
-        }
-        if let Some(t) = filter.created_from {
-            q = q.filter(contacts::created_at.ge(t));
-        }
-        if let Some(t) = filter.created_to {
-            q = q.filter(contacts::created_at.lt(t));
-        }
+            .limit(page.fetch_limit());
         if let Some(after) = &page.after {
             let (t, id): (DateTime<Utc>, i64) = after.decode()?;
             q = q.filter(
@@ -1061,7 +1039,7 @@ impl Contacts for ContactsService {
                     .or(contacts::created_at.eq(t).and(contacts::id.lt(id))),
             );
         }
-        let rows = q.load(&mut conn).await?;
+        let rows: Vec<ContactRow> = q.select(ContactRow::as_select()).load(&mut conn).await?;
         let page = Page::from_rows(rows, &page, |r| (r.created_at, r.id));
         let next = page.next.clone();
         let items = contacts_out(&mut conn, caller.account_id, page.items).await?;
@@ -1327,6 +1305,111 @@ impl Contacts for ContactsService {
             })
             .await?;
         Ok(kept)
+    }
+
+    async fn segments(&self, caller: Caller) -> AppResult<Vec<Segment>> {
+        self.scope(caller, Entity::Contact, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let rows: Vec<(i64, String, Value)> = segments::table
+            .filter(segments::account_id.eq(caller.account_id.0))
+            .filter(segments::entity.eq(Entity::Contact.as_str()))
+            .order(segments::name)
+            .select((segments::id, segments::name, segments::filter))
+            .load(&mut conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, filter)| Segment {
+                id: SegmentId(id),
+                name,
+                filter: serde_json::from_value(filter).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn save_segment(
+        &self,
+        caller: Caller,
+        name: &str,
+        filter: ContactFilter,
+    ) -> AppResult<Segment> {
+        let scope = self.scope(caller, Entity::Contact, Action::View).await?;
+        let mut errors = Vec::new();
+        let name = text("name", name, 100, &mut errors);
+        if name.is_empty() {
+            errors.push(err("name", "required", "give the segment a name"));
+        }
+        finish(errors)?;
+        let mut conn = self.conn().await?;
+        // A filter that does not hold (an unknown field, a wrong value) is refused now.
+        self.contact_query(&mut conn, caller.account_id, &scope, &filter)
+            .await?;
+        let json = serde_json::to_value(&filter).map_err(|e| AppError::internal(e.to_string()))?;
+        let id: i64 = diesel::insert_into(segments::table)
+            .values((
+                segments::account_id.eq(caller.account_id.0),
+                segments::entity.eq(Entity::Contact.as_str()),
+                segments::name.eq(&name),
+                segments::filter.eq(&json),
+                segments::created_by.eq(actor_of(caller)),
+            ))
+            .returning(segments::id)
+            .get_result(&mut conn)
+            .await
+            .map_err(|e| match e {
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                ) => AppError::validation("name", "taken", "a segment with this name exists"),
+                other => other.into(),
+            })?;
+        Ok(Segment {
+            id: SegmentId(id),
+            name,
+            filter,
+        })
+    }
+
+    async fn delete_segment(&self, caller: Caller, id: SegmentId) -> AppResult<()> {
+        self.scope(caller, Entity::Contact, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let n = diesel::delete(
+            segments::table
+                .filter(segments::account_id.eq(caller.account_id.0))
+                .filter(segments::id.eq(id.0)),
+        )
+        .execute(&mut conn)
+        .await?;
+        if n == 0 {
+            return Err(AppError::not_found("segment"));
+        }
+        Ok(())
+    }
+
+    async fn segment_size(&self, caller: Caller, id: SegmentId) -> AppResult<SegmentSize> {
+        let scope = self.scope(caller, Entity::Contact, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let filter: Value = segments::table
+            .filter(segments::account_id.eq(caller.account_id.0))
+            .filter(segments::id.eq(id.0))
+            .select(segments::filter)
+            .first(&mut conn)
+            .await
+            .optional()?
+            .ok_or_else(|| AppError::not_found("segment"))?;
+        let filter: ContactFilter = serde_json::from_value(filter).unwrap_or_default();
+        let ids: Vec<i64> = self
+            .contact_query(&mut conn, caller.account_id, &scope, &filter)
+            .await?
+            .select(contacts::id)
+            .limit(SEGMENT_COUNT_CAP + 1)
+            .load(&mut conn)
+            .await?;
+        let capped = ids.len() as i64 > SEGMENT_COUNT_CAP;
+        Ok(SegmentSize {
+            count: (ids.len() as i64).min(SEGMENT_COUNT_CAP),
+            capped,
+        })
     }
 
     async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company> {
@@ -1971,6 +2054,67 @@ impl Contacts for ContactsService {
 }
 
 impl ContactsService {
+    /// Live contacts of the account that pass the filter and the scope.
+    async fn contact_query(
+        &self,
+        conn: &mut AsyncPgConnection,
+        account: AccountId,
+        scope: &Scope,
+        filter: &ContactFilter,
+    ) -> AppResult<contacts::BoxedQuery<'static, diesel::pg::Pg>> {
+        let mut q = contacts::table
+            .filter(contacts::account_id.eq(account.0))
+            .filter(contacts::deleted_at.is_null())
+            .into_boxed();
+        if let Some(users) = scope.ids() {
+            q = q.filter(contacts::responsible_user_id.eq_any(users));
+        }
+        if !filter.responsible.is_empty() {
+            q = q.filter(
+                contacts::responsible_user_id
+                    .eq_any(filter.responsible.iter().map(|u| u.0).collect::<Vec<_>>()),
+            );
+        }
+        if !filter.tags.is_empty() {
+            q = q.filter(contacts::tag_ids.ne(Vec::<i64>::new())).filter(
+                contacts::tag_ids
+                    .overlaps_with(filter.tags.iter().map(|t| t.0).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(t) = filter.created_from {
+            q = q.filter(contacts::created_at.ge(t));
+        }
+        if let Some(t) = filter.created_to {
+            q = q.filter(contacts::created_at.lt(t));
+        }
+        if !filter.fields.is_empty() {
+            let defs = load_fields(conn, account, Entity::Contact).await?;
+            let mut errors = Vec::new();
+            for (id, raw) in &filter.fields {
+                let name = format!("custom_fields.{}", id.0);
+                let Some(def) = defs.iter().find(|d| d.id == *id) else {
+                    errors.push(err(name, "not_found", "no such field"));
+                    continue;
+                };
+                match fields::normalize(def.field_type, &def.enums, raw) {
+                    Ok(Some(v)) => {
+                        let mut m = serde_json::Map::new();
+                        m.insert(id.0.to_string(), v);
+                        q = q
+                            .filter(contacts::custom_fields.ne(Value::Object(Default::default())))
+                            .filter(contacts::custom_fields.contains(Value::Object(m)));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        errors.push(err(name, e.code, format!("{}: {}", def.name, e.message)))
+                    }
+                }
+            }
+            finish(errors)?;
+        }
+        Ok(q)
+    }
+
     async fn set_link(
         &self,
         caller: Caller,

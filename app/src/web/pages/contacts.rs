@@ -29,6 +29,13 @@ pub struct RowView {
     pub created: String,
 }
 
+pub struct SegmentView {
+    pub id: i64,
+    pub name: String,
+    /// "1 234" or "10 000+".
+    pub size: String,
+}
+
 pub struct HitView {
     pub href: String,
     pub name: String,
@@ -45,6 +52,15 @@ struct ListTpl<'a> {
     hits: Vec<HitView>,
     rows: Vec<RowView>,
     next: Option<String>,
+    segments: Vec<SegmentView>,
+    /// The segment shown, or the filter (tag, responsible) as chosen.
+    segment: Option<i64>,
+    tag: Option<i64>,
+    responsible: Option<i64>,
+    tags: Vec<Tag>,
+    users: Vec<(i64, String)>,
+    /// The filter's query string, for "save as segment" and "more".
+    filter_query: String,
 }
 
 /// The values a new-record form shows again.
@@ -146,6 +162,48 @@ async fn list(
     let mut hits = Vec::new();
     let mut rows = Vec::new();
     let mut next = None;
+    let id_of = |k: &str| filter::get(&pairs, k).parse::<i64>().ok();
+    let (segment, tag, responsible) = (id_of("segment"), id_of("tag"), id_of("responsible"));
+    let mut segments = Vec::new();
+    let mut contact_filter = ContactFilter::default();
+    if entity == Entity::Contact {
+        let saved = c.segments(caller).await?;
+        for s in &saved {
+            let size = c.segment_size(caller, s.id).await?;
+            segments.push(SegmentView {
+                id: s.id.0,
+                name: s.name.clone(),
+                size: if size.capped {
+                    format!("{}+", super::deals::group_digits(size.count))
+                } else {
+                    super::deals::group_digits(size.count)
+                },
+            });
+        }
+        contact_filter = match segment {
+            Some(id) => saved
+                .into_iter()
+                .find(|s| s.id.0 == id)
+                .map(|s| s.filter)
+                .ok_or_else(|| AppError::not_found("segment"))?,
+            None => ContactFilter {
+                tags: tag.map(contacts_api::TagId).into_iter().collect(),
+                responsible: responsible.map(kernel::UserId).into_iter().collect(),
+                ..Default::default()
+            },
+        };
+    }
+    let filter_query = serde_urlencoded::to_string(
+        [
+            ("tag", tag),
+            ("responsible", responsible),
+            ("segment", segment),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v.to_string())))
+        .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
     if !q.is_empty() {
         // One box for both kinds: the list the user is on comes first.
         let mut found: Vec<SearchHit> = c.search(caller, &q, 50).await?;
@@ -185,9 +243,7 @@ async fn list(
         };
         match entity {
             Entity::Contact => {
-                let p = c
-                    .list_contacts(caller, &ContactFilter::default(), page)
-                    .await?;
+                let p = c.list_contacts(caller, &contact_filter, page).await?;
                 next = p.next.map(|n| n.as_str().to_string());
                 rows = p
                     .items
@@ -228,6 +284,21 @@ async fn list(
             }
         }
     }
+    let tags = if entity == Entity::Contact {
+        c.tags(caller, Entity::Contact).await?
+    } else {
+        Vec::new()
+    };
+    let users = state
+        .modules
+        .accounts
+        .list_users(caller, PageRequest::new(None, Some(250)))
+        .await?
+        .items
+        .into_iter()
+        .filter(|u| u.is_active)
+        .map(|u| (u.id.0, u.name))
+        .collect();
     html(
         StatusCode::OK,
         &ListTpl {
@@ -237,8 +308,48 @@ async fn list(
             hits,
             rows,
             next,
+            segments,
+            segment,
+            tag,
+            responsible,
+            tags,
+            users,
+            filter_query,
         },
     )
+}
+
+/// Saves the list's current filter as a named segment.
+pub async fn save_segment(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    f: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let id_of = |k: &str| filter::get(&f, k).parse::<i64>().ok();
+    let contact_filter = ContactFilter {
+        tags: id_of("tag").map(contacts_api::TagId).into_iter().collect(),
+        responsible: id_of("responsible")
+            .map(kernel::UserId)
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    match state
+        .modules
+        .contacts
+        .save_segment(caller, filter::get(&f, "name"), contact_filter)
+        .await
+    {
+        Ok(s) => see_other(
+            &format!("/contacts?segment={}", s.id),
+            Some("contacts.segment_saved"),
+        ),
+        Err(e) if is_form_error(&e) => {
+            see_other("/contacts", Some("contacts.segment_name_required"))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn contacts(

@@ -54,6 +54,19 @@ pub trait Contacts: Send + Sync {
         others: Vec<ContactId>,
     ) -> AppResult<Contact>;
 
+    // --- segments (saved filters of contacts) -------------------------------------------------
+    async fn segments(&self, caller: Caller) -> AppResult<Vec<Segment>>;
+    async fn save_segment(
+        &self,
+        caller: Caller,
+        name: &str,
+        filter: ContactFilter,
+    ) -> AppResult<Segment>;
+    async fn delete_segment(&self, caller: Caller, id: SegmentId) -> AppResult<()>;
+    /// The contacts of a segment the caller may see, counted up to the cap (never a full count
+    /// of a huge segment on each page load).
+    async fn segment_size(&self, caller: Caller, id: SegmentId) -> AppResult<SegmentSize>;
+
     // --- companies ----------------------------------------------------------------------------
     async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company>;
     async fn company(&self, caller: Caller, id: CompanyId) -> AppResult<Company>;

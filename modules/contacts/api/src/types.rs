@@ -9,6 +9,7 @@ typed_id!(ContactId);
 typed_id!(CompanyId);
 typed_id!(FieldId);
 typed_id!(TagId);
+typed_id!(SegmentId);
 
 /// Custom-field values by field id (a string key, as JSON objects are keyed).
 pub type FieldValues = serde_json::Map<String, serde_json::Value>;
@@ -187,7 +188,32 @@ pub struct ContactFilter {
     pub tags: Vec<TagId>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    /// Custom fields with this value (a choice by its id or text).
+    pub fields: Vec<(FieldId, serde_json::Value)>,
 }
+
+impl ContactFilter {
+    pub fn is_empty(&self) -> bool {
+        self == &ContactFilter::default()
+    }
+}
+
+/// A saved filter of contacts, with a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub id: SegmentId,
+    pub name: String,
+    pub filter: ContactFilter,
+}
+
+/// How many contacts a segment holds, counted up to [`SEGMENT_COUNT_CAP`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentSize {
+    pub count: i64,
+    pub capped: bool,
+}
+
+pub const SEGMENT_COUNT_CAP: i64 = 10_000;
 
 /// A contact that shares a phone or an e-mail with the one being entered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
