@@ -57,6 +57,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/contacts", web::post().to(contacts::create_contact))
         .route("/contacts/new", web::get().to(contacts::new_contact))
         .route("/contacts/segments", web::post().to(contacts::save_segment))
+        .route("/contacts/duplicates", web::get().to(contacts::duplicates))
         .route("/contacts/{id}", web::get().to(contacts::contact))
         .route("/contacts/{id}", web::post().to(contacts::save_contact))
         .route("/contacts/{id}/companies", web::post().to(contacts::link))

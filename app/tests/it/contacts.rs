@@ -880,3 +880,88 @@ async fn segments_are_saved_filters_with_capped_counts_that_respect_rights() {
     contacts.delete_segment(caller, seg.id).await.unwrap();
     assert_eq!(contacts.segments(caller).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn the_find_duplicates_page_groups_contacts_by_shared_phone_or_email_and_merges_them() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+    let a = contacts.create_contact(caller, anna()).await.unwrap();
+    let b = contacts
+        .create_contact(
+            caller,
+            NewContact {
+                first_name: "Anya".into(),
+                phones: vec![Reach::work("8 916 123 45 67")],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let c2 = contacts
+        .create_contact(
+            caller,
+            NewContact {
+                first_name: "A. Petrova".into(),
+                emails: vec![Reach::work("ANNA.PETROVA@example.com")],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    contacts
+        .create_contact(
+            caller,
+            NewContact {
+                first_name: "Unique".into(),
+                phones: vec![Reach::work("+7 999 111 22 33")],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let groups = contacts.duplicate_groups(caller, None, 50).await.unwrap();
+    assert_eq!(
+        groups
+            .iter()
+            .map(|g| (
+                g.matched.as_str(),
+                g.contacts.iter().map(|c| c.0).collect::<Vec<_>>()
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            ("+79161234567", vec![a.id, b.id]),
+            ("anna.petrova@example.com", vec![a.id, c2.id]),
+        ]
+    );
+    let after = contacts
+        .duplicate_groups(caller, Some("+79161234567".into()), 50)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1, "keyset by the shared value");
+    let other = app.tenant("Globex").await;
+    let globex = Caller::user(other.account, other.admin.id);
+    assert!(
+        contacts
+            .duplicate_groups(globex, None, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let c = app.signed_in(&t.admin.email).await;
+    let (status, html) = c.text("/contacts/duplicates").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(html.contains("+79161234567") && html.contains("Anya"));
+    let res = c
+        .submit(
+            "/contacts/duplicates",
+            &format!("/contacts/{}/merge", a.id),
+            &[("other", &b.id.0.to_string())],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let groups = contacts.duplicate_groups(caller, None, 50).await.unwrap();
+    assert_eq!(groups.len(), 1, "only the e-mail pair is left");
+}

@@ -1307,6 +1307,56 @@ impl Contacts for ContactsService {
         Ok(kept)
     }
 
+    async fn duplicate_groups(
+        &self,
+        caller: Caller,
+        after: Option<String>,
+        limit: u32,
+    ) -> AppResult<Vec<DuplicateGroup>> {
+        let scope = self.scope(caller, Entity::Contact, Action::View).await?;
+        #[derive(QueryableByName)]
+        struct Group {
+            #[diesel(sql_type = Text)]
+            matched: String,
+            #[diesel(sql_type = Array<BigInt>)]
+            ids: Vec<i64>,
+            #[diesel(sql_type = Array<Text>)]
+            names: Vec<String>,
+        }
+        let mut conn = self.conn().await?;
+        // Each list walks its (account, value) index in order and stops after `limit` groups.
+        let mut groups: Vec<Group> = Vec::new();
+        for (table, column) in [("phones", "normalized"), ("emails", "email")] {
+            let found: Vec<Group> = diesel::sql_query(format!(
+                "SELECT m.{column} AS matched, array_agg(c.id ORDER BY c.id) AS ids,
+                        array_agg(c.name ORDER BY c.id) AS names
+                   FROM contacts.{table} m
+                   JOIN contacts.contacts c ON c.account_id = $1 AND c.id = m.owner_id AND c.deleted_at IS NULL
+                  WHERE m.account_id = $1 AND m.owner_kind = 'contact' AND m.{column} > $2
+                    AND ($4::bigint[] IS NULL OR c.responsible_user_id = ANY($4))
+                  GROUP BY m.{column}
+                 HAVING count(DISTINCT c.id) > 1
+                  ORDER BY m.{column} LIMIT $3"
+            ))
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<Text, _>(after.clone().unwrap_or_default())
+            .bind::<BigInt, _>(i64::from(limit.clamp(1, 200)))
+            .bind::<diesel::sql_types::Nullable<Array<BigInt>>, _>(scope.ids())
+            .load(&mut conn)
+            .await?;
+            groups.extend(found);
+        }
+        groups.sort_by(|a, b| a.matched.cmp(&b.matched));
+        groups.truncate(limit.clamp(1, 200) as usize);
+        Ok(groups
+            .into_iter()
+            .map(|g| DuplicateGroup {
+                matched: g.matched,
+                contacts: g.ids.into_iter().map(ContactId).zip(g.names).collect(),
+            })
+            .collect())
+    }
+
     async fn segments(&self, caller: Caller) -> AppResult<Vec<Segment>> {
         self.scope(caller, Entity::Contact, Action::View).await?;
         let mut conn = self.conn().await?;

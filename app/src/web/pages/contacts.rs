@@ -886,3 +886,47 @@ pub async fn link(
     }
     see_other(&format!("/contacts/{contact}"), Some("contacts.saved"))
 }
+
+#[derive(Template)]
+#[template(path = "contacts/duplicates.html")]
+struct DuplicatesTpl<'a> {
+    ctx: &'a Ctx,
+    kind: &'static str,
+    groups: Vec<contacts_api::DuplicateGroup>,
+    next: Option<String>,
+}
+
+const GROUPS_PER_PAGE: u32 = 50;
+
+/// Find duplicates: contacts sharing a phone or an e-mail, each group mergeable into its oldest.
+pub async fn duplicates(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    q: web::Query<Vec<(String, String)>>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let after = filter::get(&q, "after");
+    let groups = state
+        .modules
+        .contacts
+        .duplicate_groups(
+            caller,
+            (!after.is_empty()).then(|| after.to_string()),
+            GROUPS_PER_PAGE,
+        )
+        .await?;
+    // The next page's query string (the shared value may hold "+" or "@").
+    let next = (groups.len() as u32 == GROUPS_PER_PAGE)
+        .then(|| groups.last())
+        .flatten()
+        .and_then(|g| serde_urlencoded::to_string([("after", g.matched.as_str())]).ok());
+    html(
+        StatusCode::OK,
+        &DuplicatesTpl {
+            ctx: &ctx,
+            kind: "contacts",
+            groups,
+            next,
+        },
+    )
+}

@@ -54,6 +54,15 @@ pub trait Contacts: Send + Sync {
         others: Vec<ContactId>,
     ) -> AppResult<Contact>;
 
+    /// Groups of contacts that share a phone or an e-mail, by the shared value in order, after
+    /// `after` (keyset), up to `limit` groups: the "find duplicates" page.
+    async fn duplicate_groups(
+        &self,
+        caller: Caller,
+        after: Option<String>,
+        limit: u32,
+    ) -> AppResult<Vec<DuplicateGroup>>;
+
     // --- segments (saved filters of contacts) -------------------------------------------------
     async fn segments(&self, caller: Caller) -> AppResult<Vec<Segment>>;
     async fn save_segment(

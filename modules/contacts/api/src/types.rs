@@ -224,6 +224,15 @@ pub struct Duplicate {
     pub matched: String,
 }
 
+/// Contacts that share one phone number or e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateGroup {
+    /// The shared phone (normalised) or e-mail.
+    pub matched: String,
+    /// Oldest first.
+    pub contacts: Vec<(ContactId, String)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchHit {
     pub entity: Entity,
