@@ -9,7 +9,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use crate::FieldError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -279,6 +281,83 @@ fn is_url(s: &str) -> bool {
         && host
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '@'))
+}
+
+/// A custom-field definition as `apply_values` needs it; every module's field type provides it.
+pub trait FieldDef {
+    fn field_id(&self) -> i64;
+    fn field_name(&self) -> &str;
+    fn field_type(&self) -> FieldType;
+    fn field_enums(&self) -> &[FieldEnum];
+}
+
+/// Checks `input` (values by field id, as given) against the definitions and merges it into
+/// `current`: a value is set, or removed when empty. Unknown fields and values of the wrong type
+/// are refused, naming the field as `custom_fields.<id>`.
+pub fn apply_values<D: FieldDef>(
+    defs: &[D],
+    current: &Map<String, Value>,
+    input: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) -> Map<String, Value> {
+    let mut out = current.clone();
+    for (key, raw) in input {
+        let name = format!("custom_fields.{key}");
+        let Some(def) = key
+            .parse::<i64>()
+            .ok()
+            .and_then(|id| defs.iter().find(|d| d.field_id() == id))
+        else {
+            errors.push(FieldError {
+                field: name,
+                code: "not_found".into(),
+                message: "no such field".into(),
+            });
+            continue;
+        };
+        match normalize(def.field_type(), def.field_enums(), raw) {
+            Ok(Some(v)) => {
+                out.insert(key.clone(), v);
+            }
+            Ok(None) => {
+                out.remove(key);
+            }
+            Err(e) => errors.push(FieldError {
+                field: name,
+                code: e.code.into(),
+                message: format!("{}: {}", def.field_name(), e.message),
+            }),
+        }
+    }
+    out
+}
+
+/// The longest tag name.
+pub const MAX_TAG: usize = 50;
+
+/// Cleans tag names: trimmed, empty ones dropped, no duplicates ignoring case, at most
+/// `MAX_TAG` characters each and `max` in all (errors name the field `tags`).
+pub fn clean_tags(names: &[String], max: usize, errors: &mut Vec<FieldError>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if n.chars().count() > MAX_TAG {
+            errors.push(FieldError {
+                field: "tags".into(),
+                code: "too_long".into(),
+                message: format!("a tag has at most {MAX_TAG} characters"),
+            });
+        } else if !out.iter().any(|x| x.to_lowercase() == n.to_lowercase()) {
+            out.push(n.to_string());
+        }
+    }
+    if out.len() > max {
+        errors.push(FieldError {
+            field: "tags".into(),
+            code: "too_many".into(),
+            message: format!("at most {max} tags"),
+        });
+    }
+    out
 }
 
 /// Whether a stored value counts as filled in (for fields required at a stage).

@@ -19,9 +19,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use kernel::db::DbPool;
 use kernel::events::{DomainEvent, EventEnvelope};
 use kernel::paging::{Page, PageRequest};
-use kernel::{
-    AccountId, AppError, AppResult, Caller, ErrorCode, FieldError, UserId, fields, outbox, reach,
-};
+use kernel::{AccountId, AppError, AppResult, Caller, FieldError, UserId, fields, outbox, reach};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -55,6 +53,9 @@ fn err(field: impl Into<String>, code: &str, message: impl Into<String>) -> Fiel
         message: message.into(),
     }
 }
+
+/// The most tags on a contact or a company.
+const MAX_TAGS: usize = 50;
 
 fn finish(errors: Vec<FieldError>) -> AppResult<()> {
     if errors.is_empty() {
@@ -134,52 +135,6 @@ fn check_emails(given: &[Reach], errors: &mut Vec<FieldError>) -> Vec<(String, S
             Ok(n) if out.iter().any(|(_, x)| *x == n) => {}
             Ok(n) => out.push((kind, n)),
             Err(x) => errors.push(err(format!("emails[{i}]"), x.code, x.message)),
-        }
-    }
-    out
-}
-
-fn clean_tags(names: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        if n.chars().count() > 50 {
-            errors.push(err("tags", "too_long", "a tag has at most 50 characters"));
-        } else if !out.iter().any(|x| x.to_lowercase() == n.to_lowercase()) {
-            out.push(n.to_string());
-        }
-    }
-    if out.len() > 50 {
-        errors.push(err("tags", "too_many", "at most 50 tags"));
-    }
-    out
-}
-
-/// Custom-field values checked against the definitions and merged into `current`.
-fn apply_values(
-    defs: &[CustomField],
-    current: &FieldValues,
-    input: &FieldValues,
-    errors: &mut Vec<FieldError>,
-) -> FieldValues {
-    let mut out = current.clone();
-    for (key, raw) in input {
-        let name = format!("custom_fields.{key}");
-        let Some(def) = key
-            .parse::<i64>()
-            .ok()
-            .and_then(|id| defs.iter().find(|d| d.id.0 == id))
-        else {
-            errors.push(err(name, "not_found", "no such field"));
-            continue;
-        };
-        match fields::normalize(def.field_type, &def.enums, raw) {
-            Ok(Some(v)) => {
-                out.insert(key.clone(), v);
-            }
-            Ok(None) => {
-                out.remove(key);
-            }
-            Err(e) => errors.push(err(name, e.code, format!("{}: {}", def.name, e.message))),
         }
     }
     out
@@ -601,34 +556,6 @@ impl ContactsService {
         Ok(self.accounts.account(caller.account_id).await?.country)
     }
 
-    async fn responsible_for(&self, caller: Caller, user: Option<UserId>) -> AppResult<UserId> {
-        match user.or(caller.actor.user_id()) {
-            Some(u) if Some(u) == caller.actor.user_id() => Ok(u),
-            Some(u) => {
-                let found = self.accounts.user(caller, u).await.map_err(|e| {
-                    if e.code == ErrorCode::NotFound {
-                        AppError::validation("responsible_user_id", "not_found", "no such user")
-                    } else {
-                        e
-                    }
-                })?;
-                if !found.is_active {
-                    return Err(AppError::validation(
-                        "responsible_user_id",
-                        "inactive",
-                        "this user is deactivated",
-                    ));
-                }
-                Ok(u)
-            }
-            None => Err(AppError::validation(
-                "responsible_user_id",
-                "required",
-                "choose a responsible user",
-            )),
-        }
-    }
-
     async fn trgm_schema(&self, conn: &mut AsyncPgConnection) -> AppResult<String> {
         self.trgm
             .get_or_try_init(|| async {
@@ -719,11 +646,14 @@ impl Contacts for ContactsService {
         };
         let phone_list = check_phones(&new.phones, Some(&country), &mut errors);
         let email_list = check_emails(&new.emails, &mut errors);
-        let tag_names = clean_tags(&new.tags, &mut errors);
+        let tag_names = fields::clean_tags(&new.tags, MAX_TAGS, &mut errors);
         finish(errors)?;
-        let responsible = self
-            .responsible_for(caller, new.responsible_user_id)
-            .await?;
+        let responsible = access::responsible(
+            &*self.accounts,
+            caller,
+            new.responsible_user_id.or(caller.actor.user_id()),
+        )
+        .await?;
         let account = caller.account_id;
         let mut conn = self.conn().await?;
         let values = if new.custom_fields.is_empty() {
@@ -731,7 +661,8 @@ impl Contacts for ContactsService {
         } else {
             let defs = load_fields(&mut conn, account, Entity::Contact).await?;
             let mut errors = Vec::new();
-            let v = apply_values(&defs, &FieldValues::new(), &new.custom_fields, &mut errors);
+            let v =
+                fields::apply_values(&defs, &FieldValues::new(), &new.custom_fields, &mut errors);
             finish(errors)?;
             v
         };
@@ -875,10 +806,13 @@ impl Contacts for ContactsService {
             .emails
             .as_deref()
             .map(|e| check_emails(e, &mut errors));
-        let tag_names = patch.tags.as_deref().map(|t| clean_tags(t, &mut errors));
+        let tag_names = patch
+            .tags
+            .as_deref()
+            .map(|t| fields::clean_tags(t, MAX_TAGS, &mut errors));
         finish(errors)?;
         let responsible = match patch.responsible_user_id {
-            Some(u) => Some(self.responsible_for(caller, Some(u)).await?),
+            Some(u) => Some(access::responsible(&*self.accounts, caller, Some(u)).await?),
             None => None,
         };
         let account = caller.account_id;
@@ -901,9 +835,12 @@ impl Contacts for ContactsService {
                     errors.push(err("first_name", "required", "enter a name"));
                 }
                 let values = match &patch.custom_fields {
-                    Some(input) => {
-                        apply_values(&defs, &object(&current.custom_fields), input, &mut errors)
-                    }
+                    Some(input) => fields::apply_values(
+                        &defs,
+                        &object(&current.custom_fields),
+                        input,
+                        &mut errors,
+                    ),
                     None => object(&current.custom_fields),
                 };
                 finish(errors)?;
@@ -1478,11 +1415,14 @@ impl Contacts for ContactsService {
         };
         let phone_list = check_phones(&new.phones, Some(&country), &mut errors);
         let email_list = check_emails(&new.emails, &mut errors);
-        let tag_names = clean_tags(&new.tags, &mut errors);
+        let tag_names = fields::clean_tags(&new.tags, MAX_TAGS, &mut errors);
         finish(errors)?;
-        let responsible = self
-            .responsible_for(caller, new.responsible_user_id)
-            .await?;
+        let responsible = access::responsible(
+            &*self.accounts,
+            caller,
+            new.responsible_user_id.or(caller.actor.user_id()),
+        )
+        .await?;
         let account = caller.account_id;
         let mut conn = self.conn().await?;
         let values = if new.custom_fields.is_empty() {
@@ -1490,7 +1430,8 @@ impl Contacts for ContactsService {
         } else {
             let defs = load_fields(&mut conn, account, Entity::Company).await?;
             let mut errors = Vec::new();
-            let v = apply_values(&defs, &FieldValues::new(), &new.custom_fields, &mut errors);
+            let v =
+                fields::apply_values(&defs, &FieldValues::new(), &new.custom_fields, &mut errors);
             finish(errors)?;
             v
         };
@@ -1591,10 +1532,13 @@ impl Contacts for ContactsService {
             .emails
             .as_deref()
             .map(|e| check_emails(e, &mut errors));
-        let tag_names = patch.tags.as_deref().map(|t| clean_tags(t, &mut errors));
+        let tag_names = patch
+            .tags
+            .as_deref()
+            .map(|t| fields::clean_tags(t, MAX_TAGS, &mut errors));
         finish(errors)?;
         let responsible = match patch.responsible_user_id {
-            Some(u) => Some(self.responsible_for(caller, Some(u)).await?),
+            Some(u) => Some(access::responsible(&*self.accounts, caller, Some(u)).await?),
             None => None,
         };
         let account = caller.account_id;
@@ -1611,9 +1555,12 @@ impl Contacts for ContactsService {
                     .remove(0);
                 let mut errors = Vec::new();
                 let values = match &patch.custom_fields {
-                    Some(input) => {
-                        apply_values(&defs, &object(&current.custom_fields), input, &mut errors)
-                    }
+                    Some(input) => fields::apply_values(
+                        &defs,
+                        &object(&current.custom_fields),
+                        input,
+                        &mut errors,
+                    ),
                     None => object(&current.custom_fields),
                 };
                 finish(errors)?;

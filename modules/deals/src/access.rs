@@ -1,6 +1,6 @@
 //! Which deals a caller may see or change: the accounts contract's scope, for deals.
 
-pub use accounts_api::access::Scope;
+pub use accounts_api::access::{Scope, responsible};
 use accounts_api::{Accounts, Action, Entity};
 use kernel::{AppResult, Caller};
 

@@ -218,43 +218,6 @@ pub fn required_json(required: &[RequiredAt]) -> Value {
     serde_json::to_value(required).unwrap_or_else(|_| Value::Array(Vec::new()))
 }
 
-/// Checks `input` (values by field id, as given) against the definitions and merges it into
-/// `current`: a value is set, or removed when empty. Unknown fields and values of the wrong type
-/// are refused, naming the field as `custom_fields.<id>`.
-pub fn apply_values(
-    defs: &[CustomField],
-    current: &FieldValues,
-    input: &FieldValues,
-    errors: &mut Vec<FieldError>,
-) -> FieldValues {
-    let mut out = current.clone();
-    for (key, raw) in input {
-        let name = format!("custom_fields.{key}");
-        let Some(def) = key
-            .parse::<i64>()
-            .ok()
-            .and_then(|id| defs.iter().find(|d| d.id.0 == id))
-        else {
-            errors.push(field_error(name, "not_found", "no such field"));
-            continue;
-        };
-        match fields::normalize(def.field_type, &def.enums, raw) {
-            Ok(Some(v)) => {
-                out.insert(key.clone(), v);
-            }
-            Ok(None) => {
-                out.remove(key);
-            }
-            Err(e) => errors.push(field_error(
-                name,
-                e.code,
-                format!("{}: {}", def.name, e.message),
-            )),
-        }
-    }
-    out
-}
-
 /// The fields required at `stage` that `values` leaves empty, as errors.
 pub fn check_required(
     defs: &[CustomField],
@@ -276,36 +239,6 @@ pub fn check_required(
             ));
         }
     }
-}
-
-/// Cleans tag names (trimmed, no duplicates ignoring case, 1–50 characters).
-pub fn clean_tags(names: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for n in names {
-        let n = n.trim();
-        if n.is_empty() {
-            continue;
-        }
-        if n.chars().count() > 50 {
-            errors.push(field_error(
-                "tags".into(),
-                "too_long",
-                "a tag has at most 50 characters",
-            ));
-            continue;
-        }
-        if !out.iter().any(|x| x.to_lowercase() == n.to_lowercase()) {
-            out.push(n.to_string());
-        }
-    }
-    if out.len() > MAX_TAGS_PER_DEAL {
-        errors.push(field_error(
-            "tags".into(),
-            "too_many",
-            format!("at most {MAX_TAGS_PER_DEAL} tags on a deal"),
-        ));
-    }
-    out
 }
 
 /// The ids of the named tags, creating the ones the account does not have yet.

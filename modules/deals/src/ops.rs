@@ -390,7 +390,7 @@ pub(crate) async fn update_locked(
     };
     let values = match &change.custom_fields {
         Some(input) => {
-            let values = fields::apply_values(defs, &current_values, input, &mut errors);
+            let values = kernel::fields::apply_values(defs, &current_values, input, &mut errors);
             // A field required at the deal's stage cannot be emptied while it is there.
             let mut missing = Vec::new();
             fields::check_required(

@@ -52,35 +52,6 @@ impl DealsService {
         }
     }
 
-    /// The responsible user for a deal: the caller (already checked), or a user of the account.
-    async fn responsible_for(&self, caller: Caller, user: Option<UserId>) -> AppResult<UserId> {
-        match user {
-            Some(u) if Some(u) == caller.actor.user_id() => Ok(u),
-            Some(u) => {
-                let found = self.accounts.user(caller, u).await.map_err(|e| {
-                    if e.code == ErrorCode::NotFound {
-                        AppError::validation("responsible_user_id", "not_found", "no such user")
-                    } else {
-                        e
-                    }
-                })?;
-                if !found.is_active {
-                    return Err(AppError::validation(
-                        "responsible_user_id",
-                        "inactive",
-                        "this user is deactivated",
-                    ));
-                }
-                Ok(u)
-            }
-            None => Err(AppError::validation(
-                "responsible_user_id",
-                "required",
-                "choose a responsible user",
-            )),
-        }
-    }
-
     /// A filter checked against the account's custom fields (loaded only when it uses some).
     async fn resolve(
         &self,
@@ -619,12 +590,16 @@ impl Deals for DealsService {
                 message: "the budget cannot be negative".into(),
             });
         }
-        let tag_names = fields::clean_tags(&new.tags, &mut errors);
+        let tag_names =
+            kernel::fields::clean_tags(&new.tags, fields::MAX_TAGS_PER_DEAL, &mut errors);
         let contacts = ops::order_contacts(&new.contact_ids, new.main_contact_id, &mut errors);
         finish(errors)?;
-        let responsible = self
-            .responsible_for(caller, new.responsible_user_id.or(caller.actor.user_id()))
-            .await?;
+        let responsible = access::responsible(
+            &*self.accounts,
+            caller,
+            new.responsible_user_id.or(caller.actor.user_id()),
+        )
+        .await?;
         let mut conn = self.conn().await?;
         // Most creates carry no tags or field values: one statement does it all.
         if tag_names.is_empty() && new.custom_fields.is_empty() {
@@ -665,7 +640,7 @@ impl Deals for DealsService {
         if !new.custom_fields.is_empty() || stage.has_required {
             let defs = fields::load(&mut conn, caller.account_id).await?;
             let mut errors = Vec::new();
-            values = fields::apply_values(&defs, &values, &new.custom_fields, &mut errors);
+            values = kernel::fields::apply_values(&defs, &values, &new.custom_fields, &mut errors);
             fields::check_required(
                 &defs,
                 new.pipeline_id,
@@ -742,13 +717,17 @@ impl Deals for DealsService {
         let tag_names = patch
             .tags
             .as_ref()
-            .map(|t| fields::clean_tags(t, &mut errors));
+            .map(|t| kernel::fields::clean_tags(t, fields::MAX_TAGS_PER_DEAL, &mut errors));
         if let Some(c) = &patch.contact_ids {
             ops::order_contacts(c, None, &mut errors);
         }
         finish(errors)?;
         let responsible = match patch.responsible_user_id {
-            Some(u) => Some(self.responsible_for(caller, Some(u)).await?.0),
+            Some(u) => Some(
+                access::responsible(&*self.accounts, caller, Some(u))
+                    .await?
+                    .0,
+            ),
             None => None,
         };
         let account = caller.account_id;
@@ -916,7 +895,7 @@ impl Deals for DealsService {
         let mut errors = Vec::new();
         let tag_names = match &action {
             BulkAction::AddTags { tags } | BulkAction::RemoveTags { tags } => {
-                let t = fields::clean_tags(tags, &mut errors);
+                let t = kernel::fields::clean_tags(tags, fields::MAX_TAGS_PER_DEAL, &mut errors);
                 if t.is_empty() {
                     errors.push(FieldError {
                         field: "tags".into(),
@@ -930,9 +909,11 @@ impl Deals for DealsService {
         };
         finish(errors)?;
         let responsible = match &action {
-            BulkAction::Responsible { user_id } => {
-                Some(self.responsible_for(caller, Some(*user_id)).await?.0)
-            }
+            BulkAction::Responsible { user_id } => Some(
+                access::responsible(&*self.accounts, caller, Some(*user_id))
+                    .await?
+                    .0,
+            ),
             _ => None,
         };
         let account = caller.account_id;

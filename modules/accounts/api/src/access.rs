@@ -2,7 +2,7 @@
 //! caller's group or the caller's own (by responsible user), or none. Every module that keeps
 //! records with a responsible user asks here.
 
-use kernel::{AppError, AppResult, Caller, UserId};
+use kernel::{AppError, AppResult, Caller, ErrorCode, UserId};
 
 use crate::{Accounts, Action, Entity, Level};
 
@@ -59,5 +59,40 @@ pub async fn scope(
             action.as_str(),
             entity.as_str()
         ))),
+    }
+}
+
+/// The responsible user for a record: the caller (already checked by `scope`), or an active
+/// user of the caller's account. Refusals name the field `responsible_user_id`.
+pub async fn responsible(
+    accounts: &dyn Accounts,
+    caller: Caller,
+    user: Option<UserId>,
+) -> AppResult<UserId> {
+    let field = "responsible_user_id";
+    match user {
+        Some(u) if Some(u) == caller.actor.user_id() => Ok(u),
+        Some(u) => {
+            let found = accounts.user(caller, u).await.map_err(|e| {
+                if e.code == ErrorCode::NotFound {
+                    AppError::validation(field, "not_found", "no such user")
+                } else {
+                    e
+                }
+            })?;
+            if !found.is_active {
+                return Err(AppError::validation(
+                    field,
+                    "inactive",
+                    "this user is deactivated",
+                ));
+            }
+            Ok(u)
+        }
+        None => Err(AppError::validation(
+            field,
+            "required",
+            "choose a responsible user",
+        )),
     }
 }

@@ -355,3 +355,18 @@ pub struct Seeded {
     pub first: DealId,
     pub last: DealId,
 }
+
+impl kernel::fields::FieldDef for CustomField {
+    fn field_id(&self) -> i64 {
+        self.id.0
+    }
+    fn field_name(&self) -> &str {
+        &self.name
+    }
+    fn field_type(&self) -> FieldType {
+        self.field_type
+    }
+    fn field_enums(&self) -> &[FieldEnum] {
+        &self.enums
+    }
+}
