@@ -73,6 +73,20 @@ pub fn database_of(url: &str) -> Option<String> {
     (!db.is_empty()).then(|| db.to_string())
 }
 
+/// A LIKE/ILIKE pattern matching `text` anywhere, with `%`, `_` and `\` taken literally.
+pub fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

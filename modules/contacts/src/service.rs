@@ -1758,17 +1758,7 @@ impl Contacts for ContactsService {
             #[diesel(sql_type = BigInt)]
             responsible_user_id: i64,
         }
-        let like = {
-            let mut p = String::from("%");
-            for c in q.chars() {
-                if matches!(c, '%' | '_' | '\\') {
-                    p.push('\\');
-                }
-                p.push(c);
-            }
-            p.push('%');
-            p
-        };
+        let like = kernel::db::like_pattern(q);
         let digits = reach::phone_digits(q).unwrap_or_default();
         // A whole number typed the national way (8 916 …) matches its E.164 form exactly.
         let whole = if digits.len() >= 10 {

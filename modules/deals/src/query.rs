@@ -39,20 +39,6 @@ impl Resolved {
     }
 }
 
-/// `%`, `_` and `\` taken literally in a LIKE pattern.
-pub(crate) fn like_pattern(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('%');
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 /// Checks the custom-field parts of a filter against the definitions.
 pub(crate) fn resolve(
     filter: &DealFilter,
@@ -75,7 +61,7 @@ pub(crate) fn resolve(
         match def.field_type {
             FieldType::Text | FieldType::Textarea | FieldType::Url => {
                 if let Some(s) = raw.as_str().map(str::trim).filter(|s| !s.is_empty()) {
-                    conditions.push(FieldCondition::TextLike(key, like_pattern(s)));
+                    conditions.push(FieldCondition::TextLike(key, kernel::db::like_pattern(s)));
                 }
             }
             ty => match fields::normalize(ty, &def.enums, raw) {
@@ -137,7 +123,7 @@ fn filtered<'a>(account: AccountId, r: &'a Resolved) -> Boxed<'a> {
             .filter(deals::contact_ids.contains(vec![c]));
     }
     if let Some(text) = f.query.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        q = q.filter(deals::name.ilike(like_pattern(text)));
+        q = q.filter(deals::name.ilike(kernel::db::like_pattern(text)));
     }
     if let Some(t) = f.created_from {
         q = q.filter(deals::created_at.ge(t));
