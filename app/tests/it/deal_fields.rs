@@ -1,7 +1,6 @@
 //! Deals beyond the core: custom fields, tags, filters, the list, bulk actions, saved filters,
 //! and the deal page, list and drag-and-drop endpoints over HTTP.
 
-use accounts_api::{Action, Entity, Level, Rights, UserPatch};
 use deals_api::*;
 use kernel::paging::PageRequest;
 use kernel::{Caller, ErrorCode};
@@ -444,23 +443,7 @@ async fn tags_filters_and_the_list_find_the_right_deals_in_order() {
     assert_eq!(rest.items[0].price, 100);
 
     // A user limited to his own deals sees only those, filtered or not.
-    let mut own = Rights::member();
-    for a in Action::ALL {
-        own.entity_mut(Entity::Deals).set(a, Level::Own);
-    }
-    app.state
-        .modules
-        .accounts
-        .update_user(
-            admin,
-            m.id,
-            UserPatch {
-                rights: Some(own),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    app.limit_to_own_deals(admin, m.id).await;
     let maria = Caller::user(t.account, m.id);
     let hers = deals
         .list(

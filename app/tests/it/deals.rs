@@ -414,23 +414,7 @@ async fn a_user_with_own_rights_neither_sees_nor_moves_others_deals_counts_and_s
     let deals = &app.state.modules.deals;
     let p = sales_pipeline(&app, admin).await;
     let m = app.member(&t, "maria@acme.test").await;
-    let mut own = Rights::member();
-    for a in Action::ALL {
-        own.entity_mut(Entity::Deals).set(a, Level::Own);
-    }
-    app.state
-        .modules
-        .accounts
-        .update_user(
-            admin,
-            m.id,
-            UserPatch {
-                rights: Some(own),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    app.limit_to_own_deals(admin, m.id).await;
     let maria = Caller::user(t.account, m.id);
     let admins = deals
         .create_deal(admin, new_deal(&p, "Admin's", 1000))

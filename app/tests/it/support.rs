@@ -103,6 +103,28 @@ impl TestApp {
         }
     }
 
+    /// Gives `user` the right to see and change only his own deals (every action, level "own").
+    pub async fn limit_to_own_deals(&self, admin: kernel::Caller, user: kernel::UserId) {
+        use accounts_api::{Action, Entity, Level, Rights, UserPatch};
+        let mut own = Rights::member();
+        for a in Action::ALL {
+            own.entity_mut(Entity::Deals).set(a, Level::Own);
+        }
+        self.state
+            .modules
+            .accounts
+            .update_user(
+                admin,
+                user,
+                UserPatch {
+                    rights: Some(own),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("limit to own deals");
+    }
+
     pub async fn member(&self, tenant: &Tenant, email: &str) -> UserInfo {
         self.state
             .modules
