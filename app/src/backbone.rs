@@ -89,6 +89,7 @@ impl Backbone {
         metrics: Metrics,
         subscribers: Subscribers,
         schemas: Vec<&'static str>,
+        modules: Option<crate::state::Modules>,
     ) -> Result<Backbone, String> {
         let retry = config.retry_policy();
         let (stop, stop_rx) = watch::channel(false);
@@ -108,14 +109,16 @@ impl Backbone {
         };
         tasks.push(tokio::spawn(relay.run(stop_rx.clone())));
 
+        let instance = instance();
+        let concurrency = config.jobs.concurrency;
+        let poll = Duration::from_millis(config.jobs.poll_ms);
+        let heartbeat = Duration::from_millis(config.jobs.heartbeat_ms);
+        let mut monitor = Monitor::new();
+        let mut workers = 0;
         match config.events.bus {
             BusKind::Postgres => {
-                let instance = instance();
-                let concurrency = config.jobs.concurrency;
-                let poll = Duration::from_millis(config.jobs.poll_ms);
-                let heartbeat = Duration::from_millis(config.jobs.heartbeat_ms);
-                let mut monitor = Monitor::new();
                 for sub in subscribers.iter() {
+                    workers += 1;
                     let ctx = Arc::new(DeliveryCtx {
                         subscriber: sub.clone(),
                         db: db.clone(),
@@ -171,20 +174,6 @@ impl Backbone {
                         }
                     };
                 }
-                let mut rx = stop_rx.clone();
-                tasks.push(tokio::spawn(async move {
-                    let signal = async move {
-                        let _ = rx.changed().await;
-                        Ok(())
-                    };
-                    if let Err(e) = monitor
-                        .shutdown_timeout(Duration::from_secs(20))
-                        .run_with_signal(signal)
-                        .await
-                    {
-                        tracing::error!(error = %e, "job workers stopped with an error");
-                    }
-                }));
             }
             BusKind::Rabbitmq => {
                 for sub in subscribers.iter() {
@@ -198,6 +187,77 @@ impl Backbone {
                     )));
                 }
             }
+        }
+        if let Some(modules) = modules {
+            // Imports and exports: one at a time per process (they are heavy; more processes
+            // run more).
+            workers += 1;
+            let ctx = Arc::new(crate::work::WorkCtx {
+                contacts: modules.contacts.clone(),
+                jobs: jobs.clone(),
+                retry,
+            });
+            let queue = crate::work::CONTACT_FILES;
+            let name = format!("{queue}@{instance}");
+            monitor = match &jobs {
+                JobStore::Postgres(pool) => {
+                    let pool = pool.clone();
+                    monitor.register(move |_| {
+                        let backend = PostgresStorage::<crate::work::ContactFiles>::new(&pool)
+                            .with_config(
+                                PgQueueConfig::default()
+                                    .queue(queue)
+                                    .batch_size(1)
+                                    .heartbeat_interval(heartbeat)
+                                    .missed_heartbeats(5),
+                            )
+                            .with_pubsub()
+                            .poll_with_interval(poll);
+                        WorkerBuilder::new(name.as_str())
+                            .backend(backend)
+                            .data(ctx.clone())
+                            .concurrency(1)
+                            .build(crate::work::run_contact_files)
+                    })
+                }
+                JobStore::Redis(conn, _) => {
+                    let conn = conn.clone();
+                    monitor.register(move |_| {
+                        let backend =
+                            apalis_redis::RedisStorage::<crate::work::ContactFiles>::new(conn.clone())
+                                .with_config(
+                                    apalis_redis::Config::default()
+                                        .queue(queue)
+                                        .batch_size(1)
+                                        .heartbeat_interval(heartbeat)
+                                        .missed_heartbeats(5),
+                                )
+                                .poll_with_interval(poll);
+                        WorkerBuilder::new(name.as_str())
+                            .backend(backend)
+                            .data(ctx.clone())
+                            .concurrency(1)
+                            .retry(retry_layer(retry))
+                            .build(crate::work::run_contact_files)
+                    })
+                }
+            };
+        }
+        if workers > 0 {
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let signal = async move {
+                    let _ = rx.changed().await;
+                    Ok(())
+                };
+                if let Err(e) = monitor
+                    .shutdown_timeout(Duration::from_secs(20))
+                    .run_with_signal(signal)
+                    .await
+                {
+                    tracing::error!(error = %e, "job workers stopped with an error");
+                }
+            }));
         }
         Ok(Backbone { stop, tasks })
     }

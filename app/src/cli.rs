@@ -556,6 +556,7 @@ async fn serve_on(
                 state.metrics.clone(),
                 subscribers,
                 server::outbox_schemas(),
+                Some(state.modules.clone()),
             )
             .await?,
         ),

@@ -53,6 +53,34 @@ pub async fn defer(pool: &PgPool, task_id: &str, delay: Duration) -> Result<(), 
     Ok(())
 }
 
+/// After a job's handler failed: on PostgreSQL the next attempt is put off by the backoff (even
+/// across restarts); on Redis the worker's retry layer waits the backoff, and at the cap the
+/// job is killed into the dead set (apalis-redis would otherwise retry 25 times, a second
+/// apart) — the error to return for that is given back.
+pub async fn after_failure(
+    jobs: &JobStore,
+    retry: RetryPolicy,
+    id: &apalis::prelude::TaskId,
+    attempt: &apalis::prelude::Attempt,
+    error: String,
+) -> Option<apalis::prelude::BoxDynError> {
+    let n = attempt.current().max(1) as u32;
+    let delay = retry.backoff(n);
+    tracing::info!(attempt = n, ?delay, "job failed; next attempt after the backoff");
+    match jobs {
+        JobStore::Postgres(pool) => {
+            if let Err(db) = defer(pool, &id.to_string(), delay).await {
+                tracing::warn!(error = %db, "could not defer the retry");
+            }
+            None
+        }
+        JobStore::Redis(..) if n as i32 >= retry.max_attempts => Some(Box::new(
+            apalis::prelude::AbortError::new(error),
+        )),
+        JobStore::Redis(..) => None,
+    }
+}
+
 async fn pg_enqueue<T>(
     pool: &PgPool,
     queue: &str,

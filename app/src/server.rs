@@ -185,6 +185,7 @@ pub fn queues(subscribers: &crate::events::Subscribers) -> Vec<String> {
     subscribers
         .iter()
         .map(|s| crate::events::pg::queue_of(s.name()))
+        .chain([crate::work::CONTACT_FILES.to_string()])
         .collect()
 }
 

@@ -87,23 +87,9 @@ pub async fn deliver(
 ) -> Result<(), BoxDynError> {
     let result = deliver_all(&job, &ctx).await;
     if let Err(e) = &result {
-        let n = attempt.current().max(1) as u32;
-        let delay = ctx.retry.backoff(n);
-        tracing::warn!(subscriber = ctx.subscriber.name(), attempt = n, ?delay, error = %e, "delivery failed; will retry");
-        match &ctx.jobs {
-            // PostgreSQL: the next attempt is due after the backoff, even across restarts.
-            JobStore::Postgres(pool) => {
-                if let Err(db) = jobs::defer(pool, &id.to_string(), delay).await {
-                    tracing::warn!(error = %db, "could not defer the retry");
-                }
-            }
-            // Redis: the worker's retry layer waits the backoff; at the cap the job is killed
-            // into the dead set (apalis-redis would otherwise retry 25 times, a second apart).
-            JobStore::Redis(..) if n as i32 >= ctx.retry.max_attempts => {
-                let message = e.to_string();
-                return Err(Box::new(AbortError::new(message)) as BoxDynError);
-            }
-            JobStore::Redis(..) => {}
+        tracing::warn!(subscriber = ctx.subscriber.name(), error = %e, "delivery failed; will retry");
+        if let Some(abort) = jobs::after_failure(&ctx.jobs, ctx.retry, &id, &attempt, e.to_string()).await {
+            return Err(abort);
         }
     }
     result.map_err(|e| Box::new(e) as BoxDynError)

@@ -236,6 +236,7 @@ pub async fn start_backbone(
         crate::metrics::Metrics::new(),
         subs,
         vec![SCHEMA],
+        None,
     )
     .await
 }

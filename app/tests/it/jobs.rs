@@ -36,6 +36,7 @@ async fn with_probe(app: &TestApp, sub: &Arc<ProbeSubscriber>) -> Backbone {
         app.state.metrics.clone(),
         subs,
         vec![probe::SCHEMA],
+        None,
     )
     .await
     .unwrap()

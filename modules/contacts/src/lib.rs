@@ -2,8 +2,11 @@
 //! and duplicates), links between them, custom fields, tags, search.
 //! Owns the `contacts` schema; everyone else reaches it through `contacts_api::Contacts`.
 
+mod export;
+mod import;
 mod schema;
 mod service;
+mod tabular;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use kernel::migrate::ModuleMigrations;

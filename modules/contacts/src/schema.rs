@@ -17,6 +17,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         merged_into -> Nullable<BigInt>,
+        open_deals -> Integer,
+        last_contacted_at -> Nullable<Timestamptz>,
     }
 }
 

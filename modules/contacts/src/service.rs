@@ -29,24 +29,24 @@ use crate::schema::{
 };
 
 pub struct ContactsService {
-    pool: DbPool,
-    accounts: Arc<dyn Accounts>,
+    pub(crate) pool: DbPool,
+    pub(crate) accounts: Arc<dyn Accounts>,
     /// The schema pg_trgm lives in (looked up once): its functions and operators are qualified.
     trgm: OnceCell<String>,
 }
 
-fn rights_entity(e: Entity) -> accounts_api::Entity {
+pub(crate) fn rights_entity(e: Entity) -> accounts_api::Entity {
     match e {
         Entity::Contact => accounts_api::Entity::Contacts,
         Entity::Company => accounts_api::Entity::Companies,
     }
 }
 
-fn actor_of(caller: Caller) -> i64 {
+pub(crate) fn actor_of(caller: Caller) -> i64 {
     caller.actor.user_id().map(|u| u.0).unwrap_or(0)
 }
 
-fn err(field: impl Into<String>, code: &str, message: impl Into<String>) -> FieldError {
+pub(crate) fn err(field: impl Into<String>, code: &str, message: impl Into<String>) -> FieldError {
     FieldError {
         field: field.into(),
         code: code.into(),
@@ -55,7 +55,7 @@ fn err(field: impl Into<String>, code: &str, message: impl Into<String>) -> Fiel
 }
 
 /// The most tags on a contact or a company.
-const MAX_TAGS: usize = 50;
+pub(crate) const MAX_TAGS: usize = 50;
 
 fn finish(errors: Vec<FieldError>) -> AppResult<()> {
     if errors.is_empty() {
@@ -65,7 +65,7 @@ fn finish(errors: Vec<FieldError>) -> AppResult<()> {
     }
 }
 
-fn text(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) -> String {
+pub(crate) fn text(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) -> String {
     let v = value.trim().to_string();
     if v.chars().count() > max {
         errors.push(err(field, "too_long", format!("at most {max} characters")));
@@ -171,7 +171,7 @@ struct CompanyRow {
     updated_at: DateTime<Utc>,
 }
 
-fn object(v: &Value) -> FieldValues {
+pub(crate) fn object(v: &Value) -> FieldValues {
     match v {
         Value::Object(m) => m.clone(),
         _ => FieldValues::new(),
@@ -414,7 +414,7 @@ async fn write_reach(
 }
 
 /// The ids of the named tags of an entity type, created when missing.
-async fn ensure_tags(
+pub(crate) async fn ensure_tags(
     tx: &mut AsyncPgConnection,
     account: AccountId,
     entity: Entity,
@@ -449,7 +449,7 @@ async fn ensure_tags(
         .collect())
 }
 
-async fn load_fields(
+pub(crate) async fn load_fields(
     conn: &mut AsyncPgConnection,
     account: AccountId,
     entity: Entity,
@@ -503,19 +503,19 @@ async fn load_fields(
         .collect())
 }
 
-fn envelope<E: DomainEvent>(caller: Caller, e: &E) -> AppResult<EventEnvelope> {
+pub(crate) fn envelope<E: DomainEvent>(caller: Caller, e: &E) -> AppResult<EventEnvelope> {
     EventEnvelope::new(caller, e)
 }
 
 /// Before/after maps of what changed.
 #[derive(Default)]
-struct Diff {
-    before: serde_json::Map<String, Value>,
-    after: serde_json::Map<String, Value>,
+pub(crate) struct Diff {
+    pub(crate) before: serde_json::Map<String, Value>,
+    pub(crate) after: serde_json::Map<String, Value>,
 }
 
 impl Diff {
-    fn add(&mut self, key: &str, b: Value, a: Value) {
+    pub(crate) fn add(&mut self, key: &str, b: Value, a: Value) {
         if b != a {
             self.before.insert(key.into(), b);
             self.after.insert(key.into(), a);
@@ -544,15 +544,15 @@ impl ContactsService {
         }
     }
 
-    async fn conn(&self) -> AppResult<kernel::db::DbConn> {
+    pub(crate) async fn conn(&self) -> AppResult<kernel::db::DbConn> {
         Ok(self.pool.get().await?)
     }
 
-    async fn scope(&self, caller: Caller, entity: Entity, action: Action) -> AppResult<Scope> {
+    pub(crate) async fn scope(&self, caller: Caller, entity: Entity, action: Action) -> AppResult<Scope> {
         access::scope(&*self.accounts, caller, rights_entity(entity), action).await
     }
 
-    async fn country(&self, caller: Caller) -> AppResult<String> {
+    pub(crate) async fn country(&self, caller: Caller) -> AppResult<String> {
         Ok(self.accounts.account(caller.account_id).await?.country)
     }
 
@@ -2020,6 +2020,55 @@ impl Contacts for ContactsService {
         Ok(count)
     }
 
+    async fn upload_import(&self, caller: Caller, upload: ImportUpload) -> AppResult<ImportInfo> {
+        self.do_upload_import(caller, upload).await
+    }
+
+    async fn import_info(&self, caller: Caller, id: ImportId) -> AppResult<ImportInfo> {
+        self.do_import_info(caller, id).await
+    }
+
+    async fn imports(&self, caller: Caller) -> AppResult<Vec<ImportInfo>> {
+        self.do_imports(caller).await
+    }
+
+    async fn start_import(
+        &self,
+        caller: Caller,
+        id: ImportId,
+        settings: ImportSettings,
+    ) -> AppResult<ImportInfo> {
+        self.do_start_import(caller, id, settings).await
+    }
+
+    async fn run_import(&self, account: AccountId, id: ImportId) -> AppResult<ImportInfo> {
+        self.do_run_import(account, id).await
+    }
+
+    async fn import_errors(
+        &self,
+        caller: Caller,
+        id: ImportId,
+    ) -> AppResult<Vec<ImportRowError>> {
+        self.do_import_errors(caller, id).await
+    }
+
+    async fn start_export(&self, caller: Caller, request: ExportRequest) -> AppResult<ExportInfo> {
+        self.do_start_export(caller, request).await
+    }
+
+    async fn run_export(&self, account: AccountId, id: ExportId) -> AppResult<ExportInfo> {
+        self.do_run_export(account, id).await
+    }
+
+    async fn exports(&self, caller: Caller) -> AppResult<Vec<ExportInfo>> {
+        self.do_exports(caller).await
+    }
+
+    async fn export_file(&self, caller: Caller, id: ExportId) -> AppResult<ExportFile> {
+        self.do_export_file(caller, id).await
+    }
+
     async fn tags(&self, caller: Caller, entity: Entity) -> AppResult<Vec<Tag>> {
         self.scope(caller, entity, Action::View).await?;
         let mut conn = self.conn().await?;
@@ -2073,6 +2122,22 @@ impl ContactsService {
         }
         if let Some(t) = filter.created_to {
             q = q.filter(contacts::created_at.lt(t));
+        }
+        match filter.open_deal {
+            Some(true) => q = q.filter(contacts::open_deals.gt(0)),
+            Some(false) => q = q.filter(contacts::open_deals.eq(0)),
+            None => {}
+        }
+        let days = |n: i32| Utc::now() - chrono::TimeDelta::days(n.clamp(0, 36_500) as i64);
+        if let Some(n) = filter.contacted_within_days {
+            q = q.filter(contacts::last_contacted_at.ge(days(n)));
+        }
+        if let Some(n) = filter.not_contacted_days {
+            q = q.filter(
+                contacts::last_contacted_at
+                    .is_null()
+                    .or(contacts::last_contacted_at.lt(days(n))),
+            );
         }
         if !filter.fields.is_empty() {
             let defs = load_fields(conn, account, Entity::Contact).await?;

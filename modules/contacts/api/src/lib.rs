@@ -112,6 +112,35 @@ pub trait Contacts: Send + Sync {
     ) -> AppResult<CustomField>;
     async fn tags(&self, caller: Caller, entity: Entity) -> AppResult<Vec<Tag>>;
 
+    // --- import and export ----------------------------------------------------------------
+    /// Reads an uploaded CSV or XLSX (its header row and first rows) and keeps it for mapping.
+    /// Refuses a file that is not UTF-8 (or the encoding chosen), empty, or too large.
+    async fn upload_import(&self, caller: Caller, upload: ImportUpload) -> AppResult<ImportInfo>;
+    async fn import_info(&self, caller: Caller, id: ImportId) -> AppResult<ImportInfo>;
+    /// The latest imports of the account (the caller's own unless an administrator).
+    async fn imports(&self, caller: Caller) -> AppResult<Vec<ImportInfo>>;
+    /// Checks the mapping (a name column is required) and queues the import (or its dry run):
+    /// the caller then hands it to a job that calls [`Contacts::run_import`].
+    async fn start_import(
+        &self,
+        caller: Caller,
+        id: ImportId,
+        settings: ImportSettings,
+    ) -> AppResult<ImportInfo>;
+    /// Runs a queued import to its end, in chunks that each commit with the count of rows done,
+    /// so a run killed half-way resumes where it stopped (no row twice). For the job worker.
+    async fn run_import(&self, account: kernel::AccountId, id: ImportId) -> AppResult<ImportInfo>;
+    /// The rows refused, in file order.
+    async fn import_errors(&self, caller: Caller, id: ImportId)
+    -> AppResult<Vec<ImportRowError>>;
+
+    /// Queues an export of a list or a segment (needs the export right).
+    async fn start_export(&self, caller: Caller, request: ExportRequest) -> AppResult<ExportInfo>;
+    /// Writes a queued export's file. For the job worker.
+    async fn run_export(&self, account: kernel::AccountId, id: ExportId) -> AppResult<ExportInfo>;
+    async fn exports(&self, caller: Caller) -> AppResult<Vec<ExportInfo>>;
+    async fn export_file(&self, caller: Caller, id: ExportId) -> AppResult<ExportFile>;
+
     /// Fills the account with `count` generated contacts (names, a mobile phone and an e-mail
     /// each, spread over `users`) in set-based statements, for benchmarks. Administrators only.
     async fn seed_contacts(

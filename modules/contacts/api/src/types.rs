@@ -190,6 +190,12 @@ pub struct ContactFilter {
     pub created_to: Option<DateTime<Utc>>,
     /// Custom fields with this value (a choice by its id or text).
     pub fields: Vec<(FieldId, serde_json::Value)>,
+    /// Contacts with (true) or without (false) an open deal.
+    pub open_deal: Option<bool>,
+    /// Contacts last contacted within this many days.
+    pub contacted_within_days: Option<i32>,
+    /// Contacts not contacted for this many days (or never).
+    pub not_contacted_days: Option<i32>,
 }
 
 impl ContactFilter {
@@ -275,4 +281,279 @@ impl kernel::fields::FieldDef for CustomField {
     fn field_enums(&self) -> &[FieldEnum] {
         &self.enums
     }
+}
+
+// --- import and export ------------------------------------------------------------------------
+
+typed_id!(ImportId);
+typed_id!(ExportId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Csv,
+    Xlsx,
+}
+
+impl FileFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "csv",
+            FileFormat::Xlsx => "xlsx",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FileFormat> {
+        match s {
+            "csv" => Some(FileFormat::Csv),
+            "xlsx" => Some(FileFormat::Xlsx),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "text/csv; charset=utf-8",
+            FileFormat::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        }
+    }
+}
+
+/// The text encoding of an uploaded CSV (XLSX is always Unicode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TextEncoding {
+    #[default]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// What Excel writes for "CSV" on a Russian Windows.
+    #[serde(rename = "windows-1251")]
+    Windows1251,
+}
+
+impl TextEncoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextEncoding::Utf8 => "utf-8",
+            TextEncoding::Windows1251 => "windows-1251",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TextEncoding> {
+        match s {
+            "utf-8" => Some(TextEncoding::Utf8),
+            "windows-1251" => Some(TextEncoding::Windows1251),
+            _ => None,
+        }
+    }
+}
+
+/// A file to import, as uploaded.
+#[derive(Debug, Clone)]
+pub struct ImportUpload {
+    pub entity: Entity,
+    pub file_name: String,
+    pub encoding: TextEncoding,
+    pub data: Vec<u8>,
+}
+
+/// The largest file accepted for import.
+pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
+/// The most data rows in one import.
+pub const MAX_IMPORT_ROWS: usize = 1_000_000;
+
+/// What to do with a row whose phone or e-mail (or, for companies, name) is already on record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicatePolicy {
+    /// Leave the record as it is and count the row as skipped.
+    #[default]
+    Skip,
+    /// Add the row's values to the record: names and fields given replace, phones, e-mails and
+    /// tags are added.
+    Update,
+    /// Create a new record anyway.
+    Create,
+}
+
+impl DuplicatePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DuplicatePolicy::Skip => "skip",
+            DuplicatePolicy::Update => "update",
+            DuplicatePolicy::Create => "create",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DuplicatePolicy> {
+        match s {
+            "skip" => Some(DuplicatePolicy::Skip),
+            "update" => Some(DuplicatePolicy::Update),
+            "create" => Some(DuplicatePolicy::Create),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// An import whose columns are not mapped yet.
+    Uploaded,
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Uploaded => "uploaded",
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> JobStatus {
+        match s {
+            "uploaded" => JobStatus::Uploaded,
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "done" => JobStatus::Done,
+            _ => JobStatus::Failed,
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobStatus::Done | JobStatus::Failed)
+    }
+}
+
+/// Where a column of an import goes: one of [`CONTACT_TARGETS`] / [`COMPANY_TARGETS`], or
+/// `cf:<field id>` for a custom field; empty for a column left out.
+pub const CONTACT_TARGETS: [&str; 15] = [
+    "full_name",
+    "first_name",
+    "last_name",
+    "position",
+    "phone_work",
+    "phone_mob",
+    "phone_home",
+    "phone_other",
+    "email_work",
+    "email_priv",
+    "email_other",
+    "tags",
+    "responsible",
+    "company",
+    "created_at",
+];
+
+pub const COMPANY_TARGETS: [&str; 12] = [
+    "name",
+    "web",
+    "address",
+    "phone_work",
+    "phone_mob",
+    "phone_home",
+    "phone_other",
+    "email_work",
+    "email_priv",
+    "email_other",
+    "tags",
+    "responsible",
+];
+
+/// How an import is to run, from the mapping screen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSettings {
+    /// A target per column of the file, in order.
+    pub mapping: Vec<String>,
+    pub policy: DuplicatePolicy,
+    /// A tag put on every created or updated record (empty: none).
+    pub tag: String,
+    /// Check every row and count what would happen, changing nothing.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportInfo {
+    pub id: ImportId,
+    pub entity: Entity,
+    pub user_id: UserId,
+    pub file_name: String,
+    pub format: FileFormat,
+    pub encoding: TextEncoding,
+    pub headers: Vec<String>,
+    /// The first rows of the file.
+    pub preview: Vec<Vec<String>>,
+    pub total_rows: i32,
+    pub mapping: Vec<String>,
+    pub policy: DuplicatePolicy,
+    pub tag: String,
+    pub dry_run: bool,
+    pub status: JobStatus,
+    pub processed: i32,
+    pub created: i32,
+    pub updated: i32,
+    pub skipped: i32,
+    pub failed: i32,
+    /// Why a failed import stopped.
+    pub error: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl ImportInfo {
+    /// Percent of rows done.
+    pub fn percent(&self) -> i32 {
+        if self.total_rows == 0 {
+            100
+        } else {
+            (self.processed as i64 * 100 / self.total_rows as i64) as i32
+        }
+    }
+}
+
+/// A row the import refused (or would refuse, in a dry run), and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRowError {
+    /// The row in the file as a spreadsheet numbers it (the header is row 1).
+    pub row: i32,
+    /// The column's header, or the target when no single column is to blame.
+    pub field: String,
+    pub value: String,
+    pub message: String,
+}
+
+/// What to export: a filtered list, or a segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRequest {
+    pub entity: Entity,
+    pub format: FileFormat,
+    pub filter: ContactFilter,
+    pub segment: Option<SegmentId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportInfo {
+    pub id: ExportId,
+    pub entity: Entity,
+    pub format: FileFormat,
+    pub title: String,
+    pub status: JobStatus,
+    pub rows: i32,
+    pub error: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A finished export's file.
+#[derive(Debug, Clone)]
+pub struct ExportFile {
+    pub file_name: String,
+    pub format: FileFormat,
+    pub data: Vec<u8>,
 }
