@@ -10,7 +10,7 @@ pub mod session;
 
 use actix_web::web;
 
-use pages::{auth, contacts, deals, home, settings};
+use pages::{auth, contacts, deals, home, settings, transfer};
 
 pub fn random_token() -> String {
     use base64::Engine;
@@ -58,6 +58,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/contacts/new", web::get().to(contacts::new_contact))
         .route("/contacts/segments", web::post().to(contacts::save_segment))
         .route("/contacts/duplicates", web::get().to(contacts::duplicates))
+        .route("/contacts/transfer", web::get().to(transfer::transfer))
+        .route("/contacts/import", web::post().to(transfer::upload))
+        .route("/contacts/import/{id}", web::get().to(transfer::import))
+        .route("/contacts/import/{id}", web::post().to(transfer::start))
+        .route("/contacts/import/{id}/progress", web::get().to(transfer::progress))
+        .route("/contacts/import/{id}/errors.csv", web::get().to(transfer::error_report))
+        .route("/contacts/export", web::post().to(transfer::export))
+        .route("/contacts/exports/{id}/file", web::get().to(transfer::export_file))
         .route("/contacts/{id}", web::get().to(contacts::contact))
         .route("/contacts/{id}", web::post().to(contacts::save_contact))
         .route("/contacts/{id}/companies", web::post().to(contacts::link))

@@ -61,6 +61,10 @@ struct ListTpl<'a> {
     users: Vec<(i64, String)>,
     /// The filter's query string, for "save as segment" and "more".
     filter_query: String,
+    /// The filter as hidden form fields (save as segment, export).
+    filter_fields: Vec<(&'static str, String)>,
+    open_deal: String,
+    not_contacted: String,
 }
 
 /// The values a new-record form shows again.
@@ -164,6 +168,8 @@ async fn list(
     let mut next = None;
     let id_of = |k: &str| filter::get(&pairs, k).parse::<i64>().ok();
     let (segment, tag, responsible) = (id_of("segment"), id_of("tag"), id_of("responsible"));
+    let open_deal = filter::get(&pairs, "open_deal").to_string();
+    let not_contacted = filter::get(&pairs, "not_contacted").to_string();
     let mut segments = Vec::new();
     let mut contact_filter = ContactFilter::default();
     if entity == Entity::Contact {
@@ -186,24 +192,37 @@ async fn list(
                 .find(|s| s.id.0 == id)
                 .map(|s| s.filter)
                 .ok_or_else(|| AppError::not_found("segment"))?,
-            None => ContactFilter {
-                tags: tag.map(contacts_api::TagId).into_iter().collect(),
-                responsible: responsible.map(kernel::UserId).into_iter().collect(),
-                ..Default::default()
-            },
+            None => filter_from(&pairs),
         };
     }
     let filter_query = serde_urlencoded::to_string(
         [
-            ("tag", tag),
-            ("responsible", responsible),
-            ("segment", segment),
+            ("tag", tag.map(|v| v.to_string())),
+            ("responsible", responsible.map(|v| v.to_string())),
+            ("segment", segment.map(|v| v.to_string())),
+            ("open_deal", Some(open_deal.clone()).filter(|v| !v.is_empty())),
+            (
+                "not_contacted",
+                Some(not_contacted.clone()).filter(|v| !v.is_empty()),
+            ),
         ]
         .iter()
-        .filter_map(|(k, v)| v.map(|v| (*k, v.to_string())))
+        .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
         .collect::<Vec<_>>(),
     )
     .unwrap_or_default();
+    let filter_fields: Vec<(&'static str, String)> = [
+        ("tag", tag.map(|v| v.to_string())),
+        ("responsible", responsible.map(|v| v.to_string())),
+        ("open_deal", Some(open_deal.clone()).filter(|v| !v.is_empty())),
+        (
+            "not_contacted",
+            Some(not_contacted.clone()).filter(|v| !v.is_empty()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
     if !q.is_empty() {
         // One box for both kinds: the list the user is on comes first.
         let mut found: Vec<SearchHit> = c.search(caller, &q, 50).await?;
@@ -315,8 +334,34 @@ async fn list(
             tags,
             users,
             filter_query,
+            filter_fields,
+            open_deal,
+            not_contacted,
         },
     )
+}
+
+/// The list's filter from its query (or a posted form): tag, responsible, open deal (`yes` /
+/// `no`), not contacted for N days.
+pub fn filter_from(pairs: &[(String, String)]) -> ContactFilter {
+    let id_of = |k: &str| filter::get(pairs, k).parse::<i64>().ok();
+    ContactFilter {
+        tags: id_of("tag").map(contacts_api::TagId).into_iter().collect(),
+        responsible: id_of("responsible")
+            .map(kernel::UserId)
+            .into_iter()
+            .collect(),
+        open_deal: match filter::get(pairs, "open_deal") {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        },
+        not_contacted_days: filter::get(pairs, "not_contacted")
+            .parse::<i32>()
+            .ok()
+            .filter(|d| *d > 0),
+        ..Default::default()
+    }
 }
 
 /// Saves the list's current filter as a named segment.
@@ -326,15 +371,7 @@ pub async fn save_segment(
     f: web::Form<Vec<(String, String)>>,
 ) -> PageResult {
     let caller = ctx.caller()?;
-    let id_of = |k: &str| filter::get(&f, k).parse::<i64>().ok();
-    let contact_filter = ContactFilter {
-        tags: id_of("tag").map(contacts_api::TagId).into_iter().collect(),
-        responsible: id_of("responsible")
-            .map(kernel::UserId)
-            .into_iter()
-            .collect(),
-        ..Default::default()
-    };
+    let contact_filter = filter_from(&f);
     match state
         .modules
         .contacts

@@ -5,6 +5,7 @@ pub mod contacts;
 pub mod deals;
 pub mod home;
 pub mod settings;
+pub mod transfer;
 
 use accounts_api::{Action, Entity, Level, Rights};
 use actix_web::HttpResponse;
