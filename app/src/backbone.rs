@@ -223,16 +223,17 @@ impl Backbone {
                 JobStore::Redis(conn, _) => {
                     let conn = conn.clone();
                     monitor.register(move |_| {
-                        let backend =
-                            apalis_redis::RedisStorage::<crate::work::ContactFiles>::new(conn.clone())
-                                .with_config(
-                                    apalis_redis::Config::default()
-                                        .queue(queue)
-                                        .batch_size(1)
-                                        .heartbeat_interval(heartbeat)
-                                        .missed_heartbeats(5),
-                                )
-                                .poll_with_interval(poll);
+                        let backend = apalis_redis::RedisStorage::<crate::work::ContactFiles>::new(
+                            conn.clone(),
+                        )
+                        .with_config(
+                            apalis_redis::Config::default()
+                                .queue(queue)
+                                .batch_size(1)
+                                .heartbeat_interval(heartbeat)
+                                .missed_heartbeats(5),
+                        )
+                        .poll_with_interval(poll);
                         WorkerBuilder::new(name.as_str())
                             .backend(backend)
                             .data(ctx.clone())

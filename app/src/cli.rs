@@ -537,14 +537,13 @@ async fn serve_on(
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "migrations applied");
     }
-    // One set of subscribers: the job store learns their queues, the backbone runs them.
-    let subscribers = server::subscribers();
-    let jobs = crate::backbone::job_store(config, &db.url, server::queues(&subscribers)).await?;
+    let jobs = crate::backbone::job_store(config, &db.url, server::queues()).await?;
     let state = web::Data::new(server::build_state(
         config.clone(),
         &db.url,
         Some(jobs.clone()),
     )?);
+    let subscribers = server::subscribers(&state.modules);
     let backbone = match role {
         Role::Web => None,
         Role::All | Role::Workers => Some(

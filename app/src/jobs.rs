@@ -66,7 +66,11 @@ pub async fn after_failure(
 ) -> Option<apalis::prelude::BoxDynError> {
     let n = attempt.current().max(1) as u32;
     let delay = retry.backoff(n);
-    tracing::info!(attempt = n, ?delay, "job failed; next attempt after the backoff");
+    tracing::info!(
+        attempt = n,
+        ?delay,
+        "job failed; next attempt after the backoff"
+    );
     match jobs {
         JobStore::Postgres(pool) => {
             if let Err(db) = defer(pool, &id.to_string(), delay).await {
@@ -74,9 +78,9 @@ pub async fn after_failure(
             }
             None
         }
-        JobStore::Redis(..) if n as i32 >= retry.max_attempts => Some(Box::new(
-            apalis::prelude::AbortError::new(error),
-        )),
+        JobStore::Redis(..) if n as i32 >= retry.max_attempts => {
+            Some(Box::new(apalis::prelude::AbortError::new(error)))
+        }
         JobStore::Redis(..) => None,
     }
 }

@@ -181,17 +181,23 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
 }
 
 /// The job queues of this build's subscribers (Redis keeps no list of its queues).
-pub fn queues(subscribers: &crate::events::Subscribers) -> Vec<String> {
-    subscribers
+/// The names of this build's event subscribers (each has its queue `events.<name>`).
+pub const SUBSCRIBER_NAMES: [&str; 2] = ["deals.contact_merges", "contacts.deal_links"];
+
+/// Every queue of this build: one per subscriber, and the modules' job queues.
+pub fn queues() -> Vec<String> {
+    SUBSCRIBER_NAMES
         .iter()
-        .map(|s| crate::events::pg::queue_of(s.name()))
+        .map(|s| crate::events::pg::queue_of(s))
         .chain([crate::work::CONTACT_FILES.to_string()])
         .collect()
 }
 
-/// The event subscribers of this build (modules register theirs here as they arrive).
-pub fn subscribers() -> crate::events::Subscribers {
-    std::sync::Arc::new(vec![std::sync::Arc::new(deals::ContactMerges)])
+/// The event subscribers of this build, wired to the modules they read through.
+pub fn subscribers(modules: &Modules) -> crate::events::Subscribers {
+    let deal_links = std::sync::Arc::new(contacts::DealLinks::new());
+    deal_links.connect(modules.deals.clone());
+    std::sync::Arc::new(vec![std::sync::Arc::new(deals::ContactMerges), deal_links])
 }
 
 /// The schemas whose outboxes this process relays: every module's.

@@ -59,7 +59,17 @@ pub async fn run_contact_files(
             .contacts
             .run_import(AccountId(account_id), ImportId(import_id))
             .await
-            .map(|i| tracing::info!(import = i.id.0, status = i.status.as_str(), created = i.created, updated = i.updated, skipped = i.skipped, failed = i.failed, "import finished")),
+            .map(|i| {
+                tracing::info!(
+                    import = i.id.0,
+                    status = i.status.as_str(),
+                    created = i.created,
+                    updated = i.updated,
+                    skipped = i.skipped,
+                    failed = i.failed,
+                    "import finished"
+                )
+            }),
         ContactFiles::Export {
             account_id,
             export_id,
@@ -67,11 +77,20 @@ pub async fn run_contact_files(
             .contacts
             .run_export(AccountId(account_id), ExportId(export_id))
             .await
-            .map(|e| tracing::info!(export = e.id.0, status = e.status.as_str(), rows = e.rows, "export finished")),
+            .map(|e| {
+                tracing::info!(
+                    export = e.id.0,
+                    status = e.status.as_str(),
+                    rows = e.rows,
+                    "export finished"
+                )
+            }),
     };
     if let Err(e) = &result {
         tracing::warn!(error = %e, "contacts file job failed; will retry");
-        if let Some(abort) = jobs::after_failure(&ctx.jobs, ctx.retry, &id, &attempt, e.to_string()).await {
+        if let Some(abort) =
+            jobs::after_failure(&ctx.jobs, ctx.retry, &id, &attempt, e.to_string()).await
+        {
             return Err(abort);
         }
     }

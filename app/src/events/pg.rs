@@ -88,7 +88,9 @@ pub async fn deliver(
     let result = deliver_all(&job, &ctx).await;
     if let Err(e) = &result {
         tracing::warn!(subscriber = ctx.subscriber.name(), error = %e, "delivery failed; will retry");
-        if let Some(abort) = jobs::after_failure(&ctx.jobs, ctx.retry, &id, &attempt, e.to_string()).await {
+        if let Some(abort) =
+            jobs::after_failure(&ctx.jobs, ctx.retry, &id, &attempt, e.to_string()).await
+        {
             return Err(abort);
         }
     }

@@ -62,10 +62,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/contacts/import", web::post().to(transfer::upload))
         .route("/contacts/import/{id}", web::get().to(transfer::import))
         .route("/contacts/import/{id}", web::post().to(transfer::start))
-        .route("/contacts/import/{id}/progress", web::get().to(transfer::progress))
-        .route("/contacts/import/{id}/errors.csv", web::get().to(transfer::error_report))
+        .route(
+            "/contacts/import/{id}/progress",
+            web::get().to(transfer::progress),
+        )
+        .route(
+            "/contacts/import/{id}/errors.csv",
+            web::get().to(transfer::error_report),
+        )
         .route("/contacts/export", web::post().to(transfer::export))
-        .route("/contacts/exports/{id}/file", web::get().to(transfer::export_file))
+        .route(
+            "/contacts/exports/{id}/file",
+            web::get().to(transfer::export_file),
+        )
         .route("/contacts/{id}", web::get().to(contacts::contact))
         .route("/contacts/{id}", web::post().to(contacts::save_contact))
         .route("/contacts/{id}/companies", web::post().to(contacts::link))

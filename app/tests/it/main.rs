@@ -13,3 +13,4 @@ mod jobs;
 mod settings;
 mod support;
 mod tenancy;
+mod transfer;

@@ -74,11 +74,7 @@ impl ExportRow {
 const PAGE: u32 = 250;
 
 impl ContactsService {
-    async fn load_export(
-        &self,
-        account: AccountId,
-        id: ExportId,
-    ) -> AppResult<ExportRow> {
+    async fn load_export(&self, account: AccountId, id: ExportId) -> AppResult<ExportRow> {
         let mut conn = self.conn().await?;
         diesel::sql_query(format!(
             "SELECT {EXPORT_COLUMNS} FROM contacts.exports WHERE account_id = $1 AND id = $2"
@@ -198,10 +194,12 @@ impl ContactsService {
             #[diesel(sql_type = diesel::sql_types::Bytea)]
             data: Vec<u8>,
         }
-        let d: Data = diesel::sql_query("SELECT data FROM contacts.exports WHERE id = $1 AND data IS NOT NULL")
-            .bind::<BigInt, _>(id.0)
-            .get_result(&mut conn)
-            .await?;
+        let d: Data = diesel::sql_query(
+            "SELECT data FROM contacts.exports WHERE id = $1 AND data IS NOT NULL",
+        )
+        .bind::<BigInt, _>(id.0)
+        .get_result(&mut conn)
+        .await?;
         let format = row.format();
         Ok(ExportFile {
             file_name: format!(
@@ -276,14 +274,30 @@ impl ContactsService {
         let users = self.user_display_names(caller.account_id).await?;
         let mut header: Vec<String> = match entity {
             Entity::Contact => [
-                "ID", "Name", "First name", "Last name", "Position", "Phone", "Email", "Company",
-                "Tags", "Responsible", "Created at",
+                "ID",
+                "Name",
+                "First name",
+                "Last name",
+                "Position",
+                "Phone",
+                "Email",
+                "Company",
+                "Tags",
+                "Responsible",
+                "Created at",
             ]
             .iter()
             .map(|s| s.to_string())
             .collect(),
             Entity::Company => [
-                "ID", "Name", "Web", "Address", "Phone", "Email", "Tags", "Responsible",
+                "ID",
+                "Name",
+                "Web",
+                "Address",
+                "Phone",
+                "Email",
+                "Tags",
+                "Responsible",
                 "Created at",
             ]
             .iter()
@@ -315,7 +329,11 @@ impl ContactsService {
                         .flat_map(|c| c.company_ids.iter().copied())
                         .collect();
                     let names = self.company_names(caller.account_id, &company_ids).await?;
-                    for c in p.items.iter().filter(|c| scope.allows(c.responsible_user_id)) {
+                    for c in p
+                        .items
+                        .iter()
+                        .filter(|c| scope.allows(c.responsible_user_id))
+                    {
                         let mut r = vec![
                             c.id.0.to_string(),
                             c.name.clone(),
@@ -340,7 +358,11 @@ impl ContactsService {
                 }
                 Entity::Company => {
                     let p = self.list_companies(caller, &filter, page.clone()).await?;
-                    for c in p.items.iter().filter(|c| scope.allows(c.responsible_user_id)) {
+                    for c in p
+                        .items
+                        .iter()
+                        .filter(|c| scope.allows(c.responsible_user_id))
+                    {
                         let mut r = vec![
                             c.id.0.to_string(),
                             c.name.clone(),

@@ -9,8 +9,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use accounts_api::access::Scope;
 use accounts_api::Action;
+use accounts_api::access::Scope;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use contacts_api::events::{
     CompanyCreated, CompanyUpdated, ContactCreated, ContactLinked, ContactUpdated,
@@ -24,9 +24,7 @@ use kernel::fields::{self, FieldType};
 use kernel::{AccountId, AppError, AppResult, Caller, ErrorCode, UserId, outbox, reach};
 use serde_json::Value;
 
-use crate::service::{
-    ContactsService, Diff, MAX_TAGS, ensure_tags, envelope, load_fields, object,
-};
+use crate::service::{ContactsService, Diff, MAX_TAGS, ensure_tags, envelope, load_fields, object};
 use crate::tabular;
 
 /// Rows per transaction.
@@ -225,15 +223,27 @@ fn guess_mapping(entity: Entity, headers: &[String], defs: &[CustomField]) -> Ve
                     }
                     (
                         Entity::Contact,
-                        "name" | "full name" | "contact" | "contact name" | "фио" | "полное имя"
-                        | "контакт" | "имя контакта",
+                        "name"
+                        | "full name"
+                        | "contact"
+                        | "contact name"
+                        | "фио"
+                        | "полное имя"
+                        | "контакт"
+                        | "имя контакта",
                     ) => "full_name",
                     (
                         Entity::Company,
-                        "name" | "company" | "company name" | "название" | "компания"
+                        "name"
+                        | "company"
+                        | "company name"
+                        | "название"
+                        | "компания"
                         | "название компании",
                     ) => "name",
-                    (Entity::Contact, "company" | "компания" | "организация") => "company",
+                    (Entity::Contact, "company" | "компания" | "организация") => {
+                        "company"
+                    }
                     (Entity::Contact, "position" | "job title" | "title" | "должность") => {
                         "position"
                     }
@@ -241,16 +251,18 @@ fn guess_mapping(entity: Entity, headers: &[String], defs: &[CustomField]) -> Ve
                         "web"
                     }
                     (Entity::Company, "address" | "адрес") => "address",
-                    (_, "phone" | "work phone" | "телефон" | "рабочий телефон" | "телефон рабочий") => {
-                        "phone_work"
-                    }
+                    (
+                        _,
+                        "phone" | "work phone" | "телефон" | "рабочий телефон" | "телефон рабочий",
+                    ) => "phone_work",
                     (_, "mobile" | "mobile phone" | "cell" | "мобильный" | "мобильный телефон") => {
                         "phone_mob"
                     }
                     (_, "home phone" | "домашний телефон") => "phone_home",
-                    (_, "email" | "e mail" | "work email" | "почта" | "эл почта" | "email рабочий") => {
-                        "email_work"
-                    }
+                    (
+                        _,
+                        "email" | "e mail" | "work email" | "почта" | "эл почта" | "email рабочий",
+                    ) => "email_work",
                     (_, "personal email" | "private email" | "личный email" | "email личный") => {
                         "email_priv"
                     }
@@ -258,14 +270,16 @@ fn guess_mapping(entity: Entity, headers: &[String], defs: &[CustomField]) -> Ve
                     (_, "responsible" | "owner" | "manager" | "ответственный" | "менеджер") => {
                         "responsible"
                     }
-                    (Entity::Contact, "created" | "created at" | "date created" | "дата создания") => {
-                        "created_at"
-                    }
+                    (
+                        Entity::Contact,
+                        "created" | "created at" | "date created" | "дата создания",
+                    ) => "created_at",
                     _ => "",
                 };
                 t.to_string()
             };
-            let repeatable = guess.starts_with("phone_") || guess.starts_with("email_") || guess == "tags";
+            let repeatable =
+                guess.starts_with("phone_") || guess.starts_with("email_") || guess == "tags";
             if guess.is_empty() || (!repeatable && !taken.insert(guess.clone())) {
                 String::new()
             } else {
@@ -449,7 +463,12 @@ fn parse_row(ctx: &Ctx, row: &[String], row_no: i32) -> Result<Cand, Vec<ImportR
         }
         let mut limited = |max: usize, to: &mut String| {
             if v.chars().count() > max {
-                errors.push(row_err(row_no, header, v, format!("at most {max} characters")));
+                errors.push(row_err(
+                    row_no,
+                    header,
+                    v,
+                    format!("at most {max} characters"),
+                ));
             } else {
                 *to = v.to_string();
             }
@@ -466,7 +485,9 @@ fn parse_row(ctx: &Ctx, row: &[String], row_no: i32) -> Result<Cand, Vec<ImportR
                 for p in split_list(v, &[',', ';']) {
                     match reach::normalize_phone(&p, Some(&ctx.country)) {
                         Ok(n) if c.phones.iter().any(|x| x.2 == n) => {}
-                        Ok(n) => c.phones.push((kind.into(), p.chars().take(50).collect(), n)),
+                        Ok(n) => c
+                            .phones
+                            .push((kind.into(), p.chars().take(50).collect(), n)),
                         Err(e) => errors.push(row_err(row_no, header, &p, e.message)),
                     }
                 }
@@ -501,7 +522,11 @@ fn parse_row(ctx: &Ctx, row: &[String], row_no: i32) -> Result<Cand, Vec<ImportR
             Target::Company => {
                 if v.chars().count() > 255 {
                     errors.push(row_err(row_no, header, v, "at most 255 characters"));
-                } else if !c.companies.iter().any(|x| x.to_lowercase() == v.to_lowercase()) {
+                } else if !c
+                    .companies
+                    .iter()
+                    .any(|x| x.to_lowercase() == v.to_lowercase())
+                {
                     c.companies.push(v.to_string());
                 }
             }
@@ -784,9 +809,12 @@ async fn process_chunk(
         }
         let keys = c.keys(entity);
         let in_db = keys.iter().find_map(|k| existing.get(k).copied());
-        let earlier = keys
-            .iter()
-            .find_map(|k| local.get(k).copied().or_else(|| seen.get(k).map(|_| usize::MAX)));
+        let earlier = keys.iter().find_map(|k| {
+            local
+                .get(k)
+                .copied()
+                .or_else(|| seen.get(k).map(|_| usize::MAX))
+        });
         match (in_db, earlier, ctx.policy) {
             (Some(_), _, DuplicatePolicy::Skip) | (None, Some(_), DuplicatePolicy::Skip) => {
                 out.skipped += 1;
@@ -910,7 +938,10 @@ async fn process_chunk(
                 c.row,
                 "responsible",
                 "",
-                format!("a {} with this phone, e-mail or name exists (#{id}) and you may not edit it", entity.as_str()),
+                format!(
+                    "a {} with this phone, e-mail or name exists (#{id}) and you may not edit it",
+                    entity.as_str()
+                ),
             ));
             continue;
         }
@@ -950,14 +981,22 @@ async fn process_chunk(
             }
         }
         if tags != cur.tag_ids {
-            diff.add("tag_ids", Value::from(cur.tag_ids.clone()), Value::from(tags.clone()));
+            diff.add(
+                "tag_ids",
+                Value::from(cur.tag_ids.clone()),
+                Value::from(tags.clone()),
+            );
             cur.tag_ids = tags;
         }
         let before = object(&cur.custom_fields);
         let mut after = before.clone();
         after.extend(c.fields.clone());
         if after != before {
-            diff.add("custom_fields", Value::Object(before), Value::Object(after.clone()));
+            diff.add(
+                "custom_fields",
+                Value::Object(before),
+                Value::Object(after.clone()),
+            );
             cur.custom_fields = Value::Object(after);
         }
         let mut add = c.clone();
@@ -970,13 +1009,21 @@ async fn process_chunk(
         if !add.phones.is_empty() {
             let mut now: Vec<String> = cur.phones.clone();
             now.extend(add.phones.iter().map(|p| p.2.clone()));
-            diff.add("phones", Value::from(cur.phones.clone()), Value::from(now.clone()));
+            diff.add(
+                "phones",
+                Value::from(cur.phones.clone()),
+                Value::from(now.clone()),
+            );
             cur.phones = now;
         }
         if !add.emails.is_empty() {
             let mut now: Vec<String> = cur.emails.clone();
             now.extend(add.emails.iter().map(|e| e.1.clone()));
-            diff.add("emails", Value::from(cur.emails.clone()), Value::from(now.clone()));
+            diff.add(
+                "emails",
+                Value::from(cur.emails.clone()),
+                Value::from(now.clone()),
+            );
             cur.emails = now;
         }
         for name in &c.companies {
@@ -988,7 +1035,10 @@ async fn process_chunk(
         if diff.after.is_empty() {
             continue;
         }
-        let sorts = (cur.phones.len() as i32 - add.phones.len() as i32, cur.emails.len() as i32 - add.emails.len() as i32);
+        let sorts = (
+            cur.phones.len() as i32 - add.phones.len() as i32,
+            cur.emails.len() as i32 - add.emails.len() as i32,
+        );
         reach_items.push((*id, add, sorts.0, sorts.1));
         match entity {
             Entity::Contact => diesel::sql_query(
@@ -1241,7 +1291,10 @@ async fn company_ids(
 // --- the service's calls ----------------------------------------------------------------------
 
 fn check_owner(caller: Caller, row: &ImportRow, is_admin: bool) -> AppResult<()> {
-    if is_admin || caller.actor.user_id() == Some(UserId(row.user_id)) || caller.actor.user_id().is_none() {
+    if is_admin
+        || caller.actor.user_id() == Some(UserId(row.user_id))
+        || caller.actor.user_id().is_none()
+    {
         Ok(())
     } else {
         Err(AppError::not_found("import"))
@@ -1297,7 +1350,8 @@ impl ContactsService {
         let defs = load_fields(&mut conn, caller.account_id, upload.entity).await?;
         let mapping = guess_mapping(upload.entity, &sheet.headers, &defs);
         let preview: Vec<&Vec<String>> = sheet.rows.iter().take(PREVIEW_ROWS).collect();
-        let preview = serde_json::to_value(preview).map_err(|e| AppError::internal(e.to_string()))?;
+        let preview =
+            serde_json::to_value(preview).map_err(|e| AppError::internal(e.to_string()))?;
         let id = conn
             .transaction::<_, AppError, _>(async |tx| {
                 let row: IdOnly = diesel::sql_query(
@@ -1324,12 +1378,18 @@ impl ContactsService {
                 Ok(row.id)
             })
             .await?;
-        Ok(load_import(&mut conn, caller.account_id, ImportId(id), false)
-            .await?
-            .info())
+        Ok(
+            load_import(&mut conn, caller.account_id, ImportId(id), false)
+                .await?
+                .info(),
+        )
     }
 
-    pub(crate) async fn do_import_info(&self, caller: Caller, id: ImportId) -> AppResult<ImportInfo> {
+    pub(crate) async fn do_import_info(
+        &self,
+        caller: Caller,
+        id: ImportId,
+    ) -> AppResult<ImportInfo> {
         let mut conn = self.conn().await?;
         let row = load_import(&mut conn, caller.account_id, id, false).await?;
         check_owner(caller, &row, self.is_admin(caller).await?)?;
@@ -1488,7 +1548,11 @@ impl ContactsService {
         Ok(())
     }
 
-    pub(crate) async fn do_run_import(&self, account: AccountId, id: ImportId) -> AppResult<ImportInfo> {
+    pub(crate) async fn do_run_import(
+        &self,
+        account: AccountId,
+        id: ImportId,
+    ) -> AppResult<ImportInfo> {
         let mut conn = self.conn().await?;
         let row = load_import(&mut conn, account, id, false).await?;
         match JobStatus::parse(&row.status) {
@@ -1544,19 +1608,23 @@ impl ContactsService {
             #[diesel(sql_type = diesel::sql_types::Bytea)]
             data: Vec<u8>,
         }
-        let file: File = diesel::sql_query("SELECT data FROM contacts.import_files WHERE import_id = $1")
-            .bind::<BigInt, _>(id.0)
-            .get_result(&mut conn)
-            .await?;
+        let file: File =
+            diesel::sql_query("SELECT data FROM contacts.import_files WHERE import_id = $1")
+                .bind::<BigInt, _>(id.0)
+                .get_result(&mut conn)
+                .await?;
         let format = FileFormat::parse(&row.format).unwrap_or(FileFormat::Csv);
         let encoding = TextEncoding::parse(&row.encoding).unwrap_or_default();
-        let sheet = tokio::task::spawn_blocking(move || tabular::read(&file.data, format, encoding))
-            .await
-            .map_err(|e| AppError::internal(e.to_string()))?;
+        let sheet =
+            tokio::task::spawn_blocking(move || tabular::read(&file.data, format, encoding))
+                .await
+                .map_err(|e| AppError::internal(e.to_string()))?;
         let sheet = match sheet {
             Ok(s) => s,
             Err(e) => {
-                let why = <[_]>::first(&e.fields).map(|f| f.message.clone()).unwrap_or(e.message);
+                let why = <[_]>::first(&e.fields)
+                    .map(|f| f.message.clone())
+                    .unwrap_or(e.message);
                 self.fail_import(account, id, &why).await?;
                 return self.do_import_info(Caller::system(account), id).await;
             }
@@ -1656,7 +1724,12 @@ impl ContactsService {
     /// Active users of the account by lower-cased e-mail and name.
     async fn user_names(&self, account: AccountId) -> AppResult<HashMap<String, i64>> {
         let mut out = HashMap::new();
-        for u in self.all_users(account).await?.iter().filter(|u| u.is_active) {
+        for u in self
+            .all_users(account)
+            .await?
+            .iter()
+            .filter(|u| u.is_active)
+        {
             out.insert(u.email.to_lowercase(), u.id.0);
             out.entry(u.name.trim().to_lowercase()).or_insert(u.id.0);
         }
@@ -1711,7 +1784,14 @@ mod tests {
             .collect();
         assert_eq!(
             guess_mapping(Entity::Contact, &h, &[]),
-            ["full_name", "phone_work", "email_work", "position", "", "phone_work"]
+            [
+                "full_name",
+                "phone_work",
+                "email_work",
+                "position",
+                "",
+                "phone_work"
+            ]
         );
     }
 

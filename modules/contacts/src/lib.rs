@@ -2,6 +2,7 @@
 //! and duplicates), links between them, custom fields, tags, search.
 //! Owns the `contacts` schema; everyone else reaches it through `contacts_api::Contacts`.
 
+mod deal_links;
 mod export;
 mod import;
 mod schema;
@@ -11,6 +12,7 @@ mod tabular;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use kernel::migrate::ModuleMigrations;
 
+pub use deal_links::DealLinks;
 pub use service::ContactsService;
 
 pub const SCHEMA: &str = "contacts";

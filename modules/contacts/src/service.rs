@@ -548,7 +548,12 @@ impl ContactsService {
         Ok(self.pool.get().await?)
     }
 
-    pub(crate) async fn scope(&self, caller: Caller, entity: Entity, action: Action) -> AppResult<Scope> {
+    pub(crate) async fn scope(
+        &self,
+        caller: Caller,
+        entity: Entity,
+        action: Action,
+    ) -> AppResult<Scope> {
         access::scope(&*self.accounts, caller, rights_entity(entity), action).await
     }
 
@@ -2045,11 +2050,7 @@ impl Contacts for ContactsService {
         self.do_run_import(account, id).await
     }
 
-    async fn import_errors(
-        &self,
-        caller: Caller,
-        id: ImportId,
-    ) -> AppResult<Vec<ImportRowError>> {
+    async fn import_errors(&self, caller: Caller, id: ImportId) -> AppResult<Vec<ImportRowError>> {
         self.do_import_errors(caller, id).await
     }
 

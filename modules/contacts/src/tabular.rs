@@ -241,12 +241,16 @@ mod tests {
 
     #[test]
     fn csv_with_semicolons_bom_and_quotes() {
-        let data = "\u{feff}Name;Phone;Note\n\"Petrov; Ivan\";+7 916 123-45-67;\"two\nlines\"\n;;\n"
-            .as_bytes();
+        let data =
+            "\u{feff}Name;Phone;Note\n\"Petrov; Ivan\";+7 916 123-45-67;\"two\nlines\"\n;;\n"
+                .as_bytes();
         let s = read(data, FileFormat::Csv, TextEncoding::Utf8).unwrap();
         assert_eq!(s.headers, ["Name", "Phone", "Note"]);
         assert_eq!(s.rows.len(), 1, "the trailing empty row is dropped");
-        assert_eq!(s.rows[0], ["Petrov; Ivan", "+7 916 123-45-67", "two\nlines"]);
+        assert_eq!(
+            s.rows[0],
+            ["Petrov; Ivan", "+7 916 123-45-67", "two\nlines"]
+        );
     }
 
     #[test]

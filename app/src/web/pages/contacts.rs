@@ -200,7 +200,10 @@ async fn list(
             ("tag", tag.map(|v| v.to_string())),
             ("responsible", responsible.map(|v| v.to_string())),
             ("segment", segment.map(|v| v.to_string())),
-            ("open_deal", Some(open_deal.clone()).filter(|v| !v.is_empty())),
+            (
+                "open_deal",
+                Some(open_deal.clone()).filter(|v| !v.is_empty()),
+            ),
             (
                 "not_contacted",
                 Some(not_contacted.clone()).filter(|v| !v.is_empty()),
@@ -214,7 +217,10 @@ async fn list(
     let filter_fields: Vec<(&'static str, String)> = [
         ("tag", tag.map(|v| v.to_string())),
         ("responsible", responsible.map(|v| v.to_string())),
-        ("open_deal", Some(open_deal.clone()).filter(|v| !v.is_empty())),
+        (
+            "open_deal",
+            Some(open_deal.clone()).filter(|v| !v.is_empty()),
+        ),
         (
             "not_contacted",
             Some(not_contacted.clone()).filter(|v| !v.is_empty()),

@@ -8,9 +8,9 @@ use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use contacts_api::{
-    COMPANY_TARGETS, CONTACT_TARGETS, ContactFilter, DuplicatePolicy, Entity, ExportId,
-    ExportInfo, ExportRequest, FileFormat, ImportId, ImportInfo, ImportSettings, ImportUpload,
-    JobStatus, MAX_IMPORT_BYTES, SegmentId, TextEncoding,
+    COMPANY_TARGETS, CONTACT_TARGETS, ContactFilter, DuplicatePolicy, Entity, ExportId, ExportInfo,
+    ExportRequest, FileFormat, ImportId, ImportInfo, ImportSettings, ImportUpload, JobStatus,
+    MAX_IMPORT_BYTES, SegmentId, TextEncoding,
 };
 use futures_util::StreamExt;
 use kernel::{AppError, ErrorCode};
@@ -98,14 +98,23 @@ async fn transfer_page(
 }
 
 pub async fn transfer(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
-    transfer_page(&ctx, &state, StatusCode::OK, FormErrors::none(), String::new()).await
+    transfer_page(
+        &ctx,
+        &state,
+        StatusCode::OK,
+        FormErrors::none(),
+        String::new(),
+    )
+    .await
 }
 
 /// Tells htmx where to go next (the upload form posts through htmx, which carries the CSRF
 /// header a multipart body cannot).
 fn hx_redirect(req: &HttpRequest, to: &str) -> PageResult {
     if req.headers().contains_key("hx-request") {
-        Ok(HttpResponse::Ok().insert_header(("HX-Redirect", to)).finish())
+        Ok(HttpResponse::Ok()
+            .insert_header(("HX-Redirect", to))
+            .finish())
     } else {
         see_other(to, None)
     }
@@ -137,7 +146,11 @@ async fn read_upload(mut form: Multipart) -> Result<ImportUpload, AppError> {
                 .unwrap_or("")
                 .to_string();
         }
-        let limit = if name == "file" { MAX_IMPORT_BYTES } else { 1024 };
+        let limit = if name == "file" {
+            MAX_IMPORT_BYTES
+        } else {
+            1024
+        };
         let mut data = Vec::new();
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(bad)?;
@@ -150,8 +163,9 @@ async fn read_upload(mut form: Multipart) -> Result<ImportUpload, AppError> {
         match name.as_str() {
             "file" => upload.data = data,
             "entity" => {
-                upload.entity = Entity::parse(&text())
-                    .ok_or_else(|| AppError::validation("entity", "invalid", "contact or company"))?
+                upload.entity = Entity::parse(&text()).ok_or_else(|| {
+                    AppError::validation("entity", "invalid", "contact or company")
+                })?
             }
             "encoding" => {
                 upload.encoding = TextEncoding::parse(&text()).ok_or_else(|| {
@@ -183,8 +197,14 @@ pub async fn upload(
         // Shown with 200 so that htmx swaps it in; the page names the problem.
         Err(e) if is_form_error(&e) => {
             let detail = first_detail(&e);
-            transfer_page(&ctx, &state, StatusCode::OK, FormErrors::from_error(&e), detail)
-                .await
+            transfer_page(
+                &ctx,
+                &state,
+                StatusCode::OK,
+                FormErrors::from_error(&e),
+                detail,
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }
@@ -243,7 +263,11 @@ async fn import_page(
         targets.push((format!("cf:{}", f.id), f.name));
     }
     let row_errors = if imp.status.is_finished() && imp.failed > 0 {
-        c.import_errors(caller, id).await?.into_iter().take(20).collect()
+        c.import_errors(caller, id)
+            .await?
+            .into_iter()
+            .take(20)
+            .collect()
     } else {
         Vec::new()
     };
@@ -415,9 +439,10 @@ pub async fn export(
     };
     match result {
         Ok(()) => see_other("/contacts/transfer", Some("import.export_queued")),
-        Err(e) if e.code == ErrorCode::Forbidden => {
-            see_other(&format!("/{}", entity_kind(entity)), Some("import.no_export_right"))
-        }
+        Err(e) if e.code == ErrorCode::Forbidden => see_other(
+            &format!("/{}", entity_kind(entity)),
+            Some("import.no_export_right"),
+        ),
         Err(e) if is_form_error(&e) || e.code == ErrorCode::Unavailable => {
             let detail = first_detail(&e);
             transfer_page(
@@ -433,11 +458,7 @@ pub async fn export(
     }
 }
 
-pub async fn export_file(
-    ctx: Ctx,
-    state: web::Data<AppState>,
-    path: web::Path<i64>,
-) -> PageResult {
+pub async fn export_file(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
     let caller = ctx.caller()?;
     let file = state
         .modules

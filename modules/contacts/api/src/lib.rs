@@ -131,8 +131,7 @@ pub trait Contacts: Send + Sync {
     /// so a run killed half-way resumes where it stopped (no row twice). For the job worker.
     async fn run_import(&self, account: kernel::AccountId, id: ImportId) -> AppResult<ImportInfo>;
     /// The rows refused, in file order.
-    async fn import_errors(&self, caller: Caller, id: ImportId)
-    -> AppResult<Vec<ImportRowError>>;
+    async fn import_errors(&self, caller: Caller, id: ImportId) -> AppResult<Vec<ImportRowError>>;
 
     /// Queues an export of a list or a segment (needs the export right).
     async fn start_export(&self, caller: Caller, request: ExportRequest) -> AppResult<ExportInfo>;

@@ -1,0 +1,712 @@
+//! Imports and exports of contacts and companies: bad files refused, every row checked, the
+//! duplicate policy, the dry run, a run killed half-way, exports gated by the export right, a
+//! round trip through XLSX, and the HTTP flow with a real job worker.
+
+use std::time::{Duration, Instant};
+
+use contacts_api::*;
+use kernel::{Caller, ErrorCode};
+
+use crate::support::{TestApp, spawn_app, spawn_app_with_jobs};
+
+fn csv_upload(entity: Entity, text: &str) -> ImportUpload {
+    ImportUpload {
+        entity,
+        file_name: "clients.csv".into(),
+        encoding: TextEncoding::Utf8,
+        data: text.as_bytes().to_vec(),
+    }
+}
+
+async fn run(
+    app: &TestApp,
+    caller: Caller,
+    id: ImportId,
+    mapping: Vec<String>,
+    policy: DuplicatePolicy,
+    dry_run: bool,
+) -> ImportInfo {
+    let c = &app.state.modules.contacts;
+    c.start_import(
+        caller,
+        id,
+        ImportSettings {
+            mapping,
+            policy,
+            tag: "imported".into(),
+            dry_run,
+        },
+    )
+    .await
+    .unwrap();
+    // What the job worker does.
+    c.run_import(caller.account_id, id).await.unwrap()
+}
+
+const CLIENTS: &str = "Имя;Фамилия;Телефон;Email;Тип клиента;Компания\n\
+Boris;Sokolov;+7 903 111-22-33;boris@example.com;Retail;Northwind\n\
+Call;Me;call me maybe;call@example.com;;\n\
+Anna;Again;8 (916) 123-45-67;;;\n\
+Bad;Mail;;not-an-email;;\n\
+Odd;Choice;;odd@example.com;Wholesale;\n\
+;;+7 903 999 00 00;;;\n\
+Boris;Twice;;BORIS@example.com;;Northwind\n";
+
+#[tokio::test]
+async fn an_import_checks_each_row_applies_the_duplicate_policy_and_reports_refused_rows() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let c = &app.state.modules.contacts;
+    c.create_contact(
+        caller,
+        NewContact {
+            first_name: "Anna".into(),
+            phones: vec![Reach::work("+79161234567")],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let kind = c
+        .create_custom_field(
+            caller,
+            Entity::Contact,
+            NewCustomField {
+                name: "Тип клиента".into(),
+                field_type: FieldType::Select,
+                enums: vec!["Retail".into(), "VIP".into()],
+            },
+        )
+        .await
+        .unwrap();
+
+    let imp = c
+        .upload_import(caller, csv_upload(Entity::Contact, CLIENTS))
+        .await
+        .unwrap();
+    assert_eq!(imp.total_rows, 7);
+    assert_eq!(imp.status, JobStatus::Uploaded);
+    // Russian headers and the custom field's name are recognised.
+    let cf = format!("cf:{}", kind.id);
+    assert_eq!(
+        imp.mapping,
+        [
+            "first_name",
+            "last_name",
+            "phone_work",
+            "email_work",
+            cf.as_str(),
+            "company"
+        ]
+    );
+    assert_eq!(imp.preview[0][0], "Boris");
+
+    // The dry run counts what would happen and writes nothing.
+    let before = app
+        .count("SELECT count(*) AS n FROM contacts.contacts")
+        .await;
+    let dry = run(
+        &app,
+        caller,
+        imp.id,
+        imp.mapping.clone(),
+        DuplicatePolicy::Skip,
+        true,
+    )
+    .await;
+    assert_eq!(dry.status, JobStatus::Done);
+    assert_eq!(
+        (dry.created, dry.updated, dry.skipped, dry.failed),
+        (1, 0, 2, 4),
+        "{dry:?}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.contacts")
+            .await,
+        before
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.companies")
+            .await,
+        0
+    );
+    let errors = c.import_errors(caller, imp.id).await.unwrap();
+    let by_row: Vec<(i32, &str)> = errors.iter().map(|e| (e.row, e.field.as_str())).collect();
+    assert_eq!(
+        by_row,
+        [
+            (3, "Телефон"),
+            (5, "Email"),
+            (6, "Тип клиента"),
+            (7, "name")
+        ],
+        "{errors:?}"
+    );
+    assert!(errors[2].message.contains("choices"), "{errors:?}");
+
+    // The real run: the good row in, the duplicates skipped, the bad ones reported.
+    let done = run(
+        &app,
+        caller,
+        imp.id,
+        imp.mapping.clone(),
+        DuplicatePolicy::Skip,
+        false,
+    )
+    .await;
+    assert_eq!(
+        (done.created, done.updated, done.skipped, done.failed),
+        (1, 0, 2, 4)
+    );
+    let boris = c.search(caller, "+7 903 111 22 33", 5).await.unwrap();
+    assert_eq!(boris.len(), 1);
+    let boris = c.contact(caller, ContactId(boris[0].id)).await.unwrap();
+    assert_eq!(boris.name, "Boris Sokolov");
+    assert_eq!(boris.tags[0].name, "imported");
+    assert_eq!(
+        boris.company_ids.len(),
+        1,
+        "Northwind was created and linked"
+    );
+    assert_eq!(
+        boris.custom_fields[&kind.id.0.to_string()],
+        serde_json::json!(kind.enums[0].id)
+    );
+    assert_eq!(c.import_errors(caller, imp.id).await.unwrap().len(), 4);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.outbox WHERE event_type = 'contacts.contact_created'")
+            .await,
+        2,
+        "Anna and Boris each have their ContactCreated"
+    );
+    // A finished import does not run twice.
+    let again = c
+        .start_import(
+            caller,
+            imp.id,
+            ImportSettings {
+                mapping: imp.mapping.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(again.code, ErrorCode::Conflict);
+
+    // "update" adds the row's data to the existing contact; "create" makes new ones anyway.
+    let upd = c
+        .upload_import(
+            caller,
+            csv_upload(
+                Entity::Contact,
+                "Full name,Phone,E-mail\nAnna,8 916 123 45 67,anna@example.com\n",
+            ),
+        )
+        .await
+        .unwrap();
+    let upd = run(
+        &app,
+        caller,
+        upd.id,
+        upd.mapping.clone(),
+        DuplicatePolicy::Update,
+        false,
+    )
+    .await;
+    assert_eq!((upd.created, upd.updated), (0, 1), "{upd:?}");
+    let anna = c.search(caller, "anna@example.com", 5).await.unwrap();
+    assert_eq!(anna.len(), 1);
+    let anna = c.contact(caller, ContactId(anna[0].id)).await.unwrap();
+    assert_eq!(anna.phones.len(), 1);
+    assert_eq!(anna.emails[0].email, "anna@example.com");
+    let dup = c
+        .upload_import(
+            caller,
+            csv_upload(Entity::Contact, "Full name,Phone\nAnna Two,+79161234567\n"),
+        )
+        .await
+        .unwrap();
+    let dup = run(
+        &app,
+        caller,
+        dup.id,
+        dup.mapping.clone(),
+        DuplicatePolicy::Create,
+        false,
+    )
+    .await;
+    assert_eq!(dup.created, 1);
+}
+
+#[tokio::test]
+async fn bad_files_and_mappings_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let c = &app.state.modules.contacts;
+
+    // Windows-1251 bytes uploaded as UTF-8.
+    let cp1251: Vec<u8> = vec![
+        0xC8, 0xEC, 0xFF, b',', b'T', b'e', b'l', b'\n', 0xC8, 0xE2, 0xE0, 0xED, b',', b'1', b'\n',
+    ];
+    let e = c
+        .upload_import(
+            caller,
+            ImportUpload {
+                data: cp1251.clone(),
+                ..csv_upload(Entity::Contact, "")
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Validation);
+    assert_eq!(
+        e.field("file").map(|f| f.code.as_str()),
+        Some("bad_encoding")
+    );
+    assert!(e.fields[0].message.contains("UTF-8"), "{e:?}");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.imports")
+            .await,
+        0
+    );
+    // Read as Windows-1251 it is fine.
+    let ok = c
+        .upload_import(
+            caller,
+            ImportUpload {
+                data: cp1251,
+                encoding: TextEncoding::Windows1251,
+                ..csv_upload(Entity::Contact, "")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.headers, ["Имя", "Tel"]);
+    assert_eq!(ok.preview[0][0], "Иван");
+
+    let empty = c
+        .upload_import(caller, csv_upload(Entity::Contact, "\n"))
+        .await
+        .unwrap_err();
+    assert_eq!(empty.field("file").map(|f| f.code.as_str()), Some("empty"));
+
+    // No column goes to the name: refused, the import stays as uploaded.
+    let imp = c
+        .upload_import(
+            caller,
+            csv_upload(Entity::Contact, "Phone,Email\n+79161234567,a@example.com\n"),
+        )
+        .await
+        .unwrap();
+    let e = c
+        .start_import(
+            caller,
+            imp.id,
+            ImportSettings {
+                mapping: imp.mapping.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.field("mapping").map(|f| f.code.as_str()),
+        Some("missing_column")
+    );
+    for bad in [
+        vec!["full_name".to_string()],
+        vec!["full_name".into(), "nonsense".into()],
+    ] {
+        let e = c
+            .start_import(
+                caller,
+                imp.id,
+                ImportSettings {
+                    mapping: bad,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Validation, "{e:?}");
+    }
+    assert_eq!(
+        c.import_info(caller, imp.id).await.unwrap().status,
+        JobStatus::Uploaded
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.contacts")
+            .await,
+        0
+    );
+
+    // Another account sees neither the import nor its errors.
+    let other = app.tenant("Globex").await;
+    let theirs = Caller::user(other.account, other.admin.id);
+    assert_eq!(
+        c.import_info(theirs, imp.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        c.run_import(other.account, imp.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_half_way_resumes_without_duplicating_rows() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let c = app.state.modules.contacts.clone();
+    let rows = 6_000;
+    let mut text = String::from("Name,Phone\n");
+    for i in 0..rows {
+        text.push_str(&format!("Person {i},+7 915 {i:07}\n"));
+    }
+    let imp = c
+        .upload_import(caller, csv_upload(Entity::Contact, &text))
+        .await
+        .unwrap();
+    c.start_import(
+        caller,
+        imp.id,
+        ImportSettings {
+            mapping: imp.mapping.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The worker is killed once some chunks are in.
+    let worker = {
+        let c = c.clone();
+        tokio::spawn(async move { c.run_import(caller.account_id, imp.id).await })
+    };
+    let started = Instant::now();
+    loop {
+        let now = c.import_info(caller, imp.id).await.unwrap();
+        if now.processed >= 1000 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.abort();
+    let _ = worker.await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let half = c.import_info(caller, imp.id).await.unwrap();
+    assert_eq!(half.status, JobStatus::Running);
+    assert!(
+        half.processed < rows,
+        "killed before the end ({} of {rows})",
+        half.processed
+    );
+    // What is committed matches the count of rows done: a chunk is all in or all out.
+    let count_sql = format!(
+        "SELECT count(*) AS n FROM contacts.contacts WHERE account_id = {}",
+        t.account
+    );
+    assert_eq!(app.count(&count_sql).await, half.processed as i64);
+
+    // The job runs again (as apalis retries it) and finishes the rest, once.
+    let done = c.run_import(caller.account_id, imp.id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Done);
+    assert_eq!((done.processed, done.created), (rows, rows));
+    assert_eq!(app.count(&count_sql).await, rows as i64);
+    assert_eq!(
+        app.count("SELECT count(DISTINCT normalized) AS n FROM contacts.phones")
+            .await,
+        rows as i64
+    );
+}
+
+#[tokio::test]
+async fn exports_need_the_export_right_and_read_back_through_an_import() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let c = &app.state.modules.contacts;
+    for (name, tag) in [("Anna", "vip"), ("Boris", "vip"), ("Olga", "")] {
+        c.create_contact(
+            admin,
+            NewContact {
+                first_name: name.into(),
+                phones: vec![Reach::work(format!("+7916000{:04}", name.as_bytes()[0]))],
+                emails: vec![Reach::work(format!("{}@example.com", name.to_lowercase()))],
+                tags: if tag.is_empty() {
+                    vec![]
+                } else {
+                    vec![tag.into()]
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let vip = c.tags(admin, Entity::Contact).await.unwrap()[0].id;
+    let seg = c
+        .save_segment(
+            admin,
+            "VIP",
+            ContactFilter {
+                tags: vec![vip],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    // A member without the export right is refused.
+    let member = app.member(&t, "sam@acme.test").await;
+    let sam = Caller::user(t.account, member.id);
+    let e = c
+        .start_export(
+            sam,
+            ExportRequest {
+                entity: Entity::Contact,
+                format: FileFormat::Csv,
+                filter: ContactFilter::default(),
+                segment: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.exports")
+            .await,
+        0
+    );
+
+    // The segment as CSV: its two contacts.
+    let x = c
+        .start_export(
+            admin,
+            ExportRequest {
+                entity: Entity::Contact,
+                format: FileFormat::Csv,
+                filter: ContactFilter::default(),
+                segment: Some(seg.id),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(x.title, "segment: VIP");
+    let e = c.export_file(admin, x.id).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Conflict, "not written yet");
+    let x = c.run_export(t.account, x.id).await.unwrap();
+    assert_eq!((x.status, x.rows), (JobStatus::Done, 2));
+    let file = c.export_file(admin, x.id).await.unwrap();
+    let text = String::from_utf8(file.data).unwrap();
+    assert!(text.starts_with("\u{feff}ID,Name,"), "{text}");
+    assert!(text.contains("anna@example.com") && text.contains("boris@example.com"));
+    assert!(!text.contains("olga@example.com"));
+    // Nobody else downloads it.
+    assert_eq!(
+        c.export_file(sam, x.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    let other = app.tenant("Globex").await;
+    let theirs = Caller::user(other.account, other.admin.id);
+    assert_eq!(
+        c.export_file(theirs, x.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+
+    // Everything as XLSX, imported into the other account: the same three contacts.
+    let all = c
+        .start_export(
+            admin,
+            ExportRequest {
+                entity: Entity::Contact,
+                format: FileFormat::Xlsx,
+                filter: ContactFilter::default(),
+                segment: None,
+            },
+        )
+        .await
+        .unwrap();
+    c.run_export(t.account, all.id).await.unwrap();
+    let file = c.export_file(admin, all.id).await.unwrap();
+    assert_eq!(file.format, FileFormat::Xlsx);
+    let imp = c
+        .upload_import(
+            theirs,
+            ImportUpload {
+                entity: Entity::Contact,
+                file_name: file.file_name,
+                encoding: TextEncoding::Utf8,
+                data: file.data,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(imp.format, FileFormat::Xlsx);
+    assert_eq!(imp.total_rows, 3);
+    // The responsible users are the other account's: each row is refused, naming the user.
+    let dry = run(
+        &app,
+        theirs,
+        imp.id,
+        imp.mapping.clone(),
+        DuplicatePolicy::Skip,
+        true,
+    )
+    .await;
+    assert_eq!(dry.failed, 3);
+    let errors = c.import_errors(theirs, imp.id).await.unwrap();
+    assert_eq!(errors[0].value, "admin@acme.test");
+    assert!(errors[0].message.contains("no active user"), "{errors:?}");
+    // Without that column (and without the old account's ids) they all come in.
+    let mut mapping = imp.mapping.clone();
+    mapping[9] = String::new();
+    let done = run(&app, theirs, imp.id, mapping, DuplicatePolicy::Skip, false).await;
+    assert_eq!((done.created, done.failed), (3, 0), "{done:?}");
+    let found = c.search(theirs, "boris@example.com", 5).await.unwrap();
+    assert_eq!(found.len(), 1);
+    let boris = c.contact(theirs, ContactId(found[0].id)).await.unwrap();
+    assert_eq!(
+        boris
+            .tags
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
+        ["vip", "imported"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_know_who_has_an_open_deal_from_the_deals_events() {
+    use deals_api::{NewDeal, StageKind};
+    let app = spawn_app_with_jobs(
+        &voronka::server::queues()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        |c| {
+            c.jobs.poll_ms = 20;
+        },
+    )
+    .await;
+    let names: Vec<String> = voronka::server::subscribers(&app.state.modules)
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    assert_eq!(names, voronka::server::SUBSCRIBER_NAMES);
+    let backbone = voronka::backbone::Backbone::start(
+        &app.state.config,
+        &app.db.url,
+        app.state.pool.clone(),
+        app.state.jobs.clone().unwrap(),
+        app.state.metrics.clone(),
+        voronka::server::subscribers(&app.state.modules),
+        voronka::server::outbox_schemas(),
+        Some(app.state.modules.clone()),
+    )
+    .await
+    .unwrap();
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let c = &app.state.modules.contacts;
+    let d = &app.state.modules.deals;
+    let anna = c
+        .create_contact(
+            admin,
+            NewContact {
+                first_name: "Anna".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    c.create_contact(
+        admin,
+        NewContact {
+            first_name: "Boris".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pipeline = d
+        .create_pipeline(
+            admin,
+            deals_api::NewPipeline {
+                name: "Sales".into(),
+                stages: vec![deals_api::NewStage {
+                    name: "Talks".into(),
+                    color: "#9fc7f5".into(),
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    let deal = d
+        .create_deal(
+            admin,
+            NewDeal {
+                contact_ids: vec![anna.id.0],
+                ..NewDeal::new(pipeline.id, "Order")
+            },
+        )
+        .await
+        .unwrap();
+    let with = ContactFilter {
+        open_deal: Some(true),
+        ..Default::default()
+    };
+    let without = ContactFilter {
+        open_deal: Some(false),
+        ..Default::default()
+    };
+    let names_in = |f: ContactFilter| async move {
+        c.list_contacts(admin, &f, kernel::paging::PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|x| x.name)
+            .collect::<Vec<_>>()
+    };
+    let started = Instant::now();
+    while names_in(with.clone()).await != ["Anna"] {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the deal never reached contacts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(names_in(without.clone()).await, ["Boris"]);
+    // Won: no longer open.
+    let won = pipeline
+        .stages
+        .iter()
+        .find(|s| s.kind == StageKind::Won)
+        .unwrap()
+        .id;
+    d.move_deal(
+        admin,
+        deal.id,
+        deals_api::MoveTo {
+            stage_id: won,
+            after: None,
+            loss_reason_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    while !names_in(with.clone()).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the close never reached contacts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(names_in(without).await.len(), 2);
+    backbone.stop().await;
+}
