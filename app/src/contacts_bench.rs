@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use contacts_api::{ContactFilter, NewContact, Reach};
+use contacts_api::{
+    ContactFilter, DuplicatePolicy, Entity, ImportSettings, ImportUpload, NewContact, Reach,
+    SegmentSize, TextEncoding,
+};
 use kernel::paging::PageRequest;
 
 use crate::deals_bench::percentiles;
@@ -44,6 +47,161 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
         times.push(t.elapsed());
     }
     println!("list, first page: {}", percentiles(times));
+
+    // Segments: the first page and the capped count, as the list page shows them.
+    let vip = contacts
+        .tags(caller, Entity::Contact)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .find(|t| t.name == "vip")
+        .map(|t| t.id);
+    let saved = contacts.segments(caller).await.map_err(err)?;
+    for (name, filter) in [
+        (
+            "Bench: VIP",
+            ContactFilter {
+                tags: vip.into_iter().collect(),
+                ..Default::default()
+            },
+        ),
+        (
+            "Bench: VIP without an open deal, not contacted for 30 days",
+            ContactFilter {
+                tags: vip.into_iter().collect(),
+                open_deal: Some(false),
+                not_contacted_days: Some(30),
+                ..Default::default()
+            },
+        ),
+        (
+            "Bench: contacted in the last 7 days",
+            ContactFilter {
+                contacted_within_days: Some(7),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let seg = match saved.iter().find(|s| s.name == name) {
+            Some(s) => s.clone(),
+            None => contacts
+                .save_segment(caller, name, filter)
+                .await
+                .map_err(err)?,
+        };
+        let (mut page, mut size) = (Vec::new(), Vec::new());
+        let mut shown = 0;
+        let mut counted = SegmentSize {
+            count: 0,
+            capped: false,
+        };
+        for _ in 0..iterations {
+            let t = Instant::now();
+            shown = contacts
+                .list_contacts(caller, &seg.filter, PageRequest::new(None, Some(50)))
+                .await
+                .map_err(err)?
+                .items
+                .len();
+            page.push(t.elapsed());
+            let t = Instant::now();
+            counted = contacts.segment_size(caller, seg.id).await.map_err(err)?;
+            size.push(t.elapsed());
+        }
+        println!(
+            "segment {name:?}, first page ({shown} rows): {}",
+            percentiles(page)
+        );
+        println!(
+            "segment {name:?}, count ({}{}): {}",
+            counted.count,
+            if counted.capped { "+" } else { "" },
+            percentiles(size)
+        );
+    }
+
+    let vip_id = vip.map(|v| v.0).unwrap_or(0);
+    let account = caller.account_id;
+    crate::deals_bench::print_plans(
+        state,
+        vec![
+            (
+                "segment \"VIP without an open deal, not contacted for 30 days\" (first page)",
+                format!(
+                    "EXPLAIN ANALYZE SELECT id FROM contacts.contacts WHERE account_id = {account} AND deleted_at IS NULL
+                       AND tag_ids <> '{{}}' AND tag_ids && ARRAY[{vip_id}]::bigint[] AND open_deals = 0
+                       AND (last_contacted_at IS NULL OR last_contacted_at < now() - interval '30 days')
+                     ORDER BY created_at DESC, id DESC LIMIT 51"
+                ),
+            ),
+            (
+                "search by a whole phone",
+                format!(
+                    "EXPLAIN ANALYZE SELECT owner_id FROM contacts.phones WHERE account_id = {account}
+                       AND normalized = '+79000123456' LIMIT 20"
+                ),
+            ),
+        ],
+    )
+    .await?;
+
+    // An import of 100,000 rows through the job's code path (upload, read, run to the end),
+    // then the same file again, where every row is a duplicate to skip.
+    let rows = 100_000;
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut text = String::from("Full name,Phone,Email,Position,Tags\n");
+    for i in 0..rows {
+        text.push_str(&format!(
+            "Imported Person {i},+7 977 {i:07},import{i}.{run_id}@bench.test,Buyer,imported\n"
+        ));
+    }
+    for pass in ["new rows", "the same rows again (all duplicates, skipped)"] {
+        let t = Instant::now();
+        let imp = contacts
+            .upload_import(
+                caller,
+                ImportUpload {
+                    entity: Entity::Contact,
+                    file_name: "bench.csv".into(),
+                    encoding: TextEncoding::Utf8,
+                    data: text.clone().into_bytes(),
+                },
+            )
+            .await
+            .map_err(err)?;
+        let uploaded = t.elapsed();
+        contacts
+            .start_import(
+                caller,
+                imp.id,
+                ImportSettings {
+                    mapping: imp.mapping.clone(),
+                    policy: DuplicatePolicy::Skip,
+                    tag: String::new(),
+                    dry_run: false,
+                },
+            )
+            .await
+            .map_err(err)?;
+        let t = Instant::now();
+        let done = contacts
+            .run_import(caller.account_id, imp.id)
+            .await
+            .map_err(err)?;
+        let ran = t.elapsed();
+        println!(
+            "import of {rows} rows, {pass}: upload and read {:.1} s, run {:.1} s ({:.0} rows/s); created {}, skipped {}, refused {}",
+            uploaded.as_secs_f64(),
+            ran.as_secs_f64(),
+            rows as f64 / ran.as_secs_f64(),
+            done.created,
+            done.skipped,
+            done.failed
+        );
+    }
 
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -198,41 +198,53 @@ pub async fn run(state: &AppState, email: &str, iterations: usize) -> Result<(),
     );
 
     // The plans of the board's two queries, as the database runs them now.
+    let stage = busiest.stage.id.0;
+    print_plans(
+        state,
+        vec![
+            (
+                "column totals",
+                format!(
+                    "EXPLAIN ANALYZE SELECT stage_id, sum(deals)::bigint, sum(budget)::bigint FROM deals.stage_totals
+                      WHERE account_id = {} AND pipeline_id = {} GROUP BY stage_id",
+                    caller.account_id, pipeline.id
+                ),
+            ),
+            (
+                "list, tag filter (first page)",
+                format!(
+                    "EXPLAIN ANALYZE SELECT id FROM deals.deals WHERE account_id = {} AND deleted_at IS NULL
+                       AND tag_ids && ARRAY[{}]::bigint[] ORDER BY created_at DESC, id DESC LIMIT 51",
+                    caller.account_id,
+                    vip.map(|v| v.0).unwrap_or(0)
+                ),
+            ),
+            (
+                "column first page",
+                format!(
+                    "EXPLAIN ANALYZE SELECT * FROM deals.deals WHERE account_id = {} AND pipeline_id = {} AND stage_id = {stage}
+                       AND deleted_at IS NULL ORDER BY position, id LIMIT 51",
+                    caller.account_id, pipeline.id
+                ),
+            ),
+        ],
+    )
+    .await
+}
+
+/// Prints `EXPLAIN ANALYZE` output of each statement, as the database runs it now.
+pub async fn print_plans(state: &AppState, plans: Vec<(&str, String)>) -> Result<(), String> {
     let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
     #[derive(diesel::QueryableByName)]
     struct Line {
         #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
         line: String,
     }
-    let stage = busiest.stage.id.0;
-    for (what, sql) in [
-        (
-            "column totals",
-            format!(
-                "EXPLAIN ANALYZE SELECT stage_id, sum(deals)::bigint, sum(budget)::bigint FROM deals.stage_totals
-                  WHERE account_id = {} AND pipeline_id = {} GROUP BY stage_id",
-                caller.account_id, pipeline.id
-            ),
-        ),
-        (
-            "list, tag filter (first page)",
-            format!(
-                "EXPLAIN ANALYZE SELECT id FROM deals.deals WHERE account_id = {} AND deleted_at IS NULL
-                   AND tag_ids && ARRAY[{}]::bigint[] ORDER BY created_at DESC, id DESC LIMIT 51",
-                caller.account_id,
-                vip.map(|v| v.0).unwrap_or(0)
-            ),
-        ),
-        (
-            "column first page",
-            format!(
-                "EXPLAIN ANALYZE SELECT * FROM deals.deals WHERE account_id = {} AND pipeline_id = {} AND stage_id = {stage}
-                   AND deleted_at IS NULL ORDER BY position, id LIMIT 51",
-                caller.account_id, pipeline.id
-            ),
-        ),
-    ] {
-        let plan: Vec<Line> = diesel::sql_query(sql).load(&mut conn).await.map_err(|e| e.to_string())?;
+    for (what, sql) in plans {
+        let plan: Vec<Line> = diesel::sql_query(sql)
+            .load(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
         println!("plan of {what}:");
         for l in plan {
             println!("    {}", l.line);

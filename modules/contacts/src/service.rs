@@ -1983,13 +1983,24 @@ impl Contacts for ContactsService {
         let account = caller.account_id.0;
         let mut conn = self.conn().await?;
         conn.transaction::<_, AppError, _>(async |tx| {
-            // Names from two lists, a Russian mobile number and an address per contact.
+            let tags = ensure_tags(
+                tx,
+                caller.account_id,
+                Entity::Contact,
+                &["vip".to_string(), "partner".to_string()],
+            )
+            .await?;
+            // Names from two lists, a Russian mobile number and an address per contact; every
+            // 10th is "vip", every 25th a "partner"; a third were contacted in the last 100 days.
             diesel::sql_query(
                 "CREATE TEMP TABLE seeded ON COMMIT DROP AS
                  WITH ins AS (
-                   INSERT INTO contacts.contacts (account_id, first_name, last_name, name, responsible_user_id, created_at)
+                   INSERT INTO contacts.contacts (account_id, first_name, last_name, name, responsible_user_id, created_at,
+                                                  tag_ids, last_contacted_at)
                    SELECT $1, f, l || ' ' || g, f || ' ' || l || ' ' || g, ($2::bigint[])[1 + g % cardinality($2::bigint[])],
-                          now() - make_interval(mins => (g % 100000)::int)
+                          now() - make_interval(mins => (g % 100000)::int),
+                          CASE WHEN g % 50 = 0 THEN $4::bigint[] WHEN g % 10 = 0 THEN $4[1:1] WHEN g % 25 = 0 THEN $4[2:2] ELSE '{}' END,
+                          CASE WHEN g % 3 = 0 THEN now() - make_interval(days => (g % 100)::int) END
                      FROM generate_series(1, $3) g,
                           LATERAL (SELECT (ARRAY['Anna','Boris','Olga','Ivan','Maria','Pavel','Elena','Sergey','Irina','Dmitry'])[1 + g % 10] AS f,
                                           (ARRAY['Petrov','Ivanova','Smirnov','Kuznetsova','Popov','Volkova','Sokolov','Lebedeva'])[1 + (g / 10) % 8] AS l) n
@@ -1999,6 +2010,7 @@ impl Contacts for ContactsService {
             .bind::<BigInt, _>(account)
             .bind::<Array<BigInt>, _>(&users)
             .bind::<BigInt, _>(count)
+            .bind::<Array<BigInt>, _>(&tags)
             .execute(tx)
             .await?;
             diesel::sql_query(
