@@ -1,12 +1,13 @@
 //! Browser tests: Debian's Chromium driven by playwright-core (tests/browser/*.mjs) against a
 //! real server, saving screenshots under target/screenshots/. settings.mjs signs in and creates a
 //! colleague; deals.mjs builds a pipeline and works deals on the board, the deal page and the list;
-//! contacts.mjs creates, links, finds and merges contacts.
+//! contacts.mjs creates, links, finds and merges contacts; transfer.mjs imports a CSV with a bad
+//! row and exports a segment (with the job workers running).
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{PASSWORD, spawn_app};
+use crate::support::{PASSWORD, spawn_app, spawn_app_with_jobs};
 
 fn chromium() -> Option<String> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -18,6 +19,11 @@ fn chromium() -> Option<String> {
 /// Runs a script of tests/browser against a fresh app with one account; its stdout, or `None`
 /// when the browser is not installed (allowed only outside CI).
 async fn run(script: &str) -> Option<String> {
+    run_app(script, false).await
+}
+
+/// With `jobs`, the app runs its job workers too (imports, exports, event deliveries).
+async fn run_app(script: &str, jobs: bool) -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
@@ -35,14 +41,37 @@ async fn run(script: &str) -> Option<String> {
         );
         return None;
     };
-    let app = spawn_app().await;
+    let (app, backbone) = if jobs {
+        let queues = voronka::server::queues();
+        let app = spawn_app_with_jobs(
+            &queues.iter().map(String::as_str).collect::<Vec<_>>(),
+            |c| c.jobs.poll_ms = 50,
+        )
+        .await;
+        let backbone = voronka::backbone::Backbone::start(
+            &app.state.config,
+            &app.db.url,
+            app.state.pool.clone(),
+            app.state.jobs.clone().unwrap(),
+            app.state.metrics.clone(),
+            voronka::server::subscribers(&app.state.modules),
+            voronka::server::outbox_schemas(),
+            Some(app.state.modules.clone()),
+        )
+        .await
+        .unwrap();
+        (app, Some(backbone))
+    } else {
+        (spawn_app().await, None)
+    };
     let t = app.tenant("Browser Co").await;
     let shots = root.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
+    let url = app.url.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(script)
-            .env("BASE_URL", &app.url)
+            .env("BASE_URL", &url)
             .env("ADMIN_EMAIL", &t.admin.email)
             .env("ADMIN_PASSWORD", PASSWORD)
             .env("CHROMIUM", browser)
@@ -52,6 +81,9 @@ async fn run(script: &str) -> Option<String> {
     })
     .await
     .unwrap();
+    if let Some(b) = backbone {
+        b.stop().await;
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -79,5 +111,12 @@ async fn a_sales_team_builds_a_pipeline_and_works_its_deals_on_the_board() {
 async fn a_contact_is_created_linked_found_by_phone_and_merged_with_its_duplicate() {
     if let Some(stdout) = run("contacts.mjs").await {
         assert!(stdout.contains("contacts flow done"), "{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_with_a_bad_row_is_imported_and_a_segment_exported() {
+    if let Some(stdout) = run_app("transfer.mjs", true).await {
+        assert!(stdout.contains("transfer flow done"), "{stdout}");
     }
 }

@@ -1669,6 +1669,13 @@ impl ContactsService {
                         .bind::<BigInt, _>(id.0)
                         .execute(tx)
                         .await?;
+                        if !cur.dry_run {
+                            // Imported: the file is not needed any more (its preview stays).
+                            diesel::sql_query("DELETE FROM contacts.import_files WHERE import_id = $1")
+                                .bind::<BigInt, _>(id.0)
+                                .execute(tx)
+                                .await?;
+                        }
                         return Ok(true);
                     }
                     let end = (start + CHUNK).min(total);

@@ -122,6 +122,11 @@ fn filtered<'a>(account: AccountId, r: &'a Resolved) -> Boxed<'a> {
             .filter(deals::contact_ids.ne(Vec::<i64>::new()))
             .filter(deals::contact_ids.contains(vec![c]));
     }
+    if let Some(c) = f.company {
+        q = q
+            .filter(deals::company_ids.ne(Vec::<i64>::new()))
+            .filter(deals::company_ids.contains(vec![c]));
+    }
     if let Some(text) = f.query.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         q = q.filter(deals::name.ilike(kernel::db::like_pattern(text)));
     }

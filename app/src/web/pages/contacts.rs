@@ -114,7 +114,36 @@ struct ShowTpl<'a> {
     deals: Vec<LinkView>,
     /// Contacts that share a phone or an e-mail with this one (contacts only).
     duplicates: Vec<Duplicate>,
+    /// The custom fields, with this record's values.
+    fields: Vec<super::deals::deal::FieldInput>,
     errors: FormErrors,
+}
+
+/// The deals linked to a contact or a company, through the deals module's contract (none when
+/// the caller may not see deals).
+async fn linked_deals(state: &AppState, caller: Caller, filter: DealFilter) -> Vec<LinkView> {
+    match state
+        .modules
+        .deals
+        .list(
+            caller,
+            &filter,
+            deals_api::ListSort::Created,
+            true,
+            PageRequest::new(None, Some(50)),
+        )
+        .await
+    {
+        Ok(page) => page
+            .items
+            .into_iter()
+            .map(|d| LinkView {
+                href: format!("/deals/{}", d.id),
+                name: d.name,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 fn join_phones(p: &[Phone]) -> String {
@@ -174,7 +203,8 @@ async fn list(
     let mut contact_filter = ContactFilter::default();
     if entity == Entity::Contact {
         let saved = c.segments(caller).await?;
-        for s in &saved {
+        // The segments' sizes show above the list, not over search results.
+        for s in saved.iter().filter(|_| q.is_empty()) {
             let size = c.segment_size(caller, s.id).await?;
             segments.push(SegmentView {
                 id: s.id.0,
@@ -610,6 +640,7 @@ async fn show(
             .join(", ")
     };
     let mut duplicates = Vec::new();
+    let values: contacts_api::FieldValues;
     let (name, v, phones, emails, links, choices, deals) = match entity {
         Entity::Contact => {
             let x: Contact = c.contact(caller, ContactId(id)).await?;
@@ -634,32 +665,15 @@ async fn show(
                 .filter(|co| !x.company_ids.contains(&co.id))
                 .map(|co| (co.id.0, co.name))
                 .collect();
-            // The contact's deals, through the deals module's contract.
-            let deals = match state
-                .modules
-                .deals
-                .list(
-                    caller,
-                    &DealFilter {
-                        contact: Some(id),
-                        ..Default::default()
-                    },
-                    deals_api::ListSort::Created,
-                    true,
-                    PageRequest::new(None, Some(50)),
-                )
-                .await
-            {
-                Ok(page) => page
-                    .items
-                    .into_iter()
-                    .map(|d| LinkView {
-                        href: format!("/deals/{}", d.id),
-                        name: d.name,
-                    })
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
+            let deals = linked_deals(
+                state,
+                caller,
+                DealFilter {
+                    contact: Some(id),
+                    ..Default::default()
+                },
+            )
+            .await;
             duplicates = c
                 .duplicates(
                     caller,
@@ -677,6 +691,7 @@ async fn show(
                 tags: tags(&x.tags),
                 ..Default::default()
             };
+            values = x.custom_fields.clone();
             (x.name, v, x.phones, x.emails, links, choices, deals)
         }
         Entity::Company => {
@@ -698,15 +713,32 @@ async fn show(
                 tags: tags(&x.tags),
                 ..Default::default()
             };
-            (x.name, v, x.phones, x.emails, links, Vec::new(), Vec::new())
+            let deals = linked_deals(
+                state,
+                caller,
+                DealFilter {
+                    company: Some(id),
+                    ..Default::default()
+                },
+            )
+            .await;
+            values = x.custom_fields.clone();
+            (x.name, v, x.phones, x.emails, links, Vec::new(), deals)
         }
     };
+    let fields = c
+        .custom_fields(caller, entity)
+        .await?
+        .iter()
+        .map(|d| super::deals::deal::field_input(d, &values, false))
+        .collect();
     html(
         status,
         &ShowTpl {
             ctx,
             kind: kind_str(entity),
             id,
+            fields,
             name,
             v,
             phones,
@@ -827,6 +859,8 @@ async fn save(
             .collect(),
     );
     let tags = Some(super::deals::split_tags(&g("tags")));
+    let defs = c.custom_fields(caller, entity).await?;
+    let custom_fields = Some(super::deals::deal::form_values(&defs, &pairs));
     let result = match entity {
         Entity::Contact => c
             .update_contact(
@@ -839,6 +873,7 @@ async fn save(
                     phones,
                     emails,
                     tags,
+                    custom_fields,
                     ..Default::default()
                 },
             )
@@ -855,6 +890,7 @@ async fn save(
                     phones,
                     emails,
                     tags,
+                    custom_fields,
                     ..Default::default()
                 },
             )

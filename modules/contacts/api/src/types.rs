@@ -212,14 +212,15 @@ pub struct Segment {
     pub filter: ContactFilter,
 }
 
-/// How many contacts a segment holds, counted up to [`SEGMENT_COUNT_CAP`].
+/// How many contacts a segment holds, counted up to [`SEGMENT_COUNT_CAP`] (shown as "1 000+"
+/// beyond: a page load never counts a huge segment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentSize {
     pub count: i64,
     pub capped: bool,
 }
 
-pub const SEGMENT_COUNT_CAP: i64 = 10_000;
+pub const SEGMENT_COUNT_CAP: i64 = 1_000;
 
 /// A contact that shares a phone or an e-mail with the one being entered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -226,6 +226,8 @@ pub struct DealFilter {
     pub fields: Vec<(FieldId, serde_json::Value)>,
     /// Deals linked to this contact (of the contacts module).
     pub contact: Option<i64>,
+    /// Deals linked to this company (of the contacts module).
+    pub company: Option<i64>,
 }
 
 impl DealFilter {

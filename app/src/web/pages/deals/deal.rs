@@ -4,8 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use askama::Template;
 use deals_api::{
-    CustomField, Deal, DealId, DealPatch, FieldType, FieldValues, LossReason, LossReasonId, MoveTo,
-    Pipeline, StageId, StageKind,
+    Deal, DealId, DealPatch, FieldType, LossReason, LossReasonId, MoveTo, Pipeline, StageId,
+    StageKind,
 };
 use kernel::fields;
 use kernel::{AppError, Caller};
@@ -132,7 +132,7 @@ async fn render(
         .map(|d| {
             field_input(
                 d,
-                &deal,
+                &deal.custom_fields,
                 current.is_some_and(|s| d.required_at(pipeline.id, s.id)),
             )
         })
@@ -214,17 +214,22 @@ async fn render(
     )
 }
 
-fn field_input(d: &CustomField, deal: &Deal, required_here: bool) -> FieldInput {
-    let value = deal.custom_fields.get(&d.id.0.to_string());
+/// A custom field's input as a record's page shows it (deals, contacts, companies).
+pub fn field_input<D: fields::FieldDef>(
+    d: &D,
+    values: &serde_json::Map<String, Value>,
+    required_here: bool,
+) -> FieldInput {
+    let value = values.get(&d.field_id().to_string());
     let chosen: Vec<i64> = match value {
         Some(Value::Number(n)) => n.as_i64().into_iter().collect(),
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).collect(),
         _ => Vec::new(),
     };
-    let text = match (d.field_type, value) {
+    let text = match (d.field_type(), value) {
         // What <input type="datetime-local"> takes.
         (FieldType::DateTime, Some(Value::String(s))) => s.get(..16).unwrap_or(s).to_string(),
-        (_, Some(v)) => fields::display(d.field_type, &d.enums, v),
+        (_, Some(v)) => fields::display(d.field_type(), d.field_enums(), v),
         (_, None) => String::new(),
     };
     FieldInput {
@@ -262,16 +267,19 @@ fn parse_ids(field: &str, s: &str) -> Result<Vec<i64>, AppError> {
 
 /// The custom-field values a deal form sends: every field of the account (a field left out,
 /// such as an unticked checkbox, is cleared).
-fn form_values(defs: &[CustomField], pairs: &[(String, String)]) -> FieldValues {
-    let mut values = FieldValues::new();
+pub fn form_values<D: fields::FieldDef>(
+    defs: &[D],
+    pairs: &[(String, String)],
+) -> serde_json::Map<String, Value> {
+    let mut values = serde_json::Map::new();
     for d in defs {
-        let key = format!("cf_{}", d.id.0);
+        let key = format!("cf_{}", d.field_id());
         let given: Vec<&str> = pairs
             .iter()
             .filter(|(k, _)| *k == key)
             .map(|(_, v)| v.as_str())
             .collect();
-        let v = match d.field_type {
+        let v = match d.field_type() {
             FieldType::Multiselect => Value::from(given),
             FieldType::Checkbox => Value::Bool(given.iter().any(|v| !v.is_empty())),
             _ => given
@@ -279,7 +287,7 @@ fn form_values(defs: &[CustomField], pairs: &[(String, String)]) -> FieldValues 
                 .map(|s| Value::from(*s))
                 .unwrap_or(Value::Null),
         };
-        values.insert(d.id.0.to_string(), v);
+        values.insert(d.field_id().to_string(), v);
     }
     values
 }

@@ -63,12 +63,17 @@ pub struct FieldView {
 }
 
 impl FieldView {
-    fn of(f: &CustomField) -> FieldView {
+    /// A field of any module (deals, contacts, companies).
+    pub fn of<D: kernel::fields::FieldDef>(f: &D) -> FieldView {
         FieldView {
-            id: f.id.0,
-            name: f.name.clone(),
-            kind: f.field_type.as_str(),
-            choices: f.enums.iter().map(|e| (e.id, e.value.clone())).collect(),
+            id: f.field_id(),
+            name: f.field_name().to_string(),
+            kind: f.field_type().as_str(),
+            choices: f
+                .field_enums()
+                .iter()
+                .map(|e| (e.id, e.value.clone()))
+                .collect(),
         }
     }
 }
@@ -309,7 +314,7 @@ pub async fn filter_bar(
                         | FieldType::Text
                 )
             })
-            .map(FieldView::of)
+            .map(FieldView::of::<CustomField>)
             .collect(),
         saved: deals.saved_filters(caller).await?,
     })
