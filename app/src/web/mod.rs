@@ -84,6 +84,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/companies/new", web::get().to(contacts::new_company))
         .route("/companies/{id}", web::get().to(contacts::company))
         .route("/companies/{id}", web::post().to(contacts::save_company))
+        .route(
+            "/companies/{id}/merge",
+            web::post().to(contacts::merge_company),
+        )
         .route("/settings", web::get().to(settings_home))
         .route("/settings/users", web::get().to(users::list))
         .route("/settings/users", web::post().to(users::create))

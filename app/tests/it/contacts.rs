@@ -965,3 +965,135 @@ async fn the_find_duplicates_page_groups_contacts_by_shared_phone_or_email_and_m
     let groups = contacts.duplicate_groups(caller, None, 50).await.unwrap();
     assert_eq!(groups.len(), 1, "only the e-mail pair is left");
 }
+
+#[tokio::test]
+async fn companies_merge_keeping_people_phones_and_deals_but_never_across_accounts() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+    let deals = &app.state.modules.deals;
+    let company = |name: &str, phone: &str, tag: &str| NewCompany {
+        name: name.into(),
+        phones: vec![Reach::work(phone)],
+        tags: vec![tag.into()],
+        ..Default::default()
+    };
+    let keep = contacts
+        .create_company(caller, company("Northwind", "+7 495 100-00-01", "client"))
+        .await
+        .unwrap();
+    let dup = contacts
+        .create_company(
+            caller,
+            NewCompany {
+                web: "https://northwind.example".into(),
+                ..company("Northwind LLC", "+7 495 100-00-02", "partner")
+            },
+        )
+        .await
+        .unwrap();
+    let person = contacts
+        .create_contact(
+            caller,
+            NewContact {
+                first_name: "Ivan".into(),
+                company_ids: vec![dup.id],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let p = deals
+        .create_pipeline(
+            caller,
+            deals_api::NewPipeline {
+                name: "Sales".into(),
+                stages: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let deal = deals
+        .create_deal(
+            caller,
+            deals_api::NewDeal {
+                company_ids: vec![dup.id.0],
+                ..deals_api::NewDeal::new(p.id, "Supply")
+            },
+        )
+        .await
+        .unwrap();
+
+    let other = app.tenant("Globex").await;
+    let globex = Caller::user(other.account, other.admin.id);
+    let theirs = contacts
+        .create_company(globex, company("Globex", "+7 495 200-00-00", "x"))
+        .await
+        .unwrap();
+    let err = contacts
+        .merge_companies(caller, keep.id, vec![theirs.id])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert_eq!(
+        contacts.company(globex, theirs.id).await.unwrap().name,
+        "Globex"
+    );
+    let err = contacts
+        .merge_companies(caller, keep.id, vec![keep.id])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.field("others").map(|f| f.code.as_str()),
+        Some("required")
+    );
+
+    let kept = contacts
+        .merge_companies(caller, keep.id, vec![dup.id])
+        .await
+        .unwrap();
+    assert_eq!(kept.name, "Northwind");
+    assert_eq!(
+        kept.web, "https://northwind.example",
+        "an empty value is filled"
+    );
+    assert_eq!(kept.phones.len(), 2);
+    assert_eq!(kept.tags.len(), 2);
+    assert_eq!(kept.contact_ids, vec![person.id]);
+    assert_eq!(
+        contacts.company(caller, dup.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        contacts
+            .contact(caller, person.id)
+            .await
+            .unwrap()
+            .company_ids,
+        vec![keep.id]
+    );
+
+    // The deals module moves the deal's company link when the event reaches it.
+    let mut conn = app.state.pool.get().await.unwrap();
+    let event: kernel::events::EventEnvelope = {
+        use diesel_async::AsyncConnection;
+        conn.transaction::<_, kernel::AppError, _>(async |tx| {
+            let claimed = kernel::outbox::claim(tx, "contacts", 100).await?;
+            Ok(claimed
+                .events
+                .into_iter()
+                .find(|e| e.event_type == "contacts.companies_merged")
+                .expect("the merge event"))
+        })
+        .await
+        .unwrap()
+    };
+    kernel::inbox::handle_once(&mut conn, &deals::ContactMerges, &event)
+        .await
+        .unwrap();
+    assert_eq!(
+        deals.deal(caller, deal.id).await.unwrap().company_ids,
+        vec![keep.id.0]
+    );
+}

@@ -81,6 +81,9 @@ CREATE TABLE contacts.deal_refs (
 );
 CREATE INDEX deal_refs_contacts_idx ON contacts.deal_refs USING gin (contact_ids) WHERE open;
 
+-- Set (with deleted_at) when the company was merged into another.
+ALTER TABLE contacts.companies ADD COLUMN merged_into BIGINT;
+
 ALTER TABLE contacts.contacts
     ADD COLUMN open_deals INT NOT NULL DEFAULT 0,
     ADD COLUMN last_contacted_at TIMESTAMPTZ;

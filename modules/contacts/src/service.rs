@@ -503,6 +503,88 @@ pub(crate) async fn load_fields(
         .collect())
 }
 
+/// The records to merge into `keep`: distinct, not `keep`, one to twenty.
+fn merge_targets(keep: i64, others: &[i64], what: &str) -> AppResult<Vec<i64>> {
+    let mut others: Vec<i64> = others.iter().copied().filter(|o| *o != keep).collect();
+    others.sort_unstable();
+    others.dedup();
+    if others.is_empty() {
+        return Err(AppError::validation(
+            "others",
+            "required",
+            &format!("choose the {what} to merge into this one"),
+        ));
+    }
+    if others.len() > 20 {
+        return Err(AppError::validation(
+            "others",
+            "too_many",
+            "at most 20 at once",
+        ));
+    }
+    Ok(others)
+}
+
+/// What merged records add up to: every phone, e-mail and tag once (the kept record's first),
+/// and custom-field values (the kept record's win).
+#[derive(Default)]
+struct Merged {
+    phones: Vec<(String, String, String)>,
+    emails: Vec<(String, String)>,
+    tag_ids: Vec<i64>,
+    values: FieldValues,
+}
+
+impl Merged {
+    fn add(&mut self, phones: &[Phone], emails: &[Email], tags: &[Tag], values: &FieldValues) {
+        for p in phones {
+            if !self.phones.iter().any(|x| x.2 == p.normalized) {
+                self.phones
+                    .push((p.kind.clone(), p.raw.clone(), p.normalized.clone()));
+            }
+        }
+        for e in emails {
+            if !self.emails.iter().any(|x| x.1 == e.email) {
+                self.emails.push((e.kind.clone(), e.email.clone()));
+            }
+        }
+        for t in tags {
+            if !self.tag_ids.contains(&t.id.0) {
+                self.tag_ids.push(t.id.0);
+            }
+        }
+        for (k, v) in values {
+            self.values.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+/// The merged records' phones and e-mails go (the kept one has them now).
+async fn drop_merged_reach(
+    tx: &mut AsyncPgConnection,
+    account: AccountId,
+    entity: Entity,
+    others: &[i64],
+) -> AppResult<()> {
+    diesel::delete(
+        phones::table
+            .filter(phones::account_id.eq(account.0))
+            .filter(phones::owner_kind.eq(entity.as_str()))
+            .filter(phones::owner_id.eq_any(others)),
+    )
+    .execute(tx)
+    .await?;
+    diesel::delete(
+        emails::table
+            .filter(emails::account_id.eq(account.0))
+            .filter(emails::owner_kind.eq(entity.as_str()))
+            .filter(emails::owner_id.eq_any(others)),
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 pub(crate) fn envelope<E: DomainEvent>(caller: Caller, e: &E) -> AppResult<EventEnvelope> {
     EventEnvelope::new(caller, e)
 }
@@ -1060,27 +1142,8 @@ impl Contacts for ContactsService {
     ) -> AppResult<Contact> {
         let edit_scope = self.scope(caller, Entity::Contact, Action::Edit).await?;
         let delete_scope = self.scope(caller, Entity::Contact, Action::Delete).await?;
-        let mut others: Vec<i64> = others
-            .iter()
-            .map(|o| o.0)
-            .filter(|o| *o != keep.0)
-            .collect();
-        others.sort_unstable();
-        others.dedup();
-        if others.is_empty() {
-            return Err(AppError::validation(
-                "others",
-                "required",
-                "choose the contacts to merge into this one",
-            ));
-        }
-        if others.len() > 20 {
-            return Err(AppError::validation(
-                "others",
-                "too_many",
-                "at most 20 at once",
-            ));
-        }
+        let ids: Vec<i64> = others.iter().map(|o| o.0).collect();
+        let others = merge_targets(keep.0, &ids, "contacts")?;
         let account = caller.account_id;
         let mut conn = self.conn().await?;
         let kept = conn
@@ -1115,33 +1178,13 @@ impl Contacts for ContactsService {
                     return Err(AppError::not_found("contact"));
                 }
                 // Phones and e-mails: the kept contact's first, then the others' new ones.
-                let mut phone_list: Vec<(String, String, String)> = Vec::new();
-                let mut email_list: Vec<(String, String)> = Vec::new();
-                let mut tag_ids: Vec<i64> = Vec::new();
-                let mut values = target.custom_fields.clone();
+                let mut merged = Merged::default();
                 let mut first = target.first_name.clone();
                 let mut last = target.last_name.clone();
                 let mut position = target.position.clone();
                 let mut companies_all: Vec<i64> = Vec::new();
                 for c in std::iter::once(&target).chain(full.iter()) {
-                    for p in &c.phones {
-                        if !phone_list.iter().any(|x| x.2 == p.normalized) {
-                            phone_list.push((p.kind.clone(), p.raw.clone(), p.normalized.clone()));
-                        }
-                    }
-                    for e in &c.emails {
-                        if !email_list.iter().any(|x| x.1 == e.email) {
-                            email_list.push((e.kind.clone(), e.email.clone()));
-                        }
-                    }
-                    for t in &c.tags {
-                        if !tag_ids.contains(&t.id.0) {
-                            tag_ids.push(t.id.0);
-                        }
-                    }
-                    for (k, v) in &c.custom_fields {
-                        values.entry(k.clone()).or_insert_with(|| v.clone());
-                    }
+                    merged.add(&c.phones, &c.emails, &c.tags, &c.custom_fields);
                     for co in &c.company_ids {
                         if !companies_all.contains(&co.0) {
                             companies_all.push(co.0);
@@ -1164,8 +1207,8 @@ impl Contacts for ContactsService {
                         contacts::last_name.eq(&last),
                         contacts::name.eq(&name),
                         contacts::position.eq(&position),
-                        contacts::tag_ids.eq(&tag_ids),
-                        contacts::custom_fields.eq(Value::Object(values)),
+                        contacts::tag_ids.eq(&merged.tag_ids),
+                        contacts::custom_fields.eq(Value::Object(merged.values)),
                         contacts::updated_at.eq(now),
                         contacts::updated_by.eq(actor_of(caller)),
                     ))
@@ -1176,8 +1219,8 @@ impl Contacts for ContactsService {
                     account,
                     Entity::Contact,
                     keep.0,
-                    Some(&phone_list),
-                    Some(&email_list),
+                    Some(&merged.phones),
+                    Some(&merged.emails),
                 )
                 .await?;
                 for co in &companies_all {
@@ -1205,22 +1248,7 @@ impl Contacts for ContactsService {
                 ))
                 .execute(tx)
                 .await?;
-                diesel::delete(
-                    phones::table
-                        .filter(phones::account_id.eq(account.0))
-                        .filter(phones::owner_kind.eq("contact"))
-                        .filter(phones::owner_id.eq_any(&others)),
-                )
-                .execute(tx)
-                .await?;
-                diesel::delete(
-                    emails::table
-                        .filter(emails::account_id.eq(account.0))
-                        .filter(emails::owner_kind.eq("contact"))
-                        .filter(emails::owner_id.eq_any(&others)),
-                )
-                .execute(tx)
-                .await?;
+                drop_merged_reach(tx, account, Entity::Contact, &others).await?;
                 diesel::delete(
                     contact_companies::table
                         .filter(contact_companies::account_id.eq(account.0))
@@ -1678,6 +1706,129 @@ impl Contacts for ContactsService {
             .await
         })
         .await
+    }
+
+    async fn merge_companies(
+        &self,
+        caller: Caller,
+        keep: CompanyId,
+        others: Vec<CompanyId>,
+    ) -> AppResult<Company> {
+        let edit_scope = self.scope(caller, Entity::Company, Action::Edit).await?;
+        let delete_scope = self.scope(caller, Entity::Company, Action::Delete).await?;
+        let ids: Vec<i64> = others.iter().map(|o| o.0).collect();
+        let others = merge_targets(keep.0, &ids, "companies")?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let mut all = others.clone();
+            all.push(keep.0);
+            all.sort_unstable();
+            let rows: Vec<CompanyRow> = companies::table
+                .filter(companies::account_id.eq(account.0))
+                .filter(companies::id.eq_any(&all))
+                .filter(companies::deleted_at.is_null())
+                .order(companies::id)
+                .select(CompanyRow::as_select())
+                .for_update()
+                .load(tx)
+                .await?;
+            if rows.len() != all.len() {
+                return Err(AppError::not_found("company"));
+            }
+            let mut full = companies_out(tx, account, rows).await?;
+            let pos = full
+                .iter()
+                .position(|c| c.id == keep)
+                .ok_or_else(|| AppError::not_found("company"))?;
+            let target = full.remove(pos);
+            if !edit_scope.allows(target.responsible_user_id)
+                || full
+                    .iter()
+                    .any(|c| !delete_scope.allows(c.responsible_user_id))
+            {
+                return Err(AppError::not_found("company"));
+            }
+            let mut merged = Merged::default();
+            let (mut web, mut address) = (target.web.clone(), target.address.clone());
+            for c in std::iter::once(&target).chain(full.iter()) {
+                merged.add(&c.phones, &c.emails, &c.tags, &c.custom_fields);
+                if web.is_empty() {
+                    web = c.web.clone();
+                }
+                if address.is_empty() {
+                    address = c.address.clone();
+                }
+            }
+            diesel::update(companies::table.filter(companies::id.eq(keep.0)))
+                .set((
+                    companies::web.eq(&web),
+                    companies::address.eq(&address),
+                    companies::tag_ids.eq(&merged.tag_ids),
+                    companies::custom_fields.eq(Value::Object(merged.values)),
+                    companies::updated_at.eq(now),
+                    companies::updated_by.eq(actor_of(caller)),
+                ))
+                .execute(tx)
+                .await?;
+            write_reach(
+                tx,
+                account,
+                Entity::Company,
+                keep.0,
+                Some(&merged.phones),
+                Some(&merged.emails),
+            )
+            .await?;
+            // The merged companies' people work for the kept one.
+            diesel::sql_query(
+                "INSERT INTO contacts.contact_companies (account_id, contact_id, company_id)
+                 SELECT account_id, contact_id, $3 FROM contacts.contact_companies
+                  WHERE account_id = $1 AND company_id = ANY($2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<Array<BigInt>, _>(&others)
+            .bind::<BigInt, _>(keep.0)
+            .execute(tx)
+            .await?;
+            diesel::delete(
+                contact_companies::table
+                    .filter(contact_companies::account_id.eq(account.0))
+                    .filter(contact_companies::company_id.eq_any(&others)),
+            )
+            .execute(tx)
+            .await?;
+            diesel::update(
+                companies::table
+                    .filter(companies::account_id.eq(account.0))
+                    .filter(companies::id.eq_any(&others)),
+            )
+            .set((
+                companies::deleted_at.eq(now),
+                companies::merged_into.eq(keep.0),
+                companies::updated_at.eq(now),
+                companies::updated_by.eq(actor_of(caller)),
+            ))
+            .execute(tx)
+            .await?;
+            drop_merged_reach(tx, account, Entity::Company, &others).await?;
+            outbox::append(
+                tx,
+                crate::SCHEMA,
+                &[envelope(
+                    caller,
+                    &contacts_api::events::CompaniesMerged {
+                        kept: keep,
+                        merged: others.iter().map(|o| CompanyId(*o)).collect(),
+                    },
+                )?],
+            )
+            .await?;
+            Ok(())
+        })
+        .await?;
+        self.company(caller, keep).await
     }
 
     async fn list_companies(

@@ -1,8 +1,9 @@
-//! Deals follow merged contacts: when the contacts module merges contacts, every deal linked to
-//! a merged one is linked to the kept one instead (its main contact too), with DealUpdated.
+//! Deals follow merged contacts and companies: when the contacts module merges them, every deal
+//! linked to a merged one is linked to the kept one instead (its main contact too), with
+//! DealUpdated.
 
 use async_trait::async_trait;
-use contacts_api::events::ContactsMerged;
+use contacts_api::events::{CompaniesMerged, ContactsMerged};
 use deals_api::DealId;
 use deals_api::events::DealUpdated;
 use diesel::sql_types::{Array, BigInt};
@@ -18,7 +19,7 @@ struct Links {
     #[diesel(sql_type = BigInt)]
     id: i64,
     #[diesel(sql_type = Array<BigInt>)]
-    contact_ids: Vec<i64>,
+    links: Vec<i64>,
 }
 
 #[async_trait]
@@ -32,18 +33,33 @@ impl Subscriber for ContactMerges {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &[ContactsMerged::TYPE]
+        &[ContactsMerged::TYPE, CompaniesMerged::TYPE]
     }
 
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
-        let merge: ContactsMerged = event.decode()?;
-        let merged: Vec<i64> = merge.merged.iter().map(|c| c.0).collect();
+        // The links column the merge is about, the merged ids and the kept one.
+        let (column, merged, kept): (&str, Vec<i64>, i64) =
+            if event.event_type == CompaniesMerged::TYPE {
+                let m: CompaniesMerged = event.decode()?;
+                (
+                    "company_ids",
+                    m.merged.iter().map(|c| c.0).collect(),
+                    m.kept.0,
+                )
+            } else {
+                let m: ContactsMerged = event.decode()?;
+                (
+                    "contact_ids",
+                    m.merged.iter().map(|c| c.0).collect(),
+                    m.kept.0,
+                )
+            };
         let account = event.account_id.0;
-        let before: Vec<Links> = diesel::sql_query(
-            "SELECT id, contact_ids FROM deals.deals
-              WHERE account_id = $1 AND contact_ids <> '{}' AND contact_ids && $2
-              ORDER BY id FOR UPDATE",
-        )
+        let before: Vec<Links> = diesel::sql_query(format!(
+            "SELECT id, {column} AS links FROM deals.deals
+              WHERE account_id = $1 AND {column} <> '{{}}' AND {column} && $2
+              ORDER BY id FOR UPDATE"
+        ))
         .bind::<BigInt, _>(account)
         .bind::<Array<BigInt>, _>(&merged)
         .load(conn)
@@ -51,22 +67,27 @@ impl Subscriber for ContactMerges {
         if before.is_empty() {
             return Ok(());
         }
-        // Each merged id becomes the kept one; a contact listed twice stays once, first place.
-        let after: Vec<Links> = diesel::sql_query(
+        // Each merged id becomes the kept one; an id listed twice stays once, first place.
+        let main = if column == "contact_ids" {
+            "main_contact_id = CASE WHEN d.main_contact_id = ANY($2) THEN $3 ELSE d.main_contact_id END,"
+        } else {
+            ""
+        };
+        let after: Vec<Links> = diesel::sql_query(format!(
             "UPDATE deals.deals d SET
-                 contact_ids = (SELECT array_agg(x ORDER BY o) FROM (
+                 {column} = (SELECT array_agg(x ORDER BY o) FROM (
                                   SELECT DISTINCT ON (x) x, o FROM (
                                     SELECT CASE WHEN c = ANY($2) THEN $3 ELSE c END AS x, o
-                                      FROM unnest(d.contact_ids) WITH ORDINALITY u(c, o)) s
+                                      FROM unnest(d.{column}) WITH ORDINALITY u(c, o)) s
                                   ORDER BY x, o) t),
-                 main_contact_id = CASE WHEN d.main_contact_id = ANY($2) THEN $3 ELSE d.main_contact_id END,
+                 {main}
                  updated_at = now()
               WHERE d.account_id = $1 AND d.id = ANY($4)
-              RETURNING d.id, d.contact_ids",
-        )
+              RETURNING d.id, d.{column} AS links"
+        ))
         .bind::<BigInt, _>(account)
         .bind::<Array<BigInt>, _>(&merged)
-        .bind::<BigInt, _>(merge.kept.0)
+        .bind::<BigInt, _>(kept)
         .bind::<Array<BigInt>, _>(before.iter().map(|b| b.id).collect::<Vec<_>>())
         .load(conn)
         .await?;
@@ -84,8 +105,8 @@ impl Subscriber for ContactMerges {
                     caller,
                     &DealUpdated {
                         deal_id: DealId(a.id),
-                        before: serde_json::json!({ "contact_ids": b.contact_ids }),
-                        after: serde_json::json!({ "contact_ids": a.contact_ids }),
+                        before: serde_json::json!({ column: b.links }),
+                        after: serde_json::json!({ column: a.links }),
                     },
                 )?
                 .caused_by(event.id),

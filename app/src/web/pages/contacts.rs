@@ -722,8 +722,21 @@ async fn show(
                 },
             )
             .await;
+            // Other companies, to merge into this one.
+            let choices = c
+                .list_companies(
+                    caller,
+                    &ContactFilter::default(),
+                    PageRequest::new(None, Some(200)),
+                )
+                .await?
+                .items
+                .into_iter()
+                .filter(|co| co.id != x.id)
+                .map(|co| (co.id.0, co.name))
+                .collect();
             values = x.custom_fields.clone();
-            (x.name, v, x.phones, x.emails, links, Vec::new(), deals)
+            (x.name, v, x.phones, x.emails, links, choices, deals)
         }
     };
     let fields = c
@@ -778,6 +791,42 @@ pub async fn merge(
                 &ctx,
                 &state,
                 Entity::Contact,
+                keep.0,
+                super::form_status(&e),
+                FormErrors::from_error(&e),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Merges the chosen company into this one.
+pub async fn merge_company(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    f: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let keep = CompanyId(*path);
+    let others: Vec<CompanyId> = f
+        .iter()
+        .filter(|(k, _)| k == "other")
+        .filter_map(|(_, v)| v.parse().ok().map(CompanyId))
+        .collect();
+    match state
+        .modules
+        .contacts
+        .merge_companies(caller, keep, others)
+        .await
+    {
+        Ok(_) => see_other(&format!("/companies/{keep}"), Some("contacts.merged")),
+        Err(e) if is_form_error(&e) => {
+            show(
+                &ctx,
+                &state,
+                Entity::Company,
                 keep.0,
                 super::form_status(&e),
                 FormErrors::from_error(&e),

@@ -81,6 +81,18 @@ impl DomainEvent for ContactsMerged {
     const TYPE: &'static str = "contacts.contacts_merged";
 }
 
+/// Companies merged into `kept` (their contacts, phones, e-mails, tags and values moved there);
+/// the merged ones are deleted. Deals move their links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompaniesMerged {
+    pub kept: CompanyId,
+    pub merged: Vec<CompanyId>,
+}
+
+impl DomainEvent for CompaniesMerged {
+    const TYPE: &'static str = "contacts.companies_merged";
+}
+
 /// A contact joined or left a company.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactLinked {

@@ -86,6 +86,14 @@ pub trait Contacts: Send + Sync {
         patch: CompanyPatch,
     ) -> AppResult<Company>;
     async fn delete_company(&self, caller: Caller, id: CompanyId) -> AppResult<()>;
+    /// Merges `others` into `keep` in one transaction, as [`Contacts::merge_contacts`] does:
+    /// every phone, e-mail, tag, contact and value is kept; CompaniesMerged moves deal links.
+    async fn merge_companies(
+        &self,
+        caller: Caller,
+        keep: CompanyId,
+        others: Vec<CompanyId>,
+    ) -> AppResult<Company>;
     async fn list_companies(
         &self,
         caller: Caller,
