@@ -57,6 +57,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/contacts", web::post().to(contacts::create_contact))
         .route("/contacts/new", web::get().to(contacts::new_contact))
         .route("/contacts/segments", web::post().to(contacts::save_segment))
+        .route(
+            "/contacts/segments/{id}/size",
+            web::get().to(contacts::segment_size),
+        )
         .route("/contacts/duplicates", web::get().to(contacts::duplicates))
         .route("/contacts/transfer", web::get().to(transfer::transfer))
         .route("/contacts/import", web::post().to(transfer::upload))

@@ -877,6 +877,16 @@ async fn segments_are_saved_filters_with_capped_counts_that_respect_rights() {
         html.contains("All VIPs") && html.contains("Lead 1") && !html.contains("Lead 4"),
         "{html}"
     );
+    let id = location(&res)
+        .trim_start_matches("/contacts?segment=")
+        .to_string();
+    let id = id.split('&').next().unwrap_or_default();
+    assert!(
+        html.contains(&format!("/contacts/segments/{id}/size")),
+        "its chip asks for its size"
+    );
+    let (status, size) = c.text(&format!("/contacts/segments/{id}/size")).await;
+    assert_eq!((status, size.as_str()), (reqwest::StatusCode::OK, "3"));
     contacts.delete_segment(caller, seg.id).await.unwrap();
     assert_eq!(contacts.segments(caller).await.unwrap().len(), 1);
 }

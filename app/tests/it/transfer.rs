@@ -710,3 +710,255 @@ async fn segments_know_who_has_an_open_deal_from_the_deals_events() {
     assert_eq!(names_in(without).await.len(), 2);
     backbone.stop().await;
 }
+
+/// A multipart body as a browser sends it: small fields, then the file.
+fn multipart(fields: &[(&str, &str)], file_name: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----voronka-test-boundary";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn the_pages_upload_map_and_refuse_with_a_clear_message() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let c = app.signed_in(&t.admin.email).await;
+    let token = c.csrf("/contacts/transfer").await;
+    let upload = |data: Vec<u8>, encoding: &'static str| {
+        let (ct, body) = multipart(
+            &[("entity", "contact"), ("encoding", encoding)],
+            "clients.csv",
+            &data,
+        );
+        c.http
+            .post(format!("{}/contacts/import", c.base))
+            .header("content-type", ct)
+            .header("x-csrf-token", &token)
+            .header("hx-request", "true")
+            .body(body)
+            .send()
+    };
+    // Without the CSRF header: refused.
+    let (ct, body) = multipart(&[("entity", "contact")], "a.csv", b"Name\nA\n");
+    let res = c
+        .http
+        .post(format!("{}/contacts/import", c.base))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::FORBIDDEN);
+
+    // A Windows-1251 file as UTF-8: the page says what is wrong; nothing is kept.
+    let res = upload(vec![0xC8, 0xEC, 0xFF, b'\n', 0xC8, b'\n'], "utf-8")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("data-test=\"upload-error\"") && html.contains("UTF-8"),
+        "{html}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.imports")
+            .await,
+        0
+    );
+
+    // A good file: htmx is sent to its mapping screen, which guessed the columns.
+    let res = upload(
+        "Name;Phone;Notes\nVera Orlova;+7 915 100-20-30;x\n".into(),
+        "utf-8",
+    )
+    .await
+    .unwrap();
+    let to = res
+        .headers()
+        .get("hx-redirect")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(to.starts_with("/contacts/import/"), "{to}");
+    let (status, html) = c.text(&to).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(html.contains("Vera Orlova"), "the preview shows the rows");
+    assert!(
+        html.contains("<option value=\"full_name\" selected>"),
+        "Name maps to the full name"
+    );
+    // No name column chosen: the mapping screen again, with the reason.
+    let res = c
+        .submit(
+            &to,
+            &to,
+            &[
+                ("col0", ""),
+                ("col1", "phone_work"),
+                ("col2", ""),
+                ("action", "run"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("data-test=\"mapping-error\""), "{html}");
+    // With the name, but no job workers in this process: the page says so, nothing runs.
+    let res = c
+        .submit(
+            &to,
+            &to,
+            &[
+                ("col0", "full_name"),
+                ("col1", "phone_work"),
+                ("col2", ""),
+                ("action", "run"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+
+    // A member without the export right is sent back with a message.
+    let member = app.member(&t, "sam@acme.test").await;
+    let m = app.signed_in(&member.email).await;
+    let res = m
+        .submit(
+            "/contacts",
+            "/contacts/export",
+            &[("entity", "contact"), ("format", "csv")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    assert!(
+        crate::support::location(&res).contains("import.no_export_right"),
+        "{}",
+        crate::support::location(&res)
+    );
+}
+
+#[tokio::test]
+async fn record_pages_edit_custom_fields_and_list_a_companys_deals() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+    let source = contacts
+        .create_custom_field(
+            caller,
+            Entity::Contact,
+            NewCustomField {
+                name: "Source".into(),
+                field_type: FieldType::Select,
+                enums: vec!["Website".into(), "Referral".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let anna = contacts
+        .create_contact(
+            caller,
+            NewContact {
+                first_name: "Anna".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let co = contacts
+        .create_company(
+            caller,
+            NewCompany {
+                name: "Northwind".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let p = app
+        .state
+        .modules
+        .deals
+        .create_pipeline(
+            caller,
+            deals_api::NewPipeline {
+                name: "Sales".into(),
+                stages: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    app.state
+        .modules
+        .deals
+        .create_deal(
+            caller,
+            deals_api::NewDeal {
+                company_ids: vec![co.id.0],
+                ..deals_api::NewDeal::new(p.id, "Supply contract")
+            },
+        )
+        .await
+        .unwrap();
+    let c = app.signed_in(&t.admin.email).await;
+    let page = format!("/contacts/{}", anna.id);
+    let (_, html) = c.text(&page).await;
+    assert!(
+        html.contains("name=\"cf_"),
+        "the custom field is on the page"
+    );
+    let referral = source.enums[1].id.to_string();
+    let key = format!("cf_{}", source.id);
+    let res = c
+        .submit(
+            &page,
+            &page,
+            &[
+                ("first_name", "Anna"),
+                ("last_name", ""),
+                (key.as_str(), referral.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let saved = contacts.contact(caller, anna.id).await.unwrap();
+    assert_eq!(
+        saved.custom_fields[&source.id.0.to_string()],
+        serde_json::json!(source.enums[1].id)
+    );
+    // An unknown choice: the page again with the field's error, the value unchanged.
+    let res = c
+        .submit(
+            &page,
+            &page,
+            &[("first_name", "Anna"), (key.as_str(), "Nonsense")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(
+        contacts
+            .contact(caller, anna.id)
+            .await
+            .unwrap()
+            .custom_fields,
+        saved.custom_fields
+    );
+    let (_, html) = c.text(&format!("/companies/{}", co.id)).await;
+    assert!(
+        html.contains("Supply contract"),
+        "the company's deal is listed"
+    );
+}

@@ -2,6 +2,7 @@ DROP INDEX contacts.contacts_open_deals_idx;
 ALTER TABLE contacts.contacts DROP COLUMN last_contacted_at, DROP COLUMN open_deals;
 DROP TABLE contacts.deal_refs;
 ALTER TABLE contacts.companies DROP COLUMN merged_into;
+ALTER TABLE contacts.segments DROP COLUMN size, DROP COLUMN size_capped, DROP COLUMN counted_at;
 DROP TABLE contacts.exports;
 DROP INDEX contacts.companies_lower_name_idx;
 DROP TABLE contacts.import_errors;

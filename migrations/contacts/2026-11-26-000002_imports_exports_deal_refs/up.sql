@@ -81,6 +81,12 @@ CREATE TABLE contacts.deal_refs (
 );
 CREATE INDEX deal_refs_contacts_idx ON contacts.deal_refs USING gin (contact_ids) WHERE open;
 
+-- A segment's last count (for callers who see every contact), reused for a minute.
+ALTER TABLE contacts.segments
+    ADD COLUMN size INT,
+    ADD COLUMN size_capped BOOLEAN NOT NULL DEFAULT false,
+    ADD COLUMN counted_at TIMESTAMPTZ;
+
 -- Set (with deleted_at) when the company was merged into another.
 ALTER TABLE contacts.companies ADD COLUMN merged_into BIGINT;
 

@@ -1427,9 +1427,12 @@ impl ContactsService {
             self.scope(caller, entity, Action::Edit).await?;
         }
         let status = JobStatus::parse(&row.status);
-        let restartable = status == JobStatus::Uploaded
-            || (row.dry_run && status.is_finished())
-            || status == JobStatus::Failed;
+        // A queued import may be started again (its job may never have been stored; a second
+        // job finds the work done); a running or imported one may not.
+        let restartable = matches!(
+            status,
+            JobStatus::Uploaded | JobStatus::Queued | JobStatus::Failed
+        ) || (row.dry_run && status.is_finished());
         if !restartable {
             return Err(AppError::new(
                 ErrorCode::Conflict,
@@ -1491,9 +1494,10 @@ impl ContactsService {
             return Err(AppError::from_fields(errors));
         }
         let tag = tag.into_iter().next().unwrap_or_default();
-        // A failed real run resumes where it stopped; anything else starts over.
-        let resume = status == JobStatus::Failed && !row.dry_run && !settings.dry_run;
-        if resume && settings.mapping != row.mapping {
+        // A real run that wrote rows resumes where it stopped, as it was; anything else starts
+        // over.
+        let resume = !row.dry_run && row.processed > 0;
+        if resume && (settings.mapping != row.mapping || settings.dry_run) {
             return Err(AppError::validation(
                 "mapping",
                 "locked",

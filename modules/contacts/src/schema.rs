@@ -115,6 +115,9 @@ diesel::table! {
         filter -> Jsonb,
         created_by -> BigInt,
         created_at -> Timestamptz,
+        size -> Nullable<Integer>,
+        size_capped -> Bool,
+        counted_at -> Nullable<Timestamptz>,
     }
 }
 

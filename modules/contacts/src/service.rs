@@ -1409,14 +1409,28 @@ impl Contacts for ContactsService {
     async fn segment_size(&self, caller: Caller, id: SegmentId) -> AppResult<SegmentSize> {
         let scope = self.scope(caller, Entity::Contact, Action::View).await?;
         let mut conn = self.conn().await?;
-        let filter: Value = segments::table
-            .filter(segments::account_id.eq(caller.account_id.0))
-            .filter(segments::id.eq(id.0))
-            .select(segments::filter)
-            .first(&mut conn)
-            .await
-            .optional()?
-            .ok_or_else(|| AppError::not_found("segment"))?;
+        let (filter, size, capped, counted_at): (Value, Option<i32>, bool, Option<DateTime<Utc>>) =
+            segments::table
+                .filter(segments::account_id.eq(caller.account_id.0))
+                .filter(segments::id.eq(id.0))
+                .select((
+                    segments::filter,
+                    segments::size,
+                    segments::size_capped,
+                    segments::counted_at,
+                ))
+                .first(&mut conn)
+                .await
+                .optional()?
+                .ok_or_else(|| AppError::not_found("segment"))?;
+        // Those who see every contact share one count, kept for a minute.
+        let fresh = counted_at.is_some_and(|t| Utc::now() - t < chrono::TimeDelta::seconds(60));
+        if let (Scope::All, Some(n), true) = (&scope, size, fresh) {
+            return Ok(SegmentSize {
+                count: n as i64,
+                capped,
+            });
+        }
         let filter: ContactFilter = serde_json::from_value(filter).unwrap_or_default();
         let ids: Vec<i64> = self
             .contact_query(&mut conn, caller.account_id, &scope, &filter)
@@ -1426,10 +1440,18 @@ impl Contacts for ContactsService {
             .load(&mut conn)
             .await?;
         let capped = ids.len() as i64 > SEGMENT_COUNT_CAP;
-        Ok(SegmentSize {
-            count: (ids.len() as i64).min(SEGMENT_COUNT_CAP),
-            capped,
-        })
+        let count = (ids.len() as i64).min(SEGMENT_COUNT_CAP);
+        if scope == Scope::All {
+            diesel::update(segments::table.filter(segments::id.eq(id.0)))
+                .set((
+                    segments::size.eq(count as i32),
+                    segments::size_capped.eq(capped),
+                    segments::counted_at.eq(now),
+                ))
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok(SegmentSize { count, capped })
     }
 
     async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company> {

@@ -32,8 +32,31 @@ pub struct RowView {
 pub struct SegmentView {
     pub id: i64,
     pub name: String,
-    /// "1 234" or "10 000+".
-    pub size: String,
+}
+
+/// A segment's size as its chip shows it: "1 234", or "1 000+" for a large one.
+pub async fn segment_size(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let size = state
+        .modules
+        .contacts
+        .segment_size(caller, contacts_api::SegmentId(*path))
+        .await?;
+    let text = if size.capped {
+        format!("{}+", super::deals::group_digits(size.count))
+    } else {
+        super::deals::group_digits(size.count)
+    };
+    Ok(actix_web::HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        ))
+        .body(text))
 }
 
 pub struct HitView {
@@ -203,17 +226,12 @@ async fn list(
     let mut contact_filter = ContactFilter::default();
     if entity == Entity::Contact {
         let saved = c.segments(caller).await?;
-        // The segments' sizes show above the list, not over search results.
-        for s in saved.iter().filter(|_| q.is_empty()) {
-            let size = c.segment_size(caller, s.id).await?;
+        // Each segment's size arrives after the page (htmx asks /contacts/segments/{id}/size),
+        // so that counting never holds the list up.
+        for s in &saved {
             segments.push(SegmentView {
                 id: s.id.0,
                 name: s.name.clone(),
-                size: if size.capped {
-                    format!("{}+", super::deals::group_digits(size.count))
-                } else {
-                    super::deals::group_digits(size.count)
-                },
             });
         }
         contact_filter = match segment {
