@@ -62,6 +62,14 @@ fn retry_layer(
         .with_backoff(maker.make_backoff())
 }
 
+/// What a backbone runs: the event subscribers, the outboxes it relays, and the modules whose
+/// jobs (imports, exports) it works — none for the diagnostic probe.
+pub struct Work {
+    pub subscribers: Subscribers,
+    pub schemas: Vec<&'static str>,
+    pub modules: Option<crate::state::Modules>,
+}
+
 pub struct Backbone {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -87,10 +95,13 @@ impl Backbone {
         db: DbPool,
         jobs: JobStore,
         metrics: Metrics,
-        subscribers: Subscribers,
-        schemas: Vec<&'static str>,
-        modules: Option<crate::state::Modules>,
+        work: Work,
     ) -> Result<Backbone, String> {
+        let Work {
+            subscribers,
+            schemas,
+            modules,
+        } = work;
         let retry = config.retry_policy();
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();

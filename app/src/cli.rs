@@ -553,9 +553,11 @@ async fn serve_on(
                 state.pool.clone(),
                 jobs,
                 state.metrics.clone(),
-                subscribers,
-                server::outbox_schemas(),
-                Some(state.modules.clone()),
+                crate::backbone::Work {
+                    subscribers,
+                    schemas: server::outbox_schemas(),
+                    modules: Some(state.modules.clone()),
+                },
             )
             .await?,
         ),

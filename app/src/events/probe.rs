@@ -234,9 +234,11 @@ pub async fn start_backbone(
         pool.clone(),
         jobs,
         crate::metrics::Metrics::new(),
-        subs,
-        vec![SCHEMA],
-        None,
+        crate::backbone::Work {
+            subscribers: subs,
+            schemas: vec![SCHEMA],
+            modules: None,
+        },
     )
     .await
 }

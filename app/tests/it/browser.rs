@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{PASSWORD, spawn_app, spawn_app_with_jobs};
+use crate::support::{PASSWORD, spawn_app, spawn_app_with_workers};
 
 fn chromium() -> Option<String> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -42,24 +42,7 @@ async fn run_app(script: &str, jobs: bool) -> Option<String> {
         return None;
     };
     let (app, backbone) = if jobs {
-        let queues = voronka::server::queues();
-        let app = spawn_app_with_jobs(
-            &queues.iter().map(String::as_str).collect::<Vec<_>>(),
-            |c| c.jobs.poll_ms = 50,
-        )
-        .await;
-        let backbone = voronka::backbone::Backbone::start(
-            &app.state.config,
-            &app.db.url,
-            app.state.pool.clone(),
-            app.state.jobs.clone().unwrap(),
-            app.state.metrics.clone(),
-            voronka::server::subscribers(&app.state.modules),
-            voronka::server::outbox_schemas(),
-            Some(app.state.modules.clone()),
-        )
-        .await
-        .unwrap();
+        let (app, backbone) = spawn_app_with_workers().await;
         (app, Some(backbone))
     } else {
         (spawn_app().await, None)

@@ -34,9 +34,11 @@ async fn with_probe(app: &TestApp, sub: &Arc<ProbeSubscriber>) -> Backbone {
         app.state.pool.clone(),
         app.state.jobs.clone().unwrap(),
         app.state.metrics.clone(),
-        subs,
-        vec![probe::SCHEMA],
-        None,
+        voronka::backbone::Work {
+            subscribers: subs,
+            schemas: vec![probe::SCHEMA],
+            modules: None,
+        },
     )
     .await
     .unwrap()

@@ -26,6 +26,32 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     spawn(adjust, None).await
 }
 
+/// The app as `voronka serve` runs it: with its job store, and its relay, subscribers and job
+/// workers (imports, exports) running, polling often. Stop the backbone at the end.
+pub async fn spawn_app_with_workers() -> (TestApp, voronka::backbone::Backbone) {
+    let queues = voronka::server::queues();
+    let app = spawn_app_with_jobs(
+        &queues.iter().map(String::as_str).collect::<Vec<_>>(),
+        |c| c.jobs.poll_ms = 20,
+    )
+    .await;
+    let backbone = voronka::backbone::Backbone::start(
+        &app.state.config,
+        &app.db.url,
+        app.state.pool.clone(),
+        app.state.jobs.clone().expect("job store"),
+        app.state.metrics.clone(),
+        voronka::backbone::Work {
+            subscribers: voronka::server::subscribers(&app.state.modules),
+            schemas: voronka::server::outbox_schemas(),
+            modules: Some(app.state.modules.clone()),
+        },
+    )
+    .await
+    .expect("backbone");
+    (app, backbone)
+}
+
 /// The app with its job store set up, for the backbone's tests; `queues` are the job queues the
 /// test will use (the Redis store needs to know them).
 pub async fn spawn_app_with_jobs(queues: &[&str], adjust: impl FnOnce(&mut Config)) -> TestApp {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use contacts_api::*;
 use kernel::{Caller, ErrorCode};
 
-use crate::support::{TestApp, spawn_app, spawn_app_with_jobs};
+use crate::support::{TestApp, spawn_app};
 
 fn csv_upload(entity: Entity, text: &str) -> ImportUpload {
     ImportUpload {
@@ -582,33 +582,12 @@ async fn exports_need_the_export_right_and_read_back_through_an_import() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_know_who_has_an_open_deal_from_the_deals_events() {
     use deals_api::{NewDeal, StageKind};
-    let app = spawn_app_with_jobs(
-        &voronka::server::queues()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        |c| {
-            c.jobs.poll_ms = 20;
-        },
-    )
-    .await;
+    let (app, backbone) = crate::support::spawn_app_with_workers().await;
     let names: Vec<String> = voronka::server::subscribers(&app.state.modules)
         .iter()
         .map(|s| s.name().to_string())
         .collect();
     assert_eq!(names, voronka::server::SUBSCRIBER_NAMES);
-    let backbone = voronka::backbone::Backbone::start(
-        &app.state.config,
-        &app.db.url,
-        app.state.pool.clone(),
-        app.state.jobs.clone().unwrap(),
-        app.state.metrics.clone(),
-        voronka::server::subscribers(&app.state.modules),
-        voronka::server::outbox_schemas(),
-        Some(app.state.modules.clone()),
-    )
-    .await
-    .unwrap();
     let t = app.tenant("Acme").await;
     let admin = Caller::user(t.account, t.admin.id);
     let c = &app.state.modules.contacts;

@@ -8,7 +8,7 @@ use accounts_api::Action;
 use chrono::{DateTime, Utc};
 use contacts_api::*;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use kernel::paging::PageRequest;
 use kernel::{AccountId, AppError, AppResult, Caller, ErrorCode, UserId, fields};
@@ -151,20 +151,13 @@ impl ContactsService {
     }
 
     pub(crate) async fn do_exports(&self, caller: Caller) -> AppResult<Vec<ExportInfo>> {
+        // One's own exports only: nobody else may download them.
         let mut conn = self.conn().await?;
-        let admin = match caller.actor.user_id() {
-            None => true,
-            Some(me) => {
-                let u = self.accounts.user(caller, me).await?;
-                u.is_admin && u.is_active
-            }
-        };
         let rows: Vec<ExportRow> = diesel::sql_query(format!(
-            "SELECT {EXPORT_COLUMNS} FROM contacts.exports WHERE account_id = $1 AND ($2 OR user_id = $3)
+            "SELECT {EXPORT_COLUMNS} FROM contacts.exports WHERE account_id = $1 AND user_id = $2
               ORDER BY id DESC LIMIT 20"
         ))
         .bind::<BigInt, _>(caller.account_id.0)
-        .bind::<Bool, _>(admin)
         .bind::<BigInt, _>(caller.actor.user_id().map(|u| u.0).unwrap_or(0))
         .load(&mut conn)
         .await?;

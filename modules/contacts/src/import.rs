@@ -1302,7 +1302,8 @@ fn check_owner(caller: Caller, row: &ImportRow, is_admin: bool) -> AppResult<()>
 }
 
 impl ContactsService {
-    async fn is_admin(&self, caller: Caller) -> AppResult<bool> {
+    /// Whether the caller is an active administrator (the system is).
+    pub(crate) async fn is_admin(&self, caller: Caller) -> AppResult<bool> {
         match caller.actor.user_id() {
             None => Ok(true),
             Some(me) => {

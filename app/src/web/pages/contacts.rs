@@ -783,33 +783,50 @@ async fn show(
     )
 }
 
-/// Merges the ticked duplicates into this contact.
-pub async fn merge(
-    ctx: Ctx,
-    state: web::Data<AppState>,
-    path: web::Path<i64>,
-    f: web::Form<Vec<(String, String)>>,
+/// Merges the ticked (or chosen) records into the one whose page this is.
+async fn merge_into(
+    ctx: &Ctx,
+    state: &AppState,
+    entity: Entity,
+    keep: i64,
+    form: &[(String, String)],
 ) -> PageResult {
     let caller = ctx.caller()?;
-    let keep = ContactId(*path);
-    let others: Vec<ContactId> = f
+    let others: Vec<i64> = form
         .iter()
         .filter(|(k, _)| k == "other")
-        .filter_map(|(_, v)| v.parse().ok().map(ContactId))
+        .filter_map(|(_, v)| v.parse().ok())
         .collect();
-    match state
-        .modules
-        .contacts
-        .merge_contacts(caller, keep, others)
-        .await
-    {
-        Ok(_) => see_other(&format!("/contacts/{keep}"), Some("contacts.merged")),
+    let c = &state.modules.contacts;
+    let result = match entity {
+        Entity::Contact => c
+            .merge_contacts(
+                caller,
+                ContactId(keep),
+                others.into_iter().map(ContactId).collect(),
+            )
+            .await
+            .map(|_| ()),
+        Entity::Company => c
+            .merge_companies(
+                caller,
+                CompanyId(keep),
+                others.into_iter().map(CompanyId).collect(),
+            )
+            .await
+            .map(|_| ()),
+    };
+    match result {
+        Ok(()) => see_other(
+            &format!("/{}/{keep}", kind_str(entity)),
+            Some("contacts.merged"),
+        ),
         Err(e) if is_form_error(&e) => {
             show(
-                &ctx,
-                &state,
-                Entity::Contact,
-                keep.0,
+                ctx,
+                state,
+                entity,
+                keep,
                 super::form_status(&e),
                 FormErrors::from_error(&e),
             )
@@ -819,40 +836,22 @@ pub async fn merge(
     }
 }
 
-/// Merges the chosen company into this one.
+pub async fn merge(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    f: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    merge_into(&ctx, &state, Entity::Contact, *path, &f).await
+}
+
 pub async fn merge_company(
     ctx: Ctx,
     state: web::Data<AppState>,
     path: web::Path<i64>,
     f: web::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    let caller = ctx.caller()?;
-    let keep = CompanyId(*path);
-    let others: Vec<CompanyId> = f
-        .iter()
-        .filter(|(k, _)| k == "other")
-        .filter_map(|(_, v)| v.parse().ok().map(CompanyId))
-        .collect();
-    match state
-        .modules
-        .contacts
-        .merge_companies(caller, keep, others)
-        .await
-    {
-        Ok(_) => see_other(&format!("/companies/{keep}"), Some("contacts.merged")),
-        Err(e) if is_form_error(&e) => {
-            show(
-                &ctx,
-                &state,
-                Entity::Company,
-                keep.0,
-                super::form_status(&e),
-                FormErrors::from_error(&e),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    }
+    merge_into(&ctx, &state, Entity::Company, *path, &f).await
 }
 
 pub async fn contact(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
