@@ -1107,3 +1107,126 @@ async fn companies_merge_keeping_people_phones_and_deals_but_never_across_accoun
         vec![keep.id.0]
     );
 }
+
+#[tokio::test]
+async fn a_list_by_one_tag_pages_in_order_however_the_tagged_contacts_are_spread() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let contacts = &app.state.modules.contacts;
+    // 1,500 contacts, every 7th tagged, then 700 newer untagged ones on top: the tagged ones
+    // span several of the list's internal batches.
+    let mut csv = String::from("Name,Tags\n");
+    for i in 0..1500 {
+        csv.push_str(&format!(
+            "Person {i},{}\n",
+            if i % 7 == 0 { "rare" } else { "" }
+        ));
+    }
+    for i in 0..700 {
+        csv.push_str(&format!("Newer {i},\n"));
+    }
+    let imp = contacts
+        .upload_import(
+            caller,
+            ImportUpload {
+                entity: Entity::Contact,
+                file_name: "many.csv".into(),
+                encoding: TextEncoding::Utf8,
+                data: csv.into_bytes(),
+            },
+        )
+        .await
+        .unwrap();
+    contacts
+        .start_import(
+            caller,
+            imp.id,
+            ImportSettings {
+                mapping: imp.mapping.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    contacts.run_import(t.account, imp.id).await.unwrap();
+    let rare = contacts
+        .tags(caller, Entity::Contact)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == "rare")
+        .unwrap()
+        .id;
+    // Untag one, delete another: the list follows.
+    let all = |filter: ContactFilter| async move {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let p = contacts
+                .list_contacts(caller, &filter, PageRequest::new(after, Some(50)))
+                .await
+                .unwrap();
+            out.extend(p.items.into_iter().map(|c| c.id));
+            match p.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        out
+    };
+    let one = ContactFilter {
+        tags: vec![rare],
+        ..Default::default()
+    };
+    let first = all(one.clone()).await;
+    assert_eq!(first.len(), 215);
+    contacts
+        .update_contact(
+            caller,
+            first[0],
+            ContactPatch {
+                tags: Some(vec![]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    contacts.delete_contact(caller, first[1]).await.unwrap();
+    let by_tag = all(one).await;
+    assert_eq!(by_tag.len(), 213);
+    assert!(!by_tag.contains(&first[0]) && !by_tag.contains(&first[1]));
+    // The same as the general path (two tags, one of them unused), page for page.
+    let unused = contacts
+        .create_contact(
+            caller,
+            NewContact {
+                first_name: "Tagger".into(),
+                tags: vec!["unused-elsewhere".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    contacts.delete_contact(caller, unused.id).await.unwrap();
+    let other = contacts
+        .tags(caller, Entity::Contact)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == "unused-elsewhere")
+        .unwrap()
+        .id;
+    let general = all(ContactFilter {
+        tags: vec![rare, other],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_tag, general);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.contact_tags")
+            .await,
+        213,
+        "the index rows follow tags and deletions"
+    );
+}

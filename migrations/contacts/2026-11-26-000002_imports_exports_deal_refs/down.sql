@@ -1,3 +1,8 @@
+DROP TRIGGER contact_tags_updated ON contacts.contacts;
+DROP TRIGGER contact_tags_inserted ON contacts.contacts;
+DROP FUNCTION contacts.contact_tags_updated();
+DROP FUNCTION contacts.contact_tags_inserted();
+DROP TABLE contacts.contact_tags;
 DROP INDEX contacts.contacts_open_deals_idx;
 ALTER TABLE contacts.contacts DROP COLUMN last_contacted_at, DROP COLUMN open_deals;
 DROP TABLE contacts.deal_refs;

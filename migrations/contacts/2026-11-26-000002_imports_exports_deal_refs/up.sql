@@ -95,3 +95,50 @@ ALTER TABLE contacts.contacts
     ADD COLUMN last_contacted_at TIMESTAMPTZ;
 CREATE INDEX contacts_open_deals_idx ON contacts.contacts (account_id, created_at DESC, id DESC)
     WHERE deleted_at IS NULL AND open_deals > 0;
+
+-- Contacts by tag in list order: the first page of a tag's contacts (a segment, a filtered list)
+-- walks this index from the newest, however the tagged contacts are spread among the others.
+-- Kept by statement triggers on contacts.contacts from their transition tables.
+CREATE TABLE contacts.contact_tags (
+    account_id BIGINT      NOT NULL,
+    tag_id     BIGINT      NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    contact_id BIGINT      NOT NULL,
+    PRIMARY KEY (account_id, tag_id, created_at, contact_id)
+);
+INSERT INTO contacts.contact_tags (account_id, tag_id, created_at, contact_id)
+SELECT account_id, unnest(tag_ids), created_at, id FROM contacts.contacts
+ WHERE deleted_at IS NULL AND tag_ids <> '{}'
+ON CONFLICT DO NOTHING;
+
+CREATE FUNCTION contacts.contact_tags_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO contacts.contact_tags (account_id, tag_id, created_at, contact_id)
+    SELECT n.account_id, unnest(n.tag_ids), n.created_at, n.id FROM new_rows n
+     WHERE n.deleted_at IS NULL AND n.tag_ids <> '{}'
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION contacts.contact_tags_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Only rows whose tags, creation time or deletion changed.
+    DELETE FROM contacts.contact_tags ct
+     USING (SELECT o.account_id, unnest(o.tag_ids) AS tag_id, o.created_at, o.id
+              FROM old_rows o JOIN new_rows n ON n.id = o.id
+             WHERE (o.tag_ids, o.created_at, o.deleted_at) IS DISTINCT FROM (n.tag_ids, n.created_at, n.deleted_at)) x
+     WHERE ct.account_id = x.account_id AND ct.tag_id = x.tag_id
+       AND ct.created_at = x.created_at AND ct.contact_id = x.id;
+    INSERT INTO contacts.contact_tags (account_id, tag_id, created_at, contact_id)
+    SELECT n.account_id, unnest(n.tag_ids), n.created_at, n.id
+      FROM new_rows n JOIN old_rows o ON o.id = n.id
+     WHERE n.deleted_at IS NULL AND n.tag_ids <> '{}'
+       AND (o.tag_ids, o.created_at, o.deleted_at) IS DISTINCT FROM (n.tag_ids, n.created_at, n.deleted_at)
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER contact_tags_inserted AFTER INSERT ON contacts.contacts
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION contacts.contact_tags_inserted();
+CREATE TRIGGER contact_tags_updated AFTER UPDATE ON contacts.contacts
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION contacts.contact_tags_updated();

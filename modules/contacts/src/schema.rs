@@ -121,6 +121,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    contacts.contact_tags (account_id, tag_id, created_at, contact_id) {
+        account_id -> BigInt,
+        tag_id -> BigInt,
+        created_at -> Timestamptz,
+        contact_id -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     contacts,
     companies,
