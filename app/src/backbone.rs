@@ -200,6 +200,21 @@ impl Backbone {
             }
         }
         if let Some(modules) = modules {
+            // Tasks falling due: TaskDue (the reminder) once per task, swept every few seconds;
+            // several processes share the sweep (rows are taken with SKIP LOCKED).
+            let activities = modules.activities.clone();
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if let Err(e) = activities.publish_due(None).await {
+                        tracing::warn!(error = %e, "publishing due tasks failed; will retry");
+                    }
+                    tokio::select! {
+                        _ = rx.changed() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }));
             // Imports and exports: one at a time per process (they are heavy; more processes
             // run more).
             workers += 1;

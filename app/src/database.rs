@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[ModuleMigrations] = &[
     accounts::MIGRATIONS,
     deals::MIGRATIONS,
     contacts::MIGRATIONS,
+    activities::MIGRATIONS,
 ];
 
 /// The database name used in a private cluster.

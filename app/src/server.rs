@@ -63,10 +63,17 @@ pub fn compose(pool: &DbPool, secret: &[u8]) -> Modules {
         pool.clone(),
         accounts.clone(),
     ));
+    let activities = Arc::new(activities::ActivitiesService::new(
+        pool.clone(),
+        accounts.clone(),
+        deals.clone(),
+        contacts.clone(),
+    ));
     Modules {
         accounts,
         deals,
         contacts,
+        activities,
     }
 }
 
@@ -182,7 +189,11 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
 
 /// The job queues of this build's subscribers (Redis keeps no list of its queues).
 /// The names of this build's event subscribers (each has its queue `events.<name>`).
-pub const SUBSCRIBER_NAMES: [&str; 2] = ["deals.contact_merges", "contacts.deal_links"];
+pub const SUBSCRIBER_NAMES: [&str; 3] = [
+    "deals.contact_merges",
+    "contacts.deal_links",
+    "activities.log",
+];
 
 /// Every queue of this build: one per subscriber, and the modules' job queues.
 pub fn queues() -> Vec<String> {
@@ -197,7 +208,11 @@ pub fn queues() -> Vec<String> {
 pub fn subscribers(modules: &Modules) -> crate::events::Subscribers {
     let deal_links = std::sync::Arc::new(contacts::DealLinks::new());
     deal_links.connect(modules.deals.clone());
-    std::sync::Arc::new(vec![std::sync::Arc::new(deals::ContactMerges), deal_links])
+    std::sync::Arc::new(vec![
+        std::sync::Arc::new(deals::ContactMerges),
+        deal_links,
+        std::sync::Arc::new(activities::EventLog),
+    ])
 }
 
 /// The schemas whose outboxes this process relays: every module's.

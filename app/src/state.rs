@@ -16,6 +16,7 @@ pub struct Modules {
     pub accounts: Arc<dyn Accounts>,
     pub deals: Arc<dyn deals_api::Deals>,
     pub contacts: Arc<dyn contacts_api::Contacts>,
+    pub activities: Arc<dyn activities_api::Activities>,
 }
 
 pub struct AppState {

@@ -1,0 +1,66 @@
+//! The activities module's contract: notes and tasks on deals, contacts and companies, the
+//! account's event log, and the timeline that shows them together.
+//!
+//! Notes and the timeline of a record are visible to whoever may see the record (asked of its
+//! module); tasks follow the tasks rights by their responsible user.
+
+pub mod events;
+mod types;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use kernel::paging::{Page, PageRequest};
+use kernel::{AccountId, AppResult, Caller};
+
+pub use types::*;
+
+#[async_trait]
+pub trait Activities: Send + Sync {
+    // --- notes -------------------------------------------------------------------------------
+    async fn add_note(&self, caller: Caller, new: NewNote) -> AppResult<Note>;
+    /// Changes a note's text (and a call's details); by the entity's edit right.
+    async fn update_note(&self, caller: Caller, id: NoteId, new: NewNote) -> AppResult<Note>;
+    async fn pin_note(&self, caller: Caller, id: NoteId, pinned: bool) -> AppResult<Note>;
+    /// By the entity's delete right.
+    async fn delete_note(&self, caller: Caller, id: NoteId) -> AppResult<()>;
+
+    // --- tasks -------------------------------------------------------------------------------
+    async fn task_types(&self, caller: Caller) -> AppResult<Vec<TaskType>>;
+    async fn add_task_type(&self, caller: Caller, name: &str) -> AppResult<TaskType>;
+    /// A due time in the past is accepted (the task is then overdue).
+    async fn create_task(&self, caller: Caller, new: NewTask) -> AppResult<Task>;
+    async fn task(&self, caller: Caller, id: TaskId) -> AppResult<Task>;
+    async fn complete_task(&self, caller: Caller, id: TaskId, result: &str) -> AppResult<Task>;
+    async fn reopen_task(&self, caller: Caller, id: TaskId) -> AppResult<Task>;
+    /// Tasks by due time (open ones; with `done`, completed ones newest first), keyset paged.
+    async fn tasks(&self, caller: Caller, query: &TaskQuery, page: PageRequest)
+    -> AppResult<Page<Task>>;
+    /// For each given deal the caller may see, its open task due first (one query for a whole
+    /// board page); deals with no open task are left out.
+    async fn nearest_tasks(
+        &self,
+        caller: Caller,
+        deals: Vec<i64>,
+    ) -> AppResult<HashMap<i64, Task>>;
+    /// Publishes TaskDue for open tasks whose due time has come (once per task and due time);
+    /// run every few seconds by the job workers. Returns how many were due.
+    async fn publish_due(&self, account: Option<AccountId>) -> AppResult<usize>;
+
+    // --- the log and the timeline -------------------------------------------------------------
+    /// The account's event list, newest first, filtered.
+    async fn events(
+        &self,
+        caller: Caller,
+        filter: &LogFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<LogEntry>>;
+    /// Notes (pinned ones first on the first page), tasks and logged events of a record, newest
+    /// first, keyset paged.
+    async fn timeline(
+        &self,
+        caller: Caller,
+        entity: EntityRef,
+        page: PageRequest,
+    ) -> AppResult<Timeline>;
+}

@@ -1,0 +1,118 @@
+//! The event log: a subscriber to every event of every module that keeps each one once, with
+//! who did it, to which record, and the values before and after.
+
+use async_trait::async_trait;
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use kernel::events::EventEnvelope;
+use kernel::inbox::Subscriber;
+use kernel::{Actor, AppResult};
+use serde_json::Value;
+
+pub struct EventLog;
+
+/// The record an event is about, from its payload: a deal, a contact or a company.
+pub(crate) fn entity_of(event_type: &str, payload: &Value) -> Option<(&'static str, i64)> {
+    let id = |k: &str| payload.get(k).and_then(Value::as_i64);
+    if let Some(e) = payload.get("entity").filter(|e| e.is_object()) {
+        let kind = match e.get("kind").and_then(Value::as_str)? {
+            "deal" => "deal",
+            "contact" => "contact",
+            "company" => "company",
+            _ => return None,
+        };
+        return Some((kind, e.get("id").and_then(Value::as_i64)?));
+    }
+    match event_type {
+        "contacts.contacts_merged" => id("kept").map(|i| ("contact", i)),
+        "contacts.companies_merged" => id("kept").map(|i| ("company", i)),
+        _ => id("deal_id")
+            .map(|i| ("deal", i))
+            .or_else(|| id("contact_id").map(|i| ("contact", i)))
+            .or_else(|| id("company_id").map(|i| ("company", i))),
+    }
+}
+
+pub(crate) fn actor_parts(actor: &Actor) -> (&'static str, i64) {
+    match actor {
+        Actor::User { id } => ("user", id.0),
+        Actor::Robot { id } => ("robot", *id),
+        Actor::Integration { id, .. } => ("integration", *id),
+        Actor::System => ("system", 0),
+    }
+}
+
+#[async_trait]
+impl Subscriber for EventLog {
+    fn name(&self) -> &str {
+        "activities.log"
+    }
+
+    fn schema(&self) -> &'static str {
+        crate::SCHEMA
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        &["*"]
+    }
+
+    async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
+        let entity = entity_of(&event.event_type, &event.payload);
+        let (actor_kind, actor_id) = actor_parts(&event.actor);
+        let part = |k: &str| event.payload.get(k).cloned();
+        // The inbox already makes a redelivery a no-op; the unique event id makes sure.
+        diesel::sql_query(
+            "INSERT INTO activities.log (event_id, account_id, event_type, occurred_at, actor_kind, actor_id,
+                                         entity, entity_id, before, after, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind::<SqlUuid, _>(event.id)
+        .bind::<BigInt, _>(event.account_id.0)
+        .bind::<Text, _>(&event.event_type)
+        .bind::<Timestamptz, _>(event.occurred_at)
+        .bind::<Text, _>(actor_kind)
+        .bind::<BigInt, _>(actor_id)
+        .bind::<Nullable<Text>, _>(entity.map(|e| e.0))
+        .bind::<Nullable<BigInt>, _>(entity.map(|e| e.1))
+        .bind::<Nullable<Jsonb>, _>(part("before"))
+        .bind::<Nullable<Jsonb>, _>(part("after"))
+        .bind::<Jsonb, _>(&event.payload)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_name_their_record() {
+        assert_eq!(
+            entity_of("deals.deal_updated", &json!({"deal_id": 7})),
+            Some(("deal", 7))
+        );
+        assert_eq!(
+            entity_of("contacts.contact_linked", &json!({"contact_id": 3, "company_id": 4})),
+            Some(("contact", 3))
+        );
+        assert_eq!(
+            entity_of("contacts.companies_merged", &json!({"kept": 5, "merged": [6]})),
+            Some(("company", 5))
+        );
+        assert_eq!(
+            entity_of(
+                "activities.note_added",
+                &json!({"entity": {"kind": "deal", "id": 9}})
+            ),
+            Some(("deal", 9))
+        );
+        assert_eq!(
+            entity_of("accounts.user_created", &json!({"user_id": 1})),
+            None
+        );
+    }
+}

@@ -1,0 +1,919 @@
+//! The `Activities` trait over the activities schema. Records (deals, contacts, companies) are
+//! asked of their modules, through their contracts, whether the caller may see and change them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use accounts_api::access::{self, Scope};
+use accounts_api::{Accounts, Action};
+use activities_api::events::{NoteAdded, TaskCompleted, TaskCreated, TaskDue};
+use activities_api::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use contacts_api::{CompanyId, ContactId, Contacts};
+use deals_api::{DealId, Deals};
+use diesel::pg::Pg;
+use diesel::{OptionalExtension, QueryableByName};
+use diesel::query_builder::BoxedSqlQuery;
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use kernel::db::DbPool;
+use kernel::events::{DomainEvent, EventEnvelope};
+use kernel::paging::{Cursor, Page, PageRequest};
+use kernel::{AccountId, AppError, AppResult, Caller, ErrorCode, UserId, outbox};
+use serde_json::Value;
+
+use crate::rows::*;
+
+pub struct ActivitiesService {
+    pool: DbPool,
+    accounts: Arc<dyn Accounts>,
+    deals: Arc<dyn Deals>,
+    contacts: Arc<dyn Contacts>,
+}
+
+const MAX_NOTE: usize = 20_000;
+const MAX_TASK_TEXT: usize = 5_000;
+
+fn rights_of(kind: EntityKind) -> accounts_api::Entity {
+    match kind {
+        EntityKind::Deal => accounts_api::Entity::Deals,
+        EntityKind::Contact => accounts_api::Entity::Contacts,
+        EntityKind::Company => accounts_api::Entity::Companies,
+    }
+}
+
+fn actor_of(caller: Caller) -> i64 {
+    caller.actor.user_id().map(|u| u.0).unwrap_or(0)
+}
+
+fn envelope<E: DomainEvent>(caller: Caller, e: &E) -> AppResult<EventEnvelope> {
+    EventEnvelope::new(caller, e)
+}
+
+/// Event types a record's timeline leaves out: the notes and tasks are shown themselves.
+const SHOWN_ELSEWHERE: [&str; 3] = [
+    NoteAdded::TYPE,
+    TaskCreated::TYPE,
+    TaskCompleted::TYPE,
+];
+
+impl ActivitiesService {
+    pub fn new(
+        pool: DbPool,
+        accounts: Arc<dyn Accounts>,
+        deals: Arc<dyn Deals>,
+        contacts: Arc<dyn Contacts>,
+    ) -> ActivitiesService {
+        ActivitiesService {
+            pool,
+            accounts,
+            deals,
+            contacts,
+        }
+    }
+
+    async fn conn(&self) -> AppResult<kernel::db::DbConn> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The record's responsible user, if the caller may see it (else `NotFound`).
+    async fn record(&self, caller: Caller, e: EntityRef) -> AppResult<UserId> {
+        match e.kind {
+            EntityKind::Deal => Ok(self.deals.deal(caller, DealId(e.id)).await?.responsible_user_id),
+            EntityKind::Contact => Ok(self
+                .contacts
+                .contact(caller, ContactId(e.id))
+                .await?
+                .responsible_user_id),
+            EntityKind::Company => Ok(self
+                .contacts
+                .company(caller, CompanyId(e.id))
+                .await?
+                .responsible_user_id),
+        }
+    }
+
+    /// The record as a form field: one that does not exist, or is not the caller's to see, is
+    /// refused as a bad value.
+    async fn linked_record(&self, caller: Caller, e: EntityRef) -> AppResult<UserId> {
+        self.record(caller, e).await.map_err(|err| {
+            if err.code == ErrorCode::NotFound {
+                AppError::validation("entity", "not_found", &format!("no such {}", e.kind.as_str()))
+            } else {
+                err
+            }
+        })
+    }
+
+    /// May the caller do `action` on the record (by its responsible user)?
+    async fn allowed_on(&self, caller: Caller, e: EntityRef, action: Action) -> AppResult<()> {
+        let responsible = self.record(caller, e).await?;
+        let scope = access::scope(&*self.accounts, caller, rights_of(e.kind), action).await?;
+        if scope.allows(responsible) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(format!(
+                "no right to {} this {}",
+                action.as_str(),
+                e.kind.as_str()
+            )))
+        }
+    }
+
+    async fn task_scope(&self, caller: Caller, action: Action) -> AppResult<Scope> {
+        access::scope(&*self.accounts, caller, accounts_api::Entity::Tasks, action).await
+    }
+
+    async fn load_note(&self, caller: Caller, id: NoteId) -> AppResult<Note> {
+        let mut conn = self.conn().await?;
+        let row: Option<NoteRow> = diesel::sql_query(format!(
+            "SELECT {NOTE_COLUMNS} FROM activities.notes WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<BigInt, _>(id.0)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        let note = row.ok_or_else(|| AppError::not_found("note"))?.note();
+        // A note is seen by whoever sees its record.
+        self.record(caller, note.entity)
+            .await
+            .map_err(|_| AppError::not_found("note"))?;
+        Ok(note)
+    }
+
+    async fn load_task(&self, account: AccountId, id: TaskId) -> AppResult<Task> {
+        let mut conn = self.conn().await?;
+        let row: Option<TaskRow> = diesel::sql_query(format!(
+            "SELECT {TASK_COLUMNS} FROM activities.tasks WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL"
+        ))
+        .bind::<BigInt, _>(account.0)
+        .bind::<BigInt, _>(id.0)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        Ok(row.ok_or_else(|| AppError::not_found("task"))?.task())
+    }
+
+    /// A task the caller may reach with `action`: by the tasks rights on its responsible user.
+    async fn reachable_task(&self, caller: Caller, id: TaskId, action: Action) -> AppResult<Task> {
+        let task = self.load_task(caller.account_id, id).await?;
+        let scope = self.task_scope(caller, Action::View).await?;
+        if !scope.allows(task.responsible_user_id) {
+            return Err(AppError::not_found("task"));
+        }
+        if action != Action::View {
+            let scope = self.task_scope(caller, action).await?;
+            if !scope.allows(task.responsible_user_id) {
+                return Err(AppError::forbidden(format!(
+                    "no right to {} this task",
+                    action.as_str()
+                )));
+            }
+        }
+        Ok(task)
+    }
+
+    fn check_note(new: &NewNote) -> AppResult<(String, String, Value)> {
+        let note_type = if new.note_type.trim().is_empty() {
+            "common".to_string()
+        } else {
+            new.note_type.trim().to_string()
+        };
+        if !NOTE_TYPES.contains(&note_type.as_str()) {
+            return Err(AppError::validation(
+                "note_type",
+                "invalid",
+                "an unknown note type",
+            ));
+        }
+        let text = new.text.trim().to_string();
+        if text.chars().count() > MAX_NOTE {
+            return Err(AppError::validation(
+                "text",
+                "too_long",
+                &format!("at most {MAX_NOTE} characters"),
+            ));
+        }
+        let is_call = note_type.starts_with("call_");
+        if text.is_empty() && !is_call {
+            return Err(AppError::validation("text", "required", "write the note"));
+        }
+        let params = match (&new.call, is_call) {
+            (Some(c), true) => {
+                if c.duration < 0 || c.duration > 86_400 {
+                    return Err(AppError::validation(
+                        "call.duration",
+                        "out_of_range",
+                        "0 to 86,400 seconds",
+                    ));
+                }
+                serde_json::to_value(c).map_err(|e| AppError::internal(e.to_string()))?
+            }
+            (None, true) => serde_json::to_value(CallParams::default())
+                .map_err(|e| AppError::internal(e.to_string()))?,
+            (_, false) => Value::Object(Default::default()),
+        };
+        Ok((note_type, text, params))
+    }
+}
+
+#[derive(QueryableByName)]
+struct DueRow {
+    #[diesel(sql_type = BigInt)]
+    owner: i64,
+    #[diesel(embed)]
+    task: TaskRow,
+}
+
+fn keyset_after<K: serde::de::DeserializeOwned>(page: &PageRequest) -> AppResult<Option<K>> {
+    page.after.as_ref().map(Cursor::decode).transpose()
+}
+
+#[async_trait]
+impl Activities for ActivitiesService {
+    async fn add_note(&self, caller: Caller, new: NewNote) -> AppResult<Note> {
+        let (note_type, text, params) = Self::check_note(&new)?;
+        self.linked_record(caller, new.entity).await?;
+        self.allowed_on(caller, new.entity, Action::Edit).await?;
+        let mut conn = self.conn().await?;
+        let row: NoteRow = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let row: NoteRow = diesel::sql_query(format!(
+                    "INSERT INTO activities.notes (account_id, entity, entity_id, note_type, text, params, created_by, updated_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {NOTE_COLUMNS}"
+                ))
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<Text, _>(new.entity.kind.as_str())
+                .bind::<BigInt, _>(new.entity.id)
+                .bind::<Text, _>(&note_type)
+                .bind::<Text, _>(&text)
+                .bind::<Jsonb, _>(&params)
+                .bind::<BigInt, _>(actor_of(caller))
+                .get_result(tx)
+                .await?;
+                outbox::append(
+                    tx,
+                    crate::SCHEMA,
+                    &[envelope(
+                        caller,
+                        &NoteAdded {
+                            note_id: NoteId(row.id),
+                            entity: new.entity,
+                            note_type: note_type.clone(),
+                            text: text.clone(),
+                        },
+                    )?],
+                )
+                .await?;
+                Ok(row)
+            })
+            .await?;
+        Ok(row.note())
+    }
+
+    async fn update_note(&self, caller: Caller, id: NoteId, new: NewNote) -> AppResult<Note> {
+        let note = self.load_note(caller, id).await?;
+        let (note_type, text, params) = Self::check_note(&NewNote {
+            entity: note.entity,
+            note_type: note.note_type.clone(),
+            ..new
+        })?;
+        self.allowed_on(caller, note.entity, Action::Edit).await?;
+        let mut conn = self.conn().await?;
+        let row: NoteRow = diesel::sql_query(format!(
+            "UPDATE activities.notes SET text = $3, params = $4, note_type = $5, updated_by = $6, updated_at = now()
+              WHERE account_id = $1 AND id = $2 RETURNING {NOTE_COLUMNS}"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<BigInt, _>(id.0)
+        .bind::<Text, _>(&text)
+        .bind::<Jsonb, _>(&params)
+        .bind::<Text, _>(&note_type)
+        .bind::<BigInt, _>(actor_of(caller))
+        .get_result(&mut conn)
+        .await?;
+        Ok(row.note())
+    }
+
+    async fn pin_note(&self, caller: Caller, id: NoteId, pinned: bool) -> AppResult<Note> {
+        let note = self.load_note(caller, id).await?;
+        self.allowed_on(caller, note.entity, Action::Edit).await?;
+        let mut conn = self.conn().await?;
+        let row: NoteRow = diesel::sql_query(format!(
+            "UPDATE activities.notes SET pinned = $3 WHERE account_id = $1 AND id = $2 RETURNING {NOTE_COLUMNS}"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<BigInt, _>(id.0)
+        .bind::<Bool, _>(pinned)
+        .get_result(&mut conn)
+        .await?;
+        Ok(row.note())
+    }
+
+    async fn delete_note(&self, caller: Caller, id: NoteId) -> AppResult<()> {
+        let note = self.load_note(caller, id).await?;
+        self.allowed_on(caller, note.entity, Action::Delete).await?;
+        let mut conn = self.conn().await?;
+        diesel::sql_query(
+            "UPDATE activities.notes SET deleted_at = now(), updated_by = $3 WHERE account_id = $1 AND id = $2",
+        )
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<BigInt, _>(id.0)
+        .bind::<BigInt, _>(actor_of(caller))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn task_types(&self, caller: Caller) -> AppResult<Vec<TaskType>> {
+        self.task_scope(caller, Action::View).await?;
+        #[derive(QueryableByName)]
+        struct T {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+            #[diesel(sql_type = Text)]
+            name: String,
+        }
+        let mut conn = self.conn().await?;
+        let custom: Vec<T> = diesel::sql_query(
+            "SELECT id, name FROM activities.task_types WHERE account_id = $1 ORDER BY lower(name)",
+        )
+        .bind::<BigInt, _>(caller.account_id.0)
+        .load(&mut conn)
+        .await?;
+        let mut out: Vec<TaskType> = [
+            (FOLLOW_UP, "follow_up"),
+            (MEETING, "meeting"),
+            (CALL, "call"),
+        ]
+        .into_iter()
+        .map(|(id, name)| TaskType {
+            id,
+            name: name.into(),
+            builtin: true,
+        })
+        .collect();
+        out.extend(custom.into_iter().map(|t| TaskType {
+            id: TaskTypeId(t.id),
+            name: t.name,
+            builtin: false,
+        }));
+        Ok(out)
+    }
+
+    async fn add_task_type(&self, caller: Caller, name: &str) -> AppResult<TaskType> {
+        if let Some(me) = caller.actor.user_id() {
+            let u = self.accounts.user(caller, me).await?;
+            if !(u.is_admin && u.is_active) {
+                return Err(AppError::forbidden("only administrators add task types"));
+            }
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 50 {
+            return Err(AppError::validation(
+                "name",
+                "required",
+                "a name of 1 to 50 characters",
+            ));
+        }
+        let mut conn = self.conn().await?;
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+        }
+        let row: Id = diesel::sql_query(
+            "INSERT INTO activities.task_types (account_id, name) VALUES ($1, $2) RETURNING id",
+        )
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<Text, _>(name)
+        .get_result(&mut conn)
+        .await
+        .map_err(|e| match e {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => AppError::validation("name", "taken", "a task type with this name exists"),
+            other => other.into(),
+        })?;
+        Ok(TaskType {
+            id: TaskTypeId(row.id),
+            name: name.to_string(),
+            builtin: false,
+        })
+    }
+
+    async fn create_task(&self, caller: Caller, new: NewTask) -> AppResult<Task> {
+        self.task_scope(caller, Action::Create).await?;
+        let text = new.text.trim().to_string();
+        let mut errors = Vec::new();
+        if text.is_empty() {
+            errors.push(kernel::FieldError {
+                field: "text".into(),
+                code: "required".into(),
+                message: "say what is to be done".into(),
+            });
+        } else if text.chars().count() > MAX_TASK_TEXT {
+            errors.push(kernel::FieldError {
+                field: "text".into(),
+                code: "too_long".into(),
+                message: format!("at most {MAX_TASK_TEXT} characters"),
+            });
+        }
+        if !self
+            .task_types(caller)
+            .await?
+            .iter()
+            .any(|t| t.id == new.task_type_id)
+        {
+            errors.push(kernel::FieldError {
+                field: "task_type_id".into(),
+                code: "not_found".into(),
+                message: "no such task type".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(AppError::from_fields(errors));
+        }
+        if let Some(e) = new.entity {
+            self.linked_record(caller, e).await?;
+        }
+        let responsible =
+            access::responsible(&*self.accounts, caller, new.responsible_user_id.or(caller.actor.user_id()))
+                .await?;
+        // A whole-day task is due at the start of its (UTC) day.
+        let due_at = if new.whole_day {
+            new.due_at
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc())
+                .unwrap_or(new.due_at)
+        } else {
+            new.due_at
+        };
+        let mut conn = self.conn().await?;
+        let row: TaskRow = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let row: TaskRow = diesel::sql_query(format!(
+                    "INSERT INTO activities.tasks (account_id, entity, entity_id, task_type_id, text, due_at, whole_day,
+                                                   responsible_user_id, created_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {TASK_COLUMNS}"
+                ))
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<Nullable<Text>, _>(new.entity.map(|e| e.kind.as_str()))
+                .bind::<Nullable<BigInt>, _>(new.entity.map(|e| e.id))
+                .bind::<BigInt, _>(new.task_type_id.0)
+                .bind::<Text, _>(&text)
+                .bind::<Timestamptz, _>(due_at)
+                .bind::<Bool, _>(new.whole_day)
+                .bind::<BigInt, _>(responsible.0)
+                .bind::<BigInt, _>(actor_of(caller))
+                .get_result(tx)
+                .await?;
+                outbox::append(
+                    tx,
+                    crate::SCHEMA,
+                    &[envelope(
+                        caller,
+                        &TaskCreated {
+                            task_id: TaskId(row.id),
+                            entity: new.entity,
+                            text: text.clone(),
+                            due_at,
+                            responsible_user_id: responsible,
+                        },
+                    )?],
+                )
+                .await?;
+                Ok(row)
+            })
+            .await?;
+        Ok(row.task())
+    }
+
+    async fn task(&self, caller: Caller, id: TaskId) -> AppResult<Task> {
+        self.reachable_task(caller, id, Action::View).await
+    }
+
+    async fn complete_task(&self, caller: Caller, id: TaskId, result: &str) -> AppResult<Task> {
+        let task = self.reachable_task(caller, id, Action::Edit).await?;
+        let result = result.trim();
+        if result.chars().count() > MAX_TASK_TEXT {
+            return Err(AppError::validation(
+                "result",
+                "too_long",
+                &format!("at most {MAX_TASK_TEXT} characters"),
+            ));
+        }
+        if task.completed_at.is_some() {
+            return Ok(task);
+        }
+        let mut conn = self.conn().await?;
+        let row: TaskRow = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let row: TaskRow = diesel::sql_query(format!(
+                    "UPDATE activities.tasks SET completed_at = now(), completed_by = $3, result = $4, updated_at = now()
+                      WHERE account_id = $1 AND id = $2 AND completed_at IS NULL RETURNING {TASK_COLUMNS}"
+                ))
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<BigInt, _>(id.0)
+                .bind::<BigInt, _>(actor_of(caller))
+                .bind::<Text, _>(result)
+                .get_result(tx)
+                .await?;
+                outbox::append(
+                    tx,
+                    crate::SCHEMA,
+                    &[envelope(
+                        caller,
+                        &TaskCompleted {
+                            task_id: id,
+                            entity: task.entity,
+                            text: task.text.clone(),
+                            result: result.to_string(),
+                        },
+                    )?],
+                )
+                .await?;
+                Ok(row)
+            })
+            .await?;
+        Ok(row.task())
+    }
+
+    async fn reopen_task(&self, caller: Caller, id: TaskId) -> AppResult<Task> {
+        self.reachable_task(caller, id, Action::Edit).await?;
+        let mut conn = self.conn().await?;
+        let row: TaskRow = diesel::sql_query(format!(
+            "UPDATE activities.tasks SET completed_at = NULL, completed_by = NULL, result = '', updated_at = now()
+              WHERE account_id = $1 AND id = $2 RETURNING {TASK_COLUMNS}"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<BigInt, _>(id.0)
+        .get_result(&mut conn)
+        .await?;
+        Ok(row.task())
+    }
+
+    async fn tasks(
+        &self,
+        caller: Caller,
+        query: &TaskQuery,
+        page: PageRequest,
+    ) -> AppResult<Page<Task>> {
+        let scope = self.task_scope(caller, Action::View).await?;
+        let mut sql = format!(
+            "SELECT {TASK_COLUMNS} FROM activities.tasks WHERE account_id = $1 AND deleted_at IS NULL"
+        );
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let users = scope.ids();
+        if users.is_some() {
+            sql.push_str(&format!(" AND responsible_user_id = ANY(${})", next()));
+        }
+        if query.responsible.is_some() {
+            sql.push_str(&format!(" AND responsible_user_id = ${}", next()));
+        }
+        if query.entity.is_some() {
+            sql.push_str(&format!(" AND entity = ${} AND entity_id = ${}", next(), next()));
+        }
+        let after: Option<(DateTime<Utc>, i64)> = keyset_after(&page)?;
+        if query.done {
+            sql.push_str(" AND completed_at IS NOT NULL");
+            if after.is_some() {
+                sql.push_str(&format!(
+                    " AND (completed_at, id) < (${}, ${})",
+                    next(),
+                    next()
+                ));
+            }
+            sql.push_str(" ORDER BY completed_at DESC, id DESC");
+        } else {
+            sql.push_str(" AND completed_at IS NULL");
+            if query.due_before.is_some() {
+                sql.push_str(&format!(" AND due_at < ${}", next()));
+            }
+            if after.is_some() {
+                sql.push_str(&format!(" AND (due_at, id) > (${}, ${})", next(), next()));
+            }
+            sql.push_str(" ORDER BY due_at, id");
+        }
+        sql.push_str(&format!(" LIMIT {}", page.fetch_limit()));
+        let mut q: BoxedSqlQuery<'_, Pg, _> = diesel::sql_query(sql)
+            .into_boxed()
+            .bind::<BigInt, _>(caller.account_id.0);
+        if let Some(u) = users {
+            q = q.bind::<Array<BigInt>, _>(u);
+        }
+        if let Some(r) = query.responsible {
+            q = q.bind::<BigInt, _>(r.0);
+        }
+        if let Some(e) = query.entity {
+            q = q
+                .bind::<Text, _>(e.kind.as_str())
+                .bind::<BigInt, _>(e.id);
+        }
+        if !query.done
+            && let Some(t) = query.due_before
+        {
+            q = q.bind::<Timestamptz, _>(t);
+        }
+        if let Some((t, id)) = after {
+            q = q.bind::<Timestamptz, _>(t).bind::<BigInt, _>(id);
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<TaskRow> = q.load(&mut conn).await?;
+        let done = query.done;
+        Ok(Page::from_rows(
+            rows.into_iter().map(TaskRow::task).collect(),
+            &page,
+            |t: &Task| {
+                (
+                    if done {
+                        t.completed_at.unwrap_or(t.due_at)
+                    } else {
+                        t.due_at
+                    },
+                    t.id.0,
+                )
+            },
+        ))
+    }
+
+    async fn nearest_tasks(
+        &self,
+        caller: Caller,
+        deals: Vec<i64>,
+    ) -> AppResult<HashMap<i64, Task>> {
+        if deals.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let scope = match self.task_scope(caller, Action::View).await {
+            Ok(s) => s,
+            Err(e) if e.code == ErrorCode::Forbidden => return Ok(HashMap::new()),
+            Err(e) => return Err(e),
+        };
+        let mut conn = self.conn().await?;
+        let rows: Vec<TaskRow> = diesel::sql_query(format!(
+            "SELECT DISTINCT ON (entity_id) {TASK_COLUMNS} FROM activities.tasks
+              WHERE account_id = $1 AND entity = 'deal' AND entity_id = ANY($2)
+                AND deleted_at IS NULL AND completed_at IS NULL
+                AND ($3::bigint[] IS NULL OR responsible_user_id = ANY($3))
+              ORDER BY entity_id, due_at, id"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<Array<BigInt>, _>(&deals)
+        .bind::<Nullable<Array<BigInt>>, _>(scope.ids())
+        .load(&mut conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.entity_id.map(|d| (d, r.task())))
+            .collect())
+    }
+
+    async fn publish_due(&self, account: Option<AccountId>) -> AppResult<usize> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            // Several workers may sweep at once: each takes rows the others have not locked.
+            let rows: Vec<(AccountId, Task)> = diesel::sql_query(format!(
+                "WITH due AS (
+                   SELECT id FROM activities.tasks
+                    WHERE deleted_at IS NULL AND completed_at IS NULL AND NOT due_notified AND due_at <= now()
+                      AND ($1::bigint IS NULL OR account_id = $1)
+                    ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED)
+                 UPDATE activities.tasks t SET due_notified = true FROM due WHERE t.id = due.id
+                 RETURNING t.account_id AS owner, {}",
+                TASK_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("t.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .bind::<Nullable<BigInt>, _>(account.map(|a| a.0))
+            .load::<DueRow>(tx)
+            .await?
+            .into_iter()
+            .map(|d| (AccountId(d.owner), d.task.task()))
+            .collect();
+            let mut events = Vec::with_capacity(rows.len());
+            for (owner, task) in &rows {
+                events.push(envelope(
+                    Caller::system(*owner),
+                    &TaskDue {
+                        task_id: task.id,
+                        entity: task.entity,
+                        text: task.text.clone(),
+                        due_at: task.due_at,
+                        responsible_user_id: task.responsible_user_id,
+                    },
+                )?);
+            }
+            outbox::append(tx, crate::SCHEMA, &events).await?;
+            Ok(rows.len())
+        })
+        .await
+    }
+
+    async fn events(
+        &self,
+        caller: Caller,
+        filter: &LogFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<LogEntry>> {
+        // The whole account's log tells of records a member may not see: administrators only.
+        if let Some(me) = caller.actor.user_id() {
+            let u = self.accounts.user(caller, me).await?;
+            if !(u.is_admin && u.is_active) {
+                return Err(AppError::forbidden("only administrators see the event list"));
+            }
+        }
+        let mut sql = format!("SELECT {LOG_COLUMNS} FROM activities.log WHERE account_id = $1");
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if filter.entity.is_some() {
+            sql.push_str(&format!(" AND entity = ${}", next()));
+        }
+        if filter.event_type.is_some() {
+            sql.push_str(&format!(" AND event_type = ${}", next()));
+        }
+        if filter.user.is_some() {
+            sql.push_str(&format!(" AND actor_kind = 'user' AND actor_id = ${}", next()));
+        }
+        if filter.from.is_some() {
+            sql.push_str(&format!(" AND occurred_at >= ${}", next()));
+        }
+        if filter.to.is_some() {
+            sql.push_str(&format!(" AND occurred_at < ${}", next()));
+        }
+        let after: Option<(DateTime<Utc>, i64)> = keyset_after(&page)?;
+        if after.is_some() {
+            sql.push_str(&format!(" AND (occurred_at, id) < (${}, ${})", next(), next()));
+        }
+        sql.push_str(&format!(
+            " ORDER BY occurred_at DESC, id DESC LIMIT {}",
+            page.fetch_limit()
+        ));
+        let mut q: BoxedSqlQuery<'_, Pg, _> = diesel::sql_query(sql)
+            .into_boxed()
+            .bind::<BigInt, _>(caller.account_id.0);
+        if let Some(e) = filter.entity {
+            q = q.bind::<Text, _>(e.as_str());
+        }
+        if let Some(t) = &filter.event_type {
+            q = q.bind::<Text, _>(t.clone());
+        }
+        if let Some(u) = filter.user {
+            q = q.bind::<BigInt, _>(u.0);
+        }
+        if let Some(t) = filter.from {
+            q = q.bind::<Timestamptz, _>(t);
+        }
+        if let Some(t) = filter.to {
+            q = q.bind::<Timestamptz, _>(t);
+        }
+        if let Some((t, id)) = after {
+            q = q.bind::<Timestamptz, _>(t).bind::<BigInt, _>(id);
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<LogRow> = q.load(&mut conn).await?;
+        Ok(Page::from_rows(
+            rows.into_iter().map(LogRow::entry).collect(),
+            &page,
+            |e: &LogEntry| (e.occurred_at, e.id),
+        ))
+    }
+
+    async fn timeline(
+        &self,
+        caller: Caller,
+        entity: EntityRef,
+        page: PageRequest,
+    ) -> AppResult<Timeline> {
+        self.record(caller, entity).await?;
+        let account = caller.account_id.0;
+        let limit = page.fetch_limit();
+        let after: Option<(DateTime<Utc>, String, i64)> = keyset_after(&page)?;
+        let (t, k, i) = after.unwrap_or((
+            DateTime::<Utc>::MAX_UTC,
+            "~".to_string(),
+            i64::MAX,
+        ));
+        #[derive(QueryableByName)]
+        struct Item {
+            #[diesel(sql_type = Text)]
+            kind: String,
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+            #[diesel(sql_type = Timestamptz)]
+            at: DateTime<Utc>,
+        }
+        let mut conn = self.conn().await?;
+        // Each source gives its newest after the cursor; the merge keeps the page's worth.
+        let items: Vec<Item> = diesel::sql_query(format!(
+            "SELECT kind, id, at FROM (
+               (SELECT 'n'::text AS kind, id, created_at AS at FROM activities.notes
+                 WHERE account_id = $1 AND entity = $2 AND entity_id = $3 AND deleted_at IS NULL AND NOT pinned
+                   AND created_at <= $4 AND (created_at, 'n'::text, id) < ($4, $5, $6)
+                 ORDER BY created_at DESC, id DESC LIMIT {limit})
+               UNION ALL
+               (SELECT 't'::text, id, created_at FROM activities.tasks
+                 WHERE account_id = $1 AND entity = $2 AND entity_id = $3 AND deleted_at IS NULL
+                   AND created_at <= $4 AND (created_at, 't'::text, id) < ($4, $5, $6)
+                 ORDER BY created_at DESC, id DESC LIMIT {limit})
+               UNION ALL
+               (SELECT 'e'::text, id, occurred_at FROM activities.log
+                 WHERE account_id = $1 AND entity = $2 AND entity_id = $3 AND event_type <> ALL($7)
+                   AND occurred_at <= $4 AND (occurred_at, 'e'::text, id) < ($4, $5, $6)
+                 ORDER BY occurred_at DESC, id DESC LIMIT {limit})
+             ) x ORDER BY at DESC, kind DESC, id DESC LIMIT {limit}"
+        ))
+        .bind::<BigInt, _>(account)
+        .bind::<Text, _>(entity.kind.as_str())
+        .bind::<BigInt, _>(entity.id)
+        .bind::<Timestamptz, _>(t)
+        .bind::<Text, _>(&k)
+        .bind::<BigInt, _>(i)
+        .bind::<Array<Text>, _>(SHOWN_ELSEWHERE.to_vec())
+        .load(&mut conn)
+        .await?;
+        let ids = |kind: &str| -> Vec<i64> {
+            items
+                .iter()
+                .filter(|x| x.kind == kind)
+                .map(|x| x.id)
+                .collect()
+        };
+        let notes: Vec<NoteRow> = diesel::sql_query(format!(
+            "SELECT {NOTE_COLUMNS} FROM activities.notes WHERE account_id = $1 AND id = ANY($2)"
+        ))
+        .bind::<BigInt, _>(account)
+        .bind::<Array<BigInt>, _>(ids("n"))
+        .load(&mut conn)
+        .await?;
+        let tasks: Vec<TaskRow> = diesel::sql_query(format!(
+            "SELECT {TASK_COLUMNS} FROM activities.tasks WHERE account_id = $1 AND id = ANY($2)"
+        ))
+        .bind::<BigInt, _>(account)
+        .bind::<Array<BigInt>, _>(ids("t"))
+        .load(&mut conn)
+        .await?;
+        let logged: Vec<LogRow> = diesel::sql_query(format!(
+            "SELECT {LOG_COLUMNS} FROM activities.log WHERE account_id = $1 AND id = ANY($2)"
+        ))
+        .bind::<BigInt, _>(account)
+        .bind::<Array<BigInt>, _>(ids("e"))
+        .load(&mut conn)
+        .await?;
+        let mut notes: HashMap<i64, Note> = notes.into_iter().map(|n| (n.id, n.note())).collect();
+        let mut tasks: HashMap<i64, Task> = tasks.into_iter().map(|t| (t.id, t.task())).collect();
+        let mut logged: HashMap<i64, LogEntry> =
+            logged.into_iter().map(|e| (e.id, e.entry())).collect();
+        let keys: Vec<(DateTime<Utc>, String, i64)> =
+            items.iter().map(|x| (x.at, x.kind.clone(), x.id)).collect();
+        let list: Vec<TimelineItem> = items
+            .iter()
+            .filter_map(|x| match x.kind.as_str() {
+                "n" => notes.remove(&x.id).map(TimelineItem::Note),
+                "t" => tasks.remove(&x.id).map(TimelineItem::Task),
+                _ => logged.remove(&x.id).map(TimelineItem::Event),
+            })
+            .collect();
+        let more = keys.len() as i64 > page.limit as i64;
+        let mut list = list;
+        list.truncate(page.limit as usize);
+        let next = if more {
+            keys.get(page.limit as usize - 1).map(Cursor::encode)
+        } else {
+            None
+        };
+        let pinned = if page.after.is_none() {
+            let rows: Vec<NoteRow> = diesel::sql_query(format!(
+                "SELECT {NOTE_COLUMNS} FROM activities.notes
+                  WHERE account_id = $1 AND entity = $2 AND entity_id = $3 AND deleted_at IS NULL AND pinned
+                  ORDER BY created_at DESC, id DESC LIMIT 20"
+            ))
+            .bind::<BigInt, _>(account)
+            .bind::<Text, _>(entity.kind.as_str())
+            .bind::<BigInt, _>(entity.id)
+            .load(&mut conn)
+            .await?;
+            rows.into_iter().map(NoteRow::note).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Timeline {
+            pinned,
+            items: list,
+            next,
+        })
+    }
+}
