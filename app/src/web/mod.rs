@@ -10,7 +10,7 @@ pub mod session;
 
 use actix_web::web;
 
-use pages::{auth, contacts, deals, home, settings, transfer};
+use pages::{activities, auth, contacts, deals, home, settings, transfer};
 
 pub fn random_token() -> String {
     use base64::Engine;
@@ -83,6 +83,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/contacts/{id}", web::post().to(contacts::save_contact))
         .route("/contacts/{id}/companies", web::post().to(contacts::link))
         .route("/contacts/{id}/merge", web::post().to(contacts::merge))
+        .route("/tasks", web::get().to(activities::tasks))
+        .route("/tasks", web::post().to(activities::create_task))
+        .route(
+            "/tasks/{id}/complete",
+            web::post().to(activities::complete_task),
+        )
+        .route("/notes/{id}", web::post().to(activities::pin_note))
+        .route("/events", web::get().to(activities::events))
+        .route("/timeline/{kind}/{id}", web::get().to(activities::timeline))
+        .route(
+            "/timeline/{kind}/{id}/notes",
+            web::post().to(activities::add_note),
+        )
+        .route(
+            "/timeline/{kind}/{id}/tasks",
+            web::post().to(activities::add_task),
+        )
         .route("/companies", web::get().to(contacts::companies))
         .route("/companies", web::post().to(contacts::create_company))
         .route("/companies/new", web::get().to(contacts::new_company))

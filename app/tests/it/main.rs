@@ -1,6 +1,7 @@
 //! Integration tests: the real server over HTTP against PostgreSQL, one database per test.
 //! One test binary (a module per area) keeps linking cheap on small machines.
 
+mod activities;
 mod api;
 mod auth;
 mod backbone;

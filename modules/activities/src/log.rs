@@ -2,9 +2,10 @@
 //! who did it, to which record, and the values before and after.
 
 use async_trait::async_trait;
+use contacts_api::events::{CompaniesMerged, ContactsMerged};
 use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use kernel::events::EventEnvelope;
+use kernel::events::{DomainEvent, EventEnvelope};
 use kernel::inbox::Subscriber;
 use kernel::{Actor, AppResult};
 use serde_json::Value;
@@ -24,8 +25,8 @@ pub(crate) fn entity_of(event_type: &str, payload: &Value) -> Option<(&'static s
         return Some((kind, e.get("id").and_then(Value::as_i64)?));
     }
     match event_type {
-        "contacts.contacts_merged" => id("kept").map(|i| ("contact", i)),
-        "contacts.companies_merged" => id("kept").map(|i| ("company", i)),
+        t if t == ContactsMerged::TYPE => id("kept").map(|i| ("contact", i)),
+        t if t == CompaniesMerged::TYPE => id("kept").map(|i| ("company", i)),
         _ => id("deal_id")
             .map(|i| ("deal", i))
             .or_else(|| id("contact_id").map(|i| ("contact", i)))
@@ -87,20 +88,25 @@ impl Subscriber for EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contacts_api::events::ContactLinked;
+    use deals_api::events::DealUpdated;
     use serde_json::json;
 
     #[test]
     fn events_name_their_record() {
         assert_eq!(
-            entity_of("deals.deal_updated", &json!({"deal_id": 7})),
+            entity_of(DealUpdated::TYPE, &json!({"deal_id": 7})),
             Some(("deal", 7))
         );
         assert_eq!(
-            entity_of("contacts.contact_linked", &json!({"contact_id": 3, "company_id": 4})),
+            entity_of(
+                ContactLinked::TYPE,
+                &json!({"contact_id": 3, "company_id": 4})
+            ),
             Some(("contact", 3))
         );
         assert_eq!(
-            entity_of("contacts.companies_merged", &json!({"kept": 5, "merged": [6]})),
+            entity_of(CompaniesMerged::TYPE, &json!({"kept": 5, "merged": [6]})),
             Some(("company", 5))
         );
         assert_eq!(
@@ -111,7 +117,7 @@ mod tests {
             Some(("deal", 9))
         );
         assert_eq!(
-            entity_of("accounts.user_created", &json!({"user_id": 1})),
+            entity_of("billing.invoice_paid", &json!({"user_id": 1})),
             None
         );
     }

@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use contacts_api::{CompanyId, ContactId, Contacts};
 use deals_api::{DealId, Deals};
 use diesel::pg::Pg;
-use diesel::{OptionalExtension, QueryableByName};
 use diesel::query_builder::BoxedSqlQuery;
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
+use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use kernel::db::DbPool;
 use kernel::events::{DomainEvent, EventEnvelope};
@@ -52,11 +52,7 @@ fn envelope<E: DomainEvent>(caller: Caller, e: &E) -> AppResult<EventEnvelope> {
 }
 
 /// Event types a record's timeline leaves out: the notes and tasks are shown themselves.
-const SHOWN_ELSEWHERE: [&str; 3] = [
-    NoteAdded::TYPE,
-    TaskCreated::TYPE,
-    TaskCompleted::TYPE,
-];
+const SHOWN_ELSEWHERE: [&str; 3] = [NoteAdded::TYPE, TaskCreated::TYPE, TaskCompleted::TYPE];
 
 impl ActivitiesService {
     pub fn new(
@@ -80,7 +76,11 @@ impl ActivitiesService {
     /// The record's responsible user, if the caller may see it (else `NotFound`).
     async fn record(&self, caller: Caller, e: EntityRef) -> AppResult<UserId> {
         match e.kind {
-            EntityKind::Deal => Ok(self.deals.deal(caller, DealId(e.id)).await?.responsible_user_id),
+            EntityKind::Deal => Ok(self
+                .deals
+                .deal(caller, DealId(e.id))
+                .await?
+                .responsible_user_id),
             EntityKind::Contact => Ok(self
                 .contacts
                 .contact(caller, ContactId(e.id))
@@ -99,7 +99,11 @@ impl ActivitiesService {
     async fn linked_record(&self, caller: Caller, e: EntityRef) -> AppResult<UserId> {
         self.record(caller, e).await.map_err(|err| {
             if err.code == ErrorCode::NotFound {
-                AppError::validation("entity", "not_found", &format!("no such {}", e.kind.as_str()))
+                AppError::validation(
+                    "entity",
+                    "not_found",
+                    &format!("no such {}", e.kind.as_str()),
+                )
             } else {
                 err
             }
@@ -119,6 +123,66 @@ impl ActivitiesService {
                 e.kind.as_str()
             )))
         }
+    }
+
+    /// The tasks of records the caller may not see are left out (asked of each record's module,
+    /// one call per kind).
+    async fn only_visible(&self, caller: Caller, tasks: Vec<Task>) -> AppResult<Vec<Task>> {
+        let of = |k: EntityKind| -> Vec<i64> {
+            let mut v: Vec<i64> = tasks
+                .iter()
+                .filter_map(|t| t.entity.filter(|e| e.kind == k).map(|e| e.id))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let (deal_ids, contact_ids, company_ids) = (
+            of(EntityKind::Deal),
+            of(EntityKind::Contact),
+            of(EntityKind::Company),
+        );
+        let mut seen: std::collections::HashSet<EntityRef> = std::collections::HashSet::new();
+        if !deal_ids.is_empty() {
+            let ok = match self
+                .deals
+                .visible_deals(caller, deal_ids.into_iter().map(DealId).collect())
+                .await
+            {
+                Ok(v) => v,
+                Err(e) if e.code == ErrorCode::Forbidden => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            seen.extend(ok.into_iter().map(|d| EntityRef::deal(d.0)));
+        }
+        if !contact_ids.is_empty() {
+            let ok = match self
+                .contacts
+                .contacts_by_id(caller, contact_ids.into_iter().map(ContactId).collect())
+                .await
+            {
+                Ok(v) => v,
+                Err(e) if e.code == ErrorCode::Forbidden => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            seen.extend(ok.into_iter().map(|c| EntityRef {
+                kind: EntityKind::Contact,
+                id: c.id.0,
+            }));
+        }
+        for id in company_ids {
+            let e = EntityRef {
+                kind: EntityKind::Company,
+                id,
+            };
+            if self.record(caller, e).await.is_ok() {
+                seen.insert(e);
+            }
+        }
+        Ok(tasks
+            .into_iter()
+            .filter(|t| t.entity.is_none_or(|e| seen.contains(&e)))
+            .collect())
     }
 
     async fn task_scope(&self, caller: Caller, action: Action) -> AppResult<Scope> {
@@ -162,6 +226,11 @@ impl ActivitiesService {
         let scope = self.task_scope(caller, Action::View).await?;
         if !scope.allows(task.responsible_user_id) {
             return Err(AppError::not_found("task"));
+        }
+        if let Some(e) = task.entity {
+            self.record(caller, e)
+                .await
+                .map_err(|_| AppError::not_found("task"))?;
         }
         if action != Action::View {
             let scope = self.task_scope(caller, action).await?;
@@ -440,9 +509,12 @@ impl Activities for ActivitiesService {
         if let Some(e) = new.entity {
             self.linked_record(caller, e).await?;
         }
-        let responsible =
-            access::responsible(&*self.accounts, caller, new.responsible_user_id.or(caller.actor.user_id()))
-                .await?;
+        let responsible = access::responsible(
+            &*self.accounts,
+            caller,
+            new.responsible_user_id.or(caller.actor.user_id()),
+        )
+        .await?;
         // A whole-day task is due at the start of its (UTC) day.
         let due_at = if new.whole_day {
             new.due_at
@@ -580,7 +652,11 @@ impl Activities for ActivitiesService {
             sql.push_str(&format!(" AND responsible_user_id = ${}", next()));
         }
         if query.entity.is_some() {
-            sql.push_str(&format!(" AND entity = ${} AND entity_id = ${}", next(), next()));
+            sql.push_str(&format!(
+                " AND entity = ${} AND entity_id = ${}",
+                next(),
+                next()
+            ));
         }
         let after: Option<(DateTime<Utc>, i64)> = keyset_after(&page)?;
         if query.done {
@@ -614,9 +690,7 @@ impl Activities for ActivitiesService {
             q = q.bind::<BigInt, _>(r.0);
         }
         if let Some(e) = query.entity {
-            q = q
-                .bind::<Text, _>(e.kind.as_str())
-                .bind::<BigInt, _>(e.id);
+            q = q.bind::<Text, _>(e.kind.as_str()).bind::<BigInt, _>(e.id);
         }
         if !query.done
             && let Some(t) = query.due_before
@@ -629,7 +703,7 @@ impl Activities for ActivitiesService {
         let mut conn = self.conn().await?;
         let rows: Vec<TaskRow> = q.load(&mut conn).await?;
         let done = query.done;
-        Ok(Page::from_rows(
+        let page = Page::from_rows(
             rows.into_iter().map(TaskRow::task).collect(),
             &page,
             |t: &Task| {
@@ -642,7 +716,11 @@ impl Activities for ActivitiesService {
                     t.id.0,
                 )
             },
-        ))
+        );
+        Ok(Page {
+            items: self.only_visible(caller, page.items).await?,
+            next: page.next,
+        })
     }
 
     async fn nearest_tasks(
@@ -730,7 +808,9 @@ impl Activities for ActivitiesService {
         if let Some(me) = caller.actor.user_id() {
             let u = self.accounts.user(caller, me).await?;
             if !(u.is_admin && u.is_active) {
-                return Err(AppError::forbidden("only administrators see the event list"));
+                return Err(AppError::forbidden(
+                    "only administrators see the event list",
+                ));
             }
         }
         let mut sql = format!("SELECT {LOG_COLUMNS} FROM activities.log WHERE account_id = $1");
@@ -746,7 +826,10 @@ impl Activities for ActivitiesService {
             sql.push_str(&format!(" AND event_type = ${}", next()));
         }
         if filter.user.is_some() {
-            sql.push_str(&format!(" AND actor_kind = 'user' AND actor_id = ${}", next()));
+            sql.push_str(&format!(
+                " AND actor_kind = 'user' AND actor_id = ${}",
+                next()
+            ));
         }
         if filter.from.is_some() {
             sql.push_str(&format!(" AND occurred_at >= ${}", next()));
@@ -756,7 +839,11 @@ impl Activities for ActivitiesService {
         }
         let after: Option<(DateTime<Utc>, i64)> = keyset_after(&page)?;
         if after.is_some() {
-            sql.push_str(&format!(" AND (occurred_at, id) < (${}, ${})", next(), next()));
+            sql.push_str(&format!(
+                " AND (occurred_at, id) < (${}, ${})",
+                next(),
+                next()
+            ));
         }
         sql.push_str(&format!(
             " ORDER BY occurred_at DESC, id DESC LIMIT {}",
@@ -802,11 +889,7 @@ impl Activities for ActivitiesService {
         let account = caller.account_id.0;
         let limit = page.fetch_limit();
         let after: Option<(DateTime<Utc>, String, i64)> = keyset_after(&page)?;
-        let (t, k, i) = after.unwrap_or((
-            DateTime::<Utc>::MAX_UTC,
-            "~".to_string(),
-            i64::MAX,
-        ));
+        let (t, k, i) = after.unwrap_or((DateTime::<Utc>::MAX_UTC, "~".to_string(), i64::MAX));
         #[derive(QueryableByName)]
         struct Item {
             #[diesel(sql_type = Text)]

@@ -700,6 +700,23 @@ impl Deals for DealsService {
         ops::deal_out(&mut conn, caller.account_id, row).await
     }
 
+    async fn visible_deals(&self, caller: Caller, ids: Vec<DealId>) -> AppResult<Vec<DealId>> {
+        let scope = access::scope(&*self.accounts, caller, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let rows: Vec<(i64, i64)> = deals::table
+            .filter(deals::account_id.eq(caller.account_id.0))
+            .filter(deals::id.eq_any(ids.iter().map(|d| d.0).collect::<Vec<_>>()))
+            .filter(deals::deleted_at.is_null())
+            .select((deals::id, deals::responsible_user_id))
+            .load(&mut conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, r)| scope.allows(UserId(*r)))
+            .map(|(id, _)| DealId(id))
+            .collect())
+    }
+
     async fn update_deal(&self, caller: Caller, id: DealId, patch: DealPatch) -> AppResult<Deal> {
         let scope = access::scope(&*self.accounts, caller, Action::Edit).await?;
         let mut errors = Vec::new();

@@ -139,6 +139,7 @@ struct ShowTpl<'a> {
     duplicates: Vec<Duplicate>,
     /// The custom fields, with this record's values.
     fields: Vec<super::deals::deal::FieldInput>,
+    timeline: super::activities::TimelineView,
     errors: FormErrors,
 }
 
@@ -763,6 +764,20 @@ async fn show(
         .iter()
         .map(|d| super::deals::deal::field_input(d, &values, false))
         .collect();
+    let timeline = super::activities::load_timeline(
+        ctx,
+        state,
+        activities_api::EntityRef {
+            kind: match entity {
+                Entity::Contact => activities_api::EntityKind::Contact,
+                Entity::Company => activities_api::EntityKind::Company,
+            },
+            id,
+        },
+        None,
+        &std::collections::HashMap::new(),
+    )
+    .await?;
     html(
         status,
         &ShowTpl {
@@ -770,6 +785,7 @@ async fn show(
             kind: kind_str(entity),
             id,
             fields,
+            timeline,
             name,
             v,
             phones,

@@ -1,5 +1,6 @@
 //! Server-rendered pages: each handler calls module traits and renders an askama template.
 
+pub mod activities;
 pub mod auth;
 pub mod contacts;
 pub mod deals;

@@ -34,15 +34,16 @@ pub trait Activities: Send + Sync {
     async fn complete_task(&self, caller: Caller, id: TaskId, result: &str) -> AppResult<Task>;
     async fn reopen_task(&self, caller: Caller, id: TaskId) -> AppResult<Task>;
     /// Tasks by due time (open ones; with `done`, completed ones newest first), keyset paged.
-    async fn tasks(&self, caller: Caller, query: &TaskQuery, page: PageRequest)
-    -> AppResult<Page<Task>>;
-    /// For each given deal the caller may see, its open task due first (one query for a whole
-    /// board page); deals with no open task are left out.
-    async fn nearest_tasks(
+    async fn tasks(
         &self,
         caller: Caller,
-        deals: Vec<i64>,
-    ) -> AppResult<HashMap<i64, Task>>;
+        query: &TaskQuery,
+        page: PageRequest,
+    ) -> AppResult<Page<Task>>;
+    /// For each given deal the caller may see, its open task due first (one query for a whole
+    /// board page); deals with no open task are left out.
+    async fn nearest_tasks(&self, caller: Caller, deals: Vec<i64>)
+    -> AppResult<HashMap<i64, Task>>;
     /// Publishes TaskDue for open tasks whose due time has come (once per task and due time);
     /// run every few seconds by the job workers. Returns how many were due.
     async fn publish_due(&self, account: Option<AccountId>) -> AppResult<usize>;

@@ -56,6 +56,9 @@ pub trait Deals: Send + Sync {
     // --- deals --------------------------------------------------------------------------------
     async fn create_deal(&self, caller: Caller, new: NewDeal) -> AppResult<Deal>;
     async fn deal(&self, caller: Caller, id: DealId) -> AppResult<Deal>;
+    /// Which of the given deals the caller may see (one query; others' and unknown ones are
+    /// left out), e.g. to show only the tasks of visible deals.
+    async fn visible_deals(&self, caller: Caller, ids: Vec<DealId>) -> AppResult<Vec<DealId>>;
     /// Changes a deal's name, budget or responsible user (`None` leaves a field as it is).
     async fn update_deal(&self, caller: Caller, id: DealId, patch: DealPatch) -> AppResult<Deal>;
     /// Soft-deletes a deal: it leaves the board, the lists and the totals, and can be restored.

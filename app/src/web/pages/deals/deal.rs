@@ -64,6 +64,7 @@ struct DealTpl<'a> {
     fields: Vec<FieldInput>,
     reasons: Vec<LossReason>,
     history: Vec<VisitView>,
+    timeline: crate::web::pages::activities::TimelineView,
     errors: FormErrors,
 }
 
@@ -169,6 +170,19 @@ async fn render(
         .into_iter()
         .map(|c| (c.id.0, c.name))
         .collect();
+    let stages: std::collections::HashMap<i64, String> = pipeline
+        .stages
+        .iter()
+        .map(|s| (s.id.0, s.name.clone()))
+        .collect();
+    let timeline = crate::web::pages::activities::load_timeline(
+        ctx,
+        state,
+        activities_api::EntityRef::deal(id.0),
+        None,
+        &stages,
+    )
+    .await?;
     html(
         status,
         &DealTpl {
@@ -209,6 +223,7 @@ async fn render(
             fields,
             reasons,
             history,
+            timeline,
             errors,
         },
     )

@@ -39,6 +39,10 @@ pub struct CardView {
     pub responsible: String,
     pub contact: Option<String>,
     pub tags: Vec<TagView>,
+    /// The nearest open task: when it is due, its text, whether it is overdue.
+    pub task: Option<(String, String, bool)>,
+    /// An open deal with no open task (amoCRM's warning mark).
+    pub needs_task: bool,
 }
 
 pub struct ColumnView {
@@ -162,6 +166,8 @@ pub struct Names {
     pub users: HashMap<i64, String>,
     /// Main contacts of the deals on screen, by id (filled by `with_contacts`).
     pub contacts: HashMap<i64, String>,
+    /// The nearest open task of each deal on screen (filled by `with_tasks`).
+    pub tasks: HashMap<i64, activities_api::Task>,
     pub user_list: Vec<UserOption>,
     pub currency: Currency,
 }
@@ -188,6 +194,7 @@ impl Names {
             .collect();
         Ok(Names {
             contacts: HashMap::new(),
+            tasks: HashMap::new(),
             users: users.items.into_iter().map(|u| (u.id.0, u.name)).collect(),
             user_list: active,
             currency,
@@ -213,6 +220,14 @@ impl Names {
         }
     }
 
+    /// Looks up the nearest open task of each deal (one call to the activities module for the
+    /// whole page).
+    pub async fn with_tasks(&mut self, state: &AppState, caller: Caller, deals: Vec<i64>) {
+        if let Ok(found) = state.modules.activities.nearest_tasks(caller, deals).await {
+            self.tasks = found;
+        }
+    }
+
     pub fn money(&self, whole: i64) -> String {
         Money::from_whole_units(whole, self.currency)
             .map(|m| m.to_string())
@@ -233,7 +248,18 @@ impl Names {
     }
 
     pub fn card(&self, d: Deal) -> CardView {
+        let now = chrono::Utc::now();
+        let task = self.tasks.get(&d.id.0).map(|t| {
+            let due = if t.whole_day {
+                t.due_at.format("%d.%m").to_string()
+            } else {
+                t.due_at.format("%d.%m %H:%M").to_string()
+            };
+            (due, t.text.clone(), t.is_overdue(now))
+        });
         CardView {
+            needs_task: task.is_none() && d.closed_at.is_none(),
+            task,
             id: d.id.0,
             budget: self.money(d.price),
             responsible: self.user(d.responsible_user_id.0),
@@ -354,6 +380,16 @@ async fn render_board(
         .await?;
     let mut names = Names::load(state, ctx, caller).await?;
     names
+        .with_tasks(
+            state,
+            caller,
+            board
+                .iter()
+                .flat_map(|c| c.deals.items.iter().map(|d| d.id.0))
+                .collect(),
+        )
+        .await;
+    names
         .with_contacts(
             state,
             caller,
@@ -433,6 +469,9 @@ pub async fn more(
         .ok_or_else(|| AppError::not_found("stage"))?;
     let mut names = Names::load(&state, &ctx, caller).await?;
     names.with_contacts(&state, caller, page.items.iter()).await;
+    names
+        .with_tasks(&state, caller, page.items.iter().map(|d| d.id.0).collect())
+        .await;
     let col = ColumnView {
         totals: String::new(),
         can_add: false,
