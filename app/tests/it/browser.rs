@@ -2,7 +2,8 @@
 //! real server, saving screenshots under target/screenshots/. settings.mjs signs in and creates a
 //! colleague; deals.mjs builds a pipeline and works deals on the board, the deal page and the list;
 //! contacts.mjs creates, links, finds and merges contacts; transfer.mjs imports a CSV with a bad
-//! row and exports a segment (with the job workers running).
+//! row and exports a segment (with the job workers running); activities.mjs adds a note and a task
+//! from a deal's timeline and completes the task on the tasks page.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,11 +20,13 @@ fn chromium() -> Option<String> {
 /// Runs a script of tests/browser against a fresh app with one account; its stdout, or `None`
 /// when the browser is not installed (allowed only outside CI).
 async fn run(script: &str) -> Option<String> {
-    run_app(script, false).await
+    run_app(script, false, None).await
 }
 
-/// With `jobs`, the app runs its job workers too (imports, exports, event deliveries).
-async fn run_app(script: &str, jobs: bool) -> Option<String> {
+/// With `jobs`, the app runs its job workers too (imports, exports, event deliveries); with
+/// `deal`, the account gets a pipeline with a deal of that name, whose page the script gets as
+/// DEAL_URL.
+async fn run_app(script: &str, jobs: bool, deal: Option<&str>) -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
@@ -48,6 +51,31 @@ async fn run_app(script: &str, jobs: bool) -> Option<String> {
         (spawn_app().await, None)
     };
     let t = app.tenant("Browser Co").await;
+    let deal_url = match deal {
+        Some(name) => {
+            let caller = kernel::Caller::user(t.account, t.admin.id);
+            let deals = &app.state.modules.deals;
+            let p = deals
+                .create_pipeline(
+                    caller,
+                    deals_api::NewPipeline {
+                        name: "Sales".into(),
+                        stages: vec![deals_api::NewStage {
+                            name: "Talks".into(),
+                            color: "#99ccff".into(),
+                        }],
+                    },
+                )
+                .await
+                .unwrap();
+            let d = deals
+                .create_deal(caller, deals_api::NewDeal::new(p.id, name))
+                .await
+                .unwrap();
+            format!("{}/deals/{}", app.url, d.id)
+        }
+        None => String::new(),
+    };
     let shots = root.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let url = app.url.clone();
@@ -59,6 +87,7 @@ async fn run_app(script: &str, jobs: bool) -> Option<String> {
             .env("ADMIN_PASSWORD", PASSWORD)
             .env("CHROMIUM", browser)
             .env("SCREENSHOTS", shots)
+            .env("DEAL_URL", deal_url)
             .output()
             .unwrap()
     })
@@ -99,7 +128,14 @@ async fn a_contact_is_created_linked_found_by_phone_and_merged_with_its_duplicat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_csv_with_a_bad_row_is_imported_and_a_segment_exported() {
-    if let Some(stdout) = run_app("transfer.mjs", true).await {
+    if let Some(stdout) = run_app("transfer.mjs", true, None).await {
         assert!(stdout.contains("transfer flow done"), "{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_and_a_task_from_a_deals_timeline_reach_the_tasks_page_and_back() {
+    if let Some(stdout) = run_app("activities.mjs", true, Some("Supply contract")).await {
+        assert!(stdout.contains("activities flow done"), "{stdout}");
     }
 }
