@@ -86,6 +86,25 @@ enum Command {
         /// Contacts to add (each with a phone and an e-mail); 0 adds none.
         #[arg(long, default_value_t = 0)]
         contacts: i64,
+        /// Event-log entries to spread over the seeded deals (with a note on every third deal
+        /// and an open task on every second); 0 adds none.
+        #[arg(long, default_value_t = 0)]
+        log_entries: i64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Benchmark the activities module (server time): timeline, board with tasks, tasks list.
+    #[command(hide = true)]
+    ActivitiesBench {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// The seeded deals' ids (`voronka seed` prints them).
+        #[arg(long)]
+        first: i64,
+        #[arg(long)]
+        last: i64,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -385,12 +404,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             email,
             deals,
             contacts,
+            log_entries,
             server: args,
         } => {
             let config = load(&cli.config, args)?;
             with_state(&config, async |state| {
                 let (caller, pipeline) = bench_pipeline(state, email).await?;
                 let users = bench_users(state, caller).await?;
+                let users_for_log = users.clone();
                 if *contacts > 0 {
                     let started = Instant::now();
                     let n = state
@@ -420,6 +441,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     pipeline.id,
                     started.elapsed().as_secs_f64()
                 );
+                if *log_entries > 0 {
+                    let started = Instant::now();
+                    state
+                        .modules
+                        .activities
+                        .seed_activities(
+                            caller,
+                            seeded.first.0,
+                            seeded.last.0,
+                            *log_entries,
+                            users_for_log.clone(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!(
+                        "seeded {log_entries} log entries, notes and tasks in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
                 // For scripts (scripts/bench): the pipeline, its open stages, the deal ids.
                 let open: Vec<String> = pipeline
                     .stages
@@ -435,6 +475,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     seeded.last
                 );
                 Ok(())
+            })
+            .await
+        }
+        Command::ActivitiesBench {
+            email,
+            iterations,
+            first,
+            last,
+            server: args,
+        } => {
+            let config = load(&cli.config, args)?;
+            with_state(&config, async |state| {
+                crate::activities_bench::run(state, email, *iterations, *first, *last).await
             })
             .await
         }

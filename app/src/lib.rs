@@ -1,5 +1,6 @@
 //! Voronka: the binary's library part: configuration, composition root, web UI, public API.
 
+pub mod activities_bench;
 pub mod api;
 pub mod backbone;
 pub mod cli;

@@ -798,6 +798,63 @@ impl Activities for ActivitiesService {
         .await
     }
 
+    async fn seed_activities(
+        &self,
+        caller: Caller,
+        first: i64,
+        last: i64,
+        log_entries: i64,
+        users: Vec<UserId>,
+    ) -> AppResult<()> {
+        if let Some(me) = caller.actor.user_id() {
+            let u = self.accounts.user(caller, me).await?;
+            if !(u.is_admin && u.is_active) {
+                return Err(AppError::forbidden("only administrators seed data"));
+            }
+        }
+        if first > last || users.is_empty() || !(0..=100_000_000).contains(&log_entries) {
+            return Err(AppError::validation(
+                "deals",
+                "out_of_range",
+                "a range of deal ids, users, and 0 to 100,000,000 entries",
+            ));
+        }
+        let users: Vec<i64> = users.iter().map(|u| u.0).collect();
+        let account = caller.account_id.0;
+        let mut conn = self.conn().await?;
+        for sql in [
+            // Log entries: the oldest first, so that ids follow time as in life.
+            "INSERT INTO activities.log (event_id, account_id, event_type, occurred_at, actor_kind, actor_id, entity, entity_id, before, after, payload)
+             SELECT gen_random_uuid(), $1,
+                    (ARRAY['deals.deal_updated', 'deals.deal_stage_changed', 'deals.deal_responsible_changed'])[1 + g % 3],
+                    now() - make_interval(secs => ($5 - g)::double precision * 10),
+                    'user', ($2::bigint[])[1 + g % cardinality($2::bigint[])], 'deal', $3 + g % ($4 - $3 + 1),
+                    '{\"price\": 1000}'::jsonb, '{\"price\": 2000}'::jsonb, jsonb_build_object('deal_id', $3 + g % ($4 - $3 + 1))
+               FROM generate_series(1, $5) g",
+            "INSERT INTO activities.notes (account_id, entity, entity_id, note_type, text, created_by, created_at)
+             SELECT $1, 'deal', d, 'common', 'Seeded note ' || d, ($2::bigint[])[1 + d % cardinality($2::bigint[])],
+                    now() - make_interval(mins => (d % 10000)::int)
+               FROM generate_series($3, $4, 3) d WHERE $5 >= 0",
+            "INSERT INTO activities.tasks (account_id, entity, entity_id, task_type_id, text, due_at, responsible_user_id, created_by, created_at, due_notified)
+             SELECT $1, 'deal', d, 1 + d % 3, 'Seeded task ' || d, now() + make_interval(hours => (d % 480)::int - 240),
+                    ($2::bigint[])[1 + d % cardinality($2::bigint[])], 0, now() - make_interval(mins => (d % 20000)::int), true
+               FROM generate_series($3, $4, 2) d WHERE $5 >= 0",
+        ] {
+            diesel::sql_query(sql)
+                .bind::<BigInt, _>(account)
+                .bind::<Array<BigInt>, _>(&users)
+                .bind::<BigInt, _>(first)
+                .bind::<BigInt, _>(last)
+                .bind::<BigInt, _>(log_entries)
+                .execute(&mut conn)
+                .await?;
+        }
+        diesel::sql_query("ANALYZE activities.log, activities.notes, activities.tasks")
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     async fn events(
         &self,
         caller: Caller,

@@ -44,6 +44,18 @@ pub trait Activities: Send + Sync {
     /// board page); deals with no open task are left out.
     async fn nearest_tasks(&self, caller: Caller, deals: Vec<i64>)
     -> AppResult<HashMap<i64, Task>>;
+    /// Fills the account for benchmarks, set-based: `log_entries` logged events spread over the
+    /// deals with ids `first..=last`, a note on every third of them and an open task (due within
+    /// ten days either way) on every second. Administrators only.
+    async fn seed_activities(
+        &self,
+        caller: Caller,
+        first: i64,
+        last: i64,
+        log_entries: i64,
+        users: Vec<kernel::UserId>,
+    ) -> AppResult<()>;
+
     /// Publishes TaskDue for open tasks whose due time has come (once per task and due time);
     /// run every few seconds by the job workers. Returns how many were due.
     async fn publish_due(&self, account: Option<AccountId>) -> AppResult<usize>;
