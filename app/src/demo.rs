@@ -232,6 +232,50 @@ async fn seed_deals(modules: &Modules, system: Caller) -> AppResult<()> {
                 },
             )
             .await?;
+        // Work in progress: a call logged and a next step on most open deals; one overdue.
+        if i < 8 {
+            use activities_api::{CALL, EntityRef, FOLLOW_UP, MEETING, NewNote, NewTask};
+            let about = EntityRef::deal(deal.id.0);
+            modules
+                .activities
+                .add_note(
+                    system,
+                    NewNote {
+                        entity: about,
+                        note_type: "call_out".into(),
+                        text: "Discussed the scope and the timeline.".into(),
+                        call: Some(activities_api::CallParams {
+                            phone: people[i % people.len()].2.into(),
+                            duration: 240 + 60 * i as i64,
+                            call_result: "answered".into(),
+                            ..Default::default()
+                        }),
+                    },
+                )
+                .await?;
+            if i != 3 {
+                let (task_type_id, text) = match i % 3 {
+                    0 => (CALL, "Call back about the budget"),
+                    1 => (MEETING, "Meet to present the proposal"),
+                    _ => (FOLLOW_UP, "Send the contract draft"),
+                };
+                modules
+                    .activities
+                    .create_task(
+                        system,
+                        NewTask {
+                            entity: Some(about),
+                            task_type_id,
+                            text: text.into(),
+                            due_at: chrono::Utc::now()
+                                + chrono::TimeDelta::hours(i as i64 * 20 - 30),
+                            whole_day: false,
+                            responsible_user_id: users.get(i % users.len().max(1)).map(|u| u.id),
+                        },
+                    )
+                    .await?;
+            }
+        }
         let closing = match i {
             10 => Some((deals_api::WON, None)),
             11 => Some((deals_api::LOST, Some(reason.id))),
