@@ -94,6 +94,26 @@ impl ActivitiesService {
         }
     }
 
+    /// Whether the caller may see the record (`NotFound` if not): for a deal one light query,
+    /// as the timeline asks on every page.
+    async fn visible(&self, caller: Caller, e: EntityRef) -> AppResult<()> {
+        match e.kind {
+            EntityKind::Deal => {
+                if self
+                    .deals
+                    .visible_deals(caller, vec![DealId(e.id)])
+                    .await?
+                    .is_empty()
+                {
+                    Err(AppError::not_found("deal"))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => self.record(caller, e).await.map(|_| ()),
+        }
+    }
+
     /// The record as a form field: one that does not exist, or is not the caller's to see, is
     /// refused as a bad value.
     async fn linked_record(&self, caller: Caller, e: EntityRef) -> AppResult<UserId> {
@@ -201,7 +221,7 @@ impl ActivitiesService {
         .optional()?;
         let note = row.ok_or_else(|| AppError::not_found("note"))?.note();
         // A note is seen by whoever sees its record.
-        self.record(caller, note.entity)
+        self.visible(caller, note.entity)
             .await
             .map_err(|_| AppError::not_found("note"))?;
         Ok(note)
@@ -942,7 +962,7 @@ impl Activities for ActivitiesService {
         entity: EntityRef,
         page: PageRequest,
     ) -> AppResult<Timeline> {
-        self.record(caller, entity).await?;
+        self.visible(caller, entity).await?;
         let account = caller.account_id.0;
         let limit = page.fetch_limit();
         let after: Option<(DateTime<Utc>, String, i64)> = keyset_after(&page)?;
