@@ -165,6 +165,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/settings/contact-fields",
             web::post().to(settings::contact_fields::create),
         )
+        .route(
+            "/settings/task-types",
+            web::get().to(settings::task_types::list),
+        )
+        .route(
+            "/settings/task-types",
+            web::post().to(settings::task_types::create),
+        )
         .route("/settings/fields", web::get().to(sdeals::fields))
         .route("/settings/fields", web::post().to(sdeals::create_field))
         .route(

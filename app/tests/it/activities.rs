@@ -457,6 +457,46 @@ async fn the_pages_show_the_timeline_the_tasks_and_the_cards_next_task() {
         fragment.contains("Wants delivery in May") && !fragment.contains("<html"),
         "{fragment}"
     );
+    // Edited in place.
+    let note_id = app.count("SELECT max(id) AS n FROM activities.notes").await;
+    let res = post(
+        format!("/notes/{note_id}"),
+        vec![
+            ("action", "edit".into()),
+            ("kind", "deal".into()),
+            ("entity_id", id.to_string()),
+            ("text", "Wants delivery in June".into()),
+        ],
+    )
+    .await;
+    let fragment = res.text().await.unwrap();
+    assert!(
+        fragment.contains("Wants delivery in June") && !fragment.contains("in May"),
+        "{fragment}"
+    );
+    // The account's own task type, from Settings, offered by the composer.
+    let res = c
+        .submit(
+            "/settings/task-types",
+            "/settings/task-types",
+            &[("name", "Site visit")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let res = c
+        .submit(
+            "/settings/task-types",
+            "/settings/task-types",
+            &[("name", "site VISIT")],
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        reqwest::StatusCode::BAD_REQUEST,
+        "a name is taken ignoring case"
+    );
+    let (_, html) = c.text(&page).await;
+    assert!(html.contains(">Site visit</option>"), "{html}");
     // A task due yesterday: accepted and shown as overdue.
     let yesterday = (Utc::now() - TimeDelta::days(1))
         .format("%Y-%m-%dT%H:%M")

@@ -364,11 +364,16 @@ impl Activities for ActivitiesService {
 
     async fn update_note(&self, caller: Caller, id: NoteId, new: NewNote) -> AppResult<Note> {
         let note = self.load_note(caller, id).await?;
-        let (note_type, text, params) = Self::check_note(&NewNote {
+        let keep_call = new.call.is_none();
+        let (note_type, text, mut params) = Self::check_note(&NewNote {
             entity: note.entity,
             note_type: note.note_type.clone(),
             ..new
         })?;
+        // A new text alone keeps a call's details.
+        if keep_call && note.note_type.starts_with("call_") {
+            params = note.params.clone();
+        }
         self.allowed_on(caller, note.entity, Action::Edit).await?;
         let mut conn = self.conn().await?;
         let row: NoteRow = diesel::sql_query(format!(
@@ -846,7 +851,7 @@ impl Activities for ActivitiesService {
             // Log entries: the oldest first, so that ids follow time as in life.
             "INSERT INTO activities.log (event_id, account_id, event_type, occurred_at, actor_kind, actor_id, entity, entity_id, before, after, payload)
              SELECT gen_random_uuid(), $1,
-                    (ARRAY['deals.deal_updated', 'deals.deal_stage_changed', 'deals.deal_responsible_changed'])[1 + g % 3],
+                    ($6::text[])[1 + g % 3],
                     now() - make_interval(secs => ($5 - g)::double precision * 10),
                     'user', ($2::bigint[])[1 + g % cardinality($2::bigint[])], 'deal', $3 + g % ($4 - $3 + 1),
                     '{\"price\": 1000}'::jsonb, '{\"price\": 2000}'::jsonb, jsonb_build_object('deal_id', $3 + g % ($4 - $3 + 1))
@@ -854,11 +859,11 @@ impl Activities for ActivitiesService {
             "INSERT INTO activities.notes (account_id, entity, entity_id, note_type, text, created_by, created_at)
              SELECT $1, 'deal', d, 'common', 'Seeded note ' || d, ($2::bigint[])[1 + d % cardinality($2::bigint[])],
                     now() - make_interval(mins => (d % 10000)::int)
-               FROM generate_series($3, $4, 3) d WHERE $5 >= 0",
+               FROM generate_series($3, $4, 3) d WHERE $5 >= 0 AND cardinality($6::text[]) > 0",
             "INSERT INTO activities.tasks (account_id, entity, entity_id, task_type_id, text, due_at, responsible_user_id, created_by, created_at, due_notified)
              SELECT $1, 'deal', d, 1 + d % 3, 'Seeded task ' || d, now() + make_interval(hours => (d % 480)::int - 240),
                     ($2::bigint[])[1 + d % cardinality($2::bigint[])], 0, now() - make_interval(mins => (d % 20000)::int), true
-               FROM generate_series($3, $4, 2) d WHERE $5 >= 0",
+               FROM generate_series($3, $4, 2) d WHERE $5 >= 0 AND cardinality($6::text[]) > 0",
         ] {
             diesel::sql_query(sql)
                 .bind::<BigInt, _>(account)
@@ -866,6 +871,11 @@ impl Activities for ActivitiesService {
                 .bind::<BigInt, _>(first)
                 .bind::<BigInt, _>(last)
                 .bind::<BigInt, _>(log_entries)
+                .bind::<Array<Text>, _>(vec![
+                    deals_api::events::DealUpdated::TYPE,
+                    deals_api::events::DealStageChanged::TYPE,
+                    deals_api::events::DealResponsibleChanged::TYPE,
+                ])
                 .execute(&mut conn)
                 .await?;
         }

@@ -481,15 +481,28 @@ pub async fn pin_note(
     let caller = ctx.caller()?;
     let a = &state.modules.activities;
     let id = NoteId(*path);
-    let result = match filter::get(&f, "action") {
-        "delete" => a.delete_note(caller, id).await.map(|_| None),
-        "unpin" => a.pin_note(caller, id, false).await.map(Some),
-        _ => a.pin_note(caller, id, true).await.map(Some),
-    };
     let kind = kind_of(filter::get(&f, "kind"))?;
     let entity = EntityRef {
         kind,
         id: filter::get(&f, "entity_id").parse().unwrap_or(0),
+    };
+    let result = match filter::get(&f, "action") {
+        "delete" => a.delete_note(caller, id).await.map(|_| None),
+        "edit" => a
+            .update_note(
+                caller,
+                id,
+                NewNote {
+                    entity,
+                    note_type: String::new(),
+                    text: filter::get(&f, "text").to_string(),
+                    call: None,
+                },
+            )
+            .await
+            .map(Some),
+        "unpin" => a.pin_note(caller, id, false).await.map(Some),
+        _ => a.pin_note(caller, id, true).await.map(Some),
     };
     after_change(&ctx, &state, entity, result.map(|_| ())).await
 }

@@ -6,5 +6,6 @@ pub mod groups;
 pub mod jobs;
 pub mod profile;
 pub mod roles;
+pub mod task_types;
 pub mod tokens;
 pub mod users;
