@@ -161,20 +161,7 @@ fn task_view(
         overdue: t.is_overdue(now),
         done: t.completed_at.is_some(),
         detail: t.result.clone(),
-        link: t.entity.map(|e| {
-            (
-                format!(
-                    "/{}/{}",
-                    match e.kind {
-                        EntityKind::Deal => "deals",
-                        EntityKind::Contact => "contacts",
-                        EntityKind::Company => "companies",
-                    },
-                    e.id
-                ),
-                format!("{} #{}", e.kind.as_str(), e.id),
-            )
-        }),
+        link: t.entity.map(record_link),
         text: t.text,
         pinned: false,
     }
@@ -236,6 +223,19 @@ fn event_view(
         pinned: false,
         link: None,
     }
+}
+
+/// A record as a link: its page, and "deal #12".
+fn record_link(e: EntityRef) -> (String, String) {
+    let path = match e.kind {
+        EntityKind::Deal => "deals",
+        EntityKind::Contact => "contacts",
+        EntityKind::Company => "companies",
+    };
+    (
+        format!("/{path}/{}", e.id),
+        format!("{} #{}", e.kind.as_str(), e.id),
+    )
 }
 
 fn kind_of(s: &str) -> Result<EntityKind, AppError> {
@@ -761,20 +761,7 @@ pub async fn events(
         .items
         .into_iter()
         .map(|e| {
-            let link = e.entity.map(|r| {
-                (
-                    format!(
-                        "/{}/{}",
-                        match r.kind {
-                            EntityKind::Deal => "deals",
-                            EntityKind::Contact => "contacts",
-                            EntityKind::Company => "companies",
-                        },
-                        r.id
-                    ),
-                    format!("{} #{}", r.kind.as_str(), r.id),
-                )
-            });
+            let link = e.entity.map(record_link);
             (event_view(e, &names.users, &HashMap::new()), link)
         })
         .collect();
