@@ -189,9 +189,10 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
 
 /// The job queues of this build's subscribers (Redis keeps no list of its queues).
 /// The names of this build's event subscribers (each has its queue `events.<name>`).
-pub const SUBSCRIBER_NAMES: [&str; 3] = [
+pub const SUBSCRIBER_NAMES: [&str; 4] = [
     "deals.contact_merges",
     "contacts.deal_links",
+    "contacts.contacted",
     "activities.log",
 ];
 
@@ -211,6 +212,7 @@ pub fn subscribers(modules: &Modules) -> crate::events::Subscribers {
     std::sync::Arc::new(vec![
         std::sync::Arc::new(deals::ContactMerges),
         deal_links,
+        std::sync::Arc::new(contacts::Contacted),
         std::sync::Arc::new(activities::EventLog),
     ])
 }

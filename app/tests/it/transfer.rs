@@ -580,7 +580,7 @@ async fn exports_need_the_export_right_and_read_back_through_an_import() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn segments_know_who_has_an_open_deal_from_the_deals_events() {
+async fn segments_know_who_has_an_open_deal_and_who_was_called_from_other_modules_events() {
     use deals_api::{NewDeal, StageKind};
     let (app, backbone) = crate::support::spawn_app_with_workers().await;
     let names: Vec<String> = voronka::server::subscribers(&app.state.modules)
@@ -687,6 +687,39 @@ async fn segments_know_who_has_an_open_deal_from_the_deals_events() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(names_in(without).await.len(), 2);
+
+    // A call noted on the deal: its contact counts as contacted now.
+    app.state
+        .modules
+        .activities
+        .add_note(
+            admin,
+            activities_api::NewNote {
+                entity: activities_api::EntityRef::deal(deal.id.0),
+                note_type: "call_out".into(),
+                text: "Talked about the delivery".into(),
+                call: None,
+            },
+        )
+        .await
+        .unwrap();
+    let recent = ContactFilter {
+        contacted_within_days: Some(7),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    while names_in(recent.clone()).await != ["Anna"] {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the call never reached contacts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stale = ContactFilter {
+        not_contacted_days: Some(30),
+        ..Default::default()
+    };
+    assert_eq!(names_in(stale).await, ["Boris"]);
     backbone.stop().await;
 }
 

@@ -2,6 +2,7 @@
 //! and duplicates), links between them, custom fields, tags, search.
 //! Owns the `contacts` schema; everyone else reaches it through `contacts_api::Contacts`.
 
+mod contacted;
 mod deal_links;
 mod export;
 mod import;
@@ -12,6 +13,7 @@ mod tabular;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use kernel::migrate::ModuleMigrations;
 
+pub use contacted::Contacted;
 pub use deal_links::DealLinks;
 pub use service::ContactsService;
 
