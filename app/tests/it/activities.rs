@@ -570,3 +570,45 @@ async fn the_pages_show_the_timeline_the_tasks_and_the_cards_next_task() {
     assert_eq!(status, reqwest::StatusCode::OK);
     assert!(html.contains("data-test=\"events\""));
 }
+
+#[tokio::test]
+async fn a_long_timeline_pages_on_with_its_more_link() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let d = EntityRef::deal(deal(&app, caller, "Busy deal").await);
+    for i in 0..65 {
+        app.state
+            .modules
+            .activities
+            .add_note(
+                caller,
+                NewNote {
+                    entity: d,
+                    note_type: String::new(),
+                    text: format!("Note number {i}"),
+                    call: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let c = app.signed_in(&t.admin.email).await;
+    let more = |html: &str| {
+        html.split("data-test=\"timeline-more\"")
+            .next()
+            .and_then(|h| h.rsplit("href=\"").next())
+            .and_then(|h| h.split('"').next())
+            .map(|h| h.replace("&amp;", "&"))
+            .filter(|_| html.contains("data-test=\"timeline-more\""))
+    };
+    let (_, first) = c.text(&format!("/deals/{}", d.id)).await;
+    assert!(first.contains("Note number 64") && !first.contains("Note number 34"));
+    let second_url = more(&first).expect("a more link on the first page");
+    let (_, second) = c.text(&second_url).await;
+    assert!(second.contains("Note number 34") && !second.contains("Note number 64"));
+    let third_url = more(&second).expect("a more link on the second page");
+    let (_, third) = c.text(&third_url).await;
+    assert!(third.contains("Note number 0"), "{third}");
+    assert!(more(&third).is_none(), "the last page has no more link");
+}
