@@ -316,6 +316,29 @@ struct DueRow {
     task: TaskRow,
 }
 
+/// Rows of `table` by id (none asked, no query).
+async fn by_ids<R>(
+    conn: &mut diesel_async::AsyncPgConnection,
+    columns: &str,
+    table: &str,
+    account: i64,
+    ids: Vec<i64>,
+) -> AppResult<Vec<R>>
+where
+    R: QueryableByName<Pg> + Send + 'static,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(format!(
+        "SELECT {columns} FROM {table} WHERE account_id = $1 AND id = ANY($2)"
+    ))
+    .bind::<BigInt, _>(account)
+    .bind::<Array<BigInt>, _>(ids)
+    .load(conn)
+    .await?)
+}
+
 fn keyset_after<K: serde::de::DeserializeOwned>(page: &PageRequest) -> AppResult<Option<K>> {
     page.after.as_ref().map(Cursor::decode).transpose()
 }
@@ -1022,27 +1045,24 @@ impl Activities for ActivitiesService {
                 .map(|x| x.id)
                 .collect()
         };
-        let notes: Vec<NoteRow> = diesel::sql_query(format!(
-            "SELECT {NOTE_COLUMNS} FROM activities.notes WHERE account_id = $1 AND id = ANY($2)"
-        ))
-        .bind::<BigInt, _>(account)
-        .bind::<Array<BigInt>, _>(ids("n"))
-        .load(&mut conn)
+        let notes: Vec<NoteRow> = by_ids(
+            &mut conn,
+            NOTE_COLUMNS,
+            "activities.notes",
+            account,
+            ids("n"),
+        )
         .await?;
-        let tasks: Vec<TaskRow> = diesel::sql_query(format!(
-            "SELECT {TASK_COLUMNS} FROM activities.tasks WHERE account_id = $1 AND id = ANY($2)"
-        ))
-        .bind::<BigInt, _>(account)
-        .bind::<Array<BigInt>, _>(ids("t"))
-        .load(&mut conn)
+        let tasks: Vec<TaskRow> = by_ids(
+            &mut conn,
+            TASK_COLUMNS,
+            "activities.tasks",
+            account,
+            ids("t"),
+        )
         .await?;
-        let logged: Vec<LogRow> = diesel::sql_query(format!(
-            "SELECT {LOG_COLUMNS} FROM activities.log WHERE account_id = $1 AND id = ANY($2)"
-        ))
-        .bind::<BigInt, _>(account)
-        .bind::<Array<BigInt>, _>(ids("e"))
-        .load(&mut conn)
-        .await?;
+        let logged: Vec<LogRow> =
+            by_ids(&mut conn, LOG_COLUMNS, "activities.log", account, ids("e")).await?;
         let mut notes: HashMap<i64, Note> = notes.into_iter().map(|n| (n.id, n.note())).collect();
         let mut tasks: HashMap<i64, Task> = tasks.into_iter().map(|t| (t.id, t.task())).collect();
         let mut logged: HashMap<i64, LogEntry> =

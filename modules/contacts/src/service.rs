@@ -617,7 +617,65 @@ fn tags_json(t: &[Tag]) -> Value {
     Value::from(t.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
 }
 
+/// The parts of a contact's or a company's patch they share, as given.
+struct Reaches<'a> {
+    phones: Option<&'a [Reach]>,
+    emails: Option<&'a [Reach]>,
+    tags: Option<&'a [String]>,
+    responsible: Option<UserId>,
+    custom_fields: Option<&'a FieldValues>,
+}
+
+/// Those parts checked (`None`: left as they are), with the field definitions the custom
+/// values need.
+struct Checked {
+    phone_list: Option<Vec<(String, String, String)>>,
+    email_list: Option<Vec<(String, String)>>,
+    tag_names: Option<Vec<String>>,
+    responsible: Option<UserId>,
+    defs: Vec<CustomField>,
+}
+
 impl ContactsService {
+    /// Checks the shared parts of a patch; `errors` are the entity's own so far, refused
+    /// together with these.
+    async fn check_patch(
+        &self,
+        conn: &mut AsyncPgConnection,
+        caller: Caller,
+        entity: Entity,
+        given: Reaches<'_>,
+        mut errors: Vec<FieldError>,
+    ) -> AppResult<Checked> {
+        let country = match given.phones {
+            Some(p) if !p.is_empty() => self.country(caller).await?,
+            _ => String::new(),
+        };
+        let phone_list = given
+            .phones
+            .map(|p| check_phones(p, Some(&country), &mut errors));
+        let email_list = given.emails.map(|e| check_emails(e, &mut errors));
+        let tag_names = given
+            .tags
+            .map(|t| fields::clean_tags(t, MAX_TAGS, &mut errors));
+        finish(errors)?;
+        let responsible = match given.responsible {
+            Some(u) => Some(access::responsible(&*self.accounts, caller, Some(u)).await?),
+            None => None,
+        };
+        let defs = match given.custom_fields {
+            Some(v) if !v.is_empty() => load_fields(conn, caller.account_id, entity).await?,
+            _ => Vec::new(),
+        };
+        Ok(Checked {
+            phone_list,
+            email_list,
+            tag_names,
+            responsible,
+            defs,
+        })
+    }
+
     pub fn new(pool: DbPool, accounts: Arc<dyn Accounts>) -> ContactsService {
         ContactsService {
             pool,
@@ -881,33 +939,29 @@ impl Contacts for ContactsService {
             .position
             .as_deref()
             .map(|v| text("position", v, 255, &mut errors));
-        let country = match &patch.phones {
-            Some(p) if !p.is_empty() => self.country(caller).await?,
-            _ => String::new(),
-        };
-        let phone_list = patch
-            .phones
-            .as_deref()
-            .map(|p| check_phones(p, Some(&country), &mut errors));
-        let email_list = patch
-            .emails
-            .as_deref()
-            .map(|e| check_emails(e, &mut errors));
-        let tag_names = patch
-            .tags
-            .as_deref()
-            .map(|t| fields::clean_tags(t, MAX_TAGS, &mut errors));
-        finish(errors)?;
-        let responsible = match patch.responsible_user_id {
-            Some(u) => Some(access::responsible(&*self.accounts, caller, Some(u)).await?),
-            None => None,
-        };
         let account = caller.account_id;
         let mut conn = self.conn().await?;
-        let defs = match &patch.custom_fields {
-            Some(v) if !v.is_empty() => load_fields(&mut conn, account, Entity::Contact).await?,
-            _ => Vec::new(),
-        };
+        let Checked {
+            phone_list,
+            email_list,
+            tag_names,
+            responsible,
+            defs,
+        } = self
+            .check_patch(
+                &mut conn,
+                caller,
+                Entity::Contact,
+                Reaches {
+                    phones: patch.phones.as_deref(),
+                    emails: patch.emails.as_deref(),
+                    tags: patch.tags.as_deref(),
+                    responsible: patch.responsible_user_id,
+                    custom_fields: patch.custom_fields.as_ref(),
+                },
+                errors,
+            )
+            .await?;
         let after = conn
             .transaction::<_, AppError, _>(async |tx| {
                 let current = self.visible_contact(tx, caller, &scope, id, true).await?;
@@ -1580,33 +1634,29 @@ impl Contacts for ContactsService {
             .address
             .as_deref()
             .map(|v| text("address", v, 1000, &mut errors));
-        let country = match &patch.phones {
-            Some(p) if !p.is_empty() => self.country(caller).await?,
-            _ => String::new(),
-        };
-        let phone_list = patch
-            .phones
-            .as_deref()
-            .map(|p| check_phones(p, Some(&country), &mut errors));
-        let email_list = patch
-            .emails
-            .as_deref()
-            .map(|e| check_emails(e, &mut errors));
-        let tag_names = patch
-            .tags
-            .as_deref()
-            .map(|t| fields::clean_tags(t, MAX_TAGS, &mut errors));
-        finish(errors)?;
-        let responsible = match patch.responsible_user_id {
-            Some(u) => Some(access::responsible(&*self.accounts, caller, Some(u)).await?),
-            None => None,
-        };
         let account = caller.account_id;
         let mut conn = self.conn().await?;
-        let defs = match &patch.custom_fields {
-            Some(v) if !v.is_empty() => load_fields(&mut conn, account, Entity::Company).await?,
-            _ => Vec::new(),
-        };
+        let Checked {
+            phone_list,
+            email_list,
+            tag_names,
+            responsible,
+            defs,
+        } = self
+            .check_patch(
+                &mut conn,
+                caller,
+                Entity::Company,
+                Reaches {
+                    phones: patch.phones.as_deref(),
+                    emails: patch.emails.as_deref(),
+                    tags: patch.tags.as_deref(),
+                    responsible: patch.responsible_user_id,
+                    custom_fields: patch.custom_fields.as_ref(),
+                },
+                errors,
+            )
+            .await?;
         let after = conn
             .transaction::<_, AppError, _>(async |tx| {
                 let current = self.visible_company(tx, caller, &scope, id, true).await?;

@@ -832,17 +832,27 @@ async fn merge_into(
             .await
             .map(|_| ()),
     };
+    back_to_record(ctx, state, entity, keep, result, "contacts.merged").await
+}
+
+/// After a change on a record's page: back to the page with `done`, or the page again with
+/// the form's errors.
+async fn back_to_record(
+    ctx: &Ctx,
+    state: &AppState,
+    entity: Entity,
+    id: i64,
+    result: Result<(), AppError>,
+    done: &str,
+) -> PageResult {
     match result {
-        Ok(()) => see_other(
-            &format!("/{}/{keep}", kind_str(entity)),
-            Some("contacts.merged"),
-        ),
+        Ok(()) => see_other(&format!("/{}/{id}", kind_str(entity)), Some(done)),
         Err(e) if is_form_error(&e) => {
             show(
                 ctx,
                 state,
                 entity,
-                keep,
+                id,
                 super::form_status(&e),
                 FormErrors::from_error(&e),
             )
@@ -979,24 +989,7 @@ async fn save(
             .await
             .map(|_| ()),
     };
-    match result {
-        Ok(()) => see_other(
-            &format!("/{}/{id}", kind_str(entity)),
-            Some("contacts.saved"),
-        ),
-        Err(e) if is_form_error(&e) => {
-            show(
-                ctx,
-                state,
-                entity,
-                id,
-                super::form_status(&e),
-                FormErrors::from_error(&e),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    }
+    back_to_record(ctx, state, entity, id, result, "contacts.saved").await
 }
 
 pub async fn save_contact(
