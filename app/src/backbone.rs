@@ -215,6 +215,65 @@ impl Backbone {
                     }
                 }
             }));
+            // Automation: due runs and deliveries go to the queue, and its workers do them.
+            tasks.push(tokio::spawn(crate::work::dispatch_automation(
+                modules.automation.clone(),
+                jobs.clone(),
+                retry,
+                db_url.to_string(),
+                stop_rx.clone(),
+            )));
+            workers += 1;
+            let actx = Arc::new(crate::work::AutomationCtx {
+                automation: modules.automation.clone(),
+                jobs: jobs.clone(),
+                retry,
+            });
+            let queue = crate::work::AUTOMATION_WORK;
+            let name = format!("{queue}@{instance}");
+            monitor = match &jobs {
+                JobStore::Postgres(pool) => {
+                    let pool = pool.clone();
+                    monitor.register(move |_| {
+                        let backend = PostgresStorage::<automation_api::Work>::new(&pool)
+                            .with_config(
+                                PgQueueConfig::default()
+                                    .queue(queue)
+                                    .batch_size(50)
+                                    .heartbeat_interval(heartbeat)
+                                    .missed_heartbeats(5),
+                            )
+                            .with_pubsub()
+                            .poll_with_interval(poll);
+                        WorkerBuilder::new(name.as_str())
+                            .backend(backend)
+                            .data(actx.clone())
+                            .concurrency(concurrency)
+                            .build(crate::work::run_automation)
+                    })
+                }
+                JobStore::Redis(conn, _) => {
+                    let conn = conn.clone();
+                    monitor.register(move |_| {
+                        let backend =
+                            apalis_redis::RedisStorage::<automation_api::Work>::new(conn.clone())
+                                .with_config(
+                                    apalis_redis::Config::default()
+                                        .queue(queue)
+                                        .batch_size(50)
+                                        .heartbeat_interval(heartbeat)
+                                        .missed_heartbeats(5),
+                                )
+                                .poll_with_interval(poll);
+                        WorkerBuilder::new(name.as_str())
+                            .backend(backend)
+                            .data(actx.clone())
+                            .concurrency(concurrency)
+                            .retry(retry_layer(retry))
+                            .build(crate::work::run_automation)
+                    })
+                }
+            };
             // Imports and exports: one at a time per process (they are heavy; more processes
             // run more).
             workers += 1;

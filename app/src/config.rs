@@ -30,7 +30,45 @@ pub struct Config {
     pub log: LogConfig,
     pub events: EventsConfig,
     pub jobs: JobsConfig,
+    pub automation: AutomationConfig,
     pub modules: BTreeMap<String, ModuleConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationConfig {
+    /// Let webhooks reach loopback, private and link-local addresses (the SSRF guard is off).
+    pub allow_private_destinations: bool,
+    /// A change made by a chain of more robots' runs than this does not start triggers (a loop).
+    pub max_depth: i32,
+    pub webhook_timeout_secs: u64,
+    /// Attempts per webhook delivery before it is given up.
+    pub webhook_max_attempts: i32,
+    /// The first retry's wait; each next one doubles, up to an hour.
+    pub webhook_backoff_ms: u64,
+    /// A webhook whose deliveries failed this many times in a row is switched off.
+    pub webhook_disable_after: i32,
+    /// Working hours (UTC, Monday to Friday) for triggers that wait for them: "09:00", "18:00".
+    pub work_day_from: String,
+    pub work_day_to: String,
+    /// Work handed to a worker and not finished in this time is handed out again.
+    pub requeue_after_secs: u64,
+}
+
+impl AutomationConfig {
+    pub fn settings(&self) -> automation::Settings {
+        let time = |s: &str| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap_or_default();
+        automation::Settings {
+            max_depth: self.max_depth,
+            allow_private_destinations: self.allow_private_destinations,
+            webhook_timeout: std::time::Duration::from_secs(self.webhook_timeout_secs),
+            webhook_max_attempts: self.webhook_max_attempts,
+            webhook_backoff: std::time::Duration::from_millis(self.webhook_backoff_ms),
+            webhook_disable_after: self.webhook_disable_after,
+            work_day: (time(&self.work_day_from), time(&self.work_day_to)),
+            requeue_after: std::time::Duration::from_secs(self.requeue_after_secs),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +229,17 @@ impl Default for Config {
                 poll_ms: 100,
                 heartbeat_ms: 1000,
             },
+            automation: AutomationConfig {
+                allow_private_destinations: false,
+                max_depth: 5,
+                webhook_timeout_secs: 10,
+                webhook_max_attempts: 8,
+                webhook_backoff_ms: 30_000,
+                webhook_disable_after: 50,
+                work_day_from: "09:00".into(),
+                work_day_to: "18:00".into(),
+                requeue_after_secs: 300,
+            },
             modules: BTreeMap::new(),
         }
     }
@@ -324,6 +373,33 @@ impl Config {
                 "log.level",
                 "is not a valid filter (try `info` or `voronka=debug,info`)",
             );
+        }
+        let a = &self.automation;
+        if !(1..=50).contains(&a.max_depth) {
+            return fail("automation.max_depth", "must be between 1 and 50");
+        }
+        if !(1..=100).contains(&a.webhook_max_attempts) {
+            return fail("automation.webhook_max_attempts", "must be between 1 and 100");
+        }
+        if a.webhook_timeout_secs == 0 || a.webhook_timeout_secs > 300 {
+            return fail("automation.webhook_timeout_secs", "must be between 1 and 300");
+        }
+        if a.webhook_disable_after < 1 {
+            return fail("automation.webhook_disable_after", "must be at least 1");
+        }
+        if a.requeue_after_secs < 10 {
+            return fail("automation.requeue_after_secs", "must be at least 10");
+        }
+        for (key, t) in [
+            ("automation.work_day_from", &a.work_day_from),
+            ("automation.work_day_to", &a.work_day_to),
+        ] {
+            if chrono::NaiveTime::parse_from_str(t, "%H:%M").is_err() {
+                return fail(key, "must be a time of day like \"09:00\"");
+            }
+        }
+        if a.work_day_from >= a.work_day_to {
+            return fail("automation.work_day_to", "must be later than work_day_from");
         }
         for (name, m) in &self.modules {
             let key = format!("modules.{name}");

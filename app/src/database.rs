@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[ModuleMigrations] = &[
     deals::MIGRATIONS,
     contacts::MIGRATIONS,
     activities::MIGRATIONS,
+    automation::MIGRATIONS,
 ];
 
 /// The database name used in a private cluster.

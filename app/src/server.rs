@@ -50,7 +50,7 @@ pub fn load_secret(config: &Config) -> Result<Vec<u8>, String> {
 }
 
 /// Builds every module (in-process) behind its trait. Remote mode arrives with module extraction.
-pub fn compose(pool: &DbPool, secret: &[u8]) -> Modules {
+pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
     let token_key = Sha256::new()
         .chain_update(b"voronka:api-tokens:")
         .chain_update(secret)
@@ -69,11 +69,24 @@ pub fn compose(pool: &DbPool, secret: &[u8]) -> Modules {
         deals.clone(),
         contacts.clone(),
     ));
+    let automation = automation::AutomationService::new(
+        pool.clone(),
+        accounts.clone(),
+        deals.clone(),
+        activities.clone(),
+        config.automation.settings(),
+    );
+    let module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>> = vec![
+        Arc::new(automation.matcher()),
+        Arc::new(automation.webhook_feed()),
+    ];
     Modules {
         accounts,
         deals,
         contacts,
         activities,
+        automation: Arc::new(automation),
+        module_subscribers,
     }
 }
 
@@ -93,7 +106,7 @@ pub fn build_state(
             wait_timeout: Duration::from_secs(config.db.timeout_secs),
         },
     )?;
-    let modules = compose(&pool, &secret);
+    let modules = compose(&pool, &secret, &config);
     let sign_in_limits = SignInLimits::new(
         config.auth.sign_in_per_login_per_minute,
         config.auth.sign_in_per_ip_per_minute,
@@ -189,11 +202,13 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
 
 /// The job queues of this build's subscribers (Redis keeps no list of its queues).
 /// The names of this build's event subscribers (each has its queue `events.<name>`).
-pub const SUBSCRIBER_NAMES: [&str; 4] = [
+pub const SUBSCRIBER_NAMES: [&str; 6] = [
     "deals.contact_merges",
     "contacts.deal_links",
     "contacts.contacted",
     "activities.log",
+    "automation.triggers",
+    "automation.webhooks",
 ];
 
 /// Every queue of this build: one per subscriber, and the modules' job queues.
@@ -201,7 +216,10 @@ pub fn queues() -> Vec<String> {
     SUBSCRIBER_NAMES
         .iter()
         .map(|s| crate::events::pg::queue_of(s))
-        .chain([crate::work::CONTACT_FILES.to_string()])
+        .chain([
+            crate::work::CONTACT_FILES.to_string(),
+            crate::work::AUTOMATION_WORK.to_string(),
+        ])
         .collect()
 }
 
@@ -209,12 +227,14 @@ pub fn queues() -> Vec<String> {
 pub fn subscribers(modules: &Modules) -> crate::events::Subscribers {
     let deal_links = std::sync::Arc::new(contacts::DealLinks::new());
     deal_links.connect(modules.deals.clone());
-    std::sync::Arc::new(vec![
-        std::sync::Arc::new(deals::ContactMerges),
+    let mut all: Vec<Arc<dyn kernel::inbox::Subscriber>> = vec![
+        Arc::new(deals::ContactMerges),
         deal_links,
-        std::sync::Arc::new(contacts::Contacted),
-        std::sync::Arc::new(activities::EventLog),
-    ])
+        Arc::new(contacts::Contacted),
+        Arc::new(activities::EventLog),
+    ];
+    all.extend(modules.module_subscribers.iter().cloned());
+    Arc::new(all)
 }
 
 /// The schemas whose outboxes this process relays: every module's.

@@ -17,6 +17,9 @@ pub struct Modules {
     pub deals: Arc<dyn deals_api::Deals>,
     pub contacts: Arc<dyn contacts_api::Contacts>,
     pub activities: Arc<dyn activities_api::Activities>,
+    pub automation: Arc<dyn automation_api::Automation>,
+    /// Event subscribers built with a module (they share its internals), run by the backbone.
+    pub module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>>,
 }
 
 pub struct AppState {

@@ -96,3 +96,118 @@ pub async fn run_contact_files(
     }
     result.map_err(|e| Box::new(e) as BoxDynError)
 }
+
+/// The queue of automation's runs and webhook deliveries.
+pub const AUTOMATION_WORK: &str = "automation.work";
+
+pub struct AutomationCtx {
+    pub automation: Arc<dyn automation_api::Automation>,
+    pub jobs: JobStore,
+    pub retry: RetryPolicy,
+}
+
+/// Does one run of a trigger or one webhook delivery attempt. A run that fails in a way a retry
+/// may cure is retried with the job backoff (resuming after its last finished action); after the
+/// last attempt it is ended as failed, with the error, and the job goes to the dead list.
+pub async fn run_automation(
+    job: automation_api::Work,
+    ctx: Data<Arc<AutomationCtx>>,
+    id: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    use automation_api::Work;
+    let result = match job {
+        Work::Run { account_id, run_id } => ctx
+            .automation
+            .execute(account_id, run_id)
+            .await
+            .map(|s| tracing::debug!(run = %run_id.0, status = s.as_str(), "automation run")),
+        Work::Deliver {
+            account_id,
+            delivery_id,
+        } => ctx
+            .automation
+            .deliver(account_id, delivery_id)
+            .await
+            .map(|s| tracing::debug!(delivery = %delivery_id.0, status = s.as_str(), "webhook delivery")),
+    };
+    if let Err(e) = &result {
+        tracing::warn!(error = %e, "automation job failed; will retry");
+        if attempt.current() as i32 >= ctx.retry.max_attempts
+            && let Work::Run { account_id, run_id } = job
+            && let Err(g) = ctx
+                .automation
+                .give_up(account_id, run_id, &format!("gave up after {} attempts: {e}", attempt.current()))
+                .await
+        {
+            tracing::warn!(error = %g, "could not end the run as failed");
+        }
+        if let Some(abort) =
+            jobs::after_failure(&ctx.jobs, ctx.retry, &id, &attempt, e.to_string()).await
+        {
+            return Err(abort);
+        }
+    }
+    result.map_err(|e| Box::new(e) as BoxDynError)
+}
+
+/// Hands due automation work to the job queue: at once when the module says there is some
+/// (LISTEN on its channel), and every second for delayed work coming due. Several processes may
+/// dispatch: the module hands each run out once.
+pub async fn dispatch_automation(
+    automation: Arc<dyn automation_api::Automation>,
+    jobs: JobStore,
+    retry: RetryPolicy,
+    db_url: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const BATCH: i64 = 500;
+    let mut listener = match sqlx::postgres::PgListener::connect(&db_url).await {
+        Ok(mut l) => match l.listen(automation::WORK_CHANNEL).await {
+            Ok(()) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "automation: cannot LISTEN; polling every second");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "automation: cannot LISTEN; polling every second");
+            None
+        }
+    };
+    loop {
+        let mut full = false;
+        match automation.take_due(BATCH).await {
+            Ok(work) => {
+                full = work.len() as i64 >= BATCH;
+                for w in work {
+                    if let Err(e) = jobs.enqueue(AUTOMATION_WORK, w, None, retry).await {
+                        // The work stays queued in the module and is handed out again later.
+                        tracing::warn!(error = %e, "automation: could not queue work");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "automation: taking due work failed; will retry"),
+        }
+        if full {
+            continue;
+        }
+        let wait = tokio::time::sleep(std::time::Duration::from_secs(1));
+        match listener.as_mut() {
+            Some(l) => tokio::select! {
+                _ = stop.changed() => break,
+                n = l.recv() => {
+                    if let Err(e) = n {
+                        tracing::warn!(error = %e, "automation: LISTEN connection lost; reconnecting");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+                _ = wait => {}
+            },
+            None => tokio::select! {
+                _ = stop.changed() => break,
+                _ = wait => {}
+            },
+        }
+    }
+}

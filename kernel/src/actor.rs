@@ -63,6 +63,11 @@ mod tests {
 pub struct Caller {
     pub account_id: crate::AccountId,
     pub actor: Actor,
+    /// The event or command this call is made on behalf of: events the call causes carry it as
+    /// their `causation_id` (so chains of robots can be traced and loops cut), and a module may
+    /// use it to make a robot's repeated command do nothing the second time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<uuid::Uuid>,
 }
 
 impl Caller {
@@ -70,6 +75,7 @@ impl Caller {
         Caller {
             account_id,
             actor: Actor::User { id: user },
+            cause: None,
         }
     }
 
@@ -77,6 +83,16 @@ impl Caller {
         Caller {
             account_id,
             actor: Actor::System,
+            cause: None,
+        }
+    }
+
+    /// A robot (stage trigger `robot`, or a bot) acting on behalf of `cause`.
+    pub fn robot(account_id: crate::AccountId, robot: i64, cause: uuid::Uuid) -> Caller {
+        Caller {
+            account_id,
+            actor: Actor::Robot { id: robot },
+            cause: Some(cause),
         }
     }
 }

@@ -41,7 +41,7 @@ impl EventEnvelope {
             version: E::VERSION,
             actor: caller.actor,
             occurred_at: Utc::now(),
-            causation_id: None,
+            causation_id: caller.cause,
             payload: serde_json::to_value(event)
                 .map_err(|e| AppError::internal(format!("encoding {}: {e}", E::TYPE)))?,
         })

@@ -350,11 +350,24 @@ impl Activities for ActivitiesService {
         self.linked_record(caller, new.entity).await?;
         self.allowed_on(caller, new.entity, Action::Edit).await?;
         let mut conn = self.conn().await?;
+        if let Some(key) = caller.cause {
+            let done: Option<NoteRow> = diesel::sql_query(format!(
+                "SELECT {NOTE_COLUMNS} FROM activities.notes WHERE account_id = $1 AND request_key = $2"
+            ))
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<diesel::sql_types::Uuid, _>(key)
+            .get_result(&mut conn)
+            .await
+            .optional()?;
+            if let Some(row) = done {
+                return Ok(row.note());
+            }
+        }
         let row: NoteRow = conn
             .transaction::<_, AppError, _>(async |tx| {
                 let row: NoteRow = diesel::sql_query(format!(
-                    "INSERT INTO activities.notes (account_id, entity, entity_id, note_type, text, params, created_by, updated_by)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {NOTE_COLUMNS}"
+                    "INSERT INTO activities.notes (account_id, entity, entity_id, note_type, text, params, created_by, updated_by, request_key)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING {NOTE_COLUMNS}"
                 ))
                 .bind::<BigInt, _>(caller.account_id.0)
                 .bind::<Text, _>(new.entity.kind.as_str())
@@ -363,6 +376,7 @@ impl Activities for ActivitiesService {
                 .bind::<Text, _>(&text)
                 .bind::<Jsonb, _>(&params)
                 .bind::<BigInt, _>(actor_of(caller))
+                .bind::<Nullable<diesel::sql_types::Uuid>, _>(caller.cause)
                 .get_result(tx)
                 .await?;
                 outbox::append(
@@ -574,12 +588,25 @@ impl Activities for ActivitiesService {
             new.due_at
         };
         let mut conn = self.conn().await?;
+        if let Some(key) = caller.cause {
+            let done: Option<TaskRow> = diesel::sql_query(format!(
+                "SELECT {TASK_COLUMNS} FROM activities.tasks WHERE account_id = $1 AND request_key = $2"
+            ))
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<diesel::sql_types::Uuid, _>(key)
+            .get_result(&mut conn)
+            .await
+            .optional()?;
+            if let Some(row) = done {
+                return Ok(row.task());
+            }
+        }
         let row: TaskRow = conn
             .transaction::<_, AppError, _>(async |tx| {
                 let row: TaskRow = diesel::sql_query(format!(
                     "INSERT INTO activities.tasks (account_id, entity, entity_id, task_type_id, text, due_at, whole_day,
-                                                   responsible_user_id, created_by)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {TASK_COLUMNS}"
+                                                   responsible_user_id, created_by, request_key)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {TASK_COLUMNS}"
                 ))
                 .bind::<BigInt, _>(caller.account_id.0)
                 .bind::<Nullable<Text>, _>(new.entity.map(|e| e.kind.as_str()))
@@ -590,6 +617,7 @@ impl Activities for ActivitiesService {
                 .bind::<Bool, _>(new.whole_day)
                 .bind::<BigInt, _>(responsible.0)
                 .bind::<BigInt, _>(actor_of(caller))
+                .bind::<Nullable<diesel::sql_types::Uuid>, _>(caller.cause)
                 .get_result(tx)
                 .await?;
                 outbox::append(

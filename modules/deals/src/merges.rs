@@ -94,6 +94,7 @@ impl Subscriber for ContactMerges {
         let caller = Caller {
             account_id: event.account_id,
             actor: event.actor,
+            cause: Some(event.id),
         };
         let mut events = Vec::with_capacity(after.len());
         for a in &after {

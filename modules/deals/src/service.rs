@@ -717,6 +717,25 @@ impl Deals for DealsService {
             .collect())
     }
 
+    async fn open_deal_counts(
+        &self,
+        caller: Caller,
+        users: Vec<UserId>,
+    ) -> AppResult<Vec<(UserId, i64)>> {
+        access::scope(&*self.accounts, caller, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let rows: Vec<(i64, i64)> = deals::table
+            .filter(deals::account_id.eq(caller.account_id.0))
+            .filter(deals::responsible_user_id.eq_any(users.iter().map(|u| u.0).collect::<Vec<_>>()))
+            .filter(deals::deleted_at.is_null())
+            .filter(deals::closed_at.is_null())
+            .group_by(deals::responsible_user_id)
+            .select((deals::responsible_user_id, diesel::dsl::count_star()))
+            .load(&mut conn)
+            .await?;
+        Ok(rows.into_iter().map(|(u, n)| (UserId(u), n)).collect())
+    }
+
     async fn update_deal(&self, caller: Caller, id: DealId, patch: DealPatch) -> AppResult<Deal> {
         let scope = access::scope(&*self.accounts, caller, Action::Edit).await?;
         let mut errors = Vec::new();

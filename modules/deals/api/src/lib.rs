@@ -8,7 +8,7 @@ mod types;
 
 use async_trait::async_trait;
 use kernel::paging::{Cursor, PageRequest};
-use kernel::{AppResult, Caller};
+use kernel::{AppResult, Caller, UserId};
 
 pub use types::*;
 
@@ -59,6 +59,13 @@ pub trait Deals: Send + Sync {
     /// Which of the given deals the caller may see (one query; others' and unknown ones are
     /// left out), e.g. to show only the tasks of visible deals.
     async fn visible_deals(&self, caller: Caller, ids: Vec<DealId>) -> AppResult<Vec<DealId>>;
+    /// How many open (not closed, not deleted) deals each of the given users is responsible for
+    /// (users with none are left out); e.g. to assign a deal to the least loaded manager.
+    async fn open_deal_counts(
+        &self,
+        caller: Caller,
+        users: Vec<UserId>,
+    ) -> AppResult<Vec<(UserId, i64)>>;
     /// Changes a deal's name, budget or responsible user (`None` leaves a field as it is).
     async fn update_deal(&self, caller: Caller, id: DealId, patch: DealPatch) -> AppResult<Deal>;
     /// Soft-deletes a deal: it leaves the board, the lists and the totals, and can be restored.

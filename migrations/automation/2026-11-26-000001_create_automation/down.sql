@@ -1,0 +1,10 @@
+DROP TABLE automation.inbox;
+DROP TRIGGER outbox_notify ON automation.outbox;
+DROP FUNCTION automation.outbox_notify();
+DROP TABLE automation.outbox_relay;
+DROP TABLE automation.outbox;
+DROP TABLE automation.deliveries;
+DROP TABLE automation.webhooks;
+DROP TABLE automation.rotations;
+DROP TABLE automation.runs;
+DROP TABLE automation.triggers;

@@ -1,0 +1,1 @@
+DROP INDEX deals.deals_open_responsible_idx;

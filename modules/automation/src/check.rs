@@ -1,0 +1,312 @@
+//! Checking a trigger before it is saved, and its conditions against a deal when it fires.
+
+use activities_api::TaskType;
+use automation_api::*;
+use deals_api::{CustomField, Deal, Pipeline};
+use kernel::fields::{FieldType, clean_tags, display, normalize};
+use kernel::{AppError, FieldError};
+
+pub(crate) const MAX_NAME: usize = 255;
+pub(crate) const MAX_TEXT: usize = 2_000;
+/// A year, in minutes: the longest delay, due time or date offset.
+pub(crate) const MAX_MINUTES: i64 = 525_600;
+
+fn err(errors: &mut Vec<FieldError>, field: String, code: &str, message: String) {
+    errors.push(FieldError {
+        field,
+        code: code.into(),
+        message,
+    });
+}
+
+/// Where a text field of a trigger (or action) names an account's field: `name`, `price`, `tags`
+/// or a custom field's id.
+fn field_def(fields: &[CustomField], id: i64) -> Option<&CustomField> {
+    fields.iter().find(|f| f.id.0 == id)
+}
+
+/// What the caller told us about the account, for checking a draft.
+pub(crate) struct Known<'a> {
+    pub pipeline: &'a Pipeline,
+    pub fields: &'a [CustomField],
+    pub task_types: &'a [TaskType],
+    /// Active users of the account.
+    pub users: &'a [i64],
+    pub allow_private: bool,
+}
+
+/// Checks and tidies a draft; every problem is reported at once, by field.
+pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, AppError> {
+    let mut errors = Vec::new();
+    let e = &mut errors;
+    d.name = d.name.trim().to_string();
+    if d.name.is_empty() {
+        err(e, "name".into(), "required", "give the trigger a name".into());
+    } else if d.name.chars().count() > MAX_NAME {
+        err(e, "name".into(), "too_long", format!("at most {MAX_NAME} characters"));
+    }
+    let in_pipeline = |id: i64| k.pipeline.stages.iter().any(|s| s.id.0 == id);
+    if !in_pipeline(d.stage_id) {
+        err(
+            e,
+            "stage_id".into(),
+            "unknown_stage",
+            format!("stage {} is not a stage of this pipeline", d.stage_id),
+        );
+    }
+    match &d.when {
+        When::FieldChanged { field } => {
+            let known = matches!(field.as_str(), "name" | "price" | "tags")
+                || field
+                    .parse::<i64>()
+                    .ok()
+                    .is_some_and(|id| field_def(k.fields, id).is_some());
+            if !known {
+                err(
+                    e,
+                    "when.field".into(),
+                    "unknown_field",
+                    format!("no field \u{ab}{field}\u{bb}: name, price, tags or a custom field's id"),
+                );
+            }
+        }
+        When::DateField {
+            field_id,
+            offset_minutes,
+        } => {
+            match field_def(k.fields, *field_id) {
+                None => err(
+                    e,
+                    "when.field_id".into(),
+                    "unknown_field",
+                    format!("no custom field {field_id}"),
+                ),
+                Some(f) if !matches!(f.field_type, FieldType::Date | FieldType::DateTime) => err(
+                    e,
+                    "when.field_id".into(),
+                    "not_a_date",
+                    format!("\u{ab}{}\u{bb} is not a date field", f.name),
+                ),
+                Some(_) => {}
+            }
+            if offset_minutes.abs() > MAX_MINUTES {
+                err(
+                    e,
+                    "when.offset_minutes".into(),
+                    "out_of_range",
+                    "at most a year before or after".into(),
+                );
+            }
+        }
+        When::MessageReceived => err(
+            e,
+            "when".into(),
+            "unavailable",
+            "incoming chat messages are not connected yet: the messaging module is not part of this build".into(),
+        ),
+        _ => {}
+    }
+    if d.conditions.len() > MAX_CONDITIONS {
+        err(e, "conditions".into(), "too_many", format!("at most {MAX_CONDITIONS} conditions"));
+    }
+    for (i, c) in d.conditions.iter_mut().enumerate() {
+        let f = format!("conditions.{i}");
+        match c {
+            Condition::BudgetAtLeast { amount } | Condition::BudgetAtMost { amount } => {
+                if *amount < 0 {
+                    err(e, f, "negative", "a budget cannot be negative".into());
+                }
+            }
+            Condition::HasTag { tag } | Condition::LacksTag { tag } => {
+                *tag = tag.trim().to_string();
+                if tag.is_empty() {
+                    err(e, f, "required", "name the tag".into());
+                }
+            }
+            Condition::NameContains { text } => {
+                *text = text.trim().to_string();
+                if text.is_empty() {
+                    err(e, f, "required", "say what the name should contain".into());
+                }
+            }
+            Condition::ResponsibleIn { user_ids } => {
+                if user_ids.is_empty() {
+                    err(e, f, "required", "choose at least one user".into());
+                } else if let Some(u) = user_ids.iter().find(|u| !k.users.contains(u)) {
+                    err(e, f, "unknown_user", format!("no active user {u}"));
+                }
+            }
+            Condition::Field {
+                field_id,
+                op,
+                value,
+            } => {
+                *value = value.trim().to_string();
+                if field_def(k.fields, *field_id).is_none() {
+                    err(e, f, "unknown_field", format!("no custom field {field_id}"));
+                } else if matches!(op, FieldOp::Equals | FieldOp::NotEquals | FieldOp::Contains)
+                    && value.is_empty()
+                {
+                    err(e, f, "required", "give the value to compare with".into());
+                }
+            }
+        }
+    }
+    match d.delay {
+        Delay::Now => {}
+        Delay::After { minutes } => {
+            if !(1..=MAX_MINUTES).contains(&minutes) {
+                err(
+                    e,
+                    "delay".into(),
+                    "out_of_range",
+                    "a delay is from one minute to a year".into(),
+                );
+            }
+        }
+        Delay::AtTime { hour, minute } => {
+            if hour > 23 || minute > 59 {
+                err(e, "delay".into(), "bad_time", "a time of day is 00:00 to 23:59".into());
+            }
+        }
+    }
+    if d.actions.is_empty() {
+        err(e, "actions".into(), "required", "add at least one action".into());
+    } else if d.actions.len() > MAX_ACTIONS {
+        err(e, "actions".into(), "too_many", format!("at most {MAX_ACTIONS} actions"));
+    }
+    let trigger_stage = d.stage_id;
+    for (i, a) in d.actions.iter_mut().enumerate() {
+        let f = format!("actions.{i}");
+        match a {
+            Action::CreateTask {
+                task_type_id,
+                text,
+                due_in_minutes,
+            } => {
+                *text = text.trim().to_string();
+                if !k.task_types.iter().any(|t| t.id.0 == *task_type_id) {
+                    err(e, f.clone(), "unknown_task_type", format!("no task type {task_type_id}"));
+                }
+                if text.is_empty() {
+                    err(e, f.clone(), "required", "say what the task is".into());
+                } else if text.chars().count() > MAX_TEXT {
+                    err(e, f.clone(), "too_long", format!("at most {MAX_TEXT} characters"));
+                }
+                if !(0..=MAX_MINUTES).contains(due_in_minutes) {
+                    err(e, f, "out_of_range", "a task is due within a year".into());
+                }
+            }
+            Action::MoveTo { stage_id } => {
+                if !in_pipeline(*stage_id) {
+                    err(
+                        e,
+                        f,
+                        "unknown_stage",
+                        format!("stage {stage_id} is not a stage of this pipeline"),
+                    );
+                } else if *stage_id == trigger_stage {
+                    err(e, f, "same_stage", "the deal is already in this stage".into());
+                }
+            }
+            Action::SetResponsible { assign, user_ids } => {
+                user_ids.sort_unstable();
+                user_ids.dedup();
+                if user_ids.is_empty() {
+                    err(e, f, "required", "choose whom to assign".into());
+                } else if *assign == Assign::Fixed && user_ids.len() != 1 {
+                    err(e, f, "one_user", "a fixed assignment names one user".into());
+                } else if let Some(u) = user_ids.iter().find(|u| !k.users.contains(u)) {
+                    err(e, f, "unknown_user", format!("no active user {u}"));
+                }
+            }
+            Action::SetField { field_id, value } => match field_def(k.fields, *field_id) {
+                None => err(e, f, "unknown_field", format!("no custom field {field_id}")),
+                Some(def) => {
+                    if let Err(v) = normalize(
+                        def.field_type,
+                        &def.enums,
+                        &serde_json::Value::String(value.clone()),
+                    ) {
+                        err(e, f, "bad_value", format!("\u{ab}{}\u{bb}: {}", def.name, v.message));
+                    }
+                }
+            },
+            Action::AddTags { tags } | Action::RemoveTags { tags } => {
+                let mut tag_errors = Vec::new();
+                *tags = clean_tags(tags, 50, &mut tag_errors);
+                if let Some(t) = tag_errors.into_iter().next() {
+                    err(e, f, &t.code, t.message);
+                } else if tags.is_empty() {
+                    err(e, f, "required", "name at least one tag".into());
+                }
+            }
+            Action::AddNote { text } => {
+                *text = text.trim().to_string();
+                if text.is_empty() {
+                    err(e, f, "required", "write the note".into());
+                } else if text.chars().count() > MAX_TEXT {
+                    err(e, f, "too_long", format!("at most {MAX_TEXT} characters"));
+                }
+            }
+            Action::CompleteTasks { result } => {
+                *result = result.trim().to_string();
+                if result.chars().count() > MAX_TEXT {
+                    err(e, f, "too_long", format!("at most {MAX_TEXT} characters"));
+                }
+            }
+            Action::Webhook { url } => {
+                *url = url.trim().to_string();
+                if let Err(m) = crate::guard::check_url(url, k.allow_private) {
+                    err(e, f, "bad_url", m);
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(d)
+    } else {
+        Err(AppError::from_fields(errors))
+    }
+}
+
+/// Whether all of a trigger's conditions hold for the deal.
+pub(crate) fn holds(conditions: &[Condition], deal: &Deal, fields: &[CustomField]) -> bool {
+    let lower = |s: &str| s.to_lowercase();
+    conditions.iter().all(|c| match c {
+        Condition::BudgetAtLeast { amount } => deal.price >= *amount,
+        Condition::BudgetAtMost { amount } => deal.price <= *amount,
+        Condition::HasTag { tag } => deal.tags.iter().any(|t| lower(&t.name) == lower(tag)),
+        Condition::LacksTag { tag } => !deal.tags.iter().any(|t| lower(&t.name) == lower(tag)),
+        Condition::NameContains { text } => lower(&deal.name).contains(&lower(text)),
+        Condition::ResponsibleIn { user_ids } => user_ids.contains(&deal.responsible_user_id.0),
+        Condition::Field {
+            field_id,
+            op,
+            value,
+        } => {
+            let shown = match (
+                field_def(fields, *field_id),
+                deal.custom_fields.get(&field_id.to_string()),
+            ) {
+                (Some(def), Some(v)) => display(def.field_type, &def.enums, v),
+                _ => String::new(),
+            };
+            let (shown, value) = (lower(&shown), lower(value));
+            match op {
+                FieldOp::Equals => shown == value,
+                FieldOp::NotEquals => shown != value,
+                FieldOp::Contains => shown.contains(&value),
+                FieldOp::Empty => shown.is_empty(),
+                FieldOp::Filled => !shown.is_empty(),
+            }
+        }
+    })
+}
+
+/// Whether the trigger needs the account's custom fields to check its conditions.
+pub(crate) fn needs_fields(conditions: &[Condition]) -> bool {
+    conditions
+        .iter()
+        .any(|c| matches!(c, Condition::Field { .. }))
+}

@@ -1,0 +1,631 @@
+//! Doing runs: the job workers take due runs and deliveries (`take_due`) and do each run's
+//! actions in order, recording each step, as a robot whose every call carries the action's
+//! command id (so a retried action does not act twice, and what it causes is traced to the run).
+
+use std::time::Duration;
+
+use activities_api::{EntityRef, NewNote, NewTask, TaskId, TaskQuery, TaskTypeId};
+use automation_api::events::RunFinished;
+use automation_api::*;
+use chrono::{DateTime, Utc};
+use deals_api::{BulkAction, Deal, DealId, DealPatch, MoveTo, StageId};
+use diesel::OptionalExtension;
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Double, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use kernel::events::EventEnvelope;
+use kernel::inbox::is_permanent;
+use kernel::paging::PageRequest;
+use kernel::{AccountId, AppError, AppResult, Caller, UserId};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::service::Inner;
+
+#[derive(QueryableByName)]
+struct Taken {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    account_id: i64,
+}
+
+/// Marks up to `limit` due runs and deliveries as queued (and hands out again work queued long
+/// ago and never finished), returning them.
+pub(crate) async fn take_due(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+    requeue_after: Duration,
+) -> AppResult<Vec<Work>> {
+    let stale = requeue_after.as_secs_f64();
+    let runs: Vec<Taken> = diesel::sql_query(
+        "WITH due AS (
+             (SELECT id FROM automation.runs WHERE status = 'pending' AND run_at <= now()
+               ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             UNION
+             (SELECT id FROM automation.runs WHERE status IN ('queued', 'running')
+                 AND queued_at < now() - make_interval(secs => $2)
+               LIMIT $1 FOR UPDATE SKIP LOCKED))
+         UPDATE automation.runs r SET status = 'queued', queued_at = now()
+           FROM due WHERE r.id = due.id
+         RETURNING r.id, r.account_id",
+    )
+    .bind::<BigInt, _>(limit)
+    .bind::<Double, _>(stale)
+    .load(conn)
+    .await?;
+    let deliveries: Vec<Taken> = diesel::sql_query(
+        "WITH due AS (
+             (SELECT id FROM automation.deliveries WHERE status = 'pending' AND next_at <= now()
+               ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             UNION
+             (SELECT id FROM automation.deliveries WHERE status IN ('queued', 'sending')
+                 AND queued_at < now() - make_interval(secs => $2)
+               LIMIT $1 FOR UPDATE SKIP LOCKED))
+         UPDATE automation.deliveries d SET status = 'queued', queued_at = now()
+           FROM due WHERE d.id = due.id
+         RETURNING d.id, d.account_id",
+    )
+    .bind::<BigInt, _>(limit)
+    .bind::<Double, _>(stale)
+    .load(conn)
+    .await?;
+    Ok(runs
+        .into_iter()
+        .map(|r| Work::Run {
+            account_id: AccountId(r.account_id),
+            run_id: RunId(r.id),
+        })
+        .chain(deliveries.into_iter().map(|d| Work::Deliver {
+            account_id: AccountId(d.account_id),
+            delivery_id: DeliveryId(d.id),
+        }))
+        .collect())
+}
+
+pub(crate) fn finished_event(
+    account: AccountId,
+    trigger: i64,
+    run: Uuid,
+    deal: i64,
+    status: &str,
+    error: Option<String>,
+    name: &str,
+) -> AppResult<EventEnvelope> {
+    EventEnvelope::new(
+        Caller::robot(account, trigger, run),
+        &RunFinished {
+            run_id: RunId(run),
+            trigger_id: TriggerId(trigger),
+            trigger_name: name.to_string(),
+            deal_id: deal,
+            status: status.to_string(),
+            error,
+        },
+    )
+}
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = BigInt)]
+    trigger_id: i64,
+    #[diesel(sql_type = BigInt)]
+    deal_id: i64,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    run_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Jsonb)]
+    steps: Value,
+    #[diesel(sql_type = Jsonb)]
+    state: Value,
+}
+
+#[derive(QueryableByName)]
+struct StatusRow {
+    #[diesel(sql_type = Text)]
+    status: String,
+}
+
+/// `{{deal.name}}`, `{{deal.price}}`, `{{deal.id}}` and `{{stage.name}}` in a text.
+fn render(text: &str, deal: &Deal, stage: &str) -> String {
+    text.replace("{{deal.name}}", &deal.name)
+        .replace("{{deal.price}}", &deal.price.to_string())
+        .replace("{{deal.id}}", &deal.id.0.to_string())
+        .replace("{{stage.name}}", stage)
+}
+
+struct Ctx<'a> {
+    account: AccountId,
+    trigger: &'a Trigger,
+    run: Uuid,
+    deal: Deal,
+    state: Value,
+    stage_name: String,
+}
+
+impl Inner {
+    /// Ends a run: its status, steps and error, and (unless skipped) RunFinished for the timeline.
+    async fn finish(
+        &self,
+        account: AccountId,
+        run: Uuid,
+        trigger: Option<&Trigger>,
+        deal: i64,
+        status: RunStatus,
+        error: Option<String>,
+        steps: &[Step],
+        state: &Value,
+    ) -> AppResult<RunStatus> {
+        let steps = serde_json::to_value(steps).unwrap_or_default();
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            diesel::sql_query(
+                "UPDATE automation.runs SET status = $3, error = $4, steps = $5, state = $6, finished_at = now()
+                  WHERE account_id = $1 AND id = $2",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<SqlUuid, _>(run)
+            .bind::<Text, _>(status.as_str())
+            .bind::<Nullable<Text>, _>(error.as_deref())
+            .bind::<Jsonb, _>(&steps)
+            .bind::<Jsonb, _>(state)
+            .execute(tx)
+            .await?;
+            if let (Some(t), RunStatus::Done | RunStatus::Failed) = (trigger, status) {
+                kernel::outbox::append(
+                    tx,
+                    crate::SCHEMA,
+                    &[finished_event(
+                        account,
+                        t.id.0,
+                        run,
+                        deal,
+                        status.as_str(),
+                        error.clone(),
+                        &t.name,
+                    )?],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(status)
+    }
+
+    async fn save_progress(
+        &self,
+        account: AccountId,
+        run: Uuid,
+        steps: &[Step],
+        state: &Value,
+        status: &str,
+    ) -> AppResult<()> {
+        let steps = serde_json::to_value(steps).unwrap_or_default();
+        let mut conn = self.conn().await?;
+        diesel::sql_query(
+            "UPDATE automation.runs SET steps = $3, state = $4, status = $5 WHERE account_id = $1 AND id = $2",
+        )
+        .bind::<BigInt, _>(account.0)
+        .bind::<SqlUuid, _>(run)
+        .bind::<Jsonb, _>(&steps)
+        .bind::<Jsonb, _>(state)
+        .bind::<Text, _>(status)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn give_up(&self, account: AccountId, run: Uuid, reason: &str) -> AppResult<()> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query(
+            "UPDATE automation.runs SET status = 'failed', error = $3, finished_at = now()
+              WHERE account_id = $1 AND id = $2 AND status IN ('pending', 'queued', 'running')",
+        )
+        .bind::<BigInt, _>(account.0)
+        .bind::<SqlUuid, _>(run)
+        .bind::<Text, _>(reason)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn do_run(&self, account: AccountId, run: Uuid) -> AppResult<RunStatus> {
+        let mut conn = self.conn().await?;
+        let claimed: Option<Claimed> = diesel::sql_query(
+            "UPDATE automation.runs SET status = 'running', attempts = attempts + 1, queued_at = now()
+              WHERE account_id = $1 AND id = $2 AND status IN ('queued', 'pending') AND run_at <= now()
+              RETURNING trigger_id, deal_id, event_type, run_at, created_at, steps, state",
+        )
+        .bind::<BigInt, _>(account.0)
+        .bind::<SqlUuid, _>(run)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        let Some(c) = claimed else {
+            // Done already, taken by another worker, or not due: nothing to do here.
+            let s: Option<StatusRow> = diesel::sql_query(
+                "SELECT status FROM automation.runs WHERE account_id = $1 AND id = $2",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<SqlUuid, _>(run)
+            .get_result(&mut conn)
+            .await
+            .optional()?;
+            return Ok(s
+                .map(|s| RunStatus::parse(&s.status))
+                .unwrap_or(RunStatus::Skipped));
+        };
+        let trigger = self
+            .load_trigger(&mut conn, account, TriggerId(c.trigger_id))
+            .await?;
+        drop(conn);
+        let mut steps: Vec<Step> = serde_json::from_value(c.steps).unwrap_or_default();
+        let skip = |why: &str| Some(why.to_string());
+        let Some(trigger) = trigger else {
+            return self
+                .finish(account, run, None, c.deal_id, RunStatus::Skipped, skip("the trigger was deleted"), &steps, &c.state)
+                .await;
+        };
+        if !trigger.enabled && steps.is_empty() {
+            return self
+                .finish(account, run, None, c.deal_id, RunStatus::Skipped, skip("the trigger is switched off"), &steps, &c.state)
+                .await;
+        }
+        let reader = Caller::robot(account, trigger.id.0, run);
+        let deal = match self.deals.deal(reader, DealId(c.deal_id)).await {
+            Ok(d) => d,
+            Err(e) if e.code == kernel::ErrorCode::NotFound => {
+                return self
+                    .finish(account, run, None, c.deal_id, RunStatus::Skipped, skip("the deal was deleted"), &steps, &c.state)
+                    .await;
+            }
+            Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
+        };
+        let manual = c.event_type == "manual";
+        let delayed = c.run_at > c.created_at + chrono::Duration::seconds(2);
+        let why_not = if deal.pipeline_id.0 != trigger.pipeline_id {
+            skip("the deal is in another pipeline")
+        } else if delayed && !manual && deal.stage_id.0 != trigger.stage_id {
+            skip("the deal left the stage before the delay was over")
+        } else if let Some(due) = c.state.get("date_due") {
+            // The date moved: the run scheduled from the new date does the work.
+            deal_date_changed(&trigger, &deal, due).then(|| "the date changed".to_string())
+        } else {
+            None
+        };
+        if why_not.is_some() {
+            return self
+                .finish(account, run, None, c.deal_id, RunStatus::Skipped, why_not, &steps, &c.state)
+                .await;
+        }
+        if steps.is_empty() && !trigger.conditions.is_empty() {
+            let fields = if crate::check::needs_fields(&trigger.conditions) {
+                match self.deals.custom_fields(reader).await {
+                    Ok(f) => f,
+                    Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
+                }
+            } else {
+                Vec::new()
+            };
+            if !crate::check::holds(&trigger.conditions, &deal, &fields) {
+                return self
+                    .finish(account, run, None, c.deal_id, RunStatus::Skipped, skip("the deal does not meet the conditions"), &steps, &c.state)
+                    .await;
+            }
+        }
+        let needs_stage = trigger.actions.iter().any(|a| match a {
+            Action::CreateTask { text, .. } | Action::AddNote { text } => text.contains("{{stage.name}}"),
+            _ => false,
+        });
+        let stage_name = if needs_stage {
+            self.deals
+                .pipeline(reader, deal.pipeline_id)
+                .await
+                .ok()
+                .and_then(|p| p.stages.into_iter().find(|s| s.id == deal.stage_id))
+                .map(|s| s.name)
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut ctx = Ctx {
+            account,
+            trigger: &trigger,
+            run,
+            deal,
+            state: c.state,
+            stage_name,
+        };
+        let total = trigger.actions.len();
+        for i in steps.len()..total {
+            let action = &trigger.actions[i];
+            match self.act(&mut ctx, i, action).await {
+                Ok(detail) => {
+                    steps.push(Step {
+                        index: i,
+                        action: action.code().into(),
+                        ok: true,
+                        detail,
+                        at: Utc::now(),
+                    });
+                    if i + 1 < total {
+                        self.save_progress(account, run, &steps, &ctx.state, "running")
+                            .await?;
+                    }
+                }
+                Err(e) if is_permanent(&e) => {
+                    let message = <[_]>::first(&e.fields)
+                        .map(|f| format!("{}: {}", e.message, f.message))
+                        .unwrap_or_else(|| e.message.clone());
+                    steps.push(Step {
+                        index: i,
+                        action: action.code().into(),
+                        ok: false,
+                        detail: message.clone(),
+                        at: Utc::now(),
+                    });
+                    let error = format!("action {} ({}) failed: {message}", i + 1, action.code());
+                    return self
+                        .finish(account, run, Some(&trigger), ctx.deal.id.0, RunStatus::Failed, Some(error), &steps, &ctx.state)
+                        .await;
+                }
+                Err(e) => return self.retry_later(account, run, &steps, &ctx.state, e).await,
+            }
+        }
+        self.finish(account, run, Some(&trigger), ctx.deal.id.0, RunStatus::Done, None, &steps, &ctx.state)
+            .await
+    }
+
+    /// Keeps what was done and hands the error to the job (which retries with backoff).
+    async fn retry_later(
+        &self,
+        account: AccountId,
+        run: Uuid,
+        steps: &[Step],
+        state: &Value,
+        e: AppError,
+    ) -> AppResult<RunStatus> {
+        self.save_progress(account, run, steps, state, "queued")
+            .await?;
+        Err(e)
+    }
+
+    /// Does one action; Ok says what was done.
+    async fn act(&self, ctx: &mut Ctx<'_>, i: usize, action: &Action) -> AppResult<String> {
+        let c = Caller::robot(ctx.account, ctx.trigger.id.0, crate::action_key(ctx.run, i));
+        let deal_id = ctx.deal.id;
+        match action {
+            Action::CreateTask {
+                task_type_id,
+                text,
+                due_in_minutes,
+            } => {
+                let task = self
+                    .activities
+                    .create_task(
+                        c,
+                        NewTask {
+                            entity: Some(EntityRef::deal(deal_id.0)),
+                            task_type_id: TaskTypeId(*task_type_id),
+                            text: render(text, &ctx.deal, &ctx.stage_name),
+                            due_at: Utc::now() + chrono::Duration::minutes(*due_in_minutes),
+                            whole_day: false,
+                            responsible_user_id: Some(ctx.deal.responsible_user_id),
+                        },
+                    )
+                    .await?;
+                Ok(format!("task #{} created", task.id.0))
+            }
+            Action::MoveTo { stage_id } => {
+                if ctx.deal.stage_id.0 == *stage_id {
+                    return Ok("already in the stage".into());
+                }
+                ctx.deal = self
+                    .deals
+                    .move_deal(
+                        c,
+                        deal_id,
+                        MoveTo {
+                            stage_id: StageId(*stage_id),
+                            after: None,
+                            loss_reason_id: None,
+                        },
+                    )
+                    .await?;
+                Ok(format!("moved to stage {stage_id}"))
+            }
+            Action::SetResponsible { assign, user_ids } => {
+                let key = format!("assign.{i}");
+                let user = match ctx.state.get(&key).and_then(Value::as_i64) {
+                    Some(u) => u,
+                    None => {
+                        let u = self.pick_user(c, ctx, i, *assign, user_ids).await?;
+                        ctx.state[&key] = json!(u);
+                        u
+                    }
+                };
+                if ctx.deal.responsible_user_id.0 == user {
+                    return Ok(format!("user {user} is already responsible"));
+                }
+                ctx.deal = self
+                    .deals
+                    .update_deal(
+                        c,
+                        deal_id,
+                        DealPatch {
+                            responsible_user_id: Some(UserId(user)),
+                            ..DealPatch::default()
+                        },
+                    )
+                    .await?;
+                Ok(format!("responsible user set to {user}"))
+            }
+            Action::SetField { field_id, value } => {
+                let mut values = serde_json::Map::new();
+                values.insert(field_id.to_string(), Value::String(value.clone()));
+                ctx.deal = self
+                    .deals
+                    .update_deal(
+                        c,
+                        deal_id,
+                        DealPatch {
+                            custom_fields: Some(values),
+                            ..DealPatch::default()
+                        },
+                    )
+                    .await?;
+                Ok(format!("field {field_id} set"))
+            }
+            Action::AddTags { tags } => {
+                self.deals
+                    .bulk(c, vec![deal_id], BulkAction::AddTags { tags: tags.clone() })
+                    .await?;
+                Ok(format!("tags added: {}", tags.join(", ")))
+            }
+            Action::RemoveTags { tags } => {
+                self.deals
+                    .bulk(c, vec![deal_id], BulkAction::RemoveTags { tags: tags.clone() })
+                    .await?;
+                Ok(format!("tags removed: {}", tags.join(", ")))
+            }
+            Action::AddNote { text } => {
+                let note = self
+                    .activities
+                    .add_note(
+                        c,
+                        NewNote {
+                            entity: EntityRef::deal(deal_id.0),
+                            note_type: "common".into(),
+                            text: render(text, &ctx.deal, &ctx.stage_name),
+                            call: None,
+                        },
+                    )
+                    .await?;
+                Ok(format!("note #{} added", note.id.0))
+            }
+            Action::CompleteTasks { result } => {
+                let mut done = 0;
+                loop {
+                    let page = self
+                        .activities
+                        .tasks(
+                            c,
+                            &TaskQuery {
+                                entity: Some(EntityRef::deal(deal_id.0)),
+                                ..TaskQuery::default()
+                            },
+                            PageRequest::new(None, Some(250)),
+                        )
+                        .await?;
+                    let ids: Vec<TaskId> = page.items.iter().map(|t| t.id).collect();
+                    for id in &ids {
+                        self.activities.complete_task(c, *id, result).await?;
+                        done += 1;
+                    }
+                    if page.next.is_none() || ids.is_empty() {
+                        break;
+                    }
+                }
+                Ok(format!("{done} open tasks completed"))
+            }
+            Action::Webhook { url } => {
+                let body = json!({
+                    "event": "trigger",
+                    "account_id": ctx.account.0,
+                    "run_id": ctx.run,
+                    "trigger": {"id": ctx.trigger.id.0, "name": ctx.trigger.name},
+                    "deal": ctx.deal,
+                    "occurred_at": Utc::now().timestamp(),
+                })
+                .to_string();
+                let id = self
+                    .queue_delivery(
+                        ctx.account,
+                        None,
+                        Some(ctx.run),
+                        None,
+                        &format!("trigger.{i}"),
+                        url,
+                        "application/json",
+                        &body,
+                        "",
+                    )
+                    .await?;
+                Ok(format!("webhook delivery {id} queued"))
+            }
+        }
+    }
+
+    async fn pick_user(
+        &self,
+        c: Caller,
+        ctx: &Ctx<'_>,
+        i: usize,
+        assign: Assign,
+        users: &[i64],
+    ) -> AppResult<i64> {
+        let first = users
+            .first()
+            .copied()
+            .ok_or_else(|| AppError::validation("user_ids", "required", "no users to assign"))?;
+        match assign {
+            Assign::Fixed => Ok(first),
+            Assign::RoundRobin => {
+                #[derive(QueryableByName)]
+                struct Next {
+                    #[diesel(sql_type = BigInt)]
+                    n: i64,
+                }
+                let mut conn = self.conn().await?;
+                let next: Next = diesel::sql_query(
+                    "INSERT INTO automation.rotations (trigger_id, action_index, next_index) VALUES ($1, $2, 1)
+                     ON CONFLICT (trigger_id, action_index)
+                     DO UPDATE SET next_index = automation.rotations.next_index + 1
+                     RETURNING next_index - 1 AS n",
+                )
+                .bind::<BigInt, _>(ctx.trigger.id.0)
+                .bind::<diesel::sql_types::Integer, _>(i as i32)
+                .get_result(&mut conn)
+                .await?;
+                Ok(users[(next.n.rem_euclid(users.len() as i64)) as usize])
+            }
+            Assign::LeastLoaded => {
+                let counts = self
+                    .deals
+                    .open_deal_counts(c, users.iter().map(|u| UserId(*u)).collect())
+                    .await?;
+                let load = |u: i64| {
+                    counts
+                        .iter()
+                        .find(|(id, _)| id.0 == u)
+                        .map(|(_, n)| *n)
+                        .unwrap_or(0)
+                };
+                Ok(users
+                    .iter()
+                    .copied()
+                    .min_by_key(|u| load(*u))
+                    .unwrap_or(first))
+            }
+        }
+    }
+}
+
+/// Whether the date a run was scheduled from is no longer the deal's.
+fn deal_date_changed(trigger: &Trigger, deal: &Deal, due: &Value) -> bool {
+    let scheduled = serde_json::from_value::<DateTime<Utc>>(due.clone()).ok();
+    let When::DateField {
+        field_id,
+        offset_minutes,
+    } = &trigger.when
+    else {
+        return false;
+    };
+    let now = crate::matcher::date_value(deal.custom_fields.get(&field_id.to_string()))
+        .map(|d| d + chrono::Duration::minutes(*offset_minutes));
+    scheduled != now
+}

@@ -1,0 +1,71 @@
+//! The automation module: stage triggers (amoCRM's Digital Pipeline) started by deal events,
+//! their runs done action by action by the job workers, and the account's outgoing webhooks.
+//! Owns the `automation` schema; everyone else reaches it through `automation_api::Automation`.
+//!
+//! A run's actions reach other modules through their traits as a robot, with a per-action
+//! command id as the call's cause: the events they cause carry it (so the next trigger knows how
+//! deep the chain of robots is, and cuts a loop), and a redelivered command does nothing twice.
+
+mod check;
+mod exec;
+mod guard;
+mod hooks;
+mod matcher;
+mod rows;
+mod service;
+
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use kernel::migrate::ModuleMigrations;
+
+pub use hooks::WebhookFeed;
+pub use matcher::TriggerMatcher;
+pub use service::{AutomationService, Settings};
+
+pub const SCHEMA: &str = "automation";
+/// Notified (at commit) when runs or deliveries become due now.
+pub const WORK_CHANNEL: &str = "automation_work";
+const EMBEDDED: EmbeddedMigrations = embed_migrations!("../../migrations/automation");
+
+pub const MIGRATIONS: ModuleMigrations = ModuleMigrations {
+    schema: SCHEMA,
+    migrations: || EMBEDDED,
+};
+
+/// A run's id has a zero last byte; the command id of its action `i` puts `i + 1` there, so the
+/// run behind an event's cause is found by one key lookup.
+pub(crate) fn new_run_id() -> uuid::Uuid {
+    let mut b = *uuid::Uuid::now_v7().as_bytes();
+    b[15] = 0;
+    uuid::Uuid::from_bytes(b)
+}
+
+pub(crate) fn action_key(run: uuid::Uuid, index: usize) -> uuid::Uuid {
+    let mut b = *run.as_bytes();
+    b[15] = (index + 1) as u8;
+    uuid::Uuid::from_bytes(b)
+}
+
+pub(crate) fn run_of(key: uuid::Uuid) -> uuid::Uuid {
+    let mut b = *key.as_bytes();
+    b[15] = 0;
+    uuid::Uuid::from_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_keys_lead_back_to_their_run() {
+        let run = new_run_id();
+        let keys: Vec<_> = (0..20).map(|i| action_key(run, i)).collect();
+        for k in &keys {
+            assert_ne!(*k, run);
+            assert_eq!(run_of(*k), run);
+        }
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), keys.len());
+    }
+}

@@ -1,0 +1,345 @@
+//! Starting triggers: a subscriber to deal events that records, in the same transaction as the
+//! event's inbox row, one run per matching trigger (once per trigger and event), due when the
+//! trigger's delay says. The job workers do the runs.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use deals_api::events::{
+    DealCreated, DealDeleted, DealResponsibleChanged, DealStageChanged, DealUpdated,
+};
+use deals_api::{Deal, DealId};
+use diesel::OptionalExtension;
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use kernel::events::{DomainEvent, EventEnvelope};
+use kernel::inbox::Subscriber;
+use kernel::{AccountId, Actor, AppResult, Caller};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use crate::rows::{TRIGGER_COLUMNS, TriggerRow};
+use crate::service::{Inner, schedule};
+use automation_api::{Trigger, When};
+
+pub struct TriggerMatcher {
+    pub(crate) inner: Arc<Inner>,
+}
+
+const EVENTS: &[&str] = &[
+    DealCreated::TYPE,
+    DealStageChanged::TYPE,
+    DealResponsibleChanged::TYPE,
+    DealUpdated::TYPE,
+    DealDeleted::TYPE,
+];
+
+/// A date field's value as a time: a date (its midnight, UTC), an RFC 3339 time, or unix seconds.
+pub(crate) fn date_value(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    match v? {
+        Value::String(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+            .or_else(|| {
+                DateTime::parse_from_rfc3339(s)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            }),
+        Value::Number(n) => n.as_i64().and_then(|s| DateTime::from_timestamp(s, 0)),
+        _ => None,
+    }
+}
+
+/// When a date-field trigger on `deal` is due, if that is still to come.
+pub(crate) fn date_due(trigger: &Trigger, deal: &Deal) -> Option<DateTime<Utc>> {
+    let When::DateField {
+        field_id,
+        offset_minutes,
+    } = &trigger.when
+    else {
+        return None;
+    };
+    let at = date_value(deal.custom_fields.get(&field_id.to_string()))?
+        + chrono::Duration::minutes(*offset_minutes);
+    (at > Utc::now()).then_some(at)
+}
+
+/// Whether a change (DealUpdated's `after`) touches the field a trigger watches.
+fn touches(after: &Value, field: &str) -> bool {
+    match field {
+        "name" | "price" => after.get(field).is_some(),
+        "tags" => after.get("tag_ids").is_some(),
+        id => after
+            .get("custom_fields")
+            .and_then(|c| c.get(id))
+            .is_some(),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Depth {
+    #[diesel(sql_type = Integer)]
+    depth: i32,
+}
+
+struct NewRun {
+    trigger: i64,
+    name: String,
+    run_at: DateTime<Utc>,
+    state: Value,
+}
+
+impl TriggerMatcher {
+    async fn triggers(
+        &self,
+        conn: &mut AsyncPgConnection,
+        account: AccountId,
+        stage: Option<i64>,
+        kinds: &[&str],
+    ) -> AppResult<Vec<Trigger>> {
+        let rows: Vec<TriggerRow> = diesel::sql_query(format!(
+            "SELECT {TRIGGER_COLUMNS} FROM automation.triggers t
+              WHERE t.account_id = $1 AND t.enabled AND ($2::bigint IS NULL OR t.stage_id = $2)
+                AND t.on_event = ANY($3)
+              ORDER BY t.id"
+        ))
+        .bind::<BigInt, _>(account.0)
+        .bind::<diesel::sql_types::Nullable<BigInt>, _>(stage)
+        .bind::<Array<Text>, _>(kinds)
+        .load(conn)
+        .await?;
+        rows.into_iter().map(|r| r.trigger(0)).collect()
+    }
+
+    /// The deal as it is now (robots see every deal); None when it is gone.
+    async fn deal(&self, account: AccountId, id: i64) -> AppResult<Option<Deal>> {
+        match self
+            .inner
+            .deals
+            .deal(Caller::system(account), DealId(id))
+            .await
+        {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.code == kernel::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How deep the chain of robots behind this event is: 1 for a person's change, one more than
+    /// the run whose action caused it.
+    async fn depth(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<i32> {
+        let (Actor::Robot { .. }, Some(cause)) = (event.actor, event.causation_id) else {
+            return Ok(1);
+        };
+        let d: Option<Depth> =
+            diesel::sql_query("SELECT depth FROM automation.runs WHERE id = $1 AND account_id = $2")
+                .bind::<SqlUuid, _>(crate::run_of(cause))
+                .bind::<BigInt, _>(event.account_id.0)
+                .get_result(conn)
+                .await
+                .optional()?;
+        Ok(d.map(|d| d.depth + 1).unwrap_or(1))
+    }
+}
+
+#[async_trait]
+impl Subscriber for TriggerMatcher {
+    fn name(&self) -> &str {
+        "automation.triggers"
+    }
+
+    fn schema(&self) -> &'static str {
+        crate::SCHEMA
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        EVENTS
+    }
+
+    async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
+        let account = event.account_id;
+        let now = Utc::now();
+        let s = &self.inner.settings;
+        let mut runs: Vec<NewRun> = Vec::new();
+        let deal_id: i64;
+        if event.is::<DealDeleted>() {
+            let e: DealDeleted = event.decode()?;
+            diesel::sql_query(
+                "UPDATE automation.runs SET status = 'skipped', error = 'the deal was deleted', finished_at = now()
+                  WHERE account_id = $1 AND deal_id = $2 AND status = 'pending'",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<BigInt, _>(e.deal_id.0)
+            .execute(conn)
+            .await?;
+            return Ok(());
+        } else if event.is::<DealCreated>() || event.is::<DealStageChanged>() {
+            let (id, stage, kind) = if event.is::<DealCreated>() {
+                let e: DealCreated = event.decode()?;
+                (e.deal_id.0, e.stage_id.0, "created")
+            } else {
+                let e: DealStageChanged = event.decode()?;
+                (e.deal_id.0, e.to_stage_id.0, "moved_to")
+            };
+            deal_id = id;
+            let found = self
+                .triggers(
+                    conn,
+                    account,
+                    Some(stage),
+                    &[kind, "created_or_moved", "date_field"],
+                )
+                .await?;
+            if found.is_empty() {
+                return Ok(());
+            }
+            let mut deal: Option<Option<Deal>> = None;
+            for t in found {
+                if let When::DateField { .. } = t.when {
+                    if deal.is_none() {
+                        deal = Some(self.deal(account, id).await?);
+                    }
+                    if let Some(at) = deal.as_ref().and_then(|d| d.as_ref()).and_then(|d| date_due(&t, d)) {
+                        runs.push(NewRun {
+                            trigger: t.id.0,
+                            name: t.name.clone(),
+                            run_at: at,
+                            state: json!({"date_due": at}),
+                        });
+                    }
+                } else {
+                    runs.push(NewRun {
+                        trigger: t.id.0,
+                        name: t.name.clone(),
+                        run_at: schedule(&t.delay, t.working_hours, now, s),
+                        state: json!({}),
+                    });
+                }
+            }
+        } else if event.is::<DealResponsibleChanged>() || event.is::<DealUpdated>() {
+            let (id, after) = if event.is::<DealUpdated>() {
+                let e: DealUpdated = event.decode()?;
+                (e.deal_id.0, Some(e.after))
+            } else {
+                let e: DealResponsibleChanged = event.decode()?;
+                (e.deal_id.0, None)
+            };
+            deal_id = id;
+            let kinds: &[&str] = if after.is_some() {
+                &["field_changed", "date_field"]
+            } else {
+                &["responsible_changed"]
+            };
+            let found: Vec<Trigger> = self
+                .triggers(conn, account, None, kinds)
+                .await?
+                .into_iter()
+                .filter(|t| match (&t.when, &after) {
+                    (When::FieldChanged { field }, Some(a)) => touches(a, field),
+                    (When::DateField { field_id, .. }, Some(a)) => {
+                        touches(a, &field_id.to_string())
+                    }
+                    (When::ResponsibleChanged, None) => true,
+                    _ => false,
+                })
+                .collect();
+            if found.is_empty() {
+                return Ok(());
+            }
+            let Some(deal) = self.deal(account, id).await? else {
+                return Ok(());
+            };
+            for t in found.into_iter().filter(|t| t.stage_id == deal.stage_id.0) {
+                if let When::DateField { .. } = t.when {
+                    if let Some(at) = date_due(&t, &deal) {
+                        runs.push(NewRun {
+                            trigger: t.id.0,
+                            name: t.name.clone(),
+                            run_at: at,
+                            state: json!({"date_due": at}),
+                        });
+                    }
+                } else {
+                    runs.push(NewRun {
+                        trigger: t.id.0,
+                        name: t.name.clone(),
+                        run_at: schedule(&t.delay, t.working_hours, now, s),
+                        state: json!({}),
+                    });
+                }
+            }
+        } else {
+            return Ok(());
+        }
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let depth = self.depth(conn, event).await?;
+        let cut = depth > s.max_depth;
+        let ids: Vec<uuid::Uuid> = runs.iter().map(|_| crate::new_run_id()).collect();
+        let triggers: Vec<i64> = runs.iter().map(|r| r.trigger).collect();
+        let run_ats: Vec<DateTime<Utc>> = runs.iter().map(|r| r.run_at).collect();
+        let states: Vec<Value> = runs.iter().map(|r| r.state.clone()).collect();
+        let error = cut.then(|| {
+            format!(
+                "loop cut: this change was made by a chain of {} robots' runs (the limit is {}; [automation] max_depth)",
+                depth - 1,
+                s.max_depth
+            )
+        });
+        #[derive(QueryableByName)]
+        struct Inserted {
+            #[diesel(sql_type = SqlUuid)]
+            id: uuid::Uuid,
+            #[diesel(sql_type = BigInt)]
+            trigger_id: i64,
+        }
+        let inserted: Vec<Inserted> = diesel::sql_query(
+            "INSERT INTO automation.runs (id, account_id, trigger_id, deal_id, event_id, event_type, depth, status,
+                                          run_at, state, error, finished_at)
+             SELECT i, $2, t, $3, $4, $5, $6, $7, at, st, $8, CASE WHEN $7 = 'cut' THEN now() END
+               FROM unnest($1::uuid[], $9::bigint[], $10::timestamptz[], $11::jsonb[]) AS x(i, t, at, st)
+             ON CONFLICT (trigger_id, event_id) WHERE event_id IS NOT NULL DO NOTHING
+             RETURNING id, trigger_id",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<BigInt, _>(account.0)
+        .bind::<BigInt, _>(deal_id)
+        .bind::<SqlUuid, _>(event.id)
+        .bind::<Text, _>(&event.event_type)
+        .bind::<Integer, _>(depth)
+        .bind::<Text, _>(if cut { "cut" } else { "pending" })
+        .bind::<diesel::sql_types::Nullable<Text>, _>(error.as_deref())
+        .bind::<Array<BigInt>, _>(&triggers)
+        .bind::<Array<Timestamptz>, _>(&run_ats)
+        .bind::<Array<Jsonb>, _>(&states)
+        .load(conn)
+        .await?;
+        if cut {
+            // The warning goes to the deal's timeline and the trigger's history.
+            let mut events = Vec::new();
+            for r in &inserted {
+                let name = runs
+                    .iter()
+                    .find(|n| n.trigger == r.trigger_id)
+                    .map(|n| n.name.as_str())
+                    .unwrap_or_default();
+                events.push(crate::exec::finished_event(
+                    account,
+                    r.trigger_id,
+                    r.id,
+                    deal_id,
+                    "cut",
+                    error.clone(),
+                    name,
+                )?);
+            }
+            kernel::outbox::append(conn, crate::SCHEMA, &events).await?;
+            tracing::warn!(account = account.0, deal = deal_id, depth, "automation loop cut");
+        } else if run_ats.iter().any(|at| *at <= now) {
+            crate::service::notify(conn).await?;
+        }
+        Ok(())
+    }
+}

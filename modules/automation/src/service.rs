@@ -1,0 +1,646 @@
+//! The automation module's service: triggers, runs and webhooks behind `Automation`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use accounts_api::Accounts;
+use activities_api::Activities;
+use async_trait::async_trait;
+use automation_api::*;
+use chrono::{DateTime, Datelike, Days, NaiveTime, Utc, Weekday};
+use deals_api::{DealId, Deals, PipelineId};
+use diesel::OptionalExtension;
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use kernel::db::DbPool;
+use kernel::paging::{Cursor, Page, PageRequest};
+use kernel::{AccountId, AppError, AppResult, Caller, ErrorCode, UserId};
+
+use crate::rows::*;
+
+/// How the module behaves; `[automation]` in config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Runs caused by a chain of more robots' runs than this are cut (a loop), with a warning.
+    pub max_depth: i32,
+    /// Let webhooks reach loopback, private and link-local addresses (off: the SSRF guard).
+    pub allow_private_destinations: bool,
+    pub webhook_timeout: Duration,
+    /// Attempts per delivery before it is given up.
+    pub webhook_max_attempts: i32,
+    /// The first retry's wait; each next one doubles, up to an hour.
+    pub webhook_backoff: Duration,
+    /// A webhook whose deliveries failed this many times in a row is switched off.
+    pub webhook_disable_after: i32,
+    /// Working hours (UTC), Monday to Friday: from, to.
+    pub work_day: (NaiveTime, NaiveTime),
+    /// Work handed to a worker and not finished in this time (a lost job) is handed out again.
+    pub requeue_after: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_depth: 5,
+            allow_private_destinations: false,
+            webhook_timeout: Duration::from_secs(10),
+            webhook_max_attempts: 8,
+            webhook_backoff: Duration::from_secs(30),
+            webhook_disable_after: 50,
+            work_day: (
+                NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
+                NaiveTime::from_hms_opt(18, 0, 0).unwrap_or_default(),
+            ),
+            requeue_after: Duration::from_secs(300),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub pool: DbPool,
+    pub accounts: Arc<dyn Accounts>,
+    pub deals: Arc<dyn Deals>,
+    pub activities: Arc<dyn Activities>,
+    pub settings: Settings,
+    pub http: reqwest::Client,
+}
+
+#[derive(Clone)]
+pub struct AutomationService {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl AutomationService {
+    pub fn new(
+        pool: DbPool,
+        accounts: Arc<dyn Accounts>,
+        deals: Arc<dyn Deals>,
+        activities: Arc<dyn Activities>,
+        settings: Settings,
+    ) -> AutomationService {
+        let http = reqwest::Client::builder()
+            .timeout(settings.webhook_timeout)
+            .connect_timeout(settings.webhook_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(crate::guard::GuardedResolver {
+                allow_private: settings.allow_private_destinations,
+            }))
+            .user_agent(concat!("Voronka-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        AutomationService {
+            inner: Arc::new(Inner {
+                pool,
+                accounts,
+                deals,
+                activities,
+                settings,
+                http,
+            }),
+        }
+    }
+
+    /// The subscriber that starts triggers from deal events.
+    pub fn matcher(&self) -> crate::TriggerMatcher {
+        crate::TriggerMatcher {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The subscriber that turns events into webhook deliveries.
+    pub fn webhook_feed(&self) -> crate::WebhookFeed {
+        crate::WebhookFeed {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) async fn conn(&self) -> AppResult<kernel::db::DbConn> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The caller must be an administrator (or the system, or a robot).
+    pub(crate) async fn require_admin(&self, caller: Caller) -> AppResult<()> {
+        let Some(me) = caller.actor.user_id() else {
+            return Ok(());
+        };
+        let user = self.accounts.user(caller, me).await?;
+        if user.is_admin && user.is_active {
+            Ok(())
+        } else {
+            Err(AppError::forbidden("only administrators set up automation"))
+        }
+    }
+
+    async fn active_users(&self, caller: Caller, draft: &TriggerDraft) -> AppResult<Vec<i64>> {
+        let mut ids: Vec<i64> = Vec::new();
+        for c in &draft.conditions {
+            if let Condition::ResponsibleIn { user_ids } = c {
+                ids.extend(user_ids);
+            }
+        }
+        for a in &draft.actions {
+            if let Action::SetResponsible { user_ids, .. } = a {
+                ids.extend(user_ids);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let mut active = Vec::new();
+        for id in ids {
+            match self.accounts.user(caller, UserId(id)).await {
+                Ok(u) if u.is_active => active.push(id),
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(active)
+    }
+
+    pub(crate) async fn load_trigger(
+        &self,
+        conn: &mut AsyncPgConnection,
+        account: AccountId,
+        id: TriggerId,
+    ) -> AppResult<Option<Trigger>> {
+        let row: Option<TriggerRow> = diesel::sql_query(format!(
+            "SELECT {TRIGGER_COLUMNS} FROM automation.triggers t WHERE t.account_id = $1 AND t.id = $2"
+        ))
+        .bind::<BigInt, _>(account.0)
+        .bind::<BigInt, _>(id.0)
+        .get_result(conn)
+        .await
+        .optional()?;
+        row.map(|r| r.trigger(0)).transpose()
+    }
+
+    /// Records runs of `trigger` on `deals` (not caused by an event) and wakes the workers.
+    pub(crate) async fn insert_manual_runs(
+        &self,
+        account: AccountId,
+        trigger: &Trigger,
+        deals: &[i64],
+    ) -> AppResult<usize> {
+        let run_at = schedule(&trigger.delay, trigger.working_hours, Utc::now(), &self.settings);
+        let ids: Vec<uuid::Uuid> = deals.iter().map(|_| crate::new_run_id()).collect();
+        let mut conn = self.conn().await?;
+        let n = diesel::sql_query(
+            "INSERT INTO automation.runs (id, account_id, trigger_id, deal_id, event_type, depth, status, run_at)
+             SELECT i, $2, $3, d, 'manual', 1, 'pending', $5 FROM unnest($1::uuid[], $4::bigint[]) AS x(i, d)",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<BigInt, _>(account.0)
+        .bind::<BigInt, _>(trigger.id.0)
+        .bind::<Array<BigInt>, _>(deals)
+        .bind::<Timestamptz, _>(run_at)
+        .execute(&mut conn)
+        .await?;
+        notify(&mut conn).await?;
+        Ok(n)
+    }
+}
+
+/// Wakes the job dispatchers (delivered when the surrounding transaction commits).
+pub(crate) async fn notify(conn: &mut AsyncPgConnection) -> AppResult<()> {
+    diesel::sql_query(format!("SELECT pg_notify('{}', '')", crate::WORK_CHANNEL))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// When a run of a trigger with this delay, fired at `now`, is due.
+pub(crate) fn schedule(
+    delay: &Delay,
+    working_hours: bool,
+    now: DateTime<Utc>,
+    s: &Settings,
+) -> DateTime<Utc> {
+    let at = match delay {
+        Delay::Now => now,
+        Delay::After { minutes } => now + chrono::Duration::minutes(*minutes),
+        Delay::AtTime { hour, minute } => {
+            let t = NaiveTime::from_hms_opt(*hour, *minute, 0).unwrap_or_default();
+            let today = now.date_naive().and_time(t).and_utc();
+            if today > now {
+                today
+            } else {
+                today + chrono::Duration::days(1)
+            }
+        }
+    };
+    if working_hours {
+        into_working_hours(at, s.work_day)
+    } else {
+        at
+    }
+}
+
+/// `at`, or the start of the next working hours after it (Monday to Friday).
+pub(crate) fn into_working_hours(at: DateTime<Utc>, (from, to): (NaiveTime, NaiveTime)) -> DateTime<Utc> {
+    let weekday = |d: chrono::NaiveDate| !matches!(d.weekday(), Weekday::Sat | Weekday::Sun);
+    let mut day = at.date_naive();
+    let time = at.time();
+    if weekday(day) && time >= from && time < to {
+        return at;
+    }
+    if !(weekday(day) && time < from) {
+        day = day.checked_add_days(Days::new(1)).unwrap_or(day);
+        while !weekday(day) {
+            day = day.checked_add_days(Days::new(1)).unwrap_or(day);
+        }
+    }
+    day.and_time(from).and_utc()
+}
+
+#[derive(QueryableByName)]
+struct TriggerWithFailures {
+    #[diesel(embed)]
+    t: TriggerRow,
+    #[diesel(sql_type = BigInt)]
+    failed_recently: i64,
+}
+
+fn keyset_after<K: serde::de::DeserializeOwned>(page: &PageRequest) -> AppResult<Option<K>> {
+    page.after.as_ref().map(Cursor::decode).transpose()
+}
+
+#[async_trait]
+impl Automation for AutomationService {
+    async fn triggers(&self, caller: Caller, pipeline: PipelineId) -> AppResult<Vec<Trigger>> {
+        // Whoever may see the pipeline may see its robots.
+        self.inner.deals.pipeline(caller, pipeline).await?;
+        let mut conn = self.inner.conn().await?;
+        let rows: Vec<TriggerWithFailures> = diesel::sql_query(format!(
+            "SELECT {TRIGGER_COLUMNS},
+                    (SELECT count(*) FROM automation.runs r
+                      WHERE r.account_id = t.account_id AND r.trigger_id = t.id
+                        AND r.status IN ('failed', 'cut') AND r.created_at > now() - interval '7 days') AS failed_recently
+               FROM automation.triggers t
+              WHERE t.account_id = $1 AND t.pipeline_id = $2
+              ORDER BY t.stage_id, t.id"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<BigInt, _>(pipeline.0)
+        .load(&mut conn)
+        .await?;
+        rows.into_iter()
+            .map(|r| r.t.trigger(r.failed_recently))
+            .collect()
+    }
+
+    async fn trigger(&self, caller: Caller, id: TriggerId) -> AppResult<Trigger> {
+        let mut conn = self.inner.conn().await?;
+        let t = self
+            .inner
+            .load_trigger(&mut conn, caller.account_id, id)
+            .await?
+            .ok_or_else(|| AppError::not_found("trigger"))?;
+        drop(conn);
+        self.inner
+            .deals
+            .pipeline(caller, PipelineId(t.pipeline_id))
+            .await?;
+        Ok(t)
+    }
+
+    async fn save_trigger(
+        &self,
+        caller: Caller,
+        id: Option<TriggerId>,
+        draft: TriggerDraft,
+    ) -> AppResult<Trigger> {
+        let inner = &self.inner;
+        inner.require_admin(caller).await?;
+        let pipeline = match inner.deals.pipeline(caller, PipelineId(draft.pipeline_id)).await {
+            Ok(p) => p,
+            Err(e) if e.code == ErrorCode::NotFound => {
+                return Err(AppError::validation(
+                    "pipeline_id",
+                    "unknown_pipeline",
+                    "no such pipeline",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let fields = inner.deals.custom_fields(caller).await?;
+        let task_types = inner.activities.task_types(caller).await?;
+        let users = inner.active_users(caller, &draft).await?;
+        let d = crate::check::trigger(
+            draft,
+            &crate::check::Known {
+                pipeline: &pipeline,
+                fields: &fields,
+                task_types: &task_types,
+                users: &users,
+                allow_private: inner.settings.allow_private_destinations,
+            },
+        )?;
+        let json = |v: serde_json::Result<serde_json::Value>| {
+            v.map_err(|e| AppError::internal(format!("encoding a trigger: {e}")))
+        };
+        let (when, conditions, delay, actions) = (
+            json(serde_json::to_value(&d.when))?,
+            json(serde_json::to_value(&d.conditions))?,
+            json(serde_json::to_value(&d.delay))?,
+            json(serde_json::to_value(&d.actions))?,
+        );
+        let mut conn = inner.conn().await?;
+        let account = caller.account_id;
+        let new_id: Option<i64> = match id {
+            None => {
+                let (n,): (i64,) = {
+                    #[derive(QueryableByName)]
+                    struct N {
+                        #[diesel(sql_type = BigInt)]
+                        n: i64,
+                    }
+                    let r: N = diesel::sql_query(
+                        "SELECT count(*) AS n FROM automation.triggers WHERE account_id = $1 AND pipeline_id = $2",
+                    )
+                    .bind::<BigInt, _>(account.0)
+                    .bind::<BigInt, _>(d.pipeline_id)
+                    .get_result(&mut conn)
+                    .await?;
+                    (r.n,)
+                };
+                if n as usize >= MAX_TRIGGERS_PER_PIPELINE {
+                    return Err(AppError::validation(
+                        "pipeline_id",
+                        "too_many",
+                        &format!("a pipeline has at most {MAX_TRIGGERS_PER_PIPELINE} triggers"),
+                    ));
+                }
+                #[derive(QueryableByName)]
+                struct Id {
+                    #[diesel(sql_type = BigInt)]
+                    id: i64,
+                }
+                let r: Id = diesel::sql_query(
+                    "INSERT INTO automation.triggers (account_id, pipeline_id, stage_id, name, on_event, \"when\",
+                                                      conditions, delay, working_hours, actions, enabled, created_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                )
+                .bind::<BigInt, _>(account.0)
+                .bind::<BigInt, _>(d.pipeline_id)
+                .bind::<BigInt, _>(d.stage_id)
+                .bind::<Text, _>(&d.name)
+                .bind::<Text, _>(d.when.code())
+                .bind::<Jsonb, _>(&when)
+                .bind::<Jsonb, _>(&conditions)
+                .bind::<Jsonb, _>(&delay)
+                .bind::<Bool, _>(d.working_hours)
+                .bind::<Jsonb, _>(&actions)
+                .bind::<Bool, _>(d.enabled)
+                .bind::<BigInt, _>(caller.actor.user_id().map(|u| u.0).unwrap_or(0))
+                .get_result(&mut conn)
+                .await?;
+                Some(r.id)
+            }
+            Some(id) => {
+                let n = diesel::sql_query(
+                    "UPDATE automation.triggers SET pipeline_id = $3, stage_id = $4, name = $5, on_event = $6, \"when\" = $7,
+                            conditions = $8, delay = $9, working_hours = $10, actions = $11, enabled = $12, updated_at = now()
+                      WHERE account_id = $1 AND id = $2",
+                )
+                .bind::<BigInt, _>(account.0)
+                .bind::<BigInt, _>(id.0)
+                .bind::<BigInt, _>(d.pipeline_id)
+                .bind::<BigInt, _>(d.stage_id)
+                .bind::<Text, _>(&d.name)
+                .bind::<Text, _>(d.when.code())
+                .bind::<Jsonb, _>(&when)
+                .bind::<Jsonb, _>(&conditions)
+                .bind::<Jsonb, _>(&delay)
+                .bind::<Bool, _>(d.working_hours)
+                .bind::<Jsonb, _>(&actions)
+                .bind::<Bool, _>(d.enabled)
+                .execute(&mut conn)
+                .await?;
+                if n == 0 {
+                    return Err(AppError::not_found("trigger"));
+                }
+                Some(id.0)
+            }
+        };
+        let id = TriggerId(new_id.unwrap_or_default());
+        inner
+            .load_trigger(&mut conn, account, id)
+            .await?
+            .ok_or_else(|| AppError::not_found("trigger"))
+    }
+
+    async fn set_trigger_enabled(
+        &self,
+        caller: Caller,
+        id: TriggerId,
+        enabled: bool,
+    ) -> AppResult<Trigger> {
+        self.inner.require_admin(caller).await?;
+        let mut conn = self.inner.conn().await?;
+        let n = diesel::sql_query(
+            "UPDATE automation.triggers SET enabled = $3, updated_at = now() WHERE account_id = $1 AND id = $2",
+        )
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<BigInt, _>(id.0)
+        .bind::<Bool, _>(enabled)
+        .execute(&mut conn)
+        .await?;
+        if n == 0 {
+            return Err(AppError::not_found("trigger"));
+        }
+        self.inner
+            .load_trigger(&mut conn, caller.account_id, id)
+            .await?
+            .ok_or_else(|| AppError::not_found("trigger"))
+    }
+
+    async fn delete_trigger(&self, caller: Caller, id: TriggerId) -> AppResult<()> {
+        self.inner.require_admin(caller).await?;
+        let mut conn = self.inner.conn().await?;
+        let n = diesel::sql_query("DELETE FROM automation.triggers WHERE account_id = $1 AND id = $2")
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<BigInt, _>(id.0)
+            .execute(&mut conn)
+            .await?;
+        if n == 0 {
+            return Err(AppError::not_found("trigger"));
+        }
+        // Waiting runs of a deleted trigger end as skipped.
+        diesel::sql_query(
+            "UPDATE automation.runs SET status = 'skipped', error = 'the trigger was deleted', finished_at = now()
+              WHERE account_id = $1 AND trigger_id = $2 AND status = 'pending'",
+        )
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<BigInt, _>(id.0)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn run_manual(
+        &self,
+        caller: Caller,
+        id: TriggerId,
+        deals: Vec<DealId>,
+    ) -> AppResult<usize> {
+        let trigger = self.trigger(caller, id).await?;
+        if deals.is_empty() {
+            return Err(AppError::validation("deals", "required", "choose deals"));
+        }
+        if deals.len() > 500 {
+            return Err(AppError::validation(
+                "deals",
+                "too_many",
+                "at most 500 deals at once",
+            ));
+        }
+        let mut visible: Vec<i64> = self
+            .inner
+            .deals
+            .visible_deals(caller, deals)
+            .await?
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+        visible.sort_unstable();
+        if visible.is_empty() {
+            return Err(AppError::not_found("deal"));
+        }
+        self.inner
+            .insert_manual_runs(caller.account_id, &trigger, &visible)
+            .await
+    }
+
+    async fn runs(&self, caller: Caller, query: RunQuery, page: PageRequest) -> AppResult<Page<Run>> {
+        match (query.deal, query.trigger) {
+            (Some(deal), _) => {
+                if self
+                    .inner
+                    .deals
+                    .visible_deals(caller, vec![DealId(deal)])
+                    .await?
+                    .is_empty()
+                {
+                    return Err(AppError::not_found("deal"));
+                }
+            }
+            (None, Some(_)) => self.inner.require_admin(caller).await?,
+            (None, None) => {
+                return Err(AppError::validation(
+                    "query",
+                    "required",
+                    "runs are listed per deal or per trigger",
+                ));
+            }
+        }
+        let after: Option<(DateTime<Utc>, uuid::Uuid)> = keyset_after(&page)?;
+        let mut conn = self.inner.conn().await?;
+        let rows: Vec<RunRow> = diesel::sql_query(format!(
+            "SELECT {RUN_COLUMNS} FROM automation.runs r
+               LEFT JOIN automation.triggers t ON t.account_id = r.account_id AND t.id = r.trigger_id
+              WHERE r.account_id = $1
+                AND ($2::bigint IS NULL OR r.deal_id = $2)
+                AND ($3::bigint IS NULL OR r.trigger_id = $3)
+                AND ($4::timestamptz IS NULL OR (r.created_at, r.id) < ($4, $5))
+              ORDER BY r.created_at DESC, r.id DESC
+              LIMIT $6"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<Nullable<BigInt>, _>(query.deal)
+        .bind::<Nullable<BigInt>, _>(query.trigger.map(|t| t.0))
+        .bind::<Nullable<Timestamptz>, _>(after.map(|a| a.0))
+        .bind::<SqlUuid, _>(after.map(|a| a.1).unwrap_or_default())
+        .bind::<BigInt, _>(page.fetch_limit())
+        .load(&mut conn)
+        .await?;
+        let runs: Vec<Run> = rows.into_iter().map(RunRow::run).collect();
+        Ok(Page::from_rows(runs, &page, |r| (r.created_at, r.id.0)))
+    }
+
+    async fn take_due(&self, limit: i64) -> AppResult<Vec<Work>> {
+        let mut conn = self.inner.conn().await?;
+        crate::exec::take_due(&mut conn, limit, self.inner.settings.requeue_after).await
+    }
+
+    async fn execute(&self, account: AccountId, run: RunId) -> AppResult<RunStatus> {
+        self.inner.do_run(account, run.0).await
+    }
+
+    async fn give_up(&self, account: AccountId, run: RunId, reason: &str) -> AppResult<()> {
+        self.inner.give_up(account, run.0, reason).await
+    }
+
+    async fn webhooks(&self, caller: Caller) -> AppResult<Vec<Webhook>> {
+        self.inner.webhooks(caller).await
+    }
+
+    async fn save_webhook(
+        &self,
+        caller: Caller,
+        id: Option<WebhookId>,
+        draft: WebhookDraft,
+    ) -> AppResult<Webhook> {
+        self.inner.save_webhook(caller, id, draft).await
+    }
+
+    async fn delete_webhook(&self, caller: Caller, id: WebhookId) -> AppResult<()> {
+        self.inner.delete_webhook(caller, id).await
+    }
+
+    async fn deliveries(
+        &self,
+        caller: Caller,
+        webhook: Option<WebhookId>,
+        page: PageRequest,
+    ) -> AppResult<Page<Delivery>> {
+        self.inner.deliveries(caller, webhook, page).await
+    }
+
+    async fn deliver(&self, account: AccountId, delivery: DeliveryId) -> AppResult<DeliveryStatus> {
+        self.inner.deliver(account, delivery.0).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn delays_and_working_hours() {
+        let s = Settings::default();
+        // Thursday 2026-11-26 20:00 UTC.
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 20, 0, 0).unwrap();
+        assert_eq!(schedule(&Delay::Now, false, now, &s), now);
+        assert_eq!(
+            schedule(&Delay::After { minutes: 90 }, false, now, &s),
+            Utc.with_ymd_and_hms(2026, 11, 26, 21, 30, 0).unwrap()
+        );
+        assert_eq!(
+            schedule(&Delay::AtTime { hour: 8, minute: 15 }, false, now, &s),
+            Utc.with_ymd_and_hms(2026, 11, 27, 8, 15, 0).unwrap()
+        );
+        // After hours on Thursday: Friday 09:00.
+        assert_eq!(
+            schedule(&Delay::Now, true, now, &s),
+            Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap()
+        );
+        // Friday evening: Monday 09:00.
+        let friday = Utc.with_ymd_and_hms(2026, 11, 27, 18, 0, 0).unwrap();
+        assert_eq!(
+            schedule(&Delay::Now, true, friday, &s),
+            Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap()
+        );
+        // Early on a weekday: that day's start; within hours: as is.
+        let early = Utc.with_ymd_and_hms(2026, 11, 26, 7, 0, 0).unwrap();
+        assert_eq!(
+            schedule(&Delay::Now, true, early, &s),
+            Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap()
+        );
+        let noon = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        assert_eq!(schedule(&Delay::Now, true, noon, &s), noon);
+    }
+}
