@@ -225,7 +225,7 @@ impl Default for Config {
                 max_attempts: 8,
                 retry_base_ms: 2000,
                 concurrency: 8,
-                pool_size: 8,
+                pool_size: 20,
                 poll_ms: 100,
                 heartbeat_ms: 1000,
             },
@@ -379,10 +379,16 @@ impl Config {
             return fail("automation.max_depth", "must be between 1 and 50");
         }
         if !(1..=100).contains(&a.webhook_max_attempts) {
-            return fail("automation.webhook_max_attempts", "must be between 1 and 100");
+            return fail(
+                "automation.webhook_max_attempts",
+                "must be between 1 and 100",
+            );
         }
         if a.webhook_timeout_secs == 0 || a.webhook_timeout_secs > 300 {
-            return fail("automation.webhook_timeout_secs", "must be between 1 and 300");
+            return fail(
+                "automation.webhook_timeout_secs",
+                "must be between 1 and 300",
+            );
         }
         if a.webhook_disable_after < 1 {
             return fail("automation.webhook_disable_after", "must be at least 1");

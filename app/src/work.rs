@@ -125,11 +125,9 @@ pub async fn run_automation(
         Work::Deliver {
             account_id,
             delivery_id,
-        } => ctx
-            .automation
-            .deliver(account_id, delivery_id)
-            .await
-            .map(|s| tracing::debug!(delivery = %delivery_id.0, status = s.as_str(), "webhook delivery")),
+        } => ctx.automation.deliver(account_id, delivery_id).await.map(
+            |s| tracing::debug!(delivery = %delivery_id.0, status = s.as_str(), "webhook delivery"),
+        ),
     };
     if let Err(e) = &result {
         tracing::warn!(error = %e, "automation job failed; will retry");
@@ -137,7 +135,11 @@ pub async fn run_automation(
             && let Work::Run { account_id, run_id } = job
             && let Err(g) = ctx
                 .automation
-                .give_up(account_id, run_id, &format!("gave up after {} attempts: {e}", attempt.current()))
+                .give_up(
+                    account_id,
+                    run_id,
+                    &format!("gave up after {} attempts: {e}", attempt.current()),
+                )
                 .await
         {
             tracing::warn!(error = %g, "could not end the run as failed");

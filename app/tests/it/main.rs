@@ -4,6 +4,7 @@
 mod activities;
 mod api;
 mod auth;
+mod automation;
 mod backbone;
 mod browser;
 mod checks;

@@ -29,13 +29,29 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 /// The app as `voronka serve` runs it: with its job store, and its relay, subscribers and job
 /// workers (imports, exports) running, polling often. Stop the backbone at the end.
 pub async fn spawn_app_with_workers() -> (TestApp, voronka::backbone::Backbone) {
+    spawn_app_with_workers_and(|_| {}).await
+}
+
+/// `spawn_app_with_workers` with the config adjusted first.
+pub async fn spawn_app_with_workers_and(
+    adjust: impl FnOnce(&mut Config),
+) -> (TestApp, voronka::backbone::Backbone) {
     let queues = voronka::server::queues();
     let app = spawn_app_with_jobs(
         &queues.iter().map(String::as_str).collect::<Vec<_>>(),
-        |c| c.jobs.poll_ms = 20,
+        |c| {
+            c.jobs.poll_ms = 20;
+            adjust(c)
+        },
     )
     .await;
-    let backbone = voronka::backbone::Backbone::start(
+    let backbone = start_backbone(&app).await;
+    (app, backbone)
+}
+
+/// Starts (again) the relay, the subscribers and the job workers of `app`, as a process start does.
+pub async fn start_backbone(app: &TestApp) -> voronka::backbone::Backbone {
+    voronka::backbone::Backbone::start(
         &app.state.config,
         &app.db.url,
         app.state.pool.clone(),
@@ -48,8 +64,7 @@ pub async fn spawn_app_with_workers() -> (TestApp, voronka::backbone::Backbone) 
         },
     )
     .await
-    .expect("backbone");
-    (app, backbone)
+    .expect("backbone")
 }
 
 /// The app with its job store set up, for the backbone's tests; `queues` are the job queues the

@@ -41,9 +41,19 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
     let e = &mut errors;
     d.name = d.name.trim().to_string();
     if d.name.is_empty() {
-        err(e, "name".into(), "required", "give the trigger a name".into());
+        err(
+            e,
+            "name".into(),
+            "required",
+            "give the trigger a name".into(),
+        );
     } else if d.name.chars().count() > MAX_NAME {
-        err(e, "name".into(), "too_long", format!("at most {MAX_NAME} characters"));
+        err(
+            e,
+            "name".into(),
+            "too_long",
+            format!("at most {MAX_NAME} characters"),
+        );
     }
     let in_pipeline = |id: i64| k.pipeline.stages.iter().any(|s| s.id.0 == id);
     if !in_pipeline(d.stage_id) {
@@ -107,7 +117,12 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
         _ => {}
     }
     if d.conditions.len() > MAX_CONDITIONS {
-        err(e, "conditions".into(), "too_many", format!("at most {MAX_CONDITIONS} conditions"));
+        err(
+            e,
+            "conditions".into(),
+            "too_many",
+            format!("at most {MAX_CONDITIONS} conditions"),
+        );
     }
     for (i, c) in d.conditions.iter_mut().enumerate() {
         let f = format!("conditions.{i}");
@@ -166,14 +181,29 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
         }
         Delay::AtTime { hour, minute } => {
             if hour > 23 || minute > 59 {
-                err(e, "delay".into(), "bad_time", "a time of day is 00:00 to 23:59".into());
+                err(
+                    e,
+                    "delay".into(),
+                    "bad_time",
+                    "a time of day is 00:00 to 23:59".into(),
+                );
             }
         }
     }
     if d.actions.is_empty() {
-        err(e, "actions".into(), "required", "add at least one action".into());
+        err(
+            e,
+            "actions".into(),
+            "required",
+            "add at least one action".into(),
+        );
     } else if d.actions.len() > MAX_ACTIONS {
-        err(e, "actions".into(), "too_many", format!("at most {MAX_ACTIONS} actions"));
+        err(
+            e,
+            "actions".into(),
+            "too_many",
+            format!("at most {MAX_ACTIONS} actions"),
+        );
     }
     let trigger_stage = d.stage_id;
     for (i, a) in d.actions.iter_mut().enumerate() {
@@ -186,12 +216,22 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
             } => {
                 *text = text.trim().to_string();
                 if !k.task_types.iter().any(|t| t.id.0 == *task_type_id) {
-                    err(e, f.clone(), "unknown_task_type", format!("no task type {task_type_id}"));
+                    err(
+                        e,
+                        f.clone(),
+                        "unknown_task_type",
+                        format!("no task type {task_type_id}"),
+                    );
                 }
                 if text.is_empty() {
                     err(e, f.clone(), "required", "say what the task is".into());
                 } else if text.chars().count() > MAX_TEXT {
-                    err(e, f.clone(), "too_long", format!("at most {MAX_TEXT} characters"));
+                    err(
+                        e,
+                        f.clone(),
+                        "too_long",
+                        format!("at most {MAX_TEXT} characters"),
+                    );
                 }
                 if !(0..=MAX_MINUTES).contains(due_in_minutes) {
                     err(e, f, "out_of_range", "a task is due within a year".into());
@@ -206,7 +246,12 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
                         format!("stage {stage_id} is not a stage of this pipeline"),
                     );
                 } else if *stage_id == trigger_stage {
-                    err(e, f, "same_stage", "the deal is already in this stage".into());
+                    err(
+                        e,
+                        f,
+                        "same_stage",
+                        "the deal is already in this stage".into(),
+                    );
                 }
             }
             Action::SetResponsible { assign, user_ids } => {
@@ -228,7 +273,12 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
                         &def.enums,
                         &serde_json::Value::String(value.clone()),
                     ) {
-                        err(e, f, "bad_value", format!("\u{ab}{}\u{bb}: {}", def.name, v.message));
+                        err(
+                            e,
+                            f,
+                            "bad_value",
+                            format!("\u{ab}{}\u{bb}: {}", def.name, v.message),
+                        );
                     }
                 }
             },

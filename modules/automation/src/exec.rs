@@ -30,6 +30,53 @@ struct Taken {
     account_id: i64,
 }
 
+const RUNS_DUE: [&str; 2] = [
+    "WITH due AS (SELECT id FROM automation.runs WHERE status = 'pending' AND run_at <= now()
+                   ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+     UPDATE automation.runs r SET status = 'queued', queued_at = now() FROM due WHERE r.id = due.id
+     RETURNING r.id, r.account_id",
+    "WITH due AS (SELECT id FROM automation.runs WHERE status IN ('queued', 'running')
+                     AND queued_at < now() - make_interval(secs => $2)
+                   LIMIT $1 FOR UPDATE SKIP LOCKED)
+     UPDATE automation.runs r SET status = 'queued', queued_at = now() FROM due WHERE r.id = due.id
+     RETURNING r.id, r.account_id",
+];
+
+const DELIVERIES_DUE: [&str; 2] = [
+    "WITH due AS (SELECT id FROM automation.deliveries WHERE status = 'pending' AND next_at <= now()
+                   ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+     UPDATE automation.deliveries d SET status = 'queued', queued_at = now() FROM due WHERE d.id = due.id
+     RETURNING d.id, d.account_id",
+    "WITH due AS (SELECT id FROM automation.deliveries WHERE status IN ('queued', 'sending')
+                     AND queued_at < now() - make_interval(secs => $2)
+                   LIMIT $1 FOR UPDATE SKIP LOCKED)
+     UPDATE automation.deliveries d SET status = 'queued', queued_at = now() FROM due WHERE d.id = due.id
+     RETURNING d.id, d.account_id",
+];
+
+/// Due work (the first statement), then work handed out long ago and never finished.
+async fn take(
+    conn: &mut AsyncPgConnection,
+    statements: [&str; 2],
+    limit: i64,
+    stale: f64,
+) -> AppResult<Vec<Taken>> {
+    let mut taken: Vec<Taken> = diesel::sql_query(statements[0])
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+    let left = limit - taken.len() as i64;
+    if left > 0 {
+        let again: Vec<Taken> = diesel::sql_query(statements[1])
+            .bind::<BigInt, _>(left)
+            .bind::<Double, _>(stale)
+            .load(conn)
+            .await?;
+        taken.extend(again);
+    }
+    Ok(taken)
+}
+
 /// Marks up to `limit` due runs and deliveries as queued (and hands out again work queued long
 /// ago and never finished), returning them.
 pub(crate) async fn take_due(
@@ -38,38 +85,8 @@ pub(crate) async fn take_due(
     requeue_after: Duration,
 ) -> AppResult<Vec<Work>> {
     let stale = requeue_after.as_secs_f64();
-    let runs: Vec<Taken> = diesel::sql_query(
-        "WITH due AS (
-             (SELECT id FROM automation.runs WHERE status = 'pending' AND run_at <= now()
-               ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             UNION
-             (SELECT id FROM automation.runs WHERE status IN ('queued', 'running')
-                 AND queued_at < now() - make_interval(secs => $2)
-               LIMIT $1 FOR UPDATE SKIP LOCKED))
-         UPDATE automation.runs r SET status = 'queued', queued_at = now()
-           FROM due WHERE r.id = due.id
-         RETURNING r.id, r.account_id",
-    )
-    .bind::<BigInt, _>(limit)
-    .bind::<Double, _>(stale)
-    .load(conn)
-    .await?;
-    let deliveries: Vec<Taken> = diesel::sql_query(
-        "WITH due AS (
-             (SELECT id FROM automation.deliveries WHERE status = 'pending' AND next_at <= now()
-               ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             UNION
-             (SELECT id FROM automation.deliveries WHERE status IN ('queued', 'sending')
-                 AND queued_at < now() - make_interval(secs => $2)
-               LIMIT $1 FOR UPDATE SKIP LOCKED))
-         UPDATE automation.deliveries d SET status = 'queued', queued_at = now()
-           FROM due WHERE d.id = due.id
-         RETURNING d.id, d.account_id",
-    )
-    .bind::<BigInt, _>(limit)
-    .bind::<Double, _>(stale)
-    .load(conn)
-    .await?;
+    let runs = take(conn, RUNS_DUE, limit, stale).await?;
+    let deliveries = take(conn, DELIVERIES_DUE, limit, stale).await?;
     Ok(runs
         .into_iter()
         .map(|r| Work::Run {
@@ -219,7 +236,12 @@ impl Inner {
         Ok(())
     }
 
-    pub(crate) async fn give_up(&self, account: AccountId, run: Uuid, reason: &str) -> AppResult<()> {
+    pub(crate) async fn give_up(
+        &self,
+        account: AccountId,
+        run: Uuid,
+        reason: &str,
+    ) -> AppResult<()> {
         let mut conn = self.conn().await?;
         diesel::sql_query(
             "UPDATE automation.runs SET status = 'failed', error = $3, finished_at = now()
@@ -267,12 +289,30 @@ impl Inner {
         let skip = |why: &str| Some(why.to_string());
         let Some(trigger) = trigger else {
             return self
-                .finish(account, run, None, c.deal_id, RunStatus::Skipped, skip("the trigger was deleted"), &steps, &c.state)
+                .finish(
+                    account,
+                    run,
+                    None,
+                    c.deal_id,
+                    RunStatus::Skipped,
+                    skip("the trigger was deleted"),
+                    &steps,
+                    &c.state,
+                )
                 .await;
         };
         if !trigger.enabled && steps.is_empty() {
             return self
-                .finish(account, run, None, c.deal_id, RunStatus::Skipped, skip("the trigger is switched off"), &steps, &c.state)
+                .finish(
+                    account,
+                    run,
+                    None,
+                    c.deal_id,
+                    RunStatus::Skipped,
+                    skip("the trigger is switched off"),
+                    &steps,
+                    &c.state,
+                )
                 .await;
         }
         let reader = Caller::robot(account, trigger.id.0, run);
@@ -280,7 +320,16 @@ impl Inner {
             Ok(d) => d,
             Err(e) if e.code == kernel::ErrorCode::NotFound => {
                 return self
-                    .finish(account, run, None, c.deal_id, RunStatus::Skipped, skip("the deal was deleted"), &steps, &c.state)
+                    .finish(
+                        account,
+                        run,
+                        None,
+                        c.deal_id,
+                        RunStatus::Skipped,
+                        skip("the deal was deleted"),
+                        &steps,
+                        &c.state,
+                    )
                     .await;
             }
             Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
@@ -299,7 +348,16 @@ impl Inner {
         };
         if why_not.is_some() {
             return self
-                .finish(account, run, None, c.deal_id, RunStatus::Skipped, why_not, &steps, &c.state)
+                .finish(
+                    account,
+                    run,
+                    None,
+                    c.deal_id,
+                    RunStatus::Skipped,
+                    why_not,
+                    &steps,
+                    &c.state,
+                )
                 .await;
         }
         if steps.is_empty() && !trigger.conditions.is_empty() {
@@ -313,12 +371,23 @@ impl Inner {
             };
             if !crate::check::holds(&trigger.conditions, &deal, &fields) {
                 return self
-                    .finish(account, run, None, c.deal_id, RunStatus::Skipped, skip("the deal does not meet the conditions"), &steps, &c.state)
+                    .finish(
+                        account,
+                        run,
+                        None,
+                        c.deal_id,
+                        RunStatus::Skipped,
+                        skip("the deal does not meet the conditions"),
+                        &steps,
+                        &c.state,
+                    )
                     .await;
             }
         }
         let needs_stage = trigger.actions.iter().any(|a| match a {
-            Action::CreateTask { text, .. } | Action::AddNote { text } => text.contains("{{stage.name}}"),
+            Action::CreateTask { text, .. } | Action::AddNote { text } => {
+                text.contains("{{stage.name}}")
+            }
             _ => false,
         });
         let stage_name = if needs_stage {
@@ -370,14 +439,32 @@ impl Inner {
                     });
                     let error = format!("action {} ({}) failed: {message}", i + 1, action.code());
                     return self
-                        .finish(account, run, Some(&trigger), ctx.deal.id.0, RunStatus::Failed, Some(error), &steps, &ctx.state)
+                        .finish(
+                            account,
+                            run,
+                            Some(&trigger),
+                            ctx.deal.id.0,
+                            RunStatus::Failed,
+                            Some(error),
+                            &steps,
+                            &ctx.state,
+                        )
                         .await;
                 }
                 Err(e) => return self.retry_later(account, run, &steps, &ctx.state, e).await,
             }
         }
-        self.finish(account, run, Some(&trigger), ctx.deal.id.0, RunStatus::Done, None, &steps, &ctx.state)
-            .await
+        self.finish(
+            account,
+            run,
+            Some(&trigger),
+            ctx.deal.id.0,
+            RunStatus::Done,
+            None,
+            &steps,
+            &ctx.state,
+        )
+        .await
     }
 
     /// Keeps what was done and hands the error to the job (which retries with backoff).
@@ -488,7 +575,11 @@ impl Inner {
             }
             Action::RemoveTags { tags } => {
                 self.deals
-                    .bulk(c, vec![deal_id], BulkAction::RemoveTags { tags: tags.clone() })
+                    .bulk(
+                        c,
+                        vec![deal_id],
+                        BulkAction::RemoveTags { tags: tags.clone() },
+                    )
                     .await?;
                 Ok(format!("tags removed: {}", tags.join(", ")))
             }

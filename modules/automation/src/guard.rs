@@ -126,18 +126,15 @@ impl Resolve for GuardedResolver {
         let allow = self.allow_private;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if !allow
                 && let Some((ip, kind)) = addrs
                     .iter()
                     .find_map(|a| non_public(a.ip()).map(|k| (a.ip(), k)))
             {
-                return Err(
-                    Box::new(Refused(refusal(&format!("{host} ({ip})"), kind)))
-                        as Box<dyn std::error::Error + Send + Sync>,
-                );
+                return Err(Box::new(Refused(refusal(&format!("{host} ({ip})"), kind)))
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
@@ -173,5 +170,31 @@ mod tests {
         assert!(check_url("not a url", true).is_err());
         let msg = check_url("http://127.0.0.1/", false).unwrap_err();
         assert!(msg.contains("loopback") && msg.contains("allow_private_destinations"));
+    }
+
+    #[tokio::test]
+    async fn names_resolving_inside_are_refused_at_connect_time() {
+        let guarded = GuardedResolver {
+            allow_private: false,
+        };
+        let name: Name = "localhost".parse().unwrap();
+        let err = match guarded.resolve(name).await {
+            Ok(_) => panic!("localhost must be refused"),
+            Err(e) => e,
+        };
+        let refused = refused_in(err.as_ref()).expect("a refusal");
+        assert!(
+            refused.contains("localhost") && refused.contains("loopback"),
+            "{refused}"
+        );
+        let open = GuardedResolver {
+            allow_private: true,
+        };
+        let addrs: Vec<SocketAddr> = open
+            .resolve("localhost".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()));
     }
 }

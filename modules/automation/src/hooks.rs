@@ -19,7 +19,9 @@ use deals_api::events::{
 use deals_api::{Deal, DealId};
 use diesel::OptionalExtension;
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use hmac::{Hmac, Mac};
 use kernel::events::{DomainEvent, EventEnvelope};
@@ -155,7 +157,10 @@ fn form_body(
             f.append_pair(&k("status_id"), &d.stage_id.0.to_string());
             f.append_pair(&k("pipeline_id"), &d.pipeline_id.0.to_string());
             f.append_pair(&k("price"), &d.price.to_string());
-            f.append_pair(&k("responsible_user_id"), &d.responsible_user_id.0.to_string());
+            f.append_pair(
+                &k("responsible_user_id"),
+                &d.responsible_user_id.0.to_string(),
+            );
             f.append_pair(&k("created_user_id"), &d.created_by.to_string());
             f.append_pair(&k("modified_user_id"), &modified_by);
             f.append_pair(&k("date_create"), &d.created_at.timestamp().to_string());
@@ -194,10 +199,15 @@ fn form_body(
             };
             let nk = |field: &str| format!("{root}[note][0][note][{field}]");
             f.append_pair(&nk("id"), &num("note_id"));
-            f.append_pair(&nk("text"), p.get("text").and_then(Value::as_str).unwrap_or(""));
+            f.append_pair(
+                &nk("text"),
+                p.get("text").and_then(Value::as_str).unwrap_or(""),
+            );
             f.append_pair(
                 &nk("note_type"),
-                p.get("note_type").and_then(Value::as_str).unwrap_or("common"),
+                p.get("note_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("common"),
             );
             f.append_pair(
                 &nk("element_id"),
@@ -230,11 +240,11 @@ fn form_body(
                     .to_string(),
             );
             f.append_pair(&k("element_type"), element_type);
-            f.append_pair(&k("text"), p.get("text").and_then(Value::as_str).unwrap_or(""));
             f.append_pair(
-                &k("status"),
-                if action == "update" { "1" } else { "0" },
+                &k("text"),
+                p.get("text").and_then(Value::as_str).unwrap_or(""),
             );
+            f.append_pair(&k("status"), if action == "update" { "1" } else { "0" });
             if let Some(due) = p
                 .get("due_at")
                 .and_then(|v| serde_json::from_value::<DateTime<Utc>>(v.clone()).ok())
@@ -252,7 +262,11 @@ fn form_body(
             f.append_pair(&k("id"), &id.to_string());
             if let Some(name) = p.get("name").and_then(Value::as_str) {
                 f.append_pair(&k("name"), name);
-            } else if let Some(name) = p.get("after").and_then(|a| a.get("name")).and_then(Value::as_str) {
+            } else if let Some(name) = p
+                .get("after")
+                .and_then(|a| a.get("name"))
+                .and_then(Value::as_str)
+            {
                 f.append_pair(&k("name"), name);
             }
             if let Some(r) = p.get("responsible_user_id").and_then(Value::as_i64) {
@@ -450,8 +464,16 @@ struct Sending {
 
 /// What one attempt got.
 enum Outcome {
-    Delivered { code: i32, ms: i32, text: String },
-    Failed { code: Option<i32>, ms: i32, text: String },
+    Delivered {
+        code: i32,
+        ms: i32,
+        text: String,
+    },
+    Failed {
+        code: Option<i32>,
+        ms: i32,
+        text: String,
+    },
     Refused(String),
 }
 
@@ -474,7 +496,11 @@ impl Inner {
                 code: "required".into(),
                 message: "choose at least one event".into(),
             });
-        } else if let Some(e) = d.events.iter().find(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
+        } else if let Some(e) = d
+            .events
+            .iter()
+            .find(|e| !WEBHOOK_EVENTS.contains(&e.as_str()))
+        {
             errors.push(FieldError {
                 field: "events".into(),
                 code: "unknown_event".into(),
@@ -549,11 +575,12 @@ impl Inner {
     pub(crate) async fn delete_webhook(&self, caller: Caller, id: WebhookId) -> AppResult<()> {
         self.require_admin(caller).await?;
         let mut conn = self.conn().await?;
-        let n = diesel::sql_query("DELETE FROM automation.webhooks WHERE account_id = $1 AND id = $2")
-            .bind::<BigInt, _>(caller.account_id.0)
-            .bind::<BigInt, _>(id.0)
-            .execute(&mut conn)
-            .await?;
+        let n =
+            diesel::sql_query("DELETE FROM automation.webhooks WHERE account_id = $1 AND id = $2")
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<BigInt, _>(id.0)
+                .execute(&mut conn)
+                .await?;
         if n == 0 {
             return Err(AppError::not_found("webhook"));
         }
@@ -640,7 +667,10 @@ impl Inner {
             .header("X-Voronka-Delivery", id.to_string())
             .header("X-Voronka-Event", &s.event);
         if !s.secret.is_empty() {
-            req = req.header("X-Voronka-Signature", signature(&s.secret, s.body.as_bytes()));
+            req = req.header(
+                "X-Voronka-Signature",
+                signature(&s.secret, s.body.as_bytes()),
+            );
         }
         let started = Instant::now();
         let result = req.body(s.body.clone()).send().await;
@@ -725,10 +755,18 @@ impl Inner {
         drop(conn);
         let outcome = self.attempt(&s, id).await;
         let (status, code, ms, text, ok) = match outcome {
-            Outcome::Delivered { code, ms, text } => ("delivered", Some(code), Some(ms), text, true),
+            Outcome::Delivered { code, ms, text } => {
+                ("delivered", Some(code), Some(ms), text, true)
+            }
             Outcome::Failed { code, ms, text } => {
                 let last = s.attempts >= s.max_attempts;
-                (if last { "failed" } else { "pending" }, code, Some(ms), text, false)
+                (
+                    if last { "failed" } else { "pending" },
+                    code,
+                    Some(ms),
+                    text,
+                    false,
+                )
             }
             Outcome::Refused(m) => ("failed", None, None, format!("refused: {m}"), false),
         };
@@ -854,6 +892,9 @@ mod tests {
         };
         assert_eq!(code_of(&note), Some("note_contact"));
         let body = form_body("note_contact", &note, None, "example");
-        assert!(body.contains("contacts%5Bnote%5D%5B0%5D%5Bnote%5D%5Belement_type%5D=1"), "{body}");
+        assert!(
+            body.contains("contacts%5Bnote%5D%5B0%5D%5Bnote%5D%5Belement_type%5D=1"),
+            "{body}"
+        );
     }
 }

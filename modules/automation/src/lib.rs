@@ -17,7 +17,7 @@ mod service;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use kernel::migrate::ModuleMigrations;
 
-pub use hooks::WebhookFeed;
+pub use hooks::{WebhookFeed, signature as signature_of};
 pub use matcher::TriggerMatcher;
 pub use service::{AutomationService, Settings};
 

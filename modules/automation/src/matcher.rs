@@ -70,10 +70,7 @@ fn touches(after: &Value, field: &str) -> bool {
     match field {
         "name" | "price" => after.get(field).is_some(),
         "tags" => after.get("tag_ids").is_some(),
-        id => after
-            .get("custom_fields")
-            .and_then(|c| c.get(id))
-            .is_some(),
+        id => after.get("custom_fields").and_then(|c| c.get(id)).is_some(),
     }
 }
 
@@ -132,13 +129,14 @@ impl TriggerMatcher {
         let (Actor::Robot { .. }, Some(cause)) = (event.actor, event.causation_id) else {
             return Ok(1);
         };
-        let d: Option<Depth> =
-            diesel::sql_query("SELECT depth FROM automation.runs WHERE id = $1 AND account_id = $2")
-                .bind::<SqlUuid, _>(crate::run_of(cause))
-                .bind::<BigInt, _>(event.account_id.0)
-                .get_result(conn)
-                .await
-                .optional()?;
+        let d: Option<Depth> = diesel::sql_query(
+            "SELECT depth FROM automation.runs WHERE id = $1 AND account_id = $2",
+        )
+        .bind::<SqlUuid, _>(crate::run_of(cause))
+        .bind::<BigInt, _>(event.account_id.0)
+        .get_result(conn)
+        .await
+        .optional()?;
         Ok(d.map(|d| d.depth + 1).unwrap_or(1))
     }
 }
@@ -200,7 +198,11 @@ impl Subscriber for TriggerMatcher {
                     if deal.is_none() {
                         deal = Some(self.deal(account, id).await?);
                     }
-                    if let Some(at) = deal.as_ref().and_then(|d| d.as_ref()).and_then(|d| date_due(&t, d)) {
+                    if let Some(at) = deal
+                        .as_ref()
+                        .and_then(|d| d.as_ref())
+                        .and_then(|d| date_due(&t, d))
+                    {
                         runs.push(NewRun {
                             trigger: t.id.0,
                             name: t.name.clone(),
@@ -336,7 +338,12 @@ impl Subscriber for TriggerMatcher {
                 )?);
             }
             kernel::outbox::append(conn, crate::SCHEMA, &events).await?;
-            tracing::warn!(account = account.0, deal = deal_id, depth, "automation loop cut");
+            tracing::warn!(
+                account = account.0,
+                deal = deal_id,
+                depth,
+                "automation loop cut"
+            );
         } else if run_ats.iter().any(|at| *at <= now) {
             crate::service::notify(conn).await?;
         }

@@ -184,7 +184,12 @@ impl Inner {
         trigger: &Trigger,
         deals: &[i64],
     ) -> AppResult<usize> {
-        let run_at = schedule(&trigger.delay, trigger.working_hours, Utc::now(), &self.settings);
+        let run_at = schedule(
+            &trigger.delay,
+            trigger.working_hours,
+            Utc::now(),
+            &self.settings,
+        );
         let ids: Vec<uuid::Uuid> = deals.iter().map(|_| crate::new_run_id()).collect();
         let mut conn = self.conn().await?;
         let n = diesel::sql_query(
@@ -239,7 +244,10 @@ pub(crate) fn schedule(
 }
 
 /// `at`, or the start of the next working hours after it (Monday to Friday).
-pub(crate) fn into_working_hours(at: DateTime<Utc>, (from, to): (NaiveTime, NaiveTime)) -> DateTime<Utc> {
+pub(crate) fn into_working_hours(
+    at: DateTime<Utc>,
+    (from, to): (NaiveTime, NaiveTime),
+) -> DateTime<Utc> {
     let weekday = |d: chrono::NaiveDate| !matches!(d.weekday(), Weekday::Sat | Weekday::Sun);
     let mut day = at.date_naive();
     let time = at.time();
@@ -314,7 +322,11 @@ impl Automation for AutomationService {
     ) -> AppResult<Trigger> {
         let inner = &self.inner;
         inner.require_admin(caller).await?;
-        let pipeline = match inner.deals.pipeline(caller, PipelineId(draft.pipeline_id)).await {
+        let pipeline = match inner
+            .deals
+            .pipeline(caller, PipelineId(draft.pipeline_id))
+            .await
+        {
             Ok(p) => p,
             Err(e) if e.code == ErrorCode::NotFound => {
                 return Err(AppError::validation(
@@ -460,11 +472,12 @@ impl Automation for AutomationService {
     async fn delete_trigger(&self, caller: Caller, id: TriggerId) -> AppResult<()> {
         self.inner.require_admin(caller).await?;
         let mut conn = self.inner.conn().await?;
-        let n = diesel::sql_query("DELETE FROM automation.triggers WHERE account_id = $1 AND id = $2")
-            .bind::<BigInt, _>(caller.account_id.0)
-            .bind::<BigInt, _>(id.0)
-            .execute(&mut conn)
-            .await?;
+        let n =
+            diesel::sql_query("DELETE FROM automation.triggers WHERE account_id = $1 AND id = $2")
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<BigInt, _>(id.0)
+                .execute(&mut conn)
+                .await?;
         if n == 0 {
             return Err(AppError::not_found("trigger"));
         }
@@ -514,7 +527,12 @@ impl Automation for AutomationService {
             .await
     }
 
-    async fn runs(&self, caller: Caller, query: RunQuery, page: PageRequest) -> AppResult<Page<Run>> {
+    async fn runs(
+        &self,
+        caller: Caller,
+        query: RunQuery,
+        page: PageRequest,
+    ) -> AppResult<Page<Run>> {
         match (query.deal, query.trigger) {
             (Some(deal), _) => {
                 if self
@@ -620,7 +638,15 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 11, 26, 21, 30, 0).unwrap()
         );
         assert_eq!(
-            schedule(&Delay::AtTime { hour: 8, minute: 15 }, false, now, &s),
+            schedule(
+                &Delay::AtTime {
+                    hour: 8,
+                    minute: 15
+                },
+                false,
+                now,
+                &s
+            ),
             Utc.with_ymd_and_hms(2026, 11, 27, 8, 15, 0).unwrap()
         );
         // After hours on Thursday: Friday 09:00.

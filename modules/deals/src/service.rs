@@ -726,7 +726,9 @@ impl Deals for DealsService {
         let mut conn = self.conn().await?;
         let rows: Vec<(i64, i64)> = deals::table
             .filter(deals::account_id.eq(caller.account_id.0))
-            .filter(deals::responsible_user_id.eq_any(users.iter().map(|u| u.0).collect::<Vec<_>>()))
+            .filter(
+                deals::responsible_user_id.eq_any(users.iter().map(|u| u.0).collect::<Vec<_>>()),
+            )
             .filter(deals::deleted_at.is_null())
             .filter(deals::closed_at.is_null())
             .group_by(deals::responsible_user_id)

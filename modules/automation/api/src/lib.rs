@@ -38,12 +38,21 @@ pub trait Automation: Send + Sync {
     async fn delete_trigger(&self, caller: Caller, id: TriggerId) -> AppResult<()>;
     /// Starts a trigger by hand on deals the caller may change (a manual trigger, or any trigger
     /// of the deals' pipeline); returns how many runs were queued.
-    async fn run_manual(&self, caller: Caller, id: TriggerId, deals: Vec<DealId>)
-    -> AppResult<usize>;
+    async fn run_manual(
+        &self,
+        caller: Caller,
+        id: TriggerId,
+        deals: Vec<DealId>,
+    ) -> AppResult<usize>;
 
     // --- runs ----------------------------------------------------------------------------------
     /// Runs newest first, of a deal (whom the caller may see) or of a trigger.
-    async fn runs(&self, caller: Caller, query: RunQuery, page: PageRequest) -> AppResult<Page<Run>>;
+    async fn runs(
+        &self,
+        caller: Caller,
+        query: RunQuery,
+        page: PageRequest,
+    ) -> AppResult<Page<Run>>;
     /// Marks due runs and deliveries as queued and returns them, for the workers (several
     /// processes share the work: rows are taken with SKIP LOCKED). Work queued long ago and never
     /// finished (a lost job) is handed out again.

@@ -76,14 +76,30 @@ pub enum FieldOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "if", rename_all = "snake_case")]
 pub enum Condition {
-    BudgetAtLeast { amount: i64 },
-    BudgetAtMost { amount: i64 },
-    HasTag { tag: String },
-    LacksTag { tag: String },
-    NameContains { text: String },
-    ResponsibleIn { user_ids: Vec<i64> },
+    BudgetAtLeast {
+        amount: i64,
+    },
+    BudgetAtMost {
+        amount: i64,
+    },
+    HasTag {
+        tag: String,
+    },
+    LacksTag {
+        tag: String,
+    },
+    NameContains {
+        text: String,
+    },
+    ResponsibleIn {
+        user_ids: Vec<i64>,
+    },
     /// A custom field's value as people read it, compared case-insensitively.
-    Field { field_id: i64, op: FieldOp, value: String },
+    Field {
+        field_id: i64,
+        op: FieldOp,
+        value: String,
+    },
 }
 
 /// When the actions run, counted from the event.
@@ -91,9 +107,14 @@ pub enum Condition {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Delay {
     Now,
-    After { minutes: i64 },
+    After {
+        minutes: i64,
+    },
     /// At the next `hour:minute` (UTC).
-    AtTime { hour: u32, minute: u32 },
+    AtTime {
+        hour: u32,
+        minute: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,8 +305,14 @@ pub struct RunQuery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Work {
-    Run { account_id: AccountId, run_id: RunId },
-    Deliver { account_id: AccountId, delivery_id: DeliveryId },
+    Run {
+        account_id: AccountId,
+        run_id: RunId,
+    },
+    Deliver {
+        account_id: AccountId,
+        delivery_id: DeliveryId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,843 @@
+//! Automation: triggers checked on save, runs done by the real workers (once, after a restart,
+//! cut in a loop), and webhooks delivered to a local receiver (signed, retried, guarded).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use activities_api::{CALL, EntityRef, TaskQuery};
+use automation_api::*;
+use deals_api::{DealId, MoveTo, NewDeal, NewPipeline, NewStage, Pipeline};
+use kernel::paging::PageRequest;
+use kernel::{Caller, ErrorCode};
+
+use crate::support::{TestApp, spawn_app_with_workers_and, start_backbone};
+
+/// A pipeline with stages A, B and C (the ids of A, B and C).
+async fn pipeline(app: &TestApp, caller: Caller) -> (Pipeline, [i64; 3]) {
+    let p = app
+        .state
+        .modules
+        .deals
+        .create_pipeline(
+            caller,
+            NewPipeline {
+                name: "Sales".into(),
+                stages: ["A", "B", "C"]
+                    .iter()
+                    .map(|n| NewStage {
+                        name: n.to_string(),
+                        color: "#99ccff".into(),
+                    })
+                    .collect(),
+            },
+        )
+        .await
+        .unwrap();
+    let id = |n: &str| p.stages.iter().find(|s| s.name == n).unwrap().id.0;
+    let ids = [id("A"), id("B"), id("C")];
+    (p, ids)
+}
+
+fn draft(p: &Pipeline, stage: i64, when: When, actions: Vec<Action>) -> TriggerDraft {
+    TriggerDraft {
+        name: "Robot".into(),
+        pipeline_id: p.id.0,
+        stage_id: stage,
+        when,
+        conditions: vec![],
+        delay: Delay::Now,
+        working_hours: false,
+        actions,
+        enabled: true,
+    }
+}
+
+fn task_action(text: &str) -> Action {
+    Action::CreateTask {
+        task_type_id: CALL.0,
+        text: text.into(),
+        due_in_minutes: 60,
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn move_to(app: &TestApp, caller: Caller, deal: DealId, stage: i64) {
+    app.state
+        .modules
+        .deals
+        .move_deal(
+            caller,
+            deal,
+            MoveTo {
+                stage_id: deals_api::StageId(stage),
+                after: None,
+                loss_reason_id: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn runs(app: &TestApp, caller: Caller, deal: DealId) -> Vec<Run> {
+    app.state
+        .modules
+        .automation
+        .runs(
+            caller,
+            RunQuery {
+                deal: Some(deal.0),
+                trigger: None,
+            },
+            PageRequest::new(None, Some(100)),
+        )
+        .await
+        .unwrap()
+        .items
+}
+
+async fn open_tasks(app: &TestApp, caller: Caller, deal: DealId) -> Vec<activities_api::Task> {
+    app.state
+        .modules
+        .activities
+        .tasks(
+            caller,
+            &TaskQuery {
+                entity: Some(EntityRef::deal(deal.0)),
+                ..TaskQuery::default()
+            },
+            PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn invalid_triggers_are_refused_with_a_clear_message_and_nothing_is_saved() {
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [a, b, _]) = pipeline(&app, admin).await;
+
+    let refused = |r: Result<Trigger, kernel::AppError>| r.expect_err("refused");
+    // An unknown stage, for the trigger and for a move.
+    let e = refused(
+        auto.save_trigger(
+            admin,
+            None,
+            draft(&p, 999_999, When::MovedTo, vec![task_action("x")]),
+        )
+        .await,
+    );
+    assert_eq!(e.code, ErrorCode::Validation);
+    assert_eq!(e.field("stage_id").unwrap().code, "unknown_stage");
+    let e = refused(
+        auto.save_trigger(
+            admin,
+            None,
+            draft(
+                &p,
+                a,
+                When::MovedTo,
+                vec![Action::MoveTo { stage_id: 424242 }],
+            ),
+        )
+        .await,
+    );
+    assert_eq!(e.field("actions.0").unwrap().code, "unknown_stage");
+    // An unknown field: watched, set and compared.
+    let e = refused(
+        auto.save_trigger(
+            admin,
+            None,
+            draft(
+                &p,
+                a,
+                When::FieldChanged {
+                    field: "777".into(),
+                },
+                vec![Action::SetField {
+                    field_id: 778,
+                    value: "x".into(),
+                }],
+            ),
+        )
+        .await,
+    );
+    assert_eq!(e.field("when.field").unwrap().code, "unknown_field");
+    assert_eq!(e.field("actions.0").unwrap().code, "unknown_field");
+    assert!(e.field("when.field").unwrap().message.contains("777"));
+    // An unknown task type, no actions, a private webhook (the guard is on by default).
+    let e = refused(
+        auto.save_trigger(
+            admin,
+            None,
+            draft(
+                &p,
+                b,
+                When::MovedTo,
+                vec![
+                    Action::CreateTask {
+                        task_type_id: 31337,
+                        text: "Call".into(),
+                        due_in_minutes: 0,
+                    },
+                    Action::Webhook {
+                        url: "http://169.254.169.254/latest".into(),
+                    },
+                ],
+            ),
+        )
+        .await,
+    );
+    assert_eq!(e.field("actions.0").unwrap().code, "unknown_task_type");
+    assert_eq!(e.field("actions.1").unwrap().code, "bad_url");
+    assert!(
+        e.field("actions.1")
+            .unwrap()
+            .message
+            .contains("allow_private_destinations")
+    );
+    let e = refused(
+        auto.save_trigger(admin, None, draft(&p, b, When::MovedTo, vec![]))
+            .await,
+    );
+    assert_eq!(e.field("actions").unwrap().code, "required");
+    // A pipeline of another account is unknown here.
+    let other = app.tenant("Other").await;
+    let other_admin = Caller::user(other.account, other.admin.id);
+    let e = refused(
+        auto.save_trigger(
+            other_admin,
+            None,
+            draft(&p, a, When::MovedTo, vec![task_action("x")]),
+        )
+        .await,
+    );
+    assert_eq!(e.field("pipeline_id").unwrap().code, "unknown_pipeline");
+    // A member may not set up robots.
+    let member = app.member(&t, "manager@acme.test").await;
+    let e = refused(
+        auto.save_trigger(
+            Caller::user(t.account, member.id),
+            None,
+            draft(&p, a, When::MovedTo, vec![task_action("x")]),
+        )
+        .await,
+    );
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert!(auto.triggers(admin, p.id).await.unwrap().is_empty());
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM automation.triggers")
+            .await,
+        0
+    );
+
+    // A good one is saved as given, and can be switched off and deleted.
+    let saved = auto
+        .save_trigger(
+            admin,
+            None,
+            draft(
+                &p,
+                b,
+                When::MovedTo,
+                vec![task_action(" Call {{deal.name}} ")],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved.actions, vec![task_action("Call {{deal.name}}")]);
+    assert!(
+        !auto
+            .set_trigger_enabled(admin, saved.id, false)
+            .await
+            .unwrap()
+            .enabled
+    );
+    assert_eq!(
+        auto.trigger(other_admin, saved.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    auto.delete_trigger(admin, saved.id).await.unwrap();
+    assert!(auto.triggers(admin, p.id).await.unwrap().is_empty());
+    backbone.stop().await;
+}
+
+#[tokio::test]
+async fn entering_a_stage_creates_the_task_once_as_a_robot_and_the_run_is_in_the_timeline() {
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [_, b, _]) = pipeline(&app, admin).await;
+    let trigger = auto
+        .save_trigger(
+            admin,
+            None,
+            TriggerDraft {
+                conditions: vec![Condition::BudgetAtLeast { amount: 100 }],
+                ..draft(
+                    &p,
+                    b,
+                    When::MovedTo,
+                    vec![
+                        task_action("Call about {{deal.name}} in {{stage.name}}"),
+                        Action::AddNote {
+                            text: "Robot was here".into(),
+                        },
+                        Action::AddTags {
+                            tags: vec!["hot".into()],
+                        },
+                    ],
+                )
+            },
+        )
+        .await
+        .unwrap();
+    let deals = &app.state.modules.deals;
+    let cheap = deals
+        .create_deal(admin, NewDeal::new(p.id, "Cheap"))
+        .await
+        .unwrap();
+    let big = deals
+        .create_deal(
+            admin,
+            NewDeal {
+                price: 500,
+                ..NewDeal::new(p.id, "Big order")
+            },
+        )
+        .await
+        .unwrap();
+    move_to(&app, admin, cheap.id, b).await;
+    move_to(&app, admin, big.id, b).await;
+    wait_until("the big deal's run", || async {
+        runs(&app, admin, big.id)
+            .await
+            .first()
+            .is_some_and(|r| r.status == RunStatus::Done)
+    })
+    .await;
+    wait_until("the cheap deal's run", || async {
+        runs(&app, admin, cheap.id)
+            .await
+            .first()
+            .is_some_and(|r| r.status == RunStatus::Skipped)
+    })
+    .await;
+    let run = runs(&app, admin, big.id).await.remove(0);
+    assert_eq!(run.trigger_id, trigger.id);
+    assert_eq!(run.steps.len(), 3);
+    assert!(run.steps.iter().all(|s| s.ok), "{:?}", run.steps);
+    let tasks = open_tasks(&app, admin, big.id).await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].text, "Call about Big order in B");
+    assert_eq!(tasks[0].responsible_user_id, t.admin.id);
+    assert!(open_tasks(&app, admin, cheap.id).await.is_empty());
+    let big_now = deals.deal(admin, big.id).await.unwrap();
+    assert_eq!(
+        big_now
+            .tags
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
+        ["hot"]
+    );
+    let skipped = runs(&app, admin, cheap.id).await.remove(0);
+    assert_eq!(
+        skipped.error.as_deref(),
+        Some("the deal does not meet the conditions")
+    );
+
+    // Redelivered: the run is done, nothing happens twice — also when a worker dies after the
+    // actions and the run is handed out again.
+    assert_eq!(
+        auto.execute(t.account, run.id).await.unwrap(),
+        RunStatus::Done
+    );
+    app.sql(&format!(
+        "UPDATE automation.runs SET status = 'queued', steps = '[]' WHERE id = '{}'",
+        run.id.0
+    ))
+    .await;
+    assert_eq!(
+        auto.execute(t.account, run.id).await.unwrap(),
+        RunStatus::Done
+    );
+    assert_eq!(open_tasks(&app, admin, big.id).await.len(), 1);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM activities.notes WHERE entity_id = {}",
+            big.id.0
+        ))
+        .await,
+        1
+    );
+    // The robot is the actor of what it did, and the run is in the deal's timeline.
+    wait_until("the run in the log", || async {
+        app.count(&format!(
+            "SELECT count(*) AS n FROM activities.log WHERE entity = 'deal' AND entity_id = {} \
+               AND event_type = 'automation.run_finished'",
+            big.id.0
+        ))
+        .await
+            >= 1
+    })
+    .await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM activities.log WHERE event_type = 'activities.task_created' \
+               AND actor_kind = 'robot' AND actor_id = {}",
+            trigger.id.0
+        ))
+        .await,
+        1
+    );
+    // Another account sees none of it.
+    let other = app.tenant("Other").await;
+    let other_admin = Caller::user(other.account, other.admin.id);
+    assert_eq!(
+        auto.runs(
+            other_admin,
+            RunQuery {
+                deal: Some(big.id.0),
+                trigger: None
+            },
+            PageRequest::default()
+        )
+        .await
+        .unwrap_err()
+        .code,
+        ErrorCode::NotFound
+    );
+    backbone.stop().await;
+}
+
+#[tokio::test]
+async fn a_delayed_action_survives_a_restart_and_runs_once() {
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [_, b, _]) = pipeline(&app, admin).await;
+    auto.save_trigger(
+        admin,
+        None,
+        TriggerDraft {
+            delay: Delay::After { minutes: 30 },
+            ..draft(&p, b, When::MovedTo, vec![task_action("Follow up")])
+        },
+    )
+    .await
+    .unwrap();
+    let deal = app
+        .state
+        .modules
+        .deals
+        .create_deal(admin, NewDeal::new(p.id, "Order"))
+        .await
+        .unwrap();
+    move_to(&app, admin, deal.id, b).await;
+    wait_until("the run recorded", || async {
+        runs(&app, admin, deal.id)
+            .await
+            .first()
+            .is_some_and(|r| r.status == RunStatus::Pending)
+    })
+    .await;
+    let run = runs(&app, admin, deal.id).await.remove(0);
+    assert!(run.run_at > chrono::Utc::now() + chrono::Duration::minutes(29));
+    // The process stops; while it is down, the delay runs out.
+    backbone.stop().await;
+    app.sql("UPDATE automation.runs SET run_at = now() - interval '1 second'")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(open_tasks(&app, admin, deal.id).await.is_empty());
+    // A new process does it, once.
+    let backbone = start_backbone(&app).await;
+    wait_until("the delayed run", || async {
+        runs(&app, admin, deal.id)
+            .await
+            .first()
+            .is_some_and(|r| r.status == RunStatus::Done)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(open_tasks(&app, admin, deal.id).await.len(), 1);
+    assert_eq!(runs(&app, admin, deal.id).await.len(), 1);
+
+    // A worker that died mid-run: its run is handed out again after `requeue_after` and
+    // finishes without doing the finished action twice.
+    app.sql(&format!(
+        "UPDATE automation.runs SET status = 'running', queued_at = now() - interval '1 hour' WHERE id = '{}'",
+        run.id.0
+    ))
+    .await;
+    wait_until("the requeued run", || async {
+        runs(&app, admin, deal.id)
+            .await
+            .first()
+            .is_some_and(|r| r.status == RunStatus::Done)
+    })
+    .await;
+    assert_eq!(open_tasks(&app, admin, deal.id).await.len(), 1);
+    backbone.stop().await;
+}
+
+#[tokio::test]
+async fn a_trigger_loop_is_cut_at_the_configured_depth_with_a_warning() {
+    let (app, backbone) = spawn_app_with_workers_and(|c| c.automation.max_depth = 3).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [_, b, c]) = pipeline(&app, admin).await;
+    auto.save_trigger(
+        admin,
+        None,
+        draft(&p, b, When::MovedTo, vec![Action::MoveTo { stage_id: c }]),
+    )
+    .await
+    .unwrap();
+    let back_to_b = auto
+        .save_trigger(
+            admin,
+            None,
+            draft(&p, c, When::MovedTo, vec![Action::MoveTo { stage_id: b }]),
+        )
+        .await
+        .unwrap();
+    let deal = app
+        .state
+        .modules
+        .deals
+        .create_deal(admin, NewDeal::new(p.id, "Ping-pong"))
+        .await
+        .unwrap();
+    move_to(&app, admin, deal.id, b).await;
+    wait_until("the cut", || async {
+        runs(&app, admin, deal.id)
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Cut)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let all = runs(&app, admin, deal.id).await;
+    let mut depths: Vec<(i32, RunStatus)> = all.iter().map(|r| (r.depth, r.status)).collect();
+    depths.sort_by_key(|d| d.0);
+    assert_eq!(
+        depths,
+        [
+            (1, RunStatus::Done),
+            (2, RunStatus::Done),
+            (3, RunStatus::Done),
+            (4, RunStatus::Cut)
+        ]
+    );
+    let cut = all.iter().find(|r| r.status == RunStatus::Cut).unwrap();
+    assert!(cut.error.as_deref().unwrap().contains("max_depth"));
+    assert_eq!(cut.trigger_id, back_to_b.id);
+    // The deal stayed where the last robot left it (B → C → B → C).
+    let now = app.state.modules.deals.deal(admin, deal.id).await.unwrap();
+    assert_eq!(now.stage_id.0, c);
+    wait_until("the warning in the timeline", || async {
+        app.count(&format!(
+            "SELECT count(*) AS n FROM activities.log WHERE entity_id = {} AND event_type = 'automation.run_finished' \
+               AND payload->>'status' = 'cut'",
+            deal.id.0
+        ))
+        .await
+            == 1
+    })
+    .await;
+    backbone.stop().await;
+}
+
+/// A local webhook receiver: answers 500 to the first `fail` requests, then 200; keeps every
+/// request's body and signature header.
+async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<(u16, String, String, String)>>>) {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+    let seen: Arc<Mutex<Vec<(u16, String, String, String)>>> = Arc::default();
+    let data = web::Data::new(seen.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || {
+        App::new().app_data(data.clone()).route(
+            "/hook",
+            web::post().to(
+                move |req: HttpRequest,
+                      body: web::Bytes,
+                      seen: web::Data<Arc<Mutex<Vec<(u16, String, String, String)>>>>| {
+                    let mut seen = seen.lock().unwrap();
+                    let status = if seen.len() < fail { 500 } else { 200 };
+                    let header = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    seen.push((
+                        status,
+                        header("x-voronka-signature"),
+                        header("content-type"),
+                        String::from_utf8_lossy(&body).to_string(),
+                    ));
+                    async move {
+                        if status == 200 {
+                            HttpResponse::Ok().body("thanks")
+                        } else {
+                            HttpResponse::InternalServerError().body("try again later")
+                        }
+                    }
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_webhook_that_fails_twice_then_succeeds_gets_one_signed_successful_delivery() {
+    let (app, backbone) = spawn_app_with_workers_and(|c| {
+        c.automation.allow_private_destinations = true;
+        c.automation.webhook_backoff_ms = 100;
+    })
+    .await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [_, b, _]) = pipeline(&app, admin).await;
+    let (url, seen) = receiver(2).await;
+    let hook = auto
+        .save_webhook(
+            admin,
+            None,
+            WebhookDraft {
+                url: url.clone(),
+                events: vec!["status_lead".into()],
+                format: PayloadFormat::Json,
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+    let (form_url, form_seen) = receiver(0).await;
+    auto.save_webhook(
+        admin,
+        None,
+        WebhookDraft {
+            url: form_url,
+            events: vec!["status_lead".into(), "add_lead".into()],
+            format: PayloadFormat::Form,
+            enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    let deal = app
+        .state
+        .modules
+        .deals
+        .create_deal(admin, NewDeal::new(p.id, "Order"))
+        .await
+        .unwrap();
+    move_to(&app, admin, deal.id, b).await;
+    wait_until("the delivery", || async {
+        seen.lock().unwrap().iter().any(|s| s.0 == 200)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        [500, 500, 200],
+        "exactly one successful delivery"
+    );
+    let (_, signature, content_type, body) = &got[2];
+    assert_eq!(content_type, "application/json");
+    assert_eq!(
+        signature,
+        &automation::signature_of(&hook.secret, body.as_bytes())
+    );
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["event"], "status_lead");
+    assert_eq!(json["data"]["deal_id"], deal.id.0);
+    assert_eq!(json["data"]["to_stage_id"], b);
+    // The same body every time (fixed when the event was handled).
+    assert!(got.iter().all(|g| g.3 == *body));
+    let log = auto
+        .deliveries(admin, Some(hook.id), PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, DeliveryStatus::Delivered);
+    assert_eq!(log[0].attempts, 3);
+    assert_eq!(log[0].last_status_code, Some(200));
+    assert_eq!(log[0].last_response.as_deref(), Some("thanks"));
+    // amoCRM's form format, for the other subscription: one add and one status change.
+    wait_until("the form deliveries", || async {
+        form_seen.lock().unwrap().len() == 2
+    })
+    .await;
+    let forms = form_seen.lock().unwrap().clone();
+    let bodies: Vec<&str> = forms.iter().map(|f| f.3.as_str()).collect();
+    assert!(
+        forms
+            .iter()
+            .all(|f| f.2 == "application/x-www-form-urlencoded")
+    );
+    assert!(bodies.iter().any(|b| b.starts_with(&format!(
+        "leads%5Badd%5D%5B0%5D%5Bid%5D={}&leads%5Badd%5D%5B0%5D%5Bname%5D=Order",
+        deal.id.0
+    ))));
+    assert!(
+        bodies
+            .iter()
+            .any(|body| body.contains(&format!("leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D={b}")))
+    );
+    backbone.stop().await;
+}
+
+#[tokio::test]
+async fn private_destinations_are_refused_when_saved_and_when_delivered() {
+    let (app, backbone) =
+        spawn_app_with_workers_and(|c| c.automation.webhook_backoff_ms = 100).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [_, b, _]) = pipeline(&app, admin).await;
+    let (url, seen) = receiver(0).await;
+    let e = auto
+        .save_webhook(
+            admin,
+            None,
+            WebhookDraft {
+                url: url.clone(),
+                events: vec!["status_lead".into()],
+                format: PayloadFormat::Json,
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field("url").unwrap().code, "bad_url");
+    assert!(e.field("url").unwrap().message.contains("loopback"));
+    assert!(auto.webhooks(admin).await.unwrap().is_empty());
+    // Saved before the guard was on (or a name that now points inside): refused at delivery.
+    app.sql(&format!(
+        "INSERT INTO automation.webhooks (account_id, url, events, format, secret, created_by)
+         VALUES ({}, '{url}', '{{status_lead}}', 'json', 's', 0)",
+        t.account.0
+    ))
+    .await;
+    let deal = app
+        .state
+        .modules
+        .deals
+        .create_deal(admin, NewDeal::new(p.id, "Order"))
+        .await
+        .unwrap();
+    move_to(&app, admin, deal.id, b).await;
+    wait_until("the refused delivery", || async {
+        auto.deliveries(admin, None, PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .first()
+            .is_some_and(|d| d.status == DeliveryStatus::Failed)
+    })
+    .await;
+    let d = auto
+        .deliveries(admin, None, PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    assert!(d.last_response.as_deref().unwrap().starts_with("refused:"));
+    assert_eq!(d.attempts, 1, "a refusal is not retried");
+    assert!(seen.lock().unwrap().is_empty());
+    backbone.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_failing_for_long_is_switched_off_with_the_reason() {
+    let (app, backbone) = spawn_app_with_workers_and(|c| {
+        c.automation.allow_private_destinations = true;
+        c.automation.webhook_backoff_ms = 50;
+        c.automation.webhook_max_attempts = 2;
+        c.automation.webhook_disable_after = 3;
+    })
+    .await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [a, b, _]) = pipeline(&app, admin).await;
+    let (url, seen) = receiver(usize::MAX).await;
+    auto.save_webhook(
+        admin,
+        None,
+        WebhookDraft {
+            url,
+            events: vec!["status_lead".into()],
+            format: PayloadFormat::Json,
+            enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    let deal = app
+        .state
+        .modules
+        .deals
+        .create_deal(admin, NewDeal::new(p.id, "Order"))
+        .await
+        .unwrap();
+    move_to(&app, admin, deal.id, b).await;
+    move_to(&app, admin, deal.id, a).await;
+    wait_until("the webhook switched off", || async {
+        auto.webhooks(admin)
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|w| !w.enabled)
+    })
+    .await;
+    let hook = auto.webhooks(admin).await.unwrap().remove(0);
+    let reason = hook.disabled_reason.unwrap();
+    assert!(
+        reason.contains("3 failed deliveries") && reason.contains("HTTP 500"),
+        "{reason}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The third failure switched it off; an attempt already on its way may still have gone.
+    let sent = seen.lock().unwrap().len();
+    assert!((3..=4).contains(&sent), "{sent} requests");
+    // Nothing more goes out while it is off.
+    move_to(&app, admin, deal.id, b).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(seen.lock().unwrap().len(), sent);
+    backbone.stop().await;
+}
