@@ -10,7 +10,7 @@ pub mod session;
 
 use actix_web::web;
 
-use pages::{activities, auth, contacts, deals, home, settings, transfer};
+use pages::{activities, auth, automation, contacts, deals, home, settings, transfer};
 
 pub fn random_token() -> String {
     use base64::Engine;
@@ -47,6 +47,50 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/deals/filters/{id}/delete",
             web::post().to(deals::delete_filter),
+        )
+        .route("/automation", web::get().to(automation::board))
+        .route(
+            "/automation/triggers/new",
+            web::get().to(automation::new_trigger),
+        )
+        .route(
+            "/automation/triggers",
+            web::post().to(automation::create_trigger),
+        )
+        .route(
+            "/automation/triggers/{id}",
+            web::get().to(automation::edit_trigger),
+        )
+        .route(
+            "/automation/triggers/{id}",
+            web::post().to(automation::update_trigger),
+        )
+        .route(
+            "/automation/triggers/{id}/toggle",
+            web::post().to(automation::toggle_trigger),
+        )
+        .route(
+            "/automation/triggers/{id}/delete",
+            web::post().to(automation::delete_trigger),
+        )
+        .route(
+            "/automation/triggers/{id}/runs",
+            web::get().to(automation::trigger_runs),
+        )
+        .route("/automation/run", web::post().to(automation::run_manual))
+        .route("/deals/{id}/runs", web::get().to(automation::deal_runs))
+        .route("/settings/webhooks", web::get().to(automation::webhooks))
+        .route(
+            "/settings/webhooks",
+            web::post().to(automation::create_webhook),
+        )
+        .route(
+            "/settings/webhooks/{id}/toggle",
+            web::post().to(automation::toggle_webhook),
+        )
+        .route(
+            "/settings/webhooks/{id}/delete",
+            web::post().to(automation::delete_webhook),
         )
         .route("/deals/{id}", web::get().to(deals::deal::show))
         .route("/deals/{id}", web::post().to(deals::deal::save))

@@ -568,11 +568,14 @@ async fn a_trigger_loop_is_cut_at_the_configured_depth_with_a_warning() {
     backbone.stop().await;
 }
 
+/// What the receiver got: (status it answered, signature header, content type, body).
+type Seen = Arc<Mutex<Vec<(u16, String, String, String)>>>;
+
 /// A local webhook receiver: answers 500 to the first `fail` requests, then 200; keeps every
 /// request's body and signature header.
-async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<(u16, String, String, String)>>>) {
+async fn receiver(fail: usize) -> (String, Seen) {
     use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-    let seen: Arc<Mutex<Vec<(u16, String, String, String)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let data = web::Data::new(seen.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -582,7 +585,7 @@ async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<(u16, String, String, S
             web::post().to(
                 move |req: HttpRequest,
                       body: web::Bytes,
-                      seen: web::Data<Arc<Mutex<Vec<(u16, String, String, String)>>>>| {
+                      seen: web::Data<Seen>| {
                     let mut seen = seen.lock().unwrap();
                     let status = if seen.len() < fail { 500 } else { 200 };
                     let header = |n: &str| {

@@ -3,7 +3,8 @@
 //! colleague; deals.mjs builds a pipeline and works deals on the board, the deal page and the list;
 //! contacts.mjs creates, links, finds and merges contacts; transfer.mjs imports a CSV with a bad
 //! row and exports a segment (with the job workers running); activities.mjs adds a note and a task
-//! from a deal's timeline and completes the task on the tasks page.
+//! from a deal's timeline and completes the task on the tasks page; automation.mjs sets a trigger on
+//! the automation screen and drags a deal into its stage.
 
 use std::path::Path;
 use std::process::Command;
@@ -60,10 +61,16 @@ async fn run_app(script: &str, jobs: bool, deal: Option<&str>) -> Option<String>
                     caller,
                     deals_api::NewPipeline {
                         name: "Sales".into(),
-                        stages: vec![deals_api::NewStage {
-                            name: "Talks".into(),
-                            color: "#99ccff".into(),
-                        }],
+                        stages: vec![
+                            deals_api::NewStage {
+                                name: "Talks".into(),
+                                color: "#99ccff".into(),
+                            },
+                            deals_api::NewStage {
+                                name: "Proposal".into(),
+                                color: "#ffcc99".into(),
+                            },
+                        ],
                     },
                 )
                 .await
@@ -130,6 +137,13 @@ async fn a_contact_is_created_linked_found_by_phone_and_merged_with_its_duplicat
 async fn a_csv_with_a_bad_row_is_imported_and_a_segment_exported() {
     if let Some(stdout) = run_app("transfer.mjs", true, None).await {
         assert!(stdout.contains("transfer flow done"), "{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_set_on_the_automation_screen_acts_when_a_deal_is_dragged_to_its_stage() {
+    if let Some(stdout) = run_app("automation.mjs", true, Some("Supply contract")).await {
+        assert!(stdout.contains("task created by the robot"), "{stdout}");
     }
 }
 

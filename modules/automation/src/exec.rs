@@ -165,6 +165,7 @@ struct Ctx<'a> {
 
 impl Inner {
     /// Ends a run: its status, steps and error, and (unless skipped) RunFinished for the timeline.
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         account: AccountId,

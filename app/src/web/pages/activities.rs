@@ -217,7 +217,21 @@ fn event_view(
         },
         title: format!("event.{}", e.event_type),
         text: String::new(),
-        detail: changes(&e, stages),
+        detail: if e.event_type
+            == <automation_api::events::RunFinished as kernel::events::DomainEvent>::TYPE
+        {
+            // A robot's run: which trigger, how it ended, and why it failed or was cut.
+            let p = &e.payload;
+            let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+            let mut d = format!("\u{ab}{}\u{bb}: {}", s("trigger_name"), s("status"));
+            if !s("error").is_empty() {
+                d.push_str(" — ");
+                d.push_str(s("error"));
+            }
+            d
+        } else {
+            changes(&e, stages)
+        },
         overdue: false,
         done: false,
         pinned: false,
@@ -706,7 +720,7 @@ struct EventsTpl<'a> {
 }
 
 /// The event types the list offers as a filter.
-const EVENT_TYPES: [&str; 16] = [
+const EVENT_TYPES: [&str; 17] = [
     "deals.deal_created",
     "deals.deal_updated",
     "deals.deal_stage_changed",
@@ -723,6 +737,7 @@ const EVENT_TYPES: [&str; 16] = [
     "activities.task_created",
     "activities.task_completed",
     "activities.task_due",
+    "automation.run_finished",
 ];
 
 /// The account's event list (administrators), filtered by record type, event, user and period.

@@ -2,6 +2,7 @@
 
 pub mod activities;
 pub mod auth;
+pub mod automation;
 pub mod contacts;
 pub mod deals;
 pub mod home;

@@ -65,6 +65,8 @@ struct DealTpl<'a> {
     reasons: Vec<LossReason>,
     history: Vec<VisitView>,
     timeline: crate::web::pages::activities::TimelineView,
+    /// Manual triggers of the deal's pipeline (id, name), for "Run a robot".
+    robots: Vec<(i64, String)>,
     errors: FormErrors,
 }
 
@@ -183,10 +185,12 @@ async fn render(
         &stages,
     )
     .await?;
+    let robots = crate::web::pages::automation::manual_triggers(state, caller, pipeline.id).await;
     html(
         status,
         &DealTpl {
             ctx,
+            robots,
             stage_name: stage_name(deal.stage_id),
             closed: match kind {
                 StageKind::Won => "won",
