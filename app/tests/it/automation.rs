@@ -583,9 +583,7 @@ async fn receiver(fail: usize) -> (String, Seen) {
         App::new().app_data(data.clone()).route(
             "/hook",
             web::post().to(
-                move |req: HttpRequest,
-                      body: web::Bytes,
-                      seen: web::Data<Seen>| {
+                move |req: HttpRequest, body: web::Bytes, seen: web::Data<Seen>| {
                     let mut seen = seen.lock().unwrap();
                     let status = if seen.len() < fail { 500 } else { 200 };
                     let header = |n: &str| {
