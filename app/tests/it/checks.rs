@@ -221,6 +221,7 @@ fn each_modules_sql_names_only_its_own_schema() {
                 if let Some((schema, rest)) = l.split_once('.')
                     && rest.contains(" (")
                     && l.ends_with('{')
+                    && !schema.is_empty()
                     && schema
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_')
