@@ -108,6 +108,22 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Benchmark automation: stage changes in → triggers' actions done (with the backbone).
+    #[command(hide = true)]
+    AutomationBench {
+        #[arg(long)]
+        email: String,
+        /// Stage changes per second in the sustained phase.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        /// Stage changes made as fast as possible after the sustained phase.
+        #[arg(long, default_value_t = 20000)]
+        burst: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Benchmark the contacts module (server time): search, list, create.
     #[command(hide = true)]
     ContactsBench {
@@ -491,6 +507,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             })
             .await
         }
+        Command::AutomationBench {
+            email,
+            rate,
+            seconds,
+            burst,
+            server: args,
+        } => {
+            let config = load(&cli.config, args)?;
+            with_backbone(&config, async |state| {
+                crate::automation_bench::run(state, email, *rate, *seconds, *burst).await
+            })
+            .await
+        }
         Command::ContactsBench {
             email,
             iterations,
@@ -564,6 +593,38 @@ async fn with_state(
         db.migrate().await?;
         let state = server::build_state(config.clone(), &db.url, None)?;
         f(&state).await
+    }
+    .await;
+    db.close().await;
+    result.map_err(Failure::Other)
+}
+
+/// `with_state`, with the event backbone and the job workers running in this process.
+async fn with_backbone(
+    config: &Config,
+    f: impl AsyncFnOnce(&crate::state::AppState) -> Result<(), String>,
+) -> Result<(), Failure> {
+    let mut db = Database::open(config).await?;
+    let result = async {
+        db.migrate().await?;
+        let jobs = crate::backbone::job_store(config, &db.url, server::queues()).await?;
+        let state = server::build_state(config.clone(), &db.url, Some(jobs.clone()))?;
+        let backbone = crate::backbone::Backbone::start(
+            config,
+            &db.url,
+            state.pool.clone(),
+            jobs,
+            state.metrics.clone(),
+            crate::backbone::Work {
+                subscribers: server::subscribers(&state.modules),
+                schemas: server::outbox_schemas(),
+                modules: Some(state.modules.clone()),
+            },
+        )
+        .await?;
+        let result = f(&state).await;
+        backbone.stop().await;
+        result
     }
     .await;
     db.close().await;

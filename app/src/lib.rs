@@ -2,6 +2,7 @@
 
 pub mod activities_bench;
 pub mod api;
+pub mod automation_bench;
 pub mod backbone;
 pub mod cli;
 pub mod config;

@@ -74,6 +74,7 @@ pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
         accounts.clone(),
         deals.clone(),
         activities.clone(),
+        contacts.clone(),
         config.automation.settings(),
     );
     let module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>> = vec![

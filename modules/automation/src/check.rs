@@ -32,6 +32,8 @@ pub(crate) struct Known<'a> {
     pub task_types: &'a [TaskType],
     /// Active users of the account.
     pub users: &'a [i64],
+    /// The account's contact segments.
+    pub segments: &'a [i64],
     pub allow_private: bool,
 }
 
@@ -142,6 +144,11 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
                 *text = text.trim().to_string();
                 if text.is_empty() {
                     err(e, f, "required", "say what the name should contain".into());
+                }
+            }
+            Condition::ContactInSegment { segment_id } => {
+                if !k.segments.contains(segment_id) {
+                    err(e, f, "unknown_segment", format!("no segment {segment_id}"));
                 }
             }
             Condition::ResponsibleIn { user_ids } => {
@@ -330,6 +337,8 @@ pub(crate) fn holds(conditions: &[Condition], deal: &Deal, fields: &[CustomField
         Condition::LacksTag { tag } => !deal.tags.iter().any(|t| lower(&t.name) == lower(tag)),
         Condition::NameContains { text } => lower(&deal.name).contains(&lower(text)),
         Condition::ResponsibleIn { user_ids } => user_ids.contains(&deal.responsible_user_id.0),
+        // Asked of the contacts module by the run (see `exec`).
+        Condition::ContactInSegment { .. } => true,
         Condition::Field {
             field_id,
             op,

@@ -370,7 +370,33 @@ impl Inner {
             } else {
                 Vec::new()
             };
-            if !crate::check::holds(&trigger.conditions, &deal, &fields) {
+            let mut holds = crate::check::holds(&trigger.conditions, &deal, &fields);
+            for cond in &trigger.conditions {
+                let Condition::ContactInSegment { segment_id } = cond else {
+                    continue;
+                };
+                if !holds {
+                    break;
+                }
+                let contact = deal.main_contact_id.or(<[_]>::first(&deal.contact_ids).copied());
+                holds = match contact {
+                    None => false,
+                    Some(id) => match self
+                        .contacts
+                        .in_segment(
+                            reader,
+                            contacts_api::SegmentId(*segment_id),
+                            vec![contacts_api::ContactId(id)],
+                        )
+                        .await
+                    {
+                        Ok(found) => !found.is_empty(),
+                        Err(e) if e.code == kernel::ErrorCode::NotFound => false,
+                        Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
+                    },
+                };
+            }
+            if !holds {
                 return self
                     .finish(
                         account,

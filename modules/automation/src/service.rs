@@ -7,6 +7,7 @@ use accounts_api::Accounts;
 use activities_api::Activities;
 use async_trait::async_trait;
 use automation_api::*;
+use contacts_api::Contacts;
 use chrono::{DateTime, Datelike, Days, NaiveTime, Utc, Weekday};
 use deals_api::{DealId, Deals, PipelineId};
 use diesel::OptionalExtension;
@@ -62,6 +63,7 @@ pub(crate) struct Inner {
     pub accounts: Arc<dyn Accounts>,
     pub deals: Arc<dyn Deals>,
     pub activities: Arc<dyn Activities>,
+    pub contacts: Arc<dyn Contacts>,
     pub settings: Settings,
     pub http: reqwest::Client,
 }
@@ -77,6 +79,7 @@ impl AutomationService {
         accounts: Arc<dyn Accounts>,
         deals: Arc<dyn Deals>,
         activities: Arc<dyn Activities>,
+        contacts: Arc<dyn Contacts>,
         settings: Settings,
     ) -> AutomationService {
         let http = reqwest::Client::builder()
@@ -95,6 +98,7 @@ impl AutomationService {
                 accounts,
                 deals,
                 activities,
+                contacts,
                 settings,
                 http,
             }),
@@ -340,6 +344,21 @@ impl Automation for AutomationService {
         let fields = inner.deals.custom_fields(caller).await?;
         let task_types = inner.activities.task_types(caller).await?;
         let users = inner.active_users(caller, &draft).await?;
+        let segments: Vec<i64> = if draft
+            .conditions
+            .iter()
+            .any(|c| matches!(c, Condition::ContactInSegment { .. }))
+        {
+            inner
+                .contacts
+                .segments(caller)
+                .await?
+                .into_iter()
+                .map(|s| s.id.0)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let d = crate::check::trigger(
             draft,
             &crate::check::Known {
@@ -347,6 +366,7 @@ impl Automation for AutomationService {
                 fields: &fields,
                 task_types: &task_types,
                 users: &users,
+                segments: &segments,
                 allow_private: inner.settings.allow_private_destinations,
             },
         )?;

@@ -1513,6 +1513,33 @@ impl Contacts for ContactsService {
         Ok(SegmentSize { count, capped })
     }
 
+    async fn in_segment(
+        &self,
+        caller: Caller,
+        id: SegmentId,
+        contacts: Vec<ContactId>,
+    ) -> AppResult<Vec<ContactId>> {
+        let scope = self.scope(caller, Entity::Contact, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let filter: Value = segments::table
+            .filter(segments::account_id.eq(caller.account_id.0))
+            .filter(segments::id.eq(id.0))
+            .select(segments::filter)
+            .first(&mut conn)
+            .await
+            .optional()?
+            .ok_or_else(|| AppError::not_found("segment"))?;
+        let filter: ContactFilter = serde_json::from_value(filter).unwrap_or_default();
+        let ids: Vec<i64> = self
+            .contact_query(&mut conn, caller.account_id, &scope, &filter)
+            .await?
+            .filter(contacts::id.eq_any(contacts.iter().map(|c| c.0).collect::<Vec<_>>()))
+            .select(contacts::id)
+            .load(&mut conn)
+            .await?;
+        Ok(ids.into_iter().map(ContactId).collect())
+    }
+
     async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company> {
         self.scope(caller, Entity::Company, Action::Create).await?;
         let mut errors = Vec::new();

@@ -240,6 +240,7 @@ pub struct Form {
     pub cond_field: String,
     pub cond_op: String,
     pub cond_value: String,
+    pub segment: String,
     pub enabled: bool,
     pub rows: Vec<Row>,
 }
@@ -297,6 +298,7 @@ impl Form {
                         .unwrap_or_default();
                     f.cond_value = value.clone();
                 }
+                Condition::ContactInSegment { segment_id } => f.segment = segment_id.to_string(),
                 Condition::ResponsibleIn { .. } => {}
             }
         }
@@ -367,6 +369,7 @@ impl Form {
             cond_field: g("cond_field"),
             cond_op: g("cond_op"),
             cond_value: g("cond_value"),
+            segment: g("segment"),
             enabled: !g("enabled").is_empty(),
             rows: Vec::new(),
         };
@@ -482,6 +485,11 @@ impl Form {
                 value: self.cond_value.clone(),
             });
         }
+        if !self.segment.is_empty() {
+            conditions.push(Condition::ContactInSegment {
+                segment_id: num("conditions.segment", &self.segment),
+            });
+        }
         let mut actions = Vec::new();
         for r in self.rows.iter().filter(|r| !r.kind.is_empty()) {
             let f = format!("actions.{}", actions.len());
@@ -550,6 +558,7 @@ struct FormTpl<'a> {
     date_fields: Vec<Option2>,
     task_types: Vec<Option2>,
     users: Vec<Option2>,
+    segments: Vec<Option2>,
     kinds: Vec<Option2>,
     whens: Vec<Option2>,
     form: Form,
@@ -569,6 +578,7 @@ async fn form_page(
     let (_, p) = pipeline_of(state, caller, Some(pipeline)).await?;
     let fields = state.modules.deals.custom_fields(caller).await?;
     let task_types = state.modules.activities.task_types(caller).await?;
+    let segments = state.modules.contacts.segments(caller).await?;
     let users = state
         .modules
         .accounts
@@ -611,6 +621,10 @@ async fn form_page(
             .iter()
             .filter(|u| u.is_active)
             .map(|u| opt(u.id.0, u.name.clone()))
+            .collect(),
+        segments: segments
+            .iter()
+            .map(|s| opt(s.id.0, s.name.clone()))
             .collect(),
         kinds: [
             "create_task",

@@ -100,6 +100,8 @@ pub enum Condition {
         op: FieldOp,
         value: String,
     },
+    /// The deal's main contact (else its first) is in this contacts segment.
+    ContactInSegment { segment_id: i64 },
 }
 
 /// When the actions run, counted from the event.

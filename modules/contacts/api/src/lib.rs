@@ -75,6 +75,14 @@ pub trait Contacts: Send + Sync {
     /// The contacts of a segment the caller may see, counted up to the cap (never a full count
     /// of a huge segment on each page load).
     async fn segment_size(&self, caller: Caller, id: SegmentId) -> AppResult<SegmentSize>;
+    /// Which of the given contacts are in a segment (and visible to the caller), in one query;
+    /// e.g. for automation's "the deal's contact is in segment …" condition.
+    async fn in_segment(
+        &self,
+        caller: Caller,
+        id: SegmentId,
+        contacts: Vec<ContactId>,
+    ) -> AppResult<Vec<ContactId>>;
 
     // --- companies ----------------------------------------------------------------------------
     async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company>;

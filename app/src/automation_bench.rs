@@ -1,0 +1,237 @@
+//! `voronka automation-bench`: events in → actions done, with the real backbone in this process
+//! (relay, bus, the trigger subscriber, the dispatcher and the job workers). A pipeline with one
+//! trigger "moved to Out: immediately, create a task"; deals seeded in "In" are moved to "Out"
+//! through the deals trait at a steady rate (the sustained phase), then as fast as possible (the
+//! burst). Prints the moves' rate, the time from each move's commit to its run being done
+//! (p50/p95/p99), and actions done per second (mean and the best second).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use automation_api::{Action, Delay, TriggerDraft, When};
+use chrono::{DateTime, Utc};
+use deals_api::{DealId, MoveTo, NewPipeline, NewStage, StageId};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Timestamptz};
+use diesel_async::RunQueryDsl;
+use tokio::sync::Mutex;
+
+use crate::state::AppState;
+
+#[derive(QueryableByName)]
+struct Done {
+    #[diesel(sql_type = BigInt)]
+    deal_id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    finished_at: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct Ids {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+fn quantiles(mut v: Vec<f64>) -> String {
+    if v.is_empty() {
+        return "no runs".into();
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    format!(
+        "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} runs)",
+        at(0.5),
+        at(0.95),
+        at(0.99),
+        v[v.len() - 1],
+        v.len()
+    )
+}
+
+/// Runs of the trigger done for the given moves: latency per run (ms) and done per second.
+async fn measure(
+    state: &AppState,
+    trigger: i64,
+    moved: &HashMap<i64, DateTime<Utc>>,
+    wait_for: usize,
+) -> Result<(Vec<f64>, Vec<DateTime<Utc>>), String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+        let done: Vec<Done> = diesel::sql_query(
+            "SELECT deal_id, finished_at FROM automation.runs WHERE trigger_id = $1 AND status = 'done'",
+        )
+        .bind::<BigInt, _>(trigger)
+        .load(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+        let mine: Vec<&Done> = done.iter().filter(|d| moved.contains_key(&d.deal_id)).collect();
+        if mine.len() >= wait_for || Instant::now() > deadline {
+            let lat = mine
+                .iter()
+                .map(|d| (d.finished_at - moved[&d.deal_id]).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+                .collect();
+            return Ok((lat, mine.iter().map(|d| d.finished_at).collect()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn per_second(times: &[DateTime<Utc>]) -> (f64, usize) {
+    if times.len() < 2 {
+        return (0.0, times.len());
+    }
+    let first = times.iter().min().copied().unwrap_or_default();
+    let last = times.iter().max().copied().unwrap_or_default();
+    let span = (last - first).num_milliseconds().max(1) as f64 / 1000.0;
+    let mut buckets: HashMap<i64, usize> = HashMap::new();
+    for t in times {
+        *buckets.entry(t.timestamp()).or_default() += 1;
+    }
+    (times.len() as f64 / span, buckets.values().copied().max().unwrap_or(0))
+}
+
+async fn move_all(
+    state: &AppState,
+    caller: kernel::Caller,
+    ids: Vec<i64>,
+    to: i64,
+    rate: Option<u32>,
+    concurrency: usize,
+) -> Result<(HashMap<i64, DateTime<Utc>>, f64), String> {
+    let moved = Arc::new(Mutex::new(HashMap::with_capacity(ids.len())));
+    let queue = Arc::new(Mutex::new(ids.into_iter()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (moved, queue) = (moved.clone(), queue.clone());
+        let deals = state.modules.deals.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n: u64 = 0;
+            loop {
+                let Some(id) = queue.lock().await.next() else { break };
+                if let Some(rate) = rate {
+                    // Worker w's n-th move is due at (n * concurrency + w) / rate seconds.
+                    let due = Duration::from_secs_f64((n as f64 * concurrency as f64 + w as f64) / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                n += 1;
+                let to = MoveTo { stage_id: StageId(to), after: None, loss_reason_id: None };
+                match deals.move_deal(caller, DealId(id), to).await {
+                    Ok(_) => {
+                        moved.lock().await.insert(id, Utc::now());
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let moved = Arc::try_unwrap(moved).map_err(|_| "moves still running".to_string())?.into_inner();
+    Ok((moved, secs))
+}
+
+pub async fn run(state: &AppState, email: &str, rate: u32, seconds: u32, burst: usize) -> Result<(), String> {
+    let err = |e: kernel::AppError| e.to_string();
+    let user = state
+        .modules
+        .accounts
+        .find_user_by_email(email)
+        .await
+        .map_err(err)?
+        .ok_or_else(|| format!("no user with e-mail {email}"))?;
+    let caller = kernel::Caller::user(user.account_id, user.id);
+    let deals = &state.modules.deals;
+    let sustained = (rate * seconds) as usize;
+    let total = sustained + burst;
+    // A fresh pipeline: every deal starts in "In"; "Out" is added after seeding.
+    let pipeline = deals
+        .create_pipeline(
+            caller,
+            NewPipeline {
+                name: format!("Automation bench {}", Utc::now().format("%H%M%S")),
+                stages: vec![NewStage { name: "In".into(), color: "#99ccff".into() }],
+            },
+        )
+        .await
+        .map_err(err)?;
+    let seeded = deals.seed_deals(caller, pipeline.id, total as i64, vec![user.id]).await.map_err(err)?;
+    let out = deals
+        .add_stage(caller, pipeline.id, NewStage { name: "Out".into(), color: "#ffcc99".into() })
+        .await
+        .map_err(err)?;
+    let trigger = state
+        .modules
+        .automation
+        .save_trigger(
+            caller,
+            None,
+            TriggerDraft {
+                name: "Bench: call on Out".into(),
+                pipeline_id: pipeline.id.0,
+                stage_id: out.id.0,
+                when: When::MovedTo,
+                conditions: vec![],
+                delay: Delay::Now,
+                working_hours: false,
+                actions: vec![Action::CreateTask {
+                    task_type_id: activities_api::CALL.0,
+                    text: "Call about {{deal.name}}".into(),
+                    due_in_minutes: 60,
+                }],
+                enabled: true,
+            },
+        )
+        .await
+        .map_err(err)?;
+    let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+    let ids: Vec<i64> = diesel::sql_query(
+        "SELECT id FROM deals.deals WHERE account_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id",
+    )
+    .bind::<BigInt, _>(caller.account_id.0)
+    .bind::<BigInt, _>(seeded.first.0)
+    .bind::<BigInt, _>(seeded.last.0)
+    .load::<Ids>(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    drop(conn);
+    println!("seeded {} deals; trigger {} on stage {}", ids.len(), trigger.id.0, out.id.0);
+
+    let (first, second) = ids.split_at(sustained.min(ids.len()));
+    let (moved, secs) = move_all(state, caller, first.to_vec(), out.id.0, Some(rate), 32).await?;
+    println!(
+        "sustained: {} stage changes in {:.1} s ({:.0}/s asked {rate}/s)",
+        moved.len(),
+        secs,
+        moved.len() as f64 / secs
+    );
+    let (lat, times) = measure(state, trigger.id.0, &moved, moved.len()).await?;
+    let (mean, best) = per_second(&times);
+    println!("sustained: stage change committed → task created and run done: {}", quantiles(lat));
+    println!("sustained: actions done {mean:.0}/s on average, {best} in the best second");
+
+    if !second.is_empty() {
+        let (moved, secs) = move_all(state, caller, second.to_vec(), out.id.0, None, 32).await?;
+        println!(
+            "burst: {} stage changes in {:.1} s ({:.0}/s, as fast as 32 callers go)",
+            moved.len(),
+            secs,
+            moved.len() as f64 / secs
+        );
+        let (lat, times) = measure(state, trigger.id.0, &moved, moved.len()).await?;
+        let (mean, best) = per_second(&times);
+        println!("burst: stage change committed → run done: {}", quantiles(lat));
+        println!("burst: actions done {mean:.0}/s on average while draining, {best} in the best second");
+    }
+    Ok(())
+}
