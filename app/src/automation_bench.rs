@@ -66,11 +66,19 @@ async fn measure(
         .load(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
-        let mine: Vec<&Done> = done.iter().filter(|d| moved.contains_key(&d.deal_id)).collect();
+        let mine: Vec<&Done> = done
+            .iter()
+            .filter(|d| moved.contains_key(&d.deal_id))
+            .collect();
         if mine.len() >= wait_for || Instant::now() > deadline {
             let lat = mine
                 .iter()
-                .map(|d| (d.finished_at - moved[&d.deal_id]).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+                .map(|d| {
+                    (d.finished_at - moved[&d.deal_id])
+                        .num_microseconds()
+                        .unwrap_or(0) as f64
+                        / 1000.0
+                })
                 .collect();
             return Ok((lat, mine.iter().map(|d| d.finished_at).collect()));
         }
@@ -89,7 +97,10 @@ fn per_second(times: &[DateTime<Utc>]) -> (f64, usize) {
     for t in times {
         *buckets.entry(t.timestamp()).or_default() += 1;
     }
-    (times.len() as f64 / span, buckets.values().copied().max().unwrap_or(0))
+    (
+        times.len() as f64 / span,
+        buckets.values().copied().max().unwrap_or(0),
+    )
 }
 
 async fn move_all(
@@ -110,16 +121,24 @@ async fn move_all(
         tasks.push(tokio::spawn(async move {
             let mut n: u64 = 0;
             loop {
-                let Some(id) = queue.lock().await.next() else { break };
+                let Some(id) = queue.lock().await.next() else {
+                    break;
+                };
                 if let Some(rate) = rate {
                     // Worker w's n-th move is due at (n * concurrency + w) / rate seconds.
-                    let due = Duration::from_secs_f64((n as f64 * concurrency as f64 + w as f64) / rate as f64);
+                    let due = Duration::from_secs_f64(
+                        (n as f64 * concurrency as f64 + w as f64) / rate as f64,
+                    );
                     if let Some(wait) = due.checked_sub(started.elapsed()) {
                         tokio::time::sleep(wait).await;
                     }
                 }
                 n += 1;
-                let to = MoveTo { stage_id: StageId(to), after: None, loss_reason_id: None };
+                let to = MoveTo {
+                    stage_id: StageId(to),
+                    after: None,
+                    loss_reason_id: None,
+                };
                 match deals.move_deal(caller, DealId(id), to).await {
                     Ok(_) => {
                         moved.lock().await.insert(id, Utc::now());
@@ -134,11 +153,19 @@ async fn move_all(
         t.await.map_err(|e| e.to_string())??;
     }
     let secs = started.elapsed().as_secs_f64();
-    let moved = Arc::try_unwrap(moved).map_err(|_| "moves still running".to_string())?.into_inner();
+    let moved = Arc::try_unwrap(moved)
+        .map_err(|_| "moves still running".to_string())?
+        .into_inner();
     Ok((moved, secs))
 }
 
-pub async fn run(state: &AppState, email: &str, rate: u32, seconds: u32, burst: usize) -> Result<(), String> {
+pub async fn run(
+    state: &AppState,
+    email: &str,
+    rate: u32,
+    seconds: u32,
+    burst: usize,
+) -> Result<(), String> {
     let err = |e: kernel::AppError| e.to_string();
     let user = state
         .modules
@@ -157,14 +184,27 @@ pub async fn run(state: &AppState, email: &str, rate: u32, seconds: u32, burst: 
             caller,
             NewPipeline {
                 name: format!("Automation bench {}", Utc::now().format("%H%M%S")),
-                stages: vec![NewStage { name: "In".into(), color: "#99ccff".into() }],
+                stages: vec![NewStage {
+                    name: "In".into(),
+                    color: "#99ccff".into(),
+                }],
             },
         )
         .await
         .map_err(err)?;
-    let seeded = deals.seed_deals(caller, pipeline.id, total as i64, vec![user.id]).await.map_err(err)?;
+    let seeded = deals
+        .seed_deals(caller, pipeline.id, total as i64, vec![user.id])
+        .await
+        .map_err(err)?;
     let out = deals
-        .add_stage(caller, pipeline.id, NewStage { name: "Out".into(), color: "#ffcc99".into() })
+        .add_stage(
+            caller,
+            pipeline.id,
+            NewStage {
+                name: "Out".into(),
+                color: "#ffcc99".into(),
+            },
+        )
         .await
         .map_err(err)?;
     let trigger = state
@@ -205,7 +245,12 @@ pub async fn run(state: &AppState, email: &str, rate: u32, seconds: u32, burst: 
     .map(|r| r.id)
     .collect();
     drop(conn);
-    println!("seeded {} deals; trigger {} on stage {}", ids.len(), trigger.id.0, out.id.0);
+    println!(
+        "seeded {} deals; trigger {} on stage {}",
+        ids.len(),
+        trigger.id.0,
+        out.id.0
+    );
 
     let (first, second) = ids.split_at(sustained.min(ids.len()));
     let (moved, secs) = move_all(state, caller, first.to_vec(), out.id.0, Some(rate), 32).await?;
@@ -217,7 +262,10 @@ pub async fn run(state: &AppState, email: &str, rate: u32, seconds: u32, burst: 
     );
     let (lat, times) = measure(state, trigger.id.0, &moved, moved.len()).await?;
     let (mean, best) = per_second(&times);
-    println!("sustained: stage change committed → task created and run done: {}", quantiles(lat));
+    println!(
+        "sustained: stage change committed → task created and run done: {}",
+        quantiles(lat)
+    );
     println!("sustained: actions done {mean:.0}/s on average, {best} in the best second");
 
     if !second.is_empty() {
@@ -230,8 +278,13 @@ pub async fn run(state: &AppState, email: &str, rate: u32, seconds: u32, burst: 
         );
         let (lat, times) = measure(state, trigger.id.0, &moved, moved.len()).await?;
         let (mean, best) = per_second(&times);
-        println!("burst: stage change committed → run done: {}", quantiles(lat));
-        println!("burst: actions done {mean:.0}/s on average while draining, {best} in the best second");
+        println!(
+            "burst: stage change committed → run done: {}",
+            quantiles(lat)
+        );
+        println!(
+            "burst: actions done {mean:.0}/s on average while draining, {best} in the best second"
+        );
     }
     Ok(())
 }

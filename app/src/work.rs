@@ -99,6 +99,9 @@ pub async fn run_contact_files(
 
 /// The queue of automation's runs and webhook deliveries.
 pub const AUTOMATION_WORK: &str = "automation.work";
+/// Runs handed to one job, and how many of them it does at once.
+const RUNS_PER_JOB: usize = 32;
+const RUNS_AT_ONCE: usize = 16;
 
 pub struct AutomationCtx {
     pub automation: Arc<dyn automation_api::Automation>,
@@ -116,7 +119,24 @@ pub async fn run_automation(
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
     use automation_api::Work;
-    let result = match job {
+    let result = match job.clone() {
+        Work::Runs { runs } => {
+            use futures_util::StreamExt;
+            let automation = ctx.automation.clone();
+            let failures: Vec<kernel::AppError> = futures_util::stream::iter(runs)
+                .map(|(account, run)| {
+                    let automation = automation.clone();
+                    async move { automation.execute(account, run).await }
+                })
+                .buffer_unordered(RUNS_AT_ONCE)
+                .filter_map(|r| async move { r.err() })
+                .collect()
+                .await;
+            match failures.into_iter().next() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
         Work::Run { account_id, run_id } => ctx
             .automation
             .execute(account_id, run_id)
@@ -163,6 +183,7 @@ pub async fn dispatch_automation(
     db_url: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    use automation_api::Work;
     const BATCH: i64 = 500;
     let mut listener = match sqlx::postgres::PgListener::connect(&db_url).await {
         Ok(mut l) => match l.listen(automation::WORK_CHANNEL).await {
@@ -182,7 +203,23 @@ pub async fn dispatch_automation(
         match automation.take_due(BATCH).await {
             Ok(work) => {
                 full = work.len() as i64 >= BATCH;
-                for w in work {
+                // Runs go in groups (one job each), deliveries one by one (each has its own
+                // attempts and backoff).
+                let (runs, other): (Vec<Work>, Vec<Work>) = work
+                    .into_iter()
+                    .partition(|w| matches!(w, Work::Run { .. }));
+                let runs: Vec<(kernel::AccountId, automation_api::RunId)> = runs
+                    .into_iter()
+                    .filter_map(|w| match w {
+                        Work::Run { account_id, run_id } => Some((account_id, run_id)),
+                        _ => None,
+                    })
+                    .collect();
+                let jobs_of = runs
+                    .chunks(RUNS_PER_JOB)
+                    .map(|c| Work::Runs { runs: c.to_vec() })
+                    .chain(other);
+                for w in jobs_of {
                     if let Err(e) = jobs.enqueue(AUTOMATION_WORK, w, None, retry).await {
                         // The work stays queued in the module and is handed out again later.
                         tracing::warn!(error = %e, "automation: could not queue work");

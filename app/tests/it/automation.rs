@@ -842,3 +842,119 @@ async fn a_webhook_failing_for_long_is_switched_off_with_the_reason() {
     assert_eq!(seen.lock().unwrap().len(), sent);
     backbone.stop().await;
 }
+
+#[tokio::test]
+async fn a_segment_condition_asks_the_contacts_module_about_the_deals_contact() {
+    use contacts_api::{ContactFilter, Entity, NewContact};
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let contacts = &app.state.modules.contacts;
+    let (p, [_, b, _]) = pipeline(&app, admin).await;
+    let anna = contacts
+        .create_contact(
+            admin,
+            NewContact {
+                first_name: "Anna".into(),
+                tags: vec!["vip".into()],
+                ..NewContact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let bob = contacts
+        .create_contact(
+            admin,
+            NewContact {
+                first_name: "Bob".into(),
+                ..NewContact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let vip_tag = contacts.tags(admin, Entity::Contact).await.unwrap()[0].id;
+    let segment = contacts
+        .save_segment(
+            admin,
+            "VIP",
+            ContactFilter {
+                tags: vec![vip_tag],
+                ..ContactFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let with = |c: Condition| TriggerDraft {
+        conditions: vec![c],
+        ..draft(
+            &p,
+            b,
+            When::MovedTo,
+            vec![Action::AddNote {
+                text: "VIP!".into(),
+            }],
+        )
+    };
+    let e = auto
+        .save_trigger(
+            admin,
+            None,
+            with(Condition::ContactInSegment { segment_id: 424242 }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field("conditions.0").unwrap().code, "unknown_segment");
+    auto.save_trigger(
+        admin,
+        None,
+        with(Condition::ContactInSegment {
+            segment_id: segment.id.0,
+        }),
+    )
+    .await
+    .unwrap();
+    let deals = &app.state.modules.deals;
+    let mut ids = Vec::new();
+    for (name, contact) in [
+        ("Anna's", Some(anna.id.0)),
+        ("Bob's", Some(bob.id.0)),
+        ("Nobody's", None),
+    ] {
+        let d = deals
+            .create_deal(
+                admin,
+                NewDeal {
+                    contact_ids: contact.into_iter().collect(),
+                    ..NewDeal::new(p.id, name)
+                },
+            )
+            .await
+            .unwrap();
+        move_to(&app, admin, d.id, b).await;
+        ids.push(d.id);
+    }
+    for id in &ids {
+        wait_until("the runs", || async {
+            runs(&app, admin, *id)
+                .await
+                .first()
+                .is_some_and(|r| matches!(r.status, RunStatus::Done | RunStatus::Skipped))
+        })
+        .await;
+    }
+    let statuses: Vec<RunStatus> = futures_statuses(&app, admin, &ids).await;
+    assert_eq!(
+        statuses,
+        [RunStatus::Done, RunStatus::Skipped, RunStatus::Skipped]
+    );
+    backbone.stop().await;
+}
+
+async fn futures_statuses(app: &TestApp, caller: Caller, ids: &[DealId]) -> Vec<RunStatus> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(runs(app, caller, *id).await[0].status);
+    }
+    out
+}

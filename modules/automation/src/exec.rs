@@ -22,6 +22,10 @@ use uuid::Uuid;
 
 use crate::service::Inner;
 
+/// Attempts of a run whose actions fail in a way a retry may cure (the other modules are
+/// unreachable, the database is busy); the waits double from 2 s up to an hour.
+pub(crate) const MAX_RUN_ATTEMPTS: i32 = 8;
+
 #[derive(QueryableByName)]
 struct Taken {
     #[diesel(sql_type = SqlUuid)]
@@ -378,7 +382,9 @@ impl Inner {
                 if !holds {
                     break;
                 }
-                let contact = deal.main_contact_id.or(<[_]>::first(&deal.contact_ids).copied());
+                let contact = deal
+                    .main_contact_id
+                    .or(<[_]>::first(&deal.contact_ids).copied());
                 holds = match contact {
                     None => false,
                     Some(id) => match self
@@ -503,9 +509,34 @@ impl Inner {
         state: &Value,
         e: AppError,
     ) -> AppResult<RunStatus> {
-        self.save_progress(account, run, steps, state, "queued")
-            .await?;
-        Err(e)
+        // The run itself waits and retries (its own backoff, kept in the row, so a restart does
+        // not lose it); after the last attempt it fails with the error.
+        let steps_json = serde_json::to_value(steps).unwrap_or_default();
+        let mut conn = self.conn().await?;
+        #[derive(QueryableByName)]
+        struct After {
+            #[diesel(sql_type = Text)]
+            status: String,
+        }
+        let after: After = diesel::sql_query(
+            "UPDATE automation.runs
+                SET steps = $3, state = $4,
+                    status = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'pending' END,
+                    error = CASE WHEN attempts >= $5 THEN $6 ELSE error END,
+                    finished_at = CASE WHEN attempts >= $5 THEN now() END,
+                    run_at = now() + make_interval(secs => least(3600, 2 ^ attempts))
+              WHERE account_id = $1 AND id = $2 RETURNING status",
+        )
+        .bind::<BigInt, _>(account.0)
+        .bind::<SqlUuid, _>(run)
+        .bind::<Jsonb, _>(&steps_json)
+        .bind::<Jsonb, _>(state)
+        .bind::<diesel::sql_types::Integer, _>(MAX_RUN_ATTEMPTS)
+        .bind::<Text, _>(format!("gave up after {MAX_RUN_ATTEMPTS} attempts: {e}"))
+        .get_result(&mut conn)
+        .await?;
+        tracing::warn!(run = %run, error = %e, status = %after.status, "automation run failed; it waits and retries");
+        Ok(RunStatus::parse(&after.status))
     }
 
     /// Does one action; Ok says what was done.

@@ -57,9 +57,10 @@ pub trait Automation: Send + Sync {
     /// processes share the work: rows are taken with SKIP LOCKED). Work queued long ago and never
     /// finished (a lost job) is handed out again.
     async fn take_due(&self, limit: i64) -> AppResult<Vec<Work>>;
-    /// Does a run's remaining actions. A failure that retrying may cure is an error (the job is
-    /// retried and the run resumes after its last finished action); one that it will not cure
-    /// ends the run as failed, with the reason.
+    /// Does a run's remaining actions. A failure that retrying may cure puts the run back to
+    /// wait (with backoff, resuming after its last finished action; failed after the last
+    /// attempt); one that it will not cure ends the run as failed, with the reason. An error is
+    /// returned only when the run's own row cannot be written (the job is then retried).
     async fn execute(&self, account: AccountId, run: RunId) -> AppResult<RunStatus>;
     /// Ends a run that could not be finished after all retries.
     async fn give_up(&self, account: AccountId, run: RunId, reason: &str) -> AppResult<()>;

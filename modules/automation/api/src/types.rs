@@ -101,7 +101,9 @@ pub enum Condition {
         value: String,
     },
     /// The deal's main contact (else its first) is in this contacts segment.
-    ContactInSegment { segment_id: i64 },
+    ContactInSegment {
+        segment_id: i64,
+    },
 }
 
 /// When the actions run, counted from the event.
@@ -304,13 +306,15 @@ pub struct RunQuery {
 }
 
 /// A unit of work for the job workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Work {
     Run {
         account_id: AccountId,
         run_id: RunId,
     },
+    /// Several runs, done side by side by one job (one job's overhead for many small runs).
+    Runs { runs: Vec<(AccountId, RunId)> },
     Deliver {
         account_id: AccountId,
         delivery_id: DeliveryId,
