@@ -53,6 +53,11 @@ pub struct AutomationConfig {
     pub work_day_to: String,
     /// Work handed to a worker and not finished in this time is handed out again.
     pub requeue_after_secs: u64,
+    /// The SMTP server for robots' e-mails: `smtp://host:25` (plain), `smtp://host:587?tls=required`
+    /// (STARTTLS), `smtps://user:password@host` (TLS); none: the e-mail action is not offered.
+    pub smtp_url: Option<String>,
+    /// The sender of robots' e-mails.
+    pub email_from: String,
 }
 
 impl AutomationConfig {
@@ -67,6 +72,8 @@ impl AutomationConfig {
             webhook_disable_after: self.webhook_disable_after,
             work_day: (time(&self.work_day_from), time(&self.work_day_to)),
             requeue_after: std::time::Duration::from_secs(self.requeue_after_secs),
+            smtp_url: self.smtp_url.clone(),
+            email_from: self.email_from.clone(),
         }
     }
 }
@@ -239,6 +246,8 @@ impl Default for Config {
                 work_day_from: "09:00".into(),
                 work_day_to: "18:00".into(),
                 requeue_after_secs: 300,
+                smtp_url: None,
+                email_from: "Voronka <robot@localhost>".into(),
             },
             modules: BTreeMap::new(),
         }
@@ -403,6 +412,17 @@ impl Config {
             if chrono::NaiveTime::parse_from_str(t, "%H:%M").is_err() {
                 return fail(key, "must be a time of day like \"09:00\"");
             }
+        }
+        if let Some(url) = &a.smtp_url
+            && let Err(e) = automation::smtp_transport(url)
+        {
+            return fail("automation.smtp_url", &e);
+        }
+        if automation::check_sender(&a.email_from).is_err() {
+            return fail(
+                "automation.email_from",
+                "must be an address like \"Voronka <robot@example.com>\"",
+            );
         }
         if a.work_day_from >= a.work_day_to {
             return fail("automation.work_day_to", "must be later than work_day_from");

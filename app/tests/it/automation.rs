@@ -958,3 +958,206 @@ async fn futures_statuses(app: &TestApp, caller: Caller, ids: &[DealId]) -> Vec<
     }
     out
 }
+
+/// A local SMTP server that accepts every message and keeps (recipient, data).
+async fn smtp_server() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let keep = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+                let (mut rcpt, mut data, mut in_data) = (String::new(), String::new(), false);
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if in_data {
+                        if line == "." {
+                            in_data = false;
+                            keep.lock().unwrap().push((rcpt.clone(), data.clone()));
+                            write.write_all(b"250 queued\r\n").await.unwrap();
+                        } else {
+                            data.push_str(&line);
+                            data.push('\n');
+                        }
+                        continue;
+                    }
+                    let upper = line.to_ascii_uppercase();
+                    let answer: &[u8] = if upper.starts_with("EHLO") {
+                        b"250-fake\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        rcpt = line[8..].trim().trim_matches(['<', '>']).to_string();
+                        b"250 ok\r\n"
+                    } else if upper.starts_with("DATA") {
+                        in_data = true;
+                        data.clear();
+                        b"354 go on\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        write.write_all(b"221 bye\r\n").await.unwrap();
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    write.write_all(answer).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test]
+async fn a_robot_e_mails_the_deals_contact_through_smtp_once() {
+    use contacts_api::{NewContact, Reach};
+    let (port, got) = smtp_server().await;
+    let (app, backbone) = spawn_app_with_workers_and(|c| {
+        c.automation.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.automation.email_from = "Acme robot <robot@acme.test>".into();
+    })
+    .await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [_, b, _]) = pipeline(&app, admin).await;
+    let anna = app
+        .state
+        .modules
+        .contacts
+        .create_contact(
+            admin,
+            NewContact {
+                first_name: "Anna".into(),
+                emails: vec![Reach {
+                    kind: "WORK".into(),
+                    value: "anna@client.test".into(),
+                }],
+                ..NewContact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let email = |to: EmailTo, address: &str| Action::SendEmail {
+        to,
+        address: address.into(),
+        subject: "About {{deal.name}}".into(),
+        body: "Your offer for {{deal.name}} is ready.".into(),
+    };
+    let e = auto
+        .save_trigger(
+            admin,
+            None,
+            draft(
+                &p,
+                b,
+                When::MovedTo,
+                vec![email(EmailTo::Address, "not an address")],
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field("actions.0").unwrap().code, "invalid_email");
+    auto.save_trigger(
+        admin,
+        None,
+        draft(
+            &p,
+            b,
+            When::MovedTo,
+            vec![email(EmailTo::Contact, ""), email(EmailTo::Responsible, "")],
+        ),
+    )
+    .await
+    .unwrap();
+    let deal = app
+        .state
+        .modules
+        .deals
+        .create_deal(
+            admin,
+            NewDeal {
+                contact_ids: vec![anna.id.0],
+                ..NewDeal::new(p.id, "Big order")
+            },
+        )
+        .await
+        .unwrap();
+    move_to(&app, admin, deal.id, b).await;
+    wait_until("the e-mails", || async {
+        runs(&app, admin, deal.id)
+            .await
+            .first()
+            .is_some_and(|r| r.status == RunStatus::Done)
+    })
+    .await;
+    let run = runs(&app, admin, deal.id).await.remove(0);
+    // Redelivered: nothing is sent again.
+    app.sql(&format!(
+        "UPDATE automation.runs SET status = 'queued', steps = '[]' WHERE id = '{}'",
+        run.id.0
+    ))
+    .await;
+    assert_eq!(
+        auto.execute(t.account, run.id).await.unwrap(),
+        RunStatus::Done
+    );
+    let mails = got.lock().unwrap().clone();
+    assert_eq!(
+        mails.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+        ["anna@client.test", t.admin.email.as_str()]
+    );
+    assert!(
+        mails[0].1.contains("Subject: About Big order"),
+        "{}",
+        mails[0].1
+    );
+    assert!(mails[0].1.contains("Your offer for Big order is ready."));
+    assert!(
+        mails[0]
+            .1
+            .contains("From: \"Acme robot\" <robot@acme.test>")
+            || mails[0].1.contains("From: Acme robot <robot@acme.test>"),
+        "{}",
+        mails[0].1
+    );
+    backbone.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_smtp_server_the_e_mail_action_is_refused_on_save() {
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let (p, [_, b, _]) = pipeline(&app, admin).await;
+    let e = app
+        .state
+        .modules
+        .automation
+        .save_trigger(
+            admin,
+            None,
+            draft(
+                &p,
+                b,
+                When::MovedTo,
+                vec![Action::SendEmail {
+                    to: EmailTo::Responsible,
+                    address: String::new(),
+                    subject: "Hi".into(),
+                    body: String::new(),
+                }],
+            ),
+        )
+        .await
+        .unwrap_err();
+    let f = e.field("actions.0").unwrap();
+    assert_eq!(f.code, "unavailable");
+    assert!(f.message.contains("smtp_url"));
+    backbone.stop().await;
+}

@@ -35,6 +35,8 @@ pub(crate) struct Known<'a> {
     /// The account's contact segments.
     pub segments: &'a [i64],
     pub allow_private: bool,
+    /// Whether an SMTP server is configured.
+    pub email: bool,
 }
 
 /// Checks and tidies a draft; every problem is reported at once, by field.
@@ -310,6 +312,54 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
                 *result = result.trim().to_string();
                 if result.chars().count() > MAX_TEXT {
                     err(e, f, "too_long", format!("at most {MAX_TEXT} characters"));
+                }
+            }
+            Action::SendEmail {
+                to,
+                address,
+                subject,
+                body,
+            } => {
+                *address = address.trim().to_string();
+                *subject = subject.trim().to_string();
+                if !k.email {
+                    err(
+                        e,
+                        f.clone(),
+                        "unavailable",
+                        "no SMTP server is configured ([automation] smtp_url)".into(),
+                    );
+                }
+                if *to == EmailTo::Address
+                    && (address.len() > 254
+                        || !address
+                            .split_once('@')
+                            .is_some_and(|(u, d)| !u.is_empty() && d.contains('.')))
+                {
+                    err(
+                        e,
+                        f.clone(),
+                        "invalid_email",
+                        format!("\u{ab}{address}\u{bb} is not an e-mail address"),
+                    );
+                }
+                if subject.is_empty() {
+                    err(e, f.clone(), "required", "give the e-mail a subject".into());
+                } else if subject.chars().count() > MAX_NAME {
+                    err(
+                        e,
+                        f.clone(),
+                        "too_long",
+                        format!("a subject is at most {MAX_NAME} characters"),
+                    );
+                }
+                if body.chars().count() > 10 * MAX_TEXT {
+                    err(
+                        e,
+                        f,
+                        "too_long",
+                        "the text is at most 20,000 characters".into(),
+                    );
                 }
             }
             Action::Webhook { url } => {

@@ -681,6 +681,93 @@ impl Inner {
                 }
                 Ok(format!("{done} open tasks completed"))
             }
+            Action::SendEmail {
+                to,
+                address,
+                subject,
+                body,
+            } => {
+                let key = format!("email.{i}");
+                if let Some(sent) = ctx.state.get(&key).and_then(Value::as_str) {
+                    return Ok(format!("e-mail already sent to {sent}"));
+                }
+                let Some(mailer) = &self.mailer else {
+                    return Err(AppError::validation(
+                        "smtp_url",
+                        "unavailable",
+                        "no SMTP server is configured ([automation] smtp_url)",
+                    ));
+                };
+                let rcpt = match to {
+                    EmailTo::Address => address.clone(),
+                    EmailTo::Responsible => {
+                        self.accounts
+                            .user(c, ctx.deal.responsible_user_id)
+                            .await?
+                            .email
+                    }
+                    EmailTo::Contact => {
+                        let Some(id) = ctx
+                            .deal
+                            .main_contact_id
+                            .or(<[_]>::first(&ctx.deal.contact_ids).copied())
+                        else {
+                            return Err(AppError::validation(
+                                "to",
+                                "no_contact",
+                                "the deal has no contact",
+                            ));
+                        };
+                        let contact = self
+                            .contacts
+                            .contact(c, contacts_api::ContactId(id))
+                            .await?;
+                        match <[_]>::first(&contact.emails) {
+                            Some(e) => e.email.clone(),
+                            None => {
+                                return Err(AppError::validation(
+                                    "to",
+                                    "no_email",
+                                    "the deal's contact has no e-mail",
+                                ));
+                            }
+                        }
+                    }
+                };
+                let bad = |what: &str, e: String| {
+                    AppError::validation("to", "invalid_email", &format!("{what}: {e}"))
+                };
+                let message =
+                    lettre::Message::builder()
+                        .from(self.settings.email_from.parse().map_err(
+                            |e: lettre::address::AddressError| bad("from", e.to_string()),
+                        )?)
+                        .to(rcpt.parse().map_err(|e: lettre::address::AddressError| {
+                            bad(&rcpt, e.to_string())
+                        })?)
+                        .subject(render(subject, &ctx.deal, &ctx.stage_name))
+                        // The same id on every attempt: a receiver can drop a repeated message.
+                        .message_id(Some(format!("<{}@voronka>", crate::action_key(ctx.run, i))))
+                        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                        .body(render(body, &ctx.deal, &ctx.stage_name))
+                        .map_err(|e| bad("message", e.to_string()))?;
+                use lettre::AsyncTransport;
+                match mailer.send(message).await {
+                    Ok(_) => {
+                        ctx.state[&key] = json!(rcpt);
+                        Ok(format!("e-mail sent to {rcpt}"))
+                    }
+                    Err(e) if e.is_permanent() => Err(AppError::validation(
+                        "to",
+                        "refused",
+                        &format!("the SMTP server refused the e-mail to {rcpt}: {e}"),
+                    )),
+                    Err(e) => Err(AppError::new(
+                        kernel::ErrorCode::Unavailable,
+                        format!("SMTP: {e}"),
+                    )),
+                }
+            }
             Action::Webhook { url } => {
                 let body = json!({
                     "event": "trigger",

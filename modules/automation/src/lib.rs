@@ -19,7 +19,7 @@ use kernel::migrate::ModuleMigrations;
 
 pub use hooks::{WebhookFeed, signature as signature_of};
 pub use matcher::TriggerMatcher;
-pub use service::{AutomationService, Settings};
+pub use service::{AutomationService, Settings, check_sender, mailer as smtp_transport};
 
 pub const SCHEMA: &str = "automation";
 /// Notified (at commit) when runs or deliveries become due now.

@@ -38,6 +38,11 @@ pub struct Settings {
     pub work_day: (NaiveTime, NaiveTime),
     /// Work handed to a worker and not finished in this time (a lost job) is handed out again.
     pub requeue_after: Duration,
+    /// The SMTP server for robots' e-mails (`smtp://host:port`, `smtps://user:pass@host`, …);
+    /// without it the e-mail action cannot be chosen.
+    pub smtp_url: Option<String>,
+    /// The sender of robots' e-mails.
+    pub email_from: String,
 }
 
 impl Default for Settings {
@@ -54,6 +59,8 @@ impl Default for Settings {
                 NaiveTime::from_hms_opt(18, 0, 0).unwrap_or_default(),
             ),
             requeue_after: Duration::from_secs(300),
+            smtp_url: None,
+            email_from: "Voronka <robot@localhost>".into(),
         }
     }
 }
@@ -66,6 +73,7 @@ pub(crate) struct Inner {
     pub contacts: Arc<dyn Contacts>,
     pub settings: Settings,
     pub http: reqwest::Client,
+    pub mailer: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
 }
 
 #[derive(Clone)]
@@ -92,6 +100,13 @@ impl AutomationService {
             .user_agent(concat!("Voronka-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
+        let mailer = settings.smtp_url.as_deref().and_then(|url| match mailer(url) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(error = %e, "automation: the SMTP URL is not usable; e-mails are off");
+                None
+            }
+        });
         AutomationService {
             inner: Arc::new(Inner {
                 pool,
@@ -101,6 +116,7 @@ impl AutomationService {
                 contacts,
                 settings,
                 http,
+                mailer,
             }),
         }
     }
@@ -210,6 +226,20 @@ impl Inner {
         notify(&mut conn).await?;
         Ok(n)
     }
+}
+
+/// The SMTP transport for a URL (`smtp://` plain or `?tls=required`, `smtps://` TLS).
+pub fn mailer(url: &str) -> Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String> {
+    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+        .map(|b| b.timeout(Some(Duration::from_secs(20))).build())
+        .map_err(|e| format!("smtp_url: {e}"))
+}
+
+/// Whether a sender (`Name <address>` or an address) can be used for robots' e-mails.
+pub fn check_sender(from: &str) -> Result<(), String> {
+    from.parse::<lettre::message::Mailbox>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Wakes the job dispatchers (delivered when the surrounding transaction commits).
@@ -367,6 +397,7 @@ impl Automation for AutomationService {
                 task_types: &task_types,
                 users: &users,
                 segments: &segments,
+                email: inner.mailer.is_some(),
                 allow_private: inner.settings.allow_private_destinations,
             },
         )?;

@@ -111,6 +111,7 @@ fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
         "remove_tags" => "automation.action.remove_tags",
         "add_note" => "automation.action.add_note",
         "complete_tasks" => "automation.action.complete_tasks",
+        "send_email" => "automation.action.send_email",
         _ => "automation.action.webhook",
     });
     let detail = match a {
@@ -121,6 +122,7 @@ fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
         Action::SetField { field_id, value } => format!("#{field_id} = {value}"),
         Action::SetResponsible { user_ids, .. } => format!("{} users", user_ids.len()),
         Action::CompleteTasks { result } => result.clone(),
+        Action::SendEmail { subject, .. } => subject.clone(),
     };
     format!("{label}: {detail}")
 }
@@ -211,6 +213,9 @@ pub struct Row {
     pub value: String,
     pub tags: String,
     pub url: String,
+    pub email_to: String,
+    pub address: String,
+    pub subject: String,
 }
 
 impl Row {
@@ -333,6 +338,20 @@ impl Form {
                 Action::AddNote { text } => r.text = text.clone(),
                 Action::CompleteTasks { result } => r.text = result.clone(),
                 Action::Webhook { url } => r.url = url.clone(),
+                Action::SendEmail {
+                    to,
+                    address,
+                    subject,
+                    body,
+                } => {
+                    r.email_to = serde_json::to_value(to)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default();
+                    r.address = address.clone();
+                    r.subject = subject.clone();
+                    r.text = body.clone();
+                }
             }
             f.rows.push(r);
         }
@@ -397,6 +416,9 @@ impl Form {
                 value: g(&k("value")),
                 tags: g(&k("tags")),
                 url: g(&k("url")),
+                email_to: g(&k("email_to")),
+                address: g(&k("address")),
+                subject: g(&k("subject")),
             });
         }
         f.pad();
@@ -523,6 +545,13 @@ impl Form {
                 "add_note" => Action::AddNote {
                     text: r.text.clone(),
                 },
+                "send_email" => Action::SendEmail {
+                    to: serde_json::from_value(serde_json::Value::String(r.email_to.clone()))
+                        .unwrap_or(EmailTo::Contact),
+                    address: r.address.clone(),
+                    subject: r.subject.clone(),
+                    body: r.text.clone(),
+                },
                 "complete_tasks" => Action::CompleteTasks {
                     result: r.text.clone(),
                 },
@@ -635,6 +664,7 @@ async fn form_page(
             "remove_tags",
             "add_note",
             "complete_tasks",
+            "send_email",
             "webhook",
         ]
         .iter()

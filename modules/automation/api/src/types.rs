@@ -169,6 +169,27 @@ pub enum Action {
     Webhook {
         url: String,
     },
+    /// Sends an e-mail through the configured SMTP server (`[automation] smtp_url`).
+    SendEmail {
+        to: EmailTo,
+        /// For `to: address`.
+        #[serde(default)]
+        address: String,
+        subject: String,
+        body: String,
+    },
+}
+
+/// Whom a robot's e-mail goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTo {
+    /// The first e-mail of the deal's main contact (else its first contact).
+    Contact,
+    /// The deal's responsible user.
+    Responsible,
+    /// The address given.
+    Address,
 }
 
 impl Action {
@@ -183,6 +204,7 @@ impl Action {
             Action::AddNote { .. } => "add_note",
             Action::CompleteTasks { .. } => "complete_tasks",
             Action::Webhook { .. } => "webhook",
+            Action::SendEmail { .. } => "send_email",
         }
     }
 }
