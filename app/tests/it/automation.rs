@@ -1161,3 +1161,71 @@ async fn without_an_smtp_server_the_e_mail_action_is_refused_on_save() {
     assert!(f.message.contains("smtp_url"));
     backbone.stop().await;
 }
+
+#[tokio::test]
+async fn a_manual_robot_runs_on_deals_chosen_in_the_list() {
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let (p, [a, b, _]) = pipeline(&app, admin).await;
+    let robot = app
+        .state
+        .modules
+        .automation
+        .save_trigger(
+            admin,
+            None,
+            TriggerDraft {
+                name: "Follow-up call".into(),
+                ..draft(&p, a, When::Manual, vec![task_action("Call {{deal.name}}")])
+            },
+        )
+        .await
+        .unwrap();
+    let deals = &app.state.modules.deals;
+    let one = deals
+        .create_deal(admin, NewDeal::new(p.id, "One"))
+        .await
+        .unwrap();
+    let two = deals
+        .create_deal(admin, NewDeal::new(p.id, "Two"))
+        .await
+        .unwrap();
+    let web = app.signed_in(&t.admin.email).await;
+    let (status, page) = web.text("/deals/list").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Sales: Follow-up call"),
+        "the robot is offered"
+    );
+    let res = web
+        .submit(
+            "/deals/list",
+            "/deals/bulk",
+            &[
+                ("action", "robot"),
+                ("trigger", &robot.id.0.to_string()),
+                ("id", &one.id.0.to_string()),
+                ("id", &two.id.0.to_string()),
+                ("back", "/deals/list"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    for d in [one.id, two.id] {
+        wait_until("the manual runs", || async {
+            runs(&app, admin, d)
+                .await
+                .first()
+                .is_some_and(|r| r.status == RunStatus::Done)
+        })
+        .await;
+        assert_eq!(open_tasks(&app, admin, d).await.len(), 1);
+    }
+    // Entering the stage does not start a manual trigger.
+    move_to(&app, admin, one.id, b).await;
+    move_to(&app, admin, one.id, a).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(runs(&app, admin, one.id).await.len(), 1);
+    backbone.stop().await;
+}

@@ -47,6 +47,8 @@ struct ListTpl<'a> {
     sorts: Vec<SortLink>,
     stages: Vec<StageOption>,
     reasons: Vec<LossReason>,
+    /// Manual triggers of the pipelines the caller sees (id, "pipeline: name").
+    robots: Vec<(i64, String)>,
     here: String,
     keep: String,
     errors: FormErrors,
@@ -215,6 +217,13 @@ async fn render(
     })
     .collect();
     let bar = filter_bar(state, caller, &names, pairs).await?;
+    let mut robots = Vec::new();
+    for p in deals.pipelines(caller).await? {
+        for (id, name) in crate::web::pages::automation::manual_triggers(state, caller, p.id).await
+        {
+            robots.push((id, format!("{}: {name}", p.name)));
+        }
+    }
     html(
         status,
         &ListTpl {
@@ -226,6 +235,7 @@ async fn render(
             sorts,
             stages,
             reasons: deals.loss_reasons(caller).await?,
+            robots,
             here: format!("/deals/list?{keep}"),
             keep,
             errors,
@@ -286,6 +296,16 @@ pub async fn bulk(
             .filter(|(k, _)| k == "id")
             .filter_map(|(_, v)| v.parse().ok().map(DealId))
             .collect();
+        if value(&form, "action") == "robot" {
+            let trigger = value(&form, "trigger")
+                .parse::<i64>()
+                .map_err(|_| AppError::validation("trigger", "required", "choose a robot"))?;
+            return state
+                .modules
+                .automation
+                .run_manual(caller, automation_api::TriggerId(trigger), ids)
+                .await;
+        }
         let action = bulk_action(&form)?;
         state.modules.deals.bulk(caller, ids, action).await
     }
