@@ -185,18 +185,41 @@ pub async fn dispatch_automation(
 ) {
     use automation_api::Work;
     const BATCH: i64 = 500;
-    let mut listener = match sqlx::postgres::PgListener::connect(&db_url).await {
-        Ok(mut l) => match l.listen(automation::WORK_CHANNEL).await {
-            Ok(()) => Some(l),
-            Err(e) => {
-                tracing::warn!(error = %e, "automation: cannot LISTEN; polling every second");
-                None
+    // Notifications are read by a task of their own (never cancelled half-way) and turned into
+    // wake-ups; the loop also sweeps every quarter second for delayed work coming due.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let listening = {
+        let (wake, db_url, mut stop) = (wake.clone(), db_url.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect(&db_url).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "automation: cannot LISTEN; sweeping only");
+                        tokio::select! {
+                            _ = stop.changed() => return,
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => continue,
+                        }
+                    }
+                };
+                if let Err(e) = listener.listen(automation::WORK_CHANNEL).await {
+                    tracing::warn!(error = %e, "automation: cannot LISTEN; sweeping only");
+                    continue;
+                }
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        n = listener.recv() => match n {
+                            Ok(_) => wake.notify_one(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "automation: LISTEN connection lost; reconnecting");
+                                break;
+                            }
+                        },
+                    }
+                }
             }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "automation: cannot LISTEN; polling every second");
-            None
-        }
+        })
     };
     loop {
         let mut full = false;
@@ -231,22 +254,12 @@ pub async fn dispatch_automation(
         if full {
             continue;
         }
-        let wait = tokio::time::sleep(std::time::Duration::from_secs(1));
-        match listener.as_mut() {
-            Some(l) => tokio::select! {
-                _ = stop.changed() => break,
-                n = l.recv() => {
-                    if let Err(e) = n {
-                        tracing::warn!(error = %e, "automation: LISTEN connection lost; reconnecting");
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    }
-                }
-                _ = wait => {}
-            },
-            None => tokio::select! {
-                _ = stop.changed() => break,
-                _ = wait => {}
-            },
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
         }
     }
+    // The listener stops with the same signal.
+    let _ = listening.await;
 }
