@@ -78,6 +78,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(automation::trigger_runs),
         )
         .route("/automation/run", web::post().to(automation::run_manual))
+        .route("/automation/bots", web::get().to(automation::bots))
+        .route("/automation/bots", web::post().to(automation::create_bot))
+        .route("/automation/bots/new", web::get().to(automation::new_bot))
+        .route("/automation/bots/{id}", web::get().to(automation::edit_bot))
+        .route(
+            "/automation/bots/{id}",
+            web::post().to(automation::update_bot),
+        )
+        .route(
+            "/automation/bots/{id}/delete",
+            web::post().to(automation::delete_bot),
+        )
         .route("/deals/{id}/runs", web::get().to(automation::deal_runs))
         .route("/settings/webhooks", web::get().to(automation::webhooks))
         .route(

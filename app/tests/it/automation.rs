@@ -1229,3 +1229,156 @@ async fn a_manual_robot_runs_on_deals_chosen_in_the_list() {
     assert_eq!(runs(&app, admin, one.id).await.len(), 1);
     backbone.stop().await;
 }
+
+fn say(text: &str, buttons: &[&str]) -> BotStep {
+    BotStep::Message {
+        text: text.into(),
+        buttons: buttons.iter().map(|b| b.to_string()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn bot_definitions_are_checked_on_save_and_kept_as_given() {
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [_, b, c]) = pipeline(&app, admin).await;
+    let bot = |steps: Vec<BotStep>| BotDraft {
+        name: "Qualifier".into(),
+        pipeline_id: p.id.0,
+        steps,
+    };
+    // A loop of steps that never waits for a reply.
+    let e = auto
+        .save_bot(
+            admin,
+            None,
+            bot(vec![
+                say("Hello", &[]),
+                BotStep::Act {
+                    action: Action::AddTags {
+                        tags: vec!["x".into()],
+                    },
+                },
+                BotStep::Jump { to: 0 },
+            ]),
+        )
+        .await
+        .unwrap_err();
+    let f = e.field("steps").unwrap();
+    assert_eq!(f.code, "loop_without_wait");
+    assert!(f.message.contains("1 → 2 → 3 → 1"), "{}", f.message);
+    // Jumps to steps that do not exist, an unknown stage, too many buttons.
+    let e = auto
+        .save_bot(
+            admin,
+            None,
+            bot(vec![
+                say(
+                    "Pick one",
+                    &[
+                        "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14",
+                    ],
+                ),
+                BotStep::WaitReply {
+                    timeout_minutes: 60,
+                    on_timeout: Some(9),
+                },
+                BotStep::Act {
+                    action: Action::MoveTo { stage_id: 777_777 },
+                },
+                BotStep::Jump { to: 42 },
+            ]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field("steps.0").unwrap().code, "too_many");
+    assert_eq!(e.field("steps.1").unwrap().code, "unknown_step");
+    assert_eq!(e.field("steps.2").unwrap().code, "unknown_stage");
+    assert_eq!(e.field("steps.3").unwrap().code, "unknown_step");
+    assert!(auto.bots(admin).await.unwrap().is_empty());
+
+    // A good one: ask, wait, branch on the reply, act, with a loop that waits.
+    let steps = vec![
+        say("Shall we call you?", &["Yes", "No"]),
+        BotStep::WaitReply {
+            timeout_minutes: 60,
+            on_timeout: Some(5),
+        },
+        BotStep::Branch {
+            rules: vec![
+                BranchRule {
+                    when: Match::ReplyIs { text: "yes".into() },
+                    goto: 3,
+                },
+                BranchRule {
+                    when: Match::ReplyIs { text: "no".into() },
+                    goto: 4,
+                },
+            ],
+            otherwise: Some(0),
+        },
+        BotStep::Act {
+            action: Action::MoveTo { stage_id: c },
+        },
+        BotStep::Act {
+            action: Action::MoveTo { stage_id: b },
+        },
+        BotStep::Stop,
+    ];
+    let saved = auto
+        .save_bot(admin, None, bot(steps.clone()))
+        .await
+        .unwrap();
+    assert_eq!(saved.steps, steps);
+    assert_eq!(auto.bot(admin, saved.id).await.unwrap().steps, steps);
+    let e = auto
+        .save_bot(admin, None, bot(steps.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.field("name").unwrap().code, "taken");
+    // Members read bots but do not change them; other accounts do not see them.
+    let member = app.member(&t, "manager@acme.test").await;
+    let m = Caller::user(t.account, member.id);
+    assert_eq!(auto.bots(m).await.unwrap().len(), 1);
+    assert_eq!(
+        auto.save_bot(m, Some(saved.id), bot(steps.clone()))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+    let other = app.tenant("Other").await;
+    let o = Caller::user(other.account, other.admin.id);
+    assert_eq!(
+        auto.bot(o, saved.id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+
+    // The editor: the rows make the same bot; a loop without a wait is refused with its steps.
+    let web = app.signed_in(&t.admin.email).await;
+    let (status, page) = web.text(&format!("/automation/bots/{}", saved.id.0)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Shall we call you?"));
+    let pipeline_id = p.id.0.to_string();
+    let res = web
+        .submit(
+            "/automation/bots/new",
+            "/automation/bots",
+            &[
+                ("name", "Spinner"),
+                ("pipeline", &pipeline_id),
+                ("s0_kind", "message"),
+                ("s0_text", "Hi"),
+                ("s1_kind", "jump"),
+                ("s1_to", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("1 → 2 → 1"), "the loop is named");
+    assert_eq!(auto.bots(admin).await.unwrap().len(), 1);
+    backbone.stop().await;
+}

@@ -6,6 +6,7 @@
 //! command id as the call's cause: the events they cause carry it (so the next trigger knows how
 //! deep the chain of robots is, and cuts a loop), and a redelivered command does nothing twice.
 
+mod bots;
 mod check;
 mod exec;
 mod guard;

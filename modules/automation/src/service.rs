@@ -154,30 +154,67 @@ impl Inner {
         }
     }
 
-    async fn active_users(&self, caller: Caller, draft: &TriggerDraft) -> AppResult<Vec<i64>> {
+    /// The caller must be an active user of the account (or the system, or a robot).
+    pub(crate) async fn accounts_member(&self, caller: Caller) -> AppResult<()> {
+        let Some(me) = caller.actor.user_id() else {
+            return Ok(());
+        };
+        if self.accounts.user(caller, me).await?.is_active {
+            Ok(())
+        } else {
+            Err(AppError::forbidden("this user is not active"))
+        }
+    }
+
+    /// What checking these conditions and actions needs to know of the account.
+    pub(crate) async fn known_parts(
+        &self,
+        caller: Caller,
+        _pipeline: &deals_api::Pipeline,
+        conditions: &[Condition],
+        actions: &[Action],
+    ) -> AppResult<Parts> {
         let mut ids: Vec<i64> = Vec::new();
-        for c in &draft.conditions {
+        for c in conditions {
             if let Condition::ResponsibleIn { user_ids } = c {
                 ids.extend(user_ids);
             }
         }
-        for a in &draft.actions {
+        for a in actions {
             if let Action::SetResponsible { user_ids, .. } = a {
                 ids.extend(user_ids);
             }
         }
         ids.sort_unstable();
         ids.dedup();
-        let mut active = Vec::new();
+        let mut users = Vec::new();
         for id in ids {
             match self.accounts.user(caller, UserId(id)).await {
-                Ok(u) if u.is_active => active.push(id),
+                Ok(u) if u.is_active => users.push(id),
                 Ok(_) => {}
                 Err(e) if e.code == ErrorCode::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(active)
+        let segments = if conditions
+            .iter()
+            .any(|c| matches!(c, Condition::ContactInSegment { .. }))
+        {
+            self.contacts
+                .segments(caller)
+                .await?
+                .into_iter()
+                .map(|s| s.id.0)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Parts {
+            fields: self.deals.custom_fields(caller).await?,
+            task_types: self.activities.task_types(caller).await?,
+            users,
+            segments,
+        })
     }
 
     pub(crate) async fn load_trigger(
@@ -297,6 +334,32 @@ pub(crate) fn into_working_hours(
     day.and_time(from).and_utc()
 }
 
+/// The account's parts a trigger or a bot is checked against.
+pub(crate) struct Parts {
+    pub fields: Vec<deals_api::CustomField>,
+    pub task_types: Vec<activities_api::TaskType>,
+    pub users: Vec<i64>,
+    pub segments: Vec<i64>,
+}
+
+impl Parts {
+    pub fn known<'a>(
+        &'a self,
+        pipeline: &'a deals_api::Pipeline,
+        inner: &Inner,
+    ) -> crate::check::Known<'a> {
+        crate::check::Known {
+            pipeline,
+            fields: &self.fields,
+            task_types: &self.task_types,
+            users: &self.users,
+            segments: &self.segments,
+            email: inner.mailer.is_some(),
+            allow_private: inner.settings.allow_private_destinations,
+        }
+    }
+}
+
 #[derive(QueryableByName)]
 struct TriggerWithFailures {
     #[diesel(embed)]
@@ -371,36 +434,10 @@ impl Automation for AutomationService {
             }
             Err(e) => return Err(e),
         };
-        let fields = inner.deals.custom_fields(caller).await?;
-        let task_types = inner.activities.task_types(caller).await?;
-        let users = inner.active_users(caller, &draft).await?;
-        let segments: Vec<i64> = if draft
-            .conditions
-            .iter()
-            .any(|c| matches!(c, Condition::ContactInSegment { .. }))
-        {
-            inner
-                .contacts
-                .segments(caller)
-                .await?
-                .into_iter()
-                .map(|s| s.id.0)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let d = crate::check::trigger(
-            draft,
-            &crate::check::Known {
-                pipeline: &pipeline,
-                fields: &fields,
-                task_types: &task_types,
-                users: &users,
-                segments: &segments,
-                email: inner.mailer.is_some(),
-                allow_private: inner.settings.allow_private_destinations,
-            },
-        )?;
+        let parts = inner
+            .known_parts(caller, &pipeline, &draft.conditions, &draft.actions)
+            .await?;
+        let d = crate::check::trigger(draft, &parts.known(&pipeline, inner))?;
         let json = |v: serde_json::Result<serde_json::Value>| {
             v.map_err(|e| AppError::internal(format!("encoding a trigger: {e}")))
         };
@@ -640,6 +677,22 @@ impl Automation for AutomationService {
 
     async fn give_up(&self, account: AccountId, run: RunId, reason: &str) -> AppResult<()> {
         self.inner.give_up(account, run.0, reason).await
+    }
+
+    async fn bots(&self, caller: Caller) -> AppResult<Vec<Bot>> {
+        self.inner.bots(caller).await
+    }
+
+    async fn bot(&self, caller: Caller, id: BotId) -> AppResult<Bot> {
+        self.inner.bot(caller, id).await
+    }
+
+    async fn save_bot(&self, caller: Caller, id: Option<BotId>, draft: BotDraft) -> AppResult<Bot> {
+        self.inner.save_bot(caller, id, draft).await
+    }
+
+    async fn delete_bot(&self, caller: Caller, id: BotId) -> AppResult<()> {
+        self.inner.delete_bot(caller, id).await
     }
 
     async fn webhooks(&self, caller: Caller) -> AppResult<Vec<Webhook>> {

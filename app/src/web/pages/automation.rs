@@ -1195,3 +1195,455 @@ pub async fn delete_webhook(
         .await?;
     see_other("/settings/webhooks", Some("automation.deleted"))
 }
+
+// --- bots ---------------------------------------------------------------------------------------
+
+/// One step row of the bot form, as strings (step numbers from 1).
+#[derive(Default, Clone)]
+pub struct StepRow {
+    pub kind: String,
+    pub text: String,
+    pub buttons: String,
+    pub timeout: String,
+    pub on_timeout: String,
+    pub r1_kind: String,
+    pub r1_text: String,
+    pub r1_goto: String,
+    pub r2_kind: String,
+    pub r2_text: String,
+    pub r2_goto: String,
+    pub otherwise: String,
+    pub act: String,
+    pub tags: String,
+    pub stage: String,
+    pub task_type: String,
+    pub to: String,
+}
+
+const STEP_ROWS: usize = 6;
+
+fn one_based(n: Option<usize>) -> String {
+    n.map(|n| (n + 1).to_string()).unwrap_or_default()
+}
+
+impl StepRow {
+    fn of(s: &BotStep) -> StepRow {
+        let mut r = StepRow {
+            kind: s.code().into(),
+            ..StepRow::default()
+        };
+        match s {
+            BotStep::Message { text, buttons } => {
+                r.text = text.clone();
+                r.buttons = buttons.join(", ");
+            }
+            BotStep::WaitReply {
+                timeout_minutes,
+                on_timeout,
+            } => {
+                r.timeout = timeout_minutes.to_string();
+                r.on_timeout = one_based(*on_timeout);
+            }
+            BotStep::Branch { rules, otherwise } => {
+                let rule = |r: &BranchRule| match &r.when {
+                    Match::ReplyIs { text } => {
+                        ("is".to_string(), text.clone(), one_based(Some(r.goto)))
+                    }
+                    Match::ReplyContains { text } => (
+                        "contains".to_string(),
+                        text.clone(),
+                        one_based(Some(r.goto)),
+                    ),
+                    Match::Deal { .. } => {
+                        ("deal".to_string(), String::new(), one_based(Some(r.goto)))
+                    }
+                };
+                if let Some(x) = rules.first() {
+                    (r.r1_kind, r.r1_text, r.r1_goto) = rule(x);
+                }
+                if let Some(x) = rules.get(1) {
+                    (r.r2_kind, r.r2_text, r.r2_goto) = rule(x);
+                }
+                r.otherwise = one_based(*otherwise);
+            }
+            BotStep::Act { action } => {
+                r.act = action.code().into();
+                match action {
+                    Action::AddTags { tags } | Action::RemoveTags { tags } => {
+                        r.tags = tags.join(", ")
+                    }
+                    Action::AddNote { text } => r.text = text.clone(),
+                    Action::CreateTask {
+                        task_type_id, text, ..
+                    } => {
+                        r.text = text.clone();
+                        r.task_type = task_type_id.to_string();
+                    }
+                    Action::MoveTo { stage_id } => r.stage = stage_id.to_string(),
+                    _ => {}
+                }
+            }
+            BotStep::Jump { to } => r.to = one_based(Some(*to)),
+            BotStep::Stop => {}
+        }
+        r
+    }
+}
+
+fn pad_steps(rows: &mut Vec<StepRow>) {
+    rows.retain(|r| !r.kind.is_empty());
+    let want = (rows.len() + 2).max(STEP_ROWS);
+    while rows.len() < want {
+        rows.push(StepRow::default());
+    }
+}
+
+fn step_rows(pairs: &[(String, String)]) -> Vec<StepRow> {
+    let g = |k: &str| get(pairs, k).trim().to_string();
+    let mut rows = Vec::new();
+    for i in 0..(automation_api::MAX_BOT_STEPS + 2) {
+        if !pairs.iter().any(|(k, _)| k.starts_with(&format!("s{i}_"))) {
+            break;
+        }
+        let k = |n: &str| g(&format!("s{i}_{n}"));
+        rows.push(StepRow {
+            kind: k("kind"),
+            text: k("text"),
+            buttons: k("buttons"),
+            timeout: k("timeout"),
+            on_timeout: k("on_timeout"),
+            r1_kind: k("r1_kind"),
+            r1_text: k("r1_text"),
+            r1_goto: k("r1_goto"),
+            r2_kind: k("r2_kind"),
+            r2_text: k("r2_text"),
+            r2_goto: k("r2_goto"),
+            otherwise: k("otherwise"),
+            act: k("act"),
+            tags: k("tags"),
+            stage: k("stage"),
+            task_type: k("task_type"),
+            to: k("to"),
+        });
+    }
+    rows
+}
+
+/// The steps the rows say; a step number that is not a number is a form error. Empty rows are
+/// left out, and step numbers refer to the rows that are kept.
+fn steps_of(rows: &[StepRow]) -> Result<Vec<BotStep>, AppError> {
+    let mut errors: Vec<kernel::FieldError> = Vec::new();
+    let kept: Vec<&StepRow> = rows.iter().filter(|r| !r.kind.is_empty()).collect();
+    let mut steps = Vec::new();
+    for (i, r) in kept.iter().enumerate() {
+        let f = format!("steps.{i}");
+        let mut step_no = |s: &str| -> Option<usize> {
+            if s.is_empty() {
+                return None;
+            }
+            match s.parse::<usize>() {
+                Ok(n) if n >= 1 => Some(n - 1),
+                _ => {
+                    errors.push(kernel::FieldError {
+                        field: f.clone(),
+                        code: "not_a_number".into(),
+                        message: format!("\u{ab}{s}\u{bb} is not a step number"),
+                    });
+                    None
+                }
+            }
+        };
+        let split = |s: &str| {
+            s.split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+        };
+        let step = match r.kind.as_str() {
+            "message" => BotStep::Message {
+                text: r.text.clone(),
+                buttons: split(&r.buttons),
+            },
+            "wait_reply" => BotStep::WaitReply {
+                timeout_minutes: r.timeout.parse().unwrap_or(0),
+                on_timeout: step_no(&r.on_timeout),
+            },
+            "branch" => {
+                let mut rules = Vec::new();
+                for (kind, text, goto) in [
+                    (&r.r1_kind, &r.r1_text, &r.r1_goto),
+                    (&r.r2_kind, &r.r2_text, &r.r2_goto),
+                ] {
+                    if text.is_empty() && goto.is_empty() {
+                        continue;
+                    }
+                    let when = if kind == "contains" {
+                        Match::ReplyContains { text: text.clone() }
+                    } else {
+                        Match::ReplyIs { text: text.clone() }
+                    };
+                    rules.push(BranchRule {
+                        when,
+                        goto: step_no(goto).unwrap_or(usize::MAX),
+                    });
+                }
+                BotStep::Branch {
+                    rules,
+                    otherwise: step_no(&r.otherwise),
+                }
+            }
+            "act" => BotStep::Act {
+                action: match r.act.as_str() {
+                    "remove_tags" => Action::RemoveTags {
+                        tags: split(&r.tags),
+                    },
+                    "add_note" => Action::AddNote {
+                        text: r.text.clone(),
+                    },
+                    "create_task" => Action::CreateTask {
+                        task_type_id: r.task_type.parse().unwrap_or(0),
+                        text: r.text.clone(),
+                        due_in_minutes: 60,
+                    },
+                    "move_to" => Action::MoveTo {
+                        stage_id: r.stage.parse().unwrap_or(0),
+                    },
+                    _ => Action::AddTags {
+                        tags: split(&r.tags),
+                    },
+                },
+            },
+            "jump" => BotStep::Jump {
+                to: step_no(&r.to).unwrap_or(usize::MAX),
+            },
+            _ => BotStep::Stop,
+        };
+        steps.push(step);
+    }
+    if errors.is_empty() {
+        Ok(steps)
+    } else {
+        Err(AppError::from_fields(errors))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "automation/bots.html")]
+struct BotsTpl<'a> {
+    ctx: &'a Ctx,
+    bots: Vec<(i64, String, usize)>,
+    pipeline: i64,
+}
+
+pub async fn bots(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
+    let caller = ctx.caller()?;
+    let (_, p) = pipeline_of(&state, caller, None).await?;
+    let bots = state.modules.automation.bots(caller).await?;
+    html(
+        StatusCode::OK,
+        &BotsTpl {
+            ctx: &ctx,
+            bots: bots
+                .into_iter()
+                .map(|b| (b.id.0, b.name, b.steps.len()))
+                .collect(),
+            pipeline: p.id.0,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "automation/bot_form.html")]
+struct BotFormTpl<'a> {
+    ctx: &'a Ctx,
+    id: Option<i64>,
+    name: String,
+    pipeline: i64,
+    pipelines: Vec<Option2>,
+    stages: Vec<Option2>,
+    task_types: Vec<Option2>,
+    rows: Vec<StepRow>,
+    json: String,
+    problems: Vec<Problem>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bot_page(
+    ctx: &Ctx,
+    state: &AppState,
+    id: Option<i64>,
+    name: String,
+    pipeline: i64,
+    mut rows: Vec<StepRow>,
+    json: String,
+    problems: Vec<Problem>,
+    status: StatusCode,
+) -> PageResult {
+    let caller = ctx.require_admin()?;
+    let (all, p) = pipeline_of(state, caller, Some(pipeline)).await?;
+    let task_types = state.modules.activities.task_types(caller).await?;
+    pad_steps(&mut rows);
+    html(
+        status,
+        &BotFormTpl {
+            ctx,
+            id,
+            name,
+            pipeline: p.id.0,
+            pipelines: all.iter().map(|p| opt(p.id.0, p.name.clone())).collect(),
+            stages: p
+                .stages
+                .iter()
+                .map(|s| opt(s.id.0, s.name.clone()))
+                .collect(),
+            task_types: task_types
+                .iter()
+                .map(|t| {
+                    let name = if t.builtin {
+                        ctx.t(format!("tasks.type.{}", t.name).as_str()).to_string()
+                    } else {
+                        t.name.clone()
+                    };
+                    opt(t.id.0, name)
+                })
+                .collect(),
+            rows,
+            json,
+            problems,
+        },
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub struct BotQuery {
+    pipeline: Option<i64>,
+}
+
+pub async fn new_bot(ctx: Ctx, state: web::Data<AppState>, q: web::Query<BotQuery>) -> PageResult {
+    let caller = ctx.require_admin()?;
+    let (_, p) = pipeline_of(&state, caller, q.pipeline).await?;
+    bot_page(
+        &ctx,
+        &state,
+        None,
+        String::new(),
+        p.id.0,
+        Vec::new(),
+        String::new(),
+        Vec::new(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+pub async fn edit_bot(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
+    let caller = ctx.require_admin()?;
+    let b = state.modules.automation.bot(caller, BotId(*path)).await?;
+    let json = serde_json::to_string_pretty(&b.steps).unwrap_or_default();
+    let rows = b.steps.iter().map(StepRow::of).collect();
+    bot_page(
+        &ctx,
+        &state,
+        Some(b.id.0),
+        b.name,
+        b.pipeline_id,
+        rows,
+        json,
+        Vec::new(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn save_bot_form(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    id: Option<i64>,
+    pairs: Vec<(String, String)>,
+) -> PageResult {
+    let caller = ctx.require_admin()?;
+    let name = get(&pairs, "name").to_string();
+    let pipeline: i64 = get(&pairs, "pipeline").parse().unwrap_or(0);
+    let rows = step_rows(&pairs);
+    // The steps as JSON, when given, win over the rows (the JSON view of the same bot).
+    let json = get(&pairs, "json").trim().to_string();
+    let steps = if !json.is_empty() && get(&pairs, "use_json") == "1" {
+        serde_json::from_str::<Vec<BotStep>>(&json).map_err(|e| {
+            AppError::validation(
+                "steps",
+                "bad_json",
+                &format!("the steps are not valid bot JSON: {e}"),
+            )
+        })
+    } else {
+        steps_of(&rows)
+    };
+    let result = match steps {
+        Ok(steps) => {
+            state
+                .modules
+                .automation
+                .save_bot(
+                    caller,
+                    id.map(BotId),
+                    BotDraft {
+                        name: name.clone(),
+                        pipeline_id: pipeline,
+                        steps,
+                    },
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(b) => see_other(
+            &format!("/automation/bots/{}", b.id.0),
+            Some("fields.saved"),
+        ),
+        Err(e) if is_form_error(&e) => {
+            let status =
+                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            bot_page(
+                &ctx,
+                &state,
+                id,
+                name,
+                pipeline,
+                rows,
+                json,
+                problems(&e),
+                status,
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn create_bot(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    form: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    save_bot_form(ctx, state, None, form.into_inner()).await
+}
+
+pub async fn update_bot(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    save_bot_form(ctx, state, Some(*path), form.into_inner()).await
+}
+
+pub async fn delete_bot(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
+    let caller = ctx.require_admin()?;
+    state
+        .modules
+        .automation
+        .delete_bot(caller, BotId(*path))
+        .await?;
+    see_other("/automation/bots", Some("automation.deleted"))
+}

@@ -65,6 +65,16 @@ pub trait Automation: Send + Sync {
     /// Ends a run that could not be finished after all retries.
     async fn give_up(&self, account: AccountId, run: RunId, reason: &str) -> AppResult<()>;
 
+    // --- bots ----------------------------------------------------------------------------------
+    /// The account's bots, by name. Members may read them; administrators change them.
+    async fn bots(&self, caller: Caller) -> AppResult<Vec<Bot>>;
+    async fn bot(&self, caller: Caller, id: BotId) -> AppResult<Bot>;
+    /// Creates (`id` None) or replaces a bot after checking its steps: known stages, fields,
+    /// task types and users in its actions, jumps to existing steps, and no loop of steps that
+    /// never waits for a reply. Nothing is saved when it is refused.
+    async fn save_bot(&self, caller: Caller, id: Option<BotId>, draft: BotDraft) -> AppResult<Bot>;
+    async fn delete_bot(&self, caller: Caller, id: BotId) -> AppResult<()>;
+
     // --- webhooks ------------------------------------------------------------------------------
     async fn webhooks(&self, caller: Caller) -> AppResult<Vec<Webhook>>;
     async fn save_webhook(

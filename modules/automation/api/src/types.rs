@@ -454,3 +454,104 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
 }
+
+// --- bots (Salesbot-style scenarios) -------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BotId(pub i64);
+
+/// At most this many steps per bot, and quick-reply buttons per message (amoCRM's limit).
+pub const MAX_BOT_STEPS: usize = 100;
+pub const MAX_BUTTONS: usize = 13;
+
+/// One step of a bot. Steps are numbered from 0 in the JSON (from 1 in the UI); after a step
+/// the bot goes on with the next one unless the step says where to go; past the last it stops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum BotStep {
+    /// Sends a message to the deal's contact on its chat, with quick-reply buttons where the
+    /// channel has them.
+    Message {
+        text: String,
+        #[serde(default)]
+        buttons: Vec<String>,
+    },
+    /// Waits for the client's reply, up to `timeout_minutes`; on a timeout goes to
+    /// `on_timeout` (or stops).
+    WaitReply {
+        timeout_minutes: i64,
+        #[serde(default)]
+        on_timeout: Option<usize>,
+    },
+    /// Goes to the first rule's step that matches (the last reply, or the deal), else to
+    /// `otherwise` (or the next step).
+    Branch {
+        rules: Vec<BranchRule>,
+        #[serde(default)]
+        otherwise: Option<usize>,
+    },
+    /// Does one of the triggers' actions on the deal.
+    Act {
+        action: Action,
+    },
+    Jump {
+        to: usize,
+    },
+    Stop,
+}
+
+impl BotStep {
+    pub fn code(&self) -> &'static str {
+        match self {
+            BotStep::Message { .. } => "message",
+            BotStep::WaitReply { .. } => "wait_reply",
+            BotStep::Branch { .. } => "branch",
+            BotStep::Act { .. } => "act",
+            BotStep::Jump { .. } => "jump",
+            BotStep::Stop => "stop",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchRule {
+    #[serde(rename = "if")]
+    pub when: Match,
+    pub goto: usize,
+}
+
+/// What a branch rule looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "match", rename_all = "snake_case")]
+pub enum Match {
+    /// The last reply is this text (case and surrounding spaces ignored), e.g. a button's.
+    ReplyIs {
+        text: String,
+    },
+    ReplyContains {
+        text: String,
+    },
+    /// A condition on the deal, as triggers have.
+    Deal {
+        condition: Condition,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotDraft {
+    pub name: String,
+    /// The pipeline whose stages the bot's moves refer to.
+    pub pipeline_id: i64,
+    pub steps: Vec<BotStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bot {
+    pub id: BotId,
+    pub name: String,
+    pub pipeline_id: i64,
+    pub steps: Vec<BotStep>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
