@@ -75,11 +75,14 @@ pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
         deals.clone(),
         activities.clone(),
         contacts.clone(),
+        // The messaging module is not part of this build yet: bots say so at a message step.
+        None,
         config.automation.settings(),
     );
     let module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>> = vec![
         Arc::new(automation.matcher()),
         Arc::new(automation.webhook_feed()),
+        Arc::new(automation.bot_replies()),
     ];
     Modules {
         accounts,
@@ -203,13 +206,14 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
 
 /// The job queues of this build's subscribers (Redis keeps no list of its queues).
 /// The names of this build's event subscribers (each has its queue `events.<name>`).
-pub const SUBSCRIBER_NAMES: [&str; 6] = [
+pub const SUBSCRIBER_NAMES: [&str; 7] = [
     "deals.contact_merges",
     "contacts.deal_links",
     "contacts.contacted",
     "activities.log",
     "automation.triggers",
     "automation.webhooks",
+    "automation.bot_replies",
 ];
 
 /// Every queue of this build: one per subscriber, and the modules' job queues.

@@ -137,6 +137,14 @@ pub async fn run_automation(
                 None => Ok(()),
             }
         }
+        Work::Bot {
+            account_id,
+            bot_run_id,
+        } => ctx
+            .automation
+            .advance_bot(account_id, bot_run_id)
+            .await
+            .map(|s| tracing::debug!(bot_run = %bot_run_id.0, status = s.as_str(), "bot run")),
         Work::Run { account_id, run_id } => ctx
             .automation
             .execute(account_id, run_id)

@@ -1,7 +1,8 @@
 // Automation in a real browser: on the pipeline's automation screen add a trigger "moved to
 // Proposal: immediately, create a task" with the trigger editor, drag the deal to Proposal on
 // the board, and find the robot's task in the deal's timeline and the run in its history.
-// Screenshots of the automation screen, the trigger editor and the run history. Run by
+// Then a bot is built in the bot editor. Screenshots of the automation screen, the trigger
+// editor, the run history and the bot editor. Run by
 // app/tests/it/browser.rs against a server with its workers, on an account with one deal.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
@@ -87,6 +88,26 @@ try {
   const done = page.locator('[data-test=runs] tr.run-done', { hasText: 'Call on proposal' });
   if (!(await done.count())) await fail(page, 'the run is not in the history');
   await shot(page, 'automation-runs.png');
+  // The bot editor: ask, wait for the reply, branch on it, tag the deal.
+  await page.goto(`${base}/automation/bots/new`);
+  const bf = page.locator('[data-test=bot-form]');
+  await bf.locator('input[name=name]').fill('Qualifier');
+  await bf.locator('select[name=s0_kind]').selectOption('message');
+  await bf.locator('input[name=s0_text]').fill('Shall we call you about {{deal.name}}?');
+  await bf.locator('input[name=s0_buttons]').fill('Yes, No');
+  await bf.locator('select[name=s1_kind]').selectOption('wait_reply');
+  await bf.locator('input[name=s1_timeout]').fill('60');
+  await bf.locator('select[name=s2_kind]').selectOption('branch');
+  await bf.locator('input[name=s2_r1_text]').fill('Yes');
+  await bf.locator('input[name=s2_r1_goto]').fill('5');
+  await bf.locator('select[name=s3_kind]').selectOption('stop');
+  await bf.locator('select[name=s4_kind]').selectOption('act');
+  await bf.locator('select[name=s4_act]').selectOption('add_tags');
+  await bf.locator('input[name=s4_tags]').fill('call me');
+  await shot(page, 'automation-bot-editor.png');
+  await Promise.all([page.waitForURL(/\/automation\/bots\/\d+/), bf.locator('button[type=submit]').click()]);
+  if ((await page.locator('[data-test=problems]').count()) > 0) await fail(page, 'the bot was refused');
+  if ((await page.locator('input[name=s4_tags]').inputValue()) !== 'call me') await fail(page, 'the bot did not keep its steps');
   console.log('automation: trigger saved, deal dragged, task created by the robot');
 } finally {
   await browser.close();

@@ -91,6 +91,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(automation::delete_bot),
         )
         .route("/deals/{id}/runs", web::get().to(automation::deal_runs))
+        .route("/deals/{id}/bots", web::post().to(automation::start_bot))
+        .route(
+            "/deals/{id}/bot-runs/{run}/stop",
+            web::post().to(automation::stop_bot),
+        )
         .route("/settings/webhooks", web::get().to(automation::webhooks))
         .route(
             "/settings/webhooks",

@@ -1380,5 +1380,283 @@ async fn bot_definitions_are_checked_on_save_and_kept_as_given() {
     let body = res.text().await.unwrap();
     assert!(body.contains("1 → 2 → 1"), "the loop is named");
     assert_eq!(auto.bots(admin).await.unwrap().len(), 1);
+
+    // A trigger starts the bot on a deal entering its stage (an unknown bot is refused); in this
+    // build, without the messaging module, the bot's run stops at its first message, saying why.
+    let e = auto
+        .save_trigger(
+            admin,
+            None,
+            draft(
+                &p,
+                b,
+                When::MovedTo,
+                vec![Action::StartBot { bot_id: 9999 }],
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field("actions.0").unwrap().code, "unknown_bot");
+    auto.save_trigger(
+        admin,
+        None,
+        draft(
+            &p,
+            b,
+            When::MovedTo,
+            vec![Action::StartBot { bot_id: saved.id.0 }],
+        ),
+    )
+    .await
+    .unwrap();
+    let deal = app
+        .state
+        .modules
+        .deals
+        .create_deal(admin, NewDeal::new(p.id, "Chatty"))
+        .await
+        .unwrap();
+    move_to(&app, admin, deal.id, b).await;
+    wait_until("the bot's run", || async {
+        auto.bot_runs(admin, deal.id)
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.status == BotRunStatus::Failed)
+    })
+    .await;
+    let run = auto.bot_runs(admin, deal.id).await.unwrap().remove(0);
+    assert!(run.error.unwrap().contains("messaging module"));
+    let (status, page) = web.text(&format!("/deals/{}/runs", deal.id.0)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Qualifier"));
     backbone.stop().await;
+}
+
+/// A message a bot sent: (deal, text, buttons, command id).
+type Sent = (i64, String, Vec<String>, Option<uuid::Uuid>);
+
+/// The messaging contract as a test double: keeps what bots send (once per command id).
+#[derive(Default)]
+struct Chat {
+    sent: Mutex<Vec<Sent>>,
+}
+
+#[async_trait::async_trait]
+impl messaging_api::Messaging for Chat {
+    async fn send_to_deal(
+        &self,
+        caller: Caller,
+        deal: i64,
+        text: &str,
+        buttons: &[String],
+    ) -> kernel::AppResult<messaging_api::Queued> {
+        let mut sent = self.sent.lock().unwrap();
+        if let Some(i) = sent
+            .iter()
+            .position(|s| s.3.is_some() && s.3 == caller.cause)
+        {
+            return Ok(messaging_api::Queued {
+                message_id: i as i64 + 1,
+                conversation_id: deal,
+            });
+        }
+        sent.push((deal, text.to_string(), buttons.to_vec(), caller.cause));
+        Ok(messaging_api::Queued {
+            message_id: sent.len() as i64,
+            conversation_id: deal,
+        })
+    }
+}
+
+/// Does the due bot work of `service` until there is none (the job workers' part).
+async fn drive(service: &automation::AutomationService) {
+    for _ in 0..20 {
+        let work = service.take_due(100).await.unwrap();
+        if work.is_empty() {
+            return;
+        }
+        for w in work {
+            if let Work::Bot {
+                account_id,
+                bot_run_id,
+            } = w
+            {
+                service.advance_bot(account_id, bot_run_id).await.unwrap();
+            }
+        }
+    }
+}
+
+async fn reply(
+    app: &TestApp,
+    service: &automation::AutomationService,
+    account: kernel::AccountId,
+    deal: DealId,
+    text: &str,
+) {
+    use kernel::events::EventEnvelope;
+    let event = EventEnvelope::new(
+        Caller::system(account),
+        &messaging_api::events::MessageReceived {
+            message_id: 1,
+            conversation_id: 1,
+            deal_id: Some(deal.0),
+            contact_id: None,
+            text: text.into(),
+        },
+    )
+    .unwrap();
+    let mut conn = app.state.pool.get().await.unwrap();
+    kernel::inbox::handle_once(&mut conn, &service.bot_replies(), &event)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_bot_asks_waits_for_the_reply_and_branches_on_it() {
+    let app = crate::support::spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    let chat = Arc::new(Chat::default());
+    let service = automation::AutomationService::new(
+        app.state.pool.clone(),
+        m.accounts.clone(),
+        m.deals.clone(),
+        m.activities.clone(),
+        m.contacts.clone(),
+        Some(chat.clone()),
+        automation::Settings::default(),
+    );
+    let (p, _) = pipeline(&app, admin).await;
+    let tag = |t: &str| BotStep::Act {
+        action: Action::AddTags {
+            tags: vec![t.into()],
+        },
+    };
+    let bot = service
+        .save_bot(
+            admin,
+            None,
+            BotDraft {
+                name: "Qualifier".into(),
+                pipeline_id: p.id.0,
+                steps: vec![
+                    say("Shall we call you about {{deal.name}}?", &["Yes", "No"]),
+                    BotStep::WaitReply {
+                        timeout_minutes: 60,
+                        on_timeout: Some(7),
+                    },
+                    BotStep::Branch {
+                        rules: vec![
+                            BranchRule {
+                                when: Match::ReplyIs { text: "Yes".into() },
+                                goto: 3,
+                            },
+                            BranchRule {
+                                when: Match::ReplyContains { text: "no".into() },
+                                goto: 5,
+                            },
+                        ],
+                        otherwise: Some(0),
+                    },
+                    tag("call-me"),
+                    BotStep::Stop,
+                    tag("no-call"),
+                    BotStep::Stop,
+                    tag("silent"),
+                ],
+            },
+        )
+        .await
+        .unwrap();
+    let deals = &m.deals;
+    let mut ids = Vec::new();
+    for name in ["Yes deal", "No deal", "Silent deal", "Stopped deal"] {
+        let d = deals
+            .create_deal(admin, NewDeal::new(p.id, name))
+            .await
+            .unwrap();
+        service.start_bot(admin, bot.id, d.id).await.unwrap();
+        ids.push(d.id);
+    }
+    // The same bot twice on a deal is refused.
+    let e = service.start_bot(admin, bot.id, ids[0]).await.unwrap_err();
+    assert_eq!(e.field("bot").unwrap().code, "already_running");
+    drive(&service).await;
+    let sent = chat.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 4);
+    assert_eq!(sent[0].1, "Shall we call you about Yes deal?");
+    assert_eq!(sent[0].2, ["Yes", "No"]);
+    for id in &ids {
+        let run = service.bot_runs(admin, *id).await.unwrap().remove(0);
+        assert_eq!((run.status, run.step), (BotRunStatus::Waiting, 1));
+        assert!(run.waiting_until.is_some());
+    }
+    let tags = |d: DealId| async move {
+        deals
+            .deal(admin, d)
+            .await
+            .unwrap()
+            .tags
+            .into_iter()
+            .map(|t| t.name)
+            .collect::<Vec<_>>()
+    };
+    // Replies branch; a timeout goes to its step; a stopped bot ignores replies.
+    reply(&app, &service, t.account, ids[0], " yes ").await;
+    reply(&app, &service, t.account, ids[1], "No, thanks").await;
+    app.sql(&format!(
+        "UPDATE automation.bot_runs SET due_at = now() - interval '1 second' WHERE deal_id = {}",
+        ids[2].0
+    ))
+    .await;
+    let stopped = service.bot_runs(admin, ids[3]).await.unwrap().remove(0);
+    service.stop_bot_run(admin, stopped.id).await.unwrap();
+    reply(&app, &service, t.account, ids[3], "yes").await;
+    drive(&service).await;
+    assert_eq!(tags(ids[0]).await, ["call-me"]);
+    assert_eq!(tags(ids[1]).await, ["no-call"]);
+    assert_eq!(tags(ids[2]).await, ["silent"]);
+    assert!(tags(ids[3]).await.is_empty());
+    let done = service.bot_runs(admin, ids[0]).await.unwrap().remove(0);
+    assert_eq!(done.status, BotRunStatus::Done);
+    let kinds: Vec<&str> = done.history.iter().map(|h| h.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["message", "waiting", "reply", "branch", "add_tags", "stop"]
+    );
+    assert_eq!(
+        service.bot_runs(admin, ids[3]).await.unwrap()[0].status,
+        BotRunStatus::Stopped
+    );
+    // Handed out again (a worker died after sending): nothing is sent twice.
+    app.sql(&format!(
+        "UPDATE automation.bot_runs SET status = 'running', step = 0, history = '[]', queued_at = now() WHERE deal_id = {}",
+        ids[0].0
+    ))
+    .await;
+    service.advance_bot(t.account, done.id).await.unwrap();
+    assert_eq!(chat.sent.lock().unwrap().len(), 4, "the message went once");
+
+    // This build has no messaging module: the app's own bots say so at a message step.
+    let plain = &m.automation;
+    let d = deals
+        .create_deal(admin, NewDeal::new(p.id, "Plain"))
+        .await
+        .unwrap();
+    plain.start_bot(admin, bot.id, d.id).await.unwrap();
+    for w in plain.take_due(100).await.unwrap() {
+        if let Work::Bot {
+            account_id,
+            bot_run_id,
+        } = w
+        {
+            plain.advance_bot(account_id, bot_run_id).await.unwrap();
+        }
+    }
+    let failed = plain.bot_runs(admin, d.id).await.unwrap().remove(0);
+    assert_eq!(failed.status, BotRunStatus::Failed);
+    assert!(failed.error.unwrap().contains("messaging module"));
 }

@@ -37,6 +37,8 @@ pub(crate) struct Known<'a> {
     pub allow_private: bool,
     /// Whether an SMTP server is configured.
     pub email: bool,
+    /// The account's bots.
+    pub bots: &'a [i64],
 }
 
 /// Checks and tidies a draft; every problem is reported at once, by field.
@@ -382,6 +384,11 @@ pub(crate) fn action(
                     "too_long",
                     "the text is at most 20,000 characters".into(),
                 );
+            }
+        }
+        Action::StartBot { bot_id } => {
+            if !k.bots.contains(bot_id) {
+                err(e, f, "unknown_bot", format!("no bot {bot_id}"));
             }
         }
         Action::Webhook { url } => {

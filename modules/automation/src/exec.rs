@@ -91,6 +91,19 @@ pub(crate) async fn take_due(
     let stale = requeue_after.as_secs_f64();
     let runs = take(conn, RUNS_DUE, limit, stale).await?;
     let deliveries = take(conn, DELIVERIES_DUE, limit, stale).await?;
+    // Bot runs due now (started, replied to, or their wait is over), leased until handed out
+    // again if the job is lost.
+    let bots: Vec<Taken> = diesel::sql_query(
+        "WITH due AS (SELECT id FROM automation.bot_runs WHERE status IN ('running', 'waiting') AND due_at <= now()
+                       ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE automation.bot_runs b SET queued_at = now(), due_at = now() + make_interval(secs => $2)
+           FROM due WHERE b.id = due.id
+         RETURNING b.id, b.account_id",
+    )
+    .bind::<BigInt, _>(limit)
+    .bind::<Double, _>(stale)
+    .load(conn)
+    .await?;
     Ok(runs
         .into_iter()
         .map(|r| Work::Run {
@@ -100,6 +113,10 @@ pub(crate) async fn take_due(
         .chain(deliveries.into_iter().map(|d| Work::Deliver {
             account_id: AccountId(d.account_id),
             delivery_id: DeliveryId(d.id),
+        }))
+        .chain(bots.into_iter().map(|b| Work::Bot {
+            account_id: AccountId(b.account_id),
+            bot_run_id: BotRunId(b.id),
         }))
         .collect())
 }
@@ -151,20 +168,26 @@ struct StatusRow {
 }
 
 /// `{{deal.name}}`, `{{deal.price}}`, `{{deal.id}}` and `{{stage.name}}` in a text.
-fn render(text: &str, deal: &Deal, stage: &str) -> String {
+pub(crate) fn render(text: &str, deal: &Deal, stage: &str) -> String {
     text.replace("{{deal.name}}", &deal.name)
         .replace("{{deal.price}}", &deal.price.to_string())
         .replace("{{deal.id}}", &deal.id.0.to_string())
         .replace("{{stage.name}}", stage)
 }
 
-struct Ctx<'a> {
-    account: AccountId,
-    trigger: &'a Trigger,
-    run: Uuid,
-    deal: Deal,
-    state: Value,
-    stage_name: String,
+/// What an action runs with: the account, the robot (a trigger or a bot) and its run.
+pub(crate) struct Ctx {
+    pub account: AccountId,
+    /// The robot's id (as `Actor::Robot`), its name, and whether it is a trigger or a bot.
+    pub robot: i64,
+    pub robot_name: String,
+    pub kind: &'static str,
+    /// The key of round-robin rotations (a trigger's id, a bot's id negated).
+    pub rotation: i64,
+    pub run: Uuid,
+    pub deal: Deal,
+    pub state: Value,
+    pub stage_name: String,
 }
 
 impl Inner {
@@ -436,7 +459,10 @@ impl Inner {
         };
         let mut ctx = Ctx {
             account,
-            trigger: &trigger,
+            robot: trigger.id.0,
+            robot_name: trigger.name.clone(),
+            kind: "trigger",
+            rotation: trigger.id.0,
             run,
             deal,
             state: c.state,
@@ -445,7 +471,10 @@ impl Inner {
         let total = trigger.actions.len();
         for i in steps.len()..total {
             let action = &trigger.actions[i];
-            match self.act(&mut ctx, i, action).await {
+            match self
+                .act(&mut ctx, crate::action_key(run, i), i, action)
+                .await
+            {
                 Ok(detail) => {
                     steps.push(Step {
                         index: i,
@@ -540,8 +569,14 @@ impl Inner {
     }
 
     /// Does one action; Ok says what was done.
-    async fn act(&self, ctx: &mut Ctx<'_>, i: usize, action: &Action) -> AppResult<String> {
-        let c = Caller::robot(ctx.account, ctx.trigger.id.0, crate::action_key(ctx.run, i));
+    pub(crate) async fn act(
+        &self,
+        ctx: &mut Ctx,
+        key: Uuid,
+        i: usize,
+        action: &Action,
+    ) -> AppResult<String> {
+        let c = Caller::robot(ctx.account, ctx.robot, key);
         let deal_id = ctx.deal.id;
         match action {
             Action::CreateTask {
@@ -681,14 +716,25 @@ impl Inner {
                 }
                 Ok(format!("{done} open tasks completed"))
             }
+            Action::StartBot { bot_id } => {
+                let mut conn = self.conn().await?;
+                Ok(
+                    match crate::botrun::insert_run(&mut conn, ctx.account, *bot_id, deal_id.0, key)
+                        .await?
+                    {
+                        Some(run) => format!("bot {bot_id} started (run {run})"),
+                        None => format!("bot {bot_id} was already talking on the deal"),
+                    },
+                )
+            }
             Action::SendEmail {
                 to,
                 address,
                 subject,
                 body,
             } => {
-                let key = format!("email.{i}");
-                if let Some(sent) = ctx.state.get(&key).and_then(Value::as_str) {
+                let key_name = format!("email.{i}");
+                if let Some(sent) = ctx.state.get(&key_name).and_then(Value::as_str) {
                     return Ok(format!("e-mail already sent to {sent}"));
                 }
                 let Some(mailer) = &self.mailer else {
@@ -747,14 +793,14 @@ impl Inner {
                         })?)
                         .subject(render(subject, &ctx.deal, &ctx.stage_name))
                         // The same id on every attempt: a receiver can drop a repeated message.
-                        .message_id(Some(format!("<{}@voronka>", crate::action_key(ctx.run, i))))
+                        .message_id(Some(format!("<{key}@voronka>")))
                         .header(lettre::message::header::ContentType::TEXT_PLAIN)
                         .body(render(body, &ctx.deal, &ctx.stage_name))
                         .map_err(|e| bad("message", e.to_string()))?;
                 use lettre::AsyncTransport;
                 match mailer.send(message).await {
                     Ok(_) => {
-                        ctx.state[&key] = json!(rcpt);
+                        ctx.state[&key_name] = json!(rcpt);
                         Ok(format!("e-mail sent to {rcpt}"))
                     }
                     Err(e) if e.is_permanent() => Err(AppError::validation(
@@ -773,7 +819,7 @@ impl Inner {
                     "event": "trigger",
                     "account_id": ctx.account.0,
                     "run_id": ctx.run,
-                    "trigger": {"id": ctx.trigger.id.0, "name": ctx.trigger.name},
+                    "robot": {"kind": ctx.kind, "id": ctx.robot, "name": ctx.robot_name},
                     "deal": ctx.deal,
                     "occurred_at": Utc::now().timestamp(),
                 })
@@ -784,7 +830,7 @@ impl Inner {
                         None,
                         Some(ctx.run),
                         None,
-                        &format!("trigger.{i}"),
+                        &format!("{}.{i}", ctx.kind),
                         url,
                         "application/json",
                         &body,
@@ -799,7 +845,7 @@ impl Inner {
     async fn pick_user(
         &self,
         c: Caller,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         i: usize,
         assign: Assign,
         users: &[i64],
@@ -823,7 +869,7 @@ impl Inner {
                      DO UPDATE SET next_index = automation.rotations.next_index + 1
                      RETURNING next_index - 1 AS n",
                 )
-                .bind::<BigInt, _>(ctx.trigger.id.0)
+                .bind::<BigInt, _>(ctx.rotation)
                 .bind::<diesel::sql_types::Integer, _>(i as i32)
                 .get_result(&mut conn)
                 .await?;

@@ -6,6 +6,7 @@
 //! command id as the call's cause: the events they cause carry it (so the next trigger knows how
 //! deep the chain of robots is, and cuts a loop), and a redelivered command does nothing twice.
 
+mod botrun;
 mod bots;
 mod check;
 mod exec;
@@ -18,6 +19,7 @@ mod service;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use kernel::migrate::ModuleMigrations;
 
+pub use botrun::BotReplies;
 pub use hooks::{WebhookFeed, signature as signature_of};
 pub use matcher::TriggerMatcher;
 pub use service::{AutomationService, Settings, check_sender, mailer as smtp_transport};

@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub deals: Arc<dyn Deals>,
     pub activities: Arc<dyn Activities>,
     pub contacts: Arc<dyn Contacts>,
+    /// Absent in a build without the messaging module: bots' messages then fail, saying so.
+    pub messaging: Option<Arc<dyn messaging_api::Messaging>>,
     pub settings: Settings,
     pub http: reqwest::Client,
     pub mailer: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
@@ -88,6 +90,7 @@ impl AutomationService {
         deals: Arc<dyn Deals>,
         activities: Arc<dyn Activities>,
         contacts: Arc<dyn Contacts>,
+        messaging: Option<Arc<dyn messaging_api::Messaging>>,
         settings: Settings,
     ) -> AutomationService {
         let http = reqwest::Client::builder()
@@ -114,6 +117,7 @@ impl AutomationService {
                 deals,
                 activities,
                 contacts,
+                messaging,
                 settings,
                 http,
                 mailer,
@@ -124,6 +128,13 @@ impl AutomationService {
     /// The subscriber that starts triggers from deal events.
     pub fn matcher(&self) -> crate::TriggerMatcher {
         crate::TriggerMatcher {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The subscriber that hands clients' replies to waiting bots.
+    pub fn bot_replies(&self) -> crate::BotReplies {
+        crate::BotReplies {
             inner: self.inner.clone(),
         }
     }
@@ -209,7 +220,17 @@ impl Inner {
         } else {
             Vec::new()
         };
+        let bots = if actions.iter().any(|a| matches!(a, Action::StartBot { .. })) {
+            self.bots(caller)
+                .await?
+                .into_iter()
+                .map(|b| b.id.0)
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Parts {
+            bots,
             fields: self.deals.custom_fields(caller).await?,
             task_types: self.activities.task_types(caller).await?,
             users,
@@ -336,6 +357,7 @@ pub(crate) fn into_working_hours(
 
 /// The account's parts a trigger or a bot is checked against.
 pub(crate) struct Parts {
+    pub bots: Vec<i64>,
     pub fields: Vec<deals_api::CustomField>,
     pub task_types: Vec<activities_api::TaskType>,
     pub users: Vec<i64>,
@@ -354,6 +376,7 @@ impl Parts {
             task_types: &self.task_types,
             users: &self.users,
             segments: &self.segments,
+            bots: &self.bots,
             email: inner.mailer.is_some(),
             allow_private: inner.settings.allow_private_destinations,
         }
@@ -693,6 +716,22 @@ impl Automation for AutomationService {
 
     async fn delete_bot(&self, caller: Caller, id: BotId) -> AppResult<()> {
         self.inner.delete_bot(caller, id).await
+    }
+
+    async fn start_bot(&self, caller: Caller, bot: BotId, deal: DealId) -> AppResult<BotRun> {
+        self.inner.start_bot(caller, bot, deal).await
+    }
+
+    async fn bot_runs(&self, caller: Caller, deal: DealId) -> AppResult<Vec<BotRun>> {
+        self.inner.bot_runs(caller, deal).await
+    }
+
+    async fn stop_bot_run(&self, caller: Caller, id: BotRunId) -> AppResult<BotRun> {
+        self.inner.stop_bot_run(caller, id).await
+    }
+
+    async fn advance_bot(&self, account: AccountId, id: BotRunId) -> AppResult<BotRunStatus> {
+        self.inner.advance(account, id.0).await
     }
 
     async fn webhooks(&self, caller: Caller) -> AppResult<Vec<Webhook>> {

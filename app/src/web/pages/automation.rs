@@ -112,6 +112,7 @@ fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
         "add_note" => "automation.action.add_note",
         "complete_tasks" => "automation.action.complete_tasks",
         "send_email" => "automation.action.send_email",
+        "start_bot" => "automation.action.start_bot",
         _ => "automation.action.webhook",
     });
     let detail = match a {
@@ -123,6 +124,7 @@ fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
         Action::SetResponsible { user_ids, .. } => format!("{} users", user_ids.len()),
         Action::CompleteTasks { result } => result.clone(),
         Action::SendEmail { subject, .. } => subject.clone(),
+        Action::StartBot { bot_id } => format!("#{bot_id}"),
     };
     format!("{label}: {detail}")
 }
@@ -216,6 +218,7 @@ pub struct Row {
     pub email_to: String,
     pub address: String,
     pub subject: String,
+    pub bot: String,
 }
 
 impl Row {
@@ -338,6 +341,7 @@ impl Form {
                 Action::AddNote { text } => r.text = text.clone(),
                 Action::CompleteTasks { result } => r.text = result.clone(),
                 Action::Webhook { url } => r.url = url.clone(),
+                Action::StartBot { bot_id } => r.bot = bot_id.to_string(),
                 Action::SendEmail {
                     to,
                     address,
@@ -419,6 +423,7 @@ impl Form {
                 email_to: g(&k("email_to")),
                 address: g(&k("address")),
                 subject: g(&k("subject")),
+                bot: g(&k("bot")),
             });
         }
         f.pad();
@@ -545,6 +550,9 @@ impl Form {
                 "add_note" => Action::AddNote {
                     text: r.text.clone(),
                 },
+                "start_bot" => Action::StartBot {
+                    bot_id: num(&f, &r.bot),
+                },
                 "send_email" => Action::SendEmail {
                     to: serde_json::from_value(serde_json::Value::String(r.email_to.clone()))
                         .unwrap_or(EmailTo::Contact),
@@ -588,6 +596,7 @@ struct FormTpl<'a> {
     task_types: Vec<Option2>,
     users: Vec<Option2>,
     segments: Vec<Option2>,
+    bots: Vec<Option2>,
     kinds: Vec<Option2>,
     whens: Vec<Option2>,
     form: Form,
@@ -608,6 +617,7 @@ async fn form_page(
     let fields = state.modules.deals.custom_fields(caller).await?;
     let task_types = state.modules.activities.task_types(caller).await?;
     let segments = state.modules.contacts.segments(caller).await?;
+    let bots = state.modules.automation.bots(caller).await?;
     let users = state
         .modules
         .accounts
@@ -651,6 +661,7 @@ async fn form_page(
             .filter(|u| u.is_active)
             .map(|u| opt(u.id.0, u.name.clone()))
             .collect(),
+        bots: bots.iter().map(|b| opt(b.id.0, b.name.clone())).collect(),
         segments: segments
             .iter()
             .map(|s| opt(s.id.0, s.name.clone()))
@@ -665,6 +676,7 @@ async fn form_page(
             "add_note",
             "complete_tasks",
             "send_email",
+            "start_bot",
             "webhook",
         ]
         .iter()
@@ -865,6 +877,17 @@ fn lines(runs: Vec<Run>) -> Vec<RunLine> {
         .collect()
 }
 
+pub struct BotRunLine {
+    pub id: String,
+    pub bot: String,
+    pub status: &'static str,
+    pub active: bool,
+    pub step: usize,
+    pub waiting_until: String,
+    pub history: Vec<String>,
+    pub error: String,
+}
+
 #[derive(Template)]
 #[template(path = "automation/runs.html")]
 struct RunsTpl<'a> {
@@ -873,6 +896,10 @@ struct RunsTpl<'a> {
     back: String,
     runs: Vec<RunLine>,
     next: Option<String>,
+    /// On a deal's page: its id, its bot runs, and the bots that can be started.
+    deal: Option<i64>,
+    bot_runs: Vec<BotRunLine>,
+    bots: Vec<(i64, String)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -914,6 +941,9 @@ pub async fn trigger_runs(
             next: page
                 .next
                 .map(|c| format!("/automation/triggers/{}/runs?after={}", t.id.0, c.as_str())),
+            deal: None,
+            bot_runs: Vec::new(),
+            bots: Vec::new(),
         },
     )
 }
@@ -926,6 +956,16 @@ pub async fn deal_runs(
 ) -> PageResult {
     let caller = ctx.caller()?;
     let deal = state.modules.deals.deal(caller, DealId(*path)).await?;
+    let bot_runs = state.modules.automation.bot_runs(caller, deal.id).await?;
+    let bots: Vec<(i64, String)> = state
+        .modules
+        .automation
+        .bots(caller)
+        .await?
+        .into_iter()
+        .filter(|b| b.pipeline_id == deal.pipeline_id.0)
+        .map(|b| (b.id.0, b.name))
+        .collect();
     let page = state
         .modules
         .automation
@@ -948,6 +988,36 @@ pub async fn deal_runs(
             next: page
                 .next
                 .map(|c| format!("/deals/{}/runs?after={}", deal.id.0, c.as_str())),
+            deal: Some(deal.id.0),
+            bot_runs: bot_runs
+                .into_iter()
+                .map(|r| BotRunLine {
+                    id: r.id.0.to_string(),
+                    bot: r.bot_name,
+                    status: r.status.as_str(),
+                    active: r.status.is_active(),
+                    step: r.step + 1,
+                    waiting_until: r
+                        .waiting_until
+                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_default(),
+                    history: r
+                        .history
+                        .iter()
+                        .map(|h| {
+                            format!(
+                                "{} · {} {}: {}",
+                                h.at.format("%H:%M:%S"),
+                                h.step + 1,
+                                h.kind,
+                                h.detail
+                            )
+                        })
+                        .collect(),
+                    error: r.error.unwrap_or_default(),
+                })
+                .collect(),
+            bots,
         },
     )
 }
@@ -1646,4 +1716,40 @@ pub async fn delete_bot(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i6
         .delete_bot(caller, BotId(*path))
         .await?;
     see_other("/automation/bots", Some("automation.deleted"))
+}
+
+/// Starts a bot on a deal, from the deal's robots page.
+pub async fn start_bot(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let bot: i64 = get(&form, "bot").parse().unwrap_or(0);
+    state
+        .modules
+        .automation
+        .start_bot(caller, BotId(bot), DealId(*path))
+        .await?;
+    see_other(
+        &format!("/deals/{}/runs", *path),
+        Some("automation.started"),
+    )
+}
+
+/// Stops a bot talking on a deal.
+pub async fn stop_bot(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<(i64, uuid::Uuid)>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let (deal, run) = path.into_inner();
+    state
+        .modules
+        .automation
+        .stop_bot_run(caller, BotRunId(run))
+        .await?;
+    see_other(&format!("/deals/{deal}/runs"), Some("bots.stopped"))
 }

@@ -74,6 +74,14 @@ pub trait Automation: Send + Sync {
     /// never waits for a reply. Nothing is saved when it is refused.
     async fn save_bot(&self, caller: Caller, id: Option<BotId>, draft: BotDraft) -> AppResult<Bot>;
     async fn delete_bot(&self, caller: Caller, id: BotId) -> AppResult<()>;
+    /// Starts a bot on a deal the caller may change (one run of a bot per deal at a time).
+    async fn start_bot(&self, caller: Caller, bot: BotId, deal: DealId) -> AppResult<BotRun>;
+    /// A deal's bot runs, newest first.
+    async fn bot_runs(&self, caller: Caller, deal: DealId) -> AppResult<Vec<BotRun>>;
+    /// Stops a running or waiting bot run.
+    async fn stop_bot_run(&self, caller: Caller, id: BotRunId) -> AppResult<BotRun>;
+    /// Goes on with a bot run: its steps up to the next wait or the end (for the job workers).
+    async fn advance_bot(&self, account: AccountId, id: BotRunId) -> AppResult<BotRunStatus>;
 
     // --- webhooks ------------------------------------------------------------------------------
     async fn webhooks(&self, caller: Caller) -> AppResult<Vec<Webhook>>;

@@ -169,6 +169,10 @@ pub enum Action {
     Webhook {
         url: String,
     },
+    /// Starts a bot on the deal (unless that bot is already talking on it).
+    StartBot {
+        bot_id: i64,
+    },
     /// Sends an e-mail through the configured SMTP server (`[automation] smtp_url`).
     SendEmail {
         to: EmailTo,
@@ -205,6 +209,7 @@ impl Action {
             Action::CompleteTasks { .. } => "complete_tasks",
             Action::Webhook { .. } => "webhook",
             Action::SendEmail { .. } => "send_email",
+            Action::StartBot { .. } => "start_bot",
         }
     }
 }
@@ -337,6 +342,11 @@ pub enum Work {
     },
     /// Several runs, done side by side by one job (one job's overhead for many small runs).
     Runs { runs: Vec<(AccountId, RunId)> },
+    /// A bot's run to go on (started, replied to, or its wait is over).
+    Bot {
+        account_id: AccountId,
+        bot_run_id: BotRunId,
+    },
     Deliver {
         account_id: AccountId,
         delivery_id: DeliveryId,
@@ -552,6 +562,78 @@ pub struct Bot {
     pub name: String,
     pub pipeline_id: i64,
     pub steps: Vec<BotStep>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BotRunId(pub Uuid);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotRunStatus {
+    /// Going on with its steps (or about to).
+    Running,
+    /// Waiting for the client's reply (or the timeout).
+    Waiting,
+    Done,
+    /// Stopped by a person.
+    Stopped,
+    /// A step failed; `error` says why.
+    Failed,
+}
+
+impl BotRunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BotRunStatus::Running => "running",
+            BotRunStatus::Waiting => "waiting",
+            BotRunStatus::Done => "done",
+            BotRunStatus::Stopped => "stopped",
+            BotRunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> BotRunStatus {
+        match s {
+            "running" => BotRunStatus::Running,
+            "waiting" => BotRunStatus::Waiting,
+            "done" => BotRunStatus::Done,
+            "stopped" => BotRunStatus::Stopped,
+            _ => BotRunStatus::Failed,
+        }
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, BotRunStatus::Running | BotRunStatus::Waiting)
+    }
+}
+
+/// What a bot did at a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotEvent {
+    pub at: DateTime<Utc>,
+    /// From 0, as in the steps.
+    pub step: usize,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotRun {
+    pub id: BotRunId,
+    pub bot_id: BotId,
+    pub bot_name: String,
+    pub deal_id: i64,
+    pub status: BotRunStatus,
+    /// The step it is at (waiting at, or to do next).
+    pub step: usize,
+    pub waiting_until: Option<DateTime<Utc>>,
+    /// The client's last reply.
+    pub reply: Option<String>,
+    pub history: Vec<BotEvent>,
+    pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
