@@ -198,6 +198,10 @@ fn each_modules_sql_names_only_its_own_schema() {
     let mut modules_checked = 0;
     for entry in std::fs::read_dir(root.join("modules")).unwrap().flatten() {
         let module = entry.file_name().to_string_lossy().to_string();
+        // A module whose contract (`api/`) exists before its implementation has no schema yet.
+        if !entry.path().join("src").exists() {
+            continue;
+        }
         modules_checked += 1;
         let mut sql_files = Vec::new();
         files(
