@@ -215,6 +215,27 @@ impl Backbone {
                     }
                 }
             }));
+            // Automation's old runs and deliveries go after `keep_days`, a batch an hour.
+            let automation = modules.automation.clone();
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match automation.clean_up().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(
+                            removed = n,
+                            "automation: old runs and deliveries removed"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "automation clean-up failed; will retry")
+                        }
+                    }
+                    tokio::select! {
+                        _ = rx.changed() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                    }
+                }
+            }));
             // Automation: due runs and deliveries go to the queue, and its workers do them.
             tasks.push(tokio::spawn(crate::work::dispatch_automation(
                 modules.automation.clone(),

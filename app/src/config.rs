@@ -58,6 +58,8 @@ pub struct AutomationConfig {
     pub smtp_url: Option<String>,
     /// The sender of robots' e-mails.
     pub email_from: String,
+    /// Days finished runs, bot runs and webhook deliveries are kept.
+    pub keep_days: i32,
 }
 
 impl AutomationConfig {
@@ -74,6 +76,7 @@ impl AutomationConfig {
             requeue_after: std::time::Duration::from_secs(self.requeue_after_secs),
             smtp_url: self.smtp_url.clone(),
             email_from: self.email_from.clone(),
+            keep_days: self.keep_days,
         }
     }
 }
@@ -248,6 +251,7 @@ impl Default for Config {
                 requeue_after_secs: 300,
                 smtp_url: None,
                 email_from: "Voronka <robot@localhost>".into(),
+                keep_days: 90,
             },
             modules: BTreeMap::new(),
         }
@@ -401,6 +405,9 @@ impl Config {
         }
         if a.webhook_disable_after < 1 {
             return fail("automation.webhook_disable_after", "must be at least 1");
+        }
+        if !(1..=3650).contains(&a.keep_days) {
+            return fail("automation.keep_days", "must be between 1 and 3650");
         }
         if a.requeue_after_secs < 10 {
             return fail("automation.requeue_after_secs", "must be at least 10");

@@ -1660,3 +1660,33 @@ async fn a_bot_asks_waits_for_the_reply_and_branches_on_it() {
     assert_eq!(failed.status, BotRunStatus::Failed);
     assert!(failed.error.unwrap().contains("messaging module"));
 }
+
+#[tokio::test]
+async fn finished_runs_and_deliveries_go_after_the_days_kept() {
+    let app = crate::support::spawn_app_with(|c| c.automation.keep_days = 30).await;
+    let t = app.tenant("Acme").await;
+    let a = t.account.0;
+    app.sql(&format!(
+        "INSERT INTO automation.runs (id, account_id, trigger_id, deal_id, event_type, status, run_at, created_at)
+         VALUES (gen_random_uuid(), {a}, 1, 1, 'x', 'done', now(), now() - interval '31 days'),
+                (gen_random_uuid(), {a}, 1, 1, 'x', 'done', now(), now() - interval '29 days'),
+                (gen_random_uuid(), {a}, 1, 1, 'x', 'pending', now(), now() - interval '40 days');
+         INSERT INTO automation.deliveries (id, account_id, event, url, content_type, body, secret, status, max_attempts, created_at)
+         VALUES (gen_random_uuid(), {a}, 'x', 'http://x', 'a', '', '', 'delivered', 1, now() - interval '31 days'),
+                (gen_random_uuid(), {a}, 'x', 'http://x', 'a', '', '', 'pending', 1, now() - interval '31 days');"
+    ))
+    .await;
+    assert_eq!(app.state.modules.automation.clean_up().await.unwrap(), 2);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM automation.runs").await,
+        2,
+        "recent and waiting runs stay"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM automation.deliveries")
+            .await,
+        1,
+        "a pending delivery stays"
+    );
+    assert_eq!(app.state.modules.automation.clean_up().await.unwrap(), 0);
+}

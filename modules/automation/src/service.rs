@@ -43,6 +43,8 @@ pub struct Settings {
     pub smtp_url: Option<String>,
     /// The sender of robots' e-mails.
     pub email_from: String,
+    /// Days finished runs and deliveries are kept (their history and the delivery log).
+    pub keep_days: i32,
 }
 
 impl Default for Settings {
@@ -61,6 +63,7 @@ impl Default for Settings {
             requeue_after: Duration::from_secs(300),
             smtp_url: None,
             email_from: "Voronka <robot@localhost>".into(),
+            keep_days: 90,
         }
     }
 }
@@ -696,6 +699,29 @@ impl Automation for AutomationService {
 
     async fn execute(&self, account: AccountId, run: RunId) -> AppResult<RunStatus> {
         self.inner.do_run(account, run.0).await
+    }
+
+    async fn clean_up(&self) -> AppResult<u64> {
+        let mut conn = self.inner.conn().await?;
+        let days = self.inner.settings.keep_days;
+        let mut gone = 0;
+        for sql in [
+            "DELETE FROM automation.runs WHERE id IN (
+                 SELECT id FROM automation.runs WHERE status IN ('done', 'skipped', 'failed', 'cut')
+                    AND created_at < now() - make_interval(days => $1) ORDER BY created_at LIMIT 10000)",
+            "DELETE FROM automation.deliveries WHERE id IN (
+                 SELECT id FROM automation.deliveries WHERE status IN ('delivered', 'failed')
+                    AND created_at < now() - make_interval(days => $1) ORDER BY created_at LIMIT 10000)",
+            "DELETE FROM automation.bot_runs WHERE id IN (
+                 SELECT id FROM automation.bot_runs WHERE status IN ('done', 'stopped', 'failed')
+                    AND updated_at < now() - make_interval(days => $1) ORDER BY updated_at LIMIT 10000)",
+        ] {
+            gone += diesel::sql_query(sql)
+                .bind::<diesel::sql_types::Integer, _>(days)
+                .execute(&mut conn)
+                .await? as u64;
+        }
+        Ok(gone)
     }
 
     async fn give_up(&self, account: AccountId, run: RunId, reason: &str) -> AppResult<()> {

@@ -62,6 +62,9 @@ pub trait Automation: Send + Sync {
     /// attempt); one that it will not cure ends the run as failed, with the reason. An error is
     /// returned only when the run's own row cannot be written (the job is then retried).
     async fn execute(&self, account: AccountId, run: RunId) -> AppResult<RunStatus>;
+    /// Removes finished runs, bot runs and deliveries older than the configured number of days,
+    /// a batch at a time; returns how many went. Run every hour by the job workers.
+    async fn clean_up(&self) -> AppResult<u64>;
     /// Ends a run that could not be finished after all retries.
     async fn give_up(&self, account: AccountId, run: RunId, reason: &str) -> AppResult<()>;
 
