@@ -1690,3 +1690,78 @@ async fn finished_runs_and_deliveries_go_after_the_days_kept() {
     );
     assert_eq!(app.state.modules.automation.clean_up().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_loop_through_a_bot_is_cut_like_a_loop_of_triggers() {
+    let (app, backbone) = spawn_app_with_workers_and(|c| c.automation.max_depth = 3).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let auto = &app.state.modules.automation;
+    let (p, [_, b, c]) = pipeline(&app, admin).await;
+    let mover = auto
+        .save_bot(
+            admin,
+            None,
+            BotDraft {
+                name: "Mover".into(),
+                pipeline_id: p.id.0,
+                steps: vec![BotStep::Act {
+                    action: Action::MoveTo { stage_id: c },
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    auto.save_trigger(
+        admin,
+        None,
+        draft(
+            &p,
+            b,
+            When::MovedTo,
+            vec![Action::StartBot { bot_id: mover.id.0 }],
+        ),
+    )
+    .await
+    .unwrap();
+    auto.save_trigger(
+        admin,
+        None,
+        draft(&p, c, When::MovedTo, vec![Action::MoveTo { stage_id: b }]),
+    )
+    .await
+    .unwrap();
+    let deal = app
+        .state
+        .modules
+        .deals
+        .create_deal(admin, NewDeal::new(p.id, "Round and round"))
+        .await
+        .unwrap();
+    move_to(&app, admin, deal.id, b).await;
+    wait_until("the cut", || async {
+        runs(&app, admin, deal.id)
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Cut)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut depths: Vec<(i32, RunStatus)> = runs(&app, admin, deal.id)
+        .await
+        .iter()
+        .map(|r| (r.depth, r.status))
+        .collect();
+    depths.sort_by_key(|d| d.0);
+    assert_eq!(
+        depths,
+        [
+            (1, RunStatus::Done),
+            (2, RunStatus::Done),
+            (3, RunStatus::Done),
+            (4, RunStatus::Cut)
+        ]
+    );
+    assert_eq!(auto.bot_runs(admin, deal.id).await.unwrap().len(), 2);
+    backbone.stop().await;
+}

@@ -89,7 +89,7 @@ async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: Option<Vec<String>>)
         ..Config::default()
     };
     config.web.workers = 1;
-    config.db.pool_size = 4;
+    config.db.pool_size = 8;
     adjust(&mut config);
     let jobs = match with_jobs {
         Some(queues) => Some(

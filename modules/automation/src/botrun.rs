@@ -27,6 +27,16 @@ use crate::service::{Inner, notify};
 /// is the belt to those braces).
 const MAX_STEPS_AT_ONCE: usize = 200;
 
+/// The ids a bot run's command ids can have (all but its last two bytes are the run's).
+pub(crate) fn key_range(key: Uuid) -> (Uuid, Uuid) {
+    let (mut lo, mut hi) = (*key.as_bytes(), *key.as_bytes());
+    lo[14] = 0;
+    lo[15] = 0;
+    hi[14] = 0xff;
+    hi[15] = 0xff;
+    (Uuid::from_bytes(lo), Uuid::from_bytes(hi))
+}
+
 /// The command id of a bot run's `n`-th thing done (a message, an action): the same on a retry.
 fn bot_key(run: Uuid, n: usize) -> Uuid {
     let mut b = *run.as_bytes();
@@ -106,6 +116,7 @@ pub(crate) async fn insert_run(
     bot: i64,
     deal: i64,
     id: Uuid,
+    depth: i32,
 ) -> AppResult<Option<Uuid>> {
     #[derive(QueryableByName)]
     struct Id {
@@ -113,8 +124,8 @@ pub(crate) async fn insert_run(
         id: Uuid,
     }
     let row: Option<Id> = diesel::sql_query(
-        "INSERT INTO automation.bot_runs (id, account_id, bot_id, deal_id, status, due_at)
-         SELECT $1, $2, $3, $4, 'running', now()
+        "INSERT INTO automation.bot_runs (id, account_id, bot_id, deal_id, status, due_at, depth)
+         SELECT $1, $2, $3, $4, 'running', now(), $5
           WHERE EXISTS (SELECT 1 FROM automation.bots WHERE account_id = $2 AND id = $3)
          ON CONFLICT DO NOTHING RETURNING id",
     )
@@ -122,6 +133,7 @@ pub(crate) async fn insert_run(
     .bind::<BigInt, _>(account.0)
     .bind::<BigInt, _>(bot)
     .bind::<BigInt, _>(deal)
+    .bind::<Integer, _>(depth)
     .get_result(conn)
     .await
     .optional()?;
@@ -174,6 +186,7 @@ impl Inner {
             b.id.0,
             deal.0,
             crate::new_run_id(),
+            1,
         )
         .await?
         .ok_or_else(|| {
@@ -308,6 +321,22 @@ impl Inner {
             .load_run(account, id)
             .await?
             .ok_or_else(|| AppError::not_found("bot run"))?;
+        let run_depth = {
+            #[derive(QueryableByName)]
+            struct D {
+                #[diesel(sql_type = Integer)]
+                depth: i32,
+            }
+            let mut conn = self.conn().await?;
+            diesel::sql_query(
+                "SELECT depth FROM automation.bot_runs WHERE account_id = $1 AND id = $2",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<SqlUuid, _>(id)
+            .get_result::<D>(&mut conn)
+            .await?
+            .depth
+        };
         let mut history = run.history.clone();
         let mut step = run.step;
         let mut reply = run.reply.clone();
@@ -356,6 +385,7 @@ impl Inner {
             robot_name: bot.name.clone(),
             kind: "bot",
             rotation: -bot.id.0,
+            depth: run_depth,
             run: id,
             deal,
             state: json!({}),

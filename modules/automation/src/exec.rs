@@ -159,6 +159,8 @@ struct Claimed {
     steps: Value,
     #[diesel(sql_type = Jsonb)]
     state: Value,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    depth: i32,
 }
 
 #[derive(QueryableByName)]
@@ -184,6 +186,8 @@ pub(crate) struct Ctx {
     pub kind: &'static str,
     /// The key of round-robin rotations (a trigger's id, a bot's id negated).
     pub rotation: i64,
+    /// How deep the chain of robots behind this run is (a bot it starts inherits it).
+    pub depth: i32,
     pub run: Uuid,
     pub deal: Deal,
     pub state: Value,
@@ -288,7 +292,7 @@ impl Inner {
         let claimed: Option<Claimed> = diesel::sql_query(
             "UPDATE automation.runs SET status = 'running', attempts = attempts + 1, queued_at = now()
               WHERE account_id = $1 AND id = $2 AND status IN ('queued', 'pending') AND run_at <= now()
-              RETURNING trigger_id, deal_id, event_type, run_at, created_at, steps, state",
+              RETURNING trigger_id, deal_id, event_type, run_at, created_at, steps, state, depth",
         )
         .bind::<BigInt, _>(account.0)
         .bind::<SqlUuid, _>(run)
@@ -463,6 +467,7 @@ impl Inner {
             robot_name: trigger.name.clone(),
             kind: "trigger",
             rotation: trigger.id.0,
+            depth: c.depth,
             run,
             deal,
             state: c.state,
@@ -719,8 +724,15 @@ impl Inner {
             Action::StartBot { bot_id } => {
                 let mut conn = self.conn().await?;
                 Ok(
-                    match crate::botrun::insert_run(&mut conn, ctx.account, *bot_id, deal_id.0, key)
-                        .await?
+                    match crate::botrun::insert_run(
+                        &mut conn,
+                        ctx.account,
+                        *bot_id,
+                        deal_id.0,
+                        key,
+                        ctx.depth,
+                    )
+                    .await?
                     {
                         Some(run) => format!("bot {bot_id} started (run {run})"),
                         None => format!("bot {bot_id} was already talking on the deal"),

@@ -129,11 +129,19 @@ impl TriggerMatcher {
         let (Actor::Robot { .. }, Some(cause)) = (event.actor, event.causation_id) else {
             return Ok(1);
         };
+        // A trigger's run (its command ids differ from the run's id in the last byte), or a
+        // bot's run (its command ids differ from the run's id in the last two bytes).
+        let (lo, hi) = crate::botrun::key_range(cause);
         let d: Option<Depth> = diesel::sql_query(
-            "SELECT depth FROM automation.runs WHERE id = $1 AND account_id = $2",
+            "SELECT depth FROM automation.runs WHERE id = $1 AND account_id = $2
+             UNION ALL
+             SELECT depth FROM automation.bot_runs WHERE account_id = $2 AND id BETWEEN $3 AND $4
+             LIMIT 1",
         )
         .bind::<SqlUuid, _>(crate::run_of(cause))
         .bind::<BigInt, _>(event.account_id.0)
+        .bind::<SqlUuid, _>(lo)
+        .bind::<SqlUuid, _>(hi)
         .get_result(conn)
         .await
         .optional()?;

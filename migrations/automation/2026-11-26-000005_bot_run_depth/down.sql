@@ -1,0 +1,1 @@
+ALTER TABLE automation.bot_runs DROP COLUMN depth;
