@@ -99,6 +99,14 @@ impl RunRow {
     }
 }
 
+/// Where a run is while a worker advances it.
+struct At {
+    account: AccountId,
+    id: Uuid,
+    step: usize,
+    history: Vec<BotEvent>,
+}
+
 fn event(step: usize, kind: &str, detail: impl Into<String>) -> BotEvent {
     BotEvent {
         at: Utc::now(),
@@ -256,17 +264,14 @@ impl Inner {
             .ok_or_else(|| AppError::not_found("bot run"))
     }
 
-    /// Writes where a run is: its status, step, last reply, when it is due, what it did.
-    #[allow(clippy::too_many_arguments)]
-    async fn save_run(
+    /// Writes where a run is: its status, its step and what it did, the reply to keep, and when
+    /// it is due.
+    async fn save_at(
         &self,
-        account: AccountId,
-        id: Uuid,
+        at: &At,
         status: BotRunStatus,
-        step: usize,
         reply: Option<&str>,
         due_at: Option<DateTime<Utc>>,
-        history: &[BotEvent],
         error: Option<&str>,
     ) -> AppResult<BotRunStatus> {
         let mut conn = self.conn().await?;
@@ -276,33 +281,48 @@ impl Inner {
                     queued_at = NULL, updated_at = now()
               WHERE account_id = $1 AND id = $2",
         )
-        .bind::<BigInt, _>(account.0)
-        .bind::<SqlUuid, _>(id)
+        .bind::<BigInt, _>(at.account.0)
+        .bind::<SqlUuid, _>(at.id)
         .bind::<Text, _>(status.as_str())
-        .bind::<Integer, _>(step as i32)
+        .bind::<Integer, _>(at.step as i32)
         .bind::<Nullable<Text>, _>(reply)
         .bind::<Nullable<Timestamptz>, _>(due_at)
-        .bind::<Jsonb, _>(serde_json::to_value(history).unwrap_or_default())
+        .bind::<Jsonb, _>(serde_json::to_value(&at.history).unwrap_or_default())
         .bind::<Nullable<Text>, _>(error)
         .execute(&mut conn)
         .await?;
         Ok(status)
     }
 
+    /// Ends the run with `kind` and `detail` as the last thing it did.
+    async fn end(&self, at: &mut At, kind: &str, detail: &str) -> AppResult<BotRunStatus> {
+        at.history.push(event(at.step, kind, detail));
+        self.save_at(at, BotRunStatus::Done, None, None, None).await
+    }
+
+    /// Ends the run as failed at its step, saying why in its history and as its error.
+    async fn fail(&self, at: &mut At, why: &str) -> AppResult<BotRunStatus> {
+        at.history.push(event(at.step, "failed", why));
+        self.save_at(at, BotRunStatus::Failed, None, None, Some(why))
+            .await
+    }
+
     pub(crate) async fn advance(&self, account: AccountId, id: Uuid) -> AppResult<BotRunStatus> {
         #[derive(QueryableByName)]
-        struct Was {
+        struct Taken {
             #[diesel(sql_type = Text)]
             was: String,
+            #[diesel(sql_type = Integer)]
+            depth: i32,
         }
         let mut conn = self.conn().await?;
         // Taken by this worker: handed out (queued_at set) and still going or waiting.
-        let was: Option<Was> = diesel::sql_query(
+        let taken: Option<Taken> = diesel::sql_query(
             "UPDATE automation.bot_runs r SET queued_at = NULL, due_at = NULL, status = 'running'
                FROM (SELECT id, status FROM automation.bot_runs
                       WHERE account_id = $1 AND id = $2 AND status IN ('running', 'waiting')
                         AND queued_at IS NOT NULL FOR UPDATE) old
-              WHERE r.id = old.id RETURNING old.status AS was",
+              WHERE r.id = old.id RETURNING old.status AS was, r.depth",
         )
         .bind::<BigInt, _>(account.0)
         .bind::<SqlUuid, _>(id)
@@ -310,7 +330,7 @@ impl Inner {
         .await
         .optional()?;
         drop(conn);
-        let Some(was) = was else {
+        let Some(taken) = taken else {
             return Ok(self
                 .load_run(account, id)
                 .await?
@@ -321,41 +341,20 @@ impl Inner {
             .load_run(account, id)
             .await?
             .ok_or_else(|| AppError::not_found("bot run"))?;
-        let run_depth = {
-            #[derive(QueryableByName)]
-            struct D {
-                #[diesel(sql_type = Integer)]
-                depth: i32,
-            }
-            let mut conn = self.conn().await?;
-            diesel::sql_query(
-                "SELECT depth FROM automation.bot_runs WHERE account_id = $1 AND id = $2",
-            )
-            .bind::<BigInt, _>(account.0)
-            .bind::<SqlUuid, _>(id)
-            .get_result::<D>(&mut conn)
-            .await?
-            .depth
+        let mut at = At {
+            account,
+            id,
+            step: run.step,
+            history: run.history,
         };
-        let mut history = run.history.clone();
-        let mut step = run.step;
-        let mut reply = run.reply.clone();
+        let mut reply = run.reply;
         let caller = Caller::robot(account, run.bot_id.0, id);
         let bot = match self.bot(caller, run.bot_id).await {
             Ok(b) => b,
             Err(e) if e.code == ErrorCode::NotFound => {
-                let msg = "the bot was deleted";
+                let why = Some("the bot was deleted");
                 return self
-                    .save_run(
-                        account,
-                        id,
-                        BotRunStatus::Failed,
-                        step,
-                        None,
-                        None,
-                        &history,
-                        Some(msg),
-                    )
+                    .save_at(&at, BotRunStatus::Failed, None, None, why)
                     .await;
             }
             Err(e) => return self.later(account, id, e).await,
@@ -363,18 +362,9 @@ impl Inner {
         let deal = match self.deals.deal(caller, DealId(run.deal_id)).await {
             Ok(d) => d,
             Err(e) if e.code == ErrorCode::NotFound => {
-                let msg = "the deal was deleted";
+                let why = Some("the deal was deleted");
                 return self
-                    .save_run(
-                        account,
-                        id,
-                        BotRunStatus::Failed,
-                        step,
-                        None,
-                        None,
-                        &history,
-                        Some(msg),
-                    )
+                    .save_at(&at, BotRunStatus::Failed, None, None, why)
                     .await;
             }
             Err(e) => return self.later(account, id, e).await,
@@ -385,158 +375,94 @@ impl Inner {
             robot_name: bot.name.clone(),
             kind: "bot",
             rotation: -bot.id.0,
-            depth: run_depth,
+            depth: taken.depth,
             run: id,
             deal,
             state: json!({}),
             stage_name: String::new(),
         };
         // A wait that was handed out while still waiting has timed out.
-        if was.was == "waiting" {
-            let on_timeout = match bot.steps.get(step) {
-                Some(BotStep::WaitReply { on_timeout, .. }) => *on_timeout,
-                _ => None,
-            };
-            match on_timeout {
-                Some(to) => {
-                    history.push(event(
-                        step,
-                        "timeout",
-                        format!("no reply; on to step {}", to + 1),
-                    ));
-                    step = to;
+        if taken.was == "waiting" {
+            match bot.steps.get(at.step) {
+                Some(BotStep::WaitReply {
+                    on_timeout: Some(to),
+                    ..
+                }) => {
+                    let detail = format!("no reply; on to step {}", to + 1);
+                    at.history.push(event(at.step, "timeout", detail));
+                    at.step = *to;
                 }
-                None => {
-                    history.push(event(step, "timeout", "no reply; the bot ends"));
-                    return self
-                        .save_run(
-                            account,
-                            id,
-                            BotRunStatus::Done,
-                            step,
-                            None,
-                            None,
-                            &history,
-                            None,
-                        )
-                        .await;
-                }
+                _ => return self.end(&mut at, "timeout", "no reply; the bot ends").await,
             }
         }
         for _ in 0..MAX_STEPS_AT_ONCE {
-            let Some(s) = bot.steps.get(step).cloned() else {
-                history.push(event(step, "done", "the last step is done"));
+            let Some(s) = bot.steps.get(at.step).cloned() else {
+                at.history
+                    .push(event(at.step, "done", "the last step is done"));
                 return self
-                    .save_run(
-                        account,
-                        id,
-                        BotRunStatus::Done,
-                        step,
-                        reply.as_deref(),
-                        None,
-                        &history,
-                        None,
-                    )
+                    .save_at(&at, BotRunStatus::Done, reply.as_deref(), None, None)
                     .await;
             };
-            let key = bot_key(id, history.len());
+            let key = bot_key(id, at.history.len());
+            let step = at.step;
             match s {
                 BotStep::Message { text, buttons } => {
                     let Some(messaging) = &self.messaging else {
-                        let msg = "chat messages need the messaging module, which is not part of this build";
-                        history.push(event(step, "failed", msg));
-                        return self
-                            .save_run(
-                                account,
-                                id,
-                                BotRunStatus::Failed,
-                                step,
-                                None,
-                                None,
-                                &history,
-                                Some(msg),
-                            )
-                            .await;
+                        let why = "chat messages need the messaging module, which is not part of this build";
+                        return self.fail(&mut at, why).await;
                     };
                     let text = crate::exec::render(&text, &ctx.deal, "");
+                    let to = Caller::robot(account, bot.id.0, key);
                     match messaging
-                        .send_to_deal(
-                            Caller::robot(account, bot.id.0, key),
-                            ctx.deal.id.0,
-                            &text,
-                            &buttons,
-                        )
+                        .send_to_deal(to, ctx.deal.id.0, &text, &buttons)
                         .await
                     {
                         Ok(q) => {
-                            history.push(event(
-                                step,
-                                "message",
-                                format!("message #{} queued: {text}", q.message_id),
-                            ));
-                            step += 1;
+                            let detail = format!("message #{} queued: {text}", q.message_id);
+                            at.history.push(event(step, "message", detail));
+                            at.step += 1;
                         }
-                        Err(e) if is_permanent(&e) => {
-                            history.push(event(step, "failed", e.message.clone()));
-                            return self
-                                .save_run(
-                                    account,
-                                    id,
-                                    BotRunStatus::Failed,
-                                    step,
-                                    None,
-                                    None,
-                                    &history,
-                                    Some(&e.message),
-                                )
-                                .await;
-                        }
-                        Err(e) => {
-                            return self
-                                .keep_and_later(account, id, step, reply.as_deref(), &history, e)
-                                .await;
-                        }
+                        Err(e) if is_permanent(&e) => return self.fail(&mut at, &e.message).await,
+                        Err(e) => return self.keep_and_later(&at, reply.as_deref(), e).await,
                     }
                 }
                 BotStep::WaitReply {
                     timeout_minutes, ..
                 } => {
-                    if was.was == "running"
-                        && reply.is_some()
-                        && history
+                    let replied = taken.was == "running"
+                        && at
+                            .history
                             .last()
-                            .is_some_and(|h| h.kind == "waiting" && h.step == step)
-                    {
-                        let r = reply.clone().unwrap_or_default();
-                        history.push(event(step, "reply", r));
-                        step += 1;
-                    } else {
-                        let until = Utc::now() + chrono::Duration::minutes(timeout_minutes);
-                        history.push(event(
-                            step,
-                            "waiting",
-                            format!("for a reply until {}", until.format("%Y-%m-%d %H:%M UTC")),
-                        ));
-                        return self
-                            .save_run(
-                                account,
-                                id,
-                                BotRunStatus::Waiting,
-                                step,
-                                None,
-                                Some(until),
-                                &history,
-                                None,
-                            )
-                            .await;
+                            .is_some_and(|h| h.kind == "waiting" && h.step == step);
+                    match reply.clone() {
+                        Some(r) if replied => {
+                            at.history.push(event(step, "reply", r));
+                            at.step += 1;
+                        }
+                        _ => {
+                            let until = Utc::now() + chrono::Duration::minutes(timeout_minutes);
+                            let detail =
+                                format!("for a reply until {}", until.format("%Y-%m-%d %H:%M UTC"));
+                            at.history.push(event(step, "waiting", detail));
+                            return self
+                                .save_at(&at, BotRunStatus::Waiting, None, Some(until), None)
+                                .await;
+                        }
                     }
                 }
                 BotStep::Branch { rules, otherwise } => {
                     let said = reply.as_deref().unwrap_or_default().trim().to_lowercase();
-                    let fields = if rules.iter().any(|r| matches!(&r.when, Match::Deal { condition } if crate::check::needs_fields(std::slice::from_ref(condition)))) {
+                    let deal_rules: Vec<Condition> = rules
+                        .iter()
+                        .filter_map(|r| match &r.when {
+                            Match::Deal { condition } => Some(condition.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let fields = if crate::check::needs_fields(&deal_rules) {
                         match self.deals.custom_fields(caller).await {
                             Ok(f) => f,
-                            Err(e) => return self.keep_and_later(account, id, step, reply.as_deref(), &history, e).await,
+                            Err(e) => return self.keep_and_later(&at, reply.as_deref(), e).await,
                         }
                     } else {
                         Vec::new()
@@ -549,82 +475,41 @@ impl Inner {
                         }
                     });
                     let to = hit.map(|r| r.goto).or(otherwise).unwrap_or(step + 1);
-                    history.push(event(
-                        step,
-                        "branch",
-                        match hit {
-                            Some(_) => format!("matched; on to step {}", to + 1),
-                            None => format!("no rule matched; on to step {}", to + 1),
-                        },
-                    ));
-                    step = to;
+                    let detail = match hit {
+                        Some(_) => format!("matched; on to step {}", to + 1),
+                        None => format!("no rule matched; on to step {}", to + 1),
+                    };
+                    at.history.push(event(step, "branch", detail));
+                    at.step = to;
                 }
                 BotStep::Act { action } => match self.act(&mut ctx, key, step, &action).await {
                     Ok(detail) => {
-                        history.push(event(step, action.code(), detail));
-                        step += 1;
+                        at.history.push(event(step, action.code(), detail));
+                        at.step += 1;
                     }
                     Err(e) if is_permanent(&e) => {
-                        let msg = <[_]>::first(&e.fields)
+                        let why = <[_]>::first(&e.fields)
                             .map(|f| format!("{}: {}", e.message, f.message))
                             .unwrap_or_else(|| e.message.clone());
-                        history.push(event(step, "failed", msg.clone()));
-                        return self
-                            .save_run(
-                                account,
-                                id,
-                                BotRunStatus::Failed,
-                                step,
-                                None,
-                                None,
-                                &history,
-                                Some(&msg),
-                            )
-                            .await;
+                        return self.fail(&mut at, &why).await;
                     }
-                    Err(e) => {
-                        return self
-                            .keep_and_later(account, id, step, reply.as_deref(), &history, e)
-                            .await;
-                    }
+                    Err(e) => return self.keep_and_later(&at, reply.as_deref(), e).await,
                 },
                 BotStep::Jump { to } => {
-                    history.push(event(step, "jump", format!("to step {}", to + 1)));
-                    step = to;
+                    at.history
+                        .push(event(step, "jump", format!("to step {}", to + 1)));
+                    at.step = to;
                 }
-                BotStep::Stop => {
-                    history.push(event(step, "stop", "the bot ends"));
-                    return self
-                        .save_run(
-                            account,
-                            id,
-                            BotRunStatus::Done,
-                            step,
-                            None,
-                            None,
-                            &history,
-                            None,
-                        )
-                        .await;
-                }
+                BotStep::Stop => return self.end(&mut at, "stop", "the bot ends").await,
             }
             // A reply is used by the steps right after the wait, then forgotten.
-            if !matches!(bot.steps.get(step), Some(BotStep::Branch { .. })) {
+            if !matches!(bot.steps.get(at.step), Some(BotStep::Branch { .. })) {
                 reply = None;
             }
         }
-        let msg = "too many steps without a wait";
-        self.save_run(
-            account,
-            id,
-            BotRunStatus::Failed,
-            step,
-            None,
-            None,
-            &history,
-            Some(msg),
-        )
-        .await
+        let why = Some("too many steps without a wait");
+        self.save_at(&at, BotRunStatus::Failed, None, None, why)
+            .await
     }
 
     /// Tries again in a while (the run stays where it is).
@@ -642,27 +527,16 @@ impl Inner {
         Ok(BotRunStatus::Running)
     }
 
+    /// Keeps where the run got to (and the reply it still needs), and tries again in a while.
     async fn keep_and_later(
         &self,
-        account: AccountId,
-        id: Uuid,
-        step: usize,
+        at: &At,
         reply: Option<&str>,
-        history: &[BotEvent],
         e: AppError,
     ) -> AppResult<BotRunStatus> {
-        self.save_run(
-            account,
-            id,
-            BotRunStatus::Running,
-            step,
-            reply,
-            None,
-            history,
-            None,
-        )
-        .await?;
-        self.later(account, id, e).await
+        self.save_at(at, BotRunStatus::Running, reply, None, None)
+            .await?;
+        self.later(at.account, at.id, e).await
     }
 }
 

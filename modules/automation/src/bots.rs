@@ -2,12 +2,11 @@
 
 use automation_api::*;
 use chrono::{DateTime, Utc};
-use deals_api::PipelineId;
 use diesel::OptionalExtension;
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Jsonb, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
-use kernel::{AppError, AppResult, Caller, ErrorCode};
+use kernel::{AppError, AppResult, Caller};
 use serde_json::Value;
 
 use crate::service::Inner;
@@ -78,21 +77,6 @@ impl Inner {
         draft: BotDraft,
     ) -> AppResult<Bot> {
         self.require_admin(caller).await?;
-        let pipeline = match self
-            .deals
-            .pipeline(caller, PipelineId(draft.pipeline_id))
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if e.code == ErrorCode::NotFound => {
-                return Err(AppError::validation(
-                    "pipeline_id",
-                    "unknown_pipeline",
-                    "no such pipeline",
-                ));
-            }
-            Err(e) => return Err(e),
-        };
         // The bot's actions and deal conditions, checked as a trigger's are.
         let mut conditions = Vec::new();
         let mut actions = Vec::new();
@@ -110,9 +94,9 @@ impl Inner {
             }
         }
         let parts = self
-            .known_parts(caller, &pipeline, &conditions, &actions)
+            .known_parts(caller, draft.pipeline_id, &conditions, &actions)
             .await?;
-        let d = crate::check::bot(draft, &parts.known(&pipeline, self))?;
+        let d = crate::check::bot(draft, &parts.known(self))?;
         let steps = serde_json::to_value(&d.steps)
             .map_err(|e| AppError::internal(format!("encoding a bot: {e}")))?;
         let mut conn = self.conn().await?;

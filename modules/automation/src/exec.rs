@@ -318,79 +318,48 @@ impl Inner {
             .await?;
         drop(conn);
         let mut steps: Vec<Step> = serde_json::from_value(c.steps).unwrap_or_default();
-        let skip = |why: &str| Some(why.to_string());
+        // Ends the run as skipped, with the reason (before any action was done).
+        let skip = async |why: &str| {
+            self.finish(
+                account,
+                run,
+                None,
+                c.deal_id,
+                RunStatus::Skipped,
+                Some(why.to_string()),
+                &steps,
+                &c.state,
+            )
+            .await
+        };
         let Some(trigger) = trigger else {
-            return self
-                .finish(
-                    account,
-                    run,
-                    None,
-                    c.deal_id,
-                    RunStatus::Skipped,
-                    skip("the trigger was deleted"),
-                    &steps,
-                    &c.state,
-                )
-                .await;
+            return skip("the trigger was deleted").await;
         };
         if !trigger.enabled && steps.is_empty() {
-            return self
-                .finish(
-                    account,
-                    run,
-                    None,
-                    c.deal_id,
-                    RunStatus::Skipped,
-                    skip("the trigger is switched off"),
-                    &steps,
-                    &c.state,
-                )
-                .await;
+            return skip("the trigger is switched off").await;
         }
         let reader = Caller::robot(account, trigger.id.0, run);
         let deal = match self.deals.deal(reader, DealId(c.deal_id)).await {
             Ok(d) => d,
             Err(e) if e.code == kernel::ErrorCode::NotFound => {
-                return self
-                    .finish(
-                        account,
-                        run,
-                        None,
-                        c.deal_id,
-                        RunStatus::Skipped,
-                        skip("the deal was deleted"),
-                        &steps,
-                        &c.state,
-                    )
-                    .await;
+                return skip("the deal was deleted").await;
             }
             Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
         };
         let manual = c.event_type == "manual";
         let delayed = c.run_at > c.created_at + chrono::Duration::seconds(2);
         let why_not = if deal.pipeline_id.0 != trigger.pipeline_id {
-            skip("the deal is in another pipeline")
+            Some("the deal is in another pipeline")
         } else if delayed && !manual && deal.stage_id.0 != trigger.stage_id {
-            skip("the deal left the stage before the delay was over")
+            Some("the deal left the stage before the delay was over")
         } else if let Some(due) = c.state.get("date_due") {
             // The date moved: the run scheduled from the new date does the work.
-            deal_date_changed(&trigger, &deal, due).then(|| "the date changed".to_string())
+            deal_date_changed(&trigger, &deal, due).then_some("the date changed")
         } else {
             None
         };
-        if why_not.is_some() {
-            return self
-                .finish(
-                    account,
-                    run,
-                    None,
-                    c.deal_id,
-                    RunStatus::Skipped,
-                    why_not,
-                    &steps,
-                    &c.state,
-                )
-                .await;
+        if let Some(why) = why_not {
+            return skip(why).await;
         }
         if steps.is_empty() && !trigger.conditions.is_empty() {
             let fields = if crate::check::needs_fields(&trigger.conditions) {
@@ -430,18 +399,7 @@ impl Inner {
                 };
             }
             if !holds {
-                return self
-                    .finish(
-                        account,
-                        run,
-                        None,
-                        c.deal_id,
-                        RunStatus::Skipped,
-                        skip("the deal does not meet the conditions"),
-                        &steps,
-                        &c.state,
-                    )
-                    .await;
+                return skip("the deal does not meet the conditions").await;
             }
         }
         let needs_stage = trigger.actions.iter().any(|a| match a {

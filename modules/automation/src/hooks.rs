@@ -26,7 +26,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use hmac::{Hmac, Mac};
 use kernel::events::{DomainEvent, EventEnvelope};
 use kernel::inbox::Subscriber;
-use kernel::paging::{Cursor, Page, PageRequest};
+use kernel::paging::{Page, PageRequest};
 use kernel::{AccountId, AppError, AppResult, Caller, FieldError};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -102,6 +102,23 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
         hex.push_str(&format!("{b:02x}"));
     }
     hex
+}
+
+/// amoCRM's element type (1 contact, 2 lead, 3 company) and id of the record an activity's
+/// payload is on (its `entity`); no type when it is on none.
+fn element(p: &Value) -> (Option<&'static str>, String) {
+    let entity = p.get("entity");
+    let kind = match entity.and_then(|e| e.get("kind")).and_then(Value::as_str) {
+        Some("contact") => Some("1"),
+        Some("deal") => Some("2"),
+        Some("company") => Some("3"),
+        _ => None,
+    };
+    let id = entity
+        .and_then(|e| e.get("id"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    (kind, id.to_string())
 }
 
 /// amoCRM's form-encoded webhook body (PHP bracket keys, old-style field names).
@@ -191,12 +208,7 @@ fn form_body(
             }
         }
         ("leads" | "contacts" | "companies", "note") => {
-            let entity = p.get("entity");
-            let element_type = match entity.and_then(|e| e.get("kind")).and_then(Value::as_str) {
-                Some("contact") => "1",
-                Some("company") => "3",
-                _ => "2",
-            };
+            let (element_type, element_id) = element(p);
             let nk = |field: &str| format!("{root}[note][0][note][{field}]");
             f.append_pair(&nk("id"), &num("note_id"));
             f.append_pair(
@@ -209,37 +221,17 @@ fn form_body(
                     .and_then(Value::as_str)
                     .unwrap_or("common"),
             );
-            f.append_pair(
-                &nk("element_id"),
-                &entity
-                    .and_then(|e| e.get("id"))
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0)
-                    .to_string(),
-            );
-            f.append_pair(&nk("element_type"), element_type);
+            f.append_pair(&nk("element_id"), &element_id);
+            f.append_pair(&nk("element_type"), element_type.unwrap_or("2"));
             f.append_pair(&nk("created_by"), &modified_by);
             f.append_pair(&nk("date_create"), &ts);
             f.append_pair(&nk("account_id"), &event.account_id.0.to_string());
         }
         ("task", _) => {
-            let entity = p.get("entity");
-            let element_type = match entity.and_then(|e| e.get("kind")).and_then(Value::as_str) {
-                Some("contact") => "1",
-                Some("company") => "3",
-                Some("deal") => "2",
-                _ => "0",
-            };
+            let (element_type, element_id) = element(p);
             f.append_pair(&k("id"), &num("task_id"));
-            f.append_pair(
-                &k("element_id"),
-                &entity
-                    .and_then(|e| e.get("id"))
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0)
-                    .to_string(),
-            );
-            f.append_pair(&k("element_type"), element_type);
+            f.append_pair(&k("element_id"), &element_id);
+            f.append_pair(&k("element_type"), element_type.unwrap_or("0"));
             f.append_pair(
                 &k("text"),
                 p.get("text").and_then(Value::as_str).unwrap_or(""),
@@ -602,8 +594,7 @@ impl Inner {
         page: PageRequest,
     ) -> AppResult<Page<Delivery>> {
         self.require_admin(caller).await?;
-        let after: Option<(DateTime<Utc>, Uuid)> =
-            page.after.as_ref().map(Cursor::decode).transpose()?;
+        let after: Option<(DateTime<Utc>, Uuid)> = crate::service::keyset_after(&page)?;
         let mut conn = self.conn().await?;
         let rows: Vec<DeliveryRow> = diesel::sql_query(format!(
             "SELECT {DELIVERY_COLUMNS} FROM automation.deliveries

@@ -180,14 +180,26 @@ impl Inner {
         }
     }
 
-    /// What checking these conditions and actions needs to know of the account.
+    /// What checking these conditions and actions, in this pipeline, needs to know of the
+    /// account. An unknown pipeline (or another account's) is a form error.
     pub(crate) async fn known_parts(
         &self,
         caller: Caller,
-        _pipeline: &deals_api::Pipeline,
+        pipeline: i64,
         conditions: &[Condition],
         actions: &[Action],
     ) -> AppResult<Parts> {
+        let pipeline = match self.deals.pipeline(caller, PipelineId(pipeline)).await {
+            Ok(p) => p,
+            Err(e) if e.code == ErrorCode::NotFound => {
+                return Err(AppError::validation(
+                    "pipeline_id",
+                    "unknown_pipeline",
+                    "no such pipeline",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         let mut ids: Vec<i64> = Vec::new();
         for c in conditions {
             if let Condition::ResponsibleIn { user_ids } = c {
@@ -233,6 +245,7 @@ impl Inner {
             Vec::new()
         };
         Ok(Parts {
+            pipeline,
             bots,
             fields: self.deals.custom_fields(caller).await?,
             task_types: self.activities.task_types(caller).await?,
@@ -360,6 +373,7 @@ pub(crate) fn into_working_hours(
 
 /// The account's parts a trigger or a bot is checked against.
 pub(crate) struct Parts {
+    pub pipeline: deals_api::Pipeline,
     pub bots: Vec<i64>,
     pub fields: Vec<deals_api::CustomField>,
     pub task_types: Vec<activities_api::TaskType>,
@@ -368,13 +382,9 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
-    pub fn known<'a>(
-        &'a self,
-        pipeline: &'a deals_api::Pipeline,
-        inner: &Inner,
-    ) -> crate::check::Known<'a> {
+    pub fn known<'a>(&'a self, inner: &Inner) -> crate::check::Known<'a> {
         crate::check::Known {
-            pipeline,
+            pipeline: &self.pipeline,
             fields: &self.fields,
             task_types: &self.task_types,
             users: &self.users,
@@ -394,7 +404,9 @@ struct TriggerWithFailures {
     failed_recently: i64,
 }
 
-fn keyset_after<K: serde::de::DeserializeOwned>(page: &PageRequest) -> AppResult<Option<K>> {
+pub(crate) fn keyset_after<K: serde::de::DeserializeOwned>(
+    page: &PageRequest,
+) -> AppResult<Option<K>> {
     page.after.as_ref().map(Cursor::decode).transpose()
 }
 
@@ -445,25 +457,10 @@ impl Automation for AutomationService {
     ) -> AppResult<Trigger> {
         let inner = &self.inner;
         inner.require_admin(caller).await?;
-        let pipeline = match inner
-            .deals
-            .pipeline(caller, PipelineId(draft.pipeline_id))
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if e.code == ErrorCode::NotFound => {
-                return Err(AppError::validation(
-                    "pipeline_id",
-                    "unknown_pipeline",
-                    "no such pipeline",
-                ));
-            }
-            Err(e) => return Err(e),
-        };
         let parts = inner
-            .known_parts(caller, &pipeline, &draft.conditions, &draft.actions)
+            .known_parts(caller, draft.pipeline_id, &draft.conditions, &draft.actions)
             .await?;
-        let d = crate::check::trigger(draft, &parts.known(&pipeline, inner))?;
+        let d = crate::check::trigger(draft, &parts.known(inner))?;
         let json = |v: serde_json::Result<serde_json::Value>| {
             v.map_err(|e| AppError::internal(format!("encoding a trigger: {e}")))
         };

@@ -69,7 +69,7 @@ fn type_key(types: &[(i64, String)], id: TaskTypeId) -> String {
 }
 
 /// The translated names of the built-in task types; custom ones as named.
-async fn task_types(
+pub(crate) async fn task_types(
     ctx: &Ctx,
     state: &AppState,
     caller: Caller,

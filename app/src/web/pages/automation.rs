@@ -615,7 +615,7 @@ async fn form_page(
     let caller = ctx.require_admin()?;
     let (_, p) = pipeline_of(state, caller, Some(pipeline)).await?;
     let fields = state.modules.deals.custom_fields(caller).await?;
-    let task_types = state.modules.activities.task_types(caller).await?;
+    let task_types = crate::web::pages::activities::task_types(ctx, state, caller).await?;
     let segments = state.modules.contacts.segments(caller).await?;
     let bots = state.modules.automation.bots(caller).await?;
     let users = state
@@ -645,15 +645,8 @@ async fn form_page(
             .map(|f| opt(f.id.0, f.name.clone()))
             .collect(),
         task_types: task_types
-            .iter()
-            .map(|t| {
-                let name = if t.builtin {
-                    ctx.t(format!("tasks.type.{}", t.name).as_str()).to_string()
-                } else {
-                    t.name.clone()
-                };
-                opt(t.id.0, name)
-            })
+            .into_iter()
+            .map(|(id, name)| opt(id, name))
             .collect(),
         users: users
             .items
@@ -1551,7 +1544,7 @@ async fn bot_page(
 ) -> PageResult {
     let caller = ctx.require_admin()?;
     let (all, p) = pipeline_of(state, caller, Some(pipeline)).await?;
-    let task_types = state.modules.activities.task_types(caller).await?;
+    let task_types = crate::web::pages::activities::task_types(ctx, state, caller).await?;
     pad_steps(&mut rows);
     html(
         status,
@@ -1567,15 +1560,8 @@ async fn bot_page(
                 .map(|s| opt(s.id.0, s.name.clone()))
                 .collect(),
             task_types: task_types
-                .iter()
-                .map(|t| {
-                    let name = if t.builtin {
-                        ctx.t(format!("tasks.type.{}", t.name).as_str()).to_string()
-                    } else {
-                        t.name.clone()
-                    };
-                    opt(t.id.0, name)
-                })
+                .into_iter()
+                .map(|(id, name)| opt(id, name))
                 .collect(),
             rows,
             json,
