@@ -1765,3 +1765,111 @@ async fn a_loop_through_a_bot_is_cut_like_a_loop_of_triggers() {
     assert_eq!(auto.bot_runs(admin, deal.id).await.unwrap().len(), 2);
     backbone.stop().await;
 }
+
+#[tokio::test]
+async fn a_bots_branch_on_the_deal_asks_about_the_contacts_segment_too() {
+    use contacts_api::{ContactFilter, Entity, NewContact};
+    let app = crate::support::spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    let (p, _) = pipeline(&app, admin).await;
+    let vip = m
+        .contacts
+        .create_contact(
+            admin,
+            NewContact {
+                first_name: "Anna".into(),
+                tags: vec!["vip".into()],
+                ..NewContact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let tag = m.contacts.tags(admin, Entity::Contact).await.unwrap()[0].id;
+    let segment = m
+        .contacts
+        .save_segment(
+            admin,
+            "VIP",
+            ContactFilter {
+                tags: vec![tag],
+                ..ContactFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let add = |t: &str| BotStep::Act {
+        action: Action::AddTags {
+            tags: vec![t.into()],
+        },
+    };
+    let bot = m
+        .automation
+        .save_bot(
+            admin,
+            None,
+            BotDraft {
+                name: "Sorter".into(),
+                pipeline_id: p.id.0,
+                steps: vec![
+                    BotStep::Branch {
+                        rules: vec![BranchRule {
+                            when: Match::Deal {
+                                condition: Condition::ContactInSegment {
+                                    segment_id: segment.id.0,
+                                },
+                            },
+                            goto: 1,
+                        }],
+                        otherwise: Some(3),
+                    },
+                    add("vip"),
+                    BotStep::Stop,
+                    add("regular"),
+                ],
+            },
+        )
+        .await
+        .unwrap();
+    let mut deals = Vec::new();
+    for contacts in [vec![vip.id.0], vec![]] {
+        let d = m
+            .deals
+            .create_deal(
+                admin,
+                NewDeal {
+                    contact_ids: contacts,
+                    ..NewDeal::new(p.id, "Order")
+                },
+            )
+            .await
+            .unwrap();
+        m.automation.start_bot(admin, bot.id, d.id).await.unwrap();
+        deals.push(d.id);
+    }
+    for w in m.automation.take_due(100).await.unwrap() {
+        if let Work::Bot {
+            account_id,
+            bot_run_id,
+        } = w
+        {
+            m.automation
+                .advance_bot(account_id, bot_run_id)
+                .await
+                .unwrap();
+        }
+    }
+    let tags = |d: DealId| async move {
+        m.deals
+            .deal(admin, d)
+            .await
+            .unwrap()
+            .tags
+            .into_iter()
+            .map(|t| t.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tags(deals[0]).await, ["vip"]);
+    assert_eq!(tags(deals[1]).await, ["regular"]);
+}

@@ -452,28 +452,28 @@ impl Inner {
                 }
                 BotStep::Branch { rules, otherwise } => {
                     let said = reply.as_deref().unwrap_or_default().trim().to_lowercase();
-                    let deal_rules: Vec<Condition> = rules
-                        .iter()
-                        .filter_map(|r| match &r.when {
-                            Match::Deal { condition } => Some(condition.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    let fields = if crate::check::needs_fields(&deal_rules) {
-                        match self.deals.custom_fields(caller).await {
-                            Ok(f) => f,
-                            Err(e) => return self.keep_and_later(&at, reply.as_deref(), e).await,
+                    let mut hit = None;
+                    for r in &rules {
+                        let matched = match &r.when {
+                            Match::ReplyIs { text } => said == text.trim().to_lowercase(),
+                            Match::ReplyContains { text } => {
+                                said.contains(&text.trim().to_lowercase())
+                            }
+                            Match::Deal { condition } => {
+                                let one = std::slice::from_ref(condition);
+                                match self.meets(caller, one, &ctx.deal).await {
+                                    Ok(m) => m,
+                                    Err(e) => {
+                                        return self.keep_and_later(&at, reply.as_deref(), e).await;
+                                    }
+                                }
+                            }
+                        };
+                        if matched {
+                            hit = Some(r);
+                            break;
                         }
-                    } else {
-                        Vec::new()
-                    };
-                    let hit = rules.iter().find(|r| match &r.when {
-                        Match::ReplyIs { text } => said == text.trim().to_lowercase(),
-                        Match::ReplyContains { text } => said.contains(&text.trim().to_lowercase()),
-                        Match::Deal { condition } => {
-                            crate::check::holds(std::slice::from_ref(condition), &ctx.deal, &fields)
-                        }
-                    });
+                    }
                     let to = hit.map(|r| r.goto).or(otherwise).unwrap_or(step + 1);
                     let detail = match hit {
                         Some(_) => format!("matched; on to step {}", to + 1),

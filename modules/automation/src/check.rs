@@ -410,7 +410,7 @@ pub(crate) fn holds(conditions: &[Condition], deal: &Deal, fields: &[CustomField
         Condition::LacksTag { tag } => !deal.tags.iter().any(|t| lower(&t.name) == lower(tag)),
         Condition::NameContains { text } => lower(&deal.name).contains(&lower(text)),
         Condition::ResponsibleIn { user_ids } => user_ids.contains(&deal.responsible_user_id.0),
-        // Asked of the contacts module by the run (see `exec`).
+        // Asked of the contacts module (see `Inner::meets`).
         Condition::ContactInSegment { .. } => true,
         Condition::Field {
             field_id,

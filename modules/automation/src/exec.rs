@@ -362,44 +362,10 @@ impl Inner {
             return skip(why).await;
         }
         if steps.is_empty() && !trigger.conditions.is_empty() {
-            let fields = if crate::check::needs_fields(&trigger.conditions) {
-                match self.deals.custom_fields(reader).await {
-                    Ok(f) => f,
-                    Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
-                }
-            } else {
-                Vec::new()
-            };
-            let mut holds = crate::check::holds(&trigger.conditions, &deal, &fields);
-            for cond in &trigger.conditions {
-                let Condition::ContactInSegment { segment_id } = cond else {
-                    continue;
-                };
-                if !holds {
-                    break;
-                }
-                let contact = deal
-                    .main_contact_id
-                    .or(<[_]>::first(&deal.contact_ids).copied());
-                holds = match contact {
-                    None => false,
-                    Some(id) => match self
-                        .contacts
-                        .in_segment(
-                            reader,
-                            contacts_api::SegmentId(*segment_id),
-                            vec![contacts_api::ContactId(id)],
-                        )
-                        .await
-                    {
-                        Ok(found) => !found.is_empty(),
-                        Err(e) if e.code == kernel::ErrorCode::NotFound => false,
-                        Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
-                    },
-                };
-            }
-            if !holds {
-                return skip("the deal does not meet the conditions").await;
+            match self.meets(reader, &trigger.conditions, &deal).await {
+                Ok(true) => {}
+                Ok(false) => return skip("the deal does not meet the conditions").await,
+                Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
             }
         }
         let needs_stage = trigger.actions.iter().any(|a| match a {
@@ -490,6 +456,50 @@ impl Inner {
             &ctx.state,
         )
         .await
+    }
+
+    /// Whether the deal meets all the conditions: those on its own fields here, the one on its
+    /// contact's segment asked of the contacts module (for triggers and bots' branches alike).
+    pub(crate) async fn meets(
+        &self,
+        caller: Caller,
+        conditions: &[Condition],
+        deal: &Deal,
+    ) -> AppResult<bool> {
+        let fields = if crate::check::needs_fields(conditions) {
+            self.deals.custom_fields(caller).await?
+        } else {
+            Vec::new()
+        };
+        if !crate::check::holds(conditions, deal, &fields) {
+            return Ok(false);
+        }
+        for cond in conditions {
+            let Condition::ContactInSegment { segment_id } = cond else {
+                continue;
+            };
+            let Some(contact) = deal
+                .main_contact_id
+                .or(<[_]>::first(&deal.contact_ids).copied())
+            else {
+                return Ok(false);
+            };
+            match self
+                .contacts
+                .in_segment(
+                    caller,
+                    contacts_api::SegmentId(*segment_id),
+                    vec![contacts_api::ContactId(contact)],
+                )
+                .await
+            {
+                Ok(found) if !found.is_empty() => {}
+                Ok(_) => return Ok(false),
+                Err(e) if e.code == kernel::ErrorCode::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 
     /// Keeps what was done and hands the error to the job (which retries with backoff).
