@@ -62,6 +62,61 @@ fn retry_layer(
         .with_backoff(maker.make_backoff())
 }
 
+/// Registers a worker of `$job`s on `$queue` with `$handler` and its data, on whichever store
+/// holds the jobs (PostgreSQL with LISTEN/NOTIFY, or Redis with in-process retries).
+macro_rules! register_worker {
+    ($monitor:ident, $jobs:expr, $job:ty, $queue:expr, $name:expr, $data:expr, $concurrency:expr,
+     $batch:expr, $heartbeat:expr, $poll:expr, $retry:expr, $handler:path) => {{
+        let queue: String = $queue.to_string();
+        let name: String = $name;
+        let data = $data;
+        let (concurrency, batch, heartbeat, poll, retry) =
+            ($concurrency, $batch, $heartbeat, $poll, $retry);
+        match $jobs {
+            JobStore::Postgres(pool) => {
+                let pool = pool.clone();
+                $monitor.register(move |_| {
+                    let backend = PostgresStorage::<$job>::new(&pool)
+                        .with_config(
+                            PgQueueConfig::default()
+                                .queue(&queue)
+                                .batch_size(batch)
+                                .heartbeat_interval(heartbeat)
+                                .missed_heartbeats(5),
+                        )
+                        .with_pubsub()
+                        .poll_with_interval(poll);
+                    WorkerBuilder::new(name.as_str())
+                        .backend(backend)
+                        .data(data.clone())
+                        .concurrency(concurrency)
+                        .build($handler)
+                })
+            }
+            JobStore::Redis(conn, _) => {
+                let conn = conn.clone();
+                $monitor.register(move |_| {
+                    let backend = apalis_redis::RedisStorage::<$job>::new(conn.clone())
+                        .with_config(
+                            apalis_redis::Config::default()
+                                .queue(&queue)
+                                .batch_size(batch)
+                                .heartbeat_interval(heartbeat)
+                                .missed_heartbeats(5),
+                        )
+                        .poll_with_interval(poll);
+                    WorkerBuilder::new(name.as_str())
+                        .backend(backend)
+                        .data(data.clone())
+                        .concurrency(concurrency)
+                        .retry(retry_layer(retry))
+                        .build($handler)
+                })
+            }
+        }
+    }};
+}
+
 /// What a backbone runs: the event subscribers, the outboxes it relays, and the modules whose
 /// jobs (imports, exports) it works — none for the diagnostic probe.
 pub struct Work {
@@ -139,51 +194,10 @@ impl Backbone {
                     });
                     let queue = queue_of(sub.name());
                     let name = format!("{queue}@{instance}");
-                    monitor = match &jobs {
-                        JobStore::Postgres(pool) => {
-                            let pool = pool.clone();
-                            monitor.register(move |_| {
-                                let backend =
-                                    PostgresStorage::<crate::events::pg::Deliver>::new(&pool)
-                                        .with_config(
-                                            PgQueueConfig::default()
-                                                .queue(&queue)
-                                                .batch_size(50)
-                                                .heartbeat_interval(heartbeat)
-                                                .missed_heartbeats(5),
-                                        )
-                                        .with_pubsub()
-                                        .poll_with_interval(poll);
-                                WorkerBuilder::new(name.as_str())
-                                    .backend(backend)
-                                    .data(ctx.clone())
-                                    .concurrency(concurrency)
-                                    .build(deliver)
-                            })
-                        }
-                        JobStore::Redis(conn, _) => {
-                            let conn = conn.clone();
-                            monitor.register(move |_| {
-                                let backend = apalis_redis::RedisStorage::<
-                                    crate::events::pg::Deliver,
-                                >::new(conn.clone())
-                                .with_config(
-                                    apalis_redis::Config::default()
-                                        .queue(&queue)
-                                        .batch_size(50)
-                                        .heartbeat_interval(heartbeat)
-                                        .missed_heartbeats(5),
-                                )
-                                .poll_with_interval(poll);
-                                WorkerBuilder::new(name.as_str())
-                                    .backend(backend)
-                                    .data(ctx.clone())
-                                    .concurrency(concurrency)
-                                    .retry(retry_layer(retry))
-                                    .build(deliver)
-                            })
-                        }
-                    };
+                    monitor = register_worker!(
+                        monitor, &jobs, crate::events::pg::Deliver, queue, name, ctx,
+                        concurrency, 50, heartbeat, poll, retry, deliver
+                    );
                 }
             }
             BusKind::Rabbitmq => {
@@ -236,6 +250,20 @@ impl Backbone {
                     }
                 }
             }));
+            // Processed webhook bodies go after `[messaging] keep_days`.
+            let messaging = modules.messaging.clone();
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if let Err(e) = messaging.clean_up().await {
+                        tracing::warn!(error = %e, "messaging clean-up failed; will retry");
+                    }
+                    tokio::select! {
+                        _ = rx.changed() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                    }
+                }
+            }));
             // Automation: due runs and deliveries go to the queue, and its workers do them.
             tasks.push(tokio::spawn(crate::work::dispatch_automation(
                 modules.automation.clone(),
@@ -252,49 +280,29 @@ impl Backbone {
             });
             let queue = crate::work::AUTOMATION_WORK;
             let name = format!("{queue}@{instance}");
-            monitor = match &jobs {
-                JobStore::Postgres(pool) => {
-                    let pool = pool.clone();
-                    monitor.register(move |_| {
-                        let backend = PostgresStorage::<automation_api::Work>::new(&pool)
-                            .with_config(
-                                PgQueueConfig::default()
-                                    .queue(queue)
-                                    .batch_size(50)
-                                    .heartbeat_interval(heartbeat)
-                                    .missed_heartbeats(5),
-                            )
-                            .with_pubsub()
-                            .poll_with_interval(poll);
-                        WorkerBuilder::new(name.as_str())
-                            .backend(backend)
-                            .data(actx.clone())
-                            .concurrency(concurrency)
-                            .build(crate::work::run_automation)
-                    })
-                }
-                JobStore::Redis(conn, _) => {
-                    let conn = conn.clone();
-                    monitor.register(move |_| {
-                        let backend =
-                            apalis_redis::RedisStorage::<automation_api::Work>::new(conn.clone())
-                                .with_config(
-                                    apalis_redis::Config::default()
-                                        .queue(queue)
-                                        .batch_size(50)
-                                        .heartbeat_interval(heartbeat)
-                                        .missed_heartbeats(5),
-                                )
-                                .poll_with_interval(poll);
-                        WorkerBuilder::new(name.as_str())
-                            .backend(backend)
-                            .data(actx.clone())
-                            .concurrency(concurrency)
-                            .retry(retry_layer(retry))
-                            .build(crate::work::run_automation)
-                    })
-                }
-            };
+            monitor = register_worker!(
+                monitor, &jobs, automation_api::Work, queue, name, actx,
+                concurrency, 50, heartbeat, poll, retry, crate::work::run_automation
+            );
+            // Messaging: stored webhooks and conversations' sends go to the queue; its workers
+            // do them (many at once: most of the time is spent waiting on providers and pacing).
+            tasks.push(tokio::spawn(crate::work::dispatch_messaging(
+                modules.messaging.clone(),
+                jobs.clone(),
+                retry,
+                db_url.to_string(),
+                stop_rx.clone(),
+            )));
+            workers += 1;
+            let mctx = Arc::new(crate::work::MessagingCtx {
+                messaging: modules.messaging.clone(),
+            });
+            let queue = crate::work::MESSAGING_WORK;
+            let name = format!("{queue}@{instance}");
+            monitor = register_worker!(
+                monitor, &jobs, messaging_api::Work, queue, name, mctx,
+                concurrency.max(32), 100, heartbeat, poll, retry, crate::work::run_messaging
+            );
             // Imports and exports: one at a time per process (they are heavy; more processes
             // run more).
             workers += 1;
@@ -305,50 +313,10 @@ impl Backbone {
             });
             let queue = crate::work::CONTACT_FILES;
             let name = format!("{queue}@{instance}");
-            monitor = match &jobs {
-                JobStore::Postgres(pool) => {
-                    let pool = pool.clone();
-                    monitor.register(move |_| {
-                        let backend = PostgresStorage::<crate::work::ContactFiles>::new(&pool)
-                            .with_config(
-                                PgQueueConfig::default()
-                                    .queue(queue)
-                                    .batch_size(1)
-                                    .heartbeat_interval(heartbeat)
-                                    .missed_heartbeats(5),
-                            )
-                            .with_pubsub()
-                            .poll_with_interval(poll);
-                        WorkerBuilder::new(name.as_str())
-                            .backend(backend)
-                            .data(ctx.clone())
-                            .concurrency(1)
-                            .build(crate::work::run_contact_files)
-                    })
-                }
-                JobStore::Redis(conn, _) => {
-                    let conn = conn.clone();
-                    monitor.register(move |_| {
-                        let backend = apalis_redis::RedisStorage::<crate::work::ContactFiles>::new(
-                            conn.clone(),
-                        )
-                        .with_config(
-                            apalis_redis::Config::default()
-                                .queue(queue)
-                                .batch_size(1)
-                                .heartbeat_interval(heartbeat)
-                                .missed_heartbeats(5),
-                        )
-                        .poll_with_interval(poll);
-                        WorkerBuilder::new(name.as_str())
-                            .backend(backend)
-                            .data(ctx.clone())
-                            .concurrency(1)
-                            .retry(retry_layer(retry))
-                            .build(crate::work::run_contact_files)
-                    })
-                }
-            };
+            monitor = register_worker!(
+                monitor, &jobs, crate::work::ContactFiles, queue, name, ctx,
+                1, 1, heartbeat, poll, retry, crate::work::run_contact_files
+            );
         }
         if workers > 0 {
             let mut rx = stop_rx.clone();

@@ -31,7 +31,58 @@ pub struct Config {
     pub events: EventsConfig,
     pub jobs: JobsConfig,
     pub automation: AutomationConfig,
+    pub messaging: MessagingConfig,
     pub modules: BTreeMap<String, ModuleConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingConfig {
+    /// Base64 of 32 bytes that encrypt channel credentials; derived from the secret key when
+    /// not given (changing either makes stored credentials unreadable: reconnect the channels).
+    pub credentials_key: Option<String>,
+    /// Work handed to a worker and not finished in this time is handed out again.
+    pub requeue_after_secs: u64,
+    /// One provider call's limit.
+    pub send_timeout_secs: u64,
+    /// Attempts at one message (429s, provider errors, network) before it fails for good.
+    pub max_send_attempts: i32,
+    /// The first retry's wait when the provider names none; it doubles, up to five minutes.
+    pub retry_base_ms: u64,
+    /// Messages to one chat: one per this interval, with bursts of `chat_burst`.
+    pub chat_interval_ms: u64,
+    pub chat_burst: u32,
+    /// Days processed webhook bodies are kept.
+    pub keep_days: i32,
+}
+
+impl MessagingConfig {
+    pub fn settings(&self, secret: &[u8]) -> messaging::Settings {
+        use sha2::{Digest, Sha256};
+        use base64::Engine;
+        let key: [u8; 32] = self
+            .credentials_key
+            .as_deref()
+            .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k.trim()).ok())
+            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .unwrap_or_else(|| {
+                Sha256::new()
+                    .chain_update(b"voronka:messaging-credentials:")
+                    .chain_update(secret)
+                    .finalize()
+                    .into()
+            });
+        messaging::Settings {
+            credentials_key: key,
+            requeue_after: std::time::Duration::from_secs(self.requeue_after_secs),
+            send_timeout: std::time::Duration::from_secs(self.send_timeout_secs),
+            max_send_attempts: self.max_send_attempts,
+            retry_base: std::time::Duration::from_millis(self.retry_base_ms),
+            keep_days: self.keep_days,
+            chat_interval: std::time::Duration::from_millis(self.chat_interval_ms),
+            chat_burst: self.chat_burst,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,6 +304,16 @@ impl Default for Config {
                 email_from: "Voronka <robot@localhost>".into(),
                 keep_days: 90,
             },
+            messaging: MessagingConfig {
+                credentials_key: None,
+                requeue_after_secs: 120,
+                send_timeout_secs: 15,
+                max_send_attempts: 10,
+                retry_base_ms: 2000,
+                chat_interval_ms: 1000,
+                chat_burst: 3,
+                keep_days: 7,
+            },
             modules: BTreeMap::new(),
         }
     }
@@ -433,6 +494,29 @@ impl Config {
         }
         if a.work_day_from >= a.work_day_to {
             return fail("automation.work_day_to", "must be later than work_day_from");
+        }
+        let m = &self.messaging;
+        if let Some(k) = &m.credentials_key {
+            use base64::Engine;
+            match base64::engine::general_purpose::STANDARD.decode(k.trim()) {
+                Ok(b) if b.len() == 32 => {}
+                _ => return fail("messaging.credentials_key", "must be base64 of 32 bytes"),
+            }
+        }
+        if m.requeue_after_secs < 10 {
+            return fail("messaging.requeue_after_secs", "must be at least 10");
+        }
+        if m.send_timeout_secs == 0 || m.send_timeout_secs > 120 {
+            return fail("messaging.send_timeout_secs", "must be between 1 and 120");
+        }
+        if !(1..=100).contains(&m.max_send_attempts) {
+            return fail("messaging.max_send_attempts", "must be between 1 and 100");
+        }
+        if m.chat_interval_ms == 0 || m.chat_burst == 0 {
+            return fail("messaging.chat_interval_ms", "the interval and the burst must be positive");
+        }
+        if !(1..=3650).contains(&m.keep_days) {
+            return fail("messaging.keep_days", "must be between 1 and 3650");
         }
         for (name, m) in &self.modules {
             let key = format!("modules.{name}");

@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[ModuleMigrations] = &[
     contacts::MIGRATIONS,
     activities::MIGRATIONS,
     automation::MIGRATIONS,
+    messaging::MIGRATIONS,
 ];
 
 /// The database name used in a private cluster.

@@ -11,6 +11,7 @@ pub mod database;
 pub mod deals_bench;
 pub mod demo;
 pub mod events;
+pub mod fake_providers;
 pub mod health;
 pub mod jobs;
 pub mod metrics;

@@ -69,20 +69,29 @@ pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
         deals.clone(),
         contacts.clone(),
     ));
+    let messaging = messaging::MessagingService::new(
+        pool.clone(),
+        accounts.clone(),
+        deals.clone(),
+        contacts.clone(),
+        config.messaging.settings(secret),
+    );
+    let notifier = messaging.notifier();
+    let messaging: Arc<dyn messaging_api::Messaging> = Arc::new(messaging);
     let automation = automation::AutomationService::new(
         pool.clone(),
         accounts.clone(),
         deals.clone(),
         activities.clone(),
         contacts.clone(),
-        // The messaging module is not part of this build yet: bots say so at a message step.
-        None,
+        Some(messaging.clone()),
         config.automation.settings(),
     );
     let module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>> = vec![
         Arc::new(automation.matcher()),
         Arc::new(automation.webhook_feed()),
         Arc::new(automation.bot_replies()),
+        Arc::new(notifier),
     ];
     Modules {
         accounts,
@@ -90,6 +99,7 @@ pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
         contacts,
         activities,
         automation: Arc::new(automation),
+        messaging,
         module_subscribers,
     }
 }
@@ -206,7 +216,7 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
 
 /// The job queues of this build's subscribers (Redis keeps no list of its queues).
 /// The names of this build's event subscribers (each has its queue `events.<name>`).
-pub const SUBSCRIBER_NAMES: [&str; 7] = [
+pub const SUBSCRIBER_NAMES: [&str; 8] = [
     "deals.contact_merges",
     "contacts.deal_links",
     "contacts.contacted",
@@ -214,6 +224,7 @@ pub const SUBSCRIBER_NAMES: [&str; 7] = [
     "automation.triggers",
     "automation.webhooks",
     "automation.bot_replies",
+    "messaging.notifications",
 ];
 
 /// Every queue of this build: one per subscriber, and the modules' job queues.
@@ -224,6 +235,7 @@ pub fn queues() -> Vec<String> {
         .chain([
             crate::work::CONTACT_FILES.to_string(),
             crate::work::AUTOMATION_WORK.to_string(),
+            crate::work::MESSAGING_WORK.to_string(),
         ])
         .collect()
 }

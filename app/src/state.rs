@@ -18,6 +18,7 @@ pub struct Modules {
     pub contacts: Arc<dyn contacts_api::Contacts>,
     pub activities: Arc<dyn activities_api::Activities>,
     pub automation: Arc<dyn automation_api::Automation>,
+    pub messaging: Arc<dyn messaging_api::Messaging>,
     /// Event subscribers built with a module (they share its internals), run by the backbone.
     pub module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>>,
 }

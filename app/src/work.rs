@@ -181,6 +181,46 @@ pub async fn run_automation(
     result.map_err(|e| Box::new(e) as BoxDynError)
 }
 
+/// Turns NOTIFYs on `channel` into wake-ups (reconnecting when the connection drops) until
+/// `stop`.
+fn spawn_listener(
+    db_url: String,
+    channel: &'static str,
+    wake: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect(&db_url).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, channel, "cannot LISTEN; sweeping only");
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => continue,
+                    }
+                }
+            };
+            if let Err(e) = listener.listen(channel).await {
+                tracing::warn!(error = %e, channel, "cannot LISTEN; sweeping only");
+                continue;
+            }
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    n = listener.recv() => match n {
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, channel, "LISTEN connection lost; reconnecting");
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+    })
+}
+
 /// Hands due automation work to the job queue: at once when the module says there is some
 /// (LISTEN on its channel), and every second for delayed work coming due. Several processes may
 /// dispatch: the module hands each run out once.
@@ -196,39 +236,7 @@ pub async fn dispatch_automation(
     // Notifications are read by a task of their own (never cancelled half-way) and turned into
     // wake-ups; the loop also sweeps every quarter second for delayed work coming due.
     let wake = Arc::new(tokio::sync::Notify::new());
-    let listening = {
-        let (wake, db_url, mut stop) = (wake.clone(), db_url.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let mut listener = match sqlx::postgres::PgListener::connect(&db_url).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "automation: cannot LISTEN; sweeping only");
-                        tokio::select! {
-                            _ = stop.changed() => return,
-                            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => continue,
-                        }
-                    }
-                };
-                if let Err(e) = listener.listen(automation::WORK_CHANNEL).await {
-                    tracing::warn!(error = %e, "automation: cannot LISTEN; sweeping only");
-                    continue;
-                }
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => return,
-                        n = listener.recv() => match n {
-                            Ok(_) => wake.notify_one(),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "automation: LISTEN connection lost; reconnecting");
-                                break;
-                            }
-                        },
-                    }
-                }
-            }
-        })
-    };
+    let listening = spawn_listener(db_url, automation::WORK_CHANNEL, wake.clone(), stop.clone());
     loop {
         let mut full = false;
         match automation.take_due(BATCH).await {
@@ -269,5 +277,61 @@ pub async fn dispatch_automation(
         }
     }
     // The listener stops with the same signal.
+    let _ = listening.await;
+}
+
+/// The queue of messaging's work: stored webhooks to process, conversations to send.
+pub const MESSAGING_WORK: &str = "messaging.work";
+
+pub struct MessagingCtx {
+    pub messaging: Arc<dyn messaging_api::Messaging>,
+}
+
+/// Does one piece of messaging work. The module records failures itself (a webhook body is
+/// retried later with a backoff, a message waits for its turn again), so a failed job is not
+/// retried by the queue: the dispatcher hands the work out again when it is due.
+pub async fn run_messaging(
+    job: messaging_api::Work,
+    ctx: Data<Arc<MessagingCtx>>,
+) -> Result<(), BoxDynError> {
+    if let Err(e) = ctx.messaging.process(job.clone()).await {
+        tracing::warn!(error = %e, work = ?job, "messaging work failed; it is handed out again when due");
+    }
+    Ok(())
+}
+
+/// Hands due messaging work to the job queue, at once on NOTIFY and every quarter second.
+pub async fn dispatch_messaging(
+    messaging: Arc<dyn messaging_api::Messaging>,
+    jobs: JobStore,
+    retry: RetryPolicy,
+    db_url: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const BATCH: i64 = 500;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let listening = spawn_listener(db_url, messaging::WORK_CHANNEL, wake.clone(), stop.clone());
+    loop {
+        let mut full = false;
+        match messaging.take_due(BATCH).await {
+            Ok(work) => {
+                full = work.len() as i64 >= BATCH;
+                for w in work {
+                    if let Err(e) = jobs.enqueue(MESSAGING_WORK, w, None, retry).await {
+                        tracing::warn!(error = %e, "messaging: could not queue work");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "messaging: taking due work failed; will retry"),
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+    }
     let _ = listening.await;
 }

@@ -29,6 +29,7 @@ fn sessionless(path: &str) -> bool {
     path.starts_with("/static/")
         || path.starts_with("/api/")
         || path.starts_with("/oauth2/")
+        || path.starts_with("/hooks/")
         || matches!(path, "/healthz" | "/readyz" | "/metrics" | "/favicon.ico")
 }
 

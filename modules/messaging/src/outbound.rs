@@ -1,0 +1,453 @@
+//! Outgoing: messages are queued in the conversation, then a job worker sends a conversation's
+//! queue in order — paced per channel and per chat, retried after `retry_after` or a backoff when
+//! the provider says "later", failed with the provider's reason when it says "never". A message
+//! is handed to the provider at most once: one found half-sent after a crash is failed, not
+//! repeated.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use diesel::OptionalExtension;
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use kernel::events::EventEnvelope;
+use kernel::{AccountId, AppError, AppResult, Caller, ErrorCode};
+use messaging_api::events::{MessageFailed, MessageSent};
+use messaging_api::*;
+
+use crate::provider::{Endpoint, Outgoing, SendOutcome};
+use crate::rows::IdRow;
+use crate::service::{Inner, field_error};
+
+#[derive(QueryableByName)]
+struct Held {
+    #[diesel(sql_type = BigInt)]
+    channel_id: i64,
+    #[diesel(sql_type = Text)]
+    external_chat: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_incoming_at: Option<chrono::DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    deal_id: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    contact_id: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct Next {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    text: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    template: Option<serde_json::Value>,
+    #[diesel(sql_type = Jsonb)]
+    buttons: serde_json::Value,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    author_user_id: Option<i64>,
+}
+
+/// Messages one job sends before it hands the conversation back (others get their turn).
+const PER_TURN: usize = 100;
+const TURN: Duration = Duration::from_secs(60);
+/// How long a worker holds a conversation without news (a crashed worker's hold expires).
+const HOLD_SECS: f64 = 90.0;
+
+impl Inner {
+    /// Queues a message on a conversation (the caller's access is checked by the caller).
+    pub(crate) async fn queue(
+        &self,
+        caller: Caller,
+        conversation: i64,
+        message: OutgoingMessage,
+        _by_user: bool,
+    ) -> AppResult<Queued> {
+        let text = message.text.trim().to_string();
+        let mut errors = Vec::new();
+        if message.template.is_none() && text.is_empty() {
+            errors.push(field_error("text", "required", "write a message"));
+        }
+        if text.chars().count() > 4096 {
+            errors.push(field_error("text", "too_long", "at most 4096 characters"));
+        }
+        if message.buttons.len() > 10 || message.buttons.iter().any(|b| b.trim().is_empty() || b.chars().count() > 64) {
+            errors.push(field_error("buttons", "invalid", "up to 10 buttons of 1 to 64 characters"));
+        }
+        if let Some(t) = &message.template
+            && t.name.trim().is_empty()
+        {
+            errors.push(field_error("template", "required", "the WhatsApp template's name"));
+        }
+        if !errors.is_empty() {
+            return Err(AppError::from_fields(errors));
+        }
+        let template = message
+            .template
+            .as_ref()
+            .map(|t| serde_json::to_value(t).unwrap_or_default());
+        let text = match (&message.template, text.is_empty()) {
+            (Some(t), true) => format!("[{}]", t.name),
+            _ => text,
+        };
+        let author = caller.actor.user_id().map(|u| u.0);
+        let robot = match caller.actor {
+            kernel::Actor::Robot { id } => Some(id),
+            _ => None,
+        };
+        let mut conn = self.conn().await?;
+        conn.transaction::<Queued, AppError, _>(async |tx| {
+            #[derive(QueryableByName)]
+            struct Conv {
+                #[diesel(sql_type = BigInt)]
+                channel_id: i64,
+                #[diesel(sql_type = Text)]
+                provider: String,
+            }
+            let conv: Conv = diesel::sql_query(
+                "SELECT c.channel_id, ch.provider FROM messaging.conversations c
+                   JOIN messaging.channels ch ON ch.id = c.channel_id
+                  WHERE c.account_id = $1 AND c.id = $2",
+            )
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<BigInt, _>(conversation)
+            .get_result(tx)
+            .await
+            .optional()?
+            .ok_or_else(|| AppError::not_found("conversation"))?;
+            if message.template.is_some() && conv.provider != Provider::Whatsapp.as_str() {
+                return Err(AppError::validation(
+                    "template",
+                    "unsupported",
+                    "template messages are WhatsApp's; write a text instead",
+                ));
+            }
+            let inserted: Option<IdRow> = diesel::sql_query(
+                "INSERT INTO messaging.messages (account_id, channel_id, conversation_id, direction, text, status,
+                                                author_user_id, robot_id, template, buttons, idempotency_key)
+                 VALUES ($1, $2, $3, 'out', $4, 'queued', $5, $6, $7, $8, $9)
+                 ON CONFLICT (idempotency_key) DO NOTHING
+                 RETURNING id",
+            )
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<BigInt, _>(conv.channel_id)
+            .bind::<BigInt, _>(conversation)
+            .bind::<Text, _>(&text)
+            .bind::<Nullable<BigInt>, _>(author)
+            .bind::<Nullable<BigInt>, _>(robot)
+            .bind::<Nullable<Jsonb>, _>(&template)
+            .bind::<Jsonb, _>(serde_json::json!(message.buttons))
+            .bind::<Nullable<SqlUuid>, _>(message.key)
+            .get_result(tx)
+            .await
+            .optional()?;
+            let id = match inserted {
+                Some(r) => r.id,
+                None => {
+                    // Asked before with the same key: the message queued then.
+                    let existing: IdRow = diesel::sql_query(
+                        "SELECT id FROM messaging.messages WHERE idempotency_key = $1 AND account_id = $2",
+                    )
+                    .bind::<Nullable<SqlUuid>, _>(message.key)
+                    .bind::<BigInt, _>(caller.account_id.0)
+                    .get_result(tx)
+                    .await
+                    .optional()?
+                    .ok_or_else(|| AppError::new(ErrorCode::Conflict, "the idempotency key belongs to another account"))?;
+                    return Ok(Queued {
+                        message_id: existing.id,
+                        conversation_id: conversation,
+                    });
+                }
+            };
+            diesel::sql_query(
+                "UPDATE messaging.conversations
+                    SET send_at = COALESCE(send_at, now()), last_message_at = now(), last_text = $2
+                  WHERE id = $1",
+            )
+            .bind::<BigInt, _>(conversation)
+            .bind::<Text, _>(crate::inbound::preview(&text))
+            .execute(tx)
+            .await?;
+            diesel::sql_query("SELECT pg_notify('messaging_work', '')")
+                .execute(tx)
+                .await?;
+            Ok(Queued {
+                message_id: id,
+                conversation_id: conversation,
+            })
+        })
+        .await
+    }
+
+    /// Sends a conversation's queued messages in order (one worker at a time per conversation).
+    pub(crate) async fn send_queued(&self, account: AccountId, conversation: i64) -> AppResult<()> {
+        let held: Option<Held> = {
+            let mut conn = self.conn().await?;
+            diesel::sql_query(
+                "UPDATE messaging.conversations SET sending_until = now() + make_interval(secs => $3)
+                  WHERE account_id = $1 AND id = $2 AND (sending_until IS NULL OR sending_until < now())
+                  RETURNING channel_id, external_chat, last_incoming_at, deal_id, contact_id",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<BigInt, _>(conversation)
+            .bind::<diesel::sql_types::Double, _>(HOLD_SECS)
+            .get_result(&mut conn)
+            .await
+            .optional()?
+        };
+        // Another worker holds it (it hands it back when done).
+        let Some(held) = held else { return Ok(()) };
+        let result = self.send_turn(account, conversation, &held).await;
+        let later = match &result {
+            Ok(later) => *later,
+            Err(_) => Some(self.settings.retry_base),
+        };
+        self.hand_back(conversation, later).await?;
+        result.map(|_| ())
+    }
+
+    /// Sends until the queue is empty, the turn is over, or the provider says "later" (the
+    /// wait is returned).
+    async fn send_turn(
+        &self,
+        account: AccountId,
+        conversation: i64,
+        held: &Held,
+    ) -> AppResult<Option<Duration>> {
+        let started = Instant::now();
+        for _ in 0..PER_TURN {
+            if started.elapsed() > TURN {
+                return Ok(Some(Duration::ZERO));
+            }
+            let next: Option<Next> = {
+                let mut conn = self.conn().await?;
+                diesel::sql_query(
+                    "SELECT id, text, status, template, buttons, attempts, author_user_id FROM messaging.messages
+                      WHERE conversation_id = $1 AND status IN ('queued', 'sending') ORDER BY id LIMIT 1",
+                )
+                .bind::<BigInt, _>(conversation)
+                .get_result(&mut conn)
+                .await
+                .optional()?
+            };
+            let Some(m) = next else { return Ok(None) };
+            if m.status == "sending" {
+                self.fail(account, conversation, held, m.id,
+                    "the send was interrupted and its outcome is unknown; it is not repeated, so the client never gets it twice").await?;
+                continue;
+            }
+            let channel = self.live_by_id(held.channel_id).await?;
+            let provider = channel.row.provider();
+            if !channel.row.active {
+                self.fail(account, conversation, held, m.id, "the channel is switched off").await?;
+                continue;
+            }
+            if let Some(e) = &channel.row.error {
+                self.fail(account, conversation, held, m.id, &format!("the channel needs attention: {e}")).await?;
+                continue;
+            }
+            let template: Option<TemplateSend> = m.template.clone().and_then(|t| serde_json::from_value(t).ok());
+            if provider.has_window()
+                && template.is_none()
+                && !held
+                    .last_incoming_at
+                    .is_some_and(|t| Utc::now() - t < chrono::Duration::hours(24))
+            {
+                self.fail(account, conversation, held, m.id,
+                    "outside the 24-hour window: the client has not written in the last 24 hours; send a template").await?;
+                continue;
+            }
+            // Pacing: the channel's rate, then the chat's.
+            self.pacing
+                .channel(channel.row.id, channel.row.rate_per_second)
+                .until_ready()
+                .await;
+            self.pacing.chats.until_key_ready(&conversation).await;
+            {
+                let mut conn = self.conn().await?;
+                let marked = diesel::sql_query(
+                    "UPDATE messaging.messages SET status = 'sending', attempts = attempts + 1 WHERE id = $1 AND status = 'queued'",
+                )
+                .bind::<BigInt, _>(m.id)
+                .execute(&mut conn)
+                .await?;
+                if marked == 0 {
+                    continue;
+                }
+                diesel::sql_query(
+                    "UPDATE messaging.conversations SET sending_until = now() + make_interval(secs => $2) WHERE id = $1",
+                )
+                .bind::<BigInt, _>(conversation)
+                .bind::<diesel::sql_types::Double, _>(HOLD_SECS)
+                .execute(&mut conn)
+                .await?;
+            }
+            let buttons: Vec<String> = serde_json::from_value(m.buttons.clone()).unwrap_or_default();
+            let outcome = crate::provider::send(
+                &self.http,
+                &Endpoint {
+                    provider,
+                    base_url: &channel.row.base_url,
+                    api_version: &channel.row.api_version,
+                    external_id: &channel.row.external_id,
+                    token: &channel.secrets.token,
+                },
+                &Outgoing {
+                    chat: &held.external_chat,
+                    text: &m.text,
+                    template: template.as_ref(),
+                    buttons: &buttons,
+                },
+            )
+            .await;
+            match outcome {
+                SendOutcome::Sent(external) => {
+                    self.sent(account, conversation, held, &m, &external, provider).await?;
+                }
+                SendOutcome::Retry { after, reason } => {
+                    let attempts = m.attempts + 1;
+                    if attempts >= self.settings.max_send_attempts {
+                        self.fail(account, conversation, held, m.id,
+                            &format!("gave up after {attempts} attempts: {reason}")).await?;
+                        continue;
+                    }
+                    let wait = after.unwrap_or_else(|| {
+                        let base = self.settings.retry_base.as_millis() as u64;
+                        let exp = base.saturating_mul(1 << (attempts - 1).clamp(0, 16) as u64).min(300_000);
+                        let jitter = rand::random_range(0..=exp / 4 + 1);
+                        Duration::from_millis(exp + jitter)
+                    });
+                    let mut conn = self.conn().await?;
+                    diesel::sql_query("UPDATE messaging.messages SET status = 'queued', error = $2 WHERE id = $1")
+                        .bind::<BigInt, _>(m.id)
+                        .bind::<Text, _>(&reason)
+                        .execute(&mut conn)
+                        .await?;
+                    tracing::info!(conversation, message = m.id, wait_ms = wait.as_millis() as u64, %reason, "provider asked to wait");
+                    return Ok(Some(wait));
+                }
+                SendOutcome::Failed { reason, channel: broken } => {
+                    if broken {
+                        let mut conn = self.conn().await?;
+                        diesel::sql_query("UPDATE messaging.channels SET error = $2 WHERE id = $1")
+                            .bind::<BigInt, _>(channel.row.id)
+                            .bind::<Text, _>(&reason)
+                            .execute(&mut conn)
+                            .await?;
+                        self.forget_channel(&channel.row).await;
+                    }
+                    self.fail(account, conversation, held, m.id, &reason).await?;
+                }
+            }
+        }
+        Ok(Some(Duration::ZERO))
+    }
+
+    async fn sent(
+        &self,
+        account: AccountId,
+        conversation: i64,
+        held: &Held,
+        m: &Next,
+        external: &str,
+        provider: Provider,
+    ) -> AppResult<()> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<(), AppError, _>(async |tx| {
+            diesel::sql_query(
+                "UPDATE messaging.messages SET status = 'sent', external_id = $2, sent_at = now(), error = NULL WHERE id = $1",
+            )
+            .bind::<BigInt, _>(m.id)
+            .bind::<Text, _>(external)
+            .execute(tx)
+            .await?;
+            let event = EventEnvelope::new(
+                Caller::system(account),
+                &MessageSent {
+                    message_id: m.id,
+                    conversation_id: conversation,
+                    deal_id: held.deal_id,
+                    contact_id: held.contact_id,
+                    text: m.text.clone(),
+                    channel: provider.as_str().into(),
+                    author_user_id: m.author_user_id,
+                },
+            )?;
+            kernel::outbox::append(tx, crate::SCHEMA, &[event]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fail(
+        &self,
+        account: AccountId,
+        conversation: i64,
+        held: &Held,
+        message: i64,
+        reason: &str,
+    ) -> AppResult<()> {
+        tracing::info!(conversation, message, %reason, "message failed");
+        let mut conn = self.conn().await?;
+        conn.transaction::<(), AppError, _>(async |tx| {
+            diesel::sql_query("UPDATE messaging.messages SET status = 'failed', error = $2 WHERE id = $1")
+                .bind::<BigInt, _>(message)
+                .bind::<Text, _>(reason)
+                .execute(tx)
+                .await?;
+            let event = EventEnvelope::new(
+                Caller::system(account),
+                &MessageFailed {
+                    message_id: message,
+                    conversation_id: conversation,
+                    deal_id: held.deal_id,
+                    contact_id: held.contact_id,
+                    reason: reason.to_string(),
+                },
+            )?;
+            kernel::outbox::append(tx, crate::SCHEMA, &[event]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Releases the conversation: due again after `later` when told, at once when messages
+    /// were queued meanwhile, else nothing to do.
+    async fn hand_back(&self, conversation: i64, later: Option<Duration>) -> AppResult<()> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<(), AppError, _>(async |tx| {
+            // The lock waits for a send() that is queueing on this conversation right now.
+            diesel::sql_query("SELECT id FROM messaging.conversations WHERE id = $1 FOR UPDATE")
+                .bind::<BigInt, _>(conversation)
+                .execute(tx)
+                .await?;
+            let wait = later.map(|d| d.as_secs_f64());
+            diesel::sql_query(
+                "UPDATE messaging.conversations
+                    SET send_at = CASE
+                            WHEN $2::float8 IS NOT NULL THEN now() + make_interval(secs => $2)
+                            WHEN EXISTS (SELECT 1 FROM messaging.messages m
+                                          WHERE m.conversation_id = $1 AND m.status IN ('queued', 'sending')) THEN now()
+                        END,
+                        send_queued_at = NULL, sending_until = NULL
+                  WHERE id = $1",
+            )
+            .bind::<BigInt, _>(conversation)
+            .bind::<Nullable<diesel::sql_types::Double>, _>(wait)
+            .execute(tx)
+            .await?;
+            if later.is_some_and(|d| d.is_zero()) {
+                diesel::sql_query("SELECT pg_notify('messaging_work', '')")
+                    .execute(tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
