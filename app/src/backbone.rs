@@ -195,8 +195,18 @@ impl Backbone {
                     let queue = queue_of(sub.name());
                     let name = format!("{queue}@{instance}");
                     monitor = register_worker!(
-                        monitor, &jobs, crate::events::pg::Deliver, queue, name, ctx,
-                        concurrency, 50, heartbeat, poll, retry, deliver
+                        monitor,
+                        &jobs,
+                        crate::events::pg::Deliver,
+                        queue,
+                        name,
+                        ctx,
+                        concurrency,
+                        50,
+                        heartbeat,
+                        poll,
+                        retry,
+                        deliver
                     );
                 }
             }
@@ -281,8 +291,18 @@ impl Backbone {
             let queue = crate::work::AUTOMATION_WORK;
             let name = format!("{queue}@{instance}");
             monitor = register_worker!(
-                monitor, &jobs, automation_api::Work, queue, name, actx,
-                concurrency, 50, heartbeat, poll, retry, crate::work::run_automation
+                monitor,
+                &jobs,
+                automation_api::Work,
+                queue,
+                name,
+                actx,
+                concurrency,
+                50,
+                heartbeat,
+                poll,
+                retry,
+                crate::work::run_automation
             );
             // Messaging: stored webhooks and conversations' sends go to the queue; its workers
             // do them (many at once: most of the time is spent waiting on providers and pacing).
@@ -300,8 +320,18 @@ impl Backbone {
             let queue = crate::work::MESSAGING_WORK;
             let name = format!("{queue}@{instance}");
             monitor = register_worker!(
-                monitor, &jobs, messaging_api::Work, queue, name, mctx,
-                concurrency.max(32), 100, heartbeat, poll, retry, crate::work::run_messaging
+                monitor,
+                &jobs,
+                messaging_api::Work,
+                queue,
+                name,
+                mctx,
+                concurrency,
+                100,
+                heartbeat,
+                poll,
+                retry,
+                crate::work::run_messaging
             );
             // Imports and exports: one at a time per process (they are heavy; more processes
             // run more).
@@ -314,8 +344,18 @@ impl Backbone {
             let queue = crate::work::CONTACT_FILES;
             let name = format!("{queue}@{instance}");
             monitor = register_worker!(
-                monitor, &jobs, crate::work::ContactFiles, queue, name, ctx,
-                1, 1, heartbeat, poll, retry, crate::work::run_contact_files
+                monitor,
+                &jobs,
+                crate::work::ContactFiles,
+                queue,
+                name,
+                ctx,
+                1,
+                1,
+                heartbeat,
+                poll,
+                retry,
+                crate::work::run_contact_files
             );
         }
         if workers > 0 {

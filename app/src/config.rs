@@ -58,12 +58,16 @@ pub struct MessagingConfig {
 
 impl MessagingConfig {
     pub fn settings(&self, secret: &[u8]) -> messaging::Settings {
-        use sha2::{Digest, Sha256};
         use base64::Engine;
+        use sha2::{Digest, Sha256};
         let key: [u8; 32] = self
             .credentials_key
             .as_deref()
-            .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k.trim()).ok())
+            .and_then(|k| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(k.trim())
+                    .ok()
+            })
             .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
             .unwrap_or_else(|| {
                 Sha256::new()
@@ -513,7 +517,10 @@ impl Config {
             return fail("messaging.max_send_attempts", "must be between 1 and 100");
         }
         if m.chat_interval_ms == 0 || m.chat_burst == 0 {
-            return fail("messaging.chat_interval_ms", "the interval and the burst must be positive");
+            return fail(
+                "messaging.chat_interval_ms",
+                "the interval and the burst must be positive",
+            );
         }
         if !(1..=3650).contains(&m.keep_days) {
             return fail("messaging.keep_days", "must be between 1 and 3650");

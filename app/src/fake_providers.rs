@@ -14,14 +14,12 @@
 //! - control: `/_fake/...` (see [`run_cli`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -1169,18 +1167,7 @@ fn http_client() -> Result<reqwest::Client, String> {
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(app_secret, body): Meta's `X-Hub-Signature-256`.
-pub fn meta_signature(app_secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    let mut signature = String::with_capacity(7 + bytes.len() * 2);
-    signature.push_str("sha256=");
-    for b in bytes {
-        let _ = write!(signature, "{b:02x}");
-    }
-    signature
-}
+pub use messaging::meta_signature;
 
 /// Posts a Telegram Update JSON to `webhook_url` with header `X-Telegram-Bot-Api-Secret-Token`
 /// (left out when `secret` is empty); returns the HTTP status.
@@ -1536,34 +1523,6 @@ mod tests {
         assert!(event["timestamp"].is_i64());
         assert_eq!(event["message"]["mid"], "aWdfZAG1");
         assert_eq!(event["message"]["text"], "first message");
-    }
-
-    #[test]
-    fn meta_signature_is_hmac_sha256_hex_of_the_raw_body() {
-        let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"app-secret").unwrap();
-        mac.update(body);
-        let expected: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            meta_signature("app-secret", body),
-            format!("sha256={expected}")
-        );
-        // RFC 4231, test case 2.
-        assert_eq!(
-            meta_signature("Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        let mut changed = body.to_vec();
-        changed[3] ^= 1;
-        assert_ne!(
-            meta_signature("app-secret", &changed),
-            meta_signature("app-secret", body)
-        );
     }
 
     #[test]

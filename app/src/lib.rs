@@ -13,6 +13,7 @@ pub mod demo;
 pub mod events;
 pub mod fake_providers;
 pub mod health;
+pub mod hooks;
 pub mod jobs;
 pub mod metrics;
 pub mod server;

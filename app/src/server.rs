@@ -84,7 +84,7 @@ pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
         deals.clone(),
         activities.clone(),
         contacts.clone(),
-        Some(messaging.clone()),
+        Some(messaging.clone() as Arc<dyn messaging_api::Chats>),
         config.automation.settings(),
     );
     let module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>> = vec![
@@ -194,6 +194,7 @@ pub fn start_http(
             .wrap(from_fn(observe))
             .configure(crate::health::routes)
             .configure(crate::api::routes)
+            .configure(crate::hooks::routes)
             .configure(crate::web::routes)
             .default_service(web::to(not_found))
     })

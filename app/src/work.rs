@@ -312,6 +312,8 @@ pub async fn dispatch_messaging(
     let wake = Arc::new(tokio::sync::Notify::new());
     let listening = spawn_listener(db_url, messaging::WORK_CHANNEL, wake.clone(), stop.clone());
     loop {
+        // A burst of notifications (a message queued each) is taken in one go.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         let mut full = false;
         match messaging.take_due(BATCH).await {
             Ok(work) => {

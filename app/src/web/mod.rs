@@ -10,7 +10,7 @@ pub mod session;
 
 use actix_web::web;
 
-use pages::{activities, auth, automation, contacts, deals, home, settings, transfer};
+use pages::{activities, auth, automation, contacts, deals, home, inbox, settings, transfer};
 
 pub fn random_token() -> String {
     use base64::Engine;
@@ -47,6 +47,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/deals/filters/{id}/delete",
             web::post().to(deals::delete_filter),
+        )
+        .route("/inbox", web::get().to(inbox::index))
+        .route("/inbox/list", web::get().to(inbox::list_part))
+        .route("/inbox/{id}", web::get().to(inbox::show))
+        .route("/inbox/{id}/thread", web::get().to(inbox::thread_part))
+        .route("/inbox/{id}/send", web::post().to(inbox::send))
+        .route("/inbox/{id}/accept", web::post().to(inbox::accept))
+        .route("/inbox/{id}/decline", web::post().to(inbox::decline))
+        .route("/inbox/{id}/link", web::post().to(inbox::link))
+        .route("/deals/{id}/chat", web::get().to(inbox::deal_chat))
+        .route("/notifications", web::get().to(inbox::notifications))
+        .route("/notifications/bell", web::get().to(inbox::bell))
+        .route("/settings/channels", web::get().to(inbox::channels))
+        .route("/settings/channels", web::post().to(inbox::create_channel))
+        .route(
+            "/settings/channels/{id}/toggle",
+            web::post().to(inbox::toggle_channel),
+        )
+        .route(
+            "/settings/channels/{id}/delete",
+            web::post().to(inbox::delete_channel),
+        )
+        .route("/settings/templates", web::get().to(inbox::templates))
+        .route("/settings/templates", web::post().to(inbox::save_template))
+        .route(
+            "/settings/templates/{id}/delete",
+            web::post().to(inbox::delete_template),
         )
         .route("/automation", web::get().to(automation::board))
         .route(

@@ -1443,7 +1443,7 @@ struct Chat {
 }
 
 #[async_trait::async_trait]
-impl messaging_api::Messaging for Chat {
+impl messaging_api::Chats for Chat {
     async fn send_to_deal(
         &self,
         caller: Caller,
@@ -1504,6 +1504,7 @@ async fn reply(
             deal_id: Some(deal.0),
             contact_id: None,
             text: text.into(),
+            channel: "telegram".into(),
         },
     )
     .unwrap();

@@ -12,6 +12,7 @@ mod contacts;
 mod deal_fields;
 mod deals;
 mod jobs;
+mod messaging;
 mod settings;
 mod support;
 mod tenancy;

@@ -77,7 +77,7 @@ async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: Option<Vec<String>>)
     // Errors the app logs show up in a failing test's output.
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter("error")
+        .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
         .try_init();
     let db = tokio::task::spawn_blocking(|| TestDb::new(voronka::database::MIGRATIONS))
         .await

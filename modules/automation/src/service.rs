@@ -75,7 +75,7 @@ pub(crate) struct Inner {
     pub activities: Arc<dyn Activities>,
     pub contacts: Arc<dyn Contacts>,
     /// Absent in a build without the messaging module: bots' messages then fail, saying so.
-    pub messaging: Option<Arc<dyn messaging_api::Messaging>>,
+    pub messaging: Option<Arc<dyn messaging_api::Chats>>,
     pub settings: Settings,
     pub http: reqwest::Client,
     pub mailer: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
@@ -93,7 +93,7 @@ impl AutomationService {
         deals: Arc<dyn Deals>,
         activities: Arc<dyn Activities>,
         contacts: Arc<dyn Contacts>,
-        messaging: Option<Arc<dyn messaging_api::Messaging>>,
+        messaging: Option<Arc<dyn messaging_api::Chats>>,
         settings: Settings,
     ) -> AutomationService {
         let http = reqwest::Client::builder()

@@ -154,7 +154,8 @@ impl Inner {
             .await?
             .filter(|c| c.row.provider() == provider && provider != Provider::Telegram)
             .ok_or_else(|| AppError::not_found("channel"))?;
-        if mode != "subscribe" || !crate::crypto::same(verify_token, &channel.secrets.verify_token) {
+        if mode != "subscribe" || !crate::crypto::same(verify_token, &channel.secrets.verify_token)
+        {
             return Err(AppError::forbidden("wrong hub.mode or hub.verify_token"));
         }
         Ok(challenge.to_string())
@@ -214,7 +215,14 @@ impl Inner {
         if row.status == "done" || row.status == "failed" {
             return Ok(());
         }
-        let result = self.apply_inbound(&row).await;
+        let result = {
+            let _permit = self
+                .processing
+                .acquire()
+                .await
+                .map_err(|_| AppError::internal("shutting down"))?;
+            self.apply_inbound(&row).await
+        };
         let mut conn = self.conn().await?;
         match &result {
             Ok(()) => {
@@ -261,7 +269,10 @@ impl Inner {
                     external_id,
                     status,
                     error,
-                } => self.take_status(&channel, &external_id, status, error).await?,
+                } => {
+                    self.take_status(&channel, &external_id, status, error)
+                        .await?
+                }
             }
         }
         Ok(())
@@ -370,7 +381,10 @@ impl Inner {
         }
         let (first, last) = match m.name.trim() {
             "" if !m.username.is_empty() => (format!("@{}", m.username), String::new()),
-            "" => (format!("{} {}", provider_title(provider), m.user), String::new()),
+            "" => (
+                format!("{} {}", provider_title(provider), m.user),
+                String::new(),
+            ),
             n => match n.split_once(' ') {
                 Some((f, l)) => (f.to_string(), l.trim().to_string()),
                 None => (n.to_string(), String::new()),
@@ -420,28 +434,28 @@ impl Inner {
             m.user.clone()
         };
         let mut conn = self.conn().await?;
-        let conversation: ConversationUpsert = diesel::sql_query(
-            "INSERT INTO messaging.conversations (account_id, channel_id, identity_id, external_chat, contact_id, title, handle,
-                                                 assigned_user_id, last_message_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (channel_id, external_chat) DO UPDATE
-                SET title = CASE WHEN EXCLUDED.title <> '' THEN EXCLUDED.title ELSE conversations.title END,
-                    contact_id = COALESCE(conversations.contact_id, EXCLUDED.contact_id)
-             RETURNING id, (xmax = 0) AS created",
-        )
-        .bind::<BigInt, _>(account.0)
-        .bind::<BigInt, _>(channel.row.id)
-        .bind::<BigInt, _>(identity)
-        .bind::<Text, _>(&m.chat)
-        .bind::<BigInt, _>(contact)
-        .bind::<Text, _>(&title)
-        .bind::<Text, _>(&handle)
-        .bind::<BigInt, _>(channel.row.responsible_user_id)
-        .bind::<Timestamptz, _>(m.at)
-        .get_result(&mut conn)
-        .await?;
-        let conversation_id = conversation.id;
         conn.transaction::<(), AppError, _>(async |tx| {
+            let conversation: ConversationUpsert = diesel::sql_query(
+                "INSERT INTO messaging.conversations (account_id, channel_id, identity_id, external_chat, contact_id, title, handle,
+                                                     assigned_user_id, last_message_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (channel_id, external_chat) DO UPDATE
+                    SET title = CASE WHEN EXCLUDED.title <> '' THEN EXCLUDED.title ELSE conversations.title END,
+                        contact_id = COALESCE(conversations.contact_id, EXCLUDED.contact_id)
+                 RETURNING id, (xmax = 0) AS created",
+            )
+            .bind::<BigInt, _>(account.0)
+            .bind::<BigInt, _>(channel.row.id)
+            .bind::<BigInt, _>(identity)
+            .bind::<Text, _>(&m.chat)
+            .bind::<BigInt, _>(contact)
+            .bind::<Text, _>(&title)
+            .bind::<Text, _>(&handle)
+            .bind::<BigInt, _>(channel.row.responsible_user_id)
+            .bind::<Timestamptz, _>(m.at)
+            .get_result(tx)
+            .await?;
+            let conversation_id = conversation.id;
             let inserted: Option<crate::rows::IdRow> = diesel::sql_query(
                 "INSERT INTO messaging.messages (account_id, channel_id, conversation_id, direction, text, status, external_id, created_at)
                  VALUES ($1, $2, $3, 'in', $4, 'received', $5, $6)
@@ -542,7 +556,11 @@ impl Inner {
     }
 
     /// The contact's most recent open deal.
-    async fn open_deal_of(&self, system: Caller, contact: i64) -> AppResult<Option<deals_api::Deal>> {
+    async fn open_deal_of(
+        &self,
+        system: Caller,
+        contact: i64,
+    ) -> AppResult<Option<deals_api::Deal>> {
         let page = self
             .deals
             .list(

@@ -78,7 +78,11 @@ async fn notify(
 }
 
 fn who(c: &Conv) -> &str {
-    if c.title.is_empty() { &c.handle } else { &c.title }
+    if c.title.is_empty() {
+        &c.handle
+    } else {
+        &c.title
+    }
 }
 
 #[async_trait]

@@ -75,13 +75,26 @@ impl Inner {
         if text.chars().count() > 4096 {
             errors.push(field_error("text", "too_long", "at most 4096 characters"));
         }
-        if message.buttons.len() > 10 || message.buttons.iter().any(|b| b.trim().is_empty() || b.chars().count() > 64) {
-            errors.push(field_error("buttons", "invalid", "up to 10 buttons of 1 to 64 characters"));
+        if message.buttons.len() > 10
+            || message
+                .buttons
+                .iter()
+                .any(|b| b.trim().is_empty() || b.chars().count() > 64)
+        {
+            errors.push(field_error(
+                "buttons",
+                "invalid",
+                "up to 10 buttons of 1 to 64 characters",
+            ));
         }
         if let Some(t) = &message.template
             && t.name.trim().is_empty()
         {
-            errors.push(field_error("template", "required", "the WhatsApp template's name"));
+            errors.push(field_error(
+                "template",
+                "required",
+                "the WhatsApp template's name",
+            ));
         }
         if !errors.is_empty() {
             return Err(AppError::from_fields(errors));
@@ -244,14 +257,31 @@ impl Inner {
             let channel = self.live_by_id(held.channel_id).await?;
             let provider = channel.row.provider();
             if !channel.row.active {
-                self.fail(account, conversation, held, m.id, "the channel is switched off").await?;
+                self.fail(
+                    account,
+                    conversation,
+                    held,
+                    m.id,
+                    "the channel is switched off",
+                )
+                .await?;
                 continue;
             }
             if let Some(e) = &channel.row.error {
-                self.fail(account, conversation, held, m.id, &format!("the channel needs attention: {e}")).await?;
+                self.fail(
+                    account,
+                    conversation,
+                    held,
+                    m.id,
+                    &format!("the channel needs attention: {e}"),
+                )
+                .await?;
                 continue;
             }
-            let template: Option<TemplateSend> = m.template.clone().and_then(|t| serde_json::from_value(t).ok());
+            let template: Option<TemplateSend> = m
+                .template
+                .clone()
+                .and_then(|t| serde_json::from_value(t).ok());
             if provider.has_window()
                 && template.is_none()
                 && !held
@@ -287,7 +317,8 @@ impl Inner {
                 .execute(&mut conn)
                 .await?;
             }
-            let buttons: Vec<String> = serde_json::from_value(m.buttons.clone()).unwrap_or_default();
+            let buttons: Vec<String> =
+                serde_json::from_value(m.buttons.clone()).unwrap_or_default();
             let outcome = crate::provider::send(
                 &self.http,
                 &Endpoint {
@@ -307,31 +338,45 @@ impl Inner {
             .await;
             match outcome {
                 SendOutcome::Sent(external) => {
-                    self.sent(account, conversation, held, &m, &external, provider).await?;
+                    self.sent(account, conversation, held, &m, &external, provider)
+                        .await?;
                 }
                 SendOutcome::Retry { after, reason } => {
                     let attempts = m.attempts + 1;
                     if attempts >= self.settings.max_send_attempts {
-                        self.fail(account, conversation, held, m.id,
-                            &format!("gave up after {attempts} attempts: {reason}")).await?;
+                        self.fail(
+                            account,
+                            conversation,
+                            held,
+                            m.id,
+                            &format!("gave up after {attempts} attempts: {reason}"),
+                        )
+                        .await?;
                         continue;
                     }
                     let wait = after.unwrap_or_else(|| {
                         let base = self.settings.retry_base.as_millis() as u64;
-                        let exp = base.saturating_mul(1 << (attempts - 1).clamp(0, 16) as u64).min(300_000);
+                        let exp = base
+                            .saturating_mul(1 << (attempts - 1).clamp(0, 16) as u64)
+                            .min(300_000);
                         let jitter = rand::random_range(0..=exp / 4 + 1);
                         Duration::from_millis(exp + jitter)
                     });
                     let mut conn = self.conn().await?;
-                    diesel::sql_query("UPDATE messaging.messages SET status = 'queued', error = $2 WHERE id = $1")
-                        .bind::<BigInt, _>(m.id)
-                        .bind::<Text, _>(&reason)
-                        .execute(&mut conn)
-                        .await?;
+                    diesel::sql_query(
+                        "UPDATE messaging.messages SET status = 'queued', error = $2 WHERE id = $1",
+                    )
+                    .bind::<BigInt, _>(m.id)
+                    .bind::<Text, _>(&reason)
+                    .execute(&mut conn)
+                    .await?;
                     tracing::info!(conversation, message = m.id, wait_ms = wait.as_millis() as u64, %reason, "provider asked to wait");
                     return Ok(Some(wait));
                 }
-                SendOutcome::Failed { reason, channel: broken } => {
+                SendOutcome::Failed {
+                    reason,
+                    channel: broken,
+                } => {
                     if broken {
                         let mut conn = self.conn().await?;
                         diesel::sql_query("UPDATE messaging.channels SET error = $2 WHERE id = $1")
@@ -341,7 +386,8 @@ impl Inner {
                             .await?;
                         self.forget_channel(&channel.row).await;
                     }
-                    self.fail(account, conversation, held, m.id, &reason).await?;
+                    self.fail(account, conversation, held, m.id, &reason)
+                        .await?;
                 }
             }
         }
@@ -359,8 +405,15 @@ impl Inner {
     ) -> AppResult<()> {
         let mut conn = self.conn().await?;
         conn.transaction::<(), AppError, _>(async |tx| {
+            // The provider's id is unique per channel; should it ever repeat one, the message is
+            // still sent (and kept without the id) rather than left half-done.
             diesel::sql_query(
-                "UPDATE messaging.messages SET status = 'sent', external_id = $2, sent_at = now(), error = NULL WHERE id = $1",
+                "UPDATE messaging.messages m
+                    SET status = 'sent', sent_at = now(), error = NULL,
+                        external_id = CASE WHEN EXISTS (SELECT 1 FROM messaging.messages o
+                                                         WHERE o.channel_id = m.channel_id AND o.external_id = $2)
+                                           THEN NULL ELSE $2 END
+                  WHERE id = $1",
             )
             .bind::<BigInt, _>(m.id)
             .bind::<Text, _>(external)
@@ -395,11 +448,13 @@ impl Inner {
         tracing::info!(conversation, message, %reason, "message failed");
         let mut conn = self.conn().await?;
         conn.transaction::<(), AppError, _>(async |tx| {
-            diesel::sql_query("UPDATE messaging.messages SET status = 'failed', error = $2 WHERE id = $1")
-                .bind::<BigInt, _>(message)
-                .bind::<Text, _>(reason)
-                .execute(tx)
-                .await?;
+            diesel::sql_query(
+                "UPDATE messaging.messages SET status = 'failed', error = $2 WHERE id = $1",
+            )
+            .bind::<BigInt, _>(message)
+            .bind::<Text, _>(reason)
+            .execute(tx)
+            .await?;
             let event = EventEnvelope::new(
                 Caller::system(account),
                 &MessageFailed {

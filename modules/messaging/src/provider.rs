@@ -44,20 +44,33 @@ fn url(e: &Endpoint<'_>, path: &str) -> String {
 }
 
 /// Telegram's getMe: the bot's username when the token is good.
-pub async fn telegram_me(http: &reqwest::Client, base_url: &str, token: &str) -> Result<String, String> {
+pub async fn telegram_me(
+    http: &reqwest::Client,
+    base_url: &str,
+    token: &str,
+) -> Result<String, String> {
     let res = http
-        .get(format!("{}/bot{token}/getMe", base_url.trim_end_matches('/')))
+        .get(format!(
+            "{}/bot{token}/getMe",
+            base_url.trim_end_matches('/')
+        ))
         .send()
         .await
         .map_err(|e| format!("Telegram cannot be reached: {e}"))?;
-    let body: Value = res.json().await.map_err(|e| format!("Telegram's answer is not JSON: {e}"))?;
+    let body: Value = res
+        .json()
+        .await
+        .map_err(|e| format!("Telegram's answer is not JSON: {e}"))?;
     if body["ok"].as_bool() != Some(true) {
         return Err(format!(
             "Telegram refused the token: {}",
             body["description"].as_str().unwrap_or("no reason given")
         ));
     }
-    Ok(body["result"]["username"].as_str().unwrap_or_default().to_string())
+    Ok(body["result"]["username"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
 }
 
 /// Telegram's setWebhook with a secret token.
@@ -69,7 +82,10 @@ pub async fn telegram_set_webhook(
     secret: &str,
 ) -> Result<(), String> {
     let res = http
-        .post(format!("{}/bot{token}/setWebhook", base_url.trim_end_matches('/')))
+        .post(format!(
+            "{}/bot{token}/setWebhook",
+            base_url.trim_end_matches('/')
+        ))
         .json(&json!({
             "url": webhook,
             "secret_token": secret,
@@ -78,7 +94,10 @@ pub async fn telegram_set_webhook(
         .send()
         .await
         .map_err(|e| format!("Telegram cannot be reached: {e}"))?;
-    let body: Value = res.json().await.map_err(|e| format!("Telegram's answer is not JSON: {e}"))?;
+    let body: Value = res
+        .json()
+        .await
+        .map_err(|e| format!("Telegram's answer is not JSON: {e}"))?;
     if body["ok"].as_bool() != Some(true) {
         return Err(format!(
             "Telegram did not set the webhook: {}",
@@ -91,7 +110,11 @@ pub async fn telegram_set_webhook(
 pub async fn send(http: &reqwest::Client, e: &Endpoint<'_>, m: &Outgoing<'_>) -> SendOutcome {
     let request = match e.provider {
         Provider::Telegram => {
-            let chat: Value = m.chat.parse::<i64>().map(Value::from).unwrap_or(json!(m.chat));
+            let chat: Value = m
+                .chat
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or(json!(m.chat));
             let mut body = json!({"chat_id": chat, "text": m.text});
             if !m.buttons.is_empty() {
                 body["reply_markup"] = json!({
@@ -100,7 +123,8 @@ pub async fn send(http: &reqwest::Client, e: &Endpoint<'_>, m: &Outgoing<'_>) ->
                     "resize_keyboard": true,
                 });
             }
-            http.post(url(e, &format!("/bot{}/sendMessage", e.token))).json(&body)
+            http.post(url(e, &format!("/bot{}/sendMessage", e.token)))
+                .json(&body)
         }
         Provider::Whatsapp => {
             let body = match (m.template, m.buttons.is_empty()) {
@@ -131,9 +155,12 @@ pub async fn send(http: &reqwest::Client, e: &Endpoint<'_>, m: &Outgoing<'_>) ->
                     },
                 }),
             };
-            http.post(url(e, &format!("/{}/{}/messages", e.api_version, e.external_id)))
-                .bearer_auth(e.token)
-                .json(&body)
+            http.post(url(
+                e,
+                &format!("/{}/{}/messages", e.api_version, e.external_id),
+            ))
+            .bearer_auth(e.token)
+            .json(&body)
         }
         Provider::Instagram => {
             let mut message = json!({"text": m.text});
@@ -146,9 +173,12 @@ pub async fn send(http: &reqwest::Client, e: &Endpoint<'_>, m: &Outgoing<'_>) ->
                     .collect::<Vec<_>>()
                     .into();
             }
-            http.post(url(e, &format!("/{}/{}/messages", e.api_version, e.external_id)))
-                .bearer_auth(e.token)
-                .json(&json!({"recipient": {"id": m.chat}, "message": message}))
+            http.post(url(
+                e,
+                &format!("/{}/{}/messages", e.api_version, e.external_id),
+            ))
+            .bearer_auth(e.token)
+            .json(&json!({"recipient": {"id": m.chat}, "message": message}))
         }
     };
     let res = match request.send().await {
@@ -184,7 +214,10 @@ fn telegram_outcome(status: u16, body: &Value, chat: &str) -> SendOutcome {
             },
         };
     }
-    let code = body["error_code"].as_u64().map(|c| c as u16).unwrap_or(status);
+    let code = body["error_code"]
+        .as_u64()
+        .map(|c| c as u16)
+        .unwrap_or(status);
     let description = body["description"]
         .as_str()
         .map(str::to_string)
@@ -307,7 +340,8 @@ pub fn well_formed(provider: Provider, body: &Value) -> bool {
             body["object"] == "whatsapp_business_account" && body["entry"].is_array()
         }
         Provider::Instagram => {
-            matches!(body["object"].as_str(), Some("instagram" | "page")) && body["entry"].is_array()
+            matches!(body["object"].as_str(), Some("instagram" | "page"))
+                && body["entry"].is_array()
         }
     }
 }
@@ -346,10 +380,15 @@ fn read_telegram(body: &Value) -> Vec<Happening> {
     if !m.is_object() || m["chat"]["type"].as_str().unwrap_or("private") != "private" {
         return Vec::new();
     }
-    let (Some(chat), Some(message_id)) = (m["chat"]["id"].as_i64(), m["message_id"].as_i64()) else {
+    let (Some(chat), Some(message_id)) = (m["chat"]["id"].as_i64(), m["message_id"].as_i64())
+    else {
         return Vec::new();
     };
-    let from = if m["from"].is_object() { &m["from"] } else { &m["chat"] };
+    let from = if m["from"].is_object() {
+        &m["from"]
+    } else {
+        &m["chat"]
+    };
     let name = [from["first_name"].as_str(), from["last_name"].as_str()]
         .into_iter()
         .flatten()
@@ -360,10 +399,12 @@ fn read_telegram(body: &Value) -> Vec<Happening> {
         .or(m["caption"].as_str())
         .map(str::to_string)
         .or_else(|| {
-            ["photo", "document", "voice", "audio", "video", "sticker", "contact", "location"]
-                .into_iter()
-                .find(|k| !m[*k].is_null())
-                .map(attachment_text)
+            [
+                "photo", "document", "voice", "audio", "video", "sticker", "contact", "location",
+            ]
+            .into_iter()
+            .find(|k| !m[*k].is_null())
+            .map(attachment_text)
         })
         .unwrap_or_default();
     let phone = m["contact"]["phone_number"]
@@ -388,7 +429,9 @@ fn read_whatsapp(body: &Value, phone_number_id: &str) -> Vec<Happening> {
     for entry in body["entry"].as_array().into_iter().flatten() {
         for change in entry["changes"].as_array().into_iter().flatten() {
             let v = &change["value"];
-            let own = v["metadata"]["phone_number_id"].as_str().unwrap_or_default();
+            let own = v["metadata"]["phone_number_id"]
+                .as_str()
+                .unwrap_or_default();
             if !phone_number_id.is_empty() && !own.is_empty() && own != phone_number_id {
                 continue;
             }
@@ -396,14 +439,22 @@ fn read_whatsapp(body: &Value, phone_number_id: &str) -> Vec<Happening> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|c| Some((c["wa_id"].as_str()?, c["profile"]["name"].as_str().unwrap_or(""))))
+                .filter_map(|c| {
+                    Some((
+                        c["wa_id"].as_str()?,
+                        c["profile"]["name"].as_str().unwrap_or(""),
+                    ))
+                })
                 .collect();
             for m in v["messages"].as_array().into_iter().flatten() {
                 let (Some(from), Some(id)) = (m["from"].as_str(), m["id"].as_str()) else {
                     continue;
                 };
                 let kind = m["type"].as_str().unwrap_or("text");
-                if matches!(kind, "reaction" | "ephemeral" | "unsupported" | "request_welcome" | "system") {
+                if matches!(
+                    kind,
+                    "reaction" | "ephemeral" | "unsupported" | "request_welcome" | "system"
+                ) {
                     continue;
                 }
                 let text = match kind {
@@ -487,7 +538,11 @@ fn read_instagram(body: &Value, account: &str) -> Vec<Happening> {
         for ev in events {
             let sender = ev["sender"]["id"].as_str().unwrap_or_default();
             let recipient = ev["recipient"]["id"].as_str().unwrap_or_default();
-            if !account.is_empty() && !recipient.is_empty() && recipient != account && sender != account {
+            if !account.is_empty()
+                && !recipient.is_empty()
+                && recipient != account
+                && sender != account
+            {
                 continue;
             }
             if let Some(mid) = ev["read"]["mid"].as_str() {
@@ -499,7 +554,9 @@ fn read_instagram(body: &Value, account: &str) -> Vec<Happening> {
                 continue;
             }
             let m = &ev["message"];
-            let Some(mid) = m["mid"].as_str() else { continue };
+            let Some(mid) = m["mid"].as_str() else {
+                continue;
+            };
             // Our own messages echoed back, deleted and unsupported ones are not the client's.
             if m["is_echo"].as_bool() == Some(true)
                 || m["is_deleted"].as_bool() == Some(true)
@@ -511,11 +568,7 @@ fn read_instagram(body: &Value, account: &str) -> Vec<Happening> {
             let text = m["text"]
                 .as_str()
                 .map(str::to_string)
-                .or_else(|| {
-                    m["attachments"][0]["type"]
-                        .as_str()
-                        .map(attachment_text)
-                })
+                .or_else(|| m["attachments"][0]["type"].as_str().map(attachment_text))
                 .unwrap_or_default();
             out.push(Happening::Message(InMessage {
                 chat: sender.to_string(),
@@ -540,8 +593,13 @@ mod tests {
     fn the_telegram_sample_update_is_one_message() {
         let body: Value = serde_json::from_str(r#"{"update_id":10000,"message":{"date":1441645532,"chat":{"last_name":"Test Lastname","id":1111111,"type": "private","first_name":"Test Firstname","username":"Testusername"},"message_id":1365,"from":{"last_name":"Test Lastname","id":1111111,"first_name":"Test Firstname","username":"Testusername"},"text":"/start"}}"#).unwrap();
         assert!(well_formed(Provider::Telegram, &body));
-        assert_eq!(dedup_key(Provider::Telegram, &body, b"").as_deref(), Some("u10000"));
-        let Happening::Message(m) = &read(Provider::Telegram, &body, "")[0] else { panic!() };
+        assert_eq!(
+            dedup_key(Provider::Telegram, &body, b"").as_deref(),
+            Some("u10000")
+        );
+        let Happening::Message(m) = &read(Provider::Telegram, &body, "")[0] else {
+            panic!()
+        };
         assert_eq!(m.chat, "1111111");
         assert_eq!(m.name, "Test Firstname Test Lastname");
         assert_eq!(m.username, "Testusername");
@@ -553,13 +611,22 @@ mod tests {
     #[test]
     fn whatsapp_messages_and_statuses() {
         let body: Value = serde_json::from_str(r#"{"object":"whatsapp_business_account","entry":[{"id":"0","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"16505551111","phone_number_id":"123456123"},"contacts":[{"profile":{"name":"test user name"},"wa_id":"16315551181"}],"messages":[{"from":"16315551181","id":"ABGGFlA5Fpa","timestamp":"1504902988","type":"text","text":{"body":"this is a text message"}}]}}]}]}"#).unwrap();
-        let Happening::Message(m) = &read(Provider::Whatsapp, &body, "123456123")[0] else { panic!() };
-        assert_eq!((m.chat.as_str(), m.phone.as_str(), m.name.as_str()), ("16315551181", "16315551181", "test user name"));
+        let Happening::Message(m) = &read(Provider::Whatsapp, &body, "123456123")[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (m.chat.as_str(), m.phone.as_str(), m.name.as_str()),
+            ("16315551181", "16315551181", "test user name")
+        );
         assert!(read(Provider::Whatsapp, &body, "999").is_empty());
         let status: Value = serde_json::from_str(r#"{"object":"whatsapp_business_account","entry":[{"id":"122951744235903","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550984277","phone_number_id":"114896151713920"},"statuses":[{"id":"wamid.X","status":"delivered","timestamp":"1694492484","recipient_id":"60173526233"}]},"field":"messages"}]}]}"#).unwrap();
         assert_eq!(
             read(Provider::Whatsapp, &status, "114896151713920"),
-            vec![Happening::Status { external_id: "wamid.X".into(), status: MessageStatus::Delivered, error: None }]
+            vec![Happening::Status {
+                external_id: "wamid.X".into(),
+                status: MessageStatus::Delivered,
+                error: None
+            }]
         );
     }
 
@@ -568,7 +635,9 @@ mod tests {
         let body: Value = serde_json::from_str(r#"{"object":"instagram","entry":[{"id":"17841400000000000","time":1569262486134,"messaging":[{"sender":{"id":"1234567890123456"},"recipient":{"id":"17841400000000000"},"timestamp":1569262485349,"message":{"mid":"aWdf","text":"This is the first message from the customer"}},{"sender":{"id":"17841400000000000"},"recipient":{"id":"1234567890123456"},"timestamp":1569262485349,"message":{"mid":"echo1","text":"hi","is_echo":true}}]}]}"#).unwrap();
         let got = read(Provider::Instagram, &body, "17841400000000000");
         assert_eq!(got.len(), 1);
-        let Happening::Message(m) = &got[0] else { panic!() };
+        let Happening::Message(m) = &got[0] else {
+            panic!()
+        };
         assert_eq!(m.at.timestamp(), 1569262485);
         assert_eq!(m.external_id, "aWdf");
     }
@@ -576,17 +645,63 @@ mod tests {
     #[test]
     fn answers_are_classified() {
         let t = |s, b: &str| telegram_outcome(s, &serde_json::from_str(b).unwrap(), "5");
-        assert_eq!(t(200, r#"{"ok":true,"result":{"message_id":42}}"#), SendOutcome::Sent("5:42".into()));
         assert_eq!(
-            t(429, r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#),
-            SendOutcome::Retry { after: Some(Duration::from_secs(5)), reason: "429, Too Many Requests: retry after 5".into() }
+            t(200, r#"{"ok":true,"result":{"message_id":42}}"#),
+            SendOutcome::Sent("5:42".into())
         );
-        assert!(matches!(t(403, r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#), SendOutcome::Failed { channel: false, .. }));
-        assert!(matches!(t(401, r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#), SendOutcome::Failed { channel: true, .. }));
-        let m = |s, b: &str| meta_outcome(Provider::Whatsapp, s, &serde_json::from_str(b).unwrap(), None);
-        assert!(matches!(m(400, r#"{"error":{"code":130429,"message":"(#130429) Rate limit hit"}}"#), SendOutcome::Retry { .. }));
-        assert!(matches!(m(400, r#"{"error":{"code":131047,"message":"Re-engagement message"}}"#), SendOutcome::Failed { channel: false, .. }));
-        assert!(matches!(m(401, r#"{"error":{"code":190,"message":"token"}}"#), SendOutcome::Failed { channel: true, .. }));
-        assert_eq!(m(200, r#"{"messages":[{"id":"wamid.1"}]}"#), SendOutcome::Sent("wamid.1".into()));
+        assert_eq!(
+            t(
+                429,
+                r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#
+            ),
+            SendOutcome::Retry {
+                after: Some(Duration::from_secs(5)),
+                reason: "429, Too Many Requests: retry after 5".into()
+            }
+        );
+        assert!(matches!(
+            t(
+                403,
+                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#
+            ),
+            SendOutcome::Failed { channel: false, .. }
+        ));
+        assert!(matches!(
+            t(
+                401,
+                r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#
+            ),
+            SendOutcome::Failed { channel: true, .. }
+        ));
+        let m = |s, b: &str| {
+            meta_outcome(
+                Provider::Whatsapp,
+                s,
+                &serde_json::from_str(b).unwrap(),
+                None,
+            )
+        };
+        assert!(matches!(
+            m(
+                400,
+                r#"{"error":{"code":130429,"message":"(#130429) Rate limit hit"}}"#
+            ),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            m(
+                400,
+                r#"{"error":{"code":131047,"message":"Re-engagement message"}}"#
+            ),
+            SendOutcome::Failed { channel: false, .. }
+        ));
+        assert!(matches!(
+            m(401, r#"{"error":{"code":190,"message":"token"}}"#),
+            SendOutcome::Failed { channel: true, .. }
+        ));
+        assert_eq!(
+            m(200, r#"{"messages":[{"id":"wamid.1"}]}"#),
+            SendOutcome::Sent("wamid.1".into())
+        );
     }
 }

@@ -39,7 +39,8 @@ pub struct ChannelRow {
     pub created_at: DateTime<Utc>,
 }
 
-pub const CHANNEL_COLUMNS: &str = "id, account_id, provider, name, webhook_key, external_id, base_url, api_version, credentials,
+pub const CHANNEL_COLUMNS: &str =
+    "id, account_id, provider, name, webhook_key, external_id, base_url, api_version, credentials,
      pipeline_id, responsible_user_id, rate_per_second, active, error, created_at";
 
 impl ChannelRow {

@@ -109,6 +109,9 @@ pub(crate) struct Inner {
     pub sealer: Sealer,
     pub http: reqwest::Client,
     pub pacing: Pacing,
+    /// Webhooks processed at once: each holds a transaction while it asks the contacts and
+    /// deals modules (another connection each), so at most a third of the pool.
+    pub processing: tokio::sync::Semaphore,
     /// Channels by webhook key (the webhook's one lookup).
     pub by_key: moka::future::Cache<String, Arc<LiveChannel>>,
     /// Channels by id (senders).
@@ -138,12 +141,13 @@ impl MessagingService {
             .unwrap_or_default();
         MessagingService {
             inner: Arc::new(Inner {
-                pool,
+                pool: pool.clone(),
                 accounts,
                 deals,
                 contacts,
                 sealer: Sealer::new(&settings.credentials_key),
                 pacing: Pacing::new(&settings),
+                processing: tokio::sync::Semaphore::new((pool.status().max_size / 3).max(1)),
                 settings,
                 http,
                 by_key: moka::future::Cache::builder()
@@ -281,7 +285,11 @@ impl Inner {
         let mut bad = |f: &str, c: &str, m: &str| errors.push(field_error(f, c, m));
         let provider = new.provider;
         if provider.is_none() {
-            bad("provider", "required", "choose Telegram, WhatsApp or Instagram");
+            bad(
+                "provider",
+                "required",
+                "choose Telegram, WhatsApp or Instagram",
+            );
         }
         let name = new.name.trim().to_string();
         if name.chars().count() > 100 {
@@ -303,18 +311,32 @@ impl Inner {
                 );
             }
             if app_secret.is_empty() {
-                bad("app_secret", "required", "the app secret is required to check webhooks");
+                bad(
+                    "app_secret",
+                    "required",
+                    "the app secret is required to check webhooks",
+                );
             }
             if verify_token.is_empty() {
-                bad("verify_token", "required", "the verify token is required for the subscription check");
+                bad(
+                    "verify_token",
+                    "required",
+                    "the verify token is required for the subscription check",
+                );
             }
         }
         let rate = new.rate_per_second.unwrap_or(0);
         if !(0..=1000).contains(&rate) {
-            bad("rate_per_second", "out_of_range", "from 1 to 1000 messages per second");
+            bad(
+                "rate_per_second",
+                "out_of_range",
+                "from 1 to 1000 messages per second",
+            );
         }
         let base_url = new.base_url.trim().trim_end_matches('/').to_string();
-        if !base_url.is_empty() && !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        if !base_url.is_empty()
+            && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        {
             bad("base_url", "invalid", "an http:// or https:// address");
         }
         let api_version = match new.api_version.trim() {
@@ -333,7 +355,10 @@ impl Inner {
         if pipeline.is_none() {
             bad("pipeline_id", "unknown", "no such pipeline");
         }
-        let responsible = match new.responsible_user_id.or(caller.actor.user_id().map(|u| u.0)) {
+        let responsible = match new
+            .responsible_user_id
+            .or(caller.actor.user_id().map(|u| u.0))
+        {
             Some(u) => match self.accounts.user(caller, kernel::UserId(u)).await {
                 Ok(user) if user.is_active => Some(u),
                 _ => {
@@ -342,15 +367,24 @@ impl Inner {
                 }
             },
             None => {
-                bad("responsible_user_id", "required", "choose who gets the incoming leads");
+                bad(
+                    "responsible_user_id",
+                    "required",
+                    "choose who gets the incoming leads",
+                );
                 None
             }
         };
         if !errors.is_empty() {
             return Err(AppError::from_fields(errors));
         }
-        let (Some(provider), Some(pipeline), Some(responsible)) = (provider, pipeline, responsible) else {
-            return Err(AppError::validation("provider", "required", "incomplete channel"));
+        let (Some(provider), Some(pipeline), Some(responsible)) = (provider, pipeline, responsible)
+        else {
+            return Err(AppError::validation(
+                "provider",
+                "required",
+                "incomplete channel",
+            ));
         };
         let base_url = if base_url.is_empty() {
             provider.default_base_url().to_string()
@@ -366,17 +400,37 @@ impl Inner {
                     .await
                     .map_err(|e| AppError::validation("token", "refused", &e))?;
                 if let Some(base) = new.webhook_base.as_deref().filter(|b| !b.is_empty()) {
-                    let url = format!("{}/hooks/telegram/{webhook_key}", base.trim_end_matches('/'));
-                    crate::provider::telegram_set_webhook(&self.http, &base_url, &token, &url, &secret_token)
-                        .await
-                        .map_err(|e| AppError::validation("token", "webhook", &e))?;
+                    let url = format!(
+                        "{}/hooks/telegram/{webhook_key}",
+                        base.trim_end_matches('/')
+                    );
+                    crate::provider::telegram_set_webhook(
+                        &self.http,
+                        &base_url,
+                        &token,
+                        &url,
+                        &secret_token,
+                    )
+                    .await
+                    .map_err(|e| AppError::validation("token", "webhook", &e))?;
                 }
-                let name = if name.is_empty() { format!("@{username}") } else { name };
+                let name = if name.is_empty() {
+                    format!("@{username}")
+                } else {
+                    name
+                };
                 (username, name)
             }
             p => {
                 let name = if name.is_empty() {
-                    format!("{} {external_id}", if p == Provider::Whatsapp { "WhatsApp" } else { "Instagram" })
+                    format!(
+                        "{} {external_id}",
+                        if p == Provider::Whatsapp {
+                            "WhatsApp"
+                        } else {
+                            "Instagram"
+                        }
+                    )
                 } else {
                     name
                 };
@@ -389,7 +443,11 @@ impl Inner {
             verify_token,
             secret_token,
         })?;
-        let rate = if rate == 0 { provider.default_rate() as i32 } else { rate };
+        let rate = if rate == 0 {
+            provider.default_rate() as i32
+        } else {
+            rate
+        };
         let mut conn = self.conn().await?;
         let row: Result<ChannelRow, diesel::result::Error> = diesel::sql_query(format!(
             "INSERT INTO messaging.channels (account_id, provider, name, webhook_key, external_id, base_url, api_version,
@@ -445,7 +503,7 @@ pub fn fill(body: &str, vars: &[(&str, String)]) -> String {
 }
 
 #[async_trait]
-impl Messaging for MessagingService {
+impl Chats for MessagingService {
     async fn send_to_deal(
         &self,
         caller: Caller,
@@ -486,7 +544,10 @@ impl Messaging for MessagingService {
             )
             .await
     }
+}
 
+#[async_trait]
+impl Messaging for MessagingService {
     async fn channels(&self, caller: Caller) -> AppResult<Vec<Channel>> {
         let mut conn = self.inner.conn().await?;
         let rows: Vec<ChannelRow> = diesel::sql_query(format!(
@@ -506,7 +567,12 @@ impl Messaging for MessagingService {
         self.inner.create_channel(caller, new).await
     }
 
-    async fn set_channel_active(&self, caller: Caller, id: i64, active: bool) -> AppResult<Channel> {
+    async fn set_channel_active(
+        &self,
+        caller: Caller,
+        id: i64,
+        active: bool,
+    ) -> AppResult<Channel> {
         self.inner.require_admin(caller).await?;
         let old = self.inner.channel_row(caller, id).await?;
         let mut conn = self.inner.conn().await?;
@@ -546,7 +612,8 @@ impl Messaging for MessagingService {
         page: PageRequest,
     ) -> AppResult<Page<Conversation>> {
         let visible = self.inner.visible_users(caller).await?;
-        let after: Option<(DateTime<Utc>, i64)> = page.after.as_ref().map(Cursor::decode).transpose()?;
+        let after: Option<(DateTime<Utc>, i64)> =
+            page.after.as_ref().map(Cursor::decode).transpose()?;
         let mine = if filter.mine {
             caller.actor.user_id().map(|u| u.0)
         } else {
@@ -683,19 +750,29 @@ impl Messaging for MessagingService {
         &self,
         caller: Caller,
         conversation: i64,
-        deal: i64,
+        deal: Option<i64>,
     ) -> AppResult<Conversation> {
-        self.inner.conversation_row(caller, conversation).await?;
-        // The deal must exist and be one the caller may change.
-        let target = self.inner.deals.deal(caller, deals_api::DealId(deal)).await?;
+        let current = self.inner.conversation_row(caller, conversation).await?;
+        // The deal must exist and be one the caller may see; the chat follows its responsible.
+        let assigned = match deal {
+            Some(d) => {
+                self.inner
+                    .deals
+                    .deal(caller, deals_api::DealId(d))
+                    .await?
+                    .responsible_user_id
+                    .0
+            }
+            None => current.assigned_user_id,
+        };
         let mut conn = self.inner.conn().await?;
         diesel::sql_query(
             "UPDATE messaging.conversations SET deal_id = $3, assigned_user_id = $4 WHERE account_id = $1 AND id = $2",
         )
         .bind::<BigInt, _>(caller.account_id.0)
         .bind::<BigInt, _>(conversation)
-        .bind::<BigInt, _>(deal)
-        .bind::<BigInt, _>(target.responsible_user_id.0)
+        .bind::<Nullable<BigInt>, _>(deal)
+        .bind::<BigInt, _>(assigned)
         .execute(&mut conn)
         .await?;
         drop(conn);
@@ -734,13 +811,25 @@ impl Messaging for MessagingService {
         let body = new.body.trim();
         let mut errors = Vec::new();
         if name.is_empty() || name.chars().count() > 100 {
-            errors.push(field_error("name", "required", "a name of up to 100 characters"));
+            errors.push(field_error(
+                "name",
+                "required",
+                "a name of up to 100 characters",
+            ));
         }
         if body.is_empty() || body.chars().count() > 4096 {
-            errors.push(field_error("body", "required", "a text of up to 4096 characters"));
+            errors.push(field_error(
+                "body",
+                "required",
+                "a text of up to 4096 characters",
+            ));
         }
         let wa = new.whatsapp_name.trim();
-        if !wa.is_empty() && !wa.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if !wa.is_empty()
+            && !wa
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             errors.push(field_error(
                 "whatsapp_name",
                 "invalid",
@@ -788,7 +877,11 @@ impl Messaging for MessagingService {
             Err(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::UniqueViolation,
                 _,
-            )) => Err(AppError::validation("name", "taken", "a template with this name exists")),
+            )) => Err(AppError::validation(
+                "name",
+                "taken",
+                "a template with this name exists",
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -796,11 +889,12 @@ impl Messaging for MessagingService {
     async fn delete_template(&self, caller: Caller, id: i64) -> AppResult<()> {
         self.inner.require_admin(caller).await?;
         let mut conn = self.inner.conn().await?;
-        let n = diesel::sql_query("DELETE FROM messaging.templates WHERE account_id = $1 AND id = $2")
-            .bind::<BigInt, _>(caller.account_id.0)
-            .bind::<BigInt, _>(id)
-            .execute(&mut conn)
-            .await?;
+        let n =
+            diesel::sql_query("DELETE FROM messaging.templates WHERE account_id = $1 AND id = $2")
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<BigInt, _>(id)
+                .execute(&mut conn)
+                .await?;
         if n == 0 {
             return Err(AppError::not_found("template"));
         }

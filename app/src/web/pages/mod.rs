@@ -6,6 +6,7 @@ pub mod automation;
 pub mod contacts;
 pub mod deals;
 pub mod home;
+pub mod inbox;
 pub mod settings;
 pub mod transfer;
 

@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use kernel::paging::{Page, PageRequest};
 use kernel::{AccountId, AppResult, Caller};
 
+/// What robots need of the chats: sending to a deal's client.
 #[async_trait]
-pub trait Messaging: Send + Sync {
+pub trait Chats: Send + Sync {
     /// Queues `text` (with quick-reply `buttons` where the channel has them) to the deal's
     /// contact on the deal's conversation. A caller with a `cause` (a robot's command) queues it
     /// once however often it asks.
@@ -24,14 +25,18 @@ pub trait Messaging: Send + Sync {
         text: &str,
         buttons: &[String],
     ) -> AppResult<Queued>;
+}
 
+#[async_trait]
+pub trait Messaging: Chats {
     // --- channels (administrators) ----------------------------------------------------------
     async fn channels(&self, caller: Caller) -> AppResult<Vec<Channel>>;
     async fn channel(&self, caller: Caller, id: i64) -> AppResult<Channel>;
     /// Checks the credentials with the provider (Telegram: getMe, then setWebhook with a secret
     /// token when `webhook_base` is given) and stores them encrypted.
     async fn create_channel(&self, caller: Caller, new: NewChannel) -> AppResult<Channel>;
-    async fn set_channel_active(&self, caller: Caller, id: i64, active: bool) -> AppResult<Channel>;
+    async fn set_channel_active(&self, caller: Caller, id: i64, active: bool)
+    -> AppResult<Channel>;
     async fn delete_channel(&self, caller: Caller, id: i64) -> AppResult<()>;
 
     // --- conversations and messages -----------------------------------------------------------
@@ -43,8 +48,11 @@ pub trait Messaging: Send + Sync {
     ) -> AppResult<Page<Conversation>>;
     async fn conversation(&self, caller: Caller, id: i64) -> AppResult<Conversation>;
     /// The most recent conversation of a deal, if it has one.
-    async fn conversation_of_deal(&self, caller: Caller, deal: i64)
-    -> AppResult<Option<Conversation>>;
+    async fn conversation_of_deal(
+        &self,
+        caller: Caller,
+        deal: i64,
+    ) -> AppResult<Option<Conversation>>;
     /// Messages of a conversation in order: the last `limit`, or those after message `after`.
     async fn messages(
         &self,
@@ -61,8 +69,14 @@ pub trait Messaging: Send + Sync {
         message: OutgoingMessage,
     ) -> AppResult<Queued>;
     async fn mark_read(&self, caller: Caller, conversation: i64) -> AppResult<()>;
-    /// Attaches the conversation to another deal (an incoming lead linked to an existing deal).
-    async fn link_deal(&self, caller: Caller, conversation: i64, deal: i64) -> AppResult<Conversation>;
+    /// Attaches the conversation to another deal (an incoming lead linked to an existing deal),
+    /// or to none (a declined lead: the client's next message starts a new one).
+    async fn link_deal(
+        &self,
+        caller: Caller,
+        conversation: i64,
+        deal: Option<i64>,
+    ) -> AppResult<Conversation>;
     /// Conversations with unread messages the caller may see.
     async fn unread_conversations(&self, caller: Caller) -> AppResult<i64>;
 

@@ -1,0 +1,860 @@
+//! Messaging: providers' sample webhooks become contacts, conversations, incoming leads and
+//! timeline entries once; bad signatures and malformed bodies store nothing; sends go through
+//! the real workers to the fake providers — paced, retried after 429s, in order, never twice,
+//! and a permanent error is shown in the chat.
+
+use std::time::Duration;
+
+use deals_api::{NewPipeline, NewStage, Pipeline, StageKind};
+use kernel::paging::PageRequest;
+use kernel::{Caller, ErrorCode};
+use messaging_api::*;
+use serde_json::json;
+use voronka::fake_providers::{self as fake, FakeProviders, Fault};
+
+use crate::support::{TestApp, spawn_app_with_workers_and, start_backbone};
+
+async fn pipeline(app: &TestApp, caller: Caller) -> Pipeline {
+    app.state
+        .modules
+        .deals
+        .create_pipeline(
+            caller,
+            NewPipeline {
+                name: "Sales".into(),
+                stages: ["Talk", "Offer"]
+                    .iter()
+                    .map(|n| NewStage {
+                        name: n.to_string(),
+                        color: "#99ccff".into(),
+                    })
+                    .collect(),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn new_channel(provider: Provider, fake: &FakeProviders, app: &TestApp) -> NewChannel {
+    NewChannel {
+        provider: Some(provider),
+        token: format!("{}-token", provider.as_str()),
+        external_id: match provider {
+            Provider::Telegram => String::new(),
+            Provider::Whatsapp => "123456123".into(),
+            Provider::Instagram => "17841400000000000".into(),
+        },
+        app_secret: "app-secret".into(),
+        verify_token: "meatyhamhock".into(),
+        base_url: fake.url.clone(),
+        webhook_base: Some(app.url.clone()),
+        ..Default::default()
+    }
+}
+
+/// The secret token the fake Telegram was given with setWebhook for `token`.
+fn telegram_secret(fake: &FakeProviders, token: &str) -> String {
+    fake.webhooks()
+        .into_iter()
+        .rev()
+        .find(|w| w.0 == token)
+        .and_then(|w| w.2)
+        .expect("setWebhook with a secret token")
+}
+
+#[tokio::test]
+async fn a_telegram_update_becomes_a_contact_a_conversation_a_lead_and_a_timeline_entry_once() {
+    let fake = FakeProviders::start().await.unwrap();
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    let p = pipeline(&app, admin).await;
+    let channel = m
+        .messaging
+        .create_channel(
+            admin,
+            NewChannel {
+                pipeline_id: Some(p.id.0),
+                ..new_channel(Provider::Telegram, &fake, &app)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        channel.external_id.starts_with("fake_"),
+        "getMe's username: {channel:?}"
+    );
+    let hook = format!("{}/hooks/telegram/{}", app.url, channel.webhook_key);
+    let registered = fake.webhooks();
+    assert_eq!(
+        registered.last().unwrap().1,
+        hook,
+        "setWebhook with our URL"
+    );
+    let secret = telegram_secret(&fake, "telegram-token");
+
+    // The official sample update from Telegram's webhooks guide.
+    let update = json!({"update_id":10000,"message":{"date":1441645532,"chat":{"last_name":"Test Lastname","id":1111111,"type": "private","first_name":"Test Firstname","username":"Testusername"},"message_id":1365,"from":{"last_name":"Test Lastname","id":1111111,"first_name":"Test Firstname","username":"Testusername"},"text":"/start"}});
+    // A wrong or missing secret: refused, nothing stored.
+    assert_eq!(
+        fake::post_telegram_update(&hook, "wrong", &update)
+            .await
+            .unwrap(),
+        401
+    );
+    assert_eq!(
+        fake::post_telegram_update(&hook, "", &update)
+            .await
+            .unwrap(),
+        401
+    );
+    // Malformed: 400, nothing stored.
+    let http = reqwest::Client::new();
+    let bad = http
+        .post(&hook)
+        .header("X-Telegram-Bot-Api-Secret-Token", &secret)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let not_an_update = http
+        .post(&hook)
+        .header("X-Telegram-Bot-Api-Secret-Token", &secret)
+        .json(&json!({"message": {"text": "no update id"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_an_update.status(), 400);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.inbound")
+            .await,
+        0
+    );
+    // An unknown channel key: 404.
+    let unknown = format!("{}/hooks/telegram/nope", app.url);
+    assert_eq!(
+        fake::post_telegram_update(&unknown, &secret, &update)
+            .await
+            .unwrap(),
+        404
+    );
+
+    assert_eq!(
+        fake::post_telegram_update(&hook, &secret, &update)
+            .await
+            .unwrap(),
+        200
+    );
+    let conversations = || async {
+        m.messaging
+            .conversations(
+                admin,
+                &ConversationFilter::default(),
+                PageRequest::default(),
+            )
+            .await
+            .unwrap()
+            .items
+    };
+    wait_until("the conversation", || async {
+        app.count("SELECT count(*) AS n FROM messaging.messages")
+            .await
+            == 1
+    })
+    .await;
+    let c = conversations().await.remove(0);
+    assert_eq!(c.title, "Test Firstname Test Lastname");
+    assert_eq!(c.handle, "@Testusername");
+    assert_eq!(c.unread, 1);
+    let contact = m
+        .contacts
+        .contact(admin, contacts_api::ContactId(c.contact_id.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (contact.first_name.as_str(), contact.last_name.as_str()),
+        ("Test", "Firstname Test Lastname")
+    );
+    let deal = m
+        .deals
+        .deal(admin, deals_api::DealId(c.deal_id.unwrap()))
+        .await
+        .unwrap();
+    let incoming = p
+        .stages
+        .iter()
+        .find(|s| s.kind == StageKind::Incoming)
+        .unwrap();
+    assert_eq!(deal.stage_id, incoming.id, "an incoming lead");
+    assert_eq!(deal.contact_ids, vec![contact.id.0]);
+    let messages = m.messaging.messages(admin, c.id, None, 50).await.unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].text, "/start");
+    assert_eq!(messages[0].direction, Direction::In);
+    // The deal's timeline has the message (the event log is fed by the bus).
+    wait_until("the timeline entry", || async {
+        app.count(&format!(
+            "SELECT count(*) AS n FROM activities.log WHERE entity = 'deal' AND entity_id = {} AND event_type = 'messaging.message_received'",
+            deal.id.0
+        ))
+        .await
+            == 1
+    })
+    .await;
+    // The lead's responsible user is told (the bell).
+    wait_until("the notification", || async {
+        m.messaging.unread_notifications(admin).await.unwrap() >= 1
+    })
+    .await;
+
+    // The same delivery again: 200, and nothing changes.
+    assert_eq!(
+        fake::post_telegram_update(&hook, &secret, &update)
+            .await
+            .unwrap(),
+        200
+    );
+    // The same message in another delivery (a new update id): stored once as a message.
+    let mut again = update.clone();
+    again["update_id"] = json!(10001);
+    assert_eq!(
+        fake::post_telegram_update(&hook, &secret, &again)
+            .await
+            .unwrap(),
+        200
+    );
+    wait_until("both deliveries processed", || async {
+        app.count("SELECT count(*) AS n FROM messaging.inbound WHERE status = 'done'")
+            .await
+            == 2
+    })
+    .await;
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.inbound")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.messages")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.conversations")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.contacts")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM deals.deals").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM activities.log WHERE event_type = 'messaging.message_received'").await,
+        1
+    );
+
+    // A second message of the same client goes to the same conversation and deal.
+    let next = fake::telegram_text_update(
+        10002,
+        1111111,
+        "Test Firstname",
+        "Testusername",
+        1366,
+        "Price?",
+    );
+    assert_eq!(
+        fake::post_telegram_update(&hook, &secret, &next)
+            .await
+            .unwrap(),
+        200
+    );
+    wait_until("the second message", || async {
+        app.count("SELECT count(*) AS n FROM messaging.messages")
+            .await
+            == 2
+    })
+    .await;
+    assert_eq!(app.count("SELECT count(*) AS n FROM deals.deals").await, 1);
+    assert_eq!(
+        m.messaging.conversation(admin, c.id).await.unwrap().unread,
+        2
+    );
+
+    // Another account sees none of it.
+    let other = app.tenant("Other").await;
+    let stranger = Caller::user(other.account, other.admin.id);
+    assert_eq!(
+        m.messaging
+            .conversation(stranger, c.id)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+    assert!(
+        m.messaging
+            .conversations(
+                stranger,
+                &ConversationFilter::default(),
+                PageRequest::default()
+            )
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    backbone.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_and_instagram_webhooks_are_verified_signed_and_stored_once() {
+    let fake = FakeProviders::start().await.unwrap();
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    pipeline(&app, admin).await;
+    let wa = m
+        .messaging
+        .create_channel(admin, new_channel(Provider::Whatsapp, &fake, &app))
+        .await
+        .unwrap();
+    let ig = m
+        .messaging
+        .create_channel(admin, new_channel(Provider::Instagram, &fake, &app))
+        .await
+        .unwrap();
+    let wa_hook = format!("{}/hooks/whatsapp/{}", app.url, wa.webhook_key);
+    let ig_hook = format!("{}/hooks/instagram/{}", app.url, ig.webhook_key);
+    let http = reqwest::Client::new();
+
+    // Meta's subscription check.
+    let ok = http
+        .get(format!(
+            "{wa_hook}?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meatyhamhock"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let wrong = http
+        .get(format!(
+            "{ig_hook}?hub.mode=subscribe&hub.challenge=1&hub.verify_token=nope"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+
+    // The WhatsApp sample text message (Meta's dashboard test payload), exactly as sent.
+    let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"0","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"16505551111","phone_number_id":"123456123"},"contacts":[{"profile":{"name":"test user name"},"wa_id":"16315551181"}],"messages":[{"from":"16315551181","id":"ABGGFlA5Fpa","timestamp":"1504902988","type":"text","text":{"body":"this is a text message"}}]}}]}]}"#;
+    // Signed with another secret, or changed by one byte: 401, nothing stored.
+    assert_eq!(
+        fake::post_meta_webhook(&wa_hook, "other-secret", body)
+            .await
+            .unwrap(),
+        401
+    );
+    let unsigned = http
+        .post(&wa_hook)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let mut changed = body.to_vec();
+    changed[10] = b'X';
+    let forged = http
+        .post(&wa_hook)
+        .header(
+            "X-Hub-Signature-256",
+            fake::meta_signature("app-secret", body),
+        )
+        .body(changed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    // Signed but malformed: 400.
+    assert_eq!(
+        fake::post_meta_webhook(&wa_hook, "app-secret", b"{\"entry\": 5")
+            .await
+            .unwrap(),
+        400
+    );
+    assert_eq!(
+        fake::post_meta_webhook(&wa_hook, "app-secret", br#"{"object":"page"}"#)
+            .await
+            .unwrap(),
+        400
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.inbound")
+            .await,
+        0
+    );
+
+    assert_eq!(
+        fake::post_meta_webhook(&wa_hook, "app-secret", body)
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(
+        fake::post_meta_webhook(&wa_hook, "app-secret", body)
+            .await
+            .unwrap(),
+        200
+    );
+    // Instagram's sample DM.
+    let ig_body = br#"{"object":"instagram","entry":[{"id":"17841400000000000","time":1569262486134,"messaging":[{"sender":{"id":"1234567890123456"},"recipient":{"id":"17841400000000000"},"timestamp":1569262485349,"message":{"mid":"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx","text":"This is the first message from the customer"}}]}]}"#;
+    assert_eq!(
+        fake::post_meta_webhook(&ig_hook, "app-secret", ig_body)
+            .await
+            .unwrap(),
+        200
+    );
+    wait_until("two conversations", || async {
+        app.count("SELECT count(*) AS n FROM messaging.conversations")
+            .await
+            == 2
+            && app
+                .count("SELECT count(*) AS n FROM messaging.inbound WHERE status = 'done'")
+                .await
+                == 2
+    })
+    .await;
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.inbound")
+            .await,
+        2,
+        "the repeated delivery is stored once"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.messages")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM deals.deals").await,
+        2,
+        "two incoming leads"
+    );
+    let all = m
+        .messaging
+        .conversations(
+            admin,
+            &ConversationFilter::default(),
+            PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items;
+    let w = all
+        .iter()
+        .find(|c| c.provider == Provider::Whatsapp)
+        .unwrap();
+    assert_eq!(w.title, "test user name");
+    let contact = m
+        .contacts
+        .contact(admin, contacts_api::ContactId(w.contact_id.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        contact.phones[0].normalized, "+16315551181",
+        "found or created by phone"
+    );
+    let i = all
+        .iter()
+        .find(|c| c.provider == Provider::Instagram)
+        .unwrap();
+    assert!(i.deal_id.is_some());
+    wait_until("timeline entries", || async {
+        app.count("SELECT count(*) AS n FROM activities.log WHERE event_type = 'messaging.message_received' AND entity = 'deal'").await == 2
+    })
+    .await;
+
+    // The sample is from 2017: a fresh message opens the 24-hour window for a reply.
+    let fresh = fake::whatsapp_text_payload(
+        "123456123",
+        "16315551181",
+        "test user name",
+        "wamid.fresh1",
+        "still there?",
+    );
+    let raw = serde_json::to_vec(&fresh).unwrap();
+    assert_eq!(
+        fake::post_meta_webhook(&wa_hook, "app-secret", &raw)
+            .await
+            .unwrap(),
+        200
+    );
+    wait_until("the fresh message", || async {
+        app.count("SELECT count(*) AS n FROM messaging.messages")
+            .await
+            == 3
+    })
+    .await;
+    // A reply in WhatsApp, then its statuses: forward only, never backwards.
+    let q = m
+        .messaging
+        .send(
+            admin,
+            w.id,
+            OutgoingMessage {
+                text: "Hello!".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let sent = fake.wait_for_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].chat, "16315551181");
+    let wamid = sent[0].external_id.clone();
+    let status_of = || async {
+        m.messaging
+            .messages(admin, w.id, None, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|x| x.id == q.message_id)
+            .unwrap()
+            .status
+    };
+    wait_until("sent", || async {
+        status_of().await == MessageStatus::Sent
+    })
+    .await;
+    for (i, s) in ["read", "delivered", "sent"].iter().enumerate() {
+        let payload = fake::whatsapp_status_payload("123456123", &wamid, "16315551181", s);
+        let raw = serde_json::to_vec(&payload).unwrap();
+        assert_eq!(
+            fake::post_meta_webhook(&wa_hook, "app-secret", &raw)
+                .await
+                .unwrap(),
+            200,
+            "{i}"
+        );
+    }
+    wait_until("statuses processed", || async {
+        app.count("SELECT count(*) AS n FROM messaging.inbound WHERE status = 'done'")
+            .await
+            == 6
+    })
+    .await;
+    assert_eq!(status_of().await, MessageStatus::Read, "read stays read");
+    backbone.stop().await;
+    fake.stop().await;
+}
+
+/// A Telegram channel with `chats` conversations (clients 1..=chats), each with one message in.
+async fn telegram_with_chats(
+    app: &TestApp,
+    fake: &FakeProviders,
+    admin: Caller,
+    chats: i64,
+    rate: i32,
+) -> (Channel, Vec<Conversation>) {
+    let m = &app.state.modules;
+    pipeline(app, admin).await;
+    let channel = m
+        .messaging
+        .create_channel(
+            admin,
+            NewChannel {
+                rate_per_second: Some(rate),
+                ..new_channel(Provider::Telegram, fake, app)
+            },
+        )
+        .await
+        .unwrap();
+    let hook = format!("{}/hooks/telegram/{}", app.url, channel.webhook_key);
+    let secret = telegram_secret(fake, "telegram-token");
+    for i in 1..=chats {
+        let u = fake::telegram_text_update(
+            i,
+            5000 + i,
+            &format!("Client {i}"),
+            "",
+            1_000_000 + i,
+            "hi",
+        );
+        assert_eq!(
+            fake::post_telegram_update(&hook, &secret, &u)
+                .await
+                .unwrap(),
+            200
+        );
+    }
+    wait_until("conversations", || async {
+        app.count("SELECT count(*) AS n FROM messaging.conversations")
+            .await
+            == chats
+    })
+    .await;
+    let mut all = Vec::new();
+    let mut page = PageRequest::new(None, Some(250));
+    loop {
+        let p = m
+            .messaging
+            .conversations(admin, &ConversationFilter::default(), page.clone())
+            .await
+            .unwrap();
+        all.extend(p.items);
+        match p.next {
+            Some(n) => page = PageRequest::new(Some(n), Some(250)),
+            None => break,
+        }
+    }
+    all.sort_by_key(|c| c.id);
+    (channel, all)
+}
+
+#[tokio::test]
+async fn after_429s_messages_are_delivered_later_in_order_and_none_twice() {
+    let fake = FakeProviders::start().await.unwrap();
+    let (app, backbone) = spawn_app_with_workers_and(|c| {
+        c.messaging.retry_base_ms = 100;
+        c.messaging.chat_interval_ms = 10;
+        c.messaging.chat_burst = 10;
+    })
+    .await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    let (_, convs) = telegram_with_chats(&app, &fake, admin, 2, 30).await;
+    fake.fail_next(3, Fault::TooManyRequests { retry_after: 1 });
+    let key = uuid::Uuid::new_v4();
+    for i in 0..5 {
+        for c in &convs {
+            let q = m
+                .messaging
+                .send(
+                    admin,
+                    c.id,
+                    OutgoingMessage {
+                        text: format!("{} #{i}", c.id),
+                        key: (i == 0 && c.id == convs[0].id).then_some(key),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(q.conversation_id, c.id);
+        }
+    }
+    // The same idempotency key again: the same message, not a new one.
+    let again = m
+        .messaging
+        .send(
+            admin,
+            convs[0].id,
+            OutgoingMessage {
+                text: "x".into(),
+                key: Some(key),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.messages WHERE direction = 'out'")
+            .await,
+        10
+    );
+    let sent = fake.wait_for_sent(10, Duration::from_secs(30)).await;
+    assert_eq!(sent.len(), 10, "all delivered after the 429s");
+    assert!(
+        fake.attempts() >= 13,
+        "three answered 429: {}",
+        fake.attempts()
+    );
+    for c in &convs {
+        // Clients without a username are known by their Telegram id (the chat's).
+        let chat = c.handle.clone();
+        let texts: Vec<&str> = sent
+            .iter()
+            .filter(|s| s.chat == chat)
+            .map(|s| s.text.as_str())
+            .collect();
+        let want: Vec<String> = (0..5).map(|i| format!("{} #{i}", c.id)).collect();
+        assert_eq!(texts, want, "in order, once each, for chat {chat}");
+    }
+    wait_until("all sent", || async {
+        app.count("SELECT count(*) AS n FROM messaging.messages WHERE direction = 'out' AND status = 'sent'").await == 10
+    })
+    .await;
+    assert!(again.message_id > 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.sent_count(), 10, "nothing sent twice");
+    backbone.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
+    let fake = FakeProviders::start().await.unwrap();
+    let (app, backbone) = spawn_app_with_workers_and(|c| {
+        c.messaging.chat_interval_ms = 10;
+        c.messaging.chat_burst = 10;
+        c.jobs.concurrency = 16;
+        c.db.pool_size = 16;
+    })
+    .await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    let rate = 200;
+    let (_, convs) = telegram_with_chats(&app, &fake, admin, 100, rate).await;
+    // The fake answers 429 to anything over the rate in any one-second window.
+    fake.limit_rate(Some(rate as u32));
+    // The burst is queued while the workers are stopped, then they start on all of it.
+    backbone.stop().await;
+    for i in 0..10 {
+        for c in &convs {
+            m.messaging
+                .send(
+                    admin,
+                    c.id,
+                    OutgoingMessage {
+                        text: format!("m{i}"),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let backbone = start_backbone(&app).await;
+    let sent = fake.wait_for_sent(1000, Duration::from_secs(60)).await;
+    assert_eq!(sent.len(), 1000);
+    assert_eq!(
+        fake.rejected_429(),
+        0,
+        "the provider never had to refuse one"
+    );
+    let times: Vec<u128> = sent.iter().map(|s| s.at_ms).collect();
+    let mut most = 0;
+    for (i, t0) in times.iter().enumerate() {
+        let n = times[i..].iter().take_while(|t| **t < t0 + 1000).count();
+        most = most.max(n);
+    }
+    assert!(
+        most <= rate as usize,
+        "at most {rate} in any second, saw {most}"
+    );
+    let span = times.last().unwrap() - times.first().unwrap();
+    assert!(
+        span >= 4000,
+        "1000 at {rate}/s take about 5 s, took {span} ms"
+    );
+    backbone.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_error_is_shown_in_the_chat_and_not_retried() {
+    let fake = FakeProviders::start().await.unwrap();
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    let (_, convs) = telegram_with_chats(&app, &fake, admin, 1, 30).await;
+    fake.fail_chat("5001", Fault::Blocked);
+    let q = m
+        .messaging
+        .send(
+            admin,
+            convs[0].id,
+            OutgoingMessage {
+                text: "Are you there?".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    wait_until("failed", || async {
+        app.count("SELECT count(*) AS n FROM messaging.messages WHERE status = 'failed'")
+            .await
+            == 1
+    })
+    .await;
+    let msg = m
+        .messaging
+        .messages(admin, convs[0].id, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == q.message_id)
+        .unwrap();
+    assert_eq!(msg.status, MessageStatus::Failed);
+    assert!(
+        msg.error
+            .as_deref()
+            .unwrap()
+            .contains("blocked by the user"),
+        "{msg:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.attempts(), 1, "not retried");
+    // The chat page shows the reason next to the message.
+    let web = app.signed_in(&t.admin.email).await;
+    let (status, page) = web.text(&format!("/inbox/{}", convs[0].id)).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Are you there?") && page.contains("blocked by the user"),
+        "{page}"
+    );
+    // Bad input changes nothing: an empty message, a template on Telegram.
+    let e = m
+        .messaging
+        .send(admin, convs[0].id, OutgoingMessage::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Validation);
+    let e = m
+        .messaging
+        .send(
+            admin,
+            convs[0].id,
+            OutgoingMessage {
+                template: Some(TemplateSend {
+                    name: "hello_world".into(),
+                    language: "en_US".into(),
+                    params: vec![],
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Validation);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.messages WHERE direction = 'out'")
+            .await,
+        1
+    );
+    backbone.stop().await;
+    fake.stop().await;
+}
