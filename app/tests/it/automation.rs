@@ -1381,8 +1381,8 @@ async fn bot_definitions_are_checked_on_save_and_kept_as_given() {
     assert!(body.contains("1 → 2 → 1"), "the loop is named");
     assert_eq!(auto.bots(admin).await.unwrap().len(), 1);
 
-    // A trigger starts the bot on a deal entering its stage (an unknown bot is refused); in this
-    // build, without the messaging module, the bot's run stops at its first message, saying why.
+    // A trigger starts the bot on a deal entering its stage (an unknown bot is refused); the deal
+    // has no chat (its client never wrote), so the bot's run stops at its first message, saying why.
     let e = auto
         .save_trigger(
             admin,
@@ -1426,7 +1426,7 @@ async fn bot_definitions_are_checked_on_save_and_kept_as_given() {
     })
     .await;
     let run = auto.bot_runs(admin, deal.id).await.unwrap().remove(0);
-    assert!(run.error.unwrap().contains("messaging module"));
+    assert!(run.error.unwrap().contains("has no chat"));
     let (status, page) = web.text(&format!("/deals/{}/runs", deal.id.0)).await;
     assert_eq!(status, 200);
     assert!(page.contains("Qualifier"));
@@ -1641,7 +1641,7 @@ async fn a_bot_asks_waits_for_the_reply_and_branches_on_it() {
     service.advance_bot(t.account, done.id).await.unwrap();
     assert_eq!(chat.sent.lock().unwrap().len(), 4, "the message went once");
 
-    // This build has no messaging module: the app's own bots say so at a message step.
+    // The app's own bots on a deal without a chat say so at a message step.
     let plain = &m.automation;
     let d = deals
         .create_deal(admin, NewDeal::new(p.id, "Plain"))
@@ -1659,7 +1659,7 @@ async fn a_bot_asks_waits_for_the_reply_and_branches_on_it() {
     }
     let failed = plain.bot_runs(admin, d.id).await.unwrap().remove(0);
     assert_eq!(failed.status, BotRunStatus::Failed);
-    assert!(failed.error.unwrap().contains("messaging module"));
+    assert!(failed.error.unwrap().contains("has no chat"));
 }
 
 #[tokio::test]

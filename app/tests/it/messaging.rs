@@ -858,3 +858,149 @@ async fn a_permanent_error_is_shown_in_the_chat_and_not_retried() {
     backbone.stop().await;
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn robots_answer_a_clients_message_and_write_when_a_deal_enters_a_stage() {
+    use automation_api::{Action, Delay, TriggerDraft, When};
+    let fake = FakeProviders::start().await.unwrap();
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    let p = pipeline(&app, admin).await;
+    let incoming = p
+        .stages
+        .iter()
+        .find(|s| s.kind == StageKind::Incoming)
+        .unwrap()
+        .id
+        .0;
+    let offer = p.stages.iter().find(|s| s.name == "Offer").unwrap().id.0;
+    let draft = |stage: i64, when: When, actions: Vec<Action>| TriggerDraft {
+        name: "Robot".into(),
+        pipeline_id: p.id.0,
+        stage_id: stage,
+        when,
+        conditions: vec![],
+        delay: Delay::Now,
+        working_hours: false,
+        actions,
+        enabled: true,
+    };
+    m.automation
+        .save_trigger(
+            admin,
+            None,
+            draft(
+                incoming,
+                When::MessageReceived,
+                vec![Action::SendMessage {
+                    text: "Thanks, we got it: {{deal.name}}".into(),
+                }],
+            ),
+        )
+        .await
+        .unwrap();
+    m.automation
+        .save_trigger(
+            admin,
+            None,
+            draft(
+                offer,
+                When::MovedTo,
+                vec![
+                    Action::CreateTask {
+                        task_type_id: activities_api::CALL.0,
+                        text: "Call about the offer".into(),
+                        due_in_minutes: 60,
+                    },
+                    Action::SendMessage {
+                        text: "Your offer is ready".into(),
+                    },
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let channel = m
+        .messaging
+        .create_channel(
+            admin,
+            NewChannel {
+                pipeline_id: Some(p.id.0),
+                ..new_channel(Provider::Telegram, &fake, &app)
+            },
+        )
+        .await
+        .unwrap();
+    let hook = format!("{}/hooks/telegram/{}", app.url, channel.webhook_key);
+    let secret = telegram_secret(&fake, "telegram-token");
+    let update = fake::telegram_text_update(
+        1,
+        777,
+        "Ivan Petrov",
+        "ivanp",
+        100,
+        "Hello, how much is it?",
+    );
+    assert_eq!(
+        fake::post_telegram_update(&hook, &secret, &update)
+            .await
+            .unwrap(),
+        200
+    );
+    let sent = fake.wait_for_sent(1, Duration::from_secs(20)).await;
+    assert_eq!(sent.len(), 1, "the robot answered the message");
+    assert_eq!(sent[0].chat, "777");
+    assert_eq!(sent[0].text, "Thanks, we got it: Telegram: Ivan Petrov");
+
+    let c = m
+        .messaging
+        .conversations(
+            admin,
+            &ConversationFilter::default(),
+            PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let deal = deals_api::DealId(c.deal_id.unwrap());
+    m.deals
+        .move_deal(
+            admin,
+            deal,
+            deals_api::MoveTo {
+                stage_id: deals_api::StageId(offer),
+                after: None,
+                loss_reason_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let sent = fake.wait_for_sent(2, Duration::from_secs(20)).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].text, "Your offer is ready");
+    // The robot's message is in the chat, marked as the robot's.
+    wait_until("the robot's messages sent", || async {
+        app.count("SELECT count(*) AS n FROM messaging.messages WHERE direction = 'out' AND status = 'sent' AND robot_id IS NOT NULL").await == 2
+    })
+    .await;
+    let tasks = m
+        .activities
+        .tasks(
+            admin,
+            &activities_api::TaskQuery {
+                entity: Some(activities_api::EntityRef::deal(deal.0)),
+                ..Default::default()
+            },
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(tasks.items.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(fake.sent_count(), 2, "each robot message went once");
+    backbone.stop().await;
+    fake.stop().await;
+}

@@ -82,7 +82,9 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
                     e,
                     "when.field".into(),
                     "unknown_field",
-                    format!("no field \u{ab}{field}\u{bb}: name, price, tags or a custom field's id"),
+                    format!(
+                        "no field \u{ab}{field}\u{bb}: name, price, tags or a custom field's id"
+                    ),
                 );
             }
         }
@@ -114,12 +116,6 @@ pub(crate) fn trigger(mut d: TriggerDraft, k: &Known) -> Result<TriggerDraft, Ap
                 );
             }
         }
-        When::MessageReceived => err(
-            e,
-            "when".into(),
-            "unavailable",
-            "incoming chat messages are not connected yet: the messaging module is not part of this build".into(),
-        ),
         _ => {}
     }
     if d.conditions.len() > MAX_CONDITIONS {
@@ -322,6 +318,14 @@ pub(crate) fn action(
                 err(e, f, &t.code, t.message);
             } else if tags.is_empty() {
                 err(e, f, "required", "name at least one tag".into());
+            }
+        }
+        Action::SendMessage { text } => {
+            *text = text.trim().to_string();
+            if text.is_empty() {
+                err(e, f, "required", "write the message".into());
+            } else if text.chars().count() > 4096 {
+                err(e, f, "too_long", "at most 4096 characters".into());
             }
         }
         Action::AddNote { text } => {

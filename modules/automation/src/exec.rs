@@ -369,9 +369,9 @@ impl Inner {
             }
         }
         let needs_stage = trigger.actions.iter().any(|a| match a {
-            Action::CreateTask { text, .. } | Action::AddNote { text } => {
-                text.contains("{{stage.name}}")
-            }
+            Action::CreateTask { text, .. }
+            | Action::AddNote { text }
+            | Action::SendMessage { text } => text.contains("{{stage.name}}"),
             _ => false,
         });
         let stage_name = if needs_stage {
@@ -648,6 +648,18 @@ impl Inner {
                     )
                     .await?;
                 Ok(format!("tags removed: {}", tags.join(", ")))
+            }
+            Action::SendMessage { text } => {
+                let Some(messaging) = &self.messaging else {
+                    return Err(AppError::new(
+                        kernel::ErrorCode::Validation,
+                        "chat messages need the messaging module, which is not part of this build",
+                    ));
+                };
+                let q = messaging
+                    .send_to_deal(c, deal_id.0, &render(text, &ctx.deal, &ctx.stage_name), &[])
+                    .await?;
+                Ok(format!("message #{} queued", q.message_id))
             }
             Action::AddNote { text } => {
                 let note = self

@@ -15,6 +15,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::events::{DomainEvent, EventEnvelope};
 use kernel::inbox::Subscriber;
 use kernel::{AccountId, Actor, AppResult, Caller};
+use messaging_api::events::MessageReceived;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ const EVENTS: &[&str] = &[
     DealResponsibleChanged::TYPE,
     DealUpdated::TYPE,
     DealDeleted::TYPE,
+    MessageReceived::TYPE,
 ];
 
 /// A date field's value as a time: a date (its midnight, UTC), an RFC 3339 time, or unix seconds.
@@ -278,6 +280,27 @@ impl Subscriber for TriggerMatcher {
                         state: json!({}),
                     });
                 }
+            }
+        } else if event.is::<MessageReceived>() {
+            let e: MessageReceived = event.decode()?;
+            let Some(id) = e.deal_id else { return Ok(()) };
+            deal_id = id;
+            let found = self
+                .triggers(conn, account, None, &["message_received"])
+                .await?;
+            if found.is_empty() {
+                return Ok(());
+            }
+            let Some(deal) = self.deal(account, id).await? else {
+                return Ok(());
+            };
+            for t in found.into_iter().filter(|t| t.stage_id == deal.stage_id.0) {
+                runs.push(NewRun {
+                    trigger: t.id.0,
+                    name: t.name.clone(),
+                    run_at: schedule(&t.delay, t.working_hours, now, s),
+                    state: json!({}),
+                });
             }
         } else {
             return Ok(());

@@ -110,13 +110,16 @@ fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
         "add_tags" => "automation.action.add_tags",
         "remove_tags" => "automation.action.remove_tags",
         "add_note" => "automation.action.add_note",
+        "send_message" => "automation.action.send_message",
         "complete_tasks" => "automation.action.complete_tasks",
         "send_email" => "automation.action.send_email",
         "start_bot" => "automation.action.start_bot",
         _ => "automation.action.webhook",
     });
     let detail = match a {
-        Action::CreateTask { text, .. } | Action::AddNote { text } => text.clone(),
+        Action::CreateTask { text, .. }
+        | Action::AddNote { text }
+        | Action::SendMessage { text } => text.clone(),
         Action::MoveTo { stage_id } => stage(*stage_id),
         Action::AddTags { tags } | Action::RemoveTags { tags } => tags.join(", "),
         Action::Webhook { url } => url.clone(),
@@ -338,7 +341,7 @@ impl Form {
                     r.value = value.clone();
                 }
                 Action::AddTags { tags } | Action::RemoveTags { tags } => r.tags = tags.join(", "),
-                Action::AddNote { text } => r.text = text.clone(),
+                Action::AddNote { text } | Action::SendMessage { text } => r.text = text.clone(),
                 Action::CompleteTasks { result } => r.text = result.clone(),
                 Action::Webhook { url } => r.url = url.clone(),
                 Action::StartBot { bot_id } => r.bot = bot_id.to_string(),
@@ -550,6 +553,9 @@ impl Form {
                 "add_note" => Action::AddNote {
                     text: r.text.clone(),
                 },
+                "send_message" => Action::SendMessage {
+                    text: r.text.clone(),
+                },
                 "start_bot" => Action::StartBot {
                     bot_id: num(&f, &r.bot),
                 },
@@ -667,6 +673,7 @@ async fn form_page(
             "add_tags",
             "remove_tags",
             "add_note",
+            "send_message",
             "complete_tasks",
             "send_email",
             "start_bot",
@@ -682,6 +689,7 @@ async fn form_page(
             "responsible_changed",
             "field_changed",
             "date_field",
+            "message_received",
             "manual",
         ]
         .iter()

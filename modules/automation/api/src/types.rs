@@ -161,6 +161,10 @@ pub enum Action {
     AddNote {
         text: String,
     },
+    /// Sends a chat message to the deal's client on the deal's conversation (messaging).
+    SendMessage {
+        text: String,
+    },
     /// Completes the deal's open tasks with this result.
     CompleteTasks {
         result: String,
@@ -206,6 +210,7 @@ impl Action {
             Action::AddTags { .. } => "add_tags",
             Action::RemoveTags { .. } => "remove_tags",
             Action::AddNote { .. } => "add_note",
+            Action::SendMessage { .. } => "send_message",
             Action::CompleteTasks { .. } => "complete_tasks",
             Action::Webhook { .. } => "webhook",
             Action::SendEmail { .. } => "send_email",
