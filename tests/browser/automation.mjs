@@ -1,6 +1,7 @@
 // Automation in a real browser: on the pipeline's automation screen add a trigger "moved to
-// Proposal: immediately, create a task" with the trigger editor, drag the deal to Proposal on
-// the board, and find the robot's task in the deal's timeline and the run in its history.
+// Proposal: immediately, create a task and send a chat message" with the trigger editor, drag the
+// deal to Proposal on the board, find the robot's task in the deal's timeline and the run in its
+// history, and the message at the fake Telegram (the deal's client wrote before).
 // Then a bot is built in the bot editor. Screenshots of the automation screen, the trigger
 // editor, the run history and the bot editor. Run by
 // app/tests/it/browser.rs against a server with its workers, on an account with one deal.
@@ -13,6 +14,7 @@ const env = (name) => {
   return v;
 };
 const base = env('BASE_URL');
+const fakeUrl = env('FAKE_URL');
 const dealUrl = env('DEAL_URL');
 const shots = env('SCREENSHOTS');
 const shot = (page, name) => page.screenshot({ path: path.join(shots, name), fullPage: true });
@@ -60,6 +62,8 @@ try {
   await form.locator('input[name=a0_due]').fill('60');
   await form.locator('select[name=a1_kind]').selectOption('add_tags');
   await form.locator('input[name=a1_tags]').fill('proposal sent');
+  await form.locator('select[name=a2_kind]').selectOption('send_message');
+  await form.locator('input[name=a2_text]').fill('Your proposal for {{deal.name}} is ready');
   await shot(page, 'automation-trigger-editor.png');
   await Promise.all([page.waitForURL(/\/automation\?pipeline=/), form.locator('button[type=submit]').click()]);
   const card = page.locator('article.trigger', { hasText: 'Call on proposal' });
@@ -83,6 +87,19 @@ try {
     if (!found) await page.waitForTimeout(250);
   }
   if (!found) await fail(page, "the robot's task did not appear");
+  // The robot's message reached the client's chat at the (fake) provider, and the deal's chat.
+  let sent = [];
+  for (let i = 0; i < 60; i++) {
+    sent = await (await fetch(`${fakeUrl}/_fake/sent`)).json();
+    if (sent.some((m) => m.text === 'Your proposal for Supply contract is ready')) break;
+    await page.waitForTimeout(250);
+  }
+  if (!sent.some((m) => m.text === 'Your proposal for Supply contract is ready' && m.chat === '4242')) {
+    await fail(page, `the robot's message did not reach the provider: ${JSON.stringify(sent)}`);
+  }
+  await page.goto(dealUrl);
+  await page.locator('[data-test=deal-chat] [data-test=message]', { hasText: 'Your proposal for Supply contract is ready' }).waitFor();
+  console.log('automation: message sent by the robot');
   // Its run, with its steps, in the deal's run history.
   await page.click('[data-test=robots] a');
   const done = page.locator('[data-test=runs] tr.run-done', { hasText: 'Call on proposal' });

@@ -4,7 +4,9 @@
 //! contacts.mjs creates, links, finds and merges contacts; transfer.mjs imports a CSV with a bad
 //! row and exports a segment (with the job workers running); activities.mjs adds a note and a task
 //! from a deal's timeline and completes the task on the tasks page; automation.mjs sets a trigger on
-//! the automation screen and drags a deal into its stage.
+//! the automation screen (a task and a chat message) and drags a deal into its stage;
+//! messaging.mjs sees a fake Telegram message arrive in the inbox live, replies and accepts the
+//! incoming lead.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,13 +23,16 @@ fn chromium() -> Option<String> {
 /// Runs a script of tests/browser against a fresh app with one account; its stdout, or `None`
 /// when the browser is not installed (allowed only outside CI).
 async fn run(script: &str) -> Option<String> {
-    run_app(script, false, None).await
+    run_app(script, false, None, false).await
 }
 
 /// With `jobs`, the app runs its job workers too (imports, exports, event deliveries); with
 /// `deal`, the account gets a pipeline with a deal of that name, whose page the script gets as
 /// DEAL_URL.
-async fn run_app(script: &str, jobs: bool, deal: Option<&str>) -> Option<String> {
+/// With `chat`, a fake Telegram (voronka::fake_providers) runs too, with a channel connected
+/// to it: the script gets FAKE_URL, HOOK_URL and HOOK_SECRET to make clients write; with `deal`
+/// as well, a client has written and the deal is that client's chat.
+async fn run_app(script: &str, jobs: bool, deal: Option<&str>, chat: bool) -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
@@ -52,6 +57,7 @@ async fn run_app(script: &str, jobs: bool, deal: Option<&str>) -> Option<String>
         (spawn_app().await, None)
     };
     let t = app.tenant("Browser Co").await;
+    let mut deal_id = None;
     let deal_url = match deal {
         Some(name) => {
             let caller = kernel::Caller::user(t.account, t.admin.id);
@@ -79,9 +85,90 @@ async fn run_app(script: &str, jobs: bool, deal: Option<&str>) -> Option<String>
                 .create_deal(caller, deals_api::NewDeal::new(p.id, name))
                 .await
                 .unwrap();
+            deal_id = Some(d.id.0);
             format!("{}/deals/{}", app.url, d.id)
         }
         None => String::new(),
+    };
+    let mut chat_env: Vec<(&str, String)> = Vec::new();
+    let fake = if chat {
+        let fake = voronka::fake_providers::FakeProviders::start().await.unwrap();
+        let caller = kernel::Caller::user(t.account, t.admin.id);
+        let deals = &app.state.modules.deals;
+        if deals.pipelines(caller).await.unwrap().is_empty() {
+            deals
+                .create_pipeline(
+                    caller,
+                    deals_api::NewPipeline {
+                        name: "Sales".into(),
+                        stages: vec![deals_api::NewStage {
+                            name: "Talks".into(),
+                            color: "#99ccff".into(),
+                        }],
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let m = &app.state.modules.messaging;
+        let channel = m
+            .create_channel(
+                caller,
+                messaging_api::NewChannel {
+                    provider: Some(messaging_api::Provider::Telegram),
+                    token: "browser-bot".into(),
+                    base_url: fake.url.clone(),
+                    webhook_base: Some(app.url.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let secret = fake
+            .webhooks()
+            .into_iter()
+            .find_map(|w| w.2)
+            .expect("setWebhook with a secret");
+        let hook = format!("{}/hooks/telegram/{}", app.url, channel.webhook_key);
+        if let Some(deal) = deal_id {
+            let update =
+                voronka::fake_providers::telegram_text_update(1, 4242, "Olga", "olga", 1, "Hi!");
+            let status = voronka::fake_providers::post_telegram_update(&hook, &secret, &update)
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            let mut conversation = None;
+            for _ in 0..200 {
+                let page = m
+                    .conversations(caller, &Default::default(), Default::default())
+                    .await
+                    .unwrap();
+                if let Some(c) = page.items.into_iter().next() {
+                    conversation = Some(c);
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            let c = conversation.expect("the client's conversation");
+            let lead = c.deal_id;
+            m.link_deal(caller, c.id, Some(deal)).await.unwrap();
+            if let Some(lead) = lead {
+                app.state
+                    .modules
+                    .deals
+                    .delete_deal(caller, deals_api::DealId(lead))
+                    .await
+                    .unwrap();
+            }
+        }
+        chat_env = vec![
+            ("FAKE_URL", fake.url.clone()),
+            ("HOOK_URL", hook),
+            ("HOOK_SECRET", secret),
+        ];
+        Some(fake)
+    } else {
+        None
     };
     let shots = root.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -95,6 +182,7 @@ async fn run_app(script: &str, jobs: bool, deal: Option<&str>) -> Option<String>
             .env("CHROMIUM", browser)
             .env("SCREENSHOTS", shots)
             .env("DEAL_URL", deal_url)
+            .envs(chat_env)
             .output()
             .unwrap()
     })
@@ -102,6 +190,9 @@ async fn run_app(script: &str, jobs: bool, deal: Option<&str>) -> Option<String>
     .unwrap();
     if let Some(b) = backbone {
         b.stop().await;
+    }
+    if let Some(f) = fake {
+        f.stop().await;
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -135,21 +226,29 @@ async fn a_contact_is_created_linked_found_by_phone_and_merged_with_its_duplicat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_csv_with_a_bad_row_is_imported_and_a_segment_exported() {
-    if let Some(stdout) = run_app("transfer.mjs", true, None).await {
+    if let Some(stdout) = run_app("transfer.mjs", true, None, false).await {
         assert!(stdout.contains("transfer flow done"), "{stdout}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trigger_set_on_the_automation_screen_acts_when_a_deal_is_dragged_to_its_stage() {
-    if let Some(stdout) = run_app("automation.mjs", true, Some("Supply contract")).await {
+    if let Some(stdout) = run_app("automation.mjs", true, Some("Supply contract"), true).await {
         assert!(stdout.contains("task created by the robot"), "{stdout}");
+        assert!(stdout.contains("message sent by the robot"), "{stdout}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_note_and_a_task_from_a_deals_timeline_reach_the_tasks_page_and_back() {
-    if let Some(stdout) = run_app("activities.mjs", true, Some("Supply contract")).await {
+    if let Some(stdout) = run_app("activities.mjs", true, Some("Supply contract"), false).await {
         assert!(stdout.contains("activities flow done"), "{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_message_shows_up_live_the_manager_replies_and_accepts_the_lead() {
+    if let Some(stdout) = run_app("messaging.mjs", true, None, true).await {
+        assert!(stdout.contains("messaging flow done"), "{stdout}");
     }
 }
