@@ -33,7 +33,7 @@ struct Ids {
     id: i64,
 }
 
-fn quantiles(mut v: Vec<f64>) -> String {
+pub(crate) fn quantiles(mut v: Vec<f64>) -> String {
     if v.is_empty() {
         return "no runs".into();
     }

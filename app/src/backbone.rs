@@ -310,7 +310,6 @@ impl Backbone {
                 modules.messaging.clone(),
                 jobs.clone(),
                 retry,
-                db_url.to_string(),
                 stop_rx.clone(),
             )));
             workers += 1;
@@ -326,7 +325,7 @@ impl Backbone {
                 queue,
                 name,
                 mctx,
-                concurrency,
+                config.messaging.workers,
                 100,
                 heartbeat,
                 poll,

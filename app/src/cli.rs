@@ -53,6 +53,15 @@ impl ServerArgs {
 }
 
 #[derive(Subcommand)]
+enum DevCommand {
+    /// Serve fake provider APIs on 127.0.0.1:<port>: point a channel's API address at it.
+    FakeProviders {
+        #[arg(long, default_value_t = 8099)]
+        port: u16,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run Voronka: the web server, the outbox relay and the background workers (or one role).
     Serve {
@@ -123,6 +132,29 @@ enum Command {
         burst: usize,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Benchmark messaging against the fake providers: webhooks acknowledged, processed, and
+    /// paced sends (with the HTTP server and the backbone in this process).
+    #[command(hide = true)]
+    MessagingBench {
+        #[arg(long)]
+        email: String,
+        /// Incoming updates to post.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Connections posting them at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The channel's sends per second (the fake provider refuses more).
+        #[arg(long, default_value_t = 100)]
+        rate: i32,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Local fake Telegram, WhatsApp and Instagram APIs (for trying channels without real ones).
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
     },
     /// Benchmark the contacts module (server time): search, list, create.
     #[command(hide = true)]
@@ -520,6 +552,43 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             })
             .await
         }
+        Command::MessagingBench {
+            email,
+            messages,
+            concurrency,
+            rate,
+            server: args,
+        } => {
+            let config = load(&cli.config, args)?;
+            let mut db = Database::open(&config).await?;
+            let result = async {
+                db.migrate().await?;
+                let jobs = crate::backbone::job_store(&config, &db.url, server::queues()).await?;
+                let state = actix_web::web::Data::new(server::build_state(
+                    config.clone(),
+                    &db.url,
+                    Some(jobs.clone()),
+                )?);
+                crate::messaging_bench::run(
+                    state,
+                    &db.url,
+                    jobs,
+                    email,
+                    *messages,
+                    *concurrency,
+                    *rate,
+                )
+                .await
+            }
+            .await;
+            db.close().await;
+            result.map_err(Failure::Other)
+        }
+        Command::Dev {
+            command: DevCommand::FakeProviders { port },
+        } => crate::fake_providers::run_cli(*port)
+            .await
+            .map_err(|e| Failure::Other(e.to_string())),
         Command::ContactsBench {
             email,
             iterations,
@@ -725,6 +794,25 @@ async fn serve_http(
     }
     println!("Press Ctrl-C to stop.");
     let mut http = tokio::spawn(http);
+    // Demo chats run against a fake Telegram served by this process.
+    let fake = if demo && state.config.listen.port() != 0 {
+        let port = state.config.listen.port().wrapping_add(19);
+        match crate::demo::chats(&state.modules, &url, port).await {
+            Ok((fake, _)) => {
+                println!(
+                    "Demo chats: a fake Telegram at {} stands in for the real one (what replies it got: {}/_fake/sent)",
+                    fake.url, fake.url
+                );
+                Some(fake)
+            }
+            Err(e) => {
+                println!("Demo chats are off this time: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let outcome = tokio::select! {
         _ = stop => {
             tracing::info!("shutting down: finishing requests in flight");
@@ -739,6 +827,9 @@ async fn serve_http(
         },
     };
     housekeeping.abort();
+    if let Some(f) = fake {
+        f.stop().await;
+    }
     outcome
 }
 

@@ -54,6 +54,9 @@ pub struct MessagingConfig {
     pub chat_burst: u32,
     /// Days processed webhook bodies are kept.
     pub keep_days: i32,
+    /// Messaging jobs one process works at once (sends spend most of their time waiting for
+    /// the provider and the pacing).
+    pub workers: usize,
 }
 
 impl MessagingConfig {
@@ -317,6 +320,7 @@ impl Default for Config {
                 chat_interval_ms: 1000,
                 chat_burst: 3,
                 keep_days: 7,
+                workers: 16,
             },
             modules: BTreeMap::new(),
         }
@@ -524,6 +528,9 @@ impl Config {
         }
         if !(1..=3650).contains(&m.keep_days) {
             return fail("messaging.keep_days", "must be between 1 and 3650");
+        }
+        if !(1..=1000).contains(&m.workers) {
+            return fail("messaging.workers", "must be between 1 and 1000");
         }
         for (name, m) in &self.modules {
             let key = format!("modules.{name}");

@@ -297,3 +297,86 @@ async fn seed_deals(modules: &Modules, system: Caller) -> AppResult<()> {
     }
     Ok(())
 }
+
+/// Demo chats: a fake Telegram (this process serves it on `fake_port`) stands in for the real
+/// one. On the first run the demo account gets a channel on it and three clients write; replies
+/// typed in the inbox reach the fake, which records them (`GET <fake>/_fake/sent`). Returns the
+/// fake's URL, or why there are no demo chats this time.
+pub async fn chats(
+    modules: &Modules,
+    app_url: &str,
+    fake_port: u16,
+) -> Result<(crate::fake_providers::FakeProviders, bool), String> {
+    use crate::fake_providers as fake;
+    let fake = fake::FakeProviders::start_on(fake_port)
+        .await
+        .map_err(|e| format!("the fake Telegram cannot listen on 127.0.0.1:{fake_port}: {e}"))?;
+    let admin = modules
+        .accounts
+        .find_user_by_email(DEMO_EMAIL)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no demo administrator")?;
+    let caller = Caller::user(admin.account_id, admin.id);
+    let m = &modules.messaging;
+    if !m
+        .channels(caller)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        return Ok((fake, false));
+    }
+    let channel = m
+        .create_channel(
+            caller,
+            messaging_api::NewChannel {
+                provider: Some(messaging_api::Provider::Telegram),
+                name: "Demo bot (fake Telegram)".into(),
+                token: "123456:demo-token".into(),
+                base_url: fake.url.clone(),
+                webhook_base: Some(app_url.to_string()),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let secret = fake
+        .webhooks()
+        .into_iter()
+        .find_map(|w| w.2)
+        .ok_or("the demo channel did not register its webhook")?;
+    let hook = format!(
+        "{}/hooks/telegram/{}",
+        app_url.trim_end_matches('/'),
+        channel.webhook_key
+    );
+    let clients = [
+        (
+            1,
+            70001,
+            "Olga Smirnova",
+            "olga_s",
+            "Hello! Do you deliver to Kazan?",
+        ),
+        (
+            2,
+            70002,
+            "Dmitry Volkov",
+            "dvolkov",
+            "How much is the annual plan for 10 users?",
+        ),
+        (
+            3,
+            70003,
+            "Elena Kuznetsova",
+            "",
+            "Can I get an invoice for the last order?",
+        ),
+    ];
+    for (update, chat, name, username, text) in clients {
+        let body = fake::telegram_text_update(update, chat, name, username, update, text);
+        fake::post_telegram_update(&hook, &secret, &body).await?;
+    }
+    Ok((fake, true))
+}

@@ -983,9 +983,9 @@ fn display_phone_number(phone_number_id: &str) -> String {
 
 // ---- control routes ----
 
-fn parse_control<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+fn parse_control<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<HttpResponse>> {
     serde_json::from_slice(body)
-        .map_err(|e| HttpResponse::BadRequest().json(json!({"error": e.to_string()})))
+        .map_err(|e| Box::new(HttpResponse::BadRequest().json(json!({"error": e.to_string()}))))
 }
 
 async fn control_sent(shared: web::Data<Shared>) -> HttpResponse {
@@ -1038,7 +1038,7 @@ struct FailRequest {
 async fn control_fail(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let request: FailRequest = match parse_control(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let mut st = lock(&shared);
     match (request.chat, request.n) {
@@ -1064,7 +1064,7 @@ struct RateRequest {
 async fn control_rate(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let request: RateRequest = match parse_control(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let mut st = lock(&shared);
     st.rate = request.per_second;
@@ -1080,7 +1080,7 @@ struct RevokeRequest {
 async fn control_revoke(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let request: RevokeRequest = match parse_control(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     lock(&shared).revoked.insert(request.token);
     HttpResponse::Ok().json(json!({"ok": true}))
@@ -1103,7 +1103,7 @@ struct TelegramUpdateRequest {
 async fn control_telegram_update(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let request: TelegramUpdateRequest = match parse_control(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let chat_id = match &request.chat_id {
         Value::Number(n) => n.as_i64(),
@@ -1144,7 +1144,7 @@ struct MetaWebhookRequest {
 async fn control_meta_webhook(body: web::Bytes) -> HttpResponse {
     let request: MetaWebhookRequest = match parse_control(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let bytes = match serde_json::to_vec(&request.payload) {
         Ok(bytes) => bytes,

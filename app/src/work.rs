@@ -300,17 +300,18 @@ pub async fn run_messaging(
     Ok(())
 }
 
-/// Hands due messaging work to the job queue, at once on NOTIFY and every quarter second.
+/// Hands due messaging work to the job queue, at once when this process stored or queued some,
+/// and every quarter second.
 pub async fn dispatch_messaging(
     messaging: Arc<dyn messaging_api::Messaging>,
     jobs: JobStore,
     retry: RetryPolicy,
-    db_url: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     const BATCH: i64 = 500;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let listening = spawn_listener(db_url, messaging::WORK_CHANNEL, wake.clone(), stop.clone());
+    // Woken in this process by the module; work stored by other processes is found by the
+    // quarter-second sweep.
+    let wake = messaging.work_signal();
     loop {
         // A burst of notifications (a message queued each) is taken in one go.
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -335,5 +336,4 @@ pub async fn dispatch_messaging(
             _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
         }
     }
-    let _ = listening.await;
 }

@@ -92,7 +92,9 @@ async fn run_app(script: &str, jobs: bool, deal: Option<&str>, chat: bool) -> Op
     };
     let mut chat_env: Vec<(&str, String)> = Vec::new();
     let fake = if chat {
-        let fake = voronka::fake_providers::FakeProviders::start().await.unwrap();
+        let fake = voronka::fake_providers::FakeProviders::start()
+            .await
+            .unwrap();
         let caller = kernel::Caller::user(t.account, t.admin.id);
         let deals = &app.state.modules.deals;
         if deals.pipelines(caller).await.unwrap().is_empty() {

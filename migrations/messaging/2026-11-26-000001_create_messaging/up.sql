@@ -44,14 +44,6 @@ CREATE TABLE messaging.inbound (
 );
 CREATE INDEX inbound_pending_idx ON messaging.inbound (due_at, id) WHERE status = 'pending';
 CREATE INDEX inbound_queued_idx ON messaging.inbound (queued_at) WHERE status = 'queued';
--- Workers wake when a webhook is stored.
-CREATE FUNCTION messaging.work_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('messaging_work', '');
-    RETURN NULL;
-END $$;
-CREATE TRIGGER inbound_notify AFTER INSERT ON messaging.inbound
-    FOR EACH STATEMENT EXECUTE FUNCTION messaging.work_notify();
 CREATE INDEX inbound_done_idx ON messaging.inbound (processed_at) WHERE body IS NOT NULL AND status = 'done';
 
 -- A client as a messenger knows them (Telegram user id, WhatsApp wa_id, Instagram IGSID), and

@@ -134,6 +134,9 @@ impl Inner {
         .bind::<Bytea, _>(&inbound.body)
         .execute(&mut conn)
         .await?;
+        if stored == 1 {
+            self.wake.notify_one();
+        }
         Ok(if stored == 1 {
             Received::Stored
         } else {

@@ -23,8 +23,6 @@ pub use notify::Notifier;
 pub use service::{MessagingService, Settings, fill};
 
 pub const SCHEMA: &str = "messaging";
-/// Notified (at commit) when webhooks are stored or messages queued.
-pub const WORK_CHANNEL: &str = "messaging_work";
 const EMBEDDED: EmbeddedMigrations = embed_migrations!("../../migrations/messaging");
 
 pub const MIGRATIONS: ModuleMigrations = ModuleMigrations {

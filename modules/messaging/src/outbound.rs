@@ -65,7 +65,6 @@ impl Inner {
         caller: Caller,
         conversation: i64,
         message: OutgoingMessage,
-        _by_user: bool,
     ) -> AppResult<Queued> {
         let text = message.text.trim().to_string();
         let mut errors = Vec::new();
@@ -186,15 +185,13 @@ impl Inner {
             .bind::<Text, _>(crate::inbound::preview(&text))
             .execute(tx)
             .await?;
-            diesel::sql_query("SELECT pg_notify('messaging_work', '')")
-                .execute(tx)
-                .await?;
             Ok(Queued {
                 message_id: id,
                 conversation_id: conversation,
             })
         })
         .await
+        .inspect(|_| self.wake.notify_one())
     }
 
     /// Sends a conversation's queued messages in order (one worker at a time per conversation).
@@ -282,12 +279,10 @@ impl Inner {
                 .template
                 .clone()
                 .and_then(|t| serde_json::from_value(t).ok());
-            if provider.has_window()
-                && template.is_none()
-                && !held
-                    .last_incoming_at
-                    .is_some_and(|t| Utc::now() - t < chrono::Duration::hours(24))
-            {
+            let window_open = held
+                .last_incoming_at
+                .is_some_and(|t| Utc::now() - t < chrono::Duration::hours(24));
+            if provider.has_window() && template.is_none() && !window_open {
                 self.fail(account, conversation, held, m.id,
                     "outside the 24-hour window: the client has not written in the last 24 hours; send a template").await?;
                 continue;
@@ -496,13 +491,12 @@ impl Inner {
             .bind::<Nullable<diesel::sql_types::Double>, _>(wait)
             .execute(tx)
             .await?;
-            if later.is_some_and(|d| d.is_zero()) {
-                diesel::sql_query("SELECT pg_notify('messaging_work', '')")
-                    .execute(tx)
-                    .await?;
-            }
             Ok(())
         })
-        .await
+        .await?;
+        if later.is_some_and(|d| d.is_zero()) {
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 }

@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     /// Webhooks processed at once: each holds a transaction while it asks the contacts and
     /// deals modules (another connection each), so at most a third of the pool.
     pub processing: tokio::sync::Semaphore,
+    /// Wakes this process's dispatcher (no NOTIFY round trip per webhook).
+    pub wake: Arc<tokio::sync::Notify>,
     /// Channels by webhook key (the webhook's one lookup).
     pub by_key: moka::future::Cache<String, Arc<LiveChannel>>,
     /// Channels by id (senders).
@@ -148,6 +150,7 @@ impl MessagingService {
                 sealer: Sealer::new(&settings.credentials_key),
                 pacing: Pacing::new(&settings),
                 processing: tokio::sync::Semaphore::new((pool.status().max_size / 3).max(1)),
+                wake: Arc::new(tokio::sync::Notify::new()),
                 settings,
                 http,
                 by_key: moka::future::Cache::builder()
@@ -334,8 +337,9 @@ impl Inner {
             );
         }
         let base_url = new.base_url.trim().trim_end_matches('/').to_string();
-        if !base_url.is_empty()
-            && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        if !(base_url.is_empty()
+            || base_url.starts_with("http://")
+            || base_url.starts_with("https://"))
         {
             bad("base_url", "invalid", "an http:// or https:// address");
         }
@@ -540,7 +544,6 @@ impl Chats for MessagingService {
                     buttons: buttons.to_vec(),
                     key: caller.cause,
                 },
-                false,
             )
             .await
     }
@@ -719,7 +722,7 @@ impl Messaging for MessagingService {
         message: OutgoingMessage,
     ) -> AppResult<Queued> {
         self.inner.conversation_row(caller, conversation).await?;
-        self.inner.queue(caller, conversation, message, true).await
+        self.inner.queue(caller, conversation, message).await
     }
 
     async fn mark_read(&self, caller: Caller, conversation: i64) -> AppResult<()> {
@@ -963,6 +966,10 @@ impl Messaging for MessagingService {
         self.inner
             .verify_subscription(provider, webhook_key, mode, verify_token, challenge)
             .await
+    }
+
+    fn work_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.wake.clone()
     }
 
     async fn take_due(&self, limit: i64) -> AppResult<Vec<Work>> {

@@ -133,8 +133,7 @@ pub struct InboxQuery {
     after: Option<String>,
 }
 
-fn filter_of(q: &InboxQuery, caller: Caller) -> ConversationFilter {
-    let _ = caller;
+fn filter_of(q: &InboxQuery) -> ConversationFilter {
     ConversationFilter {
         unread_only: q.f == "unread",
         mine: q.f == "mine",
@@ -153,7 +152,7 @@ async fn list(
         .messaging
         .conversations(
             caller,
-            &filter_of(q, caller),
+            &filter_of(q),
             PageRequest::new(q.after.clone().map(Cursor::from_string), Some(50)),
         )
         .await?;

@@ -104,6 +104,9 @@ pub trait Messaging: Chats {
     ) -> AppResult<String>;
 
     // --- background work ----------------------------------------------------------------------
+    /// Signalled when work became due in this process (a webhook stored, a message queued);
+    /// dispatchers in other processes find it on their sweep.
+    fn work_signal(&self) -> std::sync::Arc<tokio::sync::Notify>;
     /// Work that is due: stored webhooks to process, conversations with messages to send.
     async fn take_due(&self, limit: i64) -> AppResult<Vec<Work>>;
     async fn process(&self, work: Work) -> AppResult<()>;
