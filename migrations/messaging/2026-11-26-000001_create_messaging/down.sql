@@ -1,1 +1,12 @@
-DROP SCHEMA IF EXISTS messaging CASCADE;
+DROP TABLE messaging.inbox;
+DROP TRIGGER outbox_notify ON messaging.outbox;
+DROP FUNCTION messaging.outbox_notify();
+DROP TABLE messaging.outbox_relay;
+DROP TABLE messaging.outbox;
+DROP TABLE messaging.notifications;
+DROP TABLE messaging.templates;
+DROP TABLE messaging.messages;
+DROP TABLE messaging.conversations;
+DROP TABLE messaging.identities;
+DROP TABLE messaging.inbound;
+DROP TABLE messaging.channels;
