@@ -344,6 +344,22 @@ async fn whatsapp_and_instagram_webhooks_are_verified_signed_and_stored_once() {
         .await
         .unwrap();
     let wa_hook = format!("{}/hooks/whatsapp/{}", app.url, wa.webhook_key);
+    // A token the Graph API refuses is refused when connecting, nothing saved.
+    fake.revoke_token("bad-token");
+    let e = m
+        .messaging
+        .create_channel(
+            admin,
+            NewChannel {
+                token: "bad-token".into(),
+                external_id: "555".into(),
+                ..new_channel(Provider::Whatsapp, &fake, &app)
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field("token").unwrap().code, "refused");
+    assert_eq!(m.messaging.channels(admin).await.unwrap().len(), 2);
     let ig_hook = format!("{}/hooks/instagram/{}", app.url, ig.webhook_key);
     let http = reqwest::Client::new();
 

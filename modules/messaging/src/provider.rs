@@ -73,6 +73,39 @@ pub async fn telegram_me(
         .to_string())
 }
 
+/// Meta's Graph API: the phone number (WhatsApp) or account (Instagram) as the token sees it;
+/// a name to show when the token is good.
+pub async fn meta_object(
+    http: &reqwest::Client,
+    base_url: &str,
+    version: &str,
+    id: &str,
+    token: &str,
+) -> Result<String, String> {
+    let res = http
+        .get(format!("{}/{version}/{id}", base_url.trim_end_matches('/')))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("the Graph API cannot be reached: {e}"))?;
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    if !(200..300).contains(&status) {
+        return Err(format!(
+            "the Graph API refused the token or the id: {}",
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        ));
+    }
+    Ok(body["verified_name"]
+        .as_str()
+        .or(body["username"].as_str())
+        .or(body["name"].as_str())
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// Telegram's setWebhook with a secret token.
 pub async fn telegram_set_webhook(
     http: &reqwest::Client,

@@ -426,17 +426,27 @@ impl Inner {
                 (username, name)
             }
             p => {
-                let name = if name.is_empty() {
-                    format!(
-                        "{} {external_id}",
-                        if p == Provider::Whatsapp {
-                            "WhatsApp"
-                        } else {
-                            "Instagram"
-                        }
-                    )
-                } else {
+                // The token must open the number or account it is for.
+                let shown = crate::provider::meta_object(
+                    &self.http,
+                    &base_url,
+                    &api_version,
+                    &external_id,
+                    &token,
+                )
+                .await
+                .map_err(|e| AppError::validation("token", "refused", &e))?;
+                let name = if !name.is_empty() {
                     name
+                } else if !shown.is_empty() {
+                    shown
+                } else {
+                    let kind = if p == Provider::Whatsapp {
+                        "WhatsApp"
+                    } else {
+                        "Instagram"
+                    };
+                    format!("{kind} {external_id}")
                 };
                 (external_id, name)
             }
