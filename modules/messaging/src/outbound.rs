@@ -294,23 +294,21 @@ impl Inner {
                 .await;
             self.pacing.chats.until_key_ready(&conversation).await;
             {
+                // Marked as being sent, and the hold on the conversation renewed, in one trip.
                 let mut conn = self.conn().await?;
                 let marked = diesel::sql_query(
-                    "UPDATE messaging.messages SET status = 'sending', attempts = attempts + 1 WHERE id = $1 AND status = 'queued'",
+                    "WITH m AS (UPDATE messaging.messages SET status = 'sending', attempts = attempts + 1
+                                 WHERE id = $1 AND status = 'queued' RETURNING conversation_id)
+                     UPDATE messaging.conversations SET sending_until = now() + make_interval(secs => $2)
+                      WHERE id IN (SELECT conversation_id FROM m)",
                 )
                 .bind::<BigInt, _>(m.id)
+                .bind::<diesel::sql_types::Double, _>(HOLD_SECS)
                 .execute(&mut conn)
                 .await?;
                 if marked == 0 {
                     continue;
                 }
-                diesel::sql_query(
-                    "UPDATE messaging.conversations SET sending_until = now() + make_interval(secs => $2) WHERE id = $1",
-                )
-                .bind::<BigInt, _>(conversation)
-                .bind::<diesel::sql_types::Double, _>(HOLD_SECS)
-                .execute(&mut conn)
-                .await?;
             }
             let buttons: Vec<String> =
                 serde_json::from_value(m.buttons.clone()).unwrap_or_default();
