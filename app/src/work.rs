@@ -282,6 +282,8 @@ pub async fn dispatch_automation(
 
 /// The queue of messaging's work: stored webhooks to process, conversations to send.
 pub const MESSAGING_WORK: &str = "messaging.work";
+/// Conversations handed to one send job.
+const SENDS_PER_JOB: usize = 32;
 
 pub struct MessagingCtx {
     pub messaging: Arc<dyn messaging_api::Messaging>,
@@ -319,7 +321,28 @@ pub async fn dispatch_messaging(
         match messaging.take_due(BATCH).await {
             Ok(work) => {
                 full = work.len() as i64 >= BATCH;
-                for w in work {
+                // Sends go in groups (one job each, several conversations at once), stored
+                // webhooks one by one.
+                let (sends, other): (Vec<_>, Vec<_>) = work
+                    .into_iter()
+                    .partition(|w| matches!(w, messaging_api::Work::Send { .. }));
+                let sends: Vec<(kernel::AccountId, i64)> = sends
+                    .into_iter()
+                    .filter_map(|w| match w {
+                        messaging_api::Work::Send {
+                            account_id,
+                            conversation_id,
+                        } => Some((account_id, conversation_id)),
+                        _ => None,
+                    })
+                    .collect();
+                let jobs_of = sends
+                    .chunks(SENDS_PER_JOB)
+                    .map(|c| messaging_api::Work::Sends {
+                        conversations: c.to_vec(),
+                    })
+                    .chain(other);
+                for w in jobs_of {
                     if let Err(e) = jobs.enqueue(MESSAGING_WORK, w, None, retry).await {
                         tracing::warn!(error = %e, "messaging: could not queue work");
                     }

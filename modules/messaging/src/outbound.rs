@@ -287,12 +287,6 @@ impl Inner {
                     "outside the 24-hour window: the client has not written in the last 24 hours; send a template").await?;
                 continue;
             }
-            // Pacing: the channel's rate, then the chat's.
-            self.pacing
-                .channel(channel.row.id, channel.row.rate_per_second)
-                .until_ready()
-                .await;
-            self.pacing.chats.until_key_ready(&conversation).await;
             {
                 // Marked as being sent, and the hold on the conversation renewed, in one trip.
                 let mut conn = self.conn().await?;
@@ -310,6 +304,13 @@ impl Inner {
                     continue;
                 }
             }
+            // Pacing: the chat's, then the channel's rate — last, right before the call, so nothing
+            // (a wait for a connection) can bunch sends up between the permit and the provider.
+            self.pacing.chats.until_key_ready(&conversation).await;
+            self.pacing
+                .channel(channel.row.id, channel.row.rate_per_second)
+                .until_ready()
+                .await;
             let buttons: Vec<String> =
                 serde_json::from_value(m.buttons.clone()).unwrap_or_default();
             let outcome = crate::provider::send(

@@ -318,4 +318,8 @@ pub enum Work {
         account_id: AccountId,
         conversation_id: i64,
     },
+    /// Several conversations' sends in one job (each still in order, several at once).
+    Sends {
+        conversations: Vec<(AccountId, i64)>,
+    },
 }
