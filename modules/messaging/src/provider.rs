@@ -356,12 +356,16 @@ pub struct InMessage {
     pub at: DateTime<Utc>,
 }
 
-/// The key a delivery is stored under once: Telegram's `update_id`, else the body's hash.
+/// The key a delivery is stored under once: Telegram's `update_id` (with the body's hash, as
+/// Telegram starts its ids again at a random number after a quiet week), else the body's hash.
 pub fn dedup_key(provider: Provider, body: &Value, raw: &[u8]) -> Option<String> {
     use sha2::{Digest, Sha256};
+    let hash = crate::crypto::hex(&Sha256::digest(raw));
     match provider {
-        Provider::Telegram => body["update_id"].as_i64().map(|u| format!("u{u}")),
-        _ => Some(format!("h{}", crate::crypto::hex(&Sha256::digest(raw)))),
+        Provider::Telegram => body["update_id"]
+            .as_i64()
+            .map(|u| format!("u{u}-{}", hash.get(..16).unwrap_or_default())),
+        _ => Some(format!("h{hash}")),
     }
 }
 
@@ -626,9 +630,10 @@ mod tests {
     fn the_telegram_sample_update_is_one_message() {
         let body: Value = serde_json::from_str(r#"{"update_id":10000,"message":{"date":1441645532,"chat":{"last_name":"Test Lastname","id":1111111,"type": "private","first_name":"Test Firstname","username":"Testusername"},"message_id":1365,"from":{"last_name":"Test Lastname","id":1111111,"first_name":"Test Firstname","username":"Testusername"},"text":"/start"}}"#).unwrap();
         assert!(well_formed(Provider::Telegram, &body));
+        // The update id, with the body's hash (empty here) against Telegram's id resets.
         assert_eq!(
             dedup_key(Provider::Telegram, &body, b"").as_deref(),
-            Some("u10000")
+            Some("u10000-e3b0c44298fc1c14")
         );
         let Happening::Message(m) = &read(Provider::Telegram, &body, "")[0] else {
             panic!()
