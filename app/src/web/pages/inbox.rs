@@ -12,17 +12,11 @@ use kernel::paging::{Cursor, PageRequest};
 use kernel::{AppError, Caller, ErrorCode};
 use messaging_api::*;
 
+use super::deals::filter::get;
 use super::{html, is_form_error, ok, see_other};
 use crate::state::AppState;
 use crate::web::ctx::Ctx;
 use crate::web::error::PageResult;
-
-fn get<'a>(form: &'a [(String, String)], key: &str) -> &'a str {
-    form.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.trim())
-        .unwrap_or("")
-}
 
 fn when(t: DateTime<Utc>) -> String {
     t.format("%d.%m %H:%M").to_string()
@@ -374,7 +368,7 @@ pub async fn send(
         text: get(&form, "text").to_string(),
         ..Default::default()
     };
-    if let Ok(t) = get(&form, "template_id").parse::<i64>() {
+    if let Ok(t) = get(&form, "template_id").trim().parse::<i64>() {
         let template = state
             .modules
             .messaging
@@ -503,6 +497,7 @@ pub async fn link(
     let caller = ctx.caller()?;
     let c = state.modules.messaging.conversation(caller, *path).await?;
     let target: i64 = get(&form, "deal_id")
+        .trim()
         .trim_start_matches('#')
         .parse()
         .map_err(|_| AppError::validation("deal_id", "invalid", "a deal number"))?;
@@ -725,7 +720,7 @@ pub async fn create_channel(
     let caller = ctx.require_admin()?;
     let f = form.into_inner();
     let new = NewChannel {
-        provider: Provider::parse(get(&f, "provider")),
+        provider: Provider::parse(get(&f, "provider").trim()),
         name: get(&f, "name").into(),
         token: get(&f, "token").into(),
         external_id: get(&f, "external_id").into(),
@@ -733,9 +728,9 @@ pub async fn create_channel(
         verify_token: get(&f, "verify_token").into(),
         base_url: get(&f, "base_url").into(),
         api_version: get(&f, "api_version").into(),
-        pipeline_id: get(&f, "pipeline_id").parse().ok(),
+        pipeline_id: get(&f, "pipeline_id").trim().parse().ok(),
         responsible_user_id: None,
-        rate_per_second: get(&f, "rate_per_second").parse().ok(),
+        rate_per_second: get(&f, "rate_per_second").trim().parse().ok(),
         webhook_base: Some(public_url(&state)),
     };
     match state.modules.messaging.create_channel(caller, new).await {
@@ -773,7 +768,7 @@ pub async fn toggle_channel(
     state
         .modules
         .messaging
-        .set_channel_active(caller, *path, get(&form, "active") == "true")
+        .set_channel_active(caller, *path, get(&form, "active").trim() == "true")
         .await?;
     see_other("/settings/channels", Some("fields.saved"))
 }
