@@ -257,6 +257,108 @@ async fn notes_and_tasks_make_a_deals_timeline_and_bad_ones_are_refused() {
     );
 }
 
+/// Passes events to the event log but refuses one, as a subscriber refuses an event it can
+/// never handle.
+struct RefusesOne(uuid::Uuid);
+
+#[async_trait::async_trait]
+impl kernel::inbox::Subscriber for RefusesOne {
+    fn name(&self) -> &str {
+        "test.refuses_one"
+    }
+    fn schema(&self) -> &'static str {
+        "activities"
+    }
+    fn event_types(&self) -> &'static [&'static str] {
+        &["*"]
+    }
+    async fn handle(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        event: &kernel::events::EventEnvelope,
+    ) -> kernel::AppResult<()> {
+        if event.id == self.0 {
+            return Err(kernel::AppError::new(
+                ErrorCode::BadRequest,
+                "cannot read it",
+            ));
+        }
+        activities::EventLog.handle(conn, event).await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_a_refused_event_handles_the_others_once() {
+    use kernel::inbox::{Outcome, Subscriber, handle_batch};
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    for name in ["One", "Two", "Three"] {
+        deal(&app, caller, name).await;
+    }
+    let mut conn = app.state.pool.get().await.unwrap();
+    let events: Vec<kernel::events::EventEnvelope> = {
+        use diesel_async::AsyncConnection;
+        conn.transaction::<_, kernel::AppError, _>(async |tx| {
+            Ok(kernel::outbox::claim(tx, "deals", 100).await?.events)
+        })
+        .await
+        .unwrap()
+    }
+    .into_iter()
+    .filter(|e| e.event_type == "deals.deal_created")
+    .collect();
+    assert_eq!(events.len(), 3);
+    let sub = RefusesOne(events[1].id);
+    // The same event twice in one batch is handled once.
+    let mut batch = events.clone();
+    batch.push(events[0].clone());
+    let outcomes = handle_batch(&mut conn, &sub, &batch).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Handled,
+            Outcome::Rejected("cannot read it".into()),
+            Outcome::Handled,
+            Outcome::Duplicate
+        ]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM activities.log").await,
+        2
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM activities.inbox WHERE subscriber = 'test.refuses_one' AND outcome = 'failed'"
+        )
+        .await,
+        1
+    );
+    // Delivered again: nothing is handled twice, the refused event is not tried again.
+    let again = handle_batch(&mut conn, &sub, &events).await.unwrap();
+    assert_eq!(again, vec![Outcome::Duplicate; 3]);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM activities.log").await,
+        2
+    );
+    // A batch nobody refuses is handled whole (the log itself keeps each event once).
+    let log_only: &dyn Subscriber = &activities::EventLog;
+    let fresh = handle_batch(&mut conn, log_only, &batch).await.unwrap();
+    assert_eq!(
+        fresh,
+        vec![
+            Outcome::Handled,
+            Outcome::Handled,
+            Outcome::Handled,
+            Outcome::Duplicate
+        ]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM activities.log").await,
+        3
+    );
+}
+
 #[tokio::test]
 async fn the_event_log_keeps_a_redelivered_event_once() {
     let app = spawn_app().await;
