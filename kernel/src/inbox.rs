@@ -73,20 +73,12 @@ pub async fn handle_once(
     sub: &dyn Subscriber,
     event: &EventEnvelope,
 ) -> AppResult<Outcome> {
-    let schema = sub.schema();
     let result = conn
         .transaction::<_, AppError, _>(async |tx| {
-            let inserted = sql_query(format!(
-                "INSERT INTO {schema}.inbox (subscriber, event_id, account_id, event_type, outcome)
-                 VALUES ($1, $2, $3, $4, 'done') ON CONFLICT DO NOTHING"
-            ))
-            .bind::<Text, _>(sub.name())
-            .bind::<SqlUuid, _>(event.id)
-            .bind::<BigInt, _>(event.account_id.0)
-            .bind::<Text, _>(&event.event_type)
-            .execute(tx)
-            .await?;
-            if inserted == 0 {
+            if record_batch(tx, sub, std::slice::from_ref(event))
+                .await?
+                .is_empty()
+            {
                 return Ok(Outcome::Duplicate);
             }
             sub.handle(tx, event).await?;
@@ -118,11 +110,12 @@ pub async fn handle_batch(
     }
     let fast = conn
         .transaction::<_, AppError, _>(async |tx| {
-            let new = record_batch(tx, sub, events).await?;
+            // An id is taken out of the set when handled: the same event twice in the batch is
+            // handled once.
+            let mut new = record_batch(tx, sub, events).await?;
             let mut outcomes = Vec::with_capacity(events.len());
-            let mut seen = std::collections::HashSet::with_capacity(events.len());
             for event in events {
-                if new.contains(&event.id) && seen.insert(event.id) {
+                if new.remove(&event.id) {
                     sub.handle(tx, event).await?;
                     outcomes.push(Outcome::Handled);
                 } else {
