@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[ModuleMigrations] = &[
     activities::MIGRATIONS,
     automation::MIGRATIONS,
     messaging::MIGRATIONS,
+    analytics::MIGRATIONS,
 ];
 
 /// The database name used in a private cluster.

@@ -93,7 +93,13 @@ pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
         Arc::new(automation.bot_replies()),
         Arc::new(notifier),
     ];
+    let analytics = Arc::new(analytics::AnalyticsService::new(
+        pool.clone(),
+        accounts.clone(),
+        deals.clone(),
+    ));
     Modules {
+        analytics,
         accounts,
         deals,
         contacts,
@@ -217,7 +223,7 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
 
 /// The job queues of this build's subscribers (Redis keeps no list of its queues).
 /// The names of this build's event subscribers (each has its queue `events.<name>`).
-pub const SUBSCRIBER_NAMES: [&str; 8] = [
+pub const SUBSCRIBER_NAMES: [&str; 9] = [
     "deals.contact_merges",
     "contacts.deal_links",
     "contacts.contacted",
@@ -226,6 +232,7 @@ pub const SUBSCRIBER_NAMES: [&str; 8] = [
     "automation.webhooks",
     "automation.bot_replies",
     "messaging.notifications",
+    "analytics.facts",
 ];
 
 /// Every queue of this build: one per subscriber, and the modules' job queues.
@@ -250,6 +257,7 @@ pub fn subscribers(modules: &Modules) -> crate::events::Subscribers {
         deal_links,
         Arc::new(contacts::Contacted),
         Arc::new(activities::EventLog),
+        Arc::new(analytics::Projector),
     ];
     all.extend(modules.module_subscribers.iter().cloned());
     Arc::new(all)

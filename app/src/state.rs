@@ -19,6 +19,7 @@ pub struct Modules {
     pub activities: Arc<dyn activities_api::Activities>,
     pub automation: Arc<dyn automation_api::Automation>,
     pub messaging: Arc<dyn messaging_api::Messaging>,
+    pub analytics: Arc<dyn analytics_api::Analytics>,
     /// Event subscribers built with a module (they share its internals), run by the backbone.
     pub module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>>,
 }

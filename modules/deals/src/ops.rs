@@ -818,6 +818,7 @@ pub(crate) async fn create_fast(
             pipeline_id: new.pipeline_id,
             stage_id: new.stage_id.unwrap_or(StageId(0)),
             responsible_user_id: responsible,
+            tag_ids: Vec::new(),
         },
     )?;
     let actor =

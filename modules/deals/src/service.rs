@@ -685,6 +685,7 @@ impl Deals for DealsService {
                     pipeline_id,
                     stage_id,
                     responsible_user_id: responsible,
+                    tag_ids: row.tag_ids.clone(),
                 };
                 outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?]).await?;
                 Ok(row)
@@ -905,6 +906,103 @@ impl Deals for DealsService {
                 entered_by: serde_json::from_value(by).unwrap_or(kernel::Actor::System),
             })
             .collect())
+    }
+
+    async fn history(
+        &self,
+        caller: Caller,
+        after: Option<DealId>,
+        limit: u32,
+    ) -> AppResult<Vec<DealHistory>> {
+        self.require_admin(caller).await?;
+        let account = caller.account_id.0;
+        let limit = i64::from(limit.clamp(1, MAX_HISTORY_PAGE));
+        let mut conn = self.conn().await?;
+        type Head = (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Vec<i64>,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+        let heads: Vec<Head> = deals::table
+            .filter(deals::account_id.eq(account))
+            .filter(deals::id.gt(after.map_or(0, |d| d.0)))
+            .order(deals::id)
+            .limit(limit)
+            .select((
+                deals::id,
+                deals::pipeline_id,
+                deals::stage_id,
+                deals::price,
+                deals::responsible_user_id,
+                deals::loss_reason_id,
+                deals::tag_ids,
+                deals::created_at,
+                deals::closed_at,
+                deals::deleted_at,
+            ))
+            .load(&mut conn)
+            .await?;
+        let (Some(first), Some(last)) = (<[_]>::first(&heads), heads.last()) else {
+            return Ok(Vec::new());
+        };
+        type Visit = (i64, i64, i64, DateTime<Utc>, Option<DateTime<Utc>>, serde_json::Value);
+        let visits: Vec<Visit> = stage_history::table
+            .filter(stage_history::account_id.eq(account))
+            .filter(stage_history::deal_id.between(first.0, last.0))
+            .order((
+                stage_history::deal_id,
+                stage_history::entered_at,
+                stage_history::id,
+            ))
+            .select((
+                stage_history::deal_id,
+                stage_history::pipeline_id,
+                stage_history::stage_id,
+                stage_history::entered_at,
+                stage_history::left_at,
+                stage_history::entered_by,
+            ))
+            .load(&mut conn)
+            .await?;
+        let mut visits = visits.into_iter().peekable();
+        let mut out = Vec::with_capacity(heads.len());
+        for (id, pipeline, stage, price, responsible, reason, tags, created, closed, deleted) in
+            heads
+        {
+            let mut mine = Vec::new();
+            while let Some(v) = visits.next_if(|v| v.0 <= id) {
+                if v.0 == id {
+                    mine.push(StageVisit {
+                        pipeline_id: PipelineId(v.1),
+                        stage_id: StageId(v.2),
+                        entered_at: v.3,
+                        left_at: v.4,
+                        entered_by: serde_json::from_value(v.5).unwrap_or(kernel::Actor::System),
+                    });
+                }
+            }
+            out.push(DealHistory {
+                id: DealId(id),
+                pipeline_id: PipelineId(pipeline),
+                stage_id: StageId(stage),
+                price,
+                responsible_user_id: UserId(responsible),
+                loss_reason_id: reason.map(LossReasonId),
+                tag_ids: tags.into_iter().map(TagId).collect(),
+                created_at: created,
+                closed_at: closed,
+                deleted: deleted.is_some(),
+                visits: mine,
+            });
+        }
+        Ok(out)
     }
 
     async fn bulk(&self, caller: Caller, ids: Vec<DealId>, action: BulkAction) -> AppResult<usize> {

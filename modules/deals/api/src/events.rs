@@ -14,6 +14,9 @@ pub struct DealCreated {
     pub pipeline_id: PipelineId,
     pub stage_id: StageId,
     pub responsible_user_id: UserId,
+    /// The deal's tags (absent in events written before tags were carried).
+    #[serde(default)]
+    pub tag_ids: Vec<i64>,
 }
 
 impl DomainEvent for DealCreated {

@@ -87,6 +87,15 @@ pub trait Deals: Send + Sync {
 
     /// Every stay of a deal in a stage, oldest first.
     async fn stage_history(&self, caller: Caller, id: DealId) -> AppResult<Vec<StageVisit>>;
+    /// The account's deals (deleted ones too) with ids above `after`, in id order, each with
+    /// every stay in a stage: what read models are rebuilt from. Administrators, robots and the
+    /// system only; at most 5,000 a call.
+    async fn history(
+        &self,
+        caller: Caller,
+        after: Option<DealId>,
+        limit: u32,
+    ) -> AppResult<Vec<DealHistory>>;
     /// Applies one change to the given deals in one transaction: all of them change, or none
     /// (an unknown or invisible deal refuses the whole batch). Returns how many changed.
     async fn bulk(&self, caller: Caller, ids: Vec<DealId>, action: BulkAction) -> AppResult<usize>;

@@ -308,6 +308,25 @@ pub struct StageVisit {
     pub entered_by: kernel::Actor,
 }
 
+/// A deal as it stands and every stay of it in a stage (oldest first), for rebuilding read
+/// models (`Deals::history`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealHistory {
+    pub id: DealId,
+    pub pipeline_id: PipelineId,
+    pub stage_id: StageId,
+    pub price: i64,
+    pub responsible_user_id: UserId,
+    pub loss_reason_id: Option<LossReasonId>,
+    pub tag_ids: Vec<TagId>,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+    pub visits: Vec<StageVisit>,
+}
+
+pub const MAX_HISTORY_PAGE: u32 = 5000;
+
 /// Where a deal goes: a stage, and optionally the deal it should follow in that column (none:
 /// to the top). A move to "Closed – lost" needs a loss reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

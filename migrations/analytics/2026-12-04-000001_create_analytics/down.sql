@@ -1,0 +1,10 @@
+DROP TABLE analytics.inbox;
+DROP TRIGGER outbox_notify ON analytics.outbox;
+DROP FUNCTION analytics.outbox_notify();
+DROP TABLE analytics.outbox_relay;
+DROP TABLE analytics.outbox;
+DROP TABLE analytics.waiting;
+DROP TABLE analytics.activity;
+DROP TABLE analytics.sources;
+DROP TABLE analytics.stays;
+DROP TABLE analytics.deals;

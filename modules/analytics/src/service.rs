@@ -1,0 +1,937 @@
+//! `AnalyticsService`: the reports, each a few grouped queries over the read model, and the
+//! rebuild from the deals module's history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use accounts_api::{Accounts, Action, Entity, GroupId};
+use analytics_api::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use deals_api::{Deals, Pipeline, PipelineId, StageKind};
+use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::sql_types::{Array, BigInt, Date, Double, Jsonb, Nullable, SmallInt, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use kernel::db::DbPool;
+use kernel::{AppError, AppResult, Caller};
+
+use crate::projector::outcome_of;
+
+pub struct AnalyticsService {
+    pool: DbPool,
+    accounts: Arc<dyn Accounts>,
+    deals: Arc<dyn Deals>,
+}
+
+/// A report's filter made concrete: the account, the users whose deals count (`None`: all),
+/// the period.
+struct Scoped {
+    account: i64,
+    pipeline: Option<i64>,
+    users: Option<Vec<i64>>,
+    tags: Vec<i64>,
+    source: Option<String>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+/// The deal-row conditions every report shares, on `analytics.deals d`, over the binds that
+/// [`query`] puts first ($1 account … $5 source; $6/$7 the period).
+const DEALS_WHERE: &str = "d.account_id = $1 AND NOT d.deleted
+    AND ($2::bigint IS NULL OR d.pipeline_id = $2)
+    AND ($3::bigint[] IS NULL OR d.responsible_user_id = ANY($3))
+    AND d.tag_ids @> $4::bigint[]
+    AND ($5::text IS NULL OR d.source = $5)";
+
+/// The same for activity rows (`analytics.activity a`): by user only.
+const ACTIVITY_WHERE: &str = "a.account_id = $1 AND a.at >= $6 AND a.at < $7
+    AND ($3::bigint[] IS NULL OR a.user_id = ANY($3))";
+
+fn query<'a>(sql: &str, s: &'a Scoped) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+    diesel::sql_query(sql.replace("{W}", DEALS_WHERE).replace("{A}", ACTIVITY_WHERE))
+        .into_boxed()
+        .bind::<BigInt, _>(s.account)
+        .bind::<Nullable<BigInt>, _>(s.pipeline)
+        .bind::<Nullable<Array<BigInt>>, _>(s.users.clone())
+        .bind::<Array<BigInt>, _>(s.tags.clone())
+        .bind::<Nullable<Text>, _>(s.source.clone())
+        .bind::<Timestamptz, _>(s.from)
+        .bind::<Timestamptz, _>(s.to)
+}
+
+fn pct(part: i64, whole: i64) -> Option<f64> {
+    (whole > 0).then(|| (part as f64) * 100.0 / (whole as f64))
+}
+
+fn stage_ref(s: &deals_api::Stage) -> StageRef {
+    StageRef {
+        id: s.id.0,
+        name: s.name.clone(),
+        kind: s.kind.as_str().to_string(),
+    }
+}
+
+/// The start of the month `at` is in (UTC).
+pub fn month_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(at)
+}
+
+fn next_month(at: DateTime<Utc>) -> DateTime<Utc> {
+    let (y, m) = if at.month() == 12 {
+        (at.year() + 1, 1)
+    } else {
+        (at.year(), at.month() + 1)
+    };
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or(at)
+}
+
+/// The first day of the bucket `day` falls in (weeks start on Monday).
+fn bucket_of(day: NaiveDate, bucket: Bucket) -> NaiveDate {
+    match bucket {
+        Bucket::Day => day,
+        Bucket::Week => day - Duration::days(i64::from(day.weekday().num_days_from_monday())),
+        Bucket::Month => day.with_day(1).unwrap_or(day),
+    }
+}
+
+fn next_bucket(day: NaiveDate, bucket: Bucket) -> NaiveDate {
+    match bucket {
+        Bucket::Day => day + Duration::days(1),
+        Bucket::Week => day + Duration::days(7),
+        Bucket::Month => {
+            let (y, m) = if day.month() == 12 {
+                (day.year() + 1, 1)
+            } else {
+                (day.year(), day.month() + 1)
+            };
+            NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(day + Duration::days(31))
+        }
+    }
+}
+
+/// Every bucket start from `from` up to (not including) `to`; at most 400 of them.
+fn buckets(from: DateTime<Utc>, to: DateTime<Utc>, bucket: Bucket) -> Vec<NaiveDate> {
+    let mut out = Vec::new();
+    let mut d = bucket_of(from.date_naive(), bucket);
+    let end = to.date_naive();
+    while (d < end || out.is_empty()) && out.len() < 400 {
+        out.push(d);
+        d = next_bucket(d, bucket);
+    }
+    out
+}
+
+#[derive(diesel::QueryableByName)]
+struct VisitedGroup {
+    #[diesel(sql_type = Array<BigInt>)]
+    visited: Vec<i64>,
+    #[diesel(sql_type = SmallInt)]
+    outcome: i16,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = BigInt)]
+    budget: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Closed {
+    #[diesel(sql_type = SmallInt)]
+    outcome: i16,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    reason: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = BigInt)]
+    budget: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct ManagerFigures {
+    #[diesel(sql_type = BigInt)]
+    user_id: i64,
+    #[diesel(sql_type = BigInt)]
+    created: i64,
+    #[diesel(sql_type = BigInt)]
+    won: i64,
+    #[diesel(sql_type = BigInt)]
+    lost: i64,
+    #[diesel(sql_type = BigInt)]
+    budget_won: i64,
+    #[diesel(sql_type = BigInt)]
+    tasks: i64,
+    #[diesel(sql_type = BigInt)]
+    messages: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    avg_response: Option<f64>,
+    #[diesel(sql_type = BigInt)]
+    responses: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct StayFigures {
+    #[diesel(sql_type = BigInt)]
+    stage_id: i64,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    median: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    p90: Option<f64>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct StageCount {
+    #[diesel(sql_type = BigInt)]
+    stage_id: i64,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = BigInt)]
+    budget: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct OpenDeal {
+    #[diesel(sql_type = BigInt)]
+    deal_id: i64,
+    #[diesel(sql_type = BigInt)]
+    stage_id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    stage_since: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    price: i64,
+    #[diesel(sql_type = BigInt)]
+    responsible_user_id: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct DayFigures {
+    #[diesel(sql_type = Date)]
+    day: NaiveDate,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = BigInt)]
+    budget: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// How far a deal with these stages visited got in `order` (index), won deals to the end.
+fn furthest(order: &[i64], visited: &[i64], outcome: i16) -> Option<usize> {
+    if outcome == 1 {
+        return order.len().checked_sub(1);
+    }
+    visited
+        .iter()
+        .filter_map(|s| order.iter().position(|o| o == s))
+        .max()
+}
+
+/// Per open stage of `order`: of the closed deals that were ever in it, (won, closed).
+fn stage_rates(order: &[i64], groups: &[VisitedGroup]) -> HashMap<i64, (i64, i64)> {
+    let mut rates: HashMap<i64, (i64, i64)> = HashMap::new();
+    for g in groups.iter().filter(|g| g.outcome > 0) {
+        for s in g.visited.iter().filter(|s| order.contains(s)) {
+            let e = rates.entry(*s).or_default();
+            e.1 += g.n;
+            if g.outcome == 1 {
+                e.0 += g.n;
+            }
+        }
+    }
+    rates
+}
+
+impl AnalyticsService {
+    pub fn new(pool: DbPool, accounts: Arc<dyn Accounts>, deals: Arc<dyn Deals>) -> Self {
+        AnalyticsService {
+            pool,
+            accounts,
+            deals,
+        }
+    }
+
+    async fn conn(&self) -> AppResult<kernel::db::DbConn> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The filter made concrete for the caller (rights, group, default period), and the
+    /// pipeline when the report needs one (the main one when none is named).
+    async fn scoped(
+        &self,
+        caller: Caller,
+        f: &ReportFilter,
+        need_pipeline: bool,
+    ) -> AppResult<(Scoped, Option<Pipeline>)> {
+        let scope = accounts_api::access::scope(
+            &*self.accounts,
+            caller,
+            Entity::Deals,
+            Action::View,
+        )
+        .await?;
+        let wanted = if f.responsible.is_empty() && f.group_id.is_none() {
+            None
+        } else {
+            let mut users = f.responsible.clone();
+            if let Some(g) = f.group_id {
+                let members = self
+                    .accounts
+                    .group_members(caller.account_id, GroupId(g))
+                    .await?;
+                users.extend(members.iter().map(|u| u.0));
+            }
+            Some(users)
+        };
+        let users = match (scope.ids(), wanted) {
+            (None, w) => w,
+            (Some(s), None) => Some(s),
+            (Some(s), Some(w)) => Some(w.into_iter().filter(|u| s.contains(u)).collect()),
+        };
+        let pipeline = match (f.pipeline_id, need_pipeline) {
+            (Some(id), _) => Some(self.deals.pipeline(caller, PipelineId(id)).await?),
+            (None, true) => {
+                let all = self.deals.pipelines(caller).await?;
+                let main = all
+                    .iter()
+                    .find(|p| p.is_main)
+                    .or(all.iter().next())
+                    .cloned()
+                    .ok_or_else(|| AppError::not_found("pipeline"))?;
+                Some(main)
+            }
+            (None, false) => None,
+        };
+        let now = Utc::now();
+        let from = f.from.unwrap_or_else(|| month_start(now));
+        let to = f.to.unwrap_or_else(|| next_month(now));
+        if to <= from {
+            return Err(AppError::validation(
+                "to",
+                "before_from",
+                "the period ends before it starts",
+            ));
+        }
+        let source = f.source.clone().filter(|s| !s.is_empty());
+        Ok((
+            Scoped {
+                account: caller.account_id.0,
+                pipeline: pipeline.as_ref().map(|p| p.id.0),
+                users,
+                tags: f.tags.clone(),
+                source,
+                from,
+                to,
+            },
+            pipeline,
+        ))
+    }
+
+    /// The funnel's columns: the incoming and open stages in board order, then "won".
+    fn funnel_stages(p: &Pipeline) -> Vec<&deals_api::Stage> {
+        let mut stages: Vec<&deals_api::Stage> = p
+            .stages
+            .iter()
+            .filter(|s| matches!(s.kind, StageKind::Incoming | StageKind::Open))
+            .collect();
+        stages.sort_by_key(|s| (s.kind != StageKind::Incoming, s.sort));
+        stages.extend(p.stages.iter().filter(|s| s.kind == StageKind::Won));
+        stages
+    }
+
+    async fn visited_groups(
+        conn: &mut AsyncPgConnection,
+        s: &Scoped,
+        condition: &str,
+    ) -> AppResult<Vec<VisitedGroup>> {
+        Ok(query(
+            &format!(
+                "SELECT d.visited, d.outcome, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
+                 FROM analytics.deals d WHERE {{W}} AND {condition} GROUP BY 1, 2"
+            ),
+            s,
+        )
+        .load(conn)
+        .await?)
+    }
+}
+
+#[async_trait]
+impl Analytics for AnalyticsService {
+    async fn funnel(&self, caller: Caller, filter: &ReportFilter) -> AppResult<Funnel> {
+        let (s, pipeline) = self.scoped(caller, filter, true).await?;
+        let p = pipeline.ok_or_else(|| AppError::not_found("pipeline"))?;
+        let mut conn = self.conn().await?;
+        let groups = Self::visited_groups(
+            &mut conn,
+            &s,
+            "d.created_at >= $6 AND d.created_at < $7",
+        )
+        .await?;
+        let stages = Self::funnel_stages(&p);
+        let order: Vec<i64> = stages.iter().map(|s| s.id.0).collect();
+        let mut at = vec![(0i64, 0i64, 0i64); order.len()]; // (deals, budget, dropped) ending here
+        let (mut deals, mut won, mut lost) = (0, 0, 0);
+        for g in &groups {
+            deals += g.n;
+            match g.outcome {
+                1 => won += g.n,
+                2 => lost += g.n,
+                _ => {}
+            }
+            if let Some(i) = furthest(&order, &g.visited, g.outcome) {
+                at[i].0 += g.n;
+                at[i].1 += g.budget;
+                if g.outcome != 1 {
+                    at[i].2 += g.n;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(order.len());
+        let (mut reached, mut budget) = (0i64, 0i64);
+        let mut cumulative = vec![(0i64, 0i64); order.len()];
+        for i in (0..order.len()).rev() {
+            reached += at[i].0;
+            budget += at[i].1;
+            cumulative[i] = (reached, budget);
+        }
+        for (i, stage) in stages.iter().enumerate() {
+            let (reached, budget) = cumulative[i];
+            out.push(FunnelStage {
+                stage: stage_ref(stage),
+                reached,
+                budget,
+                from_previous: if i == 0 {
+                    pct(reached, deals)
+                } else {
+                    pct(reached, cumulative[i - 1].0)
+                },
+                from_start: pct(reached, deals),
+                dropped: at[i].2,
+            });
+        }
+        Ok(Funnel {
+            pipeline_id: p.id.0,
+            pipeline_name: p.name.clone(),
+            deals,
+            won,
+            lost,
+            conversion: pct(won, deals),
+            stages: out,
+        })
+    }
+
+    async fn win_loss(&self, caller: Caller, filter: &ReportFilter) -> AppResult<WinLoss> {
+        let (s, _) = self.scoped(caller, filter, false).await?;
+        let mut conn = self.conn().await?;
+        let rows: Vec<Closed> = query(
+            "SELECT d.outcome, d.loss_reason_id AS reason, count(*)::bigint AS n,
+                    coalesce(sum(d.price), 0)::bigint AS budget
+             FROM analytics.deals d
+             WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7
+             GROUP BY 1, 2",
+            &s,
+        )
+        .load(&mut conn)
+        .await?;
+        drop(conn);
+        let names: HashMap<i64, String> = self
+            .deals
+            .loss_reasons(caller)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.0, r.name))
+            .collect();
+        let mut w = WinLoss {
+            won: 0,
+            won_budget: 0,
+            lost: 0,
+            lost_budget: 0,
+            win_rate: None,
+            reasons: Vec::new(),
+        };
+        for r in rows {
+            if r.outcome == 1 {
+                w.won += r.n;
+                w.won_budget += r.budget;
+            } else {
+                w.lost += r.n;
+                w.lost_budget += r.budget;
+                w.reasons.push(LossReasonCount {
+                    loss_reason_id: r.reason,
+                    name: r
+                        .reason
+                        .and_then(|id| names.get(&id).cloned())
+                        .unwrap_or_default(),
+                    deals: r.n,
+                    budget: r.budget,
+                });
+            }
+        }
+        w.win_rate = pct(w.won, w.won + w.lost);
+        w.reasons.sort_by(|a, b| {
+            b.deals
+                .cmp(&a.deals)
+                .then(b.budget.cmp(&a.budget))
+                .then(a.name.cmp(&b.name))
+        });
+        Ok(w)
+    }
+
+    async fn managers(&self, caller: Caller, filter: &ReportFilter) -> AppResult<Vec<ManagerRow>> {
+        let (s, _) = self.scoped(caller, filter, false).await?;
+        let mut conn = self.conn().await?;
+        let rows: Vec<ManagerFigures> = query(
+            "WITH c AS (
+                 SELECT d.responsible_user_id AS u, count(*)::bigint AS created
+                 FROM analytics.deals d WHERE {W} AND d.created_at >= $6 AND d.created_at < $7
+                 GROUP BY 1),
+             cl AS (
+                 SELECT d.responsible_user_id AS u,
+                        count(*) FILTER (WHERE d.outcome = 1)::bigint AS won,
+                        count(*) FILTER (WHERE d.outcome = 2)::bigint AS lost,
+                        coalesce(sum(d.price) FILTER (WHERE d.outcome = 1), 0)::bigint AS budget_won
+                 FROM analytics.deals d
+                 WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7
+                 GROUP BY 1),
+             a AS (
+                 SELECT a.user_id AS u,
+                        count(*) FILTER (WHERE a.kind = 'task_completed')::bigint AS tasks,
+                        count(*) FILTER (WHERE a.kind = 'message_out')::bigint AS messages,
+                        avg(a.value) FILTER (WHERE a.kind = 'message_out')::float8 AS avg_response,
+                        count(a.value) FILTER (WHERE a.kind = 'message_out')::bigint AS responses
+                 FROM analytics.activity a
+                 WHERE {A} AND a.user_id IS NOT NULL AND a.kind IN ('task_completed', 'message_out')
+                 GROUP BY 1)
+             SELECT coalesce(c.u, cl.u, a.u) AS user_id,
+                    coalesce(c.created, 0) AS created, coalesce(cl.won, 0) AS won,
+                    coalesce(cl.lost, 0) AS lost, coalesce(cl.budget_won, 0) AS budget_won,
+                    coalesce(a.tasks, 0) AS tasks, coalesce(a.messages, 0) AS messages,
+                    a.avg_response, coalesce(a.responses, 0) AS responses
+             FROM c FULL JOIN cl ON cl.u = c.u FULL JOIN a ON a.u = coalesce(c.u, cl.u)
+             ORDER BY budget_won DESC, won DESC, created DESC, user_id",
+            &s,
+        )
+        .load(&mut conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ManagerRow {
+                user_id: r.user_id,
+                created: r.created,
+                won: r.won,
+                lost: r.lost,
+                budget_won: r.budget_won,
+                tasks_completed: r.tasks,
+                messages_sent: r.messages,
+                avg_response_secs: r.avg_response.map(|v| v.round() as i64),
+                responses: r.responses,
+            })
+            .collect())
+    }
+
+    async fn time_in_stage(
+        &self,
+        caller: Caller,
+        filter: &ReportFilter,
+    ) -> AppResult<TimeInStage> {
+        let (s, pipeline) = self.scoped(caller, filter, true).await?;
+        let p = pipeline.ok_or_else(|| AppError::not_found("pipeline"))?;
+        let mut conn = self.conn().await?;
+        let stays: Vec<StayFigures> = query(
+            "SELECT st.stage_id, count(*)::bigint AS n,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM st.left_at - st.entered_at))::float8 AS median,
+                    percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM st.left_at - st.entered_at))::float8 AS p90
+             FROM analytics.stays st
+             JOIN analytics.deals d ON d.account_id = st.account_id AND d.deal_id = st.deal_id
+             WHERE st.account_id = $1 AND st.pipeline_id = $2
+               AND st.left_at >= $6 AND st.left_at < $7 AND {W}
+             GROUP BY 1",
+            &s,
+        )
+        .load(&mut conn)
+        .await?;
+        let open: Vec<StageCount> = query(
+            "SELECT d.stage_id, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
+             FROM analytics.deals d WHERE {W} AND d.outcome = 0 GROUP BY 1",
+            &s,
+        )
+        .load(&mut conn)
+        .await?;
+        let slow: Vec<OpenDeal> = query(
+            "SELECT d.deal_id, d.stage_id, d.stage_since, d.price, d.responsible_user_id
+             FROM analytics.deals d WHERE {W} AND d.outcome = 0
+             ORDER BY d.stage_since, d.deal_id LIMIT 10",
+            &s,
+        )
+        .load(&mut conn)
+        .await?;
+        let stays: HashMap<i64, StayFigures> = stays.into_iter().map(|r| (r.stage_id, r)).collect();
+        let open: HashMap<i64, i64> = open.into_iter().map(|r| (r.stage_id, r.n)).collect();
+        let stages = Self::funnel_stages(&p)
+            .into_iter()
+            .filter(|st| st.kind != StageKind::Won)
+            .map(|st| {
+                let f = stays.get(&st.id.0);
+                StageTime {
+                    stage: stage_ref(st),
+                    stays: f.map_or(0, |f| f.n),
+                    median_secs: f.and_then(|f| f.median).map(|v| v.round() as i64),
+                    p90_secs: f.and_then(|f| f.p90).map(|v| v.round() as i64),
+                    open_now: open.get(&st.id.0).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        let slowest = slow
+            .into_iter()
+            .filter_map(|d| {
+                let st = p.stages.iter().find(|st| st.id.0 == d.stage_id)?;
+                Some(SlowDeal {
+                    deal_id: d.deal_id,
+                    stage: stage_ref(st),
+                    since: d.stage_since,
+                    price: d.price,
+                    responsible_user_id: d.responsible_user_id,
+                })
+            })
+            .collect();
+        Ok(TimeInStage {
+            pipeline_id: p.id.0,
+            stages,
+            slowest,
+        })
+    }
+
+    async fn trend(
+        &self,
+        caller: Caller,
+        filter: &ReportFilter,
+        bucket: Bucket,
+    ) -> AppResult<Trend> {
+        let (s, pipeline) = self.scoped(caller, filter, true).await?;
+        let p = pipeline.ok_or_else(|| AppError::not_found("pipeline"))?;
+        let mut conn = self.conn().await?;
+        let days: Vec<DayFigures> = query(
+            "SELECT (d.created_at AT TIME ZONE 'UTC')::date AS day, 'created' AS kind,
+                    count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
+             FROM analytics.deals d WHERE {W} AND d.created_at >= $6 AND d.created_at < $7 GROUP BY 1
+             UNION ALL
+             SELECT (d.closed_at AT TIME ZONE 'UTC')::date, CASE d.outcome WHEN 1 THEN 'won' ELSE 'lost' END,
+                    count(*)::bigint, coalesce(sum(d.price), 0)::bigint
+             FROM analytics.deals d
+             WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7 GROUP BY 1, 2",
+            &s,
+        )
+        .load(&mut conn)
+        .await?;
+        let mut points: BTreeMap<NaiveDate, TrendPoint> = buckets(s.from, s.to, bucket)
+            .into_iter()
+            .map(|start| {
+                (
+                    start,
+                    TrendPoint {
+                        start,
+                        created: 0,
+                        created_budget: 0,
+                        won: 0,
+                        won_budget: 0,
+                        lost: 0,
+                    },
+                )
+            })
+            .collect();
+        for d in days {
+            let start = bucket_of(d.day, bucket);
+            let Some(pt) = points.get_mut(&start) else {
+                continue;
+            };
+            match d.kind.as_str() {
+                "created" => {
+                    pt.created += d.n;
+                    pt.created_budget += d.budget;
+                }
+                "won" => {
+                    pt.won += d.n;
+                    pt.won_budget += d.budget;
+                }
+                _ => pt.lost += d.n,
+            }
+        }
+        // The forecast: open deals now (the filter, not the period), weighted by each stage's
+        // win rate over the pipeline's whole history (every closed deal, whoever's).
+        let history = Scoped {
+            account: s.account,
+            pipeline: s.pipeline,
+            users: None,
+            tags: Vec::new(),
+            source: None,
+            from: s.from,
+            to: s.to,
+        };
+        let closed = Self::visited_groups(&mut conn, &history, "d.outcome > 0").await?;
+        let open: Vec<StageCount> = query(
+            "SELECT d.stage_id, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
+             FROM analytics.deals d WHERE {W} AND d.outcome = 0 GROUP BY 1",
+            &s,
+        )
+        .load(&mut conn)
+        .await?;
+        let stages = Self::funnel_stages(&p);
+        let order: Vec<i64> = stages.iter().map(|s| s.id.0).collect();
+        let rates = stage_rates(&order, &closed);
+        let open: HashMap<i64, (i64, i64)> =
+            open.into_iter().map(|r| (r.stage_id, (r.n, r.budget))).collect();
+        let forecast: Vec<ForecastRow> = stages
+            .iter()
+            .filter(|st| st.kind != StageKind::Won)
+            .map(|st| {
+                let (n, budget) = open.get(&st.id.0).copied().unwrap_or((0, 0));
+                let rate = rates.get(&st.id.0).and_then(|(w, c)| pct(*w, *c));
+                ForecastRow {
+                    stage: stage_ref(st),
+                    open_deals: n,
+                    open_budget: budget,
+                    win_rate: rate,
+                    weighted: rate.map_or(0, |r| ((budget as f64) * r / 100.0).round() as i64),
+                }
+            })
+            .collect();
+        Ok(Trend {
+            bucket,
+            points: points.into_values().collect(),
+            pipeline_id: p.id.0,
+            forecast_total: forecast.iter().map(|f| f.weighted).sum(),
+            forecast,
+        })
+    }
+
+    async fn summary(
+        &self,
+        caller: Caller,
+        filter: &ReportFilter,
+        bucket: Bucket,
+    ) -> AppResult<Summary> {
+        let (s, _) = self.scoped(caller, filter, false).await?;
+        let mut conn = self.conn().await?;
+        let days: Vec<DayFigures> = query(
+            "SELECT (d.created_at AT TIME ZONE 'UTC')::date AS day, 'deal_created' AS kind,
+                    count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
+             FROM analytics.deals d WHERE {W} AND d.created_at >= $6 AND d.created_at < $7 GROUP BY 1
+             UNION ALL
+             SELECT (d.closed_at AT TIME ZONE 'UTC')::date, CASE d.outcome WHEN 1 THEN 'deal_won' ELSE 'deal_lost' END,
+                    count(*)::bigint, coalesce(sum(d.price), 0)::bigint
+             FROM analytics.deals d
+             WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7 GROUP BY 1, 2
+             UNION ALL
+             SELECT (a.at AT TIME ZONE 'UTC')::date, a.kind, count(*)::bigint, 0::bigint
+             FROM analytics.activity a WHERE {A} GROUP BY 1, 2",
+            &s,
+        )
+        .load(&mut conn)
+        .await?;
+        let mut rows: BTreeMap<NaiveDate, SummaryRow> = buckets(s.from, s.to, bucket)
+            .into_iter()
+            .map(|start| {
+                (
+                    start,
+                    SummaryRow {
+                        start: Some(start),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let mut total = SummaryRow::default();
+        for d in days {
+            let Some(row) = rows.get_mut(&bucket_of(d.day, bucket)) else {
+                continue;
+            };
+            for r in [&mut *row, &mut total] {
+                match d.kind.as_str() {
+                    "deal_created" => {
+                        r.deals_created += d.n;
+                        r.budget_created += d.budget;
+                    }
+                    "deal_won" => {
+                        r.deals_won += d.n;
+                        r.budget_won += d.budget;
+                    }
+                    "deal_lost" => r.deals_lost += d.n,
+                    "contact_created" => r.contacts_created += d.n,
+                    "company_created" => r.companies_created += d.n,
+                    "task_created" => r.tasks_created += d.n,
+                    "task_completed" => r.tasks_completed += d.n,
+                    "note_added" => r.notes_added += d.n,
+                    "message_in" => r.messages_in += d.n,
+                    "message_out" => r.messages_out += d.n,
+                    _ => {}
+                }
+            }
+        }
+        Ok(Summary {
+            bucket,
+            rows: rows.into_values().collect(),
+            total,
+        })
+    }
+
+    async fn rebuild(&self, caller: Caller) -> AppResult<Rebuilt> {
+        let account = caller.account_id.0;
+        // Reading the history checks the caller's right (administrators only).
+        let first = self
+            .deals
+            .history(caller, None, deals_api::MAX_HISTORY_PAGE)
+            .await?;
+        let mut conn = self.conn().await?;
+        let deals = self.deals.clone();
+        conn.transaction::<_, AppError, _>(async |tx| {
+            diesel::sql_query("DELETE FROM analytics.stays WHERE account_id = $1")
+                .bind::<BigInt, _>(account)
+                .execute(tx)
+                .await?;
+            diesel::sql_query("DELETE FROM analytics.deals WHERE account_id = $1")
+                .bind::<BigInt, _>(account)
+                .execute(tx)
+                .await?;
+            let mut done = Rebuilt { deals: 0, stays: 0 };
+            let mut page = first;
+            while let Some(last) = page.last().map(|d| d.id) {
+                let (d, s) = write_page(tx, account, &page).await?;
+                done.deals += d;
+                done.stays += s;
+                page = deals
+                    .history(caller, Some(last), deals_api::MAX_HISTORY_PAGE)
+                    .await?;
+            }
+            Ok(done)
+        })
+        .await
+    }
+}
+
+/// Writes a page of deal histories into the read model (two statements).
+async fn write_page(
+    tx: &mut AsyncPgConnection,
+    account: i64,
+    page: &[deals_api::DealHistory],
+) -> AppResult<(i64, i64)> {
+    let mut deal_rows = Vec::with_capacity(page.len());
+    let mut stay_rows = Vec::new();
+    for d in page {
+        let mut visited: Vec<i64> = d.visits.iter().map(|v| v.stage_id.0).collect();
+        visited.push(d.stage_id.0);
+        visited.sort_unstable();
+        visited.dedup();
+        let since = d
+            .visits
+            .iter()
+            .rev()
+            .find(|v| v.left_at.is_none())
+            .or(d.visits.last())
+            .map_or(d.created_at, |v| v.entered_at);
+        deal_rows.push(serde_json::json!({
+            "deal_id": d.id.0,
+            "pipeline_id": d.pipeline_id.0,
+            "stage_id": d.stage_id.0,
+            "stage_since": since,
+            "responsible_user_id": d.responsible_user_id.0,
+            "price": d.price,
+            "tag_ids": d.tag_ids.iter().map(|t| t.0).collect::<Vec<_>>(),
+            "outcome": outcome_of(d.stage_id.0),
+            "loss_reason_id": d.loss_reason_id.map(|r| r.0),
+            "visited": visited,
+            "created_at": d.created_at,
+            "closed_at": d.closed_at,
+            "deleted": d.deleted,
+        }));
+        for v in &d.visits {
+            stay_rows.push(serde_json::json!({
+                "deal_id": d.id.0,
+                "pipeline_id": v.pipeline_id.0,
+                "stage_id": v.stage_id.0,
+                "entered_at": v.entered_at,
+                "left_at": v.left_at,
+            }));
+        }
+    }
+    let deals: Vec<Count> = diesel::sql_query(
+        "WITH ins AS (
+             INSERT INTO analytics.deals (account_id, deal_id, pipeline_id, stage_id, stage_since,
+                 responsible_user_id, price, tag_ids, source, outcome, loss_reason_id, visited,
+                 created_at, closed_at, deleted)
+             SELECT $1, x.deal_id, x.pipeline_id, x.stage_id, x.stage_since, x.responsible_user_id,
+                    x.price, x.tag_ids, s.channel, x.outcome, x.loss_reason_id, x.visited,
+                    x.created_at, x.closed_at, x.deleted
+             FROM jsonb_to_recordset($2) AS x(deal_id bigint, pipeline_id bigint, stage_id bigint,
+                 stage_since timestamptz, responsible_user_id bigint, price bigint, tag_ids bigint[],
+                 outcome smallint, loss_reason_id bigint, visited bigint[], created_at timestamptz,
+                 closed_at timestamptz, deleted boolean)
+             LEFT JOIN analytics.sources s ON s.account_id = $1 AND s.deal_id = x.deal_id
+             ON CONFLICT DO NOTHING RETURNING 1)
+         SELECT count(*)::bigint AS n FROM ins",
+    )
+    .bind::<BigInt, _>(account)
+    .bind::<Jsonb, _>(serde_json::Value::Array(deal_rows))
+    .load(tx)
+    .await?;
+    let stays: Vec<Count> = diesel::sql_query(
+        "WITH ins AS (
+             INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at, left_at)
+             SELECT $1, x.deal_id, x.pipeline_id, x.stage_id, x.entered_at, x.left_at
+             FROM jsonb_to_recordset($2) AS x(deal_id bigint, pipeline_id bigint, stage_id bigint,
+                 entered_at timestamptz, left_at timestamptz)
+             ON CONFLICT DO NOTHING RETURNING 1)
+         SELECT count(*)::bigint AS n FROM ins",
+    )
+    .bind::<BigInt, _>(account)
+    .bind::<Jsonb, _>(serde_json::Value::Array(stay_rows))
+    .load(tx)
+    .await?;
+    Ok((
+        deals.into_iter().next().map_or(0, |c| c.n),
+        stays.into_iter().next().map_or(0, |c| c.n),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_the_period() {
+        let from = Utc.with_ymd_and_hms(2026, 1, 28, 0, 0, 0).unwrap();
+        let to = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        let months = buckets(from, to, Bucket::Month);
+        assert_eq!(
+            months,
+            vec![
+                NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+                NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            ]
+        );
+        // 2026-01-28 is a Wednesday: its week starts on Monday the 26th.
+        assert_eq!(
+            buckets(from, to, Bucket::Week)[0],
+            NaiveDate::from_ymd_opt(2026, 1, 26).unwrap()
+        );
+        assert_eq!(buckets(from, to, Bucket::Day).len(), 33);
+    }
+
+    #[test]
+    fn the_furthest_stage_counts_won_deals_to_the_end() {
+        let order = [10, 11, 12, 142];
+        assert_eq!(furthest(&order, &[10, 12], 0), Some(2));
+        assert_eq!(furthest(&order, &[10], 1), Some(3));
+        assert_eq!(furthest(&order, &[10, 11, 143], 2), Some(1));
+        assert_eq!(furthest(&order, &[99], 0), None);
+    }
+}
