@@ -85,6 +85,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Analytics' read model.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
     /// Fill an account with generated deals (set-based, fast), e.g. `--deals 1000000`.
     Seed {
         /// An administrator of the account to fill.
@@ -205,6 +210,19 @@ enum AccountCommand {
         subdomain: Option<String>,
         #[arg(long, default_value = "en")]
         lang: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AnalyticsCommand {
+    /// Rebuild an account's deal figures from the deals module's history (activity counts,
+    /// which exist only as events, are kept); prints what was written.
+    Rebuild {
+        /// An administrator of the account.
+        #[arg(long)]
+        email: String,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -381,6 +399,39 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!("{}", account.id);
+                Ok(())
+            })
+            .await
+        }
+        Command::Analytics {
+            command: AnalyticsCommand::Rebuild {
+                email,
+                server: args,
+            },
+        } => {
+            let config = load(&cli.config, args)?;
+            with_state(&config, async |state| {
+                let user = state
+                    .modules
+                    .accounts
+                    .find_user_by_email(email)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no user with e-mail {email}"))?;
+                let started = Instant::now();
+                let done = state
+                    .modules
+                    .analytics
+                    .rebuild(Caller::user(user.account_id, user.id))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "analytics rebuilt for account {}: {} deals, {} stage stays in {:.1} s",
+                    user.account_id,
+                    done.deals,
+                    done.stays,
+                    started.elapsed().as_secs_f64()
+                );
                 Ok(())
             })
             .await

@@ -1,6 +1,7 @@
 //! The web UI: server-rendered pages, sessions, CSRF, translations, embedded assets.
 
 pub mod assets;
+pub mod charts;
 pub mod ctx;
 pub mod error;
 pub mod i18n;
@@ -10,7 +11,7 @@ pub mod session;
 
 use actix_web::web;
 
-use pages::{activities, auth, automation, contacts, deals, home, inbox, settings, transfer};
+use pages::{activities, analytics, auth, automation, contacts, deals, home, inbox, settings, transfer};
 
 pub fn random_token() -> String {
     use base64::Engine;
@@ -48,6 +49,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/deals/filters/{id}/delete",
             web::post().to(deals::delete_filter),
         )
+        .route("/analytics", web::get().to(analytics::dashboard))
+        .route("/analytics/{kind}", web::get().to(analytics::report))
         .route("/inbox", web::get().to(inbox::index))
         .route("/inbox/list", web::get().to(inbox::list_part))
         .route("/inbox/{id}", web::get().to(inbox::show))

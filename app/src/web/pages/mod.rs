@@ -1,6 +1,7 @@
 //! Server-rendered pages: each handler calls module traits and renders an askama template.
 
 pub mod activities;
+pub mod analytics;
 pub mod auth;
 pub mod automation;
 pub mod contacts;

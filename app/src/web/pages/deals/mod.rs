@@ -53,6 +53,7 @@ pub struct ColumnView {
     pub can_add: bool,
 }
 
+#[derive(Clone)]
 pub struct UserOption {
     pub id: i64,
     pub name: String,
