@@ -404,10 +404,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .await
         }
         Command::Analytics {
-            command: AnalyticsCommand::Rebuild {
-                email,
-                server: args,
-            },
+            command:
+                AnalyticsCommand::Rebuild {
+                    email,
+                    server: args,
+                },
         } => {
             let config = load(&cli.config, args)?;
             with_state(&config, async |state| {

@@ -11,7 +11,9 @@ pub mod session;
 
 use actix_web::web;
 
-use pages::{activities, analytics, auth, automation, contacts, deals, home, inbox, settings, transfer};
+use pages::{
+    activities, analytics, auth, automation, contacts, deals, home, inbox, settings, transfer,
+};
 
 pub fn random_token() -> String {
     use base64::Engine;

@@ -2,6 +2,7 @@
 //! One test binary (a module per area) keeps linking cheap on small machines.
 
 mod activities;
+mod analytics;
 mod api;
 mod auth;
 mod automation;

@@ -11,7 +11,9 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use deals_api::{Deals, Pipeline, PipelineId, StageKind};
 use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{Array, BigInt, Date, Double, Jsonb, Nullable, SmallInt, Text, Timestamptz};
+use diesel::sql_types::{
+    Array, BigInt, Date, Double, Jsonb, Nullable, SmallInt, Text, Timestamptz,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use kernel::db::DbPool;
 use kernel::{AppError, AppResult, Caller};
@@ -49,15 +51,18 @@ const ACTIVITY_WHERE: &str = "a.account_id = $1 AND a.at >= $6 AND a.at < $7
     AND ($3::bigint[] IS NULL OR a.user_id = ANY($3))";
 
 fn query<'a>(sql: &str, s: &'a Scoped) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
-    diesel::sql_query(sql.replace("{W}", DEALS_WHERE).replace("{A}", ACTIVITY_WHERE))
-        .into_boxed()
-        .bind::<BigInt, _>(s.account)
-        .bind::<Nullable<BigInt>, _>(s.pipeline)
-        .bind::<Nullable<Array<BigInt>>, _>(s.users.clone())
-        .bind::<Array<BigInt>, _>(s.tags.clone())
-        .bind::<Nullable<Text>, _>(s.source.clone())
-        .bind::<Timestamptz, _>(s.from)
-        .bind::<Timestamptz, _>(s.to)
+    diesel::sql_query(
+        sql.replace("{W}", DEALS_WHERE)
+            .replace("{A}", ACTIVITY_WHERE),
+    )
+    .into_boxed()
+    .bind::<BigInt, _>(s.account)
+    .bind::<Nullable<BigInt>, _>(s.pipeline)
+    .bind::<Nullable<Array<BigInt>>, _>(s.users.clone())
+    .bind::<Array<BigInt>, _>(s.tags.clone())
+    .bind::<Nullable<Text>, _>(s.source.clone())
+    .bind::<Timestamptz, _>(s.from)
+    .bind::<Timestamptz, _>(s.to)
 }
 
 fn pct(part: i64, whole: i64) -> Option<f64> {
@@ -85,7 +90,9 @@ fn next_month(at: DateTime<Utc>) -> DateTime<Utc> {
     } else {
         (at.year(), at.month() + 1)
     };
-    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or(at)
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(at)
 }
 
 /// The first day of the bucket `day` falls in (weeks start on Monday).
@@ -271,13 +278,9 @@ impl AnalyticsService {
         f: &ReportFilter,
         need_pipeline: bool,
     ) -> AppResult<(Scoped, Option<Pipeline>)> {
-        let scope = accounts_api::access::scope(
-            &*self.accounts,
-            caller,
-            Entity::Deals,
-            Action::View,
-        )
-        .await?;
+        let scope =
+            accounts_api::access::scope(&*self.accounts, caller, Entity::Deals, Action::View)
+                .await?;
         let wanted = if f.responsible.is_empty() && f.group_id.is_none() {
             None
         } else {
@@ -370,12 +373,8 @@ impl Analytics for AnalyticsService {
         let (s, pipeline) = self.scoped(caller, filter, true).await?;
         let p = pipeline.ok_or_else(|| AppError::not_found("pipeline"))?;
         let mut conn = self.conn().await?;
-        let groups = Self::visited_groups(
-            &mut conn,
-            &s,
-            "d.created_at >= $6 AND d.created_at < $7",
-        )
-        .await?;
+        let groups =
+            Self::visited_groups(&mut conn, &s, "d.created_at >= $6 AND d.created_at < $7").await?;
         let stages = Self::funnel_stages(&p);
         let order: Vec<i64> = stages.iter().map(|s| s.id.0).collect();
         let mut at = vec![(0i64, 0i64, 0i64); order.len()]; // (deals, budget, dropped) ending here
@@ -538,11 +537,7 @@ impl Analytics for AnalyticsService {
             .collect())
     }
 
-    async fn time_in_stage(
-        &self,
-        caller: Caller,
-        filter: &ReportFilter,
-    ) -> AppResult<TimeInStage> {
+    async fn time_in_stage(&self, caller: Caller, filter: &ReportFilter) -> AppResult<TimeInStage> {
         let (s, pipeline) = self.scoped(caller, filter, true).await?;
         let p = pipeline.ok_or_else(|| AppError::not_found("pipeline"))?;
         let mut conn = self.conn().await?;
@@ -687,8 +682,10 @@ impl Analytics for AnalyticsService {
         let stages = Self::funnel_stages(&p);
         let order: Vec<i64> = stages.iter().map(|s| s.id.0).collect();
         let rates = stage_rates(&order, &closed);
-        let open: HashMap<i64, (i64, i64)> =
-            open.into_iter().map(|r| (r.stage_id, (r.n, r.budget))).collect();
+        let open: HashMap<i64, (i64, i64)> = open
+            .into_iter()
+            .map(|r| (r.stage_id, (r.n, r.budget)))
+            .collect();
         let forecast: Vec<ForecastRow> = stages
             .iter()
             .filter(|st| st.kind != StageKind::Won)

@@ -952,7 +952,14 @@ impl Deals for DealsService {
         let (Some(first), Some(last)) = (<[_]>::first(&heads), heads.last()) else {
             return Ok(Vec::new());
         };
-        type Visit = (i64, i64, i64, DateTime<Utc>, Option<DateTime<Utc>>, serde_json::Value);
+        type Visit = (
+            i64,
+            i64,
+            i64,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            serde_json::Value,
+        );
         let visits: Vec<Visit> = stage_history::table
             .filter(stage_history::account_id.eq(account))
             .filter(stage_history::deal_id.between(first.0, last.0))

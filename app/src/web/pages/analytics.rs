@@ -106,9 +106,17 @@ fn duration(ctx: &Ctx, secs: i64) -> String {
     let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
     let u = |k: &str| ctx.t(k).to_string();
     if d > 0 {
-        format!("{d} {} {h} {}", u("analytics.unit_d"), u("analytics.unit_h"))
+        format!(
+            "{d} {} {h} {}",
+            u("analytics.unit_d"),
+            u("analytics.unit_h")
+        )
     } else if h > 0 {
-        format!("{h} {} {m} {}", u("analytics.unit_h"), u("analytics.unit_min"))
+        format!(
+            "{h} {} {m} {}",
+            u("analytics.unit_h"),
+            u("analytics.unit_min")
+        )
     } else if m > 0 {
         format!("{m} {}", u("analytics.unit_min"))
     } else {
@@ -564,8 +572,7 @@ async fn build(p: &Page<'_>, kind: &str) -> Result<(Vec<String>, Vec<Table>), Ap
                         mine.push(("responsible", m.user_id.to_string()));
                         vec![
                             Cell::text(p.names.user(m.user_id)),
-                            Cell::num(m.created, m.created.to_string())
-                                .link(p.deals_link(&mine)),
+                            Cell::num(m.created, m.created.to_string()).link(p.deals_link(&mine)),
                             Cell::num(m.won, m.won.to_string()),
                             Cell::num(m.lost, m.lost.to_string()),
                             Cell::num(m.budget_won, p.money(m.budget_won)),
@@ -846,10 +853,9 @@ pub async fn dashboard(
     let trend = a.trend(caller, f, Bucket::Month).await?;
     let t = |k: &str| ctx.t(k).to_string();
     let created = p.created_in_period();
-    let open: (i64, i64) = trend
-        .forecast
-        .iter()
-        .fold((0, 0), |acc, r| (acc.0 + r.open_deals, acc.1 + r.open_budget));
+    let open: (i64, i64) = trend.forecast.iter().fold((0, 0), |acc, r| {
+        (acc.0 + r.open_deals, acc.1 + r.open_budget)
+    });
     let created_budget: i64 = trend.points.iter().map(|x| x.created_budget).sum();
     let figures = vec![
         Figure {
@@ -943,7 +949,10 @@ mod tests {
         assert_eq!(f.tags, vec![7, 8]);
         assert_eq!(f.source.as_deref(), Some("telegram"));
         assert_eq!(b, Bucket::Week);
-        let err = parse(&pairs("from=2026-02-01&to=2026-01-01&source=fax&bucket=year")).unwrap_err();
+        let err = parse(&pairs(
+            "from=2026-02-01&to=2026-01-01&source=fax&bucket=year",
+        ))
+        .unwrap_err();
         let fields: Vec<&str> = err.fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, vec!["source", "bucket", "to"]);
     }

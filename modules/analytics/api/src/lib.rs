@@ -225,10 +225,13 @@ pub trait Analytics: Send + Sync {
     async fn win_loss(&self, caller: Caller, filter: &ReportFilter) -> AppResult<WinLoss>;
     /// One row per responsible user with anything in the period, most budget won first.
     async fn managers(&self, caller: Caller, filter: &ReportFilter) -> AppResult<Vec<ManagerRow>>;
-    async fn time_in_stage(&self, caller: Caller, filter: &ReportFilter)
-    -> AppResult<TimeInStage>;
-    async fn trend(&self, caller: Caller, filter: &ReportFilter, bucket: Bucket)
-    -> AppResult<Trend>;
+    async fn time_in_stage(&self, caller: Caller, filter: &ReportFilter) -> AppResult<TimeInStage>;
+    async fn trend(
+        &self,
+        caller: Caller,
+        filter: &ReportFilter,
+        bucket: Bucket,
+    ) -> AppResult<Trend>;
     async fn summary(
         &self,
         caller: Caller,
