@@ -201,6 +201,9 @@ async fn a_scripted_history_gives_exactly_the_expected_figures() {
         assert_eq!(reached, vec![5, 5, 4, 2, 2]);
         let dropped: Vec<i64> = funnel.stages.iter().map(|s| s.dropped).collect();
         assert_eq!(dropped, vec![0, 1, 2, 0, 0]);
+        let now_here: Vec<i64> = funnel.stages.iter().map(|s| s.now_here).collect();
+        assert_eq!(now_here, vec![0, 1, 1, 0, 2]);
+        assert_eq!(funnel.budget, 1500);
         let from_previous: Vec<Option<f64>> =
             funnel.stages.iter().map(|s| s.from_previous).collect();
         assert_eq!(
@@ -533,9 +536,26 @@ async fn a_rebuild_gives_the_live_figures_and_the_pages_show_them() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "Stage,Reached,Budget,Of created,From previous stage,Stopped here"
+        "Stage,Reached,Budget,Of created,From previous stage,Stopped here,Now in this stage"
     );
     assert!(lines.next().unwrap().starts_with("Deals created,11,"));
+    // The won figure's drill-down: the deals closed as won in the period.
+    let today = Utc::now().format("%Y-%m-%d").to_string();
+    let (status, html) = web
+        .text(&format!(
+            "/deals/list?pipeline={}&stage=142&closed_from={today}&closed_to={today}",
+            p.id.0
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("data-deal=").count(), 3);
+    let (_, html) = web
+        .text(&format!(
+            "/deals/list?pipeline={}&stage=142&closed_from=2020-01-01&closed_to=2020-01-31",
+            p.id.0
+        ))
+        .await;
+    assert_eq!(html.matches("data-deal=").count(), 0);
     for bad in [
         "from=yesterday",
         "from=2026-02-01&to=2026-01-01",

@@ -33,23 +33,7 @@ async fn run(script: &str) -> Option<String> {
 /// to it: the script gets FAKE_URL, HOOK_URL and HOOK_SECRET to make clients write; with `deal`
 /// as well, a client has written and the deal is that client's chat.
 async fn run_app(script: &str, jobs: bool, deal: Option<&str>, chat: bool) -> Option<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap();
-    let script = root.join("tests/browser").join(script);
-    let modules = root.join("tests/browser/node_modules/playwright-core");
-    let (Some(browser), true) = (chromium(), modules.exists()) else {
-        if std::env::var_os("VORONKA_TEST_REQUIRE_BROWSER").is_some() {
-            panic!(
-                "the browser test needs Debian's chromium and `npm ci` in tests/browser (scripts/test installs both)"
-            );
-        }
-        eprintln!(
-            "SKIPPED browser test: chromium or playwright-core missing (scripts/test installs them)"
-        );
-        return None;
-    };
+    let (script, browser) = prepared(script)?;
     let (app, backbone) = if jobs {
         let (app, backbone) = spawn_app_with_workers().await;
         (app, Some(backbone))
@@ -172,37 +156,68 @@ async fn run_app(script: &str, jobs: bool, deal: Option<&str>, chat: bool) -> Op
     } else {
         None
     };
-    let shots = root.join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let url = app.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .env("BASE_URL", &url)
-            .env("ADMIN_EMAIL", &t.admin.email)
-            .env("ADMIN_PASSWORD", PASSWORD)
-            .env("CHROMIUM", browser)
-            .env("SCREENSHOTS", shots)
-            .env("DEAL_URL", deal_url)
-            .envs(chat_env)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    chat_env.push(("DEAL_URL", deal_url));
+    let stdout = launch(&script, &browser, &app.url, &t.admin.email, chat_env).await;
     if let Some(b) = backbone {
         b.stop().await;
     }
     if let Some(f) = fake {
         f.stop().await;
     }
+    Some(stdout)
+}
+
+/// The script's path and the browser; `None` when the browser is not installed (allowed only
+/// outside CI).
+fn prepared(script: &str) -> Option<(std::path::PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let modules = root.join("tests/browser/node_modules/playwright-core");
+    let (Some(browser), true) = (chromium(), modules.exists()) else {
+        if std::env::var_os("VORONKA_TEST_REQUIRE_BROWSER").is_some() {
+            panic!(
+                "the browser test needs Debian's chromium and `npm ci` in tests/browser (scripts/test installs both)"
+            );
+        }
+        eprintln!(
+            "SKIPPED browser test: chromium or playwright-core missing (scripts/test installs them)"
+        );
+        return None;
+    };
+    Some((root.join("tests/browser").join(script), browser))
+}
+
+/// Runs `script` with node against the app at `url`, signed in as `email`; its stdout.
+async fn launch(
+    script: &Path,
+    browser: &str,
+    url: &str,
+    email: &str,
+    env: Vec<(&str, String)>,
+) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shots = root.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .env("BASE_URL", url)
+        .env("ADMIN_EMAIL", email)
+        .env("ADMIN_PASSWORD", PASSWORD)
+        .env("CHROMIUM", browser)
+        .env("SCREENSHOTS", shots)
+        .envs(env);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "browser script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    Some(stdout.into_owned())
+    stdout.into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,4 +268,89 @@ async fn a_telegram_message_shows_up_live_the_manager_replies_and_accepts_the_le
     if let Some(stdout) = run_app("messaging.mjs", true, None, true).await {
         assert!(stdout.contains("messaging flow done"), "{stdout}");
     }
+}
+
+/// A pipeline with a history: 9 deals, 6 moved on, 3 of them won and 1 lost; its events
+/// projected into analytics as the bus would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_opens_the_funnel_changes_the_period_and_drills_down_to_the_deals() {
+    let Some((script, browser)) = prepared("analytics.mjs") else {
+        return;
+    };
+    let app = spawn_app().await;
+    let t = app.tenant("Browser Co").await;
+    let caller = kernel::Caller::user(t.account, t.admin.id);
+    let deals = &app.state.modules.deals;
+    let stage = |name: &str| deals_api::NewStage {
+        name: name.into(),
+        color: "#99ccff".into(),
+    };
+    let p = deals
+        .create_pipeline(
+            caller,
+            deals_api::NewPipeline {
+                name: "Sales".into(),
+                stages: vec![stage("Talks"), stage("Proposal"), stage("Contract")],
+            },
+        )
+        .await
+        .unwrap();
+    let open: Vec<deals_api::StageId> = p
+        .stages
+        .iter()
+        .filter(|s| s.kind == deals_api::StageKind::Open)
+        .map(|s| s.id)
+        .collect();
+    let reason = deals
+        .create_loss_reason(caller, "Chose a rival")
+        .await
+        .unwrap();
+    let to = |stage_id, loss_reason_id| deals_api::MoveTo {
+        stage_id,
+        after: None,
+        loss_reason_id,
+    };
+    for i in 0..9i64 {
+        let mut new = deals_api::NewDeal::new(p.id, format!("Deal {}", i + 1));
+        new.price = 10_000 * (i + 1);
+        new.stage_id = Some(open[0]);
+        let id = deals.create_deal(caller, new).await.unwrap().id;
+        if i < 6 {
+            deals
+                .move_deal(caller, id, to(open[1], None))
+                .await
+                .unwrap();
+        }
+        if i < 3 {
+            deals
+                .move_deal(caller, id, to(open[2], None))
+                .await
+                .unwrap();
+            deals
+                .move_deal(caller, id, to(deals_api::WON, None))
+                .await
+                .unwrap();
+        } else if i == 3 {
+            deals
+                .move_deal(caller, id, to(deals_api::LOST, Some(reason.id)))
+                .await
+                .unwrap();
+        }
+    }
+    let mut conn = app.state.pool.get().await.unwrap();
+    let events = {
+        use diesel_async::AsyncConnection;
+        conn.transaction::<_, kernel::AppError, _>(async |tx| {
+            Ok(kernel::outbox::claim(tx, "deals", 1000).await?.events)
+        })
+        .await
+        .unwrap()
+    };
+    kernel::inbox::handle_batch(&mut conn, &analytics::Projector, &events)
+        .await
+        .unwrap();
+    drop(conn);
+    let env = vec![("PIPELINE_ID", p.id.0.to_string())];
+    let stdout = launch(&script, &browser, &app.url, &t.admin.email, env).await;
+    assert!(stdout.contains("analytics flow done"), "{stdout}");
 }

@@ -137,6 +137,9 @@ struct VisitedGroup {
     visited: Vec<i64>,
     #[diesel(sql_type = SmallInt)]
     outcome: i16,
+    /// The current stage (funnel only; 0 elsewhere).
+    #[diesel(sql_type = BigInt)]
+    stage_id: i64,
     #[diesel(sql_type = BigInt)]
     n: i64,
     #[diesel(sql_type = BigInt)]
@@ -350,15 +353,20 @@ impl AnalyticsService {
         stages
     }
 
+    /// Deals grouped by the stages they visited and their outcome (and, with `by_stage`, their
+    /// current stage).
     async fn visited_groups(
         conn: &mut AsyncPgConnection,
         s: &Scoped,
         condition: &str,
+        by_stage: bool,
     ) -> AppResult<Vec<VisitedGroup>> {
+        let stage = if by_stage { "d.stage_id" } else { "0::bigint" };
         Ok(query(
             &format!(
-                "SELECT d.visited, d.outcome, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
-                 FROM analytics.deals d WHERE {{W}} AND {condition} GROUP BY 1, 2"
+                "SELECT d.visited, d.outcome, {stage} AS stage_id, count(*)::bigint AS n,
+                        coalesce(sum(d.price), 0)::bigint AS budget
+                 FROM analytics.deals d WHERE {{W}} AND {condition} GROUP BY 1, 2, 3"
             ),
             s,
         )
@@ -373,14 +381,22 @@ impl Analytics for AnalyticsService {
         let (s, pipeline) = self.scoped(caller, filter, true).await?;
         let p = pipeline.ok_or_else(|| AppError::not_found("pipeline"))?;
         let mut conn = self.conn().await?;
-        let groups =
-            Self::visited_groups(&mut conn, &s, "d.created_at >= $6 AND d.created_at < $7").await?;
+        let groups = Self::visited_groups(
+            &mut conn,
+            &s,
+            "d.created_at >= $6 AND d.created_at < $7",
+            true,
+        )
+        .await?;
         let stages = Self::funnel_stages(&p);
         let order: Vec<i64> = stages.iter().map(|s| s.id.0).collect();
         let mut at = vec![(0i64, 0i64, 0i64); order.len()]; // (deals, budget, dropped) ending here
-        let (mut deals, mut won, mut lost) = (0, 0, 0);
+        let (mut deals, mut cohort_budget, mut won, mut lost) = (0, 0, 0, 0);
+        let mut now_here: HashMap<i64, i64> = HashMap::new();
         for g in &groups {
             deals += g.n;
+            cohort_budget += g.budget;
+            *now_here.entry(g.stage_id).or_default() += g.n;
             match g.outcome {
                 1 => won += g.n,
                 2 => lost += g.n,
@@ -415,12 +431,14 @@ impl Analytics for AnalyticsService {
                 },
                 from_start: pct(reached, deals),
                 dropped: at[i].2,
+                now_here: now_here.get(&stage.id.0).copied().unwrap_or(0),
             });
         }
         Ok(Funnel {
             pipeline_id: p.id.0,
             pipeline_name: p.name.clone(),
             deals,
+            budget: cohort_budget,
             won,
             lost,
             conversion: pct(won, deals),
@@ -671,7 +689,7 @@ impl Analytics for AnalyticsService {
             from: s.from,
             to: s.to,
         };
-        let closed = Self::visited_groups(&mut conn, &history, "d.outcome > 0").await?;
+        let closed = Self::visited_groups(&mut conn, &history, "d.outcome > 0", false).await?;
         let open: Vec<StageCount> = query(
             "SELECT d.stage_id, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
              FROM analytics.deals d WHERE {W} AND d.outcome = 0 GROUP BY 1",

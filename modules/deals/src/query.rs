@@ -142,6 +142,12 @@ fn filtered<'a>(account: AccountId, r: &'a Resolved) -> Boxed<'a> {
     if let Some(t) = f.updated_to {
         q = q.filter(deals::updated_at.lt(t));
     }
+    if let Some(t) = f.closed_from {
+        q = q.filter(deals::closed_at.ge(t));
+    }
+    if let Some(t) = f.closed_to {
+        q = q.filter(deals::closed_at.lt(t));
+    }
     for c in &r.fields {
         q = match c {
             FieldCondition::Contains(v) => q.filter(deals::custom_fields.contains(v.clone())),

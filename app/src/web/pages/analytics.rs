@@ -238,6 +238,15 @@ impl Page<'_> {
         ]
     }
 
+    /// Deals of a closed stage (won or lost) closed in the period.
+    fn closed_in_period(&self, stage: deals_api::StageId) -> Vec<(&'static str, String)> {
+        vec![
+            ("stage", stage.0.to_string()),
+            ("closed_from", self.bar.from.clone()),
+            ("closed_to", self.bar.to.clone()),
+        ]
+    }
+
     fn money(&self, n: i64) -> String {
         self.names.money(n)
     }
@@ -414,10 +423,11 @@ async fn build(p: &Page<'_>, kind: &str) -> Result<(Vec<String>, Vec<Table>), Ap
                 Cell::text(t("analytics.cohort")),
                 Cell::num(r.deals, super::deals::group_digits(r.deals))
                     .link(p.deals_link(&created)),
-                Cell::text(""),
+                Cell::num(r.budget, p.money(r.budget)),
                 Cell::pct(Some(100.0).filter(|_| r.deals > 0)),
                 Cell::pct(None),
-                Cell::num(0, String::new()),
+                Cell::text(""),
+                Cell::text(""),
             ]];
             for s in &r.stages {
                 let mut here = created.clone();
@@ -428,7 +438,8 @@ async fn build(p: &Page<'_>, kind: &str) -> Result<(Vec<String>, Vec<Table>), Ap
                     Cell::num(s.budget, p.money(s.budget)),
                     Cell::pct(s.from_start),
                     Cell::pct(s.from_previous),
-                    Cell::num(s.dropped, super::deals::group_digits(s.dropped))
+                    Cell::num(s.dropped, super::deals::group_digits(s.dropped)),
+                    Cell::num(s.now_here, super::deals::group_digits(s.now_here))
                         .link(p.deals_link(&here)),
                 ]);
             }
@@ -451,6 +462,7 @@ async fn build(p: &Page<'_>, kind: &str) -> Result<(Vec<String>, Vec<Table>), Ap
                         t("analytics.from_start"),
                         t("analytics.from_previous"),
                         t("analytics.dropped"),
+                        t("analytics.now_here"),
                     ],
                     rows,
                 }],
@@ -506,10 +518,10 @@ async fn build(p: &Page<'_>, kind: &str) -> Result<(Vec<String>, Vec<Table>), Ap
                 ],
                 rows: vec![vec![
                     Cell::num(r.won, r.won.to_string())
-                        .link(p.deals_link(&[("stage", deals_api::WON.0.to_string())])),
+                        .link(p.deals_link(&p.closed_in_period(deals_api::WON))),
                     Cell::num(r.won_budget, p.money(r.won_budget)),
                     Cell::num(r.lost, r.lost.to_string())
-                        .link(p.deals_link(&[("stage", deals_api::LOST.0.to_string())])),
+                        .link(p.deals_link(&p.closed_in_period(deals_api::LOST))),
                     Cell::num(r.lost_budget, p.money(r.lost_budget)),
                     Cell::pct(r.win_rate),
                 ]],
@@ -869,14 +881,14 @@ pub async fn dashboard(
             label: "analytics.won",
             value: super::deals::group_digits(wl.won),
             detail: p.money(wl.won_budget),
-            href: Some(p.deals_link(&[("stage", deals_api::WON.0.to_string())])),
+            href: Some(p.deals_link(&p.closed_in_period(deals_api::WON))),
             test: "fig-won",
         },
         Figure {
             label: "analytics.lost",
             value: super::deals::group_digits(wl.lost),
             detail: p.money(wl.lost_budget),
-            href: Some(p.deals_link(&[("stage", deals_api::LOST.0.to_string())])),
+            href: Some(p.deals_link(&p.closed_in_period(deals_api::LOST))),
             test: "fig-lost",
         },
         Figure {

@@ -74,6 +74,8 @@ pub struct FunnelStage {
     pub from_start: Option<f64>,
     /// Deals whose furthest stage was this one and that were lost or are still here.
     pub dropped: i64,
+    /// Deals of the cohort in this stage now.
+    pub now_here: i64,
 }
 
 /// Deals created in the period, and how far they got.
@@ -82,6 +84,7 @@ pub struct Funnel {
     pub pipeline_id: i64,
     pub pipeline_name: String,
     pub deals: i64,
+    pub budget: i64,
     pub won: i64,
     pub lost: i64,
     /// Percent of the cohort won.

@@ -222,6 +222,9 @@ pub struct DealFilter {
     pub created_to: Option<DateTime<Utc>>,
     pub updated_from: Option<DateTime<Utc>>,
     pub updated_to: Option<DateTime<Utc>>,
+    /// Closed (won or lost) in `[closed_from, closed_to)`.
+    pub closed_from: Option<DateTime<Utc>>,
+    pub closed_to: Option<DateTime<Utc>>,
     /// Custom fields with this value (as `normalize` would store it; an enum id for selects).
     pub fields: Vec<(FieldId, serde_json::Value)>,
     /// Deals linked to this contact (of the contacts module).

@@ -14,6 +14,8 @@ pub const KEYS: &[&str] = &[
     "created_to",
     "updated_from",
     "updated_to",
+    "closed_from",
+    "closed_to",
     "stage",
 ];
 
@@ -79,6 +81,8 @@ pub fn parse(pairs: &[(String, String)]) -> Result<DealFilter, AppError> {
             "created_to" => f.created_to = day(k, v, &mut errors).map(|d| d + Duration::days(1)),
             "updated_from" => f.updated_from = day(k, v, &mut errors),
             "updated_to" => f.updated_to = day(k, v, &mut errors).map(|d| d + Duration::days(1)),
+            "closed_from" => f.closed_from = day(k, v, &mut errors),
+            "closed_to" => f.closed_to = day(k, v, &mut errors).map(|d| d + Duration::days(1)),
             other => {
                 if let Some(field) = other
                     .strip_prefix("cf_")
