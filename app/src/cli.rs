@@ -107,6 +107,23 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Benchmark analytics: every report over a seeded read model (server time), and the
+    /// projection's events/s.
+    #[command(hide = true)]
+    AnalyticsBench {
+        #[arg(long)]
+        email: String,
+        /// Deals to generate in the read model.
+        #[arg(long, default_value_t = 1_000_000)]
+        deals: i64,
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+        /// New deals whose events (created + 4 moves each) the projection handles.
+        #[arg(long, default_value_t = 20_000)]
+        projection_deals: i64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Benchmark the activities module (server time): timeline, board with tasks, tasks list.
     #[command(hide = true)]
     ActivitiesBench {
@@ -575,6 +592,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     seeded.last
                 );
                 Ok(())
+            })
+            .await
+        }
+        Command::AnalyticsBench {
+            email,
+            deals,
+            iterations,
+            projection_deals,
+            server: args,
+        } => {
+            let config = load(&cli.config, args)?;
+            with_state(&config, async |state| {
+                crate::analytics_bench::run(state, email, *deals, *iterations, *projection_deals)
+                    .await
             })
             .await
         }

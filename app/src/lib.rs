@@ -1,6 +1,7 @@
 //! Voronka: the binary's library part: configuration, composition root, web UI, public API.
 
 pub mod activities_bench;
+pub mod analytics_bench;
 pub mod api;
 pub mod automation_bench;
 pub mod backbone;

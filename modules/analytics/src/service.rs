@@ -798,6 +798,109 @@ impl Analytics for AnalyticsService {
         })
     }
 
+    async fn seed_read_model(
+        &self,
+        caller: Caller,
+        pipeline: i64,
+        incoming: i64,
+        open: Vec<i64>,
+        count: i64,
+        users: Vec<i64>,
+    ) -> AppResult<Rebuilt> {
+        // The same right as reading the history (administrators only).
+        self.deals.history(caller, None, 1).await?;
+        if open.is_empty() || users.is_empty() || !(1..=10_000_000).contains(&count) {
+            return Err(AppError::validation(
+                "count",
+                "out_of_range",
+                "1 to 10,000,000 deals, open stages and users",
+            ));
+        }
+        let account = caller.account_id.0;
+        let mut conn = self.conn().await?;
+        let done = conn.transaction::<_, AppError, _>(async |tx| {
+            diesel::sql_query(SEED_DEALS)
+                .bind::<BigInt, _>(account)
+                .bind::<BigInt, _>(count)
+                .bind::<Array<BigInt>, _>(&open)
+                .bind::<Array<BigInt>, _>(&users)
+                .execute(tx)
+                .await?;
+            // Stage k of `open` (1-based) is entered after `o + k - 1` steps, o = 1 for incoming
+            // leads; a closed deal is closed one step after its last open stage.
+            let deals = diesel::sql_query(
+                "INSERT INTO analytics.deals (account_id, deal_id, pipeline_id, stage_id, stage_since,
+                     responsible_user_id, price, tag_ids, outcome, loss_reason_id, visited, created_at,
+                     closed_at)
+                 SELECT $1, d.deal_id, $2,
+                        CASE WHEN d.r < 0.35 THEN 142 WHEN d.r < 0.65 THEN 143 ELSE ($4::bigint[])[d.depth] END,
+                        d.created_at + d.step * (o.o + d.depth - CASE WHEN d.r < 0.65 THEN 0 ELSE 1 END),
+                        d.resp, d.price,
+                        CASE WHEN d.deal_id % 5 = 0 THEN ARRAY[1::bigint] ELSE '{}' END,
+                        CASE WHEN d.r < 0.35 THEN 1 WHEN d.r < 0.65 THEN 2 ELSE 0 END,
+                        CASE WHEN d.r >= 0.35 AND d.r < 0.65 THEN 1 + d.deal_id % 5 END,
+                        ARRAY(SELECT DISTINCT s FROM unnest(
+                            ($4::bigint[])[1:d.depth]
+                            || CASE WHEN d.incoming THEN ARRAY[$3::bigint] ELSE '{}' END
+                            || CASE WHEN d.r < 0.35 THEN ARRAY[142::bigint]
+                                    WHEN d.r < 0.65 THEN ARRAY[143::bigint] ELSE '{}' END) s ORDER BY s),
+                        d.created_at,
+                        CASE WHEN d.r < 0.65 THEN d.created_at + d.step * (o.o + d.depth) END
+                 FROM seed_deals d, LATERAL (SELECT CASE WHEN d.incoming THEN 1 ELSE 0 END AS o) o",
+            )
+            .bind::<BigInt, _>(account)
+            .bind::<BigInt, _>(pipeline)
+            .bind::<BigInt, _>(incoming)
+            .bind::<Array<BigInt>, _>(&open)
+            .execute(tx)
+            .await?;
+            let stays = diesel::sql_query(
+                "INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at, left_at)
+                 SELECT $1, d.deal_id, $2, s.stage, s.entered, s.left_at
+                 FROM seed_deals d,
+                      LATERAL (SELECT CASE WHEN d.incoming THEN 1 ELSE 0 END AS o) o,
+                      LATERAL (
+                          SELECT $3::bigint AS stage, d.created_at AS entered, d.created_at + d.step AS left_at
+                          WHERE d.incoming
+                          UNION ALL
+                          SELECT ($4::bigint[])[k], d.created_at + d.step * (o.o + k - 1),
+                                 CASE WHEN k < d.depth OR d.r < 0.65 THEN d.created_at + d.step * (o.o + k) END
+                          FROM generate_series(1, d.depth) k
+                          UNION ALL
+                          SELECT CASE WHEN d.r < 0.35 THEN 142 ELSE 143 END,
+                                 d.created_at + d.step * (o.o + d.depth), NULL
+                          WHERE d.r < 0.65) s",
+            )
+            .bind::<BigInt, _>(account)
+            .bind::<BigInt, _>(pipeline)
+            .bind::<BigInt, _>(incoming)
+            .bind::<Array<BigInt>, _>(&open)
+            .execute(tx)
+            .await?;
+            // A completed task and a client's message answered within 0-4 hours per deal.
+            diesel::sql_query(
+                "INSERT INTO analytics.activity (event_id, account_id, kind, user_id, deal_id, at, value)
+                 SELECT gen_random_uuid(), $1, k.kind, d.resp, d.deal_id, d.created_at + d.step / 2,
+                        CASE WHEN k.kind = 'message_out' THEN floor(random() * 14400)::bigint END
+                 FROM seed_deals d,
+                      (VALUES ('task_completed'), ('message_in'), ('message_out')) k(kind)",
+            )
+            .bind::<BigInt, _>(account)
+            .execute(tx)
+            .await?;
+            Ok(Rebuilt {
+                deals: deals as i64,
+                stays: stays as i64,
+            })
+        })
+        .await?;
+        // Fresh statistics for the planner after a bulk load.
+        diesel::sql_query("ANALYZE analytics.deals, analytics.stays, analytics.activity")
+            .execute(&mut conn)
+            .await?;
+        Ok(done)
+    }
+
     async fn rebuild(&self, caller: Caller) -> AppResult<Rebuilt> {
         let account = caller.account_id.0;
         // Reading the history checks the caller's right (administrators only).
@@ -831,6 +934,23 @@ impl Analytics for AnalyticsService {
         .await
     }
 }
+
+/// The generated deals of `seed_read_model`, kept for the statements that write them.
+const SEED_DEALS: &str = "CREATE TEMP TABLE seed_deals ON COMMIT DROP AS
+    SELECT base.first + g AS deal_id, base.created_at, base.depth, base.incoming, base.price,
+           base.resp, base.r,
+           -- Every stay fits between creation and now.
+           least(base.step, (now() - base.created_at) / (base.depth + 3)) AS step
+    FROM (SELECT coalesce(max(deal_id), 0) AS first FROM analytics.deals WHERE account_id = $1) f,
+         generate_series(1, $2) g,
+         LATERAL (SELECT f.first, now() - random() * interval '730 days' AS created_at,
+                         1 + floor(random() * cardinality($3::bigint[]))::int AS depth,
+                         random() < 0.5 AS incoming,
+                         interval '1 hour' * (2 + random() * 118) AS step,
+                         (100 + floor(random() * 10000))::bigint * 100 AS price,
+                         ($4::bigint[])[1 + (g % cardinality($4::bigint[]))] AS resp,
+                         random() AS r
+                  WHERE g > 0) base";
 
 /// Writes a page of deal histories into the read model (two statements).
 async fn write_page(

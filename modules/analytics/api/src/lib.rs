@@ -245,4 +245,17 @@ pub trait Analytics: Send + Sync {
     /// history (`Deals::history`), in one transaction. Activity counts (tasks, messages,
     /// contacts) exist only as events and are kept. Administrators only.
     async fn rebuild(&self, caller: Caller) -> AppResult<Rebuilt>;
+    /// Fills the read model (only) with `count` generated deals of a pipeline over the last two
+    /// years, with their stays (incoming in half of them, then 1 to all of `open` in order, 65 %
+    /// closed: 35 % won, 30 % lost) and one task and one answered message per deal, in set-based
+    /// statements: for benchmarks. Administrators only. Returns (deals, stays) written.
+    async fn seed_read_model(
+        &self,
+        caller: Caller,
+        pipeline: i64,
+        incoming: i64,
+        open: Vec<i64>,
+        count: i64,
+        users: Vec<i64>,
+    ) -> AppResult<Rebuilt>;
 }
