@@ -90,7 +90,9 @@ impl Subscriber for Projector {
                     return Ok(());
                 }
                 let n = diesel::sql_query(
-                    "UPDATE analytics.deals SET price = coalesce($3, price), tag_ids = coalesce($4, tag_ids)
+                    "WITH s AS (UPDATE analytics.stays SET tag_ids = $4
+                                WHERE $4 IS NOT NULL AND account_id = $1 AND deal_id = $2)
+                     UPDATE analytics.deals SET price = coalesce($3, price), tag_ids = coalesce($4, tag_ids)
                      WHERE account_id = $1 AND deal_id = $2",
                 )
                 .bind::<BigInt, _>(account)
@@ -104,7 +106,9 @@ impl Subscriber for Projector {
             t if t == DealResponsibleChanged::TYPE => {
                 let d: DealResponsibleChanged = e.decode()?;
                 let n = diesel::sql_query(
-                    "UPDATE analytics.deals SET responsible_user_id = $3 WHERE account_id = $1 AND deal_id = $2",
+                    "WITH s AS (UPDATE analytics.stays SET responsible_user_id = $3
+                                WHERE account_id = $1 AND deal_id = $2)
+                     UPDATE analytics.deals SET responsible_user_id = $3 WHERE account_id = $1 AND deal_id = $2",
                 )
                 .bind::<BigInt, _>(account)
                 .bind::<BigInt, _>(d.deal_id.0)
@@ -120,7 +124,8 @@ impl Subscriber for Projector {
                     .and_then(Value::as_i64)
                     .ok_or_else(|| AppError::new(kernel::ErrorCode::BadRequest, "no deal_id"))?;
                 let n = diesel::sql_query(
-                    "UPDATE analytics.deals SET deleted = $3 WHERE account_id = $1 AND deal_id = $2",
+                    "WITH s AS (UPDATE analytics.stays SET deleted = $3 WHERE account_id = $1 AND deal_id = $2)
+                     UPDATE analytics.deals SET deleted = $3 WHERE account_id = $1 AND deal_id = $2",
                 )
                 .bind::<BigInt, _>(account)
                 .bind::<BigInt, _>(deal)
@@ -134,7 +139,8 @@ impl Subscriber for Projector {
                 // Either order: the deal may be projected already, or will pick this up.
                 diesel::sql_query(
                     "WITH s AS (INSERT INTO analytics.sources (account_id, deal_id, channel) VALUES ($1, $2, $3)
-                                ON CONFLICT DO NOTHING)
+                                ON CONFLICT DO NOTHING),
+                          st AS (UPDATE analytics.stays SET source = $3 WHERE account_id = $1 AND deal_id = $2)
                      UPDATE analytics.deals SET source = $3 WHERE account_id = $1 AND deal_id = $2",
                 )
                 .bind::<BigInt, _>(account)
@@ -276,6 +282,7 @@ async fn deal_created(
 ) -> AppResult<()> {
     let stage = d.stage_id.0;
     let outcome = outcome_of(stage);
+    // The deal and its first stay (a new deal has no other stays: moves wait for it).
     diesel::sql_query(
         "WITH d AS (
              INSERT INTO analytics.deals (account_id, deal_id, pipeline_id, stage_id, stage_since,
@@ -283,9 +290,11 @@ async fn deal_created(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
                  (SELECT channel FROM analytics.sources WHERE account_id = $1 AND deal_id = $2),
                  $9, ARRAY[$4], $5, CASE WHEN $9 > 0 THEN $5 END)
-             ON CONFLICT (account_id, deal_id) DO NOTHING)
-         INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+             ON CONFLICT (account_id, deal_id) DO NOTHING
+             RETURNING source)
+         INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at,
+             responsible_user_id, tag_ids, source)
+         SELECT $1, $2, $3, $4, $5, $6, $8, d.source FROM d ON CONFLICT DO NOTHING",
     )
     .bind::<BigInt, _>(account)
     .bind::<BigInt, _>(d.deal_id.0)
@@ -296,33 +305,6 @@ async fn deal_created(
     .bind::<BigInt, _>(d.price)
     .bind::<Array<BigInt>, _>(&d.tag_ids)
     .bind::<diesel::sql_types::SmallInt, _>(outcome)
-    .execute(conn)
-    .await?;
-    // A stay recorded before this one (a move seen first) closes this one.
-    close_stays(conn, account, d.deal_id.0, at).await
-}
-
-/// Sets the stay entered at `at` to end when the next one starts, and the one before it to end
-/// at `at`, whatever order the moves were seen in.
-async fn close_stays(
-    conn: &mut AsyncPgConnection,
-    account: i64,
-    deal: i64,
-    at: DateTime<Utc>,
-) -> AppResult<()> {
-    diesel::sql_query(
-        "WITH prev AS (
-             UPDATE analytics.stays SET left_at = $3
-             WHERE account_id = $1 AND deal_id = $2
-               AND entered_at = (SELECT max(entered_at) FROM analytics.stays
-                                 WHERE account_id = $1 AND deal_id = $2 AND entered_at < $3))
-         UPDATE analytics.stays SET left_at = (SELECT min(entered_at) FROM analytics.stays
-                                               WHERE account_id = $1 AND deal_id = $2 AND entered_at > $3)
-         WHERE account_id = $1 AND deal_id = $2 AND entered_at = $3",
-    )
-    .bind::<BigInt, _>(account)
-    .bind::<BigInt, _>(deal)
-    .bind::<Timestamptz, _>(at)
     .execute(conn)
     .await?;
     Ok(())
@@ -361,9 +343,22 @@ async fn stage_changed(
     .execute(conn)
     .await?;
     found(n, d.deal_id.0)?;
+    // With the deal's row locked: the new stay ends where a later one (seen first) starts, and
+    // the one before it ends here, whatever order the moves were seen in.
     diesel::sql_query(
-        "INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        "WITH prev AS (
+             UPDATE analytics.stays SET left_at = $5
+             WHERE account_id = $1 AND deal_id = $2
+               AND entered_at = (SELECT max(entered_at) FROM analytics.stays
+                                 WHERE account_id = $1 AND deal_id = $2 AND entered_at < $5))
+         INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at, left_at,
+             responsible_user_id, tag_ids, source, deleted)
+         SELECT $1, $2, $3, $4, $5,
+                (SELECT min(entered_at) FROM analytics.stays
+                 WHERE account_id = $1 AND deal_id = $2 AND entered_at > $5),
+                d.responsible_user_id, d.tag_ids, d.source, d.deleted
+         FROM analytics.deals d WHERE d.account_id = $1 AND d.deal_id = $2
+         ON CONFLICT DO NOTHING",
     )
     .bind::<BigInt, _>(account)
     .bind::<BigInt, _>(d.deal_id.0)
@@ -372,7 +367,7 @@ async fn stage_changed(
     .bind::<Timestamptz, _>(at)
     .execute(conn)
     .await?;
-    close_stays(conn, account, d.deal_id.0, at).await
+    Ok(())
 }
 
 #[cfg(test)]

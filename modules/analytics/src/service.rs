@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use accounts_api::{Accounts, Action, Entity, GroupId};
 use analytics_api::*;
@@ -24,7 +25,15 @@ pub struct AnalyticsService {
     pool: DbPool,
     accounts: Arc<dyn Accounts>,
     deals: Arc<dyn Deals>,
+    /// Each pipeline's stages' historical win rates (won, closed), by (account, pipeline): a
+    /// grouping over every closed deal, recomputed at most every [`RATES_TTL`].
+    rates: std::sync::Mutex<HashMap<(i64, i64), (Instant, Arc<StageRates>)>>,
 }
+
+type StageRates = HashMap<i64, (i64, i64)>;
+
+/// How long the forecast's win rates are reused before they are counted again.
+const RATES_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A report's filter made concrete: the account, the users whose deals count (`None`: all),
 /// the period.
@@ -38,22 +47,40 @@ struct Scoped {
     to: DateTime<Utc>,
 }
 
-/// The deal-row conditions every report shares, on `analytics.deals d`, over the binds that
-/// [`query`] puts first ($1 account … $5 source; $6/$7 the period).
-const DEALS_WHERE: &str = "d.account_id = $1 AND NOT d.deleted
-    AND ($2::bigint IS NULL OR d.pipeline_id = $2)
-    AND ($3::bigint[] IS NULL OR d.responsible_user_id = ANY($3))
-    AND d.tag_ids @> $4::bigint[]
-    AND ($5::text IS NULL OR d.source = $5)";
+/// The deal conditions every report shares, on `d` (`analytics.deals`, or `analytics.stays`,
+/// which carries the same columns), over the binds that [`query`] puts first ($1 account …
+/// $5 source; $6/$7 the period). Only the conditions in use are written, so that the planner
+/// can answer from an index alone.
+fn deals_where(s: &Scoped) -> String {
+    let mut w = String::from("d.account_id = $1 AND NOT d.deleted");
+    if s.pipeline.is_some() {
+        w.push_str(" AND d.pipeline_id = $2");
+    }
+    if s.users.is_some() {
+        w.push_str(" AND d.responsible_user_id = ANY($3)");
+    }
+    if !s.tags.is_empty() {
+        w.push_str(" AND d.tag_ids @> $4");
+    }
+    if s.source.is_some() {
+        w.push_str(" AND d.source = $5");
+    }
+    w
+}
 
 /// The same for activity rows (`analytics.activity a`): by user only.
-const ACTIVITY_WHERE: &str = "a.account_id = $1 AND a.at >= $6 AND a.at < $7
-    AND ($3::bigint[] IS NULL OR a.user_id = ANY($3))";
+fn activity_where(s: &Scoped) -> &'static str {
+    if s.users.is_some() {
+        "a.account_id = $1 AND a.at >= $6 AND a.at < $7 AND a.user_id = ANY($3)"
+    } else {
+        "a.account_id = $1 AND a.at >= $6 AND a.at < $7"
+    }
+}
 
 fn query<'a>(sql: &str, s: &'a Scoped) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     diesel::sql_query(
-        sql.replace("{W}", DEALS_WHERE)
-            .replace("{A}", ACTIVITY_WHERE),
+        sql.replace("{W}", &deals_where(s))
+            .replace("{A}", activity_where(s)),
     )
     .into_boxed()
     .bind::<BigInt, _>(s.account)
@@ -186,10 +213,9 @@ struct StayFigures {
     stage_id: i64,
     #[diesel(sql_type = BigInt)]
     n: i64,
-    #[diesel(sql_type = Nullable<Double>)]
-    median: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    p90: Option<f64>,
+    /// The median and the 90th percentile, in seconds.
+    #[diesel(sql_type = Array<Double>)]
+    q: Vec<f64>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -245,11 +271,11 @@ fn furthest(order: &[i64], visited: &[i64], outcome: i16) -> Option<usize> {
         .max()
 }
 
-/// Per open stage of `order`: of the closed deals that were ever in it, (won, closed).
-fn stage_rates(order: &[i64], groups: &[VisitedGroup]) -> HashMap<i64, (i64, i64)> {
-    let mut rates: HashMap<i64, (i64, i64)> = HashMap::new();
+/// Per stage: of the closed deals that were ever in it, (won, closed).
+fn stage_rates(groups: &[VisitedGroup]) -> StageRates {
+    let mut rates = StageRates::new();
     for g in groups.iter().filter(|g| g.outcome > 0) {
-        for s in g.visited.iter().filter(|s| order.contains(s)) {
+        for s in &g.visited {
             let e = rates.entry(*s).or_default();
             e.1 += g.n;
             if g.outcome == 1 {
@@ -266,6 +292,7 @@ impl AnalyticsService {
             pool,
             accounts,
             deals,
+            rates: Default::default(),
         }
     }
 
@@ -560,13 +587,11 @@ impl Analytics for AnalyticsService {
         let p = pipeline.ok_or_else(|| AppError::not_found("pipeline"))?;
         let mut conn = self.conn().await?;
         let stays: Vec<StayFigures> = query(
-            "SELECT st.stage_id, count(*)::bigint AS n,
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM st.left_at - st.entered_at))::float8 AS median,
-                    percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM st.left_at - st.entered_at))::float8 AS p90
-             FROM analytics.stays st
-             JOIN analytics.deals d ON d.account_id = st.account_id AND d.deal_id = st.deal_id
-             WHERE st.account_id = $1 AND st.pipeline_id = $2
-               AND st.left_at >= $6 AND st.left_at < $7 AND {W}
+            "SELECT d.stage_id, count(*)::bigint AS n,
+                    percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (
+                        ORDER BY extract(epoch FROM d.left_at - d.entered_at)::float8) AS q
+             FROM analytics.stays d
+             WHERE {W} AND d.left_at IS NOT NULL AND d.left_at >= $6 AND d.left_at < $7
              GROUP BY 1",
             &s,
         )
@@ -597,8 +622,10 @@ impl Analytics for AnalyticsService {
                 StageTime {
                     stage: stage_ref(st),
                     stays: f.map_or(0, |f| f.n),
-                    median_secs: f.and_then(|f| f.median).map(|v| v.round() as i64),
-                    p90_secs: f.and_then(|f| f.p90).map(|v| v.round() as i64),
+                    median_secs: f
+                        .and_then(|f| <[f64]>::first(&f.q))
+                        .map(|v| v.round() as i64),
+                    p90_secs: f.and_then(|f| f.q.get(1)).map(|v| v.round() as i64),
                     open_now: open.get(&st.id.0).copied().unwrap_or(0),
                 }
             })
@@ -689,7 +716,26 @@ impl Analytics for AnalyticsService {
             from: s.from,
             to: s.to,
         };
-        let closed = Self::visited_groups(&mut conn, &history, "d.outcome > 0", false).await?;
+        let key = (s.account, p.id.0);
+        let cached = self
+            .rates
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+            .filter(|(at, _)| at.elapsed() < RATES_TTL)
+            .map(|(_, r)| r);
+        let rates = match cached {
+            Some(r) => r,
+            None => {
+                let closed =
+                    Self::visited_groups(&mut conn, &history, "d.outcome > 0", false).await?;
+                let r = Arc::new(stage_rates(&closed));
+                if let Ok(mut m) = self.rates.lock() {
+                    m.insert(key, (Instant::now(), r.clone()));
+                }
+                r
+            }
+        };
         let open: Vec<StageCount> = query(
             "SELECT d.stage_id, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
              FROM analytics.deals d WHERE {W} AND d.outcome = 0 GROUP BY 1",
@@ -698,8 +744,6 @@ impl Analytics for AnalyticsService {
         .load(&mut conn)
         .await?;
         let stages = Self::funnel_stages(&p);
-        let order: Vec<i64> = stages.iter().map(|s| s.id.0).collect();
-        let rates = stage_rates(&order, &closed);
         let open: HashMap<i64, (i64, i64)> = open
             .into_iter()
             .map(|r| (r.stage_id, (r.n, r.budget)))
@@ -855,8 +899,10 @@ impl Analytics for AnalyticsService {
             .execute(tx)
             .await?;
             let stays = diesel::sql_query(
-                "INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at, left_at)
-                 SELECT $1, d.deal_id, $2, s.stage, s.entered, s.left_at
+                "INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at, left_at,
+                     responsible_user_id, tag_ids)
+                 SELECT $1, d.deal_id, $2, s.stage, s.entered, s.left_at, d.resp,
+                        CASE WHEN d.deal_id % 5 = 0 THEN ARRAY[1::bigint] ELSE '{}' END
                  FROM seed_deals d,
                       LATERAL (SELECT CASE WHEN d.incoming THEN 1 ELSE 0 END AS o) o,
                       LATERAL (
@@ -894,8 +940,8 @@ impl Analytics for AnalyticsService {
             })
         })
         .await?;
-        // Fresh statistics for the planner after a bulk load.
-        diesel::sql_query("ANALYZE analytics.deals, analytics.stays, analytics.activity")
+        // Fresh statistics and visibility map after a bulk load (index-only scans).
+        diesel::sql_query("VACUUM ANALYZE analytics.deals, analytics.stays, analytics.activity")
             .execute(&mut conn)
             .await?;
         Ok(done)
@@ -910,28 +956,33 @@ impl Analytics for AnalyticsService {
             .await?;
         let mut conn = self.conn().await?;
         let deals = self.deals.clone();
-        conn.transaction::<_, AppError, _>(async |tx| {
-            diesel::sql_query("DELETE FROM analytics.stays WHERE account_id = $1")
-                .bind::<BigInt, _>(account)
-                .execute(tx)
-                .await?;
-            diesel::sql_query("DELETE FROM analytics.deals WHERE account_id = $1")
-                .bind::<BigInt, _>(account)
-                .execute(tx)
-                .await?;
-            let mut done = Rebuilt { deals: 0, stays: 0 };
-            let mut page = first;
-            while let Some(last) = page.last().map(|d| d.id) {
-                let (d, s) = write_page(tx, account, &page).await?;
-                done.deals += d;
-                done.stays += s;
-                page = deals
-                    .history(caller, Some(last), deals_api::MAX_HISTORY_PAGE)
+        let rebuilt = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                diesel::sql_query("DELETE FROM analytics.stays WHERE account_id = $1")
+                    .bind::<BigInt, _>(account)
+                    .execute(tx)
                     .await?;
-            }
-            Ok(done)
-        })
-        .await
+                diesel::sql_query("DELETE FROM analytics.deals WHERE account_id = $1")
+                    .bind::<BigInt, _>(account)
+                    .execute(tx)
+                    .await?;
+                let mut done = Rebuilt { deals: 0, stays: 0 };
+                let mut page = first;
+                while let Some(last) = page.last().map(|d| d.id) {
+                    let (d, s) = write_page(tx, account, &page).await?;
+                    done.deals += d;
+                    done.stays += s;
+                    page = deals
+                        .history(caller, Some(last), deals_api::MAX_HISTORY_PAGE)
+                        .await?;
+                }
+                Ok(done)
+            })
+            .await;
+        if let Ok(mut m) = self.rates.lock() {
+            m.retain(|(a, _), _| *a != account);
+        }
+        rebuilt
     }
 }
 
@@ -994,6 +1045,9 @@ async fn write_page(
                 "stage_id": v.stage_id.0,
                 "entered_at": v.entered_at,
                 "left_at": v.left_at,
+                "responsible_user_id": d.responsible_user_id.0,
+                "tag_ids": d.tag_ids.iter().map(|t| t.0).collect::<Vec<_>>(),
+                "deleted": d.deleted,
             }));
         }
     }
@@ -1019,10 +1073,14 @@ async fn write_page(
     .await?;
     let stays: Vec<Count> = diesel::sql_query(
         "WITH ins AS (
-             INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at, left_at)
-             SELECT $1, x.deal_id, x.pipeline_id, x.stage_id, x.entered_at, x.left_at
+             INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at, left_at,
+                 responsible_user_id, tag_ids, source, deleted)
+             SELECT $1, x.deal_id, x.pipeline_id, x.stage_id, x.entered_at, x.left_at,
+                    x.responsible_user_id, x.tag_ids, s.channel, x.deleted
              FROM jsonb_to_recordset($2) AS x(deal_id bigint, pipeline_id bigint, stage_id bigint,
-                 entered_at timestamptz, left_at timestamptz)
+                 entered_at timestamptz, left_at timestamptz, responsible_user_id bigint,
+                 tag_ids bigint[], deleted boolean)
+             LEFT JOIN analytics.sources s ON s.account_id = $1 AND s.deal_id = x.deal_id
              ON CONFLICT DO NOTHING RETURNING 1)
          SELECT count(*)::bigint AS n FROM ins",
     )
