@@ -341,10 +341,30 @@ async fn a_scripted_history_gives_exactly_the_expected_figures() {
     let a_stays = times.stages.iter().find(|s| s.stage.id == a.0).unwrap();
     assert_eq!(a_stays.stays, 5, "D8's day in A counts once");
 
+    // Two moves of one deal seen in the wrong order: the stays and the current stage come out
+    // as if they had been seen in order.
+    handle_batch(
+        &mut conn,
+        &analytics::Projector,
+        &[
+            created(9, 900, u2, t(13, 10, 0)),
+            moved(9, b, c, t(15, 10, 0), None),
+            moved(9, a, b, t(14, 10, 0), None),
+        ],
+    )
+    .await
+    .unwrap();
+    let times = an.time_in_stage(admin, &f).await.unwrap();
+    let of = |id: StageId| times.stages.iter().find(|s| s.stage.id == id.0).unwrap();
+    assert_eq!(of(a).stays, 6, "D9's day in A ends when it moved to B");
+    assert_eq!(of(b).stays, 3, "and its day in B when it moved to C");
+    assert_eq!(of(c).open_now, 1, "D9 is in C now");
+    assert!(times.slowest.iter().any(|d| d.deal_id == 9 && d.stage.id == c.0));
+
     // A user limited to his own deals sees only those figures; the group filter narrows too.
     app.limit_to_own_deals(admin, u2).await;
     let own = an.funnel(Caller::user(tn.account, u2), &f).await.unwrap();
-    assert_eq!((own.deals, own.won), (3, 1));
+    assert_eq!((own.deals, own.won), (4, 1));
     let theirs = ReportFilter {
         responsible: vec![u1.0],
         ..f.clone()
