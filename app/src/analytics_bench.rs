@@ -145,7 +145,12 @@ pub async fn run(
     for (label, f, bucket, iterations) in [
         ("this month", &month, Bucket::Day, iterations),
         ("last 12 months", &year, Bucket::Month, fewer),
-        ("last 12 months, one manager", &one_manager, Bucket::Month, fewer),
+        (
+            "last 12 months, one manager",
+            &one_manager,
+            Bucket::Month,
+            fewer,
+        ),
     ] {
         println!("Reports, {label} (server time, {iterations} runs each):");
         let mut times: Vec<(&str, Vec<Duration>)> = vec![

@@ -228,11 +228,11 @@ pub const SUBSCRIBER_NAMES: [&str; 9] = [
     "contacts.deal_links",
     "contacts.contacted",
     "activities.log",
+    "analytics.facts",
     "automation.triggers",
     "automation.webhooks",
     "automation.bot_replies",
     "messaging.notifications",
-    "analytics.facts",
 ];
 
 /// Every queue of this build: one per subscriber, and the modules' job queues.

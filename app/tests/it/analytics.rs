@@ -359,7 +359,12 @@ async fn a_scripted_history_gives_exactly_the_expected_figures() {
     assert_eq!(of(a).stays, 6, "D9's day in A ends when it moved to B");
     assert_eq!(of(b).stays, 3, "and its day in B when it moved to C");
     assert_eq!(of(c).open_now, 1, "D9 is in C now");
-    assert!(times.slowest.iter().any(|d| d.deal_id == 9 && d.stage.id == c.0));
+    assert!(
+        times
+            .slowest
+            .iter()
+            .any(|d| d.deal_id == 9 && d.stage.id == c.0)
+    );
 
     // A user limited to his own deals sees only those figures; the group filter narrows too.
     app.limit_to_own_deals(admin, u2).await;

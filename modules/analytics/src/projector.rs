@@ -380,6 +380,6 @@ mod tests {
         assert_eq!(outcome_of(143), 2);
         assert_eq!(outcome_of(7), 0);
         assert!(Projector.wants(DealStageChanged::TYPE));
-        assert!(!Projector.wants("automation.run_finished"));
+        assert!(!Projector.wants("billing.invoice_paid"));
     }
 }
