@@ -366,6 +366,81 @@ async fn a_scripted_history_gives_exactly_the_expected_figures() {
             .any(|d| d.deal_id == 9 && d.stage.id == c.0)
     );
 
+    // A long period (over two months) is read from the daily roll-ups: the same figures, and
+    // time in stage from duration histograms (within 6 %). D1-D6, D8 and D9 were created in it.
+    let long = ReportFilter {
+        from: Some(Utc.with_ymd_and_hms(2025, 12, 1, 0, 0, 0).unwrap()),
+        to: Some(Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap()),
+        ..f.clone()
+    };
+    let funnel = an.funnel(admin, &long).await.unwrap();
+    assert_eq!(
+        (funnel.deals, funnel.won, funnel.lost, funnel.budget),
+        (8, 3, 1, 3800)
+    );
+    let reached: Vec<i64> = funnel.stages.iter().map(|s| s.reached).collect();
+    assert_eq!(reached, vec![8, 8, 7, 4, 3]);
+    let wl = an.win_loss(admin, &long).await.unwrap();
+    assert_eq!(
+        (wl.won, wl.won_budget, wl.lost, wl.lost_budget),
+        (3, 1200, 1, 200)
+    );
+    assert_eq!(wl.reasons[0].name, "Too expensive");
+    let managers = an.managers(admin, &long).await.unwrap();
+    let m = |u: UserId| managers.iter().find(|r| r.user_id == u.0).unwrap().clone();
+    assert_eq!(
+        (
+            m(u1).created,
+            m(u1).won,
+            m(u1).lost,
+            m(u1).budget_won,
+            m(u1).avg_response_secs
+        ),
+        (4, 2, 1, 700, Some(1800))
+    );
+    assert_eq!((m(u2).created, m(u2).won, m(u2).tasks_completed), (4, 1, 1));
+    let by_month = an.trend(admin, &long, Bucket::Month).await.unwrap();
+    let created: Vec<i64> = by_month.points.iter().map(|p| p.created).collect();
+    let won_by_month: Vec<i64> = by_month.points.iter().map(|p| p.won).collect();
+    assert_eq!((created, won_by_month), (vec![0, 7, 1], vec![0, 2, 1]));
+    let summary = an.summary(admin, &long, Bucket::Month).await.unwrap();
+    let total = &summary.total;
+    assert_eq!(
+        (
+            total.deals_created,
+            total.deals_won,
+            total.tasks_completed,
+            total.messages_in,
+            total.messages_out
+        ),
+        (8, 3, 1, 2, 2)
+    );
+    let times = an.time_in_stage(admin, &long).await.unwrap();
+    let a_long = times.stages.iter().find(|s| s.stage.id == a.0).unwrap();
+    assert_eq!(a_long.stays, 7);
+    let near = |got: Option<i64>, want: i64| {
+        let got = got.unwrap() as f64;
+        assert!(
+            (got - want as f64).abs() <= 0.06 * want as f64,
+            "{got} vs {want}"
+        );
+    };
+    near(a_long.median_secs, DAY);
+    near(a_long.p90_secs, 4 * DAY);
+    // A change on an old day (D3 won on 20 January) reaches the roll-ups.
+    handle_batch(
+        &mut conn,
+        &analytics::Projector,
+        &[moved(3, b, won, t(20, 10, 0), None)],
+    )
+    .await
+    .unwrap();
+    let wl = an.win_loss(admin, &long).await.unwrap();
+    assert_eq!((wl.won, wl.won_budget), (4, 1500));
+    assert_eq!(an.funnel(admin, &long).await.unwrap().won, 4);
+    let fresh = an.funnel(admin, &f).await.unwrap();
+    assert_eq!(fresh.won, 3, "D3 was created in January too");
+
     // A user limited to his own deals sees only those figures; the group filter narrows too.
     app.limit_to_own_deals(admin, u2).await;
     let own = an.funnel(Caller::user(tn.account, u2), &f).await.unwrap();

@@ -79,6 +79,75 @@ CREATE TABLE analytics.waiting (
     PRIMARY KEY (account_id, conversation_id)
 );
 
+-- Daily roll-ups for long periods: what the reports would group from the rows above, one row
+-- per day and combination. A change to a deal, a stay or an activity marks its days dirty; a
+-- report over a long period first recounts its account's dirty days (each from the rows above),
+-- then reads these. Periods up to two months, and any tag filter, read the rows above directly.
+-- Up to which day (exclusive) an account's roll-ups have been counted.
+CREATE TABLE analytics.rolled (
+    account_id BIGINT PRIMARY KEY,
+    until      DATE   NOT NULL
+);
+CREATE TABLE analytics.dirty (
+    account_id BIGINT NOT NULL,
+    day        DATE   NOT NULL,
+    PRIMARY KEY (account_id, day)
+);
+-- Deals by the day they were created, with how far they got (the funnel, created counts).
+CREATE TABLE analytics.created_days (
+    account_id          BIGINT   NOT NULL,
+    day                 DATE     NOT NULL,
+    pipeline_id         BIGINT   NOT NULL,
+    responsible_user_id BIGINT   NOT NULL,
+    source              TEXT,
+    visited             BIGINT[] NOT NULL,
+    outcome             SMALLINT NOT NULL,
+    stage_id            BIGINT   NOT NULL,
+    n                   BIGINT   NOT NULL,
+    budget              BIGINT   NOT NULL
+);
+CREATE INDEX created_days_idx ON analytics.created_days (account_id, day);
+-- Deals by the day they were closed.
+CREATE TABLE analytics.closed_days (
+    account_id          BIGINT   NOT NULL,
+    day                 DATE     NOT NULL,
+    pipeline_id         BIGINT   NOT NULL,
+    responsible_user_id BIGINT   NOT NULL,
+    source              TEXT,
+    outcome             SMALLINT NOT NULL,
+    loss_reason_id      BIGINT,
+    n                   BIGINT   NOT NULL,
+    budget              BIGINT   NOT NULL
+);
+CREATE INDEX closed_days_idx ON analytics.closed_days (account_id, day);
+-- Activity by day, user and kind (with the sum and count of response times).
+CREATE TABLE analytics.activity_days (
+    account_id BIGINT NOT NULL,
+    day        DATE   NOT NULL,
+    user_id    BIGINT,
+    kind       TEXT   NOT NULL,
+    n          BIGINT NOT NULL,
+    value_sum  BIGINT NOT NULL,
+    value_n    BIGINT NOT NULL
+);
+CREATE INDEX activity_days_idx ON analytics.activity_days (account_id, day);
+-- Ended stays by the day they ended, per stage, in duration buckets (ten per power of e), for
+-- approximate percentiles over long periods.
+CREATE TABLE analytics.stay_days (
+    account_id  BIGINT   NOT NULL,
+    day         DATE     NOT NULL,
+    pipeline_id BIGINT   NOT NULL,
+    source      TEXT,
+    stage_id    BIGINT   NOT NULL,
+    bucket      SMALLINT NOT NULL,
+    n           BIGINT   NOT NULL
+);
+CREATE INDEX stay_days_idx ON analytics.stay_days (account_id, pipeline_id, day);
+-- Recounting a day reads the rows above by account and time.
+CREATE INDEX deals_created_day_idx ON analytics.deals (account_id, created_at);
+CREATE INDEX deals_closed_day_idx ON analytics.deals (account_id, closed_at) WHERE closed_at IS NOT NULL;
+CREATE INDEX stays_left_day_idx ON analytics.stays (account_id, left_at) WHERE left_at IS NOT NULL;
+
 CREATE TABLE analytics.outbox (
     seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id           UUID        NOT NULL UNIQUE,

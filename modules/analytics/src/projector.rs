@@ -19,6 +19,25 @@ use serde_json::Value;
 
 pub struct Projector;
 
+/// A CTE marking every day a deal's roll-ups count it on (its creation, closing, stays) as
+/// dirty, over `$1` account and `$2` deal. Today and yesterday are never rolled up, so they are
+/// not marked (and the hot "today" key is never fought over).
+const MARK_DEAL: &str = "mark AS (
+    INSERT INTO analytics.dirty (account_id, day)
+    SELECT DISTINCT $1::bigint, (x.t AT TIME ZONE 'UTC')::date FROM (
+        SELECT created_at AS t FROM analytics.deals WHERE account_id = $1 AND deal_id = $2
+        UNION ALL SELECT closed_at FROM analytics.deals WHERE account_id = $1 AND deal_id = $2
+        UNION ALL SELECT entered_at FROM analytics.stays WHERE account_id = $1 AND deal_id = $2
+        UNION ALL SELECT left_at FROM analytics.stays WHERE account_id = $1 AND deal_id = $2
+        {EXTRA}) x
+    WHERE x.t < (now() AT TIME ZONE 'UTC')::date - 1
+    ON CONFLICT DO NOTHING)";
+
+/// [`MARK_DEAL`] with no other day.
+fn mark_deal() -> String {
+    MARK_DEAL.replace("{EXTRA}", "")
+}
+
 /// 0 open, 1 won, 2 lost: by the system stages' fixed ids.
 pub(crate) fn outcome_of(stage: i64) -> i16 {
     if stage == deals_api::WON.0 {
@@ -106,9 +125,9 @@ impl Subscriber for Projector {
             t if t == DealResponsibleChanged::TYPE => {
                 let d: DealResponsibleChanged = e.decode()?;
                 let n = diesel::sql_query(
-                    "WITH s AS (UPDATE analytics.stays SET responsible_user_id = $3
-                                WHERE account_id = $1 AND deal_id = $2)
-                     UPDATE analytics.deals SET responsible_user_id = $3 WHERE account_id = $1 AND deal_id = $2",
+                    &format!("WITH s AS (UPDATE analytics.stays SET responsible_user_id = $3
+                                WHERE account_id = $1 AND deal_id = $2), {mark}
+                     UPDATE analytics.deals SET responsible_user_id = $3 WHERE account_id = $1 AND deal_id = $2", mark = mark_deal()),
                 )
                 .bind::<BigInt, _>(account)
                 .bind::<BigInt, _>(d.deal_id.0)
@@ -124,8 +143,9 @@ impl Subscriber for Projector {
                     .and_then(Value::as_i64)
                     .ok_or_else(|| AppError::new(kernel::ErrorCode::BadRequest, "no deal_id"))?;
                 let n = diesel::sql_query(
-                    "WITH s AS (UPDATE analytics.stays SET deleted = $3 WHERE account_id = $1 AND deal_id = $2)
-                     UPDATE analytics.deals SET deleted = $3 WHERE account_id = $1 AND deal_id = $2",
+                    &format!("WITH s AS (UPDATE analytics.stays SET deleted = $3 WHERE account_id = $1 AND deal_id = $2),
+                          {mark}
+                     UPDATE analytics.deals SET deleted = $3 WHERE account_id = $1 AND deal_id = $2", mark = mark_deal()),
                 )
                 .bind::<BigInt, _>(account)
                 .bind::<BigInt, _>(deal)
@@ -138,10 +158,11 @@ impl Subscriber for Projector {
                 let l: IncomingLeadCreated = e.decode()?;
                 // Either order: the deal may be projected already, or will pick this up.
                 diesel::sql_query(
-                    "WITH s AS (INSERT INTO analytics.sources (account_id, deal_id, channel) VALUES ($1, $2, $3)
+                    &format!("WITH s AS (INSERT INTO analytics.sources (account_id, deal_id, channel) VALUES ($1, $2, $3)
                                 ON CONFLICT DO NOTHING),
-                          st AS (UPDATE analytics.stays SET source = $3 WHERE account_id = $1 AND deal_id = $2)
-                     UPDATE analytics.deals SET source = $3 WHERE account_id = $1 AND deal_id = $2",
+                          st AS (UPDATE analytics.stays SET source = $3 WHERE account_id = $1 AND deal_id = $2),
+                          {mark}
+                     UPDATE analytics.deals SET source = $3 WHERE account_id = $1 AND deal_id = $2", mark = mark_deal()),
                 )
                 .bind::<BigInt, _>(account)
                 .bind::<BigInt, _>(l.deal_id)
@@ -234,7 +255,10 @@ async fn activity(
     value: Option<i64>,
 ) -> AppResult<()> {
     diesel::sql_query(
-        "INSERT INTO analytics.activity (event_id, account_id, kind, user_id, deal_id, at, value)
+        "WITH mark AS (INSERT INTO analytics.dirty (account_id, day)
+                       SELECT $2, ($6 AT TIME ZONE 'UTC')::date
+                       WHERE $6 < (now() AT TIME ZONE 'UTC')::date - 1 ON CONFLICT DO NOTHING)
+         INSERT INTO analytics.activity (event_id, account_id, kind, user_id, deal_id, at, value)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
     )
     .bind::<SqlUuid, _>(e.id)
@@ -291,7 +315,10 @@ async fn deal_created(
                  (SELECT channel FROM analytics.sources WHERE account_id = $1 AND deal_id = $2),
                  $9, ARRAY[$4], $5, CASE WHEN $9 > 0 THEN $5 END)
              ON CONFLICT (account_id, deal_id) DO NOTHING
-             RETURNING source)
+             RETURNING source),
+         mark AS (INSERT INTO analytics.dirty (account_id, day)
+                  SELECT $1, ($5 AT TIME ZONE 'UTC')::date
+                  WHERE $5 < (now() AT TIME ZONE 'UTC')::date - 1 ON CONFLICT DO NOTHING)
          INSERT INTO analytics.stays (account_id, deal_id, pipeline_id, stage_id, entered_at,
              responsible_user_id, tag_ids, source)
          SELECT $1, $2, $3, $4, $5, $6, $8, d.source FROM d ON CONFLICT DO NOTHING",
@@ -319,8 +346,15 @@ async fn stage_changed(
     let to = d.to_stage_id.0;
     // The deal's row first: it is the lock that puts one deal's moves in a line. Its current
     // stage follows the latest move seen; "visited" gains the stage whatever the order.
+    // The day the deal was closed on until now is marked first (a reopened deal leaves it).
     let n = diesel::sql_query(
-        "UPDATE analytics.deals SET
+        "WITH mark_old AS (
+             INSERT INTO analytics.dirty (account_id, day)
+             SELECT $1, (closed_at AT TIME ZONE 'UTC')::date FROM analytics.deals
+             WHERE account_id = $1 AND deal_id = $2
+               AND closed_at < (now() AT TIME ZONE 'UTC')::date - 1
+             ON CONFLICT DO NOTHING)
+         UPDATE analytics.deals SET
              visited = ARRAY(SELECT DISTINCT s FROM unnest(visited || $4) s ORDER BY s),
              pipeline_id = CASE WHEN $5 >= stage_since THEN $3 ELSE pipeline_id END,
              stage_id = CASE WHEN $5 >= stage_since THEN $4 ELSE stage_id END,
@@ -345,8 +379,8 @@ async fn stage_changed(
     found(n, d.deal_id.0)?;
     // With the deal's row locked: the new stay ends where a later one (seen first) starts, and
     // the one before it ends here, whatever order the moves were seen in.
-    diesel::sql_query(
-        "WITH prev AS (
+    diesel::sql_query(format!(
+        "WITH {mark}, prev AS (
              UPDATE analytics.stays SET left_at = $5
              WHERE account_id = $1 AND deal_id = $2
                AND entered_at = (SELECT max(entered_at) FROM analytics.stays
@@ -359,7 +393,9 @@ async fn stage_changed(
                 d.responsible_user_id, d.tag_ids, d.source, d.deleted
          FROM analytics.deals d WHERE d.account_id = $1 AND d.deal_id = $2
          ON CONFLICT DO NOTHING",
-    )
+        // The day of this move too: the stay before it ends then.
+        mark = MARK_DEAL.replace("{EXTRA}", "UNION ALL SELECT $5::timestamptz"),
+    ))
     .bind::<BigInt, _>(account)
     .bind::<BigInt, _>(d.deal_id.0)
     .bind::<BigInt, _>(d.pipeline_id.0)

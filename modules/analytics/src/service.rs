@@ -43,8 +43,77 @@ struct Scoped {
     users: Option<Vec<i64>>,
     tags: Vec<i64>,
     source: Option<String>,
+    /// The part of the period read from the rows themselves ($6, $7).
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    /// The days read from the daily roll-ups ($8, $9; empty for short periods).
+    rolled_from: NaiveDate,
+    rolled_to: NaiveDate,
+    /// The whole period asked for.
+    period: (DateTime<Utc>, DateTime<Utc>),
+}
+
+impl Scoped {
+    fn rolled(&self) -> bool {
+        self.rolled_from < self.rolled_to
+    }
+}
+
+/// Periods longer than this many days (with no tag filter) are read from the daily roll-ups up
+/// to the day before yesterday, and from the rows after it.
+const ROLLUP_AFTER_DAYS: i64 = 62;
+
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN))
+}
+
+/// Roll-up conditions on `r` (`created_days`, `closed_days`): the days ($8, $9) and the filter.
+fn rolled_where(s: &Scoped) -> String {
+    let mut w = String::from("r.account_id = $1 AND r.day >= $8 AND r.day < $9");
+    if s.pipeline.is_some() {
+        w.push_str(" AND r.pipeline_id = $2");
+    }
+    if s.users.is_some() {
+        w.push_str(" AND r.responsible_user_id = ANY($3)");
+    }
+    if s.source.is_some() {
+        w.push_str(" AND r.source = $5");
+    }
+    w
+}
+
+/// The same on `activity_days r`: by user only.
+fn rolled_activity_where(s: &Scoped) -> &'static str {
+    if s.users.is_some() {
+        "r.account_id = $1 AND r.day >= $8 AND r.day < $9 AND r.user_id = ANY($3)"
+    } else {
+        "r.account_id = $1 AND r.day >= $8 AND r.day < $9"
+    }
+}
+
+/// The duration bucket of a stay (ten per power of e) and the duration it stands for.
+const BUCKET: &str = "least(32000, floor(ln(1 + greatest(0, extract(epoch FROM d.left_at - d.entered_at))) * 10))::smallint";
+
+fn bucket_secs(b: i16) -> f64 {
+    ((f64::from(b) + 0.5) / 10.0).exp() - 1.0
+}
+
+/// The q-quantiles of a histogram of (bucket, count), sorted by bucket.
+fn quantiles(h: &[(i16, i64)], qs: &[f64]) -> Vec<f64> {
+    let total: i64 = h.iter().map(|(_, n)| n).sum();
+    qs.iter()
+        .map(|q| {
+            let rank = (q * (total - 1).max(0) as f64).floor() as i64;
+            let mut seen = 0;
+            for (b, n) in h {
+                seen += n;
+                if seen > rank {
+                    return bucket_secs(*b);
+                }
+            }
+            h.last().map_or(0.0, |(b, _)| bucket_secs(*b))
+        })
+        .collect()
 }
 
 /// The deal conditions every report shares, on `d` (`analytics.deals`, or `analytics.stays`,
@@ -80,7 +149,9 @@ fn activity_where(s: &Scoped) -> &'static str {
 fn query<'a>(sql: &str, s: &'a Scoped) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     diesel::sql_query(
         sql.replace("{W}", &deals_where(s))
-            .replace("{A}", activity_where(s)),
+            .replace("{A}", activity_where(s))
+            .replace("{RA}", rolled_activity_where(s))
+            .replace("{R}", &rolled_where(s)),
     )
     .into_boxed()
     .bind::<BigInt, _>(s.account)
@@ -90,6 +161,8 @@ fn query<'a>(sql: &str, s: &'a Scoped) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     .bind::<Nullable<Text>, _>(s.source.clone())
     .bind::<Timestamptz, _>(s.from)
     .bind::<Timestamptz, _>(s.to)
+    .bind::<Date, _>(s.rolled_from)
+    .bind::<Date, _>(s.rolled_to)
 }
 
 fn pct(part: i64, whole: i64) -> Option<f64> {
@@ -216,6 +289,16 @@ struct StayFigures {
     /// The median and the 90th percentile, in seconds.
     #[diesel(sql_type = Array<Double>)]
     q: Vec<f64>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct StayBucket {
+    #[diesel(sql_type = BigInt)]
+    stage_id: i64,
+    #[diesel(sql_type = SmallInt)]
+    bucket: i16,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -354,6 +437,25 @@ impl AnalyticsService {
             ));
         }
         let source = f.source.clone().filter(|s| !s.is_empty());
+        // Long periods: whole days up to the day before yesterday from the roll-ups.
+        let cut = now.date_naive() - Duration::days(1);
+        let long = f.tags.is_empty()
+            && to - from > Duration::days(ROLLUP_AFTER_DAYS)
+            && from == midnight(from.date_naive())
+            && from < midnight(cut)
+            && (to == midnight(to.date_naive()) || to > midnight(cut));
+        let (rolled_from, rolled_to, facts_from) = if long {
+            let end = if to > midnight(cut) {
+                cut
+            } else {
+                to.date_naive()
+            };
+            let mut conn = self.conn().await?;
+            roll_up(&mut conn, caller.account_id.0, cut).await?;
+            (from.date_naive(), end, midnight(end).max(from))
+        } else {
+            (from.date_naive(), from.date_naive(), from)
+        };
         Ok((
             Scoped {
                 account: caller.account_id.0,
@@ -361,8 +463,11 @@ impl AnalyticsService {
                 users,
                 tags: f.tags.clone(),
                 source,
-                from,
+                from: facts_from,
                 to,
+                rolled_from,
+                rolled_to,
+                period: (from, to),
             },
             pipeline,
         ))
@@ -389,11 +494,20 @@ impl AnalyticsService {
         by_stage: bool,
     ) -> AppResult<Vec<VisitedGroup>> {
         let stage = if by_stage { "d.stage_id" } else { "0::bigint" };
+        // The cohort's days already rolled up (created_days) come from there.
+        let rolled = if by_stage && s.rolled() {
+            "UNION ALL
+             SELECT r.visited, r.outcome, r.stage_id, sum(r.n)::bigint, sum(r.budget)::bigint
+             FROM analytics.created_days r WHERE {R} GROUP BY 1, 2, 3"
+        } else {
+            ""
+        };
         Ok(query(
             &format!(
                 "SELECT d.visited, d.outcome, {stage} AS stage_id, count(*)::bigint AS n,
                         coalesce(sum(d.price), 0)::bigint AS budget
-                 FROM analytics.deals d WHERE {{W}} AND {condition} GROUP BY 1, 2, 3"
+                 FROM analytics.deals d WHERE {{W}} AND {condition} GROUP BY 1, 2, 3
+                 {rolled}"
             ),
             s,
         )
@@ -481,7 +595,10 @@ impl Analytics for AnalyticsService {
                     coalesce(sum(d.price), 0)::bigint AS budget
              FROM analytics.deals d
              WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7
-             GROUP BY 1, 2",
+             GROUP BY 1, 2
+             UNION ALL
+             SELECT r.outcome, r.loss_reason_id, sum(r.n)::bigint, sum(r.budget)::bigint
+             FROM analytics.closed_days r WHERE {R} GROUP BY 1, 2",
             &s,
         )
         .load(&mut conn)
@@ -502,6 +619,7 @@ impl Analytics for AnalyticsService {
             win_rate: None,
             reasons: Vec::new(),
         };
+        let mut reasons: HashMap<Option<i64>, (i64, i64)> = HashMap::new();
         for r in rows {
             if r.outcome == 1 {
                 w.won += r.n;
@@ -509,17 +627,22 @@ impl Analytics for AnalyticsService {
             } else {
                 w.lost += r.n;
                 w.lost_budget += r.budget;
-                w.reasons.push(LossReasonCount {
-                    loss_reason_id: r.reason,
-                    name: r
-                        .reason
-                        .and_then(|id| names.get(&id).cloned())
-                        .unwrap_or_default(),
-                    deals: r.n,
-                    budget: r.budget,
-                });
+                let e = reasons.entry(r.reason).or_default();
+                e.0 += r.n;
+                e.1 += r.budget;
             }
         }
+        w.reasons = reasons
+            .into_iter()
+            .map(|(reason, (deals, budget))| LossReasonCount {
+                loss_reason_id: reason,
+                name: reason
+                    .and_then(|id| names.get(&id).cloned())
+                    .unwrap_or_default(),
+                deals,
+                budget,
+            })
+            .collect();
         w.win_rate = pct(w.won, w.won + w.lost);
         w.reasons.sort_by(|a, b| {
             b.deals
@@ -535,25 +658,51 @@ impl Analytics for AnalyticsService {
         let mut conn = self.conn().await?;
         let rows: Vec<ManagerFigures> = query(
             "WITH c AS (
-                 SELECT d.responsible_user_id AS u, count(*)::bigint AS created
-                 FROM analytics.deals d WHERE {W} AND d.created_at >= $6 AND d.created_at < $7
+                 SELECT u, sum(created)::bigint AS created FROM (
+                     SELECT d.responsible_user_id AS u, count(*) AS created
+                     FROM analytics.deals d WHERE {W} AND d.created_at >= $6 AND d.created_at < $7
+                     GROUP BY 1
+                     UNION ALL
+                     SELECT r.responsible_user_id, sum(r.n) FROM analytics.created_days r WHERE {R} GROUP BY 1) x
                  GROUP BY 1),
              cl AS (
-                 SELECT d.responsible_user_id AS u,
-                        count(*) FILTER (WHERE d.outcome = 1)::bigint AS won,
-                        count(*) FILTER (WHERE d.outcome = 2)::bigint AS lost,
-                        coalesce(sum(d.price) FILTER (WHERE d.outcome = 1), 0)::bigint AS budget_won
-                 FROM analytics.deals d
-                 WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7
+                 SELECT u, sum(won)::bigint AS won, sum(lost)::bigint AS lost,
+                        sum(budget_won)::bigint AS budget_won FROM (
+                     SELECT d.responsible_user_id AS u,
+                            count(*) FILTER (WHERE d.outcome = 1) AS won,
+                            count(*) FILTER (WHERE d.outcome = 2) AS lost,
+                            coalesce(sum(d.price) FILTER (WHERE d.outcome = 1), 0) AS budget_won
+                     FROM analytics.deals d
+                     WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7
+                     GROUP BY 1
+                     UNION ALL
+                     SELECT r.responsible_user_id,
+                            coalesce(sum(r.n) FILTER (WHERE r.outcome = 1), 0),
+                            coalesce(sum(r.n) FILTER (WHERE r.outcome = 2), 0),
+                            coalesce(sum(r.budget) FILTER (WHERE r.outcome = 1), 0)
+                     FROM analytics.closed_days r WHERE {R} GROUP BY 1) x
                  GROUP BY 1),
              a AS (
-                 SELECT a.user_id AS u,
-                        count(*) FILTER (WHERE a.kind = 'task_completed')::bigint AS tasks,
-                        count(*) FILTER (WHERE a.kind = 'message_out')::bigint AS messages,
-                        avg(a.value) FILTER (WHERE a.kind = 'message_out')::float8 AS avg_response,
-                        count(a.value) FILTER (WHERE a.kind = 'message_out')::bigint AS responses
-                 FROM analytics.activity a
-                 WHERE {A} AND a.user_id IS NOT NULL AND a.kind IN ('task_completed', 'message_out')
+                 SELECT u, sum(tasks)::bigint AS tasks, sum(messages)::bigint AS messages,
+                        sum(value_sum)::float8 / nullif(sum(value_n), 0) AS avg_response,
+                        sum(value_n)::bigint AS responses FROM (
+                     SELECT a.user_id AS u,
+                            count(*) FILTER (WHERE a.kind = 'task_completed') AS tasks,
+                            count(*) FILTER (WHERE a.kind = 'message_out') AS messages,
+                            coalesce(sum(a.value) FILTER (WHERE a.kind = 'message_out'), 0) AS value_sum,
+                            count(a.value) FILTER (WHERE a.kind = 'message_out') AS value_n
+                     FROM analytics.activity a
+                     WHERE {A} AND a.user_id IS NOT NULL AND a.kind IN ('task_completed', 'message_out')
+                     GROUP BY 1
+                     UNION ALL
+                     SELECT r.user_id,
+                            coalesce(sum(r.n) FILTER (WHERE r.kind = 'task_completed'), 0),
+                            coalesce(sum(r.n) FILTER (WHERE r.kind = 'message_out'), 0),
+                            coalesce(sum(r.value_sum) FILTER (WHERE r.kind = 'message_out'), 0),
+                            coalesce(sum(r.value_n) FILTER (WHERE r.kind = 'message_out'), 0)
+                     FROM analytics.activity_days r
+                     WHERE {RA} AND r.user_id IS NOT NULL AND r.kind IN ('task_completed', 'message_out')
+                     GROUP BY 1) x
                  GROUP BY 1)
              SELECT coalesce(c.u, cl.u, a.u) AS user_id,
                     coalesce(c.created, 0) AS created, coalesce(cl.won, 0) AS won,
@@ -583,20 +732,63 @@ impl Analytics for AnalyticsService {
     }
 
     async fn time_in_stage(&self, caller: Caller, filter: &ReportFilter) -> AppResult<TimeInStage> {
-        let (s, pipeline) = self.scoped(caller, filter, true).await?;
+        let (mut s, pipeline) = self.scoped(caller, filter, true).await?;
         let p = pipeline.ok_or_else(|| AppError::not_found("pipeline"))?;
         let mut conn = self.conn().await?;
-        let stays: Vec<StayFigures> = query(
-            "SELECT d.stage_id, count(*)::bigint AS n,
-                    percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (
-                        ORDER BY extract(epoch FROM d.left_at - d.entered_at)::float8) AS q
-             FROM analytics.stays d
-             WHERE {W} AND d.left_at IS NOT NULL AND d.left_at >= $6 AND d.left_at < $7
-             GROUP BY 1",
-            &s,
-        )
-        .load(&mut conn)
-        .await?;
+        // Exact percentiles from the stays; over long periods (without a people filter, which
+        // the roll-ups do not keep), approximate ones from the daily histograms.
+        let stays: Vec<StayFigures> = if s.rolled() && s.users.is_none() {
+            let h: Vec<StayBucket> = query(
+                &format!(
+                    "SELECT x.stage_id, x.bucket, sum(x.n)::bigint AS n FROM (
+                         SELECT d.stage_id, {BUCKET} AS bucket, count(*) AS n
+                         FROM analytics.stays d
+                         WHERE {{W}} AND d.left_at IS NOT NULL AND d.left_at >= $6 AND d.left_at < $7
+                         GROUP BY 1, 2
+                         UNION ALL
+                         SELECT r.stage_id, r.bucket, sum(r.n) FROM analytics.stay_days r
+                         WHERE r.account_id = $1 AND r.day >= $8 AND r.day < $9 AND r.pipeline_id = $2
+                           {source}
+                         GROUP BY 1, 2) x
+                     GROUP BY 1, 2 ORDER BY 1, 2",
+                    source = if s.source.is_some() { "AND r.source = $5" } else { "" },
+                ),
+                &s,
+            )
+            .load(&mut conn)
+            .await?;
+            let mut by_stage: BTreeMap<i64, Vec<(i16, i64)>> = BTreeMap::new();
+            for b in h {
+                by_stage
+                    .entry(b.stage_id)
+                    .or_default()
+                    .push((b.bucket, b.n));
+            }
+            by_stage
+                .into_iter()
+                .map(|(stage_id, h)| StayFigures {
+                    stage_id,
+                    n: h.iter().map(|(_, n)| n).sum(),
+                    q: quantiles(&h, &[0.5, 0.9]),
+                })
+                .collect()
+        } else {
+            let mut exact = s.period.0;
+            std::mem::swap(&mut exact, &mut s.from);
+            let rows = query(
+                "SELECT d.stage_id, count(*)::bigint AS n,
+                        percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (
+                            ORDER BY extract(epoch FROM d.left_at - d.entered_at)::float8) AS q
+                 FROM analytics.stays d
+                 WHERE {W} AND d.left_at IS NOT NULL AND d.left_at >= $6 AND d.left_at < $7
+                 GROUP BY 1",
+                &s,
+            )
+            .load(&mut conn)
+            .await?;
+            s.from = exact;
+            rows
+        };
         let open: Vec<StageCount> = query(
             "SELECT d.stage_id, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
              FROM analytics.deals d WHERE {W} AND d.outcome = 0 GROUP BY 1",
@@ -667,12 +859,19 @@ impl Analytics for AnalyticsService {
              SELECT (d.closed_at AT TIME ZONE 'UTC')::date, CASE d.outcome WHEN 1 THEN 'won' ELSE 'lost' END,
                     count(*)::bigint, coalesce(sum(d.price), 0)::bigint
              FROM analytics.deals d
-             WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7 GROUP BY 1, 2",
+             WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7 GROUP BY 1, 2
+             UNION ALL
+             SELECT r.day, 'created', sum(r.n)::bigint, sum(r.budget)::bigint
+             FROM analytics.created_days r WHERE {R} GROUP BY 1
+             UNION ALL
+             SELECT r.day, CASE r.outcome WHEN 1 THEN 'won' ELSE 'lost' END, sum(r.n)::bigint,
+                    sum(r.budget)::bigint
+             FROM analytics.closed_days r WHERE {R} GROUP BY 1, 2",
             &s,
         )
         .load(&mut conn)
         .await?;
-        let mut points: BTreeMap<NaiveDate, TrendPoint> = buckets(s.from, s.to, bucket)
+        let mut points: BTreeMap<NaiveDate, TrendPoint> = buckets(s.period.0, s.period.1, bucket)
             .into_iter()
             .map(|start| {
                 (
@@ -715,6 +914,9 @@ impl Analytics for AnalyticsService {
             source: None,
             from: s.from,
             to: s.to,
+            rolled_from: s.rolled_from,
+            rolled_to: s.rolled_from,
+            period: s.period,
         };
         let key = (s.account, p.id.0);
         let cached = self
@@ -791,12 +993,22 @@ impl Analytics for AnalyticsService {
              WHERE {W} AND d.outcome > 0 AND d.closed_at >= $6 AND d.closed_at < $7 GROUP BY 1, 2
              UNION ALL
              SELECT (a.at AT TIME ZONE 'UTC')::date, a.kind, count(*)::bigint, 0::bigint
-             FROM analytics.activity a WHERE {A} GROUP BY 1, 2",
+             FROM analytics.activity a WHERE {A} GROUP BY 1, 2
+             UNION ALL
+             SELECT r.day, 'deal_created', sum(r.n)::bigint, sum(r.budget)::bigint
+             FROM analytics.created_days r WHERE {R} GROUP BY 1
+             UNION ALL
+             SELECT r.day, CASE r.outcome WHEN 1 THEN 'deal_won' ELSE 'deal_lost' END,
+                    sum(r.n)::bigint, sum(r.budget)::bigint
+             FROM analytics.closed_days r WHERE {R} GROUP BY 1, 2
+             UNION ALL
+             SELECT r.day, r.kind, sum(r.n)::bigint, 0::bigint
+             FROM analytics.activity_days r WHERE {RA} GROUP BY 1, 2",
             &s,
         )
         .load(&mut conn)
         .await?;
-        let mut rows: BTreeMap<NaiveDate, SummaryRow> = buckets(s.from, s.to, bucket)
+        let mut rows: BTreeMap<NaiveDate, SummaryRow> = buckets(s.period.0, s.period.1, bucket)
             .into_iter()
             .map(|start| {
                 (
@@ -863,6 +1075,7 @@ impl Analytics for AnalyticsService {
         let account = caller.account_id.0;
         let mut conn = self.conn().await?;
         let done = conn.transaction::<_, AppError, _>(async |tx| {
+            forget_roll_ups(tx, account).await?;
             diesel::sql_query(SEED_DEALS)
                 .bind::<BigInt, _>(account)
                 .bind::<BigInt, _>(count)
@@ -944,6 +1157,18 @@ impl Analytics for AnalyticsService {
         diesel::sql_query("VACUUM ANALYZE analytics.deals, analytics.stays, analytics.activity")
             .execute(&mut conn)
             .await?;
+        // The daily roll-ups of the generated past, as the first long report would count them.
+        roll_up(
+            &mut conn,
+            account,
+            Utc::now().date_naive() - Duration::days(1),
+        )
+        .await?;
+        diesel::sql_query(
+            "VACUUM ANALYZE analytics.created_days, analytics.closed_days, analytics.activity_days, analytics.stay_days",
+        )
+        .execute(&mut conn)
+        .await?;
         Ok(done)
     }
 
@@ -966,6 +1191,7 @@ impl Analytics for AnalyticsService {
                     .bind::<BigInt, _>(account)
                     .execute(tx)
                     .await?;
+                forget_roll_ups(tx, account).await?;
                 let mut done = Rebuilt { deals: 0, stays: 0 };
                 let mut page = first;
                 while let Some(last) = page.last().map(|d| d.id) {
@@ -1002,6 +1228,149 @@ const SEED_DEALS: &str = "CREATE TEMP TABLE seed_deals ON COMMIT DROP AS
                          ($4::bigint[])[1 + (g % cardinality($4::bigint[]))] AS resp,
                          random() AS r
                   WHERE g > 0) base";
+
+#[derive(diesel::QueryableByName)]
+struct Day {
+    #[diesel(sql_type = Nullable<Date>)]
+    day: Option<NaiveDate>,
+}
+
+/// Counts an account's roll-ups up to `cut` (exclusive): its dirty days, and the days since it
+/// was last counted (from its first record, the first time). One process at a time per account.
+async fn roll_up(conn: &mut AsyncPgConnection, account: i64, cut: NaiveDate) -> AppResult<()> {
+    conn.transaction::<_, AppError, _>(async |tx| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(-7301000000 - $1)")
+            .bind::<BigInt, _>(account)
+            .execute(tx)
+            .await?;
+        let until: Vec<Day> =
+            diesel::sql_query("SELECT until AS day FROM analytics.rolled WHERE account_id = $1")
+                .bind::<BigInt, _>(account)
+                .load(tx)
+                .await?;
+        let until = match until.into_iter().next().and_then(|d| d.day) {
+            Some(d) => d,
+            None => {
+                let first: Vec<Day> = diesel::sql_query(
+                    "SELECT (least((SELECT min(created_at) FROM analytics.deals WHERE account_id = $1),
+                                   (SELECT min(at) FROM analytics.activity WHERE account_id = $1))
+                             AT TIME ZONE 'UTC')::date AS day",
+                )
+                .bind::<BigInt, _>(account)
+                .load(tx)
+                .await?;
+                first.into_iter().next().and_then(|d| d.day).unwrap_or(cut)
+            }
+        };
+        let dirty: Vec<Day> = diesel::sql_query(
+            "DELETE FROM analytics.dirty WHERE account_id = $1 AND day < $2 RETURNING day",
+        )
+        .bind::<BigInt, _>(account)
+        .bind::<Date, _>(cut)
+        .load(tx)
+        .await?;
+        let mut days: Vec<NaiveDate> = dirty
+            .into_iter()
+            .filter_map(|d| d.day)
+            .filter(|d| *d < until)
+            .collect();
+        let mut d = until;
+        while d < cut {
+            days.push(d);
+            d += Duration::days(1);
+        }
+        if !days.is_empty() {
+            for table in ["created_days", "closed_days", "activity_days", "stay_days"] {
+                diesel::sql_query(format!(
+                    "DELETE FROM analytics.{table} WHERE account_id = $1 AND day = ANY($2)"
+                ))
+                .bind::<BigInt, _>(account)
+                .bind::<Array<Date>, _>(&days)
+                .execute(tx)
+                .await?;
+            }
+            let range = |col: &str| {
+                format!(
+                    "{col} >= g.day::timestamp AT TIME ZONE 'UTC' AND {col} < (g.day + 1)::timestamp AT TIME ZONE 'UTC'"
+                )
+            };
+            for sql in [
+                format!(
+                    "INSERT INTO analytics.created_days (account_id, day, pipeline_id, responsible_user_id,
+                         source, visited, outcome, stage_id, n, budget)
+                     SELECT $1, g.day, d.pipeline_id, d.responsible_user_id, d.source, d.visited,
+                            d.outcome, d.stage_id, count(*), coalesce(sum(d.price), 0)
+                     FROM unnest($2::date[]) g(day)
+                     JOIN analytics.deals d ON d.account_id = $1 AND {}
+                     WHERE NOT d.deleted GROUP BY 2, 3, 4, 5, 6, 7, 8",
+                    range("d.created_at")
+                ),
+                format!(
+                    "INSERT INTO analytics.closed_days (account_id, day, pipeline_id, responsible_user_id,
+                         source, outcome, loss_reason_id, n, budget)
+                     SELECT $1, g.day, d.pipeline_id, d.responsible_user_id, d.source, d.outcome,
+                            d.loss_reason_id, count(*), coalesce(sum(d.price), 0)
+                     FROM unnest($2::date[]) g(day)
+                     JOIN analytics.deals d ON d.account_id = $1 AND {}
+                     WHERE NOT d.deleted AND d.outcome > 0 GROUP BY 2, 3, 4, 5, 6, 7",
+                    range("d.closed_at")
+                ),
+                format!(
+                    "INSERT INTO analytics.activity_days (account_id, day, user_id, kind, n, value_sum, value_n)
+                     SELECT $1, g.day, a.user_id, a.kind, count(*), coalesce(sum(a.value), 0), count(a.value)
+                     FROM unnest($2::date[]) g(day)
+                     JOIN analytics.activity a ON a.account_id = $1 AND {}
+                     GROUP BY 2, 3, 4",
+                    range("a.at")
+                ),
+                format!(
+                    "INSERT INTO analytics.stay_days (account_id, day, pipeline_id, source, stage_id, bucket, n)
+                     SELECT $1, g.day, d.pipeline_id, d.source, d.stage_id, {BUCKET}, count(*)
+                     FROM unnest($2::date[]) g(day)
+                     JOIN analytics.stays d ON d.account_id = $1 AND {}
+                     WHERE NOT d.deleted GROUP BY 2, 3, 4, 5, 6",
+                    range("d.left_at")
+                ),
+            ] {
+                diesel::sql_query(sql)
+                    .bind::<BigInt, _>(account)
+                    .bind::<Array<Date>, _>(&days)
+                    .execute(tx)
+                    .await?;
+            }
+        }
+        diesel::sql_query(
+            "INSERT INTO analytics.rolled (account_id, until) VALUES ($1, $2)
+             ON CONFLICT (account_id) DO UPDATE SET until = greatest(analytics.rolled.until, excluded.until)",
+        )
+        .bind::<BigInt, _>(account)
+        .bind::<Date, _>(cut.max(until))
+        .execute(tx)
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Forgets an account's roll-ups (the next long report counts them again).
+async fn forget_roll_ups(tx: &mut AsyncPgConnection, account: i64) -> AppResult<()> {
+    for table in [
+        "created_days",
+        "closed_days",
+        "activity_days",
+        "stay_days",
+        "dirty",
+        "rolled",
+    ] {
+        diesel::sql_query(format!(
+            "DELETE FROM analytics.{table} WHERE account_id = $1"
+        ))
+        .bind::<BigInt, _>(account)
+        .execute(tx)
+        .await?;
+    }
+    Ok(())
+}
 
 /// Writes a page of deal histories into the read model (two statements).
 async fn write_page(
