@@ -132,9 +132,14 @@ pub async fn run(
         pipeline_id: Some(p.id.0),
         ..Default::default()
     };
+    // The last 12 months as the filter bar asks for them: whole days, up to tomorrow.
+    let today = now.date_naive();
+    let midnight = |d: chrono::NaiveDate| {
+        chrono::TimeZone::from_utc_datetime(&Utc, &d.and_time(chrono::NaiveTime::MIN))
+    };
     let year = ReportFilter {
-        from: Some(now - chrono::Duration::days(365)),
-        to: Some(now),
+        from: Some(midnight(today - chrono::Duration::days(365))),
+        to: Some(midnight(today + chrono::Duration::days(1))),
         ..month.clone()
     };
     let one_manager = ReportFilter {
