@@ -142,7 +142,7 @@ CREATE TABLE analytics.stay_days (
     bucket      SMALLINT NOT NULL,
     n           BIGINT   NOT NULL
 );
-CREATE INDEX stay_days_idx ON analytics.stay_days (account_id, pipeline_id, day);
+CREATE INDEX stay_days_idx ON analytics.stay_days (account_id, pipeline_id, day) INCLUDE (stage_id, bucket, n, source);
 -- Recounting a day reads the rows above by account and time.
 CREATE INDEX deals_created_day_idx ON analytics.deals (account_id, created_at);
 CREATE INDEX deals_closed_day_idx ON analytics.deals (account_id, closed_at) WHERE closed_at IS NOT NULL;

@@ -350,9 +350,10 @@ async fn stage_changed(
     let n = diesel::sql_query(
         "WITH mark_old AS (
              INSERT INTO analytics.dirty (account_id, day)
-             SELECT $1, (closed_at AT TIME ZONE 'UTC')::date FROM analytics.deals
+             SELECT DISTINCT $1::bigint, (t AT TIME ZONE 'UTC')::date
+             FROM analytics.deals, unnest(ARRAY[closed_at, created_at]) t
              WHERE account_id = $1 AND deal_id = $2
-               AND closed_at < (now() AT TIME ZONE 'UTC')::date - 1
+               AND t < (now() AT TIME ZONE 'UTC')::date - 1
              ON CONFLICT DO NOTHING)
          UPDATE analytics.deals SET
              visited = ARRAY(SELECT DISTINCT s FROM unnest(visited || $4) s ORDER BY s),
@@ -393,8 +394,16 @@ async fn stage_changed(
                 d.responsible_user_id, d.tag_ids, d.source, d.deleted
          FROM analytics.deals d WHERE d.account_id = $1 AND d.deal_id = $2
          ON CONFLICT DO NOTHING",
-        // The day of this move too: the stay before it ends then.
-        mark = MARK_DEAL.replace("{EXTRA}", "UNION ALL SELECT $5::timestamptz"),
+        // The day of this move (the stay before it ends then, the deal may close then) and, for a
+        // move seen late, the day the next stay starts (this one ends then); the deal's creation
+        // and closing days were marked with the deal's update.
+        mark = "mark AS (
+             INSERT INTO analytics.dirty (account_id, day)
+             SELECT DISTINCT $1::bigint, (t AT TIME ZONE 'UTC')::date
+             FROM unnest(ARRAY[$5::timestamptz, (SELECT min(entered_at) FROM analytics.stays
+                                   WHERE account_id = $1 AND deal_id = $2 AND entered_at > $5)]) t
+             WHERE t < (now() AT TIME ZONE 'UTC')::date - 1
+             ON CONFLICT DO NOTHING)",
     ))
     .bind::<BigInt, _>(account)
     .bind::<BigInt, _>(d.deal_id.0)

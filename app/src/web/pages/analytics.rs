@@ -211,13 +211,15 @@ struct Page<'a> {
     bucket: Bucket,
     names: Names,
     bar: Bar,
+    /// The chosen group's members (the deals list filters by people, not groups).
+    members: Vec<i64>,
 }
 
 impl Page<'_> {
     /// A link to the deals list with this report's filter (pipeline, people, tags) and more.
     fn deals_link(&self, extra: &[(&str, String)]) -> String {
         let mut pairs: Vec<(&str, String)> = vec![("pipeline", self.bar.pipeline.to_string())];
-        for u in &self.filter.responsible {
+        for u in self.filter.responsible.iter().chain(&self.members) {
             pairs.push(("responsible", u.to_string()));
         }
         for t in &self.filter.tags {
@@ -309,7 +311,18 @@ async fn page<'a>(
         query: serde_urlencoded::to_string(&query).unwrap_or_default(),
     };
     filter.pipeline_id = (pipeline > 0).then_some(pipeline);
+    let members = match filter.group_id {
+        Some(g) => m
+            .accounts
+            .group_members(caller.account_id, accounts_api::GroupId(g))
+            .await?
+            .into_iter()
+            .map(|u| u.0)
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(Page {
+        members,
         state,
         ctx,
         caller,
