@@ -143,10 +143,6 @@ CREATE TABLE analytics.stay_days (
     n           BIGINT   NOT NULL
 );
 CREATE INDEX stay_days_idx ON analytics.stay_days (account_id, pipeline_id, day) INCLUDE (stage_id, bucket, n, source);
--- Recounting a day reads the rows above by account and time.
-CREATE INDEX deals_created_day_idx ON analytics.deals (account_id, created_at);
-CREATE INDEX deals_closed_day_idx ON analytics.deals (account_id, closed_at) WHERE closed_at IS NOT NULL;
-CREATE INDEX stays_left_day_idx ON analytics.stays (account_id, left_at) WHERE left_at IS NOT NULL;
 
 CREATE TABLE analytics.outbox (
     seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -450,8 +450,16 @@ impl AnalyticsService {
             } else {
                 to.date_naive()
             };
+            // The account's pipelines: the rows are counted per pipeline (their indexes).
+            let pipelines: Vec<i64> = self
+                .deals
+                .pipelines(caller)
+                .await?
+                .iter()
+                .map(|p| p.id.0)
+                .collect();
             let mut conn = self.conn().await?;
-            roll_up(&mut conn, caller.account_id.0, cut).await?;
+            roll_up(&mut conn, caller.account_id.0, &pipelines, cut).await?;
             (from.date_naive(), end, midnight(end).max(from))
         } else {
             (from.date_naive(), from.date_naive(), from)
@@ -1158,9 +1166,17 @@ impl Analytics for AnalyticsService {
             .execute(&mut conn)
             .await?;
         // The daily roll-ups of the generated past, as the first long report would count them.
+        let pipelines: Vec<i64> = self
+            .deals
+            .pipelines(caller)
+            .await?
+            .iter()
+            .map(|p| p.id.0)
+            .collect();
         roll_up(
             &mut conn,
             account,
+            &pipelines,
             Utc::now().date_naive() - Duration::days(1),
         )
         .await?;
@@ -1237,7 +1253,12 @@ struct Day {
 
 /// Counts an account's roll-ups up to `cut` (exclusive): its dirty days, and the days since it
 /// was last counted (from its first record, the first time). One process at a time per account.
-async fn roll_up(conn: &mut AsyncPgConnection, account: i64, cut: NaiveDate) -> AppResult<()> {
+async fn roll_up(
+    conn: &mut AsyncPgConnection,
+    account: i64,
+    pipelines: &[i64],
+    cut: NaiveDate,
+) -> AppResult<()> {
     conn.transaction::<_, AppError, _>(async |tx| {
         diesel::sql_query("SELECT pg_advisory_xact_lock(-7301000000 - $1)")
             .bind::<BigInt, _>(account)
@@ -1300,8 +1321,8 @@ async fn roll_up(conn: &mut AsyncPgConnection, account: i64, cut: NaiveDate) -> 
                          source, visited, outcome, stage_id, n, budget)
                      SELECT $1, g.day, d.pipeline_id, d.responsible_user_id, d.source, d.visited,
                             d.outcome, d.stage_id, count(*), coalesce(sum(d.price), 0)
-                     FROM unnest($2::date[]) g(day)
-                     JOIN analytics.deals d ON d.account_id = $1 AND {}
+                     FROM unnest($2::date[]) g(day) CROSS JOIN unnest($3::bigint[]) p(id)
+                     JOIN analytics.deals d ON d.account_id = $1 AND d.pipeline_id = p.id AND {}
                      WHERE NOT d.deleted GROUP BY 2, 3, 4, 5, 6, 7, 8",
                     range("d.created_at")
                 ),
@@ -1310,8 +1331,8 @@ async fn roll_up(conn: &mut AsyncPgConnection, account: i64, cut: NaiveDate) -> 
                          source, outcome, loss_reason_id, n, budget)
                      SELECT $1, g.day, d.pipeline_id, d.responsible_user_id, d.source, d.outcome,
                             d.loss_reason_id, count(*), coalesce(sum(d.price), 0)
-                     FROM unnest($2::date[]) g(day)
-                     JOIN analytics.deals d ON d.account_id = $1 AND {}
+                     FROM unnest($2::date[]) g(day) CROSS JOIN unnest($3::bigint[]) p(id)
+                     JOIN analytics.deals d ON d.account_id = $1 AND d.pipeline_id = p.id AND {}
                      WHERE NOT d.deleted AND d.outcome > 0 GROUP BY 2, 3, 4, 5, 6, 7",
                     range("d.closed_at")
                 ),
@@ -1320,14 +1341,15 @@ async fn roll_up(conn: &mut AsyncPgConnection, account: i64, cut: NaiveDate) -> 
                      SELECT $1, g.day, a.user_id, a.kind, count(*), coalesce(sum(a.value), 0), count(a.value)
                      FROM unnest($2::date[]) g(day)
                      JOIN analytics.activity a ON a.account_id = $1 AND {}
+                     WHERE cardinality($3::bigint[]) >= 0
                      GROUP BY 2, 3, 4",
                     range("a.at")
                 ),
                 format!(
                     "INSERT INTO analytics.stay_days (account_id, day, pipeline_id, source, stage_id, bucket, n)
                      SELECT $1, g.day, d.pipeline_id, d.source, d.stage_id, {BUCKET}, count(*)
-                     FROM unnest($2::date[]) g(day)
-                     JOIN analytics.stays d ON d.account_id = $1 AND {}
+                     FROM unnest($2::date[]) g(day) CROSS JOIN unnest($3::bigint[]) p(id)
+                     JOIN analytics.stays d ON d.account_id = $1 AND d.pipeline_id = p.id AND {}
                      WHERE NOT d.deleted GROUP BY 2, 3, 4, 5, 6",
                     range("d.left_at")
                 ),
@@ -1335,6 +1357,7 @@ async fn roll_up(conn: &mut AsyncPgConnection, account: i64, cut: NaiveDate) -> 
                 diesel::sql_query(sql)
                     .bind::<BigInt, _>(account)
                     .bind::<Array<Date>, _>(&days)
+                    .bind::<Array<BigInt>, _>(pipelines)
                     .execute(tx)
                     .await?;
             }
