@@ -326,9 +326,13 @@ async fn a_scripted_history_gives_exactly_the_expected_figures() {
     // A move seen before its deal's creation is retried later, not lost or misapplied.
     let early = moved(8, a, b, t(12, 10, 0), None);
     assert!(
-        handle_batch(&mut conn, &analytics::Projector, &[early.clone()])
-            .await
-            .is_err()
+        handle_batch(
+            &mut conn,
+            &analytics::Projector,
+            std::slice::from_ref(&early)
+        )
+        .await
+        .is_err()
     );
     let late_creation = created(8, 800, u2, t(11, 10, 0));
     handle_batch(&mut conn, &analytics::Projector, &[late_creation])

@@ -125,7 +125,7 @@ impl Subscriber for Projector {
             t if t == DealResponsibleChanged::TYPE => {
                 let d: DealResponsibleChanged = e.decode()?;
                 let n = diesel::sql_query(
-                    &format!("WITH s AS (UPDATE analytics.stays SET responsible_user_id = $3
+                    format!("WITH s AS (UPDATE analytics.stays SET responsible_user_id = $3
                                 WHERE account_id = $1 AND deal_id = $2), {mark}
                      UPDATE analytics.deals SET responsible_user_id = $3 WHERE account_id = $1 AND deal_id = $2", mark = mark_deal()),
                 )
@@ -143,7 +143,7 @@ impl Subscriber for Projector {
                     .and_then(Value::as_i64)
                     .ok_or_else(|| AppError::new(kernel::ErrorCode::BadRequest, "no deal_id"))?;
                 let n = diesel::sql_query(
-                    &format!("WITH s AS (UPDATE analytics.stays SET deleted = $3 WHERE account_id = $1 AND deal_id = $2),
+                    format!("WITH s AS (UPDATE analytics.stays SET deleted = $3 WHERE account_id = $1 AND deal_id = $2),
                           {mark}
                      UPDATE analytics.deals SET deleted = $3 WHERE account_id = $1 AND deal_id = $2", mark = mark_deal()),
                 )
@@ -158,7 +158,7 @@ impl Subscriber for Projector {
                 let l: IncomingLeadCreated = e.decode()?;
                 // Either order: the deal may be projected already, or will pick this up.
                 diesel::sql_query(
-                    &format!("WITH s AS (INSERT INTO analytics.sources (account_id, deal_id, channel) VALUES ($1, $2, $3)
+                    format!("WITH s AS (INSERT INTO analytics.sources (account_id, deal_id, channel) VALUES ($1, $2, $3)
                                 ON CONFLICT DO NOTHING),
                           st AS (UPDATE analytics.stays SET source = $3 WHERE account_id = $1 AND deal_id = $2),
                           {mark}

@@ -27,10 +27,11 @@ pub struct AnalyticsService {
     deals: Arc<dyn Deals>,
     /// Each pipeline's stages' historical win rates (won, closed), by (account, pipeline): a
     /// grouping over every closed deal, recomputed at most every [`RATES_TTL`].
-    rates: std::sync::Mutex<HashMap<(i64, i64), (Instant, Arc<StageRates>)>>,
+    rates: std::sync::Mutex<RatesCache>,
 }
 
 type StageRates = HashMap<i64, (i64, i64)>;
+type RatesCache = HashMap<(i64, i64), (Instant, Arc<StageRates>)>;
 
 /// How long the forecast's win rates are reused before they are counted again.
 const RATES_TTL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -419,7 +420,7 @@ impl AnalyticsService {
                 let main = all
                     .iter()
                     .find(|p| p.is_main)
-                    .or(all.iter().next())
+                    .or(<[Pipeline]>::first(&all))
                     .cloned()
                     .ok_or_else(|| AppError::not_found("pipeline"))?;
                 Some(main)

@@ -271,7 +271,7 @@ async fn page<'a>(
         None => pipelines
             .iter()
             .find(|p| p.is_main)
-            .or(pipelines.iter().next())
+            .or(<[deals_api::Pipeline]>::first(&pipelines))
             .map_or(0, |p| p.id.0),
     };
     let names = Names::load(state, ctx, caller).await?;
