@@ -1311,56 +1311,68 @@ async fn roll_up(
                 .execute(tx)
                 .await?;
             }
-            let range = |col: &str| {
-                format!(
-                    "{col} >= g.day::timestamp AT TIME ZONE 'UTC' AND {col} < (g.day + 1)::timestamp AT TIME ZONE 'UTC'"
-                )
-            };
-            for sql in [
+            // Runs of consecutive days, each counted with one range scan per table.
+            days.sort_unstable();
+            days.dedup();
+            let mut spans: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+            for d in &days {
+                match spans.last_mut() {
+                    Some((_, end)) if *end == *d => *end = *d + Duration::days(1),
+                    _ => spans.push((*d, *d + Duration::days(1))),
+                }
+            }
+            let day = |col: &str| format!("({col} AT TIME ZONE 'UTC')::date");
+            let statements = [
                 format!(
                     "INSERT INTO analytics.created_days (account_id, day, pipeline_id, responsible_user_id,
                          source, visited, outcome, stage_id, n, budget)
-                     SELECT $1, g.day, d.pipeline_id, d.responsible_user_id, d.source, d.visited,
+                     SELECT $1, {}, d.pipeline_id, d.responsible_user_id, d.source, d.visited,
                             d.outcome, d.stage_id, count(*), coalesce(sum(d.price), 0)
-                     FROM unnest($2::date[]) g(day) CROSS JOIN unnest($3::bigint[]) p(id)
-                     JOIN analytics.deals d ON d.account_id = $1 AND d.pipeline_id = p.id AND {}
-                     WHERE NOT d.deleted GROUP BY 2, 3, 4, 5, 6, 7, 8",
-                    range("d.created_at")
+                     FROM analytics.deals d
+                     WHERE d.account_id = $1 AND d.pipeline_id = ANY($2) AND NOT d.deleted
+                       AND d.created_at >= $3 AND d.created_at < $4
+                     GROUP BY 2, 3, 4, 5, 6, 7, 8",
+                    day("d.created_at")
                 ),
                 format!(
                     "INSERT INTO analytics.closed_days (account_id, day, pipeline_id, responsible_user_id,
                          source, outcome, loss_reason_id, n, budget)
-                     SELECT $1, g.day, d.pipeline_id, d.responsible_user_id, d.source, d.outcome,
+                     SELECT $1, {}, d.pipeline_id, d.responsible_user_id, d.source, d.outcome,
                             d.loss_reason_id, count(*), coalesce(sum(d.price), 0)
-                     FROM unnest($2::date[]) g(day) CROSS JOIN unnest($3::bigint[]) p(id)
-                     JOIN analytics.deals d ON d.account_id = $1 AND d.pipeline_id = p.id AND {}
-                     WHERE NOT d.deleted AND d.outcome > 0 GROUP BY 2, 3, 4, 5, 6, 7",
-                    range("d.closed_at")
+                     FROM analytics.deals d
+                     WHERE d.account_id = $1 AND d.pipeline_id = ANY($2) AND NOT d.deleted
+                       AND d.outcome > 0 AND d.closed_at >= $3 AND d.closed_at < $4
+                     GROUP BY 2, 3, 4, 5, 6, 7",
+                    day("d.closed_at")
                 ),
                 format!(
                     "INSERT INTO analytics.activity_days (account_id, day, user_id, kind, n, value_sum, value_n)
-                     SELECT $1, g.day, a.user_id, a.kind, count(*), coalesce(sum(a.value), 0), count(a.value)
-                     FROM unnest($2::date[]) g(day)
-                     JOIN analytics.activity a ON a.account_id = $1 AND {}
-                     WHERE cardinality($3::bigint[]) >= 0
+                     SELECT $1, {}, a.user_id, a.kind, count(*), coalesce(sum(a.value), 0), count(a.value)
+                     FROM analytics.activity a
+                     WHERE a.account_id = $1 AND a.at >= $3 AND a.at < $4 AND cardinality($2) >= 0
                      GROUP BY 2, 3, 4",
-                    range("a.at")
+                    day("a.at")
                 ),
                 format!(
                     "INSERT INTO analytics.stay_days (account_id, day, pipeline_id, source, stage_id, bucket, n)
-                     SELECT $1, g.day, d.pipeline_id, d.source, d.stage_id, {BUCKET}, count(*)
-                     FROM unnest($2::date[]) g(day) CROSS JOIN unnest($3::bigint[]) p(id)
-                     JOIN analytics.stays d ON d.account_id = $1 AND d.pipeline_id = p.id AND {}
-                     WHERE NOT d.deleted GROUP BY 2, 3, 4, 5, 6",
-                    range("d.left_at")
+                     SELECT $1, {}, d.pipeline_id, d.source, d.stage_id, {BUCKET}, count(*)
+                     FROM analytics.stays d
+                     WHERE d.account_id = $1 AND d.pipeline_id = ANY($2) AND NOT d.deleted
+                       AND d.left_at >= $3 AND d.left_at < $4
+                     GROUP BY 2, 3, 4, 5, 6",
+                    day("d.left_at")
                 ),
-            ] {
-                diesel::sql_query(sql)
-                    .bind::<BigInt, _>(account)
-                    .bind::<Array<Date>, _>(&days)
-                    .bind::<Array<BigInt>, _>(pipelines)
-                    .execute(tx)
-                    .await?;
+            ];
+            for (from, to) in spans {
+                for sql in &statements {
+                    diesel::sql_query(sql)
+                        .bind::<BigInt, _>(account)
+                        .bind::<Array<BigInt>, _>(pipelines)
+                        .bind::<Timestamptz, _>(midnight(from))
+                        .bind::<Timestamptz, _>(midnight(to))
+                        .execute(tx)
+                        .await?;
+                }
             }
         }
         diesel::sql_query(
