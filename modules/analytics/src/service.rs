@@ -1225,7 +1225,23 @@ impl Analytics for AnalyticsService {
         if let Ok(mut m) = self.rates.lock() {
             m.retain(|(a, _), _| *a != account);
         }
-        rebuilt
+        let rebuilt = rebuilt?;
+        // Count the daily roll-ups now, not in the first long report someone opens.
+        let pipelines: Vec<i64> = self
+            .deals
+            .pipelines(caller)
+            .await?
+            .iter()
+            .map(|p| p.id.0)
+            .collect();
+        roll_up(
+            &mut conn,
+            account,
+            &pipelines,
+            Utc::now().date_naive() - Duration::days(1),
+        )
+        .await?;
+        Ok(rebuilt)
     }
 }
 
