@@ -431,6 +431,15 @@ async fn a_scripted_history_gives_exactly_the_expected_figures() {
     };
     near(a_long.median_secs, DAY);
     near(a_long.p90_secs, 4 * DAY);
+    // The second manager's: D5 7 days, D8 and D9 1 day each in A.
+    let theirs = ReportFilter {
+        responsible: vec![u2.0],
+        ..long.clone()
+    };
+    let times = an.time_in_stage(admin, &theirs).await.unwrap();
+    let a_theirs = times.stages.iter().find(|s| s.stage.id == a.0).unwrap();
+    assert_eq!(a_theirs.stays, 3);
+    near(a_theirs.median_secs, DAY);
     // A change on an old day (D3 won on 20 January) reaches the roll-ups.
     handle_batch(
         &mut conn,

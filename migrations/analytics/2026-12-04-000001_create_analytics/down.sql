@@ -3,6 +3,7 @@ DROP TRIGGER outbox_notify ON analytics.outbox;
 DROP FUNCTION analytics.outbox_notify();
 DROP TABLE analytics.outbox_relay;
 DROP TABLE analytics.outbox;
+DROP TABLE analytics.stay_user_days;
 DROP TABLE analytics.stay_days;
 DROP TABLE analytics.activity_days;
 DROP TABLE analytics.closed_days;

@@ -143,6 +143,19 @@ CREATE TABLE analytics.stay_days (
     n           BIGINT   NOT NULL
 );
 CREATE INDEX stay_days_idx ON analytics.stay_days (account_id, pipeline_id, day) INCLUDE (stage_id, bucket, n, source);
+-- The same per responsible user, for reports on some people.
+CREATE TABLE analytics.stay_user_days (
+    account_id          BIGINT   NOT NULL,
+    day                 DATE     NOT NULL,
+    pipeline_id         BIGINT   NOT NULL,
+    responsible_user_id BIGINT   NOT NULL,
+    source              TEXT,
+    stage_id            BIGINT   NOT NULL,
+    bucket              SMALLINT NOT NULL,
+    n                   BIGINT   NOT NULL
+);
+CREATE INDEX stay_user_days_idx ON analytics.stay_user_days (account_id, pipeline_id, responsible_user_id, day)
+    INCLUDE (stage_id, bucket, n, source);
 
 CREATE TABLE analytics.outbox (
     seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -744,9 +744,9 @@ impl Analytics for AnalyticsService {
         let (mut s, pipeline) = self.scoped(caller, filter, true).await?;
         let p = pipeline.ok_or_else(|| AppError::not_found("pipeline"))?;
         let mut conn = self.conn().await?;
-        // Exact percentiles from the stays; over long periods (without a people filter, which
-        // the roll-ups do not keep), approximate ones from the daily histograms.
-        let stays: Vec<StayFigures> = if s.rolled() && s.users.is_none() {
+        // Exact percentiles from the stays; over long periods, approximate ones from the daily
+        // histograms (per person when the report is on some people).
+        let stays: Vec<StayFigures> = if s.rolled() {
             let h: Vec<StayBucket> = query(
                 &format!(
                     "SELECT x.stage_id, x.bucket, sum(x.n)::bigint AS n FROM (
@@ -755,11 +755,14 @@ impl Analytics for AnalyticsService {
                          WHERE {{W}} AND d.left_at IS NOT NULL AND d.left_at >= $6 AND d.left_at < $7
                          GROUP BY 1, 2
                          UNION ALL
-                         SELECT r.stage_id, r.bucket, sum(r.n) FROM analytics.stay_days r
+                         SELECT r.stage_id, r.bucket, sum(r.n) FROM analytics.{table} r
                          WHERE r.account_id = $1 AND r.day >= $8 AND r.day < $9 AND r.pipeline_id = $2
-                           {source}
+                           {users} {source}
                          GROUP BY 1, 2) x
                      GROUP BY 1, 2 ORDER BY 1, 2",
+                    // Per person when the report is on some people.
+                    table = if s.users.is_some() { "stay_user_days" } else { "stay_days" },
+                    users = if s.users.is_some() { "AND r.responsible_user_id = ANY($3)" } else { "" },
                     source = if s.source.is_some() { "AND r.source = $5" } else { "" },
                 ),
                 &s,
@@ -1318,7 +1321,13 @@ async fn roll_up(
             d += Duration::days(1);
         }
         if !days.is_empty() {
-            for table in ["created_days", "closed_days", "activity_days", "stay_days"] {
+            for table in [
+                "created_days",
+                "closed_days",
+                "activity_days",
+                "stay_days",
+                "stay_user_days",
+            ] {
                 diesel::sql_query(format!(
                     "DELETE FROM analytics.{table} WHERE account_id = $1 AND day = ANY($2)"
                 ))
@@ -1378,6 +1387,16 @@ async fn roll_up(
                      GROUP BY 2, 3, 4, 5, 6",
                     day("d.left_at")
                 ),
+                format!(
+                    "INSERT INTO analytics.stay_user_days (account_id, day, pipeline_id, responsible_user_id,
+                         source, stage_id, bucket, n)
+                     SELECT $1, {}, d.pipeline_id, d.responsible_user_id, d.source, d.stage_id, {BUCKET}, count(*)
+                     FROM analytics.stays d
+                     WHERE d.account_id = $1 AND d.pipeline_id = ANY($2) AND NOT d.deleted
+                       AND d.left_at >= $3 AND d.left_at < $4
+                     GROUP BY 2, 3, 4, 5, 6, 7",
+                    day("d.left_at")
+                ),
             ];
             for (from, to) in spans {
                 for sql in &statements {
@@ -1411,6 +1430,7 @@ async fn forget_roll_ups(tx: &mut AsyncPgConnection, account: i64) -> AppResult<
         "closed_days",
         "activity_days",
         "stay_days",
+        "stay_user_days",
         "dirty",
         "rolled",
     ] {
