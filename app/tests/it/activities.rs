@@ -257,19 +257,6 @@ async fn notes_and_tasks_make_a_deals_timeline_and_bad_ones_are_refused() {
     );
 }
 
-/// The deals module's unpublished events, claimed as the relay claims them (no backbone runs in
-/// these tests).
-async fn deal_events(
-    conn: &mut diesel_async::AsyncPgConnection,
-) -> Vec<kernel::events::EventEnvelope> {
-    use diesel_async::AsyncConnection;
-    conn.transaction::<_, kernel::AppError, _>(async |tx| {
-        Ok(kernel::outbox::claim(tx, "deals", 100).await?.events)
-    })
-    .await
-    .unwrap()
-}
-
 /// Passes events to the event log but refuses one, as a subscriber refuses an event it can
 /// never handle.
 struct RefusesOne(uuid::Uuid);
@@ -310,11 +297,12 @@ async fn a_batch_with_a_refused_event_handles_the_others_once() {
         deal(&app, caller, name).await;
     }
     let mut conn = app.state.pool.get().await.unwrap();
-    let events: Vec<kernel::events::EventEnvelope> = deal_events(&mut conn)
-        .await
-        .into_iter()
-        .filter(|e| e.event_type == "deals.deal_created")
-        .collect();
+    let events: Vec<kernel::events::EventEnvelope> =
+        crate::support::claim_events(&mut conn, "deals", 100)
+            .await
+            .into_iter()
+            .filter(|e| e.event_type == "deals.deal_created")
+            .collect();
     assert_eq!(events.len(), 3);
     let sub = RefusesOne(events[1].id);
     // The same event twice in one batch is handled once.
@@ -373,7 +361,7 @@ async fn the_event_log_keeps_a_redelivered_event_once() {
     let caller = Caller::user(t.account, t.admin.id);
     let id = deal(&app, caller, "Order").await;
     let mut conn = app.state.pool.get().await.unwrap();
-    let events = deal_events(&mut conn).await;
+    let events = crate::support::claim_events(&mut conn, "deals", 100).await;
     let created = events
         .iter()
         .find(|e| e.event_type == "deals.deal_created")

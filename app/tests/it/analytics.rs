@@ -541,14 +541,7 @@ async fn a_rebuild_gives_the_live_figures_and_the_pages_show_them() {
 
     // Project the deals module's events as the bus would.
     let mut conn = app.state.pool.get().await.unwrap();
-    let events = {
-        use diesel_async::AsyncConnection;
-        conn.transaction::<_, kernel::AppError, _>(async |tx| {
-            Ok(kernel::outbox::claim(tx, "deals", 1000).await?.events)
-        })
-        .await
-        .unwrap()
-    };
+    let events = crate::support::claim_events(&mut conn, "deals", 1000).await;
     assert!(events.len() > 30);
     handle_batch(&mut conn, &analytics::Projector, &events)
         .await

@@ -338,14 +338,7 @@ async fn a_manager_opens_the_funnel_changes_the_period_and_drills_down_to_the_de
         }
     }
     let mut conn = app.state.pool.get().await.unwrap();
-    let events = {
-        use diesel_async::AsyncConnection;
-        conn.transaction::<_, kernel::AppError, _>(async |tx| {
-            Ok(kernel::outbox::claim(tx, "deals", 1000).await?.events)
-        })
-        .await
-        .unwrap()
-    };
+    let events = crate::support::claim_events(&mut conn, "deals", 1000).await;
     kernel::inbox::handle_batch(&mut conn, &analytics::Projector, &events)
         .await
         .unwrap();

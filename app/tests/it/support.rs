@@ -230,6 +230,21 @@ impl TestApp {
     }
 }
 
+/// A module's unpublished events (at most `limit`), claimed as the relay claims them: for tests
+/// that run no backbone and hand events to a subscriber themselves.
+pub async fn claim_events(
+    conn: &mut diesel_async::AsyncPgConnection,
+    schema: &'static str,
+    limit: i64,
+) -> Vec<kernel::events::EventEnvelope> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, kernel::AppError, _>(async |tx| {
+        Ok(kernel::outbox::claim(tx, schema, limit).await?.events)
+    })
+    .await
+    .unwrap()
+}
+
 pub struct Client {
     pub base: String,
     pub http: reqwest::Client,

@@ -68,30 +68,6 @@ fn midnight(day: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN))
 }
 
-/// Roll-up conditions on `r` (`created_days`, `closed_days`): the days ($8, $9) and the filter.
-fn rolled_where(s: &Scoped) -> String {
-    let mut w = String::from("r.account_id = $1 AND r.day >= $8 AND r.day < $9");
-    if s.pipeline.is_some() {
-        w.push_str(" AND r.pipeline_id = $2");
-    }
-    if s.users.is_some() {
-        w.push_str(" AND r.responsible_user_id = ANY($3)");
-    }
-    if s.source.is_some() {
-        w.push_str(" AND r.source = $5");
-    }
-    w
-}
-
-/// The same on `activity_days r`: by user only.
-fn rolled_activity_where(s: &Scoped) -> &'static str {
-    if s.users.is_some() {
-        "r.account_id = $1 AND r.day >= $8 AND r.day < $9 AND r.user_id = ANY($3)"
-    } else {
-        "r.account_id = $1 AND r.day >= $8 AND r.day < $9"
-    }
-}
-
 /// The duration bucket of a stay (ten per power of e) and the duration it stands for.
 const BUCKET: &str = "least(32000, floor(ln(1 + greatest(0, extract(epoch FROM d.left_at - d.entered_at))) * 10))::smallint";
 
@@ -117,42 +93,60 @@ fn quantiles(h: &[(i16, i64)], qs: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// The deal conditions every report shares, on `d` (`analytics.deals`, or `analytics.stays`,
-/// which carries the same columns), over the binds that [`query`] puts first ($1 account …
-/// $5 source; $6/$7 the period). Only the conditions in use are written, so that the planner
-/// can answer from an index alone.
-fn deals_where(s: &Scoped) -> String {
-    let mut w = String::from("d.account_id = $1 AND NOT d.deleted");
+/// The deal conditions every report shares, after `base`, on `alias`: `analytics.deals d` (or
+/// `analytics.stays d`, which carries the same columns), or a roll-up `r` (`created_days`,
+/// `closed_days`; read only without tags, which they do not keep). Over the binds that
+/// [`query`] puts first ($1 account … $5 source; $6/$7 the rows' period, $8/$9 the roll-ups'
+/// days). Only the conditions in use are written, so that the planner can answer from an
+/// index alone.
+fn deal_conditions(base: &str, alias: &str, s: &Scoped, tags: bool) -> String {
+    let mut w = String::from(base);
     if s.pipeline.is_some() {
-        w.push_str(" AND d.pipeline_id = $2");
+        w.push_str(&format!(" AND {alias}.pipeline_id = $2"));
     }
     if s.users.is_some() {
-        w.push_str(" AND d.responsible_user_id = ANY($3)");
+        w.push_str(&format!(" AND {alias}.responsible_user_id = ANY($3)"));
     }
-    if !s.tags.is_empty() {
-        w.push_str(" AND d.tag_ids @> $4");
+    if tags && !s.tags.is_empty() {
+        w.push_str(&format!(" AND {alias}.tag_ids @> $4"));
     }
     if s.source.is_some() {
-        w.push_str(" AND d.source = $5");
+        w.push_str(&format!(" AND {alias}.source = $5"));
     }
     w
 }
 
-/// The same for activity rows (`analytics.activity a`): by user only.
-fn activity_where(s: &Scoped) -> &'static str {
-    if s.users.is_some() {
-        "a.account_id = $1 AND a.at >= $6 AND a.at < $7 AND a.user_id = ANY($3)"
-    } else {
-        "a.account_id = $1 AND a.at >= $6 AND a.at < $7"
+/// The conditions on activity rows (`analytics.activity a`, or `activity_days r`): by user only.
+fn activity_conditions(base: &str, alias: &str, s: &Scoped) -> String {
+    match s.users {
+        Some(_) => format!("{base} AND {alias}.user_id = ANY($3)"),
+        None => base.to_string(),
     }
 }
 
 fn query<'a>(sql: &str, s: &'a Scoped) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     diesel::sql_query(
-        sql.replace("{W}", &deals_where(s))
-            .replace("{A}", activity_where(s))
-            .replace("{RA}", rolled_activity_where(s))
-            .replace("{R}", &rolled_where(s)),
+        sql.replace(
+            "{W}",
+            &deal_conditions("d.account_id = $1 AND NOT d.deleted", "d", s, true),
+        )
+        .replace(
+            "{A}",
+            &activity_conditions("a.account_id = $1 AND a.at >= $6 AND a.at < $7", "a", s),
+        )
+        .replace(
+            "{RA}",
+            &activity_conditions("r.account_id = $1 AND r.day >= $8 AND r.day < $9", "r", s),
+        )
+        .replace(
+            "{R}",
+            &deal_conditions(
+                "r.account_id = $1 AND r.day >= $8 AND r.day < $9",
+                "r",
+                s,
+                false,
+            ),
+        ),
     )
     .into_boxed()
     .bind::<BigInt, _>(s.account)
@@ -417,10 +411,7 @@ impl AnalyticsService {
             (Some(id), _) => Some(self.deals.pipeline(caller, PipelineId(id)).await?),
             (None, true) => {
                 let all = self.deals.pipelines(caller).await?;
-                let main = all
-                    .iter()
-                    .find(|p| p.is_main)
-                    .or(<[Pipeline]>::first(&all))
+                let main = Pipeline::main_of(&all)
                     .cloned()
                     .ok_or_else(|| AppError::not_found("pipeline"))?;
                 Some(main)
@@ -451,16 +442,8 @@ impl AnalyticsService {
             } else {
                 to.date_naive()
             };
-            // The account's pipelines: the rows are counted per pipeline (their indexes).
-            let pipelines: Vec<i64> = self
-                .deals
-                .pipelines(caller)
-                .await?
-                .iter()
-                .map(|p| p.id.0)
-                .collect();
             let mut conn = self.conn().await?;
-            roll_up(&mut conn, caller.account_id.0, &pipelines, cut).await?;
+            self.roll_up(&mut conn, caller, cut).await?;
             (from.date_naive(), end, midnight(end).max(from))
         } else {
             (from.date_naive(), from.date_naive(), from)
@@ -480,6 +463,42 @@ impl AnalyticsService {
             },
             pipeline,
         ))
+    }
+
+    /// Counts the caller's account's roll-ups up to `cut` (exclusive), per pipeline (the rows'
+    /// indexes start with it).
+    async fn roll_up(
+        &self,
+        conn: &mut AsyncPgConnection,
+        caller: Caller,
+        cut: NaiveDate,
+    ) -> AppResult<()> {
+        let pipelines: Vec<i64> = self
+            .deals
+            .pipelines(caller)
+            .await?
+            .iter()
+            .map(|p| p.id.0)
+            .collect();
+        roll_up(conn, caller.account_id.0, &pipelines, cut).await
+    }
+
+    /// The open deals' count and budget per stage (the filter, not the period).
+    async fn open_by_stage(
+        conn: &mut AsyncPgConnection,
+        s: &Scoped,
+    ) -> AppResult<HashMap<i64, (i64, i64)>> {
+        let rows: Vec<StageCount> = query(
+            "SELECT d.stage_id, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
+             FROM analytics.deals d WHERE {W} AND d.outcome = 0 GROUP BY 1",
+            s,
+        )
+        .load(conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.stage_id, (r.n, r.budget)))
+            .collect())
     }
 
     /// The funnel's columns: the incoming and open stages in board order, then "won".
@@ -756,14 +775,11 @@ impl Analytics for AnalyticsService {
                          GROUP BY 1, 2
                          UNION ALL
                          SELECT r.stage_id, r.bucket, sum(r.n) FROM analytics.{table} r
-                         WHERE r.account_id = $1 AND r.day >= $8 AND r.day < $9 AND r.pipeline_id = $2
-                           {users} {source}
+                         WHERE {{R}}
                          GROUP BY 1, 2) x
                      GROUP BY 1, 2 ORDER BY 1, 2",
                     // Per person when the report is on some people.
                     table = if s.users.is_some() { "stay_user_days" } else { "stay_days" },
-                    users = if s.users.is_some() { "AND r.responsible_user_id = ANY($3)" } else { "" },
-                    source = if s.source.is_some() { "AND r.source = $5" } else { "" },
                 ),
                 &s,
             )
@@ -801,13 +817,7 @@ impl Analytics for AnalyticsService {
             s.from = exact;
             rows
         };
-        let open: Vec<StageCount> = query(
-            "SELECT d.stage_id, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
-             FROM analytics.deals d WHERE {W} AND d.outcome = 0 GROUP BY 1",
-            &s,
-        )
-        .load(&mut conn)
-        .await?;
+        let open = Self::open_by_stage(&mut conn, &s).await?;
         let slow: Vec<OpenDeal> = query(
             "SELECT d.deal_id, d.stage_id, d.stage_since, d.price, d.responsible_user_id
              FROM analytics.deals d WHERE {W} AND d.outcome = 0
@@ -817,7 +827,6 @@ impl Analytics for AnalyticsService {
         .load(&mut conn)
         .await?;
         let stays: HashMap<i64, StayFigures> = stays.into_iter().map(|r| (r.stage_id, r)).collect();
-        let open: HashMap<i64, i64> = open.into_iter().map(|r| (r.stage_id, r.n)).collect();
         let stages = Self::funnel_stages(&p)
             .into_iter()
             .filter(|st| st.kind != StageKind::Won)
@@ -830,7 +839,7 @@ impl Analytics for AnalyticsService {
                         .and_then(|f| <[f64]>::first(&f.q))
                         .map(|v| v.round() as i64),
                     p90_secs: f.and_then(|f| f.q.get(1)).map(|v| v.round() as i64),
-                    open_now: open.get(&st.id.0).copied().unwrap_or(0),
+                    open_now: open.get(&st.id.0).map_or(0, |(n, _)| *n),
                 }
             })
             .collect();
@@ -950,18 +959,8 @@ impl Analytics for AnalyticsService {
                 r
             }
         };
-        let open: Vec<StageCount> = query(
-            "SELECT d.stage_id, count(*)::bigint AS n, coalesce(sum(d.price), 0)::bigint AS budget
-             FROM analytics.deals d WHERE {W} AND d.outcome = 0 GROUP BY 1",
-            &s,
-        )
-        .load(&mut conn)
-        .await?;
+        let open = Self::open_by_stage(&mut conn, &s).await?;
         let stages = Self::funnel_stages(&p);
-        let open: HashMap<i64, (i64, i64)> = open
-            .into_iter()
-            .map(|r| (r.stage_id, (r.n, r.budget)))
-            .collect();
         let forecast: Vec<ForecastRow> = stages
             .iter()
             .filter(|st| st.kind != StageKind::Won)
@@ -1170,17 +1169,9 @@ impl Analytics for AnalyticsService {
             .execute(&mut conn)
             .await?;
         // The daily roll-ups of the generated past, as the first long report would count them.
-        let pipelines: Vec<i64> = self
-            .deals
-            .pipelines(caller)
-            .await?
-            .iter()
-            .map(|p| p.id.0)
-            .collect();
-        roll_up(
+        self.roll_up(
             &mut conn,
-            account,
-            &pipelines,
+            caller,
             Utc::now().date_naive() - Duration::days(1),
         )
         .await?;
@@ -1230,17 +1221,9 @@ impl Analytics for AnalyticsService {
         }
         let rebuilt = rebuilt?;
         // Count the daily roll-ups now, not in the first long report someone opens.
-        let pipelines: Vec<i64> = self
-            .deals
-            .pipelines(caller)
-            .await?
-            .iter()
-            .map(|p| p.id.0)
-            .collect();
-        roll_up(
+        self.roll_up(
             &mut conn,
-            account,
-            &pipelines,
+            caller,
             Utc::now().date_naive() - Duration::days(1),
         )
         .await?;

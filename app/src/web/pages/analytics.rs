@@ -268,11 +268,7 @@ async fn page<'a>(
     let pipelines = m.deals.pipelines(caller).await?;
     let pipeline = match filter.pipeline_id {
         Some(id) => id,
-        None => pipelines
-            .iter()
-            .find(|p| p.is_main)
-            .or(<[deals_api::Pipeline]>::first(&pipelines))
-            .map_or(0, |p| p.id.0),
+        None => deals_api::Pipeline::main_of(&pipelines).map_or(0, |p| p.id.0),
     };
     let names = Names::load(state, ctx, caller).await?;
     let groups = m.accounts.list_groups(caller).await?;

@@ -78,6 +78,13 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
 }
 
+impl Pipeline {
+    /// The account's main pipeline among `all` (the first one when none is marked main).
+    pub fn main_of(all: &[Pipeline]) -> Option<&Pipeline> {
+        all.iter().find(|p| p.is_main).or(all.first())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewStage {
     pub name: String,
