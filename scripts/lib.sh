@@ -52,3 +52,17 @@ need_browser_tools() {
     (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
 }
+
+need_api_client() {
+  # The amoCRM-compatibility acceptance test drives the real Python client aioamocrm 0.1.1
+  # (from PyPI) in a virtualenv of its own under tests/api/.venv.
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv
+  if [ ! -x tests/api/.venv/bin/python ] || ! tests/api/.venv/bin/python -c 'import aioamocrm' >/dev/null 2>&1; then
+    say "installing aioamocrm 0.1.1 for the API acceptance test (python venv in tests/api/.venv)"
+    rm -rf tests/api/.venv
+    python3 -m venv tests/api/.venv
+    tests/api/.venv/bin/pip install -q --disable-pip-version-check 'aioamocrm==0.1.1' >/dev/null \
+      || die "could not install aioamocrm 0.1.1 from PyPI into tests/api/.venv"
+  fi
+}

@@ -221,6 +221,9 @@ pub struct AuthConfig {
     pub sign_in_per_login_per_minute: u32,
     /// Sign-in attempts allowed per minute from one IP address.
     pub sign_in_per_ip_per_minute: u32,
+    /// Public API requests allowed per second per integration (an OAuth client, or one
+    /// long-lived token); amoCRM's limit is 7. 0 lifts the limit.
+    pub api_requests_per_second: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +281,7 @@ impl Default for Config {
                 allow_sign_up: true,
                 sign_in_per_login_per_minute: 5,
                 sign_in_per_ip_per_minute: 30,
+                api_requests_per_second: 7,
             },
             log: LogConfig {
                 format: LogFormat::Text,

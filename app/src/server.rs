@@ -136,6 +136,7 @@ pub fn build_state(
         modules,
         pool,
         sign_in_limits,
+        api_limits: crate::api::limits::ApiLimits::new(config.auth.api_requests_per_second),
         metrics: Metrics::new(),
         config,
         jobs,

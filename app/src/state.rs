@@ -31,6 +31,8 @@ pub struct AppState {
     pub pool: DbPool,
     pub cookie_key: Key,
     pub sign_in_limits: SignInLimits,
+    /// The public API's requests per second per integration.
+    pub api_limits: crate::api::limits::ApiLimits,
     pub metrics: Metrics,
     /// The job store (apalis), for the jobs page and metrics; absent where not set up.
     pub jobs: Option<crate::jobs::JobStore>,

@@ -82,8 +82,24 @@ pub async fn get(
                     }),
                 );
             }
-            // Parts of `with` that other modules will provide (task types, amojo) are not yet
-            // available; like amoCRM with an unknown value, they are ignored.
+            "task_types" => {
+                let types = state.modules.activities.task_types(auth.caller()).await?;
+                let list: Vec<Value> = types
+                    .into_iter()
+                    .map(|t| {
+                        let code = match t.id.0 {
+                            1 => json!("FOLLOW_UP"),
+                            2 => json!("MEETING"),
+                            3 => json!("CALL"),
+                            _ => Value::Null,
+                        };
+                        json!({"id": t.id.0, "name": t.name, "color": Value::Null, "icon_id": Value::Null, "code": code})
+                    })
+                    .collect();
+                embedded.insert("task_types".into(), Value::Array(list));
+            }
+            // Parts of `with` Voronka has no counterpart for (amojo, drive) are ignored, as
+            // amoCRM ignores an unknown value.
             _ => {}
         }
     }

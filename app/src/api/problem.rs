@@ -13,6 +13,36 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 #[derive(Debug)]
 pub struct ApiError(pub AppError);
 
+/// The validation errors of one item of a batch, under its `request_id`.
+#[derive(Debug, Clone)]
+pub struct ItemErrors {
+    pub request_id: String,
+    pub errors: Vec<kernel::FieldError>,
+}
+
+impl ApiError {
+    /// A 400 for a batch: each failing item's errors under its `request_id` (nothing saved).
+    pub fn batch(items: Vec<ItemErrors>) -> ApiError {
+        let mut fields = Vec::new();
+        for item in items {
+            for f in item.errors {
+                fields.push(kernel::FieldError {
+                    field: format!("{}{BATCH_SEP}{}", item.request_id, f.field),
+                    ..f
+                });
+            }
+        }
+        ApiError(AppError::from_fields(fields))
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError(AppError::new(ErrorCode::BadRequest, detail))
+    }
+}
+
+/// Separates an item's `request_id` from the field's path inside a batch error's field name.
+const BATCH_SEP: char = '\u{1f}';
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
@@ -46,13 +76,23 @@ impl ResponseError for ApiError {
             "code": self.0.code.as_str(),
         });
         if !self.0.fields.is_empty() {
-            let errors: Vec<_> = self
-                .0
-                .fields
-                .iter()
-                .map(|f| json!({"code": f.code, "path": f.field, "detail": f.message}))
+            // Grouped by item, in the order the items came.
+            let mut groups: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+            for f in &self.0.fields {
+                let (request_id, path) = f.field.split_once(BATCH_SEP).unwrap_or(("0", &f.field));
+                let error = json!({"code": f.code, "path": path, "detail": f.message});
+                match groups.iter_mut().find(|(r, _)| r == request_id) {
+                    Some((_, list)) => list.push(error),
+                    None => groups.push((request_id.to_string(), vec![error])),
+                }
+            }
+            body["validation-errors"] = groups
+                .into_iter()
+                .map(|(request_id, errors)| json!({"request_id": request_id, "errors": errors}))
                 .collect();
-            body["validation-errors"] = json!([{ "request_id": "0", "errors": errors }]);
+            if self.0.code == ErrorCode::Validation {
+                body["detail"] = json!("Request validation failed");
+            }
         }
         let mut res = HttpResponse::build(status);
         res.insert_header((CONTENT_TYPE, PROBLEM_JSON));

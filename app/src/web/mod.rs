@@ -24,7 +24,7 @@ pub fn random_token() -> String {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use settings::{deals as sdeals, groups, jobs, profile, roles, tokens, users};
+    use settings::{deals as sdeals, groups, integrations, jobs, profile, roles, tokens, users};
     cfg.route("/static/{file}", web::get().to(assets::serve))
         .route("/favicon.ico", web::get().to(assets::favicon))
         .route("/", web::get().to(home::home))
@@ -279,6 +279,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/jobs", web::get().to(jobs::list))
         .route("/settings/jobs/{id}/retry", web::post().to(jobs::retry))
         .route("/settings/jobs/{id}/discard", web::post().to(jobs::discard))
+        .route("/settings/integrations", web::get().to(integrations::list))
+        .route(
+            "/settings/integrations",
+            web::post().to(integrations::create),
+        )
+        .route(
+            "/settings/integrations/{id}/delete",
+            web::post().to(integrations::delete),
+        )
         .route("/settings/tokens", web::get().to(tokens::list))
         .route("/settings/tokens", web::post().to(tokens::create))
         .route(

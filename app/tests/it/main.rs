@@ -2,6 +2,7 @@
 //! One test binary (a module per area) keeps linking cheap on small machines.
 
 mod activities;
+mod amocrm;
 mod analytics;
 mod api;
 mod auth;

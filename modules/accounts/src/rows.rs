@@ -1,6 +1,8 @@
 //! Rows as stored, and their conversion into the contract's types.
 
-use accounts_api::{AccountInfo, GroupId, Lang, Rights, RoleId, TokenId, TokenInfo, UserInfo};
+use accounts_api::{
+    AccountInfo, GroupId, Lang, OAuthClient, Rights, RoleId, TokenId, TokenInfo, UserInfo,
+};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -119,6 +121,32 @@ impl TokenRow {
             expires_at: self.expires_at,
             revoked_at: self.revoked_at,
             last_used_at: self.last_used_at,
+        }
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = crate::schema::oauth_clients)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct OAuthClientRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub client_id: uuid::Uuid,
+    pub name: String,
+    pub secret_hash: Vec<u8>,
+    pub redirect_uri: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl OAuthClientRow {
+    pub fn into_client(self) -> OAuthClient {
+        OAuthClient {
+            id: self.id,
+            account_id: AccountId(self.account_id),
+            client_id: self.client_id.to_string(),
+            name: self.name,
+            redirect_uri: self.redirect_uri,
+            created_at: self.created_at,
         }
     }
 }

@@ -79,6 +79,46 @@ diesel::table! {
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         last_used_at -> Nullable<Timestamptz>,
+        client_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    accounts.oauth_clients (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        client_id -> Uuid,
+        name -> Text,
+        secret_hash -> Bytea,
+        redirect_uri -> Text,
+        created_by -> BigInt,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    accounts.oauth_codes (code_hash) {
+        code_hash -> Bytea,
+        account_id -> BigInt,
+        client_id -> BigInt,
+        user_id -> BigInt,
+        redirect_uri -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    accounts.oauth_refresh_tokens (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        client_id -> BigInt,
+        user_id -> BigInt,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -86,4 +126,14 @@ diesel::joinable!(users -> roles (role_id));
 diesel::joinable!(users -> accounts (account_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(accounts, groups, roles, users, sessions, api_tokens);
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    groups,
+    roles,
+    users,
+    sessions,
+    api_tokens,
+    oauth_clients,
+    oauth_codes,
+    oauth_refresh_tokens
+);

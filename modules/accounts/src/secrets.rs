@@ -94,6 +94,11 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// Compares two hashes in time that does not depend on where they differ.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The claims of a long-lived API token. Tokens are shaped as JWTs (amoCRM's are, and client
@@ -106,6 +111,12 @@ pub struct TokenClaims {
     pub account_id: i64,
     pub iat: i64,
     pub exp: i64,
+    /// An OAuth access token's client id (amoCRM's tokens carry it as `aud`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The host the API is called on (amoCRM clients read it when refreshing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_domain: Option<String>,
 }
 
 pub fn sign_token(key: &[u8], claims: &TokenClaims) -> AppResult<String> {
@@ -165,6 +176,8 @@ mod tests {
             account_id: 2,
             iat: now.timestamp(),
             exp: now.timestamp() + 60,
+            aud: None,
+            api_domain: None,
         };
         let token = sign_token(key, &claims).unwrap();
         assert_eq!(token.split('.').count(), 3);

@@ -14,8 +14,11 @@ use accounts_api::events;
 use kernel::events::EventEnvelope;
 use kernel::outbox;
 
-use crate::rows::{AccountRow, TokenRow, UserRow, parse_rights};
-use crate::schema::{accounts, api_tokens, groups, roles, sessions, users};
+use crate::rows::{AccountRow, OAuthClientRow, TokenRow, UserRow, parse_rights};
+use crate::schema::{
+    accounts, api_tokens, groups, oauth_clients, oauth_codes, oauth_refresh_tokens, roles,
+    sessions, users,
+};
 use crate::secrets::{self, TokenClaims};
 use crate::validate::{self, Check};
 
@@ -972,6 +975,8 @@ impl Accounts for AccountsService {
         let mut q = api_tokens::table
             .inner_join(users::table)
             .filter(api_tokens::account_id.eq(caller.account_id.0))
+            // OAuth access tokens belong to their integrations, not to this list.
+            .filter(api_tokens::client_id.is_null())
             .select((TokenRow::as_select(), users::name))
             .order(api_tokens::id.desc())
             .into_boxed();
@@ -1008,6 +1013,8 @@ impl Accounts for AccountsService {
             account_id: caller.account_id.0,
             iat: issued.timestamp(),
             exp: expires_at.timestamp(),
+            aud: None,
+            api_domain: None,
         };
         let secret = secrets::sign_token(&self.token_key, &claims)?;
         let row: TokenRow = diesel::insert_into(api_tokens::table)
@@ -1065,22 +1072,24 @@ impl Accounts for AccountsService {
         let now_ts = Utc::now();
         let claims = secrets::verify_token(&self.token_key, token, now_ts)?;
         let mut conn = self.conn().await?;
-        let found: Option<(i64, i64, i64, Option<chrono::DateTime<Utc>>)> = api_tokens::table
-            .inner_join(users::table)
-            .filter(api_tokens::token_hash.eq(secrets::token_hash(token.trim())))
-            .filter(api_tokens::revoked_at.is_null())
-            .filter(api_tokens::expires_at.gt(now))
-            .filter(users::is_active.eq(true))
-            .select((
-                api_tokens::id,
-                api_tokens::account_id,
-                api_tokens::user_id,
-                api_tokens::last_used_at,
-            ))
-            .first(&mut conn)
-            .await
-            .optional()?;
-        let Some((id, account_id, user_id, last_used)) = found else {
+        let found: Option<(i64, i64, i64, Option<chrono::DateTime<Utc>>, Option<i64>)> =
+            api_tokens::table
+                .inner_join(users::table)
+                .filter(api_tokens::token_hash.eq(secrets::token_hash(token.trim())))
+                .filter(api_tokens::revoked_at.is_null())
+                .filter(api_tokens::expires_at.gt(now))
+                .filter(users::is_active.eq(true))
+                .select((
+                    api_tokens::id,
+                    api_tokens::account_id,
+                    api_tokens::user_id,
+                    api_tokens::last_used_at,
+                    api_tokens::client_id,
+                ))
+                .first(&mut conn)
+                .await
+                .optional()?;
+        let Some((id, account_id, user_id, last_used, client_id)) = found else {
             return Err(AppError::unauthorized(
                 "the access token has been revoked or has expired",
             ));
@@ -1098,6 +1107,240 @@ impl Accounts for AccountsService {
             account_id: AccountId(account_id),
             user_id: UserId(user_id),
             token_id: TokenId(id),
+            client_id,
         })
+    }
+
+    async fn oauth_clients(&self, caller: Caller) -> AppResult<Vec<OAuthClient>> {
+        let mut conn = self.conn().await?;
+        require_admin(&mut conn, caller).await?;
+        let rows: Vec<OAuthClientRow> = oauth_clients::table
+            .filter(oauth_clients::account_id.eq(caller.account_id.0))
+            .order(oauth_clients::id)
+            .select(OAuthClientRow::as_select())
+            .load(&mut conn)
+            .await?;
+        Ok(rows.into_iter().map(OAuthClientRow::into_client).collect())
+    }
+
+    async fn create_oauth_client(
+        &self,
+        caller: Caller,
+        name: &str,
+        redirect_uri: &str,
+    ) -> AppResult<NewOAuthClient> {
+        let mut conn = self.conn().await?;
+        require_admin(&mut conn, caller).await?;
+        let mut check = Check::default();
+        let name = check.text("name", name, 100);
+        let redirect_uri = redirect_uri.trim().to_string();
+        let valid_uri = (redirect_uri.starts_with("https://")
+            || redirect_uri.starts_with("http://"))
+            && redirect_uri.len() <= 2000
+            && !redirect_uri.contains(char::is_whitespace)
+            && !redirect_uri.contains('#');
+        if !valid_uri {
+            check.fail(
+                "redirect_uri",
+                "invalid",
+                "an http:// or https:// address without a fragment",
+            );
+        }
+        check.finish()?;
+        let secret = secrets::random_token();
+        let row: OAuthClientRow = diesel::insert_into(oauth_clients::table)
+            .values((
+                oauth_clients::account_id.eq(caller.account_id.0),
+                oauth_clients::client_id.eq(uuid::Uuid::new_v4()),
+                oauth_clients::name.eq(&name),
+                oauth_clients::secret_hash.eq(secrets::token_hash(&secret)),
+                oauth_clients::redirect_uri.eq(&redirect_uri),
+                oauth_clients::created_by.eq(caller.actor.user_id().map(|u| u.0).unwrap_or(0)),
+            ))
+            .returning(OAuthClientRow::as_returning())
+            .get_result(&mut conn)
+            .await?;
+        Ok(NewOAuthClient {
+            client: row.into_client(),
+            secret,
+        })
+    }
+
+    async fn delete_oauth_client(&self, caller: Caller, id: i64) -> AppResult<()> {
+        let mut conn = self.conn().await?;
+        require_admin(&mut conn, caller).await?;
+        let n = diesel::delete(
+            oauth_clients::table
+                .filter(oauth_clients::account_id.eq(caller.account_id.0))
+                .filter(oauth_clients::id.eq(id)),
+        )
+        .execute(&mut conn)
+        .await?;
+        if n == 0 {
+            return Err(AppError::not_found("integration"));
+        }
+        Ok(())
+    }
+
+    async fn find_oauth_client(&self, client_id: &str) -> AppResult<Option<OAuthClient>> {
+        let Ok(uuid) = uuid::Uuid::parse_str(client_id.trim()) else {
+            return Ok(None);
+        };
+        let mut conn = self.conn().await?;
+        let row: Option<OAuthClientRow> = oauth_clients::table
+            .filter(oauth_clients::client_id.eq(uuid))
+            .select(OAuthClientRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?;
+        Ok(row.map(OAuthClientRow::into_client))
+    }
+
+    async fn authorize_oauth(&self, caller: Caller, client_id: &str) -> AppResult<String> {
+        let user = caller
+            .actor
+            .user_id()
+            .ok_or_else(|| AppError::forbidden("integrations act for users"))?;
+        let client = self
+            .find_oauth_client(client_id)
+            .await?
+            .filter(|c| c.account_id == caller.account_id)
+            .ok_or_else(|| AppError::not_found("integration"))?;
+        let mut conn = self.conn().await?;
+        require_member(&mut conn, caller).await?;
+        let code = secrets::random_token();
+        diesel::insert_into(oauth_codes::table)
+            .values((
+                oauth_codes::code_hash.eq(secrets::token_hash(&code)),
+                oauth_codes::account_id.eq(caller.account_id.0),
+                oauth_codes::client_id.eq(client.id),
+                oauth_codes::user_id.eq(user.0),
+                oauth_codes::redirect_uri.eq(&client.redirect_uri),
+                oauth_codes::expires_at.eq(Utc::now() + Duration::seconds(OAUTH_CODE_SECS)),
+            ))
+            .execute(&mut conn)
+            .await?;
+        Ok(code)
+    }
+
+    async fn oauth_token(&self, request: OAuthTokenRequest) -> AppResult<OAuthTokens> {
+        let bad_client = || AppError::unauthorized("Client authentication failed");
+        let uuid = uuid::Uuid::parse_str(request.client_id.trim()).map_err(|_| bad_client())?;
+        let mut conn = self.conn().await?;
+        let client: OAuthClientRow = oauth_clients::table
+            .filter(oauth_clients::client_id.eq(uuid))
+            .select(OAuthClientRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?
+            .ok_or_else(bad_client)?;
+        let given = secrets::token_hash(request.client_secret.trim());
+        if !secrets::same_bytes(&given, &client.secret_hash) {
+            return Err(bad_client());
+        }
+        if let Some(uri) = request.redirect_uri.as_deref().map(str::trim)
+            && !uri.is_empty()
+            && uri != client.redirect_uri
+        {
+            return Err(AppError::new(
+                ErrorCode::BadRequest,
+                "redirect_uri does not match the one registered for this integration",
+            ));
+        }
+        let now_ts = Utc::now();
+        let key = self.token_key.clone();
+        let domain = request.api_domain.clone();
+        conn.transaction::<_, AppError, _>(async |tx| {
+            // The grant: used once, atomically (a second use finds it used and fails).
+            let user_id: Option<i64> = match &request.grant {
+                OAuthGrant::AuthorizationCode { code } => diesel::update(
+                    oauth_codes::table
+                        .filter(oauth_codes::code_hash.eq(secrets::token_hash(code.trim())))
+                        .filter(oauth_codes::client_id.eq(client.id))
+                        .filter(oauth_codes::used_at.is_null())
+                        .filter(oauth_codes::expires_at.gt(now_ts)),
+                )
+                .set(oauth_codes::used_at.eq(now_ts))
+                .returning(oauth_codes::user_id)
+                .get_result(tx)
+                .await
+                .optional()?,
+                OAuthGrant::RefreshToken { refresh_token } => diesel::update(
+                    oauth_refresh_tokens::table
+                        .filter(
+                            oauth_refresh_tokens::token_hash
+                                .eq(secrets::token_hash(refresh_token.trim())),
+                        )
+                        .filter(oauth_refresh_tokens::client_id.eq(client.id))
+                        .filter(oauth_refresh_tokens::used_at.is_null())
+                        .filter(oauth_refresh_tokens::expires_at.gt(now_ts)),
+                )
+                .set(oauth_refresh_tokens::used_at.eq(now_ts))
+                .returning(oauth_refresh_tokens::user_id)
+                .get_result(tx)
+                .await
+                .optional()?,
+            };
+            let Some(user_id) = user_id else {
+                let what = match request.grant {
+                    OAuthGrant::AuthorizationCode { .. } => "Authorization code",
+                    OAuthGrant::RefreshToken { .. } => "Token",
+                };
+                return Err(AppError::new(
+                    ErrorCode::BadRequest,
+                    format!("{what} has been revoked or has expired"),
+                ));
+            };
+            let active: bool = users::table
+                .filter(users::account_id.eq(client.account_id))
+                .filter(users::id.eq(user_id))
+                .select(users::is_active)
+                .first(tx)
+                .await?;
+            if !active {
+                return Err(AppError::unauthorized("the user is not active"));
+            }
+            let expires_at = now_ts + Duration::seconds(OAUTH_ACCESS_SECS);
+            let claims = TokenClaims {
+                jti: secrets::random_token(),
+                sub: user_id,
+                account_id: client.account_id,
+                iat: now_ts.timestamp(),
+                exp: expires_at.timestamp(),
+                aud: Some(client.client_id.to_string()),
+                api_domain: Some(domain),
+            };
+            let access = secrets::sign_token(&key, &claims)?;
+            diesel::insert_into(api_tokens::table)
+                .values((
+                    api_tokens::account_id.eq(client.account_id),
+                    api_tokens::user_id.eq(user_id),
+                    api_tokens::name.eq(&client.name),
+                    api_tokens::token_hash.eq(secrets::token_hash(&access)),
+                    api_tokens::created_at.eq(now_ts),
+                    api_tokens::expires_at.eq(expires_at),
+                    api_tokens::client_id.eq(client.id),
+                ))
+                .execute(tx)
+                .await?;
+            let refresh = secrets::random_token();
+            diesel::insert_into(oauth_refresh_tokens::table)
+                .values((
+                    oauth_refresh_tokens::account_id.eq(client.account_id),
+                    oauth_refresh_tokens::client_id.eq(client.id),
+                    oauth_refresh_tokens::user_id.eq(user_id),
+                    oauth_refresh_tokens::token_hash.eq(secrets::token_hash(&refresh)),
+                    oauth_refresh_tokens::expires_at
+                        .eq(now_ts + Duration::days(OAUTH_REFRESH_DAYS)),
+                ))
+                .execute(tx)
+                .await?;
+            Ok(OAuthTokens {
+                access_token: access,
+                refresh_token: refresh,
+                expires_in: OAUTH_ACCESS_SECS,
+            })
+        })
+        .await
     }
 }

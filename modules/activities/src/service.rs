@@ -148,11 +148,22 @@ impl ActivitiesService {
     /// The tasks of records the caller may not see are left out (asked of each record's module,
     /// one call per kind).
     async fn only_visible(&self, caller: Caller, tasks: Vec<Task>) -> AppResult<Vec<Task>> {
+        let refs: Vec<EntityRef> = tasks.iter().filter_map(|t| t.entity).collect();
+        let seen = self.visible_set(caller, &refs).await?;
+        Ok(tasks
+            .into_iter()
+            .filter(|t| t.entity.is_none_or(|e| seen.contains(&e)))
+            .collect())
+    }
+
+    /// Which of the given records the caller may see (a few queries for the lot).
+    async fn visible_set(
+        &self,
+        caller: Caller,
+        refs: &[EntityRef],
+    ) -> AppResult<std::collections::HashSet<EntityRef>> {
         let of = |k: EntityKind| -> Vec<i64> {
-            let mut v: Vec<i64> = tasks
-                .iter()
-                .filter_map(|t| t.entity.filter(|e| e.kind == k).map(|e| e.id))
-                .collect();
+            let mut v: Vec<i64> = refs.iter().filter(|e| e.kind == k).map(|e| e.id).collect();
             v.sort_unstable();
             v.dedup();
             v
@@ -199,10 +210,7 @@ impl ActivitiesService {
                 seen.insert(e);
             }
         }
-        Ok(tasks
-            .into_iter()
-            .filter(|t| t.entity.is_none_or(|e| seen.contains(&e)))
-            .collect())
+        Ok(seen)
     }
 
     async fn task_scope(&self, caller: Caller, action: Action) -> AppResult<Scope> {
@@ -397,6 +405,48 @@ impl Activities for ActivitiesService {
             })
             .await?;
         Ok(row.note())
+    }
+
+    async fn note(&self, caller: Caller, id: NoteId) -> AppResult<Note> {
+        self.load_note(caller, id).await
+    }
+
+    async fn notes(&self, caller: Caller, query: &NoteQuery) -> AppResult<(Vec<Note>, bool)> {
+        let limit = i64::from(query.limit.clamp(1, kernel::paging::MAX_LIMIT));
+        let offset = i64::from(query.page.max(1) - 1) * limit;
+        let mut conn = self.conn().await?;
+        let rows: Vec<NoteRow> = diesel::sql_query(format!(
+            "SELECT {NOTE_COLUMNS} FROM activities.notes
+              WHERE account_id = $1 AND entity = $2 AND deleted_at IS NULL
+                AND ($3::bigint IS NULL OR entity_id = $3)
+                AND (cardinality($4::bigint[]) = 0 OR id = ANY($4))
+                AND (cardinality($5::text[]) = 0 OR note_type = ANY($5))
+              ORDER BY id LIMIT $6 OFFSET $7"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<Text, _>(query.kind.as_str())
+        .bind::<Nullable<BigInt>, _>(query.entity_id)
+        .bind::<Array<BigInt>, _>(&query.ids)
+        .bind::<Array<Text>, _>(&query.note_types)
+        .bind::<BigInt, _>(limit + 1)
+        .bind::<BigInt, _>(offset)
+        .load(&mut conn)
+        .await?;
+        let more = rows.len() as i64 > limit;
+        let notes: Vec<Note> = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(|r| r.note())
+            .collect();
+        let refs: Vec<EntityRef> = notes.iter().map(|n| n.entity).collect();
+        let seen = self.visible_set(caller, &refs).await?;
+        Ok((
+            notes
+                .into_iter()
+                .filter(|n| seen.contains(&n.entity))
+                .collect(),
+            more,
+        ))
     }
 
     async fn update_note(&self, caller: Caller, id: NoteId, new: NewNote) -> AppResult<Note> {
@@ -975,6 +1025,24 @@ impl Activities for ActivitiesService {
         if filter.to.is_some() {
             sql.push_str(&format!(" AND occurred_at < ${}", next()));
         }
+        if !filter.event_types.is_empty() {
+            sql.push_str(&format!(" AND event_type = ANY(${})", next()));
+        }
+        if !filter.entities.is_empty() {
+            sql.push_str(&format!(" AND entity = ANY(${})", next()));
+        }
+        if !filter.entity_ids.is_empty() {
+            sql.push_str(&format!(" AND entity_id = ANY(${})", next()));
+        }
+        if !filter.users.is_empty() {
+            sql.push_str(&format!(
+                " AND (CASE WHEN actor_kind = 'user' THEN actor_id ELSE 0 END) = ANY(${})",
+                next()
+            ));
+        }
+        if !filter.ids.is_empty() {
+            sql.push_str(&format!(" AND id = ANY(${})", next()));
+        }
         let after: Option<(DateTime<Utc>, i64)> = keyset_after(&page)?;
         if after.is_some() {
             sql.push_str(&format!(
@@ -1004,6 +1072,26 @@ impl Activities for ActivitiesService {
         }
         if let Some(t) = filter.to {
             q = q.bind::<Timestamptz, _>(t);
+        }
+        if !filter.event_types.is_empty() {
+            q = q.bind::<Array<Text>, _>(filter.event_types.clone());
+        }
+        if !filter.entities.is_empty() {
+            let kinds: Vec<String> = filter
+                .entities
+                .iter()
+                .map(|e| e.as_str().to_string())
+                .collect();
+            q = q.bind::<Array<Text>, _>(kinds);
+        }
+        if !filter.entity_ids.is_empty() {
+            q = q.bind::<Array<BigInt>, _>(filter.entity_ids.clone());
+        }
+        if !filter.users.is_empty() {
+            q = q.bind::<Array<BigInt>, _>(filter.users.clone());
+        }
+        if !filter.ids.is_empty() {
+            q = q.bind::<Array<BigInt>, _>(filter.ids.clone());
         }
         if let Some((t, id)) = after {
             q = q.bind::<Timestamptz, _>(t).bind::<BigInt, _>(id);

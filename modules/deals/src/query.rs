@@ -4,7 +4,7 @@ use deals_api::*;
 use diesel::dsl::sql;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::fields;
 use kernel::paging::{Page, PageRequest};
@@ -148,6 +148,35 @@ fn filtered<'a>(account: AccountId, r: &'a Resolved) -> Boxed<'a> {
     if let Some(t) = f.closed_to {
         q = q.filter(deals::closed_at.lt(t));
     }
+    if !f.ids.is_empty() {
+        q = q.filter(deals::id.eq_any(f.ids.iter().map(|d| d.0).collect::<Vec<_>>()));
+    }
+    if !f.pipelines.is_empty() {
+        q = q
+            .filter(deals::pipeline_id.eq_any(f.pipelines.iter().map(|p| p.0).collect::<Vec<_>>()));
+    }
+    if !f.statuses.is_empty() {
+        let (ps, ss): (Vec<i64>, Vec<i64>) = f.statuses.iter().map(|(p, s)| (p.0, s.0)).unzip();
+        q = q.filter(
+            sql::<Bool>("(pipeline_id, stage_id) IN (SELECT * FROM unnest(")
+                .bind::<Array<BigInt>, _>(ps)
+                .sql(", ")
+                .bind::<Array<BigInt>, _>(ss)
+                .sql("))"),
+        );
+    }
+    if let Some(p) = f.price_from {
+        q = q.filter(deals::price.ge(p));
+    }
+    if let Some(p) = f.price_to {
+        q = q.filter(deals::price.le(p));
+    }
+    if !f.created_by.is_empty() {
+        q = q.filter(deals::created_by.eq_any(f.created_by.clone()));
+    }
+    if !f.updated_by.is_empty() {
+        q = q.filter(deals::updated_by.eq_any(f.updated_by.clone()));
+    }
     for c in &r.fields {
         q = match c {
             FieldCondition::Contains(v) => q.filter(deals::custom_fields.contains(v.clone())),
@@ -260,5 +289,42 @@ pub(crate) async fn list_page(
         ),
         ListSort::Name => keyset!(deals::name, String, |r: &DealRow| (r.name.clone(), r.id)),
         ListSort::Price => keyset!(deals::price, i64, |r: &DealRow| (r.price, r.id)),
+        ListSort::Id => keyset!(deals::id, i64, |r: &DealRow| (r.id, r.id)),
     }
+}
+
+/// The list by page number: `limit` rows after `(page - 1) * limit`, and whether more follow.
+pub(crate) async fn list_at(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    r: &Resolved,
+    sort: ListSort,
+    desc: bool,
+    page: u32,
+    limit: u32,
+) -> AppResult<(Vec<Deal>, bool)> {
+    let limit = i64::from(limit.clamp(1, kernel::paging::MAX_LIMIT));
+    let offset = i64::from(page.max(1) - 1) * limit;
+    let q = filtered(account, r).limit(limit + 1).offset(offset);
+    macro_rules! ordered {
+        ($col:expr) => {
+            if desc {
+                q.order(($col.desc(), deals::id.desc()))
+            } else {
+                q.order(($col.asc(), deals::id.asc()))
+            }
+        };
+    }
+    let q = match sort {
+        ListSort::Created => ordered!(deals::created_at),
+        ListSort::Updated => ordered!(deals::updated_at),
+        ListSort::Name => ordered!(deals::name),
+        ListSort::Price => ordered!(deals::price),
+        ListSort::Id if desc => q.order(deals::id.desc()),
+        ListSort::Id => q.order(deals::id.asc()),
+    };
+    let mut rows: Vec<DealRow> = q.select(DealRow::as_select()).load(conn).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok((deals_out(conn, account, rows).await?, more))
 }

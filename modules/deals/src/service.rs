@@ -1499,6 +1499,30 @@ impl Deals for DealsService {
         query::list_page(&mut conn, caller.account_id, &resolved, sort, desc, &page).await
     }
 
+    async fn list_at(
+        &self,
+        caller: Caller,
+        filter: &DealFilter,
+        sort: ListSort,
+        desc: bool,
+        page: u32,
+        limit: u32,
+    ) -> AppResult<(Vec<Deal>, bool)> {
+        let scope = access::scope(&*self.accounts, caller, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let resolved = self.resolve(&mut conn, caller, filter, &scope).await?;
+        query::list_at(
+            &mut conn,
+            caller.account_id,
+            &resolved,
+            sort,
+            desc,
+            page,
+            limit,
+        )
+        .await
+    }
+
     async fn saved_filters(&self, caller: Caller) -> AppResult<Vec<SavedFilter>> {
         let me = me(caller)?;
         let mut conn = self.conn().await?;

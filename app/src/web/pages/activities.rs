@@ -760,6 +760,7 @@ pub async fn events(
         user: g("user").parse().ok().map(kernel::UserId),
         from: day(g("from")),
         to: day(g("to")).map(|t| t + TimeDelta::days(1)),
+        ..LogFilter::default()
     };
     let after = Some(g("after")).filter(|a| !a.is_empty());
     let page = state

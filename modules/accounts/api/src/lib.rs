@@ -89,4 +89,24 @@ pub trait Accounts: Send + Sync {
     async fn revoke_token(&self, caller: Caller, id: TokenId) -> AppResult<()>;
     /// The account and user a bearer token acts for; `Unauthorized` if invalid, expired or revoked.
     async fn authenticate_token(&self, token: &str) -> AppResult<TokenPrincipal>;
+
+    // --- OAuth 2.0 integrations ---------------------------------------------------------------
+    /// The account's registered integrations (administrators).
+    async fn oauth_clients(&self, caller: Caller) -> AppResult<Vec<OAuthClient>>;
+    /// Registers an integration; its secret is returned once.
+    async fn create_oauth_client(
+        &self,
+        caller: Caller,
+        name: &str,
+        redirect_uri: &str,
+    ) -> AppResult<NewOAuthClient>;
+    /// Removes an integration and every token issued to it.
+    async fn delete_oauth_client(&self, caller: Caller, id: i64) -> AppResult<()>;
+    /// An integration by its public client id (for the consent page), if there is one.
+    async fn find_oauth_client(&self, client_id: &str) -> AppResult<Option<OAuthClient>>;
+    /// The caller allows the integration to act as them: a single-use code for its redirect.
+    async fn authorize_oauth(&self, caller: Caller, client_id: &str) -> AppResult<String>;
+    /// Exchanges a code or a refresh token for an access token (24 h) and a new refresh token
+    /// (3 months); the code or the old refresh token stops working.
+    async fn oauth_token(&self, request: OAuthTokenRequest) -> AppResult<OAuthTokens>;
 }

@@ -221,7 +221,71 @@ pub struct TokenPrincipal {
     pub account_id: AccountId,
     pub user_id: UserId,
     pub token_id: TokenId,
+    /// The OAuth integration the token was issued to (none for a long-lived token).
+    pub client_id: Option<i64>,
+}
+
+impl TokenPrincipal {
+    /// What the API's rate limit counts by: the integration, or the long-lived token.
+    pub fn integration_key(&self) -> String {
+        match self.client_id {
+            Some(c) => format!("client:{c}"),
+            None => format!("token:{}", self.token_id.0),
+        }
+    }
 }
 
 /// The longest a long-lived token may live (amoCRM allows one day to five years).
 pub const MAX_TOKEN_DAYS: u32 = 5 * 366;
+
+/// An integration registered by an admin for amoCRM's OAuth 2.0 authorization-code flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthClient {
+    pub id: i64,
+    pub account_id: AccountId,
+    /// The public client id (a UUID), as amoCRM's integrations have.
+    pub client_id: String,
+    pub name: String,
+    pub redirect_uri: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A new client and its secret, shown once (only its hash is kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOAuthClient {
+    pub client: OAuthClient,
+    pub secret: String,
+}
+
+/// What `/oauth2/access_token` exchanges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OAuthGrant {
+    /// A single-use code from the consent page (valid 20 minutes).
+    AuthorizationCode { code: String },
+    /// A refresh token: it works once and is replaced by a new one.
+    RefreshToken { refresh_token: String },
+}
+
+/// `/oauth2/access_token`'s request, as the integration sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthTokenRequest {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: Option<String>,
+    pub grant: OAuthGrant,
+    /// Put into the access token's `api_domain` claim (the host the API was called on).
+    pub api_domain: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds the access token lives (86,400).
+    pub expires_in: i64,
+}
+
+/// An access token lives a day; a refresh token three months.
+pub const OAUTH_ACCESS_SECS: i64 = 86_400;
+pub const OAUTH_REFRESH_DAYS: i64 = 90;
+pub const OAUTH_CODE_SECS: i64 = 20 * 60;

@@ -19,6 +19,11 @@ pub use types::*;
 pub trait Activities: Send + Sync {
     // --- notes -------------------------------------------------------------------------------
     async fn add_note(&self, caller: Caller, new: NewNote) -> AppResult<Note>;
+    /// One note, if the caller sees its record.
+    async fn note(&self, caller: Caller, id: NoteId) -> AppResult<Note>;
+    /// Notes of one kind of record (of one record, of some ids or types), oldest first, by
+    /// page number; only those on records the caller sees. Whether more pages follow.
+    async fn notes(&self, caller: Caller, query: &NoteQuery) -> AppResult<(Vec<Note>, bool)>;
     /// Changes a note's text (and a call's details); by the entity's edit right.
     async fn update_note(&self, caller: Caller, id: NoteId, new: NewNote) -> AppResult<Note>;
     async fn pin_note(&self, caller: Caller, id: NoteId, pinned: bool) -> AppResult<Note>;

@@ -101,6 +101,20 @@ pub struct NewNote {
     pub call: Option<CallParams>,
 }
 
+/// Which notes `Activities::notes` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteQuery {
+    pub kind: EntityKind,
+    pub entity_id: Option<i64>,
+    #[serde(default)]
+    pub ids: Vec<i64>,
+    #[serde(default)]
+    pub note_types: Vec<String>,
+    /// From 1.
+    pub page: u32,
+    pub limit: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskType {
     pub id: TaskTypeId,
@@ -193,6 +207,15 @@ pub struct LogFilter {
     pub user: Option<UserId>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// Any of these types (besides `event_type`).
+    pub event_types: Vec<String>,
+    /// About any of these kinds of record.
+    pub entities: Vec<EntityKind>,
+    /// About any of these records (of `entity`'s kind).
+    pub entity_ids: Vec<i64>,
+    /// Done by any of these users (0: robots and the system).
+    pub users: Vec<i64>,
+    pub ids: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

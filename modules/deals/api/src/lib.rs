@@ -147,6 +147,19 @@ pub trait Deals: Send + Sync {
         page: PageRequest,
     ) -> AppResult<kernel::paging::Page<Deal>>;
 
+    /// Deals in a table by page number (`page` from 1, `limit` at most 250), for the public
+    /// API's `page`/`limit` paging; the bool says whether a next page exists. Deep pages cost
+    /// more than keyset pages ([`Deals::list`]); prefer those where the client allows.
+    async fn list_at(
+        &self,
+        caller: Caller,
+        filter: &DealFilter,
+        sort: ListSort,
+        desc: bool,
+        page: u32,
+        limit: u32,
+    ) -> AppResult<(Vec<Deal>, bool)>;
+
     // --- saved filters (per user) -------------------------------------------------------------
     async fn saved_filters(&self, caller: Caller) -> AppResult<Vec<SavedFilter>>;
     async fn save_filter(&self, caller: Caller, name: &str, query: &str) -> AppResult<SavedFilter>;

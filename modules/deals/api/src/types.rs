@@ -238,6 +238,26 @@ pub struct DealFilter {
     pub contact: Option<i64>,
     /// Deals linked to this company (of the contacts module).
     pub company: Option<i64>,
+    /// Only these deals.
+    #[serde(default)]
+    pub ids: Vec<DealId>,
+    /// Deals in any of these pipelines.
+    #[serde(default)]
+    pub pipelines: Vec<PipelineId>,
+    /// Deals in any of these (pipeline, stage) pairs (the closing stages' ids are shared by
+    /// every pipeline, so a stage is named with its pipeline).
+    #[serde(default)]
+    pub statuses: Vec<(PipelineId, StageId)>,
+    /// Budget in `[price_from, price_to]` (both ends included).
+    #[serde(default)]
+    pub price_from: Option<i64>,
+    #[serde(default)]
+    pub price_to: Option<i64>,
+    /// Created by any of these users (0: by a robot or the system).
+    #[serde(default)]
+    pub created_by: Vec<i64>,
+    #[serde(default)]
+    pub updated_by: Vec<i64>,
 }
 
 impl DealFilter {
@@ -254,11 +274,13 @@ pub enum ListSort {
     Updated,
     Name,
     Price,
+    Id,
 }
 
 impl ListSort {
     pub fn parse(s: &str) -> Option<ListSort> {
         match s {
+            "id" => Some(ListSort::Id),
             "created_at" => Some(ListSort::Created),
             "updated_at" => Some(ListSort::Updated),
             "name" => Some(ListSort::Name),
@@ -273,6 +295,7 @@ impl ListSort {
             ListSort::Updated => "updated_at",
             ListSort::Name => "name",
             ListSort::Price => "price",
+            ListSort::Id => "id",
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod contact_fields;
 pub mod deals;
 pub mod groups;
+pub mod integrations;
 pub mod jobs;
 pub mod profile;
 pub mod roles;

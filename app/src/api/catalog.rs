@@ -1,0 +1,222 @@
+//! The account's vocabularies: loss reasons, tags and custom-field definitions per entity.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use kernel::fields::{FieldDef, FieldEnum};
+use serde_json::{Value, json};
+
+use super::body::{self, Item};
+use super::problem::ItemErrors;
+use super::{ApiAuth, ApiError, EntityPath, Paging, hal, links, list_page, params};
+use crate::state::AppState;
+
+fn loss_reason_json(req: &HttpRequest, r: &deals_api::LossReason, sort: usize) -> Value {
+    json!({
+        "id": r.id.0,
+        "name": r.name,
+        "sort": sort * 10,
+        "created_at": 0,
+        "updated_at": 0,
+        "_links": links(req, &format!("leads/loss_reasons/{}", r.id.0)),
+    })
+}
+
+pub async fn loss_reasons(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut p = params(&req);
+    let paging = Paging::read(&mut p, 50);
+    p.finish()?;
+    let all = state.modules.deals.loss_reasons(auth.caller()).await?;
+    let (page, more) = paging.slice(all.into_iter().enumerate().collect());
+    let items = page
+        .iter()
+        .map(|(i, r)| loss_reason_json(&req, r, *i + 1))
+        .collect();
+    Ok(list_page(&req, "loss_reasons", items, paging, more))
+}
+
+pub async fn add_loss_reasons(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let items = body::batch(&raw, body::MAX_BATCH)?;
+    let mut names = Vec::new();
+    let mut errors = Vec::new();
+    for (i, obj) in items.iter().enumerate() {
+        let mut item = Item::new(obj);
+        let name = item.str("name").unwrap_or_default();
+        item.int("sort");
+        if name.trim().is_empty() || name.chars().count() > 255 {
+            item.fail("name", "InvalidValue", "a name of 1 to 255 characters");
+        }
+        let request_id = item.request_id(i);
+        if !item.errors.is_empty() {
+            errors.push(ItemErrors {
+                request_id: request_id.clone(),
+                errors: item.errors,
+            });
+        }
+        names.push((request_id, name));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::batch(errors));
+    }
+    let mut out = Vec::new();
+    for (i, (request_id, name)) in names.into_iter().enumerate() {
+        let r = state
+            .modules
+            .deals
+            .create_loss_reason(auth.caller(), name.trim())
+            .await?;
+        let mut v = loss_reason_json(&req, &r, i + 1);
+        v["request_id"] = json!(request_id);
+        out.push(v);
+    }
+    Ok(hal(&json!({
+        "_links": links(&req, "leads/loss_reasons"),
+        "_embedded": { "loss_reasons": out },
+    })))
+}
+
+/// `GET /api/v4/{entity}/tags` (`filter[name]`, `filter[id]`, `query`).
+pub async fn tags(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let entity = EntityPath::parse(&path)?;
+    let mut p = params(&req);
+    let paging = Paging::read(&mut p, 50);
+    let ids = p.ints(&["filter", "id"], false);
+    let name = p.str(&["filter", "name"]);
+    let query = p.str(&["query"]).map(|q| q.to_lowercase());
+    p.finish()?;
+    let caller = auth.caller();
+    let m = &state.modules;
+    let mut all: Vec<(i64, String)> = match entity {
+        EntityPath::Leads => m
+            .deals
+            .tags(caller)
+            .await?
+            .into_iter()
+            .map(|t| (t.id.0, t.name))
+            .collect(),
+        EntityPath::Contacts => m
+            .contacts
+            .tags(caller, contacts_api::Entity::Contact)
+            .await?
+            .into_iter()
+            .map(|t| (t.id.0, t.name))
+            .collect(),
+        EntityPath::Companies => m
+            .contacts
+            .tags(caller, contacts_api::Entity::Company)
+            .await?
+            .into_iter()
+            .map(|t| (t.id.0, t.name))
+            .collect(),
+    };
+    all.retain(|(id, n)| {
+        (ids.is_empty() || ids.contains(id))
+            && name.as_deref().is_none_or(|x| n == x)
+            && query
+                .as_deref()
+                .is_none_or(|q| n.to_lowercase().contains(q))
+    });
+    let (page, more) = paging.slice(all);
+    let items = page
+        .into_iter()
+        .map(|(id, name)| json!({"id": id, "name": name, "color": Value::Null}))
+        .collect();
+    Ok(list_page(&req, "tags", items, paging, more))
+}
+
+fn field_json<D: FieldDef>(
+    req: &HttpRequest,
+    entity: EntityPath,
+    account: i64,
+    d: &D,
+    sort: i32,
+) -> Value {
+    let enums: Value = if d.field_type().has_enums() {
+        d.field_enums()
+            .iter()
+            .map(|e: &FieldEnum| json!({"id": e.id, "value": e.value, "sort": e.sort}))
+            .collect()
+    } else {
+        Value::Null
+    };
+    json!({
+        "id": d.field_id(),
+        "name": d.field_name(),
+        "type": d.field_type().as_str(),
+        "account_id": account,
+        "code": Value::Null,
+        "sort": sort,
+        "is_api_only": false,
+        "enums": enums,
+        "group_id": Value::Null,
+        "required_statuses": [],
+        "is_deletable": true,
+        "is_predefined": false,
+        "entity_type": entity.as_str(),
+        "remind": Value::Null,
+        "triggers": [],
+        "currency": Value::Null,
+        "hidden_statuses": [],
+        "chained_lists": Value::Null,
+        "_links": links(req, &format!("{}/custom_fields/{}", entity.as_str(), d.field_id())),
+    })
+}
+
+/// `GET /api/v4/{entity}/custom_fields`.
+pub async fn custom_fields(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let entity = EntityPath::parse(&path)?;
+    let mut p = params(&req);
+    let paging = Paging::read(&mut p, 50);
+    p.finish()?;
+    let caller = auth.caller();
+    let account = auth.0.account_id.0;
+    let m = &state.modules;
+    let all: Vec<Value> = match entity {
+        EntityPath::Leads => {
+            let defs = m.deals.custom_fields(caller).await?;
+            defs.iter()
+                .map(|d| {
+                    let mut v = field_json(&req, entity, account, d, d.sort);
+                    v["required_statuses"] = d
+                        .required_statuses
+                        .iter()
+                        .map(
+                            |r| json!({"pipeline_id": r.pipeline_id.0, "status_id": r.status_id.0}),
+                        )
+                        .collect();
+                    v
+                })
+                .collect()
+        }
+        EntityPath::Contacts | EntityPath::Companies => {
+            let kind = if entity == EntityPath::Contacts {
+                contacts_api::Entity::Contact
+            } else {
+                contacts_api::Entity::Company
+            };
+            let defs = m.contacts.custom_fields(caller, kind).await?;
+            defs.iter()
+                .map(|d| field_json(&req, entity, account, d, d.sort))
+                .collect()
+        }
+    };
+    let (page, more) = paging.slice(all);
+    Ok(list_page(&req, "custom_fields", page, paging, more))
+}

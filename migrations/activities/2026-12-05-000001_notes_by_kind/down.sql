@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS activities.notes_kind_idx;
