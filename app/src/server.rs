@@ -197,6 +197,7 @@ pub fn start_http(
         App::new()
             .app_data(data.clone())
             .app_data(web::FormConfig::default().limit(256 * 1024))
+            .app_data(web::PathConfig::default().error_handler(crate::api::path_error))
             .wrap(from_fn(crate::web::session::session_layer))
             .wrap(from_fn(observe))
             .configure(crate::health::routes)

@@ -16,7 +16,24 @@ pub fn json(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("The request body is empty"));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Malformed JSON: {e}")))
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Malformed JSON: {e}")))?;
+    // PostgreSQL text cannot hold NUL: refused here rather than failing in a query.
+    if has_nul(&value) {
+        return Err(ApiError::bad_request(
+            "NUL characters (\\u0000) are not allowed",
+        ));
+    }
+    Ok(value)
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// A batch: a JSON array of objects, 1 to `max` of them.

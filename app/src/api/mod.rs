@@ -215,6 +215,21 @@ impl FromRequest for ApiAuth {
     }
 }
 
+/// A path segment that is not what the route takes (`/api/v4/leads/abc`): not found, in the
+/// API's problem+json or as the web's error page.
+pub fn path_error(_err: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
+    let e = AppError::not_found(if req.path().starts_with("/api/") {
+        "record"
+    } else {
+        "page"
+    });
+    if req.path().starts_with("/api/") {
+        ApiError(e).into()
+    } else {
+        crate::web::error::WebError(e).into()
+    }
+}
+
 /// The scheme and host the client used, for `_links` (amoCRM clients follow them verbatim).
 pub fn base_url(req: &HttpRequest) -> String {
     let info = req.connection_info();

@@ -157,16 +157,23 @@ impl Params {
     pub fn parse(query: &str) -> Params {
         let mut root = Node::Map(BTreeMap::new());
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+        let mut errors = Vec::new();
         for (k, v) in pairs {
+            // PostgreSQL text cannot hold NUL: refused here rather than failing in a query.
+            if k.contains('\0') || v.contains('\0') {
+                errors.push(FieldError {
+                    field: k.replace('\0', ""),
+                    code: "InvalidValue".into(),
+                    message: "NUL characters are not allowed".into(),
+                });
+                continue;
+            }
             let segs = segments(&k);
             if segs.first().is_some_and(|s| !s.is_empty()) {
                 root.insert(&segs, v);
             }
         }
-        Params {
-            root,
-            errors: Vec::new(),
-        }
+        Params { root, errors }
     }
 
     /// A node by its path, e.g. `["filter", "price"]`.
@@ -298,6 +305,14 @@ impl Params {
     /// A range of unix seconds, as times; `to` is taken as inclusive (amoCRM's ranges are).
     pub fn time_range(&mut self, path: &[&str]) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
         let (from, to) = self.int_range(path);
+        if from.is_some_and(|s| !valid_time(s)) || to.is_some_and(|s| !valid_time(s)) {
+            self.fail(
+                &render(path),
+                "InvalidValue",
+                "unix seconds between the years 1 and 9999",
+            );
+            return (None, None);
+        }
         (
             from.and_then(|s| DateTime::from_timestamp(s, 0)),
             to.and_then(|s| DateTime::from_timestamp(s + 1, 0)),
@@ -312,6 +327,11 @@ impl Params {
             Err(AppError::from_fields(std::mem::take(&mut self.errors)))
         }
     }
+}
+
+/// Unix seconds PostgreSQL and people can use: from the year 1 to 9999.
+pub fn valid_time(secs: i64) -> bool {
+    (-62_135_596_800..=253_402_300_799).contains(&secs)
 }
 
 /// `["filter", "price"]` as `filter[price]`.

@@ -218,6 +218,13 @@ pub async fn create(
         if due.is_none() && !item.errors.iter().any(|e| e.field == "complete_till") {
             item.fail("complete_till", "Required", "complete_till: unix seconds");
         }
+        if due.is_some_and(|s| !super::params::valid_time(s)) {
+            item.fail(
+                "complete_till",
+                "InvalidValue",
+                "unix seconds between the years 1 and 9999",
+            );
+        }
         let type_id = item
             .int("task_type_id")
             .or(item.int("task_type"))
