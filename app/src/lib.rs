@@ -15,6 +15,7 @@ pub mod events;
 pub mod fake_providers;
 pub mod health;
 pub mod hooks;
+pub mod incoming;
 pub mod jobs;
 pub mod messaging_bench;
 pub mod metrics;

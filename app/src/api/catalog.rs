@@ -1,7 +1,7 @@
 //! The account's vocabularies: loss reasons, tags and custom-field definitions per entity.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use kernel::fields::{FieldDef, FieldEnum};
+use kernel::fields::{FieldDef, FieldEnum, FieldType};
 use serde_json::{Value, json};
 
 use super::body::{self, Item};
@@ -219,4 +219,186 @@ pub async fn custom_fields(
     };
     let (page, more) = paging.slice(all);
     Ok(list_page(&req, "custom_fields", page, paging, more))
+}
+
+/// A field definition as amoCRM sends it: `name`, `type`, `enums[{value, sort}]`,
+/// `required_statuses[{pipeline_id, status_id}]` (leads). Types Voronka has no counterpart for
+/// (multitext, radiobutton, smart_address, …) are refused with the list of those it has.
+fn read_field(
+    item: &mut Item<'_>,
+    leads: bool,
+) -> (
+    String,
+    Option<FieldType>,
+    Vec<String>,
+    Vec<deals_api::RequiredAt>,
+) {
+    let name = item.str("name").unwrap_or_default();
+    if name.trim().is_empty() || name.chars().count() > 255 {
+        item.fail("name", "InvalidValue", "a name of 1 to 255 characters");
+    }
+    item.int("sort");
+    let ty = match item.str("type") {
+        Some(t) => match FieldType::parse(&t) {
+            Some(t) => Some(t),
+            None => {
+                let all: Vec<&str> = FieldType::ALL.iter().map(|t| t.as_str()).collect();
+                item.fail(
+                    "type",
+                    "NotSupportedChoice",
+                    format!("one of: {}", all.join(", ")),
+                );
+                None
+            }
+        },
+        None => {
+            item.fail("type", "Required", "a field needs a type");
+            None
+        }
+    };
+    let mut enums = Vec::new();
+    if let Some(list) = item.array("enums") {
+        let mut sorted: Vec<(i64, String)> = Vec::new();
+        for (i, e) in list.iter().enumerate() {
+            match e.get("value").and_then(Value::as_str) {
+                Some(v) if !v.trim().is_empty() => sorted.push((
+                    e.get("sort").and_then(Value::as_i64).unwrap_or(i as i64),
+                    v.trim().to_string(),
+                )),
+                _ => item.fail(
+                    &format!("enums.{i}.value"),
+                    "Required",
+                    "each choice needs a value",
+                ),
+            }
+        }
+        sorted.sort_by_key(|(s, _)| *s);
+        enums = sorted.into_iter().map(|(_, v)| v).collect();
+    }
+    if ty.is_some_and(|t| t.has_enums()) && enums.is_empty() {
+        item.fail("enums", "Required", "a select needs its choices");
+    }
+    let mut required = Vec::new();
+    if let Some(list) = item.array("required_statuses") {
+        if !leads {
+            item.fail(
+                "required_statuses",
+                "NotSupported",
+                "only lead fields can be required by status",
+            );
+        }
+        for (i, r) in list.iter().enumerate() {
+            match (
+                r.get("pipeline_id").and_then(Value::as_i64),
+                r.get("status_id").and_then(Value::as_i64),
+            ) {
+                (Some(p), Some(s)) => required.push(deals_api::RequiredAt {
+                    pipeline_id: deals_api::PipelineId(p),
+                    status_id: deals_api::StageId(s),
+                }),
+                _ => item.fail(
+                    &format!("required_statuses.{i}"),
+                    "InvalidValue",
+                    "pipeline_id and status_id",
+                ),
+            }
+        }
+    }
+    (name.trim().to_string(), ty, enums, required)
+}
+
+/// `POST /api/v4/{entity}/custom_fields`.
+pub async fn add_custom_fields(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let entity = EntityPath::parse(&path)?;
+    let caller = auth.caller();
+    let items = body::batch(&raw, body::MAX_BATCH)?;
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for (i, obj) in items.iter().enumerate() {
+        let mut item = Item::new(obj);
+        let (name, ty, enums, required) = read_field(&mut item, entity == EntityPath::Leads);
+        let request_id = item.request_id(i);
+        if !item.errors.is_empty() {
+            errors.push(ItemErrors {
+                request_id,
+                errors: item.errors,
+            });
+            continue;
+        }
+        if let Some(ty) = ty {
+            plans.push((request_id, name, ty, enums, required));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::batch(errors));
+    }
+    let account = auth.0.account_id.0;
+    let m = &state.modules;
+    let mut out = Vec::new();
+    for (request_id, name, field_type, enums, required_statuses) in plans {
+        let mut v = match entity {
+            EntityPath::Leads => {
+                let d = m
+                    .deals
+                    .create_custom_field(
+                        caller,
+                        deals_api::NewCustomField {
+                            name,
+                            field_type,
+                            enums,
+                            required_statuses,
+                        },
+                    )
+                    .await?;
+                field_json(&req, entity, account, &d, d.sort)
+            }
+            EntityPath::Contacts | EntityPath::Companies => {
+                let kind = if entity == EntityPath::Contacts {
+                    contacts_api::Entity::Contact
+                } else {
+                    contacts_api::Entity::Company
+                };
+                let d = m
+                    .contacts
+                    .create_custom_field(
+                        caller,
+                        kind,
+                        contacts_api::NewCustomField {
+                            name,
+                            field_type,
+                            enums,
+                        },
+                    )
+                    .await?;
+                field_json(&req, entity, account, &d, d.sort)
+            }
+        };
+        v["request_id"] = json!(request_id);
+        out.push(v);
+    }
+    Ok(hal(&json!({
+        "_total_items": out.len(),
+        "_links": links(&req, &format!("{}/custom_fields", entity.as_str())),
+        "_embedded": { "custom_fields": out },
+    })))
+}
+
+/// `DELETE /api/v4/leads/custom_fields/{id}`: the field and its values on every lead; 204.
+pub async fn delete_lead_field(
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .modules
+        .deals
+        .delete_custom_field(auth.caller(), deals_api::FieldId(*path))
+        .await?;
+    Ok(super::no_content())
 }

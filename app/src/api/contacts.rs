@@ -3,14 +3,16 @@
 //! `PHONE` and `EMAIL` multitext fields of amoCRM, named by `field_code`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use contacts_api::{Company, CompanyId, Contact, ContactFilter, ContactId, Email, Entity, Phone};
+use contacts_api::{
+    Company, CompanyId, Contact, ContactFilter, ContactId, Email, Entity, Phone, Reach,
+};
 use kernel::paging::PageRequest;
 use kernel::{Caller, UserId};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::body::{self, Item, MAX_BATCH};
-use super::fields::values_out;
-use super::leads::{read_company, read_contact};
+use super::fields::{values_in, values_out};
+use super::leads::{reach_by_code, read_company, read_contact, split_name};
 use super::problem::ItemErrors;
 use super::{ApiAuth, ApiError, Paging, hal, links, list_page, or_no_content, params, ts};
 use crate::state::AppState;
@@ -369,4 +371,280 @@ pub async fn create_companies(
     Ok(hal(
         &json!({"_links": links(&req, "companies"), "_embedded": {"companies": out}}),
     ))
+}
+
+// --- updates -------------------------------------------------------------------------------
+
+/// A contact's or company's changes as amoCRM sends them: names, responsible, custom fields
+/// (PHONE and EMAIL by code replace the phones and e-mails), tags (`_embedded.tags` replaces,
+/// `tags_to_add` / `tags_to_delete`).
+struct RecordPatch {
+    id: i64,
+    name: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    responsible: Option<UserId>,
+    phones: Option<Vec<Reach>>,
+    emails: Option<Vec<Reach>>,
+    fields: Option<Map<String, Value>>,
+    tags_set: Option<Vec<String>>,
+    tags_add: Vec<String>,
+    tags_delete: Vec<String>,
+}
+
+fn read_patch(
+    item: &mut Item<'_>,
+    id: Option<i64>,
+    defs: &[contacts_api::CustomField],
+) -> Option<RecordPatch> {
+    let id = id.or_else(|| item.int("id"));
+    if id.is_none() && !item.errors.iter().any(|e| e.field == "id") {
+        item.fail("id", "Required", "updates need the record's id");
+    }
+    let name = item.str("name");
+    let first_name = item.str("first_name");
+    let last_name = item.str("last_name");
+    let responsible = item.int("responsible_user_id").map(UserId);
+    let (mut phones, mut emails) = (None::<Vec<Reach>>, None::<Vec<Reach>>);
+    let fields = values_in(item, "custom_fields_values", defs, |code, values| {
+        let (mut p, mut e) = (Vec::new(), Vec::new());
+        let known = reach_by_code(code, values, &mut p, &mut e);
+        if code == "PHONE" {
+            phones = Some(p);
+        } else if code == "EMAIL" {
+            emails = Some(e);
+        }
+        known
+    });
+    let tags_add = body::tag_names(item, "tags_to_add", &[]).unwrap_or_default();
+    let tags_delete = body::tag_names(item, "tags_to_delete", &[]).unwrap_or_default();
+    let mut tags_set = None;
+    if let Some(emb) = item.object("_embedded") {
+        item.nested(emb, "_embedded", |e| {
+            tags_set = body::tag_names(e, "tags", &[])
+        });
+    }
+    Some(RecordPatch {
+        id: id?,
+        name,
+        first_name,
+        last_name,
+        responsible,
+        phones,
+        emails,
+        fields: fields.filter(|f| !f.is_empty()),
+        tags_set,
+        tags_add,
+        tags_delete,
+    })
+}
+
+fn new_tags(current: &[contacts_api::Tag], p: &RecordPatch) -> Option<Vec<String>> {
+    if p.tags_set.is_none() && p.tags_add.is_empty() && p.tags_delete.is_empty() {
+        return None;
+    }
+    let mut t = p
+        .tags_set
+        .clone()
+        .unwrap_or_else(|| current.iter().map(|t| t.name.clone()).collect());
+    for a in &p.tags_add {
+        if !t.contains(a) {
+            t.push(a.clone());
+        }
+    }
+    t.retain(|x| !p.tags_delete.contains(x));
+    Some(t)
+}
+
+fn read_patches(
+    items: &[Map<String, Value>],
+    id: Option<i64>,
+    defs: &[contacts_api::CustomField],
+) -> Result<Vec<(String, RecordPatch)>, ApiError> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, obj) in items.iter().enumerate() {
+        let mut item = Item::new(obj);
+        let p = read_patch(&mut item, id, defs);
+        let request_id = item.request_id(i);
+        if !item.errors.is_empty() {
+            errors.push(ItemErrors {
+                request_id,
+                errors: item.errors,
+            });
+            continue;
+        }
+        if let Some(p) = p {
+            out.push((request_id, p));
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ApiError::batch(errors))
+    }
+}
+
+/// Every record of the batch must be there for this caller before any is changed.
+async fn check_exist(
+    state: &AppState,
+    caller: Caller,
+    entity: Entity,
+    patches: &[(String, RecordPatch)],
+) -> Result<(), ApiError> {
+    let ids: Vec<i64> = patches.iter().map(|(_, p)| p.id).collect();
+    let (mc, mco) = match entity {
+        Entity::Contact => super::leads::missing_links(state, caller, &ids, &[]).await?,
+        Entity::Company => super::leads::missing_links(state, caller, &[], &ids).await?,
+    };
+    let missing = if entity == Entity::Contact { mc } else { mco };
+    let errors: Vec<ItemErrors> = patches
+        .iter()
+        .filter(|(_, p)| missing.contains(&p.id))
+        .map(|(r, _)| ItemErrors {
+            request_id: r.clone(),
+            errors: vec![kernel::FieldError {
+                field: "id".into(),
+                code: "NotFound".into(),
+                message: "No such record".into(),
+            }],
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::batch(errors))
+    }
+}
+
+async fn apply_patch(
+    state: &AppState,
+    caller: Caller,
+    entity: Entity,
+    p: RecordPatch,
+) -> Result<(i64, chrono::DateTime<chrono::Utc>), ApiError> {
+    let m = &state.modules.contacts;
+    match entity {
+        Entity::Contact => {
+            let current = m.contact(caller, ContactId(p.id)).await?;
+            let (mut first, mut last) = (p.first_name.clone(), p.last_name.clone());
+            if first.is_none()
+                && last.is_none()
+                && let Some(n) = &p.name
+            {
+                let (f, l) = split_name(n);
+                first = Some(f);
+                last = Some(l);
+            }
+            let patch = contacts_api::ContactPatch {
+                first_name: first,
+                last_name: last,
+                position: None,
+                responsible_user_id: p.responsible,
+                phones: p.phones.clone(),
+                emails: p.emails.clone(),
+                tags: new_tags(&current.tags, &p),
+                custom_fields: p.fields.clone(),
+            };
+            let c = m.update_contact(caller, current.id, patch).await?;
+            Ok((c.id.0, c.updated_at))
+        }
+        Entity::Company => {
+            let current = m.company(caller, CompanyId(p.id)).await?;
+            let patch = contacts_api::CompanyPatch {
+                name: p.name.clone(),
+                web: None,
+                address: None,
+                responsible_user_id: p.responsible,
+                phones: p.phones.clone(),
+                emails: p.emails.clone(),
+                tags: new_tags(&current.tags, &p),
+                custom_fields: p.fields.clone(),
+            };
+            let c = m.update_company(caller, current.id, patch).await?;
+            Ok((c.id.0, c.updated_at))
+        }
+    }
+}
+
+async fn update(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    entity: Entity,
+    one: Option<i64>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let caller = auth.caller();
+    let items = match one {
+        Some(_) => vec![body::object(&raw)?],
+        None => body::batch(&raw, MAX_BATCH)?,
+    };
+    let defs = state.modules.contacts.custom_fields(caller, entity).await?;
+    let patches = read_patches(&items, one, &defs)?;
+    if let Err(e) = check_exist(&state, caller, entity, &patches).await {
+        return Err(if one.is_some() {
+            ApiError(kernel::AppError::not_found("record"))
+        } else {
+            e
+        });
+    }
+    let key = if entity == Entity::Contact {
+        "contacts"
+    } else {
+        "companies"
+    };
+    let mut out = Vec::new();
+    for (request_id, p) in patches {
+        let (id, updated) = apply_patch(&state, caller, entity, p).await?;
+        out.push(json!({"id": id, "updated_at": ts(updated), "request_id": request_id, "_links": links(&req, &format!("{key}/{id}"))}));
+    }
+    if one.is_some() {
+        let mut v = out.pop().unwrap_or(Value::Null);
+        if let Value::Object(o) = &mut v {
+            o.remove("request_id");
+        }
+        return Ok(hal(&v));
+    }
+    Ok(hal(
+        &json!({"_links": links(&req, key), "_embedded": {key: out}}),
+    ))
+}
+
+pub async fn update_contacts(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    update(req, auth, state, Entity::Contact, None, raw).await
+}
+
+pub async fn update_contact(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    update(req, auth, state, Entity::Contact, Some(*path), raw).await
+}
+
+pub async fn update_companies(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    update(req, auth, state, Entity::Company, None, raw).await
+}
+
+pub async fn update_company(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    update(req, auth, state, Entity::Company, Some(*path), raw).await
 }

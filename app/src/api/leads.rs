@@ -52,6 +52,19 @@ impl Ctx {
         })
     }
 
+    /// What showing leads needs: the field definitions and loss reasons (no users, pipelines).
+    pub async fn for_reading(state: &AppState, caller: Caller) -> Result<Ctx, ApiError> {
+        let deals = &state.modules.deals;
+        let (fields, loss_reasons) =
+            futures_util::try_join!(deals.custom_fields(caller), deals.loss_reasons(caller))?;
+        Ok(Ctx {
+            pipelines: Vec::new(),
+            fields,
+            loss_reasons,
+            users: HashSet::new(),
+        })
+    }
+
     fn stage_kind(&self, pipeline: PipelineId, stage: StageId) -> Option<StageKind> {
         self.pipelines
             .iter()
@@ -238,7 +251,7 @@ pub async fn list(
     if deals.is_empty() {
         return Ok(no_content());
     }
-    let ctx = Ctx::load(&state, caller).await?;
+    let ctx = Ctx::for_reading(&state, caller).await?;
     let items = deals
         .iter()
         .map(|d| lead_json(&req, d, &ctx, &with))
@@ -293,7 +306,7 @@ pub async fn get(
     or_no_content(
         async {
             let d = state.modules.deals.deal(caller, DealId(*path)).await?;
-            let ctx = Ctx::load(&state, caller).await?;
+            let ctx = Ctx::for_reading(&state, caller).await?;
             Ok(hal(&lead_json(&req, &d, &ctx, &with)))
         }
         .await,
@@ -523,15 +536,19 @@ pub async fn create(
                 "the account has no pipeline",
             ))
         })?;
-    let mut out = Vec::new();
-    for (request_id, w) in writes {
-        let d = create_one(&state, caller, &ctx, main, w).await?;
-        out.push(json!({
-            "id": d.id.0,
-            "request_id": request_id,
-            "_links": links(&req, &format!("leads/{}", d.id.0)),
-        }));
-    }
+    let (request_ids, writes): (Vec<String>, Vec<LeadWrite>) = writes.into_iter().unzip();
+    let created = create_all(&state, caller, &ctx, main, writes).await?;
+    let out: Vec<Value> = created
+        .iter()
+        .zip(request_ids)
+        .map(|(d, request_id)| {
+            json!({
+                "id": d.id.0,
+                "request_id": request_id,
+                "_links": links(&req, &format!("leads/{}", d.id.0)),
+            })
+        })
+        .collect();
     Ok(hal(&json!({
         "_links": links(&req, "leads"),
         "_embedded": { "leads": out },
@@ -586,13 +603,10 @@ async fn check_links(
     Ok(())
 }
 
-async fn create_one(
-    state: &AppState,
-    caller: Caller,
-    ctx: &Ctx,
-    main: PipelineId,
-    w: LeadWrite,
-) -> Result<Deal, ApiError> {
+/// A lead to close right after it is made: its closing stage and loss reason.
+type Closing = Option<(StageId, Option<deals_api::LossReasonId>)>;
+
+fn to_new(ctx: &Ctx, main: PipelineId, w: LeadWrite) -> (NewDeal, Closing) {
     let pipeline = w
         .pipeline
         .or_else(|| w.stage.and_then(|s| ctx.pipeline_of(s)))
@@ -614,22 +628,37 @@ async fn create_one(
     new.contact_ids = w.contacts;
     new.main_contact_id = w.main_contact;
     new.company_ids = w.companies;
+    (new, closing.map(|s| (s, w.loss_reason)))
+}
+
+/// Creates the leads in one transaction (all or none), then closes those created closed.
+async fn create_all(
+    state: &AppState,
+    caller: Caller,
+    ctx: &Ctx,
+    main: PipelineId,
+    writes: Vec<LeadWrite>,
+) -> Result<Vec<Deal>, ApiError> {
+    let (news, closings): (Vec<NewDeal>, Vec<Closing>) =
+        writes.into_iter().map(|w| to_new(ctx, main, w)).unzip();
     let deals = &state.modules.deals;
-    let mut d = deals.create_deal(caller, new).await?;
-    if let Some(stage) = closing {
-        d = deals
-            .move_deal(
-                caller,
-                d.id,
-                MoveTo {
-                    stage_id: stage,
-                    after: None,
-                    loss_reason_id: w.loss_reason,
-                },
-            )
-            .await?;
+    let mut created = deals.create_deals(caller, news).await?;
+    for (d, closing) in created.iter_mut().zip(closings) {
+        if let Some((stage, loss_reason_id)) = closing {
+            *d = deals
+                .move_deal(
+                    caller,
+                    d.id,
+                    MoveTo {
+                        stage_id: stage,
+                        after: None,
+                        loss_reason_id,
+                    },
+                )
+                .await?;
+        }
     }
-    Ok(d)
+    Ok(created)
 }
 
 /// Reads and checks a batch of updates; the leads must be visible to the caller.
@@ -811,7 +840,7 @@ pub async fn update_one(
 }
 
 /// Splits "Ivan Petrov" into a first and a last name.
-fn split_name(name: &str) -> (String, String) {
+pub fn split_name(name: &str) -> (String, String) {
     let name = name.trim();
     match name.split_once(' ') {
         Some((a, b)) => (a.trim().to_string(), b.trim().to_string()),
@@ -958,7 +987,10 @@ pub async fn complex(
         if let Some(c) = company_id {
             w.companies = vec![c.0];
         }
-        let d = create_one(&state, caller, &ctx, main, w).await?;
+        let d = create_all(&state, caller, &ctx, main, vec![w])
+            .await?
+            .pop()
+            .ok_or_else(|| ApiError(AppError::internal("no lead created")))?;
         out.push(json!({
             "id": d.id.0,
             "contact_id": contact_id.map(|c| c.0),

@@ -17,6 +17,7 @@ pub mod params;
 pub mod pipelines;
 pub mod problem;
 pub mod tasks;
+pub mod unsorted;
 pub mod users;
 pub mod webhooks;
 
@@ -78,6 +79,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/v4/leads/loss_reasons",
             web::post().to(catalog::add_loss_reasons),
         )
+        .route("/api/v4/leads/unsorted", web::get().to(unsorted::list))
+        .route(
+            "/api/v4/leads/unsorted/summary",
+            web::get().to(unsorted::summary),
+        )
+        .route("/api/v4/leads/unsorted/{uid}", web::get().to(unsorted::get))
+        .route(
+            "/api/v4/leads/unsorted/{uid}/accept",
+            web::post().to(unsorted::accept),
+        )
+        .route(
+            "/api/v4/leads/unsorted/{uid}/decline",
+            web::delete().to(unsorted::decline),
+        )
+        .route(
+            "/api/v4/leads/unsorted/{uid}/link",
+            web::post().to(unsorted::link),
+        )
+        .route(
+            "/api/v4/leads/custom_fields/{id:\\d+}",
+            web::delete().to(catalog::delete_lead_field),
+        )
         .route("/api/v4/leads/{id:\\d+}", web::get().to(leads::get))
         .route(
             "/api/v4/leads/{id:\\d+}",
@@ -92,6 +115,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/v4/contacts/{id:\\d+}",
             web::get().to(contacts::get_contact),
+        )
+        .route(
+            "/api/v4/contacts",
+            web::patch().to(contacts::update_contacts),
+        )
+        .route(
+            "/api/v4/contacts/{id:\\d+}",
+            web::patch().to(contacts::update_contact),
+        )
+        .route(
+            "/api/v4/companies",
+            web::patch().to(contacts::update_companies),
+        )
+        .route(
+            "/api/v4/companies/{id:\\d+}",
+            web::patch().to(contacts::update_company),
         )
         .route("/api/v4/companies", web::get().to(contacts::list_companies))
         .route(
@@ -137,6 +176,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             &format!("{e}/custom_fields"),
             web::get().to(catalog::custom_fields),
+        )
+        .route(
+            &format!("{e}/custom_fields"),
+            web::post().to(catalog::add_custom_fields),
         )
         // tasks, events, users, webhooks
         .route("/api/v4/tasks", web::get().to(tasks::list))

@@ -214,6 +214,10 @@ fn schemas() -> Value {
             "id": string(), "type": string(), "entity_id": nullable("integer"), "entity_type": nullable("string"),
             "created_by": int(), "created_at": int(), "value_after": { "type": "array" }, "value_before": { "type": "array" },
             "account_id": int(), "_links": links() } },
+        "Unsorted": { "type": "object", "required": ["uid", "category", "pipeline_id"], "properties": {
+            "uid": string(), "source_uid": nullable("string"), "source_name": nullable("string"), "category": string(),
+            "pipeline_id": int(), "created_at": int(), "metadata": { "type": "object" }, "account_id": int(),
+            "_links": links(), "_embedded": { "type": "object" } } },
         "User": { "type": "object", "required": ["id", "name", "email"], "properties": {
             "id": int(), "name": string(), "email": string(), "lang": string(), "rights": { "type": "object" }, "_links": links() } },
         "Webhook": { "type": "object", "required": ["id", "destination", "settings"], "properties": {
@@ -610,6 +614,61 @@ fn build() -> Value {
             vec![path_id("id")],
             None,
             ok_or_empty("The user", r("User")),
+        ),
+    );
+    add(
+        "/api/v4/leads/unsorted",
+        "get",
+        op(
+            "Incoming leads",
+            "unsorted",
+            {
+                let mut p = paging();
+                p.push(query(
+                    "filter[category]",
+                    string(),
+                    "sip, mail, forms, chats",
+                ));
+                p
+            },
+            None,
+            ok_or_empty("Incoming leads", list_of("unsorted", "Unsorted")),
+        ),
+    );
+    add(
+        "/api/v4/leads/unsorted/summary",
+        "get",
+        op(
+            "Incoming leads summary",
+            "unsorted",
+            vec![],
+            None,
+            ok(
+                "Summary",
+                json!({"type": "object", "required": ["total"], "properties": {"total": int()}}),
+            ),
+        ),
+    );
+    add(
+        "/api/v4/contacts",
+        "patch",
+        op(
+            "Update contacts",
+            "contacts",
+            vec![],
+            Some(array_of(json!({"type": "object"}), 250)),
+            ok("Updated", refs("contacts")),
+        ),
+    );
+    add(
+        "/api/v4/companies",
+        "patch",
+        op(
+            "Update companies",
+            "companies",
+            vec![],
+            Some(array_of(json!({"type": "object"}), 250)),
+            ok("Updated", refs("companies")),
         ),
     );
     add(

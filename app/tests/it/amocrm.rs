@@ -1012,3 +1012,195 @@ async fn contacts_tasks_notes_links_and_events_round_trip() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("/api/v4/leads/complex"));
 }
+
+#[tokio::test]
+async fn unsorted_leads_contact_updates_and_custom_fields() {
+    let app = app().await;
+    let t = app.tenant("Unsorted").await;
+    let api = Api::new(&app, &token(&app, &t).await);
+    let admin = Caller::user(t.account, t.admin.id);
+    let (pid, stages) = main_pipeline(&api).await;
+    // Two incoming leads (as a new chat makes them) and an ordinary one.
+    let deals = &app.state.modules.deals;
+    let mut incoming = Vec::new();
+    for name in ["From chat 1", "From chat 2"] {
+        let mut new = deals_api::NewDeal::new(deals_api::PipelineId(pid), name);
+        new.stage_id = Some(deals_api::StageId(stages[0]));
+        incoming.push(deals.create_deal(admin, new).await.unwrap().id.0);
+    }
+    seed(&api, pid, 1).await;
+    let list = api.json("/api/v4/leads/unsorted").await;
+    let uids: Vec<&str> = list["_embedded"]["unsorted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uids, vec![incoming[0].to_string(), incoming[1].to_string()]);
+    assert_eq!(list["_embedded"]["unsorted"][0]["category"], "chats");
+    assert_eq!(api.json("/api/v4/leads/unsorted/summary").await["total"], 2);
+    assert_eq!(
+        api.get("/api/v4/leads/unsorted?filter[category]=forms")
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    // Accept into a chosen stage; decline the other.
+    let res = api
+        .post(
+            &format!("/api/v4/leads/unsorted/{}/accept", incoming[0]),
+            &json!({"status_id": stages[2]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/{}", incoming[0])).await["status_id"],
+        stages[2]
+    );
+    let res = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v4/leads/unsorted/{}/decline", incoming[1]),
+            "",
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        api.get(&format!("/api/v4/leads/{}", incoming[1]))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get("/api/v4/leads/unsorted").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // An accepted lead is not incoming any more.
+    problem(
+        api.post(
+            &format!("/api/v4/leads/unsorted/{}/accept", incoming[0]),
+            &json!({}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+
+    // Contacts: update many and one; phones replaced by PHONE, tags added.
+    let res = api
+        .post(
+            "/api/v4/contacts",
+            &json!([{"name": "Oleg Sidorov"}, {"name": "Pavel Orlov"}]),
+        )
+        .await;
+    let ids: Vec<i64> = res.json::<Value>().await.unwrap()["_embedded"]["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    let res = api
+        .patch(
+            "/api/v4/contacts",
+            &json!([
+                {"id": ids[0], "first_name": "Oleg", "last_name": "Petrov", "tags_to_add": [{"name": "vip"}]},
+                {"id": ids[1], "custom_fields_values": [{"field_code": "PHONE", "values": [{"value": "+79001112233"}]}]}
+            ]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let c0 = api.json(&format!("/api/v4/contacts/{}", ids[0])).await;
+    assert_eq!(c0["name"], "Oleg Petrov");
+    assert_eq!(c0["_embedded"]["tags"][0]["name"], "vip");
+    let c1 = api.json(&format!("/api/v4/contacts/{}", ids[1])).await;
+    assert_eq!(
+        c1["custom_fields_values"][0]["values"][0]["value"],
+        "+79001112233"
+    );
+    let res = api
+        .patch(
+            &format!("/api/v4/contacts/{}", ids[1]),
+            &json!({"name": "Pavel Orlov-Smirnov"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // A missing contact in a batch changes nothing.
+    let res = api
+        .patch(
+            "/api/v4/contacts",
+            &json!([{"id": ids[0], "first_name": "Changed"}, {"id": 987654321, "name": "X"}]),
+        )
+        .await;
+    let body = problem(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["validation-errors"][0]["request_id"], "1");
+    assert_eq!(
+        api.json(&format!("/api/v4/contacts/{}", ids[0])).await["first_name"],
+        "Oleg"
+    );
+
+    // Custom fields: a select for leads, then set by enum id and read back.
+    let res = api
+        .post(
+            "/api/v4/leads/custom_fields",
+            &json!([{"name": "Client type", "type": "select", "enums": [{"value": "New", "sort": 1}, {"value": "Returning", "sort": 2}]}]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let field: Value = res.json().await.unwrap();
+    let field = &field["_embedded"]["custom_fields"][0];
+    let (fid, returning) = (
+        field["id"].as_i64().unwrap(),
+        field["enums"][1]["id"].as_i64().unwrap(),
+    );
+    let res = api
+        .post(
+            "/api/v4/leads",
+            &json!([{"name": "Typed", "custom_fields_values": [{"field_id": fid, "values": [{"enum_id": returning}]}]}]),
+        )
+        .await;
+    let lead = res.json::<Value>().await.unwrap()["_embedded"]["leads"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let l = api.json(&format!("/api/v4/leads/{lead}")).await;
+    assert_eq!(
+        l["custom_fields_values"][0]["values"][0]["value"],
+        "Returning"
+    );
+    assert_eq!(l["custom_fields_values"][0]["field_type"], "select");
+    assert_eq!(
+        api.lead_ids(&format!(
+            "/api/v4/leads?filter[custom_fields_values][{fid}][]={returning}"
+        ))
+        .await,
+        vec![lead]
+    );
+    // A value not among the choices, and a type Voronka lacks, are refused.
+    let body = problem(
+        api.post("/api/v4/leads", &json!([{"name": "x", "custom_fields_values": [{"field_id": fid, "values": [{"value": "Other"}]}]}])).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        body["validation-errors"][0]["errors"][0]["code"],
+        "NotSupportedChoice"
+    );
+    let body = problem(
+        api.post(
+            "/api/v4/contacts/custom_fields",
+            &json!([{"name": "Addr", "type": "smart_address"}]),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(body["validation-errors"][0]["errors"][0]["path"], "type");
+    let res = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v4/leads/custom_fields/{fid}"),
+            "",
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(api.json(&format!("/api/v4/leads/{lead}")).await["custom_fields_values"].is_null());
+}

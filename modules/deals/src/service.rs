@@ -40,6 +40,116 @@ impl DealsService {
         Ok(self.pool.get().await?)
     }
 
+    /// Checks and inserts one new deal on `conn` (the caller's right to create and the
+    /// responsible user are checked by the callers, once per call or batch).
+    async fn insert_new(
+        conn: &mut AsyncPgConnection,
+        caller: Caller,
+        new: NewDeal,
+        responsible: UserId,
+    ) -> AppResult<DealRow> {
+        let mut errors = Vec::new();
+        let name = check_name("name", &new.name, 255, &mut errors);
+        if new.price < 0 {
+            errors.push(FieldError {
+                field: "price".into(),
+                code: "negative".into(),
+                message: "the budget cannot be negative".into(),
+            });
+        }
+        let tag_names =
+            kernel::fields::clean_tags(&new.tags, fields::MAX_TAGS_PER_DEAL, &mut errors);
+        let contacts = ops::order_contacts(&new.contact_ids, new.main_contact_id, &mut errors);
+        finish(errors)?;
+        // Most creates carry no tags or field values: one statement does it all.
+        if tag_names.is_empty() && new.custom_fields.is_empty() {
+            let fast = NewDeal {
+                contact_ids: contacts.clone(),
+                main_contact_id: <[i64]>::first(&contacts).copied(),
+                ..new.clone()
+            };
+            if let Some(row) = ops::create_fast(conn, caller, &fast, &name, responsible).await? {
+                return Ok(row);
+            }
+        }
+        let Some(stage) = ops::find_stage(
+            conn,
+            caller.account_id,
+            new.pipeline_id.0,
+            new.stage_id.map(|s| s.0),
+        )
+        .await?
+        else {
+            let pipeline_exists: i64 = pipelines::table
+                .filter(pipelines::account_id.eq(caller.account_id.0))
+                .filter(pipelines::id.eq(new.pipeline_id.0))
+                .select(count_star())
+                .first(conn)
+                .await?;
+            return Err(if pipeline_exists == 0 {
+                AppError::validation("pipeline_id", "not_found", "no such pipeline")
+            } else {
+                AppError::validation("stage_id", "not_found", "no such stage in this pipeline")
+            });
+        };
+        // Custom fields: checked only when given or required at the stage (the common create
+        // has neither, and costs no extra query).
+        let mut values = FieldValues::new();
+        if !new.custom_fields.is_empty() || stage.has_required {
+            let defs = fields::load(conn, caller.account_id).await?;
+            let mut errors = Vec::new();
+            values = kernel::fields::apply_values(&defs, &values, &new.custom_fields, &mut errors);
+            fields::check_required(
+                &defs,
+                new.pipeline_id,
+                StageId(stage.row.id),
+                &stage.row.name,
+                &values,
+                &mut errors,
+            );
+            finish(errors)?;
+        }
+        let pipeline_id = PipelineId(stage.row.pipeline_id);
+        let stage_id = StageId(stage.row.id);
+        let closed = stage.kind().is_closed();
+        let account = caller.account_id;
+        let values = serde_json::Value::Object(values);
+        let main_contact = <[i64]>::first(&contacts).copied();
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let tag_ids = fields::ensure_tags(tx, account, &tag_names).await?;
+            let row = ops::insert_deal(
+                tx,
+                caller,
+                &ops::Insert {
+                    pipeline: pipeline_id.0,
+                    stage: stage_id.0,
+                    name: &name,
+                    price: new.price,
+                    responsible: responsible.0,
+                    closed,
+                    tag_ids: &tag_ids,
+                    custom_fields: &values,
+                    contact_ids: &contacts,
+                    main_contact_id: main_contact,
+                    company_ids: &new.company_ids,
+                },
+            )
+            .await?;
+            let event = DealCreated {
+                deal_id: DealId(row.id),
+                name: row.name.clone(),
+                price: row.price,
+                pipeline_id,
+                stage_id,
+                responsible_user_id: responsible,
+                tag_ids: row.tag_ids.clone(),
+            };
+            outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?]).await?;
+            Ok(row)
+        })
+        .await
+    }
+
     async fn require_admin(&self, caller: Caller) -> AppResult<()> {
         let Some(me) = caller.actor.user_id() else {
             return Ok(());
@@ -581,19 +691,6 @@ impl Deals for DealsService {
 
     async fn create_deal(&self, caller: Caller, new: NewDeal) -> AppResult<Deal> {
         access::scope(&*self.accounts, caller, Action::Create).await?;
-        let mut errors = Vec::new();
-        let name = check_name("name", &new.name, 255, &mut errors);
-        if new.price < 0 {
-            errors.push(FieldError {
-                field: "price".into(),
-                code: "negative".into(),
-                message: "the budget cannot be negative".into(),
-            });
-        }
-        let tag_names =
-            kernel::fields::clean_tags(&new.tags, fields::MAX_TAGS_PER_DEAL, &mut errors);
-        let contacts = ops::order_contacts(&new.contact_ids, new.main_contact_id, &mut errors);
-        finish(errors)?;
         let responsible = access::responsible(
             &*self.accounts,
             caller,
@@ -601,97 +698,45 @@ impl Deals for DealsService {
         )
         .await?;
         let mut conn = self.conn().await?;
-        // Most creates carry no tags or field values: one statement does it all.
-        if tag_names.is_empty() && new.custom_fields.is_empty() {
-            let fast = NewDeal {
-                contact_ids: contacts.clone(),
-                main_contact_id: <[i64]>::first(&contacts).copied(),
-                ..new.clone()
-            };
-            if let Some(row) =
-                ops::create_fast(&mut conn, caller, &fast, &name, responsible).await?
-            {
-                return ops::deal_out(&mut conn, caller.account_id, row).await;
+        let row = Self::insert_new(&mut conn, caller, new, responsible).await?;
+        ops::deal_out(&mut conn, caller.account_id, row).await
+    }
+
+    async fn create_deals(&self, caller: Caller, news: Vec<NewDeal>) -> AppResult<Vec<Deal>> {
+        access::scope(&*self.accounts, caller, Action::Create).await?;
+        if news.len() > MAX_BULK {
+            return Err(AppError::validation(
+                "deals",
+                "too_many",
+                &format!("at most {MAX_BULK} deals at once"),
+            ));
+        }
+        // Each responsible user is checked once for the batch.
+        let mut checked: Vec<(Option<UserId>, UserId)> = Vec::new();
+        for new in &news {
+            let asked = new.responsible_user_id.or(caller.actor.user_id());
+            if !checked.iter().any(|(a, _)| *a == asked) {
+                let r = access::responsible(&*self.accounts, caller, asked).await?;
+                checked.push((asked, r));
             }
         }
-        let Some(stage) = ops::find_stage(
-            &mut conn,
-            caller.account_id,
-            new.pipeline_id.0,
-            new.stage_id.map(|s| s.0),
-        )
-        .await?
-        else {
-            let pipeline_exists: i64 = pipelines::table
-                .filter(pipelines::account_id.eq(caller.account_id.0))
-                .filter(pipelines::id.eq(new.pipeline_id.0))
-                .select(count_star())
-                .first(&mut conn)
-                .await?;
-            return Err(if pipeline_exists == 0 {
-                AppError::validation("pipeline_id", "not_found", "no such pipeline")
-            } else {
-                AppError::validation("stage_id", "not_found", "no such stage in this pipeline")
-            });
-        };
-        // Custom fields: checked only when given or required at the stage (the common create
-        // has neither, and costs no extra query).
-        let mut values = FieldValues::new();
-        if !new.custom_fields.is_empty() || stage.has_required {
-            let defs = fields::load(&mut conn, caller.account_id).await?;
-            let mut errors = Vec::new();
-            values = kernel::fields::apply_values(&defs, &values, &new.custom_fields, &mut errors);
-            fields::check_required(
-                &defs,
-                new.pipeline_id,
-                StageId(stage.row.id),
-                &stage.row.name,
-                &values,
-                &mut errors,
-            );
-            finish(errors)?;
-        }
-        let pipeline_id = PipelineId(stage.row.pipeline_id);
-        let stage_id = StageId(stage.row.id);
-        let closed = stage.kind().is_closed();
-        let account = caller.account_id;
-        let values = serde_json::Value::Object(values);
-        let main_contact = <[i64]>::first(&contacts).copied();
-        let row = conn
+        let mut conn = self.conn().await?;
+        let rows = conn
             .transaction::<_, AppError, _>(async |tx| {
-                let tag_ids = fields::ensure_tags(tx, account, &tag_names).await?;
-                let row = ops::insert_deal(
-                    tx,
-                    caller,
-                    &ops::Insert {
-                        pipeline: pipeline_id.0,
-                        stage: stage_id.0,
-                        name: &name,
-                        price: new.price,
-                        responsible: responsible.0,
-                        closed,
-                        tag_ids: &tag_ids,
-                        custom_fields: &values,
-                        contact_ids: &contacts,
-                        main_contact_id: main_contact,
-                        company_ids: &new.company_ids,
-                    },
-                )
-                .await?;
-                let event = DealCreated {
-                    deal_id: DealId(row.id),
-                    name: row.name.clone(),
-                    price: row.price,
-                    pipeline_id,
-                    stage_id,
-                    responsible_user_id: responsible,
-                    tag_ids: row.tag_ids.clone(),
-                };
-                outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?]).await?;
-                Ok(row)
+                let mut rows = Vec::with_capacity(news.len());
+                for new in news {
+                    let asked = new.responsible_user_id.or(caller.actor.user_id());
+                    let responsible = checked
+                        .iter()
+                        .find(|(a, _)| *a == asked)
+                        .map(|(_, r)| *r)
+                        .ok_or_else(|| AppError::internal("responsible not checked"))?;
+                    rows.push(Self::insert_new(tx, caller, new, responsible).await?);
+                }
+                Ok(rows)
             })
             .await?;
-        ops::deal_out(&mut conn, account, row).await
+        ops::deals_out(&mut conn, caller.account_id, rows).await
     }
 
     async fn deal(&self, caller: Caller, id: DealId) -> AppResult<Deal> {

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use askama::Template;
 use chrono::{DateTime, Utc};
-use deals_api::{DealId, MoveTo, StageKind};
+use deals_api::{DealId, StageKind};
 use kernel::paging::{Cursor, PageRequest};
 use kernel::{AppError, Caller, ErrorCode};
 use messaging_api::*;
@@ -418,58 +418,18 @@ pub async fn send(
     }
 }
 
-/// The lead's deal, if the conversation's deal is still an incoming lead.
-async fn incoming_deal(
-    state: &AppState,
-    caller: Caller,
-    c: &Conversation,
-) -> Result<(deals_api::Deal, deals_api::Pipeline), AppError> {
-    let deal_id = c
-        .deal_id
-        .ok_or_else(|| AppError::validation("deal_id", "no_lead", "this chat has no lead"))?;
-    let deal = state.modules.deals.deal(caller, DealId(deal_id)).await?;
-    let pipeline = state
-        .modules
-        .deals
-        .pipeline(caller, deal.pipeline_id)
-        .await?;
-    let incoming = pipeline
-        .stages
-        .iter()
-        .any(|s| s.id == deal.stage_id && s.kind == StageKind::Incoming);
-    if !incoming {
-        return Err(AppError::validation(
-            "deal_id",
-            "not_incoming",
-            "the lead has already been accepted",
-        ));
-    }
-    Ok((deal, pipeline))
+/// The conversation's deal, if it has one (its incoming lead, or the deal it was linked to).
+fn lead_of(c: &Conversation) -> Result<DealId, AppError> {
+    c.deal_id
+        .map(DealId)
+        .ok_or_else(|| AppError::validation("deal_id", "no_lead", "this chat has no lead"))
 }
 
 /// Accepts the incoming lead: it moves to the pipeline's first open stage.
 pub async fn accept(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
     let caller = ctx.caller()?;
     let c = state.modules.messaging.conversation(caller, *path).await?;
-    let (deal, pipeline) = incoming_deal(&state, caller, &c).await?;
-    let first = pipeline
-        .stages
-        .iter()
-        .find(|s| s.kind == StageKind::Open)
-        .ok_or_else(|| AppError::validation("stage_id", "unknown_stage", "no open stage"))?;
-    state
-        .modules
-        .deals
-        .move_deal(
-            caller,
-            deal.id,
-            MoveTo {
-                stage_id: first.id,
-                after: None,
-                loss_reason_id: None,
-            },
-        )
-        .await?;
+    crate::incoming::accept(&state, caller, lead_of(&c)?, None).await?;
     see_other(&format!("/inbox/{}", c.id), Some("inbox.accepted"))
 }
 
@@ -477,13 +437,7 @@ pub async fn accept(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) 
 pub async fn decline(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
     let caller = ctx.caller()?;
     let c = state.modules.messaging.conversation(caller, *path).await?;
-    let (deal, _) = incoming_deal(&state, caller, &c).await?;
-    state
-        .modules
-        .messaging
-        .link_deal(caller, c.id, None)
-        .await?;
-    state.modules.deals.delete_deal(caller, deal.id).await?;
+    crate::incoming::decline(&state, caller, lead_of(&c)?).await?;
     see_other(&format!("/inbox/{}", c.id), Some("inbox.declined"))
 }
 
@@ -501,39 +455,14 @@ pub async fn link(
         .trim_start_matches('#')
         .parse()
         .map_err(|_| AppError::validation("deal_id", "invalid", "a deal number"))?;
-    let lead = incoming_deal(&state, caller, &c).await.ok();
-    if lead.as_ref().is_some_and(|(d, _)| d.id.0 == target) {
-        return Err(AppError::validation("deal_id", "invalid", "that is the lead itself").into());
-    }
-    let contact = c.contact_id;
-    state
-        .modules
-        .messaging
-        .link_deal(caller, c.id, Some(target))
-        .await?;
-    // The chat's contact joins the deal.
-    if let Some(contact) = contact {
-        let deal = state.modules.deals.deal(caller, DealId(target)).await?;
-        if !deal.contact_ids.contains(&contact) {
-            let mut ids = deal.contact_ids.clone();
-            ids.push(contact);
-            state
-                .modules
-                .deals
-                .update_deal(
-                    caller,
-                    deal.id,
-                    deals_api::DealPatch {
-                        contact_ids: Some(ids),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-        }
-    }
-    if let Some((deal, _)) = lead {
-        state.modules.deals.delete_deal(caller, deal.id).await?;
-    }
+    let lead = match c.deal_id {
+        Some(d) => crate::incoming::incoming_lead(&state, caller, DealId(d))
+            .await
+            .ok()
+            .map(|(deal, _)| deal.id),
+        None => None,
+    };
+    crate::incoming::link_chat(&state, caller, c.id, lead, DealId(target)).await?;
     see_other(&format!("/inbox/{}", c.id), Some("inbox.linked"))
 }
 

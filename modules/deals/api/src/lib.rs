@@ -55,6 +55,8 @@ pub trait Deals: Send + Sync {
 
     // --- deals --------------------------------------------------------------------------------
     async fn create_deal(&self, caller: Caller, new: NewDeal) -> AppResult<Deal>;
+    /// Creates deals in one transaction: all of them, or none (up to [`MAX_BULK`]); in order.
+    async fn create_deals(&self, caller: Caller, news: Vec<NewDeal>) -> AppResult<Vec<Deal>>;
     async fn deal(&self, caller: Caller, id: DealId) -> AppResult<Deal>;
     /// Which of the given deals the caller may see (one query; others' and unknown ones are
     /// left out), e.g. to show only the tasks of visible deals.
