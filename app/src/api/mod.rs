@@ -312,7 +312,7 @@ impl Paging {
     pub fn read(p: &mut Params, default_limit: u32) -> Paging {
         let page = p.int(&["page"]).unwrap_or(1);
         let limit = p.int(&["limit"]).unwrap_or(i64::from(default_limit));
-        if page < 1 || page > 1_000_000 {
+        if !(1..=1_000_000).contains(&page) {
             p.fail("page", "InvalidValue", "page starts at 1");
         }
         if !(1..=250).contains(&limit) {

@@ -133,9 +133,7 @@ pub async fn create(
         if name.trim().is_empty() || name.chars().count() > 255 {
             item.fail("name", "InvalidValue", "a name of 1 to 255 characters");
         }
-        for k in ["sort"] {
-            item.int(k);
-        }
+        item.int("sort");
         for k in ["is_main", "is_unsorted_on", "is_archive"] {
             item.bool(k);
         }
