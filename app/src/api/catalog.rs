@@ -390,7 +390,111 @@ pub async fn add_custom_fields(
 }
 
 /// `DELETE /api/v4/leads/custom_fields/{id}`: the field and its values on every lead; 204.
-pub async fn delete_lead_field(
+/// Contact and company fields cannot be deleted through the API yet.
+pub async fn delete_field(
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (entity, id) = path.into_inner();
+    if EntityPath::parse(&entity)? != EntityPath::Leads {
+        return Err(ApiError(kernel::AppError::validation(
+            "entity",
+            "NotSupported",
+            "only lead fields can be deleted through the API yet",
+        )));
+    }
+    state
+        .modules
+        .deals
+        .delete_custom_field(auth.caller(), deals_api::FieldId(id))
+        .await?;
+    Ok(super::no_content())
+}
+
+/// `GET /api/v4/leads/loss_reasons/{id}`.
+pub async fn loss_reason(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let all = state.modules.deals.loss_reasons(auth.caller()).await?;
+    match all.iter().position(|r| r.id.0 == *path) {
+        Some(i) => Ok(hal(&loss_reason_json(&req, &all[i], i + 1))),
+        None => Ok(super::no_content()),
+    }
+}
+
+/// `PATCH /api/v4/leads/loss_reasons`: `[{"id", "name"}]`, checked whole before any is renamed.
+pub async fn update_loss_reasons(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let caller = auth.caller();
+    let items = body::batch(&raw, body::MAX_BATCH)?;
+    let known: Vec<i64> = state
+        .modules
+        .deals
+        .loss_reasons(caller)
+        .await?
+        .iter()
+        .map(|r| r.id.0)
+        .collect();
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for (i, obj) in items.iter().enumerate() {
+        let mut item = Item::new(obj);
+        let id = item.int("id");
+        match id {
+            Some(id) if !known.contains(&id) => item.fail("id", "NotFound", "No such loss reason"),
+            None if !item.errors.iter().any(|e| e.field == "id") => {
+                item.fail("id", "Required", "updates need the reason's id")
+            }
+            _ => {}
+        }
+        let name = item.str("name").unwrap_or_default();
+        item.int("sort");
+        if name.trim().is_empty() || name.chars().count() > 255 {
+            item.fail("name", "InvalidValue", "a name of 1 to 255 characters");
+        }
+        let request_id = item.request_id(i);
+        if !item.errors.is_empty() {
+            errors.push(ItemErrors {
+                request_id,
+                errors: item.errors,
+            });
+            continue;
+        }
+        if let Some(id) = id {
+            plans.push((request_id, id, name));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::batch(errors));
+    }
+    let mut out = Vec::new();
+    for (request_id, id, name) in plans {
+        let r = state
+            .modules
+            .deals
+            .update_loss_reason(caller, deals_api::LossReasonId(id), name.trim())
+            .await?;
+        let sort = known.iter().position(|k| *k == id).unwrap_or(0) + 1;
+        let mut v = loss_reason_json(&req, &r, sort);
+        v["request_id"] = json!(request_id);
+        out.push(v);
+    }
+    Ok(hal(&json!({
+        "_links": links(&req, "leads/loss_reasons"),
+        "_embedded": { "loss_reasons": out },
+    })))
+}
+
+/// `DELETE /api/v4/leads/loss_reasons/{id}`: 204; refused while leads give the reason.
+pub async fn delete_loss_reason(
     auth: ApiAuth,
     state: web::Data<AppState>,
     path: web::Path<i64>,
@@ -398,7 +502,288 @@ pub async fn delete_lead_field(
     state
         .modules
         .deals
-        .delete_custom_field(auth.caller(), deals_api::FieldId(*path))
+        .delete_loss_reason(auth.caller(), deals_api::LossReasonId(*path))
         .await?;
     Ok(super::no_content())
+}
+
+/// `POST /api/v4/{entity}/tags`: `[{"name", "color"}]`; a name already used gives that tag.
+pub async fn add_tags(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let entity = EntityPath::parse(&path)?;
+    let caller = auth.caller();
+    let items = body::batch(&raw, body::MAX_BATCH)?;
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for (i, obj) in items.iter().enumerate() {
+        let mut item = Item::new(obj);
+        let name = item.str("name").unwrap_or_default();
+        item.str("color");
+        if name.trim().is_empty() || name.chars().count() > kernel::fields::MAX_TAG {
+            item.fail(
+                "name",
+                "InvalidValue",
+                format!("a name of 1 to {} characters", kernel::fields::MAX_TAG),
+            );
+        }
+        let request_id = item.request_id(i);
+        if !item.errors.is_empty() {
+            errors.push(ItemErrors {
+                request_id,
+                errors: item.errors,
+            });
+            continue;
+        }
+        plans.push((request_id, name.trim().to_string()));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::batch(errors));
+    }
+    let names: Vec<String> = plans.iter().map(|(_, n)| n.clone()).collect();
+    let m = &state.modules;
+    let made: Vec<(i64, String)> = match entity {
+        EntityPath::Leads => m
+            .deals
+            .create_tags(caller, names)
+            .await?
+            .into_iter()
+            .map(|t| (t.id.0, t.name))
+            .collect(),
+        EntityPath::Contacts | EntityPath::Companies => {
+            let kind = if entity == EntityPath::Contacts {
+                contacts_api::Entity::Contact
+            } else {
+                contacts_api::Entity::Company
+            };
+            m.contacts
+                .create_tags(caller, kind, names)
+                .await?
+                .into_iter()
+                .map(|t| (t.id.0, t.name))
+                .collect()
+        }
+    };
+    let out: Vec<Value> = plans
+        .iter()
+        .filter_map(|(request_id, name)| {
+            made.iter()
+                .find(|(_, n)| n.to_lowercase() == name.to_lowercase())
+                .map(|(id, n)| json!({"id": id, "name": n, "color": Value::Null, "request_id": request_id}))
+        })
+        .collect();
+    Ok(hal(&json!({
+        "_links": links(&req, &format!("{}/tags", entity.as_str())),
+        "_embedded": { "tags": out },
+    })))
+}
+
+/// `GET /api/v4/{entity}/custom_fields/{id}`.
+pub async fn custom_field(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (entity, id) = path.into_inner();
+    let entity = EntityPath::parse(&entity)?;
+    let caller = auth.caller();
+    let account = auth.0.account_id.0;
+    let m = &state.modules;
+    let found = match entity {
+        EntityPath::Leads => m
+            .deals
+            .custom_fields(caller)
+            .await?
+            .iter()
+            .find(|d| d.id.0 == id)
+            .map(|d| lead_field_json(&req, account, d)),
+        EntityPath::Contacts | EntityPath::Companies => {
+            let kind = if entity == EntityPath::Contacts {
+                contacts_api::Entity::Contact
+            } else {
+                contacts_api::Entity::Company
+            };
+            m.contacts
+                .custom_fields(caller, kind)
+                .await?
+                .iter()
+                .find(|d| d.id.0 == id)
+                .map(|d| field_json(&req, entity, account, d, d.sort))
+        }
+    };
+    Ok(match found {
+        Some(v) => hal(&v),
+        None => super::no_content(),
+    })
+}
+
+fn lead_field_json(req: &HttpRequest, account: i64, d: &deals_api::CustomField) -> Value {
+    let mut v = field_json(req, EntityPath::Leads, account, d, d.sort);
+    v["required_statuses"] = d
+        .required_statuses
+        .iter()
+        .map(|r| json!({"pipeline_id": r.pipeline_id.0, "status_id": r.status_id.0}))
+        .collect();
+    v
+}
+
+/// `PATCH /api/v4/leads/custom_fields[/{id}]`: a new name, choices (kept by text, missing ones
+/// removed) or statuses requiring the field; the type stays. Contact and company fields are
+/// refused with a clear error (their definitions cannot be changed yet).
+pub async fn update_custom_fields(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    patch_fields(req, auth, state, &path, None, raw).await
+}
+
+/// `PATCH /api/v4/leads/custom_fields/{id}`.
+pub async fn update_custom_field(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i64)>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (entity, id) = path.into_inner();
+    patch_fields(req, auth, state, &entity, Some(id), raw).await
+}
+
+async fn patch_fields(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    entity: &str,
+    one: Option<i64>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let entity = EntityPath::parse(entity)?;
+    if entity != EntityPath::Leads {
+        return Err(ApiError(kernel::AppError::validation(
+            "entity",
+            "NotSupported",
+            "only lead field definitions can be changed through the API yet",
+        )));
+    }
+    let caller = auth.caller();
+    let items = match one {
+        Some(_) => vec![body::object(&raw)?],
+        None => body::batch(&raw, body::MAX_BATCH)?,
+    };
+    let current = state.modules.deals.custom_fields(caller).await?;
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for (i, obj) in items.iter().enumerate() {
+        let mut item = Item::new(obj);
+        let id = one.or_else(|| item.int("id"));
+        let def = id.and_then(|id| current.iter().find(|d| d.id.0 == id));
+        if def.is_none() && !item.errors.iter().any(|e| e.field == "id") {
+            item.fail("id", "NotFound", "No such field");
+        }
+        if let Some(t) = item.str("type")
+            && def.is_some_and(|d| d.field_type.as_str() != t)
+        {
+            item.fail("type", "NotSupported", "a field's type cannot be changed");
+        }
+        let mut name = None;
+        if let Some(n) = item.str("name") {
+            if n.trim().is_empty() || n.chars().count() > 255 {
+                item.fail("name", "InvalidValue", "a name of 1 to 255 characters");
+            }
+            name = Some(n.trim().to_string());
+        }
+        item.int("sort");
+        let mut enums = None;
+        if let Some(list) = item.array("enums") {
+            let mut sorted: Vec<(i64, String)> = Vec::new();
+            for (j, e) in list.iter().enumerate() {
+                match e.get("value").and_then(Value::as_str) {
+                    Some(v) if !v.trim().is_empty() => sorted.push((
+                        e.get("sort").and_then(Value::as_i64).unwrap_or(j as i64),
+                        v.trim().to_string(),
+                    )),
+                    _ => item.fail(
+                        &format!("enums.{j}.value"),
+                        "Required",
+                        "each choice needs a value",
+                    ),
+                }
+            }
+            sorted.sort_by_key(|(s, _)| *s);
+            enums = Some(sorted.into_iter().map(|(_, v)| v).collect::<Vec<_>>());
+        }
+        let mut required = None;
+        if let Some(list) = item.array("required_statuses") {
+            let mut out = Vec::new();
+            for (j, r) in list.iter().enumerate() {
+                match (
+                    r.get("pipeline_id").and_then(Value::as_i64),
+                    r.get("status_id").and_then(Value::as_i64),
+                ) {
+                    (Some(p), Some(s)) => out.push(deals_api::RequiredAt {
+                        pipeline_id: deals_api::PipelineId(p),
+                        status_id: deals_api::StageId(s),
+                    }),
+                    _ => item.fail(
+                        &format!("required_statuses.{j}"),
+                        "InvalidValue",
+                        "pipeline_id and status_id",
+                    ),
+                }
+            }
+            required = Some(out);
+        }
+        let request_id = item.request_id(i);
+        if !item.errors.is_empty() {
+            errors.push(ItemErrors {
+                request_id,
+                errors: item.errors,
+            });
+            continue;
+        }
+        if let Some(d) = def {
+            plans.push((
+                request_id,
+                d.id,
+                deals_api::NewCustomField {
+                    name: name.unwrap_or_else(|| d.name.clone()),
+                    field_type: d.field_type,
+                    enums: enums
+                        .unwrap_or_else(|| d.enums.iter().map(|e| e.value.clone()).collect()),
+                    required_statuses: required.unwrap_or_else(|| d.required_statuses.clone()),
+                },
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::batch(errors));
+    }
+    let account = auth.0.account_id.0;
+    let mut out = Vec::new();
+    for (request_id, id, new) in plans {
+        let d = state
+            .modules
+            .deals
+            .update_custom_field(caller, id, new)
+            .await?;
+        let mut v = lead_field_json(&req, account, &d);
+        v["request_id"] = json!(request_id);
+        out.push(v);
+    }
+    if one.is_some() {
+        return Ok(hal(&out.pop().unwrap_or(Value::Null)));
+    }
+    Ok(hal(&json!({
+        "_total_items": out.len(),
+        "_links": links(&req, "leads/custom_fields"),
+        "_embedded": { "custom_fields": out },
+    })))
 }

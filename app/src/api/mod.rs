@@ -52,6 +52,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(pipelines::get),
         )
         .route(
+            "/api/v4/leads/pipelines/{id}",
+            web::patch().to(pipelines::update),
+        )
+        .route(
+            "/api/v4/leads/pipelines/{id}",
+            web::delete().to(pipelines::delete),
+        )
+        .route(
             "/api/v4/leads/pipelines/{id}/statuses",
             web::get().to(pipelines::statuses),
         )
@@ -79,6 +87,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/v4/leads/loss_reasons",
             web::post().to(catalog::add_loss_reasons),
         )
+        .route(
+            "/api/v4/leads/loss_reasons",
+            web::patch().to(catalog::update_loss_reasons),
+        )
+        .route(
+            "/api/v4/leads/loss_reasons/{id:\\d+}",
+            web::get().to(catalog::loss_reason),
+        )
+        .route(
+            "/api/v4/leads/loss_reasons/{id:\\d+}",
+            web::delete().to(catalog::delete_loss_reason),
+        )
         .route("/api/v4/leads/unsorted", web::get().to(unsorted::list))
         .route(
             "/api/v4/leads/unsorted/summary",
@@ -96,10 +116,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/v4/leads/unsorted/{uid}/link",
             web::post().to(unsorted::link),
-        )
-        .route(
-            "/api/v4/leads/custom_fields/{id:\\d+}",
-            web::delete().to(catalog::delete_lead_field),
         )
         .route("/api/v4/leads/{id:\\d+}", web::get().to(leads::get))
         .route(
@@ -173,6 +189,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(notes::get_of),
         )
         .route(&format!("{e}/tags"), web::get().to(catalog::tags))
+        .route(&format!("{e}/tags"), web::post().to(catalog::add_tags))
+        .route(
+            &format!("{e}/custom_fields/{{id:\\d+}}"),
+            web::get().to(catalog::custom_field),
+        )
+        .route(
+            &format!("{e}/custom_fields/{{id:\\d+}}"),
+            web::patch().to(catalog::update_custom_field),
+        )
+        .route(
+            &format!("{e}/custom_fields/{{id:\\d+}}"),
+            web::delete().to(catalog::delete_field),
+        )
+        .route(
+            &format!("{e}/custom_fields"),
+            web::patch().to(catalog::update_custom_fields),
+        )
         .route(
             &format!("{e}/custom_fields"),
             web::get().to(catalog::custom_fields),
@@ -195,7 +228,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v4/events/{id}", web::get().to(events::get))
         .route("/api/v4/users", web::get().to(users::list))
         .route("/api/v4/users/{id:\\d+}", web::get().to(users::get))
+        .route("/api/v4/users", web::post().to(users::create))
         .route("/api/v4/roles", web::get().to(users::roles))
+        .route("/api/v4/roles", web::post().to(users::create_roles))
+        .route("/api/v4/roles/{id:\\d+}", web::get().to(users::role))
+        .route(
+            "/api/v4/roles/{id:\\d+}",
+            web::patch().to(users::update_role),
+        )
+        .route(
+            "/api/v4/roles/{id:\\d+}",
+            web::delete().to(users::delete_role),
+        )
         .route("/api/v4/webhooks", web::get().to(webhooks::list))
         .route("/api/v4/webhooks", web::post().to(webhooks::subscribe))
         .route("/api/v4/webhooks", web::delete().to(webhooks::unsubscribe))

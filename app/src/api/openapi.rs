@@ -671,6 +671,167 @@ fn build() -> Value {
             ok("Updated", refs("companies")),
         ),
     );
+    let obj = || json!({"type": "object"});
+    let batch = || Some(array_of(json!({"type": "object"}), 250));
+    add(
+        "/api/v4/leads/pipelines/{id}",
+        "patch",
+        op(
+            "Rename a pipeline, move it, or make it the main one",
+            "pipelines",
+            vec![path_id("id")],
+            Some(obj()),
+            ok("The pipeline", r("Pipeline")),
+        ),
+    );
+    add(
+        "/api/v4/leads/pipelines/{id}",
+        "delete",
+        op(
+            "Delete a pipeline (not the main one, nor one holding leads)",
+            "pipelines",
+            vec![path_id("id")],
+            None,
+            empty(),
+        ),
+    );
+    add(
+        "/api/v4/leads/loss_reasons",
+        "patch",
+        op(
+            "Rename loss reasons",
+            "leads",
+            vec![],
+            batch(),
+            ok("Renamed", list_of("loss_reasons", "LossReason")),
+        ),
+    );
+    add(
+        "/api/v4/leads/loss_reasons/{id}",
+        "get",
+        op(
+            "One loss reason",
+            "leads",
+            vec![path_id("id")],
+            None,
+            ok_or_empty("The reason", r("LossReason")),
+        ),
+    );
+    add(
+        "/api/v4/leads/loss_reasons/{id}",
+        "delete",
+        op(
+            "Delete a loss reason no lead gives",
+            "leads",
+            vec![path_id("id")],
+            None,
+            empty(),
+        ),
+    );
+    add(
+        "/api/v4/{entity}/tags",
+        "post",
+        op(
+            "Create tags (a name in use gives that tag)",
+            "tags",
+            vec![entity.clone()],
+            batch(),
+            ok("Tags", list_of("tags", "Tag")),
+        ),
+    );
+    add(
+        "/api/v4/{entity}/custom_fields/{id}",
+        "get",
+        op(
+            "One custom field",
+            "custom_fields",
+            vec![entity.clone(), path_id("id")],
+            None,
+            ok_or_empty("The field", obj()),
+        ),
+    );
+    add(
+        "/api/v4/{entity}/custom_fields/{id}",
+        "patch",
+        op(
+            "Change a lead field's name, choices or required statuses",
+            "custom_fields",
+            vec![entity.clone(), path_id("id")],
+            Some(obj()),
+            ok("The field", obj()),
+        ),
+    );
+    add(
+        "/api/v4/{entity}/custom_fields/{id}",
+        "delete",
+        op(
+            "Delete a lead field with its values",
+            "custom_fields",
+            vec![entity.clone(), path_id("id")],
+            None,
+            empty(),
+        ),
+    );
+    add(
+        "/api/v4/tasks",
+        "patch",
+        op(
+            "Change tasks: text, type, due time, responsible, completion",
+            "tasks",
+            vec![],
+            batch(),
+            ok("Updated", refs("tasks")),
+        ),
+    );
+    add(
+        "/api/v4/users",
+        "post",
+        op(
+            "Add users",
+            "users",
+            vec![],
+            batch(),
+            ok("Added", list_of("users", "User")),
+        ),
+    );
+    add(
+        "/api/v4/roles",
+        "post",
+        op("Add roles", "users", vec![], batch(), ok("Added", obj())),
+    );
+    add(
+        "/api/v4/roles/{id}",
+        "get",
+        op(
+            "One role",
+            "users",
+            vec![path_id("id")],
+            None,
+            ok_or_empty("The role", obj()),
+        ),
+    );
+    add(
+        "/api/v4/roles/{id}",
+        "patch",
+        op(
+            "Rename a role or change its rights",
+            "users",
+            vec![path_id("id")],
+            Some(obj()),
+            ok("The role", obj()),
+        ),
+    );
+    add(
+        "/api/v4/roles/{id}",
+        "delete",
+        op(
+            "Delete a role (its users keep its rights)",
+            "users",
+            vec![path_id("id")],
+            None,
+            empty(),
+        ),
+    );
     add(
         "/api/v4/webhooks",
         "delete",

@@ -375,3 +375,80 @@ pub async fn delete_status(
         .await?;
     Ok(no_content())
 }
+
+/// `PATCH /api/v4/leads/pipelines/{id}`: `name`, `sort`, `is_main` (`is_unsorted_on` and
+/// `is_archive` are read and must keep their only values).
+pub async fn update(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let obj = body::object(&raw)?;
+    let mut item = Item::new(&obj);
+    let mut patch = deals_api::PipelinePatch::default();
+    if let Some(n) = item.str("name") {
+        if n.trim().is_empty() || n.chars().count() > 255 {
+            item.fail("name", "InvalidValue", "a name of 1 to 255 characters");
+        }
+        patch.name = Some(n.trim().to_string());
+    }
+    if let Some(s) = item.int("sort") {
+        match i32::try_from(s) {
+            Ok(s) if s >= 0 => patch.sort = Some(s),
+            _ => item.fail("sort", "InvalidValue", "a sort key from 0 to 1,000,000"),
+        }
+    }
+    patch.is_main = item.bool("is_main");
+    if item.bool("is_unsorted_on") == Some(false) {
+        item.fail(
+            "is_unsorted_on",
+            "NotSupported",
+            "every Voronka pipeline has its incoming leads stage",
+        );
+    }
+    if item.bool("is_archive") == Some(true) {
+        item.fail("is_archive", "NotSupported", "pipelines are not archived");
+    }
+    if !item.errors.is_empty() {
+        return Err(ApiError(AppError::from_fields(item.errors)));
+    }
+    let p = state
+        .modules
+        .deals
+        .update_pipeline(auth.caller(), PipelineId(*path), patch)
+        .await?;
+    Ok(hal(&pipeline_json(&req, auth.0.account_id.0, &p)))
+}
+
+/// `DELETE /api/v4/leads/pipelines/{id}`: 204. Refused for the main pipeline, for one holding
+/// leads, and for one a messaging channel brings its incoming leads to.
+pub async fn delete(
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = auth.caller();
+    let id = PipelineId(*path);
+    state.modules.deals.pipeline(caller, id).await?;
+    if let Some(c) = state
+        .modules
+        .messaging
+        .channels(caller)
+        .await?
+        .into_iter()
+        .find(|c| c.pipeline_id == id.0)
+    {
+        return Err(ApiError(AppError::validation(
+            "pipeline_id",
+            "in_use",
+            &format!(
+                "the channel \"{}\" brings its incoming leads to this pipeline: point it at another one first",
+                c.name
+            ),
+        )));
+    }
+    state.modules.deals.delete_pipeline(caller, id).await?;
+    Ok(no_content())
+}

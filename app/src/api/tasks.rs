@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use activities_api::{EntityRef, NewTask, Task, TaskId, TaskQuery, TaskTypeId};
+use activities_api::{EntityRef, NewTask, Task, TaskId, TaskPatch, TaskQuery, TaskTypeId};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::DateTime;
 use kernel::paging::PageRequest;
@@ -313,15 +313,36 @@ pub async fn create(
     ))
 }
 
-/// One task change: completing (with a result) or reopening. Other changes are refused
-/// with a clear error rather than ignored.
+/// One task change: its text, type, due time or responsible user, and completing (with a
+/// result) or reopening. Moving a task to another record is refused with a clear error rather
+/// than ignored.
 struct TaskChange {
     id: TaskId,
+    patch: TaskPatch,
     complete: Option<bool>,
     result: String,
 }
 
-fn read_change(item: &mut Item<'_>, id: Option<i64>) -> Option<TaskChange> {
+/// What a batch of changes is checked against: the account's task types and users.
+struct Known {
+    types: HashSet<i64>,
+    users: HashSet<i64>,
+}
+
+async fn known(state: &AppState, caller: Caller) -> Result<Known, ApiError> {
+    let types = state
+        .modules
+        .activities
+        .task_types(caller)
+        .await?
+        .into_iter()
+        .map(|t| t.id.0)
+        .collect();
+    let users = super::users::all_user_ids(state, caller).await?;
+    Ok(Known { types, users })
+}
+
+fn read_change(item: &mut Item<'_>, id: Option<i64>, known: &Known) -> Option<TaskChange> {
     let id = id.or_else(|| item.int("id"));
     if id.is_none() && !item.errors.iter().any(|e| e.field == "id") {
         item.fail("id", "Required", "updates need the task's id");
@@ -331,23 +352,50 @@ fn read_change(item: &mut Item<'_>, id: Option<i64>) -> Option<TaskChange> {
     if let Some(r) = item.object("result") {
         item.nested(r, "result", |r| result = r.str("text").unwrap_or_default());
     }
-    for k in [
-        "text",
-        "complete_till",
-        "responsible_user_id",
-        "task_type_id",
-        "entity_id",
-    ] {
+    let mut patch = TaskPatch::default();
+    if let Some(text) = item.str("text") {
+        if text.trim().is_empty() {
+            item.fail("text", "InvalidValue", "a task needs a text");
+        }
+        patch.text = Some(text);
+    }
+    if let Some(due) = item.int("complete_till") {
+        match DateTime::from_timestamp(due, 0).filter(|_| super::params::valid_time(due)) {
+            Some(t) => patch.due_at = Some(t),
+            None => item.fail(
+                "complete_till",
+                "InvalidValue",
+                "unix seconds between the years 1 and 9999",
+            ),
+        }
+    }
+    if let Some(t) = item.int("task_type_id").or(item.int("task_type")) {
+        if known.types.contains(&t) {
+            patch.task_type_id = Some(TaskTypeId(t));
+        } else {
+            item.fail("task_type_id", "NotFound", "No such task type");
+        }
+    }
+    if let Some(u) = item.int("responsible_user_id") {
+        if known.users.contains(&u) {
+            patch.responsible_user_id = Some(UserId(u));
+        } else {
+            item.fail("responsible_user_id", "NotFound", "No such user");
+        }
+    }
+    item.int("duration");
+    for k in ["entity_id", "entity_type"] {
         if item.has(k) {
             item.fail(
                 k,
                 "NotSupported",
-                "only is_completed and result can be changed here yet",
+                "a task stays on its record: create a task on the other one instead",
             );
         }
     }
     Some(TaskChange {
         id: TaskId(id?),
+        patch,
         complete,
         result,
     })
@@ -355,6 +403,9 @@ fn read_change(item: &mut Item<'_>, id: Option<i64>) -> Option<TaskChange> {
 
 async fn apply(state: &AppState, caller: Caller, c: &TaskChange) -> Result<Task, ApiError> {
     let acts = &state.modules.activities;
+    if c.patch != TaskPatch::default() {
+        acts.update_task(caller, c.id, c.patch.clone()).await?;
+    }
     Ok(match c.complete {
         Some(true) => acts.complete_task(caller, c.id, &c.result).await?,
         Some(false) => acts.reopen_task(caller, c.id).await?,
@@ -397,12 +448,13 @@ async fn check_tasks(
 fn read_changes(
     items: &[Map<String, Value>],
     id: Option<i64>,
+    known: &Known,
 ) -> Result<Vec<(String, TaskChange)>, ApiError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (i, obj) in items.iter().enumerate() {
         let mut item = Item::new(obj);
-        let c = read_change(&mut item, id);
+        let c = read_change(&mut item, id, known);
         let request_id = item.request_id(i);
         if !item.errors.is_empty() {
             errors.push(ItemErrors {
@@ -430,7 +482,7 @@ pub async fn update_many(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth.caller();
     let items = body::batch(&raw, MAX_BATCH)?;
-    let changes = read_changes(&items, None)?;
+    let changes = read_changes(&items, None, &known(&state, caller).await?)?;
     check_tasks(&state, caller, &changes).await?;
     let mut out = Vec::new();
     for (request_id, c) in &changes {
@@ -456,7 +508,11 @@ pub async fn update_one(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth.caller();
     let obj = body::object(&raw)?;
-    let changes = read_changes(std::slice::from_ref(&obj), Some(*path))?;
+    let changes = read_changes(
+        std::slice::from_ref(&obj),
+        Some(*path),
+        &known(&state, caller).await?,
+    )?;
     if check_tasks(&state, caller, &changes).await.is_err() {
         return Err(ApiError(AppError::not_found("task")));
     }

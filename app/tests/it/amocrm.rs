@@ -929,8 +929,11 @@ async fn contacts_tasks_notes_links_and_events_round_trip() {
     let done = api.json("/api/v4/tasks?filter[is_completed]=1").await;
     assert_eq!(done["_embedded"]["tasks"][0]["result"]["text"], "done");
     let body = problem(
-        api.patch(&format!("/api/v4/tasks/{task}"), &json!({"text": "new"}))
-            .await,
+        api.patch(
+            &format!("/api/v4/tasks/{task}"),
+            &json!({"entity_type": "contacts"}),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
     )
     .await;
@@ -1203,4 +1206,374 @@ async fn unsorted_leads_contact_updates_and_custom_fields() {
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(api.json(&format!("/api/v4/leads/{lead}")).await["custom_fields_values"].is_null());
+}
+
+#[tokio::test]
+async fn pipelines_loss_reasons_tags_fields_tasks_users_and_roles_are_managed() {
+    let app = app().await;
+    let t = app.tenant("Manage").await;
+    let api = Api::new(&app, &token(&app, &t).await);
+    let (main, stages) = main_pipeline(&api).await;
+    let delete = |path: String| {
+        let api = &api;
+        async move { api.send(reqwest::Method::DELETE, &path, "").await }
+    };
+
+    // Pipelines: a second one is renamed, made main (the first is unmarked), then deleted only
+    // once it is no longer main and holds no leads.
+    let res = api
+        .post(
+            "/api/v4/leads/pipelines",
+            &json!([{"name": "Partners", "_embedded": {"statuses": [{"name": "Talk", "color": "#fffeb2"}]}}]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let second = res.json::<Value>().await.unwrap()["_embedded"]["pipelines"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let res = api
+        .patch(
+            &format!("/api/v4/leads/pipelines/{second}"),
+            &json!({"name": "Partners 2026", "sort": 5, "is_main": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (&body["name"], &body["sort"], &body["is_main"]),
+        (&json!("Partners 2026"), &json!(5), &json!(true))
+    );
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/pipelines/{main}")).await["is_main"],
+        false
+    );
+    let res = api
+        .patch(
+            &format!("/api/v4/leads/pipelines/{second}"),
+            &json!({"is_main": false}),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    let res = api
+        .patch(
+            &format!("/api/v4/leads/pipelines/{second}"),
+            &json!({"name": ""}),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    // The main pipeline cannot go; nor one with leads.
+    problem(
+        delete(format!("/api/v4/leads/pipelines/{second}")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    api.patch(
+        &format!("/api/v4/leads/pipelines/{main}"),
+        &json!({"is_main": true}),
+    )
+    .await;
+    let lead = seed(&api, second, 1).await[0];
+    let body = problem(
+        delete(format!("/api/v4/leads/pipelines/{second}")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        body["validation-errors"][0]["errors"][0]["code"], "not_empty",
+        "{body}"
+    );
+    app.state
+        .modules
+        .deals
+        .delete_deal(Caller::user(t.account, t.admin.id), deals_api::DealId(lead))
+        .await
+        .unwrap();
+    // A deleted lead still counts (it could be restored).
+    problem(
+        delete(format!("/api/v4/leads/pipelines/{second}")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let third = api
+        .post("/api/v4/leads/pipelines", &json!([{"name": "Spare"}]))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["_embedded"]["pipelines"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let res = delete(format!("/api/v4/leads/pipelines/{third}")).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get(&format!("/api/v4/leads/pipelines/{third}"))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.json("/api/v4/leads/pipelines").await["_total_items"], 2);
+
+    // Loss reasons: one, renamed in a batch, deleted only while no lead gives it.
+    let res = api
+        .post(
+            "/api/v4/leads/loss_reasons",
+            &json!([{"name": "Too expensive"}, {"name": "Went silent"}]),
+        )
+        .await;
+    let reasons: Vec<i64> = res.json::<Value>().await.unwrap()["_embedded"]["loss_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/loss_reasons/{}", reasons[0]))
+            .await["name"],
+        "Too expensive"
+    );
+    let res = api
+        .patch(
+            "/api/v4/leads/loss_reasons",
+            &json!([{"id": reasons[0], "name": "Price"}, {"id": 999999, "name": "Nope"}]),
+        )
+        .await;
+    let body = problem(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["validation-errors"][0]["request_id"], "1");
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/loss_reasons/{}", reasons[0]))
+            .await["name"],
+        "Too expensive",
+        "a bad batch renames nothing"
+    );
+    let res = api
+        .patch(
+            "/api/v4/leads/loss_reasons",
+            &json!([{"id": reasons[0], "name": "Price"}]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/loss_reasons/{}", reasons[0]))
+            .await["name"],
+        "Price"
+    );
+    let lost = seed(&api, main, 1).await[0];
+    let res = api
+        .patch(
+            &format!("/api/v4/leads/{lost}"),
+            &json!({"status_id": 143, "pipeline_id": main, "loss_reason_id": reasons[0]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    problem(
+        delete(format!("/api/v4/leads/loss_reasons/{}", reasons[0])).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        delete(format!("/api/v4/leads/loss_reasons/{}", reasons[1]))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get(&format!("/api/v4/leads/loss_reasons/{}", reasons[1]))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+
+    // Tags: created per entity; a name in use gives the same tag.
+    let res = api
+        .post(
+            "/api/v4/leads/tags",
+            &json!([{"name": "vip"}, {"name": "Wholesale", "request_id": "w"}]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let made: Value = res.json().await.unwrap();
+    assert_eq!(made["_embedded"]["tags"][1]["request_id"], "w");
+    let vip = made["_embedded"]["tags"][0]["id"].as_i64().unwrap();
+    let again: Value = api
+        .post("/api/v4/leads/tags", &json!([{"name": "VIP"}]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["_embedded"]["tags"][0]["id"], vip);
+    assert_eq!(
+        api.json("/api/v4/leads/tags").await["_embedded"]["tags"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    api.post("/api/v4/contacts/tags", &json!([{"name": "partner"}]))
+        .await;
+    let contact_tags = api.json("/api/v4/contacts/tags").await;
+    assert_eq!(contact_tags["_embedded"]["tags"][0]["name"], "partner");
+    assert_eq!(
+        api.get("/api/v4/companies/tags").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let res = api
+        .post("/api/v4/leads/tags", &json!([{"name": "x".repeat(51)}]))
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+
+    // Custom fields: one field read, renamed with a new choice (the kept choice keeps its id).
+    let res = api
+        .post(
+            "/api/v4/leads/custom_fields",
+            &json!([{"name": "Source", "type": "select", "enums": [{"value": "Web"}, {"value": "Fair"}]}]),
+        )
+        .await;
+    let field: Value = res.json::<Value>().await.unwrap()["_embedded"]["custom_fields"][0].clone();
+    let fid = field["id"].as_i64().unwrap();
+    let web = field["enums"][0]["id"].clone();
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/custom_fields/{fid}"))
+            .await["name"],
+        "Source"
+    );
+    let res = api
+        .patch(
+            &format!("/api/v4/leads/custom_fields/{fid}"),
+            &json!({"name": "Lead source", "enums": [{"value": "Web", "sort": 1}, {"value": "Referral", "sort": 2}]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let changed: Value = res.json().await.unwrap();
+    assert_eq!(changed["name"], "Lead source");
+    assert_eq!(changed["type"], "select");
+    assert_eq!(changed["enums"][0]["id"], web);
+    assert_eq!(changed["enums"][1]["value"], "Referral");
+    assert_eq!(changed["enums"].as_array().unwrap().len(), 2);
+    let res = api
+        .patch(
+            "/api/v4/leads/custom_fields",
+            &json!([{"id": fid, "type": "text"}]),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        api.get("/api/v4/leads/custom_fields/987654").await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    // Tasks: every property but the record can be changed; a bad change changes nothing.
+    let due = chrono::Utc::now().timestamp() + 3600;
+    let res = api
+        .post(
+            "/api/v4/tasks",
+            &json!([{"text": "Call back", "complete_till": due, "entity_id": lost, "entity_type": "leads"}]),
+        )
+        .await;
+    let task = res.json::<Value>().await.unwrap()["_embedded"]["tasks"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let res = api
+        .patch(
+            &format!("/api/v4/tasks/{task}"),
+            &json!({"text": "Meet", "task_type_id": 2, "complete_till": due + 86400}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let got = api.json(&format!("/api/v4/tasks/{task}")).await;
+    assert_eq!(
+        (&got["text"], &got["task_type_id"], &got["complete_till"]),
+        (&json!("Meet"), &json!(2), &json!(due + 86400))
+    );
+    let res = api
+        .patch(
+            "/api/v4/tasks",
+            &json!([{"id": task, "text": "Again", "responsible_user_id": 424242}]),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    let res = api
+        .patch(&format!("/api/v4/tasks/{task}"), &json!({"entity_id": 1}))
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        api.json(&format!("/api/v4/tasks/{task}")).await["text"],
+        "Meet"
+    );
+
+    // Users and roles.
+    let res = api
+        .post(
+            "/api/v4/roles",
+            &json!([{"name": "Juniors", "rights": {"leads": {"view": "M", "edit": "M", "delete": "D"}}}]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let role: Value = res.json::<Value>().await.unwrap()["_embedded"]["roles"][0].clone();
+    let role_id = role["id"].as_i64().unwrap();
+    assert_eq!(role["rights"]["leads"]["view"], "M");
+    assert_eq!(role["rights"]["contacts"]["view"], "A");
+    let res = api
+        .patch(
+            &format!("/api/v4/roles/{role_id}"),
+            &json!({"name": "Junior managers", "rights": {"contacts": {"view": "G"}}}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let role = api.json(&format!("/api/v4/roles/{role_id}")).await;
+    assert_eq!(role["name"], "Junior managers");
+    assert_eq!(role["rights"]["contacts"]["view"], "G");
+    assert_eq!(
+        role["rights"]["leads"]["view"], "M",
+        "untouched rights stay"
+    );
+    let res = api
+        .patch(
+            &format!("/api/v4/roles/{role_id}"),
+            &json!({"rights": {"leads": {"view": "L"}}}),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    let res = api
+        .post(
+            "/api/v4/users",
+            &json!([{"name": "Olga", "email": "olga@manage.test", "password": "a-long-password-1", "lang": "ru",
+                     "rights": {"leads": {"export": "A"}, "role_id": role_id}}]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let user: Value = res.json::<Value>().await.unwrap()["_embedded"]["users"][0].clone();
+    assert_eq!(user["request_id"], "0");
+    assert_eq!(user["lang"], "ru");
+    assert_eq!(user["rights"]["role_id"], role_id);
+    let uid = user["id"].as_i64().unwrap();
+    assert_eq!(
+        api.json(&format!("/api/v4/users/{uid}")).await["email"],
+        "olga@manage.test"
+    );
+    let res = api
+        .post(
+            "/api/v4/users",
+            &json!([{"name": "No mail", "password": "a-long-password-1"}]),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    let res = api
+        .post(
+            "/api/v4/users",
+            &json!([{"name": "Twin", "email": "olga@manage.test", "password": "a-long-password-1"}]),
+        )
+        .await;
+    assert!(res.status().is_client_error(), "a taken e-mail is refused");
+    // Deleting the role leaves its user with the role's rights as his own.
+    assert_eq!(
+        delete(format!("/api/v4/roles/{role_id}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get(&format!("/api/v4/roles/{role_id}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let olga = api.json(&format!("/api/v4/users/{uid}")).await;
+    assert_eq!(olga["rights"]["role_id"], Value::Null);
+    assert_eq!(olga["rights"]["leads"]["view"], "M");
+    assert_eq!(stages.len(), 5);
 }

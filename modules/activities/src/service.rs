@@ -755,6 +755,84 @@ impl Activities for ActivitiesService {
         Ok(row.task())
     }
 
+    async fn update_task(&self, caller: Caller, id: TaskId, patch: TaskPatch) -> AppResult<Task> {
+        let task = self.reachable_task(caller, id, Action::Edit).await?;
+        let mut errors = Vec::new();
+        let text = match patch.text.as_deref().map(str::trim) {
+            None => task.text.clone(),
+            Some("") => {
+                errors.push(kernel::FieldError {
+                    field: "text".into(),
+                    code: "required".into(),
+                    message: "say what is to be done".into(),
+                });
+                String::new()
+            }
+            Some(t) if t.chars().count() > MAX_TASK_TEXT => {
+                errors.push(kernel::FieldError {
+                    field: "text".into(),
+                    code: "too_long".into(),
+                    message: format!("at most {MAX_TASK_TEXT} characters"),
+                });
+                String::new()
+            }
+            Some(t) => t.to_string(),
+        };
+        let task_type = patch.task_type_id.unwrap_or(task.task_type_id);
+        if task_type != task.task_type_id
+            && !self
+                .task_types(caller)
+                .await?
+                .iter()
+                .any(|t| t.id == task_type)
+        {
+            errors.push(kernel::FieldError {
+                field: "task_type_id".into(),
+                code: "not_found".into(),
+                message: "no such task type".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(AppError::from_fields(errors));
+        }
+        let responsible = match patch.responsible_user_id {
+            Some(u) if u != task.responsible_user_id => {
+                access::responsible(&*self.accounts, caller, Some(u)).await?
+            }
+            _ => task.responsible_user_id,
+        };
+        let whole_day = patch.whole_day.unwrap_or(task.whole_day);
+        let due = patch.due_at.unwrap_or(task.due_at);
+        let due_at = if whole_day {
+            due.date_naive()
+                .and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc())
+                .unwrap_or(due)
+        } else {
+            due
+        };
+        let mut conn = self.conn().await?;
+        let row: TaskRow = diesel::sql_query(format!(
+            "UPDATE activities.tasks SET text = $3, task_type_id = $4, due_at = $5, whole_day = $6,
+                    responsible_user_id = $7,
+                    due_notified = CASE WHEN due_at = $5 THEN due_notified ELSE false END,
+                    updated_at = now()
+              WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {TASK_COLUMNS}"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<BigInt, _>(id.0)
+        .bind::<Text, _>(&text)
+        .bind::<BigInt, _>(task_type.0)
+        .bind::<diesel::sql_types::Timestamptz, _>(due_at)
+        .bind::<diesel::sql_types::Bool, _>(whole_day)
+        .bind::<BigInt, _>(responsible.0)
+        .get_result(&mut conn)
+        .await
+        .optional()?
+        .ok_or_else(|| AppError::not_found("task"))?;
+        Ok(row.task())
+    }
+
     async fn tasks(
         &self,
         caller: Caller,

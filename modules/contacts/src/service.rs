@@ -2355,6 +2355,39 @@ impl Contacts for ContactsService {
             })
             .collect())
     }
+
+    async fn create_tags(
+        &self,
+        caller: Caller,
+        entity: Entity,
+        names: Vec<String>,
+    ) -> AppResult<Vec<Tag>> {
+        self.scope(caller, entity, Action::Edit).await?;
+        let mut errors = Vec::new();
+        let names = fields::clean_tags(&names, 500, &mut errors);
+        if !errors.is_empty() {
+            return Err(AppError::from_fields(errors));
+        }
+        let mut conn = self.conn().await?;
+        let ids = ensure_tags(&mut conn, caller.account_id, entity, &names).await?;
+        let stored: HashMap<i64, String> = tags::table
+            .filter(tags::account_id.eq(caller.account_id.0))
+            .filter(tags::id.eq_any(&ids))
+            .select((tags::id, tags::name))
+            .load::<(i64, String)>(&mut conn)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                stored.get(&id).map(|name| Tag {
+                    id: TagId(id),
+                    name: name.clone(),
+                })
+            })
+            .collect())
+    }
 }
 
 /// Tagged contacts looked at per round when a list is filtered by one tag.

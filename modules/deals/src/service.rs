@@ -644,6 +644,142 @@ impl Deals for DealsService {
         .await
     }
 
+    async fn update_pipeline(
+        &self,
+        caller: Caller,
+        id: PipelineId,
+        patch: PipelinePatch,
+    ) -> AppResult<Pipeline> {
+        self.require_admin(caller).await?;
+        let mut errors = Vec::new();
+        let name = patch
+            .name
+            .as_deref()
+            .map(|n| check_name("name", n, 100, &mut errors));
+        if patch.sort.is_some_and(|s| !(0..=1_000_000).contains(&s)) {
+            errors.push(FieldError {
+                field: "sort".into(),
+                code: "out_of_range".into(),
+                message: "a sort key from 0 to 1,000,000".into(),
+            });
+        }
+        finish(errors)?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            // The account's pipelines are locked so that two pipelines never both become main.
+            let all: Vec<(i64, String, i32, bool)> = pipelines::table
+                .filter(pipelines::account_id.eq(account.0))
+                .select((pipelines::id, pipelines::name, pipelines::sort, pipelines::is_main))
+                .for_update()
+                .load(tx)
+                .await?;
+            let (_, cur_name, cur_sort, cur_main) = all
+                .iter()
+                .find(|p| p.0 == id.0)
+                .cloned()
+                .ok_or_else(|| AppError::not_found("pipeline"))?;
+            if cur_main && patch.is_main == Some(false) {
+                return Err(AppError::validation(
+                    "is_main",
+                    "main_required",
+                    "an account keeps one main pipeline: make another pipeline the main one instead",
+                ));
+            }
+            let is_main = patch.is_main.unwrap_or(cur_main);
+            if is_main && !cur_main {
+                diesel::update(
+                    pipelines::table
+                        .filter(pipelines::account_id.eq(account.0))
+                        .filter(pipelines::is_main.eq(true)),
+                )
+                .set((pipelines::is_main.eq(false), pipelines::updated_at.eq(now)))
+                .execute(tx)
+                .await?;
+            }
+            diesel::update(
+                pipelines::table
+                    .filter(pipelines::account_id.eq(account.0))
+                    .filter(pipelines::id.eq(id.0)),
+            )
+            .set((
+                pipelines::name.eq(name.clone().unwrap_or(cur_name)),
+                pipelines::sort.eq(patch.sort.unwrap_or(cur_sort)),
+                pipelines::is_main.eq(is_main),
+                pipelines::updated_at.eq(now),
+            ))
+            .execute(tx)
+            .await?;
+            Ok(())
+        })
+        .await?;
+        load_pipeline(&mut conn, account, id).await
+    }
+
+    async fn delete_pipeline(&self, caller: Caller, id: PipelineId) -> AppResult<()> {
+        self.require_admin(caller).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            // The lock makes a deal created into this pipeline meanwhile wait for the verdict
+            // (its foreign key checks the pipeline's row).
+            let is_main: bool = pipelines::table
+                .filter(pipelines::account_id.eq(account.0))
+                .filter(pipelines::id.eq(id.0))
+                .select(pipelines::is_main)
+                .for_update()
+                .first(tx)
+                .await
+                .optional()?
+                .ok_or_else(|| AppError::not_found("pipeline"))?;
+            if is_main {
+                return Err(AppError::validation(
+                    "pipeline_id",
+                    "main",
+                    "the main pipeline cannot be deleted: make another pipeline the main one first",
+                ));
+            }
+            let holds: bool = diesel::select(diesel::dsl::exists(
+                deals::table
+                    .filter(deals::account_id.eq(account.0))
+                    .filter(deals::pipeline_id.eq(id.0)),
+            ))
+            .get_result(tx)
+            .await?;
+            if holds {
+                return Err(AppError::validation(
+                    "pipeline_id",
+                    "not_empty",
+                    "the pipeline holds deals (deleted ones count, as they can be restored): \
+                     move or remove them first",
+                ));
+            }
+            diesel::delete(
+                stage_totals::table
+                    .filter(stage_totals::account_id.eq(account.0))
+                    .filter(stage_totals::pipeline_id.eq(id.0)),
+            )
+            .execute(tx)
+            .await?;
+            diesel::delete(
+                stages::table
+                    .filter(stages::account_id.eq(account.0))
+                    .filter(stages::pipeline_id.eq(id.0)),
+            )
+            .execute(tx)
+            .await?;
+            diesel::delete(
+                pipelines::table
+                    .filter(pipelines::account_id.eq(account.0))
+                    .filter(pipelines::id.eq(id.0)),
+            )
+            .execute(tx)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn loss_reasons(&self, caller: Caller) -> AppResult<Vec<LossReason>> {
         let mut conn = self.conn().await?;
         let rows: Vec<(i64, String)> = loss_reasons::table
@@ -687,6 +823,81 @@ impl Deals for DealsService {
             id: LossReasonId(id),
             name,
         })
+    }
+
+    async fn update_loss_reason(
+        &self,
+        caller: Caller,
+        id: LossReasonId,
+        name: &str,
+    ) -> AppResult<LossReason> {
+        self.require_admin(caller).await?;
+        let mut errors = Vec::new();
+        let name = check_name("name", name, 100, &mut errors);
+        finish(errors)?;
+        let mut conn = self.conn().await?;
+        let n = diesel::update(
+            loss_reasons::table
+                .filter(loss_reasons::account_id.eq(caller.account_id.0))
+                .filter(loss_reasons::id.eq(id.0)),
+        )
+        .set(loss_reasons::name.eq(&name))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| {
+            let e = AppError::from(e);
+            if e.code == ErrorCode::Conflict {
+                AppError::validation("name", "taken", "this name is already used")
+            } else {
+                e
+            }
+        })?;
+        if n == 0 {
+            return Err(AppError::not_found("loss reason"));
+        }
+        Ok(LossReason { id, name })
+    }
+
+    async fn delete_loss_reason(&self, caller: Caller, id: LossReasonId) -> AppResult<()> {
+        self.require_admin(caller).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let found: Option<i64> = loss_reasons::table
+                .filter(loss_reasons::account_id.eq(account.0))
+                .filter(loss_reasons::id.eq(id.0))
+                .select(loss_reasons::id)
+                .for_update()
+                .first(tx)
+                .await
+                .optional()?;
+            if found.is_none() {
+                return Err(AppError::not_found("loss reason"));
+            }
+            let used: bool = diesel::select(diesel::dsl::exists(
+                deals::table
+                    .filter(deals::account_id.eq(account.0))
+                    .filter(deals::loss_reason_id.eq(id.0)),
+            ))
+            .get_result(tx)
+            .await?;
+            if used {
+                return Err(AppError::validation(
+                    "loss_reason_id",
+                    "in_use",
+                    "deals give this reason: it can be renamed but not deleted",
+                ));
+            }
+            diesel::delete(
+                loss_reasons::table
+                    .filter(loss_reasons::account_id.eq(account.0))
+                    .filter(loss_reasons::id.eq(id.0)),
+            )
+            .execute(tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn create_deal(&self, caller: Caller, new: NewDeal) -> AppResult<Deal> {
@@ -1314,6 +1525,25 @@ impl Deals for DealsService {
         access::scope(&*self.accounts, caller, Action::View).await?;
         let mut conn = self.conn().await?;
         fields::all_tags(&mut conn, caller.account_id).await
+    }
+
+    async fn create_tags(&self, caller: Caller, names: Vec<String>) -> AppResult<Vec<Tag>> {
+        access::scope(&*self.accounts, caller, Action::Edit).await?;
+        let mut errors = Vec::new();
+        let names = kernel::fields::clean_tags(&names, MAX_BULK, &mut errors);
+        finish(errors)?;
+        let mut conn = self.conn().await?;
+        let ids = fields::ensure_tags(&mut conn, caller.account_id, &names).await?;
+        let stored = fields::tag_names(&mut conn, caller.account_id, &ids).await?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                stored.get(&id).map(|name| Tag {
+                    id: TagId(id),
+                    name: name.clone(),
+                })
+            })
+            .collect())
     }
 
     async fn seed_deals(

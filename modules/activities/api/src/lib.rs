@@ -38,6 +38,9 @@ pub trait Activities: Send + Sync {
     async fn task(&self, caller: Caller, id: TaskId) -> AppResult<Task>;
     async fn complete_task(&self, caller: Caller, id: TaskId, result: &str) -> AppResult<Task>;
     async fn reopen_task(&self, caller: Caller, id: TaskId) -> AppResult<Task>;
+    /// Changes a task's text, type, due time or responsible user; a new due time makes the
+    /// task's due notification come again.
+    async fn update_task(&self, caller: Caller, id: TaskId, patch: TaskPatch) -> AppResult<Task>;
     /// Tasks by due time (open ones; with `done`, completed ones newest first), keyset paged.
     async fn tasks(
         &self,

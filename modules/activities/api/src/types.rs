@@ -167,6 +167,16 @@ pub struct NewTask {
     pub responsible_user_id: Option<UserId>,
 }
 
+/// A change to a task: `None` leaves a property as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskPatch {
+    pub text: Option<String>,
+    pub task_type_id: Option<TaskTypeId>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub whole_day: Option<bool>,
+    pub responsible_user_id: Option<UserId>,
+}
+
 /// Which tasks a list shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

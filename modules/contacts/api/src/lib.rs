@@ -127,6 +127,14 @@ pub trait Contacts: Send + Sync {
         new: NewCustomField,
     ) -> AppResult<CustomField>;
     async fn tags(&self, caller: Caller, entity: Entity) -> AppResult<Vec<Tag>>;
+    /// The named tags of an entity type, created when missing (names compare without case),
+    /// in the order given.
+    async fn create_tags(
+        &self,
+        caller: Caller,
+        entity: Entity,
+        names: Vec<String>,
+    ) -> AppResult<Vec<Tag>>;
 
     // --- import and export ----------------------------------------------------------------
     /// Reads an uploaded CSV or XLSX (its header row and first rows) and keeps it for mapping.

@@ -49,9 +49,29 @@ pub trait Deals: Send + Sync {
         move_to: StageId,
     ) -> AppResult<()>;
 
+    /// Renames a pipeline, changes its place in the list, or makes it the main one (an account
+    /// has exactly one main pipeline: making one main unmarks the other).
+    async fn update_pipeline(
+        &self,
+        caller: Caller,
+        id: PipelineId,
+        patch: PipelinePatch,
+    ) -> AppResult<Pipeline>;
+    /// Deletes a pipeline with its stages. Refused for the main pipeline and for a pipeline that
+    /// holds deals (deleted ones too, as they can be restored).
+    async fn delete_pipeline(&self, caller: Caller, id: PipelineId) -> AppResult<()>;
+
     // --- loss reasons -------------------------------------------------------------------------
     async fn loss_reasons(&self, caller: Caller) -> AppResult<Vec<LossReason>>;
     async fn create_loss_reason(&self, caller: Caller, name: &str) -> AppResult<LossReason>;
+    async fn update_loss_reason(
+        &self,
+        caller: Caller,
+        id: LossReasonId,
+        name: &str,
+    ) -> AppResult<LossReason>;
+    /// Deletes a reason no deal gives (refused while a deal, deleted or not, gives it).
+    async fn delete_loss_reason(&self, caller: Caller, id: LossReasonId) -> AppResult<()>;
 
     // --- deals --------------------------------------------------------------------------------
     async fn create_deal(&self, caller: Caller, new: NewDeal) -> AppResult<Deal>;
@@ -118,6 +138,8 @@ pub trait Deals: Send + Sync {
     /// Deletes a field and its values on every deal.
     async fn delete_custom_field(&self, caller: Caller, id: FieldId) -> AppResult<()>;
     async fn tags(&self, caller: Caller) -> AppResult<Vec<Tag>>;
+    /// The named tags, created when missing (names compare without case), in the order given.
+    async fn create_tags(&self, caller: Caller, names: Vec<String>) -> AppResult<Vec<Tag>>;
 
     // --- the board and the list ---------------------------------------------------------------
     /// Every column of a pipeline with its totals (as far as the caller may see; exact without

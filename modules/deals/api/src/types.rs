@@ -98,6 +98,14 @@ pub struct NewPipeline {
     pub stages: Vec<NewStage>,
 }
 
+/// A change to a pipeline: `None` leaves a property as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelinePatch {
+    pub name: Option<String>,
+    pub sort: Option<i32>,
+    pub is_main: Option<bool>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LossReason {
     pub id: LossReasonId,
