@@ -409,10 +409,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     admin_password: admin_password.clone(),
                     lang,
                 };
-                let (account, _) = state
+                let (account, admin) = state
                     .modules
                     .accounts
                     .create_account(new)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                crate::onboarding::first_pipeline(&state, account.id, admin.id, lang)
                     .await
                     .map_err(|e| e.to_string())?;
                 println!("{}", account.id);

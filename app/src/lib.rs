@@ -19,6 +19,7 @@ pub mod incoming;
 pub mod jobs;
 pub mod messaging_bench;
 pub mod metrics;
+pub mod onboarding;
 pub mod server;
 pub mod state;
 pub mod web;

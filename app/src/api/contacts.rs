@@ -148,7 +148,10 @@ async fn search_ids(
 }
 
 /// Walks keyset pages to the asked page number (amoCRM clients page by number).
-async fn nth_page<T, F, Fut>(paging: Paging, mut fetch: F) -> Result<(Vec<T>, bool), ApiError>
+pub(super) async fn nth_page<T, F, Fut>(
+    paging: Paging,
+    mut fetch: F,
+) -> Result<(Vec<T>, bool), ApiError>
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: std::future::Future<Output = kernel::AppResult<kernel::paging::Page<T>>>,

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod params;
 pub mod pipelines;
 pub mod problem;
+pub mod talks;
 pub mod tasks;
 pub mod unsorted;
 pub mod users;
@@ -239,6 +240,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/v4/roles/{id:\\d+}",
             web::delete().to(users::delete_role),
+        )
+        .route("/api/v4/talks", web::get().to(talks::list))
+        .route("/api/v4/talks/{id:\\d+}", web::get().to(talks::get))
+        .route(
+            "/api/v4/talks/{id:\\d+}/messages",
+            web::get().to(talks::messages),
+        )
+        .route(
+            "/api/v4/talks/{id:\\d+}/messages",
+            web::post().to(talks::send),
         )
         .route("/api/v4/webhooks", web::get().to(webhooks::list))
         .route("/api/v4/webhooks", web::post().to(webhooks::subscribe))

@@ -226,6 +226,10 @@ fn schemas() -> Value {
         "CustomField": { "type": "object", "required": ["id", "name", "type"], "properties": {
             "id": int(), "name": string(), "type": string(), "entity_type": string(), "sort": int(),
             "enums": { "type": "array", "nullable": true, "items": { "type": "object" } }, "_links": links() } },
+        "Talk": { "type": "object", "required": ["talk_id", "chat_id", "origin"], "properties": {
+            "talk_id": int(), "chat_id": string(), "origin": string(), "contact_id": nullable("integer"),
+            "entity_id": nullable("integer"), "entity_type": nullable("string"), "is_read": { "type": "boolean" },
+            "is_in_work": { "type": "boolean" }, "created_at": int(), "updated_at": int() } },
         "LossReason": { "type": "object", "required": ["id", "name"], "properties": {
             "id": int(), "name": string(), "sort": int(), "request_id": string(), "_links": links() } },
         "Account": { "type": "object", "required": ["id", "name", "subdomain"], "properties": {
@@ -830,6 +834,79 @@ fn build() -> Value {
             vec![path_id("id")],
             None,
             empty(),
+        ),
+    );
+    add(
+        "/api/v4/talks",
+        "get",
+        op(
+            "Chats with clients (talks), newest first",
+            "talks",
+            {
+                let mut p = paging();
+                p.push(query(
+                    "filter[is_read]",
+                    json!({"type": "integer", "enum": [0, 1]}),
+                    "0: unread only",
+                ));
+                p.push(query(
+                    "filter[mine]",
+                    json!({"type": "integer", "enum": [0, 1]}),
+                    "1: assigned to the token's user",
+                ));
+                p.push(query(
+                    "filter[origin]",
+                    json!({"type": "string", "enum": ["telegram", "whatsapp", "instagram"]}),
+                    "Messenger",
+                ));
+                p
+            },
+            None,
+            ok_or_empty("Talks", list_of("talks", "Talk")),
+        ),
+    );
+    add(
+        "/api/v4/talks/{id}",
+        "get",
+        op(
+            "One talk",
+            "talks",
+            vec![path_id("id")],
+            None,
+            ok_or_empty("The talk", r("Talk")),
+        ),
+    );
+    add(
+        "/api/v4/talks/{id}/messages",
+        "get",
+        op(
+            "A talk's messages (Voronka extension)",
+            "talks",
+            {
+                let mut p = vec![path_id("id")];
+                p.push(query(
+                    "limit",
+                    json!({"type": "integer", "minimum": 1, "maximum": 250}),
+                    "The last N messages",
+                ));
+                p.push(query("filter[after_id]", int(), "Messages after this one"));
+                p
+            },
+            None,
+            ok_or_empty("Messages", obj()),
+        ),
+    );
+    add(
+        "/api/v4/talks/{id}/messages",
+        "post",
+        op(
+            "Send a message to the client (Voronka extension; `uid` makes it idempotent)",
+            "talks",
+            vec![path_id("id")],
+            Some(
+                json!({"type": "object", "required": ["text"], "properties": {"text": string(), "uid": {"type": "string", "format": "uuid"}}}),
+            ),
+            ok("Queued", obj()),
         ),
     );
     add(

@@ -21,7 +21,8 @@ async fn app() -> TestApp {
     .await
 }
 
-/// The account's first pipeline, "Sales", with two open stages (as the sign-up makes none).
+/// The account's first pipeline, "Sales", with two open stages (accounts made through the
+/// trait start without one; the sign-up and `voronka account create` make one).
 async fn first_pipeline(app: &TestApp, t: &Tenant) {
     let stage = |name: &str| deals_api::NewStage {
         name: name.into(),

@@ -168,6 +168,13 @@ async fn sign_up_creates_an_account_and_signs_its_admin_in() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // The account starts with its main pipeline: incoming, four stages, won and lost.
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM deals.pipelines WHERE is_main")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM deals.stages").await, 7);
     let (status, html) = c.text("/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(

@@ -779,3 +779,127 @@ async fn the_board_page_shows_columns_pages_cards_and_quick_adds() {
         reqwest::StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_batch_is_created_in_one_statement_or_checked_deal_by_deal() {
+    let app = spawn_app().await;
+    let t = app.tenant("Batch").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let deals = &app.state.modules.deals;
+    let p = sales_pipeline(&app, caller).await;
+    let (first, second) = (p.stages[1].id, p.stages[2].id);
+    let top = deals
+        .create_deal(caller, new_deal(&p, "Already there", 5))
+        .await
+        .unwrap();
+    // Three plain deals: two into the first open stage, one into the second.
+    let created = deals
+        .create_deals(
+            caller,
+            vec![
+                new_deal(&p, " A ", 100),
+                NewDeal {
+                    stage_id: Some(second),
+                    ..new_deal(&p, "B", 200)
+                },
+                new_deal(&p, "C", 300),
+            ],
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = created.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["A", "B", "C"], "in the order given, names trimmed");
+    assert_eq!(
+        created.iter().map(|d| d.stage_id).collect::<Vec<_>>(),
+        [first, second, first]
+    );
+    assert!(created[0].id.0 < created[1].id.0 && created[1].id.0 < created[2].id.0);
+    // The column reads C, A, then the deal that was there (as if created one by one).
+    let board = deals
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
+        .await
+        .unwrap();
+    let col = board.iter().find(|c| c.stage.id == first).unwrap();
+    let order: Vec<DealId> = col.deals.items.iter().map(|d| d.id).collect();
+    assert_eq!(order, [created[2].id, created[0].id, top.id]);
+    assert_eq!((col.totals.deals, col.totals.budget), (3, 405));
+    let col2 = board.iter().find(|c| c.stage.id == second).unwrap();
+    assert_eq!((col2.totals.deals, col2.totals.budget), (1, 200));
+    // Each has its stage history and its DealCreated event with its id and stage.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM deals.stage_history WHERE deal_id IN ({}, {}, {})",
+            created[0].id.0, created[1].id.0, created[2].id.0
+        ))
+        .await,
+        3
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM deals.outbox WHERE event_type = 'deals.deal_created'
+              AND (payload->>'deal_id')::bigint = {} AND (payload->>'stage_id')::bigint = {}",
+            created[1].id.0, second.0
+        ))
+        .await,
+        1
+    );
+
+    // A stage that requires a field sends the batch down the checked path: the error names
+    // the field, and nothing of the batch is written.
+    deals
+        .create_custom_field(
+            caller,
+            NewCustomField {
+                name: "Contract".into(),
+                field_type: kernel::fields::FieldType::Text,
+                enums: vec![],
+                required_statuses: vec![RequiredAt {
+                    pipeline_id: p.id,
+                    status_id: second,
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    let before = app.count("SELECT count(*) AS n FROM deals.deals").await;
+    let err = deals
+        .create_deals(
+            caller,
+            vec![
+                new_deal(&p, "D", 1),
+                NewDeal {
+                    stage_id: Some(second),
+                    ..new_deal(&p, "E", 1)
+                },
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Validation);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM deals.deals").await,
+        before
+    );
+    // A bad name in a plain batch: refused, nothing written.
+    let err = deals
+        .create_deals(caller, vec![new_deal(&p, "F", 1), new_deal(&p, "  ", 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Validation);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM deals.deals").await,
+        before
+    );
+    // With tags, deal by deal.
+    let tagged = deals
+        .create_deals(
+            caller,
+            vec![NewDeal {
+                tags: vec!["vip".into()],
+                ..new_deal(&p, "G", 1)
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(tagged[0].tags[0].name, "vip");
+}

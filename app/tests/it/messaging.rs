@@ -1021,3 +1021,136 @@ async fn robots_answer_a_clients_message_and_write_when_a_deal_enters_a_stage() 
     backbone.stop().await;
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn the_public_api_lists_talks_and_sends_into_them_once() {
+    let fake = FakeProviders::start().await.unwrap();
+    let (app, backbone) = spawn_app_with_workers_and(|c| {
+        c.auth.api_requests_per_second = 0;
+    })
+    .await;
+    let t = app.tenant("Talks").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let (_, convs) = telegram_with_chats(&app, &fake, admin, 2, 30).await;
+    let token = app
+        .state
+        .modules
+        .accounts
+        .create_token(admin, "api", 30)
+        .await
+        .unwrap()
+        .secret;
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let token = token.clone();
+        let base = app.url.clone();
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let list: serde_json::Value = get("/api/v4/talks".into()).await.json().await.unwrap();
+    let talks = list["_embedded"]["talks"].as_array().unwrap();
+    assert_eq!(talks.len(), 2);
+    assert!(talks.iter().all(|t| t["origin"] == "telegram"
+        && t["entity_type"] == "lead"
+        && t["contact_id"].is_i64()));
+    let id = convs[0].id;
+    let one: serde_json::Value = get(format!("/api/v4/talks/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["talk_id"], id);
+    assert_eq!(one["entity_id"], convs[0].deal_id.unwrap());
+    let msgs: serde_json::Value = get(format!("/api/v4/talks/{id}/messages"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(msgs["_embedded"]["messages"][0]["direction"], "in");
+    assert_eq!(msgs["_embedded"]["messages"][0]["text"], "hi");
+
+    // Sent twice with the same uid: one message, delivered once.
+    let uid = uuid::Uuid::new_v4().to_string();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let res = http
+            .post(format!("{}/api/v4/talks/{id}/messages", app.url))
+            .bearer_auth(&token)
+            .json(&json!({"text": "Hello from the API", "uid": uid}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.unwrap();
+        ids.push(body["id"].as_i64().unwrap());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let sent = fake.wait_for_sent(1, Duration::from_secs(30)).await;
+    assert_eq!(sent[0].text, "Hello from the API");
+    wait_until("the status", || async {
+        app.count("SELECT count(*) AS n FROM messaging.messages WHERE direction = 'out' AND status = 'sent'").await == 1
+    })
+    .await;
+    let msgs: serde_json::Value = get(format!("/api/v4/talks/{id}/messages"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let last = msgs["_embedded"]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&last["direction"], &last["status"]),
+        (&json!("out"), &json!("sent"))
+    );
+
+    // An empty text is refused; another account sees nothing and cannot send.
+    let res = http
+        .post(format!("{}/api/v4/talks/{id}/messages", app.url))
+        .bearer_auth(&token)
+        .json(&json!({"text": "  "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let other = app.tenant("Other").await;
+    let other_token = app
+        .state
+        .modules
+        .accounts
+        .create_token(Caller::user(other.account, other.admin.id), "api", 30)
+        .await
+        .unwrap()
+        .secret;
+    let res = http
+        .get(format!("{}/api/v4/talks/{id}", app.url))
+        .bearer_auth(&other_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = http
+        .post(format!("{}/api/v4/talks/{id}/messages", app.url))
+        .bearer_auth(&other_token)
+        .json(&json!({"text": "sneaky"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.messages WHERE direction = 'out'")
+            .await,
+        1
+    );
+    backbone.stop().await;
+    fake.stop().await;
+}

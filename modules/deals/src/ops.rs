@@ -848,3 +848,88 @@ pub(crate) async fn create_fast(
     .optional()?;
     Ok(row)
 }
+
+/// One deal of a batch for [`create_fast_many`], checked already: its trimmed name and its
+/// contacts with the main one first.
+pub(crate) struct FastNew<'a> {
+    pub new: &'a NewDeal,
+    pub name: String,
+    pub contacts: Vec<i64>,
+    pub responsible: UserId,
+}
+
+/// The common create of a whole batch in one statement (see the `deals.create_deals`
+/// function): deals without tags or custom-field values into stages that require no field.
+/// `None`, with nothing written, when any deal's stage is not there or requires fields: the
+/// caller then takes the checked path for each deal, which says why.
+pub(crate) async fn create_fast_many(
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    batch: &[FastNew<'_>],
+) -> AppResult<Option<Vec<DealRow>>> {
+    use diesel::sql_types::{Array, Integer, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+    if batch.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let mut events = Vec::with_capacity(batch.len());
+    for f in batch {
+        events.push(EventEnvelope::new(
+            caller,
+            &deals_api::events::DealCreated {
+                deal_id: DealId(0),
+                name: f.name.clone(),
+                price: f.new.price,
+                pipeline_id: f.new.pipeline_id,
+                stage_id: f.new.stage_id.unwrap_or(StageId(0)),
+                responsible_user_id: f.responsible,
+                tag_ids: Vec::new(),
+            },
+        )?);
+    }
+    let first = &events[0];
+    let actor =
+        serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
+    let rows: Vec<DealRow> = diesel::sql_query(
+        "SELECT * FROM deals.create_deals($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind::<BigInt, _>(caller.account_id.0)
+    .bind::<BigInt, _>(GAP)
+    .bind::<BigInt, _>(actor_of(caller))
+    .bind::<Jsonb, _>(&actor)
+    .bind::<Text, _>(&first.event_type)
+    .bind::<Integer, _>(first.version)
+    .bind::<Timestamptz, _>(first.occurred_at)
+    .bind::<Array<BigInt>, _>(batch.iter().map(|f| f.new.pipeline_id.0).collect::<Vec<_>>())
+    .bind::<Array<Nullable<BigInt>>, _>(
+        batch
+            .iter()
+            .map(|f| f.new.stage_id.map(|s| s.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(batch.iter().map(|f| f.name.as_str()).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(batch.iter().map(|f| f.new.price).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(batch.iter().map(|f| f.responsible.0).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(
+        batch
+            .iter()
+            .map(|f| json_ids(&f.contacts))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<BigInt>>, _>(
+        batch
+            .iter()
+            .map(|f| <[i64]>::first(&f.contacts).copied())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Jsonb>, _>(
+        batch
+            .iter()
+            .map(|f| json_ids(&f.new.company_ids))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<SqlUuid>, _>(events.iter().map(|e| e.id).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    Ok((rows.len() == batch.len()).then_some(rows))
+}

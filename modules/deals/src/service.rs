@@ -306,6 +306,9 @@ async fn insert_stage(
     Ok(row.into())
 }
 
+/// The advisory lock class under which batches of deal creates of one account take turns.
+const BATCH_LOCK: i32 = 0x6465_616c;
+
 /// The totals shard a deal counts in (see the migration).
 #[async_trait]
 impl Deals for DealsService {
@@ -934,6 +937,53 @@ impl Deals for DealsService {
         let mut conn = self.conn().await?;
         let rows = conn
             .transaction::<_, AppError, _>(async |tx| {
+                // A batch touches several rows of its columns' totals (one per shard); two
+                // batches of one account taking them in different orders would deadlock, so
+                // they take turns (a single create touches one row and needs no turn).
+                if news.len() > 1 {
+                    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+                        .bind::<diesel::sql_types::Integer, _>(BATCH_LOCK)
+                        .bind::<diesel::sql_types::Integer, _>(caller.account_id.0 as i32)
+                        .execute(tx)
+                        .await?;
+                }
+                // The common batch (no tags, no field values) in one statement when every
+                // deal's stage qualifies; otherwise deal by deal, which says what is wrong.
+                if news
+                    .iter()
+                    .all(|n| n.tags.is_empty() && n.custom_fields.is_empty())
+                {
+                    let mut batch = Vec::with_capacity(news.len());
+                    for new in &news {
+                        let mut errors = Vec::new();
+                        let name = check_name("name", &new.name, 255, &mut errors);
+                        if new.price < 0 {
+                            errors.push(FieldError {
+                                field: "price".into(),
+                                code: "negative".into(),
+                                message: "the budget cannot be negative".into(),
+                            });
+                        }
+                        let contacts =
+                            ops::order_contacts(&new.contact_ids, new.main_contact_id, &mut errors);
+                        finish(errors)?;
+                        let asked = new.responsible_user_id.or(caller.actor.user_id());
+                        let responsible = checked
+                            .iter()
+                            .find(|(a, _)| *a == asked)
+                            .map(|(_, r)| *r)
+                            .ok_or_else(|| AppError::internal("responsible not checked"))?;
+                        batch.push(ops::FastNew {
+                            new,
+                            name,
+                            contacts,
+                            responsible,
+                        });
+                    }
+                    if let Some(rows) = ops::create_fast_many(tx, caller, &batch).await? {
+                        return Ok(rows);
+                    }
+                }
                 let mut rows = Vec::with_capacity(news.len());
                 for new in news {
                     let asked = new.responsible_user_id.or(caller.actor.user_id());

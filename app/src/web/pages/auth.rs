@@ -182,7 +182,8 @@ pub async fn sign_up(
         lang: ctx.lang,
     };
     match state.modules.accounts.create_account(new).await {
-        Ok(_) => {
+        Ok((account, admin)) => {
+            crate::onboarding::first_pipeline(&state, account.id, admin.id, ctx.lang).await?;
             let meta = SessionMeta {
                 ip: req.peer_addr().map(|a| a.ip().to_string()),
                 user_agent: None,
