@@ -238,6 +238,7 @@ async fn projection(
                         from_stage_id: w[0],
                         to_stage_id: w[1],
                         loss_reason_id: None,
+                        from_pipeline_id: None,
                     },
                 )
                 .map_err(|e| e.to_string())?,

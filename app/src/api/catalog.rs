@@ -787,3 +787,31 @@ async fn patch_fields(
         "_embedded": { "custom_fields": out },
     })))
 }
+
+/// `GET /api/v4/{entity}/custom_fields/groups[/{id}]`: Voronka keeps an entity's fields in one
+/// list, without groups (each field's `group_id` is null), so there are none: 204.
+pub async fn field_groups(
+    _auth: ApiAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    EntityPath::parse(&path)?;
+    Ok(super::no_content())
+}
+
+/// `POST|PATCH|DELETE /api/v4/{entity}/custom_fields/groups…`: refused with a clear error
+/// rather than pretended.
+pub async fn change_field_groups(_auth: ApiAuth) -> Result<HttpResponse, ApiError> {
+    Err(ApiError(kernel::AppError::validation(
+        "groups",
+        "NotSupported",
+        "custom field groups are not supported: an entity's fields form one list",
+    )))
+}
+
+pub async fn field_groups_one(
+    _auth: ApiAuth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    EntityPath::parse(&path.0)?;
+    Ok(super::no_content())
+}

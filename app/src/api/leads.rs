@@ -434,7 +434,8 @@ fn read_lead(
         id,
         name,
         price,
-        pipeline,
+        // A status names its pipeline (only 142 and 143 are shared).
+        pipeline: pipeline.or_else(|| stage.and_then(|s| ctx.pipeline_of(s))),
         stage,
         loss_reason,
         responsible,
@@ -757,13 +758,10 @@ async fn update_lead(
     };
     let pipeline = w.pipeline.unwrap_or(current.pipeline_id);
     if pipeline != current.pipeline_id {
-        return Err(ApiError(AppError::validation(
-            "pipeline_id",
-            "NotSupported",
-            "moving a lead to another pipeline is not supported yet",
-        )));
-    }
-    if let Some(stage) = w.stage
+        d = deals
+            .move_deal_to_pipeline(caller, id, pipeline, w.stage, w.loss_reason)
+            .await?;
+    } else if let Some(stage) = w.stage
         && (stage != current.stage_id || w.loss_reason.is_some())
     {
         d = deals

@@ -208,6 +208,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::patch().to(catalog::update_custom_fields),
         )
         .route(
+            &format!("{e}/custom_fields/groups"),
+            web::get().to(catalog::field_groups),
+        )
+        .route(
+            &format!("{e}/custom_fields/groups"),
+            web::post().to(catalog::change_field_groups),
+        )
+        .route(
+            &format!("{e}/custom_fields/groups/{{group}}"),
+            web::get().to(catalog::field_groups_one),
+        )
+        .route(
+            &format!("{e}/custom_fields/groups/{{group}}"),
+            web::patch().to(catalog::change_field_groups),
+        )
+        .route(
+            &format!("{e}/custom_fields/groups/{{group}}"),
+            web::delete().to(catalog::change_field_groups),
+        )
+        .route(
             &format!("{e}/custom_fields"),
             web::get().to(catalog::custom_fields),
         )

@@ -837,6 +837,17 @@ fn build() -> Value {
         ),
     );
     add(
+        "/api/v4/{entity}/custom_fields/groups",
+        "get",
+        op(
+            "Custom field groups (none: fields form one list)",
+            "custom_fields",
+            vec![entity.clone()],
+            None,
+            empty(),
+        ),
+    );
+    add(
         "/api/v4/talks",
         "get",
         op(

@@ -1460,6 +1460,20 @@ async fn pipelines_loss_reasons_tags_fields_tasks_users_and_roles_are_managed() 
         api.get("/api/v4/leads/custom_fields/987654").await.status(),
         StatusCode::NO_CONTENT
     );
+    // Fields form one list: no groups, and making one is refused.
+    assert_eq!(
+        api.get("/api/v4/contacts/custom_fields/groups")
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let res = api
+        .post(
+            "/api/v4/leads/custom_fields/groups",
+            &json!([{"name": "Extra"}]),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
 
     // Tasks: every property but the record can be changed; a bad change changes nothing.
     let due = chrono::Utc::now().timestamp() + 3600;
@@ -1577,4 +1591,112 @@ async fn pipelines_loss_reasons_tags_fields_tasks_users_and_roles_are_managed() 
     assert_eq!(olga["rights"]["role_id"], Value::Null);
     assert_eq!(olga["rights"]["leads"]["view"], "M");
     assert_eq!(stages.len(), 5);
+}
+
+#[tokio::test]
+async fn a_lead_moves_to_another_pipeline_by_pipeline_or_status() {
+    let app = app().await;
+    let t = app.tenant("Moves").await;
+    let api = Api::new(&app, &token(&app, &t).await);
+    let (main, stages) = main_pipeline(&api).await;
+    let res = api
+        .post(
+            "/api/v4/leads/pipelines",
+            &json!([{"name": "Partners", "_embedded": {"statuses": [{"name": "Talk", "color": "#fffeb2"}, {"name": "Sign", "color": "#fffeb2"}]}}]),
+        )
+        .await;
+    let partners = res.json::<Value>().await.unwrap()["_embedded"]["pipelines"][0].clone();
+    let pid = partners["id"].as_i64().unwrap();
+    let p_stages: Vec<i64> = partners["_embedded"]["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    let leads = seed(&api, main, 3).await;
+    // By pipeline alone: its first open status.
+    let res = api
+        .patch(
+            &format!("/api/v4/leads/{}", leads[0]),
+            &json!({"pipeline_id": pid}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let got = api.json(&format!("/api/v4/leads/{}", leads[0])).await;
+    assert_eq!(
+        (&got["pipeline_id"], &got["status_id"]),
+        (&json!(pid), &json!(p_stages[1]))
+    );
+    // By a status of the other pipeline alone, in a batch.
+    let res = api
+        .patch(
+            "/api/v4/leads",
+            &json!([{"id": leads[1], "status_id": p_stages[2]}]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let got = api.json(&format!("/api/v4/leads/{}", leads[1])).await;
+    assert_eq!(
+        (&got["pipeline_id"], &got["status_id"]),
+        (&json!(pid), &json!(p_stages[2]))
+    );
+    // Won in the other pipeline (142 is shared, so the pipeline says which).
+    let res = api
+        .patch(
+            &format!("/api/v4/leads/{}", leads[2]),
+            &json!({"pipeline_id": pid, "status_id": 142}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let got = api.json(&format!("/api/v4/leads/{}", leads[2])).await;
+    assert_eq!(
+        (&got["pipeline_id"], &got["status_id"]),
+        (&json!(pid), &json!(142))
+    );
+    assert!(got["closed_at"].is_i64());
+    // A status of the main pipeline with the other pipeline's id: refused, nothing moves.
+    let res = api
+        .patch(
+            &format!("/api/v4/leads/{}", leads[0]),
+            &json!({"pipeline_id": pid, "status_id": stages[1], "name": "Renamed"}),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    let got = api.json(&format!("/api/v4/leads/{}", leads[0])).await;
+    assert_eq!(
+        (&got["pipeline_id"], &got["name"]),
+        (&json!(pid), &json!("Lead 1"))
+    );
+    // The lists and the boards' totals follow.
+    let in_partners = api
+        .lead_ids(&format!("/api/v4/leads?filter[pipeline_id]={pid}"))
+        .await;
+    assert_eq!(in_partners.len(), 3);
+    assert!(
+        api.lead_ids(&format!("/api/v4/leads?filter[pipeline_id]={main}"))
+            .await
+            .is_empty()
+    );
+    let board = app
+        .state
+        .modules
+        .deals
+        .board(
+            Caller::user(t.account, t.admin.id),
+            deals_api::PipelineId(pid),
+            &deals_api::DealFilter::default(),
+            kernel::paging::PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    let total: i64 = board.iter().map(|c| c.totals.deals).sum();
+    assert_eq!(total, 3);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM deals.stage_history WHERE deal_id = {} AND pipeline_id = {pid}",
+            leads[0]
+        ))
+        .await,
+        1
+    );
 }

@@ -110,6 +110,7 @@ async fn a_scripted_history_gives_exactly_the_expected_figures() {
                 from_stage_id: from,
                 to_stage_id: to,
                 loss_reason_id: why,
+                from_pipeline_id: None,
             },
         )
     };

@@ -156,7 +156,12 @@ fn form_body(
             f.append_pair(&k("status_id"), &num("to_stage_id"));
             f.append_pair(&k("pipeline_id"), &num("pipeline_id"));
             f.append_pair(&k("old_status_id"), &num("from_stage_id"));
-            f.append_pair(&k("old_pipeline_id"), &num("pipeline_id"));
+            let old_pipeline = if p.get("from_pipeline_id").is_some_and(|v| !v.is_null()) {
+                num("from_pipeline_id")
+            } else {
+                num("pipeline_id")
+            };
+            f.append_pair(&k("old_pipeline_id"), &old_pipeline);
             f.append_pair(&k("last_modified"), &ts);
             f.append_pair(&k("modified_user_id"), &modified_by);
         }

@@ -588,7 +588,10 @@ pub(crate) async fn move_locked(
         }
         _ => None,
     };
-    let changed_stage = current.stage_id != target.row.id;
+    // The closing stages' ids are shared by the pipelines: a move to another pipeline's 142 is
+    // a change too.
+    let changed_stage =
+        current.stage_id != target.row.id || current.pipeline_id != target.row.pipeline_id;
     if changed_stage && target.has_required {
         let values = match &current.custom_fields {
             Value::Object(m) => m.clone(),
@@ -597,7 +600,7 @@ pub(crate) async fn move_locked(
         let mut errors = Vec::new();
         fields::check_required(
             defs,
-            PipelineId(current.pipeline_id),
+            PipelineId(target.row.pipeline_id),
             StageId(target.row.id),
             &target.row.name,
             &values,
@@ -610,7 +613,7 @@ pub(crate) async fn move_locked(
     let position = position_in(
         tx,
         account,
-        current.pipeline_id,
+        target.row.pipeline_id,
         target.row.id,
         after,
         Some(current.id),
@@ -623,6 +626,7 @@ pub(crate) async fn move_locked(
     };
     let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
         .set((
+            deals::pipeline_id.eq(target.row.pipeline_id),
             deals::stage_id.eq(target.row.id),
             deals::position.eq(position),
             deals::loss_reason_id.eq(loss_reason),
@@ -643,6 +647,8 @@ pub(crate) async fn move_locked(
             from_stage_id: StageId(current.stage_id),
             to_stage_id: StageId(row.stage_id),
             loss_reason_id: row.loss_reason_id.map(LossReasonId),
+            from_pipeline_id: (current.pipeline_id != row.pipeline_id)
+                .then_some(PipelineId(current.pipeline_id)),
         };
         outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?]).await?;
     }

@@ -1179,6 +1179,43 @@ impl Deals for DealsService {
         ops::deal_out(&mut conn, account, row).await
     }
 
+    async fn move_deal_to_pipeline(
+        &self,
+        caller: Caller,
+        id: DealId,
+        pipeline: PipelineId,
+        stage: Option<StageId>,
+        loss_reason_id: Option<LossReasonId>,
+    ) -> AppResult<Deal> {
+        let scope = access::scope(&*self.accounts, caller, Action::Edit).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let row = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let current = ops::lock_deal(tx, account, id, false).await?;
+                if !scope.allows(UserId(current.responsible_user_id)) {
+                    return Err(AppError::not_found("deal"));
+                }
+                let target = ops::find_stage(tx, account, pipeline.0, stage.map(|s| s.0))
+                    .await?
+                    .ok_or_else(|| {
+                        AppError::validation(
+                            "status_id",
+                            "not_found",
+                            "no such pipeline, or no such stage in it",
+                        )
+                    })?;
+                let defs = if target.has_required {
+                    fields::load(tx, account).await?
+                } else {
+                    Vec::new()
+                };
+                ops::move_locked(tx, caller, &defs, &current, &target, None, loss_reason_id).await
+            })
+            .await?;
+        ops::deal_out(&mut conn, account, row).await
+    }
+
     async fn stage_history(&self, caller: Caller, id: DealId) -> AppResult<Vec<StageVisit>> {
         let scope = access::scope(&*self.accounts, caller, Action::View).await?;
         let mut conn = self.conn().await?;

@@ -26,10 +26,14 @@ impl DomainEvent for DealCreated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DealStageChanged {
     pub deal_id: DealId,
+    /// The pipeline the deal is in now.
     pub pipeline_id: PipelineId,
     pub from_stage_id: StageId,
     pub to_stage_id: StageId,
     pub loss_reason_id: Option<LossReasonId>,
+    /// The pipeline the deal came from, when the move took it to another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_pipeline_id: Option<PipelineId>,
 }
 
 impl DomainEvent for DealStageChanged {

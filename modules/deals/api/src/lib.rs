@@ -95,6 +95,17 @@ pub trait Deals: Send + Sync {
     async fn restore_deal(&self, caller: Caller, id: DealId) -> AppResult<Deal>;
     /// Moves a deal to a stage (of its pipeline) and a place in that column.
     async fn move_deal(&self, caller: Caller, id: DealId, to: MoveTo) -> AppResult<Deal>;
+    /// Moves a deal to another pipeline: into `stage` there (its first open stage when `None`),
+    /// on top of that column, with the stage history, totals and a stage-changed event naming
+    /// the new pipeline, as any move.
+    async fn move_deal_to_pipeline(
+        &self,
+        caller: Caller,
+        id: DealId,
+        pipeline: PipelineId,
+        stage: Option<StageId>,
+        loss_reason_id: Option<LossReasonId>,
+    ) -> AppResult<Deal>;
 
     /// Fills a pipeline with `count` generated deals spread over its open stages and the given
     /// users, with their stage history and totals, in set-based statements (for benchmarks and
