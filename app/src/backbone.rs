@@ -224,138 +224,153 @@ impl Backbone {
             }
         }
         if let Some(modules) = modules {
-            // Tasks falling due: TaskDue (the reminder) once per task, swept every few seconds;
-            // several processes share the sweep (rows are taken with SKIP LOCKED).
-            let activities = modules.activities.clone();
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    if let Err(e) = activities.publish_due(None).await {
-                        tracing::warn!(error = %e, "publishing due tasks failed; will retry");
-                    }
-                    tokio::select! {
-                        _ = rx.changed() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    }
-                }
-            }));
-            // Automation's old runs and deliveries go after `keep_days`, a batch an hour.
-            let automation = modules.automation.clone();
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match automation.clean_up().await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(
-                            removed = n,
-                            "automation: old runs and deliveries removed"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "automation clean-up failed; will retry")
+            // A remote module's background work runs in its own service.
+            let remote = modules.remote.clone();
+            let local = move |m: &str| !remote.contains(&m);
+            if local("activities") {
+                // Tasks falling due: TaskDue (the reminder) once per task, swept every few seconds;
+                // several processes share the sweep (rows are taken with SKIP LOCKED).
+                let activities = modules.activities.clone();
+                let mut rx = stop_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        if let Err(e) = activities.publish_due(None).await {
+                            tracing::warn!(error = %e, "publishing due tasks failed; will retry");
+                        }
+                        tokio::select! {
+                            _ = rx.changed() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                         }
                     }
-                    tokio::select! {
-                        _ = rx.changed() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                }));
+            }
+            if local("automation") {
+                // Automation's old runs and deliveries go after `keep_days`, a batch an hour.
+                let automation = modules.automation.clone();
+                let mut rx = stop_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        match automation.clean_up().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(
+                                removed = n,
+                                "automation: old runs and deliveries removed"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "automation clean-up failed; will retry")
+                            }
+                        }
+                        tokio::select! {
+                            _ = rx.changed() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                        }
                     }
-                }
-            }));
-            // Processed webhook bodies go after `[messaging] keep_days`.
-            let messaging = modules.messaging.clone();
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    if let Err(e) = messaging.clean_up().await {
-                        tracing::warn!(error = %e, "messaging clean-up failed; will retry");
+                }));
+            }
+            if local("messaging") {
+                // Processed webhook bodies go after `[messaging] keep_days`.
+                let messaging = modules.messaging.clone();
+                let mut rx = stop_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        if let Err(e) = messaging.clean_up().await {
+                            tracing::warn!(error = %e, "messaging clean-up failed; will retry");
+                        }
+                        tokio::select! {
+                            _ = rx.changed() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                        }
                     }
-                    tokio::select! {
-                        _ = rx.changed() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                    }
-                }
-            }));
-            // Automation: due runs and deliveries go to the queue, and its workers do them.
-            tasks.push(tokio::spawn(crate::work::dispatch_automation(
-                modules.automation.clone(),
-                jobs.clone(),
-                retry,
-                db_url.to_string(),
-                stop_rx.clone(),
-            )));
-            workers += 1;
-            let actx = Arc::new(crate::work::AutomationCtx {
-                automation: modules.automation.clone(),
-                jobs: jobs.clone(),
-                retry,
-            });
-            let queue = crate::work::AUTOMATION_WORK;
-            let name = format!("{queue}@{instance}");
-            monitor = register_worker!(
-                monitor,
-                &jobs,
-                automation_api::Work,
-                queue,
-                name,
-                actx,
-                concurrency,
-                50,
-                heartbeat,
-                poll,
-                retry,
-                crate::work::run_automation
-            );
-            // Messaging: stored webhooks and conversations' sends go to the queue; its workers
-            // do them (many at once: most of the time is spent waiting on providers and pacing).
-            tasks.push(tokio::spawn(crate::work::dispatch_messaging(
-                modules.messaging.clone(),
-                jobs.clone(),
-                retry,
-                stop_rx.clone(),
-            )));
-            workers += 1;
-            let mctx = Arc::new(crate::work::MessagingCtx {
-                messaging: modules.messaging.clone(),
-            });
-            let queue = crate::work::MESSAGING_WORK;
-            let name = format!("{queue}@{instance}");
-            monitor = register_worker!(
-                monitor,
-                &jobs,
-                messaging_api::Work,
-                queue,
-                name,
-                mctx,
-                config.messaging.workers,
-                100,
-                heartbeat,
-                poll,
-                retry,
-                crate::work::run_messaging
-            );
-            // Imports and exports: one at a time per process (they are heavy; more processes
-            // run more).
-            workers += 1;
-            let ctx = Arc::new(crate::work::WorkCtx {
-                contacts: modules.contacts.clone(),
-                jobs: jobs.clone(),
-                retry,
-            });
-            let queue = crate::work::CONTACT_FILES;
-            let name = format!("{queue}@{instance}");
-            monitor = register_worker!(
-                monitor,
-                &jobs,
-                crate::work::ContactFiles,
-                queue,
-                name,
-                ctx,
-                1,
-                1,
-                heartbeat,
-                poll,
-                retry,
-                crate::work::run_contact_files
-            );
+                }));
+            }
+            if local("automation") {
+                // Automation: due runs and deliveries go to the queue, and its workers do them.
+                tasks.push(tokio::spawn(crate::work::dispatch_automation(
+                    modules.automation.clone(),
+                    jobs.clone(),
+                    retry,
+                    db_url.to_string(),
+                    stop_rx.clone(),
+                )));
+                workers += 1;
+                let actx = Arc::new(crate::work::AutomationCtx {
+                    automation: modules.automation.clone(),
+                    jobs: jobs.clone(),
+                    retry,
+                });
+                let queue = crate::work::AUTOMATION_WORK;
+                let name = format!("{queue}@{instance}");
+                monitor = register_worker!(
+                    monitor,
+                    &jobs,
+                    automation_api::Work,
+                    queue,
+                    name,
+                    actx,
+                    concurrency,
+                    50,
+                    heartbeat,
+                    poll,
+                    retry,
+                    crate::work::run_automation
+                );
+            }
+            if local("messaging") {
+                // Messaging: stored webhooks and conversations' sends go to the queue; its workers
+                // do them (many at once: most of the time is spent waiting on providers and pacing).
+                tasks.push(tokio::spawn(crate::work::dispatch_messaging(
+                    modules.messaging.clone(),
+                    jobs.clone(),
+                    retry,
+                    stop_rx.clone(),
+                )));
+                workers += 1;
+                let mctx = Arc::new(crate::work::MessagingCtx {
+                    messaging: modules.messaging.clone(),
+                });
+                let queue = crate::work::MESSAGING_WORK;
+                let name = format!("{queue}@{instance}");
+                monitor = register_worker!(
+                    monitor,
+                    &jobs,
+                    messaging_api::Work,
+                    queue,
+                    name,
+                    mctx,
+                    config.messaging.workers,
+                    100,
+                    heartbeat,
+                    poll,
+                    retry,
+                    crate::work::run_messaging
+                );
+            }
+            if local("contacts") {
+                // Imports and exports: one at a time per process (they are heavy; more processes
+                // run more).
+                workers += 1;
+                let ctx = Arc::new(crate::work::WorkCtx {
+                    contacts: modules.contacts.clone(),
+                    jobs: jobs.clone(),
+                    retry,
+                });
+                let queue = crate::work::CONTACT_FILES;
+                let name = format!("{queue}@{instance}");
+                monitor = register_worker!(
+                    monitor,
+                    &jobs,
+                    crate::work::ContactFiles,
+                    queue,
+                    name,
+                    ctx,
+                    1,
+                    1,
+                    heartbeat,
+                    poll,
+                    retry,
+                    crate::work::run_contact_files
+                );
+            }
         }
         if workers > 0 {
             let mut rx = stop_rx.clone();

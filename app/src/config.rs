@@ -33,6 +33,29 @@ pub struct Config {
     pub automation: AutomationConfig,
     pub messaging: MessagingConfig,
     pub modules: BTreeMap<String, ModuleConfig>,
+    /// Calls between modules run as separate services.
+    pub remote: RemoteConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// Shared by the processes of one installation: signs the calls between services (HMAC-SHA256),
+    /// at least 32 characters. Without it this process serves no module to others, and no module
+    /// may be remote.
+    pub secret: Option<String>,
+    /// One try of a call to a remote module; reads are tried up to three times.
+    pub timeout_ms: u64,
+}
+
+impl Config {
+    pub fn module_mode(&self, module: &str) -> ModuleMode {
+        self.modules.get(module).map(|m| m.mode).unwrap_or_default()
+    }
+
+    pub fn is_remote(&self, module: &str) -> bool {
+        self.module_mode(module) == ModuleMode::Remote
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -258,8 +281,16 @@ pub struct ModuleConfig {
     pub database_url: Option<String>,
 }
 
-/// The modules this build contains, in migration order.
-pub const MODULES: &[&str] = &["accounts", "deals"];
+/// The modules this build contains.
+pub const MODULES: &[&str] = &[
+    "accounts",
+    "deals",
+    "contacts",
+    "activities",
+    "automation",
+    "messaging",
+    "analytics",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -327,6 +358,10 @@ impl Default for Config {
                 workers: 16,
             },
             modules: BTreeMap::new(),
+            remote: RemoteConfig {
+                secret: None,
+                timeout_ms: 5000,
+            },
         }
     }
 }
@@ -398,7 +433,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, msg: &str| Err(ConfigError(format!("key `{key}`: {msg}")));
         if self.db.pool_size == 0 || self.db.pool_size > 1000 {
             return fail("db.pool_size", "must be between 1 and 1000");
@@ -545,12 +580,28 @@ impl Config {
                 );
             }
             if m.mode == ModuleMode::Remote {
-                // Remote mode arrives with the extraction work; refusing is better than ignoring it.
-                return fail(
-                    &format!("{key}.mode"),
-                    "remote mode is not available in this version; use \"local\"",
-                );
+                match m.url.as_deref() {
+                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                    _ => {
+                        return fail(
+                            &format!("{key}.url"),
+                            "a remote module needs the http(s) URL of its service",
+                        );
+                    }
+                }
+                if self.remote.secret.as_deref().is_none_or(|s| s.len() < 32) {
+                    return fail(
+                        "remote.secret",
+                        "remote modules need the installation's shared secret (32 characters or more)",
+                    );
+                }
             }
+        }
+        if self.remote.secret.as_deref().is_some_and(|s| s.len() < 32) {
+            return fail("remote.secret", "must be at least 32 characters");
+        }
+        if !(100..=600_000).contains(&self.remote.timeout_ms) {
+            return fail("remote.timeout_ms", "must be between 100 and 600000");
         }
         Ok(())
     }
@@ -585,5 +636,26 @@ mod tests {
         let mut c = Config::default();
         c.modules.insert("billing".into(), ModuleConfig::default());
         assert!(c.validate().unwrap_err().0.contains("modules.billing"));
+        // A remote module needs its service's URL and the shared secret.
+        let mut c = Config::default();
+        c.modules.insert(
+            "messaging".into(),
+            ModuleConfig {
+                mode: ModuleMode::Remote,
+                url: None,
+                database_url: None,
+            },
+        );
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .0
+                .contains("modules.messaging.url")
+        );
+        c.modules.get_mut("messaging").unwrap().url = Some("http://10.0.0.5:8091".into());
+        assert!(c.validate().unwrap_err().0.contains("remote.secret"));
+        c.remote.secret = Some("x".repeat(32));
+        assert!(c.validate().is_ok());
+        assert!(c.is_remote("messaging") && !c.is_remote("deals"));
     }
 }

@@ -21,6 +21,7 @@ pub mod messaging_bench;
 pub mod metrics;
 pub mod onboarding;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod web;
 pub mod work;

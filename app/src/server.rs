@@ -49,64 +49,109 @@ pub fn load_secret(config: &Config) -> Result<Vec<u8>, String> {
     Ok(bytes.to_vec())
 }
 
-/// Builds every module (in-process) behind its trait. Remote mode arrives with module extraction.
+/// The client of a module that runs as its own service (`[modules.<m>] mode = "remote"`).
+fn remote(config: &Config, module: &'static str) -> Option<kernel::remote::RemoteClient> {
+    if !config.is_remote(module) {
+        return None;
+    }
+    let url = config.modules.get(module)?.url.clone()?;
+    let secret = config.remote.secret.clone()?;
+    Some(kernel::remote::RemoteClient::new(
+        module,
+        &url,
+        secret.as_bytes(),
+        Duration::from_millis(config.remote.timeout_ms),
+    ))
+}
+
+/// Builds every module behind its trait: in-process, or the client of its service when config
+/// says the module is remote (callers cannot tell the difference).
 pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
     let token_key = Sha256::new()
         .chain_update(b"voronka:api-tokens:")
         .chain_update(secret)
         .finalize()
         .to_vec();
-    let accounts: Arc<dyn accounts_api::Accounts> =
-        Arc::new(accounts::AccountsService::new(pool.clone(), token_key));
-    let deals = Arc::new(deals::DealsService::new(pool.clone(), accounts.clone()));
-    let contacts = Arc::new(contacts::ContactsService::new(
-        pool.clone(),
-        accounts.clone(),
-    ));
-    let activities = Arc::new(activities::ActivitiesService::new(
-        pool.clone(),
-        accounts.clone(),
-        deals.clone(),
-        contacts.clone(),
-    ));
-    let messaging = messaging::MessagingService::new(
-        pool.clone(),
-        accounts.clone(),
-        deals.clone(),
-        contacts.clone(),
-        config.messaging.settings(secret),
-    );
-    let notifier = messaging.notifier();
-    let messaging: Arc<dyn messaging_api::Messaging> = Arc::new(messaging);
-    let automation = automation::AutomationService::new(
-        pool.clone(),
-        accounts.clone(),
-        deals.clone(),
-        activities.clone(),
-        contacts.clone(),
-        Some(messaging.clone() as Arc<dyn messaging_api::Chats>),
-        config.automation.settings(),
-    );
-    let module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>> = vec![
-        Arc::new(automation.matcher()),
-        Arc::new(automation.webhook_feed()),
-        Arc::new(automation.bot_replies()),
-        Arc::new(notifier),
-    ];
-    let analytics = Arc::new(analytics::AnalyticsService::new(
-        pool.clone(),
-        accounts.clone(),
-        deals.clone(),
-    ));
+    let accounts: Arc<dyn accounts_api::Accounts> = match remote(config, "accounts") {
+        Some(r) => Arc::new(accounts_api::remote::AccountsClient::new(r)),
+        None => Arc::new(accounts::AccountsService::new(pool.clone(), token_key)),
+    };
+    let deals: Arc<dyn deals_api::Deals> = match remote(config, "deals") {
+        Some(r) => Arc::new(deals_api::remote::DealsClient::new(r)),
+        None => Arc::new(deals::DealsService::new(pool.clone(), accounts.clone())),
+    };
+    let contacts: Arc<dyn contacts_api::Contacts> = match remote(config, "contacts") {
+        Some(r) => Arc::new(contacts_api::remote::ContactsClient::new(r)),
+        None => Arc::new(contacts::ContactsService::new(
+            pool.clone(),
+            accounts.clone(),
+        )),
+    };
+    let activities: Arc<dyn activities_api::Activities> = match remote(config, "activities") {
+        Some(r) => Arc::new(activities_api::remote::ActivitiesClient::new(r)),
+        None => Arc::new(activities::ActivitiesService::new(
+            pool.clone(),
+            accounts.clone(),
+            deals.clone(),
+            contacts.clone(),
+        )),
+    };
+    let mut module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>> = Vec::new();
+    let messaging: Arc<dyn messaging_api::Messaging> = match remote(config, "messaging") {
+        Some(r) => Arc::new(messaging_api::remote::MessagingClient::new(r)),
+        None => {
+            let messaging = messaging::MessagingService::new(
+                pool.clone(),
+                accounts.clone(),
+                deals.clone(),
+                contacts.clone(),
+                config.messaging.settings(secret),
+            );
+            module_subscribers.push(Arc::new(messaging.notifier()));
+            Arc::new(messaging)
+        }
+    };
+    let automation: Arc<dyn automation_api::Automation> = match remote(config, "automation") {
+        Some(r) => Arc::new(automation_api::remote::AutomationClient::new(r)),
+        None => {
+            let automation = automation::AutomationService::new(
+                pool.clone(),
+                accounts.clone(),
+                deals.clone(),
+                activities.clone(),
+                contacts.clone(),
+                Some(messaging.clone() as Arc<dyn messaging_api::Chats>),
+                config.automation.settings(),
+            );
+            module_subscribers.push(Arc::new(automation.matcher()));
+            module_subscribers.push(Arc::new(automation.webhook_feed()));
+            module_subscribers.push(Arc::new(automation.bot_replies()));
+            Arc::new(automation)
+        }
+    };
+    let analytics: Arc<dyn analytics_api::Analytics> = match remote(config, "analytics") {
+        Some(r) => Arc::new(analytics_api::remote::AnalyticsClient::new(r)),
+        None => Arc::new(analytics::AnalyticsService::new(
+            pool.clone(),
+            accounts.clone(),
+            deals.clone(),
+        )),
+    };
+    let remote_modules = crate::config::MODULES
+        .iter()
+        .copied()
+        .filter(|m| config.is_remote(m))
+        .collect();
     Modules {
         analytics,
         accounts,
         deals,
         contacts,
         activities,
-        automation: Arc::new(automation),
+        automation,
         messaging,
         module_subscribers,
+        remote: remote_modules,
     }
 }
 
@@ -203,6 +248,7 @@ pub fn start_http(
             .configure(crate::health::routes)
             .configure(crate::api::routes)
             .configure(crate::hooks::routes)
+            .configure(crate::service::routes)
             .configure(crate::web::routes)
             .default_service(web::to(not_found))
     })
@@ -252,15 +298,24 @@ pub fn queues() -> Vec<String> {
 
 /// The event subscribers of this build, wired to the modules they read through.
 pub fn subscribers(modules: &Modules) -> crate::events::Subscribers {
-    let deal_links = std::sync::Arc::new(contacts::DealLinks::new());
-    deal_links.connect(modules.deals.clone());
-    let mut all: Vec<Arc<dyn kernel::inbox::Subscriber>> = vec![
-        Arc::new(deals::ContactMerges),
-        deal_links,
-        Arc::new(contacts::Contacted),
-        Arc::new(activities::EventLog),
-        Arc::new(analytics::Projector),
-    ];
+    // A remote module's subscribers run in its service, not here.
+    let local = |m: &str| !modules.remote.contains(&m);
+    let mut all: Vec<Arc<dyn kernel::inbox::Subscriber>> = Vec::new();
+    if local("deals") {
+        all.push(Arc::new(deals::ContactMerges));
+    }
+    if local("contacts") {
+        let deal_links = std::sync::Arc::new(contacts::DealLinks::new());
+        deal_links.connect(modules.deals.clone());
+        all.push(deal_links);
+        all.push(Arc::new(contacts::Contacted));
+    }
+    if local("activities") {
+        all.push(Arc::new(activities::EventLog));
+    }
+    if local("analytics") {
+        all.push(Arc::new(analytics::Projector));
+    }
     all.extend(modules.module_subscribers.iter().cloned());
     Arc::new(all)
 }

@@ -22,6 +22,9 @@ pub struct Modules {
     pub analytics: Arc<dyn analytics_api::Analytics>,
     /// Event subscribers built with a module (they share its internals), run by the backbone.
     pub module_subscribers: Vec<Arc<dyn kernel::inbox::Subscriber>>,
+    /// The modules this process reaches as services (`[modules.<m>] mode = "remote"`): their
+    /// subscribers and workers run in their own processes.
+    pub remote: Vec<&'static str>,
 }
 
 pub struct AppState {

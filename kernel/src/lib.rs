@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod paging;
 pub mod pg_cluster;
 pub mod reach;
+pub mod remote;
 #[cfg(feature = "testing")]
 pub mod testing;
 

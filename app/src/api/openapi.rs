@@ -70,6 +70,10 @@ fn with_errors(mut responses: Map<String, Value>) -> Value {
     responses.insert("403".into(), problem("The token's user may not do this"));
     responses.insert("404".into(), problem("No such endpoint or record"));
     responses.insert(
+        "413".into(),
+        problem("The body is larger than the endpoint accepts"),
+    );
+    responses.insert(
         "429".into(),
         json!({
             "description": "Over the integration's requests per second; see Retry-After",

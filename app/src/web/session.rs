@@ -24,12 +24,14 @@ pub const CSRF_FIELD: &str = "csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const MAX_FORM_BYTES: usize = 256 * 1024;
 
-/// Paths served without a session: assets, probes, metrics and the token-authenticated API.
+/// Paths served without a session: assets, probes, metrics, the token-authenticated API and the
+/// signed service calls.
 fn sessionless(path: &str) -> bool {
     path.starts_with("/static/")
         || path.starts_with("/api/")
         || path.starts_with("/oauth2/")
         || path.starts_with("/hooks/")
+        || path.starts_with("/svc/")
         || matches!(path, "/healthz" | "/readyz" | "/metrics" | "/favicon.ico")
 }
 

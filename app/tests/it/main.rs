@@ -15,6 +15,7 @@ mod deal_fields;
 mod deals;
 mod jobs;
 mod messaging;
+mod remote;
 mod settings;
 mod support;
 mod tenancy;

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod events;
+pub mod remote;
 mod rights;
 mod types;
 

@@ -5,6 +5,7 @@
 //! module); tasks follow the tasks rights by their responsible user.
 
 pub mod events;
+pub mod remote;
 mod types;
 
 use std::collections::HashMap;

@@ -10,6 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use kernel::{AppResult, Caller};
 use serde::{Deserialize, Serialize};
 
+pub mod remote;
+
 /// What a report covers. The period is `[from, to)`; which date it applies to is each report's:
 /// creation (funnel, managers' "created"), closing (win/loss), leaving a stage (time in stage).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! the cause of every change they make.
 
 pub mod events;
+pub mod remote;
 mod types;
 
 use async_trait::async_trait;

@@ -5,6 +5,7 @@
 //! caller's rights on contacts (or companies) let them see.
 
 pub mod events;
+pub mod remote;
 mod types;
 
 use async_trait::async_trait;

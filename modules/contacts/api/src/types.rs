@@ -349,7 +349,7 @@ impl TextEncoding {
 }
 
 /// A file to import, as uploaded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportUpload {
     pub entity: Entity,
     pub file_name: String,
@@ -552,7 +552,7 @@ pub struct ExportInfo {
 }
 
 /// A finished export's file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportFile {
     pub file_name: String,
     pub format: FileFormat,

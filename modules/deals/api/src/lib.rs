@@ -4,6 +4,7 @@
 //! caller's rights let them see (all, their group's, their own, or nothing).
 
 pub mod events;
+pub mod remote;
 mod types;
 
 use async_trait::async_trait;

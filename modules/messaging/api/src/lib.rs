@@ -4,6 +4,7 @@
 //! notifications — implements it.
 
 pub mod events;
+pub mod remote;
 mod types;
 
 pub use types::*;

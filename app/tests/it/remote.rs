@@ -1,0 +1,265 @@
+//! Remote mode: a module's trait answered by another process over signed HTTP calls. One
+//! contract suite runs against the in-process module and against its client, with the same
+//! outcomes; unsigned or forged calls are refused; an unreachable module gives `Unavailable`
+//! where it is needed while the rest of the app works.
+
+use std::net::TcpListener;
+
+use actix_web::web;
+use kernel::{AppResult, Caller, ErrorCode};
+use messaging_api::{ConversationFilter, Messaging, NewChannel, NewTemplate};
+use reqwest::StatusCode;
+use voronka::config::{Config, ModuleConfig, ModuleMode};
+use voronka::state::AppState;
+
+use crate::support::{PASSWORD, TestApp, spawn_app_with};
+
+const SECRET: &str = "an installation's shared secret, 32+ characters";
+
+/// A second process on the service's database, with `module` reached over HTTP at `url`.
+async fn front(service: &TestApp, module: &str, url: &str) -> (String, web::Data<AppState>) {
+    let mut config = Config {
+        database_url: Some(service.db.url.clone()),
+        // The same secret key as the service, so sessions and tokens read on both.
+        secret_key: service.state.config.secret_key.clone(),
+        data_dir: std::env::temp_dir().join(format!("voronka-front-{}", service.db.name)),
+        ..Config::default()
+    };
+    config.web.workers = 1;
+    config.db.pool_size = 4;
+    config.remote.secret = Some(SECRET.into());
+    config.remote.timeout_ms = 2000;
+    config.modules.insert(
+        module.into(),
+        ModuleConfig {
+            mode: ModuleMode::Remote,
+            url: Some(url.into()),
+            database_url: None,
+        },
+    );
+    config.validate().expect("a valid remote config");
+    let state =
+        web::Data::new(voronka::server::build_state(config, &service.db.url, None).expect("state"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let (_h, server) = voronka::server::start_http(state.clone(), listener).unwrap();
+    tokio::spawn(server);
+    (addr, state)
+}
+
+fn code<T: std::fmt::Debug>(r: AppResult<T>) -> ErrorCode {
+    r.expect_err("an error").code
+}
+
+/// What any implementation of `Messaging` must do; returns what it saw, to compare the two.
+async fn messaging_contract(m: &dyn Messaging, caller: Caller, other: Caller) -> Vec<String> {
+    let mut seen = Vec::new();
+    // Templates: saved, listed, refused when empty (with the field), deleted; others' unseen.
+    let t = m
+        .save_template(
+            caller,
+            NewTemplate {
+                id: None,
+                name: "Greeting".into(),
+                body: "Hello, {{contact.name}}!".into(),
+                whatsapp_name: String::new(),
+                whatsapp_language: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let all = m.templates(caller).await.unwrap();
+    assert!(
+        all.iter()
+            .any(|x| x.id == t.id && x.body == "Hello, {{contact.name}}!")
+    );
+    seen.push(format!("templates {}", all.len()));
+    let bad = m
+        .save_template(
+            caller,
+            NewTemplate {
+                id: None,
+                name: " ".into(),
+                body: String::new(),
+                whatsapp_name: String::new(),
+                whatsapp_language: String::new(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code, ErrorCode::Validation);
+    assert!(!bad.fields.is_empty(), "field errors cross the wire");
+    seen.push(format!(
+        "bad template {:?}",
+        bad.fields.iter().map(|f| &f.field).collect::<Vec<_>>()
+    ));
+    assert!(m.templates(other).await.unwrap().is_empty());
+    m.delete_template(caller, t.id).await.unwrap();
+    assert_eq!(
+        code(m.delete_template(caller, t.id).await),
+        ErrorCode::NotFound
+    );
+    // Channels: none yet; an unknown one is not found; one without a token is refused.
+    assert!(m.channels(caller).await.unwrap().is_empty());
+    assert_eq!(code(m.channel(caller, 987_654).await), ErrorCode::NotFound);
+    let refused = m
+        .create_channel(caller, NewChannel::default())
+        .await
+        .unwrap_err();
+    seen.push(format!("channel {:?}", refused.code));
+    // Conversations and notifications: empty pages and zero counts.
+    let page = m
+        .conversations(caller, &ConversationFilter::default(), Default::default())
+        .await
+        .unwrap();
+    seen.push(format!(
+        "conversations {} {:?}",
+        page.items.len(),
+        page.next
+    ));
+    assert_eq!(m.unread_conversations(caller).await.unwrap(), 0);
+    assert_eq!(code(m.conversation(caller, 1).await), ErrorCode::NotFound);
+    assert!(m.conversation_of_deal(caller, 1).await.unwrap().is_none());
+    assert!(m.notifications(caller, 10).await.unwrap().is_empty());
+    m.read_notifications(caller).await.unwrap();
+    seen
+}
+
+#[tokio::test]
+async fn messaging_keeps_its_contract_in_process_and_over_http() {
+    let service = spawn_app_with(|c| c.remote.secret = Some(SECRET.into())).await;
+    let t = service.tenant("Remote").await;
+    let o = service.tenant("Elsewhere").await;
+    let (caller, other) = (
+        Caller::user(t.account, t.admin.id),
+        Caller::user(o.account, o.admin.id),
+    );
+    let (_, front) = front(&service, "messaging", &service.url).await;
+    assert_eq!(front.modules.remote, vec!["messaging"]);
+    let local = messaging_contract(&*service.state.modules.messaging, caller, other).await;
+    let remote = messaging_contract(&*front.modules.messaging, caller, other).await;
+    assert_eq!(local, remote, "the same outcomes in both modes");
+}
+
+#[tokio::test]
+async fn service_calls_must_be_signed_and_are_served_only_with_a_secret() {
+    let service = spawn_app_with(|c| c.remote.secret = Some(SECRET.into())).await;
+    let t = service.tenant("Signed").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let http = reqwest::Client::new();
+    let path = "/svc/messaging/templates";
+    let body = serde_json::to_vec(&(caller,)).unwrap();
+    let post = |headers: Vec<(&'static str, String)>| {
+        let mut r = http
+            .post(format!("{}{path}", service.url))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+    let now = chrono::Utc::now().timestamp();
+    // Unsigned, forged, replayed from long ago: 401 with the error on the wire.
+    let res = post(vec![]).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let forged = kernel::remote::sign(b"not the secret, but long enough...", now, path, &body);
+    let res = post(vec![
+        (kernel::remote::TIME_HEADER, now.to_string()),
+        (kernel::remote::SIGNATURE_HEADER, forged),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let old = now - 3600;
+    let res = post(vec![
+        (kernel::remote::TIME_HEADER, old.to_string()),
+        (
+            kernel::remote::SIGNATURE_HEADER,
+            kernel::remote::sign(SECRET.as_bytes(), old, path, &body),
+        ),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Signed: the answer.
+    let res = post(vec![
+        (kernel::remote::TIME_HEADER, now.to_string()),
+        (
+            kernel::remote::SIGNATURE_HEADER,
+            kernel::remote::sign(SECRET.as_bytes(), now, path, &body),
+        ),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!([])
+    );
+    // Arguments that do not read: 400; an unknown method: 404.
+    for (p, b, status) in [
+        (
+            "/svc/messaging/templates",
+            b"[1, 2]".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/svc/messaging/nothing",
+            body.clone(),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let res = http
+            .post(format!("{}{p}", service.url))
+            .header(kernel::remote::TIME_HEADER, now.to_string())
+            .header(
+                kernel::remote::SIGNATURE_HEADER,
+                kernel::remote::sign(SECRET.as_bytes(), now, p, &b),
+            )
+            .body(b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{p}");
+    }
+    // A process without a secret serves no module.
+    let plain = spawn_app_with(|_| {}).await;
+    let res = http
+        .post(format!("{}{path}", plain.url))
+        .header(kernel::remote::TIME_HEADER, now.to_string())
+        .header(
+            kernel::remote::SIGNATURE_HEADER,
+            kernel::remote::sign(SECRET.as_bytes(), now, path, &body),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_unreachable_module_is_an_error_where_needed_and_the_rest_works() {
+    let service = spawn_app_with(|c| c.remote.secret = Some(SECRET.into())).await;
+    let t = service.tenant("Down").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    // Nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (url, front) = front(&service, "messaging", &dead).await;
+    let e = front.modules.messaging.templates(caller).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable);
+    assert!(e.message.contains("messaging"), "{}", e.message);
+    // Through the front's pages: the inbox says the service is unavailable; deals work.
+    let c = crate::support::Client::new(&url);
+    let res = c.sign_in(&t.admin.email, PASSWORD).await;
+    assert!(res.status().is_redirection() || res.status().is_success());
+    assert_eq!(
+        c.get("/inbox").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(c.get("/deals/list").await.status(), StatusCode::OK);
+    assert_eq!(c.get("/contacts").await.status(), StatusCode::OK);
+}
