@@ -70,6 +70,12 @@ enum Command {
         /// What this process runs, so web and workers can be scaled separately.
         #[arg(long, value_enum, default_value = "all")]
         role: crate::config::Role,
+        /// Run only these modules, as their service (comma-separated, e.g. `messaging`): their
+        /// service routes, webhooks, workers, event handlers and migrations, on their own
+        /// database (`[modules.<m>] database_url`); the other modules are reached at
+        /// `[remote] url`.
+        #[arg(long, value_delimiter = ',')]
+        modules: Option<Vec<String>>,
     },
     /// Run the web server with a demo account (created on first run); prints the URL and a login.
     Demo(ServerArgs),
@@ -369,8 +375,18 @@ fn init_logging(config: &Config) {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
-        Command::Serve { server: args, role } => {
-            serve(load(&cli.config, args)?, false, *role).await
+        Command::Serve {
+            server: args,
+            role,
+            modules,
+        } => {
+            let mut config = load(&cli.config, args)?;
+            if let Some(list) = modules {
+                config
+                    .serve_only(list)
+                    .map_err(|e| Failure::Other(e.to_string()))?;
+            }
+            serve(config, false, *role).await
         }
         Command::Demo(args) => {
             serve(load(&cli.config, args)?, true, crate::config::Role::All).await
@@ -378,7 +394,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Migrate(args) => {
             let config = load(&cli.config, args)?;
             let mut db = Database::open(&config).await?;
-            let applied = db.migrate().await;
+            let applied = db.migrate(&config).await;
             db.close().await;
             for (schema, version) in applied? {
                 println!("applied {schema} {version}");
@@ -648,7 +664,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load(&cli.config, args)?;
             let mut db = Database::open(&config).await?;
             let result = async {
-                db.migrate().await?;
+                db.migrate(&config).await?;
                 let jobs = crate::backbone::job_store(&config, &db.url, server::queues()).await?;
                 let state = actix_web::web::Data::new(server::build_state(
                     config.clone(),
@@ -745,7 +761,7 @@ async fn with_state(
 ) -> Result<(), Failure> {
     let mut db = Database::open(config).await?;
     let result = async {
-        db.migrate().await?;
+        db.migrate(config).await?;
         let state = server::build_state(config.clone(), &db.url, None)?;
         f(&state).await
     }
@@ -761,7 +777,7 @@ async fn with_backbone(
 ) -> Result<(), Failure> {
     let mut db = Database::open(config).await?;
     let result = async {
-        db.migrate().await?;
+        db.migrate(config).await?;
         let jobs = crate::backbone::job_store(config, &db.url, server::queues()).await?;
         let state = server::build_state(config.clone(), &db.url, Some(jobs.clone()))?;
         let backbone = crate::backbone::Backbone::start(
@@ -772,7 +788,7 @@ async fn with_backbone(
             state.metrics.clone(),
             crate::backbone::Work {
                 subscribers: server::subscribers(&state.modules),
-                schemas: server::outbox_schemas(),
+                schemas: server::outbox_schemas(config),
                 modules: Some(state.modules.clone()),
             },
         )
@@ -802,7 +818,7 @@ async fn serve_on(
     started: Instant,
 ) -> Result<(), String> {
     use crate::config::Role;
-    let applied = db.migrate().await?;
+    let applied = db.migrate(config).await?;
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "migrations applied");
     }
@@ -824,7 +840,7 @@ async fn serve_on(
                 state.metrics.clone(),
                 crate::backbone::Work {
                     subscribers,
-                    schemas: server::outbox_schemas(),
+                    schemas: server::outbox_schemas(config),
                     modules: Some(state.modules.clone()),
                 },
             )

@@ -35,6 +35,9 @@ pub struct Config {
     pub modules: BTreeMap<String, ModuleConfig>,
     /// Calls between modules run as separate services.
     pub remote: RemoteConfig,
+    /// Set by `voronka serve --modules …`: the only modules this process runs (as their service).
+    #[serde(skip)]
+    pub serving: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +49,9 @@ pub struct RemoteConfig {
     pub secret: Option<String>,
     /// One try of a call to a remote module; reads are tried up to three times.
     pub timeout_ms: u64,
+    /// Where a service process (`serve --modules …`) finds the modules it does not run (the
+    /// monolith's address), unless `[modules.<m>] url` names another.
+    pub url: Option<String>,
 }
 
 impl Config {
@@ -55,6 +61,57 @@ impl Config {
 
     pub fn is_remote(&self, module: &str) -> bool {
         self.module_mode(module) == ModuleMode::Remote
+    }
+
+    /// Makes this process the service of `modules` only (`voronka serve --modules`): every other
+    /// module is reached remotely (at its `[modules.<m>] url`, else `[remote] url`), and the
+    /// served modules' own database (`[modules.<m>] database_url`) becomes the process's.
+    pub fn serve_only(&mut self, modules: &[String]) -> Result<(), ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        if modules.is_empty() {
+            return fail("`--modules` needs at least one module".into());
+        }
+        for m in modules {
+            if !MODULES.contains(&m.as_str()) {
+                return fail(format!(
+                    "unknown module `{m}`; this build has: {}",
+                    MODULES.join(", ")
+                ));
+            }
+        }
+        for m in MODULES {
+            let served = modules.iter().any(|x| x == m);
+            let entry = self.modules.entry(m.to_string()).or_default();
+            if served {
+                entry.mode = ModuleMode::Local;
+                continue;
+            }
+            entry.mode = ModuleMode::Remote;
+            if entry.url.is_none() {
+                match &self.remote.url {
+                    Some(u) => entry.url = Some(u.clone()),
+                    None => {
+                        return fail(format!(
+                            "key `remote.url`: a service process needs the address of the modules it does not run (`{m}`)"
+                        ));
+                    }
+                }
+            }
+        }
+        let own: Vec<&String> = modules
+            .iter()
+            .filter_map(|m| self.modules.get(m).and_then(|c| c.database_url.as_ref()))
+            .collect();
+        if let Some(first) = own.first() {
+            if own.iter().any(|u| u != first) || own.len() != modules.len() {
+                return fail(
+                    "the modules served together must share one `database_url` (or none)".into(),
+                );
+            }
+            self.database_url = Some((*first).clone());
+        }
+        self.serving = Some(modules.to_vec());
+        self.validate()
     }
 }
 
@@ -361,7 +418,9 @@ impl Default for Config {
             remote: RemoteConfig {
                 secret: None,
                 timeout_ms: 5000,
+                url: None,
             },
+            serving: None,
         }
     }
 }

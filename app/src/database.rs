@@ -51,8 +51,15 @@ impl Database {
         .map_err(|e| e.to_string())?
     }
 
-    pub async fn migrate(&self) -> Result<Vec<(String, String)>, String> {
-        kernel::migrate::run_all(&self.url, MIGRATIONS)
+    /// Applies the pending migrations of the modules this process runs (a remote module's
+    /// schema lives in its service's database).
+    pub async fn migrate(&self, config: &Config) -> Result<Vec<(String, String)>, String> {
+        let local: Vec<ModuleMigrations> = MIGRATIONS
+            .iter()
+            .filter(|m| !config.is_remote(m.schema))
+            .cloned()
+            .collect();
+        kernel::migrate::run_all(&self.url, &local)
             .await
             .map_err(|e| format!("migrations failed: {e}"))
     }

@@ -171,7 +171,7 @@ pub async fn run(
         state.metrics.clone(),
         crate::backbone::Work {
             subscribers: crate::server::subscribers(&state.modules),
-            schemas: crate::server::outbox_schemas(),
+            schemas: crate::server::outbox_schemas(&config),
             modules: Some(state.modules.clone()),
         },
     )

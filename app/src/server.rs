@@ -239,6 +239,9 @@ pub fn start_http(
     };
     let data = state.clone();
     let server = HttpServer::new(move || {
+        // A service process (`serve --modules`) answers other processes' calls, providers'
+        // webhooks and probes; the UI and the public API are the monolith's.
+        let service_only = data.config.serving.is_some();
         App::new()
             .app_data(data.clone())
             .app_data(web::FormConfig::default().limit(256 * 1024))
@@ -246,10 +249,18 @@ pub fn start_http(
             .wrap(from_fn(crate::web::session::session_layer))
             .wrap(from_fn(observe))
             .configure(crate::health::routes)
-            .configure(crate::api::routes)
+            .configure(|cfg| {
+                if !service_only {
+                    crate::api::routes(cfg);
+                }
+            })
             .configure(crate::hooks::routes)
             .configure(crate::service::routes)
-            .configure(crate::web::routes)
+            .configure(|cfg| {
+                if !service_only {
+                    crate::web::routes(cfg);
+                }
+            })
             .default_service(web::to(not_found))
     })
     .workers(workers)
@@ -320,11 +331,13 @@ pub fn subscribers(modules: &Modules) -> crate::events::Subscribers {
     Arc::new(all)
 }
 
-/// The schemas whose outboxes this process relays: every module's.
-pub fn outbox_schemas() -> Vec<&'static str> {
+/// The schemas whose outboxes this process relays: every module's it runs (a remote module's
+/// outbox is in its service's database, relayed there).
+pub fn outbox_schemas(config: &Config) -> Vec<&'static str> {
     crate::database::MIGRATIONS
         .iter()
         .map(|m| m.schema)
+        .filter(|s| !config.is_remote(s))
         .collect()
 }
 

@@ -263,3 +263,153 @@ async fn an_unreachable_module_is_an_error_where_needed_and_the_rest_works() {
     assert_eq!(c.get("/deals/list").await.status(), StatusCode::OK);
     assert_eq!(c.get("/contacts").await.status(), StatusCode::OK);
 }
+
+/// `voronka serve --modules messaging` on messaging's own (empty) database, reaching the other
+/// modules at the monolith; a front with messaging remote uses it. Killed on drop.
+struct ServiceProcess {
+    child: std::process::Child,
+    url: String,
+    _db: kernel::testing::TestDb,
+    _dir: std::path::PathBuf,
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+async fn messaging_service(monolith: &TestApp) -> ServiceProcess {
+    let db = tokio::task::spawn_blocking(kernel::testing::TestDb::empty)
+        .await
+        .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("voronka-svc-{}", db.name));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_voronka"))
+        .args(["serve", "--modules", "messaging", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .env("VORONKA_MODULES__MESSAGING__DATABASE_URL", &db.url)
+        .env("VORONKA_REMOTE__URL", &monolith.url)
+        .env("VORONKA_REMOTE__SECRET", SECRET)
+        .env(
+            "VORONKA_SECRET_KEY",
+            monolith.state.config.secret_key.clone().unwrap(),
+        )
+        .env("VORONKA_LOG__LEVEL", "warn")
+        .env("VORONKA_JOBS__POLL_MS", "50")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("voronka serve --modules messaging");
+    let url = format!("http://127.0.0.1:{port}");
+    let mut svc = ServiceProcess {
+        child,
+        url: url.clone(),
+        _db: db,
+        _dir: dir,
+    };
+    for _ in 0..600 {
+        if let Ok(r) = reqwest::get(format!("{url}/readyz")).await
+            && r.status().is_success()
+        {
+            return svc;
+        }
+        if let Ok(Some(status)) = svc.child.try_wait() {
+            panic!("the messaging service exited: {status}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the messaging service did not become ready");
+}
+
+#[tokio::test]
+async fn messaging_runs_as_its_own_service_on_its_own_database() {
+    let monolith = spawn_app_with(|c| c.remote.secret = Some(SECRET.into())).await;
+    let t = monolith.tenant("Split").await;
+    let o = monolith.tenant("Other split").await;
+    let (caller, other) = (
+        Caller::user(t.account, t.admin.id),
+        Caller::user(o.account, o.admin.id),
+    );
+    let svc = messaging_service(&monolith).await;
+    let (url, front) = front(&monolith, "messaging", &svc.url).await;
+    // The same contract as in process, through the service (which asks the monolith for the
+    // users' rights over the wire).
+    let local = messaging_contract(&*monolith.state.modules.messaging, caller, other).await;
+    let remote = messaging_contract(&*front.modules.messaging, caller, other).await;
+    assert_eq!(local, remote);
+    // What the service stores lands in its own database, not the monolith's.
+    front
+        .modules
+        .messaging
+        .save_template(
+            caller,
+            NewTemplate {
+                id: None,
+                name: "Kept".into(),
+                body: "Stays in the service's database".into(),
+                whatsapp_name: String::new(),
+                whatsapp_language: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let svc_db = diesel_async_count(
+        &svc._db.url,
+        "SELECT count(*) AS n FROM messaging.templates WHERE name = 'Kept'",
+    )
+    .await;
+    assert_eq!(svc_db, 1);
+    assert_eq!(
+        monolith
+            .count("SELECT count(*) AS n FROM messaging.templates WHERE name = 'Kept'")
+            .await,
+        0
+    );
+    // The service's database holds messaging's schema only.
+    assert_eq!(
+        diesel_async_count(
+            &svc._db.url,
+            "SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name IN ('deals', 'accounts', 'contacts')",
+        )
+        .await,
+        0
+    );
+    // The service serves no pages: the UI is the monolith's (and the front's).
+    assert_eq!(
+        reqwest::get(format!("{}/sign-in", svc.url))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let c = crate::support::Client::new(&url);
+    c.sign_in(&t.admin.email, PASSWORD).await;
+    let (status, html) = c.text("/settings/templates").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("Kept"),
+        "the front's page shows the service's data"
+    );
+}
+
+async fn diesel_async_count(url: &str, sql: &str) -> i64 {
+    use diesel::QueryableByName;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let row: N = diesel::sql_query(sql).get_result(&mut conn).await.unwrap();
+    row.n
+}

@@ -59,7 +59,7 @@ pub async fn start_backbone(app: &TestApp) -> voronka::backbone::Backbone {
         app.state.metrics.clone(),
         voronka::backbone::Work {
             subscribers: voronka::server::subscribers(&app.state.modules),
-            schemas: voronka::server::outbox_schemas(),
+            schemas: voronka::server::outbox_schemas(&app.state.config),
             modules: Some(app.state.modules.clone()),
         },
     )
