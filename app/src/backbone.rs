@@ -161,7 +161,16 @@ impl Backbone {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let bus: Arc<dyn Bus> = match config.events.bus {
-            BusKind::Postgres => Arc::new(PgBus::new(jobs.clone(), subscribers.clone(), retry)),
+            // The PostgreSQL bus routes to every subscriber of the installation on this
+            // database: this process's, and those of modules running as services elsewhere.
+            BusKind::Postgres => Arc::new(PgBus::new(
+                jobs.clone(),
+                crate::server::routes(
+                    &subscribers,
+                    modules.as_ref().map(|m| m.remote.as_slice()).unwrap_or(&[]),
+                ),
+                retry,
+            )),
             BusKind::Rabbitmq => Arc::new(
                 amqp::AmqpBus::connect(&config.events.amqp_url, subscribers.clone()).await?,
             ),

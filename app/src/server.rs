@@ -331,6 +331,86 @@ pub fn subscribers(modules: &Modules) -> crate::events::Subscribers {
     Arc::new(all)
 }
 
+/// A subscriber of a module that runs as a service elsewhere: known here only to route events
+/// to its queue (its service works the queue).
+struct Elsewhere {
+    name: &'static str,
+    schema: &'static str,
+    types: &'static [&'static str],
+}
+
+#[async_trait::async_trait]
+impl kernel::inbox::Subscriber for Elsewhere {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn schema(&self) -> &'static str {
+        self.schema
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        self.types
+    }
+
+    async fn handle(
+        &self,
+        _conn: &mut diesel_async::AsyncPgConnection,
+        _event: &kernel::events::EventEnvelope,
+    ) -> kernel::AppResult<()> {
+        Err(kernel::AppError::internal(
+            "this subscriber runs in its module's service",
+        ))
+    }
+}
+
+/// Where the PostgreSQL bus delivers: the `local` subscribers, and those of the `remote` modules
+/// (their services share the database and work their queues).
+pub fn routes(local: &crate::events::Subscribers, remote: &[&str]) -> crate::events::Subscribers {
+    use kernel::inbox::Subscriber;
+    let mut all: Vec<Arc<dyn kernel::inbox::Subscriber>> = local.iter().cloned().collect();
+    for m in remote {
+        let (schema, list): (&'static str, Vec<(&'static str, &'static [&'static str])>) = match *m
+        {
+            "deals" => (
+                "deals",
+                vec![("deals.contact_merges", deals::ContactMerges.event_types())],
+            ),
+            "contacts" => (
+                "contacts",
+                vec![
+                    (
+                        "contacts.deal_links",
+                        contacts::DealLinks::new().event_types(),
+                    ),
+                    ("contacts.contacted", contacts::Contacted.event_types()),
+                ],
+            ),
+            "activities" => (
+                "activities",
+                vec![("activities.log", activities::EventLog.event_types())],
+            ),
+            "analytics" => (
+                "analytics",
+                vec![("analytics.facts", analytics::Projector.event_types())],
+            ),
+            "automation" => ("automation", automation::SUBSCRIBER_ROUTES.to_vec()),
+            "messaging" => ("messaging", messaging::SUBSCRIBER_ROUTES.to_vec()),
+            _ => continue,
+        };
+        for (name, types) in list {
+            if !all.iter().any(|s| s.name() == name) {
+                all.push(Arc::new(Elsewhere {
+                    name,
+                    schema,
+                    types,
+                }));
+            }
+        }
+    }
+    Arc::new(all)
+}
+
 /// The schemas whose outboxes this process relays: every module's it runs (a remote module's
 /// outbox is in its service's database, relayed there).
 pub fn outbox_schemas(config: &Config) -> Vec<&'static str> {

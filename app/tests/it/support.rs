@@ -16,6 +16,23 @@ pub struct TestApp {
     pub url: String,
     pub state: web::Data<AppState>,
     pub db: TestDb,
+    /// With `VORONKA_TEST_REMOTE=messaging[,…]`: the service process (in-process here) that runs
+    /// those modules, which `state` reaches over signed HTTP calls, and its backbone.
+    pub service: Option<web::Data<AppState>>,
+    service_backbone: std::sync::Mutex<Option<voronka::backbone::Backbone>>,
+}
+
+/// The secret the test processes share when modules run remote.
+pub const TEST_REMOTE_SECRET: &str = "the test installation's shared secret, 32+ chars";
+
+/// The modules the suite runs as services (`VORONKA_TEST_REMOTE=messaging`), or none.
+pub fn remote_modules() -> Vec<String> {
+    std::env::var("VORONKA_TEST_REMOTE")
+        .unwrap_or_default()
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -49,8 +66,29 @@ pub async fn spawn_app_with_workers_and(
     (app, backbone)
 }
 
-/// Starts (again) the relay, the subscribers and the job workers of `app`, as a process start does.
+/// Starts (again) the relay, the subscribers and the job workers of `app`, as a process start does
+/// (and those of its service process, when modules run remote).
 pub async fn start_backbone(app: &TestApp) -> voronka::backbone::Backbone {
+    if let Some(svc) = &app.service {
+        let b = voronka::backbone::Backbone::start(
+            &svc.config,
+            &app.db.url,
+            svc.pool.clone(),
+            svc.jobs.clone().expect("job store"),
+            svc.metrics.clone(),
+            voronka::backbone::Work {
+                subscribers: voronka::server::subscribers(&svc.modules),
+                schemas: voronka::server::outbox_schemas(&svc.config),
+                modules: Some(svc.modules.clone()),
+            },
+        )
+        .await
+        .expect("service backbone");
+        let old = app.service_backbone.lock().unwrap().replace(b);
+        if let Some(old) = old {
+            old.stop().await;
+        }
+    }
     voronka::backbone::Backbone::start(
         &app.state.config,
         &app.db.url,
@@ -90,21 +128,63 @@ async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: Option<Vec<String>>)
     };
     config.web.workers = 1;
     config.db.pool_size = 8;
+    let remote = remote_modules();
+    if !remote.is_empty() {
+        config.remote.secret = Some(TEST_REMOTE_SECRET.into());
+        // Two processes per test: half the connections each.
+        config.db.pool_size = 5;
+        config.jobs.pool_size = 8;
+    }
     adjust(&mut config);
-    let jobs = match with_jobs {
+    let store = async |config: &Config| match &with_jobs {
         Some(queues) => Some(
-            voronka::backbone::job_store(&config, &db.url, queues)
+            voronka::backbone::job_store(config, &db.url, queues.clone())
                 .await
                 .expect("job store"),
         ),
         None => None,
     };
-    let state = web::Data::new(voronka::server::build_state(config, &db.url, jobs).expect("state"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
+    // The service of the remote modules, as `voronka serve --modules …` on the same database,
+    // reaching the other modules at the app.
+    let service = if remote.is_empty() {
+        None
+    } else {
+        let mut sc = config.clone();
+        sc.remote.url = Some(url.clone());
+        sc.serve_only(&remote).expect("service config");
+        let svc_listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let svc_url = format!("http://{}", svc_listener.local_addr().expect("addr"));
+        let jobs = store(&sc).await;
+        let svc =
+            web::Data::new(voronka::server::build_state(sc, &db.url, jobs).expect("service state"));
+        let (_h, server) =
+            voronka::server::start_http(svc.clone(), svc_listener).expect("start service");
+        tokio::spawn(server);
+        for m in &remote {
+            config.modules.insert(
+                m.clone(),
+                voronka::config::ModuleConfig {
+                    mode: voronka::config::ModuleMode::Remote,
+                    url: Some(svc_url.clone()),
+                    database_url: None,
+                },
+            );
+        }
+        Some(svc)
+    };
+    let jobs = store(&config).await;
+    let state = web::Data::new(voronka::server::build_state(config, &db.url, jobs).expect("state"));
     let (_handle, server) = voronka::server::start_http(state.clone(), listener).expect("start");
     tokio::spawn(server);
-    TestApp { url, state, db }
+    TestApp {
+        url,
+        state,
+        db,
+        service,
+        service_backbone: std::sync::Mutex::new(None),
+    }
 }
 
 fn rand_bytes() -> [u8; 64] {

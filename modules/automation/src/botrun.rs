@@ -545,7 +545,7 @@ pub struct BotReplies {
     pub(crate) inner: Arc<Inner>,
 }
 
-const REPLY_EVENTS: &[&str] = &[MessageReceived::TYPE];
+pub(crate) const REPLY_EVENTS: &[&str] = &[MessageReceived::TYPE];
 
 #[async_trait]
 impl Subscriber for BotReplies {

@@ -72,7 +72,7 @@ fn code_of(event: &EventEnvelope) -> Option<&'static str> {
     })
 }
 
-const EVENTS: &[&str] = &[
+pub(crate) const EVENTS: &[&str] = &[
     DealCreated::TYPE,
     DealUpdated::TYPE,
     DealDeleted::TYPE,

@@ -22,6 +22,14 @@ use kernel::migrate::ModuleMigrations;
 pub use botrun::BotReplies;
 pub use hooks::{WebhookFeed, signature as signature_of};
 pub use matcher::TriggerMatcher;
+
+/// This module's event subscribers, by name, with the event types each wants: how a relay in
+/// another process routes events to them when the module runs as its own service.
+pub const SUBSCRIBER_ROUTES: &[(&str, &[&str])] = &[
+    ("automation.triggers", matcher::EVENTS),
+    ("automation.webhooks", hooks::EVENTS),
+    ("automation.bot_replies", botrun::REPLY_EVENTS),
+];
 pub use service::{AutomationService, Settings, check_sender, mailer as smtp_transport};
 
 pub const SCHEMA: &str = "automation";

@@ -27,7 +27,7 @@ pub struct TriggerMatcher {
     pub(crate) inner: Arc<Inner>,
 }
 
-const EVENTS: &[&str] = &[
+pub(crate) const EVENTS: &[&str] = &[
     DealCreated::TYPE,
     DealStageChanged::TYPE,
     DealResponsibleChanged::TYPE,

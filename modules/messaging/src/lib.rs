@@ -20,6 +20,10 @@ use kernel::migrate::ModuleMigrations;
 
 pub use crypto::meta_signature;
 pub use notify::Notifier;
+
+/// This module's event subscribers, by name, with the event types each wants: how a relay in
+/// another process routes events to them when the module runs as its own service.
+pub const SUBSCRIBER_ROUTES: &[(&str, &[&str])] = &[("messaging.notifications", notify::EVENTS)];
 pub use service::{MessagingService, Settings, fill};
 
 pub const SCHEMA: &str = "messaging";

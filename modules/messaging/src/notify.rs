@@ -19,7 +19,7 @@ use messaging_api::events::{IncomingLeadCreated, MessageReceived};
 
 pub struct Notifier;
 
-const EVENTS: &[&str] = &[
+pub(crate) const EVENTS: &[&str] = &[
     IncomingLeadCreated::TYPE,
     MessageReceived::TYPE,
     TaskDue::TYPE,
