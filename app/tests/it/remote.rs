@@ -290,23 +290,19 @@ impl Drop for ServiceProcess {
     }
 }
 
-async fn messaging_service(monolith: &TestApp) -> ServiceProcess {
-    let db = tokio::task::spawn_blocking(kernel::testing::TestDb::empty)
-        .await
-        .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("voronka-svc-{}", db.name));
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_voronka"))
+fn spawn_service(
+    monolith: &TestApp,
+    port: u16,
+    db_url: &str,
+    dir: &std::path::Path,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_voronka"))
         .args(["serve", "--modules", "messaging", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
-        .arg(&dir)
+        .arg(dir)
         .env_remove("DATABASE_URL")
-        .env("VORONKA_MODULES__MESSAGING__DATABASE_URL", &db.url)
+        .env("VORONKA_MODULES__MESSAGING__DATABASE_URL", db_url)
         .env("VORONKA_REMOTE__URL", &monolith.url)
         .env("VORONKA_REMOTE__SECRET", SECRET)
         .env(
@@ -317,26 +313,56 @@ async fn messaging_service(monolith: &TestApp) -> ServiceProcess {
         .env("VORONKA_JOBS__POLL_MS", "50")
         .stdout(std::process::Stdio::null())
         .spawn()
-        .expect("voronka serve --modules messaging");
-    let url = format!("http://127.0.0.1:{port}");
+        .expect("voronka serve --modules messaging")
+}
+
+impl ServiceProcess {
+    async fn ready(&mut self) {
+        for _ in 0..600 {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", self.url)).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the messaging service exited: {status}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the messaging service did not become ready");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn restart(&mut self, monolith: &TestApp) {
+        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        self.child = spawn_service(monolith, port, &self._db.url, &self._dir);
+        self.ready().await;
+    }
+}
+
+async fn messaging_service(monolith: &TestApp) -> ServiceProcess {
+    let db = tokio::task::spawn_blocking(kernel::testing::TestDb::empty)
+        .await
+        .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("voronka-svc-{}", db.name));
+    let child = spawn_service(monolith, port, &db.url, &dir);
     let mut svc = ServiceProcess {
         child,
-        url: url.clone(),
+        url: format!("http://127.0.0.1:{port}"),
         _db: db,
         _dir: dir,
     };
-    for _ in 0..600 {
-        if let Ok(r) = reqwest::get(format!("{url}/readyz")).await
-            && r.status().is_success()
-        {
-            return svc;
-        }
-        if let Ok(Some(status)) = svc.child.try_wait() {
-            panic!("the messaging service exited: {status}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the messaging service did not become ready");
+    svc.ready().await;
+    svc
 }
 
 #[tokio::test]
@@ -411,6 +437,30 @@ async fn messaging_runs_as_its_own_service_on_its_own_database() {
         html.contains("Kept"),
         "the front's page shows the service's data"
     );
+
+    // The service is killed: what needs it says so, the rest works.
+    let mut svc = svc;
+    svc.kill();
+    assert_eq!(
+        front
+            .modules
+            .messaging
+            .templates(caller)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Unavailable
+    );
+    assert_eq!(
+        c.get("/inbox").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(c.get("/deals/list").await.status(), StatusCode::OK);
+    // It comes back on the same database: everything is there and calls work again.
+    svc.restart(&monolith).await;
+    let all = front.modules.messaging.templates(caller).await.unwrap();
+    assert!(all.iter().any(|t| t.name == "Kept"));
+    assert_eq!(c.get("/inbox").await.status(), StatusCode::OK);
 }
 
 async fn diesel_async_count(url: &str, sql: &str) -> i64 {

@@ -131,9 +131,10 @@ async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: Option<Vec<String>>)
     let remote = remote_modules();
     if !remote.is_empty() {
         config.remote.secret = Some(TEST_REMOTE_SECRET.into());
-        // Two processes per test: half the connections each.
-        config.db.pool_size = 5;
-        config.jobs.pool_size = 8;
+        // Two processes per test: fewer connections each (the service runs one module's
+        // workers only).
+        config.db.pool_size = 6;
+        config.jobs.pool_size = 16;
     }
     adjust(&mut config);
     let store = async |config: &Config| match &with_jobs {
@@ -154,6 +155,8 @@ async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: Option<Vec<String>>)
         let mut sc = config.clone();
         sc.remote.url = Some(url.clone());
         sc.serve_only(&remote).expect("service config");
+        sc.db.pool_size = 4;
+        sc.jobs.pool_size = 8;
         let svc_listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let svc_url = format!("http://{}", svc_listener.local_addr().expect("addr"));
         let jobs = store(&sc).await;
