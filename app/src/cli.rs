@@ -431,7 +431,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .create_account(new)
                     .await
                     .map_err(|e| e.to_string())?;
-                crate::onboarding::first_pipeline(&state, account.id, admin.id, lang)
+                crate::onboarding::first_pipeline(state, account.id, admin.id, lang)
                     .await
                     .map_err(|e| e.to_string())?;
                 println!("{}", account.id);
