@@ -81,6 +81,24 @@ enum Command {
     Demo(ServerArgs),
     /// Apply pending database migrations and exit.
     Migrate(ServerArgs),
+    /// Move a module's data into the database of its own service (writes to it pause during the
+    /// copy; each table's rows and checksum are compared), and print the config that switches
+    /// over; `--rollback` brings it back.
+    Extract {
+        /// The module, e.g. `messaging`.
+        module: String,
+        /// The service's database (empty, or holding only the module's migrated schema).
+        #[arg(long, required_unless_present = "rollback")]
+        to: Option<String>,
+        /// Bring the module back from its service's database into this one.
+        #[arg(long)]
+        rollback: bool,
+        /// With `--rollback`: the service's database (default: `[modules.<m>] database_url`).
+        #[arg(long)]
+        from: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Manage accounts.
     Account {
         #[command(subcommand)]
@@ -390,6 +408,68 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Demo(args) => {
             serve(load(&cli.config, args)?, true, crate::config::Role::All).await
+        }
+        Command::Extract {
+            module,
+            to,
+            rollback,
+            from,
+            server: args,
+        } => {
+            let config = load(&cli.config, args)?;
+            let mut db = Database::open(&config).await?;
+            let here = db.url.clone();
+            let (source, target) = if *rollback {
+                let from = from
+                    .clone()
+                    .or_else(|| {
+                        config
+                            .modules
+                            .get(module)
+                            .and_then(|m| m.database_url.clone())
+                    })
+                    .ok_or_else(|| {
+                        Failure::Other(format!(
+                            "--rollback needs --from or [modules.{module}] database_url"
+                        ))
+                    })?;
+                (from, here)
+            } else {
+                (here, to.clone().unwrap_or_default())
+            };
+            let m = module.clone();
+            let rollback = *rollback;
+            let result = tokio::task::spawn_blocking(move || {
+                if rollback {
+                    crate::extract::rollback(&m, &source, &target)
+                } else {
+                    crate::extract::extract(&m, &source, &target)
+                }
+            })
+            .await
+            .map_err(|e| Failure::Other(e.to_string()))?;
+            db.close().await;
+            let (checks, aside) = result.map_err(Failure::Other)?;
+            let rows: i64 = checks.iter().map(|c| c.rows).sum();
+            println!(
+                "{module}: {} tables, {rows} rows copied; counts and checksums equal on both sides",
+                checks.len()
+            );
+            for c in &checks {
+                println!("  {:<32} {:>10} rows  md5 {}", c.table, c.rows, c.checksum);
+            }
+            println!("The old copy is kept as schema `{aside}`; drop it when satisfied.");
+            if rollback {
+                println!(
+                    "Switch back: remove [modules.{module}] mode = \"remote\" from the config, stop the {module} service and restart."
+                );
+            } else {
+                println!(
+                    "Switch over: start the service with\n  VORONKA_MODULES__{}__DATABASE_URL=<that database> voronka serve --modules {module}\nand set in the other processes' config:\n  [modules.{module}]\n  mode = \"remote\"\n  url = \"http://<the service>:<port>\"",
+                    module.to_uppercase()
+                );
+            }
+            Ok(())
         }
         Command::Migrate(args) => {
             let config = load(&cli.config, args)?;

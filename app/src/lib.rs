@@ -12,6 +12,7 @@ pub mod database;
 pub mod deals_bench;
 pub mod demo;
 pub mod events;
+pub mod extract;
 pub mod fake_providers;
 pub mod health;
 pub mod hooks;

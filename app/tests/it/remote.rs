@@ -348,6 +348,11 @@ async fn messaging_service(monolith: &TestApp) -> ServiceProcess {
     let db = tokio::task::spawn_blocking(kernel::testing::TestDb::empty)
         .await
         .unwrap();
+    messaging_service_on(monolith, db).await
+}
+
+/// The messaging service on a database of the caller's (e.g. one messaging was moved into).
+async fn messaging_service_on(monolith: &TestApp, db: kernel::testing::TestDb) -> ServiceProcess {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -474,4 +479,146 @@ async fn diesel_async_count(url: &str, sql: &str) -> i64 {
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();
     let row: N = diesel::sql_query(sql).get_result(&mut conn).await.unwrap();
     row.n
+}
+
+fn template(name: String) -> NewTemplate {
+    NewTemplate {
+        id: None,
+        name,
+        body: "Hello".into(),
+        whatsapp_name: String::new(),
+        whatsapp_language: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn messaging_moves_to_its_own_database_while_written_to_and_comes_back() {
+    if !crate::support::remote_modules().is_empty() {
+        return; // these tests set up their own topology
+    }
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let monolith = spawn_app_with(|c| c.remote.secret = Some(SECRET.into())).await;
+    let t = monolith.tenant("Move").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let local = monolith.state.modules.messaging.clone();
+    for i in 0..20 {
+        local
+            .save_template(caller, template(format!("Before {i}")))
+            .await
+            .unwrap();
+    }
+    // A writer keeps saving during the move: each save either succeeds (and must be found after
+    // the move, once) or fails (and must be found nowhere).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (local, stop) = (local.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (Vec::new(), Vec::new());
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("During {i}");
+                match local.save_template(caller, template(name.clone())).await {
+                    Ok(_) => ok.push(name),
+                    Err(_) => failed.push(name),
+                }
+                i += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let target = tokio::task::spawn_blocking(kernel::testing::TestDb::empty)
+        .await
+        .unwrap();
+    let (from, to) = (monolith.db.url.clone(), target.url.clone());
+    let (checks, aside) =
+        tokio::task::spawn_blocking(move || voronka::extract::extract("messaging", &from, &to))
+            .await
+            .unwrap()
+            .expect("the move");
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = writer.await.unwrap();
+    assert!(
+        !ok.is_empty() && !failed.is_empty(),
+        "writes before and after: {} ok, {} failed",
+        ok.len(),
+        failed.len()
+    );
+    assert!(aside.starts_with("messaging_extracted_"));
+    let copied = checks.iter().find(|c| c.table == "templates").unwrap();
+    assert_eq!(
+        copied.rows,
+        20 + ok.len() as i64,
+        "every successful write was copied"
+    );
+    assert!(
+        checks.iter().any(|c| c.table == "outbox"),
+        "the outbox moves too"
+    );
+    // The old copy refuses writes; the monolith's in-process messaging can no longer write.
+    assert!(
+        local
+            .save_template(caller, template("Late".into()))
+            .await
+            .is_err()
+    );
+
+    // The service on the target database serves exactly what was written, once.
+    let svc = messaging_service_on(&monolith, target).await;
+    let (_, front) = front(&monolith, "messaging", &svc.url).await;
+    let mut names: Vec<String> = front
+        .modules
+        .messaging
+        .templates(caller)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = (0..20)
+        .map(|i| format!("Before {i}"))
+        .chain(ok.clone())
+        .collect();
+    want.sort();
+    assert_eq!(names, want, "nothing lost, nothing twice, no failed write");
+    front
+        .modules
+        .messaging
+        .save_template(caller, template("In the service".into()))
+        .await
+        .unwrap();
+
+    // And back: the monolith's database gets the rows as they are in the service now.
+    let (from, to) = (svc._db.url.clone(), monolith.db.url.clone());
+    let (back, _) =
+        tokio::task::spawn_blocking(move || voronka::extract::rollback("messaging", &from, &to))
+            .await
+            .unwrap()
+            .expect("the move back");
+    assert_eq!(
+        back.iter().find(|c| c.table == "templates").unwrap().rows,
+        21 + ok.len() as i64
+    );
+    assert_eq!(
+        monolith
+            .count("SELECT count(*) AS n FROM messaging.templates WHERE name = 'In the service'")
+            .await,
+        1
+    );
+    // Bad input: an unknown module, the same database.
+    let url = monolith.db.url.clone();
+    let e = tokio::task::spawn_blocking(move || {
+        (
+            voronka::extract::extract("billing", &url, "postgres://x"),
+            voronka::extract::extract("messaging", &url, &url),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(e.0.unwrap_err().contains("unknown module"));
+    assert!(e.1.is_err());
 }
