@@ -128,6 +128,8 @@ pub struct Work {
 pub struct Backbone {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Backbones stopped with this one (another process's, in tests that run a module remote).
+    also: Vec<Backbone>,
 }
 
 /// A name unique to this process, for apalis worker registration.
@@ -397,7 +399,11 @@ impl Backbone {
                 }
             }));
         }
-        Ok(Backbone { stop, tasks })
+        Ok(Backbone {
+            stop,
+            tasks,
+            also: Vec::new(),
+        })
     }
 
     /// Stops taking new work, lets running handlers finish (up to 20 s), and returns.
@@ -406,5 +412,14 @@ impl Backbone {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(25), t).await;
         }
+        for other in self.also {
+            Box::pin(other.stop()).await;
+        }
+    }
+
+    /// This backbone and `other`, stopped together.
+    pub fn with(mut self, other: Backbone) -> Backbone {
+        self.also.push(other);
+        self
     }
 }

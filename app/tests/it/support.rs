@@ -17,9 +17,8 @@ pub struct TestApp {
     pub state: web::Data<AppState>,
     pub db: TestDb,
     /// With `VORONKA_TEST_REMOTE=messaging[,…]`: the service process (in-process here) that runs
-    /// those modules, which `state` reaches over signed HTTP calls, and its backbone.
+    /// those modules, which `state` reaches over signed HTTP calls.
     pub service: Option<web::Data<AppState>>,
-    service_backbone: std::sync::Mutex<Option<voronka::backbone::Backbone>>,
 }
 
 /// The secret the test processes share when modules run remote.
@@ -69,27 +68,26 @@ pub async fn spawn_app_with_workers_and(
 /// Starts (again) the relay, the subscribers and the job workers of `app`, as a process start does
 /// (and those of its service process, when modules run remote).
 pub async fn start_backbone(app: &TestApp) -> voronka::backbone::Backbone {
-    if let Some(svc) = &app.service {
-        let b = voronka::backbone::Backbone::start(
-            &svc.config,
-            &app.db.url,
-            svc.pool.clone(),
-            svc.jobs.clone().expect("job store"),
-            svc.metrics.clone(),
-            voronka::backbone::Work {
-                subscribers: voronka::server::subscribers(&svc.modules),
-                schemas: voronka::server::outbox_schemas(&svc.config),
-                modules: Some(svc.modules.clone()),
-            },
-        )
-        .await
-        .expect("service backbone");
-        let old = app.service_backbone.lock().unwrap().replace(b);
-        if let Some(old) = old {
-            old.stop().await;
-        }
-    }
-    voronka::backbone::Backbone::start(
+    let service = match &app.service {
+        None => None,
+        Some(svc) => Some(
+            voronka::backbone::Backbone::start(
+                &svc.config,
+                &app.db.url,
+                svc.pool.clone(),
+                svc.jobs.clone().expect("job store"),
+                svc.metrics.clone(),
+                voronka::backbone::Work {
+                    subscribers: voronka::server::subscribers(&svc.modules),
+                    schemas: voronka::server::outbox_schemas(&svc.config),
+                    modules: Some(svc.modules.clone()),
+                },
+            )
+            .await
+            .expect("service backbone"),
+        ),
+    };
+    let backbone = voronka::backbone::Backbone::start(
         &app.state.config,
         &app.db.url,
         app.state.pool.clone(),
@@ -102,7 +100,12 @@ pub async fn start_backbone(app: &TestApp) -> voronka::backbone::Backbone {
         },
     )
     .await
-    .expect("backbone")
+    .expect("backbone");
+    // Stopping "the app" stops its service too, as when the whole installation goes down.
+    match service {
+        Some(s) => backbone.with(s),
+        None => backbone,
+    }
 }
 
 /// The app with its job store set up, for the backbone's tests; `queues` are the job queues the
@@ -186,7 +189,6 @@ async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: Option<Vec<String>>)
         state,
         db,
         service,
-        service_backbone: std::sync::Mutex::new(None),
     }
 }
 
