@@ -29,6 +29,18 @@ pub use async_trait::async_trait as __async_trait;
 #[doc(hidden)]
 pub use serde_json as __serde_json;
 
+/// For `Option<Option<T>>` fields of a change (`None` leaves a value, `Some(None)` clears it),
+/// which plain JSON would confuse: use with
+/// `#[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "kernel::remote::some")]`,
+/// so that a missing field is `None` and `null` is `Some(None)`.
+pub fn some<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
 /// Where service routes live: `/svc/{module}/{method}`.
 pub const PREFIX: &str = "/svc";
 pub const TIME_HEADER: &str = "x-voronka-time";
@@ -333,6 +345,28 @@ mod tests {
             .is_err()
         );
         assert!(verify(b"secret", None, Some(&s), "/svc/deals/deal", b"[1]", 1000).is_err());
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Change {
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "some"
+        )]
+        v: Option<Option<i64>>,
+    }
+
+    #[test]
+    fn leave_clear_and_set_survive_json() {
+        for c in [
+            Change { v: None },
+            Change { v: Some(None) },
+            Change { v: Some(Some(3)) },
+        ] {
+            let back: Change = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+            assert_eq!(back, c);
+        }
     }
 
     #[test]

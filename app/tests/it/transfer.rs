@@ -357,7 +357,10 @@ async fn bad_files_and_mappings_are_refused_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_killed_half_way_resumes_without_duplicating_rows() {
-    if crate::support::remote_modules().iter().any(|m| m == "contacts") {
+    if crate::support::remote_modules()
+        .iter()
+        .any(|m| m == "contacts")
+    {
         // The worker is killed by dropping its future: with contacts remote the import runs in
         // the service, which a dropped HTTP call does not stop.
         return;

@@ -141,7 +141,17 @@ pub struct UserPatch {
     pub is_active: Option<bool>,
     pub lang: Option<Lang>,
     pub time_zone: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "kernel::remote::some"
+    )]
     pub group_id: Option<Option<GroupId>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "kernel::remote::some"
+    )]
     pub role_id: Option<Option<RoleId>>,
     /// The user's own rights, used when no role is set.
     pub rights: Option<Rights>,

@@ -406,6 +406,11 @@ pub struct DealPatch {
     /// their values.
     pub custom_fields: Option<FieldValues>,
     pub contact_ids: Option<Vec<i64>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "kernel::remote::some"
+    )]
     pub main_contact_id: Option<Option<i64>>,
     pub company_ids: Option<Vec<i64>>,
 }
