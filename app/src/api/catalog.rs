@@ -256,55 +256,63 @@ fn read_field(
             None
         }
     };
-    let mut enums = Vec::new();
-    if let Some(list) = item.array("enums") {
-        let mut sorted: Vec<(i64, String)> = Vec::new();
-        for (i, e) in list.iter().enumerate() {
-            match e.get("value").and_then(Value::as_str) {
-                Some(v) if !v.trim().is_empty() => sorted.push((
-                    e.get("sort").and_then(Value::as_i64).unwrap_or(i as i64),
-                    v.trim().to_string(),
-                )),
-                _ => item.fail(
-                    &format!("enums.{i}.value"),
-                    "Required",
-                    "each choice needs a value",
-                ),
-            }
-        }
-        sorted.sort_by_key(|(s, _)| *s);
-        enums = sorted.into_iter().map(|(_, v)| v).collect();
-    }
+    let enums = read_enums(item).unwrap_or_default();
     if ty.is_some_and(|t| t.has_enums()) && enums.is_empty() {
         item.fail("enums", "Required", "a select needs its choices");
     }
-    let mut required = Vec::new();
-    if let Some(list) = item.array("required_statuses") {
-        if !leads {
-            item.fail(
-                "required_statuses",
-                "NotSupported",
-                "only lead fields can be required by status",
-            );
-        }
-        for (i, r) in list.iter().enumerate() {
-            match (
-                r.get("pipeline_id").and_then(Value::as_i64),
-                r.get("status_id").and_then(Value::as_i64),
-            ) {
-                (Some(p), Some(s)) => required.push(deals_api::RequiredAt {
-                    pipeline_id: deals_api::PipelineId(p),
-                    status_id: deals_api::StageId(s),
-                }),
-                _ => item.fail(
-                    &format!("required_statuses.{i}"),
-                    "InvalidValue",
-                    "pipeline_id and status_id",
-                ),
-            }
+    let required = read_required(item, leads).unwrap_or_default();
+    (name.trim().to_string(), ty, enums, required)
+}
+
+/// `enums[{value, sort}]`, when given: the choices' texts in `sort` order.
+fn read_enums(item: &mut Item<'_>) -> Option<Vec<String>> {
+    let list = item.array("enums")?;
+    let mut sorted: Vec<(i64, String)> = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        match e.get("value").and_then(Value::as_str) {
+            Some(v) if !v.trim().is_empty() => sorted.push((
+                e.get("sort").and_then(Value::as_i64).unwrap_or(i as i64),
+                v.trim().to_string(),
+            )),
+            _ => item.fail(
+                &format!("enums.{i}.value"),
+                "Required",
+                "each choice needs a value",
+            ),
         }
     }
-    (name.trim().to_string(), ty, enums, required)
+    sorted.sort_by_key(|(s, _)| *s);
+    Some(sorted.into_iter().map(|(_, v)| v).collect())
+}
+
+/// `required_statuses[{pipeline_id, status_id}]`, when given (lead fields only).
+fn read_required(item: &mut Item<'_>, leads: bool) -> Option<Vec<deals_api::RequiredAt>> {
+    let list = item.array("required_statuses")?;
+    if !leads {
+        item.fail(
+            "required_statuses",
+            "NotSupported",
+            "only lead fields can be required by status",
+        );
+    }
+    let mut out = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        match (
+            r.get("pipeline_id").and_then(Value::as_i64),
+            r.get("status_id").and_then(Value::as_i64),
+        ) {
+            (Some(p), Some(s)) => out.push(deals_api::RequiredAt {
+                pipeline_id: deals_api::PipelineId(p),
+                status_id: deals_api::StageId(s),
+            }),
+            _ => item.fail(
+                &format!("required_statuses.{i}"),
+                "InvalidValue",
+                "pipeline_id and status_id",
+            ),
+        }
+    }
+    Some(out)
 }
 
 /// `POST /api/v4/{entity}/custom_fields`.
@@ -701,46 +709,8 @@ async fn patch_fields(
             name = Some(n.trim().to_string());
         }
         item.int("sort");
-        let mut enums = None;
-        if let Some(list) = item.array("enums") {
-            let mut sorted: Vec<(i64, String)> = Vec::new();
-            for (j, e) in list.iter().enumerate() {
-                match e.get("value").and_then(Value::as_str) {
-                    Some(v) if !v.trim().is_empty() => sorted.push((
-                        e.get("sort").and_then(Value::as_i64).unwrap_or(j as i64),
-                        v.trim().to_string(),
-                    )),
-                    _ => item.fail(
-                        &format!("enums.{j}.value"),
-                        "Required",
-                        "each choice needs a value",
-                    ),
-                }
-            }
-            sorted.sort_by_key(|(s, _)| *s);
-            enums = Some(sorted.into_iter().map(|(_, v)| v).collect::<Vec<_>>());
-        }
-        let mut required = None;
-        if let Some(list) = item.array("required_statuses") {
-            let mut out = Vec::new();
-            for (j, r) in list.iter().enumerate() {
-                match (
-                    r.get("pipeline_id").and_then(Value::as_i64),
-                    r.get("status_id").and_then(Value::as_i64),
-                ) {
-                    (Some(p), Some(s)) => out.push(deals_api::RequiredAt {
-                        pipeline_id: deals_api::PipelineId(p),
-                        status_id: deals_api::StageId(s),
-                    }),
-                    _ => item.fail(
-                        &format!("required_statuses.{j}"),
-                        "InvalidValue",
-                        "pipeline_id and status_id",
-                    ),
-                }
-            }
-            required = Some(out);
-        }
+        let enums = read_enums(&mut item);
+        let required = read_required(&mut item, true);
         let request_id = item.request_id(i);
         if !item.errors.is_empty() {
             errors.push(ItemErrors {

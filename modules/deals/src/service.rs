@@ -48,19 +48,7 @@ impl DealsService {
         new: NewDeal,
         responsible: UserId,
     ) -> AppResult<DealRow> {
-        let mut errors = Vec::new();
-        let name = check_name("name", &new.name, 255, &mut errors);
-        if new.price < 0 {
-            errors.push(FieldError {
-                field: "price".into(),
-                code: "negative".into(),
-                message: "the budget cannot be negative".into(),
-            });
-        }
-        let tag_names =
-            kernel::fields::clean_tags(&new.tags, fields::MAX_TAGS_PER_DEAL, &mut errors);
-        let contacts = ops::order_contacts(&new.contact_ids, new.main_contact_id, &mut errors);
-        finish(errors)?;
+        let (name, tag_names, contacts) = check_new(&new)?;
         // Most creates carry no tags or field values: one statement does it all.
         if tag_names.is_empty() && new.custom_fields.is_empty() {
             let fast = NewDeal {
@@ -208,6 +196,34 @@ fn check_color(field: &str, value: &str, errors: &mut Vec<FieldError>) -> String
         });
     }
     v
+}
+
+/// A new deal's own values checked: its trimmed name, its tag names, and its contacts with the
+/// main one first.
+fn check_new(new: &NewDeal) -> AppResult<(String, Vec<String>, Vec<i64>)> {
+    let mut errors = Vec::new();
+    let name = check_name("name", &new.name, 255, &mut errors);
+    if new.price < 0 {
+        errors.push(FieldError {
+            field: "price".into(),
+            code: "negative".into(),
+            message: "the budget cannot be negative".into(),
+        });
+    }
+    let tags = kernel::fields::clean_tags(&new.tags, fields::MAX_TAGS_PER_DEAL, &mut errors);
+    let contacts = ops::order_contacts(&new.contact_ids, new.main_contact_id, &mut errors);
+    finish(errors)?;
+    Ok((name, tags, contacts))
+}
+
+/// A unique-name violation as the form error it is.
+fn name_taken(e: diesel::result::Error) -> AppError {
+    let e = AppError::from(e);
+    if e.code == ErrorCode::Conflict {
+        AppError::validation("name", "taken", "this name is already used")
+    } else {
+        e
+    }
 }
 
 fn finish(errors: Vec<FieldError>) -> AppResult<()> {
@@ -814,14 +830,7 @@ impl Deals for DealsService {
             .returning(loss_reasons::id)
             .get_result(&mut conn)
             .await
-            .map_err(|e| {
-                let e = AppError::from(e);
-                if e.code == ErrorCode::Conflict {
-                    AppError::validation("name", "taken", "this name is already used")
-                } else {
-                    e
-                }
-            })?;
+            .map_err(name_taken)?;
         Ok(LossReason {
             id: LossReasonId(id),
             name,
@@ -847,14 +856,7 @@ impl Deals for DealsService {
         .set(loss_reasons::name.eq(&name))
         .execute(&mut conn)
         .await
-        .map_err(|e| {
-            let e = AppError::from(e);
-            if e.code == ErrorCode::Conflict {
-                AppError::validation("name", "taken", "this name is already used")
-            } else {
-                e
-            }
-        })?;
+        .map_err(name_taken)?;
         if n == 0 {
             return Err(AppError::not_found("loss reason"));
         }
@@ -955,18 +957,7 @@ impl Deals for DealsService {
                 {
                     let mut batch = Vec::with_capacity(news.len());
                     for new in &news {
-                        let mut errors = Vec::new();
-                        let name = check_name("name", &new.name, 255, &mut errors);
-                        if new.price < 0 {
-                            errors.push(FieldError {
-                                field: "price".into(),
-                                code: "negative".into(),
-                                message: "the budget cannot be negative".into(),
-                            });
-                        }
-                        let contacts =
-                            ops::order_contacts(&new.contact_ids, new.main_contact_id, &mut errors);
-                        finish(errors)?;
+                        let (name, _, contacts) = check_new(new)?;
                         let asked = new.responsible_user_id.or(caller.actor.user_id());
                         let responsible = checked
                             .iter()
