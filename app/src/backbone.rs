@@ -183,6 +183,7 @@ impl Backbone {
             schemas,
             bus,
             metrics: metrics.clone(),
+            gather: Duration::from_millis(config.events.gather_ms),
         };
         tasks.push(tokio::spawn(relay.run(stop_rx.clone())));
 

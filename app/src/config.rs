@@ -232,6 +232,9 @@ pub struct EventsConfig {
     /// `postgres` (nothing else to run) or `rabbitmq` (several processes or hosts).
     pub bus: BusKind,
     pub amqp_url: String,
+    /// How long the outbox relay lets events gather after a wake-up before it publishes them
+    /// (longer: bigger batches, fewer deliveries, a little more latency).
+    pub gather_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,6 +381,7 @@ impl Default for Config {
             events: EventsConfig {
                 bus: BusKind::Postgres,
                 amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                gather_ms: 20,
             },
             jobs: JobsConfig {
                 store: JobStoreKind::Postgres,

@@ -156,7 +156,7 @@ async fn record_batch(
     let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
     let accounts: Vec<i64> = events.iter().map(|e| e.account_id.0).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let rows: Vec<Recorded> = sql_query(format!(
+    let rows: Vec<Recorded> = crate::sql::query(format!(
         "INSERT INTO {schema}.inbox (subscriber, event_id, account_id, event_type, outcome)
          SELECT $1, e, a, t, 'done' FROM unnest($2::uuid[], $3::bigint[], $4::text[]) AS x(e, a, t)
          ON CONFLICT DO NOTHING RETURNING event_id"

@@ -14,6 +14,7 @@ pub mod paging;
 pub mod pg_cluster;
 pub mod reach;
 pub mod remote;
+pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -7,10 +7,10 @@
 //! `NOTIFY voronka_outbox, '<schema>'` so relays wake at once instead of polling.
 
 use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
 use diesel::sql_types::{
     Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
-use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -35,7 +35,7 @@ pub async fn append(
             serde_json::to_value(e.actor).map_err(|err| AppError::internal(err.to_string()))?,
         );
     }
-    sql_query(format!(
+    crate::sql::query(format!(
         "INSERT INTO {schema}.outbox (id, account_id, event_type, version, actor, occurred_at, causation_id, payload)
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::int[], $5::jsonb[], $6::timestamptz[], $7::uuid[], $8::jsonb[])"
     ))
@@ -82,10 +82,42 @@ pub struct Claimed {
     pub unreadable: Vec<(i64, String)>,
 }
 
+#[derive(QueryableByName)]
+struct Pending {
+    #[diesel(sql_type = Integer)]
+    at: i32,
+}
+
+/// Which of `schemas` have unpublished events: one round trip, no transaction (the relay claims
+/// only from those, instead of a claiming transaction per schema each time it looks).
+pub async fn pending<'s>(
+    conn: &mut AsyncPgConnection,
+    schemas: &[&'s str],
+) -> AppResult<Vec<&'s str>> {
+    if schemas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = schemas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "SELECT {i} AS at WHERE EXISTS (SELECT 1 FROM {s}.outbox WHERE published_at IS NULL)"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let rows: Vec<Pending> = crate::sql::query(text).load(conn).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| schemas.get(r.at as usize).copied())
+        .collect())
+}
+
 /// Claims up to `limit` unpublished events, oldest first, skipping rows other relays hold.
 /// Call inside a transaction, publish, then [`mark_published`] before committing.
 pub async fn claim(conn: &mut AsyncPgConnection, schema: &str, limit: i64) -> AppResult<Claimed> {
-    let rows: Vec<OutboxRow> = sql_query(format!(
+    let rows: Vec<OutboxRow> = crate::sql::query(format!(
         "SELECT seq, id, account_id, event_type, version, actor, occurred_at, causation_id, payload
            FROM {schema}.outbox WHERE published_at IS NULL
           ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"
@@ -122,7 +154,7 @@ pub async fn mark_published(
     schema: &str,
     seqs: &[i64],
 ) -> AppResult<()> {
-    sql_query(format!(
+    crate::sql::query(format!(
         "UPDATE {schema}.outbox SET published_at = now() WHERE seq = ANY($1)"
     ))
     .bind::<Array<BigInt>, _>(seqs)
@@ -133,7 +165,7 @@ pub async fn mark_published(
 
 /// Removes published events older than `keep_days` (the bus has them; subscribers' inboxes too).
 pub async fn prune(conn: &mut AsyncPgConnection, schema: &str, keep_days: i32) -> AppResult<usize> {
-    Ok(sql_query(format!(
+    Ok(crate::sql::query(format!(
         "DELETE FROM {schema}.outbox WHERE published_at < now() - make_interval(days => $1)"
     ))
     .bind::<Integer, _>(keep_days)
@@ -154,7 +186,7 @@ pub async fn set_relay_awake(
     schema: &'static str,
     awake: bool,
 ) -> AppResult<()> {
-    sql_query(format!(
+    crate::sql::query(format!(
         "UPDATE {schema}.outbox_relay SET awake = $1 WHERE awake IS DISTINCT FROM $1"
     ))
     .bind::<diesel::sql_types::Bool, _>(awake)

@@ -17,9 +17,6 @@ use super::Bus;
 use crate::metrics::Metrics;
 
 pub const BATCH: i64 = 500;
-/// After a wake-up, how long the relay lets further commits gather before it claims them: under
-/// load, one claim then carries many events instead of one each.
-const GATHER: Duration = Duration::from_millis(5);
 
 pub struct Relay {
     pub db_url: String,
@@ -27,6 +24,10 @@ pub struct Relay {
     pub schemas: Vec<&'static str>,
     pub bus: Arc<dyn Bus>,
     pub metrics: Metrics,
+    /// After a wake-up, how long the relay lets further commits gather before it claims them
+    /// (`[events] gather_ms`): under load, one claim and one delivery per subscriber then carry
+    /// many events instead of one each.
+    pub gather: Duration,
 }
 
 impl Relay {
@@ -57,7 +58,11 @@ impl Relay {
     /// Publishes everything unpublished; returns how many rows it took.
     async fn drain(&self) -> Result<usize, AppError> {
         let mut total = 0;
-        for schema in &self.schemas {
+        let pending = {
+            let mut conn = self.pool.get().await?;
+            outbox::pending(&mut conn, &self.schemas).await?
+        };
+        for schema in &pending {
             // A short batch means the outbox is drained: no empty claim to find that out.
             loop {
                 let n = self.publish_batch(schema).await?;
@@ -89,7 +94,7 @@ impl Relay {
         self.set_awake(true).await?;
         let busy = async {
             while !*stop.borrow() {
-                tokio::time::sleep(GATHER).await;
+                tokio::time::sleep(self.gather).await;
                 if self.drain().await? == 0 {
                     break;
                 }
@@ -103,7 +108,7 @@ impl Relay {
         // Rows of transactions that saw the flag up send no NOTIFY: give those in flight a
         // moment to commit, then take them. (Later stragglers are found by the short polls
         // that follow a busy spell.)
-        tokio::time::sleep(GATHER).await;
+        tokio::time::sleep(self.gather).await;
         self.drain().await?;
         Ok(true)
     }
@@ -194,7 +199,7 @@ impl Relay {
                             // The listening connection died: reconnect it.
                             continue 'outer;
                         }
-                        tokio::time::sleep(GATHER).await;
+                        tokio::time::sleep(self.gather).await;
                         // The wake-ups of the commits gathered meanwhile are covered by the
                         // drain that follows.
                         if let Some(l) = listener.as_mut() {

@@ -62,7 +62,7 @@ impl Subscriber for EventLog {
         let (actor_kind, actor_id) = actor_parts(&event.actor);
         let part = |k: &str| event.payload.get(k).cloned();
         // The inbox already makes a redelivery a no-op; the unique event id makes sure.
-        diesel::sql_query(
+        kernel::sql::query(
             "INSERT INTO activities.log (event_id, account_id, event_type, occurred_at, actor_kind, actor_id,
                                          entity, entity_id, before, after, payload)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)

@@ -219,7 +219,7 @@ impl ActivitiesService {
 
     async fn load_note(&self, caller: Caller, id: NoteId) -> AppResult<Note> {
         let mut conn = self.conn().await?;
-        let row: Option<NoteRow> = diesel::sql_query(format!(
+        let row: Option<NoteRow> = kernel::sql::query(format!(
             "SELECT {NOTE_COLUMNS} FROM activities.notes WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL"
         ))
         .bind::<BigInt, _>(caller.account_id.0)
@@ -237,7 +237,7 @@ impl ActivitiesService {
 
     async fn load_task(&self, account: AccountId, id: TaskId) -> AppResult<Task> {
         let mut conn = self.conn().await?;
-        let row: Option<TaskRow> = diesel::sql_query(format!(
+        let row: Option<TaskRow> = kernel::sql::query(format!(
             "SELECT {TASK_COLUMNS} FROM activities.tasks WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL"
         ))
         .bind::<BigInt, _>(account.0)
@@ -338,7 +338,7 @@ where
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::sql_query(format!(
+    Ok(kernel::sql::query(format!(
         "SELECT {columns} FROM {table} WHERE account_id = $1 AND id = ANY($2)"
     ))
     .bind::<BigInt, _>(account)
@@ -359,7 +359,7 @@ impl Activities for ActivitiesService {
         self.allowed_on(caller, new.entity, Action::Edit).await?;
         let mut conn = self.conn().await?;
         if let Some(key) = caller.cause {
-            let done: Option<NoteRow> = diesel::sql_query(format!(
+            let done: Option<NoteRow> = kernel::sql::query(format!(
                 "SELECT {NOTE_COLUMNS} FROM activities.notes WHERE account_id = $1 AND request_key = $2"
             ))
             .bind::<BigInt, _>(caller.account_id.0)
@@ -373,7 +373,7 @@ impl Activities for ActivitiesService {
         }
         let row: NoteRow = conn
             .transaction::<_, AppError, _>(async |tx| {
-                let row: NoteRow = diesel::sql_query(format!(
+                let row: NoteRow = kernel::sql::query(format!(
                     "INSERT INTO activities.notes (account_id, entity, entity_id, note_type, text, params, created_by, updated_by, request_key)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING {NOTE_COLUMNS}"
                 ))
@@ -415,7 +415,7 @@ impl Activities for ActivitiesService {
         let limit = i64::from(query.limit.clamp(1, kernel::paging::MAX_LIMIT));
         let offset = i64::from(query.page.max(1) - 1) * limit;
         let mut conn = self.conn().await?;
-        let rows: Vec<NoteRow> = diesel::sql_query(format!(
+        let rows: Vec<NoteRow> = kernel::sql::query(format!(
             "SELECT {NOTE_COLUMNS} FROM activities.notes
               WHERE account_id = $1 AND entity = $2 AND deleted_at IS NULL
                 AND ($3::bigint IS NULL OR entity_id = $3)
@@ -463,7 +463,7 @@ impl Activities for ActivitiesService {
         }
         self.allowed_on(caller, note.entity, Action::Edit).await?;
         let mut conn = self.conn().await?;
-        let row: NoteRow = diesel::sql_query(format!(
+        let row: NoteRow = kernel::sql::query(format!(
             "UPDATE activities.notes SET text = $3, params = $4, note_type = $5, updated_by = $6, updated_at = now()
               WHERE account_id = $1 AND id = $2 RETURNING {NOTE_COLUMNS}"
         ))
@@ -482,7 +482,7 @@ impl Activities for ActivitiesService {
         let note = self.load_note(caller, id).await?;
         self.allowed_on(caller, note.entity, Action::Edit).await?;
         let mut conn = self.conn().await?;
-        let row: NoteRow = diesel::sql_query(format!(
+        let row: NoteRow = kernel::sql::query(format!(
             "UPDATE activities.notes SET pinned = $3 WHERE account_id = $1 AND id = $2 RETURNING {NOTE_COLUMNS}"
         ))
         .bind::<BigInt, _>(caller.account_id.0)
@@ -497,7 +497,7 @@ impl Activities for ActivitiesService {
         let note = self.load_note(caller, id).await?;
         self.allowed_on(caller, note.entity, Action::Delete).await?;
         let mut conn = self.conn().await?;
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE activities.notes SET deleted_at = now(), updated_by = $3 WHERE account_id = $1 AND id = $2",
         )
         .bind::<BigInt, _>(caller.account_id.0)
@@ -518,7 +518,7 @@ impl Activities for ActivitiesService {
             name: String,
         }
         let mut conn = self.conn().await?;
-        let custom: Vec<T> = diesel::sql_query(
+        let custom: Vec<T> = kernel::sql::query(
             "SELECT id, name FROM activities.task_types WHERE account_id = $1 ORDER BY lower(name)",
         )
         .bind::<BigInt, _>(caller.account_id.0)
@@ -565,7 +565,7 @@ impl Activities for ActivitiesService {
             #[diesel(sql_type = BigInt)]
             id: i64,
         }
-        let row: Id = diesel::sql_query(
+        let row: Id = kernel::sql::query(
             "INSERT INTO activities.task_types (account_id, name) VALUES ($1, $2) RETURNING id",
         )
         .bind::<BigInt, _>(caller.account_id.0)
@@ -639,7 +639,7 @@ impl Activities for ActivitiesService {
         };
         let mut conn = self.conn().await?;
         if let Some(key) = caller.cause {
-            let done: Option<TaskRow> = diesel::sql_query(format!(
+            let done: Option<TaskRow> = kernel::sql::query(format!(
                 "SELECT {TASK_COLUMNS} FROM activities.tasks WHERE account_id = $1 AND request_key = $2"
             ))
             .bind::<BigInt, _>(caller.account_id.0)
@@ -653,7 +653,7 @@ impl Activities for ActivitiesService {
         }
         let row: TaskRow = conn
             .transaction::<_, AppError, _>(async |tx| {
-                let row: TaskRow = diesel::sql_query(format!(
+                let row: TaskRow = kernel::sql::query(format!(
                     "INSERT INTO activities.tasks (account_id, entity, entity_id, task_type_id, text, due_at, whole_day,
                                                    responsible_user_id, created_by, request_key)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {TASK_COLUMNS}"
@@ -711,7 +711,7 @@ impl Activities for ActivitiesService {
         let mut conn = self.conn().await?;
         let row: TaskRow = conn
             .transaction::<_, AppError, _>(async |tx| {
-                let row: TaskRow = diesel::sql_query(format!(
+                let row: TaskRow = kernel::sql::query(format!(
                     "UPDATE activities.tasks SET completed_at = now(), completed_by = $3, result = $4, updated_at = now()
                       WHERE account_id = $1 AND id = $2 AND completed_at IS NULL RETURNING {TASK_COLUMNS}"
                 ))
@@ -744,7 +744,7 @@ impl Activities for ActivitiesService {
     async fn reopen_task(&self, caller: Caller, id: TaskId) -> AppResult<Task> {
         self.reachable_task(caller, id, Action::Edit).await?;
         let mut conn = self.conn().await?;
-        let row: TaskRow = diesel::sql_query(format!(
+        let row: TaskRow = kernel::sql::query(format!(
             "UPDATE activities.tasks SET completed_at = NULL, completed_by = NULL, result = '', updated_at = now()
               WHERE account_id = $1 AND id = $2 RETURNING {TASK_COLUMNS}"
         ))
@@ -812,7 +812,7 @@ impl Activities for ActivitiesService {
             due
         };
         let mut conn = self.conn().await?;
-        let row: TaskRow = diesel::sql_query(format!(
+        let row: TaskRow = kernel::sql::query(format!(
             "UPDATE activities.tasks SET text = $3, task_type_id = $4, due_at = $5, whole_day = $6,
                     responsible_user_id = $7,
                     due_notified = CASE WHEN due_at = $5 THEN due_notified ELSE false END,
@@ -941,7 +941,7 @@ impl Activities for ActivitiesService {
             Err(e) => return Err(e),
         };
         let mut conn = self.conn().await?;
-        let rows: Vec<TaskRow> = diesel::sql_query(format!(
+        let rows: Vec<TaskRow> = kernel::sql::query(format!(
             "SELECT DISTINCT ON (entity_id) {TASK_COLUMNS} FROM activities.tasks
               WHERE account_id = $1 AND entity = 'deal' AND entity_id = ANY($2)
                 AND deleted_at IS NULL AND completed_at IS NULL
@@ -963,7 +963,7 @@ impl Activities for ActivitiesService {
         let mut conn = self.conn().await?;
         conn.transaction::<_, AppError, _>(async |tx| {
             // Several workers may sweep at once: each takes rows the others have not locked.
-            let rows: Vec<(AccountId, Task)> = diesel::sql_query(format!(
+            let rows: Vec<(AccountId, Task)> = kernel::sql::query(format!(
                 "WITH due AS (
                    SELECT id FROM activities.tasks
                     WHERE deleted_at IS NULL AND completed_at IS NULL AND NOT due_notified AND due_at <= now()
@@ -1058,7 +1058,7 @@ impl Activities for ActivitiesService {
                 .execute(&mut conn)
                 .await?;
         }
-        diesel::sql_query("ANALYZE activities.log, activities.notes, activities.tasks")
+        kernel::sql::query("ANALYZE activities.log, activities.notes, activities.tasks")
             .execute(&mut conn)
             .await?;
         Ok(())
@@ -1205,7 +1205,7 @@ impl Activities for ActivitiesService {
         }
         let mut conn = self.conn().await?;
         // Each source gives its newest after the cursor; the merge keeps the page's worth.
-        let items: Vec<Item> = diesel::sql_query(format!(
+        let items: Vec<Item> = kernel::sql::query(format!(
             "SELECT kind, id, at FROM (
                (SELECT 'n'::text AS kind, id, created_at AS at FROM activities.notes
                  WHERE account_id = $1 AND entity = $2 AND entity_id = $3 AND deleted_at IS NULL AND NOT pinned
@@ -1280,7 +1280,7 @@ impl Activities for ActivitiesService {
             None
         };
         let pinned = if page.after.is_none() {
-            let rows: Vec<NoteRow> = diesel::sql_query(format!(
+            let rows: Vec<NoteRow> = kernel::sql::query(format!(
                 "SELECT {NOTE_COLUMNS} FROM activities.notes
                   WHERE account_id = $1 AND entity = $2 AND entity_id = $3 AND deleted_at IS NULL AND pinned
                   ORDER BY created_at DESC, id DESC LIMIT 20"

@@ -108,7 +108,7 @@ impl Subscriber for Projector {
                 if price.is_none() && tags.is_none() {
                     return Ok(());
                 }
-                let n = diesel::sql_query(
+                let n = kernel::sql::query(
                     "WITH s AS (UPDATE analytics.stays SET tag_ids = $4
                                 WHERE $4 IS NOT NULL AND account_id = $1 AND deal_id = $2)
                      UPDATE analytics.deals SET price = coalesce($3, price), tag_ids = coalesce($4, tag_ids)
@@ -124,7 +124,7 @@ impl Subscriber for Projector {
             }
             t if t == DealResponsibleChanged::TYPE => {
                 let d: DealResponsibleChanged = e.decode()?;
-                let n = diesel::sql_query(
+                let n = kernel::sql::query(
                     format!("WITH s AS (UPDATE analytics.stays SET responsible_user_id = $3
                                 WHERE account_id = $1 AND deal_id = $2), {mark}
                      UPDATE analytics.deals SET responsible_user_id = $3 WHERE account_id = $1 AND deal_id = $2", mark = mark_deal()),
@@ -142,7 +142,7 @@ impl Subscriber for Projector {
                     .get("deal_id")
                     .and_then(Value::as_i64)
                     .ok_or_else(|| AppError::new(kernel::ErrorCode::BadRequest, "no deal_id"))?;
-                let n = diesel::sql_query(
+                let n = kernel::sql::query(
                     format!("WITH s AS (UPDATE analytics.stays SET deleted = $3 WHERE account_id = $1 AND deal_id = $2),
                           {mark}
                      UPDATE analytics.deals SET deleted = $3 WHERE account_id = $1 AND deal_id = $2", mark = mark_deal()),
@@ -157,7 +157,7 @@ impl Subscriber for Projector {
             t if t == IncomingLeadCreated::TYPE => {
                 let l: IncomingLeadCreated = e.decode()?;
                 // Either order: the deal may be projected already, or will pick this up.
-                diesel::sql_query(
+                kernel::sql::query(
                     format!("WITH s AS (INSERT INTO analytics.sources (account_id, deal_id, channel) VALUES ($1, $2, $3)
                                 ON CONFLICT DO NOTHING),
                           st AS (UPDATE analytics.stays SET source = $3 WHERE account_id = $1 AND deal_id = $2),
@@ -175,7 +175,7 @@ impl Subscriber for Projector {
                 let m: MessageReceived = e.decode()?;
                 activity(conn, e, "message_in", None, m.deal_id, None).await?;
                 // The client waits from their first unanswered message.
-                diesel::sql_query(
+                kernel::sql::query(
                     "INSERT INTO analytics.waiting (account_id, conversation_id, since) VALUES ($1, $2, $3)
                      ON CONFLICT (account_id, conversation_id) DO UPDATE SET since = least(analytics.waiting.since, excluded.since)",
                 )
@@ -254,7 +254,7 @@ async fn activity(
     deal: Option<i64>,
     value: Option<i64>,
 ) -> AppResult<()> {
-    diesel::sql_query(
+    kernel::sql::query(
         "WITH mark AS (INSERT INTO analytics.dirty (account_id, day)
                        SELECT $2, ($6 AT TIME ZONE 'UTC')::date
                        WHERE $6 < (now() AT TIME ZONE 'UTC')::date - 1 ON CONFLICT DO NOTHING)
@@ -286,7 +286,7 @@ async fn answered(
     conversation: i64,
     at: DateTime<Utc>,
 ) -> AppResult<Option<i64>> {
-    let rows: Vec<Waited> = diesel::sql_query(
+    let rows: Vec<Waited> = kernel::sql::query(
         "DELETE FROM analytics.waiting WHERE account_id = $1 AND conversation_id = $2 AND since <= $3
          RETURNING greatest(0, extract(epoch FROM $3 - since))::bigint AS secs",
     )
@@ -307,7 +307,7 @@ async fn deal_created(
     let stage = d.stage_id.0;
     let outcome = outcome_of(stage);
     // The deal and its first stay (a new deal has no other stays: moves wait for it).
-    diesel::sql_query(
+    kernel::sql::query(
         "WITH d AS (
              INSERT INTO analytics.deals (account_id, deal_id, pipeline_id, stage_id, stage_since,
                  responsible_user_id, price, tag_ids, source, outcome, visited, created_at, closed_at)
@@ -347,7 +347,7 @@ async fn stage_changed(
     // The deal's row first: it is the lock that puts one deal's moves in a line. Its current
     // stage follows the latest move seen; "visited" gains the stage whatever the order.
     // The day the deal was closed on until now is marked first (a reopened deal leaves it).
-    let n = diesel::sql_query(
+    let n = kernel::sql::query(
         "WITH mark_old AS (
              INSERT INTO analytics.dirty (account_id, day)
              SELECT DISTINCT $1::bigint, (t AT TIME ZONE 'UTC')::date
@@ -380,7 +380,7 @@ async fn stage_changed(
     found(n, d.deal_id.0)?;
     // With the deal's row locked: the new stay ends where a later one (seen first) starts, and
     // the one before it ends here, whatever order the moves were seen in.
-    diesel::sql_query(format!(
+    kernel::sql::query(format!(
         "WITH {mark}, prev AS (
              UPDATE analytics.stays SET left_at = $5
              WHERE account_id = $1 AND deal_id = $2

@@ -131,7 +131,7 @@ pub(crate) async fn insert_run(
         #[diesel(sql_type = SqlUuid)]
         id: Uuid,
     }
-    let row: Option<Id> = diesel::sql_query(
+    let row: Option<Id> = kernel::sql::query(
         "INSERT INTO automation.bot_runs (id, account_id, bot_id, deal_id, status, due_at, depth)
          SELECT $1, $2, $3, $4, 'running', now(), $5
           WHERE EXISTS (SELECT 1 FROM automation.bots WHERE account_id = $2 AND id = $3)
@@ -154,7 +154,7 @@ pub(crate) async fn insert_run(
 impl Inner {
     async fn load_run(&self, account: AccountId, id: Uuid) -> AppResult<Option<BotRun>> {
         let mut conn = self.conn().await?;
-        let row: Option<RunRow> = diesel::sql_query(format!(
+        let row: Option<RunRow> = kernel::sql::query(format!(
             "SELECT {RUN_COLUMNS} FROM automation.bot_runs r
                LEFT JOIN automation.bots b ON b.account_id = r.account_id AND b.id = r.bot_id
               WHERE r.account_id = $1 AND r.id = $2"
@@ -212,7 +212,7 @@ impl Inner {
     pub(crate) async fn bot_runs(&self, caller: Caller, deal: DealId) -> AppResult<Vec<BotRun>> {
         self.may_change(caller, deal.0).await?;
         let mut conn = self.conn().await?;
-        let rows: Vec<RunRow> = diesel::sql_query(format!(
+        let rows: Vec<RunRow> = kernel::sql::query(format!(
             "SELECT {RUN_COLUMNS} FROM automation.bot_runs r
                LEFT JOIN automation.bots b ON b.account_id = r.account_id AND b.id = r.bot_id
               WHERE r.account_id = $1 AND r.deal_id = $2
@@ -237,7 +237,7 @@ impl Inner {
             .map(|u| format!("user {}", u.0))
             .unwrap_or_else(|| "the system".into());
         let mut conn = self.conn().await?;
-        let n = diesel::sql_query(
+        let n = kernel::sql::query(
             "UPDATE automation.bot_runs
                 SET status = 'stopped', due_at = NULL, updated_at = now(),
                     history = history || jsonb_build_array($3::jsonb)
@@ -275,7 +275,7 @@ impl Inner {
         error: Option<&str>,
     ) -> AppResult<BotRunStatus> {
         let mut conn = self.conn().await?;
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE automation.bot_runs
                 SET status = $3, step = $4, reply = $5, due_at = $6, history = $7, error = $8,
                     queued_at = NULL, updated_at = now()
@@ -317,7 +317,7 @@ impl Inner {
         }
         let mut conn = self.conn().await?;
         // Taken by this worker: handed out (queued_at set) and still going or waiting.
-        let taken: Option<Taken> = diesel::sql_query(
+        let taken: Option<Taken> = kernel::sql::query(
             "UPDATE automation.bot_runs r SET queued_at = NULL, due_at = NULL, status = 'running'
                FROM (SELECT id, status FROM automation.bot_runs
                       WHERE account_id = $1 AND id = $2 AND status IN ('running', 'waiting')
@@ -515,7 +515,7 @@ impl Inner {
     /// Tries again in a while (the run stays where it is).
     async fn later(&self, account: AccountId, id: Uuid, e: AppError) -> AppResult<BotRunStatus> {
         let mut conn = self.conn().await?;
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE automation.bot_runs SET due_at = now() + interval '30 seconds', queued_at = NULL
               WHERE account_id = $1 AND id = $2",
         )
@@ -567,7 +567,7 @@ impl Subscriber for BotReplies {
         let Some(deal) = m.deal_id else {
             return Ok(());
         };
-        let n = diesel::sql_query(
+        let n = kernel::sql::query(
             "UPDATE automation.bot_runs SET reply = $3, status = 'running', due_at = now(), updated_at = now()
               WHERE account_id = $1 AND deal_id = $2 AND status = 'waiting'",
         )

@@ -65,13 +65,13 @@ async fn take(
     limit: i64,
     stale: f64,
 ) -> AppResult<Vec<Taken>> {
-    let mut taken: Vec<Taken> = diesel::sql_query(statements[0])
+    let mut taken: Vec<Taken> = kernel::sql::query(statements[0])
         .bind::<BigInt, _>(limit)
         .load(conn)
         .await?;
     let left = limit - taken.len() as i64;
     if left > 0 {
-        let again: Vec<Taken> = diesel::sql_query(statements[1])
+        let again: Vec<Taken> = kernel::sql::query(statements[1])
             .bind::<BigInt, _>(left)
             .bind::<Double, _>(stale)
             .load(conn)
@@ -93,7 +93,7 @@ pub(crate) async fn take_due(
     let deliveries = take(conn, DELIVERIES_DUE, limit, stale).await?;
     // Bot runs due now (started, replied to, or their wait is over), leased until handed out
     // again if the job is lost.
-    let bots: Vec<Taken> = diesel::sql_query(
+    let bots: Vec<Taken> = kernel::sql::query(
         "WITH due AS (SELECT id FROM automation.bot_runs WHERE status IN ('running', 'waiting') AND due_at <= now()
                        ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
          UPDATE automation.bot_runs b SET queued_at = now(), due_at = now() + make_interval(secs => $2)
@@ -211,7 +211,7 @@ impl Inner {
         let steps = serde_json::to_value(steps).unwrap_or_default();
         let mut conn = self.conn().await?;
         conn.transaction::<_, AppError, _>(async |tx| {
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE automation.runs SET status = $3, error = $4, steps = $5, state = $6, finished_at = now()
                   WHERE account_id = $1 AND id = $2",
             )
@@ -255,7 +255,7 @@ impl Inner {
     ) -> AppResult<()> {
         let steps = serde_json::to_value(steps).unwrap_or_default();
         let mut conn = self.conn().await?;
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE automation.runs SET steps = $3, state = $4, status = $5 WHERE account_id = $1 AND id = $2",
         )
         .bind::<BigInt, _>(account.0)
@@ -275,7 +275,7 @@ impl Inner {
         reason: &str,
     ) -> AppResult<()> {
         let mut conn = self.conn().await?;
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE automation.runs SET status = 'failed', error = $3, finished_at = now()
               WHERE account_id = $1 AND id = $2 AND status IN ('pending', 'queued', 'running')",
         )
@@ -289,7 +289,7 @@ impl Inner {
 
     pub(crate) async fn do_run(&self, account: AccountId, run: Uuid) -> AppResult<RunStatus> {
         let mut conn = self.conn().await?;
-        let claimed: Option<Claimed> = diesel::sql_query(
+        let claimed: Option<Claimed> = kernel::sql::query(
             "UPDATE automation.runs SET status = 'running', attempts = attempts + 1, queued_at = now()
               WHERE account_id = $1 AND id = $2 AND status IN ('queued', 'pending') AND run_at <= now()
               RETURNING trigger_id, deal_id, event_type, run_at, created_at, steps, state, depth",
@@ -301,7 +301,7 @@ impl Inner {
         .optional()?;
         let Some(c) = claimed else {
             // Done already, taken by another worker, or not due: nothing to do here.
-            let s: Option<StatusRow> = diesel::sql_query(
+            let s: Option<StatusRow> = kernel::sql::query(
                 "SELECT status FROM automation.runs WHERE account_id = $1 AND id = $2",
             )
             .bind::<BigInt, _>(account.0)
@@ -520,7 +520,7 @@ impl Inner {
             #[diesel(sql_type = Text)]
             status: String,
         }
-        let after: After = diesel::sql_query(
+        let after: After = kernel::sql::query(
             "UPDATE automation.runs
                 SET steps = $3, state = $4,
                     status = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'pending' END,
@@ -855,7 +855,7 @@ impl Inner {
                     n: i64,
                 }
                 let mut conn = self.conn().await?;
-                let next: Next = diesel::sql_query(
+                let next: Next = kernel::sql::query(
                     "INSERT INTO automation.rotations (trigger_id, action_index, next_index) VALUES ($1, $2, 1)
                      ON CONFLICT (trigger_id, action_index)
                      DO UPDATE SET next_index = automation.rotations.next_index + 1

@@ -331,7 +331,7 @@ impl Subscriber for WebhookFeed {
         let Some(code) = code_of(event) else {
             return Ok(());
         };
-        let targets: Vec<Target> = diesel::sql_query(
+        let targets: Vec<Target> = kernel::sql::query(
             "SELECT id, url, format, secret FROM automation.webhooks
               WHERE account_id = $1 AND enabled AND $2 = ANY(events) ORDER BY id",
         )
@@ -415,7 +415,7 @@ async fn insert_delivery(
     max_attempts: i32,
 ) -> AppResult<Uuid> {
     let id = Uuid::now_v7();
-    diesel::sql_query(
+    kernel::sql::query(
         "INSERT INTO automation.deliveries (id, account_id, webhook_id, run_id, event_id, event, url, content_type,
                                             body, secret, status, max_attempts, next_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, now())
@@ -514,7 +514,7 @@ impl Inner {
     pub(crate) async fn webhooks(&self, caller: Caller) -> AppResult<Vec<Webhook>> {
         self.require_admin(caller).await?;
         let mut conn = self.conn().await?;
-        let rows: Vec<WebhookRow> = diesel::sql_query(format!(
+        let rows: Vec<WebhookRow> = kernel::sql::query(format!(
             "SELECT {WEBHOOK_COLUMNS} FROM automation.webhooks WHERE account_id = $1 ORDER BY id"
         ))
         .bind::<BigInt, _>(caller.account_id.0)
@@ -533,7 +533,7 @@ impl Inner {
         self.check_webhook(&mut d)?;
         let mut conn = self.conn().await?;
         let row: Option<WebhookRow> = match id {
-            None => diesel::sql_query(format!(
+            None => kernel::sql::query(format!(
                 "INSERT INTO automation.webhooks (account_id, url, events, format, secret, enabled, created_by)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {WEBHOOK_COLUMNS}"
             ))
@@ -548,7 +548,7 @@ impl Inner {
             .await
             .optional()?,
             // Switching a webhook back on clears the failure count and the reason.
-            Some(id) => diesel::sql_query(format!(
+            Some(id) => kernel::sql::query(format!(
                 "UPDATE automation.webhooks SET url = $3, events = $4, format = $5, enabled = $6,
                         disabled_reason = CASE WHEN $6 THEN NULL ELSE disabled_reason END,
                         failures_in_row = CASE WHEN $6 AND NOT enabled THEN 0 ELSE failures_in_row END,
@@ -573,7 +573,7 @@ impl Inner {
         self.require_admin(caller).await?;
         let mut conn = self.conn().await?;
         let n =
-            diesel::sql_query("DELETE FROM automation.webhooks WHERE account_id = $1 AND id = $2")
+            kernel::sql::query("DELETE FROM automation.webhooks WHERE account_id = $1 AND id = $2")
                 .bind::<BigInt, _>(caller.account_id.0)
                 .bind::<BigInt, _>(id.0)
                 .execute(&mut conn)
@@ -581,7 +581,7 @@ impl Inner {
         if n == 0 {
             return Err(AppError::not_found("webhook"));
         }
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE automation.deliveries SET status = 'failed', last_response = 'the webhook was deleted'
               WHERE account_id = $1 AND webhook_id = $2 AND status IN ('pending', 'queued')",
         )
@@ -601,7 +601,7 @@ impl Inner {
         self.require_admin(caller).await?;
         let after: Option<(DateTime<Utc>, Uuid)> = crate::service::keyset_after(&page)?;
         let mut conn = self.conn().await?;
-        let rows: Vec<DeliveryRow> = diesel::sql_query(format!(
+        let rows: Vec<DeliveryRow> = kernel::sql::query(format!(
             "SELECT {DELIVERY_COLUMNS} FROM automation.deliveries
               WHERE account_id = $1 AND ($2::bigint IS NULL OR webhook_id = $2)
                 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
@@ -707,7 +707,7 @@ impl Inner {
 
     pub(crate) async fn deliver(&self, account: AccountId, id: Uuid) -> AppResult<DeliveryStatus> {
         let mut conn = self.conn().await?;
-        let taken: Option<Sending> = diesel::sql_query(
+        let taken: Option<Sending> = kernel::sql::query(
             "UPDATE automation.deliveries d SET status = 'sending', attempts = attempts + 1, queued_at = now()
               WHERE d.account_id = $1 AND d.id = $2 AND d.status IN ('queued', 'pending')
               RETURNING d.webhook_id, d.url, d.event, d.content_type, d.body, d.secret, d.attempts, d.max_attempts,
@@ -724,7 +724,7 @@ impl Inner {
                 #[diesel(sql_type = Text)]
                 status: String,
             }
-            let st: Option<St> = diesel::sql_query(
+            let st: Option<St> = kernel::sql::query(
                 "SELECT status FROM automation.deliveries WHERE account_id = $1 AND id = $2",
             )
             .bind::<BigInt, _>(account.0)
@@ -737,7 +737,7 @@ impl Inner {
                 .unwrap_or(DeliveryStatus::Failed));
         };
         if s.webhook_id.is_some() && s.hook_enabled != Some(true) {
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE automation.deliveries SET status = 'failed', attempts = attempts - 1,
                         last_response = 'the webhook is switched off', next_at = NULL
                   WHERE account_id = $1 AND id = $2",
@@ -772,7 +772,7 @@ impl Inner {
             Utc::now() + chrono::Duration::milliseconds((wait * 1000.0) as i64)
         });
         let mut conn = self.conn().await?;
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE automation.deliveries SET status = $3, last_status_code = $4, last_ms = $5, last_response = $6,
                     next_at = $7, delivered_at = CASE WHEN $3 = 'delivered' THEN now() END
               WHERE account_id = $1 AND id = $2",
@@ -788,7 +788,7 @@ impl Inner {
         .await?;
         if let Some(hook) = s.webhook_id {
             if ok {
-                diesel::sql_query(
+                kernel::sql::query(
                     "UPDATE automation.webhooks SET failures_in_row = 0 WHERE account_id = $1 AND id = $2 AND failures_in_row <> 0",
                 )
                 .bind::<BigInt, _>(account.0)
@@ -809,7 +809,7 @@ impl Inner {
                     #[diesel(sql_type = Bool)]
                     off: bool,
                 }
-                let off: Option<Off> = diesel::sql_query(
+                let off: Option<Off> = kernel::sql::query(
                     "UPDATE automation.webhooks SET failures_in_row = failures_in_row + 1,
                             enabled = CASE WHEN failures_in_row + 1 >= $3 THEN false ELSE enabled END,
                             disabled_reason = CASE WHEN failures_in_row + 1 >= $3 AND enabled THEN $4 ELSE disabled_reason END
@@ -823,7 +823,7 @@ impl Inner {
                 .await
                 .optional()?;
                 if off.is_some_and(|o| o.off) {
-                    diesel::sql_query(
+                    kernel::sql::query(
                         "UPDATE automation.deliveries SET status = 'failed', next_at = NULL,
                                 last_response = coalesce(last_response, 'the webhook is switched off')
                           WHERE account_id = $1 AND webhook_id = $2 AND status = 'pending'",

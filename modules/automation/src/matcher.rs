@@ -97,7 +97,7 @@ impl TriggerMatcher {
         stage: Option<i64>,
         kinds: &[&str],
     ) -> AppResult<Vec<Trigger>> {
-        let rows: Vec<TriggerRow> = diesel::sql_query(format!(
+        let rows: Vec<TriggerRow> = kernel::sql::query(format!(
             "SELECT {TRIGGER_COLUMNS} FROM automation.triggers t
               WHERE t.account_id = $1 AND t.enabled AND ($2::bigint IS NULL OR t.stage_id = $2)
                 AND t.on_event = ANY($3)
@@ -134,7 +134,7 @@ impl TriggerMatcher {
         // A trigger's run (its command ids differ from the run's id in the last byte), or a
         // bot's run (its command ids differ from the run's id in the last two bytes).
         let (lo, hi) = crate::botrun::key_range(cause);
-        let d: Option<Depth> = diesel::sql_query(
+        let d: Option<Depth> = kernel::sql::query(
             "SELECT depth FROM automation.runs WHERE id = $1 AND account_id = $2
              UNION ALL
              SELECT depth FROM automation.bot_runs WHERE account_id = $2 AND id BETWEEN $3 AND $4
@@ -173,7 +173,7 @@ impl Subscriber for TriggerMatcher {
         let deal_id: i64;
         if event.is::<DealDeleted>() {
             let e: DealDeleted = event.decode()?;
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE automation.runs SET status = 'skipped', error = 'the deal was deleted', finished_at = now()
                   WHERE account_id = $1 AND deal_id = $2 AND status = 'pending'",
             )
@@ -328,7 +328,7 @@ impl Subscriber for TriggerMatcher {
             #[diesel(sql_type = BigInt)]
             trigger_id: i64,
         }
-        let inserted: Vec<Inserted> = diesel::sql_query(
+        let inserted: Vec<Inserted> = kernel::sql::query(
             "INSERT INTO automation.runs (id, account_id, trigger_id, deal_id, event_id, event_type, depth, status,
                                           run_at, state, error, finished_at)
              SELECT i, $2, t, $3, $4, $5, $6, $7, at, st, $8, CASE WHEN $7 = 'cut' THEN now() END

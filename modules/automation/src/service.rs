@@ -260,7 +260,7 @@ impl Inner {
         account: AccountId,
         id: TriggerId,
     ) -> AppResult<Option<Trigger>> {
-        let row: Option<TriggerRow> = diesel::sql_query(format!(
+        let row: Option<TriggerRow> = kernel::sql::query(format!(
             "SELECT {TRIGGER_COLUMNS} FROM automation.triggers t WHERE t.account_id = $1 AND t.id = $2"
         ))
         .bind::<BigInt, _>(account.0)
@@ -286,7 +286,7 @@ impl Inner {
         );
         let ids: Vec<uuid::Uuid> = deals.iter().map(|_| crate::new_run_id()).collect();
         let mut conn = self.conn().await?;
-        let n = diesel::sql_query(
+        let n = kernel::sql::query(
             "INSERT INTO automation.runs (id, account_id, trigger_id, deal_id, event_type, depth, status, run_at)
              SELECT i, $2, $3, d, 'manual', 1, 'pending', $5 FROM unnest($1::uuid[], $4::bigint[]) AS x(i, d)",
         )
@@ -318,7 +318,7 @@ pub fn check_sender(from: &str) -> Result<(), String> {
 
 /// Wakes the job dispatchers (delivered when the surrounding transaction commits).
 pub(crate) async fn notify(conn: &mut AsyncPgConnection) -> AppResult<()> {
-    diesel::sql_query(format!("SELECT pg_notify('{}', '')", crate::WORK_CHANNEL))
+    kernel::sql::query(format!("SELECT pg_notify('{}', '')", crate::WORK_CHANNEL))
         .execute(conn)
         .await?;
     Ok(())
@@ -416,7 +416,7 @@ impl Automation for AutomationService {
         // Whoever may see the pipeline may see its robots.
         self.inner.deals.pipeline(caller, pipeline).await?;
         let mut conn = self.inner.conn().await?;
-        let rows: Vec<TriggerWithFailures> = diesel::sql_query(format!(
+        let rows: Vec<TriggerWithFailures> = kernel::sql::query(format!(
             "SELECT {TRIGGER_COLUMNS},
                     (SELECT count(*) FROM automation.runs r
                       WHERE r.account_id = t.account_id AND r.trigger_id = t.id
@@ -480,7 +480,7 @@ impl Automation for AutomationService {
                         #[diesel(sql_type = BigInt)]
                         n: i64,
                     }
-                    let r: N = diesel::sql_query(
+                    let r: N = kernel::sql::query(
                         "SELECT count(*) AS n FROM automation.triggers WHERE account_id = $1 AND pipeline_id = $2",
                     )
                     .bind::<BigInt, _>(account.0)
@@ -501,7 +501,7 @@ impl Automation for AutomationService {
                     #[diesel(sql_type = BigInt)]
                     id: i64,
                 }
-                let r: Id = diesel::sql_query(
+                let r: Id = kernel::sql::query(
                     "INSERT INTO automation.triggers (account_id, pipeline_id, stage_id, name, on_event, \"when\",
                                                       conditions, delay, working_hours, actions, enabled, created_by)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
@@ -523,7 +523,7 @@ impl Automation for AutomationService {
                 Some(r.id)
             }
             Some(id) => {
-                let n = diesel::sql_query(
+                let n = kernel::sql::query(
                     "UPDATE automation.triggers SET pipeline_id = $3, stage_id = $4, name = $5, on_event = $6, \"when\" = $7,
                             conditions = $8, delay = $9, working_hours = $10, actions = $11, enabled = $12, updated_at = now()
                       WHERE account_id = $1 AND id = $2",
@@ -563,7 +563,7 @@ impl Automation for AutomationService {
     ) -> AppResult<Trigger> {
         self.inner.require_admin(caller).await?;
         let mut conn = self.inner.conn().await?;
-        let n = diesel::sql_query(
+        let n = kernel::sql::query(
             "UPDATE automation.triggers SET enabled = $3, updated_at = now() WHERE account_id = $1 AND id = $2",
         )
         .bind::<BigInt, _>(caller.account_id.0)
@@ -584,7 +584,7 @@ impl Automation for AutomationService {
         self.inner.require_admin(caller).await?;
         let mut conn = self.inner.conn().await?;
         let n =
-            diesel::sql_query("DELETE FROM automation.triggers WHERE account_id = $1 AND id = $2")
+            kernel::sql::query("DELETE FROM automation.triggers WHERE account_id = $1 AND id = $2")
                 .bind::<BigInt, _>(caller.account_id.0)
                 .bind::<BigInt, _>(id.0)
                 .execute(&mut conn)
@@ -593,7 +593,7 @@ impl Automation for AutomationService {
             return Err(AppError::not_found("trigger"));
         }
         // Waiting runs of a deleted trigger end as skipped.
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE automation.runs SET status = 'skipped', error = 'the trigger was deleted', finished_at = now()
               WHERE account_id = $1 AND trigger_id = $2 AND status = 'pending'",
         )
@@ -667,7 +667,7 @@ impl Automation for AutomationService {
         }
         let after: Option<(DateTime<Utc>, uuid::Uuid)> = keyset_after(&page)?;
         let mut conn = self.inner.conn().await?;
-        let rows: Vec<RunRow> = diesel::sql_query(format!(
+        let rows: Vec<RunRow> = kernel::sql::query(format!(
             "SELECT {RUN_COLUMNS} FROM automation.runs r
                LEFT JOIN automation.triggers t ON t.account_id = r.account_id AND t.id = r.trigger_id
               WHERE r.account_id = $1

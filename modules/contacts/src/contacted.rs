@@ -44,7 +44,7 @@ impl Subscriber for Contacted {
                 "SELECT unnest(contact_ids) AS id FROM contacts.deal_refs WHERE account_id = $1 AND deal_id = $2"
             }
         };
-        diesel::sql_query(format!(
+        kernel::sql::query(format!(
             "UPDATE contacts.contacts SET last_contacted_at = $3
               WHERE account_id = $1 AND id IN ({who}) AND deleted_at IS NULL
                 AND (last_contacted_at IS NULL OR last_contacted_at < $3)"

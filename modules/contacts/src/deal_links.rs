@@ -72,7 +72,7 @@ impl Subscriber for DealLinks {
         let account = event.account_id;
         // Take the deal's row here first: handlers of one deal take turns, and each reads the
         // deal as it is after the previous one.
-        diesel::sql_query(
+        kernel::sql::query(
             "INSERT INTO contacts.deal_refs (account_id, deal_id, open) VALUES ($1, $2, false)
              ON CONFLICT DO NOTHING",
         )
@@ -80,7 +80,7 @@ impl Subscriber for DealLinks {
         .bind::<BigInt, _>(deal)
         .execute(conn)
         .await?;
-        let before: Ref = diesel::sql_query(
+        let before: Ref = kernel::sql::query(
             "SELECT contact_ids FROM contacts.deal_refs WHERE account_id = $1 AND deal_id = $2 FOR UPDATE",
         )
         .bind::<BigInt, _>(account.0)
@@ -92,7 +92,7 @@ impl Subscriber for DealLinks {
             Err(e) if e.code == ErrorCode::NotFound => (Vec::new(), false),
             Err(e) => return Err(e),
         };
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE contacts.deal_refs SET contact_ids = $3, open = $4 WHERE account_id = $1 AND deal_id = $2",
         )
         .bind::<BigInt, _>(account.0)
@@ -106,7 +106,7 @@ impl Subscriber for DealLinks {
         affected.sort_unstable();
         affected.dedup();
         if !affected.is_empty() {
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE contacts.contacts c SET open_deals = (
                         SELECT count(*) FROM contacts.deal_refs d
                          WHERE d.account_id = c.account_id AND d.open AND d.contact_ids @> ARRAY[c.id])

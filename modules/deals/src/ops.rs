@@ -231,7 +231,7 @@ pub(crate) async fn position_in(
         Some(n) if n - anchor > 1 => Ok(anchor + (n - anchor) / 2),
         Some(_) => {
             // No room left between neighbours: space the column out again, then place it.
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE deals.deals d SET position = r.rn * $4 FROM (
                    SELECT id, row_number() OVER (ORDER BY position, id) AS rn FROM deals.deals
                     WHERE account_id = $1 AND pipeline_id = $2 AND stage_id = $3 AND deleted_at IS NULL
@@ -280,7 +280,7 @@ pub(crate) async fn find_stage(
     pipeline: i64,
     stage: Option<i64>,
 ) -> AppResult<Option<TargetStage>> {
-    let found: Option<StageWithRequired> = diesel::sql_query(
+    let found: Option<StageWithRequired> = kernel::sql::query(
         "SELECT s.pipeline_id, s.id, s.name, s.color, s.sort, s.kind,
                 EXISTS (SELECT 1 FROM deals.custom_fields f
                          WHERE f.account_id = s.account_id
@@ -760,7 +760,7 @@ pub(crate) async fn insert_deal(
     use diesel::sql_types::{Array, Jsonb, Text, Timestamptz};
     let actor =
         serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
-    let row: DealRow = diesel::sql_query(
+    let row: DealRow = kernel::sql::query(
         "WITH top AS (
             SELECT coalesce(min(position) - $13, 0) AS position FROM deals.deals
              WHERE account_id = $1 AND pipeline_id = $2 AND stage_id = $3 AND deleted_at IS NULL
@@ -829,7 +829,7 @@ pub(crate) async fn create_fast(
     )?;
     let actor =
         serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
-    let row: Option<DealRow> = diesel::sql_query(
+    let row: Option<DealRow> = kernel::sql::query(
         "SELECT * FROM deals.create_deal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind::<BigInt, _>(caller.account_id.0)
@@ -895,7 +895,7 @@ pub(crate) async fn create_fast_many(
     let first = &events[0];
     let actor =
         serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
-    let rows: Vec<DealRow> = diesel::sql_query(
+    let rows: Vec<DealRow> = kernel::sql::query(
         "SELECT * FROM deals.create_deals($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind::<BigInt, _>(caller.account_id.0)
