@@ -174,7 +174,15 @@ impl Backbone {
                 retry,
             )),
             BusKind::Rabbitmq => Arc::new(
-                amqp::AmqpBus::connect(&config.events.amqp_url, subscribers.clone()).await?,
+                amqp::AmqpBus::connect(
+                    &config.events.amqp_url,
+                    &config.events.amqp_namespace,
+                    crate::server::routes(
+                        &subscribers,
+                        modules.as_ref().map(|m| m.remote.as_slice()).unwrap_or(&[]),
+                    ),
+                )
+                .await?,
             ),
         };
         let relay = Relay {
@@ -226,6 +234,7 @@ impl Backbone {
                 for sub in subscribers.iter() {
                     tasks.push(tokio::spawn(amqp::consume(
                         config.events.amqp_url.clone(),
+                        config.events.amqp_namespace.clone(),
                         sub.clone(),
                         db.clone(),
                         retry,

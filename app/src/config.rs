@@ -232,6 +232,9 @@ pub struct EventsConfig {
     /// `postgres` (nothing else to run) or `rabbitmq` (several processes or hosts).
     pub bus: BusKind,
     pub amqp_url: String,
+    /// Names the RabbitMQ exchange (`<namespace>.events`) and queues (`<namespace>.events.<subscriber>`)
+    /// of this installation: installations sharing a broker need different ones.
+    pub amqp_namespace: String,
     /// How long the outbox relay lets events gather after a wake-up before it publishes them
     /// (longer: bigger batches, fewer deliveries, a little more latency).
     pub gather_ms: u64,
@@ -381,6 +384,7 @@ impl Default for Config {
             events: EventsConfig {
                 bus: BusKind::Postgres,
                 amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                amqp_namespace: "voronka".into(),
                 gather_ms: 20,
             },
             jobs: JobsConfig {
@@ -529,6 +533,18 @@ impl Config {
         }
         if !(1..=100).contains(&self.jobs.max_attempts) {
             return fail("jobs.max_attempts", "must be between 1 and 100");
+        }
+        let ns = &self.events.amqp_namespace;
+        if ns.is_empty()
+            || ns.len() > 100
+            || !ns
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return fail(
+                "events.amqp_namespace",
+                "must be 1 to 100 letters, digits, '-', '_' or '.'",
+            );
         }
         if self.jobs.poll_ms < 10 {
             return fail("jobs.poll_ms", "must be at least 10");

@@ -1,5 +1,5 @@
-//! The RabbitMQ bus: a durable topic exchange `voronka.events` (routing key = event type), a
-//! durable queue `voronka.events.<subscriber>` per subscriber bound to the types it wants,
+//! The RabbitMQ bus: a durable topic exchange `<namespace>.events` (routing key = event type), a
+//! durable queue `<namespace>.events.<subscriber>` per subscriber bound to the types it wants,
 //! persistent messages with publisher confirms, and consumers that ack only after the inbox
 //! transaction commits. Unacked messages go back to the queue if a consumer dies.
 
@@ -26,12 +26,17 @@ use super::Bus;
 use crate::jobs::RetryPolicy;
 use crate::metrics::Metrics;
 
-pub const EXCHANGE: &str = "voronka.events";
 /// Deliveries handled in one transaction at most.
 const BATCH: usize = 100;
 
-pub fn queue_of(subscriber: &str) -> String {
-    format!("voronka.events.{subscriber}")
+/// The exchange of an installation (`[events] amqp_namespace`, "voronka" unless several
+/// installations share one broker).
+pub fn exchange(namespace: &str) -> String {
+    format!("{namespace}.events")
+}
+
+pub fn queue_of(namespace: &str, subscriber: &str) -> String {
+    format!("{namespace}.events.{subscriber}")
 }
 
 fn unavailable(e: impl std::fmt::Display) -> AppError {
@@ -46,9 +51,9 @@ async fn connect(url: &str) -> Result<Connection, lapin::Error> {
     .await
 }
 
-async fn declare_exchange(ch: &Channel) -> Result<(), lapin::Error> {
+async fn declare_exchange(ch: &Channel, namespace: &str) -> Result<(), lapin::Error> {
     ch.exchange_declare(
-        EXCHANGE.into(),
+        exchange(namespace).as_str().into(),
         ExchangeKind::Topic,
         ExchangeDeclareOptions {
             durable: true,
@@ -60,8 +65,12 @@ async fn declare_exchange(ch: &Channel) -> Result<(), lapin::Error> {
 }
 
 /// Declares `sub`'s durable queue and binds it to the event types it wants; returns its name.
-async fn declare_queue(ch: &Channel, sub: &dyn Subscriber) -> Result<String, lapin::Error> {
-    let queue = queue_of(sub.name());
+async fn declare_queue(
+    ch: &Channel,
+    namespace: &str,
+    sub: &dyn Subscriber,
+) -> Result<String, lapin::Error> {
+    let queue = queue_of(namespace, sub.name());
     let mut args = FieldTable::default();
     if let Some(ttl) = sub.queue_ttl() {
         args.insert(
@@ -82,7 +91,7 @@ async fn declare_queue(ch: &Channel, sub: &dyn Subscriber) -> Result<String, lap
         let key = if *t == "*" { "#" } else { t };
         ch.queue_bind(
             queue.as_str().into(),
-            EXCHANGE.into(),
+            exchange(namespace).as_str().into(),
             key.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
@@ -93,18 +102,25 @@ async fn declare_queue(ch: &Channel, sub: &dyn Subscriber) -> Result<String, lap
 }
 
 /// Publishing side; reconnects on the next publish after a failure. It declares every
-/// subscriber's queue before the first publish, so no event is published before a queue exists
-/// to keep it (a topic exchange drops what no queue is bound for).
+/// subscriber's queue before the first publish — this process's and those of modules running as
+/// services elsewhere — so no event is published before a queue exists to keep it (a topic
+/// exchange drops what no queue is bound for), even for a service that has not started yet.
 pub struct AmqpBus {
     url: String,
+    namespace: String,
     subscribers: super::Subscribers,
     channel: Mutex<Option<(Connection, Channel)>>,
 }
 
 impl AmqpBus {
-    pub async fn connect(url: &str, subscribers: super::Subscribers) -> Result<AmqpBus, String> {
+    pub async fn connect(
+        url: &str,
+        namespace: &str,
+        subscribers: super::Subscribers,
+    ) -> Result<AmqpBus, String> {
         let bus = AmqpBus {
             url: url.to_string(),
+            namespace: namespace.to_string(),
             subscribers,
             channel: Mutex::new(None),
         };
@@ -117,9 +133,9 @@ impl AmqpBus {
     async fn open(&self) -> Result<(), lapin::Error> {
         let conn = connect(&self.url).await?;
         let ch = conn.create_channel().await?;
-        declare_exchange(&ch).await?;
+        declare_exchange(&ch, &self.namespace).await?;
         for sub in self.subscribers.iter() {
-            declare_queue(&ch, &**sub).await?;
+            declare_queue(&ch, &self.namespace, &**sub).await?;
         }
         ch.confirm_select(ConfirmSelectOptions::default()).await?;
         *self.channel.lock().await = Some((conn, ch));
@@ -145,6 +161,7 @@ impl Bus for AmqpBus {
         let Some((_, ch)) = guard.as_ref() else {
             return Err(unavailable("not connected"));
         };
+        let exchange = exchange(&self.namespace);
         let mut confirms = Vec::with_capacity(events.len());
         let mut failed: Option<String> = None;
         for e in events {
@@ -155,7 +172,7 @@ impl Bus for AmqpBus {
                 .with_content_type("application/json".into());
             match ch
                 .basic_publish(
-                    EXCHANGE.into(),
+                    exchange.as_str().into(),
                     e.event_type.as_str().into(),
                     BasicPublishOptions::default(),
                     &body,
@@ -192,6 +209,7 @@ impl Bus for AmqpBus {
 /// Consumes one subscriber's queue until `stop`; reconnects with backoff when the broker goes.
 pub async fn consume(
     url: String,
+    namespace: String,
     subscriber: Arc<dyn Subscriber>,
     db: DbPool,
     retry: RetryPolicy,
@@ -200,7 +218,17 @@ pub async fn consume(
 ) {
     let mut failures = 0u32;
     while !*stop.borrow() {
-        match consume_once(&url, &*subscriber, &db, retry, &metrics, &mut stop).await {
+        match consume_once(
+            &url,
+            &namespace,
+            &*subscriber,
+            &db,
+            retry,
+            &metrics,
+            &mut stop,
+        )
+        .await
+        {
             Ok(()) => break,
             Err(e) => {
                 failures += 1;
@@ -217,6 +245,7 @@ pub async fn consume(
 
 async fn consume_once(
     url: &str,
+    namespace: &str,
     sub: &dyn Subscriber,
     db: &DbPool,
     retry: RetryPolicy,
@@ -226,8 +255,8 @@ async fn consume_once(
     let e = |e: lapin::Error| e.to_string();
     let conn = connect(url).await.map_err(e)?;
     let ch = conn.create_channel().await.map_err(e)?;
-    declare_exchange(&ch).await.map_err(e)?;
-    let queue = declare_queue(&ch, sub).await.map_err(e)?;
+    declare_exchange(&ch, namespace).await.map_err(e)?;
+    let queue = declare_queue(&ch, namespace, sub).await.map_err(e)?;
     ch.basic_qos(256, BasicQosOptions::default())
         .await
         .map_err(e)?;

@@ -278,6 +278,8 @@ async fn an_unreachable_module_is_an_error_where_needed_and_the_rest_works() {
 struct ServiceProcess {
     child: std::process::Child,
     url: String,
+    /// Settings of its own, as `VORONKA_…` variables (kept for restarts).
+    env: Vec<(String, String)>,
     _db: kernel::testing::TestDb,
     _dir: std::path::PathBuf,
 }
@@ -291,10 +293,12 @@ impl Drop for ServiceProcess {
 }
 
 fn spawn_service(
-    monolith: &TestApp,
+    monolith_url: &str,
+    secret_key: &str,
     port: u16,
     db_url: &str,
     dir: &std::path::Path,
+    env: &[(String, String)],
 ) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_voronka"))
         .args(["serve", "--modules", "messaging", "--listen"])
@@ -303,14 +307,12 @@ fn spawn_service(
         .arg(dir)
         .env_remove("DATABASE_URL")
         .env("VORONKA_MODULES__MESSAGING__DATABASE_URL", db_url)
-        .env("VORONKA_REMOTE__URL", &monolith.url)
+        .env("VORONKA_REMOTE__URL", monolith_url)
         .env("VORONKA_REMOTE__SECRET", SECRET)
-        .env(
-            "VORONKA_SECRET_KEY",
-            monolith.state.config.secret_key.clone().unwrap(),
-        )
+        .env("VORONKA_SECRET_KEY", secret_key)
         .env("VORONKA_LOG__LEVEL", "warn")
         .env("VORONKA_JOBS__POLL_MS", "50")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("voronka serve --modules messaging")
@@ -339,7 +341,14 @@ impl ServiceProcess {
 
     async fn restart(&mut self, monolith: &TestApp) {
         let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
-        self.child = spawn_service(monolith, port, &self._db.url, &self._dir);
+        self.child = spawn_service(
+            &monolith.url,
+            monolith.state.config.secret_key.as_deref().unwrap(),
+            port,
+            &self._db.url,
+            &self._dir,
+            &self.env,
+        );
         self.ready().await;
     }
 }
@@ -353,16 +362,38 @@ async fn messaging_service(monolith: &TestApp) -> ServiceProcess {
 
 /// The messaging service on a database of the caller's (e.g. one messaging was moved into).
 async fn messaging_service_on(monolith: &TestApp, db: kernel::testing::TestDb) -> ServiceProcess {
-    let port = TcpListener::bind("127.0.0.1:0")
+    let port = free_port();
+    service_at(monolith, port, db, Vec::new()).await
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// The messaging service on `port`, with settings of its own.
+async fn service_at(
+    monolith: &TestApp,
+    port: u16,
+    db: kernel::testing::TestDb,
+    env: Vec<(String, String)>,
+) -> ServiceProcess {
     let dir = std::env::temp_dir().join(format!("voronka-svc-{}", db.name));
-    let child = spawn_service(monolith, port, &db.url, &dir);
+    let child = spawn_service(
+        &monolith.url,
+        monolith.state.config.secret_key.as_deref().unwrap(),
+        port,
+        &db.url,
+        &dir,
+        &env,
+    );
     let mut svc = ServiceProcess {
         child,
         url: format!("http://127.0.0.1:{port}"),
+        env,
         _db: db,
         _dir: dir,
     };
@@ -621,4 +652,204 @@ async fn messaging_moves_to_its_own_database_while_written_to_and_comes_back() {
     .unwrap();
     assert!(e.0.unwrap_err().contains("unknown module"));
     assert!(e.1.is_err());
+}
+
+fn amqp_url() -> String {
+    std::env::var("VORONKA_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Whether the RabbitMQ broker answers; a CI run requires it.
+fn broker_here() -> bool {
+    let url = amqp_url();
+    let host = url
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split('/').next())
+        .unwrap_or("127.0.0.1:5672")
+        .to_string();
+    let up = std::net::ToSocketAddrs::to_socket_addrs(&host)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok()
+        });
+    if !up && std::env::var_os("CI").is_some() {
+        panic!("RabbitMQ is not reachable at {url} and this run requires it");
+    }
+    if !up {
+        eprintln!(
+            "SKIPPED: RabbitMQ is not reachable at {url}; the service's queued events were not tested"
+        );
+    }
+    up
+}
+
+/// Removes a test's exchange and queues from the shared broker.
+async fn drop_namespace(namespace: &str) {
+    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    for sub in voronka::server::SUBSCRIBER_NAMES {
+        let _ = ch
+            .queue_delete(
+                voronka::events::amqp::queue_of(namespace, sub)
+                    .as_str()
+                    .into(),
+                Default::default(),
+            )
+            .await;
+    }
+    let _ = ch
+        .exchange_delete(
+            voronka::events::amqp::exchange(namespace).as_str().into(),
+            Default::default(),
+        )
+        .await;
+    let _ = conn.close(0, "done".into()).await;
+}
+
+/// Waits until `sql` counts `want` on the service's database.
+async fn until_count(url: &str, sql: &str, want: i64) -> i64 {
+    let mut n = 0;
+    for _ in 0..300 {
+        n = diesel_async_count(url, sql).await;
+        if n >= want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    n
+}
+
+#[tokio::test]
+async fn events_for_a_stopped_service_wait_for_it_and_none_is_lost() {
+    if !crate::support::remote_modules().is_empty() || !broker_here() {
+        return;
+    }
+    use deals_api::{DealPatch, NewDeal, NewPipeline, NewStage};
+    let namespace = format!(
+        "voronka-test-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let port = free_port();
+    let (amqp, ns) = (amqp_url(), namespace.clone());
+    // The monolith with messaging elsewhere, both on RabbitMQ (separate processes, separate
+    // databases), under a namespace of this test's own on the shared broker.
+    let (monolith, backbone) = crate::support::spawn_app_with_workers_and(move |c| {
+        c.remote.secret = Some(SECRET.into());
+        c.events.bus = voronka::config::BusKind::Rabbitmq;
+        c.events.amqp_url = amqp;
+        c.events.amqp_namespace = ns;
+        c.modules.insert(
+            "messaging".into(),
+            ModuleConfig {
+                mode: ModuleMode::Remote,
+                url: Some(format!("http://127.0.0.1:{port}")),
+                database_url: None,
+            },
+        );
+    })
+    .await;
+    let t = monolith.tenant("Waiting").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let m = monolith.member(&t, "seller@waiting.test").await;
+    let deals = &monolith.state.modules.deals;
+    let p = deals
+        .create_pipeline(
+            caller,
+            NewPipeline {
+                name: "Sales".into(),
+                stages: vec![NewStage {
+                    name: "New".into(),
+                    color: "#99ccff".into(),
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            deals
+                .create_deal(caller, NewDeal::new(p.id, &format!("Deal {i}")))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let assign = async |id| {
+        deals
+            .update_deal(
+                caller,
+                id,
+                DealPatch {
+                    responsible_user_id: Some(m.id),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    };
+    let handled = "SELECT count(*) AS n FROM messaging.inbox
+                    WHERE subscriber = 'messaging.notifications' AND event_type = 'deals.deal_responsible_changed' AND outcome = 'done'";
+    let notified = "SELECT count(*) AS n FROM messaging.notifications WHERE kind = 'assigned'";
+
+    // Before the service has ever run: the monolith declared its queue, so the event waits.
+    assign(ids[0]).await;
+    let db = tokio::task::spawn_blocking(kernel::testing::TestDb::empty)
+        .await
+        .unwrap();
+    let env = vec![
+        ("VORONKA_EVENTS__BUS".to_string(), "rabbitmq".to_string()),
+        ("VORONKA_EVENTS__AMQP_URL".to_string(), amqp_url()),
+        (
+            "VORONKA_EVENTS__AMQP_NAMESPACE".to_string(),
+            namespace.clone(),
+        ),
+    ];
+    let mut svc = service_at(&monolith, port, db, env).await;
+    assert_eq!(until_count(&svc._db.url, handled, 1).await, 1);
+
+    // Killed: pages that need it say so, the rest works, and events keep coming for it.
+    svc.kill();
+    let c = crate::support::Client::new(&monolith.url);
+    c.sign_in(&t.admin.email, PASSWORD).await;
+    assert_eq!(
+        c.get("/inbox").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(c.get("/deals/list").await.status(), StatusCode::OK);
+    for id in &ids[1..] {
+        assign(*id).await;
+    }
+    // Published while it was down (nothing is left in the monolith's outbox).
+    let mut unpublished = 1;
+    for _ in 0..100 {
+        unpublished = monolith
+            .count("SELECT count(*) AS n FROM deals.outbox WHERE published_at IS NULL")
+            .await;
+        if unpublished == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        unpublished, 0,
+        "the relay published while the service was down"
+    );
+
+    // Back: it works off what waited, each event once.
+    svc.restart(&monolith).await;
+    assert_eq!(until_count(&svc._db.url, handled, 6).await, 6);
+    assert_eq!(diesel_async_count(&svc._db.url, notified).await, 6);
+    let produced = monolith
+        .count("SELECT count(*) AS n FROM deals.outbox WHERE event_type = 'deals.deal_responsible_changed'")
+        .await;
+    assert_eq!(produced, 6);
+    assert_eq!(c.get("/inbox").await.status(), StatusCode::OK);
+    backbone.stop().await;
+    drop(svc);
+    drop_namespace(&namespace).await;
 }
