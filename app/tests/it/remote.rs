@@ -773,7 +773,7 @@ async fn events_for_a_stopped_service_wait_for_it_and_none_is_lost() {
     for i in 0..6 {
         ids.push(
             deals
-                .create_deal(caller, NewDeal::new(p.id, &format!("Deal {i}")))
+                .create_deal(caller, NewDeal::new(p.id, format!("Deal {i}")))
                 .await
                 .unwrap()
                 .id,
