@@ -168,6 +168,7 @@ impl MessagingConfig {
             keep_days: self.keep_days,
             chat_interval: std::time::Duration::from_millis(self.chat_interval_ms),
             chat_burst: self.chat_burst,
+            scope_ttl: None,
         }
     }
 }

@@ -100,12 +100,18 @@ pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
     let messaging: Arc<dyn messaging_api::Messaging> = match remote(config, "messaging") {
         Some(r) => Arc::new(messaging_api::remote::MessagingClient::new(r)),
         None => {
+            let mut settings = config.messaging.settings(secret);
+            if config.is_remote("accounts") {
+                // Users' rights come from another process: reuse a user's scope for 2 s (a
+                // change of rights reaches chats that much later) instead of a call per request.
+                settings.scope_ttl = Some(std::time::Duration::from_secs(2));
+            }
             let messaging = messaging::MessagingService::new(
                 pool.clone(),
                 accounts.clone(),
                 deals.clone(),
                 contacts.clone(),
-                config.messaging.settings(secret),
+                settings,
             );
             module_subscribers.push(Arc::new(messaging.notifier()));
             Arc::new(messaging)

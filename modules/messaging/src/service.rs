@@ -41,6 +41,9 @@ pub struct Settings {
     /// per second"; WhatsApp allows about one per 6 s to a pair, with bursts).
     pub chat_interval: Duration,
     pub chat_burst: u32,
+    /// How long a user's view scope (whose conversations they see) is reused: set when the
+    /// accounts module is another process's (one call less per request); `None` asks each time.
+    pub scope_ttl: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -54,6 +57,7 @@ impl Default for Settings {
             keep_days: 7,
             chat_interval: Duration::from_secs(1),
             chat_burst: 3,
+            scope_ttl: None,
         }
     }
 }
@@ -123,6 +127,8 @@ pub(crate) struct Inner {
     pub by_id: moka::future::Cache<i64, Arc<LiveChannel>>,
     /// (channel, the client's id) → (identity, contact).
     pub identities: moka::future::Cache<(i64, String), (i64, i64)>,
+    /// (account, user) → the users whose conversations they see, for `Settings::scope_ttl`.
+    pub scopes: moka::future::Cache<(i64, i64), Option<Vec<i64>>>,
 }
 
 #[derive(Clone)]
@@ -144,6 +150,7 @@ impl MessagingService {
             .user_agent(concat!("Voronka/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
+        let scope_ttl = settings.scope_ttl;
         MessagingService {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
@@ -167,6 +174,10 @@ impl MessagingService {
                 identities: moka::future::Cache::builder()
                     .max_capacity(200_000)
                     .time_to_live(Duration::from_secs(600))
+                    .build(),
+                scopes: moka::future::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(scope_ttl.unwrap_or(Duration::from_secs(1)))
                     .build(),
             }),
         }
@@ -197,11 +208,24 @@ impl Inner {
 
     /// The users whose conversations the caller may see (`None`: all).
     pub(crate) async fn visible_users(&self, caller: Caller) -> AppResult<Option<Vec<i64>>> {
-        Ok(
-            accounts_api::access::scope(&*self.accounts, caller, Entity::Deals, Action::View)
-                .await?
-                .ids(),
-        )
+        let key = caller
+            .actor
+            .user_id()
+            .filter(|_| self.settings.scope_ttl.is_some())
+            .map(|u| (caller.account_id.0, u.0));
+        if let Some(key) = key
+            && let Some(hit) = self.scopes.get(&key).await
+        {
+            return Ok(hit);
+        }
+        let ids = accounts_api::access::scope(&*self.accounts, caller, Entity::Deals, Action::View)
+            .await?
+            .ids();
+        // Only a granted scope is kept: a refusal is asked again next time.
+        if let Some(key) = key {
+            self.scopes.insert(key, ids.clone()).await;
+        }
+        Ok(ids)
     }
 
     pub(crate) async fn live_by_key(&self, key: &str) -> AppResult<Option<Arc<LiveChannel>>> {
