@@ -124,7 +124,7 @@ impl Inner {
         let key = crate::provider::dedup_key(inbound.provider, &body, &inbound.body)
             .ok_or_else(|| AppError::new(ErrorCode::BadRequest, "no update id"))?;
         let mut conn = self.conn().await?;
-        let stored = diesel::sql_query(
+        let stored = kernel::sql::query(
             "INSERT INTO messaging.inbound (account_id, channel_id, dedup_key, body) VALUES ($1, $2, $3, $4)
              ON CONFLICT (channel_id, dedup_key) DO NOTHING",
         )
@@ -167,7 +167,7 @@ impl Inner {
     pub(crate) async fn take_due(&self, limit: i64) -> AppResult<Vec<Work>> {
         let requeue = self.settings.requeue_after.as_secs_f64();
         let mut conn = self.conn().await?;
-        let inbound: Vec<DueRow> = diesel::sql_query(
+        let inbound: Vec<DueRow> = kernel::sql::query(
             "UPDATE messaging.inbound SET status = 'queued', queued_at = now()
               WHERE id IN (SELECT id FROM messaging.inbound
                             WHERE (status = 'pending' AND due_at <= now())
@@ -179,7 +179,7 @@ impl Inner {
         .bind::<diesel::sql_types::Double, _>(requeue)
         .load(&mut conn)
         .await?;
-        let sends: Vec<DueRow> = diesel::sql_query(
+        let sends: Vec<DueRow> = kernel::sql::query(
             "UPDATE messaging.conversations SET send_queued_at = now()
               WHERE id IN (SELECT id FROM messaging.conversations
                             WHERE send_at <= now()
@@ -206,7 +206,7 @@ impl Inner {
     pub(crate) async fn process_inbound(&self, id: i64) -> AppResult<()> {
         let row: Option<InboundRow> = {
             let mut conn = self.conn().await?;
-            diesel::sql_query(
+            kernel::sql::query(
                 "SELECT channel_id, body, status, attempts FROM messaging.inbound WHERE id = $1",
             )
             .bind::<BigInt, _>(id)
@@ -229,7 +229,7 @@ impl Inner {
         let mut conn = self.conn().await?;
         match &result {
             Ok(()) => {
-                diesel::sql_query(
+                kernel::sql::query(
                     "UPDATE messaging.inbound SET status = 'done', processed_at = now(), error = NULL WHERE id = $1",
                 )
                 .bind::<BigInt, _>(id)
@@ -241,7 +241,7 @@ impl Inner {
                 let permanent = kernel::inbox::is_permanent(e) || attempts >= MAX_INBOUND_ATTEMPTS;
                 tracing::warn!(inbound = id, attempts, permanent, error = %e, "an incoming webhook could not be processed");
                 let wait = 2f64.powi(attempts.min(10));
-                diesel::sql_query(
+                kernel::sql::query(
                     "UPDATE messaging.inbound
                         SET status = CASE WHEN $3 THEN 'failed' ELSE 'pending' END, attempts = $2, error = $4,
                             due_at = now() + make_interval(secs => $5), processed_at = CASE WHEN $3 THEN now() END
@@ -291,7 +291,7 @@ impl Inner {
         let account = AccountId(channel.row.account_id);
         let provider = channel.row.provider();
         let mut conn = self.conn().await?;
-        let found: IdentityRow = diesel::sql_query(
+        let found: IdentityRow = kernel::sql::query(
             "INSERT INTO messaging.identities (account_id, channel_id, provider, external_user_id, name, username, phone)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (channel_id, external_user_id) DO UPDATE
@@ -317,7 +317,7 @@ impl Inner {
         let identity = found.id;
         let contact = conn
             .transaction::<i64, AppError, _>(async |tx| {
-                let locked: IdentityRow = diesel::sql_query(
+                let locked: IdentityRow = kernel::sql::query(
                     "SELECT id, contact_id FROM messaging.identities WHERE id = $1 FOR UPDATE",
                 )
                 .bind::<BigInt, _>(identity)
@@ -327,7 +327,7 @@ impl Inner {
                     return Ok(c);
                 }
                 let contact = self.find_or_create_contact(tx, channel, m).await?;
-                diesel::sql_query("UPDATE messaging.identities SET contact_id = $2 WHERE id = $1")
+                kernel::sql::query("UPDATE messaging.identities SET contact_id = $2 WHERE id = $1")
                     .bind::<BigInt, _>(identity)
                     .bind::<BigInt, _>(contact)
                     .execute(tx)
@@ -354,7 +354,7 @@ impl Inner {
         }
         // The same person on another channel of the account: by username (Telegram's are
         // global) or by phone.
-        let known: Option<C> = diesel::sql_query(
+        let known: Option<C> = kernel::sql::query(
             "SELECT contact_id FROM messaging.identities
               WHERE account_id = $1 AND contact_id IS NOT NULL
                 AND (($2 <> '' AND provider = $3 AND lower(username) = lower($2)) OR ($4 <> '' AND phone = $4))
@@ -438,7 +438,7 @@ impl Inner {
         };
         let mut conn = self.conn().await?;
         conn.transaction::<(), AppError, _>(async |tx| {
-            let conversation: ConversationUpsert = diesel::sql_query(
+            let conversation: ConversationUpsert = kernel::sql::query(
                 "INSERT INTO messaging.conversations (account_id, channel_id, identity_id, external_chat, contact_id, title, handle,
                                                      assigned_user_id, last_message_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -459,7 +459,7 @@ impl Inner {
             .get_result(tx)
             .await?;
             let conversation_id = conversation.id;
-            let inserted: Option<crate::rows::IdRow> = diesel::sql_query(
+            let inserted: Option<crate::rows::IdRow> = kernel::sql::query(
                 "INSERT INTO messaging.messages (account_id, channel_id, conversation_id, direction, text, status, external_id, created_at)
                  VALUES ($1, $2, $3, 'in', $4, 'received', $5, $6)
                  ON CONFLICT (channel_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
@@ -476,7 +476,7 @@ impl Inner {
             .optional()?;
             // The same provider message again: nothing changes.
             let Some(message) = inserted else { return Ok(()) };
-            let locked: Locked = diesel::sql_query(
+            let locked: Locked = kernel::sql::query(
                 "SELECT deal_id, contact_id FROM messaging.conversations WHERE id = $1 FOR UPDATE",
             )
             .bind::<BigInt, _>(conversation_id)
@@ -511,7 +511,7 @@ impl Inner {
                     }
                 }
             }
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE messaging.conversations
                     SET unread = unread + 1, last_text = $2, last_message_at = greatest(last_message_at, $3),
                         last_incoming_at = greatest(last_incoming_at, $3), deal_id = $4,
@@ -622,7 +622,7 @@ impl Inner {
         let mut conn = self.conn().await?;
         conn.transaction::<(), AppError, _>(async |tx| {
             // Forward only: sent < delivered < read; failed ends it (but never after read).
-            let changed: Option<StatusChanged> = diesel::sql_query(
+            let changed: Option<StatusChanged> = kernel::sql::query(
                 "UPDATE messaging.messages m SET status = $3, error = COALESCE($4, m.error)
                    FROM messaging.conversations c
                   WHERE m.channel_id = $1 AND m.external_id = $2 AND m.direction = 'out' AND c.id = m.conversation_id

@@ -37,7 +37,7 @@ struct Conv {
 }
 
 async fn conversation(conn: &mut AsyncPgConnection, id: i64) -> AppResult<Option<Conv>> {
-    Ok(diesel::sql_query(
+    Ok(kernel::sql::query(
         "SELECT assigned_user_id, title, handle FROM messaging.conversations WHERE id = $1",
     )
     .bind::<BigInt, _>(id)
@@ -60,7 +60,7 @@ async fn notify(
         // Nobody to tell, or the user did it himself.
         return Ok(());
     }
-    diesel::sql_query(
+    kernel::sql::query(
         "INSERT INTO messaging.notifications (account_id, user_id, kind, about, text, link)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (account_id, user_id, about) WHERE read_at IS NULL
@@ -152,7 +152,7 @@ impl Subscriber for Notifier {
             .await?;
         } else if t == DealResponsibleChanged::TYPE {
             let e: DealResponsibleChanged = event.decode()?;
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE messaging.conversations SET assigned_user_id = $3 WHERE account_id = $1 AND deal_id = $2",
             )
             .bind::<BigInt, _>(event.account_id.0)

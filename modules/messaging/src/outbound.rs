@@ -120,7 +120,7 @@ impl Inner {
                 #[diesel(sql_type = Text)]
                 provider: String,
             }
-            let conv: Conv = diesel::sql_query(
+            let conv: Conv = kernel::sql::query(
                 "SELECT c.channel_id, ch.provider FROM messaging.conversations c
                    JOIN messaging.channels ch ON ch.id = c.channel_id
                   WHERE c.account_id = $1 AND c.id = $2",
@@ -138,7 +138,7 @@ impl Inner {
                     "template messages are WhatsApp's; write a text instead",
                 ));
             }
-            let inserted: Option<IdRow> = diesel::sql_query(
+            let inserted: Option<IdRow> = kernel::sql::query(
                 "INSERT INTO messaging.messages (account_id, channel_id, conversation_id, direction, text, status,
                                                 author_user_id, robot_id, template, buttons, idempotency_key)
                  VALUES ($1, $2, $3, 'out', $4, 'queued', $5, $6, $7, $8, $9)
@@ -161,7 +161,7 @@ impl Inner {
                 Some(r) => r.id,
                 None => {
                     // Asked before with the same key: the message queued then.
-                    let existing: IdRow = diesel::sql_query(
+                    let existing: IdRow = kernel::sql::query(
                         "SELECT id FROM messaging.messages WHERE idempotency_key = $1 AND account_id = $2",
                     )
                     .bind::<Nullable<SqlUuid>, _>(message.key)
@@ -176,7 +176,7 @@ impl Inner {
                     });
                 }
             };
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE messaging.conversations
                     SET send_at = COALESCE(send_at, now()), last_message_at = now(), last_text = $2
                   WHERE id = $1",
@@ -198,7 +198,7 @@ impl Inner {
     pub(crate) async fn send_queued(&self, account: AccountId, conversation: i64) -> AppResult<()> {
         let held: Option<Held> = {
             let mut conn = self.conn().await?;
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE messaging.conversations SET sending_until = now() + make_interval(secs => $3)
                   WHERE account_id = $1 AND id = $2 AND (sending_until IS NULL OR sending_until < now())
                   RETURNING channel_id, external_chat, last_incoming_at, deal_id, contact_id",
@@ -236,7 +236,7 @@ impl Inner {
             }
             let next: Option<Next> = {
                 let mut conn = self.conn().await?;
-                diesel::sql_query(
+                kernel::sql::query(
                     "SELECT id, text, status, template, buttons, attempts, author_user_id FROM messaging.messages
                       WHERE conversation_id = $1 AND status IN ('queued', 'sending') ORDER BY id LIMIT 1",
                 )
@@ -290,7 +290,7 @@ impl Inner {
             {
                 // Marked as being sent, and the hold on the conversation renewed, in one trip.
                 let mut conn = self.conn().await?;
-                let marked = diesel::sql_query(
+                let marked = kernel::sql::query(
                     "WITH m AS (UPDATE messaging.messages SET status = 'sending', attempts = attempts + 1
                                  WHERE id = $1 AND status = 'queued' RETURNING conversation_id)
                      UPDATE messaging.conversations SET sending_until = now() + make_interval(secs => $2)
@@ -357,7 +357,7 @@ impl Inner {
                         Duration::from_millis(exp + jitter)
                     });
                     let mut conn = self.conn().await?;
-                    diesel::sql_query(
+                    kernel::sql::query(
                         "UPDATE messaging.messages SET status = 'queued', error = $2 WHERE id = $1",
                     )
                     .bind::<BigInt, _>(m.id)
@@ -373,11 +373,13 @@ impl Inner {
                 } => {
                     if broken {
                         let mut conn = self.conn().await?;
-                        diesel::sql_query("UPDATE messaging.channels SET error = $2 WHERE id = $1")
-                            .bind::<BigInt, _>(channel.row.id)
-                            .bind::<Text, _>(&reason)
-                            .execute(&mut conn)
-                            .await?;
+                        kernel::sql::query(
+                            "UPDATE messaging.channels SET error = $2 WHERE id = $1",
+                        )
+                        .bind::<BigInt, _>(channel.row.id)
+                        .bind::<Text, _>(&reason)
+                        .execute(&mut conn)
+                        .await?;
                         self.forget_channel(&channel.row).await;
                     }
                     self.fail(account, conversation, held, m.id, &reason)
@@ -401,7 +403,7 @@ impl Inner {
         conn.transaction::<(), AppError, _>(async |tx| {
             // The provider's id is unique per channel; should it ever repeat one, the message is
             // still sent (and kept without the id) rather than left half-done.
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE messaging.messages m
                     SET status = 'sent', sent_at = now(), error = NULL,
                         external_id = CASE WHEN EXISTS (SELECT 1 FROM messaging.messages o
@@ -442,7 +444,7 @@ impl Inner {
         tracing::info!(conversation, message, %reason, "message failed");
         let mut conn = self.conn().await?;
         conn.transaction::<(), AppError, _>(async |tx| {
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE messaging.messages SET status = 'failed', error = $2 WHERE id = $1",
             )
             .bind::<BigInt, _>(message)
@@ -471,12 +473,12 @@ impl Inner {
         let mut conn = self.conn().await?;
         conn.transaction::<(), AppError, _>(async |tx| {
             // The lock waits for a send() that is queueing on this conversation right now.
-            diesel::sql_query("SELECT id FROM messaging.conversations WHERE id = $1 FOR UPDATE")
+            kernel::sql::query("SELECT id FROM messaging.conversations WHERE id = $1 FOR UPDATE")
                 .bind::<BigInt, _>(conversation)
                 .execute(tx)
                 .await?;
             let wait = later.map(|d| d.as_secs_f64());
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE messaging.conversations
                     SET send_at = CASE
                             WHEN $2::float8 IS NOT NULL THEN now() + make_interval(secs => $2)

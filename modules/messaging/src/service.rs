@@ -233,7 +233,7 @@ impl Inner {
             return Ok(Some(c));
         }
         let mut conn = self.conn().await?;
-        let row: Option<ChannelRow> = diesel::sql_query(format!(
+        let row: Option<ChannelRow> = kernel::sql::query(format!(
             "SELECT {CHANNEL_COLUMNS} FROM messaging.channels WHERE webhook_key = $1 AND deleted_at IS NULL"
         ))
         .bind::<Text, _>(key)
@@ -254,7 +254,7 @@ impl Inner {
             return Ok(c);
         }
         let mut conn = self.conn().await?;
-        let row: ChannelRow = diesel::sql_query(format!(
+        let row: ChannelRow = kernel::sql::query(format!(
             "SELECT {CHANNEL_COLUMNS} FROM messaging.channels WHERE id = $1"
         ))
         .bind::<BigInt, _>(id)
@@ -277,7 +277,7 @@ impl Inner {
 
     async fn channel_row(&self, caller: Caller, id: i64) -> AppResult<ChannelRow> {
         let mut conn = self.conn().await?;
-        diesel::sql_query(format!(
+        kernel::sql::query(format!(
             "SELECT {CHANNEL_COLUMNS} FROM messaging.channels WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL"
         ))
         .bind::<BigInt, _>(caller.account_id.0)
@@ -295,7 +295,7 @@ impl Inner {
     ) -> AppResult<Conversation> {
         let visible = self.visible_users(caller).await?;
         let mut conn = self.conn().await?;
-        let row: Option<ConversationRow> = diesel::sql_query(format!(
+        let row: Option<ConversationRow> = kernel::sql::query(format!(
             "{CONVERSATION_SELECT} WHERE c.account_id = $1 AND c.id = $2
                 AND ($3::bigint[] IS NULL OR c.assigned_user_id = ANY($3))"
         ))
@@ -490,7 +490,7 @@ impl Inner {
             rate
         };
         let mut conn = self.conn().await?;
-        let row: Result<ChannelRow, diesel::result::Error> = diesel::sql_query(format!(
+        let row: Result<ChannelRow, diesel::result::Error> = kernel::sql::query(format!(
             "INSERT INTO messaging.channels (account_id, provider, name, webhook_key, external_id, base_url, api_version,
                                             credentials, pipeline_id, responsible_user_id, rate_per_second, created_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -555,7 +555,7 @@ impl Chats for MessagingService {
         let inner = &self.inner;
         let conversation = {
             let mut conn = inner.conn().await?;
-            diesel::sql_query(
+            kernel::sql::query(
                 "SELECT id FROM messaging.conversations WHERE account_id = $1 AND deal_id = $2
                   ORDER BY last_incoming_at DESC NULLS LAST, id DESC LIMIT 1",
             )
@@ -593,7 +593,7 @@ const SENDS_AT_ONCE: usize = 16;
 impl Messaging for MessagingService {
     async fn channels(&self, caller: Caller) -> AppResult<Vec<Channel>> {
         let mut conn = self.inner.conn().await?;
-        let rows: Vec<ChannelRow> = diesel::sql_query(format!(
+        let rows: Vec<ChannelRow> = kernel::sql::query(format!(
             "SELECT {CHANNEL_COLUMNS} FROM messaging.channels WHERE account_id = $1 AND deleted_at IS NULL ORDER BY id"
         ))
         .bind::<BigInt, _>(caller.account_id.0)
@@ -619,7 +619,7 @@ impl Messaging for MessagingService {
         self.inner.require_admin(caller).await?;
         let old = self.inner.channel_row(caller, id).await?;
         let mut conn = self.inner.conn().await?;
-        let row: ChannelRow = diesel::sql_query(format!(
+        let row: ChannelRow = kernel::sql::query(format!(
             "UPDATE messaging.channels SET active = $3, error = CASE WHEN $3 THEN NULL ELSE error END
               WHERE account_id = $1 AND id = $2 RETURNING {CHANNEL_COLUMNS}"
         ))
@@ -637,7 +637,7 @@ impl Messaging for MessagingService {
         let old = self.inner.channel_row(caller, id).await?;
         let mut conn = self.inner.conn().await?;
         // The row stays (its conversations keep their history); its webhook stops answering.
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE messaging.channels SET deleted_at = now(), active = false WHERE account_id = $1 AND id = $2",
         )
         .bind::<BigInt, _>(caller.account_id.0)
@@ -663,7 +663,7 @@ impl Messaging for MessagingService {
             None
         };
         let mut conn = self.inner.conn().await?;
-        let rows: Vec<ConversationRow> = diesel::sql_query(format!(
+        let rows: Vec<ConversationRow> = kernel::sql::query(format!(
             "{CONVERSATION_SELECT}
               WHERE c.account_id = $1
                 AND ($2::bigint[] IS NULL OR c.assigned_user_id = ANY($2))
@@ -701,7 +701,7 @@ impl Messaging for MessagingService {
     ) -> AppResult<Option<Conversation>> {
         let visible = self.inner.visible_users(caller).await?;
         let mut conn = self.inner.conn().await?;
-        let row: Option<ConversationRow> = diesel::sql_query(format!(
+        let row: Option<ConversationRow> = kernel::sql::query(format!(
             "{CONVERSATION_SELECT} WHERE c.account_id = $1 AND c.deal_id = $2
                 AND ($3::bigint[] IS NULL OR c.assigned_user_id = ANY($3))
               ORDER BY c.last_message_at DESC, c.id DESC LIMIT 1"
@@ -727,7 +727,7 @@ impl Messaging for MessagingService {
         let mut conn = self.inner.conn().await?;
         let mut rows: Vec<MessageRow> = match after {
             Some(a) => {
-                diesel::sql_query(format!(
+                kernel::sql::query(format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messaging.messages
                       WHERE account_id = $1 AND conversation_id = $2 AND id > $3 ORDER BY id LIMIT $4"
                 ))
@@ -739,7 +739,7 @@ impl Messaging for MessagingService {
                 .await?
             }
             None => {
-                let mut r: Vec<MessageRow> = diesel::sql_query(format!(
+                let mut r: Vec<MessageRow> = kernel::sql::query(format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messaging.messages
                       WHERE account_id = $1 AND conversation_id = $2 ORDER BY id DESC LIMIT $3"
                 ))
@@ -768,7 +768,7 @@ impl Messaging for MessagingService {
     async fn mark_read(&self, caller: Caller, conversation: i64) -> AppResult<()> {
         self.inner.conversation_row(caller, conversation).await?;
         let mut conn = self.inner.conn().await?;
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE messaging.conversations SET unread = 0 WHERE account_id = $1 AND id = $2 AND unread > 0",
         )
         .bind::<BigInt, _>(caller.account_id.0)
@@ -776,7 +776,7 @@ impl Messaging for MessagingService {
         .execute(&mut conn)
         .await?;
         if let Some(me) = caller.actor.user_id() {
-            diesel::sql_query(
+            kernel::sql::query(
                 "UPDATE messaging.notifications SET read_at = now()
                   WHERE account_id = $1 AND user_id = $2 AND about = $3 AND read_at IS NULL",
             )
@@ -809,7 +809,7 @@ impl Messaging for MessagingService {
             None => current.assigned_user_id,
         };
         let mut conn = self.inner.conn().await?;
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE messaging.conversations SET deal_id = $3, assigned_user_id = $4 WHERE account_id = $1 AND id = $2",
         )
         .bind::<BigInt, _>(caller.account_id.0)
@@ -825,7 +825,7 @@ impl Messaging for MessagingService {
     async fn unread_conversations(&self, caller: Caller) -> AppResult<i64> {
         let visible = self.inner.visible_users(caller).await?;
         let mut conn = self.inner.conn().await?;
-        let n: CountRow = diesel::sql_query(
+        let n: CountRow = kernel::sql::query(
             "SELECT count(*) AS n FROM messaging.conversations
               WHERE account_id = $1 AND unread > 0 AND ($2::bigint[] IS NULL OR assigned_user_id = ANY($2))",
         )
@@ -838,7 +838,7 @@ impl Messaging for MessagingService {
 
     async fn templates(&self, caller: Caller) -> AppResult<Vec<Template>> {
         let mut conn = self.inner.conn().await?;
-        let rows: Vec<TemplateRow> = diesel::sql_query(
+        let rows: Vec<TemplateRow> = kernel::sql::query(
             "SELECT id, name, body, whatsapp_name, whatsapp_language FROM messaging.templates
               WHERE account_id = $1 ORDER BY lower(name)",
         )
@@ -888,7 +888,7 @@ impl Messaging for MessagingService {
         };
         let mut conn = self.inner.conn().await?;
         let result: Result<TemplateRow, diesel::result::Error> = match new.id {
-            Some(id) => diesel::sql_query(
+            Some(id) => kernel::sql::query(
                 "UPDATE messaging.templates SET name = $3, body = $4, whatsapp_name = NULLIF($5, ''), whatsapp_language = $6
                   WHERE account_id = $1 AND id = $2
                   RETURNING id, name, body, whatsapp_name, whatsapp_language",
@@ -901,7 +901,7 @@ impl Messaging for MessagingService {
             .bind::<Text, _>(language)
             .get_result(&mut conn)
             .await,
-            None => diesel::sql_query(
+            None => kernel::sql::query(
                 "INSERT INTO messaging.templates (account_id, name, body, whatsapp_name, whatsapp_language)
                  VALUES ($1, $2, $3, NULLIF($4, ''), $5)
                  RETURNING id, name, body, whatsapp_name, whatsapp_language",
@@ -933,7 +933,7 @@ impl Messaging for MessagingService {
         self.inner.require_admin(caller).await?;
         let mut conn = self.inner.conn().await?;
         let n =
-            diesel::sql_query("DELETE FROM messaging.templates WHERE account_id = $1 AND id = $2")
+            kernel::sql::query("DELETE FROM messaging.templates WHERE account_id = $1 AND id = $2")
                 .bind::<BigInt, _>(caller.account_id.0)
                 .bind::<BigInt, _>(id)
                 .execute(&mut conn)
@@ -949,7 +949,7 @@ impl Messaging for MessagingService {
             return Ok(Vec::new());
         };
         let mut conn = self.inner.conn().await?;
-        let rows: Vec<NotificationRow> = diesel::sql_query(
+        let rows: Vec<NotificationRow> = kernel::sql::query(
             "SELECT id, kind, text, link, read_at, created_at FROM messaging.notifications
               WHERE account_id = $1 AND user_id = $2 ORDER BY id DESC LIMIT $3",
         )
@@ -966,7 +966,7 @@ impl Messaging for MessagingService {
             return Ok(0);
         };
         let mut conn = self.inner.conn().await?;
-        let n: CountRow = diesel::sql_query(
+        let n: CountRow = kernel::sql::query(
             "SELECT count(*) AS n FROM messaging.notifications WHERE account_id = $1 AND user_id = $2 AND read_at IS NULL",
         )
         .bind::<BigInt, _>(caller.account_id.0)
@@ -981,7 +981,7 @@ impl Messaging for MessagingService {
             return Ok(());
         };
         let mut conn = self.inner.conn().await?;
-        diesel::sql_query(
+        kernel::sql::query(
             "UPDATE messaging.notifications SET read_at = now() WHERE account_id = $1 AND user_id = $2 AND read_at IS NULL",
         )
         .bind::<BigInt, _>(caller.account_id.0)
@@ -1039,7 +1039,7 @@ impl Messaging for MessagingService {
 
     async fn clean_up(&self) -> AppResult<usize> {
         let mut conn = self.inner.conn().await?;
-        let n = diesel::sql_query(
+        let n = kernel::sql::query(
             "UPDATE messaging.inbound SET body = NULL
               WHERE id IN (SELECT id FROM messaging.inbound
                             WHERE body IS NOT NULL AND status = 'done'
