@@ -109,6 +109,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Bring an account over from another CRM.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// Analytics' read model.
     Analytics {
         #[command(subcommand)]
@@ -251,6 +256,28 @@ enum AccountCommand {
         subdomain: Option<String>,
         #[arg(long, default_value = "en")]
         lang: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// Read an amoCRM / Kommo account through its API v4 (paced under 7 requests/s, 429s waited
+    /// out, pages of 250). `--dry-run` counts what would come over and lists what cannot.
+    Amocrm {
+        /// The account's address, e.g. https://SUBDOMAIN.amocrm.ru
+        #[arg(long)]
+        base_url: String,
+        /// A long-lived token (or an OAuth access token) of the amoCRM account.
+        #[arg(long, env = "AMOCRM_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The Voronka account to import into.
+        #[arg(long)]
+        account: i64,
+        /// Only read and report: nothing is written.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -515,6 +542,44 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!("{}", account.id);
+                Ok(())
+            })
+            .await
+        }
+        Command::Import {
+            source:
+                ImportSource::Amocrm {
+                    base_url,
+                    token,
+                    account,
+                    dry_run,
+                    server: args,
+                },
+        } => {
+            if !dry_run {
+                return Err(Failure::Other(
+                    "only --dry-run is built so far: writing the import into Voronka is not there yet".into(),
+                ));
+            }
+            let config = load(&cli.config, args)?;
+            let client =
+                importer::AmoClient::new(base_url, token, importer::ClientOptions::default())
+                    .map_err(Failure::Other)?;
+            with_state(&config, async |state| {
+                let target = state
+                    .modules
+                    .accounts
+                    .account(kernel::AccountId(*account))
+                    .await
+                    .map_err(|e| format!("the Voronka account {account}: {e}"))?;
+                println!(
+                    "dry run: {} into Voronka account {} ({:?}); nothing is written",
+                    client.base_url(),
+                    account,
+                    target.name
+                );
+                let survey = importer::survey(&client).await.map_err(|e| e.to_string())?;
+                print!("{}", survey.report());
                 Ok(())
             })
             .await

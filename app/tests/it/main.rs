@@ -13,6 +13,7 @@ mod checks;
 mod contacts;
 mod deal_fields;
 mod deals;
+mod import;
 mod jobs;
 mod messaging;
 mod remote;
