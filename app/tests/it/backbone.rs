@@ -7,32 +7,12 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{amqp_url, broker_reachable};
 use kernel::testing::TestDb;
 use rand::Rng;
 
 const TOTAL: i64 = 1200;
 const SUBSCRIBERS: usize = 2;
-
-fn amqp_url() -> String {
-    std::env::var("VORONKA_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn broker_reachable() -> bool {
-    let url = amqp_url();
-    let host = url
-        .split('@')
-        .nth(1)
-        .and_then(|h| h.split('/').next())
-        .unwrap_or("127.0.0.1:5672")
-        .to_string();
-    std::net::ToSocketAddrs::to_socket_addrs(&host)
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|addr| {
-            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-        })
-}
 
 fn probe(db: &TestDb, bus: &str, store: &str, prefix: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_voronka"));

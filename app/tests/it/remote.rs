@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use voronka::config::{Config, ModuleConfig, ModuleMode};
 use voronka::state::AppState;
 
-use crate::support::{PASSWORD, TestApp, spawn_app_with};
+use crate::support::{PASSWORD, TestApp, amqp_url, spawn_app_with};
 
 const SECRET: &str = "an installation's shared secret, 32+ characters";
 
@@ -654,26 +654,10 @@ async fn messaging_moves_to_its_own_database_while_written_to_and_comes_back() {
     assert!(e.1.is_err());
 }
 
-fn amqp_url() -> String {
-    std::env::var("VORONKA_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
 /// Whether the RabbitMQ broker answers; a CI run requires it.
 fn broker_here() -> bool {
     let url = amqp_url();
-    let host = url
-        .split('@')
-        .nth(1)
-        .and_then(|h| h.split('/').next())
-        .unwrap_or("127.0.0.1:5672")
-        .to_string();
-    let up = std::net::ToSocketAddrs::to_socket_addrs(&host)
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|addr| {
-            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok()
-        });
+    let up = crate::support::broker_reachable();
     if !up && std::env::var_os("CI").is_some() {
         panic!("RabbitMQ is not reachable at {url} and this run requires it");
     }

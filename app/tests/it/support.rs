@@ -416,3 +416,26 @@ pub fn location(res: &reqwest::Response) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// The RabbitMQ broker the tests use (`VORONKA_TEST_AMQP_URL`, else the local one).
+pub fn amqp_url() -> String {
+    std::env::var("VORONKA_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Whether that broker answers (within a second).
+pub fn broker_reachable() -> bool {
+    let url = amqp_url();
+    let host = url
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split('/').next())
+        .unwrap_or("127.0.0.1:5672")
+        .to_string();
+    std::net::ToSocketAddrs::to_socket_addrs(&host)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok()
+        })
+}
