@@ -9,7 +9,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
@@ -311,6 +311,12 @@ impl AmoClient {
         Ok(Page { items, more })
     }
 
+    /// How many items the list at `path` holds (every page read).
+    pub async fn count(&self, path: &str, key: &str) -> Result<usize, AmoError> {
+        self.each_page(path, key, &[], 1, |_, _| async { Ok(()) })
+            .await
+    }
+
     /// Every item of the list at `path`, page by page, handed to `each` with its page number.
     /// Returns how many items there were.
     pub async fn each_page<F, Fut>(
@@ -340,11 +346,6 @@ impl AmoClient {
             n += 1;
         }
     }
-}
-
-/// Seconds since `started`, for reports.
-pub fn seconds_since(started: Instant) -> f64 {
-    started.elapsed().as_secs_f64()
 }
 
 #[cfg(test)]

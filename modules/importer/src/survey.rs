@@ -115,13 +115,7 @@ pub async fn survey(client: &AmoClient) -> Result<Survey, AmoError> {
     s.counts.push(("statuses".into(), statuses));
 
     let reasons = client
-        .each_page(
-            "/api/v4/leads/loss_reasons",
-            "loss_reasons",
-            &[],
-            1,
-            |_, _| async { Ok(()) },
-        )
+        .count("/api/v4/leads/loss_reasons", "loss_reasons")
         .await?;
     s.counts.push(("loss reasons".into(), reasons));
 
@@ -152,20 +146,13 @@ pub async fn survey(client: &AmoClient) -> Result<Survey, AmoError> {
             .await?;
         s.counts.push((entity, n));
         let groups = client
-            .each_page(
+            .count(
                 &format!("/api/v4/{e}/custom_fields/groups"),
                 "custom_field_groups",
-                &[],
-                1,
-                |_, _| async { Ok(()) },
             )
             .await?;
         s.counts.push((format!("{e}/custom_field_groups"), groups));
-        let tags = client
-            .each_page(&format!("/api/v4/{e}/tags"), "tags", &[], 1, |_, _| async {
-                Ok(())
-            })
-            .await?;
+        let tags = client.count(&format!("/api/v4/{e}/tags"), "tags").await?;
         s.counts.push((format!("{e}/tags"), tags));
     }
 
@@ -208,24 +195,12 @@ pub async fn survey(client: &AmoClient) -> Result<Survey, AmoError> {
     }
 
     for e in RECORDS {
-        let n = client
-            .each_page(
-                &format!("/api/v4/{e}/notes"),
-                "notes",
-                &[],
-                1,
-                |_, _| async { Ok(()) },
-            )
-            .await?;
+        let n = client.count(&format!("/api/v4/{e}/notes"), "notes").await?;
         s.counts.push((format!("{e}/notes"), n));
     }
-    let tasks = client
-        .each_page("/api/v4/tasks", "tasks", &[], 1, |_, _| async { Ok(()) })
-        .await?;
+    let tasks = client.count("/api/v4/tasks", "tasks").await?;
     s.counts.push(("tasks".into(), tasks));
-    let events = client
-        .each_page("/api/v4/events", "events", &[], 1, |_, _| async { Ok(()) })
-        .await?;
+    let events = client.count("/api/v4/events", "events").await?;
     s.counts.push(("events".into(), events));
 
     s.traffic = client.traffic();
