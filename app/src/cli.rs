@@ -556,11 +556,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     server: args,
                 },
         } => {
-            if !dry_run {
-                return Err(Failure::Other(
-                    "only --dry-run is built so far: writing the import into Voronka is not there yet".into(),
-                ));
-            }
             let config = load(&cli.config, args)?;
             let client =
                 importer::AmoClient::new(base_url, token, importer::ClientOptions::default())
@@ -572,14 +567,35 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .account(kernel::AccountId(*account))
                     .await
                     .map_err(|e| format!("the Voronka account {account}: {e}"))?;
+                if *dry_run {
+                    println!(
+                        "dry run: {} into Voronka account {} ({:?}); nothing is written",
+                        client.base_url(),
+                        account,
+                        target.name
+                    );
+                    let survey = importer::survey(&client).await.map_err(|e| e.to_string())?;
+                    print!("{}", survey.report());
+                    return Ok(());
+                }
+                let outcome = crate::import::run(state, &client, target.id, |p| {
+                    let step = if p.step.is_empty() { "…" } else { p.step.as_str() };
+                    let total: u64 = p.created.values().chain(p.updated.values()).sum();
+                    println!("  {step:<18} page {:>4}   written {total:>8}   {} requests", p.page, p.requests);
+                })
+                .await
+                .map_err(|e| {
+                    format!("{e}\nthe import stopped; run the same command again to go on from where it stopped")
+                })?;
                 println!(
-                    "dry run: {} into Voronka account {} ({:?}); nothing is written",
+                    "import {} of {} into Voronka account {} ({:?}) finished{}",
+                    outcome.run,
                     client.base_url(),
                     account,
-                    target.name
+                    target.name,
+                    if outcome.resumed { ", going on from where it had stopped" } else { "" }
                 );
-                let survey = importer::survey(&client).await.map_err(|e| e.to_string())?;
-                print!("{}", survey.report());
+                print!("{}", outcome.progress.report());
                 Ok(())
             })
             .await

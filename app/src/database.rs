@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[ModuleMigrations] = &[
     automation::MIGRATIONS,
     messaging::MIGRATIONS,
     analytics::MIGRATIONS,
+    importer::MIGRATIONS,
 ];
 
 /// The database name used in a private cluster.

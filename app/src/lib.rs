@@ -16,6 +16,7 @@ pub mod extract;
 pub mod fake_providers;
 pub mod health;
 pub mod hooks;
+pub mod import;
 pub mod incoming;
 pub mod jobs;
 pub mod messaging_bench;

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod money;
 pub mod outbox;
 pub mod paging;
+pub mod provenance;
 pub mod pg_cluster;
 pub mod reach;
 pub mod remote;

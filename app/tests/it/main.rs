@@ -14,6 +14,7 @@ mod contacts;
 mod deal_fields;
 mod deals;
 mod import;
+mod import_roundtrip;
 mod jobs;
 mod messaging;
 mod remote;

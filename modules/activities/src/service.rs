@@ -544,6 +544,57 @@ impl Activities for ActivitiesService {
         Ok(out)
     }
 
+    async fn restore_provenance(
+        &self,
+        caller: Caller,
+        record: Record,
+        items: Vec<kernel::provenance::Provenance>,
+    ) -> AppResult<usize> {
+        kernel::provenance::check(&items)?;
+        access::system_or_admin(&*self.accounts, caller).await?;
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let text = match record {
+            Record::Note => {
+                "UPDATE activities.notes r
+                    SET created_at = x.created_at, updated_at = x.updated_at,
+                        created_by = x.created_by, updated_by = x.updated_by
+                   FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::bigint[],
+                               $6::bigint[], $7::timestamptz[])
+                        AS x(id, created_at, updated_at, created_by, updated_by, closed_at)
+                  WHERE r.account_id = $1 AND r.id = x.id AND r.deleted_at IS NULL"
+            }
+            Record::Task => {
+                "UPDATE activities.tasks r
+                    SET created_at = x.created_at, updated_at = x.updated_at,
+                        created_by = x.created_by,
+                        completed_at = CASE WHEN r.completed_at IS NULL THEN NULL
+                                            ELSE coalesce(x.closed_at, r.completed_at) END,
+                        completed_by = CASE WHEN r.completed_at IS NULL THEN NULL
+                                            ELSE x.updated_by END
+                   FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::bigint[],
+                               $6::bigint[], $7::timestamptz[])
+                        AS x(id, created_at, updated_at, created_by, updated_by, closed_at)
+                  WHERE r.account_id = $1 AND r.id = x.id AND r.deleted_at IS NULL"
+            }
+        };
+        let mut conn = self.conn().await?;
+        let changed = kernel::sql::query(text)
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<Array<BigInt>, _>(items.iter().map(|p| p.id).collect::<Vec<_>>())
+            .bind::<Array<Timestamptz>, _>(items.iter().map(|p| p.created_at).collect::<Vec<_>>())
+            .bind::<Array<Timestamptz>, _>(items.iter().map(|p| p.updated_at).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(items.iter().map(|p| p.created_by).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(items.iter().map(|p| p.updated_by).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Timestamptz>>, _>(
+                items.iter().map(|p| p.closed_at).collect::<Vec<_>>(),
+            )
+            .execute(&mut conn)
+            .await?;
+        Ok(changed)
+    }
+
     async fn add_task_type(&self, caller: Caller, name: &str) -> AppResult<TaskType> {
         if let Some(me) = caller.actor.user_id() {
             let u = self.accounts.user(caller, me).await?;

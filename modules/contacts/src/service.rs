@@ -637,6 +637,33 @@ struct Checked {
 }
 
 impl ContactsService {
+    /// The record a repeated command (one with a request key, the caller's cause) made the
+    /// first time, in `table` (contacts or companies).
+    async fn requested(&self, caller: Caller, table: &str) -> AppResult<Option<i64>> {
+        let Some(key) = caller.cause else {
+            return Ok(None);
+        };
+        #[derive(QueryableByName)]
+        struct Found {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+        }
+        let text = match table {
+            "companies" => {
+                "SELECT id FROM contacts.companies WHERE account_id = $1 AND request_key = $2"
+            }
+            _ => "SELECT id FROM contacts.contacts WHERE account_id = $1 AND request_key = $2",
+        };
+        let mut conn = self.conn().await?;
+        let found: Option<Found> = kernel::sql::query(text)
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<diesel::sql_types::Uuid, _>(key)
+            .get_result(&mut conn)
+            .await
+            .optional()?;
+        Ok(found.map(|f| f.id))
+    }
+
     /// Checks the shared parts of a patch; `errors` are the entity's own so far, refused
     /// together with these.
     async fn check_patch(
@@ -776,6 +803,9 @@ impl ContactsService {
 impl Contacts for ContactsService {
     async fn create_contact(&self, caller: Caller, new: NewContact) -> AppResult<Contact> {
         self.scope(caller, Entity::Contact, Action::Create).await?;
+        if let Some(id) = self.requested(caller, "contacts").await? {
+            return self.contact(caller, ContactId(id)).await;
+        }
         let mut errors = Vec::new();
         let first = text("first_name", &new.first_name, 100, &mut errors);
         let last = text("last_name", &new.last_name, 100, &mut errors);
@@ -831,6 +861,13 @@ impl Contacts for ContactsService {
                     .returning(contacts::id)
                     .get_result(tx)
                     .await?;
+                if let Some(key) = caller.cause {
+                    kernel::sql::query("UPDATE contacts.contacts SET request_key = $2 WHERE id = $1")
+                        .bind::<BigInt, _>(id)
+                        .bind::<diesel::sql_types::Uuid, _>(key)
+                        .execute(tx)
+                        .await?;
+                }
                 write_reach(
                     tx,
                     account,
@@ -1542,6 +1579,9 @@ impl Contacts for ContactsService {
 
     async fn create_company(&self, caller: Caller, new: NewCompany) -> AppResult<Company> {
         self.scope(caller, Entity::Company, Action::Create).await?;
+        if let Some(id) = self.requested(caller, "companies").await? {
+            return self.company(caller, CompanyId(id)).await;
+        }
         let mut errors = Vec::new();
         let name = text("name", &new.name, 255, &mut errors);
         if name.is_empty() {
@@ -1594,6 +1634,13 @@ impl Contacts for ContactsService {
                     .returning(companies::id)
                     .get_result(tx)
                     .await?;
+                if let Some(key) = caller.cause {
+                    kernel::sql::query("UPDATE contacts.companies SET request_key = $2 WHERE id = $1")
+                        .bind::<BigInt, _>(id)
+                        .bind::<diesel::sql_types::Uuid, _>(key)
+                        .execute(tx)
+                        .await?;
+                }
                 write_reach(
                     tx,
                     account,
@@ -1978,6 +2025,43 @@ impl Contacts for ContactsService {
         let next = page.next.clone();
         let items = companies_out(&mut conn, caller.account_id, page.items).await?;
         Ok(Page { items, next })
+    }
+
+    async fn restore_provenance(
+        &self,
+        caller: Caller,
+        entity: Entity,
+        items: Vec<kernel::provenance::Provenance>,
+    ) -> AppResult<usize> {
+        use diesel::sql_types::Timestamptz;
+        kernel::provenance::check(&items)?;
+        access::system_or_admin(&*self.accounts, caller).await?;
+        if items.is_empty() {
+            return Ok(0);
+        }
+        // The table is one of two fixed names, never input.
+        let table = match entity {
+            Entity::Contact => "contacts.contacts",
+            Entity::Company => "contacts.companies",
+        };
+        let mut conn = self.conn().await?;
+        let changed = kernel::sql::query(&format!(
+            "UPDATE {table} r
+                SET created_at = x.created_at, updated_at = x.updated_at,
+                    created_by = x.created_by, updated_by = x.updated_by
+               FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::bigint[], $6::bigint[])
+                    AS x(id, created_at, updated_at, created_by, updated_by)
+              WHERE r.account_id = $1 AND r.id = x.id AND r.deleted_at IS NULL"
+        ))
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<Array<BigInt>, _>(items.iter().map(|p| p.id).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(items.iter().map(|p| p.created_at).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(items.iter().map(|p| p.updated_at).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(items.iter().map(|p| p.created_by).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(items.iter().map(|p| p.updated_by).collect::<Vec<_>>())
+        .execute(&mut conn)
+        .await?;
+        Ok(changed)
     }
 
     async fn link(&self, caller: Caller, contact: ContactId, company: CompanyId) -> AppResult<()> {

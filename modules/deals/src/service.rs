@@ -49,8 +49,23 @@ impl DealsService {
         responsible: UserId,
     ) -> AppResult<DealRow> {
         let (name, tag_names, contacts) = check_new(&new)?;
+        // A command with a request key (the caller's cause) creates its deal once: a repeat
+        // gets the deal made the first time.
+        if let Some(key) = caller.cause {
+            let done: Option<DealRow> = kernel::sql::query(
+                "SELECT * FROM deals.deals WHERE account_id = $1 AND request_key = $2",
+            )
+            .bind::<BigInt, _>(caller.account_id.0)
+            .bind::<diesel::sql_types::Uuid, _>(key)
+            .get_result(conn)
+            .await
+            .optional()?;
+            if let Some(row) = done {
+                return Ok(row);
+            }
+        }
         // Most creates carry no tags or field values: one statement does it all.
-        if tag_names.is_empty() && new.custom_fields.is_empty() {
+        if tag_names.is_empty() && new.custom_fields.is_empty() && caller.cause.is_none() {
             let fast = NewDeal {
                 contact_ids: contacts.clone(),
                 main_contact_id: <[i64]>::first(&contacts).copied(),
@@ -123,6 +138,13 @@ impl DealsService {
                 },
             )
             .await?;
+            if let Some(key) = caller.cause {
+                kernel::sql::query("UPDATE deals.deals SET request_key = $2 WHERE id = $1")
+                    .bind::<BigInt, _>(row.id)
+                    .bind::<diesel::sql_types::Uuid, _>(key)
+                    .execute(tx)
+                    .await?;
+            }
             let event = DealCreated {
                 deal_id: DealId(row.id),
                 name: row.name.clone(),
@@ -1622,6 +1644,63 @@ impl Deals for DealsService {
                 })
             })
             .collect())
+    }
+
+    async fn restore_provenance(
+        &self,
+        caller: Caller,
+        items: Vec<kernel::provenance::Provenance>,
+    ) -> AppResult<usize> {
+        use diesel::sql_types::{Array, Nullable, Timestamptz};
+        kernel::provenance::check(&items)?;
+        accounts_api::access::system_or_admin(&*self.accounts, caller).await?;
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let changed = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let ids: Vec<i64> = items.iter().map(|p| p.id).collect();
+                let changed = kernel::sql::query(
+                    "UPDATE deals.deals d
+                        SET created_at = x.created_at, updated_at = x.updated_at,
+                            created_by = x.created_by, updated_by = x.updated_by,
+                            closed_at = CASE WHEN d.closed_at IS NULL THEN NULL
+                                             ELSE coalesce(x.closed_at, d.closed_at) END
+                       FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[],
+                                   $5::bigint[], $6::bigint[], $7::timestamptz[])
+                            AS x(id, created_at, updated_at, created_by, updated_by, closed_at)
+                      WHERE d.account_id = $1 AND d.id = x.id",
+                )
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<Array<BigInt>, _>(&ids)
+                .bind::<Array<Timestamptz>, _>(items.iter().map(|p| p.created_at).collect::<Vec<_>>())
+                .bind::<Array<Timestamptz>, _>(items.iter().map(|p| p.updated_at).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(items.iter().map(|p| p.created_by).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(items.iter().map(|p| p.updated_by).collect::<Vec<_>>())
+                .bind::<Array<Nullable<Timestamptz>>, _>(
+                    items.iter().map(|p| p.closed_at).collect::<Vec<_>>(),
+                )
+                .execute(tx)
+                .await?;
+                // A deal with a single stay entered its stage when it was made (or closed).
+                kernel::sql::query(
+                    "UPDATE deals.stage_history h
+                        SET entered_at = coalesce(d.closed_at, d.created_at)
+                       FROM deals.deals d
+                      WHERE d.account_id = $1 AND d.id = ANY($2)
+                        AND h.account_id = $1 AND h.deal_id = d.id AND h.left_at IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM deals.stage_history o
+                                         WHERE o.account_id = $1 AND o.deal_id = d.id AND o.id <> h.id)",
+                )
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<Array<BigInt>, _>(&ids)
+                .execute(tx)
+                .await?;
+                Ok(changed)
+            })
+            .await?;
+        Ok(changed)
     }
 
     async fn seed_deals(

@@ -31,6 +31,17 @@ pub trait Activities: Send + Sync {
     /// By the entity's delete right.
     async fn delete_note(&self, caller: Caller, id: NoteId) -> AppResult<()>;
 
+    /// Sets when and by whom notes or tasks were made (see [`kernel::provenance`]; a completed
+    /// task's `closed_at` is its completion), for records brought over by an import. Records
+    /// not in the account are skipped; the number changed is returned. The system or
+    /// administrators only.
+    async fn restore_provenance(
+        &self,
+        caller: Caller,
+        record: Record,
+        items: Vec<kernel::provenance::Provenance>,
+    ) -> AppResult<usize>;
+
     // --- tasks -------------------------------------------------------------------------------
     async fn task_types(&self, caller: Caller) -> AppResult<Vec<TaskType>>;
     async fn add_task_type(&self, caller: Caller, name: &str) -> AppResult<TaskType>;

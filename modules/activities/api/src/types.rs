@@ -253,3 +253,11 @@ pub struct Timeline {
     pub items: Vec<TimelineItem>,
     pub next: Option<kernel::paging::Cursor>,
 }
+
+/// Notes or tasks: the records of this module an import restores the history of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Record {
+    Note,
+    Task,
+}

@@ -109,6 +109,15 @@ pub trait Contacts: Send + Sync {
         filter: &ContactFilter,
         page: PageRequest,
     ) -> AppResult<Page<Company>>;
+    /// Sets when and by whom contacts or companies were made (see [`kernel::provenance`]), for
+    /// records brought over by an import. Records not in the account are skipped; the number
+    /// changed is returned. The system or administrators only.
+    async fn restore_provenance(
+        &self,
+        caller: Caller,
+        entity: Entity,
+        items: Vec<kernel::provenance::Provenance>,
+    ) -> AppResult<usize>;
     /// Makes the contact one of the company's people (idempotent).
     async fn link(&self, caller: Caller, contact: ContactId, company: CompanyId) -> AppResult<()>;
     async fn unlink(&self, caller: Caller, contact: ContactId, company: CompanyId)

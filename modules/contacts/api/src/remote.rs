@@ -44,6 +44,7 @@ kernel::remote_trait! {
             write fn delete_company(caller: Caller, id: CompanyId) -> ();
             write fn merge_companies(caller: Caller, keep: CompanyId, others: Vec<CompanyId>) -> Company;
             read fn list_companies(caller: Caller, filter: &ContactFilter as ContactFilter, page: PageRequest) -> Page<Company>;
+            write fn restore_provenance(caller: Caller, entity: Entity, items: Vec<kernel::provenance::Provenance>) -> usize;
             write fn link(caller: Caller, contact: ContactId, company: CompanyId) -> ();
             write fn unlink(caller: Caller, contact: ContactId, company: CompanyId) -> ();
             read fn search(caller: Caller, query: &str as String, limit: u32) -> Vec<SearchHit>;

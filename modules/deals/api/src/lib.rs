@@ -119,6 +119,16 @@ pub trait Deals: Send + Sync {
         users: Vec<kernel::UserId>,
     ) -> AppResult<Seeded>;
 
+    /// Sets when and by whom deals were made (see [`kernel::provenance`]), for deals brought
+    /// over by an import: their creation, last change and closing, and the time they entered
+    /// the stage they are in when that is their only stay. Deals not in the account are
+    /// skipped; the number changed is returned. The system or administrators only.
+    async fn restore_provenance(
+        &self,
+        caller: Caller,
+        items: Vec<kernel::provenance::Provenance>,
+    ) -> AppResult<usize>;
+
     /// Every stay of a deal in a stage, oldest first.
     async fn stage_history(&self, caller: Caller, id: DealId) -> AppResult<Vec<StageVisit>>;
     /// The account's deals (deleted ones too) with ids above `after`, in id order, each with

@@ -48,6 +48,7 @@ kernel::remote_trait! {
             write fn move_deal(caller: Caller, id: DealId, to: MoveTo) -> Deal;
             write fn move_deal_to_pipeline(caller: Caller, id: DealId, pipeline: PipelineId, stage: Option<StageId>, loss_reason_id: Option<LossReasonId>) -> Deal;
             write fn seed_deals(caller: Caller, pipeline: PipelineId, count: i64, users: Vec<kernel::UserId>) -> Seeded;
+            write fn restore_provenance(caller: Caller, items: Vec<kernel::provenance::Provenance>) -> usize;
             read fn stage_history(caller: Caller, id: DealId) -> Vec<StageVisit>;
             read fn history(caller: Caller, after: Option<DealId>, limit: u32) -> Vec<DealHistory>;
             write fn bulk(caller: Caller, ids: Vec<DealId>, action: BulkAction) -> usize;

@@ -1,0 +1,2 @@
+DROP TABLE importer.ids;
+DROP TABLE importer.runs;

@@ -1,0 +1,1810 @@
+//! The import: reads an amoCRM account (see [`crate::amo`]) and writes it into a Voronka
+//! account through the other modules' traits, as the system.
+//!
+//! - **Ids mapped.** Every record brought over is kept in `importer.ids` (amoCRM id → Voronka
+//!   id), so a rerun updates what the first run made instead of making it again.
+//! - **Resumable.** Definitions (users, pipelines, fields, …) are cheap and are walked again on
+//!   every run. Records are read page by page; the run's progress (the steps done, the last page
+//!   written, the counts) is saved after each page, and a new start goes on from the next page.
+//! - **Exactly once.** Each record is created with a request key derived from the target
+//!   account, the source and the amoCRM id (the caller's cause), which the modules keep with the
+//!   row: a create repeated after a crash returns the record made the first time.
+//! - **History kept.** Creation and change times and authors are set afterwards through each
+//!   module's `restore_provenance`.
+//! - **Nothing dropped silently.** What Voronka cannot represent, and every record a module
+//!   refused, is listed in the report with the reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use accounts_api::{Accounts, GroupId, Lang, NewUser, UserPatch};
+use activities_api::{
+    Activities, CallParams, EntityKind, EntityRef, NewNote, NewTask, NoteId, Record, TaskId,
+    TaskPatch, TaskTypeId,
+};
+use chrono::{DateTime, Utc};
+use contacts_api::{CompanyId, CompanyPatch, ContactId, ContactPatch, Contacts, Entity, Reach};
+use deals_api::{DealId, DealPatch, Deals, LossReasonId, MoveTo, NewDeal, PipelineId, StageId};
+use kernel::fields::{FieldEnum, FieldType};
+use kernel::provenance::Provenance;
+use kernel::{AccountId, Actor, AppError, AppResult, Caller, ErrorCode, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::amo::{AmoClient, AmoError};
+use crate::store::Store;
+use crate::survey::counterpart;
+
+/// The namespace of the request keys the import creates records with.
+const KEYS: uuid::Uuid = uuid::Uuid::from_u128(0x5f0c_7a1e_2b4d_4c8e_9a61_3e7d_0b2c_1f48);
+
+/// Something the import did not bring over, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skip {
+    pub entity: String,
+    pub id: i64,
+    pub reason: String,
+}
+
+/// Where a run stands; saved after each step and each page of records.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// Steps finished.
+    pub done: Vec<String>,
+    /// The step under way and the last page of it written.
+    pub step: String,
+    pub page: u32,
+    pub read: BTreeMap<String, u64>,
+    pub created: BTreeMap<String, u64>,
+    pub updated: BTreeMap<String, u64>,
+    pub skipped: Vec<Skip>,
+    /// Values of fields without a counterpart left behind, by "entity|field id".
+    #[serde(default)]
+    pub dropped: BTreeMap<String, u64>,
+    /// Requests made and seconds spent over every start of the run.
+    pub requests: u64,
+    pub seconds: f64,
+}
+
+impl Progress {
+    fn add(map: &mut BTreeMap<String, u64>, entity: &str, n: u64) {
+        if n > 0 {
+            *map.entry(entity.to_string()).or_default() += n;
+        }
+    }
+
+    /// The final report: per entity read, created, updated; then every skipped item.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "  {:<28} {:>9} {:>9} {:>9}\n",
+            "entity", "read", "created", "updated"
+        ));
+        let mut entities: Vec<&String> = self.read.keys().collect();
+        for e in self.created.keys().chain(self.updated.keys()) {
+            if !entities.contains(&e) {
+                entities.push(e);
+            }
+        }
+        for e in entities {
+            let n = |m: &BTreeMap<String, u64>| m.get(e).copied().unwrap_or(0);
+            out.push_str(&format!(
+                "  {:<28} {:>9} {:>9} {:>9}\n",
+                e,
+                n(&self.read),
+                n(&self.created),
+                n(&self.updated)
+            ));
+        }
+        if self.skipped.is_empty() {
+            out.push_str("skipped: nothing\n");
+        } else {
+            out.push_str(&format!("skipped ({}):\n", self.skipped.len()));
+            for s in &self.skipped {
+                out.push_str(&format!("  {} {}: {}\n", s.entity, s.id, s.reason));
+            }
+        }
+        out.push_str(&format!(
+            "read with {} requests in {:.1} s ({:.2}/s)\n",
+            self.requests,
+            self.seconds,
+            self.requests as f64 / self.seconds.max(0.001)
+        ));
+        out
+    }
+}
+
+#[derive(Debug)]
+pub enum ImportError {
+    Amo(AmoError),
+    App(AppError),
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportError::Amo(e) => write!(f, "{e}"),
+            ImportError::App(e) => write!(f, "writing into Voronka: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+impl From<AmoError> for ImportError {
+    fn from(e: AmoError) -> Self {
+        ImportError::Amo(e)
+    }
+}
+
+impl From<AppError> for ImportError {
+    fn from(e: AppError) -> Self {
+        ImportError::App(e)
+    }
+}
+
+type Result<T> = std::result::Result<T, ImportError>;
+
+/// The modules the import writes into.
+#[derive(Clone)]
+pub struct Targets {
+    pub accounts: Arc<dyn Accounts>,
+    pub deals: Arc<dyn Deals>,
+    pub contacts: Arc<dyn Contacts>,
+    pub activities: Arc<dyn Activities>,
+}
+
+pub struct Importer {
+    store: Store,
+    t: Targets,
+}
+
+/// The steps of a run, in order: definitions first, then the records that refer to them.
+const STEPS: [&str; 13] = [
+    "users",
+    "pipelines",
+    "loss_reasons",
+    "fields",
+    "tags",
+    "task_types",
+    "companies",
+    "contacts",
+    "leads",
+    "leads/notes",
+    "contacts/notes",
+    "companies/notes",
+    "tasks",
+];
+
+/// What a run ended with.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run: i64,
+    /// Whether it went on from an earlier start that stopped.
+    pub resumed: bool,
+    pub progress: Progress,
+}
+
+/// One custom field of amoCRM's as it lands here.
+#[derive(Debug, Clone)]
+enum Landing {
+    /// A field of ours.
+    Field { id: i64, ty: FieldType },
+    /// A part of the record itself (`PHONE`, `EMAIL`, `POSITION`, `WEB`, `ADDRESS`).
+    Part(&'static str),
+    /// Nothing: the type has no counterpart (the values are counted and reported).
+    Nowhere { name: String, ty: String },
+}
+
+/// A run under way.
+struct Job<'a> {
+    imp: &'a Importer,
+    client: &'a AmoClient,
+    account: AccountId,
+    source: String,
+    run: i64,
+    progress: Progress,
+    ids: HashMap<(String, i64), i64>,
+    /// By (records' entity, amoCRM field id).
+    fields: HashMap<(String, i64), Landing>,
+    /// amoCRM enum id → ours, by records' entity.
+    enums: HashMap<(String, i64), i64>,
+    /// Who owns records whose amoCRM user is not known here: the account's first admin.
+    fallback: UserId,
+    /// Whether the current step's definitions count (not on a walk repeated by a resume).
+    counting: bool,
+}
+
+impl Importer {
+    pub fn new(pool: kernel::db::DbPool, targets: Targets) -> Importer {
+        Importer {
+            store: Store::new(pool),
+            t: targets,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Imports (or goes on importing, or updates) the amoCRM account `client` reads into
+    /// `account`. `on_page` is told after each step and page (for a progress display).
+    pub async fn run(
+        &self,
+        client: &AmoClient,
+        account: AccountId,
+        mut on_page: impl FnMut(&Progress),
+    ) -> Result<Outcome> {
+        let source = client.base_url().to_lowercase();
+        let (run, resumed) = self.store.open_run(account, &source).await?;
+        let system = Caller::system(account);
+        let fallback = self.fallback_user(system).await?;
+        let mut job = Job {
+            imp: self,
+            client,
+            account,
+            source: source.clone(),
+            run: run.id,
+            progress: run.progress,
+            ids: self.store.ids(account, &source).await?,
+            fields: HashMap::new(),
+            enums: HashMap::new(),
+            fallback,
+            counting: true,
+        };
+        let result = job.all(&mut on_page).await;
+        match &result {
+            Ok(()) => self.store.finish(run.id, None).await?,
+            Err(e) => {
+                let _ = self.store.finish(run.id, Some(&e.to_string())).await;
+            }
+        }
+        result?;
+        Ok(Outcome {
+            run: run.id,
+            resumed,
+            progress: job.progress,
+        })
+    }
+
+    /// The account's first active administrator: records whose owner cannot be found.
+    async fn fallback_user(&self, system: Caller) -> AppResult<UserId> {
+        let page = self
+            .t
+            .accounts
+            .list_users(system, kernel::paging::PageRequest::new(None, Some(250)))
+            .await?;
+        page.items
+            .iter()
+            .find(|u| u.is_admin && u.is_active)
+            .map(|u| u.id)
+            .ok_or_else(|| {
+                AppError::validation(
+                    "account",
+                    "no_admin",
+                    "the Voronka account has no active administrator",
+                )
+            })
+    }
+}
+
+fn id_of(v: &Value) -> i64 {
+    v.get("id").and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn str_of<'v>(v: &'v Value, key: &str) -> &'v str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn time_of(v: &Value, key: &str) -> Option<DateTime<Utc>> {
+    v.get(key)
+        .and_then(Value::as_i64)
+        .filter(|t| *t > 0)
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+}
+
+/// A module's refusal of one record (it is skipped and reported); anything else stops the
+/// run, which can be started again.
+fn refused(e: &AppError) -> bool {
+    matches!(
+        e.code,
+        ErrorCode::Validation | ErrorCode::NotFound | ErrorCode::Conflict
+    )
+}
+
+fn color_of(v: &Value) -> String {
+    let c = str_of(v, "color").trim().to_lowercase();
+    if c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|ch| ch.is_ascii_hexdigit()) {
+        c
+    } else {
+        "#99ccff".into()
+    }
+}
+
+impl Job<'_> {
+    fn key(&self, entity: &str, amo_id: i64) -> Caller {
+        let name = format!("{}|{}|{entity}|{amo_id}", self.account.0, self.source);
+        Caller {
+            account_id: self.account,
+            actor: Actor::System,
+            cause: Some(uuid::Uuid::new_v5(&KEYS, name.as_bytes())),
+        }
+    }
+
+    fn system(&self) -> Caller {
+        Caller::system(self.account)
+    }
+
+    fn local(&self, entity: &str, amo_id: i64) -> Option<i64> {
+        self.ids.get(&(entity.to_string(), amo_id)).copied()
+    }
+
+    fn skip(&mut self, entity: &str, id: i64, reason: impl Into<String>) {
+        self.progress.skipped.push(Skip {
+            entity: entity.into(),
+            id,
+            reason: reason.into(),
+        });
+    }
+
+    async fn remember(&mut self, entity: &str, pairs: &[(i64, i64)]) -> Result<()> {
+        self.imp
+            .store
+            .map(self.account, &self.source, entity, pairs)
+            .await?;
+        for (a, l) in pairs {
+            self.ids.insert((entity.to_string(), *a), *l);
+        }
+        Ok(())
+    }
+
+    /// The user a record of amoCRM's user `amo` belongs to here.
+    fn user(&self, amo: i64) -> Option<UserId> {
+        self.local("users", amo).map(UserId)
+    }
+
+    /// The author of a record (0, the system, when amoCRM's is not known).
+    fn author(&self, amo: i64) -> i64 {
+        self.local("users", amo).unwrap_or(0)
+    }
+
+    fn provenance(&self, local: i64, v: &Value, closed_at: Option<DateTime<Utc>>) -> Provenance {
+        let created = time_of(v, "created_at").unwrap_or_else(Utc::now);
+        let updated = time_of(v, "updated_at").unwrap_or(created).max(created);
+        let created_by = self.author(v.get("created_by").and_then(Value::as_i64).unwrap_or(0));
+        let updated_by = match v.get("updated_by").and_then(Value::as_i64) {
+            Some(u) => self.author(u),
+            None => created_by,
+        };
+        Provenance {
+            id: local,
+            created_at: created,
+            updated_at: updated,
+            created_by,
+            updated_by,
+            closed_at,
+        }
+    }
+
+    async fn all(&mut self, on_page: &mut impl FnMut(&Progress)) -> Result<()> {
+        let started = Instant::now();
+        let seconds_before = self.progress.seconds;
+        let requests_before = self.progress.requests;
+        let traffic_before = self.client.traffic().requests;
+        for step in STEPS {
+            if self.progress.done.iter().any(|d| d == step) && !is_definition(step) {
+                continue;
+            }
+            self.counting = !self.progress.done.iter().any(|d| d == step);
+            if self.progress.step != step {
+                self.progress.step = step.to_string();
+                self.progress.page = 0;
+            }
+            match step {
+                "users" => self.users().await?,
+                "pipelines" => self.pipelines().await?,
+                "loss_reasons" => self.loss_reasons().await?,
+                "fields" => self.fields().await?,
+                "tags" => self.tags().await?,
+                "task_types" => self.task_types().await?,
+                _ => {
+                    // Records: page by page from where an earlier start stopped.
+                    let mut page = self.progress.page + 1;
+                    loop {
+                        let (path, key, extra) = records_path(step);
+                        let got = self.client.page(&path, key, page, &extra).await?;
+                        let n = got.items.len() as u64;
+                        Progress::add(&mut self.progress.read, step, n);
+                        match step {
+                            "companies" => self.companies(got.items).await?,
+                            "contacts" => self.contacts(got.items).await?,
+                            "leads" => self.leads(got.items).await?,
+                            "tasks" => self.tasks(got.items).await?,
+                            _ => self.notes(step, got.items).await?,
+                        }
+                        self.progress.page = page;
+                        self.checkpoint(started, seconds_before, requests_before, traffic_before)
+                            .await?;
+                        on_page(&self.progress);
+                        if !got.more {
+                            break;
+                        }
+                        page += 1;
+                    }
+                }
+            }
+            if self.counting {
+                self.progress.done.push(step.to_string());
+            }
+            self.progress.step.clear();
+            self.progress.page = 0;
+            if step == "leads" || step == "contacts" || step == "companies" {
+                self.report_dropped(step);
+            }
+            self.checkpoint(started, seconds_before, requests_before, traffic_before)
+                .await?;
+            on_page(&self.progress);
+        }
+        // amoCRM's event log: Voronka's timeline records what happens from now on; the
+        // records themselves keep their creation times and authors.
+        if !self.progress.done.iter().any(|d| d == "events") {
+            let n = self.client.count("/api/v4/events", "events").await?;
+            Progress::add(&mut self.progress.read, "events", n as u64);
+            if n > 0 {
+                self.skip(
+                    "events",
+                    0,
+                    format!(
+                        "{n} entries of amoCRM's event log are not imported: Voronka's timeline starts with the import (the records keep their creation times and authors)"
+                    ),
+                );
+            }
+            self.progress.done.push("events".into());
+            self.checkpoint(started, seconds_before, requests_before, traffic_before)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(
+        &mut self,
+        started: Instant,
+        seconds_before: f64,
+        requests_before: u64,
+        traffic_before: u64,
+    ) -> Result<()> {
+        self.progress.seconds = seconds_before + started.elapsed().as_secs_f64();
+        self.progress.requests =
+            requests_before + (self.client.traffic().requests - traffic_before);
+        self.imp.store.save(self.run, &self.progress).await?;
+        Ok(())
+    }
+
+    fn report_dropped(&mut self, entity: &str) {
+        let prefix = format!("{entity}|");
+        let dropped: Vec<(String, u64)> = self
+            .progress
+            .dropped
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        for (k, n) in dropped {
+            self.progress.dropped.remove(&k);
+            let field: i64 = k[prefix.len()..].parse().unwrap_or(0);
+            let (name, ty) = match self.fields.get(&(entity.to_string(), field)) {
+                Some(Landing::Nowhere { name, ty }) => (name.clone(), ty.clone()),
+                _ => (String::new(), String::new()),
+            };
+            let reason = format!(
+                "{n} value(s) of field {name:?} ({ty}) are left behind: Voronka has no such field type"
+            );
+            self.skip(&format!("{entity}/values"), field, reason);
+        }
+    }
+
+    // --- definitions ------------------------------------------------------------------------
+
+    async fn users(&mut self) -> Result<()> {
+        let system = self.system();
+        // Groups first: users belong to them.
+        let account = self.client.get("/api/v4/account", &[("with", "users_groups".into())]).await?;
+        let groups: Vec<Value> = account
+            .as_ref()
+            .and_then(|a| a.pointer("/_embedded/users_groups"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut ours = self.imp.t.accounts.list_groups(system).await?;
+        let mut pairs = Vec::new();
+        for g in &groups {
+            let (id, name) = (id_of(g), str_of(g, "name").trim().to_string());
+            // Group 0 is amoCRM's "main" group: users without a group here.
+            if id == 0 || name.is_empty() {
+                continue;
+            }
+            let local = match ours.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
+                Some(o) => o.id.0,
+                None => {
+                    let made = self.imp.t.accounts.create_group(system, &name).await?;
+                    if self.counting {
+                        Progress::add(&mut self.progress.created, "groups", 1);
+                    }
+                    let id = made.id.0;
+                    ours.push(made);
+                    id
+                }
+            };
+            pairs.push((id, local));
+        }
+        if self.counting {
+            Progress::add(&mut self.progress.read, "groups", pairs.len() as u64);
+        }
+        self.remember("groups", &pairs).await?;
+
+        let mut page = 1;
+        loop {
+            let got = self.client.page("/api/v4/users", "users", page, &[]).await?;
+            if self.counting {
+                Progress::add(&mut self.progress.read, "users", got.items.len() as u64);
+            }
+            let mut pairs = Vec::new();
+            for u in &got.items {
+                let amo = id_of(u);
+                if self.local("users", amo).is_some() {
+                    continue;
+                }
+                match self.user_for(u).await? {
+                    Some(local) => pairs.push((amo, local)),
+                    None => continue,
+                }
+            }
+            self.remember("users", &pairs).await?;
+            if !got.more {
+                break;
+            }
+            page += 1;
+        }
+        Ok(())
+    }
+
+    /// The user of ours for amoCRM's `u`: the account's user with that e-mail, or a new,
+    /// inactive one (it can sign in once an administrator activates it and sets a password).
+    async fn user_for(&mut self, u: &Value) -> Result<Option<i64>> {
+        let system = self.system();
+        let amo = id_of(u);
+        let name = {
+            let n = str_of(u, "name").trim();
+            if n.is_empty() {
+                format!("amoCRM user {amo}")
+            } else {
+                n.to_string()
+            }
+        };
+        let email = str_of(u, "email").trim().to_lowercase();
+        let found = if email.is_empty() {
+            None
+        } else {
+            self.imp.t.accounts.find_user_by_email(&email).await?
+        };
+        if let Some(f) = &found
+            && f.account_id == self.account
+        {
+            return Ok(Some(f.id.0));
+        }
+        let taken = found.is_some();
+        let address = if email.is_empty() || taken {
+            let placeholder = format!("amocrm-{amo}@import.invalid");
+            self.skip(
+                "users",
+                amo,
+                if email.is_empty() {
+                    format!("{name:?} has no e-mail: created inactive as {placeholder}; set a real e-mail before activating")
+                } else {
+                    format!("{email} belongs to a user of another Voronka account: {name:?} created inactive as {placeholder}")
+                },
+            );
+            placeholder
+        } else {
+            email
+        };
+        if let Some(found) = self.imp.t.accounts.find_user_by_email(&address).await?
+            && found.account_id == self.account
+        {
+            return Ok(Some(found.id.0));
+        }
+        let group = u
+            .pointer("/rights/group_id")
+            .and_then(Value::as_i64)
+            .and_then(|g| self.local("groups", g))
+            .map(GroupId);
+        let lang = match str_of(u, "lang") {
+            "ru" => Lang::Ru,
+            _ => Lang::En,
+        };
+        let made = self
+            .imp
+            .t
+            .accounts
+            .create_user(
+                system,
+                NewUser {
+                    name,
+                    email: address,
+                    // Nobody knows it: the user signs in after an administrator sets one.
+                    password: format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
+                    is_admin: u.pointer("/rights/is_admin").and_then(Value::as_bool).unwrap_or(false),
+                    lang,
+                    time_zone: "UTC".into(),
+                    group_id: group,
+                    role_id: None,
+                },
+            )
+            .await;
+        let made = match made {
+            Ok(m) => m,
+            Err(e) if refused(&e) => {
+                self.skip("users", amo, format!("refused: {e}"));
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.imp
+            .t
+            .accounts
+            .update_user(
+                system,
+                made.id,
+                UserPatch {
+                    is_active: Some(false),
+                    ..UserPatch::default()
+                },
+            )
+            .await?;
+        Progress::add(&mut self.progress.created, "users", 1);
+        Ok(Some(made.id.0))
+    }
+
+    async fn pipelines(&mut self) -> Result<()> {
+        let system = self.system();
+        let mut page = 1;
+        loop {
+            let got = self
+                .client
+                .page("/api/v4/leads/pipelines", "pipelines", page, &[])
+                .await?;
+            if self.counting {
+                Progress::add(&mut self.progress.read, "pipelines", got.items.len() as u64);
+            }
+            for p in &got.items {
+                let amo = id_of(p);
+                let mut statuses: Vec<Value> = p
+                    .pointer("/_embedded/statuses")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                statuses.sort_by_key(|s| s.get("sort").and_then(Value::as_i64).unwrap_or(0));
+                let is_open =
+                    |s: &Value| ![142, 143].contains(&id_of(s)) && s.get("type").and_then(Value::as_i64) != Some(1);
+                if self.counting {
+                    Progress::add(&mut self.progress.read, "statuses", statuses.len() as u64);
+                }
+                let pipeline = match self.local("pipelines", amo) {
+                    Some(local) => self.imp.t.deals.pipeline(system, PipelineId(local)).await?,
+                    None => {
+                        let name = str_of(p, "name").trim().to_string();
+                        let made = self
+                            .imp
+                            .t
+                            .deals
+                            .create_pipeline(
+                                system,
+                                deals_api::NewPipeline {
+                                    name: if name.is_empty() { format!("Pipeline {amo}") } else { name },
+                                    stages: statuses
+                                        .iter()
+                                        .filter(|s| is_open(s))
+                                        .map(|s| deals_api::NewStage {
+                                            name: str_of(s, "name").trim().to_string(),
+                                            color: color_of(s),
+                                        })
+                                        .collect(),
+                                },
+                            )
+                            .await?;
+                        Progress::add(&mut self.progress.created, "pipelines", 1);
+                        // Its open stages are the amoCRM ones, in order.
+                        let open: Vec<i64> = made
+                            .stages
+                            .iter()
+                            .filter(|s| s.kind == deals_api::StageKind::Open)
+                            .map(|s| s.id.0)
+                            .collect();
+                        let pairs: Vec<(i64, i64)> = statuses
+                            .iter()
+                            .filter(|s| is_open(s))
+                            .map(id_of)
+                            .zip(open)
+                            .collect();
+                        Progress::add(&mut self.progress.created, "statuses", pairs.len() as u64 + 3);
+                        self.remember("statuses", &pairs).await?;
+                        self.remember("pipelines", &[(amo, made.id.0)]).await?;
+                        made
+                    }
+                };
+                // The system stages, and open stages added in amoCRM since the last run.
+                let mut pairs = Vec::new();
+                for s in &statuses {
+                    let sid = id_of(s);
+                    if [142, 143].contains(&sid) {
+                        continue;
+                    }
+                    if s.get("type").and_then(Value::as_i64) == Some(1) {
+                        if let Some(incoming) = pipeline
+                            .stages
+                            .iter()
+                            .find(|st| st.kind == deals_api::StageKind::Incoming)
+                        {
+                            pairs.push((sid, incoming.id.0));
+                        }
+                        continue;
+                    }
+                    if self.local("statuses", sid).is_none() {
+                        let made = self
+                            .imp
+                            .t
+                            .deals
+                            .add_stage(
+                                system,
+                                pipeline.id,
+                                deals_api::NewStage {
+                                    name: str_of(s, "name").trim().to_string(),
+                                    color: color_of(s),
+                                },
+                            )
+                            .await?;
+                        Progress::add(&mut self.progress.created, "statuses", 1);
+                        pairs.push((sid, made.id.0));
+                    }
+                }
+                self.remember("statuses", &pairs).await?;
+            }
+            if !got.more {
+                break;
+            }
+            page += 1;
+        }
+        Ok(())
+    }
+
+    async fn loss_reasons(&mut self) -> Result<()> {
+        let system = self.system();
+        let mut ours = self.imp.t.deals.loss_reasons(system).await?;
+        let mut page = 1;
+        loop {
+            let got = self
+                .client
+                .page("/api/v4/leads/loss_reasons", "loss_reasons", page, &[])
+                .await?;
+            if self.counting {
+                Progress::add(&mut self.progress.read, "loss_reasons", got.items.len() as u64);
+            }
+            let mut pairs = Vec::new();
+            for r in &got.items {
+                let name = str_of(r, "name").trim().to_string();
+                let local = match ours.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
+                    Some(o) => o.id.0,
+                    None => match self.imp.t.deals.create_loss_reason(system, &name).await {
+                        Ok(made) => {
+                            Progress::add(&mut self.progress.created, "loss_reasons", 1);
+                            let id = made.id.0;
+                            ours.push(made);
+                            id
+                        }
+                        Err(e) if refused(&e) => {
+                            self.skip("loss_reasons", id_of(r), format!("refused: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    },
+                };
+                pairs.push((id_of(r), local));
+            }
+            self.remember("loss_reasons", &pairs).await?;
+            if !got.more {
+                break;
+            }
+            page += 1;
+        }
+        Ok(())
+    }
+
+    async fn fields(&mut self) -> Result<()> {
+        let system = self.system();
+        for e in ["leads", "contacts", "companies"] {
+            let entity = match e {
+                "contacts" => Some(Entity::Contact),
+                "companies" => Some(Entity::Company),
+                _ => None,
+            };
+            // Ours, to reuse a field of the same name and type.
+            let mut ours: Vec<(i64, String, FieldType, Vec<FieldEnum>)> = match entity {
+                None => self
+                    .imp
+                    .t
+                    .deals
+                    .custom_fields(system)
+                    .await?
+                    .into_iter()
+                    .map(|f| (f.id.0, f.name, f.field_type, f.enums))
+                    .collect(),
+                Some(en) => self
+                    .imp
+                    .t
+                    .contacts
+                    .custom_fields(system, en)
+                    .await?
+                    .into_iter()
+                    .map(|f| (f.id.0, f.name, f.field_type, f.enums))
+                    .collect(),
+            };
+            let mut page = 1;
+            loop {
+                let path = format!("/api/v4/{e}/custom_fields");
+                let got = self.client.page(&path, "custom_fields", page, &[]).await?;
+                if self.counting {
+                    Progress::add(&mut self.progress.read, &format!("{e}/custom_fields"), got.items.len() as u64);
+                }
+                let mut pairs = Vec::new();
+                for f in &got.items {
+                    let amo = id_of(f);
+                    let name = str_of(f, "name").trim().to_string();
+                    let t = str_of(f, "type");
+                    let code = f.get("code").and_then(Value::as_str);
+                    let part = match (e, code) {
+                        ("contacts" | "companies", Some("PHONE")) => Some("PHONE"),
+                        ("contacts" | "companies", Some("EMAIL")) => Some("EMAIL"),
+                        ("contacts", Some("POSITION")) => Some("POSITION"),
+                        ("companies", Some("WEB")) => Some("WEB"),
+                        ("companies", Some("ADDRESS")) => Some("ADDRESS"),
+                        _ => None,
+                    };
+                    if let Some(part) = part {
+                        self.fields.insert((e.to_string(), amo), Landing::Part(part));
+                        continue;
+                    }
+                    let Some(ty) = counterpart(t, code)
+                        .filter(|c| !["phones", "emails"].contains(c))
+                        .and_then(FieldType::parse)
+                    else {
+                        if self.counting {
+                            self.skip(
+                                &format!("{e}/custom_fields"),
+                                amo,
+                                format!("field {name:?} is of type {t:?}, which Voronka has no counterpart for: neither it nor its values are imported"),
+                            );
+                        }
+                        self.fields.insert(
+                            (e.to_string(), amo),
+                            Landing::Nowhere { name, ty: t.to_string() },
+                        );
+                        continue;
+                    };
+                    let amo_enums: Vec<(i64, String)> = f
+                        .get("enums")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            let mut a = a.clone();
+                            a.sort_by_key(|x| x.get("sort").and_then(Value::as_i64).unwrap_or(0));
+                            a.iter().map(|x| (id_of(x), str_of(x, "value").to_string())).collect()
+                        })
+                        .unwrap_or_default();
+                    let mapped = self.local(&format!("fields:{e}"), amo);
+                    let existing = ours
+                        .iter()
+                        .find(|o| Some(o.0) == mapped || (mapped.is_none() && o.1.eq_ignore_ascii_case(&name) && o.2 == ty))
+                        .cloned();
+                    let (id, enums) = match existing {
+                        Some((id, _, _, enums)) => (id, enums),
+                        None => {
+                            let enum_texts: Vec<String> = amo_enums.iter().map(|x| x.1.clone()).collect();
+                            let made = match entity {
+                                None => self
+                                    .imp
+                                    .t
+                                    .deals
+                                    .create_custom_field(
+                                        system,
+                                        deals_api::NewCustomField {
+                                            name: name.clone(),
+                                            field_type: ty,
+                                            enums: enum_texts,
+                                            required_statuses: Vec::new(),
+                                        },
+                                    )
+                                    .await
+                                    .map(|f| (f.id.0, f.enums)),
+                                Some(en) => self
+                                    .imp
+                                    .t
+                                    .contacts
+                                    .create_custom_field(
+                                        system,
+                                        en,
+                                        contacts_api::NewCustomField {
+                                            name: name.clone(),
+                                            field_type: ty,
+                                            enums: enum_texts,
+                                        },
+                                    )
+                                    .await
+                                    .map(|f| (f.id.0, f.enums)),
+                            };
+                            match made {
+                                Ok((id, enums)) => {
+                                    Progress::add(&mut self.progress.created, &format!("{e}/custom_fields"), 1);
+                                    ours.push((id, name.clone(), ty, enums.clone()));
+                                    (id, enums)
+                                }
+                                Err(err) if refused(&err) => {
+                                    self.skip(&format!("{e}/custom_fields"), amo, format!("refused: {err}"));
+                                    self.fields.insert(
+                                        (e.to_string(), amo),
+                                        Landing::Nowhere { name, ty: t.to_string() },
+                                    );
+                                    continue;
+                                }
+                                Err(err) => return Err(err.into()),
+                            }
+                        }
+                    };
+                    if self.counting
+                        && f.get("required_statuses").and_then(Value::as_array).is_some_and(|r| !r.is_empty())
+                    {
+                        self.skip(
+                            &format!("{e}/custom_fields"),
+                            amo,
+                            format!("field {name:?} is required at some stages in amoCRM: the requirement is not imported (set it again in Voronka)"),
+                        );
+                    }
+                    // Choices by text (ours keep amoCRM's order and texts).
+                    for (amo_enum, text) in &amo_enums {
+                        if let Some(o) = enums.iter().find(|x| x.value.eq_ignore_ascii_case(text)) {
+                            self.enums.insert((e.to_string(), *amo_enum), o.id);
+                        }
+                    }
+                    self.fields.insert((e.to_string(), amo), Landing::Field { id, ty });
+                    pairs.push((amo, id));
+                }
+                self.remember(&format!("fields:{e}"), &pairs).await?;
+                if !got.more {
+                    break;
+                }
+                page += 1;
+            }
+            // Field groups: Voronka shows a record's fields in one list.
+            let groups = self
+                .client
+                .count(&format!("/api/v4/{e}/custom_fields/groups"), "custom_field_groups")
+                .await?;
+            if self.counting && groups > 0 {
+                Progress::add(&mut self.progress.read, &format!("{e}/custom_field_groups"), groups as u64);
+                self.skip(
+                    &format!("{e}/custom_field_groups"),
+                    0,
+                    format!("{groups} field group(s): Voronka has no field groups, the fields are imported ungrouped"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn tags(&mut self) -> Result<()> {
+        let system = self.system();
+        for e in ["leads", "contacts", "companies"] {
+            let mut page = 1;
+            loop {
+                let got = self.client.page(&format!("/api/v4/{e}/tags"), "tags", page, &[]).await?;
+                let names: Vec<String> = got
+                    .items
+                    .iter()
+                    .map(|t| str_of(t, "name").trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                if self.counting {
+                    Progress::add(&mut self.progress.read, &format!("{e}/tags"), got.items.len() as u64);
+                }
+                if !names.is_empty() {
+                    let n = names.len() as u64;
+                    match e {
+                        "leads" => {
+                            self.imp.t.deals.create_tags(system, names).await?;
+                        }
+                        "contacts" => {
+                            self.imp.t.contacts.create_tags(system, Entity::Contact, names).await?;
+                        }
+                        _ => {
+                            self.imp.t.contacts.create_tags(system, Entity::Company, names).await?;
+                        }
+                    }
+                    if self.counting {
+                        Progress::add(&mut self.progress.created, &format!("{e}/tags"), n);
+                    }
+                }
+                if !got.more {
+                    break;
+                }
+                page += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn task_types(&mut self) -> Result<()> {
+        let system = self.system();
+        let account = self.client.get("/api/v4/account", &[("with", "task_types".into())]).await?;
+        let types: Vec<Value> = account
+            .as_ref()
+            .and_then(|a| a.pointer("/_embedded/task_types"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if self.counting {
+            Progress::add(&mut self.progress.read, "task_types", types.len() as u64);
+        }
+        let mut ours = self.imp.t.activities.task_types(system).await?;
+        let mut pairs = Vec::new();
+        for t in &types {
+            let (amo, name) = (id_of(t), str_of(t, "name").trim().to_string());
+            // amoCRM's own: 1 follow-up, 2 meeting, as ours.
+            let local = if amo == 1 || amo == 2 {
+                amo
+            } else if let Some(o) = ours.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
+                o.id.0
+            } else {
+                match self.imp.t.activities.add_task_type(system, &name).await {
+                    Ok(made) => {
+                        Progress::add(&mut self.progress.created, "task_types", 1);
+                        let id = made.id.0;
+                        ours.push(made);
+                        id
+                    }
+                    Err(e) if refused(&e) => {
+                        self.skip("task_types", amo, format!("refused: {e}"));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            pairs.push((amo, local));
+        }
+        self.remember("task_types", &pairs).await
+    }
+
+    // --- records ----------------------------------------------------------------------------
+
+    /// A record's `custom_fields_values`: ours by field id, and the parts of the record itself
+    /// (phones, e-mails, position, web, address) by code.
+    fn values(&mut self, entity: &str, r: &Value) -> (Map<String, Value>, Parts) {
+        let mut out = Map::new();
+        let mut parts = Parts::default();
+        for v in r
+            .get("custom_fields_values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let values: Vec<Value> = v.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
+            let field = v.get("field_id").and_then(Value::as_i64).unwrap_or(0);
+            let code = v.get("field_code").and_then(Value::as_str);
+            let landing = self.fields.get(&(entity.to_string(), field)).cloned().or(match code {
+                Some("PHONE") => Some(Landing::Part("PHONE")),
+                Some("EMAIL") => Some(Landing::Part("EMAIL")),
+                _ => None,
+            });
+            match landing {
+                Some(Landing::Part(part)) => {
+                    let text = |x: &Value| match x.get("value") {
+                        Some(Value::String(s)) => s.trim().to_string(),
+                        Some(Value::Null) | None => String::new(),
+                        Some(other) => other.to_string(),
+                    };
+                    match part {
+                        "PHONE" | "EMAIL" => {
+                            let list: Vec<Reach> = values
+                                .iter()
+                                .filter(|x| !text(x).is_empty())
+                                .map(|x| {
+                                    let kinds: &[&str] = if part == "PHONE" {
+                                        &contacts_api::PHONE_KINDS
+                                    } else {
+                                        &contacts_api::EMAIL_KINDS
+                                    };
+                                    // amoCRM's kinds are ours; another becomes "OTHER".
+                                    let kind = match x.get("enum_code").and_then(Value::as_str) {
+                                        None | Some("") => "WORK",
+                                        Some(k) if kinds.contains(&k) => k,
+                                        Some(_) => "OTHER",
+                                    };
+                                    Reach { kind: kind.to_string(), value: text(x) }
+                                })
+                                .collect();
+                            if part == "PHONE" {
+                                parts.phones.extend(list);
+                            } else {
+                                parts.emails.extend(list);
+                            }
+                        }
+                        _ => {
+                            let joined: Vec<String> = values.iter().map(text).filter(|t| !t.is_empty()).collect();
+                            parts.text.insert(part, joined.join(", "));
+                        }
+                    }
+                }
+                Some(Landing::Field { id, ty, .. }) => {
+                    if let Some(value) = self.value_in(entity, ty, &values) {
+                        out.insert(id.to_string(), value);
+                    }
+                }
+                Some(Landing::Nowhere { .. }) => {
+                    *self.progress.dropped.entry(format!("{entity}|{field}")).or_default() += 1;
+                }
+                None => {
+                    *self.progress.dropped.entry(format!("{entity}|{field}")).or_default() += 1;
+                    self.fields.insert(
+                        (entity.to_string(), field),
+                        Landing::Nowhere {
+                            name: str_of(v, "field_name").to_string(),
+                            ty: str_of(v, "field_type").to_string(),
+                        },
+                    );
+                }
+            }
+        }
+        (out, parts)
+    }
+
+    /// amoCRM's values of a field → what our field of type `ty` takes.
+    fn value_in(&self, entity: &str, ty: FieldType, values: &[Value]) -> Option<Value> {
+        let first = values.first()?;
+        let value = first.get("value").cloned().unwrap_or(Value::Null);
+        let enum_of = |x: &Value| {
+            x.get("enum_id")
+                .and_then(Value::as_i64)
+                .and_then(|e| self.enums.get(&(entity.to_string(), e)).copied())
+                .map(Value::from)
+        };
+        Some(match ty {
+            FieldType::Select => enum_of(first)?,
+            FieldType::Multiselect => {
+                let ids: Vec<Value> = values.iter().filter_map(enum_of).collect();
+                if ids.is_empty() {
+                    return None;
+                }
+                Value::Array(ids)
+            }
+            FieldType::Date => match &value {
+                Value::Number(n) => Value::String(
+                    DateTime::from_timestamp(n.as_i64()?, 0)?.format("%Y-%m-%d").to_string(),
+                ),
+                Value::String(s) if s.parse::<i64>().is_ok() => Value::String(
+                    DateTime::from_timestamp(s.parse().ok()?, 0)?.format("%Y-%m-%d").to_string(),
+                ),
+                other => other.clone(),
+            },
+            FieldType::DateTime => match &value {
+                Value::Number(n) => Value::String(DateTime::from_timestamp(n.as_i64()?, 0)?.to_rfc3339()),
+                Value::String(s) if s.parse::<i64>().is_ok() => {
+                    Value::String(DateTime::from_timestamp(s.parse().ok()?, 0)?.to_rfc3339())
+                }
+                other => other.clone(),
+            },
+            FieldType::Numeric => match &value {
+                Value::Number(n) => Value::String(n.to_string()),
+                other => other.clone(),
+            },
+            FieldType::Checkbox => match &value {
+                Value::Bool(_) => value.clone(),
+                Value::Number(n) => Value::Bool(n.as_i64() != Some(0)),
+                Value::String(s) => Value::Bool(matches!(s.as_str(), "1" | "true")),
+                _ => return None,
+            },
+            FieldType::Textarea if values.len() > 1 => Value::String(
+                values
+                    .iter()
+                    .filter_map(|x| x.get("value").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            _ => match &value {
+                Value::Null => return None,
+                Value::String(_) => value.clone(),
+                other => Value::String(other.to_string()),
+            },
+        })
+    }
+
+    fn tag_names(r: &Value) -> Vec<String> {
+        r.pointer("/_embedded/tags")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|t| str_of(t, "name").trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn responsible(&mut self, entity: &str, r: &Value) -> UserId {
+        let amo = r.get("responsible_user_id").and_then(Value::as_i64).unwrap_or(0);
+        match self.user(amo) {
+            Some(u) => u,
+            None => {
+                let fallback = self.fallback;
+                self.skip(
+                    entity,
+                    id_of(r),
+                    format!("responsible user {amo} is not known here: given to user {}", fallback.0),
+                );
+                fallback
+            }
+        }
+    }
+
+    async fn companies(&mut self, items: Vec<Value>) -> Result<()> {
+        let mut pairs = Vec::new();
+        let mut history = Vec::new();
+        for r in &items {
+            let amo = id_of(r);
+            let (custom, parts) = self.values("companies", r);
+            let responsible = self.responsible("companies", r);
+            let name = str_of(r, "name").trim().to_string();
+            let tags = Self::tag_names(r);
+            let local = match self.local("companies", amo) {
+                Some(local) => {
+                    let done = self
+                        .imp
+                        .t
+                        .contacts
+                        .update_company(
+                            self.system(),
+                            CompanyId(local),
+                            CompanyPatch {
+                                name: Some(name),
+                                web: Some(parts.text.get("WEB").cloned().unwrap_or_default()),
+                                address: Some(parts.text.get("ADDRESS").cloned().unwrap_or_default()),
+                                responsible_user_id: Some(responsible),
+                                phones: Some(parts.phones),
+                                emails: Some(parts.emails),
+                                tags: Some(tags),
+                                custom_fields: Some(custom),
+                            },
+                        )
+                        .await;
+                    match done {
+                        Ok(_) => {
+                            Progress::add(&mut self.progress.updated, "companies", 1);
+                            local
+                        }
+                        Err(e) if refused(&e) => {
+                            self.skip("companies", amo, format!("not updated: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                None => {
+                    let made = self
+                        .imp
+                        .t
+                        .contacts
+                        .create_company(
+                            self.key("companies", amo),
+                            contacts_api::NewCompany {
+                                name,
+                                web: parts.text.get("WEB").cloned().unwrap_or_default(),
+                                address: parts.text.get("ADDRESS").cloned().unwrap_or_default(),
+                                responsible_user_id: Some(responsible),
+                                phones: parts.phones,
+                                emails: parts.emails,
+                                tags,
+                                custom_fields: custom,
+                            },
+                        )
+                        .await;
+                    match made {
+                        Ok(c) => {
+                            Progress::add(&mut self.progress.created, "companies", 1);
+                            c.id.0
+                        }
+                        Err(e) if refused(&e) => {
+                            self.skip("companies", amo, format!("refused: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            pairs.push((amo, local));
+            history.push(self.provenance(local, r, None));
+        }
+        self.remember("companies", &pairs).await?;
+        self.imp
+            .t
+            .contacts
+            .restore_provenance(self.system(), Entity::Company, history)
+            .await?;
+        Ok(())
+    }
+
+    async fn contacts(&mut self, items: Vec<Value>) -> Result<()> {
+        let mut pairs = Vec::new();
+        let mut history = Vec::new();
+        for r in &items {
+            let amo = id_of(r);
+            let (custom, parts) = self.values("contacts", r);
+            let responsible = self.responsible("contacts", r);
+            let (mut first, last) = (
+                str_of(r, "first_name").trim().to_string(),
+                str_of(r, "last_name").trim().to_string(),
+            );
+            if first.is_empty() && last.is_empty() {
+                first = str_of(r, "name").trim().to_string();
+            }
+            let companies: Vec<CompanyId> = r
+                .pointer("/_embedded/companies")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| self.local("companies", id_of(c)))
+                .map(CompanyId)
+                .collect();
+            let tags = Self::tag_names(r);
+            let position = parts.text.get("POSITION").cloned().unwrap_or_default();
+            let local = match self.local("contacts", amo) {
+                Some(local) => {
+                    let done = self
+                        .imp
+                        .t
+                        .contacts
+                        .update_contact(
+                            self.system(),
+                            ContactId(local),
+                            ContactPatch {
+                                first_name: Some(first),
+                                last_name: Some(last),
+                                position: Some(position),
+                                responsible_user_id: Some(responsible),
+                                phones: Some(parts.phones),
+                                emails: Some(parts.emails),
+                                tags: Some(tags),
+                                custom_fields: Some(custom),
+                                ..ContactPatch::default()
+                            },
+                        )
+                        .await;
+                    match done {
+                        Ok(_) => {
+                            for c in &companies {
+                                self.imp.t.contacts.link(self.system(), ContactId(local), *c).await?;
+                            }
+                            Progress::add(&mut self.progress.updated, "contacts", 1);
+                            local
+                        }
+                        Err(e) if refused(&e) => {
+                            self.skip("contacts", amo, format!("not updated: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                None => {
+                    let made = self
+                        .imp
+                        .t
+                        .contacts
+                        .create_contact(
+                            self.key("contacts", amo),
+                            contacts_api::NewContact {
+                                first_name: first,
+                                last_name: last,
+                                position,
+                                responsible_user_id: Some(responsible),
+                                phones: parts.phones,
+                                emails: parts.emails,
+                                tags,
+                                custom_fields: custom,
+                                company_ids: companies,
+                            },
+                        )
+                        .await;
+                    match made {
+                        Ok(c) => {
+                            Progress::add(&mut self.progress.created, "contacts", 1);
+                            c.id.0
+                        }
+                        Err(e) if refused(&e) => {
+                            self.skip("contacts", amo, format!("refused: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            pairs.push((amo, local));
+            history.push(self.provenance(local, r, None));
+        }
+        self.remember("contacts", &pairs).await?;
+        self.imp
+            .t
+            .contacts
+            .restore_provenance(self.system(), Entity::Contact, history)
+            .await?;
+        Ok(())
+    }
+
+    async fn leads(&mut self, items: Vec<Value>) -> Result<()> {
+        let mut pairs = Vec::new();
+        let mut history = Vec::new();
+        for r in &items {
+            let amo = id_of(r);
+            let Some(pipeline) = self.local("pipelines", r.get("pipeline_id").and_then(Value::as_i64).unwrap_or(0))
+            else {
+                self.skip("leads", amo, "its pipeline was not imported");
+                continue;
+            };
+            let status = r.get("status_id").and_then(Value::as_i64).unwrap_or(0);
+            let stage = if status == 142 || status == 143 {
+                Some(status)
+            } else {
+                self.local("statuses", status)
+            };
+            let Some(stage) = stage else {
+                self.skip("leads", amo, format!("its stage {status} was not imported"));
+                continue;
+            };
+            let (custom, _) = self.values("leads", r);
+            let responsible = self.responsible("leads", r);
+            let mut contacts: Vec<(bool, i64)> = r
+                .pointer("/_embedded/contacts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| {
+                    self.local("contacts", id_of(c))
+                        .map(|l| (c.get("is_main").and_then(Value::as_bool).unwrap_or(false), l))
+                })
+                .collect();
+            contacts.sort_by_key(|(main, _)| !*main);
+            let main = contacts.iter().find(|(m, _)| *m).map(|(_, l)| *l);
+            let contact_ids: Vec<i64> = contacts.iter().map(|(_, l)| *l).collect();
+            let company_ids: Vec<i64> = r
+                .pointer("/_embedded/companies")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| self.local("companies", id_of(c)))
+                .collect();
+            let mut name = str_of(r, "name").trim().to_string();
+            if name.is_empty() {
+                name = format!("Lead #{amo}");
+            }
+            let price = r.get("price").and_then(Value::as_i64).unwrap_or(0);
+            let tags = Self::tag_names(r);
+            let loss_reason = r
+                .get("loss_reason_id")
+                .and_then(Value::as_i64)
+                .and_then(|l| self.local("loss_reasons", l))
+                .filter(|_| stage == 143);
+            let (local, current_stage) = match self.local("leads", amo) {
+                Some(local) => {
+                    let done = self
+                        .imp
+                        .t
+                        .deals
+                        .update_deal(
+                            self.system(),
+                            DealId(local),
+                            DealPatch {
+                                name: Some(name),
+                                price: Some(price),
+                                responsible_user_id: Some(responsible),
+                                tags: Some(tags),
+                                custom_fields: Some(custom),
+                                contact_ids: Some(contact_ids),
+                                main_contact_id: Some(main),
+                                company_ids: Some(company_ids),
+                            },
+                        )
+                        .await;
+                    match done {
+                        Ok(d) => {
+                            Progress::add(&mut self.progress.updated, "leads", 1);
+                            (local, (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)))
+                        }
+                        Err(e) if refused(&e) => {
+                            self.skip("leads", amo, format!("not updated: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                None => {
+                    let made = self
+                        .imp
+                        .t
+                        .deals
+                        .create_deal(
+                            self.key("leads", amo),
+                            NewDeal {
+                                name,
+                                price,
+                                pipeline_id: PipelineId(pipeline),
+                                stage_id: Some(StageId(stage)),
+                                responsible_user_id: Some(responsible),
+                                tags,
+                                custom_fields: custom,
+                                contact_ids,
+                                main_contact_id: main,
+                                company_ids,
+                            },
+                        )
+                        .await;
+                    match made {
+                        Ok(d) => {
+                            Progress::add(&mut self.progress.created, "leads", 1);
+                            (d.id.0, (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)))
+                        }
+                        Err(e) if refused(&e) => {
+                            self.skip("leads", amo, format!("refused: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            // A stage changed in amoCRM since the last run, or a loss reason to set.
+            let wanted = (pipeline, stage, loss_reason);
+            if current_stage != wanted && !(stage == 143 && loss_reason.is_none() && current_stage.1 == 143) {
+                let moved = if current_stage.0 == pipeline {
+                    self.imp
+                        .t
+                        .deals
+                        .move_deal(
+                            self.system(),
+                            DealId(local),
+                            MoveTo {
+                                stage_id: StageId(stage),
+                                after: None,
+                                loss_reason_id: loss_reason.map(LossReasonId),
+                            },
+                        )
+                        .await
+                } else {
+                    self.imp
+                        .t
+                        .deals
+                        .move_deal_to_pipeline(
+                            self.system(),
+                            DealId(local),
+                            PipelineId(pipeline),
+                            Some(StageId(stage)),
+                            loss_reason.map(LossReasonId),
+                        )
+                        .await
+                };
+                match moved {
+                    Ok(_) => {}
+                    Err(e) if refused(&e) => self.skip("leads", amo, format!("stage not set: {e}")),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            pairs.push((amo, local));
+            history.push(self.provenance(local, r, time_of(r, "closed_at")));
+        }
+        self.remember("leads", &pairs).await?;
+        self.imp.t.deals.restore_provenance(self.system(), history).await?;
+        Ok(())
+    }
+
+    async fn notes(&mut self, step: &str, items: Vec<Value>) -> Result<()> {
+        let (records, kind) = match step {
+            "contacts/notes" => ("contacts", EntityKind::Contact),
+            "companies/notes" => ("companies", EntityKind::Company),
+            _ => ("leads", EntityKind::Deal),
+        };
+        let mut pairs = Vec::new();
+        let mut history = Vec::new();
+        for n in &items {
+            let amo = id_of(n);
+            let entity_id = n.get("entity_id").and_then(Value::as_i64).unwrap_or(0);
+            let Some(on) = self.local(records, entity_id) else {
+                self.skip(step, amo, format!("its record ({records} {entity_id}) was not imported"));
+                continue;
+            };
+            let note_type = str_of(n, "note_type").to_string();
+            let params = n.get("params").cloned().unwrap_or(Value::Null);
+            let call = note_type.starts_with("call_").then(|| CallParams {
+                phone: str_of(&params, "phone").to_string(),
+                duration: params.get("duration").and_then(Value::as_i64).unwrap_or(0),
+                call_result: str_of(&params, "call_result").to_string(),
+                link: str_of(&params, "link").to_string(),
+                source: str_of(&params, "source").to_string(),
+            });
+            let new = NewNote {
+                entity: EntityRef { kind, id: on },
+                note_type,
+                text: str_of(&params, "text").to_string(),
+                call,
+            };
+            let local = match self.local(step, amo) {
+                Some(local) => match self.imp.t.activities.update_note(self.system(), NoteId(local), new).await {
+                    Ok(_) => {
+                        Progress::add(&mut self.progress.updated, step, 1);
+                        local
+                    }
+                    Err(e) if refused(&e) => {
+                        self.skip(step, amo, format!("not updated: {e}"));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                None => match self.imp.t.activities.add_note(self.key(step, amo), new).await {
+                    Ok(made) => {
+                        Progress::add(&mut self.progress.created, step, 1);
+                        made.id.0
+                    }
+                    Err(e) if refused(&e) => {
+                        self.skip(step, amo, format!("refused: {e}"));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            pairs.push((amo, local));
+            history.push(self.provenance(local, n, None));
+        }
+        self.remember(step, &pairs).await?;
+        self.imp
+            .t
+            .activities
+            .restore_provenance(self.system(), Record::Note, history)
+            .await?;
+        Ok(())
+    }
+
+    async fn tasks(&mut self, items: Vec<Value>) -> Result<()> {
+        let mut pairs = Vec::new();
+        let mut history = Vec::new();
+        for t in &items {
+            let amo = id_of(t);
+            let entity_id = t.get("entity_id").and_then(Value::as_i64).unwrap_or(0);
+            let entity = match str_of(t, "entity_type") {
+                "leads" => Some(("leads", EntityKind::Deal)),
+                "contacts" => Some(("contacts", EntityKind::Contact)),
+                "companies" => Some(("companies", EntityKind::Company)),
+                _ => None,
+            };
+            let entity = match entity {
+                Some((records, kind)) if entity_id > 0 => match self.local(records, entity_id) {
+                    Some(id) => Some(EntityRef { kind, id }),
+                    None => {
+                        self.skip("tasks", amo, format!("its record ({records} {entity_id}) was not imported"));
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let amo_type = t.get("task_type_id").and_then(Value::as_i64).unwrap_or(1);
+            let task_type = TaskTypeId(self.local("task_types", amo_type).unwrap_or(1));
+            let responsible = self.responsible("tasks", t);
+            let due = time_of(t, "complete_till").unwrap_or_else(Utc::now);
+            let mut text = str_of(t, "text").trim().to_string();
+            if text.is_empty() {
+                text = "—".into();
+            }
+            let completed = t.get("is_completed").and_then(Value::as_bool).unwrap_or(false);
+            let result = t.pointer("/result/text").and_then(Value::as_str).unwrap_or("").to_string();
+            let local = match self.local("tasks", amo) {
+                Some(local) => {
+                    let patch = TaskPatch {
+                        text: Some(text),
+                        task_type_id: Some(task_type),
+                        due_at: Some(due),
+                        whole_day: None,
+                        responsible_user_id: Some(responsible),
+                    };
+                    match self.imp.t.activities.update_task(self.system(), TaskId(local), patch).await {
+                        Ok(_) => {
+                            Progress::add(&mut self.progress.updated, "tasks", 1);
+                            local
+                        }
+                        Err(e) if refused(&e) => {
+                            self.skip("tasks", amo, format!("not updated: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                None => {
+                    let new = NewTask {
+                        entity,
+                        task_type_id: task_type,
+                        text,
+                        due_at: due,
+                        whole_day: false,
+                        responsible_user_id: Some(responsible),
+                    };
+                    match self.imp.t.activities.create_task(self.key("tasks", amo), new).await {
+                        Ok(made) => {
+                            Progress::add(&mut self.progress.created, "tasks", 1);
+                            made.id.0
+                        }
+                        Err(e) if refused(&e) => {
+                            self.skip("tasks", amo, format!("refused: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            if completed {
+                let task = self.imp.t.activities.task(self.system(), TaskId(local)).await?;
+                if task.completed_at.is_none() {
+                    match self.imp.t.activities.complete_task(self.system(), TaskId(local), &result).await {
+                        Ok(_) => {}
+                        Err(e) if refused(&e) => self.skip("tasks", amo, format!("not completed: {e}")),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            let closed = completed.then(|| time_of(t, "updated_at")).flatten();
+            pairs.push((amo, local));
+            history.push(self.provenance(local, t, closed));
+        }
+        self.remember("tasks", &pairs).await?;
+        self.imp
+            .t
+            .activities
+            .restore_provenance(self.system(), Record::Task, history)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The parts of a contact or company that amoCRM keeps as fields with a code.
+#[derive(Debug, Default)]
+struct Parts {
+    phones: Vec<Reach>,
+    emails: Vec<Reach>,
+    text: HashMap<&'static str, String>,
+}
+
+fn is_definition(step: &str) -> bool {
+    matches!(
+        step,
+        "users" | "pipelines" | "loss_reasons" | "fields" | "tags" | "task_types"
+    )
+}
+
+/// The list a records step reads, in id order so that pages stay put while it is read.
+fn records_path(step: &str) -> (String, &'static str, Vec<(&'static str, String)>) {
+    let order = ("order[id]", "asc".to_string());
+    match step {
+        "companies" => ("/api/v4/companies".into(), "companies", vec![order]),
+        "contacts" => (
+            "/api/v4/contacts".into(),
+            "contacts",
+            vec![("with", "companies".into()), order],
+        ),
+        "leads" => (
+            "/api/v4/leads".into(),
+            "leads",
+            vec![("with", "contacts".into()), order],
+        ),
+        "tasks" => ("/api/v4/tasks".into(), "tasks", vec![order]),
+        notes => (format!("/api/v4/{notes}"), "notes", vec![order]),
+    }
+}
