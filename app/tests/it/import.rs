@@ -307,3 +307,102 @@ async fn server_errors_are_retried_and_an_unreachable_account_is_named() {
     assert_eq!(client.traffic().requests, 3);
     assert_eq!(client.traffic().retried, 2);
 }
+
+#[tokio::test]
+async fn a_recorded_account_is_written_and_what_cannot_come_is_reported() {
+    let (url, _rec) = fake_amocrm().await;
+    let app = crate::support::spawn_app().await;
+    let target = app.tenant("Hooves Target").await;
+    let caller = kernel::Caller::user(target.account, target.admin.id);
+    let m = &app.state.modules;
+    let client = AmoClient::new(&url, TOKEN, ClientOptions::default()).unwrap();
+    let outcome = voronka::import::run(&app.state, &client, target.account, |_| {})
+        .await
+        .expect("import");
+    let p = &outcome.progress;
+    assert_eq!(p.read["leads"], 260);
+    assert_eq!(p.created["leads"], 260);
+    assert_eq!(p.created["contacts"], 2);
+    assert_eq!(p.created["tasks"], 1);
+
+    // Both users come over inactive: Anna by her e-mail, the robot under a placeholder one,
+    // reported.
+    let users = m
+        .accounts
+        .list_users(caller, kernel::paging::PageRequest::new(None, Some(50)))
+        .await
+        .unwrap()
+        .items;
+    let anna = users.iter().find(|u| u.email == "anna@example.test").expect("Anna");
+    assert!(!anna.is_active);
+    let robot = users.iter().find(|u| u.name == "Robot").expect("the robot");
+    assert!(!robot.is_active && robot.email.ends_with("@import.invalid"), "{robot:?}");
+    let skipped: Vec<String> = p
+        .skipped
+        .iter()
+        .map(|s| format!("{} {}: {}", s.entity, s.id, s.reason))
+        .collect();
+    assert!(skipped.iter().any(|s| s.starts_with("users 12:")), "{skipped:#?}");
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.starts_with("leads/custom_fields 502:") && s.contains("legal_entity")),
+        "{skipped:#?}"
+    );
+    assert!(
+        skipped.iter().any(|s| s.contains("86 value(s) of field \"Legal entity\"")),
+        "{skipped:#?}"
+    );
+    assert!(skipped.iter().any(|s| s.starts_with("events")), "{skipped:#?}");
+
+    // amoCRM's won status (142) is the won stage of the imported pipeline; each lead keeps its
+    // price, author, times, the value amoCRM knows and its main contact.
+    let sales = m
+        .deals
+        .pipelines(caller)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == "Sales")
+        .expect("the pipeline");
+    let won = sales
+        .stages
+        .iter()
+        .find(|s| s.kind == deals_api::StageKind::Won)
+        .unwrap();
+    let deals = m
+        .deals
+        .list(
+            caller,
+            &deals_api::DealFilter::default(),
+            deals_api::ListSort::Id,
+            false,
+            kernel::paging::PageRequest::new(None, Some(250)),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(deals.len(), 250, "a full page of the 260");
+    let third = deals.iter().find(|d| d.name == "Lead 3").unwrap();
+    assert_eq!(third.stage_id, won.id);
+    assert_eq!(third.price, 30);
+    assert_eq!(third.responsible_user_id, anna.id);
+    assert_eq!(third.created_by, anna.id.0);
+    assert_eq!(third.created_at.timestamp(), 1_700_000_003);
+    assert_eq!(third.updated_at.timestamp(), 1_700_000_500);
+    assert_eq!(third.custom_fields.len(), 1, "{:?}", third.custom_fields);
+    assert!(third.main_contact_id.is_some());
+
+    let tasks = m
+        .activities
+        .tasks(
+            caller,
+            &activities_api::TaskQuery::default(),
+            kernel::paging::PageRequest::new(None, Some(50)),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].text, "Call");
+}

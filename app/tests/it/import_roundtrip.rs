@@ -184,10 +184,12 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
         });
         companies.push(c.id);
     }
-    m.contacts
-        .restore_provenance(caller, Entity::Company, history)
-        .await
-        .unwrap();
+    for chunk in history.chunks(500) {
+        m.contacts
+            .restore_provenance(caller, Entity::Company, chunk.to_vec())
+            .await
+            .unwrap();
+    }
     let mut contacts = Vec::new();
     let mut history = Vec::new();
     for i in 0..contacts_n {
@@ -228,10 +230,12 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
         });
         contacts.push(c.id.0);
     }
-    m.contacts
-        .restore_provenance(caller, Entity::Contact, history)
-        .await
-        .unwrap();
+    for chunk in history.chunks(500) {
+        m.contacts
+            .restore_provenance(caller, Entity::Contact, chunk.to_vec())
+            .await
+            .unwrap();
+    }
 
     let mut history = Vec::new();
     for i in 0..leads {
