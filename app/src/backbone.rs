@@ -392,6 +392,38 @@ impl Backbone {
                     crate::work::run_contact_files
                 );
             }
+            // Imports from amoCRM started in the settings: one at a time per process (each
+            // keeps to amoCRM's rate limit on its own).
+            workers += 1;
+            let ictx = Arc::new(crate::import::ImportCtx {
+                importer: importer::Importer::new(
+                    db.clone(),
+                    importer::Targets {
+                        accounts: modules.accounts.clone(),
+                        deals: modules.deals.clone(),
+                        contacts: modules.contacts.clone(),
+                        activities: modules.activities.clone(),
+                    },
+                ),
+                jobs: jobs.clone(),
+                retry,
+            });
+            let queue = crate::import::IMPORT_RUNS;
+            let name = format!("{queue}@{instance}");
+            monitor = register_worker!(
+                monitor,
+                &jobs,
+                crate::import::ImportJob,
+                queue,
+                name,
+                ictx,
+                1,
+                1,
+                heartbeat,
+                poll,
+                retry,
+                crate::import::run_job
+            );
         }
         if workers > 0 {
             let mut rx = stop_rx.clone();

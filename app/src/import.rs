@@ -1,7 +1,14 @@
-//! Imports from amoCRM, wired to this process's modules (see the `importer` module).
+//! Imports from amoCRM, wired to this process's modules (see the `importer` module): the
+//! command line's, and those started from the settings as a background job.
 
-use importer::{AmoClient, ImportError, Importer, Outcome, Progress, Targets};
-use kernel::AccountId;
+use std::sync::Arc;
+
+use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
+use importer::{AmoClient, AmoError, ClientOptions, ImportError, Importer, Outcome, Progress, Targets};
+use kernel::{AccountId, AppError, Caller, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+use crate::jobs::{JobStore, RetryPolicy};
 
 use crate::state::AppState;
 
@@ -26,4 +33,135 @@ pub async fn run(
     on_page: impl FnMut(&Progress),
 ) -> Result<Outcome, ImportError> {
     importer(state).run(client, account, on_page).await
+}
+
+/// The queue of imports started from the settings.
+pub const IMPORT_RUNS: &str = "importer.runs";
+
+/// An import started from the settings: the run (queued in the importer's table with its
+/// token) to do or go on with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportJob {
+    pub account_id: i64,
+    pub run_id: i64,
+}
+
+pub struct ImportCtx {
+    pub importer: Importer,
+    pub jobs: JobStore,
+    pub retry: RetryPolicy,
+}
+
+/// Queues an import of the amoCRM account at `base_url` into `caller`'s account (administrators
+/// only): the unfinished run goes on, else a new one begins.
+pub async fn start(
+    state: &AppState,
+    caller: Caller,
+    base_url: &str,
+    token: &str,
+) -> Result<i64, AppError> {
+    let Some(user) = caller.actor.user_id() else {
+        return Err(AppError::forbidden("only administrators may do this"));
+    };
+    accounts_api::access::system_or_admin(state.modules.accounts.as_ref(), caller).await?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AppError::validation(
+            "token",
+            "required",
+            "the amoCRM long-lived token is required",
+        ));
+    }
+    let client = AmoClient::new(base_url, token, ClientOptions::default())
+        .map_err(|e| AppError::validation("base_url", "not_a_url", &e))?;
+    let Some(jobs) = state.jobs.as_ref() else {
+        return Err(AppError::new(
+            ErrorCode::Unavailable,
+            "background jobs are not running in this process",
+        ));
+    };
+    let store = importer(state).store().clone();
+    let source = client.base_url().to_lowercase();
+    let run = store.queue(caller.account_id, &source, token, user.0).await?;
+    let job = ImportJob {
+        account_id: caller.account_id.0,
+        run_id: run,
+    };
+    if let Err(e) = jobs
+        .enqueue(IMPORT_RUNS, job, None, state.config.retry_policy())
+        .await
+    {
+        let _ = store.give_up(run, "the job could not be queued").await;
+        return Err(AppError::new(ErrorCode::Unavailable, e));
+    }
+    tracing::info!(run, source = %source, "amoCRM import queued");
+    Ok(run)
+}
+
+/// Does (or goes on with) a run queued from the settings. A refused token or an answer no retry
+/// can change ends it as failed; the network or the database failing makes the job retry with
+/// the backoff, and the retry resumes from the last page written.
+pub async fn run_job(
+    job: ImportJob,
+    ctx: Data<Arc<ImportCtx>>,
+    id: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let account = AccountId(job.account_id);
+    let store = ctx.importer.store();
+    let Some(run) = store.run(account, job.run_id).await? else {
+        return Ok(());
+    };
+    if run.state == "done" {
+        return Ok(());
+    }
+    let Some(token) = store.token(run.id).await? else {
+        store
+            .give_up(run.id, "the run has no token: start it again from the settings")
+            .await?;
+        return Ok(());
+    };
+    let client = match AmoClient::new(&run.source, &token, ClientOptions::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            store.give_up(run.id, &e).await?;
+            return Ok(());
+        }
+    };
+    match ctx.importer.run(&client, account, |_| {}).await {
+        Ok(outcome) => {
+            tracing::info!(
+                run = outcome.run,
+                requests = outcome.progress.requests,
+                skipped = outcome.progress.skipped.len(),
+                "amoCRM import finished"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let retryable = matches!(
+                e,
+                ImportError::Amo(AmoError::Unreachable { .. })
+                    | ImportError::App(AppError {
+                        code: ErrorCode::Unavailable | ErrorCode::Internal,
+                        ..
+                    })
+            );
+            let last = attempt.current() as i32 >= ctx.retry.max_attempts;
+            tracing::warn!(run = run.id, error = %e, retryable, "amoCRM import stopped");
+            if !retryable || last {
+                store.give_up(run.id, &e.to_string()).await?;
+                return Ok(());
+            }
+            store.requeue(run.id, &e.to_string()).await?;
+            if let Some(abort) =
+                crate::jobs::after_failure(&ctx.jobs, ctx.retry, &id, &attempt, e.to_string())
+                    .await
+            {
+                let _ = store.give_up(run.id, &e.to_string()).await;
+                return Err(abort);
+            }
+            Err(Box::new(e))
+        }
+    }
 }

@@ -309,6 +309,7 @@ pub fn queues() -> Vec<String> {
             crate::work::CONTACT_FILES.to_string(),
             crate::work::AUTOMATION_WORK.to_string(),
             crate::work::MESSAGING_WORK.to_string(),
+            crate::import::IMPORT_RUNS.to_string(),
         ])
         .collect()
 }
@@ -417,13 +418,17 @@ pub fn routes(local: &crate::events::Subscribers, remote: &[&str]) -> crate::eve
     Arc::new(all)
 }
 
+/// Schemas without an outbox or inbox: the importer publishes no events and reacts to none (it
+/// writes through the other modules, whose outboxes carry the events of what it writes).
+pub const NO_OUTBOX: &[&str] = &[importer::SCHEMA];
+
 /// The schemas whose outboxes this process relays: every module's it runs (a remote module's
 /// outbox is in its service's database, relayed there).
 pub fn outbox_schemas(config: &Config) -> Vec<&'static str> {
     crate::database::MIGRATIONS
         .iter()
         .map(|m| m.schema)
-        .filter(|s| !config.is_remote(s))
+        .filter(|s| !config.is_remote(s) && !NO_OUTBOX.contains(s))
         .collect()
 }
 

@@ -6,7 +6,8 @@
 //! from a deal's timeline and completes the task on the tasks page; automation.mjs sets a trigger on
 //! the automation screen (a task and a chat message) and drags a deal into its stage;
 //! messaging.mjs sees a fake Telegram message arrive in the inbox live, replies and accepts the
-//! incoming lead.
+//! incoming lead; import.mjs imports an amoCRM account from the settings and follows its
+//! progress.
 
 use std::path::Path;
 use std::process::Command;
@@ -346,4 +347,65 @@ async fn a_manager_opens_the_funnel_changes_the_period_and_drills_down_to_the_de
     let env = vec![("PIPELINE_ID", p.id.0.to_string())];
     let stdout = launch(&script, &browser, &app.url, &t.admin.email, env).await;
     assert!(stdout.contains("analytics flow done"), "{stdout}");
+}
+
+/// Another account of the same server stands in for amoCRM (its amoCRM-compatible API): a
+/// pipeline with three leads and a contact, read with an API token of its administrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amocrm_account_is_imported_from_the_settings_with_its_progress_followed() {
+    let Some((script, browser)) = prepared("import.mjs") else {
+        return;
+    };
+    let (app, backbone) = spawn_app_with_workers().await;
+    let target = app.tenant("Browser Co").await;
+    let source = app.tenant("Source Co").await;
+    let caller = kernel::Caller::user(source.account, source.admin.id);
+    let m = &app.state.modules;
+    let p = m
+        .deals
+        .create_pipeline(
+            caller,
+            deals_api::NewPipeline {
+                name: "Wholesale".into(),
+                stages: vec![deals_api::NewStage {
+                    name: "Talks".into(),
+                    color: "#99ccff".into(),
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    let olga = m
+        .contacts
+        .create_contact(
+            caller,
+            contacts_api::NewContact {
+                first_name: "Olga".into(),
+                last_name: "Source".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    for i in 1..=3 {
+        let mut deal = deals_api::NewDeal::new(p.id, format!("Imported lead {i}"));
+        deal.contact_ids = vec![olga.id.0];
+        m.deals.create_deal(caller, deal).await.unwrap();
+    }
+    let token = m
+        .accounts
+        .create_token(caller, "move", 30)
+        .await
+        .unwrap()
+        .secret;
+    let stdout = launch(
+        &script,
+        &browser,
+        &app.url,
+        &target.admin.email,
+        vec![("SOURCE_URL", app.url.clone()), ("SOURCE_TOKEN", token)],
+    )
+    .await;
+    backbone.stop().await;
+    assert!(stdout.contains("amocrm import flow done"), "{stdout}");
 }

@@ -3,7 +3,8 @@
 //! compared through the API (counts, field values, links, stages, authors and times). A second
 //! import then updates instead of duplicating.
 //!
-//! `VORONKA_IMPORT_LEADS` sets the size (300 by default; the figure is 10,000).
+//! `VORONKA_IMPORT_LEADS` sets the size (600 by default: the kill falls after the first page of
+//! 250 leads, so the resume must go on from a saved page; the figure is 10,000).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -24,7 +25,7 @@ fn leads_wanted() -> i64 {
     std::env::var("VORONKA_IMPORT_LEADS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300)
+        .unwrap_or(600)
 }
 
 fn at(i: i64) -> DateTime<Utc> {

@@ -7,7 +7,12 @@ CREATE TABLE importer.runs (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     account_id  BIGINT      NOT NULL,
     source      TEXT        NOT NULL CHECK (char_length(source) BETWEEN 1 AND 2048),
-    state       TEXT        NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done', 'failed')),
+    state       TEXT        NOT NULL DEFAULT 'running' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    -- The amoCRM token of a run started from the settings (its background job reads it); it is
+    -- wiped when the run ends. The command line passes its token directly and keeps none here.
+    token       TEXT,
+    -- Who started it (a run from the settings), for the log.
+    started_by  BIGINT,
     progress    JSONB       NOT NULL DEFAULT '{}',
     error       TEXT,
     started_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -15,6 +20,9 @@ CREATE TABLE importer.runs (
     finished_at TIMESTAMPTZ
 );
 CREATE INDEX runs_account_idx ON importer.runs (account_id, source, id DESC);
+-- One unfinished run started at a time per account and source.
+CREATE UNIQUE INDEX runs_one_under_way ON importer.runs (account_id, source)
+    WHERE state IN ('queued', 'running');
 
 -- amoCRM id → Voronka id, per target account, source and kind of record: what makes a run
 -- resumable and a rerun update what it brought the first time instead of duplicating it.

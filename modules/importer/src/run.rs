@@ -74,6 +74,21 @@ impl Progress {
         }
     }
 
+    /// How far the run is (0–100), by steps: those done, and half of the one under way once
+    /// it has written a page.
+    pub fn percent(&self) -> u32 {
+        let done = STEPS
+            .iter()
+            .filter(|s| self.done.iter().any(|d| d == *s))
+            .count() as f64;
+        let under_way = if !self.step.is_empty() && self.page > 0 {
+            0.5
+        } else {
+            0.0
+        };
+        (((done + under_way) / STEPS.len() as f64) * 100.0).round() as u32
+    }
+
     /// The final report: per entity read, created, updated; then every skipped item.
     pub fn report(&self) -> String {
         let mut out = String::new();
@@ -393,11 +408,14 @@ impl Job<'_> {
         let requests_before = self.progress.requests;
         let traffic_before = self.client.traffic().requests;
         for step in STEPS {
-            if self.progress.done.iter().any(|d| d == step) && !is_definition(step) {
+            let done = self.progress.done.iter().any(|d| d == step);
+            if done && !is_definition(step) {
                 continue;
             }
-            self.counting = !self.progress.done.iter().any(|d| d == step);
-            if self.progress.step != step {
+            // Definitions done already are walked again (for their ids) without moving the
+            // point a resume goes on from.
+            self.counting = !done;
+            if !done && self.progress.step != step {
                 self.progress.step = step.to_string();
                 self.progress.page = 0;
             }
@@ -436,9 +454,9 @@ impl Job<'_> {
             }
             if self.counting {
                 self.progress.done.push(step.to_string());
+                self.progress.step.clear();
+                self.progress.page = 0;
             }
-            self.progress.step.clear();
-            self.progress.page = 0;
             if step == "leads" || step == "contacts" || step == "companies" {
                 self.report_dropped(step);
             }

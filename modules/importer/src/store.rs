@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use diesel::sql_types::{BigInt, Jsonb, Nullable, Text};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::RunQueryDsl;
 use kernel::db::DbPool;
@@ -16,29 +17,59 @@ struct RunRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
     #[diesel(sql_type = Text)]
+    source: String,
+    #[diesel(sql_type = Text)]
     state: String,
     #[diesel(sql_type = Jsonb)]
     progress: serde_json::Value,
     #[diesel(sql_type = Nullable<Text>)]
     error: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    started_by: Option<i64>,
+    #[diesel(sql_type = Timestamptz)]
+    started_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    finished_at: Option<DateTime<Utc>>,
 }
+
+const RUN_COLUMNS: &str =
+    "id, source, state, progress, error, started_by, started_at, updated_at, finished_at";
 
 /// A run as stored.
 #[derive(Debug, Clone)]
 pub struct Run {
     pub id: i64,
+    /// The amoCRM account's base URL.
+    pub source: String,
+    /// `queued` (waiting for a worker), `running`, `done` or `failed`.
     pub state: String,
     pub progress: Progress,
     pub error: Option<String>,
+    /// The user who started it from the settings (None: the command line).
+    pub started_by: Option<i64>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
 }
+
+/// A run that saved nothing for this long is taken for dead (its process stopped) and may be
+/// started again.
+pub const STALE_MINUTES: i64 = 5;
 
 impl From<RunRow> for Run {
     fn from(r: RunRow) -> Run {
         Run {
             id: r.id,
+            source: r.source,
             state: r.state,
             progress: serde_json::from_value(r.progress).unwrap_or_default(),
             error: r.error,
+            started_by: r.started_by,
+            started_at: r.started_at,
+            updated_at: r.updated_at,
+            finished_at: r.finished_at,
         }
     }
 }
@@ -57,10 +88,10 @@ impl Store {
     /// (then a new one, which updates what the earlier ones brought).
     pub async fn open_run(&self, account: AccountId, source: &str) -> AppResult<(Run, bool)> {
         let mut conn = self.pool.get().await?;
-        let last: Option<RunRow> = kernel::sql::query(
-            "SELECT id, state, progress, error FROM importer.runs
-              WHERE account_id = $1 AND source = $2 ORDER BY id DESC LIMIT 1",
-        )
+        let last: Option<RunRow> = kernel::sql::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM importer.runs
+              WHERE account_id = $1 AND source = $2 ORDER BY id DESC LIMIT 1"
+        ))
         .bind::<BigInt, _>(account.0)
         .bind::<Text, _>(source)
         .get_result(&mut conn)
@@ -75,12 +106,15 @@ impl Store {
             .bind::<BigInt, _>(r.id)
             .execute(&mut conn)
             .await?;
-            return Ok((r.into(), true));
+            let run = Run::from(r);
+            // A run queued from the settings and not begun yet starts afresh.
+            let resumed = !run.progress.done.is_empty() || !run.progress.step.is_empty();
+            return Ok((run, resumed));
         }
-        let r: RunRow = kernel::sql::query(
+        let r: RunRow = kernel::sql::query(&format!(
             "INSERT INTO importer.runs (account_id, source) VALUES ($1, $2)
-             RETURNING id, state, progress, error",
-        )
+             RETURNING {RUN_COLUMNS}"
+        ))
         .bind::<BigInt, _>(account.0)
         .bind::<Text, _>(source)
         .get_result(&mut conn)
@@ -90,15 +124,159 @@ impl Store {
 
     pub async fn run(&self, account: AccountId, id: i64) -> AppResult<Option<Run>> {
         let mut conn = self.pool.get().await?;
-        let r: Option<RunRow> = kernel::sql::query(
-            "SELECT id, state, progress, error FROM importer.runs WHERE account_id = $1 AND id = $2",
-        )
+        let r: Option<RunRow> = kernel::sql::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM importer.runs WHERE account_id = $1 AND id = $2"
+        ))
         .bind::<BigInt, _>(account.0)
         .bind::<BigInt, _>(id)
         .get_result(&mut conn)
         .await
         .optional()?;
         Ok(r.map(Run::from))
+    }
+
+    /// The account's runs, newest first.
+    pub async fn runs(&self, account: AccountId, limit: i64) -> AppResult<Vec<Run>> {
+        let mut conn = self.pool.get().await?;
+        let rows: Vec<RunRow> = kernel::sql::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM importer.runs WHERE account_id = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind::<BigInt, _>(account.0)
+        .bind::<BigInt, _>(limit)
+        .load(&mut conn)
+        .await?;
+        Ok(rows.into_iter().map(Run::from).collect())
+    }
+
+    /// Queues a run started from the settings, keeping its token for the background job: the
+    /// unfinished run of this account and source goes on (else a new one begins, which updates
+    /// what earlier ones brought). Refused while a run of them is under way.
+    pub async fn queue(
+        &self,
+        account: AccountId,
+        source: &str,
+        token: &str,
+        by: i64,
+    ) -> AppResult<i64> {
+        #[derive(QueryableByName)]
+        struct Last {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+            #[diesel(sql_type = Text)]
+            state: String,
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            fresh: bool,
+        }
+        let mut conn = self.pool.get().await?;
+        let last: Option<Last> = kernel::sql::query(
+            "SELECT id, state, updated_at > now() - make_interval(mins => $3::int) AS fresh
+               FROM importer.runs WHERE account_id = $1 AND source = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind::<BigInt, _>(account.0)
+        .bind::<Text, _>(source)
+        .bind::<BigInt, _>(STALE_MINUTES)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        let busy = || {
+            kernel::AppError::new(
+                kernel::ErrorCode::Conflict,
+                "an import from this amoCRM account is under way: wait for it to finish",
+            )
+        };
+        match last {
+            Some(l) if (l.state == "queued" || l.state == "running") && l.fresh => Err(busy()),
+            Some(l) if l.state != "done" => {
+                let n = kernel::sql::query(
+                    "UPDATE importer.runs SET state = 'queued', token = $2, started_by = $3,
+                            updated_at = now()
+                      WHERE id = $1 AND state = $4",
+                )
+                .bind::<BigInt, _>(l.id)
+                .bind::<Text, _>(token)
+                .bind::<BigInt, _>(by)
+                .bind::<Text, _>(&l.state)
+                .execute(&mut conn)
+                .await?;
+                if n == 0 {
+                    return Err(busy());
+                }
+                Ok(l.id)
+            }
+            _ => {
+                #[derive(QueryableByName)]
+                struct Id {
+                    #[diesel(sql_type = BigInt)]
+                    id: i64,
+                }
+                let r: Result<Id, diesel::result::Error> = kernel::sql::query(
+                    "INSERT INTO importer.runs (account_id, source, state, token, started_by)
+                     VALUES ($1, $2, 'queued', $3, $4) RETURNING id",
+                )
+                .bind::<BigInt, _>(account.0)
+                .bind::<Text, _>(source)
+                .bind::<Text, _>(token)
+                .bind::<BigInt, _>(by)
+                .get_result(&mut conn)
+                .await;
+                match r {
+                    Ok(r) => Ok(r.id),
+                    // Another start got in first (one unfinished run per account and source).
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => Err(busy()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// The token a queued run was started with (None once the run has ended).
+    pub async fn token(&self, run: i64) -> AppResult<Option<String>> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Nullable<Text>)]
+            token: Option<String>,
+        }
+        let mut conn = self.pool.get().await?;
+        let r: Option<Row> = kernel::sql::query("SELECT token FROM importer.runs WHERE id = $1")
+            .bind::<BigInt, _>(run)
+            .get_result(&mut conn)
+            .await
+            .optional()?;
+        Ok(r.and_then(|r| r.token))
+    }
+
+    /// A run whose attempt failed in a way a retry may cure waits for its next attempt.
+    pub async fn requeue(&self, run: i64, error: &str) -> AppResult<()> {
+        let mut conn = self.pool.get().await?;
+        kernel::sql::query(
+            "UPDATE importer.runs SET state = 'queued', error = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind::<BigInt, _>(run)
+        .bind::<Text, _>(error)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a run that will not be tried again: its token is wiped, and a run not finished is
+    /// marked failed with `error`.
+    pub async fn give_up(&self, run: i64, error: &str) -> AppResult<()> {
+        let mut conn = self.pool.get().await?;
+        kernel::sql::query(
+            "UPDATE importer.runs
+                SET token = NULL, updated_at = now(),
+                    state = CASE WHEN state = 'done' THEN state ELSE 'failed' END,
+                    error = CASE WHEN state = 'done' THEN error ELSE $2 END
+              WHERE id = $1",
+        )
+        .bind::<BigInt, _>(run)
+        .bind::<Text, _>(error)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
     }
 
     /// Saves where a run stands.
@@ -123,7 +301,8 @@ impl Store {
             "UPDATE importer.runs
                 SET state = CASE WHEN $2::text IS NULL THEN 'done' ELSE 'failed' END,
                     error = $2, updated_at = now(),
-                    finished_at = CASE WHEN $2::text IS NULL THEN now() END
+                    finished_at = CASE WHEN $2::text IS NULL THEN now() END,
+                    token = CASE WHEN $2::text IS NULL THEN NULL ELSE token END
               WHERE id = $1",
         )
         .bind::<BigInt, _>(run)

@@ -1,8 +1,9 @@
-//! Settings: users, groups, roles and rights, API tokens, the user's own profile.
+//! Settings: users, groups, roles and rights, API tokens, the user's own profile, imports.
 
 pub mod contact_fields;
 pub mod deals;
 pub mod groups;
+pub mod import;
 pub mod integrations;
 pub mod jobs;
 pub mod profile;
