@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
-use importer::{AmoClient, AmoError, ClientOptions, ImportError, Importer, Outcome, Progress, Targets};
+use importer::{
+    AmoClient, AmoError, ClientOptions, ImportError, Importer, Outcome, Progress, Targets,
+};
 use kernel::{AccountId, AppError, Caller, ErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -82,7 +84,9 @@ pub async fn start(
     };
     let store = importer(state).store().clone();
     let source = client.base_url().to_lowercase();
-    let run = store.queue(caller.account_id, &source, token, user.0).await?;
+    let run = store
+        .queue(caller.account_id, &source, token, user.0)
+        .await?;
     let job = ImportJob {
         account_id: caller.account_id.0,
         run_id: run,
@@ -117,7 +121,10 @@ pub async fn run_job(
     }
     let Some(token) = store.token(run.id).await? else {
         store
-            .give_up(run.id, "the run has no token: start it again from the settings")
+            .give_up(
+                run.id,
+                "the run has no token: start it again from the settings",
+            )
             .await?;
         return Ok(());
     };
@@ -155,8 +162,7 @@ pub async fn run_job(
             }
             store.requeue(run.id, &e.to_string()).await?;
             if let Some(abort) =
-                crate::jobs::after_failure(&ctx.jobs, ctx.retry, &id, &attempt, e.to_string())
-                    .await
+                crate::jobs::after_failure(&ctx.jobs, ctx.retry, &id, &attempt, e.to_string()).await
             {
                 let _ = store.give_up(run.id, &e.to_string()).await;
                 return Err(abort);

@@ -278,7 +278,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/settings/import", web::get().to(settings::import::page))
         .route("/settings/import", web::post().to(settings::import::start))
-        .route("/settings/import/status", web::get().to(settings::import::status))
+        .route(
+            "/settings/import/status",
+            web::get().to(settings::import::status),
+        )
         .route("/settings/jobs", web::get().to(jobs::list))
         .route("/settings/jobs/{id}/retry", web::post().to(jobs::retry))
         .route("/settings/jobs/{id}/discard", web::post().to(jobs::discard))

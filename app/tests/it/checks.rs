@@ -363,7 +363,10 @@ fn every_modules_outbox_and_inbox_have_the_shape_the_relay_expects() {
                 "{}: a schema the relay skips has an outbox or inbox",
                 m.schema
             );
-            assert!(!voronka::server::outbox_schemas(&voronka::config::Config::default()).contains(&m.schema));
+            assert!(
+                !voronka::server::outbox_schemas(&voronka::config::Config::default())
+                    .contains(&m.schema)
+            );
             continue;
         }
         // The notify function's body names its schema, so its hash differs by design.

@@ -333,16 +333,25 @@ async fn a_recorded_account_is_written_and_what_cannot_come_is_reported() {
         .await
         .unwrap()
         .items;
-    let anna = users.iter().find(|u| u.email == "anna@example.test").expect("Anna");
+    let anna = users
+        .iter()
+        .find(|u| u.email == "anna@example.test")
+        .expect("Anna");
     assert!(!anna.is_active);
     let robot = users.iter().find(|u| u.name == "Robot").expect("the robot");
-    assert!(!robot.is_active && robot.email.ends_with("@import.invalid"), "{robot:?}");
+    assert!(
+        !robot.is_active && robot.email.ends_with("@import.invalid"),
+        "{robot:?}"
+    );
     let skipped: Vec<String> = p
         .skipped
         .iter()
         .map(|s| format!("{} {}: {}", s.entity, s.id, s.reason))
         .collect();
-    assert!(skipped.iter().any(|s| s.starts_with("users 12:")), "{skipped:#?}");
+    assert!(
+        skipped.iter().any(|s| s.starts_with("users 12:")),
+        "{skipped:#?}"
+    );
     assert!(
         skipped
             .iter()
@@ -350,10 +359,15 @@ async fn a_recorded_account_is_written_and_what_cannot_come_is_reported() {
         "{skipped:#?}"
     );
     assert!(
-        skipped.iter().any(|s| s.contains("86 value(s) of field \"Legal entity\"")),
+        skipped
+            .iter()
+            .any(|s| s.contains("86 value(s) of field \"Legal entity\"")),
         "{skipped:#?}"
     );
-    assert!(skipped.iter().any(|s| s.starts_with("events")), "{skipped:#?}");
+    assert!(
+        skipped.iter().any(|s| s.starts_with("events")),
+        "{skipped:#?}"
+    );
 
     // amoCRM's won status (142) is the won stage of the imported pipeline; each lead keeps its
     // price, author, times, the value amoCRM knows and its main contact.

@@ -59,7 +59,10 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
     for (name, stages) in [
         ("Sales", vec!["First contact", "Offer", "Contract"]),
         ("Partners", vec!["Talks", "Pilot"]),
-        ("Renewals", vec!["Reminded", "Invoiced", "Paid late", "Chased"]),
+        (
+            "Renewals",
+            vec!["Reminded", "Invoiced", "Paid late", "Chased"],
+        ),
     ] {
         pipelines.push(
             m.deals
@@ -74,7 +77,11 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
                 .unwrap(),
         );
     }
-    let reason = m.deals.create_loss_reason(caller, "Too expensive").await.unwrap();
+    let reason = m
+        .deals
+        .create_loss_reason(caller, "Too expensive")
+        .await
+        .unwrap();
     let channel = m
         .deals
         .create_custom_field(
@@ -165,9 +172,17 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
                     web: format!("https://company-{i}.test"),
                     address: format!("{i} Main street"),
                     responsible_user_id: Some(owner(i)),
-                    phones: vec![Reach::work(format!("+7 495 100-{:02}-{:02}", i / 100, i % 100))],
+                    phones: vec![Reach::work(format!(
+                        "+7 495 100-{:02}-{:02}",
+                        i / 100,
+                        i % 100
+                    ))],
                     emails: vec![],
-                    tags: if i % 2 == 0 { vec!["vip".into()] } else { vec![] },
+                    tags: if i % 2 == 0 {
+                        vec!["vip".into()]
+                    } else {
+                        vec![]
+                    },
                     custom_fields: [(size.id.0.to_string(), json!(format!("{}", 10 + i)))]
                         .into_iter()
                         .collect(),
@@ -201,14 +216,22 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
                 NewContact {
                     first_name: format!("Ivan{i}"),
                     last_name: format!("Petrov{i}"),
-                    position: if i % 4 == 0 { "Buyer".into() } else { String::new() },
+                    position: if i % 4 == 0 {
+                        "Buyer".into()
+                    } else {
+                        String::new()
+                    },
                     responsible_user_id: Some(owner(i)),
                     phones: vec![Reach {
                         kind: "MOB".into(),
                         value: format!("+7 916 200-{:02}-{:02}", i / 100, i % 100),
                     }],
                     emails: vec![Reach::work(format!("ivan{i}@client.test"))],
-                    tags: if i % 5 == 0 { vec!["newsletter".into()] } else { vec![] },
+                    tags: if i % 5 == 0 {
+                        vec!["newsletter".into()]
+                    } else {
+                        vec![]
+                    },
                     custom_fields: [(hobby.id.0.to_string(), json!(format!("chess {i}")))]
                         .into_iter()
                         .collect(),
@@ -253,14 +276,20 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
             _ => open[(i as usize) % open.len()],
         };
         let mut values: serde_json::Map<String, Value> = serde_json::Map::new();
-        values.insert(channel.id.0.to_string(), json!(channel.enums[(i % 3) as usize].id));
+        values.insert(
+            channel.id.0.to_string(),
+            json!(channel.enums[(i % 3) as usize].id),
+        );
         if i % 2 == 0 {
             values.insert(
                 products.id.0.to_string(),
                 json!([products.enums[0].id, products.enums[2].id]),
             );
         }
-        values.insert(deal_fields[0].id.0.to_string(), json!(format!("2025-0{}-1{}", 1 + i % 9, i % 10)));
+        values.insert(
+            deal_fields[0].id.0.to_string(),
+            json!(format!("2025-0{}-1{}", 1 + i % 9, i % 10)),
+        );
         values.insert(deal_fields[1].id.0.to_string(), json!(format!("{}.5", i)));
         values.insert(deal_fields[2].id.0.to_string(), json!(format!("note {i}")));
         values.insert(deal_fields[3].id.0.to_string(), json!(i % 4 == 0));
@@ -276,9 +305,17 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
                     pipeline_id: p.id,
                     stage_id: Some(stage),
                     responsible_user_id: Some(owner(i)),
-                    tags: if i % 4 == 0 { vec!["hot".into(), format!("batch-{}", i % 3)] } else { vec![] },
+                    tags: if i % 4 == 0 {
+                        vec!["hot".into(), format!("batch-{}", i % 3)]
+                    } else {
+                        vec![]
+                    },
                     custom_fields: values,
-                    contact_ids: if i % 6 == 0 { vec![main, second] } else { vec![main] },
+                    contact_ids: if i % 6 == 0 {
+                        vec![main, second]
+                    } else {
+                        vec![main]
+                    },
                     main_contact_id: Some(main),
                     company_ids: if i % 5 == 0 {
                         vec![companies[(i as usize) % companies.len()].0]
@@ -350,7 +387,10 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
         }
     }
     for chunk in history.chunks(500) {
-        m.deals.restore_provenance(caller, chunk.to_vec()).await.unwrap();
+        m.deals
+            .restore_provenance(caller, chunk.to_vec())
+            .await
+            .unwrap();
     }
     for (i, c) in contacts.iter().enumerate().take(20) {
         m.activities
@@ -403,7 +443,10 @@ async fn all(http: &reqwest::Client, base: &str, token: &str, path: &str, key: &
         }
         assert_eq!(res.status(), 200, "{path}");
         let body: Value = res.json().await.unwrap();
-        let items = body["_embedded"][key].as_array().cloned().unwrap_or_default();
+        let items = body["_embedded"][key]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let more = body.pointer("/_links/next").is_some();
         out.extend(items);
         if !more {
@@ -422,24 +465,48 @@ async fn snapshot(app: &TestApp, token: &str) -> BTreeMap<String, Value> {
     let users: HashMap<i64, String> = all(&http, base, token, "/api/v4/users", "users")
         .await
         .iter()
-        .map(|u| (u["id"].as_i64().unwrap(), u["name"].as_str().unwrap().to_string()))
+        .map(|u| {
+            (
+                u["id"].as_i64().unwrap(),
+                u["name"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    let user = |v: &Value| users.get(&v.as_i64().unwrap_or(0)).cloned().unwrap_or_default();
+    let user = |v: &Value| {
+        users
+            .get(&v.as_i64().unwrap_or(0))
+            .cloned()
+            .unwrap_or_default()
+    };
     let mut stages: HashMap<(i64, i64), String> = HashMap::new();
     for p in all(&http, base, token, "/api/v4/leads/pipelines", "pipelines").await {
         for s in p["_embedded"]["statuses"].as_array().unwrap() {
             stages.insert(
                 (p["id"].as_i64().unwrap(), s["id"].as_i64().unwrap()),
-                format!("{} / {}", p["name"].as_str().unwrap(), s["name"].as_str().unwrap()),
+                format!(
+                    "{} / {}",
+                    p["name"].as_str().unwrap(),
+                    s["name"].as_str().unwrap()
+                ),
             );
         }
     }
-    let reasons: HashMap<i64, String> =
-        all(&http, base, token, "/api/v4/leads/loss_reasons", "loss_reasons")
-            .await
-            .iter()
-            .map(|r| (r["id"].as_i64().unwrap(), r["name"].as_str().unwrap().to_string()))
-            .collect();
+    let reasons: HashMap<i64, String> = all(
+        &http,
+        base,
+        token,
+        "/api/v4/leads/loss_reasons",
+        "loss_reasons",
+    )
+    .await
+    .iter()
+    .map(|r| {
+        (
+            r["id"].as_i64().unwrap(),
+            r["name"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect();
     let values = |r: &Value| -> Value {
         let mut out: BTreeMap<String, Value> = BTreeMap::new();
         for v in r["custom_fields_values"].as_array().into_iter().flatten() {
@@ -468,7 +535,12 @@ async fn snapshot(app: &TestApp, token: &str) -> BTreeMap<String, Value> {
     let companies = all(&http, base, token, "/api/v4/companies", "companies").await;
     let company_names: HashMap<i64, String> = companies
         .iter()
-        .map(|c| (c["id"].as_i64().unwrap(), c["name"].as_str().unwrap().to_string()))
+        .map(|c| {
+            (
+                c["id"].as_i64().unwrap(),
+                c["name"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for c in &companies {
         snap.insert(
@@ -478,10 +550,22 @@ async fn snapshot(app: &TestApp, token: &str) -> BTreeMap<String, Value> {
                    "created_by": user(&c["created_by"]), "updated_by": user(&c["updated_by"])}),
         );
     }
-    let contacts = all(&http, base, token, "/api/v4/contacts?with=companies", "contacts").await;
+    let contacts = all(
+        &http,
+        base,
+        token,
+        "/api/v4/contacts?with=companies",
+        "contacts",
+    )
+    .await;
     let contact_names: HashMap<i64, String> = contacts
         .iter()
-        .map(|c| (c["id"].as_i64().unwrap(), c["name"].as_str().unwrap().to_string()))
+        .map(|c| {
+            (
+                c["id"].as_i64().unwrap(),
+                c["name"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for c in &contacts {
         let mut cos: Vec<String> = c["_embedded"]["companies"]
@@ -499,10 +583,22 @@ async fn snapshot(app: &TestApp, token: &str) -> BTreeMap<String, Value> {
                    "created_by": user(&c["created_by"]), "updated_by": user(&c["updated_by"])}),
         );
     }
-    let leads = all(&http, base, token, "/api/v4/leads?with=contacts,loss_reason", "leads").await;
+    let leads = all(
+        &http,
+        base,
+        token,
+        "/api/v4/leads?with=contacts,loss_reason",
+        "leads",
+    )
+    .await;
     let lead_names: HashMap<i64, String> = leads
         .iter()
-        .map(|l| (l["id"].as_i64().unwrap(), l["name"].as_str().unwrap().to_string()))
+        .map(|l| {
+            (
+                l["id"].as_i64().unwrap(),
+                l["name"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for l in &leads {
         let cs: Vec<Value> = l["_embedded"]["contacts"]
@@ -518,7 +614,10 @@ async fn snapshot(app: &TestApp, token: &str) -> BTreeMap<String, Value> {
             .map(|x| company_names[&x["id"].as_i64().unwrap()].clone())
             .collect();
         let stage = stages
-            .get(&(l["pipeline_id"].as_i64().unwrap(), l["status_id"].as_i64().unwrap()))
+            .get(&(
+                l["pipeline_id"].as_i64().unwrap(),
+                l["status_id"].as_i64().unwrap(),
+            ))
             .cloned()
             .unwrap_or_default();
         snap.insert(
@@ -539,15 +638,21 @@ async fn snapshot(app: &TestApp, token: &str) -> BTreeMap<String, Value> {
         .unwrap_or_else(|| format!("missing {kind} {id}"))
     };
     for kind in ["leads", "contacts", "companies"] {
-        let mut notes: Vec<Value> = all(&http, base, token, &format!("/api/v4/{kind}/notes"), "notes")
-            .await
-            .iter()
-            .map(|n| {
-                json!({"on": names(kind, n["entity_id"].as_i64().unwrap()), "type": n["note_type"],
+        let mut notes: Vec<Value> = all(
+            &http,
+            base,
+            token,
+            &format!("/api/v4/{kind}/notes"),
+            "notes",
+        )
+        .await
+        .iter()
+        .map(|n| {
+            json!({"on": names(kind, n["entity_id"].as_i64().unwrap()), "type": n["note_type"],
                        "text": n["params"]["text"], "created_at": n["created_at"],
                        "created_by": user(&n["created_by"])})
-            })
-            .collect();
+        })
+        .collect();
         notes.sort_by_key(|n| n.to_string());
         snap.insert(format!("notes on {kind}"), Value::Array(notes));
     }
@@ -576,9 +681,19 @@ async fn an_account_comes_across_through_the_api_killed_half_way_and_resumed() {
     let admin = Caller::user(source.account, source.admin.id);
     let member = app.member(&source, "maria@horns.test").await;
     fill(&app, admin, member.id, leads).await;
-    let source_token = m.accounts.create_token(admin, "export", 30).await.unwrap().secret;
+    let source_token = m
+        .accounts
+        .create_token(admin, "export", 30)
+        .await
+        .unwrap()
+        .secret;
     let target_admin = Caller::user(target.account, target.admin.id);
-    let target_token = m.accounts.create_token(target_admin, "check", 30).await.unwrap().secret;
+    let target_token = m
+        .accounts
+        .create_token(target_admin, "check", 30)
+        .await
+        .unwrap()
+        .secret;
 
     // The first start is killed in the middle of the leads.
     let client = AmoClient::new(&app.url, &source_token, ClientOptions::default()).unwrap();
@@ -614,17 +729,29 @@ async fn an_account_comes_across_through_the_api_killed_half_way_and_resumed() {
 
     // The second start goes on from where the first stopped.
     let client = AmoClient::new(&app.url, &source_token, ClientOptions::default()).unwrap();
-    let outcome = imp.run(&client, target.account, |_| {}).await.expect("resumed import");
-    assert!(outcome.resumed, "the second start goes on with the first run");
+    let outcome = imp
+        .run(&client, target.account, |_| {})
+        .await
+        .expect("resumed import");
+    assert!(
+        outcome.resumed,
+        "the second start goes on with the first run"
+    );
     let p = &outcome.progress;
     eprint!("{}", p.report());
-    assert_eq!(p.read["leads"], leads as u64, "every lead read once over the two starts");
+    assert_eq!(
+        p.read["leads"], leads as u64,
+        "every lead read once over the two starts"
+    );
     let skipped_records: Vec<_> = p
         .skipped
         .iter()
         .filter(|s| !["users", "events"].contains(&s.entity.as_str()))
         .collect();
-    assert!(skipped_records.is_empty(), "nothing skipped but users and events: {skipped_records:#?}");
+    assert!(
+        skipped_records.is_empty(),
+        "nothing skipped but users and events: {skipped_records:#?}"
+    );
     // The budget: under 7 requests a second over the whole run.
     assert!(
         (p.requests as f64) / p.seconds <= 7.0,
@@ -638,11 +765,16 @@ async fn an_account_comes_across_through_the_api_killed_half_way_and_resumed() {
     let want_leads = want.keys().filter(|k| k.starts_with("lead ")).count();
     assert_eq!(want_leads, leads as usize);
     for (k, w) in &want {
-        let g = got.get(k).unwrap_or_else(|| panic!("{k} is missing from the target"));
+        let g = got
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} is missing from the target"));
         assert_eq!(g, w, "{k} differs");
     }
     let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-    assert!(extra.is_empty(), "the target has records the source has not: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "the target has records the source has not: {extra:?}"
+    );
 
     // Imported users who had no place here are inactive.
     let maria = m
@@ -651,16 +783,31 @@ async fn an_account_comes_across_through_the_api_killed_half_way_and_resumed() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(maria.account_id, source.account, "e-mails are unique: the source keeps hers");
+    assert_eq!(
+        maria.account_id, source.account,
+        "e-mails are unique: the source keeps hers"
+    );
 
     // A rerun updates what the first brought, and duplicates nothing.
     let client = AmoClient::new(&app.url, &source_token, ClientOptions::default()).unwrap();
-    let again = imp.run(&client, target.account, |_| {}).await.expect("rerun");
+    let again = imp
+        .run(&client, target.account, |_| {})
+        .await
+        .expect("rerun");
     assert!(!again.resumed);
     assert_ne!(again.run, outcome.run);
     for e in ["leads", "contacts", "companies", "tasks", "leads/notes"] {
-        assert_eq!(again.progress.created.get(e), None, "{e} created again: {:?}", again.progress.created);
+        assert_eq!(
+            again.progress.created.get(e),
+            None,
+            "{e} created again: {:?}",
+            again.progress.created
+        );
     }
     assert_eq!(again.progress.updated["leads"], leads as u64);
-    assert_eq!(snapshot(&app, &target_token).await, got, "a rerun changes nothing that was equal");
+    assert_eq!(
+        snapshot(&app, &target_token).await,
+        got,
+        "a rerun changes nothing that was equal"
+    );
 }

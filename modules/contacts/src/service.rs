@@ -862,11 +862,13 @@ impl Contacts for ContactsService {
                     .get_result(tx)
                     .await?;
                 if let Some(key) = caller.cause {
-                    kernel::sql::query("UPDATE contacts.contacts SET request_key = $2 WHERE id = $1")
-                        .bind::<BigInt, _>(id)
-                        .bind::<diesel::sql_types::Uuid, _>(key)
-                        .execute(tx)
-                        .await?;
+                    kernel::sql::query(
+                        "UPDATE contacts.contacts SET request_key = $2 WHERE id = $1",
+                    )
+                    .bind::<BigInt, _>(id)
+                    .bind::<diesel::sql_types::Uuid, _>(key)
+                    .execute(tx)
+                    .await?;
                 }
                 write_reach(
                     tx,
@@ -1635,11 +1637,13 @@ impl Contacts for ContactsService {
                     .get_result(tx)
                     .await?;
                 if let Some(key) = caller.cause {
-                    kernel::sql::query("UPDATE contacts.companies SET request_key = $2 WHERE id = $1")
-                        .bind::<BigInt, _>(id)
-                        .bind::<diesel::sql_types::Uuid, _>(key)
-                        .execute(tx)
-                        .await?;
+                    kernel::sql::query(
+                        "UPDATE contacts.companies SET request_key = $2 WHERE id = $1",
+                    )
+                    .bind::<BigInt, _>(id)
+                    .bind::<diesel::sql_types::Uuid, _>(key)
+                    .execute(tx)
+                    .await?;
                 }
                 write_reach(
                     tx,

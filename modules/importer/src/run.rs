@@ -427,26 +427,43 @@ impl Job<'_> {
                 "tags" => self.tags().await?,
                 "task_types" => self.task_types().await?,
                 _ => {
-                    // Records: page by page from where an earlier start stopped.
+                    // Records: page by page from where an earlier start stopped. The next page
+                    // is read while this one is written, so that reading at amoCRM's pace and
+                    // writing here overlap (it is written only after this one's checkpoint).
+                    let client = self.client;
+                    let (path, key, extra) = records_path(step);
                     let mut page = self.progress.page + 1;
+                    let mut got = client.page(&path, key, page, &extra).await?;
                     loop {
-                        let (path, key, extra) = records_path(step);
-                        let got = self.client.page(&path, key, page, &extra).await?;
                         let n = got.items.len() as u64;
                         Progress::add(&mut self.progress.read, step, n);
-                        match step {
-                            "companies" => self.companies(got.items).await?,
-                            "contacts" => self.contacts(got.items).await?,
-                            "leads" => self.leads(got.items).await?,
-                            "tasks" => self.tasks(got.items).await?,
-                            _ => self.notes(step, got.items).await?,
-                        }
+                        let more = got.more;
+                        let items = std::mem::take(&mut got.items);
+                        let write = async {
+                            match step {
+                                "companies" => self.companies(items).await,
+                                "contacts" => self.contacts(items).await,
+                                "leads" => self.leads(items).await,
+                                "tasks" => self.tasks(items).await,
+                                _ => self.notes(step, items).await,
+                            }
+                        };
+                        let next = async {
+                            if more {
+                                client.page(&path, key, page + 1, &extra).await.map(Some)
+                            } else {
+                                Ok(None)
+                            }
+                        };
+                        let (written, next) = tokio::join!(write, next);
+                        written?;
                         self.progress.page = page;
                         self.checkpoint(started, seconds_before, requests_before, traffic_before)
                             .await?;
                         on_page(&self.progress);
-                        if !got.more {
-                            break;
+                        match next? {
+                            Some(n) => got = n,
+                            None => break,
                         }
                         page += 1;
                     }
@@ -527,7 +544,10 @@ impl Job<'_> {
     async fn users(&mut self) -> Result<()> {
         let system = self.system();
         // Groups first: users belong to them.
-        let account = self.client.get("/api/v4/account", &[("with", "users_groups".into())]).await?;
+        let account = self
+            .client
+            .get("/api/v4/account", &[("with", "users_groups".into())])
+            .await?;
         let groups: Vec<Value> = account
             .as_ref()
             .and_then(|a| a.pointer("/_embedded/users_groups"))
@@ -563,7 +583,10 @@ impl Job<'_> {
 
         let mut page = 1;
         loop {
-            let got = self.client.page("/api/v4/users", "users", page, &[]).await?;
+            let got = self
+                .client
+                .page("/api/v4/users", "users", page, &[])
+                .await?;
             if self.counting {
                 Progress::add(&mut self.progress.read, "users", got.items.len() as u64);
             }
@@ -651,8 +674,15 @@ impl Job<'_> {
                     name,
                     email: address,
                     // Nobody knows it: the user signs in after an administrator sets one.
-                    password: format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
-                    is_admin: u.pointer("/rights/is_admin").and_then(Value::as_bool).unwrap_or(false),
+                    password: format!(
+                        "{}{}",
+                        uuid::Uuid::new_v4().simple(),
+                        uuid::Uuid::new_v4().simple()
+                    ),
+                    is_admin: u
+                        .pointer("/rights/is_admin")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
                     lang,
                     time_zone: "UTC".into(),
                     group_id: group,
@@ -703,8 +733,10 @@ impl Job<'_> {
                     .cloned()
                     .unwrap_or_default();
                 statuses.sort_by_key(|s| s.get("sort").and_then(Value::as_i64).unwrap_or(0));
-                let is_open =
-                    |s: &Value| ![142, 143].contains(&id_of(s)) && s.get("type").and_then(Value::as_i64) != Some(1);
+                let is_open = |s: &Value| {
+                    ![142, 143].contains(&id_of(s))
+                        && s.get("type").and_then(Value::as_i64) != Some(1)
+                };
                 if self.counting {
                     Progress::add(&mut self.progress.read, "statuses", statuses.len() as u64);
                 }
@@ -719,7 +751,11 @@ impl Job<'_> {
                             .create_pipeline(
                                 system,
                                 deals_api::NewPipeline {
-                                    name: if name.is_empty() { format!("Pipeline {amo}") } else { name },
+                                    name: if name.is_empty() {
+                                        format!("Pipeline {amo}")
+                                    } else {
+                                        name
+                                    },
                                     stages: statuses
                                         .iter()
                                         .filter(|s| is_open(s))
@@ -745,7 +781,11 @@ impl Job<'_> {
                             .map(id_of)
                             .zip(open)
                             .collect();
-                        Progress::add(&mut self.progress.created, "statuses", pairs.len() as u64 + 3);
+                        Progress::add(
+                            &mut self.progress.created,
+                            "statuses",
+                            pairs.len() as u64 + 3,
+                        );
                         self.remember("statuses", &pairs).await?;
                         self.remember("pipelines", &[(amo, made.id.0)]).await?;
                         made
@@ -806,7 +846,11 @@ impl Job<'_> {
                 .page("/api/v4/leads/loss_reasons", "loss_reasons", page, &[])
                 .await?;
             if self.counting {
-                Progress::add(&mut self.progress.read, "loss_reasons", got.items.len() as u64);
+                Progress::add(
+                    &mut self.progress.read,
+                    "loss_reasons",
+                    got.items.len() as u64,
+                );
             }
             let mut pairs = Vec::new();
             for r in &got.items {
@@ -872,7 +916,11 @@ impl Job<'_> {
                 let path = format!("/api/v4/{e}/custom_fields");
                 let got = self.client.page(&path, "custom_fields", page, &[]).await?;
                 if self.counting {
-                    Progress::add(&mut self.progress.read, &format!("{e}/custom_fields"), got.items.len() as u64);
+                    Progress::add(
+                        &mut self.progress.read,
+                        &format!("{e}/custom_fields"),
+                        got.items.len() as u64,
+                    );
                 }
                 let mut pairs = Vec::new();
                 for f in &got.items {
@@ -889,7 +937,8 @@ impl Job<'_> {
                         _ => None,
                     };
                     if let Some(part) = part {
-                        self.fields.insert((e.to_string(), amo), Landing::Part(part));
+                        self.fields
+                            .insert((e.to_string(), amo), Landing::Part(part));
                         continue;
                     }
                     let Some(ty) = counterpart(t, code)
@@ -905,7 +954,10 @@ impl Job<'_> {
                         }
                         self.fields.insert(
                             (e.to_string(), amo),
-                            Landing::Nowhere { name, ty: t.to_string() },
+                            Landing::Nowhere {
+                                name,
+                                ty: t.to_string(),
+                            },
                         );
                         continue;
                     };
@@ -915,18 +967,26 @@ impl Job<'_> {
                         .map(|a| {
                             let mut a = a.clone();
                             a.sort_by_key(|x| x.get("sort").and_then(Value::as_i64).unwrap_or(0));
-                            a.iter().map(|x| (id_of(x), str_of(x, "value").to_string())).collect()
+                            a.iter()
+                                .map(|x| (id_of(x), str_of(x, "value").to_string()))
+                                .collect()
                         })
                         .unwrap_or_default();
                     let mapped = self.local(&format!("fields:{e}"), amo);
                     let existing = ours
                         .iter()
-                        .find(|o| Some(o.0) == mapped || (mapped.is_none() && o.1.eq_ignore_ascii_case(&name) && o.2 == ty))
+                        .find(|o| {
+                            Some(o.0) == mapped
+                                || (mapped.is_none()
+                                    && o.1.eq_ignore_ascii_case(&name)
+                                    && o.2 == ty)
+                        })
                         .cloned();
                     let (id, enums) = match existing {
                         Some((id, _, _, enums)) => (id, enums),
                         None => {
-                            let enum_texts: Vec<String> = amo_enums.iter().map(|x| x.1.clone()).collect();
+                            let enum_texts: Vec<String> =
+                                amo_enums.iter().map(|x| x.1.clone()).collect();
                             let made = match entity {
                                 None => self
                                     .imp
@@ -961,15 +1021,26 @@ impl Job<'_> {
                             };
                             match made {
                                 Ok((id, enums)) => {
-                                    Progress::add(&mut self.progress.created, &format!("{e}/custom_fields"), 1);
+                                    Progress::add(
+                                        &mut self.progress.created,
+                                        &format!("{e}/custom_fields"),
+                                        1,
+                                    );
                                     ours.push((id, name.clone(), ty, enums.clone()));
                                     (id, enums)
                                 }
                                 Err(err) if refused(&err) => {
-                                    self.skip(&format!("{e}/custom_fields"), amo, format!("refused: {err}"));
+                                    self.skip(
+                                        &format!("{e}/custom_fields"),
+                                        amo,
+                                        format!("refused: {err}"),
+                                    );
                                     self.fields.insert(
                                         (e.to_string(), amo),
-                                        Landing::Nowhere { name, ty: t.to_string() },
+                                        Landing::Nowhere {
+                                            name,
+                                            ty: t.to_string(),
+                                        },
                                     );
                                     continue;
                                 }
@@ -978,7 +1049,9 @@ impl Job<'_> {
                         }
                     };
                     if self.counting
-                        && f.get("required_statuses").and_then(Value::as_array).is_some_and(|r| !r.is_empty())
+                        && f.get("required_statuses")
+                            .and_then(Value::as_array)
+                            .is_some_and(|r| !r.is_empty())
                     {
                         self.skip(
                             &format!("{e}/custom_fields"),
@@ -992,7 +1065,8 @@ impl Job<'_> {
                             self.enums.insert((e.to_string(), *amo_enum), o.id);
                         }
                     }
-                    self.fields.insert((e.to_string(), amo), Landing::Field { id, ty });
+                    self.fields
+                        .insert((e.to_string(), amo), Landing::Field { id, ty });
                     pairs.push((amo, id));
                 }
                 self.remember(&format!("fields:{e}"), &pairs).await?;
@@ -1004,10 +1078,17 @@ impl Job<'_> {
             // Field groups: Voronka shows a record's fields in one list.
             let groups = self
                 .client
-                .count(&format!("/api/v4/{e}/custom_fields/groups"), "custom_field_groups")
+                .count(
+                    &format!("/api/v4/{e}/custom_fields/groups"),
+                    "custom_field_groups",
+                )
                 .await?;
             if self.counting && groups > 0 {
-                Progress::add(&mut self.progress.read, &format!("{e}/custom_field_groups"), groups as u64);
+                Progress::add(
+                    &mut self.progress.read,
+                    &format!("{e}/custom_field_groups"),
+                    groups as u64,
+                );
                 self.skip(
                     &format!("{e}/custom_field_groups"),
                     0,
@@ -1023,7 +1104,10 @@ impl Job<'_> {
         for e in ["leads", "contacts", "companies"] {
             let mut page = 1;
             loop {
-                let got = self.client.page(&format!("/api/v4/{e}/tags"), "tags", page, &[]).await?;
+                let got = self
+                    .client
+                    .page(&format!("/api/v4/{e}/tags"), "tags", page, &[])
+                    .await?;
                 let names: Vec<String> = got
                     .items
                     .iter()
@@ -1031,7 +1115,11 @@ impl Job<'_> {
                     .filter(|n| !n.is_empty())
                     .collect();
                 if self.counting {
-                    Progress::add(&mut self.progress.read, &format!("{e}/tags"), got.items.len() as u64);
+                    Progress::add(
+                        &mut self.progress.read,
+                        &format!("{e}/tags"),
+                        got.items.len() as u64,
+                    );
                 }
                 if !names.is_empty() {
                     let n = names.len() as u64;
@@ -1040,10 +1128,18 @@ impl Job<'_> {
                             self.imp.t.deals.create_tags(system, names).await?;
                         }
                         "contacts" => {
-                            self.imp.t.contacts.create_tags(system, Entity::Contact, names).await?;
+                            self.imp
+                                .t
+                                .contacts
+                                .create_tags(system, Entity::Contact, names)
+                                .await?;
                         }
                         _ => {
-                            self.imp.t.contacts.create_tags(system, Entity::Company, names).await?;
+                            self.imp
+                                .t
+                                .contacts
+                                .create_tags(system, Entity::Company, names)
+                                .await?;
                         }
                     }
                     if self.counting {
@@ -1061,7 +1157,10 @@ impl Job<'_> {
 
     async fn task_types(&mut self) -> Result<()> {
         let system = self.system();
-        let account = self.client.get("/api/v4/account", &[("with", "task_types".into())]).await?;
+        let account = self
+            .client
+            .get("/api/v4/account", &[("with", "task_types".into())])
+            .await?;
         let types: Vec<Value> = account
             .as_ref()
             .and_then(|a| a.pointer("/_embedded/task_types"))
@@ -1113,14 +1212,22 @@ impl Job<'_> {
             .into_iter()
             .flatten()
         {
-            let values: Vec<Value> = v.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
+            let values: Vec<Value> = v
+                .get("values")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let field = v.get("field_id").and_then(Value::as_i64).unwrap_or(0);
             let code = v.get("field_code").and_then(Value::as_str);
-            let landing = self.fields.get(&(entity.to_string(), field)).cloned().or(match code {
-                Some("PHONE") => Some(Landing::Part("PHONE")),
-                Some("EMAIL") => Some(Landing::Part("EMAIL")),
-                _ => None,
-            });
+            let landing = self
+                .fields
+                .get(&(entity.to_string(), field))
+                .cloned()
+                .or(match code {
+                    Some("PHONE") => Some(Landing::Part("PHONE")),
+                    Some("EMAIL") => Some(Landing::Part("EMAIL")),
+                    _ => None,
+                });
             match landing {
                 Some(Landing::Part(part)) => {
                     let text = |x: &Value| match x.get("value") {
@@ -1145,7 +1252,10 @@ impl Job<'_> {
                                         Some(k) if kinds.contains(&k) => k,
                                         Some(_) => "OTHER",
                                     };
-                                    Reach { kind: kind.to_string(), value: text(x) }
+                                    Reach {
+                                        kind: kind.to_string(),
+                                        value: text(x),
+                                    }
                                 })
                                 .collect();
                             if part == "PHONE" {
@@ -1155,7 +1265,8 @@ impl Job<'_> {
                             }
                         }
                         _ => {
-                            let joined: Vec<String> = values.iter().map(text).filter(|t| !t.is_empty()).collect();
+                            let joined: Vec<String> =
+                                values.iter().map(text).filter(|t| !t.is_empty()).collect();
                             parts.text.insert(part, joined.join(", "));
                         }
                     }
@@ -1166,10 +1277,18 @@ impl Job<'_> {
                     }
                 }
                 Some(Landing::Nowhere { .. }) => {
-                    *self.progress.dropped.entry(format!("{entity}|{field}")).or_default() += 1;
+                    *self
+                        .progress
+                        .dropped
+                        .entry(format!("{entity}|{field}"))
+                        .or_default() += 1;
                 }
                 None => {
-                    *self.progress.dropped.entry(format!("{entity}|{field}")).or_default() += 1;
+                    *self
+                        .progress
+                        .dropped
+                        .entry(format!("{entity}|{field}"))
+                        .or_default() += 1;
                     self.fields.insert(
                         (entity.to_string(), field),
                         Landing::Nowhere {
@@ -1204,15 +1323,21 @@ impl Job<'_> {
             }
             FieldType::Date => match &value {
                 Value::Number(n) => Value::String(
-                    DateTime::from_timestamp(n.as_i64()?, 0)?.format("%Y-%m-%d").to_string(),
+                    DateTime::from_timestamp(n.as_i64()?, 0)?
+                        .format("%Y-%m-%d")
+                        .to_string(),
                 ),
                 Value::String(s) if s.parse::<i64>().is_ok() => Value::String(
-                    DateTime::from_timestamp(s.parse().ok()?, 0)?.format("%Y-%m-%d").to_string(),
+                    DateTime::from_timestamp(s.parse().ok()?, 0)?
+                        .format("%Y-%m-%d")
+                        .to_string(),
                 ),
                 other => other.clone(),
             },
             FieldType::DateTime => match &value {
-                Value::Number(n) => Value::String(DateTime::from_timestamp(n.as_i64()?, 0)?.to_rfc3339()),
+                Value::Number(n) => {
+                    Value::String(DateTime::from_timestamp(n.as_i64()?, 0)?.to_rfc3339())
+                }
                 Value::String(s) if s.parse::<i64>().is_ok() => {
                     Value::String(DateTime::from_timestamp(s.parse().ok()?, 0)?.to_rfc3339())
                 }
@@ -1256,7 +1381,10 @@ impl Job<'_> {
     }
 
     fn responsible(&mut self, entity: &str, r: &Value) -> UserId {
-        let amo = r.get("responsible_user_id").and_then(Value::as_i64).unwrap_or(0);
+        let amo = r
+            .get("responsible_user_id")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         match self.user(amo) {
             Some(u) => u,
             None => {
@@ -1264,7 +1392,10 @@ impl Job<'_> {
                 self.skip(
                     entity,
                     id_of(r),
-                    format!("responsible user {amo} is not known here: given to user {}", fallback.0),
+                    format!(
+                        "responsible user {amo} is not known here: given to user {}",
+                        fallback.0
+                    ),
                 );
                 fallback
             }
@@ -1292,7 +1423,9 @@ impl Job<'_> {
                             CompanyPatch {
                                 name: Some(name),
                                 web: Some(parts.text.get("WEB").cloned().unwrap_or_default()),
-                                address: Some(parts.text.get("ADDRESS").cloned().unwrap_or_default()),
+                                address: Some(
+                                    parts.text.get("ADDRESS").cloned().unwrap_or_default(),
+                                ),
                                 responsible_user_id: Some(responsible),
                                 phones: Some(parts.phones),
                                 emails: Some(parts.emails),
@@ -1406,7 +1539,11 @@ impl Job<'_> {
                     match done {
                         Ok(_) => {
                             for c in &companies {
-                                self.imp.t.contacts.link(self.system(), ContactId(local), *c).await?;
+                                self.imp
+                                    .t
+                                    .contacts
+                                    .link(self.system(), ContactId(local), *c)
+                                    .await?;
                             }
                             Progress::add(&mut self.progress.updated, "contacts", 1);
                             local
@@ -1468,8 +1605,10 @@ impl Job<'_> {
         let mut history = Vec::new();
         for r in &items {
             let amo = id_of(r);
-            let Some(pipeline) = self.local("pipelines", r.get("pipeline_id").and_then(Value::as_i64).unwrap_or(0))
-            else {
+            let Some(pipeline) = self.local(
+                "pipelines",
+                r.get("pipeline_id").and_then(Value::as_i64).unwrap_or(0),
+            ) else {
                 self.skip("leads", amo, "its pipeline was not imported");
                 continue;
             };
@@ -1491,8 +1630,12 @@ impl Job<'_> {
                 .into_iter()
                 .flatten()
                 .filter_map(|c| {
-                    self.local("contacts", id_of(c))
-                        .map(|l| (c.get("is_main").and_then(Value::as_bool).unwrap_or(false), l))
+                    self.local("contacts", id_of(c)).map(|l| {
+                        (
+                            c.get("is_main").and_then(Value::as_bool).unwrap_or(false),
+                            l,
+                        )
+                    })
                 })
                 .collect();
             contacts.sort_by_key(|(main, _)| !*main);
@@ -1540,7 +1683,10 @@ impl Job<'_> {
                     match done {
                         Ok(d) => {
                             Progress::add(&mut self.progress.updated, "leads", 1);
-                            (local, (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)))
+                            (
+                                local,
+                                (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)),
+                            )
                         }
                         Err(e) if refused(&e) => {
                             self.skip("leads", amo, format!("not updated: {e}"));
@@ -1573,7 +1719,10 @@ impl Job<'_> {
                     match made {
                         Ok(d) => {
                             Progress::add(&mut self.progress.created, "leads", 1);
-                            (d.id.0, (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)))
+                            (
+                                d.id.0,
+                                (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)),
+                            )
                         }
                         Err(e) if refused(&e) => {
                             self.skip("leads", amo, format!("refused: {e}"));
@@ -1585,7 +1734,9 @@ impl Job<'_> {
             };
             // A stage changed in amoCRM since the last run, or a loss reason to set.
             let wanted = (pipeline, stage, loss_reason);
-            if current_stage != wanted && !(stage == 143 && loss_reason.is_none() && current_stage.1 == 143) {
+            if current_stage != wanted
+                && !(stage == 143 && loss_reason.is_none() && current_stage.1 == 143)
+            {
                 let moved = if current_stage.0 == pipeline {
                     self.imp
                         .t
@@ -1623,7 +1774,11 @@ impl Job<'_> {
             history.push(self.provenance(local, r, time_of(r, "closed_at")));
         }
         self.remember("leads", &pairs).await?;
-        self.imp.t.deals.restore_provenance(self.system(), history).await?;
+        self.imp
+            .t
+            .deals
+            .restore_provenance(self.system(), history)
+            .await?;
         Ok(())
     }
 
@@ -1639,7 +1794,11 @@ impl Job<'_> {
             let amo = id_of(n);
             let entity_id = n.get("entity_id").and_then(Value::as_i64).unwrap_or(0);
             let Some(on) = self.local(records, entity_id) else {
-                self.skip(step, amo, format!("its record ({records} {entity_id}) was not imported"));
+                self.skip(
+                    step,
+                    amo,
+                    format!("its record ({records} {entity_id}) was not imported"),
+                );
                 continue;
             };
             let note_type = str_of(n, "note_type").to_string();
@@ -1658,7 +1817,13 @@ impl Job<'_> {
                 call,
             };
             let local = match self.local(step, amo) {
-                Some(local) => match self.imp.t.activities.update_note(self.system(), NoteId(local), new).await {
+                Some(local) => match self
+                    .imp
+                    .t
+                    .activities
+                    .update_note(self.system(), NoteId(local), new)
+                    .await
+                {
                     Ok(_) => {
                         Progress::add(&mut self.progress.updated, step, 1);
                         local
@@ -1669,7 +1834,13 @@ impl Job<'_> {
                     }
                     Err(e) => return Err(e.into()),
                 },
-                None => match self.imp.t.activities.add_note(self.key(step, amo), new).await {
+                None => match self
+                    .imp
+                    .t
+                    .activities
+                    .add_note(self.key(step, amo), new)
+                    .await
+                {
                     Ok(made) => {
                         Progress::add(&mut self.progress.created, step, 1);
                         made.id.0
@@ -1709,7 +1880,11 @@ impl Job<'_> {
                 Some((records, kind)) if entity_id > 0 => match self.local(records, entity_id) {
                     Some(id) => Some(EntityRef { kind, id }),
                     None => {
-                        self.skip("tasks", amo, format!("its record ({records} {entity_id}) was not imported"));
+                        self.skip(
+                            "tasks",
+                            amo,
+                            format!("its record ({records} {entity_id}) was not imported"),
+                        );
                         continue;
                     }
                 },
@@ -1723,8 +1898,15 @@ impl Job<'_> {
             if text.is_empty() {
                 text = "—".into();
             }
-            let completed = t.get("is_completed").and_then(Value::as_bool).unwrap_or(false);
-            let result = t.pointer("/result/text").and_then(Value::as_str).unwrap_or("").to_string();
+            let completed = t
+                .get("is_completed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let result = t
+                .pointer("/result/text")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let local = match self.local("tasks", amo) {
                 Some(local) => {
                     let patch = TaskPatch {
@@ -1734,7 +1916,13 @@ impl Job<'_> {
                         whole_day: None,
                         responsible_user_id: Some(responsible),
                     };
-                    match self.imp.t.activities.update_task(self.system(), TaskId(local), patch).await {
+                    match self
+                        .imp
+                        .t
+                        .activities
+                        .update_task(self.system(), TaskId(local), patch)
+                        .await
+                    {
                         Ok(_) => {
                             Progress::add(&mut self.progress.updated, "tasks", 1);
                             local
@@ -1755,7 +1943,13 @@ impl Job<'_> {
                         whole_day: false,
                         responsible_user_id: Some(responsible),
                     };
-                    match self.imp.t.activities.create_task(self.key("tasks", amo), new).await {
+                    match self
+                        .imp
+                        .t
+                        .activities
+                        .create_task(self.key("tasks", amo), new)
+                        .await
+                    {
                         Ok(made) => {
                             Progress::add(&mut self.progress.created, "tasks", 1);
                             made.id.0
@@ -1769,11 +1963,24 @@ impl Job<'_> {
                 }
             };
             if completed {
-                let task = self.imp.t.activities.task(self.system(), TaskId(local)).await?;
+                let task = self
+                    .imp
+                    .t
+                    .activities
+                    .task(self.system(), TaskId(local))
+                    .await?;
                 if task.completed_at.is_none() {
-                    match self.imp.t.activities.complete_task(self.system(), TaskId(local), &result).await {
+                    match self
+                        .imp
+                        .t
+                        .activities
+                        .complete_task(self.system(), TaskId(local), &result)
+                        .await
+                    {
                         Ok(_) => {}
-                        Err(e) if refused(&e) => self.skip("tasks", amo, format!("not completed: {e}")),
+                        Err(e) if refused(&e) => {
+                            self.skip("tasks", amo, format!("not completed: {e}"))
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }

@@ -46,7 +46,8 @@ impl RunView {
                 entities.push(e);
             }
         }
-        let n = |m: &std::collections::BTreeMap<String, u64>, e: &str| m.get(e).copied().unwrap_or(0);
+        let n =
+            |m: &std::collections::BTreeMap<String, u64>, e: &str| m.get(e).copied().unwrap_or(0);
         let counts = entities
             .into_iter()
             .map(|e| (e.clone(), n(&p.read, e), n(&p.created, e), n(&p.updated, e)))
@@ -55,7 +56,11 @@ impl RunView {
         RunView {
             id: run.id,
             under_way: run.state == "queued" || run.state == "running",
-            percent: if run.state == "done" { 100 } else { p.percent() },
+            percent: if run.state == "done" {
+                100
+            } else {
+                p.percent()
+            },
             step: p.step.clone(),
             page: p.page,
             started: at(run.started_at),
@@ -127,7 +132,14 @@ async fn render(
 }
 
 pub async fn page(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
-    render(&ctx, &state, StatusCode::OK, FormErrors::none(), String::new()).await
+    render(
+        &ctx,
+        &state,
+        StatusCode::OK,
+        FormErrors::none(),
+        String::new(),
+    )
+    .await
 }
 
 /// The latest run alone (the page polls it while the run is under way).
