@@ -420,3 +420,104 @@ async fn a_recorded_account_is_written_and_what_cannot_come_is_reported() {
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].text, "Call");
 }
+
+/// Settings → Import from amoCRM, without workers (the run stays queued): administrators only,
+/// bad input refused with a form error, one run under way at a time, the token never shown, and
+/// another account sees nothing of it.
+#[tokio::test]
+async fn the_settings_queue_one_import_at_a_time_for_administrators_only() {
+    use crate::support::{Client, PASSWORD, spawn_app_with_jobs};
+    let app = spawn_app_with_jobs(&[voronka::import::IMPORT_RUNS], |_| {}).await;
+    let t = app.tenant("Hooves Target").await;
+    let admin = Client::new(&app.url);
+    admin.sign_in(&t.admin.email, PASSWORD).await;
+
+    let (status, html) = admin.text("/settings/import").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("No import has been started yet"));
+
+    // Bad input: a form error, nothing queued.
+    let res = admin
+        .submit(
+            "/settings/import",
+            "/settings/import",
+            &[
+                ("base_url", "ftp://example.amocrm.ru"),
+                ("token", "secret-1"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Enter an address such as https://example.amocrm.ru."));
+    let res = admin
+        .submit(
+            "/settings/import",
+            "/settings/import",
+            &[("base_url", "https://example.amocrm.ru"), ("token", "  ")],
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    assert!(
+        importer::Store::new(app.state.pool.clone())
+            .runs(t.account, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Queued; a second start of the same source is refused while it is under way.
+    let res = admin
+        .submit(
+            "/settings/import",
+            "/settings/import",
+            &[
+                ("base_url", "https://Example.amocrm.ru/"),
+                ("token", "secret-token-42"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        crate::support::location(&res),
+        "/settings/import?done=amo_import.queued"
+    );
+    let res = admin
+        .submit(
+            "/settings/import",
+            "/settings/import",
+            &[
+                ("base_url", "https://example.amocrm.ru"),
+                ("token", "secret-token-43"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    assert!(res.text().await.unwrap().contains("is under way"));
+    let runs = importer::Store::new(app.state.pool.clone())
+        .runs(t.account, 10)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, "queued");
+    assert_eq!(runs[0].source, "https://example.amocrm.ru");
+    let (_, html) = admin.text("/settings/import/status").await;
+    assert!(html.contains("data-state=\"queued\"") && html.contains("hx-trigger=\"every 2s\""));
+    assert!(!html.contains("secret-token"), "the token is never shown");
+
+    // A colleague who is not an administrator, and another account's administrator.
+    let member = app.member(&t, "ivan@hooves.test").await;
+    let ivan = Client::new(&app.url);
+    ivan.sign_in(&member.email, PASSWORD).await;
+    assert_eq!(ivan.get("/settings/import").await.status(), 403);
+    assert_eq!(ivan.get("/settings/import/status").await.status(), 403);
+    let other = app.tenant("Other Co").await;
+    let stranger = Client::new(&app.url);
+    stranger.sign_in(&other.admin.email, PASSWORD).await;
+    let (status, html) = stranger.text("/settings/import").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("No import has been started yet"),
+        "runs are per account"
+    );
+}

@@ -26,6 +26,7 @@ use activities_api::{
 use chrono::{DateTime, Utc};
 use contacts_api::{CompanyId, CompanyPatch, ContactId, ContactPatch, Contacts, Entity, Reach};
 use deals_api::{DealId, DealPatch, Deals, LossReasonId, MoveTo, NewDeal, PipelineId, StageId};
+use futures_util::StreamExt;
 use kernel::fields::{FieldEnum, FieldType};
 use kernel::provenance::Provenance;
 use kernel::{AccountId, Actor, AppError, AppResult, Caller, ErrorCode, UserId};
@@ -191,6 +192,28 @@ const STEPS: [&str; 13] = [
     "companies/notes",
     "tasks",
 ];
+
+/// Records written at once within a page.
+const WRITES_AT_ONCE: usize = 8;
+
+/// A lead as it is to be written.
+struct LeadPlan<'r> {
+    r: &'r Value,
+    amo: i64,
+    /// Ours, when an earlier run brought it.
+    local: Option<i64>,
+    pipeline: i64,
+    stage: i64,
+    loss_reason: Option<i64>,
+    deal: NewDeal,
+}
+
+struct LeadWritten {
+    local: i64,
+    created: bool,
+    /// Why its stage could not be set.
+    not_moved: Option<String>,
+}
 
 /// What a run ended with.
 #[derive(Debug, Clone)]
@@ -1601,8 +1624,10 @@ impl Job<'_> {
     }
 
     async fn leads(&mut self, items: Vec<Value>) -> Result<()> {
-        let mut pairs = Vec::new();
-        let mut history = Vec::new();
+        // First what each lead becomes (in order: skips and dropped values are counted here),
+        // then the writes, several at a time (each is a transaction of its own: one after another
+        // they would keep the import well behind amoCRM's pace), then the outcomes in order.
+        let mut plans = Vec::new();
         for r in &items {
             let amo = id_of(r);
             let Some(pipeline) = self.local(
@@ -1652,126 +1677,75 @@ impl Job<'_> {
             if name.is_empty() {
                 name = format!("Lead #{amo}");
             }
-            let price = r.get("price").and_then(Value::as_i64).unwrap_or(0);
-            let tags = Self::tag_names(r);
             let loss_reason = r
                 .get("loss_reason_id")
                 .and_then(Value::as_i64)
                 .and_then(|l| self.local("loss_reasons", l))
                 .filter(|_| stage == 143);
-            let (local, current_stage) = match self.local("leads", amo) {
-                Some(local) => {
-                    let done = self
-                        .imp
-                        .t
-                        .deals
-                        .update_deal(
-                            self.system(),
-                            DealId(local),
-                            DealPatch {
-                                name: Some(name),
-                                price: Some(price),
-                                responsible_user_id: Some(responsible),
-                                tags: Some(tags),
-                                custom_fields: Some(custom),
-                                contact_ids: Some(contact_ids),
-                                main_contact_id: Some(main),
-                                company_ids: Some(company_ids),
-                            },
-                        )
-                        .await;
-                    match done {
-                        Ok(d) => {
-                            Progress::add(&mut self.progress.updated, "leads", 1);
-                            (
-                                local,
-                                (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)),
-                            )
-                        }
-                        Err(e) if refused(&e) => {
-                            self.skip("leads", amo, format!("not updated: {e}"));
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
+            plans.push(LeadPlan {
+                r,
+                amo,
+                local: self.local("leads", amo),
+                pipeline,
+                stage,
+                loss_reason,
+                deal: NewDeal {
+                    name,
+                    price: r.get("price").and_then(Value::as_i64).unwrap_or(0),
+                    pipeline_id: PipelineId(pipeline),
+                    stage_id: Some(StageId(stage)),
+                    responsible_user_id: Some(responsible),
+                    tags: Self::tag_names(r),
+                    custom_fields: custom,
+                    contact_ids,
+                    main_contact_id: main,
+                    company_ids,
+                },
+            });
+        }
+        let this = &*self;
+        let mut writes = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            writes.push(this.write_lead(plan));
+        }
+        let results: Vec<std::result::Result<LeadWritten, AppError>> =
+            futures_util::stream::iter(writes)
+                .buffered(WRITES_AT_ONCE)
+                .collect()
+                .await;
+        let written: Vec<(LeadPlan, std::result::Result<LeadWritten, AppError>)> =
+            plans.into_iter().zip(results).collect();
+        let mut pairs = Vec::new();
+        let mut history = Vec::new();
+        for (plan, w) in written {
+            match w {
+                Ok(w) => {
+                    let counter = if w.created {
+                        &mut self.progress.created
+                    } else {
+                        &mut self.progress.updated
+                    };
+                    Progress::add(counter, "leads", 1);
+                    if let Some(e) = w.not_moved {
+                        self.skip("leads", plan.amo, format!("stage not set: {e}"));
                     }
+                    pairs.push((plan.amo, w.local));
+                    history.push(self.provenance(w.local, plan.r, time_of(plan.r, "closed_at")));
                 }
-                None => {
-                    let made = self
-                        .imp
-                        .t
-                        .deals
-                        .create_deal(
-                            self.key("leads", amo),
-                            NewDeal {
-                                name,
-                                price,
-                                pipeline_id: PipelineId(pipeline),
-                                stage_id: Some(StageId(stage)),
-                                responsible_user_id: Some(responsible),
-                                tags,
-                                custom_fields: custom,
-                                contact_ids,
-                                main_contact_id: main,
-                                company_ids,
-                            },
-                        )
-                        .await;
-                    match made {
-                        Ok(d) => {
-                            Progress::add(&mut self.progress.created, "leads", 1);
-                            (
-                                d.id.0,
-                                (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)),
-                            )
-                        }
-                        Err(e) if refused(&e) => {
-                            self.skip("leads", amo, format!("refused: {e}"));
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+                Err(e) if refused(&e) => {
+                    let what = if plan.local.is_some() {
+                        "not updated"
+                    } else {
+                        "refused"
+                    };
+                    self.skip("leads", plan.amo, format!("{what}: {e}"));
                 }
-            };
-            // A stage changed in amoCRM since the last run, or a loss reason to set.
-            let wanted = (pipeline, stage, loss_reason);
-            if current_stage != wanted
-                && !(stage == 143 && loss_reason.is_none() && current_stage.1 == 143)
-            {
-                let moved = if current_stage.0 == pipeline {
-                    self.imp
-                        .t
-                        .deals
-                        .move_deal(
-                            self.system(),
-                            DealId(local),
-                            MoveTo {
-                                stage_id: StageId(stage),
-                                after: None,
-                                loss_reason_id: loss_reason.map(LossReasonId),
-                            },
-                        )
-                        .await
-                } else {
-                    self.imp
-                        .t
-                        .deals
-                        .move_deal_to_pipeline(
-                            self.system(),
-                            DealId(local),
-                            PipelineId(pipeline),
-                            Some(StageId(stage)),
-                            loss_reason.map(LossReasonId),
-                        )
-                        .await
-                };
-                match moved {
-                    Ok(_) => {}
-                    Err(e) if refused(&e) => self.skip("leads", amo, format!("stage not set: {e}")),
-                    Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // What was written before stays mapped: a resume finds it by its key.
+                    self.remember("leads", &pairs).await?;
+                    return Err(e.into());
                 }
             }
-            pairs.push((amo, local));
-            history.push(self.provenance(local, r, time_of(r, "closed_at")));
         }
         self.remember("leads", &pairs).await?;
         self.imp
@@ -1780,6 +1754,86 @@ impl Job<'_> {
             .restore_provenance(self.system(), history)
             .await?;
         Ok(())
+    }
+
+    /// Creates (or updates, on a rerun) one lead, and puts it in its stage. A refusal to set
+    /// the stage is reported, not fatal.
+    async fn write_lead(&self, plan: &LeadPlan<'_>) -> std::result::Result<LeadWritten, AppError> {
+        let deals = &self.imp.t.deals;
+        let d = plan.deal.clone();
+        let (local, created, current) = match plan.local {
+            Some(local) => {
+                let d = deals
+                    .update_deal(
+                        self.system(),
+                        DealId(local),
+                        DealPatch {
+                            name: Some(d.name),
+                            price: Some(d.price),
+                            responsible_user_id: d.responsible_user_id,
+                            tags: Some(d.tags),
+                            custom_fields: Some(d.custom_fields),
+                            contact_ids: Some(d.contact_ids),
+                            main_contact_id: Some(d.main_contact_id),
+                            company_ids: Some(d.company_ids),
+                        },
+                    )
+                    .await?;
+                (
+                    local,
+                    false,
+                    (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)),
+                )
+            }
+            None => {
+                let d = deals.create_deal(self.key("leads", plan.amo), d).await?;
+                (
+                    d.id.0,
+                    true,
+                    (d.pipeline_id.0, d.stage_id.0, d.loss_reason_id.map(|l| l.0)),
+                )
+            }
+        };
+        // A stage changed in amoCRM since the last run, or a loss reason to set.
+        let (pipeline, stage, loss_reason) = (plan.pipeline, plan.stage, plan.loss_reason);
+        let mut not_moved = None;
+        if current != (pipeline, stage, loss_reason)
+            && !(stage == 143 && loss_reason.is_none() && current.1 == 143)
+        {
+            let moved = if current.0 == pipeline {
+                deals
+                    .move_deal(
+                        self.system(),
+                        DealId(local),
+                        MoveTo {
+                            stage_id: StageId(stage),
+                            after: None,
+                            loss_reason_id: loss_reason.map(LossReasonId),
+                        },
+                    )
+                    .await
+            } else {
+                deals
+                    .move_deal_to_pipeline(
+                        self.system(),
+                        DealId(local),
+                        PipelineId(pipeline),
+                        Some(StageId(stage)),
+                        loss_reason.map(LossReasonId),
+                    )
+                    .await
+            };
+            match moved {
+                Ok(_) => {}
+                Err(e) if refused(&e) => not_moved = Some(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(LeadWritten {
+            local,
+            created,
+            not_moved,
+        })
     }
 
     async fn notes(&mut self, step: &str, items: Vec<Value>) -> Result<()> {
