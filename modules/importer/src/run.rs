@@ -208,6 +208,14 @@ struct LeadPlan<'r> {
     deal: NewDeal,
 }
 
+/// A contact as it is to be written.
+struct ContactPlan<'r> {
+    r: &'r Value,
+    amo: i64,
+    local: Option<i64>,
+    contact: contacts_api::NewContact,
+}
+
 struct LeadWritten {
     local: i64,
     created: bool,
@@ -1514,8 +1522,8 @@ impl Job<'_> {
     }
 
     async fn contacts(&mut self, items: Vec<Value>) -> Result<()> {
-        let mut pairs = Vec::new();
-        let mut history = Vec::new();
+        // Planned in order, written several at a time, applied in order (as leads are).
+        let mut plans = Vec::new();
         for r in &items {
             let amo = id_of(r);
             let (custom, parts) = self.values("contacts", r);
@@ -1527,7 +1535,7 @@ impl Job<'_> {
             if first.is_empty() && last.is_empty() {
                 first = str_of(r, "name").trim().to_string();
             }
-            let companies: Vec<CompanyId> = r
+            let company_ids: Vec<CompanyId> = r
                 .pointer("/_embedded/companies")
                 .and_then(Value::as_array)
                 .into_iter()
@@ -1535,84 +1543,59 @@ impl Job<'_> {
                 .filter_map(|c| self.local("companies", id_of(c)))
                 .map(CompanyId)
                 .collect();
-            let tags = Self::tag_names(r);
-            let position = parts.text.get("POSITION").cloned().unwrap_or_default();
-            let local = match self.local("contacts", amo) {
-                Some(local) => {
-                    let done = self
-                        .imp
-                        .t
-                        .contacts
-                        .update_contact(
-                            self.system(),
-                            ContactId(local),
-                            ContactPatch {
-                                first_name: Some(first),
-                                last_name: Some(last),
-                                position: Some(position),
-                                responsible_user_id: Some(responsible),
-                                phones: Some(parts.phones),
-                                emails: Some(parts.emails),
-                                tags: Some(tags),
-                                custom_fields: Some(custom),
-                                ..ContactPatch::default()
-                            },
-                        )
-                        .await;
-                    match done {
-                        Ok(_) => {
-                            for c in &companies {
-                                self.imp
-                                    .t
-                                    .contacts
-                                    .link(self.system(), ContactId(local), *c)
-                                    .await?;
-                            }
-                            Progress::add(&mut self.progress.updated, "contacts", 1);
-                            local
-                        }
-                        Err(e) if refused(&e) => {
-                            self.skip("contacts", amo, format!("not updated: {e}"));
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+            plans.push(ContactPlan {
+                r,
+                amo,
+                local: self.local("contacts", amo),
+                contact: contacts_api::NewContact {
+                    first_name: first,
+                    last_name: last,
+                    position: parts.text.get("POSITION").cloned().unwrap_or_default(),
+                    responsible_user_id: Some(responsible),
+                    phones: parts.phones,
+                    emails: parts.emails,
+                    tags: Self::tag_names(r),
+                    custom_fields: custom,
+                    company_ids,
+                },
+            });
+        }
+        let this = &*self;
+        let mut writes = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            writes.push(this.write_contact(plan));
+        }
+        let results: Vec<std::result::Result<i64, AppError>> = futures_util::stream::iter(writes)
+            .buffered(WRITES_AT_ONCE)
+            .collect()
+            .await;
+        let mut pairs = Vec::new();
+        let mut history = Vec::new();
+        for (plan, w) in plans.into_iter().zip(results) {
+            match w {
+                Ok(local) => {
+                    let counter = if plan.local.is_some() {
+                        &mut self.progress.updated
+                    } else {
+                        &mut self.progress.created
+                    };
+                    Progress::add(counter, "contacts", 1);
+                    pairs.push((plan.amo, local));
+                    history.push(self.provenance(local, plan.r, None));
                 }
-                None => {
-                    let made = self
-                        .imp
-                        .t
-                        .contacts
-                        .create_contact(
-                            self.key("contacts", amo),
-                            contacts_api::NewContact {
-                                first_name: first,
-                                last_name: last,
-                                position,
-                                responsible_user_id: Some(responsible),
-                                phones: parts.phones,
-                                emails: parts.emails,
-                                tags,
-                                custom_fields: custom,
-                                company_ids: companies,
-                            },
-                        )
-                        .await;
-                    match made {
-                        Ok(c) => {
-                            Progress::add(&mut self.progress.created, "contacts", 1);
-                            c.id.0
-                        }
-                        Err(e) if refused(&e) => {
-                            self.skip("contacts", amo, format!("refused: {e}"));
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+                Err(e) if refused(&e) => {
+                    let what = if plan.local.is_some() {
+                        "not updated"
+                    } else {
+                        "refused"
+                    };
+                    self.skip("contacts", plan.amo, format!("{what}: {e}"));
                 }
-            };
-            pairs.push((amo, local));
-            history.push(self.provenance(local, r, None));
+                Err(e) => {
+                    self.remember("contacts", &pairs).await?;
+                    return Err(e.into());
+                }
+            }
         }
         self.remember("contacts", &pairs).await?;
         self.imp
@@ -1621,6 +1604,44 @@ impl Job<'_> {
             .restore_provenance(self.system(), Entity::Contact, history)
             .await?;
         Ok(())
+    }
+
+    /// Creates (or updates, on a rerun, adding its companies) one contact; its id.
+    async fn write_contact(&self, plan: &ContactPlan<'_>) -> std::result::Result<i64, AppError> {
+        let contacts = &self.imp.t.contacts;
+        let c = plan.contact.clone();
+        match plan.local {
+            Some(local) => {
+                contacts
+                    .update_contact(
+                        self.system(),
+                        ContactId(local),
+                        ContactPatch {
+                            first_name: Some(c.first_name),
+                            last_name: Some(c.last_name),
+                            position: Some(c.position),
+                            responsible_user_id: c.responsible_user_id,
+                            phones: Some(c.phones),
+                            emails: Some(c.emails),
+                            tags: Some(c.tags),
+                            custom_fields: Some(c.custom_fields),
+                            ..ContactPatch::default()
+                        },
+                    )
+                    .await?;
+                for company in c.company_ids {
+                    contacts
+                        .link(self.system(), ContactId(local), company)
+                        .await?;
+                }
+                Ok(local)
+            }
+            None => Ok(contacts
+                .create_contact(self.key("contacts", plan.amo), c)
+                .await?
+                .id
+                .0),
+        }
     }
 
     async fn leads(&mut self, items: Vec<Value>) -> Result<()> {
