@@ -2049,7 +2049,7 @@ impl Contacts for ContactsService {
             Entity::Company => "contacts.companies",
         };
         let mut conn = self.conn().await?;
-        let changed = kernel::sql::query(&format!(
+        let changed = kernel::sql::query(format!(
             "UPDATE {table} r
                 SET created_at = x.created_at, updated_at = x.updated_at,
                     created_by = x.created_by, updated_by = x.updated_by

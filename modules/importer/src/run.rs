@@ -1636,7 +1636,6 @@ impl Job<'_> {
                             emails: Some(c.emails),
                             tags: Some(c.tags),
                             custom_fields: Some(c.custom_fields),
-                            ..ContactPatch::default()
                         },
                     )
                     .await?;

@@ -88,7 +88,7 @@ impl Store {
     /// (then a new one, which updates what the earlier ones brought).
     pub async fn open_run(&self, account: AccountId, source: &str) -> AppResult<(Run, bool)> {
         let mut conn = self.pool.get().await?;
-        let last: Option<RunRow> = kernel::sql::query(&format!(
+        let last: Option<RunRow> = kernel::sql::query(format!(
             "SELECT {RUN_COLUMNS} FROM importer.runs
               WHERE account_id = $1 AND source = $2 ORDER BY id DESC LIMIT 1"
         ))
@@ -111,7 +111,7 @@ impl Store {
             let resumed = !run.progress.done.is_empty() || !run.progress.step.is_empty();
             return Ok((run, resumed));
         }
-        let r: RunRow = kernel::sql::query(&format!(
+        let r: RunRow = kernel::sql::query(format!(
             "INSERT INTO importer.runs (account_id, source) VALUES ($1, $2)
              RETURNING {RUN_COLUMNS}"
         ))
@@ -124,7 +124,7 @@ impl Store {
 
     pub async fn run(&self, account: AccountId, id: i64) -> AppResult<Option<Run>> {
         let mut conn = self.pool.get().await?;
-        let r: Option<RunRow> = kernel::sql::query(&format!(
+        let r: Option<RunRow> = kernel::sql::query(format!(
             "SELECT {RUN_COLUMNS} FROM importer.runs WHERE account_id = $1 AND id = $2"
         ))
         .bind::<BigInt, _>(account.0)
@@ -138,7 +138,7 @@ impl Store {
     /// The account's runs, newest first.
     pub async fn runs(&self, account: AccountId, limit: i64) -> AppResult<Vec<Run>> {
         let mut conn = self.pool.get().await?;
-        let rows: Vec<RunRow> = kernel::sql::query(&format!(
+        let rows: Vec<RunRow> = kernel::sql::query(format!(
             "SELECT {RUN_COLUMNS} FROM importer.runs WHERE account_id = $1 ORDER BY id DESC LIMIT $2"
         ))
         .bind::<BigInt, _>(account.0)
