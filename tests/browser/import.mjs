@@ -57,9 +57,11 @@ try {
   if (await page.locator('[data-test=import-progress]').getAttribute('value') !== '100') await fail(page, 'a finished import fills the bar');
   const state = await page.locator('[data-test=import-state]').textContent();
   if (state.trim() !== 'Done') await fail(page, `the state should read Done: ${state}`);
-  const counts = await page.locator('[data-test=import-counts]').textContent();
-  const leads = counts.replace(/\s+/g, ' ').match(/leads (\d+) (\d+) (\d+)/);
-  if (!leads || leads[1] !== '3' || leads[2] !== '3') await fail(page, `3 leads should be read and created: ${counts}`);
+  // Cells read one by one: the table's text runs them together ("leads330").
+  const rows = await page.locator('[data-test=import-counts] tr').evaluateAll(
+    (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
+  const leads = rows.find((r) => r[0] === 'leads');
+  if (!leads || leads[1] !== '3' || leads[2] !== '3') await fail(page, `3 leads should be read and created: ${JSON.stringify(rows)}`);
   const skipped = await page.locator('[data-test=import-skipped]').textContent();
   if (!skipped.includes('events')) await fail(page, `the skipped log should say the event log stays behind: ${skipped}`);
 
