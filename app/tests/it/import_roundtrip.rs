@@ -4,8 +4,8 @@
 //! import then updates instead of duplicating.
 //!
 //! 600 leads by default; `VORONKA_IMPORT_LEADS=10000` runs the size (with 5,000 contacts,
-//! 1,000 companies, notes and tasks) (keep it above 500, so that the
-//! kill falls after the first page of 250 leads and the resume must go on from a saved page).
+//! 1,000 companies, notes and tasks). Keep it above 500, so that the kill falls after the first
+//! page of 250 leads and the resume must go on from a saved page.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -198,12 +198,8 @@ const WRITES_AT_ONCE: usize = 8;
 
 /// New records are written several at a time; a page with updates (a rerun) one by one: updates
 /// of records linked to the same others were seen to fail under load when run at once.
-fn at_once(local: &[bool]) -> usize {
-    if local.iter().any(|l| *l) {
-        1
-    } else {
-        WRITES_AT_ONCE
-    }
+fn at_once(any_update: bool) -> usize {
+    if any_update { 1 } else { WRITES_AT_ONCE }
 }
 
 /// A lead as it is to be written.
@@ -1570,14 +1566,13 @@ impl Job<'_> {
                 },
             });
         }
-        let plans_local: Vec<bool> = plans.iter().map(|p| p.local.is_some()).collect();
         let this = &*self;
         let mut writes = Vec::with_capacity(plans.len());
         for plan in &plans {
             writes.push(this.write_contact(plan));
         }
         let results: Vec<std::result::Result<i64, AppError>> = futures_util::stream::iter(writes)
-            .buffered(at_once(&plans_local))
+            .buffered(at_once(plans.iter().any(|p| p.local.is_some())))
             .collect()
             .await;
         let mut pairs = Vec::new();
@@ -1734,7 +1729,6 @@ impl Job<'_> {
                 },
             });
         }
-        let plans_local: Vec<bool> = plans.iter().map(|p| p.local.is_some()).collect();
         let this = &*self;
         let mut writes = Vec::with_capacity(plans.len());
         for plan in &plans {
@@ -1742,7 +1736,7 @@ impl Job<'_> {
         }
         let results: Vec<std::result::Result<LeadWritten, AppError>> =
             futures_util::stream::iter(writes)
-                .buffered(at_once(&plans_local))
+                .buffered(at_once(plans.iter().any(|p| p.local.is_some())))
                 .collect()
                 .await;
         let written: Vec<(LeadPlan, std::result::Result<LeadWritten, AppError>)> =
