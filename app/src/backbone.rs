@@ -104,7 +104,7 @@ macro_rules! register_worker {
                                 .heartbeat_interval(heartbeat)
                                 .missed_heartbeats(5),
                         )
-                        .poll_with_interval(poll);
+                        .poll_with_interval(poll.min(Duration::from_millis(100)));
                     WorkerBuilder::new(name.as_str())
                         .backend(backend)
                         .data(data.clone())

@@ -262,7 +262,10 @@ pub struct JobsConfig {
     pub concurrency: usize,
     /// Connections of the job store's pool.
     pub pool_size: u32,
-    /// How often idle workers look for due jobs (new jobs also wake them at once).
+    /// How often idle workers look for due jobs. With the PostgreSQL store a new job wakes its
+    /// workers at once (LISTEN/NOTIFY), so this poll only finds jobs that fell due later (retries
+    /// after their backoff); the Redis store has no wake-up, and its workers poll at most every
+    /// 100 ms.
     pub poll_ms: u64,
     /// Workers' heartbeat: results are written and crashed workers' jobs re-queued at this pace
     /// (a worker missing 5 heartbeats is taken for dead).
@@ -395,7 +398,7 @@ impl Default for Config {
                 retry_base_ms: 2000,
                 concurrency: 8,
                 pool_size: 20,
-                poll_ms: 100,
+                poll_ms: 1000,
                 heartbeat_ms: 1000,
             },
             automation: AutomationConfig {

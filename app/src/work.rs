@@ -99,9 +99,8 @@ pub async fn run_contact_files(
 
 /// The queue of automation's runs and webhook deliveries.
 pub const AUTOMATION_WORK: &str = "automation.work";
-/// Runs handed to one job, and how many of them it does at once.
+/// Runs handed to one job (the module reads and writes them together, and does several at once).
 const RUNS_PER_JOB: usize = 32;
-const RUNS_AT_ONCE: usize = 16;
 
 pub struct AutomationCtx {
     pub automation: Arc<dyn automation_api::Automation>,
@@ -120,23 +119,9 @@ pub async fn run_automation(
 ) -> Result<(), BoxDynError> {
     use automation_api::Work;
     let result = match job.clone() {
-        Work::Runs { runs } => {
-            use futures_util::StreamExt;
-            let automation = ctx.automation.clone();
-            let failures: Vec<kernel::AppError> = futures_util::stream::iter(runs)
-                .map(|(account, run)| {
-                    let automation = automation.clone();
-                    async move { automation.execute(account, run).await }
-                })
-                .buffer_unordered(RUNS_AT_ONCE)
-                .filter_map(|r| async move { r.err() })
-                .collect()
-                .await;
-            match failures.into_iter().next() {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
-        }
+        Work::Runs { runs } => ctx.automation.execute_many(runs).await.map(|done| {
+            tracing::debug!(runs = done.len(), "automation runs");
+        }),
         Work::Bot {
             account_id,
             bot_run_id,

@@ -25,6 +25,21 @@ pub trait Subscriber: Send + Sync {
     /// event that can never be handled; other errors are retried.
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()>;
 
+    /// The effect of several events, in order, on one transaction's connection. By default one
+    /// `handle` each; a subscriber overrides it to do a batch in fewer statements (one insert of
+    /// many rows, one lookup shared by the batch). An error is treated as `handle`'s: a
+    /// permanent one makes the caller redo the batch event by event, to reject only the bad one.
+    async fn handle_many(
+        &self,
+        conn: &mut AsyncPgConnection,
+        events: &[&EventEnvelope],
+    ) -> AppResult<()> {
+        for event in events {
+            self.handle(conn, event).await?;
+        }
+        Ok(())
+    }
+
     /// Drop the subscriber's broker queue after this long unused (diagnostic subscribers only;
     /// a real subscriber's queue must keep events while it is down).
     fn queue_ttl(&self) -> Option<std::time::Duration> {
@@ -95,8 +110,8 @@ pub async fn handle_once(
 }
 
 /// Handles a batch in one transaction (one commit, however many events). First optimistically:
-/// the batch's inbox rows in one statement, then the subscriber's effect for each new event, with
-/// no savepoints (they cost two round trips per event). If the subscriber rejects an event, that
+/// the batch's inbox rows in one statement, then the subscriber's effect for the new events (its
+/// `handle_many`), with no savepoints (they cost two round trips per event). If the subscriber rejects an event, that
 /// attempt is rolled back and the batch is done again event by event, each in a savepoint, so the
 /// rejected event is recorded and the others go on. `Err` (a transient failure) rolls the whole
 /// batch back, to be delivered again.
@@ -114,14 +129,16 @@ pub async fn handle_batch(
             // handled once.
             let mut new = record_batch(tx, sub, events).await?;
             let mut outcomes = Vec::with_capacity(events.len());
+            let mut todo = Vec::with_capacity(new.len());
             for event in events {
                 if new.remove(&event.id) {
-                    sub.handle(tx, event).await?;
+                    todo.push(event);
                     outcomes.push(Outcome::Handled);
                 } else {
                     outcomes.push(Outcome::Duplicate);
                 }
             }
+            sub.handle_many(tx, &todo).await?;
             Ok(outcomes)
         })
         .await;

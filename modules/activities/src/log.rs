@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use contacts_api::events::{CompaniesMerged, ContactsMerged};
-use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::events::{DomainEvent, EventEnvelope};
 use kernel::inbox::Subscriber;
@@ -79,6 +79,74 @@ impl Subscriber for EventLog {
         .bind::<Nullable<Jsonb>, _>(part("before"))
         .bind::<Nullable<Jsonb>, _>(part("after"))
         .bind::<Jsonb, _>(&event.payload)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// A batch in one statement (a busy account's events come in batches of dozens).
+    async fn handle_many(
+        &self,
+        conn: &mut AsyncPgConnection,
+        events: &[&EventEnvelope],
+    ) -> AppResult<()> {
+        if events.len() < 2 {
+            for event in events {
+                self.handle(conn, event).await?;
+            }
+            return Ok(());
+        }
+        let n = events.len();
+        let (mut ids, mut accounts, mut types, mut times) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut actor_kinds, mut actor_ids, mut kinds, mut entity_ids) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut befores, mut afters, mut payloads) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for event in events {
+            let entity = entity_of(&event.event_type, &event.payload);
+            let (actor_kind, actor_id) = actor_parts(&event.actor);
+            ids.push(event.id);
+            accounts.push(event.account_id.0);
+            types.push(event.event_type.as_str());
+            times.push(event.occurred_at);
+            actor_kinds.push(actor_kind);
+            actor_ids.push(actor_id);
+            kinds.push(entity.map(|e| e.0));
+            entity_ids.push(entity.map(|e| e.1));
+            befores.push(event.payload.get("before").cloned());
+            afters.push(event.payload.get("after").cloned());
+            payloads.push(&event.payload);
+        }
+        kernel::sql::query(
+            "INSERT INTO activities.log (event_id, account_id, event_type, occurred_at, actor_kind, actor_id,
+                                         entity, entity_id, before, after, payload)
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[],
+                                  $6::bigint[], $7::text[], $8::bigint[], $9::jsonb[], $10::jsonb[], $11::jsonb[])
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<BigInt>, _>(&accounts)
+        .bind::<Array<Text>, _>(&types)
+        .bind::<Array<Timestamptz>, _>(&times)
+        .bind::<Array<Text>, _>(&actor_kinds)
+        .bind::<Array<BigInt>, _>(&actor_ids)
+        .bind::<Array<Nullable<Text>>, _>(&kinds)
+        .bind::<Array<Nullable<BigInt>>, _>(&entity_ids)
+        .bind::<Array<Nullable<Jsonb>>, _>(&befores)
+        .bind::<Array<Nullable<Jsonb>>, _>(&afters)
+        .bind::<Array<Jsonb>, _>(&payloads)
         .execute(conn)
         .await?;
         Ok(())

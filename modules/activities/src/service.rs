@@ -654,11 +654,14 @@ impl Activities for ActivitiesService {
                 message: format!("at most {MAX_TASK_TEXT} characters"),
             });
         }
-        if !self
-            .task_types(caller)
-            .await?
-            .iter()
-            .any(|t| t.id == new.task_type_id)
+        // The built-in types need no lookup.
+        let builtin = [FOLLOW_UP, MEETING, CALL].contains(&new.task_type_id);
+        if !builtin
+            && !self
+                .task_types(caller)
+                .await?
+                .iter()
+                .any(|t| t.id == new.task_type_id)
         {
             errors.push(kernel::FieldError {
                 field: "task_type_id".into(),
@@ -689,25 +692,15 @@ impl Activities for ActivitiesService {
             new.due_at
         };
         let mut conn = self.conn().await?;
-        if let Some(key) = caller.cause {
-            let done: Option<TaskRow> = kernel::sql::query(format!(
-                "SELECT {TASK_COLUMNS} FROM activities.tasks WHERE account_id = $1 AND request_key = $2"
-            ))
-            .bind::<BigInt, _>(caller.account_id.0)
-            .bind::<diesel::sql_types::Uuid, _>(key)
-            .get_result(&mut conn)
-            .await
-            .optional()?;
-            if let Some(row) = done {
-                return Ok(row.task());
-            }
-        }
         let row: TaskRow = conn
             .transaction::<_, AppError, _>(async |tx| {
-                let row: TaskRow = kernel::sql::query(format!(
+                // A command done before (a redelivered robot's action) finds its task.
+                let inserted: Option<TaskRow> = kernel::sql::query(format!(
                     "INSERT INTO activities.tasks (account_id, entity, entity_id, task_type_id, text, due_at, whole_day,
                                                    responsible_user_id, created_by, request_key)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {TASK_COLUMNS}"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (account_id, request_key) WHERE request_key IS NOT NULL DO NOTHING
+                     RETURNING {TASK_COLUMNS}"
                 ))
                 .bind::<BigInt, _>(caller.account_id.0)
                 .bind::<Nullable<Text>, _>(new.entity.map(|e| e.kind.as_str()))
@@ -720,7 +713,17 @@ impl Activities for ActivitiesService {
                 .bind::<BigInt, _>(actor_of(caller))
                 .bind::<Nullable<diesel::sql_types::Uuid>, _>(caller.cause)
                 .get_result(tx)
-                .await?;
+                .await
+                .optional()?;
+                let Some(row) = inserted else {
+                    return Ok(kernel::sql::query(format!(
+                        "SELECT {TASK_COLUMNS} FROM activities.tasks WHERE account_id = $1 AND request_key = $2"
+                    ))
+                    .bind::<BigInt, _>(caller.account_id.0)
+                    .bind::<Nullable<diesel::sql_types::Uuid>, _>(caller.cause)
+                    .get_result(tx)
+                    .await?);
+                };
                 outbox::append(
                     tx,
                     crate::SCHEMA,

@@ -9,9 +9,8 @@ use automation_api::events::RunFinished;
 use automation_api::*;
 use chrono::{DateTime, Utc};
 use deals_api::{BulkAction, Deal, DealId, DealPatch, MoveTo, StageId};
-use diesel::OptionalExtension;
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Double, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Double, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use kernel::events::EventEnvelope;
 use kernel::inbox::is_permanent;
@@ -145,6 +144,10 @@ pub(crate) fn finished_event(
 
 #[derive(QueryableByName)]
 struct Claimed {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    account_id: i64,
     #[diesel(sql_type = BigInt)]
     trigger_id: i64,
     #[diesel(sql_type = BigInt)]
@@ -165,8 +168,62 @@ struct Claimed {
 
 #[derive(QueryableByName)]
 struct StatusRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
     #[diesel(sql_type = Text)]
     status: String,
+}
+
+/// How a run ends, to be written with others in one statement (`Inner::end_runs`).
+pub(crate) struct Ending {
+    account: AccountId,
+    run: Uuid,
+    status: RunStatus,
+    error: Option<String>,
+    steps: Value,
+    state: Value,
+    /// RunFinished, for the timeline (none for a skipped run).
+    event: Option<EventEnvelope>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ending(
+    account: AccountId,
+    run: Uuid,
+    trigger: Option<&Trigger>,
+    deal: i64,
+    status: RunStatus,
+    error: Option<String>,
+    steps: &[Step],
+    state: &Value,
+) -> AppResult<Ending> {
+    let event = match (trigger, status) {
+        (Some(t), RunStatus::Done | RunStatus::Failed) => Some(finished_event(
+            account,
+            t.id.0,
+            run,
+            deal,
+            status.as_str(),
+            error.clone(),
+            &t.name,
+        )?),
+        _ => None,
+    };
+    Ok(Ending {
+        account,
+        run,
+        status,
+        error,
+        steps: serde_json::to_value(steps).unwrap_or_default(),
+        state: state.clone(),
+        event,
+    })
+}
+
+/// A claimed run's outcome: ended (to be written), or already written (put back to wait).
+enum Outcome {
+    Ended(Ending),
+    Waiting(RunStatus),
 }
 
 /// `{{deal.name}}`, `{{deal.price}}`, `{{deal.id}}` and `{{stage.name}}` in a text.
@@ -195,54 +252,41 @@ pub(crate) struct Ctx {
 }
 
 impl Inner {
-    /// Ends a run: its status, steps and error, and (unless skipped) RunFinished for the timeline.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
-        &self,
-        account: AccountId,
-        run: Uuid,
-        trigger: Option<&Trigger>,
-        deal: i64,
-        status: RunStatus,
-        error: Option<String>,
-        steps: &[Step],
-        state: &Value,
-    ) -> AppResult<RunStatus> {
-        let steps = serde_json::to_value(steps).unwrap_or_default();
+    /// Ends runs in one transaction: their status, steps and error in one statement, and the
+    /// RunFinished of those done or failed (for the timeline) in one outbox insert.
+    async fn end_runs(&self, endings: &[Ending]) -> AppResult<()> {
+        if endings.is_empty() {
+            return Ok(());
+        }
+        let accounts: Vec<i64> = endings.iter().map(|e| e.account.0).collect();
+        let runs: Vec<Uuid> = endings.iter().map(|e| e.run).collect();
+        let statuses: Vec<&str> = endings.iter().map(|e| e.status.as_str()).collect();
+        let errors: Vec<Option<&str>> = endings.iter().map(|e| e.error.as_deref()).collect();
+        let steps: Vec<&Value> = endings.iter().map(|e| &e.steps).collect();
+        let states: Vec<&Value> = endings.iter().map(|e| &e.state).collect();
+        let events: Vec<EventEnvelope> = endings.iter().filter_map(|e| e.event.clone()).collect();
         let mut conn = self.conn().await?;
         conn.transaction::<_, AppError, _>(async |tx| {
             kernel::sql::query(
-                "UPDATE automation.runs SET status = $3, error = $4, steps = $5, state = $6, finished_at = now()
-                  WHERE account_id = $1 AND id = $2",
+                "UPDATE automation.runs r SET status = x.st, error = x.er, steps = x.sp, state = x.js, finished_at = now()
+                   FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+                        AS x(a, i, st, er, sp, js)
+                  WHERE r.account_id = x.a AND r.id = x.i",
             )
-            .bind::<BigInt, _>(account.0)
-            .bind::<SqlUuid, _>(run)
-            .bind::<Text, _>(status.as_str())
-            .bind::<Nullable<Text>, _>(error.as_deref())
-            .bind::<Jsonb, _>(&steps)
-            .bind::<Jsonb, _>(state)
+            .bind::<Array<BigInt>, _>(&accounts)
+            .bind::<Array<SqlUuid>, _>(&runs)
+            .bind::<Array<Text>, _>(&statuses)
+            .bind::<Array<Nullable<Text>>, _>(&errors)
+            .bind::<Array<Jsonb>, _>(&steps)
+            .bind::<Array<Jsonb>, _>(&states)
             .execute(tx)
             .await?;
-            if let (Some(t), RunStatus::Done | RunStatus::Failed) = (trigger, status) {
-                kernel::outbox::append(
-                    tx,
-                    crate::SCHEMA,
-                    &[finished_event(
-                        account,
-                        t.id.0,
-                        run,
-                        deal,
-                        status.as_str(),
-                        error.clone(),
-                        &t.name,
-                    )?],
-                )
-                .await?;
+            if !events.is_empty() {
+                kernel::outbox::append(tx, crate::SCHEMA, &events).await?;
             }
             Ok(())
         })
-        .await?;
-        Ok(status)
+        .await
     }
 
     async fn save_progress(
@@ -288,63 +332,198 @@ impl Inner {
     }
 
     pub(crate) async fn do_run(&self, account: AccountId, run: Uuid) -> AppResult<RunStatus> {
+        let mut done = self.do_runs(&[(account, run)]).await?;
+        done.pop()
+            .map(|(_, r)| r)
+            .unwrap_or(Ok(RunStatus::Skipped))
+    }
+
+    /// Does several runs (a job's): claimed in one statement, their triggers and deals read
+    /// once, their actions done several at a time, and ended together in one transaction.
+    /// Returns each run's status, or the error that puts it back to wait; `Err` when the runs'
+    /// own rows cannot be written (the job is then retried; runs claimed and not ended are
+    /// handed out again after `requeue_after`, and their actions do not act twice).
+    pub(crate) async fn do_runs(
+        &self,
+        runs: &[(AccountId, Uuid)],
+    ) -> AppResult<Vec<(Uuid, AppResult<RunStatus>)>> {
+        use futures_util::StreamExt;
+        const AT_ONCE: usize = 16;
+        let accounts: Vec<i64> = runs.iter().map(|r| r.0.0).collect();
+        let ids: Vec<Uuid> = runs.iter().map(|r| r.1).collect();
         let mut conn = self.conn().await?;
-        let claimed: Option<Claimed> = kernel::sql::query(
-            "UPDATE automation.runs SET status = 'running', attempts = attempts + 1, queued_at = now()
-              WHERE account_id = $1 AND id = $2 AND status IN ('queued', 'pending') AND run_at <= now()
-              RETURNING trigger_id, deal_id, event_type, run_at, created_at, steps, state, depth",
+        let claimed: Vec<Claimed> = kernel::sql::query(
+            "UPDATE automation.runs r SET status = 'running', attempts = r.attempts + 1, queued_at = now()
+               FROM unnest($1::bigint[], $2::uuid[]) AS x(a, i)
+              WHERE r.account_id = x.a AND r.id = x.i AND r.status IN ('queued', 'pending') AND r.run_at <= now()
+              RETURNING r.id, r.account_id, r.trigger_id, r.deal_id, r.event_type, r.run_at, r.created_at,
+                        r.steps, r.state, r.depth",
         )
-        .bind::<BigInt, _>(account.0)
-        .bind::<SqlUuid, _>(run)
-        .get_result(&mut conn)
-        .await
-        .optional()?;
-        let Some(c) = claimed else {
-            // Done already, taken by another worker, or not due: nothing to do here.
-            let s: Option<StatusRow> = kernel::sql::query(
-                "SELECT status FROM automation.runs WHERE account_id = $1 AND id = $2",
+        .bind::<Array<BigInt>, _>(&accounts)
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .load(&mut conn)
+        .await?;
+        let mut out: Vec<(Uuid, AppResult<RunStatus>)> = Vec::with_capacity(runs.len());
+        if claimed.len() < runs.len() {
+            // Done already, taken by another worker, or not due: nothing to do for those.
+            let left: Vec<Uuid> = ids
+                .iter()
+                .copied()
+                .filter(|i| !claimed.iter().any(|c| c.id == *i))
+                .collect();
+            let found: Vec<StatusRow> = kernel::sql::query(
+                "SELECT id, status FROM automation.runs WHERE account_id = ANY($1) AND id = ANY($2)",
             )
-            .bind::<BigInt, _>(account.0)
-            .bind::<SqlUuid, _>(run)
-            .get_result(&mut conn)
-            .await
-            .optional()?;
-            return Ok(s
-                .map(|s| RunStatus::parse(&s.status))
-                .unwrap_or(RunStatus::Skipped));
-        };
-        let trigger = self
-            .load_trigger(&mut conn, account, TriggerId(c.trigger_id))
+            .bind::<Array<BigInt>, _>(&accounts)
+            .bind::<Array<SqlUuid>, _>(&left)
+            .load(&mut conn)
             .await?;
+            for id in left {
+                let status = found
+                    .iter()
+                    .find(|f| f.id == id)
+                    .map(|f| RunStatus::parse(&f.status))
+                    .unwrap_or(RunStatus::Skipped);
+                out.push((id, Ok(status)));
+            }
+        }
+        if claimed.is_empty() {
+            return Ok(out);
+        }
+        // The triggers, in one statement.
+        let trigger_ids: Vec<i64> = claimed.iter().map(|c| c.trigger_id).collect();
+        let rows: Vec<crate::rows::AccountTriggerRow> = kernel::sql::query(format!(
+            "SELECT t.account_id, {} FROM automation.triggers t WHERE t.id = ANY($1)",
+            crate::rows::TRIGGER_COLUMNS
+        ))
+        .bind::<Array<BigInt>, _>(&trigger_ids)
+        .load(&mut conn)
+        .await?;
         drop(conn);
+        let mut triggers: Vec<(i64, Trigger)> = Vec::with_capacity(rows.len());
+        for r in rows {
+            triggers.push((r.account_id, r.trigger.trigger(0)?));
+        }
+        // The deals, one read per account.
+        let mut by_account: Vec<i64> = claimed.iter().map(|c| c.account_id).collect();
+        by_account.sort_unstable();
+        by_account.dedup();
+        let mut deals: std::collections::HashMap<(i64, i64), Deal> = Default::default();
+        let mut unreadable: std::collections::HashMap<i64, AppError> = Default::default();
+        for a in by_account {
+            let mut wanted: Vec<DealId> = claimed
+                .iter()
+                .filter(|c| c.account_id == a)
+                .map(|c| DealId(c.deal_id))
+                .collect();
+            wanted.sort_unstable_by_key(|d| d.0);
+            wanted.dedup();
+            let filter = deals_api::DealFilter {
+                ids: wanted.clone(),
+                ..Default::default()
+            };
+            let page = PageRequest {
+                after: None,
+                limit: wanted.len().clamp(1, kernel::paging::MAX_LIMIT as usize) as u32,
+            };
+            match self
+                .deals
+                .list(
+                    Caller::system(AccountId(a)),
+                    &filter,
+                    deals_api::ListSort::Id,
+                    false,
+                    page,
+                )
+                .await
+            {
+                Ok(p) => {
+                    for d in p.items {
+                        deals.insert((a, d.id.0), d);
+                    }
+                }
+                Err(e) => {
+                    unreadable.insert(a, e);
+                }
+            }
+        }
+        let deals = &deals;
+        let unreadable = &unreadable;
+        let triggers = &triggers;
+        let results: Vec<(Uuid, AppResult<Outcome>)> = futures_util::stream::iter(claimed)
+            .map(|c| async move {
+                let id = c.id;
+                let account = AccountId(c.account_id);
+                let trigger = triggers
+                    .iter()
+                    .find(|(a, t)| *a == c.account_id && t.id.0 == c.trigger_id)
+                    .map(|(_, t)| t.clone());
+                let deal = match unreadable.get(&c.account_id) {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(deals.get(&(c.account_id, c.deal_id)).cloned()),
+                };
+                (id, self.carry_out(account, c, trigger, deal).await)
+            })
+            .buffer_unordered(AT_ONCE)
+            .collect()
+            .await;
+        let mut endings = Vec::with_capacity(results.len());
+        let mut ended = Vec::with_capacity(results.len());
+        for (id, r) in results {
+            match r {
+                Ok(Outcome::Ended(e)) => {
+                    ended.push((id, e.status));
+                    endings.push(e);
+                }
+                Ok(Outcome::Waiting(s)) => out.push((id, Ok(s))),
+                Err(e) => out.push((id, Err(e))),
+            }
+        }
+        self.end_runs(&endings).await?;
+        out.extend(ended.into_iter().map(|(id, s)| (id, Ok(s))));
+        Ok(out)
+    }
+
+    /// Does a claimed run's remaining actions, with its trigger and deal as read for the batch
+    /// (`None`: deleted; `Err`: could not be read now).
+    async fn carry_out(
+        &self,
+        account: AccountId,
+        c: Claimed,
+        trigger: Option<Trigger>,
+        deal: AppResult<Option<Deal>>,
+    ) -> AppResult<Outcome> {
+        let run = c.id;
         let mut steps: Vec<Step> = serde_json::from_value(c.steps).unwrap_or_default();
         // Ends the run as skipped, with the reason (before any action was done).
-        let skip = async |why: &str| {
-            self.finish(
+        let skip = |why: &str, steps: &[Step]| -> AppResult<Outcome> {
+            Ok(Outcome::Ended(ending(
                 account,
                 run,
                 None,
                 c.deal_id,
                 RunStatus::Skipped,
                 Some(why.to_string()),
-                &steps,
+                steps,
                 &c.state,
-            )
-            .await
+            )?))
         };
         let Some(trigger) = trigger else {
-            return skip("the trigger was deleted").await;
+            return skip("the trigger was deleted", &steps);
         };
         if !trigger.enabled && steps.is_empty() {
-            return skip("the trigger is switched off").await;
+            return skip("the trigger is switched off", &steps);
         }
         let reader = Caller::robot(account, trigger.id.0, run);
-        let deal = match self.deals.deal(reader, DealId(c.deal_id)).await {
-            Ok(d) => d,
-            Err(e) if e.code == kernel::ErrorCode::NotFound => {
-                return skip("the deal was deleted").await;
+        let deal = match deal {
+            Ok(Some(d)) => d,
+            Ok(None) => return skip("the deal was deleted", &steps),
+            Err(e) => {
+                return self
+                    .retry_later(account, run, &steps, &c.state, e)
+                    .await
+                    .map(Outcome::Waiting);
             }
-            Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
         };
         let manual = c.event_type == "manual";
         let delayed = c.run_at > c.created_at + chrono::Duration::seconds(2);
@@ -359,13 +538,18 @@ impl Inner {
             None
         };
         if let Some(why) = why_not {
-            return skip(why).await;
+            return skip(why, &steps);
         }
         if steps.is_empty() && !trigger.conditions.is_empty() {
             match self.meets(reader, &trigger.conditions, &deal).await {
                 Ok(true) => {}
-                Ok(false) => return skip("the deal does not meet the conditions").await,
-                Err(e) => return self.retry_later(account, run, &steps, &c.state, e).await,
+                Ok(false) => return skip("the deal does not meet the conditions", &steps),
+                Err(e) => {
+                    return self
+                        .retry_later(account, run, &steps, &c.state, e)
+                        .await
+                        .map(Outcome::Waiting);
+                }
             }
         }
         let needs_stage = trigger.actions.iter().any(|a| match a {
@@ -429,23 +613,26 @@ impl Inner {
                         at: Utc::now(),
                     });
                     let error = format!("action {} ({}) failed: {message}", i + 1, action.code());
-                    return self
-                        .finish(
-                            account,
-                            run,
-                            Some(&trigger),
-                            ctx.deal.id.0,
-                            RunStatus::Failed,
-                            Some(error),
-                            &steps,
-                            &ctx.state,
-                        )
-                        .await;
+                    return Ok(Outcome::Ended(ending(
+                        account,
+                        run,
+                        Some(&trigger),
+                        ctx.deal.id.0,
+                        RunStatus::Failed,
+                        Some(error),
+                        &steps,
+                        &ctx.state,
+                    )?));
                 }
-                Err(e) => return self.retry_later(account, run, &steps, &ctx.state, e).await,
+                Err(e) => {
+                    return self
+                        .retry_later(account, run, &steps, &ctx.state, e)
+                        .await
+                        .map(Outcome::Waiting);
+                }
             }
         }
-        self.finish(
+        Ok(Outcome::Ended(ending(
             account,
             run,
             Some(&trigger),
@@ -454,8 +641,7 @@ impl Inner {
             None,
             &steps,
             &ctx.state,
-        )
-        .await
+        )?))
     }
 
     /// Whether the deal meets all the conditions: those on its own fields here, the one on its

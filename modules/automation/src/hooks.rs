@@ -300,7 +300,11 @@ fn excerpt(s: &str) -> String {
 #[derive(QueryableByName)]
 struct Target {
     #[diesel(sql_type = BigInt)]
+    account_id: i64,
+    #[diesel(sql_type = BigInt)]
     id: i64,
+    #[diesel(sql_type = diesel::sql_types::Array<Text>)]
+    events: Vec<String>,
     #[diesel(sql_type = Text)]
     url: String,
     #[diesel(sql_type = Text)]
@@ -328,19 +332,63 @@ impl Subscriber for WebhookFeed {
     }
 
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
+        let targets = targets(conn, &[event.account_id.0]).await?;
+        if self.feed(conn, event, &targets).await? {
+            notify(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// A batch: the accounts' subscriptions read once, one wake-up for the dispatcher.
+    async fn handle_many(
+        &self,
+        conn: &mut AsyncPgConnection,
+        events: &[&EventEnvelope],
+    ) -> AppResult<()> {
+        let mut accounts: Vec<i64> = events.iter().map(|e| e.account_id.0).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let targets = targets(conn, &accounts).await?;
+        let mut wake = false;
+        for event in events {
+            wake |= self.feed(conn, event, &targets).await?;
+        }
+        if wake {
+            notify(conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The enabled subscriptions of `accounts`, by id.
+async fn targets(conn: &mut AsyncPgConnection, accounts: &[i64]) -> AppResult<Vec<Target>> {
+    Ok(kernel::sql::query(
+        "SELECT account_id, id, events, url, format, secret FROM automation.webhooks
+          WHERE account_id = ANY($1) AND enabled ORDER BY id",
+    )
+    .bind::<diesel::sql_types::Array<BigInt>, _>(accounts)
+    .load(conn)
+    .await?)
+}
+
+impl WebhookFeed {
+    /// Queues a delivery of `event` to each of its account's subscriptions to it; says whether
+    /// it queued any.
+    async fn feed(
+        &self,
+        conn: &mut AsyncPgConnection,
+        event: &EventEnvelope,
+        targets: &[Target],
+    ) -> AppResult<bool> {
         let Some(code) = code_of(event) else {
-            return Ok(());
+            return Ok(false);
         };
-        let targets: Vec<Target> = kernel::sql::query(
-            "SELECT id, url, format, secret FROM automation.webhooks
-              WHERE account_id = $1 AND enabled AND $2 = ANY(events) ORDER BY id",
-        )
-        .bind::<BigInt, _>(event.account_id.0)
-        .bind::<Text, _>(code)
-        .load(conn)
-        .await?;
+        let targets: Vec<&Target> = targets
+            .iter()
+            .filter(|t| t.account_id == event.account_id.0 && t.events.iter().any(|e| e == code))
+            .collect();
         if targets.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let json_body = json!({
             "event": code,
@@ -396,7 +444,7 @@ impl Subscriber for WebhookFeed {
             )
             .await?;
         }
-        notify(conn).await
+        Ok(true)
     }
 }
 

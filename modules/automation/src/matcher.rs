@@ -19,7 +19,7 @@ use messaging_api::events::MessageReceived;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use crate::rows::{TRIGGER_COLUMNS, TriggerRow};
+use crate::rows::{AccountTriggerRow, TRIGGER_COLUMNS};
 use crate::service::{Inner, schedule};
 use automation_api::{Trigger, When};
 
@@ -76,6 +76,14 @@ fn touches(after: &Value, field: &str) -> bool {
     }
 }
 
+/// The warning of a run not started because the chain of robots behind it is too deep.
+fn loop_cut(depth: i32, max_depth: i32) -> String {
+    format!(
+        "loop cut: this change was made by a chain of {} robots' runs (the limit is {max_depth}; [automation] max_depth)",
+        depth - 1
+    )
+}
+
 #[derive(QueryableByName)]
 struct Depth {
     #[diesel(sql_type = Integer)]
@@ -89,28 +97,75 @@ struct NewRun {
     state: Value,
 }
 
-impl TriggerMatcher {
+/// The enabled triggers of the accounts a batch of events is about, each account's read once.
+#[derive(Default)]
+struct Known {
+    triggers: std::collections::HashMap<i64, Vec<Trigger>>,
+}
+
+impl Known {
+    /// Reads the enabled triggers of `accounts` not read yet, in one statement.
+    async fn read(&mut self, conn: &mut AsyncPgConnection, accounts: &[i64]) -> AppResult<()> {
+        let mut missing: Vec<i64> = accounts
+            .iter()
+            .copied()
+            .filter(|a| !self.triggers.contains_key(a))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<AccountTriggerRow> = kernel::sql::query(format!(
+            "SELECT t.account_id, {TRIGGER_COLUMNS} FROM automation.triggers t
+              WHERE t.account_id = ANY($1) AND t.enabled
+              ORDER BY t.id"
+        ))
+        .bind::<Array<BigInt>, _>(&missing)
+        .load(conn)
+        .await?;
+        for a in missing {
+            self.triggers.insert(a, Vec::new());
+        }
+        for r in rows {
+            let t = r.trigger.trigger(0)?;
+            self.triggers.entry(r.account_id).or_default().push(t);
+        }
+        Ok(())
+    }
+
+    /// The account's enabled triggers on one of `kinds`, in `stage` when given, by id.
     async fn triggers(
-        &self,
+        &mut self,
         conn: &mut AsyncPgConnection,
         account: AccountId,
         stage: Option<i64>,
         kinds: &[&str],
     ) -> AppResult<Vec<Trigger>> {
-        let rows: Vec<TriggerRow> = kernel::sql::query(format!(
-            "SELECT {TRIGGER_COLUMNS} FROM automation.triggers t
-              WHERE t.account_id = $1 AND t.enabled AND ($2::bigint IS NULL OR t.stage_id = $2)
-                AND t.on_event = ANY($3)
-              ORDER BY t.id"
-        ))
-        .bind::<BigInt, _>(account.0)
-        .bind::<diesel::sql_types::Nullable<BigInt>, _>(stage)
-        .bind::<Array<Text>, _>(kinds)
-        .load(conn)
-        .await?;
-        rows.into_iter().map(|r| r.trigger(0)).collect()
+        self.read(conn, &[account.0]).await?;
+        Ok(self
+            .triggers
+            .get(&account.0)
+            .into_iter()
+            .flatten()
+            .filter(|t| stage.is_none_or(|s| t.stage_id == s) && kinds.contains(&t.when.code()))
+            .cloned()
+            .collect())
     }
+}
 
+/// A run to record for an event.
+struct Planned {
+    account: AccountId,
+    deal_id: i64,
+    event_id: uuid::Uuid,
+    event_type: String,
+    depth: i32,
+    cut: bool,
+    run: NewRun,
+}
+
+impl TriggerMatcher {
     /// The deal as it is now (robots see every deal); None when it is gone.
     async fn deal(&self, account: AccountId, id: i64) -> AppResult<Option<Deal>> {
         match self
@@ -166,6 +221,40 @@ impl Subscriber for TriggerMatcher {
     }
 
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
+        let mut known = Known::default();
+        let mut planned = Vec::new();
+        self.plan(conn, event, &mut known, &mut planned).await?;
+        self.record(conn, planned).await
+    }
+
+    /// A batch: the accounts' triggers read once, the runs of every event recorded in one
+    /// statement, one wake-up for the dispatcher.
+    async fn handle_many(
+        &self,
+        conn: &mut AsyncPgConnection,
+        events: &[&EventEnvelope],
+    ) -> AppResult<()> {
+        let mut known = Known::default();
+        let accounts: Vec<i64> = events.iter().map(|e| e.account_id.0).collect();
+        known.read(conn, &accounts).await?;
+        let mut planned = Vec::new();
+        for event in events {
+            self.plan(conn, event, &mut known, &mut planned).await?;
+        }
+        self.record(conn, planned).await
+    }
+}
+
+impl TriggerMatcher {
+    /// The runs `event` starts, added to `planned` (a deleted deal's pending runs are skipped
+    /// here and now).
+    async fn plan(
+        &self,
+        conn: &mut AsyncPgConnection,
+        event: &EventEnvelope,
+        known: &mut Known,
+        planned: &mut Vec<Planned>,
+    ) -> AppResult<()> {
         let account = event.account_id;
         let now = Utc::now();
         let s = &self.inner.settings;
@@ -191,7 +280,7 @@ impl Subscriber for TriggerMatcher {
                 (e.deal_id.0, e.to_stage_id.0, "moved_to")
             };
             deal_id = id;
-            let found = self
+            let found = known
                 .triggers(
                     conn,
                     account,
@@ -243,7 +332,7 @@ impl Subscriber for TriggerMatcher {
             } else {
                 &["responsible_changed"]
             };
-            let found: Vec<Trigger> = self
+            let found: Vec<Trigger> = known
                 .triggers(conn, account, None, kinds)
                 .await?
                 .into_iter()
@@ -285,7 +374,7 @@ impl Subscriber for TriggerMatcher {
             let e: MessageReceived = event.decode()?;
             let Some(id) = e.deal_id else { return Ok(()) };
             deal_id = id;
-            let found = self
+            let found = known
                 .triggers(conn, account, None, &["message_received"])
                 .await?;
             if found.is_empty() {
@@ -310,72 +399,118 @@ impl Subscriber for TriggerMatcher {
         }
         let depth = self.depth(conn, event).await?;
         let cut = depth > s.max_depth;
-        let ids: Vec<uuid::Uuid> = runs.iter().map(|_| crate::new_run_id()).collect();
-        let triggers: Vec<i64> = runs.iter().map(|r| r.trigger).collect();
-        let run_ats: Vec<DateTime<Utc>> = runs.iter().map(|r| r.run_at).collect();
-        let states: Vec<Value> = runs.iter().map(|r| r.state.clone()).collect();
-        let error = cut.then(|| {
-            format!(
-                "loop cut: this change was made by a chain of {} robots' runs (the limit is {}; [automation] max_depth)",
-                depth - 1,
-                s.max_depth
-            )
-        });
+        planned.extend(runs.into_iter().map(|run| Planned {
+            account,
+            deal_id,
+            event_id: event.id,
+            event_type: event.event_type.clone(),
+            depth,
+            cut,
+            run,
+        }));
+        Ok(())
+    }
+
+    /// Records the planned runs in one statement (once per trigger and event: a redelivered
+    /// event adds nothing), with the loop warnings of those cut, and wakes the dispatcher when
+    /// one is due now.
+    async fn record(&self, conn: &mut AsyncPgConnection, planned: Vec<Planned>) -> AppResult<()> {
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let max_depth = self.inner.settings.max_depth;
+        let now = Utc::now();
+        let n = planned.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut accounts = Vec::with_capacity(n);
+        let mut triggers = Vec::with_capacity(n);
+        let mut deals = Vec::with_capacity(n);
+        let mut event_ids = Vec::with_capacity(n);
+        let mut event_types = Vec::with_capacity(n);
+        let mut depths = Vec::with_capacity(n);
+        let mut statuses = Vec::with_capacity(n);
+        let mut run_ats = Vec::with_capacity(n);
+        let mut states = Vec::with_capacity(n);
+        let mut errors = Vec::with_capacity(n);
+        for p in &planned {
+            ids.push(crate::new_run_id());
+            accounts.push(p.account.0);
+            triggers.push(p.run.trigger);
+            deals.push(p.deal_id);
+            event_ids.push(p.event_id);
+            event_types.push(p.event_type.as_str());
+            depths.push(p.depth);
+            statuses.push(if p.cut { "cut" } else { "pending" });
+            run_ats.push(p.run.run_at);
+            states.push(&p.run.state);
+            errors.push(p.cut.then(|| loop_cut(p.depth, max_depth)));
+        }
         #[derive(QueryableByName)]
         struct Inserted {
             #[diesel(sql_type = SqlUuid)]
             id: uuid::Uuid,
             #[diesel(sql_type = BigInt)]
             trigger_id: i64,
+            #[diesel(sql_type = SqlUuid)]
+            event_id: uuid::Uuid,
         }
         let inserted: Vec<Inserted> = kernel::sql::query(
             "INSERT INTO automation.runs (id, account_id, trigger_id, deal_id, event_id, event_type, depth, status,
                                           run_at, state, error, finished_at)
-             SELECT i, $2, t, $3, $4, $5, $6, $7, at, st, $8, CASE WHEN $7 = 'cut' THEN now() END
-               FROM unnest($1::uuid[], $9::bigint[], $10::timestamptz[], $11::jsonb[]) AS x(i, t, at, st)
+             SELECT i, a, t, d, e, et, dp, st, at, js, er, CASE WHEN st = 'cut' THEN now() END
+               FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::uuid[], $6::text[],
+                           $7::int[], $8::text[], $9::timestamptz[], $10::jsonb[], $11::text[])
+                    AS x(i, a, t, d, e, et, dp, st, at, js, er)
              ON CONFLICT (trigger_id, event_id) WHERE event_id IS NOT NULL DO NOTHING
-             RETURNING id, trigger_id",
+             RETURNING id, trigger_id, event_id",
         )
         .bind::<Array<SqlUuid>, _>(&ids)
-        .bind::<BigInt, _>(account.0)
-        .bind::<BigInt, _>(deal_id)
-        .bind::<SqlUuid, _>(event.id)
-        .bind::<Text, _>(&event.event_type)
-        .bind::<Integer, _>(depth)
-        .bind::<Text, _>(if cut { "cut" } else { "pending" })
-        .bind::<diesel::sql_types::Nullable<Text>, _>(error.as_deref())
+        .bind::<Array<BigInt>, _>(&accounts)
         .bind::<Array<BigInt>, _>(&triggers)
+        .bind::<Array<BigInt>, _>(&deals)
+        .bind::<Array<SqlUuid>, _>(&event_ids)
+        .bind::<Array<Text>, _>(&event_types)
+        .bind::<Array<Integer>, _>(&depths)
+        .bind::<Array<Text>, _>(&statuses)
         .bind::<Array<Timestamptz>, _>(&run_ats)
         .bind::<Array<Jsonb>, _>(&states)
+        .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(&errors)
         .load(conn)
         .await?;
-        if cut {
-            // The warning goes to the deal's timeline and the trigger's history.
-            let mut events = Vec::new();
-            for r in &inserted {
-                let name = runs
-                    .iter()
-                    .find(|n| n.trigger == r.trigger_id)
-                    .map(|n| n.name.as_str())
-                    .unwrap_or_default();
-                events.push(crate::exec::finished_event(
-                    account,
-                    r.trigger_id,
-                    r.id,
-                    deal_id,
-                    "cut",
-                    error.clone(),
-                    name,
-                )?);
+        // The warnings of loops cut go to the deals' timelines and the triggers' histories.
+        let mut events = Vec::new();
+        let mut wake = false;
+        for r in &inserted {
+            let Some(p) = planned
+                .iter()
+                .find(|p| p.event_id == r.event_id && p.run.trigger == r.trigger_id)
+            else {
+                continue;
+            };
+            if !p.cut {
+                wake |= p.run.run_at <= now;
+                continue;
             }
-            kernel::outbox::append(conn, crate::SCHEMA, &events).await?;
+            events.push(crate::exec::finished_event(
+                p.account,
+                r.trigger_id,
+                r.id,
+                p.deal_id,
+                "cut",
+                Some(loop_cut(p.depth, max_depth)),
+                &p.run.name,
+            )?);
             tracing::warn!(
-                account = account.0,
-                deal = deal_id,
-                depth,
+                account = p.account.0,
+                deal = p.deal_id,
+                depth = p.depth,
                 "automation loop cut"
             );
-        } else if run_ats.iter().any(|at| *at <= now) {
+        }
+        if !events.is_empty() {
+            kernel::outbox::append(conn, crate::SCHEMA, &events).await?;
+        }
+        if wake {
             crate::service::notify(conn).await?;
         }
         Ok(())

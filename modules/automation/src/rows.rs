@@ -42,6 +42,16 @@ pub(crate) struct TriggerRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A trigger with its account (`SELECT t.account_id, {TRIGGER_COLUMNS}`), for reads across
+/// accounts (a batch of events or runs).
+#[derive(QueryableByName)]
+pub(crate) struct AccountTriggerRow {
+    #[diesel(sql_type = BigInt)]
+    pub account_id: i64,
+    #[diesel(embed)]
+    pub trigger: TriggerRow,
+}
+
 pub(crate) const TRIGGER_COLUMNS: &str = "t.id, t.pipeline_id, t.stage_id, t.name, t.\"when\" AS when_, t.conditions, t.delay, \
      t.working_hours, t.actions, t.enabled, t.created_at, t.updated_at";
 

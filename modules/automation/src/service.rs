@@ -698,6 +698,16 @@ impl Automation for AutomationService {
         self.inner.do_run(account, run.0).await
     }
 
+    async fn execute_many(&self, runs: Vec<(AccountId, RunId)>) -> AppResult<Vec<RunStatus>> {
+        let runs: Vec<(AccountId, uuid::Uuid)> = runs.into_iter().map(|(a, r)| (a, r.0)).collect();
+        self.inner
+            .do_runs(&runs)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
+    }
+
     async fn clean_up(&self) -> AppResult<u64> {
         let mut conn = self.inner.conn().await?;
         let days = self.inner.settings.keep_days;

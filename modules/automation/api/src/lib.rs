@@ -63,6 +63,10 @@ pub trait Automation: Send + Sync {
     /// attempt); one that it will not cure ends the run as failed, with the reason. An error is
     /// returned only when the run's own row cannot be written (the job is then retried).
     async fn execute(&self, account: AccountId, run: RunId) -> AppResult<RunStatus>;
+    /// Does several runs as `execute` does each, with their rows, triggers and deals read and
+    /// written together (a job's worth); returns their statuses in no particular order. An
+    /// error (a run's own row could not be written) comes after the others were ended.
+    async fn execute_many(&self, runs: Vec<(AccountId, RunId)>) -> AppResult<Vec<RunStatus>>;
     /// Removes finished runs, bot runs and deliveries older than the configured number of days,
     /// a batch at a time; returns how many went. Run every hour by the job workers.
     async fn clean_up(&self) -> AppResult<u64>;

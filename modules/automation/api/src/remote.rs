@@ -34,6 +34,7 @@ kernel::remote_trait! {
             read fn runs(caller: Caller, query: RunQuery, page: PageRequest) -> Page<Run>;
             write fn take_due(limit: i64) -> Vec<Work>;
             write fn execute(account: AccountId, run: RunId) -> RunStatus;
+            write fn execute_many(runs: Vec<(AccountId, RunId)>) -> Vec<RunStatus>;
             write fn clean_up() -> u64;
             write fn give_up(account: AccountId, run: RunId, reason: &str as String) -> ();
             read fn bots(caller: Caller) -> Vec<Bot>;
