@@ -31,26 +31,32 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Publishes one batch from `schema`; returns how many events it published.
-    pub async fn publish_batch(&self, schema: &'static str) -> Result<usize, AppError> {
+    /// Publishes one batch from each of `schemas` in one transaction and one publication (each
+    /// subscriber gets one delivery for all of them); returns how many rows it took from each.
+    pub async fn publish_batch(&self, schemas: &[&'static str]) -> Result<Vec<usize>, AppError> {
         let mut conn = self.pool.get().await?;
         conn.transaction::<_, AppError, _>(async |tx| {
-            let claimed = outbox::claim(tx, schema, BATCH).await?;
-            if claimed.seqs.is_empty() {
-                return Ok(0);
+            let mut events = Vec::new();
+            let mut claims = Vec::with_capacity(schemas.len());
+            for schema in schemas {
+                let claimed = outbox::claim(tx, schema, BATCH).await?;
+                for (seq, reason) in &claimed.unreadable {
+                    tracing::error!(schema, seq, reason, "unreadable outbox row skipped");
+                    self.metrics.events_unreadable.inc();
+                }
+                events.extend(claimed.events);
+                claims.push(claimed.seqs);
             }
-            for (seq, reason) in &claimed.unreadable {
-                tracing::error!(schema, seq, reason, "unreadable outbox row skipped");
-                self.metrics.events_unreadable.inc();
+            if !events.is_empty() {
+                self.bus.publish(&events).await?;
             }
-            if !claimed.events.is_empty() {
-                self.bus.publish(&claimed.events).await?;
+            for (schema, seqs) in schemas.iter().zip(&claims) {
+                if !seqs.is_empty() {
+                    outbox::mark_published(tx, schema, seqs).await?;
+                }
             }
-            outbox::mark_published(tx, schema, &claimed.seqs).await?;
-            self.metrics
-                .events_published
-                .inc_by(claimed.events.len() as u64);
-            Ok(claimed.seqs.len())
+            self.metrics.events_published.inc_by(events.len() as u64);
+            Ok(claims.iter().map(Vec::len).collect())
         })
         .await
     }
@@ -58,19 +64,20 @@ impl Relay {
     /// Publishes everything unpublished; returns how many rows it took.
     async fn drain(&self) -> Result<usize, AppError> {
         let mut total = 0;
-        let pending = {
+        let mut pending = {
             let mut conn = self.pool.get().await?;
             outbox::pending(&mut conn, &self.schemas).await?
         };
-        for schema in &pending {
-            // A short batch means the outbox is drained: no empty claim to find that out.
-            loop {
-                let n = self.publish_batch(schema).await?;
-                total += n;
-                if (n as i64) < BATCH {
-                    break;
-                }
-            }
+        // A short batch means that outbox is drained: no empty claim to find that out.
+        while !pending.is_empty() {
+            let taken = self.publish_batch(&pending).await?;
+            total += taken.iter().sum::<usize>();
+            pending = pending
+                .into_iter()
+                .zip(taken)
+                .filter(|(_, n)| *n as i64 >= BATCH)
+                .map(|(s, _)| s)
+                .collect();
         }
         Ok(total)
     }

@@ -27,7 +27,14 @@ pub struct AccountsService {
     /// Signs API tokens (HMAC-SHA256); derived from the application's secret key.
     token_key: Vec<u8>,
     session_ttl: Duration,
+    /// Users by (account, id), read by every rights check: kept a moment (`USER_TTL`) and
+    /// dropped on any change here to users, groups or roles. Another process running this
+    /// module sees a change within that moment.
+    users: moka::future::Cache<(i64, i64), UserInfo>,
 }
+
+/// How long a user read for a rights check is kept.
+const USER_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl AccountsService {
     pub fn new(pool: DbPool, token_key: Vec<u8>) -> AccountsService {
@@ -35,6 +42,10 @@ impl AccountsService {
             pool,
             token_key,
             session_ttl: Duration::days(14),
+            users: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(USER_TTL)
+                .build(),
         }
     }
 
@@ -527,8 +538,14 @@ impl Accounts for AccountsService {
     }
 
     async fn user(&self, caller: Caller, id: UserId) -> AppResult<UserInfo> {
+        let key = (caller.account_id.0, id.0);
+        if let Some(u) = self.users.get(&key).await {
+            return Ok(u);
+        }
         let mut conn = self.conn().await?;
-        load_user(&mut conn, caller.account_id, id).await
+        let user = load_user(&mut conn, caller.account_id, id).await?;
+        self.users.insert(key, user.clone()).await;
+        Ok(user)
     }
 
     async fn find_user_by_email(&self, email: &str) -> AppResult<Option<UserInfo>> {
@@ -594,93 +611,99 @@ impl Accounts for AccountsService {
         id: UserId,
         patch: UserPatch,
     ) -> AppResult<UserInfo> {
-        let mut conn = self.conn().await?;
-        let own_profile_only = patch.email.is_none()
-            && patch.is_admin.is_none()
-            && patch.is_active.is_none()
-            && patch.group_id.is_none()
-            && patch.role_id.is_none()
-            && patch.rights.is_none();
-        if caller.actor.user_id() == Some(id) && own_profile_only {
-            require_member(&mut conn, caller).await?;
-        } else {
-            require_admin(&mut conn, caller).await?;
-        }
-        let current = load_user(&mut conn, caller.account_id, id).await?;
-        let mut check = Check::default();
-        let name = patch.name.as_deref().map(|n| check.text("name", n, 200));
-        let email = patch.email.as_deref().map(|e| check.email("email", e));
-        let tz = patch
-            .time_zone
-            .as_deref()
-            .map(|t| check.time_zone("time_zone", t));
-        check.finish()?;
-        let group = patch.group_id.unwrap_or(current.group_id);
-        let role = patch.role_id.unwrap_or(current.role_id);
-        ensure_group_and_role(&mut conn, caller.account_id, group, role).await?;
-        let loses_admin = current.is_admin
-            && current.is_active
-            && (patch.is_admin == Some(false) || patch.is_active == Some(false));
-        if loses_admin {
-            keep_an_admin(&mut conn, caller.account_id, id).await?;
-        }
-        let own_rights = patch.rights.map(|r| {
-            serde_json::to_value(Rights {
-                is_admin: false,
-                ..r
-            })
-            .unwrap_or_default()
-        });
-        let deactivated = patch.is_active == Some(false) && current.is_active;
-        conn.transaction::<_, AppError, _>(async |conn| {
-            diesel::update(
-                users::table
-                    .filter(users::account_id.eq(caller.account_id.0))
-                    .filter(users::id.eq(id.0)),
-            )
-            .set((
-                users::name.eq(name.unwrap_or(current.name.clone())),
-                users::email.eq(email.unwrap_or(current.email.clone())),
-                users::is_admin.eq(patch.is_admin.unwrap_or(current.is_admin)),
-                users::is_active.eq(patch.is_active.unwrap_or(current.is_active)),
-                users::lang.eq(patch.lang.unwrap_or(current.lang).code()),
-                users::time_zone.eq(tz.unwrap_or(current.time_zone.clone())),
-                users::group_id.eq(group.map(|g| g.0)),
-                users::role_id.eq(role.map(|r| r.0)),
-                users::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .await
-            .map_err(|e| on_conflict(e.into(), email_taken))?;
-            if let Some(rights) = &own_rights {
+        let result: AppResult<_> = async {
+            let mut conn = self.conn().await?;
+            let own_profile_only = patch.email.is_none()
+                && patch.is_admin.is_none()
+                && patch.is_active.is_none()
+                && patch.group_id.is_none()
+                && patch.role_id.is_none()
+                && patch.rights.is_none();
+            if caller.actor.user_id() == Some(id) && own_profile_only {
+                require_member(&mut conn, caller).await?;
+            } else {
+                require_admin(&mut conn, caller).await?;
+            }
+            let current = load_user(&mut conn, caller.account_id, id).await?;
+            let mut check = Check::default();
+            let name = patch.name.as_deref().map(|n| check.text("name", n, 200));
+            let email = patch.email.as_deref().map(|e| check.email("email", e));
+            let tz = patch
+                .time_zone
+                .as_deref()
+                .map(|t| check.time_zone("time_zone", t));
+            check.finish()?;
+            let group = patch.group_id.unwrap_or(current.group_id);
+            let role = patch.role_id.unwrap_or(current.role_id);
+            ensure_group_and_role(&mut conn, caller.account_id, group, role).await?;
+            let loses_admin = current.is_admin
+                && current.is_active
+                && (patch.is_admin == Some(false) || patch.is_active == Some(false));
+            if loses_admin {
+                keep_an_admin(&mut conn, caller.account_id, id).await?;
+            }
+            let own_rights = patch.rights.map(|r| {
+                serde_json::to_value(Rights {
+                    is_admin: false,
+                    ..r
+                })
+                .unwrap_or_default()
+            });
+            let deactivated = patch.is_active == Some(false) && current.is_active;
+            conn.transaction::<_, AppError, _>(async |conn| {
                 diesel::update(
                     users::table
                         .filter(users::account_id.eq(caller.account_id.0))
                         .filter(users::id.eq(id.0)),
                 )
-                .set(users::rights.eq(rights))
+                .set((
+                    users::name.eq(name.unwrap_or(current.name.clone())),
+                    users::email.eq(email.unwrap_or(current.email.clone())),
+                    users::is_admin.eq(patch.is_admin.unwrap_or(current.is_admin)),
+                    users::is_active.eq(patch.is_active.unwrap_or(current.is_active)),
+                    users::lang.eq(patch.lang.unwrap_or(current.lang).code()),
+                    users::time_zone.eq(tz.unwrap_or(current.time_zone.clone())),
+                    users::group_id.eq(group.map(|g| g.0)),
+                    users::role_id.eq(role.map(|r| r.0)),
+                    users::updated_at.eq(now),
+                ))
                 .execute(conn)
-                .await?;
-            }
-            let after = load_user(conn, caller.account_id, id).await?;
-            if let Some(change) = user_changes(&current, &after) {
-                outbox::append(conn, crate::SCHEMA, &[EventEnvelope::new(caller, &change)?])
+                .await
+                .map_err(|e| on_conflict(e.into(), email_taken))?;
+                if let Some(rights) = &own_rights {
+                    diesel::update(
+                        users::table
+                            .filter(users::account_id.eq(caller.account_id.0))
+                            .filter(users::id.eq(id.0)),
+                    )
+                    .set(users::rights.eq(rights))
+                    .execute(conn)
                     .await?;
-            }
-            if deactivated {
-                // A deactivated user is signed out everywhere at once.
-                diesel::delete(
-                    sessions::table
-                        .filter(sessions::account_id.eq(caller.account_id.0))
-                        .filter(sessions::user_id.eq(id.0)),
-                )
-                .execute(conn)
-                .await?;
-            }
-            Ok(())
-        })
-        .await?;
-        load_user(&mut conn, caller.account_id, id).await
+                }
+                let after = load_user(conn, caller.account_id, id).await?;
+                if let Some(change) = user_changes(&current, &after) {
+                    outbox::append(conn, crate::SCHEMA, &[EventEnvelope::new(caller, &change)?])
+                        .await?;
+                }
+                if deactivated {
+                    // A deactivated user is signed out everywhere at once.
+                    diesel::delete(
+                        sessions::table
+                            .filter(sessions::account_id.eq(caller.account_id.0))
+                            .filter(sessions::user_id.eq(id.0)),
+                    )
+                    .execute(conn)
+                    .await?;
+                }
+                Ok(())
+            })
+            .await?;
+            load_user(&mut conn, caller.account_id, id).await
+        }
+        .await;
+        // Users as cached by `user` may have changed (their rights, group, activity).
+        self.users.invalidate_all();
+        result
     }
 
     async fn change_password(
@@ -689,42 +712,48 @@ impl Accounts for AccountsService {
         id: UserId,
         change: PasswordChange,
     ) -> AppResult<()> {
-        let mut conn = self.conn().await?;
-        let own = caller.actor.user_id() == Some(id);
-        if own {
-            require_member(&mut conn, caller).await?;
-        } else {
-            require_admin(&mut conn, caller).await?;
-        }
-        let mut check = Check::default();
-        check.password("new", &change.new);
-        check.finish()?;
-        let stored: String = users::table
-            .filter(users::account_id.eq(caller.account_id.0))
-            .filter(users::id.eq(id.0))
-            .select(users::password_hash)
-            .first(&mut conn)
-            .await
-            .optional()?
-            .ok_or_else(|| AppError::not_found("user"))?;
-        if own && !secrets::verify_password(change.current.unwrap_or_default(), Some(stored)).await
-        {
-            return Err(AppError::validation(
-                "current",
-                "wrong_password",
-                "the current password is not right",
-            ));
-        }
-        let hash = secrets::hash_password(change.new).await?;
-        diesel::update(
-            users::table
+        let result: AppResult<_> = async {
+            let mut conn = self.conn().await?;
+            let own = caller.actor.user_id() == Some(id);
+            if own {
+                require_member(&mut conn, caller).await?;
+            } else {
+                require_admin(&mut conn, caller).await?;
+            }
+            let mut check = Check::default();
+            check.password("new", &change.new);
+            check.finish()?;
+            let stored: String = users::table
                 .filter(users::account_id.eq(caller.account_id.0))
-                .filter(users::id.eq(id.0)),
-        )
-        .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
-        .execute(&mut conn)
-        .await?;
-        Ok(())
+                .filter(users::id.eq(id.0))
+                .select(users::password_hash)
+                .first(&mut conn)
+                .await
+                .optional()?
+                .ok_or_else(|| AppError::not_found("user"))?;
+            if own && !secrets::verify_password(change.current.unwrap_or_default(), Some(stored)).await
+            {
+                return Err(AppError::validation(
+                    "current",
+                    "wrong_password",
+                    "the current password is not right",
+                ));
+            }
+            let hash = secrets::hash_password(change.new).await?;
+            diesel::update(
+                users::table
+                    .filter(users::account_id.eq(caller.account_id.0))
+                    .filter(users::id.eq(id.0)),
+            )
+            .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+            .execute(&mut conn)
+            .await?;
+            Ok(())
+        }
+        .await;
+        // Users as cached by `user` may have changed (their rights, group, activity).
+        self.users.invalidate_all();
+        result
     }
 
     async fn rights(&self, account: AccountId, user: UserId) -> AppResult<Rights> {
@@ -778,30 +807,36 @@ impl Accounts for AccountsService {
     }
 
     async fn rename_group(&self, caller: Caller, id: GroupId, name: &str) -> AppResult<GroupInfo> {
-        let mut conn = self.conn().await?;
-        require_admin(&mut conn, caller).await?;
-        let mut check = Check::default();
-        let name = check.text("name", name, 100);
-        check.finish()?;
-        let n = diesel::update(
-            groups::table
-                .filter(groups::account_id.eq(caller.account_id.0))
-                .filter(groups::id.eq(id.0)),
-        )
-        .set(groups::name.eq(&name))
-        .execute(&mut conn)
-        .await
-        .map_err(|e| on_conflict(e.into(), name_taken))?;
-        if n == 0 {
-            return Err(AppError::not_found("group"));
+        let result: AppResult<_> = async {
+            let mut conn = self.conn().await?;
+            require_admin(&mut conn, caller).await?;
+            let mut check = Check::default();
+            let name = check.text("name", name, 100);
+            check.finish()?;
+            let n = diesel::update(
+                groups::table
+                    .filter(groups::account_id.eq(caller.account_id.0))
+                    .filter(groups::id.eq(id.0)),
+            )
+            .set(groups::name.eq(&name))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| on_conflict(e.into(), name_taken))?;
+            if n == 0 {
+                return Err(AppError::not_found("group"));
+            }
+            let members: i64 = users::table
+                .filter(users::account_id.eq(caller.account_id.0))
+                .filter(users::group_id.eq(id.0))
+                .select(count_star())
+                .first(&mut conn)
+                .await?;
+            Ok(GroupInfo { id, name, members })
         }
-        let members: i64 = users::table
-            .filter(users::account_id.eq(caller.account_id.0))
-            .filter(users::group_id.eq(id.0))
-            .select(count_star())
-            .first(&mut conn)
-            .await?;
-        Ok(GroupInfo { id, name, members })
+        .await;
+        // Users as cached by `user` may have changed (their rights, group, activity).
+        self.users.invalidate_all();
+        result
     }
 
     async fn group_members(&self, account: AccountId, group: GroupId) -> AppResult<Vec<UserId>> {
@@ -817,20 +852,26 @@ impl Accounts for AccountsService {
     }
 
     async fn delete_group(&self, caller: Caller, id: GroupId) -> AppResult<()> {
-        let mut conn = self.conn().await?;
-        require_admin(&mut conn, caller).await?;
-        let n = diesel::delete(
-            groups::table
-                .filter(groups::account_id.eq(caller.account_id.0))
-                .filter(groups::id.eq(id.0)),
-        )
-        .execute(&mut conn)
-        .await?;
-        if n == 0 {
-            Err(AppError::not_found("group"))
-        } else {
-            Ok(())
+        let result: AppResult<_> = async {
+            let mut conn = self.conn().await?;
+            require_admin(&mut conn, caller).await?;
+            let n = diesel::delete(
+                groups::table
+                    .filter(groups::account_id.eq(caller.account_id.0))
+                    .filter(groups::id.eq(id.0)),
+            )
+            .execute(&mut conn)
+            .await?;
+            if n == 0 {
+                Err(AppError::not_found("group"))
+            } else {
+                Ok(())
+            }
         }
+        .await;
+        // Users as cached by `user` may have changed (their rights, group, activity).
+        self.users.invalidate_all();
+        result
     }
 
     async fn list_roles(&self, caller: Caller) -> AppResult<Vec<RoleInfo>> {
@@ -905,67 +946,79 @@ impl Accounts for AccountsService {
         name: &str,
         rights: Rights,
     ) -> AppResult<RoleInfo> {
-        let mut conn = self.conn().await?;
-        require_admin(&mut conn, caller).await?;
-        let mut check = Check::default();
-        let name = check.text("name", name, 100);
-        check.finish()?;
-        let rights = Rights {
-            is_admin: false,
-            ..rights
-        };
-        let n = diesel::update(
-            roles::table
-                .filter(roles::account_id.eq(caller.account_id.0))
-                .filter(roles::id.eq(id.0)),
-        )
-        .set((
-            roles::name.eq(&name),
-            roles::rights.eq(serde_json::to_value(rights).unwrap_or_default()),
-            roles::updated_at.eq(now),
-        ))
-        .execute(&mut conn)
-        .await
-        .map_err(|e| on_conflict(e.into(), name_taken))?;
-        if n == 0 {
-            return Err(AppError::not_found("role"));
-        }
-        drop(conn);
-        self.role(caller, id).await
-    }
-
-    async fn delete_role(&self, caller: Caller, id: RoleId) -> AppResult<()> {
-        let mut conn = self.conn().await?;
-        require_admin(&mut conn, caller).await?;
-        conn.transaction::<_, AppError, _>(async |conn| {
-            let rights: serde_json::Value = roles::table
-                .filter(roles::account_id.eq(caller.account_id.0))
-                .filter(roles::id.eq(id.0))
-                .select(roles::rights)
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?
-                .ok_or_else(|| AppError::not_found("role"))?;
-            // Its users keep what they could do: the role's rights become their own.
-            diesel::update(
-                users::table
-                    .filter(users::account_id.eq(caller.account_id.0))
-                    .filter(users::role_id.eq(id.0)),
-            )
-            .set((users::rights.eq(&rights), users::role_id.eq(None::<i64>)))
-            .execute(conn)
-            .await?;
-            diesel::delete(
+        let result: AppResult<_> = async {
+            let mut conn = self.conn().await?;
+            require_admin(&mut conn, caller).await?;
+            let mut check = Check::default();
+            let name = check.text("name", name, 100);
+            check.finish()?;
+            let rights = Rights {
+                is_admin: false,
+                ..rights
+            };
+            let n = diesel::update(
                 roles::table
                     .filter(roles::account_id.eq(caller.account_id.0))
                     .filter(roles::id.eq(id.0)),
             )
-            .execute(conn)
-            .await?;
-            Ok(())
-        })
-        .await
+            .set((
+                roles::name.eq(&name),
+                roles::rights.eq(serde_json::to_value(rights).unwrap_or_default()),
+                roles::updated_at.eq(now),
+            ))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| on_conflict(e.into(), name_taken))?;
+            if n == 0 {
+                return Err(AppError::not_found("role"));
+            }
+            drop(conn);
+            self.role(caller, id).await
+        }
+        .await;
+        // Users as cached by `user` may have changed (their rights, group, activity).
+        self.users.invalidate_all();
+        result
+    }
+
+    async fn delete_role(&self, caller: Caller, id: RoleId) -> AppResult<()> {
+        let result: AppResult<_> = async {
+            let mut conn = self.conn().await?;
+            require_admin(&mut conn, caller).await?;
+            conn.transaction::<_, AppError, _>(async |conn| {
+                let rights: serde_json::Value = roles::table
+                    .filter(roles::account_id.eq(caller.account_id.0))
+                    .filter(roles::id.eq(id.0))
+                    .select(roles::rights)
+                    .for_update()
+                    .first(conn)
+                    .await
+                    .optional()?
+                    .ok_or_else(|| AppError::not_found("role"))?;
+                // Its users keep what they could do: the role's rights become their own.
+                diesel::update(
+                    users::table
+                        .filter(users::account_id.eq(caller.account_id.0))
+                        .filter(users::role_id.eq(id.0)),
+                )
+                .set((users::rights.eq(&rights), users::role_id.eq(None::<i64>)))
+                .execute(conn)
+                .await?;
+                diesel::delete(
+                    roles::table
+                        .filter(roles::account_id.eq(caller.account_id.0))
+                        .filter(roles::id.eq(id.0)),
+                )
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+            .await
+        }
+        .await;
+        // Users as cached by `user` may have changed (their rights, group, activity).
+        self.users.invalidate_all();
+        result
     }
 
     async fn list_tokens(&self, caller: Caller) -> AppResult<Vec<TokenInfo>> {
