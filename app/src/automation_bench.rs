@@ -1,8 +1,8 @@
 //! `voronka automation-bench`: events in → actions done, with the real backbone in this process
 //! (relay, bus, the trigger subscriber, the dispatcher and the job workers). A pipeline with one
-//! trigger "moved to Out: immediately, create a task"; deals seeded in "In" are moved to "Out"
+//! trigger "moved to Out: immediately, create a task"; deals created in "In" are moved to "Out"
 //! through the deals trait at a steady rate (the sustained phase), then as fast as possible (the
-//! burst). Prints the moves' rate, the time from each move's commit to its run being done
+//! burst), once the seeding's own events have been handled. Prints the moves' rate, the time from each move's commit to its run being done
 //! (p50/p95/p99), and actions done per second (mean and the best second).
 
 use std::collections::HashMap;
@@ -25,12 +25,6 @@ struct Done {
     deal_id: i64,
     #[diesel(sql_type = Timestamptz)]
     finished_at: DateTime<Utc>,
-}
-
-#[derive(QueryableByName)]
-struct Ids {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
 }
 
 pub(crate) fn quantiles(mut v: Vec<f64>) -> String {
@@ -84,6 +78,49 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Waits (up to two minutes) until the backbone is idle: no unpublished event in any outbox and
+/// no job waiting, running or to be retried — so that the seeding's own events (deals created)
+/// are not handled during the measured moves.
+async fn wait_idle(state: &AppState) -> Result<(), String> {
+    let schemas = crate::server::outbox_schemas(&state.config);
+    let outboxes = schemas
+        .iter()
+        .map(|s| format!("(SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL)"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let sql = format!(
+        "SELECT {outboxes} + (SELECT count(*) FROM apalis.jobs
+                               WHERE status IN ('Pending', 'Queued', 'Running')
+                                  OR (status = 'Failed' AND attempts < max_attempts)) AS n"
+    );
+    let started = Instant::now();
+    let mut quiet = 0;
+    while quiet < 2 {
+        let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+        let busy: Count = diesel::sql_query(&sql)
+            .get_result(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        quiet = if busy.n == 0 { quiet + 1 } else { 0 };
+        if started.elapsed() > Duration::from_secs(120) {
+            println!("the backbone is still busy after 2 minutes ({} left); measuring anyway", busy.n);
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "waited {:.1} s for the backbone to be idle (earlier events handled)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn per_second(times: &[DateTime<Utc>]) -> (f64, usize) {
@@ -192,10 +229,27 @@ pub async fn run(
         )
         .await
         .map_err(err)?;
-    let seeded = deals
-        .seed_deals(caller, pipeline.id, total as i64, vec![user.id])
-        .await
-        .map_err(err)?;
+    // Created through the trait (not bulk-seeded), so that every subscriber (the analytics
+    // projection among them) knows the deals before they move, as in real use.
+    let mut ids: Vec<i64> = Vec::with_capacity(total);
+    let mut n = 0;
+    while n < total {
+        let chunk: Vec<deals_api::NewDeal> = (n..(n + 250).min(total))
+            .map(|i| deals_api::NewDeal {
+                price: 1000 + i as i64,
+                ..deals_api::NewDeal::new(pipeline.id, format!("Bench deal {i}"))
+            })
+            .collect();
+        n += chunk.len();
+        ids.extend(
+            deals
+                .create_deals(caller, chunk)
+                .await
+                .map_err(err)?
+                .into_iter()
+                .map(|d| d.id.0),
+        );
+    }
     let out = deals
         .add_stage(
             caller,
@@ -231,26 +285,14 @@ pub async fn run(
         )
         .await
         .map_err(err)?;
-    let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
-    let ids: Vec<i64> = diesel::sql_query(
-        "SELECT id FROM deals.deals WHERE account_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id",
-    )
-    .bind::<BigInt, _>(caller.account_id.0)
-    .bind::<BigInt, _>(seeded.first.0)
-    .bind::<BigInt, _>(seeded.last.0)
-    .load::<Ids>(&mut conn)
-    .await
-    .map_err(|e| e.to_string())?
-    .into_iter()
-    .map(|r| r.id)
-    .collect();
-    drop(conn);
     println!(
-        "seeded {} deals; trigger {} on stage {}",
+        "created {} deals; trigger {} on stage {}",
         ids.len(),
         trigger.id.0,
         out.id.0
     );
+
+    wait_idle(state).await?;
 
     let (first, second) = ids.split_at(sustained.min(ids.len()));
     let (moved, secs) = move_all(state, caller, first.to_vec(), out.id.0, Some(rate), 32).await?;
@@ -269,6 +311,7 @@ pub async fn run(
     println!("sustained: actions done {mean:.0}/s on average, {best} in the best second");
 
     if !second.is_empty() {
+        wait_idle(state).await?;
         let (moved, secs) = move_all(state, caller, second.to_vec(), out.id.0, None, 32).await?;
         println!(
             "burst: {} stage changes in {:.1} s ({:.0}/s, as fast as 32 callers go)",

@@ -29,12 +29,33 @@ impl Default for PoolOptions {
     }
 }
 
+/// How long the server lets a session sit idle inside a transaction before it ends it.
+pub const IDLE_IN_TRANSACTION_MS: u64 = 60_000;
+
 /// Builds a pool; no connection is opened until the first checkout.
 pub fn build_pool(url: &str, opts: &PoolOptions) -> Result<DbPool, String> {
     // `Fast` recycling: no `SELECT 1` round trip on every checkout (the default would double the
     // queries of a page). A connection that died is noticed on use and dropped by the pool.
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
+    // A connection whose work was cancelled half-way through a transaction (a dropped request,
+    // an aborted task) goes back to the pool still in that transaction, and is only found
+    // broken when next checked out: until then it would hold its locks. The server ends such a
+    // session after a minute, whatever the pool does. Nothing of ours leaves a transaction idle
+    // that long on purpose.
+    config.custom_setup = Box::new(|url| {
+        let url = url.to_string();
+        Box::pin(async move {
+            use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
+            ))
+            .await
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Pool::builder(manager)
         .max_size(opts.max_size)

@@ -89,6 +89,53 @@ pub(crate) async fn bump_totals(
     Ok(())
 }
 
+/// Moves a deal's count from its column's totals as it was (`from`) to those of its column now
+/// (`to`), in one statement; the two columns differ.
+pub(crate) async fn move_counts(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    from: &DealRow,
+    to: &DealRow,
+) -> AppResult<()> {
+    #[derive(diesel::QueryableByName)]
+    struct Gone {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        gone: i64,
+    }
+    use diesel::sql_types::{BigInt, SmallInt};
+    let moved: Gone = kernel::sql::query(
+        "WITH gone AS (
+             UPDATE deals.stage_totals SET deals = deals - 1, budget = budget - $6
+              WHERE account_id = $1 AND pipeline_id = $2 AND stage_id = $3 AND responsible_user_id = $4
+                AND shard = $5
+             RETURNING 1
+         )
+         INSERT INTO deals.stage_totals AS t (account_id, pipeline_id, stage_id, responsible_user_id, shard, deals, budget)
+         VALUES ($1, $7, $8, $9, $5, 1, $10)
+         ON CONFLICT (account_id, pipeline_id, stage_id, responsible_user_id, shard)
+         DO UPDATE SET deals = t.deals + 1, budget = t.budget + $10
+         RETURNING (SELECT count(*) FROM gone) AS gone",
+    )
+    .bind::<BigInt, _>(account.0)
+    .bind::<BigInt, _>(from.pipeline_id)
+    .bind::<BigInt, _>(from.stage_id)
+    .bind::<BigInt, _>(from.responsible_user_id)
+    .bind::<SmallInt, _>(shard_of(from.id))
+    .bind::<BigInt, _>(from.price)
+    .bind::<BigInt, _>(to.pipeline_id)
+    .bind::<BigInt, _>(to.stage_id)
+    .bind::<BigInt, _>(to.responsible_user_id)
+    .bind::<BigInt, _>(to.price)
+    .get_result(conn)
+    .await?;
+    if moved.gone != 1 {
+        return Err(AppError::internal(
+            "stage totals out of step with the deals",
+        ));
+    }
+    Ok(())
+}
+
 /// Counts a deal, as it is in `row`, into its column's totals.
 pub(crate) async fn count_in(
     conn: &mut AsyncPgConnection,
@@ -638,8 +685,6 @@ pub(crate) async fn move_locked(
         .get_result(tx)
         .await?;
     if changed_stage {
-        count_out(tx, account, current).await?;
-        count_in(tx, account, &row).await?;
         enter_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
         let event = DealStageChanged {
             deal_id: DealId(row.id),
@@ -651,6 +696,9 @@ pub(crate) async fn move_locked(
                 .then_some(PipelineId(current.pipeline_id)),
         };
         outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?]).await?;
+        // Last: the totals' rows are shared by the column's movers, so they are held for as
+        // short a time as can be (until the commit).
+        move_counts(tx, account, current, &row).await?;
     }
     Ok(row)
 }
