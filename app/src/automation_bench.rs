@@ -111,7 +111,10 @@ async fn wait_idle(state: &AppState) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         quiet = if busy.n == 0 { quiet + 1 } else { 0 };
         if started.elapsed() > Duration::from_secs(120) {
-            println!("the backbone is still busy after 2 minutes ({} left); measuring anyway", busy.n);
+            println!(
+                "the backbone is still busy after 2 minutes ({} left); measuring anyway",
+                busy.n
+            );
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -293,6 +296,14 @@ pub async fn run(
     );
 
     wait_idle(state).await?;
+    // As autovacuum would within a minute: the planner learns of the deals just created.
+    {
+        let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+        diesel::sql_query("ANALYZE deals.deals")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
 
     let (first, second) = ids.split_at(sustained.min(ids.len()));
     let (moved, secs) = move_all(state, caller, first.to_vec(), out.id.0, Some(rate), 32).await?;

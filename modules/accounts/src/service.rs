@@ -731,7 +731,8 @@ impl Accounts for AccountsService {
                 .await
                 .optional()?
                 .ok_or_else(|| AppError::not_found("user"))?;
-            if own && !secrets::verify_password(change.current.unwrap_or_default(), Some(stored)).await
+            if own
+                && !secrets::verify_password(change.current.unwrap_or_default(), Some(stored)).await
             {
                 return Err(AppError::validation(
                     "current",

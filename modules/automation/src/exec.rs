@@ -222,7 +222,7 @@ fn ending(
 
 /// A claimed run's outcome: ended (to be written), or already written (put back to wait).
 enum Outcome {
-    Ended(Ending),
+    Ended(Box<Ending>),
     Waiting(RunStatus),
 }
 
@@ -333,9 +333,7 @@ impl Inner {
 
     pub(crate) async fn do_run(&self, account: AccountId, run: Uuid) -> AppResult<RunStatus> {
         let mut done = self.do_runs(&[(account, run)]).await?;
-        done.pop()
-            .map(|(_, r)| r)
-            .unwrap_or(Ok(RunStatus::Skipped))
+        done.pop().map(|(_, r)| r).unwrap_or(Ok(RunStatus::Skipped))
     }
 
     /// Does several runs (a job's): claimed in one statement, their triggers and deals read
@@ -473,7 +471,7 @@ impl Inner {
             match r {
                 Ok(Outcome::Ended(e)) => {
                     ended.push((id, e.status));
-                    endings.push(e);
+                    endings.push(*e);
                 }
                 Ok(Outcome::Waiting(s)) => out.push((id, Ok(s))),
                 Err(e) => out.push((id, Err(e))),
@@ -497,7 +495,7 @@ impl Inner {
         let mut steps: Vec<Step> = serde_json::from_value(c.steps).unwrap_or_default();
         // Ends the run as skipped, with the reason (before any action was done).
         let skip = |why: &str, steps: &[Step]| -> AppResult<Outcome> {
-            Ok(Outcome::Ended(ending(
+            Ok(Outcome::Ended(Box::new(ending(
                 account,
                 run,
                 None,
@@ -506,7 +504,7 @@ impl Inner {
                 Some(why.to_string()),
                 steps,
                 &c.state,
-            )?))
+            )?)))
         };
         let Some(trigger) = trigger else {
             return skip("the trigger was deleted", &steps);
@@ -613,7 +611,7 @@ impl Inner {
                         at: Utc::now(),
                     });
                     let error = format!("action {} ({}) failed: {message}", i + 1, action.code());
-                    return Ok(Outcome::Ended(ending(
+                    return Ok(Outcome::Ended(Box::new(ending(
                         account,
                         run,
                         Some(&trigger),
@@ -622,7 +620,7 @@ impl Inner {
                         Some(error),
                         &steps,
                         &ctx.state,
-                    )?));
+                    )?)));
                 }
                 Err(e) => {
                     return self
@@ -632,7 +630,7 @@ impl Inner {
                 }
             }
         }
-        Ok(Outcome::Ended(ending(
+        Ok(Outcome::Ended(Box::new(ending(
             account,
             run,
             Some(&trigger),
@@ -641,7 +639,7 @@ impl Inner {
             None,
             &steps,
             &ctx.state,
-        )?))
+        )?)))
     }
 
     /// Whether the deal meets all the conditions: those on its own fields here, the one on its
