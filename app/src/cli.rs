@@ -362,6 +362,15 @@ enum DbCommand {
     },
 }
 
+/// A line on standard output, as `println!` but without a panic when the reader has gone
+/// (`voronka extract ... | head`): what is left unprinted is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -478,20 +487,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             db.close().await;
             let (checks, aside) = result.map_err(Failure::Other)?;
             let rows: i64 = checks.iter().map(|c| c.rows).sum();
-            println!(
+            say!(
                 "{module}: {} tables, {rows} rows copied; counts and checksums equal on both sides",
                 checks.len()
             );
             for c in &checks {
-                println!("  {:<32} {:>10} rows  md5 {}", c.table, c.rows, c.checksum);
+                say!("  {:<32} {:>10} rows  md5 {}", c.table, c.rows, c.checksum);
             }
-            println!("The old copy is kept as schema `{aside}`; drop it when satisfied.");
+            say!("The old copy is kept as schema `{aside}`; drop it when satisfied.");
             if rollback {
-                println!(
+                say!(
                     "Switch back: remove [modules.{module}] mode = \"remote\" from the config, stop the {module} service and restart."
                 );
             } else {
-                println!(
+                say!(
                     "Switch over: start the service with\n  VORONKA_MODULES__{}__DATABASE_URL=<that database> voronka serve --modules {module}\nand set in the other processes' config:\n  [modules.{module}]\n  mode = \"remote\"\n  url = \"http://<the service>:<port>\"",
                     module.to_uppercase()
                 );

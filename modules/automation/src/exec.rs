@@ -57,19 +57,21 @@ const DELIVERIES_DUE: [&str; 2] = [
      RETURNING d.id, d.account_id",
 ];
 
-/// Due work (the first statement), then work handed out long ago and never finished.
+/// Due work (the first statement), then (when `sweep`) work handed out long ago and never
+/// finished.
 async fn take(
     conn: &mut AsyncPgConnection,
     statements: [&str; 2],
     limit: i64,
     stale: f64,
+    sweep: bool,
 ) -> AppResult<Vec<Taken>> {
     let mut taken: Vec<Taken> = kernel::sql::query(statements[0])
         .bind::<BigInt, _>(limit)
         .load(conn)
         .await?;
     let left = limit - taken.len() as i64;
-    if left > 0 {
+    if sweep && left > 0 {
         let again: Vec<Taken> = kernel::sql::query(statements[1])
             .bind::<BigInt, _>(left)
             .bind::<Double, _>(stale)
@@ -80,16 +82,17 @@ async fn take(
     Ok(taken)
 }
 
-/// Marks up to `limit` due runs and deliveries as queued (and hands out again work queued long
-/// ago and never finished), returning them.
+/// Marks up to `limit` due runs and deliveries as queued (and, when `sweep`, hands out again
+/// work queued long ago and never finished), returning them.
 pub(crate) async fn take_due(
     conn: &mut AsyncPgConnection,
     limit: i64,
     requeue_after: Duration,
+    sweep: bool,
 ) -> AppResult<Vec<Work>> {
     let stale = requeue_after.as_secs_f64();
-    let runs = take(conn, RUNS_DUE, limit, stale).await?;
-    let deliveries = take(conn, DELIVERIES_DUE, limit, stale).await?;
+    let runs = take(conn, RUNS_DUE, limit, stale, sweep).await?;
+    let deliveries = take(conn, DELIVERIES_DUE, limit, stale, sweep).await?;
     // Bot runs due now (started, replied to, or their wait is over), leased until handed out
     // again if the job is lost.
     let bots: Vec<Taken> = kernel::sql::query(

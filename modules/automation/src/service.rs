@@ -79,6 +79,9 @@ pub(crate) struct Inner {
     pub settings: Settings,
     pub http: reqwest::Client,
     pub mailer: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+    /// When `take_due` last looked for work handed out long ago and never finished (a sweep
+    /// that scans the queued runs, done every half `requeue_after` at most, not on every call).
+    pub stale_swept: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Clone)]
@@ -124,6 +127,7 @@ impl AutomationService {
                 settings,
                 http,
                 mailer,
+                stale_swept: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -690,8 +694,22 @@ impl Automation for AutomationService {
     }
 
     async fn take_due(&self, limit: i64) -> AppResult<Vec<Work>> {
+        let requeue_after = self.inner.settings.requeue_after;
+        let sweep = {
+            let mut last = self
+                .inner
+                .stale_swept
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let due =
+                last.is_none_or(|t| t.elapsed() >= (requeue_after / 2).min(Duration::from_secs(5)));
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
         let mut conn = self.inner.conn().await?;
-        crate::exec::take_due(&mut conn, limit, self.inner.settings.requeue_after).await
+        crate::exec::take_due(&mut conn, limit, requeue_after, sweep).await
     }
 
     async fn execute(&self, account: AccountId, run: RunId) -> AppResult<RunStatus> {
