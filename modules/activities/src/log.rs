@@ -58,44 +58,16 @@ impl Subscriber for EventLog {
     }
 
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
-        let entity = entity_of(&event.event_type, &event.payload);
-        let (actor_kind, actor_id) = actor_parts(&event.actor);
-        let part = |k: &str| event.payload.get(k).cloned();
-        // The inbox already makes a redelivery a no-op; the unique event id makes sure.
-        kernel::sql::query(
-            "INSERT INTO activities.log (event_id, account_id, event_type, occurred_at, actor_kind, actor_id,
-                                         entity, entity_id, before, after, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind::<SqlUuid, _>(event.id)
-        .bind::<BigInt, _>(event.account_id.0)
-        .bind::<Text, _>(&event.event_type)
-        .bind::<Timestamptz, _>(event.occurred_at)
-        .bind::<Text, _>(actor_kind)
-        .bind::<BigInt, _>(actor_id)
-        .bind::<Nullable<Text>, _>(entity.map(|e| e.0))
-        .bind::<Nullable<BigInt>, _>(entity.map(|e| e.1))
-        .bind::<Nullable<Jsonb>, _>(part("before"))
-        .bind::<Nullable<Jsonb>, _>(part("after"))
-        .bind::<Jsonb, _>(&event.payload)
-        .execute(conn)
-        .await?;
-        Ok(())
+        self.handle_many(conn, &[event]).await
     }
 
-    /// A batch in one statement (a busy account's events come in batches of dozens).
+    /// A batch in one statement (a busy account's events come in batches of dozens). The inbox
+    /// already makes a redelivery a no-op; the unique event id makes sure.
     async fn handle_many(
         &self,
         conn: &mut AsyncPgConnection,
         events: &[&EventEnvelope],
     ) -> AppResult<()> {
-        if events.len() < 2 {
-            for event in events {
-                self.handle(conn, event).await?;
-            }
-            return Ok(());
-        }
         let n = events.len();
         let (mut ids, mut accounts, mut types, mut times) = (
             Vec::with_capacity(n),

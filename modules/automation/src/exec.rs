@@ -419,27 +419,10 @@ impl Inner {
                 .collect();
             wanted.sort_unstable_by_key(|d| d.0);
             wanted.dedup();
-            let filter = deals_api::DealFilter {
-                ids: wanted.clone(),
-                ..Default::default()
-            };
-            let page = PageRequest {
-                after: None,
-                limit: wanted.len().clamp(1, kernel::paging::MAX_LIMIT as usize) as u32,
-            };
-            match self
-                .deals
-                .list(
-                    Caller::system(AccountId(a)),
-                    &filter,
-                    deals_api::ListSort::Id,
-                    false,
-                    page,
-                )
-                .await
+            match deals_api::deals_by_ids(&*self.deals, Caller::system(AccountId(a)), &wanted).await
             {
-                Ok(p) => {
-                    for d in p.items {
+                Ok(found) => {
+                    for d in found {
                         deals.insert((a, d.id.0), d);
                     }
                 }

@@ -332,11 +332,7 @@ impl Subscriber for WebhookFeed {
     }
 
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
-        let targets = targets(conn, &[event.account_id.0]).await?;
-        if self.feed(conn, event, &targets).await? {
-            notify(conn).await?;
-        }
-        Ok(())
+        self.handle_many(conn, &[event]).await
     }
 
     /// A batch: the accounts' subscriptions read once, one wake-up for the dispatcher.

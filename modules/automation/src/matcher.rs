@@ -104,18 +104,12 @@ struct Known {
 }
 
 impl Known {
-    /// Reads the enabled triggers of `accounts` not read yet, in one statement.
-    async fn read(&mut self, conn: &mut AsyncPgConnection, accounts: &[i64]) -> AppResult<()> {
-        let mut missing: Vec<i64> = accounts
-            .iter()
-            .copied()
-            .filter(|a| !self.triggers.contains_key(a))
-            .collect();
+    /// Reads the enabled triggers of `accounts`, in one statement.
+    async fn read(conn: &mut AsyncPgConnection, accounts: &[i64]) -> AppResult<Known> {
+        let mut missing: Vec<i64> = accounts.to_vec();
         missing.sort_unstable();
         missing.dedup();
-        if missing.is_empty() {
-            return Ok(());
-        }
+        let mut known = Known::default();
         let rows: Vec<AccountTriggerRow> = kernel::sql::query(format!(
             "SELECT t.account_id, {TRIGGER_COLUMNS} FROM automation.triggers t
               WHERE t.account_id = ANY($1) AND t.enabled
@@ -124,33 +118,23 @@ impl Known {
         .bind::<Array<BigInt>, _>(&missing)
         .load(conn)
         .await?;
-        for a in missing {
-            self.triggers.insert(a, Vec::new());
-        }
         for r in rows {
             let t = r.trigger.trigger(0)?;
-            self.triggers.entry(r.account_id).or_default().push(t);
+            known.triggers.entry(r.account_id).or_default().push(t);
         }
-        Ok(())
+        Ok(known)
     }
 
-    /// The account's enabled triggers on one of `kinds`, in `stage` when given, by id.
-    async fn triggers(
-        &mut self,
-        conn: &mut AsyncPgConnection,
-        account: AccountId,
-        stage: Option<i64>,
-        kinds: &[&str],
-    ) -> AppResult<Vec<Trigger>> {
-        self.read(conn, &[account.0]).await?;
-        Ok(self
-            .triggers
+    /// The account's enabled triggers (read before) on one of `kinds`, in `stage` when given,
+    /// by id.
+    fn triggers(&self, account: AccountId, stage: Option<i64>, kinds: &[&str]) -> Vec<Trigger> {
+        self.triggers
             .get(&account.0)
             .into_iter()
             .flatten()
             .filter(|t| stage.is_none_or(|s| t.stage_id == s) && kinds.contains(&t.when.code()))
             .cloned()
-            .collect())
+            .collect()
     }
 }
 
@@ -221,10 +205,7 @@ impl Subscriber for TriggerMatcher {
     }
 
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
-        let mut known = Known::default();
-        let mut planned = Vec::new();
-        self.plan(conn, event, &mut known, &mut planned).await?;
-        self.record(conn, planned).await
+        self.handle_many(conn, &[event]).await
     }
 
     /// A batch: the accounts' triggers read once, the runs of every event recorded in one
@@ -234,12 +215,11 @@ impl Subscriber for TriggerMatcher {
         conn: &mut AsyncPgConnection,
         events: &[&EventEnvelope],
     ) -> AppResult<()> {
-        let mut known = Known::default();
         let accounts: Vec<i64> = events.iter().map(|e| e.account_id.0).collect();
-        known.read(conn, &accounts).await?;
+        let known = Known::read(conn, &accounts).await?;
         let mut planned = Vec::new();
         for event in events {
-            self.plan(conn, event, &mut known, &mut planned).await?;
+            self.plan(conn, event, &known, &mut planned).await?;
         }
         self.record(conn, planned).await
     }
@@ -252,7 +232,7 @@ impl TriggerMatcher {
         &self,
         conn: &mut AsyncPgConnection,
         event: &EventEnvelope,
-        known: &mut Known,
+        known: &Known,
         planned: &mut Vec<Planned>,
     ) -> AppResult<()> {
         let account = event.account_id;
@@ -280,14 +260,11 @@ impl TriggerMatcher {
                 (e.deal_id.0, e.to_stage_id.0, "moved_to")
             };
             deal_id = id;
-            let found = known
-                .triggers(
-                    conn,
-                    account,
-                    Some(stage),
-                    &[kind, "created_or_moved", "date_field"],
-                )
-                .await?;
+            let found = known.triggers(
+                account,
+                Some(stage),
+                &[kind, "created_or_moved", "date_field"],
+            );
             if found.is_empty() {
                 return Ok(());
             }
@@ -333,8 +310,7 @@ impl TriggerMatcher {
                 &["responsible_changed"]
             };
             let found: Vec<Trigger> = known
-                .triggers(conn, account, None, kinds)
-                .await?
+                .triggers(account, None, kinds)
                 .into_iter()
                 .filter(|t| match (&t.when, &after) {
                     (When::FieldChanged { field }, Some(a)) => touches(a, field),
@@ -374,9 +350,7 @@ impl TriggerMatcher {
             let e: MessageReceived = event.decode()?;
             let Some(id) = e.deal_id else { return Ok(()) };
             deal_id = id;
-            let found = known
-                .triggers(conn, account, None, &["message_received"])
-                .await?;
+            let found = known.triggers(account, None, &["message_received"]);
             if found.is_empty() {
                 return Ok(());
             }

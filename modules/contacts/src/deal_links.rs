@@ -30,12 +30,6 @@ impl DealLinks {
     }
 }
 
-#[derive(diesel::QueryableByName)]
-struct Ref {
-    #[diesel(sql_type = Array<BigInt>)]
-    contact_ids: Vec<i64>,
-}
-
 #[async_trait]
 impl Subscriber for DealLinks {
     fn name(&self) -> &str {
@@ -57,67 +51,7 @@ impl Subscriber for DealLinks {
     }
 
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
-        let Some(deals) = self.deals.get() else {
-            return Err(AppError::new(
-                ErrorCode::Unavailable,
-                "the deals module is not connected yet",
-            ));
-        };
-        let Some(deal) = event.payload.get("deal_id").and_then(|v| v.as_i64()) else {
-            return Err(AppError::new(
-                ErrorCode::BadRequest,
-                "no deal_id in the event",
-            ));
-        };
-        let account = event.account_id;
-        // Take the deal's row here first: handlers of one deal take turns, and each reads the
-        // deal as it is after the previous one.
-        kernel::sql::query(
-            "INSERT INTO contacts.deal_refs (account_id, deal_id, open) VALUES ($1, $2, false)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind::<BigInt, _>(account.0)
-        .bind::<BigInt, _>(deal)
-        .execute(conn)
-        .await?;
-        let before: Ref = kernel::sql::query(
-            "SELECT contact_ids FROM contacts.deal_refs WHERE account_id = $1 AND deal_id = $2 FOR UPDATE",
-        )
-        .bind::<BigInt, _>(account.0)
-        .bind::<BigInt, _>(deal)
-        .get_result(conn)
-        .await?;
-        let (contacts, open) = match deals.deal(Caller::system(account), DealId(deal)).await {
-            Ok(d) => (d.contact_ids, d.closed_at.is_none()),
-            Err(e) if e.code == ErrorCode::NotFound => (Vec::new(), false),
-            Err(e) => return Err(e),
-        };
-        kernel::sql::query(
-            "UPDATE contacts.deal_refs SET contact_ids = $3, open = $4 WHERE account_id = $1 AND deal_id = $2",
-        )
-        .bind::<BigInt, _>(account.0)
-        .bind::<BigInt, _>(deal)
-        .bind::<Array<BigInt>, _>(&contacts)
-        .bind::<Bool, _>(open)
-        .execute(conn)
-        .await?;
-        let mut affected = before.contact_ids;
-        affected.extend(contacts);
-        affected.sort_unstable();
-        affected.dedup();
-        if !affected.is_empty() {
-            kernel::sql::query(
-                "UPDATE contacts.contacts c SET open_deals = (
-                        SELECT count(*) FROM contacts.deal_refs d
-                         WHERE d.account_id = c.account_id AND d.open AND d.contact_ids @> ARRAY[c.id])
-                  WHERE c.account_id = $1 AND c.id = ANY($2)",
-            )
-            .bind::<BigInt, _>(account.0)
-            .bind::<Array<BigInt>, _>(&affected)
-            .execute(conn)
-            .await?;
-        }
-        Ok(())
+        self.handle_many(conn, &[event]).await
     }
 
     /// A batch: each deal once (its state now covers all its events), in five statements and
@@ -127,12 +61,6 @@ impl Subscriber for DealLinks {
         conn: &mut AsyncPgConnection,
         events: &[&EventEnvelope],
     ) -> AppResult<()> {
-        if events.len() < 2 {
-            for event in events {
-                self.handle(conn, event).await?;
-            }
-            return Ok(());
-        }
         let Some(deals) = self.deals.get() else {
             return Err(AppError::new(
                 ErrorCode::Unavailable,
@@ -191,27 +119,11 @@ impl Subscriber for DealLinks {
                 .filter(|k| k.0 == a)
                 .map(|k| DealId(k.1))
                 .collect();
-            for chunk in mine.chunks(kernel::paging::MAX_LIMIT as usize) {
-                let filter = deals_api::DealFilter {
-                    ids: chunk.to_vec(),
-                    ..Default::default()
-                };
-                let page = kernel::paging::PageRequest {
-                    after: None,
-                    limit: chunk.len() as u32,
-                };
-                let found = deals
-                    .list(
-                        Caller::system(kernel::AccountId(a)),
-                        &filter,
-                        deals_api::ListSort::Id,
-                        false,
-                        page,
-                    )
+            let found =
+                deals_api::deals_by_ids(&**deals, Caller::system(kernel::AccountId(a)), &mine)
                     .await?;
-                for d in found.items {
-                    now.insert((a, d.id.0), (d.contact_ids, d.closed_at.is_none()));
-                }
+            for d in found {
+                now.insert((a, d.id.0), (d.contact_ids, d.closed_at.is_none()));
             }
         }
         let mut contact_ids: Vec<String> = Vec::with_capacity(keys.len());

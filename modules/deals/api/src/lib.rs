@@ -211,3 +211,30 @@ pub trait Deals: Send + Sync {
     async fn save_filter(&self, caller: Caller, name: &str, query: &str) -> AppResult<SavedFilter>;
     async fn delete_saved_filter(&self, caller: Caller, id: SavedFilterId) -> AppResult<()>;
 }
+
+/// The deals with these ids that the caller may see, in any order (ids of deleted or unseen
+/// deals are left out), read a page of `MAX_LIMIT` ids at a time through [`Deals::list`].
+pub async fn deals_by_ids(
+    deals: &dyn Deals,
+    caller: Caller,
+    ids: &[DealId],
+) -> AppResult<Vec<Deal>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(kernel::paging::MAX_LIMIT as usize) {
+        let filter = DealFilter {
+            ids: chunk.to_vec(),
+            ..Default::default()
+        };
+        let page = PageRequest {
+            after: None,
+            limit: chunk.len() as u32,
+        };
+        found.extend(
+            deals
+                .list(caller, &filter, ListSort::Id, false, page)
+                .await?
+                .items,
+        );
+    }
+    Ok(found)
+}
