@@ -1,6 +1,7 @@
 //! Starts and stops the event backbone of a process: the outbox relay, the bus, and the workers
 //! (apalis for jobs and for the PostgreSQL bus; RabbitMQ consumers for the RabbitMQ bus).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,11 +66,12 @@ fn retry_layer(
 /// Registers a worker of `$job`s on `$queue` with `$handler` and its data, on whichever store
 /// holds the jobs (PostgreSQL with LISTEN/NOTIFY, or Redis with in-process retries).
 macro_rules! register_worker {
-    ($monitor:ident, $jobs:expr, $job:ty, $queue:expr, $name:expr, $data:expr, $concurrency:expr,
-     $batch:expr, $heartbeat:expr, $poll:expr, $retry:expr, $handler:path) => {{
+    ($monitor:ident, $wakeups:expr, $jobs:expr, $job:ty, $queue:expr, $name:expr, $data:expr,
+     $concurrency:expr, $batch:expr, $heartbeat:expr, $poll:expr, $retry:expr, $handler:path) => {{
         let queue: String = $queue.to_string();
         let name: String = $name;
         let data = $data;
+        let wakeups: JobWakeups = $wakeups.clone();
         let (concurrency, batch, heartbeat, poll, retry) =
             ($concurrency, $batch, $heartbeat, $poll, $retry);
         match $jobs {
@@ -84,7 +86,7 @@ macro_rules! register_worker {
                                 .heartbeat_interval(heartbeat)
                                 .missed_heartbeats(5),
                         )
-                        .with_pubsub()
+                        .poll_with_strategy(StreamStrategy::new(wakeups.stream(&queue)))
                         .poll_with_interval(poll);
                     WorkerBuilder::new(name.as_str())
                         .backend(backend)
@@ -115,6 +117,95 @@ macro_rules! register_worker {
             }
         }
     }};
+}
+
+/// Wakes a process's job workers when jobs of their queue are stored: one LISTEN connection per
+/// process on apalis' insert notification, waking only the worker of the job's queue. (apalis'
+/// own pubsub opens a connection per worker, and every notification woke every worker, each
+/// then fetching from its queue: about nine fetches per job under load.) Workers also poll on
+/// their interval, so a notification missed while the listener reconnects delays work by at
+/// most `jobs.poll_ms`.
+#[derive(Clone, Default)]
+struct JobWakeups(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Notify>>>>);
+
+impl JobWakeups {
+    fn notify_of(&self, queue: &str) -> Arc<tokio::sync::Notify> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(queue.to_string()).or_default().clone()
+    }
+
+    /// One item per wake-up of `queue` (wake-ups while nobody waits are kept as one).
+    fn stream(&self, queue: &str) -> futures_util::stream::BoxStream<'static, ()> {
+        let notify = self.notify_of(queue);
+        Box::pin(futures_util::stream::unfold(notify, |n| async move {
+            n.notified().await;
+            Some(((), n))
+        }))
+    }
+
+    fn wake(&self, queue: &str) {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get(queue) {
+            n.notify_one();
+        }
+    }
+
+    fn wake_all(&self) {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().for_each(|n| n.notify_one());
+    }
+
+    async fn listen(self, pool: sqlx::PgPool, mut stop: watch::Receiver<bool>) {
+        #[derive(serde::Deserialize)]
+        struct Inserted {
+            job_type: String,
+        }
+        let mut listener: Option<sqlx::postgres::PgListener> = None;
+        loop {
+            let l = match listener.as_mut() {
+                Some(l) => l,
+                None => {
+                    let connected = async {
+                        let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                        l.listen("apalis::job::insert").await?;
+                        Ok::<_, sqlx::Error>(l)
+                    };
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        r = connected => match r {
+                            Ok(l) => {
+                                // Jobs stored while nobody listened.
+                                self.wake_all();
+                                listener.insert(l)
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "job wake-ups: cannot listen; workers poll meanwhile");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                continue;
+                            }
+                        },
+                    }
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => return,
+                n = l.try_recv() => match n {
+                    Ok(Some(n)) => {
+                        if let Ok(i) = serde_json::from_str::<Inserted>(n.payload()) {
+                            self.wake(&i.job_type);
+                        }
+                    }
+                    // The connection was lost (it reconnects on the next call).
+                    Ok(None) => self.wake_all(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "job wake-ups: listener failed; reconnecting");
+                        listener = None;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+    }
 }
 
 /// What a backbone runs: the event subscribers, the outboxes it relays, and the modules whose
@@ -196,6 +287,12 @@ impl Backbone {
         tasks.push(tokio::spawn(relay.run(stop_rx.clone())));
 
         let instance = instance();
+        let wakeups = JobWakeups::default();
+        if let JobStore::Postgres(pool) = &jobs {
+            tasks.push(tokio::spawn(
+                wakeups.clone().listen(pool.clone(), stop_rx.clone()),
+            ));
+        }
         let concurrency = config.jobs.concurrency;
         let poll = Duration::from_millis(config.jobs.poll_ms);
         let heartbeat = Duration::from_millis(config.jobs.heartbeat_ms);
@@ -216,6 +313,7 @@ impl Backbone {
                     let name = format!("{queue}@{instance}");
                     monitor = register_worker!(
                         monitor,
+                        wakeups,
                         &jobs,
                         crate::events::pg::Deliver,
                         queue,
@@ -323,6 +421,7 @@ impl Backbone {
                 let name = format!("{queue}@{instance}");
                 monitor = register_worker!(
                     monitor,
+                    wakeups,
                     &jobs,
                     automation_api::Work,
                     queue,
@@ -353,6 +452,7 @@ impl Backbone {
                 let name = format!("{queue}@{instance}");
                 monitor = register_worker!(
                     monitor,
+                    wakeups,
                     &jobs,
                     messaging_api::Work,
                     queue,
@@ -379,6 +479,7 @@ impl Backbone {
                 let name = format!("{queue}@{instance}");
                 monitor = register_worker!(
                     monitor,
+                    wakeups,
                     &jobs,
                     crate::work::ContactFiles,
                     queue,
@@ -412,6 +513,7 @@ impl Backbone {
             let name = format!("{queue}@{instance}");
             monitor = register_worker!(
                 monitor,
+                wakeups,
                 &jobs,
                 crate::import::ImportJob,
                 queue,
