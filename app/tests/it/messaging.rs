@@ -326,6 +326,112 @@ async fn a_telegram_update_becomes_a_contact_a_conversation_a_lead_and_a_timelin
     fake.stop().await;
 }
 
+/// The contact and the incoming lead are made through the contacts and deals modules, which
+/// commit on their own before messaging does. A crash in between (here: messaging's transaction
+/// fails once right after the contact, then once right after the lead) and the retry must find
+/// what the first attempt made, not make a second contact or lead, and still announce the lead.
+#[tokio::test]
+async fn a_crash_after_the_contact_and_the_lead_were_made_makes_neither_twice() {
+    let fake = FakeProviders::start().await.unwrap();
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    let p = pipeline(&app, admin).await;
+    let channel = m
+        .messaging
+        .create_channel(
+            admin,
+            NewChannel {
+                pipeline_id: Some(p.id.0),
+                ..new_channel(Provider::Telegram, &fake, &app)
+            },
+        )
+        .await
+        .unwrap();
+    let hook = format!("{}/hooks/telegram/{}", app.url, channel.webhook_key);
+    let secret = telegram_secret(&fake, "telegram-token");
+    // Sequences are not rolled back: each trigger fails its statement the first time only.
+    app.sql(
+        "CREATE SEQUENCE public.crash_contact; CREATE SEQUENCE public.crash_lead;
+         CREATE FUNCTION public.crash_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF nextval(TG_ARGV[0]::regclass) = 1 THEN
+             RAISE EXCEPTION 'simulated crash before messaging commits';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER crash_after_contact BEFORE UPDATE OF contact_id ON messaging.identities
+           FOR EACH ROW EXECUTE FUNCTION public.crash_once('public.crash_contact');
+         CREATE TRIGGER crash_after_lead BEFORE INSERT ON messaging.outbox
+           FOR EACH ROW WHEN (NEW.event_type = 'messaging.incoming_lead_created')
+           EXECUTE FUNCTION public.crash_once('public.crash_lead');",
+    )
+    .await;
+    let update = fake::telegram_text_update(20000, 2222222, "Olga Petrova", "", 7, "Hello");
+    assert_eq!(
+        fake::post_telegram_update(&hook, &secret, &update)
+            .await
+            .unwrap(),
+        200
+    );
+    wait_until("the message, after two failed attempts", || async {
+        app.count("SELECT count(*) AS n FROM messaging.inbound WHERE status = 'done'")
+            .await
+            == 1
+    })
+    .await;
+    // Both crashes happened, after the contact and the lead had been committed.
+    assert_eq!(
+        app.count("SELECT last_value AS n FROM public.crash_contact")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT last_value AS n FROM public.crash_lead")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.contacts")
+            .await,
+        1,
+        "one contact"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM deals.deals").await,
+        1,
+        "one incoming lead"
+    );
+    let c = m
+        .messaging
+        .conversations(
+            admin,
+            &ConversationFilter::default(),
+            PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let deal = m
+        .deals
+        .deal(admin, deals_api::DealId(c.deal_id.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(deal.contact_ids, vec![c.contact_id.unwrap()]);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM messaging.outbox WHERE event_type = 'messaging.incoming_lead_created'"
+        )
+        .await,
+        1,
+        "the lead is announced once"
+    );
+    backbone.stop().await;
+    fake.stop().await;
+}
+
 #[tokio::test]
 async fn whatsapp_and_instagram_webhooks_are_verified_signed_and_stored_once() {
     let fake = FakeProviders::start().await.unwrap();

@@ -1020,6 +1020,25 @@ impl Deals for DealsService {
         ops::deal_out(&mut conn, caller.account_id, row).await
     }
 
+    async fn requested_deal(&self, caller: Caller, key: uuid::Uuid) -> AppResult<Option<Deal>> {
+        let scope = access::scope(&*self.accounts, caller, Action::View).await?;
+        let mut conn = self.conn().await?;
+        let row: Option<DealRow> = kernel::sql::query(
+            "SELECT * FROM deals.deals WHERE account_id = $1 AND request_key = $2",
+        )
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<diesel::sql_types::Uuid, _>(key)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        match row {
+            Some(row) if scope.allows(UserId(row.responsible_user_id)) => Ok(Some(
+                ops::deal_out(&mut conn, caller.account_id, row).await?,
+            )),
+            _ => Ok(None),
+        }
+    }
+
     async fn visible_deals(&self, caller: Caller, ids: Vec<DealId>) -> AppResult<Vec<DealId>> {
         let scope = access::scope(&*self.accounts, caller, Action::View).await?;
         let mut conn = self.conn().await?;

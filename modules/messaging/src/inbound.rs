@@ -87,6 +87,22 @@ struct StatusChanged {
 /// Attempts at one stored webhook before it is left as failed (with its error, for a look).
 const MAX_INBOUND_ATTEMPTS: i32 = 10;
 
+/// Namespace of the request keys (UUID v5) of the records messaging creates through other
+/// modules: a contact per sender's identity, an incoming lead per provider message. Those
+/// modules commit on their own, before messaging's transaction does; a crash in between and the
+/// retry that follows find the record made the first time instead of making a second one.
+const KEYS: uuid::Uuid = uuid::Uuid::from_u128(0x3c1d_52a0_8f4e_4b17_a6d9_0e2f_7b91_c5e4);
+
+fn keyed(account: AccountId, what: &str) -> Caller {
+    Caller {
+        cause: Some(uuid::Uuid::new_v5(
+            &KEYS,
+            format!("{}|{what}", account.0).as_bytes(),
+        )),
+        ..Caller::system(account)
+    }
+}
+
 impl Inner {
     pub(crate) async fn receive(&self, inbound: Inbound) -> AppResult<Received> {
         let channel = self
@@ -326,7 +342,9 @@ impl Inner {
                 if let Some(c) = locked.contact_id {
                     return Ok(c);
                 }
-                let contact = self.find_or_create_contact(tx, channel, m).await?;
+                let contact = self
+                    .find_or_create_contact(tx, channel, m, identity)
+                    .await?;
                 kernel::sql::query("UPDATE messaging.identities SET contact_id = $2 WHERE id = $1")
                     .bind::<BigInt, _>(identity)
                     .bind::<BigInt, _>(contact)
@@ -344,6 +362,7 @@ impl Inner {
         tx: &mut AsyncPgConnection,
         channel: &LiveChannel,
         m: &InMessage,
+        identity: i64,
     ) -> AppResult<i64> {
         let account = AccountId(channel.row.account_id);
         let provider = channel.row.provider();
@@ -396,7 +415,7 @@ impl Inner {
         let created = self
             .contacts
             .create_contact(
-                system,
+                keyed(account, &format!("contact|{identity}")),
                 contacts_api::NewContact {
                     first_name: first,
                     last_name: last,
@@ -488,27 +507,44 @@ impl Inner {
             let mut deal_id = locked.deal_id;
             let mut assigned = None;
             if deal_id.is_none() {
-                match self.open_deal_of(system, contact).await? {
-                    Some(d) => {
-                        deal_id = Some(d.id.0);
-                        assigned = Some(d.responsible_user_id.0);
-                    }
-                    None => {
-                        let lead = self.incoming_lead(channel, contact, &title, &handle).await?;
-                        deal_id = Some(lead.id.0);
-                        assigned = Some(lead.responsible_user_id.0);
-                        events.push(EventEnvelope::new(
-                            system,
-                            &IncomingLeadCreated {
-                                deal_id: lead.id.0,
-                                conversation_id,
-                                contact_id: Some(contact),
-                                pipeline_id: lead.pipeline_id.0,
-                                channel: provider.as_str().into(),
-                                responsible_user_id: lead.responsible_user_id.0,
-                            },
-                        )?);
-                    }
+                // The incoming lead this provider message made in an attempt that did not
+                // commit, if any; else the contact's open deal; else a new incoming lead.
+                let key = keyed(
+                    account,
+                    &format!("lead|{}|{}", channel.row.id, m.external_id),
+                );
+                let made_before = match key.cause {
+                    Some(k) => self.deals.requested_deal(system, k).await?,
+                    None => None,
+                };
+                let open = match made_before {
+                    Some(_) => None,
+                    None => self.open_deal_of(system, contact).await?,
+                };
+                if let Some(d) = open {
+                    deal_id = Some(d.id.0);
+                    assigned = Some(d.responsible_user_id.0);
+                } else {
+                    let lead = match made_before {
+                        Some(lead) => lead,
+                        None => {
+                            self.incoming_lead(key, channel, contact, &title, &handle)
+                                .await?
+                        }
+                    };
+                    deal_id = Some(lead.id.0);
+                    assigned = Some(lead.responsible_user_id.0);
+                    events.push(EventEnvelope::new(
+                        system,
+                        &IncomingLeadCreated {
+                            deal_id: lead.id.0,
+                            conversation_id,
+                            contact_id: Some(contact),
+                            pipeline_id: lead.pipeline_id.0,
+                            channel: provider.as_str().into(),
+                            responsible_user_id: lead.responsible_user_id.0,
+                        },
+                    )?);
                 }
             }
             kernel::sql::query(
@@ -583,6 +619,7 @@ impl Inner {
     /// A deal in the channel's pipeline's incoming stage (amoCRM's unsorted lead).
     async fn incoming_lead(
         &self,
+        caller: Caller,
         channel: &LiveChannel,
         contact: i64,
         title: &str,
@@ -608,7 +645,7 @@ impl Inner {
         new.responsible_user_id = Some(UserId(channel.row.responsible_user_id));
         new.contact_ids = vec![contact];
         new.main_contact_id = Some(contact);
-        self.deals.create_deal(system, new).await
+        self.deals.create_deal(caller, new).await
     }
 
     async fn take_status(

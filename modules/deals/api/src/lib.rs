@@ -79,6 +79,10 @@ pub trait Deals: Send + Sync {
     /// Creates deals in one transaction: all of them, or none (up to [`MAX_BULK`]); in order.
     async fn create_deals(&self, caller: Caller, news: Vec<NewDeal>) -> AppResult<Vec<Deal>>;
     async fn deal(&self, caller: Caller, id: DealId) -> AppResult<Deal>;
+    /// The deal a command with request key `key` (a caller's cause) created, deleted or not, if
+    /// any and if the caller may see it: lets a caller that may have crashed after the create
+    /// learn whether it happened.
+    async fn requested_deal(&self, caller: Caller, key: uuid::Uuid) -> AppResult<Option<Deal>>;
     /// Which of the given deals the caller may see (one query; others' and unknown ones are
     /// left out), e.g. to show only the tasks of visible deals.
     async fn visible_deals(&self, caller: Caller, ids: Vec<DealId>) -> AppResult<Vec<DealId>>;

@@ -40,6 +40,7 @@ kernel::remote_trait! {
             write fn create_deal(caller: Caller, new: NewDeal) -> Deal;
             write fn create_deals(caller: Caller, news: Vec<NewDeal>) -> Vec<Deal>;
             read fn deal(caller: Caller, id: DealId) -> Deal;
+            read fn requested_deal(caller: Caller, key: uuid::Uuid) -> Option<Deal>;
             read fn visible_deals(caller: Caller, ids: Vec<DealId>) -> Vec<DealId>;
             read fn open_deal_counts(caller: Caller, users: Vec<UserId>) -> Vec<(UserId, i64)>;
             write fn update_deal(caller: Caller, id: DealId, patch: DealPatch) -> Deal;
