@@ -12,7 +12,7 @@ use messaging_api::*;
 use serde_json::json;
 use voronka::fake_providers::{self as fake, FakeProviders, Fault};
 
-use crate::support::{TestApp, spawn_app_with_workers_and, start_backbone};
+use crate::support::{TestApp, another_process, spawn_app_with_workers_and, start_backbone};
 
 async fn pipeline(app: &TestApp, caller: Caller) -> Pipeline {
     app.state
@@ -835,6 +835,8 @@ async fn after_429s_messages_are_delivered_later_in_order_and_none_twice() {
     fake.stop().await;
 }
 
+/// Two processes send for one channel, each pacing itself: together they still keep to the
+/// channel's rate (the slot row shared through the database).
 #[tokio::test]
 async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
     let fake = FakeProviders::start().await.unwrap();
@@ -852,7 +854,7 @@ async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
     let (_, convs) = telegram_with_chats(&app, &fake, admin, 50, rate).await;
     // The fake answers 429 to anything over the rate in any one-second window.
     fake.limit_rate(Some(rate as u32));
-    // The burst is queued while the workers are stopped, then they start on all of it.
+    // The burst is queued while the workers are stopped.
     backbone.stop().await;
     for i in 0..20 {
         for c in &convs {
@@ -869,6 +871,21 @@ async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
                 .unwrap();
         }
     }
+    // Two processes send at once, half of the conversations each, each with its own
+    // in-process limiters.
+    let other = another_process(&app).await;
+    let (first, second) = convs.split_at(convs.len() / 2);
+    let work = |cs: &[Conversation]| Work::Sends {
+        conversations: cs.iter().map(|c| (t.account, c.id)).collect(),
+    };
+    // (The service's own instance when messaging runs remote: a turn outlasts a remote call.)
+    let here = app.service.as_ref().unwrap_or(&app.state);
+    let (a, b) = tokio::join!(
+        here.modules.messaging.process(work(first)),
+        other.modules.messaging.process(work(second))
+    );
+    a.unwrap();
+    b.unwrap();
     let backbone = start_backbone(&app).await;
     let sent = fake.wait_for_sent(1000, Duration::from_secs(180)).await;
     assert_eq!(sent.len(), 1000);

@@ -108,6 +108,16 @@ pub async fn start_backbone(app: &TestApp) -> voronka::backbone::Backbone {
     }
 }
 
+/// Another process of the same installation (of the service, when modules run remote): its
+/// own state — caches, in-process rate limiters — on the app's database, without a backbone.
+pub async fn another_process(app: &TestApp) -> web::Data<AppState> {
+    let config = match &app.service {
+        Some(svc) => svc.config.clone(),
+        None => app.state.config.clone(),
+    };
+    web::Data::new(voronka::server::build_state(config, &app.db.url, None).expect("state"))
+}
+
 /// The app with its job store set up, for the backbone's tests; `queues` are the job queues the
 /// test will use (the Redis store needs to know them).
 pub async fn spawn_app_with_jobs(queues: &[&str], adjust: impl FnOnce(&mut Config)) -> TestApp {

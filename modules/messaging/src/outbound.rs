@@ -58,7 +58,33 @@ const TURN: Duration = Duration::from_secs(60);
 /// How long a worker holds a conversation without news (a crashed worker's hold expires).
 const HOLD_SECS: f64 = 90.0;
 
+#[derive(QueryableByName)]
+struct SlotWait {
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    secs: f64,
+}
+
 impl Inner {
+    /// Takes the channel's next send slot, shared by all processes (sends spaced 3 % over
+    /// 1/`rate` apart, as the in-process limiter spaces them): how long to wait for it. Times
+    /// are the database's, so the processes' clocks need not agree.
+    async fn channel_slot(&self, channel: i64, rate: i32) -> AppResult<Duration> {
+        let spacing = crate::service::Pacing::spacing(rate).as_secs_f64();
+        let mut conn = self.conn().await?;
+        let w: SlotWait = kernel::sql::query(
+            "INSERT INTO messaging.channel_pace AS p (channel_id, next_at)
+             VALUES ($1, clock_timestamp() + make_interval(secs => $2))
+             ON CONFLICT (channel_id) DO UPDATE
+                SET next_at = greatest(p.next_at, clock_timestamp()) + make_interval(secs => $2)
+             RETURNING greatest(0, extract(epoch FROM p.next_at - clock_timestamp()) - $2)::float8 AS secs",
+        )
+        .bind::<BigInt, _>(channel)
+        .bind::<diesel::sql_types::Double, _>(spacing)
+        .get_result(&mut conn)
+        .await?;
+        Ok(Duration::from_secs_f64(w.secs.clamp(0.0, 60.0)))
+    }
+
     /// Queues a message on a conversation (the caller's access is checked by the caller).
     pub(crate) async fn queue(
         &self,
@@ -311,6 +337,14 @@ impl Inner {
                 .channel(channel.row.id, channel.row.rate_per_second)
                 .until_ready()
                 .await;
+            // Across processes: the channel's next free slot, kept in the database. With one
+            // process sending, the slot is already due; with several, they take turns.
+            let wait = self
+                .channel_slot(channel.row.id, channel.row.rate_per_second)
+                .await?;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let buttons: Vec<String> =
                 serde_json::from_value(m.buttons.clone()).unwrap_or_default();
             let outcome = crate::provider::send(

@@ -62,7 +62,8 @@ impl Default for Settings {
     }
 }
 
-/// Per-process pacing: one limiter per channel (its rate) and one keyed by conversation.
+/// Per-process pacing: one limiter per channel (its rate) and one keyed by conversation (the
+/// channel's rate across processes is kept by its slot row, `Inner::channel_slot`).
 pub(crate) struct Pacing {
     channels: Mutex<std::collections::HashMap<i64, (i32, Arc<DefaultDirectRateLimiter>)>>,
     pub chats: DefaultKeyedRateLimiter<i64>,
@@ -80,6 +81,13 @@ impl Pacing {
         }
     }
 
+    /// The time between two sends on a channel of `rate` per second: 3 % over 1/rate, since
+    /// sends spaced exactly 1/rate apart reach the provider with a few milliseconds of jitter,
+    /// and a sliding second could then count one too many.
+    pub fn spacing(rate: i32) -> Duration {
+        Duration::from_secs_f64(1.03 / f64::from(rate.max(1)))
+    }
+
     /// The channel's limiter: evenly spaced sends just under `rate` per second (no burst, so no
     /// second ever holds more than `rate`).
     pub fn channel(&self, id: i64, rate: i32) -> Arc<DefaultDirectRateLimiter> {
@@ -89,10 +97,7 @@ impl Pacing {
         {
             return l.clone();
         }
-        // 3 % under the rate: sends spaced exactly 1/rate apart reach the provider with a few
-        // milliseconds of jitter, and a sliding second could then count one too many.
-        let period = Duration::from_secs_f64(1.03 / f64::from(rate.max(1)));
-        let quota = Quota::with_period(period)
+        let quota = Quota::with_period(Pacing::spacing(rate))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::MIN);
         let limiter = Arc::new(RateLimiter::direct(quota));

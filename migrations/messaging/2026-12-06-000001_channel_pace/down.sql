@@ -1,0 +1,1 @@
+DROP TABLE messaging.channel_pace;
