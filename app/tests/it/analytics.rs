@@ -663,6 +663,59 @@ async fn a_rebuild_gives_the_live_figures_and_the_pages_show_them() {
         ))
         .await;
     assert_eq!(html.matches("data-deal=").count(), 0);
+    // Each step's "reached" figure drills down to exactly the deals it counts.
+    let (_, html) = web
+        .text(&format!("/analytics/funnel?pipeline={}", p.id.0))
+        .await;
+    let links: Vec<String> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|h| h.split('"').next())
+        .filter(|h| h.contains("visited="))
+        .map(|h| h.replace("&#38;", "&").replace("&amp;", "&"))
+        .collect();
+    assert_eq!(links.len(), reached.len(), "a link per step");
+    for (link, n) in links.iter().zip(&reached) {
+        let (status, html) = web.text(link).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(html.matches("data-deal=").count() as i64, *n, "{link}");
+    }
+    // A report filtered by source channel drills down to that channel's deals only: one deal
+    // came in as a Telegram lead.
+    let lead = event(
+        admin,
+        Utc::now(),
+        &messaging_api::events::IncomingLeadCreated {
+            deal_id: ids[4].0,
+            conversation_id: 1,
+            contact_id: None,
+            pipeline_id: p.id.0,
+            channel: "telegram".into(),
+            responsible_user_id: tn.admin.id.0,
+        },
+    );
+    handle_batch(&mut conn, &analytics::Projector, &[lead])
+        .await
+        .unwrap();
+    let (_, html) = web
+        .text(&format!(
+            "/analytics/funnel?pipeline={}&source=telegram",
+            p.id.0
+        ))
+        .await;
+    let cohort = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|h| h.split('"').next())
+        .find(|h| h.contains("source=telegram") && h.contains("created_from="))
+        .map(|h| h.replace("&#38;", "&").replace("&amp;", "&"))
+        .expect("the cohort's link carries the source");
+    let (_, html) = web.text(&cohort).await;
+    assert_eq!(html.matches("data-deal=").count(), 1, "{cohort}");
+    let (_, html) = web
+        .text(&format!("/deals/list?pipeline={}&source=whatsapp", p.id.0))
+        .await;
+    assert_eq!(html.matches("data-deal=").count(), 0, "no WhatsApp deals");
     for bad in [
         "from=yesterday",
         "from=2026-02-01&to=2026-01-01",

@@ -108,7 +108,8 @@ fn deal_conditions(base: &str, alias: &str, s: &Scoped, tags: bool) -> String {
         w.push_str(&format!(" AND {alias}.responsible_user_id = ANY($3)"));
     }
     if tags && !s.tags.is_empty() {
-        w.push_str(&format!(" AND {alias}.tag_ids @> $4"));
+        // Any of the tags, as the deals list filters (its drill-down shows the same deals).
+        w.push_str(&format!(" AND {alias}.tag_ids && $4"));
     }
     if s.source.is_some() {
         w.push_str(&format!(" AND {alias}.source = $5"));
@@ -1181,6 +1182,27 @@ impl Analytics for AnalyticsService {
         .execute(&mut conn)
         .await?;
         Ok(done)
+    }
+
+    async fn deals_of_source(&self, caller: Caller, source: &str) -> AppResult<Vec<i64>> {
+        accounts_api::access::scope(&*self.accounts, caller, Entity::Deals, Action::View).await?;
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = BigInt)]
+            deal_id: i64,
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<Id> = kernel::sql::query(
+            "SELECT deal_id FROM analytics.deals
+              WHERE account_id = $1 AND source = $2 AND NOT deleted
+              ORDER BY deal_id LIMIT $3",
+        )
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<Text, _>(source)
+        .bind::<BigInt, _>(analytics_api::MAX_SOURCE_DEALS)
+        .load(&mut conn)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.deal_id).collect())
     }
 
     async fn rebuild(&self, caller: Caller) -> AppResult<Rebuilt> {

@@ -151,6 +151,17 @@ fn filtered<'a>(account: AccountId, r: &'a Resolved) -> Boxed<'a> {
     if !f.ids.is_empty() {
         q = q.filter(deals::id.eq_any(f.ids.iter().map(|d| d.0).collect::<Vec<_>>()));
     }
+    if !f.visited.is_empty() {
+        q = q.filter(
+            sql::<Bool>(
+                "EXISTS (SELECT 1 FROM deals.stage_history h
+                          WHERE h.account_id = \"deals\".\"deals\".\"account_id\"
+                            AND h.deal_id = \"deals\".\"deals\".\"id\" AND h.stage_id = ANY(",
+            )
+            .bind::<Array<BigInt>, _>(f.visited.iter().map(|s| s.0).collect::<Vec<_>>())
+            .sql("))"),
+        );
+    }
     if !f.pipelines.is_empty() {
         q = q
             .filter(deals::pipeline_id.eq_any(f.pipelines.iter().map(|p| p.0).collect::<Vec<_>>()));

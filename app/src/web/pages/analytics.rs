@@ -225,6 +225,9 @@ impl Page<'_> {
         for t in &self.filter.tags {
             pairs.push(("tag", t.to_string()));
         }
+        if let Some(s) = self.filter.source.as_deref().filter(|s| !s.is_empty()) {
+            pairs.push(("source", s.to_string()));
+        }
         pairs.extend(extra.iter().cloned());
         format!(
             "/deals/list?{}",
@@ -438,12 +441,20 @@ async fn build(p: &Page<'_>, kind: &str) -> Result<(Vec<String>, Vec<Table>), Ap
                 Cell::text(""),
                 Cell::text(""),
             ]];
-            for s in &r.stages {
+            for (i, s) in r.stages.iter().enumerate() {
                 let mut here = created.clone();
                 here.push(("stage", s.stage.id.to_string()));
+                // Reached: the cohort's deals that have been in this step or any later one.
+                let mut reached = created.clone();
+                reached.extend(
+                    r.stages[i..]
+                        .iter()
+                        .map(|later| ("visited", later.stage.id.to_string())),
+                );
                 rows.push(vec![
                     Cell::text(s.stage.name.clone()),
-                    Cell::num(s.reached, super::deals::group_digits(s.reached)),
+                    Cell::num(s.reached, super::deals::group_digits(s.reached))
+                        .link(p.deals_link(&reached)),
                     Cell::num(s.budget, p.money(s.budget)),
                     Cell::pct(s.from_start),
                     Cell::pct(s.from_previous),

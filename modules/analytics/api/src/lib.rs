@@ -23,7 +23,7 @@ pub struct ReportFilter {
     /// Deals of these responsible users (and of `group`'s members); none: everyone visible.
     pub responsible: Vec<i64>,
     pub group_id: Option<i64>,
-    /// Deals carrying every one of these tags.
+    /// Deals carrying any of these tags (as the deals list filters).
     pub tags: Vec<i64>,
     /// Incoming leads from this channel (`telegram`, `whatsapp`, `instagram`).
     pub source: Option<String>,
@@ -224,6 +224,9 @@ pub struct Rebuilt {
     pub stays: i64,
 }
 
+/// The most deals [`Analytics::deals_of_source`] returns.
+pub const MAX_SOURCE_DEALS: i64 = 100_000;
+
 #[async_trait]
 pub trait Analytics: Send + Sync {
     async fn funnel(&self, caller: Caller, filter: &ReportFilter) -> AppResult<Funnel>;
@@ -243,6 +246,10 @@ pub trait Analytics: Send + Sync {
         filter: &ReportFilter,
         bucket: Bucket,
     ) -> AppResult<Summary>;
+    /// The deals (ids, ascending, at most [`MAX_SOURCE_DEALS`]) that came in through a channel
+    /// (`telegram`, `whatsapp`, `instagram`): the deals list's "source" filter, so that a
+    /// report filtered by source drills down to exactly the deals behind its figures.
+    async fn deals_of_source(&self, caller: Caller, source: &str) -> AppResult<Vec<i64>>;
     /// Rebuilds the caller's account's deal facts and stage stays from the deals module's
     /// history (`Deals::history`), in one transaction. Activity counts (tasks, messages,
     /// contacts) exist only as events and are kept. Administrators only.

@@ -31,6 +31,7 @@ kernel::remote_trait! {
             read fn time_in_stage(caller: Caller, filter: &ReportFilter as ReportFilter) -> TimeInStage;
             read fn trend(caller: Caller, filter: &ReportFilter as ReportFilter, bucket: Bucket) -> Trend;
             write fn summary(caller: Caller, filter: &ReportFilter as ReportFilter, bucket: Bucket) -> Summary;
+            read fn deals_of_source(caller: Caller, source: &str as String) -> Vec<i64>;
             write fn rebuild(caller: Caller) -> Rebuilt;
             write fn seed_read_model(caller: Caller, pipeline: i64, incoming: i64, open: Vec<i64>, count: i64, users: Vec<i64>) -> Rebuilt;
     }

@@ -249,6 +249,10 @@ pub struct DealFilter {
     /// Only these deals.
     #[serde(default)]
     pub ids: Vec<DealId>,
+    /// Deals that have been in any of these stages (by their stage history), e.g. the deals
+    /// that reached a step of a funnel.
+    #[serde(default)]
+    pub visited: Vec<StageId>,
     /// Deals in any of these pipelines.
     #[serde(default)]
     pub pipelines: Vec<PipelineId>,

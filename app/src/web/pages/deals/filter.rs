@@ -17,6 +17,8 @@ pub const KEYS: &[&str] = &[
     "closed_from",
     "closed_to",
     "stage",
+    "visited",
+    "source",
 ];
 
 pub fn is_filter_key(k: &str) -> bool {
@@ -75,6 +77,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<DealFilter, AppError> {
             "responsible" => f.responsible.extend(id(k, v, &mut errors).map(UserId)),
             "tag" => f.tags.extend(id(k, v, &mut errors).map(TagId)),
             "stage" => f.stages.extend(id(k, v, &mut errors).map(StageId)),
+            "visited" => f.visited.extend(id(k, v, &mut errors).map(StageId)),
             "pipeline" => f.pipeline_id = id(k, v, &mut errors).map(PipelineId),
             "created_from" => f.created_from = day(k, v, &mut errors),
             // "to" days are inclusive.
@@ -99,6 +102,33 @@ pub fn parse(pairs: &[(String, String)]) -> Result<DealFilter, AppError> {
     } else {
         Err(AppError::from_fields(errors))
     }
+}
+
+/// Narrows `f` to the deals that came in through the `source` channel, if one is asked for
+/// (analytics knows each incoming lead's channel; the deals module does not).
+pub async fn with_source(
+    state: &crate::state::AppState,
+    caller: kernel::Caller,
+    pairs: &[(String, String)],
+    f: &mut DealFilter,
+) -> Result<(), AppError> {
+    let source = get(pairs, "source").trim();
+    if source.is_empty() {
+        return Ok(());
+    }
+    let ids = state
+        .modules
+        .analytics
+        .deals_of_source(caller, source)
+        .await?;
+    // No deal from that channel: an id no deal has, so that the list is empty (an empty
+    // list of ids means "any").
+    f.ids = if ids.is_empty() {
+        vec![deals_api::DealId(0)]
+    } else {
+        ids.into_iter().map(deals_api::DealId).collect()
+    };
+    Ok(())
 }
 
 /// The value of `key` in the pairs (the first one).

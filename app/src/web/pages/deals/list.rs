@@ -99,6 +99,7 @@ async fn render(
     }
     let pipeline = filter::get(&pairs, "pipeline").parse::<i64>().ok();
     f.pipeline_id = pipeline.map(deals_api::PipelineId);
+    filter::with_source(state, caller, &pairs, &mut f).await?;
     let sort = ListSort::parse(filter::get(&pairs, "sort")).unwrap_or_default();
     // Newest and largest first unless asked otherwise; names A→Z.
     let desc = match filter::get(&pairs, "dir") {
