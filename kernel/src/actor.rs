@@ -87,6 +87,15 @@ impl Caller {
         }
     }
 
+    /// The same caller acting on behalf of `cause` (an event, or a command whose request key
+    /// makes a repeat do nothing the second time).
+    pub fn caused_by(self, cause: uuid::Uuid) -> Caller {
+        Caller {
+            cause: Some(cause),
+            ..self
+        }
+    }
+
     /// A robot (stage trigger `robot`, or a bot) acting on behalf of `cause`.
     pub fn robot(account_id: crate::AccountId, robot: i64, cause: uuid::Uuid) -> Caller {
         Caller {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use deals_api::{NewPipeline, NewStage, Pipeline, StageKind};
 use kernel::paging::PageRequest;
-use kernel::{Caller, ErrorCode};
+use kernel::{AccountId, Caller, ErrorCode};
 use messaging_api::*;
 use serde_json::json;
 use voronka::fake_providers::{self as fake, FakeProviders, Fault};
@@ -835,8 +835,13 @@ async fn after_429s_messages_are_delivered_later_in_order_and_none_twice() {
     fake.stop().await;
 }
 
-#[tokio::test]
-async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
+/// A channel of `rate` per second with 50 chats, the fake provider answering 429 to anything
+/// over `limit` in any one-second window, and a burst of 20 messages to each chat queued while
+/// the workers are stopped.
+async fn queued_burst(
+    rate: i32,
+    limit: u32,
+) -> (FakeProviders, TestApp, AccountId, Vec<Conversation>) {
     let fake = FakeProviders::start().await.unwrap();
     let (app, backbone) = spawn_app_with_workers_and(|c| {
         c.messaging.chat_interval_ms = 10;
@@ -847,16 +852,14 @@ async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
     .await;
     let t = app.tenant("Acme").await;
     let admin = Caller::user(t.account, t.admin.id);
-    let m = &app.state.modules;
-    let rate = 200;
     let (_, convs) = telegram_with_chats(&app, &fake, admin, 50, rate).await;
-    // The fake answers 429 to anything over the rate in any one-second window.
-    fake.limit_rate(Some(rate as u32));
-    // The burst is queued while the workers are stopped, then they start on all of it.
+    fake.limit_rate(Some(limit));
     backbone.stop().await;
     for i in 0..20 {
         for c in &convs {
-            m.messaging
+            app.state
+                .modules
+                .messaging
                 .send(
                     admin,
                     c.id,
@@ -869,6 +872,27 @@ async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
                 .unwrap();
         }
     }
+    (fake, app, t.account, convs)
+}
+
+/// The most sends the provider received in any one second, and the time from the first to the
+/// last (ms).
+fn pace_of(sent: &[fake::Sent]) -> (usize, u128) {
+    let times: Vec<u128> = sent.iter().map(|s| s.at_ms).collect();
+    let mut most = 0;
+    for (i, t0) in times.iter().enumerate() {
+        let n = times[i..].iter().take_while(|t| **t < t0 + 1000).count();
+        most = most.max(n);
+    }
+    (most, times.last().unwrap() - times.first().unwrap())
+}
+
+#[tokio::test]
+async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
+    let rate = 200;
+    // The fake answers 429 to anything over the channel's rate.
+    let (fake, app, _, _) = queued_burst(rate, rate as u32).await;
+    // The workers start on all of it.
     let backbone = start_backbone(&app).await;
     let sent = fake.wait_for_sent(1000, Duration::from_secs(180)).await;
     assert_eq!(sent.len(), 1000);
@@ -877,17 +901,11 @@ async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
         0,
         "the provider never had to refuse one"
     );
-    let times: Vec<u128> = sent.iter().map(|s| s.at_ms).collect();
-    let mut most = 0;
-    for (i, t0) in times.iter().enumerate() {
-        let n = times[i..].iter().take_while(|t| **t < t0 + 1000).count();
-        most = most.max(n);
-    }
+    let (most, span) = pace_of(&sent);
     assert!(
         most <= rate as usize,
         "at most {rate} in any second, saw {most}"
     );
-    let span = times.last().unwrap() - times.first().unwrap();
     assert!(
         span >= 4000,
         "1000 at {rate}/s take about 5 s, took {span} ms"
@@ -903,45 +921,15 @@ async fn a_burst_of_1000_messages_never_exceeds_the_channels_rate() {
 /// shared slot the two would send at nearly twice the rate (50 refusals in a run).
 #[tokio::test]
 async fn two_processes_sending_for_one_channel_keep_to_its_rate_together() {
-    let fake = FakeProviders::start().await.unwrap();
-    let (app, backbone) = spawn_app_with_workers_and(|c| {
-        c.messaging.chat_interval_ms = 10;
-        c.messaging.chat_burst = 10;
-        c.jobs.concurrency = 16;
-        c.db.pool_size = 16;
-    })
-    .await;
-    let t = app.tenant("Acme").await;
-    let admin = Caller::user(t.account, t.admin.id);
-    let m = &app.state.modules;
     let rate = 180;
     let limit = 200;
-    let (_, convs) = telegram_with_chats(&app, &fake, admin, 50, rate).await;
-    // The fake answers 429 to anything over its limit in any one-second window.
-    fake.limit_rate(Some(limit as u32));
-    // The burst is queued while the workers are stopped.
-    backbone.stop().await;
-    for i in 0..20 {
-        for c in &convs {
-            m.messaging
-                .send(
-                    admin,
-                    c.id,
-                    OutgoingMessage {
-                        text: format!("m{i}"),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-        }
-    }
+    let (fake, app, account, convs) = queued_burst(rate, limit as u32).await;
     // Two processes send at once, half of the conversations each, each with its own
     // in-process limiters.
     let other = another_process(&app).await;
     let (first, second) = convs.split_at(convs.len() / 2);
     let work = |cs: &[Conversation]| Work::Sends {
-        conversations: cs.iter().map(|c| (t.account, c.id)).collect(),
+        conversations: cs.iter().map(|c| (account, c.id)).collect(),
     };
     // (The service's own instance when messaging runs remote: a turn outlasts a remote call.)
     let here = app.service.as_ref().unwrap_or(&app.state);
@@ -959,17 +947,11 @@ async fn two_processes_sending_for_one_channel_keep_to_its_rate_together() {
         0,
         "the provider never had to refuse one"
     );
-    let times: Vec<u128> = sent.iter().map(|s| s.at_ms).collect();
-    let mut most = 0;
-    for (i, t0) in times.iter().enumerate() {
-        let n = times[i..].iter().take_while(|t| **t < t0 + 1000).count();
-        most = most.max(n);
-    }
+    let (most, span) = pace_of(&sent);
     assert!(
         most <= limit,
         "at most the provider's {limit} in any second, saw {most}"
     );
-    let span = times.last().unwrap() - times.first().unwrap();
     assert!(
         span >= 4000,
         "1000 at {rate}/s take about 5.5 s, took {span} ms"

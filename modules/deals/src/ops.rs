@@ -703,6 +703,22 @@ pub(crate) async fn move_locked(
     Ok(row)
 }
 
+/// The deal a command with request key `key` (a caller's cause) created, deleted or not.
+pub(crate) async fn requested(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    key: uuid::Uuid,
+) -> AppResult<Option<DealRow>> {
+    Ok(
+        kernel::sql::query("SELECT * FROM deals.deals WHERE account_id = $1 AND request_key = $2")
+            .bind::<BigInt, _>(account.0)
+            .bind::<diesel::sql_types::Uuid, _>(key)
+            .get_result(conn)
+            .await
+            .optional()?,
+    )
+}
+
 /// Soft-deletes the locked deal `current`.
 pub(crate) async fn delete_locked(
     tx: &mut AsyncPgConnection,

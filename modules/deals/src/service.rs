@@ -52,14 +52,7 @@ impl DealsService {
         // A command with a request key (the caller's cause) creates its deal once: a repeat
         // gets the deal made the first time.
         if let Some(key) = caller.cause {
-            let done: Option<DealRow> = kernel::sql::query(
-                "SELECT * FROM deals.deals WHERE account_id = $1 AND request_key = $2",
-            )
-            .bind::<BigInt, _>(caller.account_id.0)
-            .bind::<diesel::sql_types::Uuid, _>(key)
-            .get_result(conn)
-            .await
-            .optional()?;
+            let done = ops::requested(conn, caller.account_id, key).await?;
             if let Some(row) = done {
                 return Ok(row);
             }
@@ -1023,15 +1016,7 @@ impl Deals for DealsService {
     async fn requested_deal(&self, caller: Caller, key: uuid::Uuid) -> AppResult<Option<Deal>> {
         let scope = access::scope(&*self.accounts, caller, Action::View).await?;
         let mut conn = self.conn().await?;
-        let row: Option<DealRow> = kernel::sql::query(
-            "SELECT * FROM deals.deals WHERE account_id = $1 AND request_key = $2",
-        )
-        .bind::<BigInt, _>(caller.account_id.0)
-        .bind::<diesel::sql_types::Uuid, _>(key)
-        .get_result(&mut conn)
-        .await
-        .optional()?;
-        match row {
+        match ops::requested(&mut conn, caller.account_id, key).await? {
             Some(row) if scope.allows(UserId(row.responsible_user_id)) => Ok(Some(
                 ops::deal_out(&mut conn, caller.account_id, row).await?,
             )),

@@ -29,7 +29,7 @@ use deals_api::{DealId, DealPatch, Deals, LossReasonId, MoveTo, NewDeal, Pipelin
 use futures_util::StreamExt;
 use kernel::fields::{FieldEnum, FieldType};
 use kernel::provenance::Provenance;
-use kernel::{AccountId, Actor, AppError, AppResult, Caller, ErrorCode, UserId};
+use kernel::{AccountId, AppError, AppResult, Caller, ErrorCode, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -377,11 +377,7 @@ fn color_of(v: &Value) -> String {
 impl Job<'_> {
     fn key(&self, entity: &str, amo_id: i64) -> Caller {
         let name = format!("{}|{}|{entity}|{amo_id}", self.account.0, self.source);
-        Caller {
-            account_id: self.account,
-            actor: Actor::System,
-            cause: Some(uuid::Uuid::new_v5(&KEYS, name.as_bytes())),
-        }
+        Caller::system(self.account).caused_by(uuid::Uuid::new_v5(&KEYS, name.as_bytes()))
     }
 
     fn system(&self) -> Caller {

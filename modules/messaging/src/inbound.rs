@@ -93,14 +93,8 @@ const MAX_INBOUND_ATTEMPTS: i32 = 10;
 /// retry that follows find the record made the first time instead of making a second one.
 const KEYS: uuid::Uuid = uuid::Uuid::from_u128(0x3c1d_52a0_8f4e_4b17_a6d9_0e2f_7b91_c5e4);
 
-fn keyed(account: AccountId, what: &str) -> Caller {
-    Caller {
-        cause: Some(uuid::Uuid::new_v5(
-            &KEYS,
-            format!("{}|{what}", account.0).as_bytes(),
-        )),
-        ..Caller::system(account)
-    }
+fn request_key(account: AccountId, what: &str) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&KEYS, format!("{}|{what}", account.0).as_bytes())
 }
 
 impl Inner {
@@ -415,7 +409,7 @@ impl Inner {
         let created = self
             .contacts
             .create_contact(
-                keyed(account, &format!("contact|{identity}")),
+                system.caused_by(request_key(account, &format!("contact|{identity}"))),
                 contacts_api::NewContact {
                     first_name: first,
                     last_name: last,
@@ -509,14 +503,11 @@ impl Inner {
             if deal_id.is_none() {
                 // The incoming lead this provider message made in an attempt that did not
                 // commit, if any; else the contact's open deal; else a new incoming lead.
-                let key = keyed(
+                let key = request_key(
                     account,
                     &format!("lead|{}|{}", channel.row.id, m.external_id),
                 );
-                let made_before = match key.cause {
-                    Some(k) => self.deals.requested_deal(system, k).await?,
-                    None => None,
-                };
+                let made_before = self.deals.requested_deal(system, key).await?;
                 let open = match made_before {
                     Some(_) => None,
                     None => self.open_deal_of(system, contact).await?,
@@ -528,7 +519,13 @@ impl Inner {
                     let lead = match made_before {
                         Some(lead) => lead,
                         None => {
-                            self.incoming_lead(key, channel, contact, &title, &handle)
+                            self.incoming_lead(
+                                system.caused_by(key),
+                                channel,
+                                contact,
+                                &title,
+                                &handle,
+                            )
                                 .await?
                         }
                     };
