@@ -169,6 +169,7 @@ impl MessagingConfig {
             chat_interval: std::time::Duration::from_millis(self.chat_interval_ms),
             chat_burst: self.chat_burst,
             scope_ttl: None,
+            public_url: None,
         }
     }
 }

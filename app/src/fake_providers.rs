@@ -7,10 +7,14 @@
 //!
 //! One base URL serves all three providers:
 //! - Telegram: `GET|POST /bot<token>/<method>` (`getMe`, `setWebhook`, `deleteWebhook`,
-//!   `getWebhookInfo`, `sendMessage`);
+//!   `getWebhookInfo`, `sendMessage`, `sendPhoto` and `sendDocument` by URL, `getFile`) and
+//!   `GET /file/bot<token>/<file_path>`;
 //! - WhatsApp and Instagram: `POST /<version>/<id>/messages` (also without the version); a body
 //!   with `messaging_product` is WhatsApp, any other Instagram; `GET /<version>/<id>` answers
-//!   the account's basic fields;
+//!   the account's basic fields, or a hosted file's media URL when `<id>` is one;
+//! - files: `POST /_fake/media?mime=…&name=…` hosts a file (its id is Telegram's `file_id`
+//!   and WhatsApp's media id), `GET /_fake/media/<id>` downloads it (Instagram's attachment
+//!   URL); files sent by link are fetched from the link as the providers do;
 //! - control: `/_fake/...` (see [`run_cli`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -75,6 +79,26 @@ pub struct Sent {
     pub at_ms: u128,
     /// The message id it answered with (Telegram's `message_id`, a wamid, an Instagram mid).
     pub external_id: String,
+    /// The file of a photo, document or attachment sent by link, as fetched from the link.
+    pub file: Option<Fetched>,
+}
+
+/// A file fetched from the link a send named.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fetched {
+    pub url: String,
+    pub content_type: String,
+    pub size: usize,
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// A file the fake hosts, as if a client had sent it.
+#[derive(Clone)]
+struct Hosted {
+    bytes: Vec<u8>,
+    mime: String,
+    name: String,
 }
 
 /// An error the fake answers instead of success, in each provider's own shape.
@@ -129,6 +153,8 @@ struct State {
     message_ids: HashMap<(String, String), i64>,
     /// Updates posted through the control endpoint.
     updates_posted: i64,
+    /// Files clients "sent", by id.
+    media: HashMap<String, Hosted>,
 }
 
 impl State {
@@ -218,6 +244,8 @@ impl FakeProviders {
                     web::post().to(control_telegram_update),
                 )
                 .route("/_fake/meta/webhook", web::post().to(control_meta_webhook))
+                .route("/_fake/media", web::post().to(control_media))
+                .route("/_fake/media/{id}", web::get().to(media_download))
                 .default_service(web::to(provider))
         })
         .workers(2)
@@ -318,6 +346,22 @@ impl FakeProviders {
         lock(&self.state).revoked.insert(token.to_string());
     }
 
+    /// Hosts a file as if a client had sent it: the id is Telegram's `file_id` and WhatsApp's
+    /// media id; [`FakeProviders::media_url`] is Instagram's attachment URL.
+    pub fn host_file(&self, bytes: &[u8], mime: &str, name: &str) -> String {
+        host(&self.state, bytes, mime, name)
+    }
+
+    /// Where a hosted file is downloaded from.
+    pub fn media_url(&self, id: &str) -> String {
+        format!("{}/_fake/media/{id}", self.url)
+    }
+
+    /// Takes a hosted file away (its downloads answer 404).
+    pub fn drop_file(&self, id: &str) {
+        lock(&self.state).media.remove(id);
+    }
+
     /// setWebhook calls received: (bot token, url, secret_token).
     pub fn webhooks(&self) -> Vec<(String, String, Option<String>)> {
         lock(&self.state).webhooks.clone()
@@ -344,17 +388,55 @@ async fn provider(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>)
         _ if path.starts_with("/_fake/") => {
             respond(404, json!({"error": format!("no control endpoint {path}")}))
         }
-        [bot, method] if bot.len() > 3 && bot.starts_with("bot") && (get || post) => telegram(
-            &shared,
-            &req,
-            &percent_decode(&bot[3..]),
-            &percent_decode(method),
-            &body,
-        ),
+        ["file", bot, rest @ ..] if bot.starts_with("bot") && get => {
+            telegram_file(&shared, &percent_decode(&bot[3..]), &rest.join("/"))
+        }
+        [bot, method] if bot.len() > 3 && bot.starts_with("bot") && (get || post) => {
+            let method = percent_decode(method);
+            // A photo or document by URL is fetched from it first, as Telegram does.
+            let fetched = match method.to_ascii_lowercase().as_str() {
+                m @ ("sendphoto" | "senddocument") => {
+                    let key = if m == "sendphoto" {
+                        "photo"
+                    } else {
+                        "document"
+                    };
+                    match telegram_params(&req, &body)
+                        .ok()
+                        .and_then(|p| p.get(key).and_then(Value::as_str).map(str::to_string))
+                    {
+                        Some(url) => Some(fetch_link(&url).await),
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            telegram(
+                &shared,
+                &req,
+                &percent_decode(&bot[3..]),
+                &method,
+                &body,
+                fetched,
+            )
+        }
         [bot, ..] if bot.starts_with("bot") => telegram_error(404, "Not Found", None),
-        [_, _, "messages"] | [_, "messages"] if post => meta_send(&shared, &req, &body),
+        [_, _, "messages"] | [_, "messages"] if post => {
+            let link = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|b| meta_link(&b));
+            let fetched = match link {
+                Some(url) => Some(fetch_link(&url).await),
+                None => None,
+            };
+            meta_send(&shared, &req, &body, fetched)
+        }
         [_, account] | [account] if get && !account.is_empty() => {
-            meta_info(&shared, &req, &percent_decode(account))
+            let account = percent_decode(account);
+            if lock(&shared).media.contains_key(&account) {
+                return media_info(&shared, &req, &account);
+            }
+            meta_info(&shared, &req, &account)
         }
         _ => respond(
             404,
@@ -546,15 +628,26 @@ fn telegram(
     token: &str,
     method: &str,
     body: &[u8],
+    fetched: Option<Result<(Fetched, Vec<u8>), String>>,
 ) -> HttpResponse {
     let method = method.to_ascii_lowercase();
     let known = matches!(
         method.as_str(),
-        "getme" | "setwebhook" | "deletewebhook" | "getwebhookinfo" | "sendmessage"
+        "getme"
+            | "setwebhook"
+            | "deletewebhook"
+            | "getwebhookinfo"
+            | "sendmessage"
+            | "sendphoto"
+            | "senddocument"
+            | "getfile"
     );
     let params = telegram_params(req, body);
     let mut st = lock(shared);
-    if method == "sendmessage" {
+    if matches!(
+        method.as_str(),
+        "sendmessage" | "sendphoto" | "senddocument"
+    ) {
         st.attempts += 1;
     }
     if st.revoked.contains(token) {
@@ -625,18 +718,99 @@ fn telegram(
                 }),
             )
         }
-        _ => send_telegram(&mut st, token, params),
+        "getfile" => {
+            let id = params
+                .get("file_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match st.media.get(id) {
+                Some(f) => respond(
+                    200,
+                    json!({"ok": true, "result": {
+                        "file_id": id,
+                        "file_unique_id": format!("u{id}"),
+                        "file_size": f.bytes.len(),
+                        "file_path": format!("documents/{id}/{}", f.name),
+                    }}),
+                ),
+                None => telegram_error(400, "Bad Request: invalid file_id", None),
+            }
+        }
+        "sendmessage" => send_telegram(&mut st, token, params, None),
+        _ => send_telegram(&mut st, token, params, Some((method.as_str(), fetched))),
     }
 }
 
-fn send_telegram(st: &mut State, token: &str, params: Map<String, Value>) -> HttpResponse {
+/// `GET /file/bot<token>/documents/<id>/<name>`: a hosted file's bytes.
+fn telegram_file(shared: &Shared, token: &str, path: &str) -> HttpResponse {
+    let st = lock(shared);
+    if st.revoked.contains(token) {
+        return telegram_error(401, "Unauthorized", None);
+    }
+    let id = path.split('/').nth(1).unwrap_or_default();
+    match st.media.get(id) {
+        Some(f) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(f.bytes.clone()),
+        None => telegram_error(404, "Not Found", None),
+    }
+}
+
+/// A file send: the method, and what fetching its URL gave.
+type FileSend<'a> = (&'a str, Option<Result<(Fetched, Vec<u8>), String>>);
+
+fn send_telegram(
+    st: &mut State,
+    token: &str,
+    params: Map<String, Value>,
+    file: Option<FileSend<'_>>,
+) -> HttpResponse {
     let Some(chat) = params.get("chat_id").and_then(chat_key) else {
         return telegram_error(400, "Bad Request: chat_id is empty", None);
     };
-    let text = match params.get("text") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return telegram_error(400, "Bad Request: message text is empty", None),
+    let mut fetched = None;
+    let text = match &file {
+        None => match params.get("text") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return telegram_error(400, "Bad Request: message text is empty", None),
+        },
+        Some((method, got)) => {
+            let kind = if *method == "sendphoto" {
+                "photo"
+            } else {
+                "document"
+            };
+            match got {
+                None => {
+                    return telegram_error(
+                        400,
+                        &format!("Bad Request: there is no {kind} in the request"),
+                        None,
+                    );
+                }
+                Some(Err(e)) => {
+                    return telegram_error(
+                        400,
+                        &format!("Bad Request: failed to get HTTP URL content ({e})"),
+                        None,
+                    );
+                }
+                Some(Ok((f, bytes))) => {
+                    if kind == "photo"
+                        && !bytes.starts_with(&[0xFF, 0xD8])
+                        && !bytes.starts_with(b"\x89PNG")
+                    {
+                        return telegram_error(400, "Bad Request: IMAGE_PROCESS_FAILED", None);
+                    }
+                    fetched = Some(f.clone());
+                }
+            }
+            match params.get("caption").and_then(Value::as_str) {
+                Some(c) if !c.is_empty() => c.to_string(),
+                _ => format!("[{kind}]"),
+            }
+        }
     };
     if text.chars().count() > TELEGRAM_TEXT_MAX {
         return telegram_error(400, "Bad Request: message is too long", None);
@@ -673,6 +847,7 @@ fn send_telegram(st: &mut State, token: &str, params: Map<String, Value>) -> Htt
         body: Value::Object(params),
         at_ms,
         external_id: message_id.to_string(),
+        file: fetched,
     });
     respond(200, json!({"ok": true, "result": message}))
 }
@@ -798,7 +973,23 @@ fn meta_auth(st: &State, token: Option<&str>) -> Option<HttpResponse> {
     }
 }
 
-fn meta_send(shared: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
+/// The link of a WhatsApp image or document, or of an Instagram attachment.
+fn meta_link(body: &Value) -> Option<String> {
+    if body.get("messaging_product").is_some() {
+        let kind = body["type"].as_str()?;
+        return body[kind]["link"].as_str().map(str::to_string);
+    }
+    body["message"]["attachment"]["payload"]["url"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn meta_send(
+    shared: &Shared,
+    req: &HttpRequest,
+    body: &[u8],
+    fetched: Option<Result<(Fetched, Vec<u8>), String>>,
+) -> HttpResponse {
     let token = meta_token(req);
     let parsed = serde_json::from_slice::<Value>(body);
     let mut st = lock(shared);
@@ -818,11 +1009,44 @@ fn meta_send(shared: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
             ),
         );
     };
-    if body.contains_key("messaging_product") {
+    let whatsapp = body.contains_key("messaging_product");
+    let file = match fetched {
+        None => None,
+        Some(Ok((f, _))) => Some(f),
+        Some(Err(e)) if whatsapp => {
+            return respond(
+                400,
+                meta_error_body(
+                    Some(Provider::Whatsapp),
+                    131053,
+                    "(#131053) Media upload error",
+                    Some(&format!("Downloading media from the link failed: {e}")),
+                ),
+            );
+        }
+        Some(Err(e)) => {
+            return respond(
+                400,
+                meta_error_body(
+                    Some(Provider::Instagram),
+                    100,
+                    &format!("(#100) Failed to fetch the file from the url: {e}"),
+                    None,
+                ),
+            );
+        }
+    };
+    let response = if whatsapp {
         send_whatsapp(&mut st, token, body)
     } else {
         send_instagram(&mut st, token, body)
+    };
+    if response.status().is_success()
+        && let Some(last) = st.sent.last_mut()
+    {
+        last.file = file;
     }
+    response
 }
 
 fn send_whatsapp(st: &mut State, token: String, body: Map<String, Value>) -> HttpResponse {
@@ -870,7 +1094,12 @@ fn send_whatsapp(st: &mut State, token: String, body: Map<String, Value>) -> Htt
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| "[interactive]".to_string()),
-        other => format!("[{other}]"),
+        other => body
+            .get(other)
+            .and_then(|m| m.get("caption"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("[{other}]")),
     };
     if text.chars().count() > WHATSAPP_TEXT_MAX {
         return bad("(#100) Param text['body'] must be at most 4096 characters long.");
@@ -897,6 +1126,7 @@ fn send_whatsapp(st: &mut State, token: String, body: Map<String, Value>) -> Htt
         body: Value::Object(body),
         at_ms: now_ms(),
         external_id: id,
+        file: None,
     });
     respond(200, answer)
 }
@@ -947,6 +1177,7 @@ fn send_instagram(st: &mut State, token: String, body: Map<String, Value>) -> Ht
         body: Value::Object(body),
         at_ms: now_ms(),
         external_id: id,
+        file: None,
     });
     respond(200, answer)
 }
@@ -1154,6 +1385,122 @@ async fn control_meta_webhook(body: web::Bytes) -> HttpResponse {
         Ok(status) => HttpResponse::Ok().json(json!({ "status": status })),
         Err(e) => HttpResponse::BadGateway().json(json!({ "error": e })),
     }
+}
+
+fn host(shared: &Shared, bytes: &[u8], mime: &str, name: &str) -> String {
+    let id = format!(
+        "{}",
+        4_000_000_000u64 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64
+    );
+    lock(shared).media.insert(
+        id.clone(),
+        Hosted {
+            bytes: bytes.to_vec(),
+            mime: if mime.is_empty() {
+                "application/octet-stream".into()
+            } else {
+                mime.into()
+            },
+            name: if name.is_empty() {
+                "file.bin".into()
+            } else {
+                name.into()
+            },
+        },
+    );
+    id
+}
+
+/// `POST /_fake/media?mime=…&name=…` with the file as the body: `{"id", "url"}`.
+async fn control_media(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let q = query_pairs(req.query_string());
+    let get = |k: &str| {
+        q.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let id = host(&shared, &body, &get("mime"), &get("name"));
+    let url = format!("http://{}/_fake/media/{id}", req.connection_info().host());
+    HttpResponse::Ok().json(json!({"id": id, "url": url}))
+}
+
+/// `GET /_fake/media/<id>`: a hosted file (WhatsApp's media URL, Instagram's attachment URL).
+async fn media_download(path: web::Path<String>, shared: web::Data<Shared>) -> HttpResponse {
+    match lock(&shared).media.get(path.as_str()) {
+        Some(f) => HttpResponse::Ok()
+            .content_type(f.mime.as_str())
+            .body(f.bytes.clone()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+/// WhatsApp's `GET /<version>/<media id>`: where to download a client's file.
+fn media_info(shared: &Shared, req: &HttpRequest, id: &str) -> HttpResponse {
+    use sha2::Digest;
+    let token = meta_token(req);
+    let st = lock(shared);
+    if let Some(denied) = meta_auth(&st, token.as_deref()) {
+        return denied;
+    }
+    let Some(f) = st.media.get(id) else {
+        return respond(
+            404,
+            meta_error_body(None, 100, "Unsupported get request.", None),
+        );
+    };
+    respond(
+        200,
+        json!({
+            "messaging_product": "whatsapp",
+            "url": format!("http://{}/_fake/media/{id}", req.connection_info().host()),
+            "mime_type": f.mime,
+            "sha256": hex(&Sha256::digest(&f.bytes)),
+            "file_size": f.bytes.len(),
+            "id": id,
+        }),
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fetches a file a send links to, as the provider would (up to 50 MB).
+async fn fetch_link(url: &str) -> Result<(Fetched, Vec<u8>), String> {
+    use sha2::Digest;
+    let response = http_client()?
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {}", status.as_u16()));
+    }
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+    if bytes.len() > 50 * 1024 * 1024 {
+        return Err("the file is too large".into());
+    }
+    Ok((
+        Fetched {
+            url: url.to_string(),
+            content_type,
+            size: bytes.len(),
+            sha256: hex(&Sha256::digest(&bytes)),
+        },
+        bytes.to_vec(),
+    ))
 }
 
 // ---- webhooks towards Voronka ----

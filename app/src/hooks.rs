@@ -17,7 +17,60 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(web::PayloadConfig::new(1024 * 1024))
             .route(web::post().to(receive))
             .route(web::get().to(verify)),
+    )
+    .route(
+        "/hooks/files/{id}/{token}/{name}",
+        web::get().to(linked_file),
     );
+}
+
+/// A file being sent to a client, fetched by the provider through the signed link messaging
+/// gave it.
+async fn linked_file(
+    state: web::Data<AppState>,
+    path: web::Path<(i64, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, token, _) = path.into_inner();
+    let file = state
+        .modules
+        .messaging
+        .linked_attachment(id, &token)
+        .await
+        .map_err(ApiError)?;
+    Ok(file_response(file))
+}
+
+/// A stored file as an answer: pictures shown in place, anything else downloaded, and never
+/// run as a page (a client's HTML or SVG is only ever a file).
+pub fn file_response(file: messaging_api::FileContent) -> HttpResponse {
+    let inline = matches!(
+        file.mime_type.as_str(),
+        "image/jpeg" | "image/png" | "image/gif" | "image/webp"
+    );
+    let name: String = file
+        .file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    HttpResponse::Ok()
+        .content_type(file.mime_type.as_str())
+        .insert_header((
+            "content-disposition",
+            format!(
+                "{}; filename=\"{name}\"",
+                if inline { "inline" } else { "attachment" }
+            ),
+        ))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .insert_header(("content-security-policy", "sandbox; default-src 'none'"))
+        .insert_header(("cache-control", "private, max-age=3600"))
+        .body(file.content)
 }
 
 fn provider_of(name: &str) -> Result<Provider, ApiError> {

@@ -101,6 +101,7 @@ pub fn compose(pool: &DbPool, secret: &[u8], config: &Config) -> Modules {
         Some(r) => Arc::new(messaging_api::remote::MessagingClient::new(r)),
         None => {
             let mut settings = config.messaging.settings(secret);
+            settings.public_url = Some(config.public_url());
             if config.is_remote("accounts") {
                 // Users' rights come from another process: reuse a user's scope for 2 s (a
                 // change of rights reaches chats that much later) instead of a call per request.

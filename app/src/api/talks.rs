@@ -185,6 +185,7 @@ pub async fn send(
                 template: None,
                 buttons: Vec::new(),
                 key,
+                file: None,
             },
         )
         .await?;

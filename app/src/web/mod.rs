@@ -58,6 +58,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/inbox/{id}", web::get().to(inbox::show))
         .route("/inbox/{id}/thread", web::get().to(inbox::thread_part))
         .route("/inbox/{id}/send", web::post().to(inbox::send))
+        .route("/inbox/{id}/attach", web::post().to(inbox::attach))
+        .route("/inbox/files/{id}", web::get().to(inbox::file))
         .route("/inbox/{id}/accept", web::post().to(inbox::accept))
         .route("/inbox/{id}/decline", web::post().to(inbox::decline))
         .route("/inbox/{id}/link", web::post().to(inbox::link))

@@ -1324,3 +1324,437 @@ async fn the_public_api_lists_talks_and_sends_into_them_once() {
     backbone.stop().await;
     fake.stop().await;
 }
+
+/// A JPEG's first bytes (the fake Telegram checks a photo's signature), then filler.
+fn jpeg(seed: u8) -> Vec<u8> {
+    let mut b = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
+    ];
+    b.extend((0..30_000u32).map(|i| (i as u8).wrapping_mul(seed)));
+    b.extend([0xFF, 0xD9]);
+    b
+}
+
+fn sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A multipart form as a browser sends it: the file, then the caption.
+fn file_form(name: &str, mime: &str, data: &[u8], caption: &str) -> (String, Vec<u8>) {
+    let boundary = "----voronka-file-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(
+        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n{caption}\r\n--{boundary}--\r\n")
+            .as_bytes(),
+    );
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn files_from_clients_are_downloaded_and_files_to_clients_are_fetched_by_the_provider() {
+    let fake = FakeProviders::start().await.unwrap();
+    let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
+    let t = app.tenant("Files").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let m = &app.state.modules;
+    let p = pipeline(&app, admin).await;
+    let channel = |provider| {
+        let mut c = new_channel(provider, &fake, &app);
+        c.pipeline_id = Some(p.id.0);
+        m.messaging.create_channel(admin, c)
+    };
+    let tg = channel(Provider::Telegram).await.unwrap();
+    let wa = channel(Provider::Whatsapp).await.unwrap();
+    let ig = channel(Provider::Instagram).await.unwrap();
+    let secret = telegram_secret(&fake, "telegram-token");
+    let now = chrono::Utc::now().timestamp();
+
+    // Clients' files, hosted by the fake providers.
+    let photo = jpeg(7);
+    let photo_id = fake.host_file(&photo, "image/jpeg", "file_12.jpg");
+    let pdf = b"%PDF-1.4\n% an invoice\n".repeat(500);
+    let pdf_id = fake.host_file(&pdf, "application/pdf", "ignored.pdf");
+    let png = [b"\x89PNG\r\n\x1a\n".as_slice(), &[3u8; 5000]].concat();
+    let png_id = fake.host_file(&png, "image/png", "ig.png");
+
+    // Telegram: a photo in three sizes with a caption (the Bot API's Message shape); the
+    // largest size is the one downloaded.
+    let tg_hook = format!("{}/hooks/telegram/{}", app.url, tg.webhook_key);
+    let from = json!({"id": 2222222, "is_bot": false, "first_name": "Olga", "username": "olga"});
+    let chat = json!({"id": 2222222, "first_name": "Olga", "username": "olga", "type": "private"});
+    let update = json!({"update_id": 20001, "message": {"message_id": 7, "from": from, "chat": chat, "date": now,
+        "photo": [
+            {"file_id": "small-size", "file_unique_id": "a", "file_size": 1200, "width": 90, "height": 60},
+            {"file_id": "medium-size", "file_unique_id": "b", "file_size": 9000, "width": 320, "height": 213},
+            {"file_id": photo_id, "file_unique_id": "c", "file_size": photo.len(), "width": 1280, "height": 853}
+        ],
+        "caption": "Here is the broken part"}});
+    assert_eq!(
+        fake::post_telegram_update(&tg_hook, &secret, &update)
+            .await
+            .unwrap(),
+        200
+    );
+    // A document whose file the provider no longer has: the message stays, the file fails
+    // with the provider's reason.
+    let gone = json!({"update_id": 20002, "message": {"message_id": 8, "from": from, "chat": chat, "date": now,
+        "document": {"file_id": "no-such-file", "file_unique_id": "d", "file_name": "contract.pdf", "mime_type": "application/pdf", "file_size": 100}}});
+    assert_eq!(
+        fake::post_telegram_update(&tg_hook, &secret, &gone)
+            .await
+            .unwrap(),
+        200
+    );
+    // WhatsApp: a document message (media id, file name, caption), as the Cloud API posts it.
+    let wa_hook = format!("{}/hooks/whatsapp/{}", app.url, wa.webhook_key);
+    let wa_body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "0", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "16505551111", "phone_number_id": "123456123"},
+        "contacts": [{"profile": {"name": "Ivan"}, "wa_id": "16315551181"}],
+        "messages": [{"from": "16315551181", "id": "wamid.DOC1", "timestamp": now.to_string(), "type": "document",
+            "document": {"caption": "Our invoice", "filename": "invoice.pdf", "mime_type": "application/pdf", "sha256": "x", "id": pdf_id}}]}}]}]})).unwrap();
+    assert_eq!(
+        fake::post_meta_webhook(&wa_hook, "app-secret", &wa_body)
+            .await
+            .unwrap(),
+        200
+    );
+    // Instagram: an image attachment (its URL), no text.
+    let ig_hook = format!("{}/hooks/instagram/{}", app.url, ig.webhook_key);
+    let ig_body = serde_json::to_vec(&json!({"object": "instagram", "entry": [{"id": "17841400000000000", "time": now * 1000, "messaging": [{
+        "sender": {"id": "9988776655"}, "recipient": {"id": "17841400000000000"}, "timestamp": now * 1000,
+        "message": {"mid": "mid.IMG1", "attachments": [{"type": "image", "payload": {"url": fake.media_url(&png_id)}}]}}]}]})).unwrap();
+    assert_eq!(
+        fake::post_meta_webhook(&ig_hook, "app-secret", &ig_body)
+            .await
+            .unwrap(),
+        200
+    );
+    wait_until("the files downloaded or given up", || async {
+        app.count(
+            "SELECT count(*) AS n FROM messaging.attachments WHERE status IN ('stored', 'failed')",
+        )
+        .await
+            == 4
+    })
+    .await;
+    let convs = m
+        .messaging
+        .conversations(
+            admin,
+            &ConversationFilter::default(),
+            PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items;
+    let conv = |provider| {
+        convs
+            .iter()
+            .find(|c| c.provider == provider)
+            .unwrap()
+            .clone()
+    };
+    let (tg_c, wa_c, ig_c) = (
+        conv(Provider::Telegram),
+        conv(Provider::Whatsapp),
+        conv(Provider::Instagram),
+    );
+    assert_eq!(
+        ig_c.last_text, "[image]",
+        "a file without text is named in the list"
+    );
+    let thread = |c: i64| m.messaging.messages(admin, c, None, 50);
+    let tg_msgs = thread(tg_c.id).await.unwrap();
+    assert_eq!(tg_msgs.len(), 2);
+    assert_eq!(tg_msgs[0].text, "Here is the broken part");
+    let tg_file = &tg_msgs[0].attachments[0];
+    assert_eq!(
+        (
+            tg_file.status,
+            tg_file.kind.as_str(),
+            tg_file.mime_type.as_str(),
+            tg_file.size
+        ),
+        (
+            AttachmentStatus::Stored,
+            "image",
+            "image/jpeg",
+            Some(photo.len() as i64)
+        )
+    );
+    assert_eq!(
+        tg_file.file_name, "file_12.jpg",
+        "the name from Telegram's file path"
+    );
+    let failed = &tg_msgs[1].attachments[0];
+    assert_eq!(failed.status, AttachmentStatus::Failed);
+    assert!(
+        failed.error.as_deref().unwrap().contains("invalid file_id"),
+        "{failed:?}"
+    );
+    let wa_file = thread(wa_c.id).await.unwrap().remove(0);
+    assert_eq!(wa_file.text, "Our invoice");
+    let wa_file = wa_file.attachments[0].clone();
+    assert_eq!(
+        (
+            wa_file.file_name.as_str(),
+            wa_file.mime_type.as_str(),
+            wa_file.kind.as_str()
+        ),
+        ("invoice.pdf", "application/pdf", "document")
+    );
+    let ig_file = thread(ig_c.id).await.unwrap().remove(0).attachments[0].clone();
+    assert_eq!(
+        ig_file.mime_type, "image/png",
+        "the type the download was served with"
+    );
+    for (file, bytes) in [(tg_file, &photo), (&wa_file, &pdf), (&ig_file, &png)] {
+        let got = m.messaging.attachment(admin, file.id).await.unwrap();
+        assert_eq!(sha(&got.content), sha(bytes), "{file:?}");
+    }
+
+    // Managers open them from the chat: a picture in place, a document as a download.
+    let web = app.signed_in(&t.admin.email).await;
+    let (status, page) = web.text(&format!("/inbox/{}", tg_c.id)).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&format!("src=\"/inbox/files/{}\"", tg_file.id)),
+        "the photo is shown"
+    );
+    assert!(
+        page.contains("data-test=\"file-error\""),
+        "the failed file is named"
+    );
+    let res = web.get(&format!("/inbox/files/{}", tg_file.id)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
+    assert_eq!(res.bytes().await.unwrap().as_ref(), photo.as_slice());
+    let res = web.get(&format!("/inbox/files/{}", wa_file.id)).await;
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    // Another account's admin, and a file still unknown: not found; nobody signed in: no file.
+    let other = app.tenant("Other").await;
+    let e = m
+        .messaging
+        .attachment(Caller::user(other.account, other.admin.id), tg_file.id)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    let stranger = app.signed_in(&other.admin.email).await;
+    assert_eq!(
+        stranger
+            .get(&format!("/inbox/files/{}", tg_file.id))
+            .await
+            .status(),
+        404
+    );
+    assert_ne!(
+        app.client()
+            .get(&format!("/inbox/files/{}", tg_file.id))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        web.get(&format!("/inbox/files/{}", failed.id))
+            .await
+            .status(),
+        404
+    );
+
+    // Sending: a photo from the chat page (a multipart form with a caption) goes to Telegram
+    // by link; the fake fetches the link as Telegram does.
+    let csrf = web.csrf(&format!("/inbox/{}", tg_c.id)).await;
+    let reply = jpeg(3);
+    let (ct, body) = file_form("offer photo.jpg", "image/jpeg", &reply, "Our offer");
+    let res = web
+        .http
+        .post(format!("{}/inbox/{}/attach", app.url, tg_c.id))
+        .header("content-type", ct)
+        .header("x-csrf-token", &csrf)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    // A document to WhatsApp through the trait, with an idempotency key asked twice.
+    let key = uuid::Uuid::new_v4();
+    let doc = b"price list\n".repeat(100);
+    for _ in 0..2 {
+        m.messaging
+            .send(
+                admin,
+                wa_c.id,
+                OutgoingMessage {
+                    text: "Prices".into(),
+                    key: Some(key),
+                    file: Some(FileUpload {
+                        file_name: "prices.txt".into(),
+                        mime_type: String::new(),
+                        content: doc.clone(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // An image with a caption to Instagram: the attachment, then the caption as a text.
+    let ig_png = [b"\x89PNG\r\n\x1a\n".as_slice(), &[9u8; 2000]].concat();
+    m.messaging
+        .send(
+            admin,
+            ig_c.id,
+            OutgoingMessage {
+                text: "See the picture".into(),
+                file: Some(FileUpload {
+                    file_name: "pic.png".into(),
+                    mime_type: "image/png".into(),
+                    content: ig_png.clone(),
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let sent = fake.wait_for_sent(4, Duration::from_secs(60)).await;
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    let by = |provider: &str| {
+        sent.iter()
+            .filter(|s| s.provider == provider)
+            .collect::<Vec<_>>()
+    };
+    let tg_sent = by("telegram");
+    assert_eq!(tg_sent.len(), 1);
+    assert_eq!(tg_sent[0].text, "Our offer");
+    assert!(
+        tg_sent[0].body.get("photo").is_some(),
+        "sent with sendPhoto: {:?}",
+        tg_sent[0].body
+    );
+    assert_eq!(tg_sent[0].file.as_ref().unwrap().sha256, sha(&reply));
+    assert_eq!(tg_sent[0].file.as_ref().unwrap().content_type, "image/jpeg");
+    let wa_sent = by("whatsapp");
+    assert_eq!(wa_sent.len(), 1, "the same key sends once");
+    assert_eq!(wa_sent[0].body["type"], "document");
+    assert_eq!(wa_sent[0].body["document"]["filename"], "prices.txt");
+    assert_eq!(wa_sent[0].body["document"]["caption"], "Prices");
+    assert_eq!(wa_sent[0].file.as_ref().unwrap().sha256, sha(&doc));
+    assert_eq!(wa_sent[0].file.as_ref().unwrap().content_type, "text/plain");
+    let ig_sent = by("instagram");
+    assert_eq!(ig_sent.len(), 2);
+    assert_eq!(ig_sent[0].body["message"]["attachment"]["type"], "image");
+    assert_eq!(ig_sent[0].file.as_ref().unwrap().sha256, sha(&ig_png));
+    assert_eq!(ig_sent[1].text, "See the picture");
+    wait_until("the sends recorded", || async {
+        app.count("SELECT count(*) AS n FROM messaging.messages WHERE direction = 'out' AND status = 'sent'")
+            .await
+            == 4
+    })
+    .await;
+    let out = thread(tg_c.id).await.unwrap().pop().unwrap();
+    assert_eq!(out.attachments[0].file_name, "offer photo.jpg");
+    assert_eq!(out.attachments[0].status, AttachmentStatus::Stored);
+
+    // The link the provider fetched works only with its token.
+    let link = &tg_sent[0].file.as_ref().unwrap().url;
+    assert!(link.starts_with(&format!(
+        "{}/hooks/files/{}/",
+        app.url, out.attachments[0].id
+    )));
+    let wrong = format!(
+        "{}/hooks/files/{}/{}/x.jpg",
+        app.url,
+        out.attachments[0].id,
+        "0".repeat(32)
+    );
+    assert_eq!(reqwest::get(&wrong).await.unwrap().status(), 404);
+    assert_eq!(reqwest::get(link).await.unwrap().status(), 200);
+
+    // Bad files are refused with the field named, and nothing is queued.
+    let before = app
+        .count("SELECT count(*) AS n FROM messaging.messages")
+        .await;
+    let refuse = |file: FileUpload, template: Option<TemplateSend>| {
+        m.messaging.send(
+            admin,
+            wa_c.id,
+            OutgoingMessage {
+                file: Some(file),
+                template,
+                ..Default::default()
+            },
+        )
+    };
+    let e = refuse(
+        FileUpload {
+            file_name: "empty.txt".into(),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.field("file").unwrap().code, "required");
+    let e = refuse(
+        FileUpload {
+            file_name: "big.bin".into(),
+            mime_type: String::new(),
+            content: vec![0; messaging::MAX_FILE_BYTES + 1],
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.field("file").unwrap().code, "too_large");
+    let e = refuse(
+        FileUpload {
+            file_name: "a.txt".into(),
+            mime_type: "not a type".into(),
+            content: b"x".to_vec(),
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.field("file").unwrap().code, "invalid");
+    let e = refuse(
+        FileUpload {
+            file_name: "a.txt".into(),
+            mime_type: String::new(),
+            content: b"x".to_vec(),
+        },
+        Some(TemplateSend {
+            name: "hello_world".into(),
+            language: "en_US".into(),
+            params: Vec::new(),
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.field("file").unwrap().code, "unsupported");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.messages")
+            .await,
+        before
+    );
+    backbone.stop().await;
+}

@@ -160,6 +160,10 @@ async fn spawn(adjust: impl FnOnce(&mut Config), with_jobs: Option<Vec<String>>)
     };
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
+    // Where providers reach the app (the links of files sent to clients).
+    if config.public_url.is_none() {
+        config.public_url = Some(url.clone());
+    }
     // The service of the remote modules, as `voronka serve --modules …` on the same database,
     // reaching the other modules at the app.
     let service = if remote.is_empty() {

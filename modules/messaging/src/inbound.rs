@@ -201,11 +201,24 @@ impl Inner {
         .bind::<diesel::sql_types::Double, _>(requeue)
         .load(&mut conn)
         .await?;
+        let fetches: Vec<DueRow> = kernel::sql::query(
+            "UPDATE messaging.attachments SET status = 'queued', queued_at = now()
+              WHERE id IN (SELECT id FROM messaging.attachments
+                            WHERE (status = 'pending' AND due_at <= now())
+                               OR (status = 'queued' AND queued_at < now() - make_interval(secs => $2))
+                            ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+              RETURNING id, account_id",
+        )
+        .bind::<BigInt, _>(limit)
+        .bind::<diesel::sql_types::Double, _>(requeue)
+        .load(&mut conn)
+        .await?;
         let mut inbound = inbound;
         inbound.sort_by_key(|r| r.id);
         Ok(inbound
             .into_iter()
             .map(|r| Work::Inbound { id: r.id })
+            .chain(fetches.into_iter().map(|r| Work::Fetch { id: r.id }))
             .chain(sends.into_iter().map(|r| Work::Send {
                 account_id: AccountId(r.account_id),
                 conversation_id: r.id,
@@ -434,6 +447,7 @@ impl Inner {
     }
 
     async fn take_message(&self, channel: &Arc<LiveChannel>, m: InMessage) -> AppResult<()> {
+        let has_files = !m.attachments.is_empty();
         let account = AccountId(channel.row.account_id);
         let provider = channel.row.provider();
         let (identity, contact) = self.identity(channel, &m).await?;
@@ -489,6 +503,22 @@ impl Inner {
             .optional()?;
             // The same provider message again: nothing changes.
             let Some(message) = inserted else { return Ok(()) };
+            for a in &m.attachments {
+                kernel::sql::query(
+                    "INSERT INTO messaging.attachments (account_id, message_id, kind, file_name, mime_type, size,
+                                                       provider_ref, status, due_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', now())",
+                )
+                .bind::<BigInt, _>(account.0)
+                .bind::<BigInt, _>(message.id)
+                .bind::<Text, _>(&a.kind)
+                .bind::<Text, _>(&a.file_name)
+                .bind::<Text, _>(&a.mime_type)
+                .bind::<Nullable<BigInt>, _>(a.size)
+                .bind::<Text, _>(&a.reference)
+                .execute(tx)
+                .await?;
+            }
             let locked: Locked = kernel::sql::query(
                 "SELECT deal_id, contact_id FROM messaging.conversations WHERE id = $1 FOR UPDATE",
             )
@@ -552,7 +582,7 @@ impl Inner {
                   WHERE id = $1",
             )
             .bind::<BigInt, _>(conversation_id)
-            .bind::<Text, _>(preview(&m.text))
+            .bind::<Text, _>(preview(&m.label()))
             .bind::<Timestamptz, _>(m.at.min(Utc::now()))
             .bind::<Nullable<BigInt>, _>(deal_id)
             .bind::<Nullable<BigInt>, _>(assigned)
@@ -581,14 +611,19 @@ impl Inner {
                     conversation_id,
                     deal_id,
                     contact_id: Some(contact),
-                    text: m.text.clone(),
+                    text: m.label(),
                     channel: provider.as_str().into(),
                 },
             )?);
             kernel::outbox::append(tx, crate::SCHEMA, &events).await?;
             Ok(())
         })
-        .await
+        .await?;
+        if has_files {
+            // Files to download.
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// The contact's most recent open deal.

@@ -8,6 +8,7 @@
 //! says "never".
 
 mod crypto;
+mod files;
 mod inbound;
 mod notify;
 mod outbound;
@@ -19,6 +20,7 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use kernel::migrate::ModuleMigrations;
 
 pub use crypto::meta_signature;
+pub use files::MAX_FILE_BYTES;
 pub use notify::Notifier;
 
 /// This module's event subscribers, by name, with the event types each wants: how a relay in

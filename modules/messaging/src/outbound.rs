@@ -16,7 +16,7 @@ use kernel::{AccountId, AppError, AppResult, Caller, ErrorCode};
 use messaging_api::events::{MessageFailed, MessageSent};
 use messaging_api::*;
 
-use crate::provider::{Endpoint, Outgoing, SendOutcome};
+use crate::provider::{Endpoint, OutFile, Outgoing, SendOutcome};
 use crate::rows::IdRow;
 use crate::service::{Inner, field_error};
 
@@ -93,8 +93,20 @@ impl Inner {
         message: OutgoingMessage,
     ) -> AppResult<Queued> {
         let text = message.text.trim().to_string();
+        let file = message
+            .file
+            .as_ref()
+            .map(|f| crate::files::checked_upload(f, &text))
+            .transpose()?;
+        if file.is_some() && message.template.is_some() {
+            return Err(AppError::validation(
+                "file",
+                "unsupported",
+                "a template message carries no file",
+            ));
+        }
         let mut errors = Vec::new();
-        if message.template.is_none() && text.is_empty() {
+        if message.template.is_none() && text.is_empty() && file.is_none() {
             errors.push(field_error("text", "required", "write a message"));
         }
         if text.chars().count() > 4096 {
@@ -164,25 +176,36 @@ impl Inner {
                     "template messages are WhatsApp's; write a text instead",
                 ));
             }
-            let inserted: Option<IdRow> = kernel::sql::query(
-                "INSERT INTO messaging.messages (account_id, channel_id, conversation_id, direction, text, status,
-                                                author_user_id, robot_id, template, buttons, idempotency_key)
-                 VALUES ($1, $2, $3, 'out', $4, 'queued', $5, $6, $7, $8, $9)
-                 ON CONFLICT (idempotency_key) DO NOTHING
-                 RETURNING id",
-            )
-            .bind::<BigInt, _>(caller.account_id.0)
-            .bind::<BigInt, _>(conv.channel_id)
-            .bind::<BigInt, _>(conversation)
-            .bind::<Text, _>(&text)
-            .bind::<Nullable<BigInt>, _>(author)
-            .bind::<Nullable<BigInt>, _>(robot)
-            .bind::<Nullable<Jsonb>, _>(&template)
-            .bind::<Jsonb, _>(serde_json::json!(message.buttons))
-            .bind::<Nullable<SqlUuid>, _>(message.key)
-            .get_result(tx)
-            .await
-            .optional()?;
+            // Instagram's attachments carry no text: the caption follows as a message of its own.
+            let caption_apart =
+                file.is_some() && !text.is_empty() && conv.provider == Provider::Instagram.as_str();
+            let insert = |text: &str, buttons: &[String], key: Option<uuid::Uuid>| {
+                kernel::sql::query(
+                    "INSERT INTO messaging.messages (account_id, channel_id, conversation_id, direction, text, status,
+                                                    author_user_id, robot_id, template, buttons, idempotency_key)
+                     VALUES ($1, $2, $3, 'out', $4, 'queued', $5, $6, $7, $8, $9)
+                     ON CONFLICT (idempotency_key) DO NOTHING
+                     RETURNING id",
+                )
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<BigInt, _>(conv.channel_id)
+                .bind::<BigInt, _>(conversation)
+                .bind::<Text, _>(text.to_string())
+                .bind::<Nullable<BigInt>, _>(author)
+                .bind::<Nullable<BigInt>, _>(robot)
+                .bind::<Nullable<Jsonb>, _>(template.clone())
+                .bind::<Jsonb, _>(serde_json::json!(buttons))
+                .bind::<Nullable<SqlUuid>, _>(key)
+            };
+            let (first_text, first_buttons) = if caption_apart {
+                ("", &[][..])
+            } else {
+                (text.as_str(), &message.buttons[..])
+            };
+            let inserted: Option<IdRow> = insert(first_text, first_buttons, message.key)
+                .get_result(tx)
+                .await
+                .optional()?;
             let id = match inserted {
                 Some(r) => r.id,
                 None => {
@@ -202,13 +225,41 @@ impl Inner {
                     });
                 }
             };
+            if let Some(f) = &file {
+                use sha2::Digest;
+                kernel::sql::query(
+                    "INSERT INTO messaging.attachments (account_id, message_id, kind, file_name, mime_type, size,
+                                                       status, sha256, content)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'stored', $7, $8)",
+                )
+                .bind::<BigInt, _>(caller.account_id.0)
+                .bind::<BigInt, _>(id)
+                .bind::<Text, _>(crate::files::kind_of(&f.mime_type))
+                .bind::<Text, _>(&f.file_name)
+                .bind::<Text, _>(&f.mime_type)
+                .bind::<BigInt, _>(f.content.len() as i64)
+                .bind::<Text, _>(crate::crypto::hex(&sha2::Sha256::digest(&f.content)))
+                .bind::<diesel::sql_types::Bytea, _>(&f.content)
+                .execute(tx)
+                .await?;
+            }
+            if caption_apart {
+                let key = message
+                    .key
+                    .map(|k| uuid::Uuid::new_v5(&k, b"caption"));
+                insert(&text, &message.buttons, key).execute(tx).await?;
+            }
+            let shown = match &file {
+                Some(f) if text.is_empty() => format!("[{}]", crate::files::kind_of(&f.mime_type)),
+                _ => text.clone(),
+            };
             kernel::sql::query(
                 "UPDATE messaging.conversations
                     SET send_at = COALESCE(send_at, now()), last_message_at = now(), last_text = $2
                   WHERE id = $1",
             )
             .bind::<BigInt, _>(conversation)
-            .bind::<Text, _>(crate::inbound::preview(&text))
+            .bind::<Text, _>(crate::inbound::preview(&shown))
             .execute(tx)
             .await?;
             Ok(Queued {
@@ -347,6 +398,31 @@ impl Inner {
             }
             let buttons: Vec<String> =
                 serde_json::from_value(m.buttons.clone()).unwrap_or_default();
+            let file = self
+                .attachments_of(&[m.id])
+                .await?
+                .remove(&m.id)
+                .and_then(|mut a| a.pop());
+            let link = match &file {
+                Some(f) => match self.file_link(f.id, &f.file_name) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        self.fail(account, conversation, held, m.id, &e.message)
+                            .await?;
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let out_file = file.as_ref().zip(link.as_deref()).map(|(f, url)| OutFile {
+                url,
+                file_name: &f.file_name,
+                mime_type: &f.mime_type,
+                as_photo: crate::provider::sendable_as_photo(
+                    &f.mime_type,
+                    f.size.unwrap_or(0) as usize,
+                ),
+            });
             let outcome = crate::provider::send(
                 &self.http,
                 &Endpoint {
@@ -361,6 +437,7 @@ impl Inner {
                     text: &m.text,
                     template: template.as_ref(),
                     buttons: &buttons,
+                    file: out_file,
                 },
             )
             .await;

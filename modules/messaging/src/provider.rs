@@ -21,9 +21,194 @@ pub struct Endpoint<'a> {
 pub struct Outgoing<'a> {
     /// Telegram's chat id, WhatsApp's wa_id, Instagram's IGSID.
     pub chat: &'a str,
+    /// The text, or the file's caption.
     pub text: &'a str,
     pub template: Option<&'a TemplateSend>,
     pub buttons: &'a [String],
+    pub file: Option<OutFile<'a>>,
+}
+
+/// A file sent by link: the provider fetches it from `url`.
+pub struct OutFile<'a> {
+    pub url: &'a str,
+    pub file_name: &'a str,
+    pub mime_type: &'a str,
+    /// Sent as a picture (the providers take JPEG and PNG pictures up to 5 MB), else as a
+    /// document.
+    pub as_photo: bool,
+}
+
+/// Pictures the providers show as photos: JPEG and PNG up to 5 MB (Telegram's limit for a
+/// photo sent by URL, WhatsApp's for an image); anything else goes as a document.
+pub fn sendable_as_photo(mime_type: &str, size: usize) -> bool {
+    matches!(mime_type, "image/jpeg" | "image/png") && size <= 5 * 1024 * 1024
+}
+
+/// A file downloaded from the provider.
+#[derive(Debug)]
+pub struct Downloaded {
+    pub bytes: Vec<u8>,
+    pub mime_type: Option<String>,
+    /// The provider's own name for it (Telegram's file path), when the message gave none.
+    pub file_name: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum FetchError {
+    /// Worth another try later (network, 429, 5xx).
+    Retry(String),
+    /// Never going to work (gone, too large, refused).
+    Failed(String),
+}
+
+fn fetch_status(what: &str, status: u16, detail: &str) -> FetchError {
+    let reason = format!("{what}: HTTP {status} {detail}").trim().to_string();
+    if status == 429 || status >= 500 {
+        FetchError::Retry(reason)
+    } else {
+        FetchError::Failed(reason)
+    }
+}
+
+/// Reads a body of at most `max` bytes.
+async fn read_limited(mut res: reqwest::Response, max: usize) -> Result<Vec<u8>, FetchError> {
+    if res.content_length().is_some_and(|n| n as usize > max) {
+        return Err(too_large(max));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Retry(format!("the download broke off: {e}")))?
+    {
+        if bytes.len() + chunk.len() > max {
+            return Err(too_large(max));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn too_large(max: usize) -> FetchError {
+    FetchError::Failed(format!("the file is larger than {} MB", max / 1024 / 1024))
+}
+
+/// Downloads a client's file: Telegram's getFile then the file path; WhatsApp's media URL (by
+/// its id) with the token; Instagram's attachment URL as it is.
+pub async fn download(
+    http: &reqwest::Client,
+    e: &Endpoint<'_>,
+    reference: &str,
+    max: usize,
+) -> Result<Downloaded, FetchError> {
+    let unreachable = |err: reqwest::Error| {
+        FetchError::Retry(format!("{} cannot be reached: {err}", e.provider.as_str()))
+    };
+    match e.provider {
+        Provider::Telegram => {
+            let res = http
+                .get(url(e, &format!("/bot{}/getFile", e.token)))
+                .query(&[("file_id", reference)])
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            if body["ok"].as_bool() != Some(true) {
+                return Err(fetch_status(
+                    "Telegram's getFile",
+                    status,
+                    body["description"].as_str().unwrap_or_default(),
+                ));
+            }
+            if body["result"]["file_size"]
+                .as_u64()
+                .is_some_and(|n| n as usize > max)
+            {
+                return Err(too_large(max));
+            }
+            let Some(path) = body["result"]["file_path"].as_str() else {
+                return Err(FetchError::Failed(
+                    "Telegram gave no file path (files over 20 MB cannot be downloaded by bots)"
+                        .into(),
+                ));
+            };
+            let res = http
+                .get(url(e, &format!("/file/bot{}/{path}", e.token)))
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let status = res.status().as_u16();
+            if !res.status().is_success() {
+                return Err(fetch_status("Telegram's file download", status, ""));
+            }
+            Ok(Downloaded {
+                bytes: read_limited(res, max).await?,
+                mime_type: None,
+                file_name: path.rsplit('/').next().map(str::to_string),
+            })
+        }
+        Provider::Whatsapp => {
+            let res = http
+                .get(url(e, &format!("/{}/{reference}", e.api_version)))
+                .bearer_auth(e.token)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            let Some(media_url) = body["url"]
+                .as_str()
+                .filter(|_| (200..300).contains(&status))
+            else {
+                return Err(fetch_status(
+                    "WhatsApp's media lookup",
+                    status,
+                    body["error"]["message"].as_str().unwrap_or_default(),
+                ));
+            };
+            if body["file_size"]
+                .as_u64()
+                .or_else(|| body["file_size"].as_str().and_then(|s| s.parse().ok()))
+                .is_some_and(|n| n as usize > max)
+            {
+                return Err(too_large(max));
+            }
+            let res = http
+                .get(media_url)
+                .bearer_auth(e.token)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let status = res.status().as_u16();
+            if !res.status().is_success() {
+                return Err(fetch_status("WhatsApp's media download", status, ""));
+            }
+            Ok(Downloaded {
+                bytes: read_limited(res, max).await?,
+                mime_type: body["mime_type"].as_str().map(str::to_string),
+                file_name: None,
+            })
+        }
+        Provider::Instagram => {
+            let res = http.get(reference).send().await.map_err(unreachable)?;
+            let status = res.status().as_u16();
+            if !res.status().is_success() {
+                return Err(fetch_status("Instagram's attachment download", status, ""));
+            }
+            let mime = res
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+                .filter(|m| m.contains('/') && m != "application/octet-stream");
+            Ok(Downloaded {
+                bytes: read_limited(res, max).await?,
+                mime_type: mime,
+                file_name: None,
+            })
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +333,17 @@ pub async fn send(http: &reqwest::Client, e: &Endpoint<'_>, m: &Outgoing<'_>) ->
                 .parse::<i64>()
                 .map(Value::from)
                 .unwrap_or(json!(m.chat));
-            let mut body = json!({"chat_id": chat, "text": m.text});
+            let (method, mut body) = match &m.file {
+                None => ("sendMessage", json!({"chat_id": chat, "text": m.text})),
+                Some(f) if f.as_photo => (
+                    "sendPhoto",
+                    json!({"chat_id": chat, "photo": f.url, "caption": m.text}),
+                ),
+                Some(f) => (
+                    "sendDocument",
+                    json!({"chat_id": chat, "document": f.url, "caption": m.text}),
+                ),
+            };
             if !m.buttons.is_empty() {
                 body["reply_markup"] = json!({
                     "keyboard": m.buttons.iter().map(|b| vec![json!({"text": b})]).collect::<Vec<_>>(),
@@ -156,11 +351,24 @@ pub async fn send(http: &reqwest::Client, e: &Endpoint<'_>, m: &Outgoing<'_>) ->
                     "resize_keyboard": true,
                 });
             }
-            http.post(url(e, &format!("/bot{}/sendMessage", e.token)))
+            http.post(url(e, &format!("/bot{}/{method}", e.token)))
                 .json(&body)
         }
         Provider::Whatsapp => {
             let body = match (m.template, m.buttons.is_empty()) {
+                (None, _) if m.file.is_some() => {
+                    let f = m.file.as_ref().expect("checked");
+                    let (kind, mut media) = if f.as_photo {
+                        ("image", json!({"link": f.url}))
+                    } else {
+                        ("document", json!({"link": f.url, "filename": f.file_name}))
+                    };
+                    if !m.text.is_empty() {
+                        media["caption"] = json!(m.text);
+                    }
+                    json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": m.chat,
+                           "type": kind, kind: media})
+                }
                 (Some(t), _) => {
                     let mut template = json!({"name": t.name, "language": {"code": t.language}});
                     if !t.params.is_empty() {
@@ -196,7 +404,18 @@ pub async fn send(http: &reqwest::Client, e: &Endpoint<'_>, m: &Outgoing<'_>) ->
             .json(&body)
         }
         Provider::Instagram => {
-            let mut message = json!({"text": m.text});
+            // An attachment carries no text (messaging queues a file's caption as a text
+            // message of its own).
+            let mut message = match &m.file {
+                Some(f) => json!({"attachment": {
+                    "type": if f.mime_type.starts_with("image/") { "image" }
+                            else if f.mime_type.starts_with("video/") { "video" }
+                            else if f.mime_type.starts_with("audio/") { "audio" }
+                            else { "file" },
+                    "payload": {"url": f.url},
+                }}),
+                None => json!({"text": m.text}),
+            };
             if !m.buttons.is_empty() {
                 message["quick_replies"] = m
                     .buttons
@@ -352,8 +571,76 @@ pub struct InMessage {
     pub phone: String,
     /// Unique per channel.
     pub external_id: String,
+    /// The text or the files' caption (empty for a file without one).
     pub text: String,
     pub at: DateTime<Utc>,
+    /// Files to download from the provider.
+    pub attachments: Vec<InAttachment>,
+}
+
+impl InMessage {
+    /// What lists and events show: the text, else what kind of file came.
+    pub fn label(&self) -> String {
+        match (self.text.is_empty(), self.attachments.first()) {
+            (true, Some(a)) => attachment_text(&a.kind),
+            _ => self.text.clone(),
+        }
+    }
+}
+
+/// A file of an incoming message, as the provider names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InAttachment {
+    /// `image`, `video`, `audio`, `voice`, `document` or `sticker`.
+    pub kind: String,
+    /// Telegram's `file_id`, WhatsApp's media id, Instagram's attachment URL.
+    pub reference: String,
+    pub file_name: String,
+    pub mime_type: String,
+    pub size: Option<i64>,
+}
+
+/// A file's name when the provider gives none: the kind, with the type's usual extension.
+fn default_name(kind: &str, mime: &str) -> String {
+    let ext = match mime.split(';').next().unwrap_or_default().trim() {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "video/mp4" => "mp4",
+        "audio/ogg" => "ogg",
+        "audio/mpeg" => "mp3",
+        "audio/aac" => "aac",
+        "audio/mp4" => "m4a",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    };
+    format!("{kind}.{ext}")
+}
+
+fn in_attachment(
+    kind: &str,
+    reference: Option<&str>,
+    file_name: Option<&str>,
+    mime_type: Option<&str>,
+    default_mime: &str,
+    size: Option<i64>,
+) -> Option<InAttachment> {
+    let reference = reference.filter(|r| !r.is_empty())?;
+    let mime = mime_type
+        .filter(|m| !m.is_empty())
+        .unwrap_or(default_mime)
+        .to_string();
+    Some(InAttachment {
+        kind: kind.to_string(),
+        reference: reference.to_string(),
+        file_name: file_name
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| n.trim().to_string())
+            .unwrap_or_else(|| default_name(kind, &mime)),
+        mime_type: mime,
+        size,
+    })
 }
 
 /// The key a delivery is stored under once: Telegram's `update_id` (with the body's hash, as
@@ -431,17 +718,17 @@ fn read_telegram(body: &Value) -> Vec<Happening> {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
+    let attachments = telegram_files(m);
     let text = m["text"]
         .as_str()
         .or(m["caption"].as_str())
         .map(str::to_string)
+        .or_else(|| telegram_shared(m))
         .or_else(|| {
-            [
-                "photo", "document", "voice", "audio", "video", "sticker", "contact", "location",
-            ]
-            .into_iter()
-            .find(|k| !m[*k].is_null())
-            .map(attachment_text)
+            ["poll", "dice", "game", "venue"]
+                .into_iter()
+                .find(|k| !m[*k].is_null())
+                .map(attachment_text)
         })
         .unwrap_or_default();
     let phone = m["contact"]["phone_number"]
@@ -458,7 +745,72 @@ fn read_telegram(body: &Value) -> Vec<Happening> {
         external_id: format!("{chat}:{message_id}"),
         text,
         at: secs(&m["date"]),
+        attachments,
     })]
+}
+
+/// The files of a Telegram message: the largest size of a photo; a document, voice note,
+/// audio, video, round video, animation or sticker.
+fn telegram_files(m: &Value) -> Vec<InAttachment> {
+    let size = |f: &Value| f["file_size"].as_i64();
+    let file = |kind: &str, f: &Value, default_mime: &str| {
+        in_attachment(
+            kind,
+            f["file_id"].as_str(),
+            f["file_name"].as_str(),
+            f["mime_type"].as_str(),
+            default_mime,
+            size(f),
+        )
+    };
+    let found = if let Some(largest) = m["photo"].as_array().and_then(|p| p.last()) {
+        file("image", largest, "image/jpeg")
+    } else if m["animation"].is_object() {
+        // An animation comes with a `document` copy of itself: one file.
+        file("video", &m["animation"], "video/mp4")
+    } else if m["document"].is_object() {
+        file("document", &m["document"], "application/octet-stream")
+    } else if m["voice"].is_object() {
+        file("voice", &m["voice"], "audio/ogg")
+    } else if m["audio"].is_object() {
+        file("audio", &m["audio"], "audio/mpeg")
+    } else if m["video"].is_object() {
+        file("video", &m["video"], "video/mp4")
+    } else if m["video_note"].is_object() {
+        file("video", &m["video_note"], "video/mp4")
+    } else if m["sticker"].is_object() {
+        let st = &m["sticker"];
+        let mime = if st["is_video"].as_bool() == Some(true) {
+            "video/webm"
+        } else if st["is_animated"].as_bool() == Some(true) {
+            "application/x-tgsticker"
+        } else {
+            "image/webp"
+        };
+        file("sticker", st, mime)
+    } else {
+        None
+    };
+    found.into_iter().collect()
+}
+
+/// A shared contact or location, as text.
+fn telegram_shared(m: &Value) -> Option<String> {
+    if let Some(c) = m["contact"].as_object() {
+        let name = [c.get("first_name"), c.get("last_name")]
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let phone = c.get("phone_number").and_then(Value::as_str).unwrap_or("");
+        return Some(format!("[contact] {name} {phone}").trim().to_string());
+    }
+    let l = &m["location"];
+    match (l["latitude"].as_f64(), l["longitude"].as_f64()) {
+        (Some(lat), Some(lon)) => Some(format!("[location] {lat}, {lon}")),
+        _ => None,
+    }
 }
 
 fn read_whatsapp(body: &Value, phone_number_id: &str) -> Vec<Happening> {
@@ -494,6 +846,7 @@ fn read_whatsapp(body: &Value, phone_number_id: &str) -> Vec<Happening> {
                 ) {
                     continue;
                 }
+                let mut attachments = Vec::new();
                 let text = match kind {
                     "text" => m["text"]["body"].as_str().unwrap_or_default().to_string(),
                     "button" => m["button"]["text"].as_str().unwrap_or_default().to_string(),
@@ -502,6 +855,38 @@ fn read_whatsapp(body: &Value, phone_number_id: &str) -> Vec<Happening> {
                         .or(m["interactive"]["list_reply"]["title"].as_str())
                         .unwrap_or_default()
                         .to_string(),
+                    "image" | "video" | "audio" | "document" | "sticker" => {
+                        let f = &m[kind];
+                        let ours = match kind {
+                            "audio" if f["voice"].as_bool() == Some(true) => "voice",
+                            other => other,
+                        };
+                        attachments.extend(in_attachment(
+                            ours,
+                            f["id"].as_str(),
+                            f["filename"].as_str(),
+                            f["mime_type"].as_str(),
+                            "application/octet-stream",
+                            None,
+                        ));
+                        let caption = f["caption"].as_str().unwrap_or_default().to_string();
+                        if attachments.is_empty() && caption.is_empty() {
+                            attachment_text(kind)
+                        } else {
+                            caption
+                        }
+                    }
+                    "location" => {
+                        let l = &m["location"];
+                        format!(
+                            "[location] {}, {} {}",
+                            l["latitude"].as_f64().unwrap_or_default(),
+                            l["longitude"].as_f64().unwrap_or_default(),
+                            l["name"].as_str().unwrap_or_default()
+                        )
+                        .trim()
+                        .to_string()
+                    }
                     other => m[other]["caption"]
                         .as_str()
                         .map(str::to_string)
@@ -521,6 +906,7 @@ fn read_whatsapp(body: &Value, phone_number_id: &str) -> Vec<Happening> {
                     external_id: id.to_string(),
                     text,
                     at: secs(&m["timestamp"]),
+                    attachments,
                 }));
             }
             for s in v["statuses"].as_array().into_iter().flatten() {
@@ -602,10 +988,32 @@ fn read_instagram(body: &Value, account: &str) -> Vec<Happening> {
             {
                 continue;
             }
+            let mut attachments = Vec::new();
+            let mut links = Vec::new();
+            for a in m["attachments"].as_array().into_iter().flatten() {
+                let kind = a["type"].as_str().unwrap_or("file");
+                let url = a["payload"]["url"].as_str();
+                let (ours, mime) = match kind {
+                    "image" => ("image", "image/jpeg"),
+                    "video" => ("video", "video/mp4"),
+                    "audio" => ("audio", "audio/mp4"),
+                    "file" => ("document", "application/octet-stream"),
+                    // Posts, reels and story mentions: links to Instagram, not files.
+                    other => {
+                        links.push(
+                            format!("[{other}] {}", url.unwrap_or_default())
+                                .trim()
+                                .to_string(),
+                        );
+                        continue;
+                    }
+                };
+                attachments.extend(in_attachment(ours, url, None, None, mime, None));
+            }
             let text = m["text"]
                 .as_str()
                 .map(str::to_string)
-                .or_else(|| m["attachments"][0]["type"].as_str().map(attachment_text))
+                .or_else(|| (!links.is_empty()).then(|| links.join("\n")))
                 .unwrap_or_default();
             out.push(Happening::Message(InMessage {
                 chat: sender.to_string(),
@@ -616,6 +1024,7 @@ fn read_instagram(body: &Value, account: &str) -> Vec<Happening> {
                 external_id: mid.to_string(),
                 text,
                 at: secs(&ev["timestamp"]),
+                attachments,
             }));
         }
     }
@@ -678,6 +1087,65 @@ mod tests {
         };
         assert_eq!(m.at.timestamp(), 1569262485);
         assert_eq!(m.external_id, "aWdf");
+    }
+
+    #[test]
+    fn files_are_read_from_each_providers_shape() {
+        // Telegram: the largest photo size; an animation is one file, not two.
+        let tg: Value = serde_json::from_str(r#"{"update_id":1,"message":{"message_id":5,"date":1700000000,"chat":{"id":42,"type":"private"},"from":{"id":42,"first_name":"A"},"photo":[{"file_id":"s","file_unique_id":"1","file_size":10,"width":90,"height":90},{"file_id":"L","file_unique_id":"2","file_size":900,"width":800,"height":800}],"caption":"look"}}"#).unwrap();
+        let Happening::Message(m) = &read(Provider::Telegram, &tg, "")[0] else {
+            panic!()
+        };
+        assert_eq!(m.text, "look");
+        assert_eq!(m.attachments.len(), 1);
+        let a = &m.attachments[0];
+        assert_eq!(
+            (
+                a.kind.as_str(),
+                a.reference.as_str(),
+                a.mime_type.as_str(),
+                a.file_name.as_str(),
+                a.size
+            ),
+            ("image", "L", "image/jpeg", "image.jpg", Some(900))
+        );
+        let anim: Value = serde_json::from_str(r#"{"update_id":2,"message":{"message_id":6,"date":1700000000,"chat":{"id":42,"type":"private"},"animation":{"file_id":"an","file_unique_id":"3","mime_type":"video/mp4","file_name":"x.mp4"},"document":{"file_id":"an","file_unique_id":"3"}}}"#).unwrap();
+        let Happening::Message(m) = &read(Provider::Telegram, &anim, "")[0] else {
+            panic!()
+        };
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.label(), "[video]");
+        // A shared location is text, no file.
+        let loc: Value = serde_json::from_str(r#"{"update_id":3,"message":{"message_id":7,"date":1700000000,"chat":{"id":42,"type":"private"},"location":{"latitude":55.75,"longitude":37.62}}}"#).unwrap();
+        let Happening::Message(m) = &read(Provider::Telegram, &loc, "")[0] else {
+            panic!()
+        };
+        assert!(m.attachments.is_empty());
+        assert_eq!(m.text, "[location] 55.75, 37.62");
+        // WhatsApp: an image by media id with its caption; a voice note is audio with `voice`.
+        let wa: Value = serde_json::from_str(r#"{"object":"whatsapp_business_account","entry":[{"id":"0","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"1"},"messages":[{"from":"7","id":"wamid.A","timestamp":"1700000000","type":"image","image":{"caption":"hi","mime_type":"image/jpeg","sha256":"abc","id":"MEDIA1"}},{"from":"7","id":"wamid.B","timestamp":"1700000000","type":"audio","audio":{"mime_type":"audio/ogg; codecs=opus","sha256":"d","id":"MEDIA2","voice":true}}]}}]}]}"#).unwrap();
+        let got = read(Provider::Whatsapp, &wa, "1");
+        let Happening::Message(m) = &got[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (m.text.as_str(), m.attachments[0].reference.as_str()),
+            ("hi", "MEDIA1")
+        );
+        let Happening::Message(m) = &got[1] else {
+            panic!()
+        };
+        assert_eq!(m.attachments[0].kind, "voice");
+        assert_eq!(m.attachments[0].file_name, "voice.ogg");
+        assert_eq!(m.label(), "[voice]");
+        // Instagram: an image's URL is the file; a shared post is a link in the text.
+        let ig: Value = serde_json::from_str(r#"{"object":"instagram","entry":[{"id":"9","time":1,"messaging":[{"sender":{"id":"5"},"recipient":{"id":"9"},"timestamp":1700000000000,"message":{"mid":"m1","attachments":[{"type":"image","payload":{"url":"https://cdn.example/i.jpg"}},{"type":"share","payload":{"url":"https://instagram.example/p/1"}}]}}]}]}"#).unwrap();
+        let Happening::Message(m) = &read(Provider::Instagram, &ig, "9")[0] else {
+            panic!()
+        };
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].reference, "https://cdn.example/i.jpg");
+        assert_eq!(m.text, "[share] https://instagram.example/p/1");
     }
 
     #[test]

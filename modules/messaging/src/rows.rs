@@ -173,6 +173,7 @@ impl From<MessageRow> for Message {
             buttons: serde_json::from_value(r.buttons).unwrap_or_default(),
             created_at: r.created_at,
             sent_at: r.sent_at,
+            attachments: Vec::new(),
         }
     }
 }

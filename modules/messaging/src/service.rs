@@ -44,6 +44,9 @@ pub struct Settings {
     /// How long a user's view scope (whose conversations they see) is reused: set when the
     /// accounts module is another process's (one call less per request); `None` asks each time.
     pub scope_ttl: Option<Duration>,
+    /// The address providers reach this server at: files sent to clients are fetched from
+    /// links under it. `None`: files cannot be sent.
+    pub public_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             chat_interval: Duration::from_secs(1),
             chat_burst: 3,
             scope_ttl: None,
+            public_url: None,
         }
     }
 }
@@ -585,6 +589,7 @@ impl Chats for MessagingService {
                     template: None,
                     buttons: buttons.to_vec(),
                     key: caller.cause,
+                    file: None,
                 },
             )
             .await
@@ -757,7 +762,16 @@ impl Messaging for MessagingService {
                 r
             }
         };
-        Ok(rows.drain(..).map(Message::from).collect())
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut files = self.inner.attachments_of(&ids).await?;
+        Ok(rows
+            .drain(..)
+            .map(|r| {
+                let mut m = Message::from(r);
+                m.attachments = files.remove(&m.id).unwrap_or_default();
+                m
+            })
+            .collect())
     }
 
     async fn send(
@@ -768,6 +782,14 @@ impl Messaging for MessagingService {
     ) -> AppResult<Queued> {
         self.inner.conversation_row(caller, conversation).await?;
         self.inner.queue(caller, conversation, message).await
+    }
+
+    async fn attachment(&self, caller: Caller, id: i64) -> AppResult<FileContent> {
+        self.inner.attachment(caller, id).await
+    }
+
+    async fn linked_attachment(&self, id: i64, token: &str) -> AppResult<FileContent> {
+        self.inner.linked_attachment(id, token).await
     }
 
     async fn mark_read(&self, caller: Caller, conversation: i64) -> AppResult<()> {
@@ -1024,6 +1046,7 @@ impl Messaging for MessagingService {
     async fn process(&self, work: Work) -> AppResult<()> {
         match work {
             Work::Inbound { id } => self.inner.process_inbound(id).await,
+            Work::Fetch { id } => self.inner.process_fetch(id).await,
             Work::Send {
                 account_id,
                 conversation_id,

@@ -59,6 +59,44 @@ pub struct MessageLine {
     pub at: String,
     pub author: String,
     pub buttons: Vec<String>,
+    pub files: Vec<FileLine>,
+}
+
+pub struct FileLine {
+    pub id: i64,
+    pub name: String,
+    /// Shown in place.
+    pub image: bool,
+    /// `pending`, `stored` or `failed`.
+    pub status: &'static str,
+    pub size: String,
+    pub error: String,
+}
+
+impl From<Attachment> for FileLine {
+    fn from(a: Attachment) -> FileLine {
+        FileLine {
+            id: a.id,
+            image: a.is_image() && a.mime_type != "image/svg+xml",
+            status: match a.status {
+                AttachmentStatus::Pending => "pending",
+                AttachmentStatus::Stored => "stored",
+                AttachmentStatus::Failed => "failed",
+            },
+            size: a.size.map(file_size).unwrap_or_default(),
+            error: a.error.unwrap_or_default(),
+            name: a.file_name,
+        }
+    }
+}
+
+/// 512 B, 3.4 KB, 2.0 MB.
+fn file_size(bytes: i64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KB", b as f64 / 1024.0),
+        b => format!("{:.1} MB", b as f64 / 1024.0 / 1024.0),
+    }
 }
 
 pub struct Thread {
@@ -191,6 +229,7 @@ async fn thread(state: &AppState, caller: Caller, c: &Conversation) -> Result<Th
                 error: m.error.unwrap_or_default(),
                 at: when(m.sent_at.unwrap_or(m.created_at)),
                 buttons: m.buttons,
+                files: m.attachments.into_iter().map(FileLine::from).collect(),
             })
             .collect(),
     })
@@ -393,8 +432,22 @@ pub async fn send(
             _ => {}
         }
     }
+    let result = state.modules.messaging.send(caller, id, message).await;
+    after_send(ctx, req, state, path, result).await
+}
+
+/// The thread again (htmx) or the chat page after a send; the chat with the problem named
+/// when the message was refused.
+async fn after_send(
+    ctx: Ctx,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    result: Result<Queued, AppError>,
+) -> PageResult {
+    let id = *path;
     let htmx = req.headers().contains_key("hx-request");
-    match state.modules.messaging.send(caller, id, message).await {
+    match result {
         Ok(_) if htmx => thread_part(ctx, state, path).await,
         Ok(_) => see_other(&format!("/inbox/{id}"), None),
         Err(e) if is_form_error(&e) => {
@@ -416,6 +469,78 @@ pub async fn send(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Sends a file, with the text as its caption (a multipart form: `file`, `text`).
+pub async fn attach(
+    ctx: Ctx,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: actix_multipart::Multipart,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let id = *path;
+    state.modules.messaging.conversation(caller, id).await?;
+    let result = match read_file_form(form).await {
+        Ok(message) => state.modules.messaging.send(caller, id, message).await,
+        Err(e) => Err(e),
+    };
+    after_send(ctx, req, state, path, result).await
+}
+
+/// The file and the caption of a file form; a file over the limit is refused before it is
+/// read to the end.
+async fn read_file_form(mut form: actix_multipart::Multipart) -> Result<OutgoingMessage, AppError> {
+    use futures_util::StreamExt;
+    let mut message = OutgoingMessage::default();
+    let mut file = FileUpload::default();
+    let bad = |_| AppError::new(ErrorCode::BadRequest, "the upload cannot be read");
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(bad)?;
+        let name = field.name().unwrap_or("").to_string();
+        let limit = match name.as_str() {
+            "file" => messaging::MAX_FILE_BYTES,
+            _ => 16 * 1024,
+        };
+        if name == "file" {
+            file.file_name = field
+                .content_disposition()
+                .and_then(|d| d.get_filename())
+                .unwrap_or("")
+                .to_string();
+            file.mime_type = field
+                .content_type()
+                .map(|m| m.essence_str().to_string())
+                .unwrap_or_default();
+        }
+        let mut data = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(bad)?;
+            if data.len() + chunk.len() > limit {
+                return Err(AppError::validation(
+                    if name == "file" { "file" } else { "text" },
+                    "too_large",
+                    &format!("at most {} MB", messaging::MAX_FILE_BYTES / 1024 / 1024),
+                ));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        match name.as_str() {
+            "file" => file.content = data,
+            "text" => message.text = String::from_utf8_lossy(&data).to_string(),
+            _ => {}
+        }
+    }
+    message.file = Some(file);
+    Ok(message)
+}
+
+/// A file of a message, for someone who sees its conversation.
+pub async fn file(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
+    let caller = ctx.caller()?;
+    let file = state.modules.messaging.attachment(caller, *path).await?;
+    Ok(crate::hooks::file_response(file))
 }
 
 /// The conversation's deal, if it has one (its incoming lead, or the deal it was linked to).

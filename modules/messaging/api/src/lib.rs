@@ -70,6 +70,12 @@ pub trait Messaging: Chats {
         message: OutgoingMessage,
     ) -> AppResult<Queued>;
     async fn mark_read(&self, caller: Caller, conversation: i64) -> AppResult<()>;
+    /// A message's file, on a conversation the caller may see (`not_found` while it is still
+    /// being downloaded or when it could not be).
+    async fn attachment(&self, caller: Caller, id: i64) -> AppResult<FileContent>;
+    /// A file being sent, fetched by the provider through the signed link messaging gave it
+    /// (no caller: the link's `token` authenticates).
+    async fn linked_attachment(&self, id: i64, token: &str) -> AppResult<FileContent>;
     /// Attaches the conversation to another deal (an incoming lead linked to an existing deal),
     /// or to none (a declined lead: the client's next message starts a new one).
     async fn link_deal(

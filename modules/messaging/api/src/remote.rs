@@ -45,6 +45,8 @@ kernel::remote_trait! {
             read fn messages(caller: Caller, conversation: i64, after: Option<i64>, limit: u32) -> Vec<Message>;
             write fn send(caller: Caller, conversation: i64, message: OutgoingMessage) -> Queued;
             write fn mark_read(caller: Caller, conversation: i64) -> ();
+            read fn attachment(caller: Caller, id: i64) -> FileContent;
+            read fn linked_attachment(id: i64, token: &str as String) -> FileContent;
             write fn link_deal(caller: Caller, conversation: i64, deal: Option<i64>) -> Conversation;
             read fn unread_conversations(caller: Caller) -> i64;
             read fn templates(caller: Caller) -> Vec<Template>;

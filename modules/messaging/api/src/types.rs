@@ -200,6 +200,61 @@ pub struct Message {
     pub buttons: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// Files the message carries (a client's photo, a manager's document).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+/// Where a file of a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentStatus {
+    /// A client's file still being downloaded from the provider.
+    Pending,
+    /// Kept here: it can be opened.
+    Stored,
+    /// It could not be downloaded (the reason is in `error`).
+    Failed,
+}
+
+/// A file of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: i64,
+    /// `image`, `video`, `audio`, `voice`, `document` or `sticker`.
+    pub kind: String,
+    pub file_name: String,
+    pub mime_type: String,
+    /// Bytes, once known.
+    pub size: Option<i64>,
+    pub status: AttachmentStatus,
+    pub error: Option<String>,
+}
+
+impl Attachment {
+    /// Shown inline (a picture) rather than as a link.
+    pub fn is_image(&self) -> bool {
+        self.mime_type.starts_with("image/")
+    }
+}
+
+/// A file a manager (or the API) sends with a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileUpload {
+    pub file_name: String,
+    /// Guessed from the name when empty.
+    pub mime_type: String,
+    #[serde(with = "base64_bytes")]
+    pub content: Vec<u8>,
+}
+
+/// A stored file, to hand out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileContent {
+    pub file_name: String,
+    pub mime_type: String,
+    #[serde(with = "base64_bytes")]
+    pub content: Vec<u8>,
 }
 
 /// A WhatsApp template message (for outside the 24-hour window).
@@ -220,6 +275,8 @@ pub struct OutgoingMessage {
     pub buttons: Vec<String>,
     /// Idempotency key: the same key queues the message once.
     pub key: Option<uuid::Uuid>,
+    /// A file sent with the text (the text is its caption; it may be empty).
+    pub file: Option<FileUpload>,
 }
 
 /// A message queued for sending.
@@ -322,4 +379,22 @@ pub enum Work {
     Sends {
         conversations: Vec<(AccountId, i64)>,
     },
+    /// A client's file to download from the provider.
+    Fetch { id: i64 },
+}
+
+/// File contents as base64 in JSON (the remote mode's calls), not as an array of numbers.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
