@@ -155,6 +155,17 @@ struct State {
     updates_posted: i64,
     /// Files clients "sent", by id.
     media: HashMap<String, Hosted>,
+    /// File downloads still to answer with 502 Bad Gateway.
+    failing_downloads: usize,
+}
+
+impl State {
+    /// Whether this download is one of the failing ones.
+    fn download_fails(&mut self) -> bool {
+        let fails = self.failing_downloads > 0;
+        self.failing_downloads = self.failing_downloads.saturating_sub(1);
+        fails
+    }
 }
 
 impl State {
@@ -355,6 +366,11 @@ impl FakeProviders {
     /// Where a hosted file is downloaded from.
     pub fn media_url(&self, id: &str) -> String {
         format!("{}/_fake/media/{id}", self.url)
+    }
+
+    /// The next `n` file downloads (Telegram's file path, the media URL) answer 502.
+    pub fn fail_downloads(&self, n: usize) {
+        lock(&self.state).failing_downloads = n;
     }
 
     /// Takes a hosted file away (its downloads answer 404).
@@ -743,9 +759,12 @@ fn telegram(
 
 /// `GET /file/bot<token>/documents/<id>/<name>`: a hosted file's bytes.
 fn telegram_file(shared: &Shared, token: &str, path: &str) -> HttpResponse {
-    let st = lock(shared);
+    let mut st = lock(shared);
     if st.revoked.contains(token) {
         return telegram_error(401, "Unauthorized", None);
+    }
+    if st.download_fails() {
+        return telegram_error(502, "Bad Gateway", None);
     }
     let id = path.split('/').nth(1).unwrap_or_default();
     match st.media.get(id) {
@@ -1431,7 +1450,11 @@ async fn control_media(
 
 /// `GET /_fake/media/<id>`: a hosted file (WhatsApp's media URL, Instagram's attachment URL).
 async fn media_download(path: web::Path<String>, shared: web::Data<Shared>) -> HttpResponse {
-    match lock(&shared).media.get(path.as_str()) {
+    let mut st = lock(&shared);
+    if st.download_fails() {
+        return HttpResponse::BadGateway().finish();
+    }
+    match st.media.get(path.as_str()) {
         Some(f) => HttpResponse::Ok()
             .content_type(f.mime.as_str())
             .body(f.bytes.clone()),

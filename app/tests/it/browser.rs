@@ -5,7 +5,8 @@
 //! row and exports a segment (with the job workers running); activities.mjs adds a note and a task
 //! from a deal's timeline and completes the task on the tasks page; automation.mjs sets a trigger on
 //! the automation screen (a task and a chat message) and drags a deal into its stage;
-//! messaging.mjs sees a fake Telegram message arrive in the inbox live, replies and accepts the
+//! messaging.mjs sees a fake Telegram message arrive in the inbox live, replies, sees a photo
+//! arrive and sends a picture back, and accepts the
 //! incoming lead; import.mjs imports an amoCRM account from the settings and follows its
 //! progress.
 
