@@ -50,6 +50,8 @@ struct Next {
     attempts: i32,
     #[diesel(sql_type = Nullable<BigInt>)]
     author_user_id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    has_file: bool,
 }
 
 /// Messages one job sends before it hands the conversation back (others get their turn).
@@ -314,7 +316,9 @@ impl Inner {
             let next: Option<Next> = {
                 let mut conn = self.conn().await?;
                 kernel::sql::query(
-                    "SELECT id, text, status, template, buttons, attempts, author_user_id FROM messaging.messages
+                    "SELECT id, text, status, template, buttons, attempts, author_user_id,
+                            EXISTS (SELECT 1 FROM messaging.attachments a WHERE a.message_id = m.id) AS has_file
+                       FROM messaging.messages m
                       WHERE conversation_id = $1 AND status IN ('queued', 'sending') ORDER BY id LIMIT 1",
                 )
                 .bind::<BigInt, _>(conversation)
@@ -398,11 +402,15 @@ impl Inner {
             }
             let buttons: Vec<String> =
                 serde_json::from_value(m.buttons.clone()).unwrap_or_default();
-            let file = self
-                .attachments_of(&[m.id])
-                .await?
-                .remove(&m.id)
-                .and_then(|mut a| a.pop());
+            // Only a message with a file costs a lookup more.
+            let file = match m.has_file {
+                true => self
+                    .attachments_of(&[m.id])
+                    .await?
+                    .remove(&m.id)
+                    .and_then(|mut a| a.pop()),
+                false => None,
+            };
             let link = match &file {
                 Some(f) => match self.file_link(f.id, &f.file_name) {
                     Ok(l) => Some(l),
