@@ -21,8 +21,10 @@ pub const NOTIFY_CHANNEL: &str = "voronka_outbox";
 
 /// Appends events to `schema`'s outbox on `conn` (use the connection of the change's transaction).
 /// One statement for the whole batch.
+/// The connection is shared (`&`), so the insert can be pipelined with a transaction's other
+/// independent statements (diesel-async sends them together when their futures are joined).
 pub async fn append(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     schema: &'static str,
     events: &[EventEnvelope],
 ) -> AppResult<()> {
@@ -47,7 +49,7 @@ pub async fn append(
     .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
     .bind::<Array<Nullable<SqlUuid>>, _>(events.iter().map(|e| e.causation_id).collect::<Vec<_>>())
     .bind::<Array<Jsonb>, _>(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }

@@ -54,6 +54,28 @@ fn envelope<E: DomainEvent>(caller: Caller, e: &E) -> AppResult<EventEnvelope> {
 /// Event types a record's timeline leaves out: the notes and tasks are shown themselves.
 const SHOWN_ELSEWHERE: [&str; 3] = [NoteAdded::TYPE, TaskCreated::TYPE, TaskCompleted::TYPE];
 
+/// A task checked and ready to insert.
+struct ReadyTask {
+    entity: Option<EntityRef>,
+    task_type_id: TaskTypeId,
+    text: String,
+    due_at: DateTime<Utc>,
+    whole_day: bool,
+    responsible: UserId,
+}
+
+impl ReadyTask {
+    fn event(&self, id: i64) -> TaskCreated {
+        TaskCreated {
+            task_id: TaskId(id),
+            entity: self.entity,
+            text: self.text.clone(),
+            due_at: self.due_at,
+            responsible_user_id: self.responsible,
+        }
+    }
+}
+
 impl ActivitiesService {
     pub fn new(
         pool: DbPool,
@@ -215,6 +237,91 @@ impl ActivitiesService {
 
     async fn task_scope(&self, caller: Caller, action: Action) -> AppResult<Scope> {
         access::scope(&*self.accounts, caller, accounts_api::Entity::Tasks, action).await
+    }
+
+    /// A new task's text, type, due time and responsible user checked (the record it is for
+    /// is checked by the caller); `types` keeps the account's task types once looked up.
+    async fn prepare_task(
+        &self,
+        caller: Caller,
+        new: NewTask,
+        types: &mut Option<(AccountId, Vec<TaskType>)>,
+    ) -> AppResult<ReadyTask> {
+        self.prepare_task_with(caller, new, types, None).await
+    }
+
+    /// As [`Self::prepare_task`], with the responsible user already checked (`known`).
+    async fn prepare_task_with(
+        &self,
+        caller: Caller,
+        new: NewTask,
+        types: &mut Option<(AccountId, Vec<TaskType>)>,
+        known: Option<UserId>,
+    ) -> AppResult<ReadyTask> {
+        let text = new.text.trim().to_string();
+        let mut errors = Vec::new();
+        if text.is_empty() {
+            errors.push(kernel::FieldError {
+                field: "text".into(),
+                code: "required".into(),
+                message: "say what is to be done".into(),
+            });
+        } else if text.chars().count() > MAX_TASK_TEXT {
+            errors.push(kernel::FieldError {
+                field: "text".into(),
+                code: "too_long".into(),
+                message: format!("at most {MAX_TASK_TEXT} characters"),
+            });
+        }
+        // The built-in types need no lookup.
+        let builtin = [FOLLOW_UP, MEETING, CALL].contains(&new.task_type_id);
+        if !builtin {
+            if types.as_ref().is_none_or(|(a, _)| *a != caller.account_id) {
+                *types = Some((caller.account_id, self.task_types(caller).await?));
+            }
+            let known_type = types
+                .as_ref()
+                .is_some_and(|(_, t)| t.iter().any(|t| t.id == new.task_type_id));
+            if !known_type {
+                errors.push(kernel::FieldError {
+                    field: "task_type_id".into(),
+                    code: "not_found".into(),
+                    message: "no such task type".into(),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(AppError::from_fields(errors));
+        }
+        let responsible = match known {
+            Some(u) => u,
+            None => {
+                access::responsible(
+                    &*self.accounts,
+                    caller,
+                    new.responsible_user_id.or(caller.actor.user_id()),
+                )
+                .await?
+            }
+        };
+        // A whole-day task is due at the start of its (UTC) day.
+        let due_at = if new.whole_day {
+            new.due_at
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc())
+                .unwrap_or(new.due_at)
+        } else {
+            new.due_at
+        };
+        Ok(ReadyTask {
+            entity: new.entity,
+            task_type_id: new.task_type_id,
+            text,
+            due_at,
+            whole_day: new.whole_day,
+            responsible,
+        })
     }
 
     async fn load_note(&self, caller: Caller, id: NoteId) -> AppResult<Note> {
@@ -639,58 +746,10 @@ impl Activities for ActivitiesService {
 
     async fn create_task(&self, caller: Caller, new: NewTask) -> AppResult<Task> {
         self.task_scope(caller, Action::Create).await?;
-        let text = new.text.trim().to_string();
-        let mut errors = Vec::new();
-        if text.is_empty() {
-            errors.push(kernel::FieldError {
-                field: "text".into(),
-                code: "required".into(),
-                message: "say what is to be done".into(),
-            });
-        } else if text.chars().count() > MAX_TASK_TEXT {
-            errors.push(kernel::FieldError {
-                field: "text".into(),
-                code: "too_long".into(),
-                message: format!("at most {MAX_TASK_TEXT} characters"),
-            });
-        }
-        // The built-in types need no lookup.
-        let builtin = [FOLLOW_UP, MEETING, CALL].contains(&new.task_type_id);
-        if !builtin
-            && !self
-                .task_types(caller)
-                .await?
-                .iter()
-                .any(|t| t.id == new.task_type_id)
-        {
-            errors.push(kernel::FieldError {
-                field: "task_type_id".into(),
-                code: "not_found".into(),
-                message: "no such task type".into(),
-            });
-        }
-        if !errors.is_empty() {
-            return Err(AppError::from_fields(errors));
-        }
-        if let Some(e) = new.entity {
+        let ready = self.prepare_task(caller, new, &mut None).await?;
+        if let Some(e) = ready.entity {
             self.linked_record(caller, e).await?;
         }
-        let responsible = access::responsible(
-            &*self.accounts,
-            caller,
-            new.responsible_user_id.or(caller.actor.user_id()),
-        )
-        .await?;
-        // A whole-day task is due at the start of its (UTC) day.
-        let due_at = if new.whole_day {
-            new.due_at
-                .date_naive()
-                .and_hms_opt(0, 0, 0)
-                .map(|t| t.and_utc())
-                .unwrap_or(new.due_at)
-        } else {
-            new.due_at
-        };
         let mut conn = self.conn().await?;
         let row: TaskRow = conn
             .transaction::<_, AppError, _>(async |tx| {
@@ -703,13 +762,13 @@ impl Activities for ActivitiesService {
                      RETURNING {TASK_COLUMNS}"
                 ))
                 .bind::<BigInt, _>(caller.account_id.0)
-                .bind::<Nullable<Text>, _>(new.entity.map(|e| e.kind.as_str()))
-                .bind::<Nullable<BigInt>, _>(new.entity.map(|e| e.id))
-                .bind::<BigInt, _>(new.task_type_id.0)
-                .bind::<Text, _>(&text)
-                .bind::<Timestamptz, _>(due_at)
-                .bind::<Bool, _>(new.whole_day)
-                .bind::<BigInt, _>(responsible.0)
+                .bind::<Nullable<Text>, _>(ready.entity.map(|e| e.kind.as_str()))
+                .bind::<Nullable<BigInt>, _>(ready.entity.map(|e| e.id))
+                .bind::<BigInt, _>(ready.task_type_id.0)
+                .bind::<Text, _>(&ready.text)
+                .bind::<Timestamptz, _>(ready.due_at)
+                .bind::<Bool, _>(ready.whole_day)
+                .bind::<BigInt, _>(ready.responsible.0)
                 .bind::<BigInt, _>(actor_of(caller))
                 .bind::<Nullable<diesel::sql_types::Uuid>, _>(caller.cause)
                 .get_result(tx)
@@ -724,25 +783,158 @@ impl Activities for ActivitiesService {
                     .get_result(tx)
                     .await?);
                 };
-                outbox::append(
-                    tx,
-                    crate::SCHEMA,
-                    &[envelope(
-                        caller,
-                        &TaskCreated {
-                            task_id: TaskId(row.id),
-                            entity: new.entity,
-                            text: text.clone(),
-                            due_at,
-                            responsible_user_id: responsible,
-                        },
-                    )?],
-                )
-                .await?;
+                outbox::append(tx, crate::SCHEMA, &[envelope(caller, &ready.event(row.id))?])
+                    .await?;
                 Ok(row)
             })
             .await?;
         Ok(row.task())
+    }
+
+    async fn create_tasks(&self, tasks: Vec<(Caller, NewTask)>) -> AppResult<Vec<Task>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        if tasks.iter().any(|(c, _)| c.cause.is_none()) {
+            return Err(AppError::new(
+                ErrorCode::BadRequest,
+                "tasks created together each need a request key (the caller's cause)",
+            ));
+        }
+        // Checks first, all of them: one bad task refuses the lot.
+        let mut types = None;
+        let mut ready = Vec::with_capacity(tasks.len());
+        let mut scopes: Vec<(AccountId, kernel::Actor)> = Vec::new();
+        let mut responsibles: HashMap<(i64, Option<i64>, Option<UserId>), UserId> = HashMap::new();
+        for (caller, new) in tasks {
+            if !scopes.contains(&(caller.account_id, caller.actor)) {
+                self.task_scope(caller, Action::Create).await?;
+                scopes.push((caller.account_id, caller.actor));
+            }
+            let wanted = new.responsible_user_id;
+            let memo = (
+                caller.account_id.0,
+                caller.actor.user_id().map(|u| u.0),
+                wanted,
+            );
+            let known = responsibles.get(&memo).copied();
+            let t = self
+                .prepare_task_with(caller, new, &mut types, known)
+                .await?;
+            responsibles.insert(memo, t.responsible);
+            ready.push((caller, t));
+        }
+        // The deals they are for, one query per account and actor.
+        let mut groups: Vec<(Caller, Vec<DealId>)> = Vec::new();
+        for (caller, t) in &ready {
+            match t.entity {
+                Some(e) if e.kind == EntityKind::Deal => {
+                    let same = |g: &&mut (Caller, Vec<DealId>)| {
+                        g.0.account_id == caller.account_id && g.0.actor == caller.actor
+                    };
+                    match groups.iter_mut().find(|g| same(g)) {
+                        Some(g) => g.1.push(DealId(e.id)),
+                        None => groups.push((*caller, vec![DealId(e.id)])),
+                    }
+                }
+                Some(e) => {
+                    self.linked_record(*caller, e).await?;
+                }
+                None => {}
+            }
+        }
+        for (caller, mut ids) in groups {
+            ids.sort_unstable_by_key(|d| d.0);
+            ids.dedup();
+            let seen = self.deals.visible_deals(caller, ids.clone()).await?;
+            if seen.len() < ids.len() {
+                return Err(AppError::validation("entity", "not_found", "no such deal"));
+            }
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<(uuid::Uuid, TaskRow)> = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                #[derive(QueryableByName)]
+                struct Keyed {
+                    #[diesel(sql_type = diesel::sql_types::Uuid)]
+                    request_key: uuid::Uuid,
+                    #[diesel(embed)]
+                    row: TaskRow,
+                }
+                let key_of = |c: &Caller| c.cause.unwrap_or_default();
+                let inserted: Vec<Keyed> = kernel::sql::query(format!(
+                    "INSERT INTO activities.tasks (account_id, entity, entity_id, task_type_id, text, due_at, whole_day,
+                                                   responsible_user_id, created_by, request_key)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
+                                          $6::timestamptz[], $7::bool[], $8::bigint[], $9::bigint[], $10::uuid[])
+                     ON CONFLICT (account_id, request_key) WHERE request_key IS NOT NULL DO NOTHING
+                     RETURNING request_key, {TASK_COLUMNS}"
+                ))
+                .bind::<Array<BigInt>, _>(ready.iter().map(|(c, _)| c.account_id.0).collect::<Vec<_>>())
+                .bind::<Array<Nullable<Text>>, _>(
+                    ready.iter().map(|(_, t)| t.entity.map(|e| e.kind.as_str())).collect::<Vec<_>>(),
+                )
+                .bind::<Array<Nullable<BigInt>>, _>(
+                    ready.iter().map(|(_, t)| t.entity.map(|e| e.id)).collect::<Vec<_>>(),
+                )
+                .bind::<Array<BigInt>, _>(ready.iter().map(|(_, t)| t.task_type_id.0).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(ready.iter().map(|(_, t)| t.text.as_str()).collect::<Vec<_>>())
+                .bind::<Array<Timestamptz>, _>(ready.iter().map(|(_, t)| t.due_at).collect::<Vec<_>>())
+                .bind::<Array<Bool>, _>(ready.iter().map(|(_, t)| t.whole_day).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(ready.iter().map(|(_, t)| t.responsible.0).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(ready.iter().map(|(c, _)| actor_of(*c)).collect::<Vec<_>>())
+                .bind::<Array<diesel::sql_types::Uuid>, _>(
+                    ready.iter().map(|(c, _)| key_of(c)).collect::<Vec<_>>(),
+                )
+                .load(tx)
+                .await?;
+                let mut events = Vec::with_capacity(inserted.len());
+                for k in &inserted {
+                    if let Some((c, t)) = ready.iter().find(|(c, _)| key_of(c) == k.request_key) {
+                        events.push(envelope(*c, &t.event(k.row.id))?);
+                    }
+                }
+                outbox::append(tx, crate::SCHEMA, &events).await?;
+                let mut rows: Vec<(uuid::Uuid, TaskRow)> =
+                    inserted.into_iter().map(|k| (k.request_key, k.row)).collect();
+                // Asked before (a redelivered robot's action): the tasks made then.
+                let missing: Vec<(i64, uuid::Uuid)> = ready
+                    .iter()
+                    .map(|(c, _)| (c.account_id.0, key_of(c)))
+                    .filter(|(_, k)| !rows.iter().any(|(r, _)| r == k))
+                    .collect();
+                if !missing.is_empty() {
+                    let before: Vec<Keyed> = kernel::sql::query(format!(
+                        "SELECT t.request_key, {} FROM activities.tasks t
+                           JOIN unnest($1::bigint[], $2::uuid[]) AS x(a, k) ON t.account_id = x.a AND t.request_key = x.k",
+                        TASK_COLUMNS
+                            .split(", ")
+                            .map(|c| format!("t.{c}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .bind::<Array<BigInt>, _>(missing.iter().map(|m| m.0).collect::<Vec<_>>())
+                    .bind::<Array<diesel::sql_types::Uuid>, _>(missing.iter().map(|m| m.1).collect::<Vec<_>>())
+                    .load(tx)
+                    .await?;
+                    rows.extend(before.into_iter().map(|k| (k.request_key, k.row)));
+                }
+                Ok(rows)
+            })
+            .await?;
+        // In the order asked.
+        let by_key: HashMap<uuid::Uuid, Task> =
+            rows.into_iter().map(|(k, r)| (k, r.task())).collect();
+        ready
+            .iter()
+            .map(|(c, _)| {
+                let key = c.cause.unwrap_or_default();
+                by_key
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| AppError::internal("a task created together went missing"))
+            })
+            .collect()
     }
 
     async fn task(&self, caller: Caller, id: TaskId) -> AppResult<Task> {

@@ -728,8 +728,9 @@ impl Inner {
                 due_in_minutes,
             } => {
                 let task = self
-                    .activities
-                    .create_task(
+                    .tasks
+                    .create(
+                        &self.activities,
                         c,
                         NewTask {
                             entity: Some(EntityRef::deal(deal_id.0)),

@@ -10,6 +10,7 @@ mod botrun;
 mod bots;
 mod check;
 mod exec;
+mod gather;
 mod guard;
 mod hooks;
 mod matcher;

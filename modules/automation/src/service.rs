@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     /// When `take_due` last looked for work handed out long ago and never finished (a sweep
     /// that scans the queued runs, done every half `requeue_after` at most, not on every call).
     pub stale_swept: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Robots' tasks, created together.
+    pub tasks: crate::gather::TaskGatherer,
 }
 
 #[derive(Clone)]
@@ -128,6 +130,7 @@ impl AutomationService {
                 http,
                 mailer,
                 stale_swept: std::sync::Mutex::new(None),
+                tasks: Default::default(),
             }),
         }
     }

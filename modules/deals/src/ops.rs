@@ -92,7 +92,7 @@ pub(crate) async fn bump_totals(
 /// Moves a deal's count from its column's totals as it was (`from`) to those of its column now
 /// (`to`), in one statement; the two columns differ.
 pub(crate) async fn move_counts(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     account: AccountId,
     from: &DealRow,
     to: &DealRow,
@@ -126,7 +126,7 @@ pub(crate) async fn move_counts(
     .bind::<BigInt, _>(to.stage_id)
     .bind::<BigInt, _>(to.responsible_user_id)
     .bind::<BigInt, _>(to.price)
-    .get_result(conn)
+    .get_result(&mut conn)
     .await?;
     if moved.gone != 1 {
         return Err(AppError::internal(
@@ -154,9 +154,10 @@ pub(crate) async fn count_out(
     bump_totals(conn, account, row, -1).await
 }
 
-/// Closes the deal's open stage-history row and opens one for `stage`.
+/// Closes the deal's open stage-history row and opens one for `stage` (both statements sent
+/// together).
 pub(crate) async fn enter_stage(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     caller: Caller,
     deal: i64,
     pipeline: i64,
@@ -164,40 +165,26 @@ pub(crate) async fn enter_stage(
 ) -> AppResult<()> {
     let actor =
         serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
-    diesel::update(
+    let close = diesel::update(
         stage_history::table
             .filter(stage_history::deal_id.eq(deal))
             .filter(stage_history::left_at.is_null()),
     )
     .set((
         stage_history::left_at.eq(now),
-        stage_history::left_by.eq(Some(&actor)),
+        stage_history::left_by.eq(Some(actor.clone())),
     ))
-    .execute(conn)
-    .await?;
-    start_stage(conn, caller, deal, pipeline, stage).await
-}
-
-/// Opens a stage-history row (a new deal has none to close).
-pub(crate) async fn start_stage(
-    conn: &mut AsyncPgConnection,
-    caller: Caller,
-    deal: i64,
-    pipeline: i64,
-    stage: i64,
-) -> AppResult<()> {
-    let actor =
-        serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
-    diesel::insert_into(stage_history::table)
+    .execute(&mut conn);
+    let open = diesel::insert_into(stage_history::table)
         .values((
             stage_history::account_id.eq(caller.account_id.0),
             stage_history::deal_id.eq(deal),
             stage_history::pipeline_id.eq(pipeline),
             stage_history::stage_id.eq(stage),
-            stage_history::entered_by.eq(&actor),
+            stage_history::entered_by.eq(actor),
         ))
-        .execute(conn)
-        .await?;
+        .execute(&mut conn);
+    futures_util::future::try_join(close, open).await?;
     Ok(())
 }
 
@@ -231,7 +218,7 @@ pub(crate) async fn lock_deal(
 
 /// The position for a deal placed at the top of a column, or right after `after`.
 pub(crate) async fn position_in(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     account: AccountId,
     pipeline: i64,
     stage: i64,
@@ -248,7 +235,7 @@ pub(crate) async fn position_in(
         let first: Option<i64> = column
             .select(deals::position)
             .order((deals::position, deals::id))
-            .first(conn)
+            .first(&mut conn)
             .await
             .optional()?;
         return Ok(first.map(|p| p - GAP).unwrap_or(0));
@@ -256,7 +243,7 @@ pub(crate) async fn position_in(
     let anchor: i64 = column
         .filter(deals::id.eq(after))
         .select(deals::position)
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .ok_or_else(|| {
@@ -270,7 +257,7 @@ pub(crate) async fn position_in(
         .filter(deals::position.gt(anchor))
         .select(deals::position)
         .order((deals::position, deals::id))
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?;
     match next {
@@ -288,12 +275,12 @@ pub(crate) async fn position_in(
             .bind::<BigInt, _>(pipeline)
             .bind::<BigInt, _>(stage)
             .bind::<BigInt, _>(GAP)
-            .execute(conn)
+            .execute(&mut conn)
             .await?;
             let anchor: i64 = deals::table
                 .filter(deals::id.eq(after))
                 .select(deals::position)
-                .first(conn)
+                .first(&mut conn)
                 .await?;
             Ok(anchor + GAP / 2)
         }
@@ -322,7 +309,7 @@ struct StageWithRequired {
 
 /// A stage of the pipeline: the one asked for, or (none asked) the first open stage.
 pub(crate) async fn find_stage(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     account: AccountId,
     pipeline: i64,
     stage: Option<i64>,
@@ -340,7 +327,7 @@ pub(crate) async fn find_stage(
     .bind::<BigInt, _>(account.0)
     .bind::<BigInt, _>(pipeline)
     .bind::<Nullable<BigInt>, _>(stage)
-    .get_result(conn)
+    .get_result(&mut conn)
     .await
     .optional()?;
     Ok(found.map(|f| TargetStage {
@@ -606,6 +593,7 @@ pub(crate) async fn move_locked(
     target: &TargetStage,
     after: Option<i64>,
     loss_reason: Option<LossReasonId>,
+    top: Option<i64>,
 ) -> AppResult<DealRow> {
     let account = caller.account_id;
     let kind = target.kind();
@@ -657,15 +645,21 @@ pub(crate) async fn move_locked(
             return Err(AppError::from_fields(errors));
         }
     }
-    let position = position_in(
-        tx,
-        account,
-        target.row.pipeline_id,
-        target.row.id,
-        after,
-        Some(current.id),
-    )
-    .await?;
+    // The top of the column, when the caller looked it up already (together with the stage).
+    let position = match (top, after) {
+        (Some(p), None) => p,
+        _ => {
+            position_in(
+                tx,
+                account,
+                target.row.pipeline_id,
+                target.row.id,
+                after,
+                Some(current.id),
+            )
+            .await?
+        }
+    };
     let closed_at = match (kind.is_closed(), current.closed_at) {
         (true, Some(t)) if !changed_stage => Some(t),
         (true, _) => Some(chrono::Utc::now()),
@@ -685,7 +679,6 @@ pub(crate) async fn move_locked(
         .get_result(tx)
         .await?;
     if changed_stage {
-        enter_stage(tx, caller, row.id, row.pipeline_id, row.stage_id).await?;
         let event = DealStageChanged {
             deal_id: DealId(row.id),
             pipeline_id: PipelineId(row.pipeline_id),
@@ -695,10 +688,17 @@ pub(crate) async fn move_locked(
             from_pipeline_id: (current.pipeline_id != row.pipeline_id)
                 .then_some(PipelineId(current.pipeline_id)),
         };
-        outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?]).await?;
-        // Last: the totals' rows are shared by the column's movers, so they are held for as
+        let events = [EventEnvelope::new(caller, &event)?];
+        // The stage history, the event and the totals in one round trip (pipelined). The
+        // totals last: their rows are shared by the column's movers, so they are held for as
         // short a time as can be (until the commit).
-        move_counts(tx, account, current, &row).await?;
+        let conn: &AsyncPgConnection = tx;
+        futures_util::future::try_join3(
+            enter_stage(conn, caller, row.id, row.pipeline_id, row.stage_id),
+            outbox::append(conn, crate::SCHEMA, &events),
+            move_counts(conn, account, current, &row),
+        )
+        .await?;
     }
     Ok(row)
 }

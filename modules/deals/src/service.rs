@@ -1167,15 +1167,34 @@ impl Deals for DealsService {
                 if !scope.allows(UserId(current.responsible_user_id)) {
                     return Err(AppError::not_found("deal"));
                 }
-                let target = ops::find_stage(tx, account, current.pipeline_id, Some(to.stage_id.0))
-                    .await?
-                    .ok_or_else(|| {
-                        AppError::validation(
-                            "stage_id",
-                            "not_found",
-                            "no such stage in the deal's pipeline",
-                        )
-                    })?;
+                // The stage and (for a move to the top) the column's top, in one round trip.
+                let conn: &diesel_async::AsyncPgConnection = tx;
+                let (target, top) = futures_util::future::try_join(
+                    ops::find_stage(conn, account, current.pipeline_id, Some(to.stage_id.0)),
+                    async {
+                        match to.after {
+                            None => ops::position_in(
+                                conn,
+                                account,
+                                current.pipeline_id,
+                                to.stage_id.0,
+                                None,
+                                Some(current.id),
+                            )
+                            .await
+                            .map(Some),
+                            Some(_) => Ok(None),
+                        }
+                    },
+                )
+                .await?;
+                let target = target.ok_or_else(|| {
+                    AppError::validation(
+                        "stage_id",
+                        "not_found",
+                        "no such stage in the deal's pipeline",
+                    )
+                })?;
                 let defs = if target.has_required && current.stage_id != target.row.id {
                     fields::load(tx, account).await?
                 } else {
@@ -1189,6 +1208,7 @@ impl Deals for DealsService {
                     &target,
                     to.after.map(|d| d.0),
                     to.loss_reason_id,
+                    top,
                 )
                 .await
             })
@@ -1227,7 +1247,17 @@ impl Deals for DealsService {
                 } else {
                     Vec::new()
                 };
-                ops::move_locked(tx, caller, &defs, &current, &target, None, loss_reason_id).await
+                ops::move_locked(
+                    tx,
+                    caller,
+                    &defs,
+                    &current,
+                    &target,
+                    None,
+                    loss_reason_id,
+                    None,
+                )
+                .await
             })
             .await?;
         ops::deal_out(&mut conn, account, row).await
@@ -1480,6 +1510,7 @@ impl Deals for DealsService {
                                 &targets[i],
                                 None,
                                 *loss_reason_id,
+                                None,
                             )
                             .await
                             .map_err(|e| in_deal(e, row))?;

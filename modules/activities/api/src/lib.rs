@@ -47,6 +47,10 @@ pub trait Activities: Send + Sync {
     async fn add_task_type(&self, caller: Caller, name: &str) -> AppResult<TaskType>;
     /// A due time in the past is accepted (the task is then overdue).
     async fn create_task(&self, caller: Caller, new: NewTask) -> AppResult<Task>;
+    /// Creates several tasks in one transaction (robots' actions, gathered): each caller must
+    /// carry a cause (its request key: asked again, the task made then is returned). All are
+    /// checked first and one refusal refuses the lot; the tasks come back in the order asked.
+    async fn create_tasks(&self, tasks: Vec<(Caller, NewTask)>) -> AppResult<Vec<Task>>;
     async fn task(&self, caller: Caller, id: TaskId) -> AppResult<Task>;
     async fn complete_task(&self, caller: Caller, id: TaskId, result: &str) -> AppResult<Task>;
     async fn reopen_task(&self, caller: Caller, id: TaskId) -> AppResult<Task>;

@@ -35,6 +35,7 @@ kernel::remote_trait! {
             write fn restore_provenance(caller: Caller, record: Record, items: Vec<kernel::provenance::Provenance>) -> usize;
             write fn add_task_type(caller: Caller, name: &str as String) -> TaskType;
             write fn create_task(caller: Caller, new: NewTask) -> Task;
+            write fn create_tasks(tasks: Vec<(Caller, NewTask)>) -> Vec<Task>;
             read fn task(caller: Caller, id: TaskId) -> Task;
             write fn complete_task(caller: Caller, id: TaskId, result: &str as String) -> Task;
             write fn reopen_task(caller: Caller, id: TaskId) -> Task;
