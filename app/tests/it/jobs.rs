@@ -184,9 +184,9 @@ async fn malformed_and_unknown_versions_are_recorded_as_failed_and_never_stop_th
     let mut future_version = good(0);
     future_version.version = 99;
     let after = good(7);
-    let mut conn = app.state.pool.get().await.unwrap();
+    let conn = app.state.pool.get().await.unwrap();
     outbox::append(
-        &mut conn,
+        &conn,
         probe::SCHEMA,
         &[malformed.clone(), future_version.clone(), after.clone()],
     )

@@ -585,15 +585,32 @@ pub(crate) async fn update_locked(
 
 /// Moves the locked deal `current` to `target` (of its pipeline), after `after` or at the top.
 /// `defs` must hold the account's fields when the target stage requires some.
+/// Where in the column a moved deal goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Place {
+    /// At the top; the position there when the caller looked it up already.
+    Top(Option<i64>),
+    /// Right after this deal.
+    After(i64),
+}
+
+impl Place {
+    fn after(self) -> Option<i64> {
+        match self {
+            Place::After(d) => Some(d),
+            Place::Top(_) => None,
+        }
+    }
+}
+
 pub(crate) async fn move_locked(
     tx: &mut AsyncPgConnection,
     caller: Caller,
     defs: &[CustomField],
     current: &DealRow,
     target: &TargetStage,
-    after: Option<i64>,
+    place: Place,
     loss_reason: Option<LossReasonId>,
-    top: Option<i64>,
 ) -> AppResult<DealRow> {
     let account = caller.account_id;
     let kind = target.kind();
@@ -646,15 +663,15 @@ pub(crate) async fn move_locked(
         }
     }
     // The top of the column, when the caller looked it up already (together with the stage).
-    let position = match (top, after) {
-        (Some(p), None) => p,
-        _ => {
+    let position = match place {
+        Place::Top(Some(p)) => p,
+        Place::Top(None) | Place::After(_) => {
             position_in(
                 tx,
                 account,
                 target.row.pipeline_id,
                 target.row.id,
-                after,
+                place.after(),
                 Some(current.id),
             )
             .await?

@@ -1206,9 +1206,11 @@ impl Deals for DealsService {
                     &defs,
                     &current,
                     &target,
-                    to.after.map(|d| d.0),
+                    match to.after {
+                        Some(d) => ops::Place::After(d.0),
+                        None => ops::Place::Top(top),
+                    },
                     to.loss_reason_id,
-                    top,
                 )
                 .await
             })
@@ -1253,9 +1255,8 @@ impl Deals for DealsService {
                     &defs,
                     &current,
                     &target,
-                    None,
+                    ops::Place::Top(None),
                     loss_reason_id,
-                    None,
                 )
                 .await
             })
@@ -1508,9 +1509,8 @@ impl Deals for DealsService {
                                 &defs,
                                 row,
                                 &targets[i],
-                                None,
+                                ops::Place::Top(None),
                                 *loss_reason_id,
-                                None,
                             )
                             .await
                             .map_err(|e| in_deal(e, row))?;
