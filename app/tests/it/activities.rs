@@ -702,3 +702,82 @@ async fn a_long_timeline_pages_on_with_its_more_link() {
     assert!(third.contains("Note number 0"), "{third}");
     assert!(more(&third).is_none(), "the last page has no more link");
 }
+
+#[tokio::test]
+async fn robots_tasks_created_together_are_made_once_and_a_bad_one_refuses_the_lot() {
+    let app = spawn_app().await;
+    let t = app.tenant("Robots").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let (d1, d2) = (
+        deal(&app, admin, "First").await,
+        deal(&app, admin, "Second").await,
+    );
+    let other = app.tenant("Other").await;
+    let foreign = deal(&app, Caller::user(other.account, other.admin.id), "Theirs").await;
+    let a = &app.state.modules.activities;
+    let robot = |n: u128| Caller::robot(t.account, 7, uuid::Uuid::from_u128(n));
+    let for_admin = |d: i64, text: &str| NewTask {
+        responsible_user_id: Some(t.admin.id),
+        ..task(Some(EntityRef::deal(d)), text, 1)
+    };
+    let asks = vec![
+        (robot(1), for_admin(d1, "Call the first")),
+        (robot(2), for_admin(d2, "Call the second")),
+        (robot(3), for_admin(d1, "Send the first an offer")),
+    ];
+    let made = a.create_tasks(asks.clone()).await.unwrap();
+    assert_eq!(
+        made.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
+        [
+            "Call the first",
+            "Call the second",
+            "Send the first an offer"
+        ],
+        "in the order asked"
+    );
+    assert_eq!(made[1].entity, Some(EntityRef::deal(d2)));
+    assert_eq!(made[0].responsible_user_id, t.admin.id);
+    // Asked again (a redelivered job), with one new: the three come back as they were, the new
+    // one is made; each task's event once.
+    let mut again = asks.clone();
+    again.insert(1, (robot(4), for_admin(d2, "Meet the second")));
+    let second = a.create_tasks(again).await.unwrap();
+    assert_eq!(second[0].id, made[0].id);
+    assert_eq!(second[2].id, made[1].id);
+    assert_eq!(second[3].id, made[2].id);
+    assert_eq!(second[1].text, "Meet the second");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM activities.tasks")
+            .await,
+        4
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM activities.outbox WHERE event_type = 'activities.task_created'")
+            .await,
+        4
+    );
+    // Another account's deal, an empty text, or no request key: the lot is refused, nothing made.
+    let e = a
+        .create_tasks(vec![
+            (robot(5), for_admin(d1, "Fine")),
+            (robot(6), for_admin(foreign, "Not ours")),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(e.field("entity").unwrap().code, "not_found");
+    let e = a
+        .create_tasks(vec![(robot(7), for_admin(d1, "  "))])
+        .await
+        .unwrap_err();
+    assert_eq!(e.field("text").unwrap().code, "required");
+    let e = a
+        .create_tasks(vec![(admin, for_admin(d1, "No key"))])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM activities.tasks")
+            .await,
+        4
+    );
+}
