@@ -190,7 +190,7 @@ pub(crate) async fn enter_stage(
 
 /// Locks a deal of the account for a change: a live one, or (`deleted`) a deleted one.
 pub(crate) async fn lock_deal(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     account: AccountId,
     id: DealId,
     deleted: bool,
@@ -201,7 +201,7 @@ pub(crate) async fn lock_deal(
             .filter(of_account.and(deals::deleted_at.is_not_null()))
             .select(DealRow::as_select())
             .for_update()
-            .first(conn)
+            .first(&mut conn)
             .await
             .optional()?
     } else {
@@ -209,7 +209,7 @@ pub(crate) async fn lock_deal(
             .filter(of_account.and(deals::deleted_at.is_null()))
             .select(DealRow::as_select())
             .for_update()
-            .first(conn)
+            .first(&mut conn)
             .await
             .optional()?
     };
@@ -305,6 +305,55 @@ struct StageWithRequired {
     stage: StageRow,
     #[diesel(sql_type = Bool)]
     has_required: bool,
+}
+
+/// For a move of a deal within its pipeline, looked up while the deal's row lock is asked for
+/// (the three go in one round trip): the stage, and the top of its column. The pipeline is the
+/// deal's as read before the lock; the caller checks it against the locked row.
+pub(crate) async fn move_lookup(
+    mut conn: &AsyncPgConnection,
+    account: AccountId,
+    deal: i64,
+    stage: i64,
+) -> AppResult<(Option<TargetStage>, i64)> {
+    #[derive(QueryableByName)]
+    struct Top {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        top: Option<i64>,
+    }
+    let found = kernel::sql::query(
+        "SELECT s.pipeline_id, s.id, s.name, s.color, s.sort, s.kind,
+                EXISTS (SELECT 1 FROM deals.custom_fields f
+                         WHERE f.account_id = s.account_id
+                           AND f.required_statuses @> jsonb_build_array(jsonb_build_object('pipeline_id', s.pipeline_id, 'status_id', s.id))
+                       ) AS has_required
+           FROM deals.stages s
+          WHERE s.account_id = $1 AND s.id = $3
+            AND s.pipeline_id = (SELECT d.pipeline_id FROM deals.deals d WHERE d.account_id = $1 AND d.id = $2)",
+    )
+    .bind::<BigInt, _>(account.0)
+    .bind::<BigInt, _>(deal)
+    .bind::<BigInt, _>(stage)
+    .get_result::<StageWithRequired>(&mut conn);
+    let top = kernel::sql::query(
+        "SELECT min(c.position) AS top FROM deals.deals c
+          WHERE c.account_id = $1
+            AND c.pipeline_id = (SELECT d.pipeline_id FROM deals.deals d WHERE d.account_id = $1 AND d.id = $2)
+            AND c.stage_id = $3 AND c.deleted_at IS NULL AND c.id <> $2",
+    )
+    .bind::<BigInt, _>(account.0)
+    .bind::<BigInt, _>(deal)
+    .bind::<BigInt, _>(stage)
+    .get_result::<Top>(&mut conn);
+    let (found, top) =
+        futures_util::future::try_join(async { found.await.optional() }, top).await?;
+    Ok((
+        found.map(|f| TargetStage {
+            row: f.stage,
+            has_required: f.has_required,
+        }),
+        top.top.map(|p| p - GAP).unwrap_or(0),
+    ))
 }
 
 /// A stage of the pipeline: the one asked for, or (none asked) the first open stage.

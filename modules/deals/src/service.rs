@@ -1162,32 +1162,26 @@ impl Deals for DealsService {
         let mut conn = self.conn().await?;
         let row = conn
             .transaction::<_, AppError, _>(async |tx| {
-                // The row lock serialises concurrent moves of the same deal.
-                let current = ops::lock_deal(tx, account, id, false).await?;
+                // The row lock (it serialises concurrent moves of the same deal), the stage and
+                // the column's top, in one round trip.
+                let conn: &diesel_async::AsyncPgConnection = tx;
+                let (current, (target, top)) = futures_util::future::try_join(
+                    ops::lock_deal(conn, account, id, false),
+                    ops::move_lookup(conn, account, id.0, to.stage_id.0),
+                )
+                .await?;
                 if !scope.allows(UserId(current.responsible_user_id)) {
                     return Err(AppError::not_found("deal"));
                 }
-                // The stage and (for a move to the top) the column's top, in one round trip.
-                let conn: &diesel_async::AsyncPgConnection = tx;
-                let (target, top) = futures_util::future::try_join(
-                    ops::find_stage(conn, account, current.pipeline_id, Some(to.stage_id.0)),
-                    async {
-                        match to.after {
-                            None => ops::position_in(
-                                conn,
-                                account,
-                                current.pipeline_id,
-                                to.stage_id.0,
-                                None,
-                                Some(current.id),
-                            )
-                            .await
-                            .map(Some),
-                            Some(_) => Ok(None),
-                        }
-                    },
-                )
-                .await?;
+                // Moved to another pipeline meanwhile: the stage is looked up again.
+                let (target, top) = match target {
+                    Some(t) if t.row.pipeline_id == current.pipeline_id => (Some(t), Some(top)),
+                    _ => (
+                        ops::find_stage(conn, account, current.pipeline_id, Some(to.stage_id.0))
+                            .await?,
+                        None,
+                    ),
+                };
                 let target = target.ok_or_else(|| {
                     AppError::validation(
                         "stage_id",
