@@ -13,8 +13,13 @@ pub enum Actor {
     Robot { id: i64 },
     /// An external integration (OAuth client) acting for a user.
     Integration { id: i64, user: UserId },
-    /// Voronka itself: migrations, imports, maintenance.
-    System,
+    /// Voronka itself: migrations, maintenance, imports. `import` marks records brought over
+    /// by an import: robots do not react to those (an import neither messages clients nor
+    /// makes tasks; the records are as they were where they came from).
+    System {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        import: bool,
+    },
 }
 
 impl Actor {
@@ -23,7 +28,7 @@ impl Actor {
         match self {
             Actor::User { id } => Some(*id),
             Actor::Integration { user, .. } => Some(*user),
-            Actor::Robot { .. } | Actor::System => None,
+            Actor::Robot { .. } | Actor::System { .. } => None,
         }
     }
 }
@@ -41,7 +46,8 @@ mod tests {
                 id: 9,
                 user: UserId(7),
             },
-            Actor::System,
+            Actor::System { import: false },
+            Actor::System { import: true },
         ] {
             let json = serde_json::to_string(&a).unwrap();
             assert_eq!(serde_json::from_str::<Actor>(&json).unwrap(), a);
@@ -82,7 +88,16 @@ impl Caller {
     pub fn system(account_id: crate::AccountId) -> Caller {
         Caller {
             account_id,
-            actor: Actor::System,
+            actor: Actor::System { import: false },
+            cause: None,
+        }
+    }
+
+    /// An import bringing records over (the system, marked so that robots leave them be).
+    pub fn importing(account_id: crate::AccountId) -> Caller {
+        Caller {
+            account_id,
+            actor: Actor::System { import: true },
             cause: None,
         }
     }

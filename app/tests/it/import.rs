@@ -521,3 +521,120 @@ async fn the_settings_queue_one_import_at_a_time_for_administrators_only() {
         "runs are per account"
     );
 }
+
+/// Robots leave imported records be: a trigger on the imported pipeline's stages does not run
+/// for the 260 leads the import created (nor does anyone get "a deal handed to you"), while a
+/// deal a manager creates there afterwards starts it as usual.
+#[tokio::test]
+async fn robots_do_not_react_to_what_an_import_brings_over() {
+    use automation_api::{Action, Delay, TriggerDraft, When};
+    let (url, _rec) = fake_amocrm().await;
+    // The job store, with the backbone started only once the robots are saved.
+    let queues = voronka::server::queues();
+    let app = crate::support::spawn_app_with_jobs(
+        &queues.iter().map(String::as_str).collect::<Vec<_>>(),
+        |c| c.jobs.poll_ms = 20,
+    )
+    .await;
+    let target = app.tenant("Quiet Import").await;
+    let admin = kernel::Caller::user(target.account, target.admin.id);
+    let m = &app.state.modules;
+    let client = AmoClient::new(&url, TOKEN, ClientOptions::default()).unwrap();
+    let outcome = voronka::import::run(&app.state, &client, target.account, |_| {})
+        .await
+        .expect("import");
+    assert_eq!(outcome.progress.created["leads"], 260);
+    // A robot on every stage of the imported pipeline, saved before any of the import's events
+    // reach the automation module.
+    let sales = m
+        .deals
+        .pipelines(admin)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == "Sales")
+        .expect("the pipeline");
+    for s in &sales.stages {
+        m.automation
+            .save_trigger(
+                admin,
+                None,
+                TriggerDraft {
+                    name: format!("Welcome in {}", s.name),
+                    pipeline_id: sales.id.0,
+                    stage_id: s.id.0,
+                    when: When::CreatedOrMoved,
+                    conditions: vec![],
+                    delay: Delay::Now,
+                    working_hours: false,
+                    actions: vec![Action::CreateTask {
+                        task_type_id: activities_api::CALL.0,
+                        text: "Welcome call".into(),
+                        due_in_minutes: 60,
+                    }],
+                    enabled: true,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let backbone = crate::support::start_backbone(&app).await;
+    let open = sales
+        .stages
+        .iter()
+        .find(|s| !s.kind.is_closed())
+        .unwrap_or_else(|| panic!("an open stage: {:?}", sales.stages));
+    let mine = m
+        .deals
+        .create_deal(
+            admin,
+            deals_api::NewDeal {
+                stage_id: Some(open.id),
+                ..deals_api::NewDeal::new(sales.id, "Made here")
+            },
+        )
+        .await
+        .unwrap();
+    // The manager's deal gets its run; by then every earlier event was handled too.
+    for _ in 0..600 {
+        if app
+            .count("SELECT count(*) AS n FROM automation.runs WHERE status = 'done'")
+            .await
+            >= 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..600 {
+        if app
+            .count("SELECT count(*) AS n FROM deals.outbox WHERE published_at IS NULL")
+            .await
+            == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM automation.runs WHERE deal_id = {}",
+            mine.id.0
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM automation.runs").await,
+        1,
+        "no run for the imported leads"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM messaging.notifications WHERE kind <> 'task_due'")
+            .await,
+        0,
+        "nobody is told of the imported deals (an imported task that is due is told of)"
+    );
+    backbone.stop().await;
+}

@@ -84,7 +84,7 @@ async fn load_user(
 /// The caller must be an active administrator of the account (or the system itself).
 async fn require_admin(conn: &mut AsyncPgConnection, caller: Caller) -> AppResult<()> {
     match caller.actor.user_id() {
-        None if matches!(caller.actor, Actor::System) => Ok(()),
+        None if matches!(caller.actor, Actor::System { .. }) => Ok(()),
         None => Err(AppError::forbidden("only administrators may do this")),
         Some(uid) => {
             let ok: Option<bool> = users::table

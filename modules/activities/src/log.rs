@@ -39,7 +39,7 @@ pub(crate) fn actor_parts(actor: &Actor) -> (&'static str, i64) {
         Actor::User { id } => ("user", id.0),
         Actor::Robot { id } => ("robot", *id),
         Actor::Integration { id, .. } => ("integration", *id),
-        Actor::System => ("system", 0),
+        Actor::System { .. } => ("system", 0),
     }
 }
 

@@ -251,6 +251,10 @@ impl TriggerMatcher {
             .execute(conn)
             .await?;
             return Ok(());
+        } else if matches!(event.actor, Actor::System { import: true }) {
+            // Records an import brought over: no robot reacts (an import of a whole account
+            // would otherwise message its clients and make tasks for every deal).
+            return Ok(());
         } else if event.is::<DealCreated>() || event.is::<DealStageChanged>() {
             let (id, stage, kind) = if event.is::<DealCreated>() {
                 let e: DealCreated = event.decode()?;

@@ -1288,7 +1288,8 @@ impl Deals for DealsService {
                 stage_id: StageId(s),
                 entered_at,
                 left_at,
-                entered_by: serde_json::from_value(by).unwrap_or(kernel::Actor::System),
+                entered_by: serde_json::from_value(by)
+                    .unwrap_or(kernel::Actor::System { import: false }),
             })
             .collect())
     }
@@ -1376,7 +1377,8 @@ impl Deals for DealsService {
                         stage_id: StageId(v.2),
                         entered_at: v.3,
                         left_at: v.4,
-                        entered_by: serde_json::from_value(v.5).unwrap_or(kernel::Actor::System),
+                        entered_by: serde_json::from_value(v.5)
+                            .unwrap_or(kernel::Actor::System { import: false }),
                     });
                 }
             }

@@ -290,7 +290,7 @@ impl Importer {
     ) -> Result<Outcome> {
         let source = client.base_url().to_lowercase();
         let (run, resumed) = self.store.open_run(account, &source).await?;
-        let system = Caller::system(account);
+        let system = Caller::importing(account);
         let fallback = self.fallback_user(system).await?;
         let mut job = Job {
             imp: self,
@@ -377,11 +377,11 @@ fn color_of(v: &Value) -> String {
 impl Job<'_> {
     fn key(&self, entity: &str, amo_id: i64) -> Caller {
         let name = format!("{}|{}|{entity}|{amo_id}", self.account.0, self.source);
-        Caller::system(self.account).caused_by(uuid::Uuid::new_v5(&KEYS, name.as_bytes()))
+        Caller::importing(self.account).caused_by(uuid::Uuid::new_v5(&KEYS, name.as_bytes()))
     }
 
     fn system(&self) -> Caller {
-        Caller::system(self.account)
+        Caller::importing(self.account)
     }
 
     fn local(&self, entity: &str, amo_id: i64) -> Option<i64> {

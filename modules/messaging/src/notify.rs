@@ -56,8 +56,11 @@ async fn notify(
     text: &str,
     link: &str,
 ) -> AppResult<()> {
-    if user <= 0 || event.actor.user_id().is_some_and(|u| u.0 == user) {
-        // Nobody to tell, or the user did it himself.
+    if user <= 0
+        || event.actor.user_id().is_some_and(|u| u.0 == user)
+        || matches!(event.actor, kernel::Actor::System { import: true })
+    {
+        // Nobody to tell, the user did it himself, or an import brought it over.
         return Ok(());
     }
     kernel::sql::query(

@@ -82,7 +82,7 @@ pub async fn responsible(
             })?;
             // The system (an import) keeps a deactivated user's records with him, as the
             // system they come from did.
-            if !found.is_active && !matches!(caller.actor, kernel::Actor::System) {
+            if !found.is_active && !matches!(caller.actor, kernel::Actor::System { .. }) {
                 return Err(AppError::validation(
                     field,
                     "inactive",
@@ -103,7 +103,7 @@ pub async fn responsible(
 /// account: who may rewrite records' history (see [`kernel::provenance`]).
 pub async fn system_or_admin(accounts: &dyn Accounts, caller: Caller) -> AppResult<()> {
     let Some(me) = caller.actor.user_id() else {
-        return if matches!(caller.actor, kernel::Actor::System) {
+        return if matches!(caller.actor, kernel::Actor::System { .. }) {
             Ok(())
         } else {
             Err(AppError::forbidden("only administrators may do this"))
