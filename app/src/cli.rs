@@ -269,9 +269,29 @@ enum ImportSource {
         /// The account's address, e.g. https://SUBDOMAIN.amocrm.ru
         #[arg(long)]
         base_url: String,
-        /// A long-lived token (or an OAuth access token) of the amoCRM account.
+        /// A long-lived token (or an OAuth access token) of the amoCRM account; or use an
+        /// integration's OAuth code flow with --client-id, --client-secret, --redirect-uri and
+        /// --code.
         #[arg(long, env = "AMOCRM_TOKEN", hide_env_values = true)]
-        token: String,
+        token: Option<String>,
+        /// The OAuth integration's id (its client_id in amoCRM).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// The OAuth integration's secret key.
+        #[arg(long, env = "AMOCRM_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<String>,
+        /// The integration's redirect URI, as registered in amoCRM.
+        #[arg(long)]
+        redirect_uri: Option<String>,
+        /// The authorization code from the consent redirect (single-use, 20 minutes); left out
+        /// when going on with the tokens of --token-file.
+        #[arg(long)]
+        code: Option<String>,
+        /// Where the OAuth tokens are kept between runs (they rotate at every renewal; the
+        /// file is written with owner-only access). Default: amocrm-<host>.tokens.json in the
+        /// data directory.
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
         /// The Voronka account to import into.
         #[arg(long)]
         account: i64,
@@ -560,16 +580,53 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 ImportSource::Amocrm {
                     base_url,
                     token,
+                    client_id,
+                    client_secret,
+                    redirect_uri,
+                    code,
+                    token_file,
                     account,
                     dry_run,
                     server: args,
                 },
         } => {
             let config = load(&cli.config, args)?;
-            let client =
-                importer::AmoClient::new(base_url, token, importer::ClientOptions::default())
-                    .map_err(Failure::Other)?;
             with_state(&config, async |state| {
+                let options = importer::ClientOptions::default();
+                let client = match (token, client_id) {
+                    (Some(token), None) => importer::AmoClient::new(base_url, token, options)?,
+                    (None, Some(client_id)) => {
+                        let host: String = base_url
+                            .trim_start_matches("https://")
+                            .trim_start_matches("http://")
+                            .chars()
+                            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+                            .collect();
+                        let file = token_file.clone().unwrap_or_else(|| {
+                            config.data_dir.join(format!("amocrm-{}.tokens.json", host.trim_end_matches('_')))
+                        });
+                        if let Some(dir) = file.parent() {
+                            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                        }
+                        let oauth = importer::OAuthClient {
+                            client_id: client_id.clone(),
+                            client_secret: client_secret.clone().ok_or(
+                                "--client-secret (or AMOCRM_CLIENT_SECRET) is needed with --client-id",
+                            )?,
+                            redirect_uri: redirect_uri
+                                .clone()
+                                .ok_or("--redirect-uri is needed with --client-id")?,
+                            token_file: Some(file),
+                        };
+                        importer::AmoClient::with_oauth(base_url, oauth, code.as_deref(), options).await?
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err("give either --token or the OAuth integration (--client-id …), not both".into());
+                    }
+                    (None, None) => {
+                        return Err("give --token (a long-lived token) or the OAuth integration: --client-id, --client-secret, --redirect-uri and --code".into());
+                    }
+                };
                 let target = state
                     .modules
                     .accounts

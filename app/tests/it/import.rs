@@ -18,6 +18,50 @@ struct Recorded {
     requests: Vec<(Instant, String)>,
     /// Whether the leads' first page has answered 429 already.
     throttled: bool,
+    /// The OAuth integration's tokens now: (access, refresh, generation), and the API calls the
+    /// access token has made (it "expires" after `OAUTH_USES`).
+    oauth: Option<(String, String, u32)>,
+    oauth_uses: u32,
+    refreshes: u32,
+}
+
+/// API calls an OAuth access token of the recorded account makes before it expires (401).
+const OAUTH_USES: u32 = 10;
+
+/// The recorded account's `/oauth2/access_token`: the integration `integration-1` with secret
+/// `s3cret` and redirect URI `https://voronka.test/back` trades the code `consent-code`, then
+/// refresh tokens (each used once), for JWT-like token pairs.
+fn oauth_exchange(body: &[u8], r: &mut Recorded) -> HttpResponse {
+    let b: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let integration = b["client_id"] == "integration-1"
+        && b["client_secret"] == "s3cret"
+        && b["redirect_uri"] == "https://voronka.test/back";
+    let next = match (b["grant_type"].as_str(), &r.oauth) {
+        _ if !integration => None,
+        (Some("authorization_code"), _) if b["code"] == "consent-code" => Some(1),
+        (Some("refresh_token"), Some((_, refresh, n))) if b["refresh_token"] == *refresh => {
+            r.refreshes += 1;
+            Some(n + 1)
+        }
+        _ => None,
+    };
+    let Some(n) = next else {
+        return HttpResponse::BadRequest().json(json!({
+            "title": "Bad Request", "type": "https://httpstatus.es/400", "status": 400,
+            "hint": "Authorization code has expired or the token has been revoked"
+        }));
+    };
+    let tokens = (
+        format!("eyJ.oauth-access-{n}"),
+        format!("def50200oauth-refresh-{n}"),
+        n,
+    );
+    r.oauth = Some(tokens.clone());
+    r.oauth_uses = 0;
+    HttpResponse::Ok().json(json!({
+        "token_type": "Bearer", "expires_in": 86400,
+        "access_token": tokens.0, "refresh_token": tokens.1
+    }))
 }
 
 fn hal(key: &str, items: Vec<Value>, next: Option<String>) -> HttpResponse {
@@ -48,8 +92,15 @@ fn lead(id: i64) -> Value {
         "_embedded": {"tags": [], "contacts": [{"id": 301, "is_main": true}], "companies": []}})
 }
 
-async fn answer(req: HttpRequest, rec: web::Data<Mutex<Recorded>>) -> HttpResponse {
+async fn answer(
+    req: HttpRequest,
+    body: web::Bytes,
+    rec: web::Data<Mutex<Recorded>>,
+) -> HttpResponse {
     let path = req.path().to_string();
+    if path == "/oauth2/access_token" {
+        return oauth_exchange(&body, &mut rec.lock().unwrap());
+    }
     let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
         .map(|q| q.into_inner())
         .unwrap_or_default();
@@ -65,7 +116,18 @@ async fn answer(req: HttpRequest, rec: web::Data<Mutex<Recorded>>) -> HttpRespon
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if auth != format!("Bearer {TOKEN}") {
+    let oauth_ok = {
+        let mut r = rec.lock().unwrap();
+        let live = r
+            .oauth
+            .as_ref()
+            .is_some_and(|(access, _, _)| auth == format!("Bearer {access}"));
+        if live {
+            r.oauth_uses += 1;
+        }
+        live && r.oauth_uses <= OAUTH_USES
+    };
+    if auth != format!("Bearer {TOKEN}") && !oauth_ok {
         return HttpResponse::Unauthorized()
             .content_type("application/problem+json")
             .json(json!({"title": "Unauthorized", "type": "https://httpstatus.es/401", "status": 401, "detail": "Invalid access token"}));
@@ -637,4 +699,78 @@ async fn robots_do_not_react_to_what_an_import_brings_over() {
         "nobody is told of the imported deals (an imported task that is due is told of)"
     );
     backbone.stop().await;
+}
+
+/// The OAuth code flow: a wrong code is refused with amoCRM's reason; the right one is traded
+/// for tokens, an access token that expires half-way is renewed with the refresh token (which
+/// rotates) and the import goes on; the last tokens are in the token file (owner-only), so a
+/// later run needs no new code.
+#[tokio::test]
+async fn an_integration_imports_with_the_oauth_code_and_renews_its_token() {
+    let (url, rec) = fake_amocrm().await;
+    let dir = std::env::temp_dir().join(format!("voronka-oauth-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.json");
+    let oauth = |secret: &str| importer::OAuthClient {
+        client_id: "integration-1".into(),
+        client_secret: secret.into(),
+        redirect_uri: "https://voronka.test/back".into(),
+        token_file: Some(file.clone()),
+    };
+    let refused = AmoClient::with_oauth(
+        &url,
+        oauth("wrong"),
+        Some("consent-code"),
+        ClientOptions::default(),
+    )
+    .await
+    .err()
+    .expect("a wrong secret is refused");
+    assert!(
+        refused.contains("refused the OAuth exchange (400)"),
+        "{refused}"
+    );
+    assert!(refused.contains("has expired"), "{refused}");
+    assert!(!file.exists(), "nothing kept");
+
+    let client = AmoClient::with_oauth(
+        &url,
+        oauth("s3cret"),
+        Some("consent-code"),
+        ClientOptions::default(),
+    )
+    .await
+    .expect("the code is traded");
+    let app = crate::support::spawn_app().await;
+    let target = app.tenant("OAuth Target").await;
+    let outcome = voronka::import::run(&app.state, &client, target.account, |_| {})
+        .await
+        .expect("import");
+    assert_eq!(outcome.progress.created["leads"], 260);
+    let (refreshes, generation) = {
+        let r = rec.lock().unwrap();
+        (r.refreshes, r.oauth.as_ref().unwrap().2)
+    };
+    assert!(refreshes >= 1, "the expired access token was renewed");
+    let kept: importer::Tokens =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(
+        kept.refresh_token,
+        format!("def50200oauth-refresh-{generation}"),
+        "the rotated one"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // A later run goes on with the kept tokens, no code.
+    let again = AmoClient::with_oauth(&url, oauth("s3cret"), None, ClientOptions::default())
+        .await
+        .expect("the kept tokens");
+    assert!(again.get("/api/v4/account", &[]).await.unwrap().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -96,10 +96,31 @@ pub struct Traffic {
     pub retried: u64,
 }
 
+/// An integration registered in the amoCRM account (OAuth 2.0 authorization code flow).
+#[derive(Debug, Clone)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    /// Where the current tokens are kept (written at every exchange; amoCRM's refresh tokens
+    /// rotate, so a resumed import needs the last one). `None`: kept in memory only.
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// An OAuth token pair, as kept in the token file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
 pub struct AmoClient {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: std::sync::RwLock<String>,
+    /// With OAuth: the integration and the refresh token (an access token refused with 401 is
+    /// renewed once and the request asked again).
+    oauth: Option<(OAuthClient, tokio::sync::Mutex<String>)>,
     limiter: DefaultDirectRateLimiter,
     options: ClientOptions,
     requests: AtomicU64,
@@ -150,7 +171,8 @@ impl AmoClient {
         Ok(AmoClient {
             http,
             base,
-            token: token.trim().to_string(),
+            token: std::sync::RwLock::new(token.trim().to_string()),
+            oauth: None,
             limiter,
             options,
             requests: AtomicU64::new(0),
@@ -161,6 +183,131 @@ impl AmoClient {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// A client of an OAuth integration: `code` (single-use, from the consent redirect) is
+    /// exchanged for tokens; without one, the tokens of `oauth.token_file` (an import run before)
+    /// are used. The tokens are written to the file at every exchange.
+    pub async fn with_oauth(
+        base_url: &str,
+        oauth: OAuthClient,
+        code: Option<&str>,
+        options: ClientOptions,
+    ) -> Result<AmoClient, String> {
+        for (name, v) in [
+            ("client id", &oauth.client_id),
+            ("client secret", &oauth.client_secret),
+            ("redirect URI", &oauth.redirect_uri),
+        ] {
+            if v.trim().is_empty() {
+                return Err(format!("the integration's {name} is empty"));
+            }
+        }
+        // A placeholder token until the exchange: `new` checks the rest.
+        let mut client = AmoClient::new(base_url, "pending", options)?;
+        let tokens = match code.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(code) => {
+                client
+                    .exchange(
+                        &oauth,
+                        serde_json::json!({
+                            "client_id": oauth.client_id,
+                            "client_secret": oauth.client_secret,
+                            "grant_type": "authorization_code",
+                            "code": code,
+                            "redirect_uri": oauth.redirect_uri,
+                        }),
+                    )
+                    .await?
+            }
+            None => {
+                let Some(path) = &oauth.token_file else {
+                    return Err(
+                        "an authorization code is needed (no token file to go on from)".into(),
+                    );
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "no authorization code and the token file {} cannot be read ({e}): pass --code",
+                        path.display()
+                    )
+                })?;
+                serde_json::from_str::<Tokens>(&text)
+                    .map_err(|e| format!("the token file {} is not usable: {e}", path.display()))?
+            }
+        };
+        client.token = std::sync::RwLock::new(tokens.access_token);
+        client.oauth = Some((oauth, tokio::sync::Mutex::new(tokens.refresh_token)));
+        Ok(client)
+    }
+
+    /// `POST {base}/oauth2/access_token` with `body`; the tokens, written to the token file.
+    async fn exchange(&self, oauth: &OAuthClient, body: Value) -> Result<Tokens, String> {
+        self.limiter.until_ready().await;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .http
+            .post(format!("{}/oauth2/access_token", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("amoCRM could not be reached for the OAuth exchange: {e}"))?;
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        let (Some(access), Some(refresh)) = (
+            answer["access_token"].as_str(),
+            answer["refresh_token"].as_str(),
+        ) else {
+            return Err(format!(
+                "amoCRM refused the OAuth exchange ({status}): {}",
+                answer["hint"]
+                    .as_str()
+                    .or(answer["detail"].as_str())
+                    .or(answer["title"].as_str())
+                    .unwrap_or("no reason given")
+            ));
+        };
+        let tokens = Tokens {
+            access_token: access.to_string(),
+            refresh_token: refresh.to_string(),
+        };
+        if let Some(path) = &oauth.token_file {
+            write_private(path, &serde_json::to_string(&tokens).unwrap_or_default())
+                .map_err(|e| format!("the token file {} cannot be written: {e}", path.display()))?;
+        }
+        Ok(tokens)
+    }
+
+    /// Renews the access token with the refresh token (amoCRM rotates both). `used` is the
+    /// access token the refused request carried: another request renewed it meanwhile when it
+    /// differs, and nothing is asked.
+    async fn refresh(&self, used: &str) -> Result<bool, String> {
+        let Some((oauth, refresh)) = &self.oauth else {
+            return Ok(false);
+        };
+        let mut refresh = refresh.lock().await;
+        if self.current_token() != used {
+            return Ok(true);
+        }
+        let tokens = self
+            .exchange(
+                oauth,
+                serde_json::json!({
+                    "client_id": oauth.client_id,
+                    "client_secret": oauth.client_secret,
+                    "grant_type": "refresh_token",
+                    "refresh_token": *refresh,
+                    "redirect_uri": oauth.redirect_uri,
+                }),
+            )
+            .await?;
+        *refresh = tokens.refresh_token;
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = tokens.access_token;
+        Ok(true)
+    }
+
+    fn current_token(&self) -> String {
+        self.token.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn traffic(&self) -> Traffic {
@@ -180,13 +327,15 @@ impl AmoClient {
         let url = format!("{}{}", self.base, path);
         let mut failures = 0u32;
         let mut throttled = 0u32;
+        let mut renewed = false;
         loop {
             self.limiter.until_ready().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
+            let token = self.current_token();
             let sent = self
                 .http
                 .get(&url)
-                .bearer_auth(&self.token)
+                .bearer_auth(&token)
                 .query(query)
                 .send()
                 .await;
@@ -238,6 +387,26 @@ impl AmoClient {
                     );
                     tracing::info!(path, ?wait, "amoCRM throttled the import (429); waiting");
                     tokio::time::sleep(wait).await;
+                }
+                // An expired access token of an integration: renewed once, and asked again.
+                401 if !renewed && self.oauth.is_some() => {
+                    renewed = true;
+                    match self.refresh(&token).await {
+                        Ok(true) => continue,
+                        Ok(false) => {
+                            return Err(AmoError::Refused {
+                                path: path.into(),
+                                status,
+                            });
+                        }
+                        Err(reason) => {
+                            return Err(AmoError::Status {
+                                path: path.into(),
+                                status,
+                                body: reason,
+                            });
+                        }
+                    }
                 }
                 401 | 403 => {
                     return Err(AmoError::Refused {
@@ -346,6 +515,22 @@ impl AmoClient {
             n += 1;
         }
     }
+}
+
+/// Writes a file only its owner may read (it holds tokens).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut f = options.open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
