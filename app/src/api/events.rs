@@ -53,6 +53,10 @@ pub const TYPES: [(&str, &str, &str); 14] = [
 ];
 
 fn amo_type(ours: &str) -> String {
+    // An entry brought over from amoCRM keeps its type.
+    if let Some(theirs) = ours.strip_prefix(activities_api::IMPORTED_PREFIX) {
+        return theirs.to_string();
+    }
     if ours == "messaging.message_sent" {
         return "outgoing_chat_message".into();
     }
@@ -72,6 +76,7 @@ fn our_types(amo: &str) -> Vec<String> {
     if amo == "outgoing_chat_message" {
         out.push("messaging.message_sent".into());
     }
+    out.push(format!("{}{amo}", activities_api::IMPORTED_PREFIX));
     if out.is_empty() {
         // Our own names are accepted too (with a dot or an underscore after the module).
         out.push(amo.replacen('_', ".", 1));
@@ -119,6 +124,10 @@ fn values(e: &LogEntry, after: bool) -> Value {
         "deals.deal_responsible_changed" => {
             let key = if after { "to" } else { "from" };
             json!([{ "responsible_user": { "id": e.payload.get(key) } }])
+        }
+        // Brought over from amoCRM: its values as they were.
+        t if t.starts_with(activities_api::IMPORTED_PREFIX) => {
+            side.clone().unwrap_or_else(|| json!([]))
         }
         _ => match side {
             Some(v) if !v.is_null() => json!([v]),

@@ -215,7 +215,18 @@ async fn answer(
         // Events: a page that promises another, then 204 (the list ends there).
         "/api/v4/events" if page == 1 => hal(
             "events",
-            vec![json!({"id": "01a", "type": "lead_added", "entity_id": 1, "entity_type": "lead"})],
+            vec![
+                json!({"id": "01a", "type": "lead_added", "entity_id": 1, "entity_type": "lead",
+                       "created_by": 11, "created_at": 1_700_000_001, "value_after": [], "value_before": [],
+                       "account_id": 31361463}),
+                json!({"id": "01b", "type": "lead_status_changed", "entity_id": 3, "entity_type": "lead",
+                       "created_by": 11, "created_at": 1_700_000_400,
+                       "value_before": [{"lead_status": {"id": 7101, "pipeline_id": 7001}}],
+                       "value_after": [{"lead_status": {"id": 142, "pipeline_id": 7001}}],
+                       "account_id": 31361463}),
+                json!({"id": "01c", "type": "task_added", "entity_id": 801, "entity_type": "task",
+                       "created_by": 11, "created_at": 1_700_000_450, "account_id": 31361463}),
+            ],
             next(page),
         ),
         // Everything else (loss reasons, groups, companies, notes, the second events page) is
@@ -281,7 +292,7 @@ async fn the_dry_run_reads_a_recorded_account_politely_and_lists_what_cannot_com
     assert_eq!(count("tasks"), 1);
     assert_eq!(
         count("events"),
-        1,
+        3,
         "the 204 after a next link ends the list"
     );
 
@@ -426,8 +437,13 @@ async fn a_recorded_account_is_written_and_what_cannot_come_is_reported() {
             .any(|s| s.contains("86 value(s) of field \"Legal entity\"")),
         "{skipped:#?}"
     );
+    // amoCRM's event log: the entries about leads go to their deals' timelines; the one about
+    // a task is reported.
+    assert_eq!(p.created["events"], 2);
     assert!(
-        skipped.iter().any(|s| s.starts_with("events")),
+        skipped
+            .iter()
+            .any(|s| s.starts_with("events 0: 1 entries") && s.contains("about task")),
         "{skipped:#?}"
     );
 
@@ -469,6 +485,26 @@ async fn a_recorded_account_is_written_and_what_cannot_come_is_reported() {
     assert_eq!(third.custom_fields.len(), 1, "{:?}", third.custom_fields);
     assert!(third.main_contact_id.is_some());
 
+    let moved = app
+        .count(&format!(
+            "SELECT count(*) AS n FROM activities.log WHERE entity = 'deal' AND entity_id = {}
+               AND event_type = 'amocrm.lead_status_changed' AND actor_kind = 'user' AND actor_id = {}
+               AND occurred_at = to_timestamp(1700000400)
+               AND after @> '[{{\"lead_status\": {{\"id\": 142}}}}]'",
+            third.id.0, anna.id.0
+        ))
+        .await;
+    assert_eq!(
+        moved, 1,
+        "the status change is in Lead 3's timeline, by Anna, at its time"
+    );
+    // Its page shows it.
+    let web = app.signed_in(&target.admin.email).await;
+    let (_, page) = web.text(&format!("/deals/{}", third.id.0)).await;
+    assert!(
+        page.contains("From amoCRM") && page.contains("lead_status_changed"),
+        "the deal page shows the imported entry"
+    );
     let tasks = m
         .activities
         .tasks(

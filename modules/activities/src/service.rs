@@ -651,6 +651,54 @@ impl Activities for ActivitiesService {
         Ok(out)
     }
 
+    async fn import_log(&self, caller: Caller, entries: Vec<ImportedLog>) -> AppResult<usize> {
+        access::system_or_admin(&*self.accounts, caller).await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        if let Some(e) = entries
+            .iter()
+            .find(|e| !e.event_type.starts_with(IMPORTED_PREFIX) || e.event_type.len() > 200)
+        {
+            return Err(AppError::validation(
+                "event_type",
+                "invalid",
+                &format!(
+                    "an imported entry's type starts with {IMPORTED_PREFIX}: {}",
+                    e.event_type
+                ),
+            ));
+        }
+        let mut conn = self.conn().await?;
+        let written = kernel::sql::query(
+            "INSERT INTO activities.log (event_id, account_id, event_type, occurred_at, actor_kind, actor_id,
+                                         entity, entity_id, before, after, payload)
+             SELECT k, $1, t, o, CASE WHEN u IS NULL THEN 'system' ELSE 'user' END, COALESCE(u, 0), e, i, b, a, p
+               FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[], $7::bigint[],
+                           $8::jsonb[], $9::jsonb[], $10::jsonb[]) AS x(k, t, o, u, e, i, b, a, p)
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind::<BigInt, _>(caller.account_id.0)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(entries.iter().map(|e| e.key).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(entries.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(entries.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        .bind::<Array<Nullable<BigInt>>, _>(
+            entries.iter().map(|e| e.user.map(|u| u.0)).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            entries.iter().map(|e| e.entity.map(|r| r.kind.as_str())).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<BigInt>>, _>(
+            entries.iter().map(|e| e.entity.map(|r| r.id)).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Jsonb>>, _>(entries.iter().map(|e| &e.before).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Jsonb>>, _>(entries.iter().map(|e| &e.after).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(entries.iter().map(|e| &e.payload).collect::<Vec<_>>())
+        .execute(&mut conn)
+        .await?;
+        Ok(written)
+    }
+
     async fn restore_provenance(
         &self,
         caller: Caller,

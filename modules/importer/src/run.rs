@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use accounts_api::{Accounts, GroupId, Lang, NewUser, UserPatch};
 use activities_api::{
-    Activities, CallParams, EntityKind, EntityRef, NewNote, NewTask, NoteId, Record, TaskId,
-    TaskPatch, TaskTypeId,
+    Activities, CallParams, EntityKind, EntityRef, IMPORTED_PREFIX, ImportedLog, NewNote, NewTask,
+    NoteId, Record, TaskId, TaskPatch, TaskTypeId,
 };
 use chrono::{DateTime, Utc};
 use contacts_api::{CompanyId, CompanyPatch, ContactId, ContactPatch, Contacts, Entity, Reach};
@@ -177,7 +177,7 @@ pub struct Importer {
 }
 
 /// The steps of a run, in order: definitions first, then the records that refer to them.
-const STEPS: [&str; 13] = [
+const STEPS: [&str; 14] = [
     "users",
     "pipelines",
     "loss_reasons",
@@ -191,6 +191,7 @@ const STEPS: [&str; 13] = [
     "contacts/notes",
     "companies/notes",
     "tasks",
+    "events",
 ];
 
 /// Records written at once within a page.
@@ -478,6 +479,7 @@ impl Job<'_> {
                                 "contacts" => self.contacts(items).await,
                                 "leads" => self.leads(items).await,
                                 "tasks" => self.tasks(items).await,
+                                "events" => self.events(items).await,
                                 _ => self.notes(step, items).await,
                             }
                         };
@@ -510,27 +512,12 @@ impl Job<'_> {
             if step == "leads" || step == "contacts" || step == "companies" {
                 self.report_dropped(step);
             }
+            if step == "events" {
+                self.report_events_left();
+            }
             self.checkpoint(started, seconds_before, requests_before, traffic_before)
                 .await?;
             on_page(&self.progress);
-        }
-        // amoCRM's event log: Voronka's timeline records what happens from now on; the
-        // records themselves keep their creation times and authors.
-        if !self.progress.done.iter().any(|d| d == "events") {
-            let n = self.client.count("/api/v4/events", "events").await?;
-            Progress::add(&mut self.progress.read, "events", n as u64);
-            if n > 0 {
-                self.skip(
-                    "events",
-                    0,
-                    format!(
-                        "{n} entries of amoCRM's event log are not imported: Voronka's timeline starts with the import (the records keep their creation times and authors)"
-                    ),
-                );
-            }
-            self.progress.done.push("events".into());
-            self.checkpoint(started, seconds_before, requests_before, traffic_before)
-                .await?;
         }
         Ok(())
     }
@@ -1858,6 +1845,90 @@ impl Job<'_> {
         })
     }
 
+    /// A page of amoCRM's event log, into the timeline of the records it is about (with its own
+    /// time and author). Entries about what Voronka's log does not keep (tasks, customers…) or
+    /// about records that did not come over are counted, and reported once at the end.
+    async fn events(&mut self, items: Vec<Value>) -> Result<()> {
+        let mut entries = Vec::new();
+        for e in &items {
+            let id = match e.get("id") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => continue,
+            };
+            let amo_type = str_of(e, "type");
+            let entity_type = str_of(e, "entity_type");
+            let (records, kind) = match entity_type {
+                "lead" | "leads" => ("leads", EntityKind::Deal),
+                "contact" | "contacts" => ("contacts", EntityKind::Contact),
+                "company" | "companies" => ("companies", EntityKind::Company),
+                other => {
+                    let key = format!(
+                        "events|about {}",
+                        if other.is_empty() { "nothing" } else { other }
+                    );
+                    *self.progress.dropped.entry(key).or_default() += 1;
+                    continue;
+                }
+            };
+            let amo_entity = e.get("entity_id").and_then(Value::as_i64).unwrap_or(0);
+            let Some(on) = self.local(records, amo_entity) else {
+                *self
+                    .progress
+                    .dropped
+                    .entry(format!("events|of {records} that did not come over"))
+                    .or_default() += 1;
+                continue;
+            };
+            let author = e.get("created_by").and_then(Value::as_i64).unwrap_or(0);
+            let name = format!("{}|{}|event|{id}", self.account.0, self.source);
+            let mut payload = e.clone();
+            if let Some(o) = payload.as_object_mut() {
+                o.remove("_links");
+                o.remove("_embedded");
+            }
+            entries.push(ImportedLog {
+                key: uuid::Uuid::new_v5(&KEYS, name.as_bytes()),
+                event_type: format!("{IMPORTED_PREFIX}{amo_type}"),
+                occurred_at: time_of(e, "created_at").unwrap_or_else(Utc::now),
+                user: self.user(author),
+                entity: Some(EntityRef { kind, id: on }),
+                before: e.get("value_before").cloned().filter(|v| !v.is_null()),
+                after: e.get("value_after").cloned().filter(|v| !v.is_null()),
+                payload,
+            });
+        }
+        let asked = entries.len() as u64;
+        let written = self
+            .imp
+            .t
+            .activities
+            .import_log(self.system(), entries)
+            .await? as u64;
+        Progress::add(&mut self.progress.created, "events", written);
+        Progress::add(&mut self.progress.updated, "events", asked - written);
+        Ok(())
+    }
+
+    fn report_events_left(&mut self) {
+        let left: Vec<(String, u64)> = self
+            .progress
+            .dropped
+            .iter()
+            .filter(|(k, _)| k.starts_with("events|"))
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        for (k, n) in left {
+            self.progress.dropped.remove(&k);
+            let what = &k["events|".len()..];
+            self.skip(
+                "events",
+                0,
+                format!("{n} entries of amoCRM's event log {what} are not imported (Voronka's log keeps those of leads, contacts and companies)"),
+            );
+        }
+    }
+
     async fn notes(&mut self, step: &str, items: Vec<Value>) -> Result<()> {
         let (records, kind) = match step {
             "contacts/notes" => ("contacts", EntityKind::Contact),
@@ -2106,6 +2177,8 @@ fn records_path(step: &str) -> (String, &'static str, Vec<(&'static str, String)
             vec![("with", "contacts".into()), order],
         ),
         "tasks" => ("/api/v4/tasks".into(), "tasks", vec![order]),
+        // amoCRM's event list takes no order (newest first).
+        "events" => ("/api/v4/events".into(), "events", Vec::new()),
         notes => (format!("/api/v4/{notes}"), "notes", vec![order]),
     }
 }

@@ -215,9 +215,15 @@ fn event_view(
         } else {
             e.actor.kind.clone()
         },
-        title: format!("event.{}", e.event_type),
+        title: if e.event_type.starts_with(activities_api::IMPORTED_PREFIX) {
+            "event.imported".to_string()
+        } else {
+            format!("event.{}", e.event_type)
+        },
         text: String::new(),
-        detail: if e.event_type
+        detail: if let Some(theirs) = e.event_type.strip_prefix(activities_api::IMPORTED_PREFIX) {
+            imported_detail(theirs, &e)
+        } else if e.event_type
             == <automation_api::events::RunFinished as kernel::events::DomainEvent>::TYPE
         {
             // A robot's run: which trigger, how it ended, and why it failed or was cut.
@@ -236,6 +242,27 @@ fn event_view(
         done: false,
         pinned: false,
         link: None,
+    }
+}
+
+/// An entry of amoCRM's event log: its type, and its values before and after (shortened).
+fn imported_detail(theirs: &str, e: &LogEntry) -> String {
+    let short = |v: &Option<serde_json::Value>| {
+        let text = v
+            .as_ref()
+            .filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        if text.chars().count() > 160 {
+            format!("{}…", text.chars().take(160).collect::<String>())
+        } else {
+            text
+        }
+    };
+    match (short(&e.before), short(&e.after)) {
+        (b, a) if b.is_empty() && a.is_empty() => theirs.to_string(),
+        (b, a) if b.is_empty() => format!("{theirs}: {a}"),
+        (b, a) => format!("{theirs}: {b} → {a}"),
     }
 }
 

@@ -35,6 +35,10 @@ pub trait Activities: Send + Sync {
     /// task's `closed_at` is its completion), for records brought over by an import. Records
     /// not in the account are skipped; the number changed is returned. The system or
     /// administrators only.
+    /// Writes entries of another system's event log (an import from amoCRM) into the log, with
+    /// their own times and authors: the system or an administrator only. An entry's `key` keeps
+    /// it once however often it is written. Returns how many were new.
+    async fn import_log(&self, caller: Caller, entries: Vec<ImportedLog>) -> AppResult<usize>;
     async fn restore_provenance(
         &self,
         caller: Caller,

@@ -32,6 +32,7 @@ kernel::remote_trait! {
             write fn pin_note(caller: Caller, id: NoteId, pinned: bool) -> Note;
             write fn delete_note(caller: Caller, id: NoteId) -> ();
             read fn task_types(caller: Caller) -> Vec<TaskType>;
+            write fn import_log(caller: Caller, entries: Vec<ImportedLog>) -> usize;
             write fn restore_provenance(caller: Caller, record: Record, items: Vec<kernel::provenance::Provenance>) -> usize;
             write fn add_task_type(caller: Caller, name: &str as String) -> TaskType;
             write fn create_task(caller: Caller, new: NewTask) -> Task;

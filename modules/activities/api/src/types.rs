@@ -209,6 +209,25 @@ pub struct LogEntry {
     pub payload: serde_json::Value,
 }
 
+/// An entry of another system's event log, brought over by an import.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportedLog {
+    /// Unique per entry of the source (the same key is written once).
+    pub key: uuid::Uuid,
+    /// `amocrm.<amoCRM's type>`, e.g. `amocrm.lead_status_changed`.
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    /// Who did it here (`None`: the system).
+    pub user: Option<kernel::UserId>,
+    pub entity: Option<EntityRef>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub payload: serde_json::Value,
+}
+
+/// The prefix of the event types of imported log entries.
+pub const IMPORTED_PREFIX: &str = "amocrm.";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogFilter {
