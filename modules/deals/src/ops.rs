@@ -299,6 +299,23 @@ impl TargetStage {
     }
 }
 
+/// A stage's columns and whether a custom field is required there (`StageWithRequired`).
+const STAGE_WITH_REQUIRED: &str = "SELECT s.pipeline_id, s.id, s.name, s.color, s.sort, s.kind,
+                EXISTS (SELECT 1 FROM deals.custom_fields f
+                         WHERE f.account_id = s.account_id
+                           AND f.required_statuses @> jsonb_build_array(jsonb_build_object('pipeline_id', s.pipeline_id, 'status_id', s.id))
+                       ) AS has_required
+           FROM deals.stages s";
+
+impl From<StageWithRequired> for TargetStage {
+    fn from(f: StageWithRequired) -> TargetStage {
+        TargetStage {
+            row: f.stage,
+            has_required: f.has_required,
+        }
+    }
+}
+
 #[derive(QueryableByName)]
 struct StageWithRequired {
     #[diesel(embed)]
@@ -322,14 +339,11 @@ pub(crate) async fn move_lookup(
         top: Option<i64>,
     }
     let found = kernel::sql::query(
-        "SELECT s.pipeline_id, s.id, s.name, s.color, s.sort, s.kind,
-                EXISTS (SELECT 1 FROM deals.custom_fields f
-                         WHERE f.account_id = s.account_id
-                           AND f.required_statuses @> jsonb_build_array(jsonb_build_object('pipeline_id', s.pipeline_id, 'status_id', s.id))
-                       ) AS has_required
-           FROM deals.stages s
+        format!(
+        "{STAGE_WITH_REQUIRED}
           WHERE s.account_id = $1 AND s.id = $3
-            AND s.pipeline_id = (SELECT d.pipeline_id FROM deals.deals d WHERE d.account_id = $1 AND d.id = $2)",
+            AND s.pipeline_id = (SELECT d.pipeline_id FROM deals.deals d WHERE d.account_id = $1 AND d.id = $2)"
+    ),
     )
     .bind::<BigInt, _>(account.0)
     .bind::<BigInt, _>(deal)
@@ -348,10 +362,7 @@ pub(crate) async fn move_lookup(
     let (found, top) =
         futures_util::future::try_join(async { found.await.optional() }, top).await?;
     Ok((
-        found.map(|f| TargetStage {
-            row: f.stage,
-            has_required: f.has_required,
-        }),
+        found.map(TargetStage::from),
         top.top.map(|p| p - GAP).unwrap_or(0),
     ))
 }
@@ -363,26 +374,18 @@ pub(crate) async fn find_stage(
     pipeline: i64,
     stage: Option<i64>,
 ) -> AppResult<Option<TargetStage>> {
-    let found: Option<StageWithRequired> = kernel::sql::query(
-        "SELECT s.pipeline_id, s.id, s.name, s.color, s.sort, s.kind,
-                EXISTS (SELECT 1 FROM deals.custom_fields f
-                         WHERE f.account_id = s.account_id
-                           AND f.required_statuses @> jsonb_build_array(jsonb_build_object('pipeline_id', s.pipeline_id, 'status_id', s.id))
-                       ) AS has_required
-           FROM deals.stages s
+    let found: Option<StageWithRequired> = kernel::sql::query(format!(
+        "{STAGE_WITH_REQUIRED}
           WHERE s.account_id = $1 AND s.pipeline_id = $2 AND ($3::bigint IS NULL OR s.id = $3)
-          ORDER BY (s.kind <> 'open'), s.sort, s.id LIMIT 1",
-    )
+          ORDER BY (s.kind <> 'open'), s.sort, s.id LIMIT 1"
+    ))
     .bind::<BigInt, _>(account.0)
     .bind::<BigInt, _>(pipeline)
     .bind::<Nullable<BigInt>, _>(stage)
     .get_result(&mut conn)
     .await
     .optional()?;
-    Ok(found.map(|f| TargetStage {
-        row: f.stage,
-        has_required: f.has_required,
-    }))
+    Ok(found.map(TargetStage::from))
 }
 
 /// Deals out of rows, with their tags' names (one query for all of them, none without tags).

@@ -22,8 +22,7 @@ use crate::service::{Inner, field_error};
 pub const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
 /// Download attempts before a client's file is given up on.
 const MAX_FETCH_ATTEMPTS: i32 = 8;
-/// Instagram shows at most this much text with nothing else; a file's caption longer than
-/// Telegram's 1,024 characters does not fit.
+/// A file's caption: Telegram takes at most 1,024 characters with a photo or document.
 const MAX_CAPTION_CHARS: usize = 1024;
 
 #[derive(QueryableByName)]
