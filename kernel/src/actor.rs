@@ -31,6 +31,12 @@ impl Actor {
             Actor::Robot { .. } | Actor::System { .. } => None,
         }
     }
+
+    /// Whether this is an import bringing records over as they were (fields required at a
+    /// stage do not hold them back: the source had them there without the value).
+    pub fn is_import(&self) -> bool {
+        matches!(self, Actor::System { import: true })
+    }
 }
 
 #[cfg(test)]

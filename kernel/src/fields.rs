@@ -72,6 +72,105 @@ pub struct FieldEnum {
     pub sort: i32,
 }
 
+/// A heading a record's fields are shown under (amoCRM's field groups, the tabs of a card).
+/// Fields without a group form the main list, shown first; groups follow in `sort` order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldGroup {
+    pub id: i64,
+    pub name: String,
+    pub sort: i32,
+}
+
+impl FieldGroup {
+    /// Whether a field in `group` is in this one (a form's selected group).
+    pub fn holds(&self, group: Option<i64>) -> bool {
+        group == Some(self.id)
+    }
+}
+
+/// A group to create, or a group's new name and place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewFieldGroup {
+    pub name: String,
+    /// Its place among the groups; a new group without one goes last, a renamed one stays.
+    #[serde(default)]
+    pub sort: Option<i32>,
+}
+
+/// The longest field group name.
+pub const MAX_GROUP_NAME: usize = 100;
+/// The most field groups an entity type may have.
+pub const MAX_GROUPS: usize = 50;
+
+/// Checks a group's name (trimmed, 1 to [`MAX_GROUP_NAME`] characters) and returns it.
+pub fn group_name(name: &str) -> Result<String, crate::AppError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(crate::AppError::validation(
+            "name",
+            "required",
+            "enter the group's name",
+        ));
+    }
+    if name.chars().count() > MAX_GROUP_NAME {
+        return Err(crate::AppError::validation(
+            "name",
+            "too_long",
+            &format!("at most {MAX_GROUP_NAME} characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// `fields` split by group for a card: the ungrouped ones (if any) under `None`, then each
+/// group that has fields, in the groups' order. `group_of` tells a field's group.
+pub fn by_group<'a, F>(
+    groups: &'a [FieldGroup],
+    fields: &'a [F],
+    group_of: impl Fn(&F) -> Option<i64>,
+) -> Vec<(Option<&'a FieldGroup>, Vec<&'a F>)> {
+    let mut out: Vec<(Option<&FieldGroup>, Vec<&F>)> = Vec::new();
+    let known = |g: Option<i64>| g.filter(|g| groups.iter().any(|x| x.id == *g));
+    let main: Vec<&F> = fields
+        .iter()
+        .filter(|f| known(group_of(f)).is_none())
+        .collect();
+    if !main.is_empty() {
+        out.push((None, main));
+    }
+    for g in groups {
+        let mine: Vec<&F> = fields
+            .iter()
+            .filter(|f| group_of(f) == Some(g.id))
+            .collect();
+        if !mine.is_empty() {
+            out.push((Some(g), mine));
+        }
+    }
+    out
+}
+
+/// The statement that takes removed choices out of the stored values of `table` (a table with
+/// `account_id` and a `custom_fields` object): binds `$1` the account, `$2` the field id as
+/// text, `$3` the removed choices' ids. A select's value is cleared, a multiselect loses those
+/// items (and is cleared when none are left).
+pub fn clear_choices_sql(table: &str) -> String {
+    format!(
+        "UPDATE {table} SET custom_fields = CASE
+             WHEN jsonb_typeof(custom_fields -> $2) = 'array' THEN
+                 CASE WHEN (SELECT count(*) FROM jsonb_array_elements(custom_fields -> $2) e
+                             WHERE NOT (e::bigint = ANY($3))) = 0
+                      THEN custom_fields - $2
+                      ELSE jsonb_set(custom_fields, ARRAY[$2], (SELECT jsonb_agg(e) FROM jsonb_array_elements(custom_fields -> $2) e
+                             WHERE NOT (e::bigint = ANY($3)))) END
+             ELSE custom_fields - $2 END
+          WHERE account_id = $1 AND custom_fields ? $2
+            AND (CASE WHEN jsonb_typeof(custom_fields -> $2) = 'array'
+                      THEN EXISTS (SELECT 1 FROM jsonb_array_elements(custom_fields -> $2) e WHERE e::bigint = ANY($3))
+                      ELSE (custom_fields ->> $2)::bigint = ANY($3) END)"
+    )
+}
+
 /// Why a value was refused: a stable code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueError {
@@ -289,6 +388,10 @@ pub trait FieldDef {
     fn field_name(&self) -> &str;
     fn field_type(&self) -> FieldType;
     fn field_enums(&self) -> &[FieldEnum];
+    /// The group the field is shown under (`None`: the main list).
+    fn field_group(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Checks `input` (values by field id, as given) against the definitions and merges it into

@@ -160,7 +160,7 @@ fn field_json<D: FieldDef>(
         "sort": sort,
         "is_api_only": false,
         "enums": enums,
-        "group_id": Value::Null,
+        "group_id": d.field_group().map(|g| group_key(entity, g)),
         "required_statuses": [],
         "is_deletable": true,
         "is_predefined": false,
@@ -226,13 +226,15 @@ pub async fn custom_fields(
 /// (multitext, radiobutton, smart_address, …) are refused with the list of those it has.
 fn read_field(
     item: &mut Item<'_>,
-    leads: bool,
+    entity: EntityPath,
 ) -> (
     String,
     Option<FieldType>,
     Vec<String>,
     Vec<deals_api::RequiredAt>,
+    Option<i64>,
 ) {
+    let leads = entity == EntityPath::Leads;
     let name = item.str("name").unwrap_or_default();
     if name.trim().is_empty() || name.chars().count() > 255 {
         item.fail("name", "InvalidValue", "a name of 1 to 255 characters");
@@ -261,7 +263,164 @@ fn read_field(
         item.fail("enums", "Required", "a select needs its choices");
     }
     let required = read_required(item, leads).unwrap_or_default();
-    (name.trim().to_string(), ty, enums, required)
+    let group = read_group(item, entity).flatten();
+    (name.trim().to_string(), ty, enums, required, group)
+}
+
+/// A field group's id as the API shows it: `leads_12`, `contacts_3`, `companies_4`.
+fn group_key(entity: EntityPath, id: i64) -> String {
+    format!("{}_{id}", entity.as_str())
+}
+
+/// A group id as given: `leads_12` (this entity's prefix) or a bare number.
+fn parse_group_key(entity: EntityPath, key: &str) -> Option<i64> {
+    let key = key.trim();
+    key.strip_prefix(&format!("{}_", entity.as_str()))
+        .unwrap_or(key)
+        .parse()
+        .ok()
+        .filter(|id| *id > 0)
+}
+
+/// `group_id`, when given: `Some(None)` for the main list (null or ""), `Some(Some(id))` for a
+/// group; the group's existence is checked when the field is saved.
+fn read_group(item: &mut Item<'_>, entity: EntityPath) -> Option<Option<i64>> {
+    match item.obj.get("group_id")? {
+        Value::Null => Some(None),
+        Value::String(s) if s.trim().is_empty() => Some(None),
+        Value::String(s) => match parse_group_key(entity, s) {
+            Some(id) => Some(Some(id)),
+            None => {
+                item.fail("group_id", "NotFound", "No such field group");
+                None
+            }
+        },
+        Value::Number(n) => match n.as_i64().filter(|id| *id > 0) {
+            Some(id) => Some(Some(id)),
+            None => {
+                item.fail("group_id", "NotFound", "No such field group");
+                None
+            }
+        },
+        _ => {
+            item.fail(
+                "group_id",
+                "InvalidType",
+                "This value should be of type string.",
+            );
+            None
+        }
+    }
+}
+
+fn contacts_kind(entity: EntityPath) -> contacts_api::Entity {
+    if entity == EntityPath::Companies {
+        contacts_api::Entity::Company
+    } else {
+        contacts_api::Entity::Contact
+    }
+}
+
+/// A field definition of any entity, as the API reads and changes it.
+struct Def {
+    id: i64,
+    name: String,
+    ty: FieldType,
+    enums: Vec<String>,
+    required: Vec<deals_api::RequiredAt>,
+    group: Option<i64>,
+}
+
+async fn defs(
+    state: &AppState,
+    caller: kernel::Caller,
+    entity: EntityPath,
+) -> Result<Vec<Def>, ApiError> {
+    let m = &state.modules;
+    Ok(match entity {
+        EntityPath::Leads => m
+            .deals
+            .custom_fields(caller)
+            .await?
+            .into_iter()
+            .map(|d| Def {
+                id: d.id.0,
+                name: d.name,
+                ty: d.field_type,
+                enums: d.enums.into_iter().map(|e| e.value).collect(),
+                required: d.required_statuses,
+                group: d.group_id,
+            })
+            .collect(),
+        _ => m
+            .contacts
+            .custom_fields(caller, contacts_kind(entity))
+            .await?
+            .into_iter()
+            .map(|d| Def {
+                id: d.id.0,
+                name: d.name,
+                ty: d.field_type,
+                enums: d.enums.into_iter().map(|e| e.value).collect(),
+                required: Vec::new(),
+                group: d.group_id,
+            })
+            .collect(),
+    })
+}
+
+/// Creates a field (`id` None) or replaces one's definition; returns it as the API shows it.
+async fn save_def(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: kernel::Caller,
+    entity: EntityPath,
+    id: Option<i64>,
+    def: Def,
+) -> Result<Value, ApiError> {
+    let m = &state.modules;
+    let account = caller.account_id.0;
+    Ok(match entity {
+        EntityPath::Leads => {
+            let new = deals_api::NewCustomField {
+                name: def.name,
+                field_type: def.ty,
+                enums: def.enums,
+                required_statuses: def.required,
+                group_id: def.group,
+            };
+            let d = match id {
+                None => m.deals.create_custom_field(caller, new).await?,
+                Some(id) => {
+                    m.deals
+                        .update_custom_field(caller, deals_api::FieldId(id), new)
+                        .await?
+                }
+            };
+            lead_field_json(req, account, &d)
+        }
+        _ => {
+            let new = contacts_api::NewCustomField {
+                name: def.name,
+                field_type: def.ty,
+                enums: def.enums,
+                group_id: def.group,
+            };
+            let d = match id {
+                None => {
+                    m.contacts
+                        .create_custom_field(caller, contacts_kind(entity), new)
+                        .await?
+                }
+                Some(id) => {
+                    m.contacts
+                        .update_custom_field(caller, contacts_api::FieldId(id), new)
+                        .await?
+                }
+            };
+            field_json(req, entity, account, &d, d.sort)
+        }
+    })
 }
 
 /// `enums[{value, sort}]`, when given: the choices' texts in `sort` order.
@@ -330,7 +489,7 @@ pub async fn add_custom_fields(
     let mut errors = Vec::new();
     for (i, obj) in items.iter().enumerate() {
         let mut item = Item::new(obj);
-        let (name, ty, enums, required) = read_field(&mut item, entity == EntityPath::Leads);
+        let (name, ty, enums, required, group) = read_field(&mut item, entity);
         let request_id = item.request_id(i);
         if !item.errors.is_empty() {
             errors.push(ItemErrors {
@@ -340,53 +499,25 @@ pub async fn add_custom_fields(
             continue;
         }
         if let Some(ty) = ty {
-            plans.push((request_id, name, ty, enums, required));
+            plans.push((
+                request_id,
+                Def {
+                    id: 0,
+                    name,
+                    ty,
+                    enums,
+                    required,
+                    group,
+                },
+            ));
         }
     }
     if !errors.is_empty() {
         return Err(ApiError::batch(errors));
     }
-    let account = auth.0.account_id.0;
-    let m = &state.modules;
     let mut out = Vec::new();
-    for (request_id, name, field_type, enums, required_statuses) in plans {
-        let mut v = match entity {
-            EntityPath::Leads => {
-                let d = m
-                    .deals
-                    .create_custom_field(
-                        caller,
-                        deals_api::NewCustomField {
-                            name,
-                            field_type,
-                            enums,
-                            required_statuses,
-                        },
-                    )
-                    .await?;
-                field_json(&req, entity, account, &d, d.sort)
-            }
-            EntityPath::Contacts | EntityPath::Companies => {
-                let kind = if entity == EntityPath::Contacts {
-                    contacts_api::Entity::Contact
-                } else {
-                    contacts_api::Entity::Company
-                };
-                let d = m
-                    .contacts
-                    .create_custom_field(
-                        caller,
-                        kind,
-                        contacts_api::NewCustomField {
-                            name,
-                            field_type,
-                            enums,
-                        },
-                    )
-                    .await?;
-                field_json(&req, entity, account, &d, d.sort)
-            }
-        };
+    for (request_id, def) in plans {
+        let mut v = save_def(&req, &state, caller, entity, None, def).await?;
         v["request_id"] = json!(request_id);
         out.push(v);
     }
@@ -397,26 +528,40 @@ pub async fn add_custom_fields(
     })))
 }
 
-/// `DELETE /api/v4/leads/custom_fields/{id}`: the field and its values on every lead; 204.
-/// Contact and company fields cannot be deleted through the API yet.
+/// `DELETE /api/v4/{entity}/custom_fields/{id}`: the field and its values on every record;
+/// 204.
 pub async fn delete_field(
     auth: ApiAuth,
     state: web::Data<AppState>,
     path: web::Path<(String, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (entity, id) = path.into_inner();
-    if EntityPath::parse(&entity)? != EntityPath::Leads {
-        return Err(ApiError(kernel::AppError::validation(
-            "entity",
-            "NotSupported",
-            "only lead fields can be deleted through the API yet",
-        )));
+    let entity = EntityPath::parse(&entity)?;
+    let caller = auth.caller();
+    // A field of another entity type is not this path's.
+    if !defs(&state, caller, entity)
+        .await?
+        .iter()
+        .any(|d| d.id == id)
+    {
+        return Err(ApiError(kernel::AppError::not_found("field")));
     }
-    state
-        .modules
-        .deals
-        .delete_custom_field(auth.caller(), deals_api::FieldId(id))
-        .await?;
+    match entity {
+        EntityPath::Leads => {
+            state
+                .modules
+                .deals
+                .delete_custom_field(caller, deals_api::FieldId(id))
+                .await?
+        }
+        _ => {
+            state
+                .modules
+                .contacts
+                .delete_custom_field(caller, contacts_api::FieldId(id))
+                .await?
+        }
+    }
     Ok(super::no_content())
 }
 
@@ -640,9 +785,8 @@ fn lead_field_json(req: &HttpRequest, account: i64, d: &deals_api::CustomField) 
     v
 }
 
-/// `PATCH /api/v4/leads/custom_fields[/{id}]`: a new name, choices (kept by text, missing ones
-/// removed) or statuses requiring the field; the type stays. Contact and company fields are
-/// refused with a clear error (their definitions cannot be changed yet).
+/// `PATCH /api/v4/{entity}/custom_fields[/{id}]`: a new name, choices (kept by text, missing
+/// ones removed), group or (leads) statuses requiring the field; the type stays.
 pub async fn update_custom_fields(
     req: HttpRequest,
     auth: ApiAuth,
@@ -653,7 +797,7 @@ pub async fn update_custom_fields(
     patch_fields(req, auth, state, &path, None, raw).await
 }
 
-/// `PATCH /api/v4/leads/custom_fields/{id}`.
+/// `PATCH /api/v4/{entity}/custom_fields/{id}`.
 pub async fn update_custom_field(
     req: HttpRequest,
     auth: ApiAuth,
@@ -674,30 +818,23 @@ async fn patch_fields(
     raw: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let entity = EntityPath::parse(entity)?;
-    if entity != EntityPath::Leads {
-        return Err(ApiError(kernel::AppError::validation(
-            "entity",
-            "NotSupported",
-            "only lead field definitions can be changed through the API yet",
-        )));
-    }
     let caller = auth.caller();
     let items = match one {
         Some(_) => vec![body::object(&raw)?],
         None => body::batch(&raw, body::MAX_BATCH)?,
     };
-    let current = state.modules.deals.custom_fields(caller).await?;
+    let current = defs(&state, caller, entity).await?;
     let mut plans = Vec::new();
     let mut errors = Vec::new();
     for (i, obj) in items.iter().enumerate() {
         let mut item = Item::new(obj);
         let id = one.or_else(|| item.int("id"));
-        let def = id.and_then(|id| current.iter().find(|d| d.id.0 == id));
+        let def = id.and_then(|id| current.iter().find(|d| d.id == id));
         if def.is_none() && !item.errors.iter().any(|e| e.field == "id") {
             item.fail("id", "NotFound", "No such field");
         }
         if let Some(t) = item.str("type")
-            && def.is_some_and(|d| d.field_type.as_str() != t)
+            && def.is_some_and(|d| d.ty.as_str() != t)
         {
             item.fail("type", "NotSupported", "a field's type cannot be changed");
         }
@@ -710,7 +847,8 @@ async fn patch_fields(
         }
         item.int("sort");
         let enums = read_enums(&mut item);
-        let required = read_required(&mut item, true);
+        let required = read_required(&mut item, entity == EntityPath::Leads);
+        let group = read_group(&mut item, entity);
         let request_id = item.request_id(i);
         if !item.errors.is_empty() {
             errors.push(ItemErrors {
@@ -723,12 +861,13 @@ async fn patch_fields(
             plans.push((
                 request_id,
                 d.id,
-                deals_api::NewCustomField {
+                Def {
+                    id: d.id,
                     name: name.unwrap_or_else(|| d.name.clone()),
-                    field_type: d.field_type,
-                    enums: enums
-                        .unwrap_or_else(|| d.enums.iter().map(|e| e.value.clone()).collect()),
-                    required_statuses: required.unwrap_or_else(|| d.required_statuses.clone()),
+                    ty: d.ty,
+                    enums: enums.unwrap_or_else(|| d.enums.clone()),
+                    required: required.unwrap_or_else(|| d.required.clone()),
+                    group: group.unwrap_or(d.group),
                 },
             ));
         }
@@ -736,15 +875,9 @@ async fn patch_fields(
     if !errors.is_empty() {
         return Err(ApiError::batch(errors));
     }
-    let account = auth.0.account_id.0;
     let mut out = Vec::new();
-    for (request_id, id, new) in plans {
-        let d = state
-            .modules
-            .deals
-            .update_custom_field(caller, id, new)
-            .await?;
-        let mut v = lead_field_json(&req, account, &d);
+    for (request_id, id, def) in plans {
+        let mut v = save_def(&req, &state, caller, entity, Some(id), def).await?;
         v["request_id"] = json!(request_id);
         out.push(v);
     }
@@ -753,35 +886,328 @@ async fn patch_fields(
     }
     Ok(hal(&json!({
         "_total_items": out.len(),
-        "_links": links(&req, "leads/custom_fields"),
+        "_links": links(&req, &format!("{}/custom_fields", entity.as_str())),
         "_embedded": { "custom_fields": out },
     })))
 }
 
-/// `GET /api/v4/{entity}/custom_fields/groups[/{id}]`: Voronka keeps an entity's fields in one
-/// list, without groups (each field's `group_id` is null), so there are none: 204.
+// --- field groups ------------------------------------------------------------------------
+
+fn group_json(
+    req: &HttpRequest,
+    entity: EntityPath,
+    g: &kernel::fields::FieldGroup,
+    fields: &[i64],
+) -> Value {
+    let key = group_key(entity, g.id);
+    json!({
+        "id": key,
+        "name": g.name,
+        "sort": g.sort,
+        "is_predefined": false,
+        "type": "custom_field_group",
+        "entity_type": entity.as_str(),
+        "fields": fields,
+        "_links": links(req, &format!("{}/custom_fields/groups/{key}", entity.as_str())),
+    })
+}
+
+async fn groups_of(
+    state: &AppState,
+    caller: kernel::Caller,
+    entity: EntityPath,
+) -> Result<Vec<kernel::fields::FieldGroup>, ApiError> {
+    let m = &state.modules;
+    Ok(match entity {
+        EntityPath::Leads => m.deals.field_groups(caller).await?,
+        _ => {
+            m.contacts
+                .field_groups(caller, contacts_kind(entity))
+                .await?
+        }
+    })
+}
+
+/// Each group as the API shows it, with the ids of its fields.
+async fn groups_json(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: kernel::Caller,
+    entity: EntityPath,
+) -> Result<Vec<(i64, Value)>, ApiError> {
+    let groups = groups_of(state, caller, entity).await?;
+    let defs = defs(state, caller, entity).await?;
+    Ok(groups
+        .iter()
+        .map(|g| {
+            let fields: Vec<i64> = defs
+                .iter()
+                .filter(|d| d.group == Some(g.id))
+                .map(|d| d.id)
+                .collect();
+            (g.id, group_json(req, entity, g, &fields))
+        })
+        .collect())
+}
+
+/// `GET /api/v4/{entity}/custom_fields/groups`: the groups fields are shown under, in order,
+/// each with its fields' ids; 204 when there are none.
 pub async fn field_groups(
-    _auth: ApiAuth,
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    EntityPath::parse(&path)?;
-    Ok(super::no_content())
+    let entity = EntityPath::parse(&path)?;
+    let mut p = params(&req);
+    let paging = Paging::read(&mut p, 50);
+    p.finish()?;
+    let all: Vec<Value> = groups_json(&req, &state, auth.caller(), entity)
+        .await?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let (page, more) = paging.slice(all);
+    Ok(list_page(&req, "custom_field_groups", page, paging, more))
 }
 
-/// `POST|PATCH|DELETE /api/v4/{entity}/custom_fields/groups…`: refused with a clear error
-/// rather than pretended.
-pub async fn change_field_groups(_auth: ApiAuth) -> Result<HttpResponse, ApiError> {
-    Err(ApiError(kernel::AppError::validation(
-        "groups",
-        "NotSupported",
-        "custom field groups are not supported: an entity's fields form one list",
-    )))
-}
-
+/// `GET /api/v4/{entity}/custom_fields/groups/{id}`.
 pub async fn field_groups_one(
-    _auth: ApiAuth,
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    EntityPath::parse(&path.0)?;
+    let (entity, key) = path.into_inner();
+    let entity = EntityPath::parse(&entity)?;
+    let Some(id) = parse_group_key(entity, &key) else {
+        return Ok(super::no_content());
+    };
+    Ok(
+        match groups_json(&req, &state, auth.caller(), entity)
+            .await?
+            .into_iter()
+            .find(|(g, _)| *g == id)
+        {
+            Some((_, v)) => hal(&v),
+            None => super::no_content(),
+        },
+    )
+}
+
+/// A group's `name`, `sort` and `fields` (the ids of the fields to show under it) as given.
+struct GroupInput {
+    name: Option<String>,
+    sort: Option<i32>,
+    fields: Option<Vec<i64>>,
+}
+
+fn read_group_input(item: &mut Item<'_>, defs: &[Def]) -> GroupInput {
+    let name = item.str("name");
+    if let Some(n) = &name
+        && (n.trim().is_empty() || n.trim().chars().count() > kernel::fields::MAX_GROUP_NAME)
+    {
+        item.fail(
+            "name",
+            "InvalidValue",
+            format!(
+                "a name of 1 to {} characters",
+                kernel::fields::MAX_GROUP_NAME
+            ),
+        );
+    }
+    let sort = item.int("sort").and_then(|s| match i32::try_from(s) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            item.fail("sort", "InvalidValue", "a sort order within ±2147483647");
+            None
+        }
+    });
+    let fields = item.id_list("fields");
+    for (i, f) in fields.iter().flatten().enumerate() {
+        if !defs.iter().any(|d| d.id == *f) {
+            item.fail(&format!("fields.{i}"), "NotFound", "No such field");
+        }
+    }
+    GroupInput { name, sort, fields }
+}
+
+/// Puts exactly `fields` under `group`: the listed ones move in, the group's others go to the
+/// main list.
+async fn set_members(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: kernel::Caller,
+    entity: EntityPath,
+    group: i64,
+    fields: &[i64],
+) -> Result<(), ApiError> {
+    for d in defs(state, caller, entity).await? {
+        let wanted = fields.contains(&d.id);
+        let target = if wanted {
+            Some(group)
+        } else if d.group == Some(group) {
+            None
+        } else {
+            continue;
+        };
+        if d.group == target {
+            continue;
+        }
+        let id = d.id;
+        save_def(
+            req,
+            state,
+            caller,
+            entity,
+            Some(id),
+            Def { group: target, ..d },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `POST /api/v4/{entity}/custom_fields/groups`: `[{"name", "sort"?, "fields"?: [ids]}]`.
+pub async fn add_field_groups(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let entity = EntityPath::parse(&path)?;
+    let caller = auth.caller();
+    let items = body::batch(&raw, body::MAX_BATCH)?;
+    let current = defs(&state, caller, entity).await?;
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for (i, obj) in items.iter().enumerate() {
+        let mut item = Item::new(obj);
+        let input = read_group_input(&mut item, &current);
+        if input.name.is_none() && !item.errors.iter().any(|e| e.field == "name") {
+            item.fail("name", "Required", "a group needs a name");
+        }
+        let request_id = item.request_id(i);
+        if !item.errors.is_empty() {
+            errors.push(ItemErrors {
+                request_id,
+                errors: item.errors,
+            });
+            continue;
+        }
+        plans.push((request_id, input));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::batch(errors));
+    }
+    let m = &state.modules;
+    let mut made = Vec::new();
+    for (request_id, input) in plans {
+        let new = kernel::fields::NewFieldGroup {
+            name: input.name.unwrap_or_default(),
+            sort: input.sort,
+        };
+        let g = match entity {
+            EntityPath::Leads => m.deals.create_field_group(caller, new).await?,
+            _ => {
+                m.contacts
+                    .create_field_group(caller, contacts_kind(entity), new)
+                    .await?
+            }
+        };
+        if let Some(fields) = &input.fields {
+            set_members(&req, &state, caller, entity, g.id, fields).await?;
+        }
+        made.push((request_id, g.id));
+    }
+    let all = groups_json(&req, &state, caller, entity).await?;
+    let out: Vec<Value> = made
+        .into_iter()
+        .filter_map(|(request_id, id)| {
+            all.iter().find(|(g, _)| *g == id).map(|(_, v)| {
+                let mut v = v.clone();
+                v["request_id"] = json!(request_id);
+                v
+            })
+        })
+        .collect();
+    Ok(hal(&json!({
+        "_total_items": out.len(),
+        "_links": links(&req, &format!("{}/custom_fields/groups", entity.as_str())),
+        "_embedded": { "custom_field_groups": out },
+    })))
+}
+
+/// `PATCH /api/v4/{entity}/custom_fields/groups/{id}`: a new name, place, or list of fields.
+pub async fn update_field_group(
+    req: HttpRequest,
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (entity, key) = path.into_inner();
+    let entity = EntityPath::parse(&entity)?;
+    let caller = auth.caller();
+    let obj = body::object(&raw)?;
+    let groups = groups_of(&state, caller, entity).await?;
+    let Some(group) =
+        parse_group_key(entity, &key).and_then(|id| groups.into_iter().find(|g| g.id == id))
+    else {
+        return Err(ApiError(kernel::AppError::not_found("field group")));
+    };
+    let current = defs(&state, caller, entity).await?;
+    let mut item = Item::new(&obj);
+    let input = read_group_input(&mut item, &current);
+    if !item.errors.is_empty() {
+        return Err(ApiError::batch(vec![ItemErrors {
+            request_id: item.request_id(0),
+            errors: item.errors,
+        }]));
+    }
+    if input.name.is_some() || input.sort.is_some() {
+        let new = kernel::fields::NewFieldGroup {
+            name: input.name.unwrap_or_else(|| group.name.clone()),
+            sort: input.sort,
+        };
+        let m = &state.modules;
+        match entity {
+            EntityPath::Leads => m.deals.update_field_group(caller, group.id, new).await?,
+            _ => m.contacts.update_field_group(caller, group.id, new).await?,
+        };
+    }
+    if let Some(fields) = &input.fields {
+        set_members(&req, &state, caller, entity, group.id, fields).await?;
+    }
+    match groups_json(&req, &state, caller, entity)
+        .await?
+        .into_iter()
+        .find(|(g, _)| *g == group.id)
+    {
+        Some((_, v)) => Ok(hal(&v)),
+        None => Err(ApiError(kernel::AppError::not_found("field group"))),
+    }
+}
+
+/// `DELETE /api/v4/{entity}/custom_fields/groups/{id}`: its fields stay, in the main list; 204.
+pub async fn delete_field_group(
+    auth: ApiAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (entity, key) = path.into_inner();
+    let entity = EntityPath::parse(&entity)?;
+    let caller = auth.caller();
+    let groups = groups_of(&state, caller, entity).await?;
+    let Some(id) = parse_group_key(entity, &key).filter(|id| groups.iter().any(|g| g.id == *id))
+    else {
+        return Err(ApiError(kernel::AppError::not_found("field group")));
+    };
+    let m = &state.modules;
+    match entity {
+        EntityPath::Leads => m.deals.delete_field_group(caller, id).await?,
+        _ => m.contacts.delete_field_group(caller, id).await?,
+    }
     Ok(super::no_content())
 }

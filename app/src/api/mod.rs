@@ -213,7 +213,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route(
             &format!("{e}/custom_fields/groups"),
-            web::post().to(catalog::change_field_groups),
+            web::post().to(catalog::add_field_groups),
         )
         .route(
             &format!("{e}/custom_fields/groups/{{group}}"),
@@ -221,11 +221,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route(
             &format!("{e}/custom_fields/groups/{{group}}"),
-            web::patch().to(catalog::change_field_groups),
+            web::patch().to(catalog::update_field_group),
         )
         .route(
             &format!("{e}/custom_fields/groups/{{group}}"),
-            web::delete().to(catalog::change_field_groups),
+            web::delete().to(catalog::delete_field_group),
         )
         .route(
             &format!("{e}/custom_fields"),

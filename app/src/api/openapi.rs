@@ -229,7 +229,12 @@ fn schemas() -> Value {
             "created_by": int(), "sort": int(), "disabled": { "type": "boolean" }, "settings": { "type": "array", "items": string() } } },
         "CustomField": { "type": "object", "required": ["id", "name", "type"], "properties": {
             "id": int(), "name": string(), "type": string(), "entity_type": string(), "sort": int(),
-            "enums": { "type": "array", "nullable": true, "items": { "type": "object" } }, "_links": links() } },
+            "enums": { "type": "array", "nullable": true, "items": { "type": "object" } },
+            "group_id": nullable("string"), "_links": links() } },
+        "FieldGroup": { "type": "object", "required": ["id", "name", "sort", "entity_type"], "properties": {
+            "id": string(), "name": string(), "sort": int(), "is_predefined": { "type": "boolean" },
+            "type": string(), "entity_type": string(), "fields": { "type": "array", "items": int() },
+            "request_id": string(), "_links": links() } },
         "Talk": { "type": "object", "required": ["talk_id", "chat_id", "origin"], "properties": {
             "talk_id": int(), "chat_id": string(), "origin": string(), "contact_id": nullable("integer"),
             "entity_id": nullable("integer"), "entity_type": nullable("string"), "is_read": { "type": "boolean" },
@@ -762,7 +767,7 @@ fn build() -> Value {
         "/api/v4/{entity}/custom_fields/{id}",
         "patch",
         op(
-            "Change a lead field's name, choices or required statuses",
+            "Change a field's name, choices, group or (leads) required statuses",
             "custom_fields",
             vec![entity.clone(), path_id("id")],
             Some(obj()),
@@ -773,7 +778,7 @@ fn build() -> Value {
         "/api/v4/{entity}/custom_fields/{id}",
         "delete",
         op(
-            "Delete a lead field with its values",
+            "Delete a field with its values",
             "custom_fields",
             vec![entity.clone(), path_id("id")],
             None,
@@ -840,13 +845,64 @@ fn build() -> Value {
             empty(),
         ),
     );
+    let group_path = json!({ "name": "group", "in": "path", "required": true,
+        "schema": { "type": "string", "pattern": "^((leads|contacts|companies)_)?[0-9]{1,18}$" },
+        "description": "A group's id as listed, e.g. leads_12" });
     add(
         "/api/v4/{entity}/custom_fields/groups",
         "get",
         op(
-            "Custom field groups (none: fields form one list)",
+            "Custom field groups, in order, each with its fields' ids",
+            "custom_fields",
+            {
+                let mut p = paging();
+                p.insert(0, entity.clone());
+                p
+            },
+            None,
+            ok_or_empty("Groups", list_of("custom_field_groups", "FieldGroup")),
+        ),
+    );
+    add(
+        "/api/v4/{entity}/custom_fields/groups",
+        "post",
+        op(
+            "Add field groups: name, sort, fields (ids to show under it)",
             "custom_fields",
             vec![entity.clone()],
+            batch(),
+            ok("Added", list_of("custom_field_groups", "FieldGroup")),
+        ),
+    );
+    add(
+        "/api/v4/{entity}/custom_fields/groups/{group}",
+        "get",
+        op(
+            "One field group",
+            "custom_fields",
+            vec![entity.clone(), group_path.clone()],
+            None,
+            ok_or_empty("The group", r("FieldGroup")),
+        ),
+    );
+    add(
+        "/api/v4/{entity}/custom_fields/groups/{group}",
+        "patch",
+        op(
+            "Rename a field group, move it, or set its fields",
+            "custom_fields",
+            vec![entity.clone(), group_path.clone()],
+            Some(obj()),
+            ok("The group", r("FieldGroup")),
+        ),
+    );
+    add(
+        "/api/v4/{entity}/custom_fields/groups/{group}",
+        "delete",
+        op(
+            "Delete a field group (its fields stay, in the main list)",
+            "custom_fields",
+            vec![entity.clone(), group_path],
             None,
             empty(),
         ),

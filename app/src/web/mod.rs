@@ -261,6 +261,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(settings::contact_fields::create),
         )
         .route(
+            "/settings/contact-fields/{id:\\d+}",
+            web::post().to(settings::contact_fields::update),
+        )
+        .route(
+            "/settings/contact-fields/{id:\\d+}/delete",
+            web::post().to(settings::contact_fields::delete),
+        )
+        .route(
+            "/settings/contact-fields/groups",
+            web::post().to(settings::contact_fields::create_group),
+        )
+        .route(
+            "/settings/contact-fields/groups/{id:\\d+}",
+            web::post().to(settings::contact_fields::update_group),
+        )
+        .route(
+            "/settings/contact-fields/groups/{id:\\d+}/delete",
+            web::post().to(settings::contact_fields::delete_group),
+        )
+        .route(
             "/settings/task-types",
             web::get().to(settings::task_types::list),
         )
@@ -270,6 +290,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/settings/fields", web::get().to(sdeals::fields))
         .route("/settings/fields", web::post().to(sdeals::create_field))
+        .route(
+            "/settings/fields/groups",
+            web::post().to(sdeals::create_group),
+        )
+        .route(
+            "/settings/fields/groups/{id:\\d+}",
+            web::post().to(sdeals::update_group),
+        )
+        .route(
+            "/settings/fields/groups/{id:\\d+}/delete",
+            web::post().to(sdeals::delete_group),
+        )
         .route(
             "/settings/fields/{id}",
             web::post().to(sdeals::update_field),

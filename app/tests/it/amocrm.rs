@@ -1460,7 +1460,7 @@ async fn pipelines_loss_reasons_tags_fields_tasks_users_and_roles_are_managed() 
         api.get("/api/v4/leads/custom_fields/987654").await.status(),
         StatusCode::NO_CONTENT
     );
-    // Fields form one list: no groups, and making one is refused.
+    // Field groups: none yet (204); one made with the field in it, named like amoCRM's.
     assert_eq!(
         api.get("/api/v4/contacts/custom_fields/groups")
             .await
@@ -1470,10 +1470,185 @@ async fn pipelines_loss_reasons_tags_fields_tasks_users_and_roles_are_managed() 
     let res = api
         .post(
             "/api/v4/leads/custom_fields/groups",
-            &json!([{"name": "Extra"}]),
+            &json!([{"name": "Extra", "sort": 5, "fields": [fid], "request_id": "g"}]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let group: Value =
+        res.json::<Value>().await.unwrap()["_embedded"]["custom_field_groups"][0].clone();
+    let gid = group["id"].as_str().unwrap().to_string();
+    assert!(gid.starts_with("leads_"), "{gid}");
+    assert_eq!(
+        (
+            &group["name"],
+            &group["sort"],
+            &group["entity_type"],
+            &group["fields"],
+            &group["request_id"]
+        ),
+        (
+            &json!("Extra"),
+            &json!(5),
+            &json!("leads"),
+            &json!([fid]),
+            &json!("g")
+        )
+    );
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/custom_fields/{fid}"))
+            .await["group_id"],
+        gid.as_str()
+    );
+    let listed = api.json("/api/v4/leads/custom_fields/groups").await;
+    assert_eq!(
+        listed["_embedded"]["custom_field_groups"][0]["id"],
+        gid.as_str()
+    );
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/custom_fields/groups/{gid}"))
+            .await["name"],
+        "Extra"
+    );
+    // A name in use, an unknown field, a group that does not exist or is another entity's:
+    // refused, nothing made.
+    let res = api
+        .post(
+            "/api/v4/leads/custom_fields/groups",
+            &json!([{"name": "extra"}]),
         )
         .await;
     problem(res, StatusCode::BAD_REQUEST).await;
+    let res = api
+        .post(
+            "/api/v4/leads/custom_fields/groups",
+            &json!([{"name": "Other", "fields": [987654]}]),
+        )
+        .await;
+    let body = problem(res, StatusCode::BAD_REQUEST).await;
+    assert!(body.to_string().contains("fields.0"), "{body}");
+    let res = api
+        .post(
+            "/api/v4/leads/custom_fields",
+            &json!([{"name": "Stray", "type": "text", "group_id": "leads_987654"}]),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    let res = api
+        .post(
+            "/api/v4/contacts/custom_fields",
+            &json!([{"name": "Stray", "type": "text", "group_id": gid}]),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        api.json("/api/v4/leads/custom_fields/groups").await["_embedded"]["custom_field_groups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        api.get("/api/v4/contacts/custom_fields").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // Contact fields: made in a contact group, renamed and moved out of it, deleted.
+    let cgroup: Value = api
+        .post(
+            "/api/v4/contacts/custom_fields/groups",
+            &json!([{"name": "Details"}]),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["_embedded"]["custom_field_groups"][0]
+        .clone();
+    let cgid = cgroup["id"].as_str().unwrap().to_string();
+    assert!(cgid.starts_with("contacts_"), "{cgid}");
+    let res = api
+        .post(
+            "/api/v4/contacts/custom_fields",
+            &json!([{"name": "Hobby", "type": "text", "group_id": cgid}]),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let hobby = res.json::<Value>().await.unwrap()["_embedded"]["custom_fields"][0].clone();
+    assert_eq!(hobby["group_id"], cgid.as_str());
+    let hid = hobby["id"].as_i64().unwrap();
+    let res = api
+        .patch(
+            &format!("/api/v4/contacts/custom_fields/{hid}"),
+            &json!({"name": "Hobbies", "group_id": null}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let changed: Value = res.json().await.unwrap();
+    assert_eq!(
+        (&changed["name"], &changed["group_id"]),
+        (&json!("Hobbies"), &Value::Null)
+    );
+    // An id that is no contact field's is not found.
+    let res = api
+        .patch(
+            "/api/v4/contacts/custom_fields/987654",
+            &json!({"name": "X"}),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST).await;
+    let res = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v4/contacts/custom_fields/{hid}"),
+            "",
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get("/api/v4/contacts/custom_fields").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // A group renamed with no fields: the field goes back to the main list; then deleted.
+    let res = api
+        .patch(
+            &format!("/api/v4/leads/custom_fields/groups/{gid}"),
+            &json!({"name": "Extra info", "fields": []}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let renamed: Value = res.json().await.unwrap();
+    assert_eq!(
+        (&renamed["name"], &renamed["fields"]),
+        (&json!("Extra info"), &json!([]))
+    );
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/custom_fields/{fid}"))
+            .await["group_id"],
+        Value::Null
+    );
+    let res = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v4/leads/custom_fields/groups/{gid}"),
+            "",
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v4/leads/custom_fields/groups/{gid}"),
+            "",
+        )
+        .await;
+    problem(res, StatusCode::NOT_FOUND).await;
+    assert_eq!(
+        api.get("/api/v4/leads/custom_fields/groups").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.json(&format!("/api/v4/leads/custom_fields/{fid}"))
+            .await["name"],
+        "Lead source"
+    );
 
     // Tasks: every property but the record can be changed; a bad change changes nothing.
     let due = chrono::Utc::now().timestamp() + 3600;

@@ -90,6 +90,7 @@ async fn contacts_keep_normalised_phones_and_emails_and_refuse_bad_ones() {
             caller,
             Entity::Contact,
             NewCustomField {
+                group_id: None,
                 name: "Segment".into(),
                 field_type: FieldType::Select,
                 enums: vec!["Retail".into(), "Wholesale".into()],
@@ -766,6 +767,7 @@ async fn segments_are_saved_filters_with_capped_counts_that_respect_rights() {
             caller,
             Entity::Contact,
             NewCustomField {
+                group_id: None,
                 name: "Source".into(),
                 field_type: FieldType::Select,
                 enums: vec!["Website".into(), "Referral".into()],

@@ -50,6 +50,7 @@ async fn field(
         .create_custom_field(
             caller,
             NewCustomField {
+                group_id: None,
                 name: name.into(),
                 field_type: ty,
                 enums: enums.iter().map(|e| (*e).into()).collect(),
@@ -95,6 +96,7 @@ async fn custom_field_values_are_typed_and_required_fields_guard_their_stages() 
         .create_custom_field(
             caller,
             NewCustomField {
+                group_id: None,
                 name: "Kind".into(),
                 field_type: FieldType::Select,
                 enums: vec![],
@@ -108,6 +110,7 @@ async fn custom_field_values_are_typed_and_required_fields_guard_their_stages() 
         .create_custom_field(
             caller,
             NewCustomField {
+                group_id: None,
                 name: "amount".into(),
                 field_type: FieldType::Text,
                 enums: vec![],
@@ -261,6 +264,7 @@ async fn custom_field_values_are_typed_and_required_fields_guard_their_stages() 
             caller,
             segment.id,
             NewCustomField {
+                group_id: None,
                 name: "Segment".into(),
                 field_type: FieldType::Select,
                 enums: vec!["Retail".into(), "Public sector".into()],
@@ -815,4 +819,276 @@ async fn the_deal_page_list_and_drag_endpoint_work_over_http() {
         let (status, _) = c.text(page).await;
         assert_eq!(status, reqwest::StatusCode::OK, "{page}");
     }
+}
+
+#[tokio::test]
+async fn field_groups_arrange_the_cards_and_deleting_one_keeps_its_fields() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let deals = &app.state.modules.deals;
+    let p = pipeline(&app, admin).await;
+    let c = app.signed_in(&t.admin.email).await;
+    let settings = "/settings/fields";
+
+    // A group made on the settings page; a second one of the same name (any case) is refused.
+    let res = c
+        .submit(
+            settings,
+            "/settings/fields/groups",
+            &[("name", "Logistics")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let groups = deals.field_groups(admin).await.unwrap();
+    assert_eq!(groups.len(), 1);
+    let logistics = groups[0].id;
+    let res = c
+        .submit(
+            settings,
+            "/settings/fields/groups",
+            &[("name", " logistics ")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("This is already taken."));
+    assert_eq!(deals.field_groups(admin).await.unwrap().len(), 1);
+
+    // One field in the main list, one in the group (made on the page with its group chosen).
+    let budget_note = field(&app, admin, "Budget note", FieldType::Text, &[], vec![]).await;
+    let gid = logistics.to_string();
+    let res = c
+        .submit(
+            settings,
+            settings,
+            &[
+                ("name", "Warehouse"),
+                ("field_type", "text"),
+                ("group", &gid),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let warehouse = deals
+        .custom_fields(admin)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == "Warehouse")
+        .unwrap();
+    assert_eq!(warehouse.group_id, Some(logistics));
+    // A group that is not there is refused with the field's form error, nothing made.
+    let res = c
+        .submit(
+            settings,
+            settings,
+            &[
+                ("name", "Dock"),
+                ("field_type", "text"),
+                ("group", "987654"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(deals.custom_fields(admin).await.unwrap().len(), 2);
+
+    // The deal's page shows the main list first, then the group's heading and its field.
+    let d = deals
+        .create_deal(
+            admin,
+            NewDeal {
+                custom_fields: values(&[
+                    (budget_note.id, json!("tight")),
+                    (warehouse.id, json!("North")),
+                ]),
+                ..NewDeal::new(p.id, "Pallets")
+            },
+        )
+        .await
+        .unwrap();
+    let (status, html) = c.text(&format!("/deals/{}", d.id)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let (note_at, heading_at, house_at) = (
+        html.find(&format!("name=\"cf_{}\"", budget_note.id))
+            .unwrap(),
+        html.find("data-test=\"field-group\">Logistics</h3>")
+            .unwrap(),
+        html.find(&format!("name=\"cf_{}\"", warehouse.id)).unwrap(),
+    );
+    assert!(note_at < heading_at && heading_at < house_at);
+
+    // A manager cannot change groups.
+    let anna = app.member(&t, "anna@acme.test").await;
+    let err = deals
+        .create_field_group(
+            Caller::user(t.account, anna.id),
+            NewFieldGroup {
+                name: "Mine".into(),
+                sort: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Forbidden);
+    // Another account cannot put a field in this account's group.
+    let other = app.tenant("Other").await;
+    let err = deals
+        .create_custom_field(
+            Caller::user(other.account, other.admin.id),
+            NewCustomField {
+                name: "Sneaky".into(),
+                field_type: FieldType::Text,
+                enums: vec![],
+                required_statuses: vec![],
+                group_id: Some(logistics),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.fields[0].field, "group_id");
+    assert!(
+        deals
+            .field_groups(Caller::user(other.account, other.admin.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Renamed and deleted on the page: the field and the deal's value stay, in the main list.
+    let res = c
+        .submit(
+            settings,
+            &format!("/settings/fields/groups/{logistics}"),
+            &[("name", "Shipping"), ("sort", "3")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let g = &deals.field_groups(admin).await.unwrap()[0];
+    assert_eq!((g.name.as_str(), g.sort), ("Shipping", 3));
+    let res = c
+        .submit(
+            settings,
+            &format!("/settings/fields/groups/{logistics}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    assert!(deals.field_groups(admin).await.unwrap().is_empty());
+    let kept = deals.deal(admin, d.id).await.unwrap();
+    assert_eq!(
+        kept.custom_fields[&warehouse.id.0.to_string()],
+        json!("North")
+    );
+    assert_eq!(
+        deals
+            .custom_fields(admin)
+            .await
+            .unwrap()
+            .iter()
+            .find(|f| f.id == warehouse.id)
+            .unwrap()
+            .group_id,
+        None
+    );
+    let (_, html) = c.text(&format!("/deals/{}", d.id)).await;
+    assert!(!html.contains("data-test=\"field-group\""));
+
+    // Contacts: a company group heads its fields on the company's page; the contact fields page
+    // edits and deletes a field.
+    let contacts = &app.state.modules.contacts;
+    let cg = contacts
+        .create_field_group(
+            admin,
+            contacts_api::Entity::Company,
+            NewFieldGroup {
+                name: "Requisites".into(),
+                sort: None,
+            },
+        )
+        .await
+        .unwrap();
+    let res = c
+        .submit(
+            "/settings/contact-fields",
+            "/settings/contact-fields",
+            &[
+                ("entity", "company"),
+                ("name", "Tax id"),
+                ("field_type", "text"),
+                ("group", &cg.id.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let tax = contacts
+        .custom_fields(admin, contacts_api::Entity::Company)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(tax.group_id, Some(cg.id));
+    // The group of companies is not one contacts can use.
+    let err = contacts
+        .create_custom_field(
+            admin,
+            contacts_api::Entity::Contact,
+            contacts_api::NewCustomField {
+                name: "Tax id".into(),
+                field_type: FieldType::Text,
+                enums: vec![],
+                group_id: Some(cg.id),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.fields[0].field, "group_id");
+    let company = contacts
+        .create_company(
+            admin,
+            contacts_api::NewCompany {
+                name: "Acme Ltd".into(),
+                custom_fields: [(tax.id.0.to_string(), json!("7701"))]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (status, html) = c.text(&format!("/companies/{}", company.id)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let heading_at = html
+        .find("data-test=\"field-group\">Requisites</h3>")
+        .unwrap();
+    assert!(heading_at < html.find(&format!("name=\"cf_{}\"", tax.id)).unwrap());
+    let res = c
+        .submit(
+            "/settings/contact-fields",
+            &format!("/settings/contact-fields/{}", tax.id),
+            &[("entity", "company"), ("name", "INN"), ("group", "")],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let renamed = contacts
+        .custom_fields(admin, contacts_api::Entity::Company)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((renamed.name.as_str(), renamed.group_id), ("INN", None));
+    let res = c
+        .submit(
+            "/settings/contact-fields",
+            &format!("/settings/contact-fields/{}/delete", tax.id),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    assert!(
+        contacts
+            .custom_fields(admin, contacts_api::Entity::Company)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let company = contacts.company(admin, company.id).await.unwrap();
+    assert!(company.custom_fields.is_empty());
 }

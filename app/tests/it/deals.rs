@@ -850,6 +850,7 @@ async fn a_batch_is_created_in_one_statement_or_checked_deal_by_deal() {
         .create_custom_field(
             caller,
             NewCustomField {
+                group_id: None,
                 name: "Contract".into(),
                 field_type: kernel::fields::FieldType::Text,
                 enums: vec![],

@@ -163,8 +163,19 @@ async fn answer(
         "/api/v4/leads/custom_fields" => hal(
             "custom_fields",
             vec![
-                json!({"id": 501, "name": "Source", "type": "select", "code": null, "enums": [{"id": 9001, "value": "Web", "sort": 1}]}),
+                json!({"id": 501, "name": "Source", "type": "select", "code": null, "enums": [{"id": 9001, "value": "Web", "sort": 1}],
+                       "group_id": "leads_29741591099841",
+                       "required_statuses": [{"pipeline_id": 7001, "status_id": 142}, {"pipeline_id": 7001, "status_id": 7999}]}),
                 json!({"id": 502, "name": "Legal entity", "type": "legal_entity", "code": null, "enums": null}),
+            ],
+            None,
+        ),
+        "/api/v4/leads/custom_fields/groups" => hal(
+            "custom_field_groups",
+            vec![
+                json!({"id": "leads_29741591099841", "name": "Delivery", "sort": 2, "is_predefined": false,
+                       "entity_type": "leads", "fields": null,
+                       "_links": {"self": {"href": "https://example.amocrm.ru/api/v4/leads/custom_fields/groups/leads_29741591099841"}}}),
             ],
             None,
         ),
@@ -484,6 +495,39 @@ async fn a_recorded_account_is_written_and_what_cannot_come_is_reported() {
     assert_eq!(third.updated_at.timestamp(), 1_700_000_500);
     assert_eq!(third.custom_fields.len(), 1, "{:?}", third.custom_fields);
     assert!(third.main_contact_id.is_some());
+    // amoCRM's field group comes over with its field in it; the field is required at the won
+    // stage as in amoCRM, and the requirement at a stage that is not there is reported.
+    let groups = m.deals.field_groups(caller).await.unwrap();
+    assert_eq!(
+        groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.sort))
+            .collect::<Vec<_>>(),
+        [("Delivery", 2)]
+    );
+    let source = m
+        .deals
+        .custom_fields(caller)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == "Source")
+        .unwrap();
+    assert_eq!(source.group_id, Some(groups[0].id));
+    assert_eq!(
+        source.required_statuses,
+        [deals_api::RequiredAt {
+            pipeline_id: sales.id,
+            status_id: won.id
+        }]
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.starts_with("leads/custom_fields 501:") && s.contains("stage 7999")),
+        "{skipped:#?}"
+    );
+    assert_eq!(p.created["leads/custom_field_groups"], 1);
 
     let moved = app
         .count(&format!(

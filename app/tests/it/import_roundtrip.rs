@@ -83,11 +83,23 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
         .create_loss_reason(caller, "Too expensive")
         .await
         .unwrap();
+    let marketing = m
+        .deals
+        .create_field_group(
+            caller,
+            kernel::fields::NewFieldGroup {
+                name: "Marketing".into(),
+                sort: Some(4),
+            },
+        )
+        .await
+        .unwrap();
     let channel = m
         .deals
         .create_custom_field(
             caller,
             deals_api::NewCustomField {
+                group_id: Some(marketing.id),
                 name: "Channel".into(),
                 field_type: FieldType::Select,
                 enums: vec!["Web".into(), "Phone".into(), "Fair".into()],
@@ -101,6 +113,7 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
         .create_custom_field(
             caller,
             deals_api::NewCustomField {
+                group_id: None,
                 name: "Products".into(),
                 field_type: FieldType::Multiselect,
                 enums: vec!["Horns".into(), "Hooves".into(), "Tails".into()],
@@ -121,6 +134,7 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
                 .create_custom_field(
                     caller,
                     deals_api::NewCustomField {
+                        group_id: None,
                         name: name.into(),
                         field_type: ty,
                         enums: vec![],
@@ -137,6 +151,7 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
             caller,
             Entity::Contact,
             contacts_api::NewCustomField {
+                group_id: None,
                 name: "Hobby".into(),
                 field_type: FieldType::Text,
                 enums: vec![],
@@ -150,6 +165,20 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
             caller,
             Entity::Company,
             contacts_api::NewCustomField {
+                group_id: Some(
+                    m.contacts
+                        .create_field_group(
+                            caller,
+                            Entity::Company,
+                            kernel::fields::NewFieldGroup {
+                                name: "Requisites".into(),
+                                sort: None,
+                            },
+                        )
+                        .await
+                        .unwrap()
+                        .id,
+                ),
                 name: "Size".into(),
                 field_type: FieldType::Numeric,
                 enums: vec![],
@@ -425,6 +454,32 @@ async fn fill(app: &TestApp, caller: Caller, member: kernel::UserId, leads: i64)
         )
         .await
         .unwrap();
+    // Products becomes required in Sales' first open stages once the leads are there: some sit
+    // there without it, as in a real account, and come over all the same.
+    let sales = &pipelines[0];
+    m.deals
+        .update_custom_field(
+            caller,
+            products.id,
+            deals_api::NewCustomField {
+                name: "Products".into(),
+                field_type: FieldType::Multiselect,
+                enums: products.enums.iter().map(|e| e.value.clone()).collect(),
+                required_statuses: sales
+                    .stages
+                    .iter()
+                    .filter(|s| s.kind == deals_api::StageKind::Open)
+                    .take(2)
+                    .map(|s| deals_api::RequiredAt {
+                        pipeline_id: sales.id,
+                        status_id: s.id,
+                    })
+                    .collect(),
+                group_id: Some(marketing.id),
+            },
+        )
+        .await
+        .unwrap();
     let _: Vec<CompanyId> = companies;
 }
 
@@ -533,6 +588,61 @@ async fn snapshot(app: &TestApp, token: &str) -> BTreeMap<String, Value> {
         json!(t)
     };
     let mut snap = BTreeMap::new();
+    // Field definitions: type, choices, the group they are shown under, the stages requiring them.
+    for kind in ["leads", "contacts", "companies"] {
+        let groups: HashMap<String, String> = all(
+            &http,
+            base,
+            token,
+            &format!("/api/v4/{kind}/custom_fields/groups"),
+            "custom_field_groups",
+        )
+        .await
+        .iter()
+        .map(|g| {
+            (
+                g["id"].as_str().unwrap().to_string(),
+                format!("{} ({})", g["name"].as_str().unwrap(), g["sort"]),
+            )
+        })
+        .collect();
+        let mut defs: Vec<Value> = all(
+            &http,
+            base,
+            token,
+            &format!("/api/v4/{kind}/custom_fields"),
+            "custom_fields",
+        )
+        .await
+        .iter()
+        .map(|f| {
+            let enums: Vec<Value> = f["enums"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e["value"].clone())
+                .collect();
+            let required: Vec<String> = f["required_statuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    stages
+                        .get(&(
+                            r["pipeline_id"].as_i64().unwrap(),
+                            r["status_id"].as_i64().unwrap(),
+                        ))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+            json!({"name": f["name"], "type": f["type"], "enums": enums, "required": required,
+                   "group": f["group_id"].as_str().map(|g| groups[g].clone())})
+        })
+        .collect();
+        defs.sort_by_key(|d| d.to_string());
+        snap.insert(format!("fields of {kind}"), Value::Array(defs));
+    }
     let companies = all(&http, base, token, "/api/v4/companies", "companies").await;
     let company_names: HashMap<i64, String> = companies
         .iter()

@@ -73,6 +73,7 @@ async fn an_import_checks_each_row_applies_the_duplicate_policy_and_reports_refu
             caller,
             Entity::Contact,
             NewCustomField {
+                group_id: None,
                 name: "Тип клиента".into(),
                 field_type: FieldType::Select,
                 enums: vec!["Retail".into(), "VIP".into()],
@@ -890,6 +891,7 @@ async fn record_pages_edit_custom_fields_and_list_a_companys_deals() {
             caller,
             Entity::Contact,
             NewCustomField {
+                group_id: None,
                 name: "Source".into(),
                 field_type: FieldType::Select,
                 enums: vec!["Website".into(), "Referral".into()],

@@ -83,6 +83,18 @@ diesel::table! {
         field_type -> Text,
         sort -> Integer,
         created_at -> Timestamptz,
+        group_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    contacts.field_groups (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        entity -> Text,
+        name -> Text,
+        sort -> Integer,
+        created_at -> Timestamptz,
     }
 }
 

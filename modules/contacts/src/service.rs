@@ -24,8 +24,8 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::schema::{
-    companies, contact_companies, contacts, custom_field_enums, custom_fields, emails, phones,
-    segments, tags,
+    companies, contact_companies, contacts, custom_field_enums, custom_fields, emails,
+    field_groups, phones, segments, tags,
 };
 
 pub struct ContactsService {
@@ -454,7 +454,7 @@ pub(crate) async fn load_fields(
     account: AccountId,
     entity: Entity,
 ) -> AppResult<Vec<CustomField>> {
-    let rows: Vec<(i64, String, String, i32)> = custom_fields::table
+    let rows: Vec<(i64, String, String, i32, Option<i64>)> = custom_fields::table
         .filter(custom_fields::account_id.eq(account.0))
         .filter(custom_fields::entity.eq(entity.as_str()))
         .order((custom_fields::sort, custom_fields::id))
@@ -463,6 +463,7 @@ pub(crate) async fn load_fields(
             custom_fields::name,
             custom_fields::field_type,
             custom_fields::sort,
+            custom_fields::group_id,
         ))
         .load(conn)
         .await?;
@@ -484,12 +485,13 @@ pub(crate) async fn load_fields(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, ty, sort)| CustomField {
+        .map(|(id, name, ty, sort, group_id)| CustomField {
             id: FieldId(id),
             entity,
             name,
             field_type: FieldType::parse(&ty).unwrap_or(FieldType::Text),
             sort,
+            group_id,
             enums: enums
                 .iter()
                 .filter(|e| e.0 == id)
@@ -501,6 +503,200 @@ pub(crate) async fn load_fields(
                 .collect(),
         })
         .collect())
+}
+
+/// The most custom fields an entity type may have.
+const MAX_FIELDS: i64 = 200;
+const MAX_ENUMS: usize = 500;
+
+/// The table holding an entity type's records (and their field values).
+fn records_table(entity: &str) -> &'static str {
+    if entity == Entity::Company.as_str() {
+        "contacts.companies"
+    } else {
+        "contacts.contacts"
+    }
+}
+
+fn taken(e: diesel::result::Error, field: &str, message: &str) -> AppError {
+    match e {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ) => AppError::validation(field, "taken", message),
+        other => other.into(),
+    }
+}
+
+/// Checks a field definition (its group must be of the same entity type); returns the trimmed
+/// name and the distinct choices' texts.
+async fn check_field(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    entity: Entity,
+    new: &NewCustomField,
+) -> AppResult<(String, Vec<String>)> {
+    let mut errors = Vec::new();
+    let name = text("name", &new.name, 100, &mut errors);
+    if name.is_empty() {
+        errors.push(err("name", "required", "enter a name"));
+    }
+    let mut enums: Vec<String> = Vec::new();
+    for e in &new.enums {
+        let e = e.trim();
+        if !e.is_empty() && !enums.iter().any(|x| x == e) {
+            enums.push(e.to_string());
+        }
+    }
+    if new.field_type.has_enums() && enums.is_empty() {
+        errors.push(err(
+            "enums",
+            "required",
+            "a list field needs at least one choice",
+        ));
+    }
+    if !new.field_type.has_enums() && !enums.is_empty() {
+        errors.push(err(
+            "enums",
+            "not_allowed",
+            "only select and multiselect fields have choices",
+        ));
+    }
+    if enums.len() > MAX_ENUMS || enums.iter().any(|e| e.chars().count() > 255) {
+        errors.push(err(
+            "enums",
+            "too_long",
+            format!("at most {MAX_ENUMS} choices of up to 255 characters"),
+        ));
+    }
+    if let Some(group) = new.group_id {
+        let found: i64 = field_groups::table
+            .filter(field_groups::account_id.eq(account.0))
+            .filter(field_groups::entity.eq(entity.as_str()))
+            .filter(field_groups::id.eq(group))
+            .count()
+            .get_result(conn)
+            .await?;
+        if found == 0 {
+            errors.push(err("group_id", "not_found", "no such field group"));
+        }
+    }
+    finish(errors)?;
+    Ok((name, enums))
+}
+
+/// Writes a field's choices: existing ones keep their ids by text, new ones are added, the rest
+/// are removed (and taken out of the records' values).
+async fn write_enums(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    entity: Entity,
+    field: i64,
+    values: &[String],
+) -> AppResult<()> {
+    let existing: Vec<(i64, String)> = custom_field_enums::table
+        .filter(custom_field_enums::account_id.eq(account.0))
+        .filter(custom_field_enums::field_id.eq(field))
+        .select((custom_field_enums::id, custom_field_enums::value))
+        .load(conn)
+        .await?;
+    let gone: Vec<i64> = existing
+        .iter()
+        .filter(|(_, v)| !values.contains(v))
+        .map(|(id, _)| *id)
+        .collect();
+    if !gone.is_empty() {
+        diesel::delete(custom_field_enums::table.filter(custom_field_enums::id.eq_any(&gone)))
+            .execute(conn)
+            .await?;
+        diesel::sql_query(fields::clear_choices_sql(records_table(entity.as_str())))
+            .bind::<diesel::sql_types::BigInt, _>(account.0)
+            .bind::<diesel::sql_types::Text, _>(field.to_string())
+            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(&gone)
+            .execute(conn)
+            .await?;
+    }
+    for (sort, value) in values.iter().enumerate() {
+        match existing.iter().find(|(_, v)| v == value) {
+            Some((id, _)) => {
+                diesel::update(custom_field_enums::table.filter(custom_field_enums::id.eq(*id)))
+                    .set(custom_field_enums::sort.eq(sort as i32))
+                    .execute(conn)
+                    .await?;
+            }
+            None => {
+                diesel::insert_into(custom_field_enums::table)
+                    .values((
+                        custom_field_enums::account_id.eq(account.0),
+                        custom_field_enums::field_id.eq(field),
+                        custom_field_enums::value.eq(value),
+                        custom_field_enums::sort.eq(sort as i32),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn field_by_id(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    id: i64,
+) -> AppResult<CustomField> {
+    let entity: Option<String> = custom_fields::table
+        .filter(custom_fields::account_id.eq(account.0))
+        .filter(custom_fields::id.eq(id))
+        .select(custom_fields::entity)
+        .first(conn)
+        .await
+        .optional()?;
+    let entity = entity
+        .and_then(|e| Entity::parse(&e))
+        .ok_or_else(|| AppError::not_found("field"))?;
+    load_fields(conn, account, entity)
+        .await?
+        .into_iter()
+        .find(|f| f.id.0 == id)
+        .ok_or_else(|| AppError::not_found("field"))
+}
+
+/// An entity type's field groups, in order.
+pub(crate) async fn load_groups(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    entity: Entity,
+) -> AppResult<Vec<FieldGroup>> {
+    let rows: Vec<(i64, String, i32)> = field_groups::table
+        .filter(field_groups::account_id.eq(account.0))
+        .filter(field_groups::entity.eq(entity.as_str()))
+        .order((field_groups::sort, field_groups::id))
+        .select((field_groups::id, field_groups::name, field_groups::sort))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, sort)| FieldGroup { id, name, sort })
+        .collect())
+}
+
+async fn group_by_id(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    id: i64,
+) -> AppResult<(Entity, FieldGroup)> {
+    let row: Option<(String, String, i32)> = field_groups::table
+        .filter(field_groups::account_id.eq(account.0))
+        .filter(field_groups::id.eq(id))
+        .select((field_groups::entity, field_groups::name, field_groups::sort))
+        .first(conn)
+        .await
+        .optional()?;
+    match row.and_then(|(e, name, sort)| Entity::parse(&e).map(|e| (e, name, sort))) {
+        Some((entity, name, sort)) => Ok((entity, FieldGroup { id, name, sort })),
+        None => Err(AppError::not_found("field group")),
+    }
 }
 
 /// The records to merge into `keep`: distinct, not `keep`, one to twenty.
@@ -722,6 +918,17 @@ impl ContactsService {
         action: Action,
     ) -> AppResult<Scope> {
         access::scope(&*self.accounts, caller, rights_entity(entity), action).await
+    }
+
+    /// Field definitions and groups are managed by active administrators (and the system).
+    async fn require_field_admin(&self, caller: Caller) -> AppResult<()> {
+        if let Some(me) = caller.actor.user_id() {
+            let user = self.accounts.user(caller, me).await?;
+            if !(user.is_admin && user.is_active) {
+                return Err(AppError::forbidden("only administrators manage fields"));
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn country(&self, caller: Caller) -> AppResult<String> {
@@ -2236,71 +2443,214 @@ impl Contacts for ContactsService {
         entity: Entity,
         new: NewCustomField,
     ) -> AppResult<CustomField> {
-        if let Some(me) = caller.actor.user_id() {
-            let user = self.accounts.user(caller, me).await?;
-            if !(user.is_admin && user.is_active) {
-                return Err(AppError::forbidden("only administrators manage fields"));
-            }
-        }
-        let mut errors = Vec::new();
-        let name = text("name", &new.name, 100, &mut errors);
-        if name.is_empty() {
-            errors.push(err("name", "required", "enter a name"));
-        }
-        let enums: Vec<String> = new
-            .enums
-            .iter()
-            .map(|e| e.trim().to_string())
-            .filter(|e| !e.is_empty())
-            .collect();
-        if new.field_type.has_enums() && enums.is_empty() {
-            errors.push(err(
-                "enums",
-                "required",
-                "a list field needs at least one choice",
-            ));
-        }
-        finish(errors)?;
+        self.require_field_admin(caller).await?;
         let account = caller.account_id;
         let mut conn = self.conn().await?;
+        let (name, enums) = check_field(&mut conn, account, entity, &new).await?;
         let id = conn
             .transaction::<_, AppError, _>(async |tx| {
+                let count: i64 = custom_fields::table
+                    .filter(custom_fields::account_id.eq(account.0))
+                    .filter(custom_fields::entity.eq(entity.as_str()))
+                    .count()
+                    .get_result(tx)
+                    .await?;
+                if count >= MAX_FIELDS {
+                    return Err(AppError::validation(
+                        "name",
+                        "too_many",
+                        &format!("at most {MAX_FIELDS} fields"),
+                    ));
+                }
                 let id: i64 = diesel::insert_into(custom_fields::table)
                     .values((
                         custom_fields::account_id.eq(account.0),
                         custom_fields::entity.eq(entity.as_str()),
                         custom_fields::name.eq(&name),
                         custom_fields::field_type.eq(new.field_type.as_str()),
+                        custom_fields::sort.eq(count as i32),
+                        custom_fields::group_id.eq(new.group_id),
                     ))
                     .returning(custom_fields::id)
                     .get_result(tx)
                     .await
-                    .map_err(|e| match e {
-                        diesel::result::Error::DatabaseError(
-                            diesel::result::DatabaseErrorKind::UniqueViolation,
-                            _,
-                        ) => AppError::validation("name", "taken", "a field with this name exists"),
-                        other => other.into(),
-                    })?;
-                for (i, v) in enums.iter().enumerate() {
-                    diesel::insert_into(custom_field_enums::table)
-                        .values((
-                            custom_field_enums::account_id.eq(account.0),
-                            custom_field_enums::field_id.eq(id),
-                            custom_field_enums::value.eq(v),
-                            custom_field_enums::sort.eq(i as i32),
-                        ))
-                        .execute(tx)
-                        .await?;
-                }
+                    .map_err(|e| taken(e, "name", "a field with this name exists"))?;
+                write_enums(tx, account, entity, id, &enums).await?;
                 Ok(id)
             })
             .await?;
-        load_fields(&mut conn, account, entity)
-            .await?
-            .into_iter()
-            .find(|f| f.id.0 == id)
-            .ok_or_else(|| AppError::internal("the new field is missing"))
+        field_by_id(&mut conn, account, id).await
+    }
+
+    async fn update_custom_field(
+        &self,
+        caller: Caller,
+        id: FieldId,
+        new: NewCustomField,
+    ) -> AppResult<CustomField> {
+        self.require_field_admin(caller).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let existing = field_by_id(&mut conn, account, id.0).await?;
+        if existing.field_type != new.field_type {
+            return Err(AppError::validation(
+                "field_type",
+                "immutable",
+                "a field's type cannot change",
+            ));
+        }
+        let entity = existing.entity;
+        let (name, enums) = check_field(&mut conn, account, entity, &new).await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            diesel::update(
+                custom_fields::table
+                    .filter(custom_fields::account_id.eq(account.0))
+                    .filter(custom_fields::id.eq(id.0)),
+            )
+            .set((
+                custom_fields::name.eq(&name),
+                custom_fields::group_id.eq(new.group_id),
+            ))
+            .execute(tx)
+            .await
+            .map_err(|e| taken(e, "name", "a field with this name exists"))?;
+            if new.field_type.has_enums() {
+                write_enums(tx, account, entity, id.0, &enums).await?;
+            }
+            Ok(())
+        })
+        .await?;
+        field_by_id(&mut conn, account, id.0).await
+    }
+
+    async fn delete_custom_field(&self, caller: Caller, id: FieldId) -> AppResult<()> {
+        self.require_field_admin(caller).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            let entity: Option<String> = diesel::delete(
+                custom_fields::table
+                    .filter(custom_fields::account_id.eq(account.0))
+                    .filter(custom_fields::id.eq(id.0)),
+            )
+            .returning(custom_fields::entity)
+            .get_result(tx)
+            .await
+            .optional()?;
+            let Some(entity) = entity else {
+                return Err(AppError::not_found("field"));
+            };
+            diesel::sql_query(format!(
+                "UPDATE {} SET custom_fields = custom_fields - $2
+                  WHERE account_id = $1 AND custom_fields ? $2",
+                records_table(&entity)
+            ))
+            .bind::<diesel::sql_types::BigInt, _>(account.0)
+            .bind::<diesel::sql_types::Text, _>(id.0.to_string())
+            .execute(tx)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn field_groups(&self, caller: Caller, entity: Entity) -> AppResult<Vec<FieldGroup>> {
+        self.scope(caller, entity, Action::View).await?;
+        let mut conn = self.conn().await?;
+        load_groups(&mut conn, caller.account_id, entity).await
+    }
+
+    async fn create_field_group(
+        &self,
+        caller: Caller,
+        entity: Entity,
+        new: NewFieldGroup,
+    ) -> AppResult<FieldGroup> {
+        self.require_field_admin(caller).await?;
+        let name = fields::group_name(&new.name)?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let id = conn
+            .transaction::<_, AppError, _>(async |tx| {
+                let existing = load_groups(tx, account, entity).await?;
+                if existing.len() >= fields::MAX_GROUPS {
+                    return Err(AppError::validation(
+                        "name",
+                        "too_many",
+                        &format!("at most {} field groups", fields::MAX_GROUPS),
+                    ));
+                }
+                let sort = new
+                    .sort
+                    .unwrap_or_else(|| existing.iter().map(|g| g.sort + 1).max().unwrap_or(0));
+                diesel::insert_into(field_groups::table)
+                    .values((
+                        field_groups::account_id.eq(account.0),
+                        field_groups::entity.eq(entity.as_str()),
+                        field_groups::name.eq(&name),
+                        field_groups::sort.eq(sort),
+                    ))
+                    .returning(field_groups::id)
+                    .get_result::<i64>(tx)
+                    .await
+                    .map_err(|e| taken(e, "name", "a field group with this name exists"))
+            })
+            .await?;
+        group_by_id(&mut conn, account, id).await.map(|(_, g)| g)
+    }
+
+    async fn update_field_group(
+        &self,
+        caller: Caller,
+        id: i64,
+        new: NewFieldGroup,
+    ) -> AppResult<FieldGroup> {
+        self.require_field_admin(caller).await?;
+        let name = fields::group_name(&new.name)?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        let (_, current) = group_by_id(&mut conn, account, id).await?;
+        diesel::update(
+            field_groups::table
+                .filter(field_groups::account_id.eq(account.0))
+                .filter(field_groups::id.eq(id)),
+        )
+        .set((
+            field_groups::name.eq(&name),
+            field_groups::sort.eq(new.sort.unwrap_or(current.sort)),
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| taken(e, "name", "a field group with this name exists"))?;
+        group_by_id(&mut conn, account, id).await.map(|(_, g)| g)
+    }
+
+    async fn delete_field_group(&self, caller: Caller, id: i64) -> AppResult<()> {
+        self.require_field_admin(caller).await?;
+        let account = caller.account_id;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AppError, _>(async |tx| {
+            diesel::update(
+                custom_fields::table
+                    .filter(custom_fields::account_id.eq(account.0))
+                    .filter(custom_fields::group_id.eq(id)),
+            )
+            .set(custom_fields::group_id.eq(None::<i64>))
+            .execute(tx)
+            .await?;
+            let n = diesel::delete(
+                field_groups::table
+                    .filter(field_groups::account_id.eq(account.0))
+                    .filter(field_groups::id.eq(id)),
+            )
+            .execute(tx)
+            .await?;
+            if n == 0 {
+                return Err(AppError::not_found("field group"));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn seed_contacts(

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use deals_api::{
-    CustomField, FieldEnum, FieldId, FieldType, FieldValues, NewCustomField, PipelineId,
-    RequiredAt, StageId, Tag, TagId,
+    CustomField, FieldEnum, FieldGroup, FieldId, FieldType, FieldValues, NewCustomField,
+    PipelineId, RequiredAt, StageId, Tag, TagId,
 };
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
@@ -13,7 +13,7 @@ use kernel::fields;
 use kernel::{AccountId, AppError, AppResult, FieldError};
 use serde_json::Value;
 
-use crate::schema::{custom_field_enums, custom_fields, stages, tags};
+use crate::schema::{custom_field_enums, custom_fields, field_groups, stages, tags};
 
 pub const MAX_FIELDS: usize = 200;
 pub const MAX_ENUMS: usize = 500;
@@ -27,6 +27,7 @@ struct FieldRow {
     field_type: String,
     sort: i32,
     required_statuses: Value,
+    group_id: Option<i64>,
 }
 
 /// Every custom field of the account's deals, in order, with its choices.
@@ -67,7 +68,25 @@ pub async fn load(conn: &mut AsyncPgConnection, account: AccountId) -> AppResult
             sort: r.sort,
             enums: by_field.remove(&r.id).unwrap_or_default(),
             required_statuses: serde_json::from_value(r.required_statuses).unwrap_or_default(),
+            group_id: r.group_id,
         })
+        .collect())
+}
+
+/// The account's field groups, in order.
+pub async fn load_groups(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+) -> AppResult<Vec<FieldGroup>> {
+    let rows: Vec<(i64, String, i32)> = field_groups::table
+        .filter(field_groups::account_id.eq(account.0))
+        .order((field_groups::sort, field_groups::id))
+        .select((field_groups::id, field_groups::name, field_groups::sort))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, sort)| FieldGroup { id, name, sort })
         .collect())
 }
 
@@ -124,6 +143,21 @@ pub async fn check_definition(
             format!("at most {MAX_ENUMS} choices of up to 255 characters"),
         ));
     }
+    if let Some(group) = new.group_id {
+        let found: i64 = field_groups::table
+            .filter(field_groups::account_id.eq(account.0))
+            .filter(field_groups::id.eq(group))
+            .count()
+            .get_result(conn)
+            .await?;
+        if found == 0 {
+            errors.push(field_error(
+                "group_id".into(),
+                "not_found",
+                "no such field group",
+            ));
+        }
+    }
     for (i, r) in new.required_statuses.iter().enumerate() {
         let found: i64 = stages::table
             .filter(stages::account_id.eq(account.0))
@@ -170,25 +204,12 @@ pub async fn write_enums(
             .execute(conn)
             .await?;
         // Values that pointed at a removed choice are cleared (multiselects lose that item).
-        diesel::sql_query(
-            "UPDATE deals.deals SET custom_fields = CASE
-                 WHEN jsonb_typeof(custom_fields -> $2) = 'array' THEN
-                     CASE WHEN (SELECT count(*) FROM jsonb_array_elements(custom_fields -> $2) e
-                                 WHERE NOT (e::bigint = ANY($3))) = 0
-                          THEN custom_fields - $2
-                          ELSE jsonb_set(custom_fields, ARRAY[$2], (SELECT jsonb_agg(e) FROM jsonb_array_elements(custom_fields -> $2) e
-                                 WHERE NOT (e::bigint = ANY($3)))) END
-                 ELSE custom_fields - $2 END
-              WHERE account_id = $1 AND custom_fields ? $2
-                AND (CASE WHEN jsonb_typeof(custom_fields -> $2) = 'array'
-                          THEN EXISTS (SELECT 1 FROM jsonb_array_elements(custom_fields -> $2) e WHERE e::bigint = ANY($3))
-                          ELSE (custom_fields ->> $2)::bigint = ANY($3) END)",
-        )
-        .bind::<BigInt, _>(account.0)
-        .bind::<Text, _>(field.to_string())
-        .bind::<Array<BigInt>, _>(&gone)
-        .execute(conn)
-        .await?;
+        diesel::sql_query(fields::clear_choices_sql("deals.deals"))
+            .bind::<BigInt, _>(account.0)
+            .bind::<Text, _>(field.to_string())
+            .bind::<Array<BigInt>, _>(&gone)
+            .execute(conn)
+            .await?;
     }
     for (sort, value) in values.iter().enumerate() {
         match existing.iter().find(|(_, v)| v == value) {

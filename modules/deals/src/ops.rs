@@ -492,6 +492,7 @@ pub(crate) async fn update_locked(
             errors.extend(
                 missing
                     .into_iter()
+                    .filter(|_| !caller.actor.is_import())
                     .filter(|e| input.contains_key(e.field.trim_start_matches("custom_fields.")))
                     .map(|mut e| {
                         e.message = "this field is required at the deal's stage".into();
@@ -696,7 +697,7 @@ pub(crate) async fn move_locked(
     // a change too.
     let changed_stage =
         current.stage_id != target.row.id || current.pipeline_id != target.row.pipeline_id;
-    if changed_stage && target.has_required {
+    if changed_stage && target.has_required && !caller.actor.is_import() {
         let values = match &current.custom_fields {
             Value::Object(m) => m.clone(),
             _ => FieldValues::new(),

@@ -106,6 +106,17 @@ diesel::table! {
         required_statuses -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        group_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    deals.field_groups (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        name -> Text,
+        sort -> Integer,
+        created_at -> Timestamptz,
     }
 }
 

@@ -239,6 +239,17 @@ pub struct Outcome {
     pub progress: Progress,
 }
 
+/// One of our field definitions, as the fields step compares and updates them.
+#[derive(Clone)]
+struct Ours {
+    id: i64,
+    name: String,
+    ty: FieldType,
+    enums: Vec<FieldEnum>,
+    group: Option<i64>,
+    required: Vec<deals_api::RequiredAt>,
+}
+
 /// One custom field of amoCRM's as it lands here.
 #[derive(Debug, Clone)]
 enum Landing {
@@ -911,7 +922,7 @@ impl Job<'_> {
                 _ => None,
             };
             // Ours, to reuse a field of the same name and type.
-            let mut ours: Vec<(i64, String, FieldType, Vec<FieldEnum>)> = match entity {
+            let mut ours: Vec<Ours> = match entity {
                 None => self
                     .imp
                     .t
@@ -919,7 +930,14 @@ impl Job<'_> {
                     .custom_fields(system)
                     .await?
                     .into_iter()
-                    .map(|f| (f.id.0, f.name, f.field_type, f.enums))
+                    .map(|f| Ours {
+                        id: f.id.0,
+                        name: f.name,
+                        ty: f.field_type,
+                        enums: f.enums,
+                        group: f.group_id,
+                        required: f.required_statuses,
+                    })
                     .collect(),
                 Some(en) => self
                     .imp
@@ -928,9 +946,17 @@ impl Job<'_> {
                     .custom_fields(system, en)
                     .await?
                     .into_iter()
-                    .map(|f| (f.id.0, f.name, f.field_type, f.enums))
+                    .map(|f| Ours {
+                        id: f.id.0,
+                        name: f.name,
+                        ty: f.field_type,
+                        enums: f.enums,
+                        group: f.group_id,
+                        required: Vec::new(),
+                    })
                     .collect(),
             };
+            let groups = self.field_groups(e, entity).await?;
             let mut page = 1;
             loop {
                 let path = format!("/api/v4/{e}/custom_fields");
@@ -993,17 +1019,28 @@ impl Job<'_> {
                         })
                         .unwrap_or_default();
                     let mapped = self.local(&format!("fields:{e}"), amo);
+                    let group = match f.get("group_id") {
+                        Some(Value::String(g)) => groups.get(g.as_str()).copied(),
+                        Some(Value::Number(g)) => groups.get(g.to_string().as_str()).copied(),
+                        _ => None,
+                    };
+                    let required = self.required_at(e, amo, &name, f);
                     let existing = ours
                         .iter()
                         .find(|o| {
-                            Some(o.0) == mapped
+                            Some(o.id) == mapped
                                 || (mapped.is_none()
-                                    && o.1.eq_ignore_ascii_case(&name)
-                                    && o.2 == ty)
+                                    && o.name.eq_ignore_ascii_case(&name)
+                                    && o.ty == ty)
                         })
                         .cloned();
                     let (id, enums) = match existing {
-                        Some((id, _, _, enums)) => (id, enums),
+                        Some(o) if o.group == group && o.required == required => (o.id, o.enums),
+                        // A rerun puts a field in its (new) group, required where amoCRM says.
+                        Some(o) => {
+                            self.regroup(entity, &o, group, &required).await?;
+                            (o.id, o.enums)
+                        }
                         None => {
                             let enum_texts: Vec<String> =
                                 amo_enums.iter().map(|x| x.1.clone()).collect();
@@ -1018,7 +1055,8 @@ impl Job<'_> {
                                             name: name.clone(),
                                             field_type: ty,
                                             enums: enum_texts,
-                                            required_statuses: Vec::new(),
+                                            required_statuses: required.clone(),
+                                            group_id: group,
                                         },
                                     )
                                     .await
@@ -1034,6 +1072,7 @@ impl Job<'_> {
                                             name: name.clone(),
                                             field_type: ty,
                                             enums: enum_texts,
+                                            group_id: group,
                                         },
                                     )
                                     .await
@@ -1046,7 +1085,14 @@ impl Job<'_> {
                                         &format!("{e}/custom_fields"),
                                         1,
                                     );
-                                    ours.push((id, name.clone(), ty, enums.clone()));
+                                    ours.push(Ours {
+                                        id,
+                                        name: name.clone(),
+                                        ty,
+                                        enums: enums.clone(),
+                                        group,
+                                        required,
+                                    });
                                     (id, enums)
                                 }
                                 Err(err) if refused(&err) => {
@@ -1068,17 +1114,6 @@ impl Job<'_> {
                             }
                         }
                     };
-                    if self.counting
-                        && f.get("required_statuses")
-                            .and_then(Value::as_array)
-                            .is_some_and(|r| !r.is_empty())
-                    {
-                        self.skip(
-                            &format!("{e}/custom_fields"),
-                            amo,
-                            format!("field {name:?} is required at some stages in amoCRM: the requirement is not imported (set it again in Voronka)"),
-                        );
-                    }
                     // Choices by text (ours keep amoCRM's order and texts).
                     for (amo_enum, text) in &amo_enums {
                         if let Some(o) = enums.iter().find(|x| x.value.eq_ignore_ascii_case(text)) {
@@ -1095,25 +1130,184 @@ impl Job<'_> {
                 }
                 page += 1;
             }
-            // Field groups: Voronka shows a record's fields in one list.
-            let groups = self
+        }
+        Ok(())
+    }
+
+    /// amoCRM's field groups of an entity type, matched to ours by name (created when missing),
+    /// as amoCRM's group id → ours.
+    async fn field_groups(
+        &mut self,
+        e: &str,
+        entity: Option<Entity>,
+    ) -> Result<HashMap<String, i64>> {
+        let system = self.system();
+        let mut theirs: Vec<Value> = Vec::new();
+        let mut page = 1;
+        loop {
+            let got = self
                 .client
-                .count(
+                .page(
                     &format!("/api/v4/{e}/custom_fields/groups"),
                     "custom_field_groups",
+                    page,
+                    &[],
                 )
                 .await?;
-            if self.counting && groups > 0 {
-                Progress::add(
-                    &mut self.progress.read,
-                    &format!("{e}/custom_field_groups"),
-                    groups as u64,
-                );
-                self.skip(
-                    &format!("{e}/custom_field_groups"),
-                    0,
-                    format!("{groups} field group(s): Voronka has no field groups, the fields are imported ungrouped"),
-                );
+            theirs.extend(got.items);
+            if !got.more {
+                break;
+            }
+            page += 1;
+        }
+        let key = format!("{e}/custom_field_groups");
+        if self.counting {
+            Progress::add(&mut self.progress.read, &key, theirs.len() as u64);
+        }
+        let mut ours = match entity {
+            None => self.imp.t.deals.field_groups(system).await?,
+            Some(en) => self.imp.t.contacts.field_groups(system, en).await?,
+        };
+        let mut out = HashMap::new();
+        for g in &theirs {
+            let amo = match g.get("id") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => continue,
+            };
+            let name = str_of(g, "name").trim().to_string();
+            let sort = g
+                .get("sort")
+                .and_then(Value::as_i64)
+                .and_then(|s| i32::try_from(s).ok());
+            let local = match ours.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
+                Some(o) => o.id,
+                None => {
+                    let new = kernel::fields::NewFieldGroup {
+                        name: name.clone(),
+                        sort,
+                    };
+                    let made = match entity {
+                        None => self.imp.t.deals.create_field_group(system, new).await,
+                        Some(en) => {
+                            self.imp
+                                .t
+                                .contacts
+                                .create_field_group(system, en, new)
+                                .await
+                        }
+                    };
+                    match made {
+                        Ok(g) => {
+                            Progress::add(&mut self.progress.created, &key, 1);
+                            let id = g.id;
+                            ours.push(g);
+                            id
+                        }
+                        Err(err) if refused(&err) => {
+                            if self.counting {
+                                self.skip(
+                                    &key,
+                                    0,
+                                    format!("field group {name:?} ({amo}): refused: {err}; its fields are imported into the main list"),
+                                );
+                            }
+                            continue;
+                        }
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            };
+            out.insert(amo, local);
+        }
+        Ok(out)
+    }
+
+    /// A lead field's `required_statuses`, as our stages; the ones whose pipeline or stage did
+    /// not come over are reported (once, on the counting pass).
+    fn required_at(
+        &mut self,
+        e: &str,
+        amo: i64,
+        name: &str,
+        f: &Value,
+    ) -> Vec<deals_api::RequiredAt> {
+        let mut out = Vec::new();
+        if e != "leads" {
+            return out;
+        }
+        for r in f
+            .get("required_statuses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let p = r.get("pipeline_id").and_then(Value::as_i64).unwrap_or(0);
+            let st = r.get("status_id").and_then(Value::as_i64).unwrap_or(0);
+            let stage = if st == 142 || st == 143 {
+                Some(st)
+            } else {
+                self.local("statuses", st)
+            };
+            match (self.local("pipelines", p), stage) {
+                (Some(p), Some(st)) => out.push(deals_api::RequiredAt {
+                    pipeline_id: deals_api::PipelineId(p),
+                    status_id: deals_api::StageId(st),
+                }),
+                _ if self.counting => self.skip(
+                    "leads/custom_fields",
+                    amo,
+                    format!("field {name:?} is required at stage {st} of pipeline {p}, which was not imported: that requirement is left out"),
+                ),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Moves one of our fields into another group (or the main list), keeping the rest of it.
+    async fn regroup(
+        &mut self,
+        entity: Option<Entity>,
+        o: &Ours,
+        group: Option<i64>,
+        required: &[deals_api::RequiredAt],
+    ) -> Result<()> {
+        let system = self.system();
+        let enums: Vec<String> = o.enums.iter().map(|x| x.value.clone()).collect();
+        match entity {
+            None => {
+                self.imp
+                    .t
+                    .deals
+                    .update_custom_field(
+                        system,
+                        deals_api::FieldId(o.id),
+                        deals_api::NewCustomField {
+                            name: o.name.clone(),
+                            field_type: o.ty,
+                            enums,
+                            required_statuses: required.to_vec(),
+                            group_id: group,
+                        },
+                    )
+                    .await?;
+            }
+            Some(_) => {
+                self.imp
+                    .t
+                    .contacts
+                    .update_custom_field(
+                        system,
+                        contacts_api::FieldId(o.id),
+                        contacts_api::NewCustomField {
+                            name: o.name.clone(),
+                            field_type: o.ty,
+                            enums,
+                            group_id: group,
+                        },
+                    )
+                    .await?;
             }
         }
         Ok(())

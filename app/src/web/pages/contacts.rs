@@ -758,12 +758,11 @@ async fn show(
             (x.name, v, x.phones, x.emails, links, choices, deals)
         }
     };
-    let fields = c
-        .custom_fields(caller, entity)
-        .await?
-        .iter()
-        .map(|d| super::deals::deal::field_input(d, &values, false))
-        .collect();
+    let defs = c.custom_fields(caller, entity).await?;
+    let groups = c.field_groups(caller, entity).await?;
+    let fields = super::deals::deal::grouped_inputs(&groups, &defs, |d| {
+        super::deals::deal::field_input(d, &values, false)
+    });
     let timeline = super::activities::load_timeline(
         ctx,
         state,

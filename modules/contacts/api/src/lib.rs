@@ -136,6 +136,34 @@ pub trait Contacts: Send + Sync {
         entity: Entity,
         new: NewCustomField,
     ) -> AppResult<CustomField>;
+    /// Renames a field, changes its choices (kept by text; values of removed ones are cleared)
+    /// or its group; the type stays.
+    async fn update_custom_field(
+        &self,
+        caller: Caller,
+        id: FieldId,
+        new: NewCustomField,
+    ) -> AppResult<CustomField>;
+    /// Deletes a field and its values on every contact or company.
+    async fn delete_custom_field(&self, caller: Caller, id: FieldId) -> AppResult<()>;
+    /// The groups an entity type's fields are shown under, in order.
+    async fn field_groups(&self, caller: Caller, entity: Entity) -> AppResult<Vec<FieldGroup>>;
+    /// Adds a group (administrators; names are unique per entity type without case).
+    async fn create_field_group(
+        &self,
+        caller: Caller,
+        entity: Entity,
+        new: NewFieldGroup,
+    ) -> AppResult<FieldGroup>;
+    /// Renames a group or moves it among the others.
+    async fn update_field_group(
+        &self,
+        caller: Caller,
+        id: i64,
+        new: NewFieldGroup,
+    ) -> AppResult<FieldGroup>;
+    /// Deletes a group; its fields (and their values) stay, in the main list.
+    async fn delete_field_group(&self, caller: Caller, id: i64) -> AppResult<()>;
     async fn tags(&self, caller: Caller, entity: Entity) -> AppResult<Vec<Tag>>;
     /// The named tags of an entity type, created when missing (names compare without case),
     /// in the order given.

@@ -50,6 +50,12 @@ kernel::remote_trait! {
             read fn search(caller: Caller, query: &str as String, limit: u32) -> Vec<SearchHit>;
             read fn custom_fields(caller: Caller, entity: Entity) -> Vec<CustomField>;
             write fn create_custom_field(caller: Caller, entity: Entity, new: NewCustomField) -> CustomField;
+            write fn update_custom_field(caller: Caller, id: FieldId, new: NewCustomField) -> CustomField;
+            write fn delete_custom_field(caller: Caller, id: FieldId) -> ();
+            read fn field_groups(caller: Caller, entity: Entity) -> Vec<FieldGroup>;
+            write fn create_field_group(caller: Caller, entity: Entity, new: NewFieldGroup) -> FieldGroup;
+            write fn update_field_group(caller: Caller, id: i64, new: NewFieldGroup) -> FieldGroup;
+            write fn delete_field_group(caller: Caller, id: i64) -> ();
             read fn tags(caller: Caller, entity: Entity) -> Vec<Tag>;
             write fn create_tags(caller: Caller, entity: Entity, names: Vec<String>) -> Vec<Tag>;
             write fn upload_import(caller: Caller, upload: ImportUpload) -> ImportInfo;

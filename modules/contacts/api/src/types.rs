@@ -3,7 +3,7 @@ use kernel::typed_id;
 use kernel::{AccountId, UserId};
 use serde::{Deserialize, Serialize};
 
-pub use kernel::fields::{FieldEnum, FieldType};
+pub use kernel::fields::{FieldEnum, FieldGroup, FieldType, NewFieldGroup};
 
 typed_id!(ContactId);
 typed_id!(CompanyId);
@@ -259,6 +259,9 @@ pub struct CustomField {
     pub field_type: FieldType,
     pub sort: i32,
     pub enums: Vec<FieldEnum>,
+    /// The group it is shown under (`None`: the main list).
+    #[serde(default)]
+    pub group_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +270,9 @@ pub struct NewCustomField {
     pub field_type: FieldType,
     #[serde(default)]
     pub enums: Vec<String>,
+    /// The group to show it under (`None`: the main list).
+    #[serde(default)]
+    pub group_id: Option<i64>,
 }
 
 impl kernel::fields::FieldDef for CustomField {
@@ -281,6 +287,9 @@ impl kernel::fields::FieldDef for CustomField {
     }
     fn field_enums(&self) -> &[FieldEnum] {
         &self.enums
+    }
+    fn field_group(&self) -> Option<i64> {
+        self.group_id
     }
 }
 

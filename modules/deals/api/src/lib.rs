@@ -163,6 +163,20 @@ pub trait Deals: Send + Sync {
     ) -> AppResult<CustomField>;
     /// Deletes a field and its values on every deal.
     async fn delete_custom_field(&self, caller: Caller, id: FieldId) -> AppResult<()>;
+    /// The groups deal fields are shown under, in order.
+    async fn field_groups(&self, caller: Caller) -> AppResult<Vec<FieldGroup>>;
+    /// Adds a group (administrators; names are unique without case).
+    async fn create_field_group(&self, caller: Caller, new: NewFieldGroup)
+    -> AppResult<FieldGroup>;
+    /// Renames a group or moves it among the others.
+    async fn update_field_group(
+        &self,
+        caller: Caller,
+        id: i64,
+        new: NewFieldGroup,
+    ) -> AppResult<FieldGroup>;
+    /// Deletes a group; its fields (and their values) stay, in the main list.
+    async fn delete_field_group(&self, caller: Caller, id: i64) -> AppResult<()>;
     async fn tags(&self, caller: Caller) -> AppResult<Vec<Tag>>;
     /// The named tags, created when missing (names compare without case), in the order given.
     async fn create_tags(&self, caller: Caller, names: Vec<String>) -> AppResult<Vec<Tag>>;

@@ -57,6 +57,10 @@ kernel::remote_trait! {
             write fn create_custom_field(caller: Caller, new: NewCustomField) -> CustomField;
             write fn update_custom_field(caller: Caller, id: FieldId, new: NewCustomField) -> CustomField;
             write fn delete_custom_field(caller: Caller, id: FieldId) -> ();
+            read fn field_groups(caller: Caller) -> Vec<FieldGroup>;
+            write fn create_field_group(caller: Caller, new: NewFieldGroup) -> FieldGroup;
+            write fn update_field_group(caller: Caller, id: i64, new: NewFieldGroup) -> FieldGroup;
+            write fn delete_field_group(caller: Caller, id: i64) -> ();
             read fn tags(caller: Caller) -> Vec<Tag>;
             write fn create_tags(caller: Caller, names: Vec<String>) -> Vec<Tag>;
             read fn board(caller: Caller, pipeline: PipelineId, filter: &DealFilter as DealFilter, page: PageRequest) -> Vec<BoardColumn>;

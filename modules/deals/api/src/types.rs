@@ -12,7 +12,7 @@ typed_id!(TagId);
 typed_id!(FieldId);
 typed_id!(SavedFilterId);
 
-pub use kernel::fields::{FieldEnum, FieldType};
+pub use kernel::fields::{FieldEnum, FieldGroup, FieldType, NewFieldGroup};
 /// Custom-field values by field id (as a string key, the way JSON objects are keyed).
 pub type FieldValues = serde_json::Map<String, serde_json::Value>;
 
@@ -199,6 +199,9 @@ pub struct CustomField {
     /// The choices of a select or multiselect field, in order.
     pub enums: Vec<FieldEnum>,
     pub required_statuses: Vec<RequiredAt>,
+    /// The group it is shown under (`None`: the main list).
+    #[serde(default)]
+    pub group_id: Option<i64>,
 }
 
 impl CustomField {
@@ -219,6 +222,9 @@ pub struct NewCustomField {
     pub enums: Vec<String>,
     #[serde(default)]
     pub required_statuses: Vec<RequiredAt>,
+    /// The group to show it under (`None`: the main list).
+    #[serde(default)]
+    pub group_id: Option<i64>,
 }
 
 /// Which deals a board, a column or the list shows. Empty parts do not filter.
@@ -439,5 +445,8 @@ impl kernel::fields::FieldDef for CustomField {
     }
     fn field_enums(&self) -> &[FieldEnum] {
         &self.enums
+    }
+    fn field_group(&self) -> Option<i64> {
+        self.group_id
     }
 }

@@ -33,6 +33,8 @@ pub struct FieldInput {
     pub chosen: Vec<i64>,
     pub checked: bool,
     pub required_here: bool,
+    /// The group's name on the first field of a group (the main list has no heading).
+    pub heading: Option<String>,
 }
 
 pub struct VisitView {
@@ -130,16 +132,14 @@ async fn render(
             .map(|s| s.name.clone())
             .unwrap_or_else(|| sid.to_string())
     };
-    let fields = defs
-        .iter()
-        .map(|d| {
-            field_input(
-                d,
-                &deal.custom_fields,
-                current.is_some_and(|s| d.required_at(pipeline.id, s.id)),
-            )
-        })
-        .collect();
+    let groups = deals.field_groups(caller).await?;
+    let fields = grouped_inputs(&groups, &defs, |d| {
+        field_input(
+            d,
+            &deal.custom_fields,
+            current.is_some_and(|s| d.required_at(pipeline.id, s.id)),
+        )
+    });
     // Times in UTC (the user's time zone comes with the timeline of the activities issue).
     let at = |t: chrono::DateTime<chrono::Utc>| t.format("%d.%m.%Y %H:%M").to_string();
     let now = chrono::Utc::now();
@@ -257,7 +257,28 @@ pub fn field_input<D: fields::FieldDef>(
         chosen,
         checked: value == Some(&Value::Bool(true)),
         required_here,
+        heading: None,
     }
+}
+
+/// A record's field inputs in card order: the main list first, then each group's fields under
+/// its name.
+pub fn grouped_inputs<D: fields::FieldDef>(
+    groups: &[fields::FieldGroup],
+    defs: &[D],
+    input: impl Fn(&D) -> FieldInput,
+) -> Vec<FieldInput> {
+    let mut out = Vec::new();
+    for (group, members) in fields::by_group(groups, defs, |d| d.field_group()) {
+        for (i, d) in members.into_iter().enumerate() {
+            let mut f = input(d);
+            if i == 0 {
+                f.heading = group.map(|g| g.name.clone());
+            }
+            out.push(f);
+        }
+    }
+    out
 }
 
 pub async fn show(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {

@@ -273,6 +273,7 @@ impl FieldRow {
 struct FieldsTpl<'a> {
     ctx: &'a Ctx,
     fields: Vec<FieldRow>,
+    groups: Vec<kernel::fields::FieldGroup>,
     types: Vec<(&'static str, String)>,
     stages: Vec<StageChoice>,
     errors: FormErrors,
@@ -318,11 +319,13 @@ async fn render_fields(
             field: f,
         })
         .collect();
+    let groups = deals.field_groups(caller).await?;
     html(
         status,
         &FieldsTpl {
             ctx,
             fields,
+            groups,
             types: FieldType::ALL
                 .iter()
                 .map(|t| (t.as_str(), type_label(*t)))
@@ -369,7 +372,75 @@ fn definition(
             .map(String::from)
             .collect(),
         required_statuses,
+        group_id: form_group(pairs),
     })
+}
+
+/// The `group` of a field's form: a group's id, or empty for the main list.
+pub fn form_group(pairs: &[(String, String)]) -> Option<i64> {
+    filter::get(pairs, "group").trim().parse().ok()
+}
+
+/// A group's name and place from its form (`sort` may be left empty).
+pub fn group_form(pairs: &[(String, String)]) -> Result<kernel::fields::NewFieldGroup, AppError> {
+    let sort = filter::get(pairs, "sort").trim();
+    let sort = if sort.is_empty() {
+        None
+    } else {
+        Some(
+            sort.parse()
+                .map_err(|_| AppError::validation("sort", "not_a_number", "enter a number"))?,
+        )
+    };
+    Ok(kernel::fields::NewFieldGroup {
+        name: filter::get(pairs, "name").to_string(),
+        sort,
+    })
+}
+
+pub async fn create_group(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    form: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    let caller = ctx.require_admin()?;
+    let result = async {
+        let new = group_form(&form)?;
+        state.modules.deals.create_field_group(caller, new).await?;
+        Ok(())
+    }
+    .await;
+    after_fields(&ctx, &state, result).await
+}
+
+pub async fn update_group(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> PageResult {
+    let caller = ctx.require_admin()?;
+    let result = async {
+        let new = group_form(&form)?;
+        state
+            .modules
+            .deals
+            .update_field_group(caller, *path, new)
+            .await?;
+        Ok(())
+    }
+    .await;
+    after_fields(&ctx, &state, result).await
+}
+
+pub async fn delete_group(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> PageResult {
+    let caller = ctx.require_admin()?;
+    let result = state.modules.deals.delete_field_group(caller, *path).await;
+    after_fields(&ctx, &state, result).await
 }
 
 async fn after_fields(ctx: &Ctx, state: &AppState, result: Result<(), AppError>) -> PageResult {
