@@ -617,6 +617,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                                 .clone()
                                 .ok_or("--redirect-uri is needed with --client-id")?,
                             token_file: Some(file),
+                            sink: None,
                         };
                         importer::AmoClient::with_oauth(base_url, oauth, code.as_deref(), options).await?
                     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
 use importer::{
-    AmoClient, AmoError, ClientOptions, ImportError, Importer, Outcome, Progress, Targets,
+    AmoClient, AmoError, ClientOptions, ImportError, Importer, OAuthClient, Outcome, Progress,
+    Targets, TokenSink, Tokens,
 };
 use kernel::{AccountId, AppError, Caller, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -54,28 +55,104 @@ pub struct ImportCtx {
     pub retry: RetryPolicy,
 }
 
+/// How an import started from the settings reaches the amoCRM account.
+pub enum Access {
+    /// A long-lived token.
+    Token(String),
+    /// An integration's OAuth code flow: the code of its consent redirect is traded at once
+    /// (a wrong secret or a stale code is told on the form), and the rotating token pair is
+    /// kept with the run.
+    OAuth {
+        client_id: String,
+        client_secret: String,
+        redirect_uri: String,
+        code: String,
+    },
+}
+
 /// Queues an import of the amoCRM account at `base_url` into `caller`'s account (administrators
 /// only): the unfinished run goes on, else a new one begins.
 pub async fn start(
     state: &AppState,
     caller: Caller,
     base_url: &str,
-    token: &str,
+    access: Access,
 ) -> Result<i64, AppError> {
     let Some(user) = caller.actor.user_id() else {
         return Err(AppError::forbidden("only administrators may do this"));
     };
     accounts_api::access::system_or_admin(state.modules.accounts.as_ref(), caller).await?;
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(AppError::validation(
-            "token",
-            "required",
-            "the amoCRM long-lived token is required",
-        ));
-    }
-    let client = AmoClient::new(base_url, token, ClientOptions::default())
+    // The address first (its error belongs to its field whatever the access).
+    let probe = AmoClient::new(base_url, "probe", ClientOptions::default())
         .map_err(|e| AppError::validation("base_url", "not_a_url", &e))?;
+    let source = probe.base_url().to_lowercase();
+    let (token, oauth) = match access {
+        Access::Token(token) => {
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(AppError::validation(
+                    "token",
+                    "required",
+                    "the amoCRM long-lived token is required",
+                ));
+            }
+            (token, None)
+        }
+        Access::OAuth {
+            client_id,
+            client_secret,
+            redirect_uri,
+            code,
+        } => {
+            let mut errors = Vec::new();
+            for (field, v) in [
+                ("client_id", &client_id),
+                ("client_secret", &client_secret),
+                ("redirect_uri", &redirect_uri),
+                ("code", &code),
+            ] {
+                if v.trim().is_empty() {
+                    errors.push(kernel::FieldError {
+                        field: field.into(),
+                        code: "required".into(),
+                        message: format!("the integration's {field} is required"),
+                    });
+                }
+            }
+            if !errors.is_empty() {
+                return Err(AppError::from_fields(errors));
+            }
+            let integration = OAuthClient {
+                client_id: client_id.trim().to_string(),
+                client_secret: client_secret.trim().to_string(),
+                redirect_uri: redirect_uri.trim().to_string(),
+                token_file: None,
+                sink: None,
+            };
+            let client = AmoClient::with_oauth(
+                base_url,
+                integration.clone(),
+                Some(code.trim()),
+                ClientOptions::default(),
+            )
+            .await
+            .map_err(|e| {
+                tracing::info!(source = %source, error = %e, "amoCRM OAuth exchange refused");
+                AppError::validation("code", "oauth_refused", &e)
+            })?;
+            let tokens = client
+                .oauth_tokens()
+                .await
+                .ok_or_else(|| AppError::internal("the OAuth client has no tokens"))?;
+            let kept = serde_json::json!({
+                "client_id": integration.client_id,
+                "client_secret": integration.client_secret,
+                "redirect_uri": integration.redirect_uri,
+                "refresh_token": tokens.refresh_token,
+            });
+            (tokens.access_token, Some(kept))
+        }
+    };
     let Some(jobs) = state.jobs.as_ref() else {
         return Err(AppError::new(
             ErrorCode::Unavailable,
@@ -83,9 +160,8 @@ pub async fn start(
         ));
     };
     let store = importer(state).store().clone();
-    let source = client.base_url().to_lowercase();
     let run = store
-        .queue(caller.account_id, &source, token, user.0)
+        .queue(caller.account_id, &source, &token, oauth.as_ref(), user.0)
         .await?;
     let job = ImportJob {
         account_id: caller.account_id.0,
@@ -119,7 +195,7 @@ pub async fn run_job(
     if run.state == "done" {
         return Ok(());
     }
-    let Some(token) = store.token(run.id).await? else {
+    let Some((token, oauth)) = store.token(run.id).await? else {
         store
             .give_up(
                 run.id,
@@ -128,7 +204,40 @@ pub async fn run_job(
             .await?;
         return Ok(());
     };
-    let client = match AmoClient::new(&run.source, &token, ClientOptions::default()) {
+    let client = match oauth {
+        None => AmoClient::new(&run.source, &token, ClientOptions::default()),
+        Some(o) => {
+            let text = |k: &str| o[k].as_str().unwrap_or_default().to_string();
+            // The pair rotates at every renewal: each new one is kept with the run at once, so
+            // a retry (or a restart) goes on with it.
+            let keep = store.clone();
+            let run_id = run.id;
+            let sink = TokenSink(Arc::new(move |t: Tokens| {
+                let keep = keep.clone();
+                Box::pin(async move {
+                    keep.save_tokens(run_id, &t.access_token, &t.refresh_token)
+                        .await
+                        .map_err(|e| format!("the renewed tokens could not be kept: {e}"))
+                })
+            }));
+            AmoClient::resume_oauth(
+                &run.source,
+                OAuthClient {
+                    client_id: text("client_id"),
+                    client_secret: text("client_secret"),
+                    redirect_uri: text("redirect_uri"),
+                    token_file: None,
+                    sink: Some(sink),
+                },
+                Tokens {
+                    access_token: token,
+                    refresh_token: text("refresh_token"),
+                },
+                ClientOptions::default(),
+            )
+        }
+    };
+    let client = match client {
         Ok(c) => c,
         Err(e) => {
             store.give_up(run.id, &e).await?;

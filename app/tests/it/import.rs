@@ -796,6 +796,7 @@ async fn an_integration_imports_with_the_oauth_code_and_renews_its_token() {
         client_secret: secret.into(),
         redirect_uri: "https://voronka.test/back".into(),
         token_file: Some(file.clone()),
+        sink: None,
     };
     let refused = AmoClient::with_oauth(
         &url,
@@ -853,4 +854,95 @@ async fn an_integration_imports_with_the_oauth_code_and_renews_its_token() {
         .expect("the kept tokens");
     assert!(again.get("/api/v4/account", &[]).await.unwrap().is_some());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Settings → Import from amoCRM with an integration: a wrong secret is told on the form and
+/// queues nothing; the right one trades the code at once, and the background run renews the
+/// expiring access token as it goes, keeping each rotated pair with the run (so a retry goes on
+/// with it), and wipes them when it is done.
+#[tokio::test]
+async fn the_settings_import_through_an_integration_keeps_its_rotating_tokens() {
+    use crate::support::{Client, PASSWORD, spawn_app_with_workers};
+    let (url, rec) = fake_amocrm().await;
+    let (app, backbone) = spawn_app_with_workers().await;
+    let t = app.tenant("OAuth Settings").await;
+    let admin = Client::new(&app.url);
+    admin.sign_in(&t.admin.email, PASSWORD).await;
+    let store = importer::Store::new(app.state.pool.clone());
+    let form = |secret: &'static str| {
+        vec![
+            ("base_url", url.clone()),
+            ("access", "oauth".to_string()),
+            ("client_id", "integration-1".to_string()),
+            ("client_secret", secret.to_string()),
+            ("redirect_uri", "https://voronka.test/back".to_string()),
+            ("code", "consent-code".to_string()),
+        ]
+    };
+    let send = |pairs: Vec<(&'static str, String)>| {
+        let admin = &admin;
+        async move {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            admin
+                .submit("/settings/import", "/settings/import", &pairs)
+                .await
+        }
+    };
+
+    let res = send(form("wrong")).await;
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("amoCRM refused the authorization"),
+        "the refusal is on the form"
+    );
+    assert!(html.contains("value=\"integration-1\""), "the id is kept");
+    assert!(
+        !html.contains("consent-code"),
+        "the code is not shown again"
+    );
+    assert!(store.runs(t.account, 10).await.unwrap().is_empty());
+    // A missing part is named.
+    let mut partial = form("s3cret");
+    partial.retain(|(k, _)| *k != "redirect_uri");
+    assert_eq!(send(partial).await.status(), 400);
+
+    let res = send(form("s3cret")).await;
+    assert_eq!(res.status(), 303);
+    // While it runs, the run holds the latest pair: a rotated refresh token shows up.
+    let kept = |run: i64| {
+        let app = &app;
+        async move {
+            app.text_row(&format!(
+                "SELECT coalesce(oauth ->> 'refresh_token', '') || '|' || coalesce(token, '') AS v
+                   FROM importer.runs WHERE id = {run}"
+            ))
+            .await
+        }
+    };
+    let run = store.runs(t.account, 1).await.unwrap().remove(0);
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let done = loop {
+        let r = store.run(t.account, run.id).await.unwrap().unwrap();
+        seen.insert(kept(run.id).await);
+        if r.state == "done" || r.state == "failed" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done.state, "done", "{:?}", done.error);
+    assert_eq!(done.progress.created["leads"], 260);
+    assert!(
+        rec.lock().unwrap().refreshes >= 1,
+        "the access token was renewed"
+    );
+    assert!(
+        seen.iter()
+            .any(|v| v.starts_with("def50200oauth-refresh-2|eyJ.oauth-access-2")),
+        "the renewed pair was kept with the run: {seen:?}"
+    );
+    assert_eq!(kept(run.id).await, "|", "wiped when done");
+    backbone.stop().await;
 }

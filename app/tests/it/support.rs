@@ -310,6 +310,25 @@ impl TestApp {
         conn.batch_execute(sql).await.expect("sql");
     }
 
+    /// The text column `v` of the one row `sql` selects.
+    pub async fn text_row(&self, sql: &str) -> String {
+        use diesel::sql_types::Text;
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct V {
+            #[diesel(sql_type = Text)]
+            v: String,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.db.url)
+            .await
+            .expect("connect");
+        diesel::sql_query(sql)
+            .get_result::<V>(&mut conn)
+            .await
+            .expect("one row")
+            .v
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         use diesel::sql_types::BigInt;
         use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};

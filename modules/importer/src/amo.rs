@@ -105,6 +105,23 @@ pub struct OAuthClient {
     /// Where the current tokens are kept (written at every exchange; amoCRM's refresh tokens
     /// rotate, so a resumed import needs the last one). `None`: kept in memory only.
     pub token_file: Option<std::path::PathBuf>,
+    /// Told of the tokens at every exchange (an import run from the settings keeps them with
+    /// the run); an error fails the exchange, as a token file that cannot be written does.
+    pub sink: Option<TokenSink>,
+}
+
+/// What a [`TokenSink`] returns: done, or why the tokens could not be kept.
+pub type SinkFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// Where a background run keeps the rotating tokens: called with the new pair.
+#[derive(Clone)]
+pub struct TokenSink(pub std::sync::Arc<dyn Fn(Tokens) -> SinkFuture + Send + Sync>);
+
+impl std::fmt::Debug for TokenSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSink")
+    }
 }
 
 /// An OAuth token pair, as kept in the token file.
@@ -226,6 +243,7 @@ impl AmoClient {
                         "an authorization code is needed (no token file to go on from)".into(),
                     );
                 };
+                // (A run that keeps its tokens elsewhere goes on with `resume_oauth`.)
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     format!(
                         "no authorization code and the token file {} cannot be read ({e}): pass --code",
@@ -239,6 +257,29 @@ impl AmoClient {
         client.token = std::sync::RwLock::new(tokens.access_token);
         client.oauth = Some((oauth, tokio::sync::Mutex::new(tokens.refresh_token)));
         Ok(client)
+    }
+
+    /// A client of an OAuth integration going on with tokens it was given before (a background
+    /// run kept them); an expired access token is renewed with the refresh token as usual.
+    pub fn resume_oauth(
+        base_url: &str,
+        oauth: OAuthClient,
+        tokens: Tokens,
+        options: ClientOptions,
+    ) -> Result<AmoClient, String> {
+        let mut client = AmoClient::new(base_url, &tokens.access_token, options)?;
+        client.oauth = Some((oauth, tokio::sync::Mutex::new(tokens.refresh_token)));
+        Ok(client)
+    }
+
+    /// The current token pair of an OAuth client (None for a long-lived token).
+    pub async fn oauth_tokens(&self) -> Option<Tokens> {
+        let (_, refresh) = self.oauth.as_ref()?;
+        let refresh = refresh.lock().await.clone();
+        Some(Tokens {
+            access_token: self.current_token(),
+            refresh_token: refresh,
+        })
     }
 
     /// `POST {base}/oauth2/access_token` with `body`; the tokens, written to the token file.
@@ -274,6 +315,9 @@ impl AmoClient {
         if let Some(path) = &oauth.token_file {
             write_private(path, &serde_json::to_string(&tokens).unwrap_or_default())
                 .map_err(|e| format!("the token file {} cannot be written: {e}", path.display()))?;
+        }
+        if let Some(sink) = &oauth.sink {
+            (sink.0)(tokens.clone()).await?;
         }
         Ok(tokens)
     }

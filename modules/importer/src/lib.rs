@@ -14,7 +14,7 @@ pub mod survey;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use kernel::migrate::ModuleMigrations;
 
-pub use amo::{AmoClient, AmoError, ClientOptions, OAuthClient, Tokens};
+pub use amo::{AmoClient, AmoError, ClientOptions, OAuthClient, TokenSink, Tokens};
 pub use run::{ImportError, Importer, Outcome, Progress, Skip, Targets};
 pub use store::{Run, Store};
 pub use survey::{Problem, Survey, survey};

@@ -156,6 +156,7 @@ impl Store {
         account: AccountId,
         source: &str,
         token: &str,
+        oauth: Option<&serde_json::Value>,
         by: i64,
     ) -> AppResult<i64> {
         #[derive(QueryableByName)]
@@ -189,13 +190,14 @@ impl Store {
             Some(l) if l.state != "done" => {
                 let n = kernel::sql::query(
                     "UPDATE importer.runs SET state = 'queued', token = $2, started_by = $3,
-                            updated_at = now()
+                            oauth = $5, updated_at = now()
                       WHERE id = $1 AND state = $4",
                 )
                 .bind::<BigInt, _>(l.id)
                 .bind::<Text, _>(token)
                 .bind::<BigInt, _>(by)
                 .bind::<Text, _>(&l.state)
+                .bind::<Nullable<Jsonb>, _>(oauth)
                 .execute(&mut conn)
                 .await?;
                 if n == 0 {
@@ -210,13 +212,14 @@ impl Store {
                     id: i64,
                 }
                 let r: Result<Id, diesel::result::Error> = kernel::sql::query(
-                    "INSERT INTO importer.runs (account_id, source, state, token, started_by)
-                     VALUES ($1, $2, 'queued', $3, $4) RETURNING id",
+                    "INSERT INTO importer.runs (account_id, source, state, token, started_by, oauth)
+                     VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING id",
                 )
                 .bind::<BigInt, _>(account.0)
                 .bind::<Text, _>(source)
                 .bind::<Text, _>(token)
                 .bind::<BigInt, _>(by)
+                .bind::<Nullable<Jsonb>, _>(oauth)
                 .get_result(&mut conn)
                 .await;
                 match r {
@@ -232,20 +235,41 @@ impl Store {
         }
     }
 
-    /// The token a queued run was started with (None once the run has ended).
-    pub async fn token(&self, run: i64) -> AppResult<Option<String>> {
+    /// The token a queued run was started with, and its OAuth integration when it was started
+    /// with one (None once the run has ended).
+    pub async fn token(&self, run: i64) -> AppResult<Option<(String, Option<serde_json::Value>)>> {
         #[derive(QueryableByName)]
         struct Row {
             #[diesel(sql_type = Nullable<Text>)]
             token: Option<String>,
+            #[diesel(sql_type = Nullable<Jsonb>)]
+            oauth: Option<serde_json::Value>,
         }
         let mut conn = self.pool.get().await?;
-        let r: Option<Row> = kernel::sql::query("SELECT token FROM importer.runs WHERE id = $1")
-            .bind::<BigInt, _>(run)
-            .get_result(&mut conn)
-            .await
-            .optional()?;
-        Ok(r.and_then(|r| r.token))
+        let r: Option<Row> =
+            kernel::sql::query("SELECT token, oauth FROM importer.runs WHERE id = $1")
+                .bind::<BigInt, _>(run)
+                .get_result(&mut conn)
+                .await
+                .optional()?;
+        Ok(r.and_then(|r| r.token.map(|t| (t, r.oauth))))
+    }
+
+    /// Keeps an OAuth run's new token pair (amoCRM rotates both at every renewal): a retry of
+    /// the run goes on with these.
+    pub async fn save_tokens(&self, run: i64, access: &str, refresh: &str) -> AppResult<()> {
+        let mut conn = self.pool.get().await?;
+        kernel::sql::query(
+            "UPDATE importer.runs
+                SET token = $2, oauth = jsonb_set(oauth, '{refresh_token}', to_jsonb($3::text))
+              WHERE id = $1 AND oauth IS NOT NULL AND token IS NOT NULL",
+        )
+        .bind::<BigInt, _>(run)
+        .bind::<Text, _>(access)
+        .bind::<Text, _>(refresh)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
     }
 
     /// A run whose attempt failed in a way a retry may cure waits for its next attempt.
@@ -267,7 +291,7 @@ impl Store {
         let mut conn = self.pool.get().await?;
         kernel::sql::query(
             "UPDATE importer.runs
-                SET token = NULL, updated_at = now(),
+                SET token = NULL, oauth = NULL, updated_at = now(),
                     state = CASE WHEN state = 'done' THEN state ELSE 'failed' END,
                     error = CASE WHEN state = 'done' THEN error ELSE $2 END
               WHERE id = $1",
@@ -302,7 +326,8 @@ impl Store {
                 SET state = CASE WHEN $2::text IS NULL THEN 'done' ELSE 'failed' END,
                     error = $2, updated_at = now(),
                     finished_at = CASE WHEN $2::text IS NULL THEN now() END,
-                    token = CASE WHEN $2::text IS NULL THEN NULL ELSE token END
+                    token = CASE WHEN $2::text IS NULL THEN NULL ELSE token END,
+                    oauth = CASE WHEN $2::text IS NULL THEN NULL ELSE oauth END
               WHERE id = $1",
         )
         .bind::<BigInt, _>(run)

@@ -87,7 +87,7 @@ impl RunView {
 struct ImportTpl<'a> {
     ctx: &'a Ctx,
     errors: FormErrors,
-    form_base_url: String,
+    form: Shown,
     run: Option<RunView>,
     earlier: Vec<RunView>,
 }
@@ -110,12 +110,21 @@ async fn runs(ctx: &Ctx, state: &AppState) -> Result<Vec<RunView>, kernel::AppEr
         .collect())
 }
 
+/// What the form shows again after an error (never the token, the secret or the code).
+#[derive(Default)]
+pub struct Shown {
+    pub base_url: String,
+    pub oauth: bool,
+    pub client_id: String,
+    pub redirect_uri: String,
+}
+
 async fn render(
     ctx: &Ctx,
     state: &AppState,
     status: StatusCode,
     errors: FormErrors,
-    form_base_url: String,
+    form: Shown,
 ) -> PageResult {
     let mut all = runs(ctx, state).await?.into_iter();
     let run = all.next();
@@ -124,7 +133,7 @@ async fn render(
         &ImportTpl {
             ctx,
             errors,
-            form_base_url,
+            form,
             run,
             earlier: all.collect(),
         },
@@ -137,7 +146,7 @@ pub async fn page(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
         &state,
         StatusCode::OK,
         FormErrors::none(),
-        String::new(),
+        Shown::default(),
     )
     .await
 }
@@ -152,7 +161,13 @@ pub async fn status(ctx: Ctx, state: web::Data<AppState>) -> PageResult {
 #[serde(default)]
 pub struct ImportForm {
     base_url: String,
+    /// "token" (a long-lived token) or "oauth" (an integration's code flow).
+    access: String,
     token: String,
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+    code: String,
 }
 
 pub async fn start(
@@ -161,15 +176,32 @@ pub async fn start(
     form: web::Form<ImportForm>,
 ) -> PageResult {
     let caller = ctx.require_admin()?;
-    match crate::import::start(&state, caller, &form.base_url, &form.token).await {
+    let oauth = form.access == "oauth";
+    let access = if oauth {
+        crate::import::Access::OAuth {
+            client_id: form.client_id.clone(),
+            client_secret: form.client_secret.clone(),
+            redirect_uri: form.redirect_uri.clone(),
+            code: form.code.clone(),
+        }
+    } else {
+        crate::import::Access::Token(form.token.clone())
+    };
+    match crate::import::start(&state, caller, &form.base_url, access).await {
         Ok(_) => see_other("/settings/import", Some("amo_import.queued")),
         Err(e) if is_form_error(&e) => {
             let mut errors = FormErrors::from_error(&e);
             if e.code == ErrorCode::Conflict {
                 errors.general = Some("amo_import.busy");
             }
-            // The token is never shown again: it has to be typed in anew.
-            render(&ctx, &state, form_status(&e), errors, form.base_url.clone()).await
+            // The token, the secret and the code are never shown again: typed in anew.
+            let shown = Shown {
+                base_url: form.base_url.clone(),
+                oauth,
+                client_id: form.client_id.clone(),
+                redirect_uri: form.redirect_uri.clone(),
+            };
+            render(&ctx, &state, form_status(&e), errors, shown).await
         }
         Err(e) => Err(e.into()),
     }

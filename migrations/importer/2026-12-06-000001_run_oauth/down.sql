@@ -1,0 +1,1 @@
+ALTER TABLE importer.runs DROP COLUMN oauth;
