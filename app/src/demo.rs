@@ -123,6 +123,40 @@ async fn seed_deals(modules: &Modules, system: Caller) -> AppResult<()> {
             },
         )
         .await?;
+    // Custom fields: a source in the main list, and delivery details in their own group.
+    let source = deals
+        .create_custom_field(
+            system,
+            deals_api::NewCustomField {
+                name: "Lead source".into(),
+                field_type: deals_api::FieldType::Select,
+                enums: vec!["Website".into(), "Referral".into(), "Exhibition".into()],
+                required_statuses: Vec::new(),
+                group_id: None,
+            },
+        )
+        .await?;
+    let delivery = deals
+        .create_field_group(
+            system,
+            deals_api::NewFieldGroup {
+                name: "Delivery".into(),
+                sort: None,
+            },
+        )
+        .await?;
+    let address = deals
+        .create_custom_field(
+            system,
+            deals_api::NewCustomField {
+                name: "Delivery address".into(),
+                field_type: deals_api::FieldType::Text,
+                enums: Vec::new(),
+                required_statuses: Vec::new(),
+                group_id: Some(delivery.id),
+            },
+        )
+        .await?;
     let reason = deals.create_loss_reason(system, "Too expensive").await?;
     deals
         .create_loss_reason(system, "Chose a competitor")
@@ -228,6 +262,18 @@ async fn seed_deals(modules: &Modules, system: Caller) -> AppResult<()> {
                         _ => Vec::new(),
                     },
                     main_contact_id: clients.get(i).map(|c| c.0),
+                    custom_fields: {
+                        let mut values = deals_api::FieldValues::new();
+                        let choice = &source.enums[i % source.enums.len()];
+                        values.insert(source.id.0.to_string(), choice.id.into());
+                        if i % 3 == 0 {
+                            values.insert(
+                                address.id.0.to_string(),
+                                format!("{} Tverskaya St, Moscow", 3 + i).into(),
+                            );
+                        }
+                        values
+                    },
                     ..NewDeal::new(pipeline.id, "")
                 },
             )

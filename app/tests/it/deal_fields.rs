@@ -1092,3 +1092,51 @@ async fn field_groups_arrange_the_cards_and_deleting_one_keeps_its_fields() {
     let company = contacts.company(admin, company.id).await.unwrap();
     assert!(company.custom_fields.is_empty());
 }
+
+/// The demo account `scripts/demo` signs people in to: seeded once (a second run finds it), with
+/// deals whose page shows their fields, the delivery details under their group's heading.
+#[tokio::test]
+async fn the_demo_account_is_seeded_once_with_fields_in_groups() {
+    let app = spawn_app().await;
+    let login = voronka::demo::seed(&app.state.modules).await.unwrap();
+    assert!(login.created);
+    assert!(
+        !voronka::demo::seed(&app.state.modules)
+            .await
+            .unwrap()
+            .created
+    );
+    let c = crate::support::Client::new(&app.url);
+    assert_eq!(
+        c.sign_in(login.email, login.password).await.status(),
+        reqwest::StatusCode::SEE_OTHER
+    );
+    let user = app
+        .state
+        .modules
+        .accounts
+        .find_user_by_email(login.email)
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = Caller::user(user.account_id, user.id);
+    let deals = &app.state.modules.deals;
+    let groups = deals.field_groups(admin).await.unwrap();
+    assert_eq!(groups.len(), 1);
+    let first = deals
+        .list(
+            admin,
+            &DealFilter::default(),
+            ListSort::Id,
+            false,
+            PageRequest::new(None, Some(1)),
+        )
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let (status, html) = c.text(&format!("/deals/{}", first.id)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(html.contains("Lead source") && html.contains("Tverskaya St"));
+    assert!(html.contains("data-test=\"field-group\">Delivery</h3>"));
+}
