@@ -150,25 +150,133 @@ pub fn by_group<'a, F>(
     out
 }
 
-/// The statement that takes removed choices out of the stored values of `table` (a table with
-/// `account_id` and a `custom_fields` object): binds `$1` the account, `$2` the field id as
-/// text, `$3` the removed choices' ids. A select's value is cleared, a multiselect loses those
-/// items (and is cleared when none are left).
-pub fn clear_choices_sql(table: &str) -> String {
-    format!(
-        "UPDATE {table} SET custom_fields = CASE
-             WHEN jsonb_typeof(custom_fields -> $2) = 'array' THEN
-                 CASE WHEN (SELECT count(*) FROM jsonb_array_elements(custom_fields -> $2) e
-                             WHERE NOT (e::bigint = ANY($3))) = 0
-                      THEN custom_fields - $2
-                      ELSE jsonb_set(custom_fields, ARRAY[$2], (SELECT jsonb_agg(e) FROM jsonb_array_elements(custom_fields -> $2) e
-                             WHERE NOT (e::bigint = ANY($3)))) END
-             ELSE custom_fields - $2 END
-          WHERE account_id = $1 AND custom_fields ? $2
-            AND (CASE WHEN jsonb_typeof(custom_fields -> $2) = 'array'
-                      THEN EXISTS (SELECT 1 FROM jsonb_array_elements(custom_fields -> $2) e WHERE e::bigint = ANY($3))
-                      ELSE (custom_fields ->> $2)::bigint = ANY($3) END)"
-    )
+/// The most choices a select or multiselect field may have, and the longest one.
+pub const MAX_CHOICES: usize = 500;
+pub const MAX_CHOICE: usize = 255;
+
+/// A definition's choices as given, trimmed, without empty or repeated ones. Refused (into
+/// `errors`, under `enums`) when a list field has none, another type has some, or there are too
+/// many or too long ones.
+pub fn check_choices(ty: FieldType, given: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
+    let mut choices: Vec<String> = Vec::new();
+    for c in given {
+        let c = c.trim();
+        if !c.is_empty() && !choices.iter().any(|x| x == c) {
+            choices.push(c.to_string());
+        }
+    }
+    let mut refuse = |code: &str, message: String| {
+        errors.push(FieldError {
+            field: "enums".into(),
+            code: code.into(),
+            message,
+        })
+    };
+    if ty.has_enums() && choices.is_empty() {
+        refuse("required", "a list field needs at least one choice".into());
+    }
+    if !ty.has_enums() && !choices.is_empty() {
+        refuse(
+            "not_allowed",
+            "only select and multiselect fields have choices".into(),
+        );
+    }
+    if choices.len() > MAX_CHOICES || choices.iter().any(|c| c.chars().count() > MAX_CHOICE) {
+        refuse(
+            "too_long",
+            format!("at most {MAX_CHOICES} choices of up to {MAX_CHOICE} characters"),
+        );
+    }
+    choices
+}
+
+/// Writes a field's choices into `{schema}.custom_field_enums`: existing ones keep their ids by
+/// text (and take their new place), new ones are added, the rest are removed and taken out of
+/// the values stored in `records` (a table with `account_id` and a `custom_fields` object). A
+/// select's value is cleared, a multiselect loses those items (and is cleared when none are
+/// left). `schema` and `records` are the calling module's own names, never input.
+pub async fn write_choices(
+    conn: &mut diesel_async::AsyncPgConnection,
+    schema: &str,
+    records: &str,
+    account: crate::AccountId,
+    field: i64,
+    values: &[String],
+) -> crate::AppResult<()> {
+    use diesel::sql_types::{Array, BigInt, Integer, Text};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Existing {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let existing: Vec<Existing> = diesel::sql_query(format!(
+        "SELECT id, value FROM {schema}.custom_field_enums WHERE account_id = $1 AND field_id = $2"
+    ))
+    .bind::<BigInt, _>(account.0)
+    .bind::<BigInt, _>(field)
+    .load(conn)
+    .await?;
+    let gone: Vec<i64> = existing
+        .iter()
+        .filter(|e| !values.contains(&e.value))
+        .map(|e| e.id)
+        .collect();
+    if !gone.is_empty() {
+        diesel::sql_query(format!(
+            "DELETE FROM {schema}.custom_field_enums WHERE id = ANY($1)"
+        ))
+        .bind::<Array<BigInt>, _>(&gone)
+        .execute(conn)
+        .await?;
+        diesel::sql_query(format!(
+            "UPDATE {records} SET custom_fields = CASE
+                 WHEN jsonb_typeof(custom_fields -> $2) = 'array' THEN
+                     CASE WHEN (SELECT count(*) FROM jsonb_array_elements(custom_fields -> $2) e
+                                 WHERE NOT (e::bigint = ANY($3))) = 0
+                          THEN custom_fields - $2
+                          ELSE jsonb_set(custom_fields, ARRAY[$2], (SELECT jsonb_agg(e) FROM jsonb_array_elements(custom_fields -> $2) e
+                                 WHERE NOT (e::bigint = ANY($3)))) END
+                 ELSE custom_fields - $2 END
+              WHERE account_id = $1 AND custom_fields ? $2
+                AND (CASE WHEN jsonb_typeof(custom_fields -> $2) = 'array'
+                          THEN EXISTS (SELECT 1 FROM jsonb_array_elements(custom_fields -> $2) e WHERE e::bigint = ANY($3))
+                          ELSE (custom_fields ->> $2)::bigint = ANY($3) END)"
+        ))
+        .bind::<BigInt, _>(account.0)
+        .bind::<Text, _>(field.to_string())
+        .bind::<Array<BigInt>, _>(&gone)
+        .execute(conn)
+        .await?;
+    }
+    for (sort, value) in values.iter().enumerate() {
+        match existing.iter().find(|e| &e.value == value) {
+            Some(e) => {
+                diesel::sql_query(format!(
+                    "UPDATE {schema}.custom_field_enums SET sort = $2 WHERE id = $1"
+                ))
+                .bind::<BigInt, _>(e.id)
+                .bind::<Integer, _>(sort as i32)
+                .execute(conn)
+                .await?;
+            }
+            None => {
+                diesel::sql_query(format!(
+                    "INSERT INTO {schema}.custom_field_enums (account_id, field_id, value, sort)
+                     VALUES ($1, $2, $3, $4)"
+                ))
+                .bind::<BigInt, _>(account.0)
+                .bind::<BigInt, _>(field)
+                .bind::<Text, _>(value)
+                .bind::<Integer, _>(sort as i32)
+                .execute(conn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why a value was refused: a stable code and a message for people.

@@ -507,7 +507,6 @@ pub(crate) async fn load_fields(
 
 /// The most custom fields an entity type may have.
 const MAX_FIELDS: i64 = 200;
-const MAX_ENUMS: usize = 500;
 
 /// The table holding an entity type's records (and their field values).
 fn records_table(entity: &str) -> &'static str {
@@ -541,34 +540,7 @@ async fn check_field(
     if name.is_empty() {
         errors.push(err("name", "required", "enter a name"));
     }
-    let mut enums: Vec<String> = Vec::new();
-    for e in &new.enums {
-        let e = e.trim();
-        if !e.is_empty() && !enums.iter().any(|x| x == e) {
-            enums.push(e.to_string());
-        }
-    }
-    if new.field_type.has_enums() && enums.is_empty() {
-        errors.push(err(
-            "enums",
-            "required",
-            "a list field needs at least one choice",
-        ));
-    }
-    if !new.field_type.has_enums() && !enums.is_empty() {
-        errors.push(err(
-            "enums",
-            "not_allowed",
-            "only select and multiselect fields have choices",
-        ));
-    }
-    if enums.len() > MAX_ENUMS || enums.iter().any(|e| e.chars().count() > 255) {
-        errors.push(err(
-            "enums",
-            "too_long",
-            format!("at most {MAX_ENUMS} choices of up to 255 characters"),
-        ));
-    }
+    let enums = fields::check_choices(new.field_type, &new.enums, &mut errors);
     if let Some(group) = new.group_id {
         let found: i64 = field_groups::table
             .filter(field_groups::account_id.eq(account.0))
@@ -583,61 +555,6 @@ async fn check_field(
     }
     finish(errors)?;
     Ok((name, enums))
-}
-
-/// Writes a field's choices: existing ones keep their ids by text, new ones are added, the rest
-/// are removed (and taken out of the records' values).
-async fn write_enums(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-    entity: Entity,
-    field: i64,
-    values: &[String],
-) -> AppResult<()> {
-    let existing: Vec<(i64, String)> = custom_field_enums::table
-        .filter(custom_field_enums::account_id.eq(account.0))
-        .filter(custom_field_enums::field_id.eq(field))
-        .select((custom_field_enums::id, custom_field_enums::value))
-        .load(conn)
-        .await?;
-    let gone: Vec<i64> = existing
-        .iter()
-        .filter(|(_, v)| !values.contains(v))
-        .map(|(id, _)| *id)
-        .collect();
-    if !gone.is_empty() {
-        diesel::delete(custom_field_enums::table.filter(custom_field_enums::id.eq_any(&gone)))
-            .execute(conn)
-            .await?;
-        diesel::sql_query(fields::clear_choices_sql(records_table(entity.as_str())))
-            .bind::<diesel::sql_types::BigInt, _>(account.0)
-            .bind::<diesel::sql_types::Text, _>(field.to_string())
-            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(&gone)
-            .execute(conn)
-            .await?;
-    }
-    for (sort, value) in values.iter().enumerate() {
-        match existing.iter().find(|(_, v)| v == value) {
-            Some((id, _)) => {
-                diesel::update(custom_field_enums::table.filter(custom_field_enums::id.eq(*id)))
-                    .set(custom_field_enums::sort.eq(sort as i32))
-                    .execute(conn)
-                    .await?;
-            }
-            None => {
-                diesel::insert_into(custom_field_enums::table)
-                    .values((
-                        custom_field_enums::account_id.eq(account.0),
-                        custom_field_enums::field_id.eq(field),
-                        custom_field_enums::value.eq(value),
-                        custom_field_enums::sort.eq(sort as i32),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 async fn field_by_id(
@@ -685,18 +602,16 @@ async fn group_by_id(
     conn: &mut AsyncPgConnection,
     account: AccountId,
     id: i64,
-) -> AppResult<(Entity, FieldGroup)> {
-    let row: Option<(String, String, i32)> = field_groups::table
+) -> AppResult<FieldGroup> {
+    let row: Option<(String, i32)> = field_groups::table
         .filter(field_groups::account_id.eq(account.0))
         .filter(field_groups::id.eq(id))
-        .select((field_groups::entity, field_groups::name, field_groups::sort))
+        .select((field_groups::name, field_groups::sort))
         .first(conn)
         .await
         .optional()?;
-    match row.and_then(|(e, name, sort)| Entity::parse(&e).map(|e| (e, name, sort))) {
-        Some((entity, name, sort)) => Ok((entity, FieldGroup { id, name, sort })),
-        None => Err(AppError::not_found("field group")),
-    }
+    row.map(|(name, sort)| FieldGroup { id, name, sort })
+        .ok_or_else(|| AppError::not_found("field group"))
 }
 
 /// The records to merge into `keep`: distinct, not `keep`, one to twenty.
@@ -2475,7 +2390,15 @@ impl Contacts for ContactsService {
                     .get_result(tx)
                     .await
                     .map_err(|e| taken(e, "name", "a field with this name exists"))?;
-                write_enums(tx, account, entity, id, &enums).await?;
+                fields::write_choices(
+                    tx,
+                    "contacts",
+                    records_table(entity.as_str()),
+                    account,
+                    id,
+                    &enums,
+                )
+                .await?;
                 Ok(id)
             })
             .await?;
@@ -2515,7 +2438,15 @@ impl Contacts for ContactsService {
             .await
             .map_err(|e| taken(e, "name", "a field with this name exists"))?;
             if new.field_type.has_enums() {
-                write_enums(tx, account, entity, id.0, &enums).await?;
+                fields::write_choices(
+                    tx,
+                    "contacts",
+                    records_table(entity.as_str()),
+                    account,
+                    id.0,
+                    &enums,
+                )
+                .await?;
             }
             Ok(())
         })
@@ -2596,7 +2527,7 @@ impl Contacts for ContactsService {
                     .map_err(|e| taken(e, "name", "a field group with this name exists"))
             })
             .await?;
-        group_by_id(&mut conn, account, id).await.map(|(_, g)| g)
+        group_by_id(&mut conn, account, id).await
     }
 
     async fn update_field_group(
@@ -2609,7 +2540,7 @@ impl Contacts for ContactsService {
         let name = fields::group_name(&new.name)?;
         let account = caller.account_id;
         let mut conn = self.conn().await?;
-        let (_, current) = group_by_id(&mut conn, account, id).await?;
+        let current = group_by_id(&mut conn, account, id).await?;
         diesel::update(
             field_groups::table
                 .filter(field_groups::account_id.eq(account.0))
@@ -2622,7 +2553,7 @@ impl Contacts for ContactsService {
         .execute(&mut conn)
         .await
         .map_err(|e| taken(e, "name", "a field group with this name exists"))?;
-        group_by_id(&mut conn, account, id).await.map(|(_, g)| g)
+        group_by_id(&mut conn, account, id).await
     }
 
     async fn delete_field_group(&self, caller: Caller, id: i64) -> AppResult<()> {

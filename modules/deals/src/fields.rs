@@ -16,7 +16,6 @@ use serde_json::Value;
 use crate::schema::{custom_field_enums, custom_fields, field_groups, stages, tags};
 
 pub const MAX_FIELDS: usize = 200;
-pub const MAX_ENUMS: usize = 500;
 pub const MAX_TAGS_PER_DEAL: usize = 50;
 
 #[derive(Queryable, Selectable)]
@@ -115,34 +114,7 @@ pub async fn check_definition(
             "at most 100 characters",
         ));
     }
-    let mut enums: Vec<String> = Vec::new();
-    for e in &new.enums {
-        let e = e.trim();
-        if !e.is_empty() && !enums.iter().any(|x| x == e) {
-            enums.push(e.to_string());
-        }
-    }
-    if new.field_type.has_enums() && enums.is_empty() {
-        errors.push(field_error(
-            "enums".into(),
-            "required",
-            "a list field needs at least one choice",
-        ));
-    }
-    if !new.field_type.has_enums() && !enums.is_empty() {
-        errors.push(field_error(
-            "enums".into(),
-            "not_allowed",
-            "only select and multiselect fields have choices",
-        ));
-    }
-    if enums.len() > MAX_ENUMS || enums.iter().any(|e| e.chars().count() > 255) {
-        errors.push(field_error(
-            "enums".into(),
-            "too_long",
-            format!("at most {MAX_ENUMS} choices of up to 255 characters"),
-        ));
-    }
+    let enums = fields::check_choices(new.field_type, &new.enums, &mut errors);
     if let Some(group) = new.group_id {
         let found: i64 = field_groups::table
             .filter(field_groups::account_id.eq(account.0))
@@ -178,61 +150,6 @@ pub async fn check_definition(
         return Err(AppError::from_fields(errors));
     }
     Ok((name, enums))
-}
-
-/// Writes a field's choices: existing ones keep their ids by text, new ones are added, the rest
-/// are removed (and taken out of the deals' values).
-pub async fn write_enums(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-    field: i64,
-    values: &[String],
-) -> AppResult<()> {
-    let existing: Vec<(i64, String)> = custom_field_enums::table
-        .filter(custom_field_enums::account_id.eq(account.0))
-        .filter(custom_field_enums::field_id.eq(field))
-        .select((custom_field_enums::id, custom_field_enums::value))
-        .load(conn)
-        .await?;
-    let gone: Vec<i64> = existing
-        .iter()
-        .filter(|(_, v)| !values.contains(v))
-        .map(|(id, _)| *id)
-        .collect();
-    if !gone.is_empty() {
-        diesel::delete(custom_field_enums::table.filter(custom_field_enums::id.eq_any(&gone)))
-            .execute(conn)
-            .await?;
-        // Values that pointed at a removed choice are cleared (multiselects lose that item).
-        diesel::sql_query(fields::clear_choices_sql("deals.deals"))
-            .bind::<BigInt, _>(account.0)
-            .bind::<Text, _>(field.to_string())
-            .bind::<Array<BigInt>, _>(&gone)
-            .execute(conn)
-            .await?;
-    }
-    for (sort, value) in values.iter().enumerate() {
-        match existing.iter().find(|(_, v)| v == value) {
-            Some((id, _)) => {
-                diesel::update(custom_field_enums::table.filter(custom_field_enums::id.eq(*id)))
-                    .set(custom_field_enums::sort.eq(sort as i32))
-                    .execute(conn)
-                    .await?;
-            }
-            None => {
-                diesel::insert_into(custom_field_enums::table)
-                    .values((
-                        custom_field_enums::account_id.eq(account.0),
-                        custom_field_enums::field_id.eq(field),
-                        custom_field_enums::value.eq(value),
-                        custom_field_enums::sort.eq(sort as i32),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 pub fn required_json(required: &[RequiredAt]) -> Value {

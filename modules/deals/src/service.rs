@@ -1579,7 +1579,8 @@ impl Deals for DealsService {
                     .get_result(tx)
                     .await
                     .map_err(|e| unique_as(e, "name", "a field with this name exists"))?;
-                fields::write_enums(tx, account, id, &enums).await?;
+                kernel::fields::write_choices(tx, "deals", "deals.deals", account, id, &enums)
+                    .await?;
                 Ok(id)
             })
             .await?;
@@ -1620,7 +1621,8 @@ impl Deals for DealsService {
             .await
             .map_err(|e| unique_as(e, "name", "a field with this name exists"))?;
             if new.field_type.has_enums() {
-                fields::write_enums(tx, account, id.0, &enums).await?;
+                kernel::fields::write_choices(tx, "deals", "deals.deals", account, id.0, &enums)
+                    .await?;
             }
             Ok(())
         })

@@ -1143,23 +1143,18 @@ impl Job<'_> {
     ) -> Result<HashMap<String, i64>> {
         let system = self.system();
         let mut theirs: Vec<Value> = Vec::new();
-        let mut page = 1;
-        loop {
-            let got = self
-                .client
-                .page(
-                    &format!("/api/v4/{e}/custom_fields/groups"),
-                    "custom_field_groups",
-                    page,
-                    &[],
-                )
-                .await?;
-            theirs.extend(got.items);
-            if !got.more {
-                break;
-            }
-            page += 1;
-        }
+        self.client
+            .each_page(
+                &format!("/api/v4/{e}/custom_fields/groups"),
+                "custom_field_groups",
+                &[],
+                1,
+                |_, items| {
+                    theirs.extend(items);
+                    async { Ok(()) }
+                },
+            )
+            .await?;
         let key = format!("{e}/custom_field_groups");
         if self.counting {
             Progress::add(&mut self.progress.read, &key, theirs.len() as u64);
