@@ -19,8 +19,8 @@ use super::body::{self, Item, MAX_BATCH};
 use super::fields::{values_in, values_out};
 use super::problem::ItemErrors;
 use super::{
-    ApiAuth, ApiError, EntityPath, Paging, hal, links, list_page, no_content, or_no_content,
-    params, ts, with,
+    ApiAuth, ApiError, EntityPath, Paging, SelfLink, hal, hal_of, links, list_page, no_content,
+    or_no_content, params, ts, with,
 };
 use crate::state::AppState;
 
@@ -87,66 +87,151 @@ impl Ctx {
     }
 }
 
-pub fn lead_json(req: &HttpRequest, d: &Deal, ctx: &Ctx, with: &[String]) -> Value {
-    let tags: Vec<Value> = d
-        .tags
-        .iter()
-        .map(|t| json!({"id": t.id.0, "name": t.name, "color": Value::Null}))
-        .collect();
-    let companies: Vec<Value> = d
-        .company_ids
-        .iter()
-        .map(|c| json!({"id": c, "_links": links(req, &format!("companies/{c}"))}))
-        .collect();
-    let mut embedded = json!({ "tags": tags, "companies": companies });
-    if with.iter().any(|w| w == "contacts") {
-        embedded["contacts"] = d
-            .contact_ids
+/// A lead as amoCRM shows it, written straight to the response (a list of 250 leads would
+/// otherwise build a tree of maps per lead first).
+#[derive(serde::Serialize)]
+pub struct LeadOut<'a> {
+    id: i64,
+    name: &'a str,
+    price: i64,
+    responsible_user_id: i64,
+    group_id: i64,
+    status_id: i64,
+    pipeline_id: i64,
+    loss_reason_id: Option<i64>,
+    source_id: Option<i64>,
+    created_by: i64,
+    updated_by: i64,
+    created_at: i64,
+    updated_at: i64,
+    closed_at: Option<i64>,
+    closest_task_at: Option<i64>,
+    is_deleted: bool,
+    custom_fields_values: Value,
+    score: Option<i64>,
+    account_id: i64,
+    labor_cost: Option<i64>,
+    #[serde(rename = "_links")]
+    links: SelfLink,
+    #[serde(rename = "_embedded")]
+    embedded: LeadEmbedded<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct LeadEmbedded<'a> {
+    tags: Vec<TagOut<'a>>,
+    companies: Vec<LinkOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contacts: Option<Vec<LinkOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loss_reason: Option<[LossReasonOut<'a>; 1]>,
+}
+
+#[derive(serde::Serialize)]
+struct TagOut<'a> {
+    id: i64,
+    name: &'a str,
+    color: Option<&'a str>,
+}
+
+/// A linked record: its id, whether it is the main one (contacts only), and its link.
+#[derive(serde::Serialize)]
+struct LinkOut {
+    id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_main: Option<bool>,
+    #[serde(rename = "_links")]
+    links: SelfLink,
+}
+
+#[derive(serde::Serialize)]
+struct LossReasonOut<'a> {
+    id: i64,
+    name: &'a str,
+    sort: i64,
+    created_at: i64,
+    updated_at: i64,
+    #[serde(rename = "_links")]
+    links: SelfLink,
+}
+
+impl<'a> LeadOut<'a> {
+    /// `base` is the request's [`super::base_url`].
+    pub fn new(base: &str, d: &'a Deal, ctx: &'a Ctx, with: &[String]) -> LeadOut<'a> {
+        let tags = d
+            .tags
             .iter()
-            .map(|c| {
-                json!({
-                    "id": c,
-                    "is_main": Some(*c) == d.main_contact_id,
-                    "_links": links(req, &format!("contacts/{c}")),
-                })
+            .map(|t| TagOut {
+                id: t.id.0,
+                name: &t.name,
+                color: None,
             })
             .collect();
+        let companies = d
+            .company_ids
+            .iter()
+            .map(|c| LinkOut {
+                id: *c,
+                is_main: None,
+                links: SelfLink::new(base, format_args!("companies/{c}")),
+            })
+            .collect();
+        let contacts = with.iter().any(|w| w == "contacts").then(|| {
+            d.contact_ids
+                .iter()
+                .map(|c| LinkOut {
+                    id: *c,
+                    is_main: Some(Some(*c) == d.main_contact_id),
+                    links: SelfLink::new(base, format_args!("contacts/{c}")),
+                })
+                .collect()
+        });
+        let loss_reason = if with.iter().any(|w| w == "loss_reason") {
+            d.loss_reason_id
+                .and_then(|id| ctx.loss_reasons.iter().find(|r| r.id == id))
+                .map(|r| {
+                    [LossReasonOut {
+                        id: r.id.0,
+                        name: &r.name,
+                        sort: 0,
+                        created_at: 0,
+                        updated_at: 0,
+                        links: SelfLink::new(base, format_args!("leads/loss_reasons/{}", r.id.0)),
+                    }]
+                })
+        } else {
+            None
+        };
+        LeadOut {
+            id: d.id.0,
+            name: &d.name,
+            price: d.price,
+            responsible_user_id: d.responsible_user_id.0,
+            group_id: 0,
+            status_id: d.stage_id.0,
+            pipeline_id: d.pipeline_id.0,
+            loss_reason_id: d.loss_reason_id.map(|r| r.0),
+            source_id: None,
+            created_by: d.created_by,
+            updated_by: d.updated_by,
+            created_at: ts(d.created_at),
+            updated_at: ts(d.updated_at),
+            closed_at: d.closed_at.map(ts),
+            closest_task_at: None,
+            is_deleted: false,
+            custom_fields_values: values_out(&d.custom_fields, &ctx.fields),
+            score: None,
+            account_id: d.account_id.0,
+            labor_cost: None,
+            links: SelfLink::new(base, format_args!("leads/{}", d.id.0)),
+            embedded: LeadEmbedded {
+                tags,
+                companies,
+                contacts,
+                loss_reason,
+            },
+        }
     }
-    if with.iter().any(|w| w == "loss_reason")
-        && let Some(r) = d
-            .loss_reason_id
-            .and_then(|id| ctx.loss_reasons.iter().find(|r| r.id == id))
-    {
-        embedded["loss_reason"] = json!([{
-            "id": r.id.0, "name": r.name, "sort": 0,
-            "created_at": 0, "updated_at": 0,
-            "_links": links(req, &format!("leads/loss_reasons/{}", r.id.0)),
-        }]);
-    }
-    json!({
-        "id": d.id.0,
-        "name": d.name,
-        "price": d.price,
-        "responsible_user_id": d.responsible_user_id.0,
-        "group_id": 0,
-        "status_id": d.stage_id.0,
-        "pipeline_id": d.pipeline_id.0,
-        "loss_reason_id": d.loss_reason_id.map(|r| r.0),
-        "source_id": Value::Null,
-        "created_by": d.created_by,
-        "updated_by": d.updated_by,
-        "created_at": ts(d.created_at),
-        "updated_at": ts(d.updated_at),
-        "closed_at": d.closed_at.map(ts),
-        "closest_task_at": Value::Null,
-        "is_deleted": false,
-        "custom_fields_values": values_out(&d.custom_fields, &ctx.fields),
-        "score": Value::Null,
-        "account_id": d.account_id.0,
-        "labor_cost": Value::Null,
-        "_links": links(req, &format!("leads/{}", d.id.0)),
-        "_embedded": embedded,
-    })
 }
 
 /// `GET /api/v4/leads`: filters, `query`, `order`, `with`, `page`/`limit`.
@@ -252,9 +337,10 @@ pub async fn list(
         return Ok(no_content());
     }
     let ctx = Ctx::for_reading(&state, caller).await?;
-    let items = deals
+    let base = super::base_url(&req);
+    let items: Vec<LeadOut> = deals
         .iter()
-        .map(|d| lead_json(&req, d, &ctx, &with))
+        .map(|d| LeadOut::new(&base, d, &ctx, &with))
         .collect();
     Ok(list_page(&req, "leads", items, paging, more))
 }
@@ -307,7 +393,7 @@ pub async fn get(
         async {
             let d = state.modules.deals.deal(caller, DealId(*path)).await?;
             let ctx = Ctx::for_reading(&state, caller).await?;
-            Ok(hal(&lead_json(&req, &d, &ctx, &with)))
+            Ok(hal_of(&LeadOut::new(&super::base_url(&req), &d, &ctx, &with)))
         }
         .await,
     )

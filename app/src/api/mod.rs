@@ -426,11 +426,12 @@ fn page_href(req: &HttpRequest, page: u32) -> String {
 }
 
 /// A HAL list page: `_page`, `_links` (self, first, prev, and next only when there is a next
-/// page), `_embedded.<key>`; an empty list is a 204.
-pub fn list_page(
+/// page), `_embedded.<key>`; an empty list is a 204. Items are written as they are (typed items
+/// skip building a `Value` per record).
+pub fn list_page<T: serde::Serialize>(
     req: &HttpRequest,
     key: &str,
-    items: Vec<Value>,
+    items: Vec<T>,
     paging: Paging,
     more: bool,
 ) -> HttpResponse {
@@ -447,9 +448,67 @@ pub fn list_page(
     if more {
         links["next"] = json!({ "href": page_href(req, paging.page + 1) });
     }
-    let mut embedded = serde_json::Map::new();
-    embedded.insert(key.to_string(), Value::Array(items));
-    hal(&json!({ "_page": paging.page, "_links": links, "_embedded": embedded }))
+    #[derive(serde::Serialize)]
+    struct Page<'a, T: serde::Serialize> {
+        #[serde(rename = "_page")]
+        page: u32,
+        #[serde(rename = "_links")]
+        links: Value,
+        #[serde(rename = "_embedded")]
+        embedded: One<'a, T>,
+    }
+    hal_of(&Page {
+        page: paging.page,
+        links,
+        embedded: One(key, &items),
+    })
+}
+
+/// A map with one entry whose key is known only at run time: `{"<key>": [items]}`.
+struct One<'a, T>(&'a str, &'a [T]);
+
+impl<T: serde::Serialize> serde::Serialize for One<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(self.0, self.1)?;
+        m.end()
+    }
+}
+
+/// A 200 with a HAL body written straight from a typed value.
+pub fn hal_of<T: serde::Serialize>(body: &T) -> HttpResponse {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, HAL_JSON))
+            .body(bytes),
+        Err(e) => actix_web::ResponseError::error_response(&ApiError(AppError::internal(
+            format!("writing the response: {e}"),
+        ))),
+    }
+}
+
+/// A typed HAL `_links` with only `self`.
+#[derive(Debug, serde::Serialize)]
+pub struct SelfLink {
+    #[serde(rename = "self")]
+    pub this: Href,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Href {
+    pub href: String,
+}
+
+impl SelfLink {
+    /// `<base>/api/v4/<path>`, `base` being [`base_url`] of the request.
+    pub fn new(base: &str, path: std::fmt::Arguments) -> SelfLink {
+        SelfLink {
+            this: Href {
+                href: format!("{base}/api/v4/{path}"),
+            },
+        }
+    }
 }
 
 /// A list that is never paged (pipelines, statuses, webhooks…): `_total_items`.
