@@ -47,6 +47,21 @@ pub async fn job_store(
     PostgresStorage::<()>::setup(&pool)
         .await
         .map_err(|e| format!("job store setup: {e}"))?;
+    // The sweep of finished jobs (`JobStore::prune_done`) finds them by this index. Several
+    // processes starting at once take turns (the advisory lock) instead of racing to create it.
+    let index = async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('voronka.jobs_done_idx'))")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "CREATE INDEX IF NOT EXISTS voronka_jobs_done_idx ON apalis.jobs (done_at) WHERE status = 'Done'",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    };
+    index.await.map_err(|e| format!("job store setup: {e}"))?;
     Ok(JobStore::Postgres(pool))
 }
 
@@ -341,6 +356,28 @@ impl Backbone {
                     )));
                 }
             }
+        }
+        if matches!(jobs, JobStore::Postgres(_)) {
+            // Finished jobs go after `jobs.keep_done_minutes`, swept every minute (several
+            // processes sweeping at once only share the work).
+            let jobs = jobs.clone();
+            let keep = Duration::from_secs(u64::from(config.jobs.keep_done_minutes) * 60);
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match jobs.prune_done(keep).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(removed = n, "finished jobs removed"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "removing finished jobs failed; will retry")
+                        }
+                    }
+                    tokio::select! {
+                        _ = rx.changed() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    }
+                }
+            }));
         }
         if let Some(modules) = modules {
             // A remote module's background work runs in its own service.

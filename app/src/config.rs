@@ -271,6 +271,9 @@ pub struct JobsConfig {
     /// Workers' heartbeat: results are written and crashed workers' jobs re-queued at this pace
     /// (a worker missing 5 heartbeats is taken for dead).
     pub heartbeat_ms: u64,
+    /// How long finished jobs stay in the PostgreSQL store (counted on the jobs page) before a
+    /// sweep removes them; dead jobs stay until an admin runs or discards them.
+    pub keep_done_minutes: u32,
 }
 
 /// What a `voronka serve` process runs.
@@ -401,6 +404,7 @@ impl Default for Config {
                 pool_size: 20,
                 poll_ms: 1000,
                 heartbeat_ms: 1000,
+                keep_done_minutes: 60,
             },
             automation: AutomationConfig {
                 allow_private_destinations: false,
@@ -556,6 +560,9 @@ impl Config {
         }
         if self.jobs.heartbeat_ms < 50 {
             return fail("jobs.heartbeat_ms", "must be at least 50");
+        }
+        if self.jobs.keep_done_minutes > 60 * 24 * 90 {
+            return fail("jobs.keep_done_minutes", "must be at most 90 days");
         }
         if self.jobs.concurrency == 0 || self.jobs.pool_size == 0 {
             return fail(

@@ -148,6 +148,36 @@ impl JobStore {
         }
     }
 
+    /// Removes jobs of the PostgreSQL store finished more than `keep` ago, a batch at a time
+    /// (dead jobs stay); returns how many went. apalis keeps every finished job, so without
+    /// this the table (and each fetch's work) grows with every event delivered. The Redis store
+    /// keeps only ids of finished jobs, and nothing is removed there.
+    pub async fn prune_done(&self, keep: Duration) -> Result<u64, StoreError> {
+        const BATCH: i64 = 5000;
+        let JobStore::Postgres(pool) = self else {
+            return Ok(0);
+        };
+        let mut total = 0;
+        loop {
+            let gone = sqlx::query(
+                "DELETE FROM apalis.jobs WHERE id IN (
+                     SELECT id FROM apalis.jobs
+                      WHERE status = 'Done' AND done_at < now() - make_interval(secs => $1)
+                      LIMIT $2)",
+            )
+            .bind(keep.as_secs_f64())
+            .bind(BATCH)
+            .execute(pool)
+            .await
+            .map_err(|e| e.to_string())?
+            .rows_affected();
+            total += gone;
+            if (gone as i64) < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
         match self {
             JobStore::Postgres(pool) => pg_queue_stats(pool).await.map_err(|e| e.to_string()),

@@ -393,7 +393,12 @@ pub async fn get(
         async {
             let d = state.modules.deals.deal(caller, DealId(*path)).await?;
             let ctx = Ctx::for_reading(&state, caller).await?;
-            Ok(hal_of(&LeadOut::new(&super::base_url(&req), &d, &ctx, &with)))
+            Ok(hal_of(&LeadOut::new(
+                &super::base_url(&req),
+                &d,
+                &ctx,
+                &with,
+            )))
         }
         .await,
     )

@@ -482,9 +482,9 @@ pub fn hal_of<T: serde::Serialize>(body: &T) -> HttpResponse {
         Ok(bytes) => HttpResponse::Ok()
             .insert_header((CONTENT_TYPE, HAL_JSON))
             .body(bytes),
-        Err(e) => actix_web::ResponseError::error_response(&ApiError(AppError::internal(
-            format!("writing the response: {e}"),
-        ))),
+        Err(e) => actix_web::ResponseError::error_response(&ApiError(AppError::internal(format!(
+            "writing the response: {e}"
+        )))),
     }
 }
 

@@ -125,6 +125,9 @@ async fn failing_job_dies_and_runs_again(store: JobStoreKind) {
     let dead = jobs.dead_jobs(10).await.unwrap();
     assert_eq!(dead[0].queue, queue);
     assert_eq!(dead[0].attempts, 3);
+    // The sweep of finished jobs leaves dead ones for the admin.
+    jobs.prune_done(Duration::ZERO).await.unwrap();
+    assert_eq!(jobs.dead_jobs(10).await.unwrap().len(), 1);
 
     // The admin sees it with its error and runs it again; this time the subscriber works.
     let admin = app.signed_in(&t.admin.email).await;
@@ -221,16 +224,22 @@ async fn malformed_and_unknown_versions_are_recorded_as_failed_and_never_stop_th
         ))
         .await;
     assert_eq!(reason, 1);
-    assert!(
-        app.state
-            .jobs
-            .as_ref()
-            .unwrap()
-            .dead_jobs(10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let jobs = app.state.jobs.clone().unwrap();
+    assert!(jobs.dead_jobs(10).await.unwrap().is_empty());
+
+    // Finished jobs are removed once older than the time kept, not before.
+    let done = "SELECT count(*) AS n FROM apalis.jobs WHERE job_type = 'events.strict-probe' AND status = 'Done'";
+    wait_for(
+        "the job's result to be stored",
+        Duration::from_secs(10),
+        async || app.count(done).await >= 1,
+    )
+    .await;
+    let finished = app.count(done).await;
+    assert_eq!(jobs.prune_done(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(app.count(done).await, finished);
+    assert!(jobs.prune_done(Duration::ZERO).await.unwrap() >= finished as u64);
+    assert_eq!(app.count(done).await, 0);
     backbone.stop().await;
 }
 
