@@ -12,9 +12,12 @@ use serde_json::{Map, Value, json};
 
 use super::body::{self, Item, MAX_BATCH};
 use super::fields::{values_in, values_out};
+use super::leads::{LinkOut, TagOut};
 use super::leads::{reach_by_code, read_company, read_contact, split_name};
 use super::problem::ItemErrors;
-use super::{ApiAuth, ApiError, Paging, hal, links, list_page, or_no_content, params, ts};
+use super::{
+    ApiAuth, ApiError, Paging, SelfLink, hal, hal_of, links, list_page, or_no_content, params, ts,
+};
 use crate::state::AppState;
 
 /// Phones and e-mails as amoCRM's PHONE / EMAIL multitext values.
@@ -49,51 +52,127 @@ fn all_values(reach: Vec<Value>, custom: Value) -> Value {
     }
 }
 
-pub fn contact_json(req: &HttpRequest, c: &Contact, defs: &[contacts_api::CustomField]) -> Value {
-    json!({
-        "id": c.id.0,
-        "name": c.name,
-        "first_name": c.first_name,
-        "last_name": c.last_name,
-        "responsible_user_id": c.responsible_user_id.0,
-        "group_id": 0,
-        "created_by": 0,
-        "updated_by": 0,
-        "created_at": ts(c.created_at),
-        "updated_at": ts(c.updated_at),
-        "closest_task_at": Value::Null,
-        "is_deleted": false,
-        "is_unsorted": false,
-        "custom_fields_values": all_values(reach_json(&c.phones, &c.emails), values_out(&c.custom_fields, defs)),
-        "account_id": c.account_id.0,
-        "_links": links(req, &format!("contacts/{}", c.id.0)),
-        "_embedded": {
-            "tags": c.tags.iter().map(|t| json!({"id": t.id.0, "name": t.name, "color": Value::Null})).collect::<Vec<_>>(),
-            "companies": c.company_ids.iter().map(|x| json!({"id": x.0, "_links": links(req, &format!("companies/{}", x.0))})).collect::<Vec<_>>(),
-        },
-    })
+/// A contact or a company as amoCRM shows it, written straight to the response.
+#[derive(serde::Serialize)]
+pub struct PartyOut<'a> {
+    id: i64,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<&'a str>,
+    responsible_user_id: i64,
+    group_id: i64,
+    created_by: i64,
+    updated_by: i64,
+    created_at: i64,
+    updated_at: i64,
+    closest_task_at: Option<i64>,
+    is_deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_unsorted: Option<bool>,
+    custom_fields_values: Value,
+    account_id: i64,
+    #[serde(rename = "_links")]
+    links: SelfLink,
+    #[serde(rename = "_embedded")]
+    embedded: PartyEmbedded<'a>,
 }
 
-pub fn company_json(req: &HttpRequest, c: &Company, defs: &[contacts_api::CustomField]) -> Value {
-    json!({
-        "id": c.id.0,
-        "name": c.name,
-        "responsible_user_id": c.responsible_user_id.0,
-        "group_id": 0,
-        "created_by": 0,
-        "updated_by": 0,
-        "created_at": ts(c.created_at),
-        "updated_at": ts(c.updated_at),
-        "closest_task_at": Value::Null,
-        "is_deleted": false,
-        "custom_fields_values": all_values(reach_json(&c.phones, &c.emails), values_out(&c.custom_fields, defs)),
-        "account_id": c.account_id.0,
-        "_links": links(req, &format!("companies/{}", c.id.0)),
-        "_embedded": {
-            "tags": c.tags.iter().map(|t| json!({"id": t.id.0, "name": t.name, "color": Value::Null})).collect::<Vec<_>>(),
-            "contacts": c.contact_ids.iter().map(|x| json!({"id": x.0, "_links": links(req, &format!("contacts/{}", x.0))})).collect::<Vec<_>>(),
+#[derive(serde::Serialize)]
+struct PartyEmbedded<'a> {
+    tags: Vec<TagOut<'a>>,
+    /// A contact's companies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    companies: Option<Vec<LinkOut>>,
+    /// A company's contacts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contacts: Option<Vec<LinkOut>>,
+}
+
+fn tags_out(tags: &[contacts_api::Tag]) -> Vec<TagOut<'_>> {
+    tags.iter().map(|t| TagOut::new(t.id.0, &t.name)).collect()
+}
+
+fn links_out(base: &str, entity: &str, ids: impl Iterator<Item = i64>) -> Vec<LinkOut> {
+    ids.map(|id| LinkOut::new(id, None, SelfLink::new(base, format_args!("{entity}/{id}"))))
+        .collect()
+}
+
+/// `base` is the request's [`super::base_url`].
+pub fn contact_out<'a>(
+    base: &str,
+    c: &'a Contact,
+    defs: &[contacts_api::CustomField],
+) -> PartyOut<'a> {
+    PartyOut {
+        id: c.id.0,
+        name: &c.name,
+        first_name: Some(&c.first_name),
+        last_name: Some(&c.last_name),
+        responsible_user_id: c.responsible_user_id.0,
+        group_id: 0,
+        created_by: 0,
+        updated_by: 0,
+        created_at: ts(c.created_at),
+        updated_at: ts(c.updated_at),
+        closest_task_at: None,
+        is_deleted: false,
+        is_unsorted: Some(false),
+        custom_fields_values: all_values(
+            reach_json(&c.phones, &c.emails),
+            values_out(&c.custom_fields, defs),
+        ),
+        account_id: c.account_id.0,
+        links: SelfLink::new(base, format_args!("contacts/{}", c.id.0)),
+        embedded: PartyEmbedded {
+            tags: tags_out(&c.tags),
+            companies: Some(links_out(
+                base,
+                "companies",
+                c.company_ids.iter().map(|x| x.0),
+            )),
+            contacts: None,
         },
-    })
+    }
+}
+
+/// `base` is the request's [`super::base_url`].
+pub fn company_out<'a>(
+    base: &str,
+    c: &'a Company,
+    defs: &[contacts_api::CustomField],
+) -> PartyOut<'a> {
+    PartyOut {
+        id: c.id.0,
+        name: &c.name,
+        first_name: None,
+        last_name: None,
+        responsible_user_id: c.responsible_user_id.0,
+        group_id: 0,
+        created_by: 0,
+        updated_by: 0,
+        created_at: ts(c.created_at),
+        updated_at: ts(c.updated_at),
+        closest_task_at: None,
+        is_deleted: false,
+        is_unsorted: None,
+        custom_fields_values: all_values(
+            reach_json(&c.phones, &c.emails),
+            values_out(&c.custom_fields, defs),
+        ),
+        account_id: c.account_id.0,
+        links: SelfLink::new(base, format_args!("companies/{}", c.id.0)),
+        embedded: PartyEmbedded {
+            tags: tags_out(&c.tags),
+            companies: None,
+            contacts: Some(links_out(
+                base,
+                "contacts",
+                c.contact_ids.iter().map(|x| x.0),
+            )),
+        },
+    }
 }
 
 /// The filter of a contacts or companies list; `ids` when `filter[id]` was given.
@@ -200,7 +279,8 @@ pub async fn list_contacts(
         }
     };
     let defs = m.contacts.custom_fields(caller, Entity::Contact).await?;
-    let out = items.iter().map(|c| contact_json(&req, c, &defs)).collect();
+    let base = super::base_url(&req);
+    let out: Vec<PartyOut> = items.iter().map(|c| contact_out(&base, c, &defs)).collect();
     Ok(list_page(&req, "contacts", out, q.paging, more))
 }
 
@@ -242,7 +322,8 @@ pub async fn list_companies(
         }
     };
     let defs = m.contacts.custom_fields(caller, Entity::Company).await?;
-    let out = items.iter().map(|c| company_json(&req, c, &defs)).collect();
+    let base = super::base_url(&req);
+    let out: Vec<PartyOut> = items.iter().map(|c| company_out(&base, c, &defs)).collect();
     Ok(list_page(&req, "companies", out, q.paging, more))
 }
 
@@ -265,7 +346,7 @@ pub async fn get_contact(
                 .contacts
                 .custom_fields(caller, Entity::Contact)
                 .await?;
-            Ok(hal(&contact_json(&req, &c, &defs)))
+            Ok(hal_of(&contact_out(&super::base_url(&req), &c, &defs)))
         }
         .await,
     )
@@ -290,7 +371,7 @@ pub async fn get_company(
                 .contacts
                 .custom_fields(caller, Entity::Company)
                 .await?;
-            Ok(hal(&company_json(&req, &c, &defs)))
+            Ok(hal_of(&company_out(&super::base_url(&req), &c, &defs)))
         }
         .await,
     )

@@ -127,21 +127,38 @@ struct LeadEmbedded<'a> {
     loss_reason: Option<[LossReasonOut<'a>; 1]>,
 }
 
+/// A tag as amoCRM shows it in `_embedded.tags`.
 #[derive(serde::Serialize)]
-struct TagOut<'a> {
+pub struct TagOut<'a> {
     id: i64,
     name: &'a str,
     color: Option<&'a str>,
 }
 
-/// A linked record: its id, whether it is the main one (contacts only), and its link.
+impl<'a> TagOut<'a> {
+    pub fn new(id: i64, name: &'a str) -> TagOut<'a> {
+        TagOut {
+            id,
+            name,
+            color: None,
+        }
+    }
+}
+
+/// A linked record: its id, whether it is the main one (a lead's contacts only), and its link.
 #[derive(serde::Serialize)]
-struct LinkOut {
+pub struct LinkOut {
     id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     is_main: Option<bool>,
     #[serde(rename = "_links")]
     links: SelfLink,
+}
+
+impl LinkOut {
+    pub fn new(id: i64, is_main: Option<bool>, links: SelfLink) -> LinkOut {
+        LinkOut { id, is_main, links }
+    }
 }
 
 #[derive(serde::Serialize)]
