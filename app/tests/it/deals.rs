@@ -573,6 +573,45 @@ async fn concurrent_moves_of_one_deal_end_in_one_consistent_state() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_of_both_kinds_are_all_counted_and_never_deadlock() {
+    let app = spawn_app_with_pool(12).await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let deals = app.state.modules.deals.clone();
+    let p = sales_pipeline(&app, caller).await;
+    let stage = p.stages[1].id;
+    // Batches of the one-statement kind run side by side; those done deal by deal (here: with
+    // tags) run alone. Both write the same column's shard rows.
+    let mut handles = Vec::new();
+    for b in 0..10 {
+        let deals = deals.clone();
+        let news: Vec<NewDeal> = (0..20)
+            .map(|i| NewDeal {
+                stage_id: Some(stage),
+                tags: if b % 3 == 0 {
+                    vec!["bulk".into()]
+                } else {
+                    Vec::new()
+                },
+                ..new_deal(&p, &format!("Batch {b} deal {i}"), 10)
+            })
+            .collect();
+        handles.push(tokio::spawn(async move {
+            deals.create_deals(caller, news).await
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap().unwrap().len(), 20);
+    }
+    let board = deals
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
+        .await
+        .unwrap();
+    let col = board.iter().find(|c| c.stage.id == stage).unwrap();
+    assert_eq!((col.totals.deals, col.totals.budget), (200, 2000));
+}
+
 async fn spawn_app_with_pool(size: usize) -> TestApp {
     crate::support::spawn_app_with(|c| c.db.pool_size = size).await
 }

@@ -342,6 +342,26 @@ async fn insert_stage(
 /// The advisory lock class under which batches of deal creates of one account take turns.
 const BATCH_LOCK: i32 = 0x6465_616c;
 
+/// Takes the account's batch lock until the transaction ends: shared by batches that write the
+/// totals in key order, exclusive for one that does not.
+async fn batch_turn(
+    tx: &mut AsyncPgConnection,
+    account: kernel::AccountId,
+    exclusive: bool,
+) -> AppResult<()> {
+    let sql = if exclusive {
+        "SELECT pg_advisory_xact_lock($1, $2)"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared($1, $2)"
+    };
+    diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Integer, _>(BATCH_LOCK)
+        .bind::<diesel::sql_types::Integer, _>(account.0 as i32)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// The totals shard a deal counts in (see the migration).
 #[async_trait]
 impl Deals for DealsService {
@@ -953,53 +973,56 @@ impl Deals for DealsService {
                 checked.push((asked, r));
             }
         }
+        let responsible_of = |new: &NewDeal| {
+            let asked = new.responsible_user_id.or(caller.actor.user_id());
+            checked
+                .iter()
+                .find(|(a, _)| *a == asked)
+                .map(|(_, r)| *r)
+                .ok_or_else(|| AppError::internal("responsible not checked"))
+        };
+        // A batch touches several rows of its columns' totals (one per shard). The common batch
+        // (no tags, no field values) is one statement that writes them in key order, so such
+        // batches of one account run side by side (sharing the account's batch lock); a batch
+        // done deal by deal writes them in its own order and runs alone (holding it exclusively),
+        // or two could deadlock. A single create touches one row and needs no turn.
         let mut conn = self.conn().await?;
+        if news
+            .iter()
+            .all(|n| n.tags.is_empty() && n.custom_fields.is_empty())
+        {
+            let mut batch = Vec::with_capacity(news.len());
+            for new in &news {
+                let (name, _, contacts) = check_new(new)?;
+                batch.push(ops::FastNew {
+                    new,
+                    name,
+                    contacts,
+                    responsible: responsible_of(new)?,
+                });
+            }
+            let done = conn
+                .transaction::<_, AppError, _>(async |tx| {
+                    if batch.len() > 1 {
+                        batch_turn(tx, caller.account_id, false).await?;
+                    }
+                    ops::create_fast_many(tx, caller, &batch).await
+                })
+                .await?;
+            // None: some deal's stage did not qualify and nothing was written; the checked path
+            // below says why.
+            if let Some(rows) = done {
+                return ops::deals_out(&mut conn, caller.account_id, rows).await;
+            }
+        }
         let rows = conn
             .transaction::<_, AppError, _>(async |tx| {
-                // A batch touches several rows of its columns' totals (one per shard); two
-                // batches of one account taking them in different orders would deadlock, so
-                // they take turns (a single create touches one row and needs no turn).
                 if news.len() > 1 {
-                    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-                        .bind::<diesel::sql_types::Integer, _>(BATCH_LOCK)
-                        .bind::<diesel::sql_types::Integer, _>(caller.account_id.0 as i32)
-                        .execute(tx)
-                        .await?;
-                }
-                // The common batch (no tags, no field values) in one statement when every
-                // deal's stage qualifies; otherwise deal by deal, which says what is wrong.
-                if news
-                    .iter()
-                    .all(|n| n.tags.is_empty() && n.custom_fields.is_empty())
-                {
-                    let mut batch = Vec::with_capacity(news.len());
-                    for new in &news {
-                        let (name, _, contacts) = check_new(new)?;
-                        let asked = new.responsible_user_id.or(caller.actor.user_id());
-                        let responsible = checked
-                            .iter()
-                            .find(|(a, _)| *a == asked)
-                            .map(|(_, r)| *r)
-                            .ok_or_else(|| AppError::internal("responsible not checked"))?;
-                        batch.push(ops::FastNew {
-                            new,
-                            name,
-                            contacts,
-                            responsible,
-                        });
-                    }
-                    if let Some(rows) = ops::create_fast_many(tx, caller, &batch).await? {
-                        return Ok(rows);
-                    }
+                    batch_turn(tx, caller.account_id, true).await?;
                 }
                 let mut rows = Vec::with_capacity(news.len());
                 for new in news {
-                    let asked = new.responsible_user_id.or(caller.actor.user_id());
-                    let responsible = checked
-                        .iter()
-                        .find(|(a, _)| *a == asked)
-                        .map(|(_, r)| *r)
-                        .ok_or_else(|| AppError::internal("responsible not checked"))?;
+                    let responsible = responsible_of(&new)?;
                     rows.push(Self::insert_new(tx, caller, new, responsible).await?);
                 }
                 Ok(rows)
