@@ -238,6 +238,23 @@ pub struct Backbone {
     also: Vec<Backbone>,
 }
 
+/// Runs `work` now and then every `period` until `stop` changes.
+fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut work: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            work().await;
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+    })
+}
+
 /// A name unique to this process, for apalis worker registration.
 fn instance() -> String {
     format!(
@@ -362,19 +379,15 @@ impl Backbone {
             // processes sweeping at once only share the work).
             let jobs = jobs.clone();
             let keep = Duration::from_secs(u64::from(config.jobs.keep_done_minutes) * 60);
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
+            tasks.push(every(Duration::from_secs(60), stop_rx.clone(), move || {
+                let jobs = jobs.clone();
+                async move {
                     match jobs.prune_done(keep).await {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(removed = n, "finished jobs removed"),
                         Err(e) => {
                             tracing::warn!(error = %e, "removing finished jobs failed; will retry")
                         }
-                    }
-                    tokio::select! {
-                        _ = rx.changed() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                     }
                 }
             }));
@@ -387,15 +400,11 @@ impl Backbone {
                 // Tasks falling due: TaskDue (the reminder) once per task, swept every few seconds;
                 // several processes share the sweep (rows are taken with SKIP LOCKED).
                 let activities = modules.activities.clone();
-                let mut rx = stop_rx.clone();
-                tasks.push(tokio::spawn(async move {
-                    loop {
+                tasks.push(every(Duration::from_secs(5), stop_rx.clone(), move || {
+                    let activities = activities.clone();
+                    async move {
                         if let Err(e) = activities.publish_due(None).await {
                             tracing::warn!(error = %e, "publishing due tasks failed; will retry");
-                        }
-                        tokio::select! {
-                            _ = rx.changed() => break,
-                            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                         }
                     }
                 }));
@@ -403,9 +412,9 @@ impl Backbone {
             if local("automation") {
                 // Automation's old runs and deliveries go after `keep_days`, a batch an hour.
                 let automation = modules.automation.clone();
-                let mut rx = stop_rx.clone();
-                tasks.push(tokio::spawn(async move {
-                    loop {
+                tasks.push(every(Duration::from_secs(3600), stop_rx.clone(), move || {
+                    let automation = automation.clone();
+                    async move {
                         match automation.clean_up().await {
                             Ok(0) => {}
                             Ok(n) => tracing::info!(
@@ -416,28 +425,24 @@ impl Backbone {
                                 tracing::warn!(error = %e, "automation clean-up failed; will retry")
                             }
                         }
-                        tokio::select! {
-                            _ = rx.changed() => break,
-                            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                        }
                     }
                 }));
             }
             if local("messaging") {
                 // Processed webhook bodies go after `[messaging] keep_days`.
                 let messaging = modules.messaging.clone();
-                let mut rx = stop_rx.clone();
-                tasks.push(tokio::spawn(async move {
-                    loop {
-                        if let Err(e) = messaging.clean_up().await {
-                            tracing::warn!(error = %e, "messaging clean-up failed; will retry");
+                tasks.push(every(
+                    Duration::from_secs(3600),
+                    stop_rx.clone(),
+                    move || {
+                        let messaging = messaging.clone();
+                        async move {
+                            if let Err(e) = messaging.clean_up().await {
+                                tracing::warn!(error = %e, "messaging clean-up failed; will retry");
+                            }
                         }
-                        tokio::select! {
-                            _ = rx.changed() => break,
-                            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                        }
-                    }
-                }));
+                    },
+                ));
             }
             if local("automation") {
                 // Automation: due runs and deliveries go to the queue, and its workers do them.

@@ -12,11 +12,11 @@ use serde_json::{Map, Value, json};
 
 use super::body::{self, Item, MAX_BATCH};
 use super::fields::{values_in, values_out};
-use super::leads::{LinkOut, TagOut};
 use super::leads::{reach_by_code, read_company, read_contact, split_name};
 use super::problem::ItemErrors;
 use super::{
-    ApiAuth, ApiError, Paging, SelfLink, hal, hal_of, links, list_page, or_no_content, params, ts,
+    ApiAuth, ApiError, LinkOut, Paging, SelfLink, TagOut, hal, hal_of, links, links_out, list_page,
+    or_no_content, params, ts,
 };
 use crate::state::AppState;
 
@@ -90,13 +90,45 @@ struct PartyEmbedded<'a> {
     contacts: Option<Vec<LinkOut>>,
 }
 
-fn tags_out(tags: &[contacts_api::Tag]) -> Vec<TagOut<'_>> {
-    tags.iter().map(|t| TagOut::new(t.id.0, &t.name)).collect()
-}
-
-fn links_out(base: &str, entity: &str, ids: impl Iterator<Item = i64>) -> Vec<LinkOut> {
-    ids.map(|id| LinkOut::new(id, None, SelfLink::new(base, format_args!("{entity}/{id}"))))
-        .collect()
+impl<'a> PartyOut<'a> {
+    /// What contacts and companies share; the caller adds its own parts.
+    #[allow(clippy::too_many_arguments)]
+    fn common(
+        base: &str,
+        entity: &str,
+        id: i64,
+        name: &'a str,
+        responsible: kernel::UserId,
+        (created, updated): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+        account: kernel::AccountId,
+        (phones, emails): (&[Phone], &[Email]),
+        (custom, defs): (&contacts_api::FieldValues, &[contacts_api::CustomField]),
+        tags: &'a [contacts_api::Tag],
+    ) -> PartyOut<'a> {
+        PartyOut {
+            id,
+            name,
+            first_name: None,
+            last_name: None,
+            responsible_user_id: responsible.0,
+            group_id: 0,
+            created_by: 0,
+            updated_by: 0,
+            created_at: ts(created),
+            updated_at: ts(updated),
+            closest_task_at: None,
+            is_deleted: false,
+            is_unsorted: None,
+            custom_fields_values: all_values(reach_json(phones, emails), values_out(custom, defs)),
+            account_id: account.0,
+            links: SelfLink::new(base, format_args!("{entity}/{id}")),
+            embedded: PartyEmbedded {
+                tags: tags.iter().map(|t| TagOut::new(t.id.0, &t.name)).collect(),
+                companies: None,
+                contacts: None,
+            },
+        }
+    }
 }
 
 /// `base` is the request's [`super::base_url`].
@@ -105,36 +137,27 @@ pub fn contact_out<'a>(
     c: &'a Contact,
     defs: &[contacts_api::CustomField],
 ) -> PartyOut<'a> {
-    PartyOut {
-        id: c.id.0,
-        name: &c.name,
-        first_name: Some(&c.first_name),
-        last_name: Some(&c.last_name),
-        responsible_user_id: c.responsible_user_id.0,
-        group_id: 0,
-        created_by: 0,
-        updated_by: 0,
-        created_at: ts(c.created_at),
-        updated_at: ts(c.updated_at),
-        closest_task_at: None,
-        is_deleted: false,
-        is_unsorted: Some(false),
-        custom_fields_values: all_values(
-            reach_json(&c.phones, &c.emails),
-            values_out(&c.custom_fields, defs),
-        ),
-        account_id: c.account_id.0,
-        links: SelfLink::new(base, format_args!("contacts/{}", c.id.0)),
-        embedded: PartyEmbedded {
-            tags: tags_out(&c.tags),
-            companies: Some(links_out(
-                base,
-                "companies",
-                c.company_ids.iter().map(|x| x.0),
-            )),
-            contacts: None,
-        },
-    }
+    let mut out = PartyOut::common(
+        base,
+        "contacts",
+        c.id.0,
+        &c.name,
+        c.responsible_user_id,
+        (c.created_at, c.updated_at),
+        c.account_id,
+        (&c.phones, &c.emails),
+        (&c.custom_fields, defs),
+        &c.tags,
+    );
+    out.first_name = Some(&c.first_name);
+    out.last_name = Some(&c.last_name);
+    out.is_unsorted = Some(false);
+    out.embedded.companies = Some(links_out(
+        base,
+        "companies",
+        c.company_ids.iter().map(|x| x.0),
+    ));
+    out
 }
 
 /// `base` is the request's [`super::base_url`].
@@ -143,36 +166,24 @@ pub fn company_out<'a>(
     c: &'a Company,
     defs: &[contacts_api::CustomField],
 ) -> PartyOut<'a> {
-    PartyOut {
-        id: c.id.0,
-        name: &c.name,
-        first_name: None,
-        last_name: None,
-        responsible_user_id: c.responsible_user_id.0,
-        group_id: 0,
-        created_by: 0,
-        updated_by: 0,
-        created_at: ts(c.created_at),
-        updated_at: ts(c.updated_at),
-        closest_task_at: None,
-        is_deleted: false,
-        is_unsorted: None,
-        custom_fields_values: all_values(
-            reach_json(&c.phones, &c.emails),
-            values_out(&c.custom_fields, defs),
-        ),
-        account_id: c.account_id.0,
-        links: SelfLink::new(base, format_args!("companies/{}", c.id.0)),
-        embedded: PartyEmbedded {
-            tags: tags_out(&c.tags),
-            companies: None,
-            contacts: Some(links_out(
-                base,
-                "contacts",
-                c.contact_ids.iter().map(|x| x.0),
-            )),
-        },
-    }
+    let mut out = PartyOut::common(
+        base,
+        "companies",
+        c.id.0,
+        &c.name,
+        c.responsible_user_id,
+        (c.created_at, c.updated_at),
+        c.account_id,
+        (&c.phones, &c.emails),
+        (&c.custom_fields, defs),
+        &c.tags,
+    );
+    out.embedded.contacts = Some(links_out(
+        base,
+        "contacts",
+        c.contact_ids.iter().map(|x| x.0),
+    ));
+    out
 }
 
 /// The filter of a contacts or companies list; `ids` when `filter[id]` was given.

@@ -19,8 +19,8 @@ use super::body::{self, Item, MAX_BATCH};
 use super::fields::{values_in, values_out};
 use super::problem::ItemErrors;
 use super::{
-    ApiAuth, ApiError, EntityPath, Paging, SelfLink, hal, hal_of, links, list_page, no_content,
-    or_no_content, params, ts, with,
+    ApiAuth, ApiError, EntityPath, LinkOut, Paging, SelfLink, TagOut, hal, hal_of, links,
+    links_out, list_page, no_content, or_no_content, params, ts, with,
 };
 use crate::state::AppState;
 
@@ -127,40 +127,6 @@ struct LeadEmbedded<'a> {
     loss_reason: Option<[LossReasonOut<'a>; 1]>,
 }
 
-/// A tag as amoCRM shows it in `_embedded.tags`.
-#[derive(serde::Serialize)]
-pub struct TagOut<'a> {
-    id: i64,
-    name: &'a str,
-    color: Option<&'a str>,
-}
-
-impl<'a> TagOut<'a> {
-    pub fn new(id: i64, name: &'a str) -> TagOut<'a> {
-        TagOut {
-            id,
-            name,
-            color: None,
-        }
-    }
-}
-
-/// A linked record: its id, whether it is the main one (a lead's contacts only), and its link.
-#[derive(serde::Serialize)]
-pub struct LinkOut {
-    id: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    is_main: Option<bool>,
-    #[serde(rename = "_links")]
-    links: SelfLink,
-}
-
-impl LinkOut {
-    pub fn new(id: i64, is_main: Option<bool>, links: SelfLink) -> LinkOut {
-        LinkOut { id, is_main, links }
-    }
-}
-
 #[derive(serde::Serialize)]
 struct LossReasonOut<'a> {
     id: i64,
@@ -178,28 +144,18 @@ impl<'a> LeadOut<'a> {
         let tags = d
             .tags
             .iter()
-            .map(|t| TagOut {
-                id: t.id.0,
-                name: &t.name,
-                color: None,
-            })
+            .map(|t| TagOut::new(t.id.0, &t.name))
             .collect();
-        let companies = d
-            .company_ids
-            .iter()
-            .map(|c| LinkOut {
-                id: *c,
-                is_main: None,
-                links: SelfLink::new(base, format_args!("companies/{c}")),
-            })
-            .collect();
+        let companies = links_out(base, "companies", d.company_ids.iter().copied());
         let contacts = with.iter().any(|w| w == "contacts").then(|| {
             d.contact_ids
                 .iter()
-                .map(|c| LinkOut {
-                    id: *c,
-                    is_main: Some(Some(*c) == d.main_contact_id),
-                    links: SelfLink::new(base, format_args!("contacts/{c}")),
+                .map(|c| {
+                    LinkOut::new(
+                        *c,
+                        Some(Some(*c) == d.main_contact_id),
+                        SelfLink::new(base, format_args!("contacts/{c}")),
+                    )
                 })
                 .collect()
         });

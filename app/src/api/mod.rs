@@ -511,6 +511,47 @@ impl SelfLink {
     }
 }
 
+/// A tag as amoCRM shows it in `_embedded.tags`.
+#[derive(serde::Serialize)]
+pub struct TagOut<'a> {
+    id: i64,
+    name: &'a str,
+    color: Option<&'a str>,
+}
+
+impl<'a> TagOut<'a> {
+    pub fn new(id: i64, name: &'a str) -> TagOut<'a> {
+        TagOut {
+            id,
+            name,
+            color: None,
+        }
+    }
+}
+
+/// A linked record in `_embedded`: its id, whether it is the main one (a lead's contacts only),
+/// and its link.
+#[derive(serde::Serialize)]
+pub struct LinkOut {
+    id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_main: Option<bool>,
+    #[serde(rename = "_links")]
+    links: SelfLink,
+}
+
+impl LinkOut {
+    pub fn new(id: i64, is_main: Option<bool>, links: SelfLink) -> LinkOut {
+        LinkOut { id, is_main, links }
+    }
+}
+
+/// Linked records of `entity` (a path segment: `contacts`, `companies`) by id, with no `is_main`.
+pub fn links_out(base: &str, entity: &str, ids: impl Iterator<Item = i64>) -> Vec<LinkOut> {
+    ids.map(|id| LinkOut::new(id, None, SelfLink::new(base, format_args!("{entity}/{id}"))))
+        .collect()
+}
+
 /// A list that is never paged (pipelines, statuses, webhooks…): `_total_items`.
 pub fn total_list(req: &HttpRequest, key: &str, items: Vec<Value>) -> HttpResponse {
     let mut embedded = serde_json::Map::new();
