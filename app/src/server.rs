@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::cookie::Key;
 use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{Next, from_fn};
+use actix_web::middleware::{ErrorHandlers, Next, from_fn};
 use actix_web::{App, HttpServer, body::MessageBody, web};
 use base64::Engine;
 use kernel::db::{DbPool, PoolOptions, build_pool};
@@ -253,6 +253,11 @@ pub fn start_http(
             .app_data(data.clone())
             .app_data(web::FormConfig::default().limit(256 * 1024))
             .app_data(web::PathConfig::default().error_handler(crate::api::path_error))
+            .app_data(web::PayloadConfig::new(crate::api::problem::BODY_LIMIT))
+            .wrap(ErrorHandlers::new().handler(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                crate::api::problem::payload_too_large,
+            ))
             .wrap(from_fn(crate::web::session::session_layer))
             .wrap(from_fn(observe))
             .configure(crate::health::routes)

@@ -2,13 +2,45 @@
 //! `{"title":"Unauthorized","type":"https://httpstatus.es/401","status":401,"detail":"…"}`,
 //! plus our stable `code` so clients can branch on it.
 
+use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
 use kernel::{AppError, ErrorCode};
 use serde_json::json;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The largest body the API reads (a batch of 250 leads with their custom fields fits many times).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// actix's body extractors answer a body over [`BODY_LIMIT`] with a plain-text 413 before any
+/// handler runs; on the API (and the OAuth token endpoint) that answer becomes a problem document
+/// like every other error. Other 413s pass through unchanged.
+pub fn payload_too_large<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let path = res.request().path();
+    let api = path.starts_with("/api/") || path.starts_with("/oauth2/");
+    let already = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !api || already {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let (req, _) = res.into_parts();
+    let problem = ApiError(AppError::new(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "the request body is larger than {} MiB",
+            BODY_LIMIT / (1024 * 1024)
+        ),
+    ))
+    .error_response();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, problem).map_into_right_body(),
+    ))
+}
 
 #[derive(Debug)]
 pub struct ApiError(pub AppError);
