@@ -40,6 +40,25 @@ pub trait Subscriber: Send + Sync {
         Ok(())
     }
 
+    /// Whether the subscriber's own effect is keyed by the event id (a unique `event_id` in its
+    /// own table, written with `ON CONFLICT DO NOTHING`), so that a redelivered event is already a
+    /// no-op and needs no inbox row: that saves a row and an index entry per event. Such a
+    /// subscriber is called through `handle_new`.
+    fn deduplicates_itself(&self) -> bool {
+        false
+    }
+
+    /// For a subscriber that deduplicates itself: the effect of the events (distinct ids, in
+    /// order), leaving one handled before as it is; returns the ids of those handled now.
+    async fn handle_new(
+        &self,
+        conn: &mut AsyncPgConnection,
+        events: &[&EventEnvelope],
+    ) -> AppResult<std::collections::HashSet<uuid::Uuid>> {
+        self.handle_many(conn, events).await?;
+        Ok(events.iter().map(|e| e.id).collect())
+    }
+
     /// Drop the subscriber's broker queue after this long unused (diagnostic subscribers only;
     /// a real subscriber's queue must keep events while it is down).
     fn queue_ttl(&self) -> Option<std::time::Duration> {
@@ -90,6 +109,14 @@ pub async fn handle_once(
 ) -> AppResult<Outcome> {
     let result = conn
         .transaction::<_, AppError, _>(async |tx| {
+            if sub.deduplicates_itself() {
+                let new = sub.handle_new(tx, &[event]).await?;
+                return Ok(if new.is_empty() {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Handled
+                });
+            }
             if record_batch(tx, sub, std::slice::from_ref(event))
                 .await?
                 .is_empty()
@@ -127,6 +154,22 @@ pub async fn handle_batch(
         .transaction::<_, AppError, _>(async |tx| {
             // An id is taken out of the set when handled: the same event twice in the batch is
             // handled once.
+            if sub.deduplicates_itself() {
+                let mut seen = std::collections::HashSet::with_capacity(events.len());
+                let distinct: Vec<&EventEnvelope> =
+                    events.iter().filter(|e| seen.insert(e.id)).collect();
+                let mut new = sub.handle_new(tx, &distinct).await?;
+                return Ok(events
+                    .iter()
+                    .map(|e| {
+                        if new.remove(&e.id) {
+                            Outcome::Handled
+                        } else {
+                            Outcome::Duplicate
+                        }
+                    })
+                    .collect());
+            }
             let mut new = record_batch(tx, sub, events).await?;
             let mut outcomes = Vec::with_capacity(events.len());
             let mut todo = Vec::with_capacity(new.len());

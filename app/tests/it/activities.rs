@@ -336,21 +336,31 @@ async fn a_batch_with_a_refused_event_handles_the_others_once() {
         app.count("SELECT count(*) AS n FROM activities.log").await,
         2
     );
-    // A batch nobody refuses is handled whole (the log itself keeps each event once).
+    // The log itself keeps each event once, without inbox rows: of the batch, only the event
+    // the other subscriber refused is new to it.
     let log_only: &dyn Subscriber = &activities::EventLog;
     let fresh = handle_batch(&mut conn, log_only, &batch).await.unwrap();
     assert_eq!(
         fresh,
         vec![
+            Outcome::Duplicate,
             Outcome::Handled,
-            Outcome::Handled,
-            Outcome::Handled,
+            Outcome::Duplicate,
             Outcome::Duplicate
         ]
     );
     assert_eq!(
         app.count("SELECT count(*) AS n FROM activities.log").await,
         3
+    );
+    assert_eq!(
+        handle_batch(&mut conn, log_only, &batch).await.unwrap(),
+        vec![Outcome::Duplicate; 4]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM activities.inbox WHERE subscriber = 'activities.log'")
+            .await,
+        0
     );
 }
 

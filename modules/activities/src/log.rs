@@ -1,6 +1,8 @@
 //! The event log: a subscriber to every event of every module that keeps each one once, with
 //! who did it, to which record, and the values before and after.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use contacts_api::events::{CompaniesMerged, ContactsMerged};
 use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -11,6 +13,12 @@ use kernel::{Actor, AppResult};
 use serde_json::Value;
 
 pub struct EventLog;
+
+#[derive(diesel::QueryableByName)]
+struct Written {
+    #[diesel(sql_type = SqlUuid)]
+    event_id: uuid::Uuid,
+}
 
 /// The record an event is about, from its payload: a deal, a contact or a company.
 pub(crate) fn entity_of(event_type: &str, payload: &Value) -> Option<(&'static str, i64)> {
@@ -61,13 +69,28 @@ impl Subscriber for EventLog {
         self.handle_many(conn, &[event]).await
     }
 
-    /// A batch in one statement (a busy account's events come in batches of dozens). The inbox
-    /// already makes a redelivery a no-op; the unique event id makes sure.
+    /// Each event is one log row under its unique event id, written with `ON CONFLICT DO
+    /// NOTHING`: a redelivery is a no-op without an inbox row (every event of every module
+    /// comes here, so that row and its index entry are worth saving).
+    fn deduplicates_itself(&self) -> bool {
+        true
+    }
+
     async fn handle_many(
         &self,
         conn: &mut AsyncPgConnection,
         events: &[&EventEnvelope],
     ) -> AppResult<()> {
+        self.handle_new(conn, events).await.map(|_| ())
+    }
+
+    /// A batch in one statement (a busy account's events come in batches of dozens); the ids of
+    /// the rows written now.
+    async fn handle_new(
+        &self,
+        conn: &mut AsyncPgConnection,
+        events: &[&EventEnvelope],
+    ) -> AppResult<HashSet<uuid::Uuid>> {
         let n = events.len();
         let (mut ids, mut accounts, mut types, mut times) = (
             Vec::with_capacity(n),
@@ -101,12 +124,13 @@ impl Subscriber for EventLog {
             afters.push(event.payload.get("after").cloned());
             payloads.push(&event.payload);
         }
-        kernel::sql::query(
+        let written = kernel::sql::query(
             "INSERT INTO activities.log (event_id, account_id, event_type, occurred_at, actor_kind, actor_id,
                                          entity, entity_id, before, after, payload)
              SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[],
                                   $6::bigint[], $7::text[], $8::bigint[], $9::jsonb[], $10::jsonb[], $11::jsonb[])
-             ON CONFLICT (event_id) DO NOTHING",
+             ON CONFLICT (event_id) DO NOTHING
+             RETURNING event_id",
         )
         .bind::<Array<SqlUuid>, _>(&ids)
         .bind::<Array<BigInt>, _>(&accounts)
@@ -119,9 +143,9 @@ impl Subscriber for EventLog {
         .bind::<Array<Nullable<Jsonb>>, _>(&befores)
         .bind::<Array<Nullable<Jsonb>>, _>(&afters)
         .bind::<Array<Jsonb>, _>(&payloads)
-        .execute(conn)
+        .load::<Written>(conn)
         .await?;
-        Ok(())
+        Ok(written.into_iter().map(|w| w.event_id).collect())
     }
 }
 
