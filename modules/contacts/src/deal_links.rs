@@ -69,6 +69,9 @@ impl Subscriber for DealLinks {
         };
         let mut keys: Vec<(i64, i64)> = Vec::with_capacity(events.len());
         for event in events {
+            if !may_change_links(event) {
+                continue;
+            }
             let Some(deal) = event.payload.get("deal_id").and_then(|v| v.as_i64()) else {
                 return Err(AppError::new(
                     ErrorCode::BadRequest,
@@ -76,6 +79,9 @@ impl Subscriber for DealLinks {
                 ));
             };
             keys.push((event.account_id.0, deal));
+        }
+        if keys.is_empty() {
+            return Ok(());
         }
         // In one order everywhere, so that concurrent batches lock rows without deadlocks.
         keys.sort_unstable();
@@ -174,5 +180,47 @@ impl Subscriber for DealLinks {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Whether the event can change a deal's contacts or whether it is open. A stage change changes
+/// neither unless it enters or leaves a closing stage (won or lost, whose ids every pipeline
+/// shares): most moves on a board are skipped without reading the deal. An event it cannot read
+/// is handled as any other (the deal's state is read).
+fn may_change_links(event: &EventEnvelope) -> bool {
+    if event.event_type != DealStageChanged::TYPE {
+        return true;
+    }
+    let closing = |s: deals_api::StageId| s == deals_api::WON || s == deals_api::LOST;
+    event
+        .decode::<DealStageChanged>()
+        .map_or(true, |m| closing(m.from_stage_id) || closing(m.to_stage_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deals_api::{PipelineId, StageId};
+
+    fn moved(from: i64, to: i64) -> EventEnvelope {
+        let event = DealStageChanged {
+            deal_id: DealId(7),
+            pipeline_id: PipelineId(1),
+            from_stage_id: StageId(from),
+            to_stage_id: StageId(to),
+            loss_reason_id: None,
+            from_pipeline_id: None,
+        };
+        EventEnvelope::new(Caller::system(kernel::AccountId(1)), &event).unwrap()
+    }
+
+    #[test]
+    fn only_moves_into_or_out_of_a_closing_stage_can_change_links() {
+        assert!(!may_change_links(&moved(5, 6)));
+        assert!(may_change_links(&moved(5, 142)));
+        assert!(may_change_links(&moved(143, 5)));
+        let mut unreadable = moved(5, 6);
+        unreadable.version = 99;
+        assert!(may_change_links(&unreadable));
     }
 }
