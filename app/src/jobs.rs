@@ -108,6 +108,35 @@ where
         .map_err(|e| format!("enqueue on {queue}: {e}"))
 }
 
+/// The Redis store's sweep of one queue's finished jobs: apalis keeps each job's data, metadata
+/// and result, and its id in the queue's done set, forever. Removes up to ARGV[2] jobs finished
+/// (status Done) more than ARGV[1] seconds ago; dead jobs stay for the admin. KEYS: the done set,
+/// the data hash, the metadata prefix.
+const SWEEP_DONE_LUA: &str = r#"
+local cutoff = tonumber(redis.call("TIME")[1]) - tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local removed = 0
+local cursor = "0"
+repeat
+  local page = redis.call("SSCAN", KEYS[1], cursor, "COUNT", 1000)
+  cursor = page[1]
+  for _, id in ipairs(page[2]) do
+    if removed >= limit then break end
+    local meta = KEYS[3] .. ":" .. id
+    local status = redis.call("HGET", meta, "status")
+    local done_at = tonumber(redis.call("HGET", meta, "done_at"))
+    if status == false or (status == "Done" and done_at ~= nil and done_at <= cutoff) then
+      redis.call("HDEL", KEYS[2], id)
+      redis.call("HDEL", KEYS[3] .. ":result", id)
+      redis.call("DEL", meta)
+      redis.call("SREM", KEYS[1], id)
+      removed = removed + 1
+    end
+  end
+until cursor == "0" or removed >= limit
+return removed
+"#;
+
 /// Where this installation's jobs wait.
 #[derive(Clone)]
 pub enum JobStore {
@@ -154,8 +183,32 @@ impl JobStore {
     /// keeps only ids of finished jobs, and nothing is removed there.
     pub async fn prune_done(&self, keep: Duration) -> Result<u64, StoreError> {
         const BATCH: i64 = 5000;
-        let JobStore::Postgres(pool) = self else {
-            return Ok(0);
+        let pool = match self {
+            JobStore::Postgres(pool) => pool,
+            JobStore::Redis(conn, queues) => {
+                let mut conn = conn.clone();
+                let mut total = 0;
+                for q in queues.iter() {
+                    let c = apalis_redis::Config::default().queue(q);
+                    // A queue in batches, so that one call never holds Redis for long.
+                    loop {
+                        let gone: u64 = redis::Script::new(SWEEP_DONE_LUA)
+                            .key(c.done_jobs_set())
+                            .key(c.job_data_hash())
+                            .key(c.job_meta_hash())
+                            .arg(keep.as_secs())
+                            .arg(BATCH)
+                            .invoke_async(&mut conn)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        total += gone;
+                        if (gone as i64) < BATCH {
+                            break;
+                        }
+                    }
+                }
+                return Ok(total);
+            }
         };
         let mut total = 0;
         loop {

@@ -157,6 +157,36 @@ async fn failing_job_dies_and_runs_again(store: JobStoreKind) {
     )
     .await;
     assert!(jobs.dead_jobs(10).await.unwrap().is_empty());
+    // Once done, it is swept when older than the time finished jobs are kept (on Redis with its
+    // data, metadata and result).
+    let done = async || {
+        jobs.queue_stats()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|q| q.queue == queue)
+            .map_or(0, |q| q.done)
+    };
+    wait_for(
+        "the job to be recorded done",
+        Duration::from_secs(10),
+        async || done().await == 1,
+    )
+    .await;
+    jobs.prune_done(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(done().await, 1, "a job done just now stays");
+    jobs.prune_done(Duration::ZERO).await.unwrap();
+    assert_eq!(done().await, 0);
+    if store == JobStoreKind::Redis {
+        let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let data: i64 = redis::cmd("HLEN")
+            .arg(format!("{queue}:data"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(data, 0, "the swept job's data is gone");
+    }
     // A job that is not dead (or not there) cannot be retried; non-admins get 403.
     let res = admin
         .submit(
