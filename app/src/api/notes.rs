@@ -7,32 +7,74 @@ use serde_json::{Value, json};
 use super::body::{self, Item, MAX_BATCH};
 use super::problem::ItemErrors;
 use super::{
-    ApiAuth, ApiError, EntityPath, Paging, hal, links, list_page, or_no_content, params, ts,
+    ApiAuth, ApiError, EntityPath, Paging, SelfLink, base_url, hal, hal_of, links, list_page,
+    or_no_content, params, ts,
 };
 use crate::state::AppState;
 
-pub fn note_json(req: &HttpRequest, account: i64, n: &Note) -> Value {
-    let entity = EntityPath::of_kind(n.entity.kind);
-    let mut params = match &n.params {
-        Value::Object(o) => Value::Object(o.clone()),
-        _ => json!({}),
-    };
-    params["text"] = json!(n.text);
-    json!({
-        "id": n.id.0,
-        "entity_id": n.entity.id,
-        "created_by": n.created_by.0,
-        "updated_by": n.created_by.0,
-        "created_at": ts(n.created_at),
-        "updated_at": ts(n.updated_at),
-        "responsible_user_id": n.created_by.0,
-        "group_id": 0,
-        "note_type": n.note_type,
-        "params": params,
-        "is_pinned": n.pinned,
-        "account_id": account,
-        "_links": links(req, &format!("{}/{}/notes/{}", entity.as_str(), n.entity.id, n.id.0)),
-    })
+/// A note as amoCRM writes it, serialised straight from the record (no JSON tree per note).
+#[derive(serde::Serialize)]
+pub struct NoteOut<'a> {
+    id: i64,
+    entity_id: i64,
+    created_by: i64,
+    updated_by: i64,
+    created_at: i64,
+    updated_at: i64,
+    responsible_user_id: i64,
+    group_id: i64,
+    note_type: &'a str,
+    params: NoteParams<'a>,
+    is_pinned: bool,
+    account_id: i64,
+    #[serde(rename = "_links")]
+    links: SelfLink,
+}
+
+/// The note's type-specific params with its `text` among them.
+struct NoteParams<'a> {
+    text: &'a str,
+    params: &'a Value,
+}
+
+impl serde::Serialize for NoteParams<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let rest = self.params.as_object();
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in rest.into_iter().flatten().filter(|(k, _)| *k != "text") {
+            map.serialize_entry(k, v)?;
+        }
+        map.serialize_entry("text", self.text)?;
+        map.end()
+    }
+}
+
+impl<'a> NoteOut<'a> {
+    pub fn new(base: &str, account: i64, n: &'a Note) -> NoteOut<'a> {
+        let entity = EntityPath::of_kind(n.entity.kind);
+        NoteOut {
+            id: n.id.0,
+            entity_id: n.entity.id,
+            created_by: n.created_by.0,
+            updated_by: n.created_by.0,
+            created_at: ts(n.created_at),
+            updated_at: ts(n.updated_at),
+            responsible_user_id: n.created_by.0,
+            group_id: 0,
+            note_type: &n.note_type,
+            params: NoteParams {
+                text: &n.text,
+                params: &n.params,
+            },
+            is_pinned: n.pinned,
+            account_id: account,
+            links: SelfLink::new(
+                base,
+                format_args!("{}/{}/notes/{}", entity.as_str(), n.entity.id, n.id.0),
+            ),
+        }
+    }
 }
 
 async fn list_notes(
@@ -65,7 +107,11 @@ async fn list_notes(
         )
         .await?;
     let account = auth.0.account_id.0;
-    let items = notes.iter().map(|n| note_json(&req, account, n)).collect();
+    let base = base_url(&req);
+    let items = notes
+        .iter()
+        .map(|n| NoteOut::new(&base, account, n))
+        .collect();
     Ok(list_page(&req, "notes", items, paging, more))
 }
 
@@ -110,7 +156,11 @@ async fn one(
             if n.entity.kind != entity.kind() || entity_id.is_some_and(|e| e != n.entity.id) {
                 return Err(ApiError(kernel::AppError::not_found("note")));
             }
-            Ok(hal(&note_json(req, auth.0.account_id.0, &n)))
+            Ok(hal_of(&NoteOut::new(
+                &base_url(req),
+                auth.0.account_id.0,
+                &n,
+            )))
         }
         .await,
     )

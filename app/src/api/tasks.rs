@@ -13,30 +13,68 @@ use serde_json::{Map, Value, json};
 use super::body::{self, Item, MAX_BATCH};
 use super::problem::ItemErrors;
 use super::{
-    ApiAuth, ApiError, EntityPath, Paging, hal, links, list_page, or_no_content, params, ts,
+    ApiAuth, ApiError, EntityPath, Paging, SelfLink, base_url, hal, hal_of, links, list_page,
+    or_no_content, params, ts,
 };
 use crate::state::AppState;
 
-pub fn task_json(req: &HttpRequest, account: i64, t: &Task) -> Value {
-    json!({
-        "id": t.id.0,
-        "created_by": t.created_by.0,
-        "updated_by": t.created_by.0,
-        "created_at": ts(t.created_at),
-        "updated_at": ts(t.completed_at.unwrap_or(t.created_at)),
-        "responsible_user_id": t.responsible_user_id.0,
-        "group_id": 0,
-        "entity_id": t.entity.map(|e| e.id),
-        "entity_type": t.entity.map(|e| EntityPath::of_kind(e.kind).as_str()),
-        "duration": 0,
-        "is_completed": t.completed_at.is_some(),
-        "task_type_id": t.task_type_id.0,
-        "text": t.text,
-        "result": if t.completed_at.is_some() { json!({"text": t.result}) } else { json!([]) },
-        "complete_till": ts(t.due_at),
-        "account_id": account,
-        "_links": links(req, &format!("tasks/{}", t.id.0)),
-    })
+/// A task as amoCRM writes it, serialised straight from the record (no JSON tree per task).
+#[derive(serde::Serialize)]
+pub struct TaskOut<'a> {
+    id: i64,
+    created_by: i64,
+    updated_by: i64,
+    created_at: i64,
+    updated_at: i64,
+    responsible_user_id: i64,
+    group_id: i64,
+    entity_id: Option<i64>,
+    entity_type: Option<&'static str>,
+    duration: i64,
+    is_completed: bool,
+    task_type_id: i64,
+    text: &'a str,
+    result: TaskResult<'a>,
+    complete_till: i64,
+    account_id: i64,
+    #[serde(rename = "_links")]
+    links: SelfLink,
+}
+
+/// `{"text": …}` once the task is completed; amoCRM writes an empty array before.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum TaskResult<'a> {
+    Done { text: &'a str },
+    Open([(); 0]),
+}
+
+impl<'a> TaskOut<'a> {
+    pub fn new(base: &str, account: i64, t: &'a Task) -> TaskOut<'a> {
+        TaskOut {
+            id: t.id.0,
+            created_by: t.created_by.0,
+            updated_by: t.created_by.0,
+            created_at: ts(t.created_at),
+            updated_at: ts(t.completed_at.unwrap_or(t.created_at)),
+            responsible_user_id: t.responsible_user_id.0,
+            group_id: 0,
+            entity_id: t.entity.map(|e| e.id),
+            entity_type: t.entity.map(|e| EntityPath::of_kind(e.kind).as_str()),
+            duration: 0,
+            is_completed: t.completed_at.is_some(),
+            task_type_id: t.task_type_id.0,
+            text: &t.text,
+            result: if t.completed_at.is_some() {
+                TaskResult::Done { text: &t.result }
+            } else {
+                TaskResult::Open([])
+            },
+            complete_till: ts(t.due_at),
+            account_id: account,
+            links: SelfLink::new(base, format_args!("tasks/{}", t.id.0)),
+        }
+    }
 }
 
 pub async fn list(
@@ -125,7 +163,11 @@ pub async fn list(
         }
         result
     };
-    let items = tasks.iter().map(|t| task_json(&req, account, t)).collect();
+    let base = base_url(&req);
+    let items = tasks
+        .iter()
+        .map(|t| TaskOut::new(&base, account, t))
+        .collect();
     Ok(list_page(&req, "tasks", items, paging, more))
 }
 
@@ -142,7 +184,11 @@ pub async fn get(
                 .activities
                 .task(auth.caller(), TaskId(*path))
                 .await?;
-            Ok(hal(&task_json(&req, auth.0.account_id.0, &t)))
+            Ok(hal_of(&TaskOut::new(
+                &base_url(&req),
+                auth.0.account_id.0,
+                &t,
+            )))
         }
         .await,
     )

@@ -907,8 +907,8 @@ async fn contacts_tasks_notes_links_and_events_round_trip() {
         .as_i64()
         .unwrap();
     assert_eq!(
-        api.json(&format!("/api/v4/leads/notes/{note}")).await["params"]["text"],
-        "First"
+        api.json(&format!("/api/v4/leads/notes/{note}")).await["params"],
+        json!({"text": "First"})
     );
     assert_eq!(
         api.json(&format!("/api/v4/leads/{lead}/notes/{note}"))
@@ -944,6 +944,10 @@ async fn contacts_tasks_notes_links_and_events_round_trip() {
         .unwrap();
     let open = api.json("/api/v4/tasks?filter[is_completed]=0").await;
     assert_eq!(open["_embedded"]["tasks"][0]["complete_till"], due);
+    // amoCRM writes an open task's result as an empty array.
+    assert_eq!(open["_embedded"]["tasks"][0]["result"], json!([]));
+    assert_eq!(open["_embedded"]["tasks"][0]["is_completed"], false);
+    assert_eq!(open["_embedded"]["tasks"][0]["entity_type"], "leads");
     let res = api
         .patch(
             &format!("/api/v4/tasks/{task}"),
