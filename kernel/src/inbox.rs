@@ -49,7 +49,8 @@ pub trait Subscriber: Send + Sync {
     }
 
     /// For a subscriber that deduplicates itself: the effect of the events (distinct ids, in
-    /// order), leaving one handled before as it is; returns the ids of those handled now.
+    /// order), leaving one handled before as it is; returns the ids of those handled now (by
+    /// default all of them: a subscriber that cannot tell reports a redelivery as handled).
     async fn handle_new(
         &self,
         conn: &mut AsyncPgConnection,

@@ -698,6 +698,40 @@ async fn a_webhook_that_fails_twice_then_succeeds_gets_one_signed_successful_del
     assert_eq!(log[0].attempts, 3);
     assert_eq!(log[0].last_status_code, Some(200));
     assert_eq!(log[0].last_response.as_deref(), Some("thanks"));
+    // The stage change delivered to the webhooks' subscriber again (twice) queues nothing new;
+    // that subscriber keeps no inbox rows (a delivery is unique per subscription and event).
+    let moved: kernel::events::EventEnvelope = serde_json::from_str(
+        &app.text_row(
+            "SELECT row_to_json(o)::text AS v FROM deals.outbox o WHERE event_type = 'deals.deal_stage_changed'",
+        )
+        .await,
+    )
+    .unwrap();
+    let deliveries_of_move = format!(
+        "SELECT count(*) AS n FROM automation.deliveries WHERE event_id = '{}'",
+        moved.id
+    );
+    assert_eq!(app.count(&deliveries_of_move).await, 2);
+    let feed = voronka::server::subscribers(&app.state.modules)
+        .iter()
+        .find(|s| s.name() == "automation.webhooks")
+        .cloned()
+        .unwrap();
+    let mut conn = app.state.pool.get().await.unwrap();
+    for _ in 0..2 {
+        kernel::inbox::handle_batch(&mut conn, &*feed, std::slice::from_ref(&moved))
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    assert_eq!(app.count(&deliveries_of_move).await, 2);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM automation.inbox WHERE subscriber = 'automation.webhooks'"
+        )
+        .await,
+        0
+    );
     // amoCRM's form format, for the other subscription: one add and one status change.
     wait_until("the form deliveries", || async {
         form_seen.lock().unwrap().len() == 2

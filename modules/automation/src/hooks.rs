@@ -335,6 +335,13 @@ impl Subscriber for WebhookFeed {
         self.handle_many(conn, &[event]).await
     }
 
+    /// A delivery is unique per subscription and event (`deliveries_event_idx`, inserted with
+    /// `ON CONFLICT DO NOTHING`), and an event no subscription wants does nothing: a redelivery
+    /// is a no-op without an inbox row.
+    fn deduplicates_itself(&self) -> bool {
+        true
+    }
+
     /// A batch: the accounts' subscriptions read once, one wake-up for the dispatcher.
     async fn handle_many(
         &self,
