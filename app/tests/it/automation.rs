@@ -712,12 +712,18 @@ async fn a_webhook_that_fails_twice_then_succeeds_gets_one_signed_successful_del
         moved.id
     );
     assert_eq!(app.count(&deliveries_of_move).await, 2);
-    let feed = voronka::server::subscribers(&app.state.modules)
-        .iter()
-        .find(|s| s.name() == "automation.webhooks")
-        .cloned()
+    // In the app, or in automation's service when the module runs remote.
+    let (feed, owner) = std::iter::once(&app.state)
+        .chain(app.service.iter())
+        .find_map(|s| {
+            voronka::server::subscribers(&s.modules)
+                .iter()
+                .find(|x| x.name() == "automation.webhooks")
+                .cloned()
+                .map(|f| (f, s))
+        })
         .unwrap();
-    let mut conn = app.state.pool.get().await.unwrap();
+    let mut conn = owner.pool.get().await.unwrap();
     for _ in 0..2 {
         kernel::inbox::handle_batch(&mut conn, &*feed, std::slice::from_ref(&moved))
             .await
