@@ -177,22 +177,23 @@ impl JobStore {
         }
     }
 
-    /// Removes jobs of the PostgreSQL store finished more than `keep` ago, a batch at a time
-    /// (dead jobs stay); returns how many went. apalis keeps every finished job, so without
-    /// this the table (and each fetch's work) grows with every event delivered. The Redis store
-    /// keeps only ids of finished jobs, and nothing is removed there.
+    /// Removes jobs finished more than `keep` ago, a batch at a time (dead jobs stay); returns
+    /// how many went. apalis keeps every finished job, so without this the PostgreSQL table (and
+    /// each fetch's work) grows with every event delivered, and so does Redis (each job's data,
+    /// metadata and result; see [`SWEEP_DONE_LUA`]).
     pub async fn prune_done(&self, keep: Duration) -> Result<u64, StoreError> {
         const BATCH: i64 = 5000;
         let pool = match self {
             JobStore::Postgres(pool) => pool,
             JobStore::Redis(conn, queues) => {
                 let mut conn = conn.clone();
+                let sweep = redis::Script::new(SWEEP_DONE_LUA);
                 let mut total = 0;
                 for q in queues.iter() {
                     let c = apalis_redis::Config::default().queue(q);
                     // A queue in batches, so that one call never holds Redis for long.
                     loop {
-                        let gone: u64 = redis::Script::new(SWEEP_DONE_LUA)
+                        let gone: u64 = sweep
                             .key(c.done_jobs_set())
                             .key(c.job_data_hash())
                             .key(c.job_meta_hash())

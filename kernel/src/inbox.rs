@@ -156,6 +156,7 @@ pub async fn handle_batch(
             // An id is taken out of the set when handled: the same event twice in the batch is
             // handled once.
             if sub.deduplicates_itself() {
+                // The subscriber's own rows say which events are new; it gets each id once.
                 let mut seen = std::collections::HashSet::with_capacity(events.len());
                 let distinct: Vec<&EventEnvelope> =
                     events.iter().filter(|e| seen.insert(e.id)).collect();

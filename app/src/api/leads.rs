@@ -77,7 +77,7 @@ impl Ctx {
 
     /// The pipeline a stage id belongs to (the closing stages' ids are shared: ambiguous).
     fn pipeline_of(&self, stage: StageId) -> Option<PipelineId> {
-        if stage == deals_api::WON || stage == deals_api::LOST {
+        if stage.is_closing() {
             return None;
         }
         self.pipelines
@@ -449,7 +449,7 @@ fn read_lead(
             Some(p) if ctx.stage_kind(p, s).is_some() => {}
             Some(_) => item.fail("status_id", "NotFound", "No such status in this pipeline"),
             // A closing stage without a pipeline: the lead's own (an update) or the main one.
-            None if s == deals_api::WON || s == deals_api::LOST => {}
+            None if s.is_closing() => {}
             None => item.fail("status_id", "NotFound", "No such status"),
         }
     }

@@ -191,10 +191,9 @@ fn may_change_links(event: &EventEnvelope) -> bool {
     if event.event_type != DealStageChanged::TYPE {
         return true;
     }
-    let closing = |s: deals_api::StageId| s == deals_api::WON || s == deals_api::LOST;
-    event
-        .decode::<DealStageChanged>()
-        .map_or(true, |m| closing(m.from_stage_id) || closing(m.to_stage_id))
+    event.decode::<DealStageChanged>().map_or(true, |m| {
+        m.from_stage_id.is_closing() || m.to_stage_id.is_closing()
+    })
 }
 
 #[cfg(test)]

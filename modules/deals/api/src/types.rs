@@ -20,6 +20,13 @@ pub type FieldValues = serde_json::Map<String, serde_json::Value>;
 pub const WON: StageId = StageId(142);
 pub const LOST: StageId = StageId(143);
 
+impl StageId {
+    /// Whether this is one of the closing stages ([`WON`] or [`LOST`]).
+    pub fn is_closing(self) -> bool {
+        self == WON || self == LOST
+    }
+}
+
 pub const MAX_PIPELINES: usize = 50;
 pub const MAX_STAGES: usize = 100;
 
