@@ -165,14 +165,28 @@ pub async fn mark_published(
     Ok(())
 }
 
-/// Removes published events older than `keep_days` (the bus has them; subscribers' inboxes too).
+/// Removes events published more than `keep_days` ago (the bus has them; subscribers' inboxes
+/// too), oldest first: the key's head, a batch at a time, until a batch removes nothing. The
+/// outbox has no index on `published_at` (publishing would add an entry to it for every event);
+/// rows are published roughly in key order, so the old ones are at the head.
 pub async fn prune(conn: &mut AsyncPgConnection, schema: &str, keep_days: i32) -> AppResult<usize> {
-    Ok(crate::sql::query(format!(
-        "DELETE FROM {schema}.outbox WHERE published_at < now() - make_interval(days => $1)"
-    ))
-    .bind::<Integer, _>(keep_days)
-    .execute(conn)
-    .await?)
+    const BATCH: i64 = 5_000;
+    let mut removed = 0;
+    loop {
+        let n = crate::sql::query(format!(
+            "DELETE FROM {schema}.outbox
+              WHERE seq IN (SELECT seq FROM {schema}.outbox ORDER BY seq LIMIT $2)
+                AND published_at < now() - make_interval(days => $1)"
+        ))
+        .bind::<Integer, _>(keep_days)
+        .bind::<BigInt, _>(BATCH)
+        .execute(conn)
+        .await?;
+        if n == 0 {
+            return Ok(removed);
+        }
+        removed += n;
+    }
 }
 
 /// The outbox and inbox tables every module's migrations create in its schema (the same shape
@@ -201,7 +215,7 @@ pub fn ddl(schema: &str) -> String {
     format!(
         "CREATE TABLE {schema}.outbox (
             seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            id           UUID        NOT NULL UNIQUE,
+            id           UUID        NOT NULL,
             account_id   BIGINT      NOT NULL,
             event_type   TEXT        NOT NULL,
             version      INTEGER     NOT NULL,
@@ -212,7 +226,6 @@ pub fn ddl(schema: &str) -> String {
             published_at TIMESTAMPTZ
         );
         CREATE INDEX outbox_unpublished_idx ON {schema}.outbox (seq) WHERE published_at IS NULL;
-        CREATE INDEX outbox_published_idx ON {schema}.outbox (published_at) WHERE published_at IS NOT NULL;
         CREATE TABLE {schema}.outbox_relay (
             one   BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
             awake BOOLEAN NOT NULL DEFAULT false

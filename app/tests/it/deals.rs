@@ -943,3 +943,49 @@ async fn a_batch_is_created_in_one_statement_or_checked_deal_by_deal() {
         .unwrap();
     assert_eq!(tagged[0].tags[0].name, "vip");
 }
+
+/// Events published more than a week ago are pruned from the outbox, oldest first and a batch at
+/// a time; an old event that was never published, and a recent one, stay.
+#[tokio::test]
+async fn the_outbox_keeps_a_week_of_published_events_and_everything_unpublished() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
+    let app = spawn_app().await;
+    app.sql("DELETE FROM deals.outbox").await;
+    // 12,000 events published eight days ago: more than two of prune's batches.
+    app.sql(
+        "INSERT INTO deals.outbox (id, account_id, event_type, version, actor, occurred_at, payload, published_at)
+         SELECT gen_random_uuid(), 1, 'deals.deal_created', 1, '{\"kind\": \"system\"}', now() - interval '8 days',
+                '{}', now() - interval '8 days'
+           FROM generate_series(1, 12000)",
+    )
+    .await;
+    // The third never published; one in the second batch published yesterday.
+    app.sql(
+        "UPDATE deals.outbox SET published_at = NULL
+          WHERE seq = (SELECT seq FROM deals.outbox ORDER BY seq OFFSET 2 LIMIT 1);
+         UPDATE deals.outbox SET published_at = now() - interval '1 day'
+          WHERE seq = (SELECT seq FROM deals.outbox ORDER BY seq OFFSET 6000 LIMIT 1)",
+    )
+    .await;
+    let mut conn = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    let removed = kernel::outbox::prune(&mut conn, "deals", 7).await.unwrap();
+    assert_eq!(removed, 11_998);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM deals.outbox WHERE published_at IS NULL")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM deals.outbox WHERE published_at > now() - interval '2 days'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM deals.outbox").await, 2);
+    // Nothing more to prune: the next pass removes nothing.
+    assert_eq!(
+        kernel::outbox::prune(&mut conn, "deals", 7).await.unwrap(),
+        0
+    );
+}
