@@ -484,7 +484,8 @@ async fn a_delayed_action_survives_a_restart_and_runs_once() {
     // A worker that died mid-run: its run is handed out again after `requeue_after` and
     // finishes without doing the finished action twice.
     app.sql(&format!(
-        "UPDATE automation.runs SET status = 'running', queued_at = now() - interval '1 hour' WHERE id = '{}'",
+        "UPDATE automation.runs SET status = 'running', finished_at = NULL, queued_at = now() - interval '1 hour'
+          WHERE id = '{}'",
         run.id.0
     ))
     .await;
@@ -1708,10 +1709,10 @@ async fn finished_runs_and_deliveries_go_after_the_days_kept() {
     let t = app.tenant("Acme").await;
     let a = t.account.0;
     app.sql(&format!(
-        "INSERT INTO automation.runs (id, account_id, trigger_id, deal_id, event_type, status, run_at, created_at)
-         VALUES (gen_random_uuid(), {a}, 1, 1, 'x', 'done', now(), now() - interval '31 days'),
-                (gen_random_uuid(), {a}, 1, 1, 'x', 'done', now(), now() - interval '29 days'),
-                (gen_random_uuid(), {a}, 1, 1, 'x', 'pending', now(), now() - interval '40 days');
+        "INSERT INTO automation.runs (id, account_id, trigger_id, deal_id, event_type, status, run_at, created_at, finished_at)
+         VALUES (gen_random_uuid(), {a}, 1, 1, 'x', 'done', now(), now() - interval '31 days', now() - interval '31 days'),
+                (gen_random_uuid(), {a}, 1, 1, 'x', 'done', now(), now() - interval '29 days', now() - interval '29 days'),
+                (gen_random_uuid(), {a}, 1, 1, 'x', 'pending', now(), now() - interval '40 days', NULL);
          INSERT INTO automation.deliveries (id, account_id, event, url, content_type, body, secret, status, max_attempts, created_at)
          VALUES (gen_random_uuid(), {a}, 'x', 'http://x', 'a', '', '', 'delivered', 1, now() - interval '31 days'),
                 (gen_random_uuid(), {a}, 'x', 'http://x', 'a', '', '', 'pending', 1, now() - interval '31 days');"

@@ -34,11 +34,13 @@ struct Taken {
 }
 
 const RUNS_DUE: [&str; 2] = [
-    "WITH due AS (SELECT id FROM automation.runs WHERE status = 'pending' AND run_at <= now()
+    "WITH due AS (SELECT id FROM automation.runs
+                   WHERE finished_at IS NULL AND run_at <= now() AND status = 'pending'
                    ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED)
      UPDATE automation.runs r SET status = 'queued', queued_at = now() FROM due WHERE r.id = due.id
      RETURNING r.id, r.account_id",
-    "WITH due AS (SELECT id FROM automation.runs WHERE status IN ('queued', 'running')
+    "WITH due AS (SELECT id FROM automation.runs
+                   WHERE finished_at IS NULL AND run_at <= now() AND status IN ('queued', 'running')
                      AND queued_at < now() - make_interval(secs => $2)
                    LIMIT $1 FOR UPDATE SKIP LOCKED)
      UPDATE automation.runs r SET status = 'queued', queued_at = now() FROM due WHERE r.id = due.id

@@ -427,6 +427,7 @@ impl Automation for AutomationService {
             "SELECT {TRIGGER_COLUMNS},
                     (SELECT count(*) FROM automation.runs r
                       WHERE r.account_id = t.account_id AND r.trigger_id = t.id
+                        AND r.finished_at IS NOT NULL AND r.error IS NOT NULL
                         AND r.status IN ('failed', 'cut') AND r.created_at > now() - interval '7 days') AS failed_recently
                FROM automation.triggers t
               WHERE t.account_id = $1 AND t.pipeline_id = $2
@@ -735,7 +736,7 @@ impl Automation for AutomationService {
         let mut gone = 0;
         for sql in [
             "DELETE FROM automation.runs WHERE id IN (
-                 SELECT id FROM automation.runs WHERE status IN ('done', 'skipped', 'failed', 'cut')
+                 SELECT id FROM automation.runs WHERE finished_at IS NOT NULL
                     AND created_at < now() - make_interval(days => $1) ORDER BY created_at LIMIT 10000)",
             "DELETE FROM automation.deliveries WHERE id IN (
                  SELECT id FROM automation.deliveries WHERE status IN ('delivered', 'failed')
