@@ -60,6 +60,15 @@ pub trait Subscriber: Send + Sync {
         Ok(events.iter().map(|e| e.id).collect())
     }
 
+    /// Whether this event, of a type it wants, asks nothing of the subscriber, as the event
+    /// itself shows (a stage change between two open stages, for a subscriber that follows
+    /// only whether deals are open). Such an event is handled without a transaction and leaves
+    /// no inbox row: a redelivery is as harmless as the first delivery. An event the subscriber
+    /// cannot read must not be ignored (it is rejected, and recorded as such).
+    fn ignores(&self, _event: &EventEnvelope) -> bool {
+        false
+    }
+
     /// Drop the subscriber's broker queue after this long unused (diagnostic subscribers only;
     /// a real subscriber's queue must keep events while it is down).
     fn queue_ttl(&self) -> Option<std::time::Duration> {
@@ -108,6 +117,9 @@ pub async fn handle_once(
     sub: &dyn Subscriber,
     event: &EventEnvelope,
 ) -> AppResult<Outcome> {
+    if sub.ignores(event) {
+        return Ok(Outcome::Handled);
+    }
     let result = conn
         .transaction::<_, AppError, _>(async |tx| {
             if sub.deduplicates_itself() {
@@ -118,10 +130,7 @@ pub async fn handle_once(
                     Outcome::Handled
                 });
             }
-            if record_batch(tx, sub, std::slice::from_ref(event))
-                .await?
-                .is_empty()
-            {
+            if record_batch(tx, sub, &[event]).await?.is_empty() {
                 return Ok(Outcome::Duplicate);
             }
             sub.handle(tx, event).await?;
@@ -142,11 +151,36 @@ pub async fn handle_once(
 /// `handle_many`), with no savepoints (they cost two round trips per event). If the subscriber rejects an event, that
 /// attempt is rolled back and the batch is done again event by event, each in a savepoint, so the
 /// rejected event is recorded and the others go on. `Err` (a transient failure) rolls the whole
-/// batch back, to be delivered again.
+/// batch back, to be delivered again. Events the subscriber ignores are handled without any of
+/// this (no transaction, no inbox row).
 pub async fn handle_batch(
     conn: &mut AsyncPgConnection,
     sub: &dyn Subscriber,
     events: &[EventEnvelope],
+) -> AppResult<Vec<Outcome>> {
+    // Events that ask nothing of the subscriber are handled as they are (and recorded nowhere).
+    let ignored: Vec<bool> = events.iter().map(|e| sub.ignores(e)).collect();
+    let todo: Vec<&EventEnvelope> = events
+        .iter()
+        .zip(&ignored)
+        .filter(|(_, i)| !**i)
+        .map(|(e, _)| e)
+        .collect();
+    let mut done = handle_wanted(conn, sub, &todo).await?.into_iter();
+    Ok(ignored
+        .iter()
+        .map(|i| match i {
+            true => Outcome::Handled,
+            false => done.next().unwrap_or(Outcome::Handled),
+        })
+        .collect())
+}
+
+/// `handle_batch` for the events the subscriber does not ignore.
+async fn handle_wanted(
+    conn: &mut AsyncPgConnection,
+    sub: &dyn Subscriber,
+    events: &[&EventEnvelope],
 ) -> AppResult<Vec<Outcome>> {
     if events.is_empty() {
         return Ok(Vec::new());
@@ -158,8 +192,11 @@ pub async fn handle_batch(
             if sub.deduplicates_itself() {
                 // The subscriber's own rows say which events are new; it gets each id once.
                 let mut seen = std::collections::HashSet::with_capacity(events.len());
-                let distinct: Vec<&EventEnvelope> =
-                    events.iter().filter(|e| seen.insert(e.id)).collect();
+                let distinct: Vec<&EventEnvelope> = events
+                    .iter()
+                    .copied()
+                    .filter(|e| seen.insert(e.id))
+                    .collect();
                 let mut new = sub.handle_new(tx, &distinct).await?;
                 return Ok(events
                     .iter()
@@ -175,7 +212,7 @@ pub async fn handle_batch(
             let mut new = record_batch(tx, sub, events).await?;
             let mut outcomes = Vec::with_capacity(events.len());
             let mut todo = Vec::with_capacity(new.len());
-            for event in events {
+            for event in events.iter().copied() {
                 if new.remove(&event.id) {
                     todo.push(event);
                     outcomes.push(Outcome::Handled);
@@ -212,7 +249,7 @@ struct Recorded {
 async fn record_batch(
     conn: &mut AsyncPgConnection,
     sub: &dyn Subscriber,
-    events: &[EventEnvelope],
+    events: &[&EventEnvelope],
 ) -> AppResult<std::collections::HashSet<uuid::Uuid>> {
     let schema = sub.schema();
     let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();

@@ -48,7 +48,8 @@ impl Bus for PgBus {
         for sub in self.subscribers.iter() {
             let mine: Vec<EventEnvelope> = events
                 .iter()
-                .filter(|e| sub.wants(&e.event_type))
+                // An event the subscriber would ignore is not even queued for it.
+                .filter(|e| sub.wants(&e.event_type) && !sub.ignores(e))
                 .cloned()
                 .collect();
             if mine.is_empty() {

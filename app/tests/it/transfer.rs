@@ -634,10 +634,16 @@ async fn segments_know_who_has_an_open_deal_and_who_was_called_from_other_module
             admin,
             deals_api::NewPipeline {
                 name: "Sales".into(),
-                stages: vec![deals_api::NewStage {
-                    name: "Talks".into(),
-                    color: "#9fc7f5".into(),
-                }],
+                stages: vec![
+                    deals_api::NewStage {
+                        name: "Talks".into(),
+                        color: "#9fc7f5".into(),
+                    },
+                    deals_api::NewStage {
+                        name: "Offer".into(),
+                        color: "#9fc7f5".into(),
+                    },
+                ],
             },
         )
         .await
@@ -678,7 +684,25 @@ async fn segments_know_who_has_an_open_deal_and_who_was_called_from_other_module
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(names_in(without.clone()).await, ["Boris"]);
-    // Won: no longer open.
+    // A move between open stages changes nothing here (and leaves no inbox row); won: no
+    // longer open.
+    let offer = pipeline
+        .stages
+        .iter()
+        .find(|s| s.name == "Offer")
+        .unwrap()
+        .id;
+    d.move_deal(
+        admin,
+        deal.id,
+        deals_api::MoveTo {
+            stage_id: offer,
+            after: None,
+            loss_reason_id: None,
+        },
+    )
+    .await
+    .unwrap();
     let won = pipeline
         .stages
         .iter()
@@ -705,6 +729,22 @@ async fn segments_know_who_has_an_open_deal_and_who_was_called_from_other_module
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(names_in(without).await.len(), 2);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM deals.outbox WHERE event_type = 'deals.deal_stage_changed'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM contacts.inbox
+              WHERE subscriber = 'contacts.deal_links' AND event_type = 'deals.deal_stage_changed'"
+        )
+        .await,
+        1,
+        "only the move to won is recorded"
+    );
 
     // A call noted on the deal: its contact counts as contacted now.
     app.state

@@ -54,6 +54,11 @@ impl Subscriber for DealLinks {
         self.handle_many(conn, &[event]).await
     }
 
+    /// Moves between open stages: most of a board's moves, with no inbox row.
+    fn ignores(&self, event: &EventEnvelope) -> bool {
+        !may_change_links(event)
+    }
+
     /// A batch: each deal once (its state now covers all its events), in five statements and
     /// one read of the deals per account, whatever the batch's size.
     async fn handle_many(
