@@ -165,15 +165,13 @@ pub(crate) async fn enter_stage(
 ) -> AppResult<()> {
     let actor =
         serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
-    let close = diesel::update(
-        stage_history::table
-            .filter(stage_history::deal_id.eq(deal))
-            .filter(stage_history::left_at.is_null()),
+    // Raw SQL: diesel never caches an UPDATE's prepared statement, and this one runs on every
+    // move (it was planned again each time).
+    let close = kernel::sql::query(
+        "UPDATE deals.stage_history SET left_at = now(), left_by = $2 WHERE deal_id = $1 AND left_at IS NULL",
     )
-    .set((
-        stage_history::left_at.eq(now),
-        stage_history::left_by.eq(Some(actor.clone())),
-    ))
+    .bind::<BigInt, _>(deal)
+    .bind::<diesel::sql_types::Jsonb, _>(actor.clone())
     .execute(&mut conn);
     let open = diesel::insert_into(stage_history::table)
         .values((
@@ -547,23 +545,26 @@ pub(crate) async fn update_locked(
         .clone()
         .unwrap_or_else(|| current.company_ids.clone());
     let values_json = Value::Object(values.clone());
-    let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
-        .set((
-            deals::name.eq(change.name.clone().unwrap_or_else(|| current.name.clone())),
-            deals::price.eq(change.price.unwrap_or(current.price)),
-            deals::responsible_user_id
-                .eq(change.responsible.unwrap_or(current.responsible_user_id)),
-            deals::tag_ids.eq(&tag_ids),
-            deals::custom_fields.eq(&values_json),
-            deals::contact_ids.eq(&contacts),
-            deals::main_contact_id.eq(main),
-            deals::company_ids.eq(&companies),
-            deals::updated_at.eq(now),
-            deals::updated_by.eq(actor_of(caller)),
-        ))
-        .returning(DealRow::as_returning())
-        .get_result(tx)
-        .await?;
+    // Raw SQL, so that the prepared statement is kept (diesel never caches an UPDATE's).
+    use diesel::sql_types::{Array, Jsonb, Text};
+    let row: DealRow = kernel::sql::query(
+        "UPDATE deals.deals SET name = $2, price = $3, responsible_user_id = $4, tag_ids = $5,
+                custom_fields = $6, contact_ids = $7, main_contact_id = $8, company_ids = $9,
+                updated_at = now(), updated_by = $10
+          WHERE id = $1 RETURNING *",
+    )
+    .bind::<BigInt, _>(current.id)
+    .bind::<Text, _>(change.name.clone().unwrap_or_else(|| current.name.clone()))
+    .bind::<BigInt, _>(change.price.unwrap_or(current.price))
+    .bind::<BigInt, _>(change.responsible.unwrap_or(current.responsible_user_id))
+    .bind::<Array<BigInt>, _>(tag_ids.clone())
+    .bind::<Jsonb, _>(values_json.clone())
+    .bind::<Array<BigInt>, _>(contacts.clone())
+    .bind::<Nullable<BigInt>, _>(main)
+    .bind::<Array<BigInt>, _>(companies.clone())
+    .bind::<BigInt, _>(actor_of(caller))
+    .get_result(tx)
+    .await?;
     if row.price != current.price || row.responsible_user_id != current.responsible_user_id {
         count_out(tx, account, current).await?;
         count_in(tx, account, &row).await?;
@@ -735,19 +736,22 @@ pub(crate) async fn move_locked(
         (true, _) => Some(chrono::Utc::now()),
         (false, _) => None,
     };
-    let row: DealRow = diesel::update(deals::table.filter(deals::id.eq(current.id)))
-        .set((
-            deals::pipeline_id.eq(target.row.pipeline_id),
-            deals::stage_id.eq(target.row.id),
-            deals::position.eq(position),
-            deals::loss_reason_id.eq(loss_reason),
-            deals::closed_at.eq(closed_at),
-            deals::updated_at.eq(now),
-            deals::updated_by.eq(actor_of(caller)),
-        ))
-        .returning(DealRow::as_returning())
-        .get_result(tx)
-        .await?;
+    // Raw SQL, so that the prepared statement is kept (diesel never caches an UPDATE's): the
+    // board's every move runs it.
+    let row: DealRow = kernel::sql::query(
+        "UPDATE deals.deals SET pipeline_id = $2, stage_id = $3, position = $4, loss_reason_id = $5,
+                closed_at = $6, updated_at = now(), updated_by = $7
+          WHERE id = $1 RETURNING *",
+    )
+    .bind::<BigInt, _>(current.id)
+    .bind::<BigInt, _>(target.row.pipeline_id)
+    .bind::<BigInt, _>(target.row.id)
+    .bind::<BigInt, _>(position)
+    .bind::<Nullable<BigInt>, _>(loss_reason)
+    .bind::<Nullable<diesel::sql_types::Timestamptz>, _>(closed_at)
+    .bind::<BigInt, _>(actor_of(caller))
+    .get_result(tx)
+    .await?;
     if changed_stage {
         let event = DealStageChanged {
             deal_id: DealId(row.id),
