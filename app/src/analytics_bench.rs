@@ -224,6 +224,7 @@ async fn projection(
                     stage_id: open[0],
                     responsible_user_id: caller.actor.user_id().unwrap_or(UserId(0)),
                     tag_ids: Vec::new(),
+                    contact_ids: Some(Vec::new()),
                 },
             )
             .map_err(|e| e.to_string())?,

@@ -97,6 +97,7 @@ async fn a_scripted_history_gives_exactly_the_expected_figures() {
                 stage_id: a,
                 responsible_user_id: user,
                 tag_ids: vec![],
+                contact_ids: None,
             },
         )
     };

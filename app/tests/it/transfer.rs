@@ -658,6 +658,10 @@ async fn segments_know_who_has_an_open_deal_and_who_was_called_from_other_module
         )
         .await
         .unwrap();
+    // A deal with no contacts: nothing for contacts to link (its creation leaves no inbox row).
+    d.create_deal(admin, NewDeal::new(pipeline.id, "Walk-in"))
+        .await
+        .unwrap();
     let with = ContactFilter {
         open_deal: Some(true),
         ..Default::default()
@@ -744,6 +748,15 @@ async fn segments_know_who_has_an_open_deal_and_who_was_called_from_other_module
         .await,
         1,
         "only the move to won is recorded"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM contacts.inbox
+              WHERE subscriber = 'contacts.deal_links' AND event_type = 'deals.deal_created'"
+        )
+        .await,
+        1,
+        "only the deal with a contact is recorded"
     );
 
     // A call noted on the deal: its contact counts as contacted now.

@@ -193,6 +193,12 @@ impl Subscriber for DealLinks {
 /// shares): most moves on a board are skipped without reading the deal. An event it cannot read
 /// is handled as any other (the deal's state is read).
 fn may_change_links(event: &EventEnvelope) -> bool {
+    if event.event_type == DealCreated::TYPE {
+        // A deal created without contacts links nobody (yet: adding one is a DealUpdated).
+        return event
+            .decode::<DealCreated>()
+            .map_or(true, |c| c.contact_ids.is_none_or(|ids| !ids.is_empty()));
+    }
     if event.event_type != DealStageChanged::TYPE {
         return true;
     }
@@ -226,5 +232,32 @@ mod tests {
         let mut unreadable = moved(5, 6);
         unreadable.version = 99;
         assert!(may_change_links(&unreadable));
+    }
+
+    #[test]
+    fn only_deals_created_with_contacts_or_not_saying_can_change_links() {
+        let created = |contact_ids: Option<Vec<i64>>| {
+            let event = DealCreated {
+                deal_id: DealId(7),
+                name: "Order".into(),
+                price: 0,
+                pipeline_id: PipelineId(1),
+                stage_id: StageId(5),
+                responsible_user_id: kernel::UserId(1),
+                tag_ids: vec![],
+                contact_ids,
+            };
+            EventEnvelope::new(Caller::system(kernel::AccountId(1)), &event).unwrap()
+        };
+        assert!(!may_change_links(&created(Some(vec![]))));
+        assert!(may_change_links(&created(Some(vec![3]))));
+        // Written before events carried the contacts: not known, so handled.
+        let mut legacy = created(Some(vec![]));
+        legacy
+            .payload
+            .as_object_mut()
+            .unwrap()
+            .remove("contact_ids");
+        assert!(may_change_links(&legacy));
     }
 }

@@ -963,6 +963,7 @@ pub(crate) async fn create_fast(
             stage_id: new.stage_id.unwrap_or(StageId(0)),
             responsible_user_id: responsible,
             tag_ids: Vec::new(),
+            contact_ids: Some(new.contact_ids.clone()),
         },
     )?;
     let actor =
@@ -1027,6 +1028,7 @@ pub(crate) async fn create_fast_many(
                 stage_id: f.new.stage_id.unwrap_or(StageId(0)),
                 responsible_user_id: f.responsible,
                 tag_ids: Vec::new(),
+                contact_ids: Some(f.contacts.clone()),
             },
         )?);
     }

@@ -148,6 +148,7 @@ impl DealsService {
                 stage_id,
                 responsible_user_id: responsible,
                 tag_ids: row.tag_ids.clone(),
+                contact_ids: Some(row.contact_ids.clone()),
             };
             outbox::append(tx, crate::SCHEMA, &[EventEnvelope::new(caller, &event)?]).await?;
             Ok(row)

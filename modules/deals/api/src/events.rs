@@ -17,6 +17,9 @@ pub struct DealCreated {
     /// The deal's tags (absent in events written before tags were carried).
     #[serde(default)]
     pub tag_ids: Vec<i64>,
+    /// The deal's contacts (absent in events written before contacts were carried: unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_ids: Option<Vec<i64>>,
 }
 
 impl DomainEvent for DealCreated {
