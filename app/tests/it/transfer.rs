@@ -740,24 +740,22 @@ async fn segments_know_who_has_an_open_deal_and_who_was_called_from_other_module
         .await,
         2
     );
-    assert_eq!(
-        app.count(
+    for (event_type, recorded) in [
+        (
+            "deals.deal_stage_changed",
+            "only the move to won is recorded",
+        ),
+        (
+            "deals.deal_created",
+            "only the deal with a contact is recorded",
+        ),
+    ] {
+        let sql = format!(
             "SELECT count(*) AS n FROM contacts.inbox
-              WHERE subscriber = 'contacts.deal_links' AND event_type = 'deals.deal_stage_changed'"
-        )
-        .await,
-        1,
-        "only the move to won is recorded"
-    );
-    assert_eq!(
-        app.count(
-            "SELECT count(*) AS n FROM contacts.inbox
-              WHERE subscriber = 'contacts.deal_links' AND event_type = 'deals.deal_created'"
-        )
-        .await,
-        1,
-        "only the deal with a contact is recorded"
-    );
+              WHERE subscriber = 'contacts.deal_links' AND event_type = '{event_type}'"
+        );
+        assert_eq!(app.count(&sql).await, 1, "{recorded}");
+    }
 
     // A call noted on the deal: its contact counts as contacted now.
     app.state

@@ -427,6 +427,7 @@ impl Automation for AutomationService {
             "SELECT {TRIGGER_COLUMNS},
                     (SELECT count(*) FROM automation.runs r
                       WHERE r.account_id = t.account_id AND r.trigger_id = t.id
+                        -- the predicate of runs_failed_idx, so that the index serves the count
                         AND r.finished_at IS NOT NULL AND r.error IS NOT NULL
                         AND r.status IN ('failed', 'cut') AND r.created_at > now() - interval '7 days') AS failed_recently
                FROM automation.triggers t

@@ -54,7 +54,8 @@ impl Subscriber for DealLinks {
         self.handle_many(conn, &[event]).await
     }
 
-    /// Moves between open stages: most of a board's moves, with no inbox row.
+    /// Moves between open stages (most of a board's moves) and deals created without contacts:
+    /// no job, no inbox row.
     fn ignores(&self, event: &EventEnvelope) -> bool {
         !may_change_links(event)
     }
@@ -190,8 +191,9 @@ impl Subscriber for DealLinks {
 
 /// Whether the event can change a deal's contacts or whether it is open. A stage change changes
 /// neither unless it enters or leaves a closing stage (won or lost, whose ids every pipeline
-/// shares): most moves on a board are skipped without reading the deal. An event it cannot read
-/// is handled as any other (the deal's state is read).
+/// shares): most moves on a board are skipped without reading the deal. A deal created without
+/// contacts links nobody either. An event it cannot read is handled as any other (the deal's
+/// state is read).
 fn may_change_links(event: &EventEnvelope) -> bool {
     if event.event_type == DealCreated::TYPE {
         // A deal created without contacts links nobody (yet: adding one is a DealUpdated).
