@@ -2,13 +2,14 @@
 //! (apalis for jobs and for the PostgreSQL bus; RabbitMQ consumers for the RabbitMQ bus).
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_postgres::{Config as PgQueueConfig, PostgresStorage};
 use kernel::db::DbPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -65,10 +66,16 @@ pub async fn job_store(
             })?;
         return Ok(JobStore::Redis(conn, Arc::new(queues)));
     }
+    // apalis' statements (fetch, mark running, acknowledge, enqueue) are prepared once per
+    // connection but, left to PostgreSQL, planned again at every call (their custom plans look
+    // cheaper than the generic one): a plan per job and per fetch, for the same index lookups.
+    let options = PgConnectOptions::from_str(db_url)
+        .map_err(|e| format!("job store: {e}"))?
+        .options([("plan_cache_mode", "force_generic_plan")]);
     let pool = PgPoolOptions::new()
         .max_connections(config.jobs.pool_size)
         .acquire_timeout(Duration::from_secs(config.db.timeout_secs))
-        .connect(db_url)
+        .connect_with(options)
         .await
         .map_err(|e| format!("job store: {e}"))?;
     // apalis migrations take their own lock; concurrent starts are safe.

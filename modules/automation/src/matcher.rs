@@ -204,6 +204,14 @@ impl Subscriber for TriggerMatcher {
         EVENTS
     }
 
+    /// A run is recorded once per trigger and event (`ON CONFLICT (trigger_id, event_id) DO
+    /// NOTHING`, and its loop warning only when the run is new), and a deleted deal's pending runs
+    /// are skipped by an update that finds nothing the second time: a redelivered event adds
+    /// nothing, without an inbox row per event.
+    fn deduplicates_itself(&self) -> bool {
+        true
+    }
+
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
         self.handle_many(conn, &[event]).await
     }
