@@ -427,14 +427,63 @@ fn has_lz4(bin: &Path) -> bool {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };
-    let major = output("--version").and_then(|v| {
-        v.split_whitespace()
-            .nth(1)?
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse::<u32>()
-            .ok()
-    });
-    major.is_some_and(|m| m >= 15)
+    output("--version")
+        .and_then(|v| major_version(&v))
+        .is_some_and(|m| m >= 15)
         && output("--configure").is_some_and(|c| c.contains("--with-lz4"))
+}
+
+/// The major version in `pg_config --version`'s answer ("PostgreSQL 15.19 (Debian 15.19-0+deb12u1)",
+/// "PostgreSQL 17beta2").
+fn major_version(version: &str) -> Option<u32> {
+    version
+        .split_whitespace()
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_major_version_is_read_from_pg_configs_answer() {
+        assert_eq!(
+            major_version("PostgreSQL 15.19 (Debian 15.19-0+deb12u1)\n"),
+            Some(15)
+        );
+        assert_eq!(major_version("PostgreSQL 17beta2"), Some(17));
+        assert_eq!(major_version("PostgreSQL 9.6.24"), Some(9));
+        assert_eq!(major_version("PostgreSQL"), None);
+        assert_eq!(major_version(""), None);
+    }
+
+    #[test]
+    fn lz4_is_asked_for_only_where_pg_config_says_the_server_has_it() {
+        // No pg_config there: the default compression, which every server takes.
+        let none = server_options(Path::new("/nonexistent"));
+        assert!(none.contains("-c wal_compression=on"), "{none}");
+        assert!(!none.contains("lz4"), "{none}");
+        // This machine's server, when it has one: LZ4 exactly when it was built with it.
+        if let Some(bin) = find_bin_dir() {
+            let ask = |arg: &str| {
+                Command::new(bin.join("pg_config"))
+                    .arg(arg)
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
+            };
+            let expected = ask("--configure").contains("--with-lz4")
+                && major_version(&ask("--version")).is_some_and(|m| m >= 15);
+            let options = server_options(&bin);
+            assert_eq!(
+                options.contains("-c wal_compression=lz4 -c default_toast_compression=lz4"),
+                expected,
+                "{options}"
+            );
+        }
+    }
 }

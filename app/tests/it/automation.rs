@@ -125,6 +125,42 @@ async fn open_tasks(app: &TestApp, caller: Caller, deal: DealId) -> Vec<activiti
         .items
 }
 
+/// The stage change of `deal` as it sits in the deals' outbox (to hand it to a subscriber again).
+async fn stage_change_of(app: &TestApp, deal: Option<DealId>) -> kernel::events::EventEnvelope {
+    let of_deal = deal
+        .map(|d| format!(" AND (payload->>'deal_id')::bigint = {}", d.0))
+        .unwrap_or_default();
+    serde_json::from_str(
+        &app.text_row(&format!(
+            "SELECT row_to_json(o)::text AS v FROM deals.outbox o \
+              WHERE event_type = 'deals.deal_stage_changed'{of_deal}"
+        ))
+        .await,
+    )
+    .unwrap()
+}
+
+/// Hands `event` to the subscriber `name` twice, as a redelivery does: in the app, or in
+/// automation's service when the module runs remote.
+async fn deliver_twice(app: &TestApp, name: &str, event: &kernel::events::EventEnvelope) {
+    let (sub, owner) = std::iter::once(&app.state)
+        .chain(app.service.iter())
+        .find_map(|s| {
+            voronka::server::subscribers(&s.modules)
+                .iter()
+                .find(|x| x.name() == name)
+                .cloned()
+                .map(|f| (f, s))
+        })
+        .unwrap();
+    let mut conn = owner.pool.get().await.unwrap();
+    for _ in 0..2 {
+        kernel::inbox::handle_batch(&mut conn, &*sub, std::slice::from_ref(event))
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn invalid_triggers_are_refused_with_a_clear_message_and_nothing_is_saved() {
     let (app, backbone) = spawn_app_with_workers_and(|_| {}).await;
@@ -387,6 +423,22 @@ async fn entering_a_stage_creates_the_task_once_as_a_robot_and_the_run_is_in_the
         ))
         .await,
         1
+    );
+    // The stage change handed to the trigger matcher again (twice) starts no second run; the
+    // matcher keeps no inbox rows (a run is unique per trigger and event).
+    deliver_twice(
+        &app,
+        "automation.triggers",
+        &stage_change_of(&app, Some(big.id)).await,
+    )
+    .await;
+    assert_eq!(runs(&app, admin, big.id).await.len(), 1);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM automation.inbox WHERE subscriber = 'automation.triggers'"
+        )
+        .await,
+        0
     );
     // The robot is the actor of what it did, and the run is in the deal's timeline.
     wait_until("the run in the log", || async {
@@ -701,36 +753,13 @@ async fn a_webhook_that_fails_twice_then_succeeds_gets_one_signed_successful_del
     assert_eq!(log[0].last_response.as_deref(), Some("thanks"));
     // The stage change delivered to the webhooks' subscriber again (twice) queues nothing new;
     // that subscriber keeps no inbox rows (a delivery is unique per subscription and event).
-    let moved: kernel::events::EventEnvelope = serde_json::from_str(
-        &app.text_row(
-            "SELECT row_to_json(o)::text AS v FROM deals.outbox o WHERE event_type = 'deals.deal_stage_changed'",
-        )
-        .await,
-    )
-    .unwrap();
+    let moved = stage_change_of(&app, None).await;
     let deliveries_of_move = format!(
         "SELECT count(*) AS n FROM automation.deliveries WHERE event_id = '{}'",
         moved.id
     );
     assert_eq!(app.count(&deliveries_of_move).await, 2);
-    // In the app, or in automation's service when the module runs remote.
-    let (feed, owner) = std::iter::once(&app.state)
-        .chain(app.service.iter())
-        .find_map(|s| {
-            voronka::server::subscribers(&s.modules)
-                .iter()
-                .find(|x| x.name() == "automation.webhooks")
-                .cloned()
-                .map(|f| (f, s))
-        })
-        .unwrap();
-    let mut conn = owner.pool.get().await.unwrap();
-    for _ in 0..2 {
-        kernel::inbox::handle_batch(&mut conn, &*feed, std::slice::from_ref(&moved))
-            .await
-            .unwrap();
-    }
-    drop(conn);
+    deliver_twice(&app, "automation.webhooks", &moved).await;
     assert_eq!(app.count(&deliveries_of_move).await, 2);
     assert_eq!(
         app.count(
