@@ -419,18 +419,20 @@ fn server_options(bin: &Path) -> String {
 /// Whether the server in `bin` takes LZ4 for both WAL (PostgreSQL 15 on) and TOAST: built
 /// `--with-lz4`, as `pg_config` beside it says. Without `pg_config`, no.
 fn has_lz4(bin: &Path) -> bool {
-    let output = |arg: &str| {
-        Command::new(bin.join("pg_config"))
-            .arg(arg)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-    };
-    output("--version")
+    pg_config(bin, "--version")
         .and_then(|v| major_version(&v))
         .is_some_and(|m| m >= 15)
-        && output("--configure").is_some_and(|c| c.contains("--with-lz4"))
+        && pg_config(bin, "--configure").is_some_and(|c| c.contains("--with-lz4"))
+}
+
+/// What `pg_config arg` in `bin` prints; None when it is not there or fails.
+fn pg_config(bin: &Path, arg: &str) -> Option<String> {
+    Command::new(bin.join("pg_config"))
+        .arg(arg)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// The major version in `pg_config --version`'s answer ("PostgreSQL 15.19 (Debian 15.19-0+deb12u1)",
@@ -469,15 +471,10 @@ mod tests {
         assert!(!none.contains("lz4"), "{none}");
         // This machine's server, when it has one: LZ4 exactly when it was built with it.
         if let Some(bin) = find_bin_dir() {
-            let ask = |arg: &str| {
-                Command::new(bin.join("pg_config"))
-                    .arg(arg)
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default()
-            };
-            let expected = ask("--configure").contains("--with-lz4")
-                && major_version(&ask("--version")).is_some_and(|m| m >= 15);
+            let expected = pg_config(&bin, "--configure").is_some_and(|c| c.contains("--with-lz4"))
+                && pg_config(&bin, "--version")
+                    .and_then(|v| major_version(&v))
+                    .is_some_and(|m| m >= 15);
             let options = server_options(&bin);
             assert_eq!(
                 options.contains("-c wal_compression=lz4 -c default_toast_compression=lz4"),

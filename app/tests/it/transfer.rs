@@ -690,40 +690,25 @@ async fn segments_know_who_has_an_open_deal_and_who_was_called_from_other_module
     assert_eq!(names_in(without.clone()).await, ["Boris"]);
     // A move between open stages changes nothing here (and leaves no inbox row); won: no
     // longer open.
-    let offer = pipeline
-        .stages
-        .iter()
-        .find(|s| s.name == "Offer")
-        .unwrap()
-        .id;
-    d.move_deal(
-        admin,
-        deal.id,
-        deals_api::MoveTo {
-            stage_id: offer,
-            after: None,
-            loss_reason_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    let offer = pipeline.stages.iter().find(|s| s.name == "Offer").unwrap();
     let won = pipeline
         .stages
         .iter()
         .find(|s| s.kind == StageKind::Won)
-        .unwrap()
-        .id;
-    d.move_deal(
-        admin,
-        deal.id,
-        deals_api::MoveTo {
-            stage_id: won,
-            after: None,
-            loss_reason_id: None,
-        },
-    )
-    .await
-    .unwrap();
+        .unwrap();
+    for stage in [offer, won] {
+        d.move_deal(
+            admin,
+            deal.id,
+            deals_api::MoveTo {
+                stage_id: stage.id,
+                after: None,
+                loss_reason_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
     let started = Instant::now();
     while !names_in(with.clone()).await.is_empty() {
         assert!(
