@@ -406,6 +406,174 @@ async fn moves_keep_order_history_totals_and_events() {
     );
 }
 
+/// The move to the top of a stage runs as one statement (the `deals.move_deal` function); its
+/// effects are those of the checked move, which takes the rest (after a deal, lost, the same stage).
+#[tokio::test]
+async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let cause = uuid::Uuid::now_v7();
+    let robot = Caller::robot(t.account, 7, cause);
+    let deals = &app.state.modules.deals;
+    let p = sales_pipeline(&app, caller).await;
+    let (first, second) = (p.stages[1].id, p.stages[2].id);
+    let a = deals
+        .create_deal(caller, new_deal(&p, "A", 100))
+        .await
+        .unwrap();
+    let b = deals
+        .create_deal(caller, new_deal(&p, "B", 200))
+        .await
+        .unwrap();
+    let to = |stage_id: StageId, after: Option<DealId>| MoveTo {
+        stage_id,
+        after,
+        loss_reason_id: None,
+    };
+    // A by a robot to the top (one statement), B by the user right after it (checked).
+    let moved = deals
+        .move_deal(robot, a.id, to(second, None))
+        .await
+        .unwrap();
+    assert_eq!((moved.stage_id, moved.closed_at), (second, None));
+    deals
+        .move_deal(caller, b.id, to(second, Some(a.id)))
+        .await
+        .unwrap();
+    let board = deals
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
+        .await
+        .unwrap();
+    let column = |stage: StageId| board.iter().find(|c| c.stage.id == stage).unwrap();
+    let names: Vec<&str> = column(second)
+        .deals
+        .items
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(names, ["A", "B"]);
+    assert_eq!(
+        (column(first).totals.deals, column(first).totals.budget),
+        (0, 0)
+    );
+    assert_eq!(
+        (column(second).totals.deals, column(second).totals.budget),
+        (2, 300)
+    );
+    // Both events say the same things in the same shape; the robot's carries its cause.
+    let event = |deal: DealId, what: &str| {
+        let app = &app;
+        let what = what.to_string();
+        async move {
+            app.text_row(&format!(
+                "SELECT {what}::text AS v FROM deals.outbox
+                  WHERE event_type = 'deals.deal_stage_changed' AND payload->>'deal_id' = '{}'",
+                deal.0
+            ))
+            .await
+        }
+    };
+    for (deal, by) in [(a.id, robot), (b.id, caller)] {
+        let payload: serde_json::Value =
+            serde_json::from_str(&event(deal, "payload").await).unwrap();
+        let expected = deals_api::events::DealStageChanged {
+            deal_id: deal,
+            pipeline_id: p.id,
+            from_stage_id: first,
+            to_stage_id: second,
+            loss_reason_id: None,
+            from_pipeline_id: None,
+        };
+        assert_eq!(payload, serde_json::to_value(&expected).unwrap());
+        let actor: serde_json::Value = serde_json::from_str(&event(deal, "actor").await).unwrap();
+        assert_eq!(actor, serde_json::to_value(by.actor).unwrap());
+    }
+    assert_eq!(
+        event(a.id, "causation_id").await,
+        cause.to_string(),
+        "the robot's move carries its cause"
+    );
+    // The stage history: A left the first stage and entered the second, both by the robot.
+    let robot_actor = serde_json::to_value(robot.actor).unwrap();
+    for sql in [
+        format!(
+            "SELECT left_by::text AS v FROM deals.stage_history WHERE deal_id = {} AND stage_id = {}",
+            a.id.0, first.0
+        ),
+        format!(
+            "SELECT entered_by::text AS v FROM deals.stage_history WHERE deal_id = {} AND left_at IS NULL",
+            a.id.0
+        ),
+    ] {
+        let by: serde_json::Value = serde_json::from_str(&app.text_row(&sql).await).unwrap();
+        assert_eq!(by, robot_actor, "{sql}");
+    }
+    // Won at the top: closed now; again to the same stage (checked): nothing new, still closed.
+    let won = deals.move_deal(caller, a.id, to(WON, None)).await.unwrap();
+    let closed = won.closed_at.expect("a won deal is closed");
+    let again = deals.move_deal(caller, a.id, to(WON, None)).await.unwrap();
+    assert_eq!(again.closed_at, Some(closed));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM deals.outbox WHERE event_type = 'deals.deal_stage_changed' AND payload->>'deal_id' = '{}'",
+            a.id.0
+        ))
+        .await,
+        2
+    );
+    let board = deals
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
+        .await
+        .unwrap();
+    let totals = |stage: StageId| {
+        let t = board.iter().find(|c| c.stage.id == stage).unwrap().totals;
+        (t.deals, t.budget)
+    };
+    assert_eq!((totals(second), totals(WON)), ((1, 200), (1, 100)));
+    // The statement itself declines (no row, nothing written) what the checked move must do or
+    // refuse: lost (a reason), the stage it is in, another account's deal, a deal not the caller's.
+    let events = "SELECT count(*) AS n FROM deals.outbox";
+    let before = app.count(events).await;
+    let other = app.tenant("Other").await;
+    for (account, stage, allowed) in [
+        (t.account.0, LOST.0, "NULL"),
+        (t.account.0, second.0, "NULL"),
+        (other.account.0, first.0, "NULL"),
+        (t.account.0, first.0, "ARRAY[0]::bigint[]"),
+    ] {
+        let sql = format!(
+            "SELECT count(*) AS n FROM deals.move_deal({account}, {}, {stage}, {allowed}, 1048576, 0,
+                    '{{}}'::jsonb, gen_random_uuid(), 'deals.deal_stage_changed', 1, now(), NULL)",
+            b.id.0
+        );
+        assert_eq!(app.count(&sql).await, 0, "{sql}");
+    }
+    assert_eq!(app.count(events).await, before);
+    let sql = format!(
+        "SELECT count(*) AS n FROM deals.move_deal({}, {}, {}, ARRAY[{}]::bigint[], 1048576, 0,
+                '{{}}'::jsonb, gen_random_uuid(), 'deals.deal_stage_changed', 1, now(), NULL)",
+        t.account.0, b.id.0, first.0, t.admin.id.0
+    );
+    assert_eq!(
+        app.count(&sql).await,
+        1,
+        "a move to the top of an open stage: {sql}"
+    );
+    deals
+        .move_deal(caller, b.id, to(second, None))
+        .await
+        .unwrap();
+    // Another account's caller finds no such deal, and nothing changes.
+    let stranger = Caller::user(other.account, other.admin.id);
+    let err = deals
+        .move_deal(stranger, b.id, to(first, None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert_eq!(deals.deal(caller, b.id).await.unwrap().stage_id, second);
+}
+
 #[tokio::test]
 async fn a_user_with_own_rights_neither_sees_nor_moves_others_deals_counts_and_sums_included() {
     let app = spawn_app().await;

@@ -777,6 +777,46 @@ pub(crate) async fn move_locked(
     Ok(row)
 }
 
+/// The common move in one statement, so one round trip and one commit (see the
+/// `deals.move_deal` function): a deal of the caller's `scope` to the top of another open or won
+/// stage of its pipeline that requires no field. The row lock, the stage lookup, the update, the
+/// stage history, the DealStageChanged event and the column's totals happen in it, atomically,
+/// with the same effects as [`move_locked`]. `None`, with nothing written, otherwise (no such
+/// deal or stage, not the caller's, the same stage, a lost stage, required fields): the caller
+/// then takes the checked path, which says why or makes the move.
+pub(crate) async fn move_fast(
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    allowed: Option<&[i64]>,
+    deal: DealId,
+    stage: StageId,
+) -> AppResult<Option<DealRow>> {
+    use diesel::sql_types::{Integer, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+    use kernel::events::DomainEvent;
+    let actor =
+        serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
+    let (id, occurred_at) = (uuid::Uuid::now_v7(), chrono::Utc::now());
+    let row: Option<DealRow> = kernel::sql::query(
+        "SELECT * FROM deals.move_deal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind::<BigInt, _>(caller.account_id.0)
+    .bind::<BigInt, _>(deal.0)
+    .bind::<BigInt, _>(stage.0)
+    .bind::<Nullable<diesel::sql_types::Array<BigInt>>, _>(allowed)
+    .bind::<BigInt, _>(GAP)
+    .bind::<BigInt, _>(actor_of(caller))
+    .bind::<Jsonb, _>(&actor)
+    .bind::<SqlUuid, _>(id)
+    .bind::<Text, _>(DealStageChanged::TYPE)
+    .bind::<Integer, _>(DealStageChanged::VERSION)
+    .bind::<Timestamptz, _>(occurred_at)
+    .bind::<Nullable<SqlUuid>, _>(caller.cause)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row)
+}
+
 /// The deal a command with request key `key` (a caller's cause) created, deleted or not.
 pub(crate) async fn requested(
     conn: &mut AsyncPgConnection,

@@ -1186,6 +1186,15 @@ impl Deals for DealsService {
         let scope = access::scope(&*self.accounts, caller, Action::Edit).await?;
         let account = caller.account_id;
         let mut conn = self.conn().await?;
+        // The common move (to the top of a stage) in one statement, when it applies.
+        if to.after.is_none() {
+            let allowed = scope.ids();
+            if let Some(row) =
+                ops::move_fast(&mut conn, caller, allowed.as_deref(), id, to.stage_id).await?
+            {
+                return ops::deal_out(&mut conn, account, row).await;
+            }
+        }
         let row = conn
             .transaction::<_, AppError, _>(async |tx| {
                 // The row lock (it serialises concurrent moves of the same deal), the stage and
