@@ -1186,8 +1186,9 @@ impl Deals for DealsService {
         let scope = access::scope(&*self.accounts, caller, Action::Edit).await?;
         let account = caller.account_id;
         let mut conn = self.conn().await?;
-        // The common move (to the top of a stage) in one statement, when it applies.
-        if to.after.is_none() {
+        // The common move (to the top of a stage) in one statement, when it applies (never to
+        // lost, which asks for a reason the statement does not check).
+        if to.after.is_none() && to.stage_id != LOST {
             let allowed = scope.ids();
             if let Some(row) =
                 ops::move_fast(&mut conn, caller, allowed.as_deref(), id, to.stage_id).await?
