@@ -33,6 +33,25 @@ async fn sales_pipeline(app: &TestApp, caller: Caller) -> Pipeline {
         .unwrap()
 }
 
+/// A tenant's admin, and a fresh sales pipeline with its first two own stages.
+async fn sales_setup(app: &TestApp, tenant: &str) -> (Caller, Pipeline, StageId, StageId) {
+    let t = app.tenant(tenant).await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let p = sales_pipeline(app, caller).await;
+    let (first, second) = (p.stages[1].id, p.stages[2].id);
+    (caller, p, first, second)
+}
+
+/// The pipeline's board, unfiltered.
+async fn board_of(app: &TestApp, caller: Caller, p: &Pipeline) -> Vec<BoardColumn> {
+    app.state
+        .modules
+        .deals
+        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
+        .await
+        .unwrap()
+}
+
 fn new_deal(p: &Pipeline, name: &str, price: i64) -> NewDeal {
     NewDeal {
         price,
@@ -411,21 +430,22 @@ async fn moves_keep_order_history_totals_and_events() {
 #[tokio::test]
 async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
     let app = spawn_app().await;
-    let t = app.tenant("Acme").await;
-    let caller = Caller::user(t.account, t.admin.id);
+    let (caller, p, first, second) = sales_setup(&app, "Acme").await;
+    let account = caller.account_id;
+    let admin = caller.actor.user_id().expect("a user");
     let cause = uuid::Uuid::now_v7();
-    let robot = Caller::robot(t.account, 7, cause);
+    let robot = Caller::robot(account, 7, cause);
     let deals = &app.state.modules.deals;
-    let p = sales_pipeline(&app, caller).await;
-    let (first, second) = (p.stages[1].id, p.stages[2].id);
-    let a = deals
-        .create_deal(caller, new_deal(&p, "A", 100))
-        .await
-        .unwrap();
-    let b = deals
-        .create_deal(caller, new_deal(&p, "B", 200))
-        .await
-        .unwrap();
+    let mut made = Vec::new();
+    for (name, price) in [("A", 100), ("B", 200)] {
+        made.push(
+            deals
+                .create_deal(caller, new_deal(&p, name, price))
+                .await
+                .unwrap(),
+        );
+    }
+    let (a, b) = (made[0].clone(), made[1].clone());
     let to = |stage_id: StageId, after: Option<DealId>| MoveTo {
         stage_id,
         after,
@@ -441,10 +461,7 @@ async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
         .move_deal(caller, b.id, to(second, Some(a.id)))
         .await
         .unwrap();
-    let board = deals
-        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
-        .await
-        .unwrap();
+    let board = board_of(&app, caller, &p).await;
     let column = |stage: StageId| board.iter().find(|c| c.stage.id == stage).unwrap();
     let names: Vec<&str> = column(second)
         .deals
@@ -522,10 +539,7 @@ async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
         .await,
         2
     );
-    let board = deals
-        .board(caller, p.id, &DealFilter::default(), PageRequest::default())
-        .await
-        .unwrap();
+    let board = board_of(&app, caller, &p).await;
     let totals = |stage: StageId| {
         let t = board.iter().find(|c| c.stage.id == stage).unwrap().totals;
         (t.deals, t.budget)
@@ -537,10 +551,10 @@ async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
     let before = app.count(events).await;
     let other = app.tenant("Other").await;
     for (account, stage, allowed) in [
-        (t.account.0, LOST.0, "NULL"),
-        (t.account.0, second.0, "NULL"),
+        (account.0, LOST.0, "NULL"),
+        (account.0, second.0, "NULL"),
         (other.account.0, first.0, "NULL"),
-        (t.account.0, first.0, "ARRAY[0]::bigint[]"),
+        (account.0, first.0, "ARRAY[0]::bigint[]"),
     ] {
         let sql = format!(
             "SELECT count(*) AS n FROM deals.move_deal({account}, {}, {stage}, {allowed}, 1048576, 0,
@@ -553,7 +567,7 @@ async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
     let sql = format!(
         "SELECT count(*) AS n FROM deals.move_deal({}, {}, {}, ARRAY[{}]::bigint[], 1048576, 0,
                 '{{}}'::jsonb, gen_random_uuid(), 'deals.deal_stage_changed', 1, now(), NULL)",
-        t.account.0, b.id.0, first.0, t.admin.id.0
+        account.0, b.id.0, first.0, admin.0
     );
     assert_eq!(
         app.count(&sql).await,
@@ -990,11 +1004,8 @@ async fn the_board_page_shows_columns_pages_cards_and_quick_adds() {
 #[tokio::test]
 async fn a_batch_is_created_in_one_statement_or_checked_deal_by_deal() {
     let app = spawn_app().await;
-    let t = app.tenant("Batch").await;
-    let caller = Caller::user(t.account, t.admin.id);
+    let (caller, p, first, second) = sales_setup(&app, "Batch").await;
     let deals = &app.state.modules.deals;
-    let p = sales_pipeline(&app, caller).await;
-    let (first, second) = (p.stages[1].id, p.stages[2].id);
     let top = deals
         .create_deal(caller, new_deal(&p, "Already there", 5))
         .await
