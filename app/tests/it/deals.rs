@@ -52,6 +52,15 @@ async fn board_of(app: &TestApp, caller: Caller, p: &Pipeline) -> Vec<BoardColum
         .unwrap()
 }
 
+/// A move to `stage_id`, at the top or right after `after`.
+fn move_to(stage_id: StageId, after: Option<DealId>) -> MoveTo {
+    MoveTo {
+        stage_id,
+        after,
+        loss_reason_id: None,
+    }
+}
+
 fn new_deal(p: &Pipeline, name: &str, price: i64) -> NewDeal {
     NewDeal {
         price,
@@ -446,19 +455,14 @@ async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
         );
     }
     let (a, b) = (made[0].clone(), made[1].clone());
-    let to = |stage_id: StageId, after: Option<DealId>| MoveTo {
-        stage_id,
-        after,
-        loss_reason_id: None,
-    };
     // A by a robot to the top (one statement), B by the user right after it (checked).
     let moved = deals
-        .move_deal(robot, a.id, to(second, None))
+        .move_deal(robot, a.id, move_to(second, None))
         .await
         .unwrap();
     assert_eq!((moved.stage_id, moved.closed_at), (second, None));
     deals
-        .move_deal(caller, b.id, to(second, Some(a.id)))
+        .move_deal(caller, b.id, move_to(second, Some(a.id)))
         .await
         .unwrap();
     let board = board_of(&app, caller, &p).await;
@@ -527,9 +531,15 @@ async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
         assert_eq!(by, robot_actor, "{sql}");
     }
     // Won at the top: closed now; again to the same stage (checked): nothing new, still closed.
-    let won = deals.move_deal(caller, a.id, to(WON, None)).await.unwrap();
+    let won = deals
+        .move_deal(caller, a.id, move_to(WON, None))
+        .await
+        .unwrap();
     let closed = won.closed_at.expect("a won deal is closed");
-    let again = deals.move_deal(caller, a.id, to(WON, None)).await.unwrap();
+    let again = deals
+        .move_deal(caller, a.id, move_to(WON, None))
+        .await
+        .unwrap();
     assert_eq!(again.closed_at, Some(closed));
     assert_eq!(
         app.count(&format!(
@@ -575,13 +585,13 @@ async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
         "a move to the top of an open stage: {sql}"
     );
     deals
-        .move_deal(caller, b.id, to(second, None))
+        .move_deal(caller, b.id, move_to(second, None))
         .await
         .unwrap();
     // Another account's caller finds no such deal, and nothing changes.
     let stranger = Caller::user(other.account, other.admin.id);
     let err = deals
-        .move_deal(stranger, b.id, to(first, None))
+        .move_deal(stranger, b.id, move_to(first, None))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
@@ -753,6 +763,76 @@ async fn concurrent_moves_of_one_deal_end_in_one_consistent_state() {
         app.count(&format!("SELECT count(*) AS n FROM deals.stage_history WHERE deal_id = {} AND left_at IS NULL AND stage_id = {}", d.id, now.stage_id)).await,
         1
     );
+}
+
+/// Deals of one responsible user and one totals shard moved between two columns in opposite
+/// directions at once, at the top (one statement) and after a card (checked): both kinds write
+/// the two columns' totals rows in the same order, so they never deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_moves_between_two_columns_never_deadlock() {
+    let app = spawn_app_with_pool(8).await;
+    let (caller, p, first, second) = sales_setup(&app, "Crossing").await;
+    let deals = app.state.modules.deals.clone();
+    // Two deals whose ids share a shard (id mod 16), one in each column, and a card in each
+    // column to place moved deals after.
+    let mut made = Vec::new();
+    for i in 0..40 {
+        made.push(
+            deals
+                .create_deal(caller, new_deal(&p, &format!("D{i}"), 10))
+                .await
+                .unwrap(),
+        );
+    }
+    let shard = made[0].id.0 % 16;
+    let same: Vec<DealId> = made
+        .iter()
+        .filter(|d| d.id.0 % 16 == shard)
+        .map(|d| d.id)
+        .collect();
+    assert!(same.len() >= 2);
+    let anchors = [made[1].id, made[2].id];
+    deals
+        .move_deal(caller, anchors[1], move_to(second, None))
+        .await
+        .unwrap();
+    let (x, y) = (same[0], same[1]);
+    deals
+        .move_deal(caller, y, move_to(second, None))
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for (deal, from, to, anchor_from, anchor_to) in [
+        (x, first, second, anchors[0], anchors[1]),
+        (y, second, first, anchors[1], anchors[0]),
+    ] {
+        let deals = deals.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..60 {
+                let after = |a: DealId| (i % 2 == 1).then_some(a);
+                for (stage, anchor) in [(to, anchor_to), (from, anchor_from)] {
+                    deals
+                        .move_deal(caller, deal, move_to(stage, after(anchor)))
+                        .await?;
+                }
+            }
+            Ok::<_, kernel::AppError>(())
+        }));
+    }
+    for h in handles {
+        h.await.unwrap().expect("no move fails");
+    }
+    let board = board_of(&app, caller, &p).await;
+    let totals = |stage: StageId| {
+        board
+            .iter()
+            .find(|c| c.stage.id == stage)
+            .unwrap()
+            .totals
+            .deals
+    };
+    assert_eq!(totals(first) + totals(second), 40);
+    assert_eq!(totals(second), 2, "each deal ended where it started");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,40 @@
 -- already in that stage, or when the stage is not there, is lost or requires fields: the service
 -- then takes its checked path, which says why. Kept in step with ops::move_fast's documentation
 -- and ops::move_locked, whose effects it repeats.
+-- Moves a deal's count and budget from one column's totals row (as the deal was) to another's
+-- (as it is now; the shard is the deal's). The two rows are written in key order, whichever
+-- way the deal goes, so that deals crossing between two columns at once never deadlock on each
+-- other's rows. Both the move below and the checked path (ops::move_counts) use it.
+CREATE FUNCTION deals.move_totals(
+    p_account bigint, p_shard smallint,
+    p_from_pipeline bigint, p_from_stage bigint, p_from_responsible bigint, p_from_price bigint,
+    p_to_pipeline bigint, p_to_stage bigint, p_to_responsible bigint, p_to_price bigint
+) RETURNS void LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    from_first boolean := (p_from_pipeline, p_from_stage, p_from_responsible)
+                          < (p_to_pipeline, p_to_stage, p_to_responsible);
+    n integer;
+BEGIN
+    FOR turn IN 0..1 LOOP
+        IF (turn = 0) = from_first THEN
+            UPDATE deals.stage_totals SET deals = deals - 1, budget = budget - p_from_price
+             WHERE account_id = p_account AND pipeline_id = p_from_pipeline AND stage_id = p_from_stage
+               AND responsible_user_id = p_from_responsible AND shard = p_shard;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n <> 1 THEN
+                RAISE EXCEPTION 'stage totals out of step with the deals';
+            END IF;
+        ELSE
+            INSERT INTO deals.stage_totals AS t (account_id, pipeline_id, stage_id, responsible_user_id, shard, deals, budget)
+            VALUES (p_account, p_to_pipeline, p_to_stage, p_to_responsible, p_shard, 1, p_to_price)
+            ON CONFLICT (account_id, pipeline_id, stage_id, responsible_user_id, shard)
+            DO UPDATE SET deals = t.deals + 1, budget = t.budget + EXCLUDED.budget;
+        END IF;
+    END LOOP;
+END
+$fn$;
+
 CREATE FUNCTION deals.move_deal(
     p_account bigint, p_deal bigint, p_stage bigint, p_allowed bigint[], p_gap bigint,
     p_actor_id bigint, p_actor jsonb, p_event_id uuid, p_event_type text, p_event_version integer,
@@ -17,7 +51,6 @@ DECLARE
     was deals.deals;
     moved deals.deals;
     target_kind text;
-    n integer;
 BEGIN
     SELECT * INTO was FROM deals.deals
      WHERE account_id = p_account AND id = p_deal AND deleted_at IS NULL
@@ -55,17 +88,9 @@ BEGIN
                                'from_stage_id', was.stage_id, 'to_stage_id', moved.stage_id,
                                'loss_reason_id', NULL));
     -- The totals last: their rows are shared by the column's movers (held until the commit).
-    UPDATE deals.stage_totals SET deals = deals - 1, budget = budget - was.price
-     WHERE account_id = p_account AND pipeline_id = was.pipeline_id AND stage_id = was.stage_id
-       AND responsible_user_id = was.responsible_user_id AND shard = (p_deal % 16)::smallint;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n <> 1 THEN
-        RAISE EXCEPTION 'stage totals out of step with the deals';
-    END IF;
-    INSERT INTO deals.stage_totals AS t (account_id, pipeline_id, stage_id, responsible_user_id, shard, deals, budget)
-    VALUES (p_account, moved.pipeline_id, moved.stage_id, moved.responsible_user_id, (p_deal % 16)::smallint, 1, moved.price)
-    ON CONFLICT (account_id, pipeline_id, stage_id, responsible_user_id, shard)
-    DO UPDATE SET deals = t.deals + 1, budget = t.budget + EXCLUDED.budget;
+    PERFORM deals.move_totals(p_account, (p_deal % 16)::smallint,
+                              was.pipeline_id, was.stage_id, was.responsible_user_id, was.price,
+                              moved.pipeline_id, moved.stage_id, moved.responsible_user_id, moved.price);
     RETURN NEXT moved;
 END
 $fn$;

@@ -90,49 +90,28 @@ pub(crate) async fn bump_totals(
 }
 
 /// Moves a deal's count from its column's totals as it was (`from`) to those of its column now
-/// (`to`), in one statement; the two columns differ.
+/// (`to`), in one statement (`deals.move_totals`, which writes the two rows in key order so that
+/// crossing moves never deadlock). The rows may be the same one (a new price).
 pub(crate) async fn move_counts(
     mut conn: &AsyncPgConnection,
     account: AccountId,
     from: &DealRow,
     to: &DealRow,
 ) -> AppResult<()> {
-    #[derive(diesel::QueryableByName)]
-    struct Gone {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        gone: i64,
-    }
-    use diesel::sql_types::{BigInt, SmallInt};
-    let moved: Gone = kernel::sql::query(
-        "WITH gone AS (
-             UPDATE deals.stage_totals SET deals = deals - 1, budget = budget - $6
-              WHERE account_id = $1 AND pipeline_id = $2 AND stage_id = $3 AND responsible_user_id = $4
-                AND shard = $5
-             RETURNING 1
-         )
-         INSERT INTO deals.stage_totals AS t (account_id, pipeline_id, stage_id, responsible_user_id, shard, deals, budget)
-         VALUES ($1, $7, $8, $9, $5, 1, $10)
-         ON CONFLICT (account_id, pipeline_id, stage_id, responsible_user_id, shard)
-         DO UPDATE SET deals = t.deals + 1, budget = t.budget + $10
-         RETURNING (SELECT count(*) FROM gone) AS gone",
-    )
-    .bind::<BigInt, _>(account.0)
-    .bind::<BigInt, _>(from.pipeline_id)
-    .bind::<BigInt, _>(from.stage_id)
-    .bind::<BigInt, _>(from.responsible_user_id)
-    .bind::<SmallInt, _>(shard_of(from.id))
-    .bind::<BigInt, _>(from.price)
-    .bind::<BigInt, _>(to.pipeline_id)
-    .bind::<BigInt, _>(to.stage_id)
-    .bind::<BigInt, _>(to.responsible_user_id)
-    .bind::<BigInt, _>(to.price)
-    .get_result(&mut conn)
-    .await?;
-    if moved.gone != 1 {
-        return Err(AppError::internal(
-            "stage totals out of step with the deals",
-        ));
-    }
+    use diesel::sql_types::SmallInt;
+    kernel::sql::query("SELECT deals.move_totals($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        .bind::<BigInt, _>(account.0)
+        .bind::<SmallInt, _>(shard_of(from.id))
+        .bind::<BigInt, _>(from.pipeline_id)
+        .bind::<BigInt, _>(from.stage_id)
+        .bind::<BigInt, _>(from.responsible_user_id)
+        .bind::<BigInt, _>(from.price)
+        .bind::<BigInt, _>(to.pipeline_id)
+        .bind::<BigInt, _>(to.stage_id)
+        .bind::<BigInt, _>(to.responsible_user_id)
+        .bind::<BigInt, _>(to.price)
+        .execute(&mut conn)
+        .await?;
     Ok(())
 }
 
@@ -566,8 +545,7 @@ pub(crate) async fn update_locked(
     .get_result(tx)
     .await?;
     if row.price != current.price || row.responsible_user_id != current.responsible_user_id {
-        count_out(tx, account, current).await?;
-        count_in(tx, account, &row).await?;
+        move_counts(tx, account, current, &row).await?;
     }
     let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
     let mut diff = |key: &str, b: Value, a: Value| {
