@@ -560,25 +560,25 @@ async fn a_move_to_the_top_in_one_statement_has_the_checked_moves_effects() {
     let events = "SELECT count(*) AS n FROM deals.outbox";
     let before = app.count(events).await;
     let other = app.tenant("Other").await;
+    // B through the statement, as `account` moving it to `stage` with the rights `allowed`.
+    let direct = |account: i64, stage: i64, allowed: String| {
+        format!(
+            "SELECT count(*) AS n FROM deals.move_deal({account}, {}, {stage}, {allowed}, 1048576, 0,
+                    '{{}}'::jsonb, gen_random_uuid(), 'deals.deal_stage_changed', 1, now(), NULL)",
+            b.id.0
+        )
+    };
     for (account, stage, allowed) in [
         (account.0, LOST.0, "NULL"),
         (account.0, second.0, "NULL"),
         (other.account.0, first.0, "NULL"),
         (account.0, first.0, "ARRAY[0]::bigint[]"),
     ] {
-        let sql = format!(
-            "SELECT count(*) AS n FROM deals.move_deal({account}, {}, {stage}, {allowed}, 1048576, 0,
-                    '{{}}'::jsonb, gen_random_uuid(), 'deals.deal_stage_changed', 1, now(), NULL)",
-            b.id.0
-        );
+        let sql = direct(account, stage, allowed.to_string());
         assert_eq!(app.count(&sql).await, 0, "{sql}");
     }
     assert_eq!(app.count(events).await, before);
-    let sql = format!(
-        "SELECT count(*) AS n FROM deals.move_deal({}, {}, {}, ARRAY[{}]::bigint[], 1048576, 0,
-                '{{}}'::jsonb, gen_random_uuid(), 'deals.deal_stage_changed', 1, now(), NULL)",
-        account.0, b.id.0, first.0, admin.0
-    );
+    let sql = direct(account.0, first.0, format!("ARRAY[{}]::bigint[]", admin.0));
     assert_eq!(
         app.count(&sql).await,
         1,

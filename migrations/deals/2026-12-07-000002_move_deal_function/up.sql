@@ -1,12 +1,3 @@
--- The common move of a deal as one prepared unit: to the top of another open or won stage of its
--- pipeline that requires no field. The row lock, the stage lookup, the update at the top of the
--- column, the stage history, the DealStageChanged event and the column totals happen in one
--- statement, so one round trip and one commit instead of four round trips and ten statements
--- (PL/pgSQL keeps the plans of its statements for the session). It returns no row, having
--- written nothing, when the deal is not there or not the caller's (`p_allowed`, null for all),
--- already in that stage, or when the stage is not there, is lost or requires fields: the service
--- then takes its checked path, which says why. Kept in step with ops::move_fast's documentation
--- and ops::move_locked, whose effects it repeats.
 -- Moves a deal's count and budget from one column's totals row (as the deal was) to another's
 -- (as it is now; the shard is the deal's). The two rows are written in key order, whichever
 -- way the deal goes, so that deals crossing between two columns at once never deadlock on each
@@ -41,6 +32,15 @@ BEGIN
 END
 $fn$;
 
+-- The common move of a deal as one prepared unit: to the top of another open or won stage of its
+-- pipeline that requires no field. The row lock, the stage lookup, the update at the top of the
+-- column, the stage history, the DealStageChanged event and the column totals happen in one
+-- statement, so one round trip and one commit instead of four round trips and ten statements
+-- (PL/pgSQL keeps the plans of its statements for the session). It returns no row, having
+-- written nothing, when the deal is not there or not the caller's (`p_allowed`, null for all),
+-- already in that stage, or when the stage is not there, is lost or requires fields: the service
+-- then takes its checked path, which says why. Kept in step with ops::move_fast's documentation
+-- and ops::move_locked, whose effects it repeats.
 CREATE FUNCTION deals.move_deal(
     p_account bigint, p_deal bigint, p_stage bigint, p_allowed bigint[], p_gap bigint,
     p_actor_id bigint, p_actor jsonb, p_event_id uuid, p_event_type text, p_event_version integer,
