@@ -1,8 +1,9 @@
 //! `voronka automation-bench`: events in → actions done, with the real backbone in this process
 //! (relay, bus, the trigger subscriber, the dispatcher and the job workers). A pipeline with one
 //! trigger "moved to Out: immediately, create a task"; deals created in "In" are moved to "Out"
-//! through the deals trait at a steady rate (the sustained phase), then as fast as possible (the
-//! burst), once the seeding's own events have been handled. Prints the moves' rate, the time from each move's commit to its run being done
+//! through the deals trait at a steady rate (a warm-up, reported apart, then the sustained
+//! phase), then as fast as possible (the burst), once the seeding's own events have been
+//! handled. Prints the moves' rate, the time from each move's commit to its run being done
 //! (p50/p95/p99), and actions done per second (mean and the best second).
 
 use std::collections::HashMap;
@@ -199,13 +200,22 @@ async fn move_all(
     Ok((moved, secs))
 }
 
-pub async fn run(
-    state: &AppState,
-    email: &str,
-    rate: u32,
-    seconds: u32,
-    burst: usize,
-) -> Result<(), String> {
+/// The bench's phases: `warmup` seconds at `rate` (reported, not counted), `seconds` at `rate`
+/// (the sustained phase), then `burst` stage changes as fast as they go.
+pub struct Phases {
+    pub rate: u32,
+    pub seconds: u32,
+    pub warmup: u32,
+    pub burst: usize,
+}
+
+pub async fn run(state: &AppState, email: &str, phases: Phases) -> Result<(), String> {
+    let Phases {
+        rate,
+        seconds,
+        warmup,
+        burst,
+    } = phases;
     let err = |e: kernel::AppError| e.to_string();
     let user = state
         .modules
@@ -217,7 +227,8 @@ pub async fn run(
     let caller = kernel::Caller::user(user.account_id, user.id);
     let deals = &state.modules.deals;
     let sustained = (rate * seconds) as usize;
-    let total = sustained + burst;
+    let warm = (rate * warmup) as usize;
+    let total = warm + sustained + burst;
     // A fresh pipeline: every deal starts in "In"; "Out" is added after seeding.
     let pipeline = deals
         .create_pipeline(
@@ -305,7 +316,21 @@ pub async fn run(
             .map_err(|e| e.to_string())?;
     }
 
-    let (first, second) = ids.split_at(sustained.min(ids.len()));
+    let (warming, rest) = ids.split_at(warm.min(ids.len()));
+    if !warming.is_empty() {
+        // The same moves first, so that the measured phase finds the process as it runs for
+        // good (its pools' connections open, their statements prepared and planned, the
+        // relay and the workers going) rather than just started.
+        let (moved, _) =
+            move_all(state, caller, warming.to_vec(), out.id.0, Some(rate), 32).await?;
+        let (lat, _) = measure(state, trigger.id.0, &moved, moved.len()).await?;
+        println!(
+            "warm-up ({warmup} s at {rate}/s, not counted below): {}",
+            quantiles(lat)
+        );
+        wait_idle(state).await?;
+    }
+    let (first, second) = rest.split_at(sustained.min(rest.len()));
     let (moved, secs) = move_all(state, caller, first.to_vec(), out.id.0, Some(rate), 32).await?;
     println!(
         "sustained: {} stage changes in {:.1} s ({:.0}/s asked {rate}/s)",

@@ -178,6 +178,10 @@ enum Command {
         rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u32,
+        /// Seconds of moves at the same rate before the sustained phase, reported apart and not
+        /// counted: a process just started has its connections and their plans to make.
+        #[arg(long, default_value_t = 3)]
+        warmup: u32,
         /// Stage changes made as fast as possible after the sustained phase.
         #[arg(long, default_value_t = 20000)]
         burst: usize,
@@ -873,12 +877,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             email,
             rate,
             seconds,
+            warmup,
             burst,
             server: args,
         } => {
             let config = load(&cli.config, args)?;
             with_backbone(&config, async |state| {
-                crate::automation_bench::run(state, email, *rate, *seconds, *burst).await
+                let phases = crate::automation_bench::Phases {
+                    rate: *rate,
+                    seconds: *seconds,
+                    warmup: *warmup,
+                    burst: *burst,
+                };
+                crate::automation_bench::run(state, email, phases).await
             })
             .await
         }

@@ -209,6 +209,9 @@ fn spawn_listener(
 /// Hands due automation work to the job queue: at once when the module says there is some
 /// (LISTEN on its channel), and every second for delayed work coming due. Several processes may
 /// dispatch: the module hands each run out once.
+/// Jobs a dispatcher stores at once.
+const ENQUEUE_AT_ONCE: usize = 4;
+
 pub async fn dispatch_automation(
     automation: Arc<dyn automation_api::Automation>,
     jobs: JobStore,
@@ -243,12 +246,22 @@ pub async fn dispatch_automation(
                     .chunks(RUNS_PER_JOB)
                     .map(|c| Work::Runs { runs: c.to_vec() })
                     .chain(other);
-                for w in jobs_of {
-                    if let Err(e) = jobs.enqueue(AUTOMATION_WORK, w, None, retry).await {
-                        // The work stays queued in the module and is handed out again later.
-                        tracing::warn!(error = %e, "automation: could not queue work");
-                    }
-                }
+                // Stored side by side (a few connections at once), not one round trip after
+                // another: under load each waits for a core, and the next due work waits for
+                // this loop.
+                use futures_util::StreamExt;
+                futures_util::stream::iter(jobs_of)
+                    .for_each_concurrent(ENQUEUE_AT_ONCE, |w| {
+                        let jobs = &jobs;
+                        async move {
+                            if let Err(e) = jobs.enqueue(AUTOMATION_WORK, w, None, retry).await {
+                                // The work stays queued in the module and is handed out again
+                                // later.
+                                tracing::warn!(error = %e, "automation: could not queue work");
+                            }
+                        }
+                    })
+                    .await;
             }
             Err(e) => tracing::warn!(error = %e, "automation: taking due work failed; will retry"),
         }

@@ -56,6 +56,9 @@ pub async fn append(
 
 #[derive(QueryableByName)]
 struct OutboxRow {
+    /// Which of the claimed schemas the row is from.
+    #[diesel(sql_type = Integer)]
+    at: i32,
     #[diesel(sql_type = BigInt)]
     seq: i64,
     #[diesel(sql_type = SqlUuid)]
@@ -82,6 +85,16 @@ pub struct Claimed {
     pub events: Vec<EventEnvelope>,
     /// Rows whose envelope could not be read back (kept for the record, marked published).
     pub unreadable: Vec<(i64, String)>,
+}
+
+impl Claimed {
+    fn empty() -> Claimed {
+        Claimed {
+            seqs: Vec::new(),
+            events: Vec::new(),
+            unreadable: Vec::new(),
+        }
+    }
 }
 
 #[derive(QueryableByName)]
@@ -119,23 +132,49 @@ pub async fn pending<'s>(
 /// Claims up to `limit` unpublished events, oldest first, skipping rows other relays hold.
 /// Call inside a transaction, publish, then [`mark_published`] before committing.
 pub async fn claim(conn: &mut AsyncPgConnection, schema: &str, limit: i64) -> AppResult<Claimed> {
-    let rows: Vec<OutboxRow> = crate::sql::query(format!(
-        "SELECT seq, id, account_id, event_type, version, actor, occurred_at, causation_id, payload
-           FROM {schema}.outbox WHERE published_at IS NULL
-          ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"
-    ))
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await?;
-    let mut claimed = Claimed {
-        seqs: Vec::with_capacity(rows.len()),
-        events: Vec::with_capacity(rows.len()),
-        unreadable: Vec::new(),
-    };
+    let mut claimed = claim_many(conn, &[schema], limit).await?;
+    Ok(claimed.pop().unwrap_or_else(Claimed::empty))
+}
+
+/// [`claim`] from each of `schemas` (up to `limit` events from each) in one statement, so one
+/// round trip however many outboxes have events: one `Claimed` per schema, in the order given.
+pub async fn claim_many(
+    conn: &mut AsyncPgConnection,
+    schemas: &[&str],
+    limit: i64,
+) -> AppResult<Vec<Claimed>> {
+    if schemas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ctes = schemas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "c{i} AS (SELECT seq, id, account_id, event_type, version, actor, occurred_at,
+                                 causation_id, payload
+                            FROM {s}.outbox WHERE published_at IS NULL
+                           ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows_of = (0..schemas.len())
+        .map(|i| format!("SELECT {i} AS at, * FROM c{i}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let rows: Vec<OutboxRow> = crate::sql::query(format!("WITH {ctes} {rows_of} ORDER BY at, seq"))
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+    let mut claimed: Vec<Claimed> = schemas.iter().map(|_| Claimed::empty()).collect();
     for r in rows {
-        claimed.seqs.push(r.seq);
+        let Some(c) = claimed.get_mut(r.at as usize) else {
+            continue;
+        };
+        c.seqs.push(r.seq);
         match serde_json::from_value(r.actor) {
-            Ok(actor) => claimed.events.push(EventEnvelope {
+            Ok(actor) => c.events.push(EventEnvelope {
                 id: r.id,
                 account_id: AccountId(r.account_id),
                 event_type: r.event_type,
@@ -145,7 +184,7 @@ pub async fn claim(conn: &mut AsyncPgConnection, schema: &str, limit: i64) -> Ap
                 causation_id: r.causation_id,
                 payload: r.payload,
             }),
-            Err(e) => claimed.unreadable.push((r.seq, format!("actor: {e}"))),
+            Err(e) => c.unreadable.push((r.seq, format!("actor: {e}"))),
         }
     }
     Ok(claimed)
@@ -156,12 +195,34 @@ pub async fn mark_published(
     schema: &str,
     seqs: &[i64],
 ) -> AppResult<()> {
-    crate::sql::query(format!(
-        "UPDATE {schema}.outbox SET published_at = now() WHERE seq = ANY($1)"
-    ))
-    .bind::<Array<BigInt>, _>(seqs)
-    .execute(conn)
-    .await?;
+    mark_published_many(conn, &[(schema, seqs)]).await
+}
+
+/// [`mark_published`] for several outboxes in one statement (one round trip).
+pub async fn mark_published_many(
+    conn: &mut AsyncPgConnection,
+    batches: &[(&str, &[i64])],
+) -> AppResult<()> {
+    let batches: Vec<&(&str, &[i64])> = batches.iter().filter(|(_, s)| !s.is_empty()).collect();
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let text = batches
+        .iter()
+        .enumerate()
+        .map(|(i, (schema, _))| {
+            format!(
+                "u{i} AS (UPDATE {schema}.outbox SET published_at = now() WHERE seq = ANY(${}))",
+                i + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut q = crate::sql::query(format!("WITH {text} SELECT 1"));
+    for (_, seqs) in &batches {
+        q = q.bind::<Array<BigInt>, _>(*seqs);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 

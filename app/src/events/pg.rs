@@ -44,26 +44,25 @@ impl PgBus {
 
 #[async_trait]
 impl Bus for PgBus {
+    /// One job per subscriber that wants any of the events, stored side by side (each on a
+    /// connection of its own) rather than one after another: the relay waits for them all.
     async fn publish(&self, events: &[EventEnvelope]) -> AppResult<()> {
-        for sub in self.subscribers.iter() {
+        let jobs = self.subscribers.iter().filter_map(|sub| {
             let mine: Vec<EventEnvelope> = events
                 .iter()
                 // An event the subscriber would ignore is not even queued for it.
                 .filter(|e| sub.wants(&e.event_type) && !sub.ignores(e))
                 .cloned()
                 .collect();
-            if mine.is_empty() {
-                continue;
-            }
-            self.jobs
-                .enqueue(
-                    &queue_of(sub.name()),
-                    Deliver { events: mine },
-                    None,
-                    self.retry,
-                )
-                .await
-                .map_err(|e| AppError::new(kernel::ErrorCode::Unavailable, e))?;
+            (!mine.is_empty()).then(|| async move {
+                let queue = queue_of(sub.name());
+                self.jobs
+                    .enqueue(&queue, Deliver { events: mine }, None, self.retry)
+                    .await
+            })
+        });
+        for stored in futures_util::future::join_all(jobs).await {
+            stored.map_err(|e| AppError::new(kernel::ErrorCode::Unavailable, e))?;
         }
         Ok(())
     }

@@ -1203,6 +1203,90 @@ async fn a_batch_is_created_in_one_statement_or_checked_deal_by_deal() {
     assert_eq!(tagged[0].tags[0].name, "vip");
 }
 
+/// The relay's one statement over several outboxes: each outbox's unpublished events, oldest
+/// first and at most the limit from each, under its own schema (an empty outbox gives an empty
+/// batch); one statement then marks all of them published, and only them.
+#[tokio::test]
+async fn one_claim_takes_from_every_outbox_and_one_update_marks_them_published() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
+    let app = spawn_app().await;
+    app.sql("DELETE FROM deals.outbox; DELETE FROM contacts.outbox; DELETE FROM activities.outbox")
+        .await;
+    for (schema, n) in [("deals", 5), ("contacts", 3)] {
+        app.sql(&format!(
+            "INSERT INTO {schema}.outbox (id, account_id, event_type, version, actor, occurred_at, payload)
+             SELECT gen_random_uuid(), 1, '{schema}.test', 1, '{{\"kind\": \"system\"}}', now(),
+                    jsonb_build_object('n', i)
+               FROM generate_series(1, {n}) i"
+        ))
+        .await;
+    }
+    let mut conn = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    let schemas = ["contacts", "activities", "deals"];
+    let claimed = conn
+        .transaction::<_, kernel::AppError, _>(async |tx| {
+            let claimed = kernel::outbox::claim_many(tx, &schemas, 4).await?;
+            let marks: Vec<(&str, &[i64])> = schemas
+                .iter()
+                .zip(&claimed)
+                .map(|(s, c)| (*s, c.seqs.as_slice()))
+                .collect();
+            kernel::outbox::mark_published_many(tx, &marks).await?;
+            Ok(claimed)
+        })
+        .await
+        .unwrap();
+    let numbers = |i: usize| -> Vec<i64> {
+        claimed[i]
+            .events
+            .iter()
+            .map(|e| e.payload["n"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(numbers(0), vec![1, 2, 3]);
+    assert!(claimed[1].events.is_empty() && claimed[1].seqs.is_empty());
+    assert_eq!(
+        numbers(2),
+        vec![1, 2, 3, 4],
+        "the limit applies to each outbox"
+    );
+    assert!(
+        claimed[0]
+            .events
+            .iter()
+            .all(|e| e.event_type == "contacts.test")
+    );
+    assert!(
+        claimed[2]
+            .events
+            .iter()
+            .all(|e| e.event_type == "deals.test")
+    );
+    let mut seqs = claimed[2].seqs.clone();
+    seqs.sort();
+    assert_eq!(seqs, claimed[2].seqs, "oldest first");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM contacts.outbox WHERE published_at IS NULL")
+            .await,
+        0
+    );
+    // The fifth deals event was not claimed: it stays to be published next time.
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM deals.outbox WHERE published_at IS NULL")
+            .await,
+        1
+    );
+    let next = conn
+        .transaction::<_, kernel::AppError, _>(async |tx| {
+            kernel::outbox::claim_many(tx, &schemas, 4).await
+        })
+        .await
+        .unwrap();
+    assert_eq!(next[2].events.len(), 1);
+    assert_eq!(next[2].events[0].payload["n"], 5);
+    assert!(next[0].events.is_empty());
+}
+
 /// Events published more than a week ago are pruned from the outbox, oldest first and a batch at
 /// a time; an old event that was never published, and a recent one, stay.
 #[tokio::test]
