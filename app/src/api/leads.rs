@@ -572,8 +572,8 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth.caller();
     let items = body::batch(&raw, MAX_BATCH)?;
-    let ctx = Ctx::load(&state, caller).await?;
-    let tags = known_tags(&state, caller).await?;
+    let (ctx, tags) =
+        futures_util::try_join!(Ctx::load(&state, caller), known_tags(&state, caller))?;
     let mut writes = Vec::new();
     let mut errors = Vec::new();
     for (i, obj) in items.iter().enumerate() {

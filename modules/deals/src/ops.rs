@@ -1024,11 +1024,14 @@ pub(crate) struct FastNew<'a> {
 /// The common create of a whole batch in one statement (see the `deals.create_deals`
 /// function): deals without tags or custom-field values into stages that require no field.
 /// `None`, with nothing written, when any deal's stage is not there or requires fields: the
-/// caller then takes the checked path for each deal, which says why.
+/// caller then takes the checked path for each deal, which says why. With `batch_lock`, the
+/// statement first takes the account's batch lock of that class, shared, until its transaction
+/// ends (run on its own, the statement is its transaction: one round trip in all).
 pub(crate) async fn create_fast_many(
     conn: &mut AsyncPgConnection,
     caller: Caller,
     batch: &[FastNew<'_>],
+    batch_lock: Option<i32>,
 ) -> AppResult<Option<Vec<DealRow>>> {
     use diesel::sql_types::{Array, Integer, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
     if batch.is_empty() {
@@ -1054,8 +1057,9 @@ pub(crate) async fn create_fast_many(
     let actor =
         serde_json::to_value(caller.actor).map_err(|e| AppError::internal(e.to_string()))?;
     let rows: Vec<DealRow> = kernel::sql::query(
-        "SELECT * FROM deals.create_deals($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        "SELECT * FROM deals.create_deals_locked($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
+    .bind::<Nullable<Integer>, _>(batch_lock)
     .bind::<BigInt, _>(caller.account_id.0)
     .bind::<BigInt, _>(GAP)
     .bind::<BigInt, _>(actor_of(caller))

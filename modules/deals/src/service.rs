@@ -476,19 +476,43 @@ impl Deals for DealsService {
         load_pipeline(&mut conn, account, id).await
     }
 
+    /// The pipelines and all their stages in two statements sent together (one round trip,
+    /// however many pipelines): every API write of leads starts with this.
     async fn pipelines(&self, caller: Caller) -> AppResult<Vec<Pipeline>> {
-        let mut conn = self.conn().await?;
-        let ids: Vec<i64> = pipelines::table
+        let conn = self.conn().await?;
+        let mut shared: &AsyncPgConnection = &conn;
+        let mut shared2: &AsyncPgConnection = &conn;
+        let heads = pipelines::table
             .filter(pipelines::account_id.eq(caller.account_id.0))
             .order((pipelines::sort, pipelines::id))
-            .select(pipelines::id)
-            .load(&mut conn)
-            .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(load_pipeline(&mut conn, caller.account_id, PipelineId(id)).await?);
+            .select((
+                pipelines::id,
+                pipelines::name,
+                pipelines::sort,
+                pipelines::is_main,
+            ))
+            .load::<(i64, String, i32, bool)>(&mut shared);
+        let stage_rows = stages::table
+            .filter(stages::account_id.eq(caller.account_id.0))
+            .order((stages::pipeline_id, stages::sort, stages::id))
+            .select(StageRow::as_select())
+            .load::<StageRow>(&mut shared2);
+        let (heads, stage_rows) = futures_util::future::try_join(heads, stage_rows).await?;
+        let mut stages_of: std::collections::HashMap<i64, Vec<Stage>> =
+            std::collections::HashMap::new();
+        for r in stage_rows {
+            stages_of.entry(r.pipeline_id).or_default().push(r.into());
         }
-        Ok(out)
+        Ok(heads
+            .into_iter()
+            .map(|(id, name, sort, is_main)| Pipeline {
+                id: PipelineId(id),
+                name,
+                sort,
+                is_main,
+                stages: stages_of.remove(&id).unwrap_or_default(),
+            })
+            .collect())
     }
 
     async fn pipeline(&self, caller: Caller, id: PipelineId) -> AppResult<Pipeline> {
@@ -1002,14 +1026,9 @@ impl Deals for DealsService {
                     responsible: responsible_of(new)?,
                 });
             }
-            let done = conn
-                .transaction::<_, AppError, _>(async |tx| {
-                    if batch.len() > 1 {
-                        batch_turn(tx, caller.account_id, false).await?;
-                    }
-                    ops::create_fast_many(tx, caller, &batch).await
-                })
-                .await?;
+            // One statement on its own (its own transaction), the shared turn included.
+            let turn = (batch.len() > 1).then_some(BATCH_LOCK);
+            let done = ops::create_fast_many(&mut conn, caller, &batch, turn).await?;
             // None: some deal's stage did not qualify and nothing was written; the checked path
             // below says why.
             if let Some(rows) = done {
