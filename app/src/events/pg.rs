@@ -54,7 +54,7 @@ impl Bus for PgBus {
                 .filter(|e| sub.wants(&e.event_type) && !sub.ignores(e))
                 .cloned()
                 .collect();
-            (!mine.is_empty()).then(|| async move {
+            (!mine.is_empty()).then_some(async move {
                 let queue = queue_of(sub.name());
                 self.jobs
                     .enqueue(&queue, Deliver { events: mine }, None, self.retry)
