@@ -206,12 +206,12 @@ fn spawn_listener(
     })
 }
 
-/// Hands due automation work to the job queue: at once when the module says there is some
-/// (LISTEN on its channel), and every second for delayed work coming due. Several processes may
-/// dispatch: the module hands each run out once.
 /// Jobs a dispatcher stores at once.
 const ENQUEUE_AT_ONCE: usize = 4;
 
+/// Hands due automation work to the job queue: at once when the module says there is some
+/// (LISTEN on its channel), and every second for delayed work coming due. Several processes may
+/// dispatch: the module hands each run out once.
 pub async fn dispatch_automation(
     automation: Arc<dyn automation_api::Automation>,
     jobs: JobStore,

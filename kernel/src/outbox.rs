@@ -130,7 +130,7 @@ pub async fn pending<'s>(
 }
 
 /// Claims up to `limit` unpublished events, oldest first, skipping rows other relays hold.
-/// Call inside a transaction, publish, then [`mark_published`] before committing.
+/// Call inside a transaction, publish, then [`mark_published_many`] before committing.
 pub async fn claim(conn: &mut AsyncPgConnection, schema: &str, limit: i64) -> AppResult<Claimed> {
     let mut claimed = claim_many(conn, &[schema], limit).await?;
     Ok(claimed.pop().unwrap_or_else(Claimed::empty))
@@ -190,15 +190,7 @@ pub async fn claim_many(
     Ok(claimed)
 }
 
-pub async fn mark_published(
-    conn: &mut AsyncPgConnection,
-    schema: &str,
-    seqs: &[i64],
-) -> AppResult<()> {
-    mark_published_many(conn, &[(schema, seqs)]).await
-}
-
-/// [`mark_published`] for several outboxes in one statement (one round trip).
+/// Marks the claimed events of each outbox published, all in one statement (one round trip).
 pub async fn mark_published_many(
     conn: &mut AsyncPgConnection,
     batches: &[(&str, &[i64])],

@@ -343,19 +343,12 @@ async fn insert_stage(
 /// The advisory lock class under which batches of deal creates of one account take turns.
 const BATCH_LOCK: i32 = 0x6465_616c;
 
-/// Takes the account's batch lock until the transaction ends: shared by batches that write the
-/// totals in key order, exclusive for one that does not.
-async fn batch_turn(
-    tx: &mut AsyncPgConnection,
-    account: kernel::AccountId,
-    exclusive: bool,
-) -> AppResult<()> {
-    let sql = if exclusive {
-        "SELECT pg_advisory_xact_lock($1, $2)"
-    } else {
-        "SELECT pg_advisory_xact_lock_shared($1, $2)"
-    };
-    diesel::sql_query(sql)
+/// Takes the account's batch lock exclusively until the transaction ends, for a batch done deal
+/// by deal (it writes the totals in its own order). Batches that write them in key order take
+/// it shared inside `deals.create_deals_locked`, under the same key (`bit(32)` of the account id
+/// there is `as i32` here).
+async fn batch_turn(tx: &mut AsyncPgConnection, account: kernel::AccountId) -> AppResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind::<diesel::sql_types::Integer, _>(BATCH_LOCK)
         .bind::<diesel::sql_types::Integer, _>(account.0 as i32)
         .execute(tx)
@@ -481,7 +474,6 @@ impl Deals for DealsService {
     async fn pipelines(&self, caller: Caller) -> AppResult<Vec<Pipeline>> {
         let conn = self.conn().await?;
         let mut shared: &AsyncPgConnection = &conn;
-        let mut shared2: &AsyncPgConnection = &conn;
         let heads = pipelines::table
             .filter(pipelines::account_id.eq(caller.account_id.0))
             .order((pipelines::sort, pipelines::id))
@@ -496,7 +488,7 @@ impl Deals for DealsService {
             .filter(stages::account_id.eq(caller.account_id.0))
             .order((stages::pipeline_id, stages::sort, stages::id))
             .select(StageRow::as_select())
-            .load::<StageRow>(&mut shared2);
+            .load::<StageRow>(&mut shared);
         let (heads, stage_rows) = futures_util::future::try_join(heads, stage_rows).await?;
         let mut stages_of: std::collections::HashMap<i64, Vec<Stage>> =
             std::collections::HashMap::new();
@@ -1038,7 +1030,7 @@ impl Deals for DealsService {
         let rows = conn
             .transaction::<_, AppError, _>(async |tx| {
                 if news.len() > 1 {
-                    batch_turn(tx, caller.account_id, true).await?;
+                    batch_turn(tx, caller.account_id).await?;
                 }
                 let mut rows = Vec::with_capacity(news.len());
                 for new in news {
