@@ -115,60 +115,139 @@ fn retry_layer(
         .with_backoff(maker.make_backoff())
 }
 
-/// Registers a worker of `$job`s on `$queue` with `$handler` and its data, on whichever store
-/// holds the jobs (PostgreSQL with LISTEN/NOTIFY, or Redis with in-process retries).
+/// Adds to `$workers` a worker of `$job`s on `$queue` with `$handler` and its data, on whichever
+/// store holds the jobs (PostgreSQL with LISTEN/NOTIFY, or Redis with in-process retries). The
+/// worker is built anew, under a new name, each time [`supervise`] restarts it.
 macro_rules! register_worker {
-    ($monitor:ident, $wakeups:expr, $jobs:expr, $job:ty, $queue:expr, $name:expr, $data:expr,
+    ($workers:ident, $wakeups:expr, $jobs:expr, $job:ty, $queue:expr, $name:expr, $data:expr,
      $concurrency:expr, $batch:expr, $heartbeat:expr, $poll:expr, $retry:expr, $handler:path) => {{
         let queue: String = $queue.to_string();
-        let name: String = $name;
+        let base: String = $name;
         let data = $data;
         let wakeups: JobWakeups = $wakeups.clone();
         let (concurrency, batch, heartbeat, poll, retry) =
             ($concurrency, $batch, $heartbeat, $poll, $retry);
-        match $jobs {
-            JobStore::Postgres(pool) => {
-                let pool = pool.clone();
-                $monitor.register(move |_| {
-                    let backend = PostgresStorage::<$job>::new(&pool)
-                        .with_config(
-                            PgQueueConfig::default()
-                                .queue(&queue)
-                                .batch_size(batch)
-                                .heartbeat_interval(heartbeat)
-                                .missed_heartbeats(5),
-                        )
-                        .poll_with_strategy(StreamStrategy::new(wakeups.stream(&queue)))
-                        .poll_with_interval(poll);
-                    WorkerBuilder::new(name.as_str())
-                        .backend(backend)
-                        .data(data.clone())
-                        .concurrency(concurrency)
-                        .build($handler)
-                })
+        let jobs: JobStore = $jobs.clone();
+        let label = queue.clone();
+        let make: MakeMonitor = Box::new(move |restarts| {
+            let queue = queue.clone();
+            let name = worker_name(&base, restarts);
+            let data = data.clone();
+            let wakeups = wakeups.clone();
+            match &jobs {
+                JobStore::Postgres(pool) => {
+                    let pool = pool.clone();
+                    Monitor::new().register(move |_| {
+                        let backend = PostgresStorage::<$job>::new(&pool)
+                            .with_config(
+                                PgQueueConfig::default()
+                                    .queue(&queue)
+                                    .batch_size(batch)
+                                    .heartbeat_interval(heartbeat)
+                                    .missed_heartbeats(5),
+                            )
+                            .poll_with_strategy(StreamStrategy::new(wakeups.stream(&queue)))
+                            .poll_with_interval(poll);
+                        WorkerBuilder::new(name.as_str())
+                            .backend(backend)
+                            .data(data.clone())
+                            .concurrency(concurrency)
+                            .build($handler)
+                    })
+                }
+                JobStore::Redis(conn, _) => {
+                    let conn = conn.clone();
+                    Monitor::new().register(move |_| {
+                        let backend = apalis_redis::RedisStorage::<$job>::new(conn.clone())
+                            .with_config(
+                                apalis_redis::Config::default()
+                                    .queue(&queue)
+                                    .batch_size(batch)
+                                    .heartbeat_interval(heartbeat)
+                                    .missed_heartbeats(5),
+                            )
+                            .poll_with_interval(poll.min(Duration::from_millis(100)));
+                        WorkerBuilder::new(name.as_str())
+                            .backend(backend)
+                            .data(data.clone())
+                            .concurrency(concurrency)
+                            .retry(retry_layer(retry))
+                            .build($handler)
+                    })
+                }
             }
-            JobStore::Redis(conn, _) => {
-                let conn = conn.clone();
-                $monitor.register(move |_| {
-                    let backend = apalis_redis::RedisStorage::<$job>::new(conn.clone())
-                        .with_config(
-                            apalis_redis::Config::default()
-                                .queue(&queue)
-                                .batch_size(batch)
-                                .heartbeat_interval(heartbeat)
-                                .missed_heartbeats(5),
-                        )
-                        .poll_with_interval(poll.min(Duration::from_millis(100)));
-                    WorkerBuilder::new(name.as_str())
-                        .backend(backend)
-                        .data(data.clone())
-                        .concurrency(concurrency)
-                        .retry(retry_layer(retry))
-                        .build($handler)
-                })
-            }
-        }
+        });
+        $workers.push((label, make));
     }};
+}
+
+/// Builds a monitor of one worker; its argument is how many times the worker was restarted.
+type MakeMonitor = Box<dyn Fn(usize) -> Monitor + Send + Sync>;
+
+/// A restarted worker's name: a new one each time. The job stores refuse to register a name
+/// that is still held (PostgreSQL by a session lock of the pool connection that registered it,
+/// Redis until its heartbeats are missed), and they hand the jobs the old worker had in hand
+/// back to the queue once its heartbeats stop.
+fn worker_name(base: &str, restarts: usize) -> String {
+    match restarts {
+        0 => base.to_string(),
+        n => format!("{base}~{n}"),
+    }
+}
+
+/// Runs one job worker until the process stops, and starts a new one whenever it ends on its
+/// own. apalis ends a worker at the first failed call to its store (a Redis reply later than
+/// its timeout, a PostgreSQL connection closed by a restart) and does not start it again: the
+/// queue would then wait for a restart of the whole process. A worker that keeps failing is
+/// restarted after a growing pause (up to 10 s), so that an unreachable store is not hammered.
+async fn supervise(
+    queue: String,
+    make: MakeMonitor,
+    stop: watch::Receiver<bool>,
+    metrics: Metrics,
+) {
+    let mut restarts = 0;
+    let mut failures_in_row = 0u32;
+    loop {
+        let mut rx = stop.clone();
+        let signal = async move {
+            let _ = rx.wait_for(|stopping| *stopping).await;
+            Ok(())
+        };
+        let started = tokio::time::Instant::now();
+        let ended = make(restarts)
+            .shutdown_timeout(Duration::from_secs(20))
+            .run_with_signal(signal)
+            .await;
+        if *stop.borrow() {
+            if let Err(e) = ended {
+                tracing::error!(queue, error = %e, "job worker stopped with an error");
+            }
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            failures_in_row = 0;
+        }
+        let pause =
+            Duration::from_millis(100 << failures_in_row.min(7)).min(Duration::from_secs(10));
+        failures_in_row += 1;
+        restarts += 1;
+        metrics.worker_restarts.with_label_values(&[&queue]).inc();
+        // With a shutdown timeout apalis reports the worker's error only in its own log line
+        // ("worker future ended with error"), just before this one.
+        drop(ended);
+        tracing::warn!(
+            queue,
+            restarts,
+            ?pause,
+            "job worker ended on a failure of its store; starting a new one"
+        );
+        let mut rx = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = rx.wait_for(|stopping| *stopping) => return,
+        }
+    }
 }
 
 /// Wakes a process's job workers when jobs of their queue are stored: one LISTEN connection per
@@ -365,12 +444,10 @@ impl Backbone {
         let concurrency = config.jobs.concurrency;
         let poll = Duration::from_millis(config.jobs.poll_ms);
         let heartbeat = Duration::from_millis(config.jobs.heartbeat_ms);
-        let mut monitor = Monitor::new();
-        let mut workers = 0;
+        let mut workers: Vec<(String, MakeMonitor)> = Vec::new();
         match config.events.bus {
             BusKind::Postgres => {
                 for sub in subscribers.iter() {
-                    workers += 1;
                     let ctx = Arc::new(DeliveryCtx {
                         subscriber: sub.clone(),
                         db: db.clone(),
@@ -380,8 +457,8 @@ impl Backbone {
                     });
                     let queue = queue_of(sub.name());
                     let name = format!("{queue}@{instance}");
-                    monitor = register_worker!(
-                        monitor,
+                    register_worker!(
+                        workers,
                         wakeups,
                         &jobs,
                         crate::events::pg::Deliver,
@@ -490,7 +567,6 @@ impl Backbone {
                     db_url.to_string(),
                     stop_rx.clone(),
                 )));
-                workers += 1;
                 let actx = Arc::new(crate::work::AutomationCtx {
                     automation: modules.automation.clone(),
                     jobs: jobs.clone(),
@@ -498,8 +574,8 @@ impl Backbone {
                 });
                 let queue = crate::work::AUTOMATION_WORK;
                 let name = format!("{queue}@{instance}");
-                monitor = register_worker!(
-                    monitor,
+                register_worker!(
+                    workers,
                     wakeups,
                     &jobs,
                     automation_api::Work,
@@ -523,14 +599,13 @@ impl Backbone {
                     retry,
                     stop_rx.clone(),
                 )));
-                workers += 1;
                 let mctx = Arc::new(crate::work::MessagingCtx {
                     messaging: modules.messaging.clone(),
                 });
                 let queue = crate::work::MESSAGING_WORK;
                 let name = format!("{queue}@{instance}");
-                monitor = register_worker!(
-                    monitor,
+                register_worker!(
+                    workers,
                     wakeups,
                     &jobs,
                     messaging_api::Work,
@@ -548,7 +623,6 @@ impl Backbone {
             if local("contacts") {
                 // Imports and exports: one at a time per process (they are heavy; more processes
                 // run more).
-                workers += 1;
                 let ctx = Arc::new(crate::work::WorkCtx {
                     contacts: modules.contacts.clone(),
                     jobs: jobs.clone(),
@@ -556,8 +630,8 @@ impl Backbone {
                 });
                 let queue = crate::work::CONTACT_FILES;
                 let name = format!("{queue}@{instance}");
-                monitor = register_worker!(
-                    monitor,
+                register_worker!(
+                    workers,
                     wakeups,
                     &jobs,
                     crate::work::ContactFiles,
@@ -574,7 +648,6 @@ impl Backbone {
             }
             // Imports from amoCRM started in the settings: one at a time per process (each
             // keeps to amoCRM's rate limit on its own).
-            workers += 1;
             let ictx = Arc::new(crate::import::ImportCtx {
                 importer: importer::Importer::new(
                     db.clone(),
@@ -590,8 +663,8 @@ impl Backbone {
             });
             let queue = crate::import::IMPORT_RUNS;
             let name = format!("{queue}@{instance}");
-            monitor = register_worker!(
-                monitor,
+            register_worker!(
+                workers,
                 wakeups,
                 &jobs,
                 crate::import::ImportJob,
@@ -606,21 +679,13 @@ impl Backbone {
                 crate::import::run_job
             );
         }
-        if workers > 0 {
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let signal = async move {
-                    let _ = rx.changed().await;
-                    Ok(())
-                };
-                if let Err(e) = monitor
-                    .shutdown_timeout(Duration::from_secs(20))
-                    .run_with_signal(signal)
-                    .await
-                {
-                    tracing::error!(error = %e, "job workers stopped with an error");
-                }
-            }));
+        for (queue, make) in workers {
+            tasks.push(tokio::spawn(supervise(
+                queue,
+                make,
+                stop_rx.clone(),
+                metrics.clone(),
+            )));
         }
         Ok(Backbone {
             stop,

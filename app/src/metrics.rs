@@ -18,6 +18,7 @@ pub struct Metrics {
     pub relay_errors: IntCounter,
     pub events_handled: IntCounterVec,
     pub jobs: IntGaugeVec,
+    pub worker_restarts: IntCounterVec,
 }
 
 impl Metrics {
@@ -78,6 +79,14 @@ impl Metrics {
             &["queue", "state"],
         )
         .expect("static metric definition");
+        let worker_restarts = IntCounterVec::new(
+            Opts::new(
+                "job_worker_restarts_total",
+                "Job workers started again after a failure of their store, by queue",
+            ),
+            &["queue"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -89,6 +98,7 @@ impl Metrics {
             Box::new(relay_errors.clone()),
             Box::new(events_handled.clone()),
             Box::new(jobs.clone()),
+            Box::new(worker_restarts.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -104,6 +114,7 @@ impl Metrics {
             relay_errors,
             events_handled,
             jobs,
+            worker_restarts,
         }
     }
 
