@@ -56,14 +56,25 @@ pub async fn job_store(
     queues: Vec<String>,
 ) -> Result<JobStore, String> {
     if config.jobs.store == JobStoreKind::Redis {
-        let conn = apalis_redis::connect(config.jobs.redis_url.as_str())
-            .await
-            .map_err(|e| {
-                format!(
-                    "job store: cannot reach Redis at {}: {e}",
-                    config.jobs.redis_url
-                )
-            })?;
+        // The client's default reply timeout (half a second) is shorter than a busy machine
+        // can take to get to a reply; a late reply to a worker's heartbeat or fetch ends the
+        // worker (it is started again, and its jobs in hand wait for its heartbeats to be
+        // missed). Five seconds tells a slow Redis from a stuck one.
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        let conn = async {
+            redis::Client::open(config.jobs.redis_url.as_str())?
+                .get_connection_manager_with_config(manager)
+                .await
+        }
+        .await
+        .map_err(|e| {
+            format!(
+                "job store: cannot reach Redis at {}: {e}",
+                config.jobs.redis_url
+            )
+        })?;
         return Ok(JobStore::Redis(conn, Arc::new(queues)));
     }
     // apalis' statements (fetch, mark running, acknowledge, enqueue) are prepared once per
