@@ -195,10 +195,10 @@ macro_rules! register_worker {
 /// Builds a monitor of one worker; its argument is how many times the worker was restarted.
 type MakeMonitor = Box<dyn Fn(usize) -> Monitor + Send + Sync>;
 
-/// A restarted worker's name: a new one each time. The job stores refuse to register a name
-/// that is still held (PostgreSQL by a session lock of the pool connection that registered it,
-/// Redis until its heartbeats are missed), and they hand the jobs the old worker had in hand
-/// back to the queue once its heartbeats stop.
+/// A restarted worker's name: a new one each time. The stores refuse a name still held (Redis
+/// until its heartbeats are missed; PostgreSQL takes a session lock to register a known name
+/// again, which the pool connection then keeps), and they hand the jobs the old worker had in
+/// hand back to the queue once its heartbeats stop.
 fn worker_name(base: &str, restarts: usize) -> String {
     match restarts {
         0 => base.to_string(),
@@ -206,17 +206,20 @@ fn worker_name(base: &str, restarts: usize) -> String {
     }
 }
 
-/// Runs one job worker until the process stops, and starts a new one whenever it ends on its
-/// own. apalis ends a worker at the first failed call to its store (a Redis reply later than
-/// its timeout, a PostgreSQL connection closed by a restart) and does not start it again: the
-/// queue would then wait for a restart of the whole process. A worker that keeps failing is
-/// restarted after a growing pause (up to 10 s), so that an unreachable store is not hammered.
+/// Runs one job worker until the process stops, and starts a new one whenever it ends without
+/// being stopped. apalis ends a worker at the first failed call to its store (a Redis reply
+/// later than its timeout, a PostgreSQL connection closed by a restart) or when a handler
+/// panics, and does not start it again: the queue would then wait for a restart of the whole
+/// process. A worker that keeps ending is restarted after a growing pause (0.1 s doubling up to
+/// 10 s, less up to a fifth at random so that the workers of several processes do not all
+/// come back at once).
 async fn supervise(
     queue: String,
     make: MakeMonitor,
     stop: watch::Receiver<bool>,
     metrics: Metrics,
 ) {
+    use rand::Rng;
     let mut restarts = 0;
     let mut failures_in_row = 0u32;
     loop {
@@ -226,32 +229,29 @@ async fn supervise(
             Ok(())
         };
         let started = tokio::time::Instant::now();
-        let ended = make(restarts)
+        // With a shutdown timeout, apalis returns Ok whatever became of the worker, and logs
+        // why it ended itself ("worker future ended with error", just before the line below).
+        let _ = make(restarts)
             .shutdown_timeout(Duration::from_secs(20))
             .run_with_signal(signal)
             .await;
         if *stop.borrow() {
-            if let Err(e) = ended {
-                tracing::error!(queue, error = %e, "job worker stopped with an error");
-            }
             return;
         }
         if started.elapsed() > Duration::from_secs(60) {
             failures_in_row = 0;
         }
-        let pause =
+        let full =
             Duration::from_millis(100 << failures_in_row.min(7)).min(Duration::from_secs(10));
+        let pause = full.mul_f64(1.0 - rand::rng().random_range(0.0..0.2));
         failures_in_row += 1;
         restarts += 1;
         metrics.worker_restarts.with_label_values(&[&queue]).inc();
-        // With a shutdown timeout apalis reports the worker's error only in its own log line
-        // ("worker future ended with error"), just before this one.
-        drop(ended);
         tracing::warn!(
             queue,
             restarts,
             ?pause,
-            "job worker ended on a failure of its store; starting a new one"
+            "job worker ended without being stopped; starting a new one"
         );
         let mut rx = stop.clone();
         tokio::select! {
