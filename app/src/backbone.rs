@@ -216,7 +216,7 @@ fn worker_name(base: &str, restarts: usize) -> String {
 async fn supervise(
     queue: String,
     make: MakeMonitor,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
     metrics: Metrics,
 ) {
     use rand::Rng;
@@ -253,10 +253,9 @@ async fn supervise(
             ?pause,
             "job worker ended without being stopped; starting a new one"
         );
-        let mut rx = stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = rx.wait_for(|stopping| *stopping) => return,
+            _ = stop.wait_for(|stopping| *stopping) => return,
         }
     }
 }

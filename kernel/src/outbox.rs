@@ -80,21 +80,12 @@ struct OutboxRow {
 }
 
 /// A batch claimed by this relay: the rows stay locked until the transaction ends.
+#[derive(Default)]
 pub struct Claimed {
     pub seqs: Vec<i64>,
     pub events: Vec<EventEnvelope>,
     /// Rows whose envelope could not be read back (kept for the record, marked published).
     pub unreadable: Vec<(i64, String)>,
-}
-
-impl Claimed {
-    fn empty() -> Claimed {
-        Claimed {
-            seqs: Vec::new(),
-            events: Vec::new(),
-            unreadable: Vec::new(),
-        }
-    }
 }
 
 #[derive(QueryableByName)]
@@ -133,7 +124,7 @@ pub async fn pending<'s>(
 /// Call inside a transaction, publish, then [`mark_published_many`] before committing.
 pub async fn claim(conn: &mut AsyncPgConnection, schema: &str, limit: i64) -> AppResult<Claimed> {
     let mut claimed = claim_many(conn, &[schema], limit).await?;
-    Ok(claimed.pop().unwrap_or_else(Claimed::empty))
+    Ok(claimed.pop().unwrap_or_default())
 }
 
 /// [`claim`] from each of `schemas` (up to `limit` events from each) in one statement, so one
@@ -167,7 +158,7 @@ pub async fn claim_many(
         .bind::<BigInt, _>(limit)
         .load(conn)
         .await?;
-    let mut claimed: Vec<Claimed> = schemas.iter().map(|_| Claimed::empty()).collect();
+    let mut claimed: Vec<Claimed> = schemas.iter().map(|_| Claimed::default()).collect();
     for r in rows {
         let Some(c) = claimed.get_mut(r.at as usize) else {
             continue;

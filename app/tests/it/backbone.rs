@@ -103,13 +103,10 @@ fn tail(log: &str) -> &str {
     &log[from..]
 }
 
-/// Waits for a probe to finish (240 s at most) and returns its status, stdout and stderr. Both
-/// pipes are read while it runs: a probe that logs more than a pipe holds would otherwise block
-/// on its next write and never finish.
-fn run_to_end(
-    db: &TestDb,
-    child: &mut std::process::Child,
-) -> (std::process::ExitStatus, String, String) {
+/// Waits for a probe to finish (240 s at most), asserts that it completed, and returns its
+/// stderr. Both pipes are read while it runs: a probe that logs more than a pipe holds would
+/// otherwise block on its next write and never finish.
+fn run_to_end(db: &TestDb, child: &mut std::process::Child) -> String {
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -143,7 +140,35 @@ fn run_to_end(
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    (status, out.join().unwrap(), err.join().unwrap())
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(
+        status.success() && out.contains("probe: complete"),
+        "status {status}\nstdout: {out}\nstderr (last 8 kB): {}",
+        tail(&err)
+    );
+    err
+}
+
+/// Asserts that each subscriber of the probe handled each of `total` events, and none twice.
+fn assert_each_handled_once(db: &TestDb, prefix: &str, total: i64) {
+    for i in 0..SUBSCRIBERS {
+        let name = format!("{prefix}.{i}");
+        let effects = count(
+            db,
+            &format!("SELECT count(*) AS n FROM voronka_probe.effects WHERE subscriber = '{name}'"),
+        );
+        let distinct = count(
+            db,
+            &format!(
+                "SELECT count(DISTINCT event_id) AS n FROM voronka_probe.effects WHERE subscriber = '{name}'"
+            ),
+        );
+        assert_eq!(
+            distinct, total,
+            "{name}: every committed event reached the effect"
+        );
+        assert_eq!(effects, total, "{name}: and no event twice");
+    }
 }
 
 fn crash_and_recover(bus: &str, store: &str) {
@@ -176,12 +201,7 @@ fn crash_and_recover(bus: &str, store: &str) {
     let mut child = probe(&db, bus, store, &prefix, TOTAL)
         .spawn()
         .expect("spawn the probe");
-    let (status, out, err) = run_to_end(&db, &mut child);
-    assert!(
-        status.success() && out.contains("probe: complete"),
-        "status {status}\nstdout: {out}\nstderr (last 8 kB): {}",
-        tail(&err)
-    );
+    run_to_end(&db, &mut child);
 
     assert_eq!(
         count(&db, "SELECT count(*) AS n FROM voronka_probe.produced"),
@@ -192,24 +212,7 @@ fn crash_and_recover(bus: &str, store: &str) {
         count(&db, "SELECT count(*) AS n FROM voronka_probe.outbox"),
         TOTAL
     );
-    for i in 0..SUBSCRIBERS {
-        let name = format!("{prefix}.{i}");
-        let effects = count(
-            &db,
-            &format!("SELECT count(*) AS n FROM voronka_probe.effects WHERE subscriber = '{name}'"),
-        );
-        let distinct = count(
-            &db,
-            &format!(
-                "SELECT count(DISTINCT event_id) AS n FROM voronka_probe.effects WHERE subscriber = '{name}'"
-            ),
-        );
-        assert_eq!(
-            distinct, TOTAL,
-            "{name}: every committed event reached the effect"
-        );
-        assert_eq!(effects, TOTAL, "{name}: and no event twice");
-    }
+    assert_each_handled_once(&db, &prefix, TOTAL);
     let strays = count(
         &db,
         "SELECT count(*) AS n FROM voronka_probe.effects e WHERE NOT EXISTS
@@ -324,37 +327,11 @@ fn job_workers_come_back_after_their_store_fails_for_a_while() {
     std::thread::sleep(Duration::from_millis(1500));
     execute(&db, &original);
 
-    let (status, out, err) = run_to_end(&db, &mut child);
-    assert!(
-        status.success() && out.contains("probe: complete"),
-        "status {status}\nstdout: {out}\nstderr (last 8 kB): {}",
-        tail(&err)
-    );
+    let err = run_to_end(&db, &mut child);
     assert!(
         err.contains("starting a new one"),
         "the workers were not restarted: stderr (last 8 kB): {}",
         tail(&err)
     );
-    for i in 0..SUBSCRIBERS {
-        let name = format!("{prefix}.{i}");
-        let (effects, distinct) = (
-            count(
-                &db,
-                &format!(
-                    "SELECT count(*) AS n FROM voronka_probe.effects WHERE subscriber = '{name}'"
-                ),
-            ),
-            count(
-                &db,
-                &format!(
-                    "SELECT count(DISTINCT event_id) AS n FROM voronka_probe.effects WHERE subscriber = '{name}'"
-                ),
-            ),
-        );
-        assert_eq!(
-            (effects, distinct),
-            (total, total),
-            "{name}: every event exactly once"
-        );
-    }
+    assert_each_handled_once(&db, &prefix, total);
 }
