@@ -40,6 +40,12 @@ pub trait Subscriber: Send + Sync {
         Ok(())
     }
 
+    /// Called once the transaction that handled `events` has committed (not when it rolled
+    /// back), outside it: work the events made due now, done at once instead of when a sweep
+    /// finds it. Best effort: what it leaves undone, the subscriber's module finds by its own
+    /// means (automation: the dispatcher's hand-out of due runs).
+    async fn after_commit(&self, _events: &[EventEnvelope]) {}
+
     /// Whether the subscriber's own effect is keyed by the event id (a unique `event_id` in its
     /// own table, written with `ON CONFLICT DO NOTHING`), so that a redelivered event is already a
     /// no-op and needs no inbox row: that saves a row and an index entry per event. Such a

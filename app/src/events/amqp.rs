@@ -318,6 +318,7 @@ async fn consume_once(
                 last.ack(BasicAckOptions { multiple: true })
                     .await
                     .map_err(e)?;
+                sub.after_commit(&events).await;
             }
             Err(err) => {
                 attempt += 1;

@@ -99,11 +99,14 @@ pub async fn deliver(
 
 async fn deliver_all(job: &Deliver, ctx: &DeliveryCtx) -> Result<(), AppError> {
     let mut conn = ctx.db.get().await?;
-    for o in inbox::handle_batch(&mut conn, &*ctx.subscriber, &job.events).await? {
+    let outcomes = inbox::handle_batch(&mut conn, &*ctx.subscriber, &job.events).await?;
+    drop(conn);
+    for o in outcomes {
         ctx.metrics
             .events_handled
             .with_label_values(&[ctx.subscriber.name(), o.label()])
             .inc();
     }
+    ctx.subscriber.after_commit(&job.events).await;
     Ok(())
 }

@@ -140,10 +140,16 @@ async fn stage_change_of(app: &TestApp, deal: Option<DealId>) -> kernel::events:
     .unwrap()
 }
 
-/// Hands `event` to the subscriber `name` twice, as a redelivery does: in the app, or in
-/// automation's service when the module runs remote.
-async fn deliver_twice(app: &TestApp, name: &str, event: &kernel::events::EventEnvelope) {
-    let (sub, owner) = std::iter::once(&app.state)
+/// The subscriber `name` and the process that runs it: the app, or automation's service when
+/// the module runs remote.
+fn subscriber<'a>(
+    app: &'a TestApp,
+    name: &str,
+) -> (
+    Arc<dyn kernel::inbox::Subscriber>,
+    &'a actix_web::web::Data<voronka::state::AppState>,
+) {
+    std::iter::once(&app.state)
         .chain(app.service.iter())
         .find_map(|s| {
             voronka::server::subscribers(&s.modules)
@@ -152,7 +158,12 @@ async fn deliver_twice(app: &TestApp, name: &str, event: &kernel::events::EventE
                 .cloned()
                 .map(|f| (f, s))
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// Hands `event` to the subscriber `name` twice, as a redelivery does.
+async fn deliver_twice(app: &TestApp, name: &str, event: &kernel::events::EventEnvelope) {
+    let (sub, owner) = subscriber(app, name);
     let mut conn = owner.pool.get().await.unwrap();
     for _ in 0..2 {
         kernel::inbox::handle_batch(&mut conn, &*sub, std::slice::from_ref(event))
@@ -478,6 +489,69 @@ async fn entering_a_stage_creates_the_task_once_as_a_robot_and_the_run_is_in_the
         ErrorCode::NotFound
     );
     backbone.stop().await;
+}
+
+/// A run due now is done by the process that handled its event, as soon as the event's
+/// transaction has committed: no job and no dispatcher on the way. Handled again, the event
+/// adds nothing.
+#[tokio::test]
+async fn a_run_due_now_is_done_as_soon_as_its_event_is_handled() {
+    // No workers: nothing but the event's handling does the run.
+    let app = crate::support::spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let admin = Caller::user(t.account, t.admin.id);
+    let (p, [_, b, _]) = pipeline(&app, admin).await;
+    app.state
+        .modules
+        .automation
+        .save_trigger(
+            admin,
+            None,
+            draft(
+                &p,
+                b,
+                When::MovedTo,
+                vec![task_action("Call about {{deal.name}}")],
+            ),
+        )
+        .await
+        .unwrap();
+    let deal = app
+        .state
+        .modules
+        .deals
+        .create_deal(admin, NewDeal::new(p.id, "Quick"))
+        .await
+        .unwrap();
+    move_to(&app, admin, deal.id, b).await;
+    let event = stage_change_of(&app, Some(deal.id)).await;
+    let (sub, owner) = subscriber(&app, "automation.triggers");
+    let mut conn = owner.pool.get().await.unwrap();
+    for _ in 0..2 {
+        kernel::inbox::handle_batch(&mut conn, &*sub, std::slice::from_ref(&event))
+            .await
+            .unwrap();
+        // Committed: recorded and due, and done only once the transaction is over.
+        let recorded = runs(&app, admin, deal.id).await;
+        assert_eq!(recorded.len(), 1);
+        sub.after_commit(std::slice::from_ref(&event)).await;
+        let done = runs(&app, admin, deal.id).await;
+        assert_eq!(done.len(), 1, "the event handled again adds no run");
+        assert_eq!(done[0].status, RunStatus::Done, "{:?}", done[0]);
+        let tasks = open_tasks(&app, admin, deal.id).await;
+        assert_eq!(tasks.len(), 1, "one task, however often the event comes");
+        assert_eq!(tasks[0].text, "Call about Quick");
+    }
+    // Nothing was left for the dispatcher to hand out.
+    assert!(
+        owner
+            .modules
+            .automation
+            .take_due(100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

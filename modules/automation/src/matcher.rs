@@ -1,6 +1,7 @@
 //! Starting triggers: a subscriber to deal events that records, in the same transaction as the
 //! event's inbox row, one run per matching trigger (once per trigger and event), due when the
-//! trigger's delay says. The job workers do the runs.
+//! trigger's delay says. Runs due at once are done by the process that handled the event, right
+//! after its transaction commits (`after_commit`); the job workers do the others.
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -95,7 +96,25 @@ struct NewRun {
     name: String,
     run_at: DateTime<Utc>,
     state: Value,
+    /// Done by this process right after the event's transaction commits, when due by then
+    /// (see [`done_at_once`]); otherwise handed out by the dispatcher.
+    at_once: bool,
 }
+
+/// Whether a trigger's run due now is done right after the transaction that recorded it (by
+/// the process that handled the event), rather than handed out by the dispatcher: when none
+/// of its actions waits on another server (an e-mail is sent while the action runs; a webhook
+/// or a chat message is only queued).
+fn done_at_once(t: &Trigger) -> bool {
+    !t.actions
+        .iter()
+        .any(|a| matches!(a, automation_api::Action::SendEmail { .. }))
+}
+
+/// Most events whose runs wait in `Inner::fresh`: entries of transactions that rolled back are
+/// never taken, and past this many they are dropped (their runs, if they were recorded after
+/// all, are handed out by the dispatcher).
+const MOST_FRESH: usize = 10_000;
 
 /// The enabled triggers of the accounts a batch of events is about, each account's read once.
 #[derive(Default)]
@@ -216,8 +235,34 @@ impl Subscriber for TriggerMatcher {
         self.handle_many(conn, &[event]).await
     }
 
+    /// The runs due now that the events started are done at once, by this process, instead of
+    /// waiting for the dispatcher to hand them out as jobs (a hop through the job queue, and
+    /// its wake-ups, on the way from a stage change to its action). If this fails or the
+    /// process stops first, they are still pending and the dispatcher's next look (within a
+    /// quarter of a second) hands them out; a run is claimed once whoever gets to it.
+    async fn after_commit(&self, events: &[EventEnvelope]) {
+        let runs: Vec<(AccountId, uuid::Uuid)> = {
+            let mut fresh = self
+                .inner
+                .fresh
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            events
+                .iter()
+                .filter_map(|e| fresh.remove(&e.id))
+                .flatten()
+                .collect()
+        };
+        if runs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.inner.do_runs(&runs).await {
+            tracing::warn!(error = %e, runs = runs.len(), "automation: runs due now not done at once; they are handed out as jobs");
+        }
+    }
+
     /// A batch: the accounts' triggers read once, the runs of every event recorded in one
-    /// statement, one wake-up for the dispatcher.
+    /// statement, at most one wake-up for the dispatcher.
     async fn handle_many(
         &self,
         conn: &mut AsyncPgConnection,
@@ -296,6 +341,7 @@ impl TriggerMatcher {
                             name: t.name.clone(),
                             run_at: at,
                             state: json!({"date_due": at}),
+                            at_once: done_at_once(&t),
                         });
                     }
                 } else {
@@ -304,6 +350,7 @@ impl TriggerMatcher {
                         name: t.name.clone(),
                         run_at: schedule(&t.delay, t.working_hours, now, s),
                         state: json!({}),
+                        at_once: done_at_once(&t),
                     });
                 }
             }
@@ -347,6 +394,7 @@ impl TriggerMatcher {
                             name: t.name.clone(),
                             run_at: at,
                             state: json!({"date_due": at}),
+                            at_once: done_at_once(&t),
                         });
                     }
                 } else {
@@ -355,6 +403,7 @@ impl TriggerMatcher {
                         name: t.name.clone(),
                         run_at: schedule(&t.delay, t.working_hours, now, s),
                         state: json!({}),
+                        at_once: done_at_once(&t),
                     });
                 }
             }
@@ -375,6 +424,7 @@ impl TriggerMatcher {
                     name: t.name.clone(),
                     run_at: schedule(&t.delay, t.working_hours, now, s),
                     state: json!({}),
+                    at_once: done_at_once(&t),
                 });
             }
         } else {
@@ -466,6 +516,8 @@ impl TriggerMatcher {
         // The warnings of loops cut go to the deals' timelines and the triggers' histories.
         let mut events = Vec::new();
         let mut wake = false;
+        let mut at_once: std::collections::HashMap<uuid::Uuid, Vec<(AccountId, uuid::Uuid)>> =
+            Default::default();
         for r in &inserted {
             let Some(p) = planned
                 .iter()
@@ -474,7 +526,16 @@ impl TriggerMatcher {
                 continue;
             };
             if !p.cut {
-                wake |= p.run.run_at <= now;
+                if p.run.run_at <= now {
+                    if p.run.at_once {
+                        at_once
+                            .entry(p.event_id)
+                            .or_default()
+                            .push((p.account, r.id));
+                    } else {
+                        wake = true;
+                    }
+                }
                 continue;
             }
             events.push(crate::exec::finished_event(
@@ -495,6 +556,19 @@ impl TriggerMatcher {
         }
         if !events.is_empty() {
             kernel::outbox::append(conn, crate::SCHEMA, &events).await?;
+        }
+        if !at_once.is_empty() {
+            // Replaced, not added to: an event handled again (its first transaction rolled
+            // back) has new runs.
+            let mut fresh = self
+                .inner
+                .fresh
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if fresh.len() > MOST_FRESH {
+                fresh.clear();
+            }
+            fresh.extend(at_once);
         }
         if wake {
             crate::service::notify(conn).await?;

@@ -84,6 +84,10 @@ pub(crate) struct Inner {
     pub stale_swept: std::sync::Mutex<Option<std::time::Instant>>,
     /// Robots' tasks, created together.
     pub tasks: crate::gather::TaskGatherer,
+    /// Runs due now recorded by this process's trigger matcher, by the event that started
+    /// them, to be done as soon as their transaction has committed (`after_commit`).
+    pub fresh:
+        std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Vec<(AccountId, uuid::Uuid)>>>,
 }
 
 #[derive(Clone)]
@@ -131,6 +135,7 @@ impl AutomationService {
                 mailer,
                 stale_swept: std::sync::Mutex::new(None),
                 tasks: Default::default(),
+                fresh: Default::default(),
             }),
         }
     }
