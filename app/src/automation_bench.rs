@@ -80,31 +80,35 @@ async fn steps(
     Ok(parts
         .into_iter()
         .zip(names)
-        .map(|(mut v, name)| {
-            if v.is_empty() {
-                return format!("{name}: -");
-            }
-            v.sort_by(|a, b| a.total_cmp(b));
-            let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-            format!("{name} +{:.0}/{:.0}", at(0.5), at(0.95))
+        .map(|(v, name)| match sorted_at(v) {
+            Some(at) => format!("{name} +{:.0}/{:.0}", at(0.5), at(0.95)),
+            None => format!("{name}: -"),
         })
         .collect::<Vec<_>>()
         .join(", "))
 }
 
-pub(crate) fn quantiles(mut v: Vec<f64>) -> String {
+/// The values' quantile function (`q` in 0..=1, nearest rank; 1 gives the largest), or `None`
+/// when there are none.
+fn sorted_at(mut v: Vec<f64>) -> Option<impl Fn(f64) -> f64> {
     if v.is_empty() {
-        return "no runs".into();
+        return None;
     }
     v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    Some(move |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)])
+}
+
+pub(crate) fn quantiles(v: Vec<f64>) -> String {
+    let n = v.len();
+    let Some(at) = sorted_at(v) else {
+        return "no runs".into();
+    };
     format!(
-        "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} runs)",
+        "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({n} runs)",
         at(0.5),
         at(0.95),
         at(0.99),
-        v[v.len() - 1],
-        v.len()
+        at(1.0),
     )
 }
 

@@ -101,6 +101,19 @@ struct NewRun {
     at_once: bool,
 }
 
+impl NewRun {
+    /// A run of `t`, due at `run_at`.
+    fn of(t: &Trigger, run_at: DateTime<Utc>, state: Value) -> NewRun {
+        NewRun {
+            trigger: t.id.0,
+            name: t.name.clone(),
+            run_at,
+            state,
+            at_once: done_at_once(t),
+        }
+    }
+}
+
 /// Whether a trigger's run due now is done right after the transaction that recorded it (by
 /// the process that handled the event), rather than handed out by the dispatcher: when none
 /// of its actions waits on another server (an e-mail is sent while the action runs; a webhook
@@ -336,22 +349,14 @@ impl TriggerMatcher {
                         .and_then(|d| d.as_ref())
                         .and_then(|d| date_due(&t, d))
                     {
-                        runs.push(NewRun {
-                            trigger: t.id.0,
-                            name: t.name.clone(),
-                            run_at: at,
-                            state: json!({"date_due": at}),
-                            at_once: done_at_once(&t),
-                        });
+                        runs.push(NewRun::of(&t, at, json!({"date_due": at})));
                     }
                 } else {
-                    runs.push(NewRun {
-                        trigger: t.id.0,
-                        name: t.name.clone(),
-                        run_at: schedule(&t.delay, t.working_hours, now, s),
-                        state: json!({}),
-                        at_once: done_at_once(&t),
-                    });
+                    runs.push(NewRun::of(
+                        &t,
+                        schedule(&t.delay, t.working_hours, now, s),
+                        json!({}),
+                    ));
                 }
             }
         } else if event.is::<DealResponsibleChanged>() || event.is::<DealUpdated>() {
@@ -389,22 +394,14 @@ impl TriggerMatcher {
             for t in found.into_iter().filter(|t| t.stage_id == deal.stage_id.0) {
                 if let When::DateField { .. } = t.when {
                     if let Some(at) = date_due(&t, &deal) {
-                        runs.push(NewRun {
-                            trigger: t.id.0,
-                            name: t.name.clone(),
-                            run_at: at,
-                            state: json!({"date_due": at}),
-                            at_once: done_at_once(&t),
-                        });
+                        runs.push(NewRun::of(&t, at, json!({"date_due": at})));
                     }
                 } else {
-                    runs.push(NewRun {
-                        trigger: t.id.0,
-                        name: t.name.clone(),
-                        run_at: schedule(&t.delay, t.working_hours, now, s),
-                        state: json!({}),
-                        at_once: done_at_once(&t),
-                    });
+                    runs.push(NewRun::of(
+                        &t,
+                        schedule(&t.delay, t.working_hours, now, s),
+                        json!({}),
+                    ));
                 }
             }
         } else if event.is::<MessageReceived>() {
@@ -419,13 +416,11 @@ impl TriggerMatcher {
                 return Ok(());
             };
             for t in found.into_iter().filter(|t| t.stage_id == deal.stage_id.0) {
-                runs.push(NewRun {
-                    trigger: t.id.0,
-                    name: t.name.clone(),
-                    run_at: schedule(&t.delay, t.working_hours, now, s),
-                    state: json!({}),
-                    at_once: done_at_once(&t),
-                });
+                runs.push(NewRun::of(
+                    &t,
+                    schedule(&t.delay, t.working_hours, now, s),
+                    json!({}),
+                ));
             }
         } else {
             return Ok(());
