@@ -126,6 +126,34 @@ fn retry_layer(
         .with_backoff(maker.make_backoff())
 }
 
+/// Catches a job handler's panic and makes it the job's error. The job is then killed rather
+/// than retried (a panic is a bug: it would panic again) and listed among the dead jobs with the
+/// message, where an admin can run it again; the worker goes on with its other jobs. Uncaught,
+/// the panic ended the worker, and the job, handed back to the queue when the worker's
+/// heartbeats stopped, ended the next worker too, every few seconds, for ever. It wraps the
+/// handler itself: as a worker's layer it would sit outside apalis' own bookkeeping of the
+/// task, which the panic would skip, leaving the job recorded as running.
+fn catch_panic(
+    queue: String,
+) -> apalis::layers::catch_panic::CatchPanicLayer<
+    impl FnMut(&Box<dyn std::any::Any + Send>) -> AbortError + Clone,
+    AbortError,
+> {
+    apalis::layers::catch_panic::CatchPanicLayer::with_panic_handler(
+        move |panic: &Box<dyn std::any::Any + Send>| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            tracing::error!(queue, %message, "a job's handler panicked; the job is killed");
+            AbortError::new(apalis::layers::catch_panic::PanicError(format!(
+                "the job's handler panicked: {message}"
+            )))
+        },
+    )
+}
+
 /// Adds to `$workers` a worker of `$job`s on `$queue` with `$handler` and its data, on whichever
 /// store holds the jobs (PostgreSQL with LISTEN/NOTIFY, or Redis with in-process retries). The
 /// worker is built anew, under a new name, each time [`supervise`] restarts it.
@@ -163,7 +191,7 @@ macro_rules! register_worker {
                             .backend(backend)
                             .data(data.clone())
                             .concurrency(concurrency)
-                            .build($handler)
+                            .build(catch_panic(queue.clone()).layer(task_fn($handler)))
                     })
                 }
                 JobStore::Redis(conn, _) => {
@@ -183,7 +211,7 @@ macro_rules! register_worker {
                             .data(data.clone())
                             .concurrency(concurrency)
                             .retry(retry_layer(retry))
-                            .build($handler)
+                            .build(catch_panic(queue.clone()).layer(task_fn($handler)))
                     })
                 }
             }

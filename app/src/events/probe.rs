@@ -7,7 +7,7 @@
 //!   would show), with the commit-to-handler latency.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,6 +67,9 @@ pub async fn install(conn: &mut AsyncPgConnection) -> AppResult<()> {
 pub struct ProbeSubscriber {
     pub name: String,
     pub failures: Arc<AtomicI64>,
+    /// While set it panics, as a handler with a bug would (for the test that such a panic ends
+    /// only its own job).
+    pub panics: Arc<AtomicBool>,
     /// When each attempt to handle an event started (for the retry tests).
     pub attempted_at: std::sync::Mutex<Vec<std::time::Instant>>,
 }
@@ -76,6 +79,7 @@ impl ProbeSubscriber {
         ProbeSubscriber {
             name: name.into(),
             failures: Arc::new(AtomicI64::new(0)),
+            panics: Arc::new(AtomicBool::new(false)),
             attempted_at: Default::default(),
         }
     }
@@ -102,6 +106,9 @@ impl Subscriber for ProbeSubscriber {
     async fn handle(&self, conn: &mut AsyncPgConnection, event: &EventEnvelope) -> AppResult<()> {
         if let Ok(mut at) = self.attempted_at.lock() {
             at.push(std::time::Instant::now());
+        }
+        if AtomicBool::load(&self.panics, Ordering::SeqCst) {
+            panic!("probe: panicking on purpose");
         }
         if self.failures.fetch_sub(1, Ordering::SeqCst) > 0 {
             return Err(AppError::new(

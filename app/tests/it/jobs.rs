@@ -59,23 +59,102 @@ async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_on_the_redis_job_store() {
-    if !reachable("127.0.0.1:6379") {
-        if std::env::var_os("CI").is_some()
-            || std::env::var_os("VORONKA_TEST_REQUIRE_REDIS").is_some()
-        {
-            panic!("Redis is not reachable on 127.0.0.1:6379 and this run requires it");
-        }
-        eprintln!(
-            "SKIPPED: Redis is not reachable on 127.0.0.1:6379; the Redis job store test did not run"
-        );
-        return;
+    if redis_is_there("the Redis job store test") {
+        failing_job_dies_and_runs_again(JobStoreKind::Redis).await;
     }
-    failing_job_dies_and_runs_again(JobStoreKind::Redis).await;
+}
+
+/// Whether Redis answers on its usual port; when it does not, a run that requires it (CI)
+/// fails, and another says that `what` did not run.
+fn redis_is_there(what: &str) -> bool {
+    if reachable("127.0.0.1:6379") {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() || std::env::var_os("VORONKA_TEST_REQUIRE_REDIS").is_some()
+    {
+        panic!("Redis is not reachable on 127.0.0.1:6379 and this run requires it");
+    }
+    eprintln!("SKIPPED: Redis is not reachable on 127.0.0.1:6379; {what} did not run");
+    false
 }
 
 fn reachable(addr: &str) -> bool {
     addr.parse()
         .is_ok_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_kills_its_own_job_and_the_worker_goes_on() {
+    panicking_job_is_killed(JobStoreKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_on_the_redis_job_store_too() {
+    if redis_is_there("the Redis panicking handler test") {
+        panicking_job_is_killed(JobStoreKind::Redis).await;
+    }
+}
+
+async fn panicking_job_is_killed(store: JobStoreKind) {
+    let name = format!(
+        "panic-probe-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let queue = voronka::events::pg::queue_of(&name);
+    let app = spawn_app_with_jobs(&[queue.as_str()], |c| {
+        quick_workers(c);
+        if store == JobStoreKind::Redis {
+            c.jobs.heartbeat_ms = 500;
+        }
+        c.jobs.store = store;
+        c.jobs.max_attempts = 3;
+    })
+    .await;
+    let sub = Arc::new(ProbeSubscriber::new(name.clone()));
+    sub.panics.store(true, Ordering::SeqCst);
+    let backbone = with_probe(&app, &sub).await;
+    let mut conn = app.state.pool.get().await.unwrap();
+    probe::produce_one(&mut conn, 1).await.unwrap();
+    drop(conn);
+
+    // Killed at once, with the panic's message, and not tried again.
+    let jobs = app.state.jobs.clone().unwrap();
+    wait_for("the job to die", Duration::from_secs(30), async || {
+        !jobs.dead_jobs(10).await.unwrap().is_empty()
+    })
+    .await;
+    let dead = jobs.dead_jobs(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].queue, queue);
+    assert_eq!(dead[0].attempts, 1, "{dead:?}");
+    assert!(
+        dead[0].error.contains("panicking on purpose"),
+        "{:?}",
+        dead[0].error
+    );
+
+    // The same worker handles the next event: it was not ended by the panic.
+    sub.panics.store(false, Ordering::SeqCst);
+    let mut conn = app.state.pool.get().await.unwrap();
+    probe::produce_one(&mut conn, 2).await.unwrap();
+    drop(conn);
+    let pool = app.state.pool.clone();
+    wait_for("the next event", Duration::from_secs(10), async || {
+        let mut c = pool.get().await.unwrap();
+        probe::handled(&mut c, &name).await.unwrap() == 1
+    })
+    .await;
+    assert_eq!(sub.attempted_at.lock().unwrap().len(), 2, "one try each");
+    assert_eq!(
+        app.state
+            .metrics
+            .worker_restarts
+            .with_label_values(&[&queue])
+            .get(),
+        0
+    );
+    assert_eq!(jobs.dead_jobs(10).await.unwrap().len(), 1);
+    backbone.stop().await;
 }
 
 async fn failing_job_dies_and_runs_again(store: JobStoreKind) {
