@@ -141,11 +141,7 @@ fn catch_panic(
 > {
     apalis::layers::catch_panic::CatchPanicLayer::with_panic_handler(
         move |panic: &Box<dyn std::any::Any + Send>| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".to_string());
+            let message = crate::jobs::panic_message(&**panic);
             tracing::error!(queue, %message, "a job's handler panicked; the job is killed");
             AbortError::new(apalis::layers::catch_panic::PanicError(format!(
                 "the job's handler panicked: {message}"

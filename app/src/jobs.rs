@@ -85,6 +85,15 @@ pub async fn after_failure(
     }
 }
 
+/// What a panic said (its payload, when it is text).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
+}
+
 async fn pg_enqueue<T>(
     pool: &PgPool,
     queue: &str,

@@ -301,8 +301,19 @@ async fn consume_once(
                 }
             }
         }
+        // A panic in the subscriber fails the batch like any other error (it goes back to the
+        // queue after the backoff) rather than ending the consumer, which left the subscriber's
+        // queue unconsumed until the process was restarted.
         let outcome = match db.get().await {
-            Ok(mut c) => inbox::handle_batch(&mut c, sub, &events).await,
+            Ok(mut c) => std::panic::AssertUnwindSafe(inbox::handle_batch(&mut c, sub, &events))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(AppError::internal(format!(
+                        "the subscriber panicked: {}",
+                        crate::jobs::panic_message(&*panic)
+                    )))
+                }),
             Err(err) => Err(AppError::from(err)),
         };
         let Some(last) = batch.last() else { continue };
@@ -318,7 +329,17 @@ async fn consume_once(
                 last.ack(BasicAckOptions { multiple: true })
                     .await
                     .map_err(e)?;
-                sub.after_commit(&events).await;
+                if let Err(panic) = std::panic::AssertUnwindSafe(sub.after_commit(&events))
+                    .catch_unwind()
+                    .await
+                {
+                    // The events are handled; what the hook left undone its module finds later.
+                    tracing::error!(
+                        subscriber = sub.name(),
+                        panic = crate::jobs::panic_message(&*panic),
+                        "the subscriber panicked after its batch committed"
+                    );
+                }
             }
             Err(err) => {
                 attempt += 1;

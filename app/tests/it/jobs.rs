@@ -12,7 +12,7 @@ use voronka::backbone::Backbone;
 use voronka::config::JobStoreKind;
 use voronka::events::probe::{self, ProbeSubscriber};
 
-use crate::support::{TestApp, spawn_app_with_jobs};
+use crate::support::{TestApp, amqp_url, broker_reachable, spawn_app_with_jobs};
 
 /// Workers that look for work every 20 ms and write results every 250 ms: tests wait less. (A
 /// shorter heartbeat risks a busy test machine taking a live worker for dead.)
@@ -93,6 +93,69 @@ async fn a_panicking_handler_on_the_redis_job_store_too() {
     if redis_is_there("the Redis panicking handler test") {
         panicking_job_is_killed(JobStoreKind::Redis).await;
     }
+}
+
+/// On the RabbitMQ bus there is no job: the batch whose handling panicked goes back to the
+/// queue like one that failed, and the consumer lives on to handle it once the subscriber works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_subscriber_on_rabbitmq_fails_its_batch_and_the_consumer_goes_on() {
+    if !broker_reachable() {
+        if std::env::var_os("CI").is_some()
+            || std::env::var_os("VORONKA_TEST_REQUIRE_RABBITMQ").is_some()
+        {
+            panic!(
+                "RabbitMQ is not reachable at {} and this run requires it",
+                amqp_url()
+            );
+        }
+        eprintln!("SKIPPED: RabbitMQ is not reachable; the panicking consumer test did not run");
+        return;
+    }
+    let unique = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let name = format!("panic-probe-{unique}");
+    let app = spawn_app_with_jobs(&[], |c| {
+        quick_workers(c);
+        c.events.bus = voronka::config::BusKind::Rabbitmq;
+        c.events.amqp_url = amqp_url();
+        c.events.amqp_namespace = format!("test-{unique}");
+        c.jobs.retry_base_ms = 100;
+    })
+    .await;
+    let sub = Arc::new(ProbeSubscriber::new(name.clone()));
+    sub.panics.store(true, Ordering::SeqCst);
+    let backbone = with_probe(&app, &sub).await;
+    let mut conn = app.state.pool.get().await.unwrap();
+    probe::produce_one(&mut conn, 1).await.unwrap();
+    drop(conn);
+
+    let tries = async || sub.attempted_at.lock().unwrap().len();
+    wait_for(
+        "the batch to be tried again",
+        Duration::from_secs(30),
+        async || tries().await >= 2,
+    )
+    .await;
+    sub.panics.store(false, Ordering::SeqCst);
+    let pool = app.state.pool.clone();
+    let handled = async |n: i64| {
+        let pool = pool.clone();
+        let name = name.clone();
+        wait_for(
+            "the event to be handled",
+            Duration::from_secs(30),
+            async || {
+                let mut c = pool.get().await.unwrap();
+                probe::handled(&mut c, &name).await.unwrap() == n
+            },
+        )
+        .await;
+    };
+    handled(1).await;
+    let mut conn = app.state.pool.get().await.unwrap();
+    probe::produce_one(&mut conn, 2).await.unwrap();
+    drop(conn);
+    handled(2).await;
+    backbone.stop().await;
 }
 
 async fn panicking_job_is_killed(store: JobStoreKind) {
