@@ -28,6 +28,9 @@ use crate::metrics::Metrics;
 
 /// Deliveries handled in one transaction at most.
 const BATCH: usize = 100;
+/// Batches whose after-commit hook runs at once, per consumer (the next batch waits for one to
+/// end past that).
+const HOOKS_AT_ONCE: usize = 4;
 
 /// The exchange of an installation (`[events] amqp_namespace`, "voronka" unless several
 /// installations share one broker).
@@ -221,7 +224,7 @@ pub async fn consume(
         match consume_once(
             &url,
             &namespace,
-            &*subscriber,
+            &subscriber,
             &db,
             retry,
             &metrics,
@@ -246,7 +249,7 @@ pub async fn consume(
 async fn consume_once(
     url: &str,
     namespace: &str,
-    sub: &dyn Subscriber,
+    sub: &Arc<dyn Subscriber>,
     db: &DbPool,
     retry: RetryPolicy,
     metrics: &Metrics,
@@ -256,7 +259,7 @@ async fn consume_once(
     let conn = connect(url).await.map_err(e)?;
     let ch = conn.create_channel().await.map_err(e)?;
     declare_exchange(&ch, namespace).await.map_err(e)?;
-    let queue = declare_queue(&ch, namespace, sub).await.map_err(e)?;
+    let queue = declare_queue(&ch, namespace, &**sub).await.map_err(e)?;
     ch.basic_qos(256, BasicQosOptions::default())
         .await
         .map_err(e)?;
@@ -271,6 +274,7 @@ async fn consume_once(
         .await
         .map_err(e)?;
     let mut attempt = 0u32;
+    let hooks = Arc::new(tokio::sync::Semaphore::new(HOOKS_AT_ONCE));
     loop {
         let first = tokio::select! {
             _ = stop.changed() => return Ok(()),
@@ -305,7 +309,7 @@ async fn consume_once(
         // queue after the backoff) rather than ending the consumer, which left the subscriber's
         // queue unconsumed until the process was restarted.
         let outcome = match db.get().await {
-            Ok(mut c) => std::panic::AssertUnwindSafe(inbox::handle_batch(&mut c, sub, &events))
+            Ok(mut c) => std::panic::AssertUnwindSafe(inbox::handle_batch(&mut c, &**sub, &events))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|panic| {
@@ -329,17 +333,28 @@ async fn consume_once(
                 last.ack(BasicAckOptions { multiple: true })
                     .await
                     .map_err(e)?;
-                if let Err(panic) = std::panic::AssertUnwindSafe(sub.after_commit(&events))
-                    .catch_unwind()
+                // The hook's work (automation's runs due now) goes on beside the next batches,
+                // a few batches' at a time: waited for, it held the consumer, whose rate was
+                // then the hook's.
+                let permit = hooks
+                    .clone()
+                    .acquire_owned()
                     .await
-                {
-                    // The events are handled; what the hook left undone its module finds later.
-                    tracing::error!(
-                        subscriber = sub.name(),
-                        panic = crate::jobs::panic_message(&*panic),
-                        "the subscriber panicked after its batch committed"
-                    );
-                }
+                    .map_err(|e| e.to_string())?;
+                let sub = sub.clone();
+                tokio::spawn(async move {
+                    let hook = std::panic::AssertUnwindSafe(sub.after_commit(&events));
+                    if let Err(panic) = hook.catch_unwind().await {
+                        // The events are handled; what the hook left undone its module finds
+                        // by its own means.
+                        tracing::error!(
+                            subscriber = sub.name(),
+                            panic = crate::jobs::panic_message(&*panic),
+                            "the subscriber panicked after its batch committed"
+                        );
+                    }
+                    drop(permit);
+                });
             }
             Err(err) => {
                 attempt += 1;
