@@ -396,6 +396,12 @@ pub async fn run(state: &AppState, email: &str, phases: Phases) -> Result<(), St
             "warm-up ({warmup} s at {rate}/s, not counted below): {}",
             quantiles(lat)
         );
+        println!(
+            "warm-up: by step, p50/p95 ms after the one before: {}",
+            steps(state, trigger.id.0, &moved)
+                .await
+                .unwrap_or_else(|e| format!("not available ({e})"))
+        );
         wait_idle(state).await?;
     }
     let (first, second) = rest.split_at(sustained.min(rest.len()));
