@@ -67,8 +67,8 @@ pub async fn install(conn: &mut AsyncPgConnection) -> AppResult<()> {
 pub struct ProbeSubscriber {
     pub name: String,
     pub failures: Arc<AtomicI64>,
-    /// While set it panics, as a handler with a bug would (for the test that such a panic ends
-    /// only its own job).
+    /// While set it panics, as a handler with a bug would (for the tests that such a panic ends
+    /// neither the job worker nor the broker's consumer).
     pub panics: Arc<AtomicBool>,
     /// When each attempt to handle an event started (for the retry tests).
     pub attempted_at: std::sync::Mutex<Vec<std::time::Instant>>,
