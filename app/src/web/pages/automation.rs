@@ -94,15 +94,10 @@ fn delay_text(ctx: &Ctx, d: &Delay, working_hours: bool) -> String {
     s
 }
 
-fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
-    let stage = |id: i64| {
-        p.stages
-            .iter()
-            .find(|s| s.id.0 == id)
-            .map(|s| s.name.clone())
-            .unwrap_or_else(|| id.to_string())
-    };
-    let label = ctx.t(match a.code() {
+/// The message key of an action's name, by its code (`None` for a code this version does not
+/// know, as a run recorded by a newer one could hold).
+fn action_key(code: &str) -> Option<&'static str> {
+    Some(match code {
         "create_task" => "automation.action.create_task",
         "move_to" => "automation.action.move_to",
         "set_responsible" => "automation.action.set_responsible",
@@ -114,8 +109,20 @@ fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
         "complete_tasks" => "automation.action.complete_tasks",
         "send_email" => "automation.action.send_email",
         "start_bot" => "automation.action.start_bot",
-        _ => "automation.action.webhook",
-    });
+        "webhook" => "automation.action.webhook",
+        _ => return None,
+    })
+}
+
+fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
+    let stage = |id: i64| {
+        p.stages
+            .iter()
+            .find(|s| s.id.0 == id)
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let label = action_key(a.code()).map_or(a.code().to_string(), |k| ctx.t(k).to_string());
     let detail = match a {
         Action::CreateTask { text, .. }
         | Action::AddNote { text }
@@ -859,7 +866,8 @@ pub struct RunLine {
     pub error: String,
 }
 
-fn lines(runs: Vec<Run>) -> Vec<RunLine> {
+/// A run's lines for the history; each step's action by its name in the reader's language.
+fn lines(ctx: &Ctx, runs: Vec<Run>) -> Vec<RunLine> {
     runs.into_iter()
         .map(|r| RunLine {
             at: r.run_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -871,7 +879,11 @@ fn lines(runs: Vec<Run>) -> Vec<RunLine> {
             steps: r
                 .steps
                 .into_iter()
-                .map(|s| (s.ok, format!("{}: {}", s.action, s.detail)))
+                .map(|s| {
+                    let name =
+                        action_key(&s.action).map_or(s.action.clone(), |k| ctx.t(k).to_string());
+                    (s.ok, format!("{name}: {}", s.detail))
+                })
                 .collect(),
             error: r.error.unwrap_or_default(),
         })
@@ -938,7 +950,7 @@ pub async fn trigger_runs(
             ctx: &ctx,
             title: t.name.clone(),
             back: format!("/automation?pipeline={}", t.pipeline_id),
-            runs: lines(page.items),
+            runs: lines(&ctx, page.items),
             next: page
                 .next
                 .map(|c| format!("/automation/triggers/{}/runs?after={}", t.id.0, c.as_str())),
@@ -985,7 +997,7 @@ pub async fn deal_runs(
             ctx: &ctx,
             title: deal.name.clone(),
             back: format!("/deals/{}", deal.id.0),
-            runs: lines(page.items),
+            runs: lines(&ctx, page.items),
             next: page
                 .next
                 .map(|c| format!("/deals/{}/runs?after={}", deal.id.0, c.as_str())),
