@@ -1332,3 +1332,118 @@ async fn the_outbox_keeps_a_week_of_published_events_and_everything_unpublished(
         0
     );
 }
+
+/// The deal page's Contacts panel: a contact is found by name or phone, linked (the first one
+/// becomes the main contact), no longer offered, and unlinked (the next one becomes main); a
+/// contact of another account cannot be linked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_are_found_linked_and_unlinked_from_the_deal_page() {
+    use contacts_api::NewContact;
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let p = sales_pipeline(&app, caller).await;
+    let first = p.stages[1].id;
+    let deals = &app.state.modules.deals;
+    let contacts = &app.state.modules.contacts;
+    let deal = deals
+        .create_deal(
+            caller,
+            NewDeal {
+                stage_id: Some(first),
+                ..new_deal(&p, "Order", 100)
+            },
+        )
+        .await
+        .unwrap();
+    let person = async |first_name: &str, phone: &str| {
+        contacts
+            .create_contact(
+                caller,
+                NewContact {
+                    first_name: first_name.into(),
+                    last_name: "Petrova".into(),
+                    phones: vec![contacts_api::Reach::work(phone)],
+                    ..NewContact::default()
+                },
+            )
+            .await
+            .unwrap()
+            .id
+            .0
+    };
+    let maria = person("Maria", "+7 900 111-22-33").await;
+    let olga = person("Olga", "+7 900 444-55-66").await;
+    let other = app.tenant("Other").await;
+    let stranger = contacts
+        .create_contact(
+            Caller::user(other.account, other.admin.id),
+            NewContact {
+                first_name: "Stranger".into(),
+                ..NewContact::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .0;
+
+    let admin = app.signed_in(&t.admin.email).await;
+    let page = format!("/deals/{}", deal.id.0);
+    let (status, html) = admin.text(&format!("{page}?contact_q=Petrova")).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(
+        html.contains("Maria Petrova") && html.contains("Olga Petrova"),
+        "{html}"
+    );
+    let link = async |id: i64| {
+        admin
+            .submit(
+                &page,
+                &format!("{page}/contacts"),
+                &[("contact_id", &id.to_string())],
+            )
+            .await
+            .status()
+    };
+    assert_eq!(link(maria).await, reqwest::StatusCode::SEE_OTHER);
+    let d = deals.deal(caller, deal.id).await.unwrap();
+    assert_eq!(
+        (d.contact_ids.clone(), d.main_contact_id),
+        (vec![maria], Some(maria))
+    );
+    // Found by a part of the phone; Maria, linked now, is not offered again.
+    let (_, html) = admin.text(&format!("{page}?contact_q=444-55")).await;
+    assert!(html.contains("Olga Petrova"), "{html}");
+    let (_, html) = admin.text(&format!("{page}?contact_q=Maria")).await;
+    assert!(!html.contains("data-test=\"link-contact\""), "{html}");
+    assert_eq!(link(olga).await, reqwest::StatusCode::SEE_OTHER);
+    let d = deals.deal(caller, deal.id).await.unwrap();
+    assert_eq!(
+        (d.contact_ids.clone(), d.main_contact_id),
+        (vec![maria, olga], Some(maria))
+    );
+
+    // Another account's contact: refused, nothing changes.
+    assert_eq!(link(stranger).await, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(
+        deals.deal(caller, deal.id).await.unwrap().contact_ids,
+        vec![maria, olga]
+    );
+
+    // Unlinking the main contact makes the next one main.
+    let res = admin
+        .submit(&page, &format!("{page}/contacts/{maria}/unlink"), &[])
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+    let d = deals.deal(caller, deal.id).await.unwrap();
+    assert_eq!(
+        (d.contact_ids.clone(), d.main_contact_id),
+        (vec![olga], Some(olga))
+    );
+    let (_, html) = admin.text(&page).await;
+    assert!(
+        html.contains("Olga Petrova") && !html.contains("Maria Petrova"),
+        "{html}"
+    );
+}

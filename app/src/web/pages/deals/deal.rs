@@ -62,6 +62,10 @@ struct DealTpl<'a> {
     contacts: String,
     /// The linked contacts by name (the contacts module resolves the ids).
     people: Vec<(i64, String)>,
+    /// The contact search of the Contacts panel: what was asked, and the contacts found that
+    /// are not linked yet (id, name, what matched besides the name).
+    contact_q: String,
+    found: Vec<(i64, String, String)>,
     companies: String,
     fields: Vec<FieldInput>,
     reasons: Vec<LossReason>,
@@ -96,6 +100,18 @@ async fn render(
     id: DealId,
     status: StatusCode,
     errors: FormErrors,
+) -> PageResult {
+    render_with(ctx, state, id, status, errors, "").await
+}
+
+/// The deal's page, with the contacts found for `contact_q` when it is not empty.
+async fn render_with(
+    ctx: &Ctx,
+    state: &AppState,
+    id: DealId,
+    status: StatusCode,
+    errors: FormErrors,
+    contact_q: &str,
 ) -> PageResult {
     let caller = ctx.caller()?;
     let deals = &state.modules.deals;
@@ -172,6 +188,21 @@ async fn render(
         .into_iter()
         .map(|c| (c.id.0, c.name))
         .collect();
+    let found = if contact_q.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .modules
+            .contacts
+            .search(caller, contact_q, 10)
+            .await?
+            .into_iter()
+            .filter(|h| {
+                h.entity == contacts_api::Entity::Contact && !deal.contact_ids.contains(&h.id)
+            })
+            .map(|h| (h.id, h.name, h.detail))
+            .collect()
+    };
     let stages: std::collections::HashMap<i64, String> = pipeline
         .stages
         .iter()
@@ -220,6 +251,8 @@ async fn render(
                 .join(", "),
             contacts: ids_text(&deal.contact_ids),
             people,
+            contact_q: contact_q.to_string(),
+            found,
             companies: ids_text(&deal.company_ids),
             deal: &deal,
             pipeline: &pipeline,
@@ -281,15 +314,107 @@ pub fn grouped_inputs<D: fields::FieldDef>(
     out
 }
 
-pub async fn show(ctx: Ctx, state: web::Data<AppState>, path: web::Path<i64>) -> PageResult {
-    render(
+#[derive(serde::Deserialize)]
+pub struct ShowQuery {
+    /// A contact search from the Contacts panel.
+    #[serde(default)]
+    contact_q: String,
+}
+
+pub async fn show(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    query: web::Query<ShowQuery>,
+) -> PageResult {
+    render_with(
         &ctx,
         &state,
         DealId(*path),
         StatusCode::OK,
         FormErrors::none(),
+        query.contact_q.trim(),
     )
     .await
+}
+
+#[derive(serde::Deserialize)]
+pub struct ContactForm {
+    contact_id: i64,
+}
+
+/// Links a contact found in the Contacts panel to the deal (the first one linked becomes its
+/// main contact).
+pub async fn link_contact(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<ContactForm>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let id = DealId(*path);
+    let deal = state.modules.deals.deal(caller, id).await?;
+    // Only a contact of the account the user can see (the search offers no other).
+    let known = state
+        .modules
+        .contacts
+        .contacts_by_id(caller, vec![contacts_api::ContactId(form.contact_id)])
+        .await?;
+    if known.is_empty() {
+        return Err(AppError::not_found("contact").into());
+    }
+    let mut ids = deal.contact_ids.clone();
+    if !ids.contains(&form.contact_id) {
+        ids.push(form.contact_id);
+    }
+    let patch = DealPatch {
+        contact_ids: Some(ids),
+        main_contact_id: deal
+            .main_contact_id
+            .is_none()
+            .then_some(Some(form.contact_id)),
+        ..DealPatch::default()
+    };
+    relink(&ctx, &state, id, patch).await
+}
+
+/// Unlinks a contact from the deal (when it was the main contact, the next linked one takes
+/// its place).
+pub async fn unlink_contact(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<(i64, i64)>,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let (id, contact) = (DealId(path.0), path.1);
+    let deal = state.modules.deals.deal(caller, id).await?;
+    let ids: Vec<i64> = deal
+        .contact_ids
+        .iter()
+        .copied()
+        .filter(|c| *c != contact)
+        .collect();
+    let patch = DealPatch {
+        main_contact_id: (deal.main_contact_id == Some(contact)).then(|| ids.first().copied()),
+        contact_ids: Some(ids),
+        ..DealPatch::default()
+    };
+    relink(&ctx, &state, id, patch).await
+}
+
+async fn relink(ctx: &Ctx, state: &AppState, id: DealId, patch: DealPatch) -> PageResult {
+    match state
+        .modules
+        .deals
+        .update_deal(ctx.caller()?, id, patch)
+        .await
+    {
+        Ok(_) => see_other(&format!("/deals/{id}"), Some("deals.saved")),
+        Err(e) if is_form_error(&e) => {
+            render(ctx, state, id, form_status(&e), FormErrors::from_error(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn parse_ids(field: &str, s: &str) -> Result<Vec<i64>, AppError> {
