@@ -52,6 +52,41 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() ->
     }
 }
 
+/// A name of its own for a probe subscriber (Redis keys and RabbitMQ queues outlive the test
+/// database), and its job queue.
+fn probe_name(prefix: &str) -> (String, String) {
+    let name = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let queue = voronka::events::pg::queue_of(&name);
+    (name, queue)
+}
+
+/// An app whose job workers serve `queue` on `store`, quickly, three attempts per job.
+async fn probe_app(queue: &str, store: JobStoreKind, retry_base_ms: Option<u64>) -> TestApp {
+    spawn_app_with_jobs(&[queue], |c| {
+        quick_workers(c);
+        if store == JobStoreKind::Redis {
+            // apalis-redis drops a worker that misses five heartbeats ("worker not registered"
+            // ever after); a loaded 2-core machine running the whole suite has missed 1.25 s.
+            c.jobs.heartbeat_ms = 500;
+        }
+        c.jobs.store = store;
+        c.jobs.max_attempts = 3;
+        if let Some(ms) = retry_base_ms {
+            c.jobs.retry_base_ms = ms;
+        }
+    })
+    .await
+}
+
+/// Commits ping `n`.
+async fn produce(app: &TestApp, n: i64) {
+    let mut conn = app.state.pool.get().await.unwrap();
+    probe::produce_one(&mut conn, n).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_backs_off_dies_after_its_cap_and_runs_again_from_the_admin_page() {
     failing_job_dies_and_runs_again(JobStoreKind::Postgres).await;
@@ -111,22 +146,19 @@ async fn a_panicking_subscriber_on_rabbitmq_fails_its_batch_and_the_consumer_goe
         eprintln!("SKIPPED: RabbitMQ is not reachable; the panicking consumer test did not run");
         return;
     }
-    let unique = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let name = format!("panic-probe-{unique}");
+    let (name, _) = probe_name("panic-probe");
     let app = spawn_app_with_jobs(&[], |c| {
         quick_workers(c);
         c.events.bus = voronka::config::BusKind::Rabbitmq;
         c.events.amqp_url = amqp_url();
-        c.events.amqp_namespace = format!("test-{unique}");
+        c.events.amqp_namespace = format!("test-{name}");
         c.jobs.retry_base_ms = 100;
     })
     .await;
     let sub = Arc::new(ProbeSubscriber::new(name.clone()));
     sub.panics.store(true, Ordering::SeqCst);
     let backbone = with_probe(&app, &sub).await;
-    let mut conn = app.state.pool.get().await.unwrap();
-    probe::produce_one(&mut conn, 1).await.unwrap();
-    drop(conn);
+    produce(&app, 1).await;
 
     let tries = async || sub.attempted_at.lock().unwrap().len();
     wait_for(
@@ -151,34 +183,18 @@ async fn a_panicking_subscriber_on_rabbitmq_fails_its_batch_and_the_consumer_goe
         .await;
     };
     handled(1).await;
-    let mut conn = app.state.pool.get().await.unwrap();
-    probe::produce_one(&mut conn, 2).await.unwrap();
-    drop(conn);
+    produce(&app, 2).await;
     handled(2).await;
     backbone.stop().await;
 }
 
 async fn panicking_job_is_killed(store: JobStoreKind) {
-    let name = format!(
-        "panic-probe-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let queue = voronka::events::pg::queue_of(&name);
-    let app = spawn_app_with_jobs(&[queue.as_str()], |c| {
-        quick_workers(c);
-        if store == JobStoreKind::Redis {
-            c.jobs.heartbeat_ms = 500;
-        }
-        c.jobs.store = store;
-        c.jobs.max_attempts = 3;
-    })
-    .await;
+    let (name, queue) = probe_name("panic-probe");
+    let app = probe_app(&queue, store, None).await;
     let sub = Arc::new(ProbeSubscriber::new(name.clone()));
     sub.panics.store(true, Ordering::SeqCst);
     let backbone = with_probe(&app, &sub).await;
-    let mut conn = app.state.pool.get().await.unwrap();
-    probe::produce_one(&mut conn, 1).await.unwrap();
-    drop(conn);
+    produce(&app, 1).await;
 
     // Killed at once, with the panic's message, and not tried again.
     let jobs = app.state.jobs.clone().unwrap();
@@ -198,9 +214,7 @@ async fn panicking_job_is_killed(store: JobStoreKind) {
 
     // The same worker handles the next event: it was not ended by the panic.
     sub.panics.store(false, Ordering::SeqCst);
-    let mut conn = app.state.pool.get().await.unwrap();
-    probe::produce_one(&mut conn, 2).await.unwrap();
-    drop(conn);
+    produce(&app, 2).await;
     let pool = app.state.pool.clone();
     wait_for("the next event", Duration::from_secs(10), async || {
         let mut c = pool.get().await.unwrap();
@@ -221,32 +235,14 @@ async fn panicking_job_is_killed(store: JobStoreKind) {
 }
 
 async fn failing_job_dies_and_runs_again(store: JobStoreKind) {
-    // Redis keys outlive the test database: a queue name of its own per run.
-    let name = format!(
-        "retry-probe-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let queue = voronka::events::pg::queue_of(&name);
-    let app = spawn_app_with_jobs(&[queue.as_str()], |c| {
-        quick_workers(c);
-        if store == JobStoreKind::Redis {
-            // apalis-redis drops a worker that misses five heartbeats ("worker not registered"
-            // ever after); a loaded 2-core machine running the whole suite has missed 1.25 s.
-            c.jobs.heartbeat_ms = 500;
-        }
-        c.jobs.store = store;
-        c.jobs.max_attempts = 3;
-        c.jobs.retry_base_ms = 1500;
-    })
-    .await;
+    let (name, queue) = probe_name("retry-probe");
+    let app = probe_app(&queue, store, Some(1500)).await;
     let t = app.tenant("Acme").await;
     let sub = Arc::new(ProbeSubscriber::new(name.clone()));
     sub.failures.store(i64::MAX, Ordering::SeqCst);
     let seen = sub.clone();
     let backbone = with_probe(&app, &sub).await;
-    let mut conn = app.state.pool.get().await.unwrap();
-    probe::produce_one(&mut conn, 1).await.unwrap();
-    drop(conn);
+    produce(&app, 1).await;
 
     let jobs = app.state.jobs.clone().unwrap();
     // Three attempts with short backoffs take a few seconds; a loaded 2-core machine running
