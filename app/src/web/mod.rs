@@ -148,13 +148,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/deals/{id}/move", web::post().to(deals::move_deal))
         .route("/deals/{id}/stage", web::post().to(deals::deal::set_stage))
         .route("/deals/{id}/delete", web::post().to(deals::deal::delete))
+        .route("/deals/{id}/links", web::post().to(deals::deal::link))
         .route(
-            "/deals/{id}/contacts",
-            web::post().to(deals::deal::link_contact),
-        )
-        .route(
-            "/deals/{id}/contacts/{contact}/unlink",
-            web::post().to(deals::deal::unlink_contact),
+            "/deals/{id}/links/{entity}/{target}/unlink",
+            web::post().to(deals::deal::unlink),
         )
         .route("/contacts", web::get().to(contacts::contacts))
         .route("/contacts", web::post().to(contacts::create_contact))

@@ -1335,10 +1335,11 @@ async fn the_outbox_keeps_a_week_of_published_events_and_everything_unpublished(
 
 /// The deal page's Contacts panel: a contact is found by name or phone, linked (the first one
 /// becomes the main contact), no longer offered, and unlinked (the next one becomes main); a
-/// contact of another account cannot be linked.
+/// company is found and linked the same way; another account's contact cannot be linked; the
+/// deal form's saves leave the links as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_are_found_linked_and_unlinked_from_the_deal_page() {
-    use contacts_api::NewContact;
+    use contacts_api::{NewCompany, NewContact};
     let app = spawn_app().await;
     let t = app.tenant("Acme").await;
     let caller = Caller::user(t.account, t.admin.id);
@@ -1374,6 +1375,18 @@ async fn contacts_are_found_linked_and_unlinked_from_the_deal_page() {
     };
     let maria = person("Maria", "+7 900 111-22-33").await;
     let olga = person("Olga", "+7 900 444-55-66").await;
+    let firm = contacts
+        .create_company(
+            caller,
+            NewCompany {
+                name: "Northwind Trading".into(),
+                ..NewCompany::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .0;
     let other = app.tenant("Other").await;
     let stranger = contacts
         .create_contact(
@@ -1396,51 +1409,65 @@ async fn contacts_are_found_linked_and_unlinked_from_the_deal_page() {
         html.contains("Maria Petrova") && html.contains("Olga Petrova"),
         "{html}"
     );
-    let link = async |id: i64| {
+    let link = async |entity: &str, id: i64| {
         admin
             .submit(
                 &page,
-                &format!("{page}/contacts"),
-                &[("contact_id", &id.to_string())],
+                &format!("{page}/links"),
+                &[("entity", entity), ("id", &id.to_string())],
             )
             .await
             .status()
     };
-    assert_eq!(link(maria).await, reqwest::StatusCode::SEE_OTHER);
-    let d = deals.deal(caller, deal.id).await.unwrap();
-    assert_eq!(
-        (d.contact_ids.clone(), d.main_contact_id),
-        (vec![maria], Some(maria))
-    );
+    let links = async || {
+        let d = deals.deal(caller, deal.id).await.unwrap();
+        (d.contact_ids, d.main_contact_id, d.company_ids)
+    };
+    assert_eq!(link("contact", maria).await, reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(links().await, (vec![maria], Some(maria), vec![]));
     // Found by a part of the phone; Maria, linked now, is not offered again.
     let (_, html) = admin.text(&format!("{page}?contact_q=444-55")).await;
     assert!(html.contains("Olga Petrova"), "{html}");
     let (_, html) = admin.text(&format!("{page}?contact_q=Maria")).await;
-    assert!(!html.contains("data-test=\"link-contact\""), "{html}");
-    assert_eq!(link(olga).await, reqwest::StatusCode::SEE_OTHER);
-    let d = deals.deal(caller, deal.id).await.unwrap();
-    assert_eq!(
-        (d.contact_ids.clone(), d.main_contact_id),
-        (vec![maria, olga], Some(maria))
-    );
+    assert!(!html.contains("data-test=\"link\""), "{html}");
+    assert_eq!(link("contact", olga).await, reqwest::StatusCode::SEE_OTHER);
+    let (_, html) = admin.text(&format!("{page}?contact_q=Northwind")).await;
+    assert!(html.contains("Northwind Trading"), "{html}");
+    assert_eq!(link("company", firm).await, reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(links().await, (vec![maria, olga], Some(maria), vec![firm]));
 
-    // Another account's contact: refused, nothing changes.
-    assert_eq!(link(stranger).await, reqwest::StatusCode::NOT_FOUND);
+    // Another account's contact, or something else than a contact or company: refused, and
+    // nothing changes.
     assert_eq!(
-        deals.deal(caller, deal.id).await.unwrap().contact_ids,
-        vec![maria, olga]
+        link("contact", stranger).await,
+        reqwest::StatusCode::NOT_FOUND
     );
+    assert_eq!(link("pipeline", firm).await, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(links().await, (vec![maria, olga], Some(maria), vec![firm]));
 
-    // Unlinking the main contact makes the next one main.
+    // Saving the deal's form (it has no link fields) keeps the links.
     let res = admin
-        .submit(&page, &format!("{page}/contacts/{maria}/unlink"), &[])
+        .submit(&page, &page, &[("name", "Order 2"), ("price", "200")])
         .await;
     assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
-    let d = deals.deal(caller, deal.id).await.unwrap();
+    assert_eq!(links().await, (vec![maria, olga], Some(maria), vec![firm]));
+
+    // Unlinking the main contact makes the next one main; a company goes the same way.
+    let unlink = async |entity: &str, id: i64| {
+        admin
+            .submit(&page, &format!("{page}/links/{entity}/{id}/unlink"), &[])
+            .await
+            .status()
+    };
     assert_eq!(
-        (d.contact_ids.clone(), d.main_contact_id),
-        (vec![olga], Some(olga))
+        unlink("contact", maria).await,
+        reqwest::StatusCode::SEE_OTHER
     );
+    assert_eq!(
+        unlink("company", firm).await,
+        reqwest::StatusCode::SEE_OTHER
+    );
+    assert_eq!(links().await, (vec![olga], Some(olga), vec![]));
     let (_, html) = admin.text(&page).await;
     assert!(
         html.contains("Olga Petrova") && !html.contains("Maria Petrova"),

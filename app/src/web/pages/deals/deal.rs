@@ -59,14 +59,14 @@ struct DealTpl<'a> {
     responsible: i64,
     users: Vec<super::UserOption>,
     tags: String,
-    contacts: String,
     /// The linked contacts by name (the contacts module resolves the ids).
     people: Vec<(i64, String)>,
     /// The contact search of the Contacts panel: what was asked, and the contacts found that
     /// are not linked yet (id, name, what matched besides the name).
     contact_q: String,
-    found: Vec<(i64, String, String)>,
-    companies: String,
+    found: Vec<Found>,
+    /// The linked companies by name.
+    firms: Vec<(i64, String)>,
     fields: Vec<FieldInput>,
     reasons: Vec<LossReason>,
     history: Vec<VisitView>,
@@ -76,11 +76,14 @@ struct DealTpl<'a> {
     errors: FormErrors,
 }
 
-fn ids_text(ids: &[i64]) -> String {
-    ids.iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A contact or company found in the panel's search, not linked to the deal yet.
+pub struct Found {
+    /// "contact" or "company".
+    pub entity: &'static str,
+    pub id: i64,
+    pub name: String,
+    /// What matched besides the name (a phone, an e-mail).
+    pub detail: String,
 }
 
 fn duration(secs: i64) -> String {
@@ -197,12 +200,30 @@ async fn render_with(
             .search(caller, contact_q, 10)
             .await?
             .into_iter()
-            .filter(|h| {
-                h.entity == contacts_api::Entity::Contact && !deal.contact_ids.contains(&h.id)
+            .filter(|h| match h.entity {
+                contacts_api::Entity::Contact => !deal.contact_ids.contains(&h.id),
+                contacts_api::Entity::Company => !deal.company_ids.contains(&h.id),
             })
-            .map(|h| (h.id, h.name, h.detail))
+            .map(|h| Found {
+                entity: h.entity.as_str(),
+                id: h.id,
+                name: h.name,
+                detail: h.detail,
+            })
             .collect()
     };
+    let mut firms = Vec::with_capacity(deal.company_ids.len());
+    for c in &deal.company_ids {
+        // A company since deleted, or out of the user's sight, is left out.
+        if let Ok(f) = state
+            .modules
+            .contacts
+            .company(caller, contacts_api::CompanyId(*c))
+            .await
+        {
+            firms.push((f.id.0, f.name));
+        }
+    }
     let stages: std::collections::HashMap<i64, String> = pipeline
         .stages
         .iter()
@@ -249,11 +270,10 @@ async fn render_with(
                 .map(|t| t.name.clone())
                 .collect::<Vec<_>>()
                 .join(", "),
-            contacts: ids_text(&deal.contact_ids),
             people,
             contact_q: contact_q.to_string(),
             found,
-            companies: ids_text(&deal.company_ids),
+            firms,
             deal: &deal,
             pipeline: &pipeline,
             steps,
@@ -339,65 +359,87 @@ pub async fn show(
 }
 
 #[derive(serde::Deserialize)]
-pub struct ContactForm {
-    contact_id: i64,
+pub struct LinkForm {
+    /// "contact" or "company".
+    entity: String,
+    id: i64,
 }
 
-/// Links a contact found in the Contacts panel to the deal (the first one linked becomes its
-/// main contact).
-pub async fn link_contact(
+/// Links a contact or a company found in the panel to the deal (the first contact linked
+/// becomes its main contact): only one of the account that the user can see.
+pub async fn link(
     ctx: Ctx,
     state: web::Data<AppState>,
     path: web::Path<i64>,
-    form: web::Form<ContactForm>,
+    form: web::Form<LinkForm>,
 ) -> PageResult {
     let caller = ctx.caller()?;
     let id = DealId(*path);
     let deal = state.modules.deals.deal(caller, id).await?;
-    // Only a contact of the account the user can see (the search offers no other).
-    let known = state
-        .modules
-        .contacts
-        .contacts_by_id(caller, vec![contacts_api::ContactId(form.contact_id)])
-        .await?;
-    if known.is_empty() {
-        return Err(AppError::not_found("contact").into());
-    }
-    let mut ids = deal.contact_ids.clone();
-    if !ids.contains(&form.contact_id) {
-        ids.push(form.contact_id);
-    }
-    let patch = DealPatch {
-        contact_ids: Some(ids),
-        main_contact_id: deal
-            .main_contact_id
-            .is_none()
-            .then_some(Some(form.contact_id)),
-        ..DealPatch::default()
+    let contacts = &state.modules.contacts;
+    let add = |ids: &[i64]| {
+        let mut ids = ids.to_vec();
+        if !ids.contains(&form.id) {
+            ids.push(form.id);
+        }
+        ids
+    };
+    let patch = match form.entity.as_str() {
+        "contact" => {
+            let known = contacts
+                .contacts_by_id(caller, vec![contacts_api::ContactId(form.id)])
+                .await?;
+            if known.is_empty() {
+                return Err(AppError::not_found("contact").into());
+            }
+            DealPatch {
+                contact_ids: Some(add(&deal.contact_ids)),
+                main_contact_id: deal.main_contact_id.is_none().then_some(Some(form.id)),
+                ..DealPatch::default()
+            }
+        }
+        "company" => {
+            contacts
+                .company(caller, contacts_api::CompanyId(form.id))
+                .await?;
+            DealPatch {
+                company_ids: Some(add(&deal.company_ids)),
+                ..DealPatch::default()
+            }
+        }
+        _ => return Err(AppError::not_found("contact or company").into()),
     };
     relink(&ctx, &state, id, patch).await
 }
 
-/// Unlinks a contact from the deal (when it was the main contact, the next linked one takes
-/// its place).
-pub async fn unlink_contact(
+/// Unlinks a contact or a company from the deal (when the main contact goes, the next linked
+/// one takes its place).
+pub async fn unlink(
     ctx: Ctx,
     state: web::Data<AppState>,
-    path: web::Path<(i64, i64)>,
+    path: web::Path<(i64, String, i64)>,
 ) -> PageResult {
     let caller = ctx.caller()?;
-    let (id, contact) = (DealId(path.0), path.1);
+    let (id, entity, target) = path.into_inner();
+    let id = DealId(id);
     let deal = state.modules.deals.deal(caller, id).await?;
-    let ids: Vec<i64> = deal
-        .contact_ids
-        .iter()
-        .copied()
-        .filter(|c| *c != contact)
-        .collect();
-    let patch = DealPatch {
-        main_contact_id: (deal.main_contact_id == Some(contact)).then(|| ids.first().copied()),
-        contact_ids: Some(ids),
-        ..DealPatch::default()
+    let without =
+        |ids: &[i64]| -> Vec<i64> { ids.iter().copied().filter(|c| *c != target).collect() };
+    let patch = match entity.as_str() {
+        "contact" => {
+            let ids = without(&deal.contact_ids);
+            DealPatch {
+                main_contact_id: (deal.main_contact_id == Some(target))
+                    .then(|| ids.first().copied()),
+                contact_ids: Some(ids),
+                ..DealPatch::default()
+            }
+        }
+        "company" => DealPatch {
+            company_ids: Some(without(&deal.company_ids)),
+            ..DealPatch::default()
+        },
+        _ => return Err(AppError::not_found("contact or company").into()),
     };
     relink(&ctx, &state, id, patch).await
 }
@@ -466,6 +508,9 @@ async fn save_patch(
     let deals = &state.modules.deals;
     let defs = deals.custom_fields(caller).await?;
     let get = |k: &str| filter::get(pairs, k);
+    // The page links contacts and companies in its own panel; a form that sends the ids (as
+    // the page did before) still sets them.
+    let sent = |k: &str| pairs.iter().any(|(key, _)| key == k);
     let responsible = get("responsible_user_id").trim();
     let main = get("main_contact_id").trim();
     let patch = DealPatch {
@@ -479,12 +524,21 @@ async fn save_patch(
         },
         tags: Some(split_tags(get("tags"))),
         custom_fields: Some(form_values(&defs, pairs)),
-        contact_ids: Some(parse_ids("contact_ids", get("contact_ids"))?),
-        main_contact_id: Some(match main {
-            "" => None,
-            m => parse_ids("main_contact_id", m)?.first().copied(),
-        }),
-        company_ids: Some(parse_ids("company_ids", get("company_ids"))?),
+        contact_ids: match sent("contact_ids") {
+            true => Some(parse_ids("contact_ids", get("contact_ids"))?),
+            false => None,
+        },
+        main_contact_id: match sent("main_contact_id") {
+            true => Some(match main {
+                "" => None,
+                m => parse_ids("main_contact_id", m)?.first().copied(),
+            }),
+            false => None,
+        },
+        company_ids: match sent("company_ids") {
+            true => Some(parse_ids("company_ids", get("company_ids"))?),
+            false => None,
+        },
     };
     deals.update_deal(caller, id, patch).await
 }
