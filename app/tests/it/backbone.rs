@@ -7,7 +7,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{amqp_url, broker_reachable};
+use crate::support::{amqp_url, rabbitmq_is_there, redis_is_there};
 use kernel::testing::TestDb;
 use rand::Rng;
 
@@ -231,43 +231,16 @@ fn events_survive_sigkill_exactly_once_on_postgres() {
 
 #[test]
 fn events_survive_sigkill_exactly_once_with_jobs_in_redis() {
-    let reachable = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !reachable {
-        if std::env::var_os("CI").is_some()
-            || std::env::var_os("VORONKA_TEST_REQUIRE_REDIS").is_some()
-        {
-            panic!("Redis is not reachable on 127.0.0.1:6379 and this run requires it");
-        }
-        eprintln!(
-            "SKIPPED: Redis is not reachable on 127.0.0.1:6379; the Redis crash test did not run"
-        );
-        return;
+    if redis_is_there("the Redis crash test") {
+        crash_and_recover("postgres", "redis");
     }
-    crash_and_recover("postgres", "redis");
 }
 
 #[test]
 fn events_survive_sigkill_exactly_once_on_rabbitmq() {
-    if !broker_reachable() {
-        if std::env::var_os("CI").is_some()
-            || std::env::var_os("VORONKA_TEST_REQUIRE_RABBITMQ").is_some()
-        {
-            panic!(
-                "RabbitMQ is not reachable at {} and this run requires it",
-                amqp_url()
-            );
-        }
-        eprintln!(
-            "SKIPPED: RabbitMQ is not reachable at {}; the RabbitMQ crash test did not run",
-            amqp_url()
-        );
-        return;
+    if rabbitmq_is_there("the RabbitMQ crash test") {
+        crash_and_recover("rabbitmq", "postgres");
     }
-    crash_and_recover("rabbitmq", "postgres");
 }
 
 /// apalis ends a job worker at the first failed call to its store and never starts it again; a

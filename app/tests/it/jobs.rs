@@ -12,7 +12,7 @@ use voronka::backbone::Backbone;
 use voronka::config::JobStoreKind;
 use voronka::events::probe::{self, ProbeSubscriber};
 
-use crate::support::{TestApp, amqp_url, broker_reachable, spawn_app_with_jobs};
+use crate::support::{TestApp, amqp_url, rabbitmq_is_there, redis_is_there, spawn_app_with_jobs};
 
 /// Workers that look for work every 20 ms and write results every 250 ms: tests wait less. (A
 /// shorter heartbeat risks a busy test machine taking a live worker for dead.)
@@ -99,25 +99,6 @@ async fn the_same_on_the_redis_job_store() {
     }
 }
 
-/// Whether Redis answers on its usual port; when it does not, a run that requires it (CI)
-/// fails, and another says that `what` did not run.
-fn redis_is_there(what: &str) -> bool {
-    if reachable("127.0.0.1:6379") {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() || std::env::var_os("VORONKA_TEST_REQUIRE_REDIS").is_some()
-    {
-        panic!("Redis is not reachable on 127.0.0.1:6379 and this run requires it");
-    }
-    eprintln!("SKIPPED: Redis is not reachable on 127.0.0.1:6379; {what} did not run");
-    false
-}
-
-fn reachable(addr: &str) -> bool {
-    addr.parse()
-        .is_ok_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_kills_its_own_job_and_the_worker_goes_on() {
     panicking_job_is_killed(JobStoreKind::Postgres).await;
@@ -134,16 +115,7 @@ async fn a_panicking_handler_on_the_redis_job_store_too() {
 /// queue like one that failed, and the consumer lives on to handle it once the subscriber works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_subscriber_on_rabbitmq_fails_its_batch_and_the_consumer_goes_on() {
-    if !broker_reachable() {
-        if std::env::var_os("CI").is_some()
-            || std::env::var_os("VORONKA_TEST_REQUIRE_RABBITMQ").is_some()
-        {
-            panic!(
-                "RabbitMQ is not reachable at {} and this run requires it",
-                amqp_url()
-            );
-        }
-        eprintln!("SKIPPED: RabbitMQ is not reachable; the panicking consumer test did not run");
+    if !rabbitmq_is_there("the panicking consumer test") {
         return;
     }
     let (name, _) = probe_name("panic-probe");

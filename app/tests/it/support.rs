@@ -456,6 +456,41 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// Whether RabbitMQ answers at [`amqp_url`]. When it does not, a run that requires it (CI, or
+/// `VORONKA_TEST_REQUIRE_RABBITMQ`) fails, and another says that `what` did not run.
+pub fn rabbitmq_is_there(what: &str) -> bool {
+    if broker_reachable() {
+        return true;
+    }
+    let url = amqp_url();
+    if std::env::var_os("CI").is_some()
+        || std::env::var_os("VORONKA_TEST_REQUIRE_RABBITMQ").is_some()
+    {
+        panic!("RabbitMQ is not reachable at {url} and this run requires it");
+    }
+    eprintln!("SKIPPED: RabbitMQ is not reachable at {url}; {what} did not run");
+    false
+}
+
+/// Whether Redis answers on 127.0.0.1:6379. When it does not, a run that requires it (CI, or
+/// `VORONKA_TEST_REQUIRE_REDIS`) fails, and another says that `what` did not run.
+pub fn redis_is_there(what: &str) -> bool {
+    let up = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], 6379)),
+        std::time::Duration::from_secs(1),
+    )
+    .is_ok();
+    if up {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() || std::env::var_os("VORONKA_TEST_REQUIRE_REDIS").is_some()
+    {
+        panic!("Redis is not reachable on 127.0.0.1:6379 and this run requires it");
+    }
+    eprintln!("SKIPPED: Redis is not reachable on 127.0.0.1:6379; {what} did not run");
+    false
+}
+
 /// Whether that broker answers (within a second).
 pub fn broker_reachable() -> bool {
     let url = amqp_url();
