@@ -181,6 +181,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/contacts/{id}", web::get().to(contacts::contact))
         .route("/contacts/{id}", web::post().to(contacts::save_contact))
+        .route(
+            "/contacts/{id}/deals",
+            web::post().to(contacts::contact_new_deal),
+        )
         .route("/contacts/{id}/companies", web::post().to(contacts::link))
         .route("/contacts/{id}/merge", web::post().to(contacts::merge))
         .route("/tasks", web::get().to(activities::tasks))
@@ -205,6 +209,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/companies/new", web::get().to(contacts::new_company))
         .route("/companies/{id}", web::get().to(contacts::company))
         .route("/companies/{id}", web::post().to(contacts::save_company))
+        .route(
+            "/companies/{id}/deals",
+            web::post().to(contacts::company_new_deal),
+        )
         .route(
             "/companies/{id}/merge",
             web::post().to(contacts::merge_company),

@@ -1474,3 +1474,122 @@ async fn contacts_are_found_linked_and_unlinked_from_the_deal_page() {
         "{html}"
     );
 }
+
+/// A deal made from a contact's page is linked to the contact (as its main contact) and opened;
+/// from a company's page, to the company; a nameless one is refused and nothing is made; a
+/// contact of another account gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_is_made_from_a_contacts_or_a_companys_page_and_linked_to_it() {
+    use contacts_api::{NewCompany, NewContact};
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let caller = Caller::user(t.account, t.admin.id);
+    let p = sales_pipeline(&app, caller).await;
+    let deals = &app.state.modules.deals;
+    let contacts = &app.state.modules.contacts;
+    let maria = contacts
+        .create_contact(
+            caller,
+            NewContact {
+                first_name: "Maria".into(),
+                ..NewContact::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .0;
+    let firm = contacts
+        .create_company(
+            caller,
+            NewCompany {
+                name: "Northwind Trading".into(),
+                ..NewCompany::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .0;
+    let admin = app.signed_in(&t.admin.email).await;
+    let pipeline = p.id.0.to_string();
+    let make = async |page: &str, name: &str| {
+        admin
+            .submit(
+                page,
+                &format!("{page}/deals"),
+                &[("name", name), ("pipeline", &pipeline)],
+            )
+            .await
+    };
+    let opened = |res: &reqwest::Response| -> DealId {
+        assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+        let to = res.headers()["location"].to_str().unwrap();
+        let id = to.trim_start_matches("/deals/").split(['?', '#']).next();
+        DealId(
+            id.unwrap()
+                .parse()
+                .unwrap_or_else(|_| panic!("opened {to}")),
+        )
+    };
+
+    let (status, html) = admin.text(&format!("/contacts/{maria}")).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(html.contains("data-test=\"new-deal\""), "{html}");
+    let id = opened(&make(&format!("/contacts/{maria}"), "Maria's order").await);
+    let d = deals.deal(caller, id).await.unwrap();
+    assert_eq!(d.name, "Maria's order");
+    assert_eq!(
+        (d.contact_ids, d.main_contact_id),
+        (vec![maria], Some(maria))
+    );
+    // In the first stage after the incoming leads, as a deal made by hand.
+    assert_eq!((d.pipeline_id, d.stage_id), (p.id, p.stages[1].id));
+    let (_, html) = admin.text(&format!("/contacts/{maria}")).await;
+    assert!(
+        html.contains(&format!("href=\"/deals/{}\"", id.0)),
+        "{html}"
+    );
+
+    let id = opened(&make(&format!("/companies/{firm}"), "Northwind supply").await);
+    let d = deals.deal(caller, id).await.unwrap();
+    assert_eq!((d.company_ids, d.contact_ids), (vec![firm], vec![]));
+
+    // No name: refused with the form's error, and no deal is made.
+    let count = async || {
+        deals
+            .list(
+                caller,
+                &DealFilter::default(),
+                ListSort::Id,
+                false,
+                PageRequest::new(None, Some(50)),
+            )
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    let before = count().await;
+    let res = make(&format!("/contacts/{maria}"), "  ").await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+    assert_eq!(count().await, before);
+
+    // Another account's contact: not found, nothing made.
+    let other = app.tenant("Other").await;
+    let stranger = contacts
+        .create_contact(
+            Caller::user(other.account, other.admin.id),
+            NewContact {
+                first_name: "Stranger".into(),
+                ..NewContact::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .0;
+    let res = make(&format!("/contacts/{stranger}"), "Stolen").await;
+    assert_eq!(res.status(), reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(count().await, before);
+}

@@ -135,6 +135,9 @@ struct ShowTpl<'a> {
     /// Companies a contact can be linked to (contacts only).
     choices: Vec<(i64, String)>,
     deals: Vec<LinkView>,
+    /// The pipelines a new deal of this contact or company can go to (none when the caller
+    /// may not see deals).
+    pipelines: Vec<(i64, String)>,
     /// Contacts that share a phone or an e-mail with this one (contacts only).
     duplicates: Vec<Duplicate>,
     /// The custom fields, with this record's values.
@@ -758,6 +761,15 @@ async fn show(
             (x.name, v, x.phones, x.emails, links, choices, deals)
         }
     };
+    let pipelines = state
+        .modules
+        .deals
+        .pipelines(caller)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.id.0, p.name))
+        .collect();
     let defs = c.custom_fields(caller, entity).await?;
     let groups = c.field_groups(caller, entity).await?;
     let fields = super::deals::deal::grouped_inputs(&groups, &defs, |d| {
@@ -792,10 +804,80 @@ async fn show(
             links,
             choices,
             deals,
+            pipelines,
             duplicates,
             errors,
         },
     )
+}
+
+#[derive(serde::Deserialize)]
+pub struct NewDealForm {
+    name: String,
+    pipeline: i64,
+}
+
+/// A new deal from a contact's or a company's page, linked to it (a contact becomes its main
+/// contact) and opened.
+async fn new_deal_of(
+    ctx: &Ctx,
+    state: &AppState,
+    entity: Entity,
+    id: i64,
+    form: &NewDealForm,
+) -> PageResult {
+    let caller = ctx.caller()?;
+    let c = &state.modules.contacts;
+    let mut new = deals_api::NewDeal::new(deals_api::PipelineId(form.pipeline), form.name.trim());
+    match entity {
+        Entity::Contact => {
+            if c.contacts_by_id(caller, vec![ContactId(id)])
+                .await?
+                .is_empty()
+            {
+                return Err(AppError::not_found("contact").into());
+            }
+            new.contact_ids = vec![id];
+            new.main_contact_id = Some(id);
+        }
+        Entity::Company => {
+            c.company(caller, CompanyId(id)).await?;
+            new.company_ids = vec![id];
+        }
+    }
+    match state.modules.deals.create_deal(caller, new).await {
+        Ok(d) => see_other(&format!("/deals/{}", d.id), Some("deals.created")),
+        Err(e) if is_form_error(&e) => {
+            show(
+                ctx,
+                state,
+                entity,
+                id,
+                super::form_status(&e),
+                FormErrors::from_error(&e),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn contact_new_deal(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<NewDealForm>,
+) -> PageResult {
+    new_deal_of(&ctx, &state, Entity::Contact, *path, &form).await
+}
+
+pub async fn company_new_deal(
+    ctx: Ctx,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    form: web::Form<NewDealForm>,
+) -> PageResult {
+    new_deal_of(&ctx, &state, Entity::Company, *path, &form).await
 }
 
 /// Merges the ticked (or chosen) records into the one whose page this is.
