@@ -1339,7 +1339,7 @@ async fn the_outbox_keeps_a_week_of_published_events_and_everything_unpublished(
 /// deal form's saves leave the links as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_are_found_linked_and_unlinked_from_the_deal_page() {
-    use contacts_api::{NewCompany, NewContact};
+    use contacts_api::NewContact;
     let app = spawn_app().await;
     let t = app.tenant("Acme").await;
     let caller = Caller::user(t.account, t.admin.id);
@@ -1375,31 +1375,8 @@ async fn contacts_are_found_linked_and_unlinked_from_the_deal_page() {
     };
     let maria = person("Maria", "+7 900 111-22-33").await;
     let olga = person("Olga", "+7 900 444-55-66").await;
-    let firm = contacts
-        .create_company(
-            caller,
-            NewCompany {
-                name: "Northwind Trading".into(),
-                ..NewCompany::default()
-            },
-        )
-        .await
-        .unwrap()
-        .id
-        .0;
-    let other = app.tenant("Other").await;
-    let stranger = contacts
-        .create_contact(
-            Caller::user(other.account, other.admin.id),
-            NewContact {
-                first_name: "Stranger".into(),
-                ..NewContact::default()
-            },
-        )
-        .await
-        .unwrap()
-        .id
-        .0;
+    let firm = northwind(&app, caller).await;
+    let stranger = strangers_contact(&app).await;
 
     let admin = app.signed_in(&t.admin.email).await;
     let page = format!("/deals/{}", deal.id.0);
@@ -1480,7 +1457,7 @@ async fn contacts_are_found_linked_and_unlinked_from_the_deal_page() {
 /// contact of another account gets none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deal_is_made_from_a_contacts_or_a_companys_page_and_linked_to_it() {
-    use contacts_api::{NewCompany, NewContact};
+    use contacts_api::NewContact;
     let app = spawn_app().await;
     let t = app.tenant("Acme").await;
     let caller = Caller::user(t.account, t.admin.id);
@@ -1499,18 +1476,7 @@ async fn a_deal_is_made_from_a_contacts_or_a_companys_page_and_linked_to_it() {
         .unwrap()
         .id
         .0;
-    let firm = contacts
-        .create_company(
-            caller,
-            NewCompany {
-                name: "Northwind Trading".into(),
-                ..NewCompany::default()
-            },
-        )
-        .await
-        .unwrap()
-        .id
-        .0;
+    let firm = northwind(&app, caller).await;
     let admin = app.signed_in(&t.admin.email).await;
     let pipeline = p.id.0.to_string();
     let make = async |page: &str, name: &str| {
@@ -1576,20 +1542,45 @@ async fn a_deal_is_made_from_a_contacts_or_a_companys_page_and_linked_to_it() {
     assert_eq!(count().await, before);
 
     // Another account's contact: not found, nothing made.
+    let stranger = strangers_contact(&app).await;
+    let res = make(&format!("/contacts/{stranger}"), "Stolen").await;
+    assert_eq!(res.status(), reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(count().await, before);
+}
+
+/// A contact of another account ("Other").
+async fn strangers_contact(app: &TestApp) -> i64 {
     let other = app.tenant("Other").await;
-    let stranger = contacts
+    app.state
+        .modules
+        .contacts
         .create_contact(
             Caller::user(other.account, other.admin.id),
-            NewContact {
+            contacts_api::NewContact {
                 first_name: "Stranger".into(),
-                ..NewContact::default()
+                ..Default::default()
             },
         )
         .await
         .unwrap()
         .id
-        .0;
-    let res = make(&format!("/contacts/{stranger}"), "Stolen").await;
-    assert_eq!(res.status(), reqwest::StatusCode::NOT_FOUND);
-    assert_eq!(count().await, before);
+        .0
+}
+
+/// A company, "Northwind Trading", of the caller's account.
+async fn northwind(app: &TestApp, caller: Caller) -> i64 {
+    app.state
+        .modules
+        .contacts
+        .create_company(
+            caller,
+            contacts_api::NewCompany {
+                name: "Northwind Trading".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .0
 }

@@ -847,18 +847,7 @@ async fn new_deal_of(
     }
     match state.modules.deals.create_deal(caller, new).await {
         Ok(d) => see_other(&format!("/deals/{}", d.id), Some("deals.created")),
-        Err(e) if is_form_error(&e) => {
-            show(
-                ctx,
-                state,
-                entity,
-                id,
-                super::form_status(&e),
-                FormErrors::from_error(&e),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => back_to_record(ctx, state, entity, id, Err(e), "").await,
     }
 }
 
