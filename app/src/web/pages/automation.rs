@@ -114,6 +114,11 @@ fn action_key(code: &str) -> Option<&'static str> {
     })
 }
 
+/// An action's name in the reader's language (its code, when this version does not know it).
+fn action_name(ctx: &Ctx, code: &str) -> String {
+    action_key(code).map_or(code.to_string(), |k| ctx.t(k).to_string())
+}
+
 fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
     let stage = |id: i64| {
         p.stages
@@ -122,7 +127,7 @@ fn action_text(ctx: &Ctx, p: &Pipeline, a: &Action) -> String {
             .map(|s| s.name.clone())
             .unwrap_or_else(|| id.to_string())
     };
-    let label = action_key(a.code()).map_or(a.code().to_string(), |k| ctx.t(k).to_string());
+    let label = action_name(ctx, a.code());
     let detail = match a {
         Action::CreateTask { text, .. }
         | Action::AddNote { text }
@@ -880,9 +885,10 @@ fn lines(ctx: &Ctx, runs: Vec<Run>) -> Vec<RunLine> {
                 .steps
                 .into_iter()
                 .map(|s| {
-                    let name =
-                        action_key(&s.action).map_or(s.action.clone(), |k| ctx.t(k).to_string());
-                    (s.ok, format!("{name}: {}", s.detail))
+                    (
+                        s.ok,
+                        format!("{}: {}", action_name(ctx, &s.action), s.detail),
+                    )
                 })
                 .collect(),
             error: r.error.unwrap_or_default(),

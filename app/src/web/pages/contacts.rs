@@ -811,6 +811,21 @@ async fn show(
     )
 }
 
+/// Not found unless the contact or company is one of the account's that the caller can see
+/// (for links to it made from another page).
+pub(crate) async fn must_see(
+    state: &AppState,
+    caller: Caller,
+    entity: Entity,
+    id: i64,
+) -> Result<(), AppError> {
+    let c = &state.modules.contacts;
+    match entity {
+        Entity::Contact => c.contact(caller, ContactId(id)).await.map(drop),
+        Entity::Company => c.company(caller, CompanyId(id)).await.map(drop),
+    }
+}
+
 #[derive(serde::Deserialize)]
 pub struct NewDealForm {
     name: String,
@@ -827,23 +842,14 @@ async fn new_deal_of(
     form: &NewDealForm,
 ) -> PageResult {
     let caller = ctx.caller()?;
-    let c = &state.modules.contacts;
+    must_see(state, caller, entity, id).await?;
     let mut new = deals_api::NewDeal::new(deals_api::PipelineId(form.pipeline), form.name.trim());
     match entity {
         Entity::Contact => {
-            if c.contacts_by_id(caller, vec![ContactId(id)])
-                .await?
-                .is_empty()
-            {
-                return Err(AppError::not_found("contact").into());
-            }
             new.contact_ids = vec![id];
             new.main_contact_id = Some(id);
         }
-        Entity::Company => {
-            c.company(caller, CompanyId(id)).await?;
-            new.company_ids = vec![id];
-        }
+        Entity::Company => new.company_ids = vec![id],
     }
     match state.modules.deals.create_deal(caller, new).await {
         Ok(d) => see_other(&format!("/deals/{}", d.id), Some("deals.created")),

@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use askama::Template;
+use contacts_api::Entity;
 use deals_api::{
     Deal, DealId, DealPatch, FieldType, LossReason, LossReasonId, MoveTo, Pipeline, StageId,
     StageKind,
@@ -61,8 +62,8 @@ struct DealTpl<'a> {
     tags: String,
     /// The linked contacts by name (the contacts module resolves the ids).
     people: Vec<(i64, String)>,
-    /// The contact search of the Contacts panel: what was asked, and the contacts found that
-    /// are not linked yet (id, name, what matched besides the name).
+    /// The search of the Contacts panel: what was asked, and the contacts and companies found
+    /// that are not linked yet.
     contact_q: String,
     found: Vec<Found>,
     /// The linked companies by name.
@@ -201,8 +202,8 @@ async fn render_with(
             .await?
             .into_iter()
             .filter(|h| match h.entity {
-                contacts_api::Entity::Contact => !deal.contact_ids.contains(&h.id),
-                contacts_api::Entity::Company => !deal.company_ids.contains(&h.id),
+                Entity::Contact => !deal.contact_ids.contains(&h.id),
+                Entity::Company => !deal.company_ids.contains(&h.id),
             })
             .map(|h| Found {
                 entity: h.entity.as_str(),
@@ -375,8 +376,10 @@ pub async fn link(
 ) -> PageResult {
     let caller = ctx.caller()?;
     let id = DealId(*path);
+    let entity =
+        Entity::parse(&form.entity).ok_or_else(|| AppError::not_found("contact or company"))?;
     let deal = state.modules.deals.deal(caller, id).await?;
-    let contacts = &state.modules.contacts;
+    crate::web::pages::contacts::must_see(&state, caller, entity, form.id).await?;
     let add = |ids: &[i64]| {
         let mut ids = ids.to_vec();
         if !ids.contains(&form.id) {
@@ -384,30 +387,16 @@ pub async fn link(
         }
         ids
     };
-    let patch = match form.entity.as_str() {
-        "contact" => {
-            let known = contacts
-                .contacts_by_id(caller, vec![contacts_api::ContactId(form.id)])
-                .await?;
-            if known.is_empty() {
-                return Err(AppError::not_found("contact").into());
-            }
-            DealPatch {
-                contact_ids: Some(add(&deal.contact_ids)),
-                main_contact_id: deal.main_contact_id.is_none().then_some(Some(form.id)),
-                ..DealPatch::default()
-            }
-        }
-        "company" => {
-            contacts
-                .company(caller, contacts_api::CompanyId(form.id))
-                .await?;
-            DealPatch {
-                company_ids: Some(add(&deal.company_ids)),
-                ..DealPatch::default()
-            }
-        }
-        _ => return Err(AppError::not_found("contact or company").into()),
+    let patch = match entity {
+        Entity::Contact => DealPatch {
+            contact_ids: Some(add(&deal.contact_ids)),
+            main_contact_id: deal.main_contact_id.is_none().then_some(Some(form.id)),
+            ..DealPatch::default()
+        },
+        Entity::Company => DealPatch {
+            company_ids: Some(add(&deal.company_ids)),
+            ..DealPatch::default()
+        },
     };
     relink(&ctx, &state, id, patch).await
 }
@@ -422,11 +411,12 @@ pub async fn unlink(
     let caller = ctx.caller()?;
     let (id, entity, target) = path.into_inner();
     let id = DealId(id);
+    let entity = Entity::parse(&entity).ok_or_else(|| AppError::not_found("contact or company"))?;
     let deal = state.modules.deals.deal(caller, id).await?;
     let without =
         |ids: &[i64]| -> Vec<i64> { ids.iter().copied().filter(|c| *c != target).collect() };
-    let patch = match entity.as_str() {
-        "contact" => {
+    let patch = match entity {
+        Entity::Contact => {
             let ids = without(&deal.contact_ids);
             DealPatch {
                 main_contact_id: (deal.main_contact_id == Some(target))
@@ -435,11 +425,10 @@ pub async fn unlink(
                 ..DealPatch::default()
             }
         }
-        "company" => DealPatch {
+        Entity::Company => DealPatch {
             company_ids: Some(without(&deal.company_ids)),
             ..DealPatch::default()
         },
-        _ => return Err(AppError::not_found("contact or company").into()),
     };
     relink(&ctx, &state, id, patch).await
 }
